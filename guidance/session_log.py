@@ -1,0 +1,392 @@
+"""Session log: one SQLite database (WAL journal) per guidance session.
+
+Everything the team decides or the program warns about during a session is appended as a
+timestamped *event*: registrations with their FRE, applicator poses the user confirmed,
+dose parameters and coverage, warnings, and user actions. The log is the record of what
+happened in the room and the input of a replay.
+
+Crash safety
+------------
+Every event is its own transaction, committed before :meth:`SessionLog.append` returns,
+with ``journal_mode=WAL`` and ``synchronous=FULL``: a process killed with SIGKILL (or a
+power cut, as far as the disk honours ``fsync``) loses nothing that was already appended.
+The next :func:`open_session_log` replays the WAL automatically (SQLite's own recovery).
+
+Never overwriting
+-----------------
+:meth:`SessionLog.create` refuses an existing file. :meth:`SessionLog.open` checks the
+SQLite header, runs ``PRAGMA quick_check`` and the schema *before* writing anything; a
+corrupt or foreign file raises :class:`~models.errors.InputError` and is left untouched.
+
+Events are stored as ``(seq, t_unix_s, t_mono_s, kind, payload JSON)``; 4x4 transforms are
+stored as nested lists (row-major, mm). ``kind`` is one of :data:`EVENT_KINDS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.errors import InputError
+from models.validation import as_transform
+
+log = logging.getLogger(__name__)
+
+#: Schema version written in the ``meta`` table; bump when the layout changes.
+SCHEMA_VERSION = 1
+#: Identifies our databases among other SQLite files (``PRAGMA application_id``).
+APPLICATION_ID = 0x494F5254  # "IORT"
+#: Event kinds a session log holds.
+EVENT_KINDS: tuple[str, ...] = (
+    "session_start", "registration", "confirmed_pose", "dose", "warning", "action",
+    "session_end",
+)
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    t_unix_s REAL NOT NULL,
+    t_mono_s REAL NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX events_kind ON events(kind);
+"""
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    """One recorded event.
+
+    Attributes
+    ----------
+    seq : int
+        Order of recording, from 1.
+    t_unix_s : float
+        Wall-clock time (s since the Unix epoch, UTC).
+    t_mono_s : float
+        Monotonic clock (s) of the recording process; differences within one process run.
+    kind : str
+        One of :data:`EVENT_KINDS`.
+    payload : dict
+        The event's fields (JSON types; transforms as 4x4 nested lists).
+    """
+
+    seq: int
+    t_unix_s: float
+    t_mono_s: float
+    kind: str
+    payload: dict[str, Any] = field(default_factory=dict)
+
+    def transform(self, key: str) -> np.ndarray:
+        """A 4x4 transform stored in the payload under ``key`` as a float64 array."""
+        return np.asarray(self.payload[key], dtype=np.float64).reshape(4, 4)
+
+
+def _jsonable(value: Any) -> Any:
+    """Convert numpy values and nested containers to JSON types (NaN/inf become None)."""
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    raise TypeError(f"session log payload value of type {type(value).__name__} is not "
+                    "recordable; pass numbers, strings, lists, dicts or numpy arrays")
+
+
+def _check_file(path: Path) -> None:
+    """Raise InputError unless ``path`` starts with the SQLite header (read-only check)."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise InputError(f"session log {path}: cannot read ({exc.strerror})") from exc
+    if head != _SQLITE_MAGIC:
+        raise InputError(f"session log {path}: not an SQLite database (bad header); the file "
+                         "was left untouched — choose another path or restore a backup")
+
+
+class SessionLog:
+    """Append-only, crash-safe record of one session (SQLite WAL).
+
+    Use :meth:`create` for a new session and :meth:`open` to read back or continue one.
+    Thread safe: the GUI thread and workers may append concurrently.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "s.sqlite"
+    >>> with SessionLog.create(path, case_id="phantom") as slog:
+    ...     _ = slog.log_warning("tracking lost", source="applicator")
+    >>> [e.kind for e in SessionLog.open(path, readonly=True).events()]
+    ['session_start', 'warning']
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
+        self._conn = conn
+        self.path = path
+        self.readonly = readonly
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # ----------------------------------------------------------------- life cycle
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], *, case_id: str = "",
+               metadata: Mapping[str, Any] | None = None) -> SessionLog:
+        """Create a new session log at ``path``; refuses an existing file.
+
+        Parameters
+        ----------
+        path : path-like
+            New database file (parent directories are created).
+        case_id : str
+            Which case the session belongs to (recorded in ``meta`` and the start event).
+        metadata : mapping, optional
+            Extra fields recorded in the ``session_start`` event (versions, calibration...).
+        """
+        path = Path(path)
+        if path.exists():
+            raise InputError(f"session log {path} already exists; a session log is never "
+                             "overwritten — choose a new path (or open it to continue)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        try:
+            cls._configure(conn)
+            conn.execute("BEGIN")
+            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("case_id", case_id),
+                ("created_unix_s", repr(time.time())),
+            ])
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        slog = cls(conn, path, readonly=False)
+        slog.append("session_start", {"case_id": case_id, **dict(metadata or {})})
+        log.info("session log created: %s", path)
+        return slog
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> SessionLog:
+        """Open an existing session log to read it back or continue appending.
+
+        Raises
+        ------
+        InputError
+            The file is missing, not SQLite, corrupt, or not a session log. Nothing is
+            written to the file before these checks pass.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"session log {path} does not exist")
+        _check_file(path)
+        # Open read-only first: a damaged file is diagnosed without writing a byte to it.
+        # (Read-only still lets SQLite read a WAL left behind by a killed writer.)
+        probe = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                check_same_thread=False, isolation_level=None)
+        try:
+            cls._validate(probe, path)
+        except sqlite3.DatabaseError as exc:
+            probe.close()
+            raise InputError(f"session log {path} is damaged ({exc}); the file was left "
+                             "untouched — keep it for inspection and start a new log") from exc
+        except BaseException:
+            probe.close()
+            raise
+        if readonly:
+            return cls(probe, path, readonly=True)
+        probe.close()
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        cls._configure(conn)
+        return cls(conn, path, readonly=False)
+
+    @staticmethod
+    def _configure(conn: sqlite3.Connection) -> None:
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.warning("session log: journal mode is %s, not WAL", mode)
+        conn.execute("PRAGMA synchronous=FULL")
+
+    @staticmethod
+    def _validate(conn: sqlite3.Connection, path: Path) -> None:
+        check = conn.execute("PRAGMA quick_check").fetchall()
+        if [r[0] for r in check] != ["ok"]:
+            problems = "; ".join(str(r[0]) for r in check[:3])
+            raise InputError(f"session log {path} failed the integrity check ({problems}); "
+                             "the file was left untouched — start a new log")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if app_id != APPLICATION_ID or not {"meta", "events"} <= tables:
+            raise InputError(f"session log {path} is an SQLite file but not an IORT session "
+                             "log; choose another path")
+        version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if version is None or int(version[0]) > SCHEMA_VERSION:
+            raise InputError(f"session log {path} has schema version "
+                             f"{None if version is None else version[0]}; this program reads "
+                             f"up to {SCHEMA_VERSION} — update the program")
+
+    def close(self) -> None:
+        """Close the database (idempotent). A clean close checkpoints the WAL."""
+        with self._lock:
+            if not self._closed:
+                self._conn.close()
+                self._closed = True
+
+    def __enter__(self) -> SessionLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.readonly and not self._closed:
+            self.append("session_end", {})
+        self.close()
+
+    # ------------------------------------------------------------------ writing
+    def append(self, kind: str, payload: Mapping[str, Any]) -> int:
+        """Record one event durably; returns its sequence number.
+
+        The event is committed (fsync'ed in WAL mode with ``synchronous=FULL``) before
+        this returns.
+        """
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"kind {kind!r} is not an event kind; choose one of: "
+                             f"{', '.join(EVENT_KINDS)}")
+        if self.readonly:
+            raise PermissionError(f"session log {self.path} was opened read-only")
+        text = json.dumps(_jsonable(dict(payload)), allow_nan=False, sort_keys=True)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"session log {self.path} is closed")
+            cur = self._conn.execute(
+                "INSERT INTO events(t_unix_s, t_mono_s, kind, payload) VALUES (?, ?, ?, ?)",
+                (time.time(), time.monotonic(), kind, text))
+            return int(cur.lastrowid)
+
+    def log_registration(self, *, method: str, fre_mm: float,
+                         patient_from_reference: np.ndarray, accepted: bool,
+                         tre_predicted_mm: float | None = None,
+                         residuals_mm: Mapping[str, float] | None = None,
+                         n_points: int | None = None) -> int:
+        """Record a registration result (paired-point or surface) and whether it was accepted."""
+        m = as_transform(patient_from_reference, name="patient_from_reference", rigid=True)
+        return self.append("registration", {
+            "method": method, "fre_mm": float(fre_mm), "accepted": bool(accepted),
+            "tre_predicted_mm": None if tre_predicted_mm is None else float(tre_predicted_mm),
+            "residuals_mm": dict(residuals_mm or {}), "n_points": n_points,
+            "patient_from_reference": m})
+
+    def log_confirmed_pose(self, *, patient_from_applicator: np.ndarray,
+                           beam: Mapping[str, Any], coverage: Mapping[str, Any],
+                           distance_to_plan_mm: float | None = None,
+                           angle_to_plan_deg: float | None = None,
+                           user: str = "") -> int:
+        """Record an applicator pose the user confirmed with its dose parameters and coverage.
+
+        ``beam`` holds energy_mev, applicator_diameter_mm, bevel_deg, disc, prescription_gy;
+        ``coverage`` e.g. ``{"CTV": {"v90_percent": .., "d90_gy": ..}, "BOWEL": {...}}``.
+        """
+        m = as_transform(patient_from_applicator, name="patient_from_applicator", rigid=True)
+        return self.append("confirmed_pose", {
+            "patient_from_applicator": m, "beam": dict(beam), "coverage": dict(coverage),
+            "distance_to_plan_mm": distance_to_plan_mm, "angle_to_plan_deg": angle_to_plan_deg,
+            "user": user})
+
+    def log_dose(self, *, beam: Mapping[str, Any], coverage: Mapping[str, Any],
+                 compute_ms: float | None = None) -> int:
+        """Record a dose computation's parameters and coverage numbers."""
+        return self.append("dose", {"beam": dict(beam), "coverage": dict(coverage),
+                                    "compute_ms": compute_ms})
+
+    def log_warning(self, message: str, *, source: str = "") -> int:
+        """Record a warning shown to the user (lost tracking, poor registration, ...)."""
+        return self.append("warning", {"message": str(message), "source": str(source)})
+
+    def log_action(self, action: str, **detail: Any) -> int:
+        """Record a user action (mode switch, energy change, confirm, ...)."""
+        return self.append("action", {"action": str(action), **detail})
+
+    # ------------------------------------------------------------------ reading
+    def meta(self) -> dict[str, str]:
+        """The ``meta`` table (schema_version, case_id, created_unix_s)."""
+        with self._lock:
+            return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def events(self, kind: str | None = None) -> list[SessionEvent]:
+        """All events in recording order, optionally only those of one ``kind``."""
+        return list(self.iter_events(kind))
+
+    def iter_events(self, kind: str | None = None) -> Iterator[SessionEvent]:
+        """Iterate events in recording order (a replay reads these)."""
+        query = "SELECT seq, t_unix_s, t_mono_s, kind, payload FROM events"
+        args: tuple[Any, ...] = ()
+        if kind is not None:
+            query += " WHERE kind = ?"
+            args = (kind,)
+        with self._lock:
+            rows = self._conn.execute(query + " ORDER BY seq", args).fetchall()
+        for seq, t_unix, t_mono, k, payload in rows:
+            yield SessionEvent(int(seq), float(t_unix), float(t_mono), str(k),
+                               json.loads(payload))
+
+    def last(self, kind: str) -> SessionEvent | None:
+        """The most recent event of ``kind`` or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT seq, t_unix_s, t_mono_s, kind, payload FROM events WHERE kind = ? "
+                "ORDER BY seq DESC LIMIT 1", (kind,)).fetchone()
+        if row is None:
+            return None
+        return SessionEvent(int(row[0]), float(row[1]), float(row[2]), str(row[3]),
+                            json.loads(row[4]))
+
+
+def replay(path: str | os.PathLike[str], *, speed: float = 0.0,
+           sleep: Any = time.sleep) -> Iterator[SessionEvent]:
+    """Yield the events of a recorded session in order, optionally paced in real time.
+
+    Parameters
+    ----------
+    path : path-like
+        A session log.
+    speed : float, default 0
+        0 yields as fast as possible; 1 reproduces the recorded timing; 2 twice as fast.
+    sleep : callable
+        Sleeping function (injected by tests).
+    """
+    slog = SessionLog.open(path, readonly=True)
+    try:
+        events = slog.events()
+    finally:
+        slog.close()
+    previous: float | None = None
+    for event in events:
+        if speed > 0 and previous is not None:
+            sleep(max(0.0, (event.t_unix_s - previous) / speed))
+        previous = event.t_unix_s
+        yield event
