@@ -1,0 +1,519 @@
+"""OpenIGTLink server: streams tool poses and status out, accepts poses and images in.
+
+Peers (3D Slicer's OpenIGTLinkIF, PLUS, a ``pyigtl`` client) connect over TCP. The server
+sends ``TRANSFORM`` messages (applicator, pointer, reference, ... as ``patient_from_tool``
+or ``camera_from_tool``) and ``STATUS`` messages, and receives ``TRANSFORM`` and ``IMAGE``
+messages from external trackers and cameras (and ``STRING``/``POINT``/``POSITION``, which
+pyigtl also decodes).
+
+Protocol: OpenIGTLink v1/v2 header (58 bytes, big endian: version, type[12], device[20],
+timestamp sec + fraction, body size, CRC-64 ECMA-182) + body; see
+http://openigtlink.org/developers/spec. Message bodies are encoded and decoded with
+``pyigtl``'s message classes (its ``STATUS`` is missing and is implemented here).
+
+Robustness choices
+------------------
+* Listens on ``127.0.0.1`` unless another host is given.
+* Sends with a *blocking* socket from one sender thread per client (``pyigtl``'s own
+  ``sendall`` on a socket with a 10 ms timeout fails for multi-megabyte IMAGEs). A client
+  that stops reading fills its bounded queue; the oldest messages are dropped (logged).
+* A message with a bad CRC, an unknown type or an undecodable body is dropped with a log
+  line and the connection keeps going. A body larger than ``max_body_bytes`` is read and
+  discarded in chunks (bounded memory) and logged. A header that is not OpenIGTLink at
+  all (garbage type/name, absurd size) means the stream is out of sync: that connection is
+  closed with a log line; the server keeps accepting others.
+* Every thread polls a stop flag at least every ``poll_s``; :meth:`IgtlServer.stop` joins
+  them all with a timeout.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import select
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyigtl
+from pyigtl.messages import CRC64, MessageBase
+
+from models.validation import as_transform
+
+log = logging.getLogger(__name__)
+
+#: Default OpenIGTLink port (the protocol's registered port).
+DEFAULT_PORT = 18944
+HEADER_SIZE = MessageBase.IGTL_HEADER_SIZE
+_HEADER = struct.Struct("> H 12s 20s I I Q Q")
+#: Above this declared size the stream is considered garbage, not a big message.
+_ABSURD_BODY_BYTES = 1 << 34
+
+#: OpenIGTLink STATUS codes (spec v2).
+STATUS_CODES: dict[str, int] = {
+    "INVALID": 0, "OK": 1, "UNKNOWN_ERROR": 2, "PANICK_MODE": 3, "NOT_FOUND": 4,
+    "ACCESS_DENIED": 5, "BUSY": 6, "TIME_OUT": 7, "OVERFLOW": 8, "CHECKSUM_ERROR": 9,
+    "CONFIG_ERROR": 10, "RESOURCE_ERROR": 11, "UNKNOWN_INSTRUCTION": 12, "NOT_READY": 13,
+    "MANUAL_MODE": 14, "DISABLED": 15, "NOT_PRESENT": 16, "UNKNOWN_VERSION": 17,
+    "HARDWARE_FAILURE": 18, "SHUT_DOWN": 19,
+}
+
+
+class StatusMessage(MessageBase):
+    """OpenIGTLink ``STATUS`` message (pyigtl has none): code, subcode, error name, text.
+
+    Body: ``uint16 code, int64 subcode, char[20] error_name, char[] status_string``
+    (null-terminated), big endian (OpenIGTLink spec v2, STATUS).
+    """
+
+    _FIXED = struct.Struct("> H q 20s")
+
+    def __init__(self, code: int = 1, message: str = "", *, subcode: int = 0,
+                 error_name: str = "", timestamp: float | None = None,
+                 device_name: str | None = None) -> None:
+        super().__init__(timestamp=timestamp, device_name=device_name)
+        self._message_type = "STATUS"
+        self.code = int(code)
+        self.subcode = int(subcode)
+        self.error_name = str(error_name)[:20]
+        self.status_string = str(message)
+        self._valid_message = True
+
+    def content_asstring(self) -> str:
+        return (f"Code: {self.code}\nSubcode: {self.subcode}\nError name: {self.error_name}\n"
+                f"Status: {self.status_string}")
+
+    def _pack_content(self) -> bytes:
+        return (self._FIXED.pack(self.code, self.subcode, self.error_name.encode("ascii"))
+                + self.status_string.encode("utf8") + b"\x00")
+
+    def _unpack_content(self, content: bytes) -> None:
+        if len(content) < self._FIXED.size:
+            raise ValueError(f"STATUS body of {len(content)} bytes is shorter than "
+                             f"{self._FIXED.size}")
+        code, subcode, name = self._FIXED.unpack(content[: self._FIXED.size])
+        self.code, self.subcode = int(code), int(subcode)
+        self.error_name = name.rstrip(b"\x00").decode("ascii", "replace")
+        self.status_string = content[self._FIXED.size:].split(b"\x00", 1)[0].decode(
+            "utf8", "replace")
+
+
+#: Message types this server decodes (pyigtl's classes plus our STATUS).
+MESSAGE_CLASSES: dict[str, type[MessageBase]] = {
+    "TRANSFORM": pyigtl.TransformMessage,
+    "IMAGE": pyigtl.ImageMessage,
+    "STRING": pyigtl.StringMessage,
+    "POINT": pyigtl.PointMessage,
+    "POSITION": pyigtl.PositionMessage,
+    "STATUS": StatusMessage,
+}
+
+
+@dataclass
+class ServerStats:
+    """Counters since start (read them for the status bar and tests)."""
+
+    connections: int = 0
+    received: int = 0
+    sent: int = 0
+    dropped_malformed: int = 0
+    dropped_oversized: int = 0
+    dropped_unknown: int = 0
+    dropped_send_queue: int = 0
+    disconnected_garbage: int = 0
+    last_error: str = ""
+
+
+@dataclass
+class ReceivedMessage:
+    """One decoded incoming message.
+
+    ``message`` is the pyigtl object (``.matrix`` for TRANSFORM, ``.image`` and
+    ``.ijk_to_world_matrix`` for IMAGE); ``received_s`` is ``time.monotonic()`` at arrival.
+    """
+
+    message_type: str
+    device_name: str
+    timestamp_s: float
+    message: MessageBase
+    received_s: float = field(default_factory=time.monotonic)
+
+
+class _HeaderError(Exception):
+    """The bytes received are not an OpenIGTLink header: the stream is out of sync."""
+
+
+def parse_header(header: bytes) -> tuple[int, str, str, float, int, int]:
+    """Decode and sanity-check a 58-byte header.
+
+    Returns ``(version, message_type, device_name, timestamp_s, body_size, crc)``.
+    Raises ``_HeaderError`` when the bytes cannot be an OpenIGTLink header.
+    """
+    version, mtype, device, sec, frac, body_size, crc = _HEADER.unpack(header)
+    try:
+        type_text = mtype.rstrip(b"\x00").decode("ascii")
+        device_text = device.split(b"\x00", 1)[0].decode("utf8")
+    except UnicodeDecodeError as exc:
+        raise _HeaderError("type or device name is not text") from exc
+    if version not in (1, 2, 3) or not type_text or not all(
+            c.isalnum() or c in "_+-" for c in type_text):
+        raise _HeaderError(f"version {version}, type {type_text!r}")
+    if body_size > _ABSURD_BODY_BYTES:
+        raise _HeaderError(f"declared body size {body_size} bytes")
+    timestamp = sec + frac / 2.0**32
+    return version, type_text, device_text, timestamp, body_size, crc
+
+
+class _Client:
+    """One connected peer: a receive thread and a sender thread over one blocking socket."""
+
+    def __init__(self, server: IgtlServer, sock: socket.socket, address: tuple) -> None:
+        self.server = server
+        self.sock = sock
+        self.address = address
+        self.queue: collections.deque[bytes] = collections.deque()
+        self.cond = threading.Condition()
+        self.closed = threading.Event()
+        sock.setblocking(True)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rx = threading.Thread(target=self._receive_loop, name=f"igtl-rx-{address}",
+                                   daemon=True)
+        self.tx = threading.Thread(target=self._send_loop, name=f"igtl-tx-{address}",
+                                   daemon=True)
+        self.rx.start()
+        self.tx.start()
+
+    # ---------------------------------------------------------------- sending
+    def enqueue(self, data: bytes) -> None:
+        with self.cond:
+            if len(self.queue) >= self.server.send_queue_size:
+                self.queue.popleft()
+                self.server._count("dropped_send_queue")
+                log.warning("OpenIGTLink client %s is not reading; dropped the oldest "
+                            "queued message", self.address)
+            self.queue.append(data)
+            self.cond.notify()
+
+    def _send_loop(self) -> None:
+        while not self.closed.is_set():
+            with self.cond:
+                if not self.queue:
+                    self.cond.wait(self.server.poll_s)
+                    continue
+                data = self.queue.popleft()
+            try:
+                self.sock.sendall(data)  # blocking socket: no partial-send failure
+            except OSError as exc:
+                log.info("OpenIGTLink client %s: send failed (%s); closing", self.address, exc)
+                self.close()
+                return
+            self.server._count("sent")
+
+    # -------------------------------------------------------------- receiving
+    def _recv_exact(self, n: int, *, sink: bool = False, idle_ok: bool = False) -> bytes | None:
+        """Read exactly ``n`` bytes (or discard them with ``sink``); None on close/stop.
+
+        A peer silent for ``body_timeout_s`` in the middle of a message is dropped; with
+        ``idle_ok`` silence before the first byte is fine (waiting for the next message).
+        """
+        chunks: list[bytes] = []
+        remaining = n
+        last_progress = time.monotonic()
+        while remaining > 0:
+            if self.closed.is_set():
+                return None
+            readable, _, _ = select.select([self.sock], [], [], self.server.poll_s)
+            if not readable:
+                started = n > remaining or not idle_ok
+                if started and time.monotonic() - last_progress > self.server.body_timeout_s:
+                    log.warning("OpenIGTLink client %s stalled mid-message; closing",
+                                self.address)
+                    return None
+                continue
+            try:
+                chunk = self.sock.recv(min(remaining, 1 << 20))
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            remaining -= len(chunk)
+            last_progress = time.monotonic()
+            if not sink:
+                chunks.append(chunk)
+        return b"" if sink else b"".join(chunks)
+
+    def _receive_loop(self) -> None:
+        try:
+            while not self.closed.is_set():
+                header = self._recv_exact(HEADER_SIZE, idle_ok=True)
+                if header is None:
+                    break
+                try:
+                    version, mtype, device, stamp, body_size, crc = parse_header(header)
+                except _HeaderError as exc:
+                    self.server._count("disconnected_garbage", f"not OpenIGTLink: {exc}")
+                    log.warning("OpenIGTLink client %s sent a header that is not OpenIGTLink "
+                                "(%s); closing this connection", self.address, exc)
+                    break
+                if body_size > self.server.max_body_bytes:
+                    self.server._count("dropped_oversized",
+                                       f"{mtype} {device!r}: {body_size} bytes")
+                    log.warning("OpenIGTLink %s %r from %s: body of %d bytes exceeds the "
+                                "limit of %d; dropped", mtype, device, self.address,
+                                body_size, self.server.max_body_bytes)
+                    if self._recv_exact(body_size, sink=True) is None:
+                        break
+                    continue
+                body = self._recv_exact(body_size)
+                if body is None:
+                    break
+                self.server._handle(version, mtype, device, stamp, body, crc, self.address)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        with self.cond:
+            self.cond.notify_all()
+        self.server._forget(self)
+
+
+class IgtlServer:
+    """OpenIGTLink server (TCP) for tool poses, status and incoming images.
+
+    Parameters
+    ----------
+    port : int, default 18944
+        TCP port; 0 picks a free port (read :attr:`port` after :meth:`start`).
+    host : str, default "127.0.0.1"
+        Interface to listen on. Only give another address on a trusted network.
+    max_body_bytes : int, default 64 MiB
+        Larger incoming messages are discarded and logged.
+    on_message : callable, optional
+        Called from the receive thread with each :class:`ReceivedMessage`; keep it short.
+    send_queue_size : int, default 256
+        Messages queued per client before the oldest are dropped.
+    poll_s : float, default 0.05
+        Longest time a thread waits before checking for :meth:`stop`.
+
+    Examples
+    --------
+    >>> with IgtlServer(port=0) as server:
+    ...     server.send_transform("Applicator", np.eye(4))
+    ...     server.port > 0
+    True
+    """
+
+    def __init__(self, port: int = DEFAULT_PORT, *, host: str = "127.0.0.1",
+                 max_body_bytes: int = 64 << 20,
+                 on_message: Callable[[ReceivedMessage], None] | None = None,
+                 send_queue_size: int = 256, poll_s: float = 0.05,
+                 body_timeout_s: float = 5.0, received_queue_size: int = 1000) -> None:
+        if not 0 <= int(port) <= 65535:
+            raise ValueError(f"port must be 0..65535, got {port}")
+        if int(max_body_bytes) <= 0:
+            raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
+        self.host = host
+        self.port = int(port)
+        self.max_body_bytes = int(max_body_bytes)
+        self.on_message = on_message
+        self.send_queue_size = int(send_queue_size)
+        self.poll_s = float(poll_s)
+        self.body_timeout_s = float(body_timeout_s)
+        self.stats = ServerStats()
+        self._latest: dict[tuple[str, str], ReceivedMessage] = {}
+        self._received: collections.deque[ReceivedMessage] = collections.deque(
+            maxlen=received_queue_size)
+        self._clients: list[_Client] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------- life cycle
+    def start(self) -> IgtlServer:
+        """Bind, listen and start accepting clients (returns self)."""
+        if self._listener is not None:
+            return self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"OpenIGTLink: cannot listen on {self.host}:{self.port} "
+                          f"({exc.strerror}); choose another port with --igtl-port") from exc
+        sock.listen(8)
+        sock.settimeout(self.poll_s)
+        self.port = sock.getsockname()[1]
+        self._listener = sock
+        self._stop.clear()
+        self._accept_thread = threading.Thread(target=self._accept_loop, name="igtl-accept",
+                                               daemon=True)
+        self._accept_thread.start()
+        log.info("OpenIGTLink server listening on %s:%d", self.host, self.port)
+        return self
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Close every connection and the listening socket; join the threads."""
+        self._stop.set()
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            client.close()
+        threads = [t for c in clients for t in (c.rx, c.tx)]
+        if self._accept_thread is not None:
+            threads.append(self._accept_thread)
+        deadline = time.monotonic() + timeout_s
+        for thread in threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    def __enter__(self) -> IgtlServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def n_clients(self) -> int:
+        """Number of connected clients."""
+        with self._lock:
+            return len(self._clients)
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stop.is_set():
+            try:
+                conn, address = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+            client = _Client(self, conn, address)
+            with self._lock:
+                self._clients.append(client)
+            self._count("connections")
+            log.info("OpenIGTLink client connected: %s", address)
+
+    def _forget(self, client: _Client) -> None:
+        with self._lock:
+            if client in self._clients:
+                self._clients.remove(client)
+                log.info("OpenIGTLink client disconnected: %s", client.address)
+
+    def _count(self, name: str, error: str = "") -> None:
+        with self._lock:
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
+            if error:
+                self.stats.last_error = error
+
+    # ---------------------------------------------------------------- sending
+    def send(self, message: MessageBase) -> int:
+        """Queue a pyigtl message for every connected client; returns the number of clients."""
+        if not message.is_valid:
+            raise ValueError(f"{message.message_type} message has no valid content")
+        data = message.pack()
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            client.enqueue(data)
+        return len(clients)
+
+    def send_transform(self, device_name: str, matrix: np.ndarray, *,
+                       timestamp_s: float | None = None) -> int:
+        """Send a 4x4 transform (mm) named ``device_name`` (e.g. ``"ApplicatorToPatient"``)."""
+        m = as_transform(matrix, name=f"transform {device_name!r}")
+        return self.send(pyigtl.TransformMessage(m, timestamp=timestamp_s,
+                                                 device_name=device_name))
+
+    def send_status(self, device_name: str, code: int | str = "OK", message: str = "", *,
+                    subcode: int = 0, error_name: str = "") -> int:
+        """Send a STATUS (``code`` as number or name from :data:`STATUS_CODES`)."""
+        if isinstance(code, str):
+            if code not in STATUS_CODES:
+                raise ValueError(f"status code {code!r} unknown; choose one of: "
+                                 f"{', '.join(STATUS_CODES)}")
+            code = STATUS_CODES[code]
+        return self.send(StatusMessage(code, message, subcode=subcode, error_name=error_name,
+                                       device_name=device_name))
+
+    def send_image(self, device_name: str, image: np.ndarray,
+                   ijk_to_world: np.ndarray | None = None) -> int:
+        """Send an IMAGE (``image`` as pyigtl expects: (k, j, i) or (k, j, i, c))."""
+        return self.send(pyigtl.ImageMessage(image, ijk_to_world_matrix=ijk_to_world,
+                                             device_name=device_name))
+
+    # -------------------------------------------------------------- receiving
+    def _handle(self, version: int, mtype: str, device: str, stamp: float, body: bytes,
+                crc: int, address: tuple) -> None:
+        if CRC64(body) != crc:
+            self._count("dropped_malformed", f"{mtype} {device!r}: CRC mismatch")
+            log.warning("OpenIGTLink %s %r from %s: CRC mismatch; dropped", mtype, device,
+                        address)
+            return
+        cls = MESSAGE_CLASSES.get(mtype)
+        if cls is None:
+            self._count("dropped_unknown")
+            log.info("OpenIGTLink %s %r from %s: type not handled; ignored", mtype, device,
+                     address)
+            return
+        message = cls()
+        try:
+            message.unpack({"header_version": version, "message_type": mtype,
+                            "device_name": device, "timestamp": stamp}, body)
+            if mtype == "TRANSFORM" and not np.all(np.isfinite(message.matrix)):
+                raise ValueError("matrix is not finite")
+        except Exception as exc:  # any decoding failure of untrusted bytes is a bad message
+            self._count("dropped_malformed", f"{mtype} {device!r}: {exc}")
+            log.warning("OpenIGTLink %s %r from %s could not be decoded (%s); dropped",
+                        mtype, device, address, exc)
+            return
+        received = ReceivedMessage(mtype, device, stamp, message)
+        with self._lock:
+            self._latest[(mtype, device)] = received
+            self._received.append(received)
+            self.stats.received += 1
+        if self.on_message is not None:
+            try:
+                self.on_message(received)
+            except Exception:
+                log.exception("OpenIGTLink on_message callback failed")
+
+    def latest(self, message_type: str, device_name: str) -> ReceivedMessage | None:
+        """The most recent message of this type and device, or None."""
+        with self._lock:
+            return self._latest.get((message_type, device_name))
+
+    def drain(self) -> list[ReceivedMessage]:
+        """All messages received since the last call, oldest first."""
+        with self._lock:
+            out = list(self._received)
+            self._received.clear()
+        return out
+
+    def wait_for(self, message_type: str, device_name: str, *, timeout_s: float,
+                 newer_than_s: float = -1.0) -> ReceivedMessage | None:
+        """Wait (bounded) for a message received after ``newer_than_s`` (monotonic s)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = self.latest(message_type, device_name)
+            if found is not None and found.received_s > newer_than_s:
+                return found
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.002)
