@@ -1,0 +1,250 @@
+"""Camera intrinsics from ChArUco views: view selection, calibration, outlier rejection.
+
+Method: Zhang's planar calibration (Z. Zhang, "A flexible new technique for camera
+calibration", IEEE TPAMI 22(11), 2000, doi:10.1109/34.888718) as implemented by
+``cv2.calibrateCameraExtended`` (Levenberg–Marquardt over intrinsics, Brown–Conrady
+distortion and per-view poses), fed with ChArUco corners matched to board points by
+``CharucoBoard.matchImagePoints`` (OpenCV 5 API).
+
+Pipeline (:func:`calibrate_camera`):
+
+1. drop views with no board, or fewer than ``min_corners`` corners or collinear corners;
+2. drop blurred views (Laplacian variance below ``blur_fraction`` x the median of the
+   candidate views) and near-duplicates of a kept view (same corners within
+   ``duplicate_px`` on average: a camera standing still adds no information);
+3. calibrate; views whose RMS error exceeds ``max(outlier_factor x median,
+   outlier_floor_px)`` are rejected as outliers and the calibration is repeated
+   (``max_rounds`` times at most, never below ``min_views`` views);
+4. report the per-view errors, the standard deviations of fx, fy, cx, cy from the
+   covariance of the final solution, and a coverage map of the image (corners per cell).
+
+Fewer than ``min_views`` usable views, a board spec that does not match the printed board,
+or a final RMS above ``max_rms_px`` raise :class:`~calibration.errors.CalibrationError`
+saying why and what to do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from calibration.boards import BoardSpec
+from calibration.camera import CameraCalibration, ViewReport
+from calibration.charuco import CharucoDetection, detect_charuco, make_detector
+from calibration.errors import CalibrationError
+from calibration.validation import as_image_size
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IntrinsicsOptions:
+    """Settings of :func:`calibrate_camera` (defaults suit a 720p–1080p webcam)."""
+
+    min_views: int = 8
+    min_corners: int = 6
+    blur_fraction: float = 0.3
+    duplicate_px: float = 3.0
+    outlier_factor: float = 3.0
+    outlier_floor_px: float = 0.3
+    max_rounds: int = 3
+    max_rms_px: float = 1.0
+    coverage_grid: tuple[int, int] = (8, 6)
+    flags: int = 0
+    min_coverage_percent: float = 40.0
+
+
+def _candidate_status(det: CharucoDetection, board: BoardSpec, min_corners: int) -> str | None:
+    if det.n_corners == 0:
+        return "no_board"
+    if det.n_corners < min_corners:
+        return "too_few_corners"
+    if board.cv_board.checkCharucoCornersCollinear(det.ids.reshape(-1, 1)):
+        return "too_few_corners"
+    return None
+
+
+def _is_duplicate(det: CharucoDetection, kept: Sequence[CharucoDetection], tol_px: float) -> bool:
+    for other in kept:
+        common, ia, ib = np.intersect1d(det.ids, other.ids, return_indices=True)
+        if common.size < 0.8 * max(det.n_corners, other.n_corners):
+            continue
+        shift = np.linalg.norm(det.corners_px[ia] - other.corners_px[ib], axis=1).mean()
+        if shift < tol_px:
+            return True
+    return False
+
+
+def _diagnose(detections: Sequence[CharucoDetection], board: BoardSpec,
+              statuses: Counter, n_usable: int, min_views: int) -> CalibrationError:
+    n = len(detections)
+    counts = ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(statuses.items()))
+    markers = sum(d.n_markers for d in detections)
+    corners = sum(d.n_corners for d in detections)
+    foreign = sorted({int(i) for d in detections for i in d.foreign_marker_ids})
+    if markers == 0 and not foreign:
+        hint = (f"no {board.dictionary} markers were found in any image: check --dictionary "
+                f"(or the board file), lighting and focus")
+    elif corners == 0 or foreign:
+        hint = (f"markers were found but do not fit board {board.describe()}"
+                + (f" (marker ids {foreign[:8]} are not on it)" if foreign else "")
+                + ": check --squares (columns x rows), the dictionary and --legacy-pattern")
+    else:
+        hint = (f"only {n_usable} usable views, need at least {min_views}: show the whole "
+                f"board from more, different, sharp viewpoints")
+    return CalibrationError(f"cannot calibrate from {n} image(s) ({counts}); {hint}")
+
+
+def _coverage(detections: Sequence[CharucoDetection], image_size: tuple[int, int],
+              grid: tuple[int, int]) -> tuple[np.ndarray, float]:
+    cols, rows = grid
+    width, height = image_size
+    counts = np.zeros((rows, cols), np.int64)
+    for det in detections:
+        ix = np.clip((det.corners_px[:, 0] / width * cols).astype(int), 0, cols - 1)
+        iy = np.clip((det.corners_px[:, 1] / height * rows).astype(int), 0, rows - 1)
+        np.add.at(counts, (iy, ix), 1)
+    return counts, 100.0 * np.count_nonzero(counts) / counts.size
+
+
+def calibrate_camera(detections: Sequence[CharucoDetection], image_size: tuple[int, int],
+                     board: BoardSpec, *, names: Sequence[str] | None = None,
+                     options: IntrinsicsOptions | None = None) -> CameraCalibration:
+    """Calibrate intrinsics from ChArUco detections of one camera.
+
+    Parameters
+    ----------
+    detections : sequence of CharucoDetection
+        One per image (from :func:`calibration.charuco.detect_charuco`).
+    image_size : (int, int)
+        ``(width, height)`` px of every image.
+    board : BoardSpec
+        The board that was shown.
+    names : sequence of str, optional
+        A name per image (file names), used in reports and messages.
+    options : IntrinsicsOptions, optional
+        Thresholds; defaults if omitted.
+
+    Returns
+    -------
+    CameraCalibration
+        With ``views`` telling the fate of every image.
+
+    Raises
+    ------
+    CalibrationError
+        Too few usable views, a board spec that does not match the images, or an RMS error
+        above ``options.max_rms_px``.
+    """
+    opts = options or IntrinsicsOptions()
+    size = as_image_size(image_size)
+    names = list(names) if names is not None else [f"view {i}" for i in range(len(detections))]
+    if len(names) != len(detections):
+        raise CalibrationError(f"names has {len(names)} entries for {len(detections)} detections")
+    status: list[str | None] = [_candidate_status(d, board, opts.min_corners)
+                                for d in detections]
+    candidates = [i for i, s in enumerate(status) if s is None]
+    if candidates:
+        median_sharp = float(np.median([detections[i].sharpness for i in candidates]))
+        kept: list[CharucoDetection] = []
+        for i in candidates:
+            det = detections[i]
+            if det.sharpness < opts.blur_fraction * median_sharp:
+                status[i] = "blurred"
+            elif _is_duplicate(det, kept, opts.duplicate_px):
+                status[i] = "duplicate"
+            else:
+                kept.append(det)
+    used = [i for i, s in enumerate(status) if s is None]
+    if len(used) < opts.min_views:
+        counts = Counter(s or "usable" for s in status)
+        raise _diagnose(detections, board, counts, len(used), opts.min_views)
+
+    rejected_error: dict[int, float] = {}
+    for round_no in range(opts.max_rounds + 1):
+        obj_pts, img_pts = [], []
+        for i in used:
+            det = detections[i]
+            obj, img = board.cv_board.matchImagePoints(
+                det.corners_px.astype(np.float32).reshape(-1, 1, 2), det.ids.reshape(-1, 1))
+            obj_pts.append(obj)
+            img_pts.append(img)
+        try:
+            (rms, k, dist, _rvecs, _tvecs, std_intr, _std_extr,
+             per_view) = cv2.calibrateCameraExtended(obj_pts, img_pts, size, None, None,
+                                                     flags=opts.flags)
+        except cv2.error as exc:
+            raise CalibrationError(f"OpenCV calibration failed on {len(used)} views "
+                                   f"({exc.err}); capture more varied views") from exc
+        per_view = np.asarray(per_view, dtype=np.float64).ravel()
+        threshold = max(opts.outlier_factor * float(np.median(per_view)), opts.outlier_floor_px)
+        bad = [(e, i) for e, i in zip(per_view, used, strict=True) if e > threshold]
+        room = len(used) - opts.min_views
+        if not bad or room <= 0 or round_no == opts.max_rounds:
+            break
+        bad = sorted(bad, reverse=True)[:room]
+        for err, i in bad:
+            status[i] = "outlier"
+            rejected_error[i] = float(err)
+            log.info("view %s rejected as outlier: %.3f px > %.3f px", names[i], err, threshold)
+        used = [i for i in used if status[i] is None]
+
+    if not np.isfinite(rms) or rms > opts.max_rms_px:
+        raise CalibrationError(
+            f"calibration RMS {rms:.2f} px exceeds {opts.max_rms_px:.2f} px: check the board "
+            f"spec ({board.describe()}) against the printed board, and that all images come "
+            f"from the same camera at the same zoom/focus")
+    error_of = dict(zip(used, per_view, strict=True))
+    reports = tuple(
+        ViewReport(name=names[i], status=status[i] or "used", n_corners=d.n_corners,
+                   sharpness=d.sharpness,
+                   error_px=float(error_of.get(i, rejected_error.get(i, np.nan))))
+        for i, d in enumerate(detections))
+    coverage_map, coverage = _coverage([detections[i] for i in used], size, opts.coverage_grid)
+    if coverage < opts.min_coverage_percent:
+        log.warning("board corners covered only %.0f %% of the image: add views with the board "
+                    "near the edges and corners of the image", coverage)
+    std = np.asarray(std_intr, dtype=np.float64).ravel()[:4]
+    log.info("calibrated %d views: RMS %.3f px, fx %.1f ± %.2f px", len(used), rms, k[0, 0],
+             std[0])
+    return CameraCalibration(
+        camera_matrix=np.asarray(k, dtype=np.float64),
+        dist_coeffs=np.asarray(dist, dtype=np.float64).ravel(), image_size=size,
+        rms_px=float(rms), per_view_px=per_view, intrinsics_std_px=std,
+        coverage_percent=float(coverage), coverage_map=coverage_map,
+        view_names=tuple(names[i] for i in used), board=board.to_json_dict(), views=reports)
+
+
+def calibrate_from_images(images: Iterable[tuple[str, np.ndarray]], board: BoardSpec, *,
+                          options: IntrinsicsOptions | None = None) -> CameraCalibration:
+    """Detect the board in ``(name, image)`` pairs and calibrate.
+
+    All images must have the same size (the first one sets it).
+
+    Raises
+    ------
+    CalibrationError
+        Mixed image sizes (naming the file), or anything :func:`calibrate_camera` raises.
+    """
+    detector = make_detector(board)
+    detections: list[CharucoDetection] = []
+    names: list[str] = []
+    size: tuple[int, int] | None = None
+    for name, image in images:
+        this_size = (int(image.shape[1]), int(image.shape[0]))
+        if size is None:
+            size = this_size
+        elif this_size != size:
+            raise CalibrationError(f"{name}: image is {this_size[0]}x{this_size[1]} px but the "
+                                   f"first image is {size[0]}x{size[1]}; calibrate one camera "
+                                   f"resolution at a time")
+        detections.append(detect_charuco(image, board, detector))
+        names.append(name)
+    if size is None:
+        raise CalibrationError("no images to calibrate from")
+    return calibrate_camera(detections, size, board, names=names, options=options)

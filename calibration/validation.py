@@ -1,0 +1,104 @@
+"""Validators for the calibration package (numpy only; ``models.validation`` is off limits).
+
+Public functions check their arguments with these on their first lines. Type problems
+raise :class:`TypeError`; value problems raise :class:`~calibration.errors.CalibrationError`
+(a :class:`ValueError`) whose message quotes the caller's name for the value (``name=``),
+so a message read from a file can say ``calib.json: camera_matrix ...``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from calibration.errors import CalibrationError
+
+
+def as_array(value: Any, *, name: str, shape: tuple[int | None, ...] | None = None,
+             finite: bool = True) -> np.ndarray:
+    """Return ``value`` as a float64 array, checking shape (``None`` = any) and finiteness.
+
+    Examples
+    --------
+    >>> as_array([[1, 2]], name="corners_px", shape=(None, 2)).shape
+    (1, 2)
+    """
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}") from exc
+    if shape is not None:
+        ok = arr.ndim == len(shape) and all(
+            want is None or want == got for want, got in zip(shape, arr.shape, strict=True))
+        if not ok:
+            want_txt = "x".join("N" if s is None else str(s) for s in shape)
+            raise CalibrationError(f"{name} must have shape {want_txt}, got {arr.shape}")
+    if finite and not np.all(np.isfinite(arr)):
+        raise CalibrationError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def as_transforms(value: Any, *, name: str, atol: float = 1e-4) -> np.ndarray:
+    """Return an (N, 4, 4) float64 stack of rigid transforms (a single 4x4 becomes N=1).
+
+    The rotation blocks must be orthonormal with determinant +1 within ``atol`` and the
+    last rows ``[0, 0, 0, 1]``.
+    """
+    arr = as_array(value, name=name)
+    if arr.shape == (4, 4):
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1:] != (4, 4):
+        raise CalibrationError(f"{name} must be a stack of 4x4 transforms (Nx4x4), "
+                               f"got shape {arr.shape}")
+    if not np.allclose(arr[:, 3], [0.0, 0.0, 0.0, 1.0], atol=atol):
+        raise CalibrationError(f"{name}: every transform needs the last row [0, 0, 0, 1]")
+    rot = arr[:, :3, :3]
+    gram = np.einsum("nij,nkj->nik", rot, rot)
+    bad = np.flatnonzero(np.abs(gram - np.eye(3)).max(axis=(1, 2)) > atol)
+    if bad.size:
+        raise CalibrationError(f"{name}[{bad[0]}]: rotation block is not orthonormal "
+                               f"(is it a rigid transform in mm?)")
+    if np.any(np.linalg.det(rot) < 0):
+        raise CalibrationError(f"{name}: a rotation block is a reflection (det < 0)")
+    return arr
+
+
+def as_camera_matrix(value: Any, *, name: str = "camera_matrix") -> np.ndarray:
+    """Return a 3x3 OpenCV intrinsic matrix ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]``."""
+    k = as_array(value, name=name, shape=(3, 3))
+    if not np.allclose(k[2], [0.0, 0.0, 1.0]) or k[1, 0] != 0:
+        raise CalibrationError(f"{name} must look like [[fx, 0, cx], [0, fy, cy], [0, 0, 1]], "
+                               f"got bottom rows {k[1].tolist()}, {k[2].tolist()}")
+    if k[0, 0] <= 0 or k[1, 1] <= 0:
+        raise CalibrationError(f"{name}: focal lengths must be positive, "
+                               f"got fx={k[0, 0]}, fy={k[1, 1]}")
+    return k
+
+
+def as_image_size(value: Any, *, name: str = "image_size") -> tuple[int, int]:
+    """Return ``(width, height)`` in pixels as two positive ints."""
+    try:
+        width, height = value
+    except (TypeError, ValueError) as exc:
+        raise CalibrationError(f"{name} must be [width, height] in pixels, got {value!r}") from exc
+    out = []
+    for v in (width, height):
+        if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
+            raise CalibrationError(f"{name} must be [width, height] in pixels, got {value!r}")
+        if not np.isfinite(v) or v != int(v) or int(v) <= 0:
+            raise CalibrationError(f"{name} must be two positive whole numbers, got {value!r}")
+        out.append(int(v))
+    return out[0], out[1]
+
+
+def as_positive(value: Any, *, name: str, allow_zero: bool = False) -> float:
+    """Return a finite positive (or non-negative with ``allow_zero``) float."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a number, got {value!r}") from exc
+    if not np.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        kind = "non-negative" if allow_zero else "positive"
+        raise CalibrationError(f"{name} must be a finite {kind} number, got {value!r}")
+    return number
