@@ -1,0 +1,245 @@
+"""CT slice images for the OR monitor: axial, sagittal, coronal through the applicator.
+
+Plain numpy/OpenCV (no Qt): each view is an RGB image of the CT (windowed) resampled on a
+plane through a point (the centre of the applicator's end face), with structure outlines,
+isodose lines and the applicator's beam axis drawn on it. The monitor only displays the
+image. Display conventions are radiological:
+
+* axial: columns to patient left (+x), rows to posterior (+y) — anterior at the top;
+* sagittal: columns to posterior (+y), rows to inferior (-z) — superior at the top;
+* coronal: columns to patient left (+x), rows to inferior (-z).
+
+``patient_from_pixel`` of each :class:`SliceImage` maps ``(column, row, 0)`` to LPS mm, so
+a test can check where a point is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from models.validation import as_array, as_positive, as_transform
+from models.volume import Volume
+
+ORIENTATIONS: tuple[str, ...] = ("axial", "sagittal", "coronal")
+#: (column direction, row direction) in LPS for each orientation.
+_AXES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "axial": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
+    "sagittal": ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),
+    "coronal": ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0)),
+}
+
+
+@dataclass(frozen=True)
+class Outline:
+    """A structure to outline: boolean mask on the CT grid and its colour (RGB 0-255)."""
+
+    mask: np.ndarray
+    color_rgb: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class IsodoseLevel:
+    """An isodose line: dose level (Gy) and colour (RGB 0-255)."""
+
+    level_gy: float
+    color_rgb: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class SliceImage:
+    """A rendered slice.
+
+    Attributes
+    ----------
+    orientation : str
+        One of :data:`ORIENTATIONS`.
+    rgb : (H, W, 3) uint8
+        The picture.
+    patient_from_pixel : (4, 4) array
+        Maps ``(column, row, 0, 1)`` (pixel centres) to patient LPS mm.
+    """
+
+    orientation: str
+    rgb: np.ndarray
+    patient_from_pixel: np.ndarray
+
+    def pixel_of(self, point_lps: np.ndarray) -> np.ndarray:
+        """(column, row) where a patient point projects on this slice (orthogonally)."""
+        p = as_array(point_lps, name="point_lps", shape=(3,))
+        pixel_from_patient = np.linalg.inv(self.patient_from_pixel)
+        return (pixel_from_patient[:3, :3] @ p + pixel_from_patient[:3, 3])[:2]
+
+
+def plane_frame(orientation: str, centre_lps: np.ndarray, *, size_px: int,
+                pixel_mm: float) -> np.ndarray:
+    """``patient_from_pixel`` of a square slice of ``size_px`` pixels centred on a point."""
+    if orientation not in _AXES:
+        raise ValueError(f"orientation {orientation!r} unknown; choose one of: "
+                         f"{', '.join(ORIENTATIONS)}")
+    col, row = (np.asarray(a) for a in _AXES[orientation])
+    normal = np.cross(col, row)
+    out = np.eye(4)
+    out[:3, 0] = col * pixel_mm
+    out[:3, 1] = row * pixel_mm
+    out[:3, 2] = normal * pixel_mm
+    half = (size_px - 1) / 2.0
+    out[:3, 3] = np.asarray(centre_lps, dtype=np.float64) - half * pixel_mm * (col + row)
+    return out
+
+
+def sample_plane(volume: Volume, patient_from_pixel: np.ndarray, size_px: int, *,
+                 order: int, fill_value: float = 0.0) -> np.ndarray:
+    """Values of ``volume`` at the pixel centres of a plane, shape (size_px, size_px) float32."""
+    rows, cols = np.mgrid[0:size_px, 0:size_px].astype(np.float64)
+    pixel = np.stack([cols.ravel(), rows.ravel(), np.zeros(cols.size), np.ones(cols.size)])
+    voxel_from_pixel = volume.voxel_from_patient @ patient_from_pixel
+    ijk = (voxel_from_pixel @ pixel)[:3]
+    array = volume.array
+    if array.dtype == np.bool_:
+        array = array.view(np.uint8)
+    values = ndimage.map_coordinates(array, ijk[::-1], order=order, mode="constant",
+                                     cval=fill_value, output=np.float32)
+    return values.reshape(size_px, size_px)
+
+
+def window_ct(hu: np.ndarray, *, level_hu: float = 40.0, width_hu: float = 400.0) -> np.ndarray:
+    """Grey uint8 image of CT values with a window (default soft tissue)."""
+    low = level_hu - width_hu / 2.0
+    grey = np.clip((hu - low) / width_hu * 255.0, 0, 255).astype(np.uint8)
+    return grey
+
+
+def render_slice(ct: Volume, orientation: str, centre_lps: np.ndarray, *,
+                 outlines: Mapping[str, Outline] | None = None,
+                 dose: Volume | None = None,
+                 isodoses: Sequence[IsodoseLevel] = (),
+                 patient_from_applicator: np.ndarray | None = None,
+                 size_px: int = 256, pixel_mm: float = 1.0,
+                 level_hu: float = 40.0, width_hu: float = 400.0) -> SliceImage:
+    """Render one slice view (see module docstring).
+
+    Parameters
+    ----------
+    ct : Volume
+        CT in HU.
+    orientation : str
+        ``"axial"``, ``"sagittal"`` or ``"coronal"``.
+    centre_lps : (3,) array
+        Point the slice passes through (mm), e.g. the applicator end-face centre.
+    outlines : mapping of name to Outline, optional
+        Structure masks on the CT grid, drawn as 1-px outlines.
+    dose : Volume, optional
+        Dose in Gy (any grid); with ``isodoses`` drawn as 2-px lines.
+    patient_from_applicator : (4, 4) array, optional
+        Draws the beam axis (dashed behind the end face, solid 60 mm into tissue).
+    size_px, pixel_mm : int, float
+        Image size (square) and pixel size.
+    """
+    centre = as_array(centre_lps, name="centre_lps", shape=(3,))
+    pixel_mm = as_positive(pixel_mm, name="pixel_mm")
+    frame = plane_frame(orientation, centre, size_px=size_px, pixel_mm=pixel_mm)
+    hu = sample_plane(ct, frame, size_px, order=1, fill_value=-1000.0)
+    rgb = np.repeat(window_ct(hu, level_hu=level_hu, width_hu=width_hu)[..., None], 3, axis=2)
+    for outline in (outlines or {}).values():
+        inside = sample_plane(ct.with_array(outline.mask), frame, size_px, order=0) > 0.5
+        _draw_contours(rgb, inside, outline.color_rgb, thickness=1)
+    if dose is not None:
+        dose_plane = sample_plane(dose, frame, size_px, order=1)
+        for iso in isodoses:
+            _draw_contours(rgb, dose_plane >= iso.level_gy, iso.color_rgb, thickness=2)
+    if patient_from_applicator is not None:
+        _draw_axis(rgb, frame, as_transform(patient_from_applicator,
+                                            name="patient_from_applicator", rigid=True))
+    return SliceImage(orientation, np.ascontiguousarray(rgb), frame)
+
+
+def _draw_contours(rgb: np.ndarray, inside: np.ndarray, color: tuple[int, int, int], *,
+                   thickness: int) -> None:
+    if not inside.any():
+        return
+    contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_LIST,
+                                   cv2.CHAIN_APPROX_NONE)
+    cv2.drawContours(rgb, contours, -1, tuple(int(c) for c in color), thickness)
+
+
+def _draw_axis(rgb: np.ndarray, patient_from_pixel: np.ndarray,
+               patient_from_applicator: np.ndarray) -> None:
+    pixel_from_patient = np.linalg.inv(patient_from_pixel)
+    pixel_from_applicator = pixel_from_patient @ patient_from_applicator
+
+    def to_px(z_mm: float) -> tuple[int, int]:
+        p = pixel_from_applicator @ np.array([0.0, 0.0, z_mm, 1.0])
+        return round(p[0]), round(p[1])
+
+    cv2.line(rgb, to_px(0.0), to_px(60.0), (0, 230, 255), 1, cv2.LINE_AA)
+    for start in range(-150, 0, 10):
+        cv2.line(rgb, to_px(float(start)), to_px(start + 5.0), (0, 230, 255), 1, cv2.LINE_AA)
+    cv2.circle(rgb, to_px(0.0), 3, (0, 230, 255), -1)
+
+
+def render_dvh_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                    colors: Mapping[str, tuple[int, int, int]], *, size: tuple[int, int],
+                    max_dose_gy: float | None = None,
+                    prescription_gy: float | None = None) -> np.ndarray:
+    """Cumulative DVH plot as an RGB image (dark background).
+
+    Parameters
+    ----------
+    curves : mapping name -> (dose_edges_gy, cumulative_percent)
+        Each curve as from :class:`models.dvh.DVH` (``dose_edges_gy``,
+        ``cumulative_percent``).
+    colors : mapping name -> RGB 0-255
+    size : (width, height) in pixels
+    max_dose_gy : float, optional
+        Right end of the dose axis (default: largest dose in the curves).
+    prescription_gy : float, optional
+        Drawn as a vertical dashed line.
+    """
+    width, height = (int(v) for v in size)
+    img = np.full((height, width, 3), 24, np.uint8)
+    left, right, top, bottom = 48, width - 12, 12, height - 30
+    top_dose = max_dose_gy or max((float(e[-1]) for e, _ in curves.values()), default=1.0)
+    top_dose = max(top_dose, 1e-6)
+
+    def xy(dose_gy: np.ndarray, percent: np.ndarray) -> np.ndarray:
+        x = left + (right - left) * np.asarray(dose_gy) / top_dose
+        y = bottom - (bottom - top) * np.asarray(percent) / 100.0
+        return np.stack([x, y], axis=1).round().astype(np.int32)
+
+    grid = (70, 70, 70)
+    for pct in (0, 25, 50, 75, 100):
+        y = round(bottom - (bottom - top) * pct / 100.0)
+        cv2.line(img, (left, y), (right, y), grid, 1)
+        cv2.putText(img, f"{pct}%", (4, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (200, 200, 200), 1, cv2.LINE_AA)
+    step = _nice_step(top_dose)
+    for k in range(int(top_dose / step) + 1):
+        x = round(left + (right - left) * k * step / top_dose)
+        cv2.line(img, (x, bottom), (x, bottom + 4), (200, 200, 200), 1)
+        cv2.putText(img, f"{k * step:g}", (x - 8, bottom + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
+                    (200, 200, 200), 1, cv2.LINE_AA)
+    cv2.putText(img, "Gy", (right - 18, height - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                (200, 200, 200), 1, cv2.LINE_AA)
+    if prescription_gy:
+        x = round(left + (right - left) * prescription_gy / top_dose)
+        for y in range(top, bottom, 8):
+            cv2.line(img, (x, y), (x, min(y + 4, bottom)), (255, 255, 255), 1)
+    for name, (edges, percent) in curves.items():
+        pts = xy(edges, percent)
+        cv2.polylines(img, [pts], False, tuple(int(c) for c in colors.get(name, (255, 255, 255))),
+                      2, cv2.LINE_AA)
+    return img
+
+
+def _nice_step(span: float) -> float:
+    raw = span / 5.0
+    base = 10.0 ** np.floor(np.log10(raw))
+    for mult in (1.0, 2.0, 5.0, 10.0):
+        if raw <= mult * base:
+            return float(mult * base)
+    return float(10.0 * base)
