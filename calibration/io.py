@@ -153,9 +153,11 @@ def _write_opencv(calibration: CameraCalibration, path: Path) -> None:
 def _read_opencv(path: Path) -> CameraCalibration:
     try:
         fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-    except cv2.error as exc:
+    except (cv2.error, SystemError) as exc:  # parse errors surface as SystemError in 5.0
+        cause = exc.__cause__ or exc.__context__ or exc
+        detail = getattr(cause, "err", str(cause)).strip()
         raise CalibrationError(f"{path}: not a readable OpenCV YAML/XML file "
-                               f"({exc.err.strip()})") from exc
+                               f"({detail})") from exc
     if not fs.isOpened():
         raise CalibrationError(f"{path}: cannot open as OpenCV YAML/XML")
     try:

@@ -1,0 +1,132 @@
+"""Calibration files: JSON and OpenCV YAML/XML round trips, strict reading of bad files."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from calibration.camera import CameraCalibration
+from calibration.errors import CalibrationError
+from calibration.io import load_calibration, save_calibration
+
+
+@pytest.fixture
+def calibration() -> CameraCalibration:
+    k = np.array([[912.5, 0.0, 641.25], [0.0, 910.75, 358.5], [0.0, 0.0, 1.0]])
+    return CameraCalibration(
+        camera_matrix=k, dist_coeffs=np.array([-0.11, 0.08, 0.0007, -0.0004, -0.02]),
+        image_size=(1280, 720), rms_px=0.071, per_view_px=np.array([0.05, 0.07, 0.09]),
+        intrinsics_std_px=np.array([0.6, 0.55, 0.7, 0.5]), coverage_percent=77.0,
+        coverage_map=np.arange(48).reshape(6, 8), view_names=("a.png", "b.png", "c.png"),
+        board={"name": "charuco_7x5_30mm"})
+
+
+def _assert_same(a: CameraCalibration, b: CameraCalibration) -> None:
+    np.testing.assert_allclose(a.camera_matrix, b.camera_matrix, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a.dist_coeffs, b.dist_coeffs, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a.per_view_px, b.per_view_px, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(a.intrinsics_std_px, b.intrinsics_std_px, rtol=0, atol=1e-12)
+    assert a.image_size == b.image_size
+    assert a.rms_px == pytest.approx(b.rms_px, abs=1e-12)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml", ".yml", ".xml"])
+def test_round_trip(tmp_path, calibration, suffix):
+    path = save_calibration(calibration, tmp_path / f"cam{suffix}")
+    _assert_same(calibration, load_calibration(path))
+
+
+def test_json_keeps_coverage_and_names(tmp_path, calibration):
+    loaded = load_calibration(save_calibration(calibration, tmp_path / "cam.json"))
+    np.testing.assert_array_equal(loaded.coverage_map, calibration.coverage_map)
+    assert loaded.view_names == calibration.view_names
+    assert loaded.board == {"name": "charuco_7x5_30mm"}
+
+
+def test_yaml_is_readable_by_plain_filestorage(tmp_path, calibration):
+    path = save_calibration(calibration, tmp_path / "cam.yaml")
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
+    np.testing.assert_allclose(fs.getNode("camera_matrix").mat(), calibration.camera_matrix,
+                               atol=1e-12)
+    assert int(fs.getNode("image_width").real()) == 1280
+    assert fs.getNode("distortion_coefficients").mat().shape == (1, 5)
+    fs.release()
+
+
+def _write_json(tmp_path, calibration, **changes):
+    path = save_calibration(calibration, tmp_path / "cam.json")
+    data = json.loads(path.read_text())
+    for key, value in changes.items():
+        if value is KeyError:
+            del data[key]
+        else:
+            data[key] = value
+    text = json.dumps(data, allow_nan=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"image_size": KeyError}, r"missing field\(s\) image_size"),
+    ({"camera_matrix": KeyError, "rms_px": KeyError}, r"camera_matrix, rms_px"),
+    ({"image_size": [640, 360]}, r"principal point .* outside the image size 640x360"),
+    ({"image_size": [12800, 7200]}, r"implausible .*wrong image_size"),
+    ({"image_size": [1280]}, r"image_size must be \[width, height\]"),
+    ({"image_size": [1280.5, 720]}, r"two positive whole numbers"),
+    ({"dist_coeffs": [0.1, 0.2, 0.3]}, r"dist_coeffs has 3 values"),
+    ({"camera_matrix": [[900, 0, 640], [0, 900, 360]]}, r"camera_matrix must have shape 3x3"),
+    ({"camera_matrix": [[-900, 0, 640], [0, 900, 360], [0, 0, 1]]}, r"focal lengths"),
+    ({"rms_px": "low"}, r"rms_px must be a number"),
+    ({"format": "something-else"}, r"format 'something-else'"),
+])
+def test_malformed_json_names_file_and_field(tmp_path, calibration, changes, match):
+    path = _write_json(tmp_path, calibration, **changes)
+    with pytest.raises(CalibrationError, match=match) as info:
+        load_calibration(path)
+    assert "cam.json" in str(info.value)
+
+
+def test_nan_in_json_is_refused(tmp_path, calibration):
+    path = _write_json(tmp_path, calibration)
+    path.write_text(path.read_text().replace("912.5", "NaN"))
+    with pytest.raises(CalibrationError, match=r"cam.json: contains NaN"):
+        load_calibration(path)
+
+
+def test_nan_in_yaml_is_refused(tmp_path, calibration):
+    path = save_calibration(calibration, tmp_path / "cam.yaml")
+    path.write_text(path.read_text().replace("912.5", ".nan"))
+    with pytest.raises(CalibrationError, match=r"cam.yaml: camera_matrix contains NaN"):
+        load_calibration(path)
+
+
+def test_yaml_missing_key_and_garbage(tmp_path, calibration):
+    path = tmp_path / "partial.yaml"
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_WRITE)
+    fs.write("camera_matrix", calibration.camera_matrix)
+    fs.release()
+    with pytest.raises(CalibrationError, match=r"partial.yaml: missing field\(s\) "
+                                               r"distortion_coefficients, image_width"):
+        load_calibration(path)
+    garbage = tmp_path / "garbage.yaml"
+    garbage.write_text("%YAML 1.2\n---\ncamera_matrix: [1, 2\n")
+    with pytest.raises(CalibrationError, match=r"garbage.yaml"):
+        load_calibration(garbage)
+
+
+def test_missing_file_and_unknown_type(tmp_path, calibration):
+    with pytest.raises(CalibrationError, match="not found; create one with"):
+        load_calibration(tmp_path / "nope.json")
+    with pytest.raises(CalibrationError, match=r"unknown calibration file type '.txt'"):
+        save_calibration(calibration, tmp_path / "cam.txt")
+
+
+def test_invalid_calibration_is_never_written(tmp_path, calibration):
+    bad = CameraCalibration(calibration.camera_matrix, calibration.dist_coeffs, (1280, 720),
+                            float("nan"), calibration.per_view_px)
+    with pytest.raises(CalibrationError, match="rms_px"):
+        save_calibration(bad, tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()
