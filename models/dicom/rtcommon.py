@@ -23,15 +23,15 @@ from typing import Any
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from models.errors import InputError
 
 #: Exceptions pydicom and numpy raise on malformed files; mapped to InputError.
 PARSE_ERRORS: tuple[type[BaseException], ...] = (
-    InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, IndexError,
-    AttributeError, struct.error, OverflowError, NotImplementedError, RuntimeError,
+    InvalidDicomError, BytesLengthException, OSError, EOFError, ValueError, TypeError, KeyError,
+    IndexError, AttributeError, struct.error, OverflowError, NotImplementedError, RuntimeError,
     UnicodeDecodeError, LookupError, ZeroDivisionError, MemoryError, RecursionError,
 )
 
