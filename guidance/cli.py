@@ -17,6 +17,8 @@ from models.errors import IortError
 #: Subcommand modules under ``guidance.commands``, in the order ``iort --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "bench",
+    "board",
+    "calibrate",
 )
 
 #: Exceptions that are the user's input being wrong rather than a defect of the program.
