@@ -91,6 +91,14 @@ class Case:
         reference them. Empty strings mean "not yet assigned" (the DICOM writers create them).
     modality : str
         ``"CT"`` or ``"MR"``.
+    image_instance_uids : list of str
+        SOPInstanceUID of each image slice, in ``k`` order (empty until written/imported);
+        RT objects reference slices through them.
+    dicom_attributes : dict of str to str
+        Further identity read from / written to DICOM, keys among
+        ``patient_birth_date, patient_sex, study_id, study_date, study_time,
+        accession_number, referring_physician_name, study_description``
+        (see :class:`models.dicom.common.Identity`).
     dose : Volume or None
         A dose grid in Gy belonging to the case (its own grid), if any.
     plan : dict or None
@@ -106,6 +114,8 @@ class Case:
     series_instance_uid: str = ""
     frame_of_reference_uid: str = ""
     modality: str = "CT"
+    image_instance_uids: list[str] = field(default_factory=list)
+    dicom_attributes: dict[str, str] = field(default_factory=dict)
     dose: Volume | None = None
     plan: dict[str, Any] | None = None
     _mesh_cache: dict[tuple[str, int | None], Any] = field(default_factory=dict, repr=False)
@@ -115,6 +125,9 @@ class Case:
             if structure.mask.shape != self.ct.shape:
                 raise ValueError(f"structure {name!r} mask shape {structure.mask.shape} "
                                  f"differs from CT grid {self.ct.shape}")
+        if self.image_instance_uids and len(self.image_instance_uids) != self.ct.shape[0]:
+            raise ValueError(f"{len(self.image_instance_uids)} image_instance_uids for "
+                             f"{self.ct.shape[0]} slices")
         self.fiducials_lps = {name: np.asarray(p, dtype=np.float64).reshape(3)
                               for name, p in self.fiducials_lps.items()}
 

@@ -1,0 +1,83 @@
+"""Write a whole case as DICOM: image series (one file per slice) + RTSTRUCT."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from models.case import Case
+from models.dicom.common import ensure_uids, identity_of, new_uid, now_date_time
+from models.dicom.image_writer import write_image_series
+from models.dicom.rtstruct import write_rtstruct
+from models.errors import InputError
+
+log = logging.getLogger(__name__)
+
+#: File name of the structure set inside a written case folder.
+RTSTRUCT_FILE = "RS.dcm"
+
+
+def prepare_output_dir(out_dir: str | Path, *, force: bool) -> Path:
+    """Create ``out_dir``; refuse a non-empty one unless ``force``.
+
+    With ``force`` the ``*.dcm`` files already there are removed (nothing else is touched),
+    so an old slice cannot end up mixed into the new series.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise InputError(f"--out {out}: folder is not empty; choose an empty folder or "
+                             "pass --force to overwrite")
+        for old in out.glob("*.dcm"):
+            old.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def write_case(case: Case, out_dir: str | Path, *, force: bool = False,
+               progress: bool = False, series_description: str = "",
+               structure_set_label: str = "IORT", anonymise: bool = False) -> Path:
+    """Write ``case`` as a CT (or MR) series plus an RTSTRUCT into ``out_dir``.
+
+    Missing UIDs are created (deterministically from the patient id and grid, so writing
+    the same phantom twice gives identical UIDs) and stored on ``case``, as are the slice
+    instance UIDs.
+
+    Parameters
+    ----------
+    case : Case
+        The case; its UIDs/``image_instance_uids`` are filled in if empty.
+    out_dir : str or Path
+        Target folder (see :func:`prepare_output_dir`).
+    force : bool
+        Allow a non-empty folder.
+    progress : bool
+        Progress bar while writing slices.
+    series_description, structure_set_label : str
+        Descriptive texts.
+    anonymise : bool
+        Replace patient identifiers in the written files.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    out = prepare_output_dir(out_dir, force=force)
+    ensure_uids(case, case.patient_id, case.ct.shape, case.ct.patient_from_voxel.tolist())
+    if not case.dicom_attributes.get("study_date"):
+        date, time = now_date_time()
+        case.dicom_attributes.update(study_date=date, study_time=time[:6])
+    identity = identity_of(case, anonymise=anonymise)
+    case.image_instance_uids = write_image_series(
+        case.ct, out, identity, series_instance_uid=case.series_instance_uid,
+        modality=case.modality, instance_uids=case.image_instance_uids or None,
+        series_description=series_description, progress=progress)
+    write_rtstruct(case, out / RTSTRUCT_FILE, label=structure_set_label,
+                   series_instance_uid=new_uid("rtstruct-series", case.series_instance_uid),
+                   sop_instance_uid=new_uid("rtstruct", case.series_instance_uid),
+                   anonymise=anonymise)
+    log.info("wrote case %s to %s", case.patient_id, out)
+    return out
