@@ -519,21 +519,27 @@ def facing_pose(position_mm: np.ndarray, toward_mm: np.ndarray, *, roll_deg: flo
 
 
 def pointer_touching(tool: ToolDefinition, point_mm: np.ndarray, camera_position_mm: np.ndarray,
-                     *, up_hint: np.ndarray = (0.0, 0.0, 1.0)) -> np.ndarray:
+                     *, lean_toward_mm: np.ndarray | None = None,
+                     up_hint: np.ndarray = (0.0, 0.0, 1.0)) -> np.ndarray:
     """``frame_from_pointer`` with the tip on ``point`` and the marker plate facing the camera.
 
-    All inputs in one frame (e.g. patient LPS mm).
+    All inputs in one frame (e.g. patient LPS mm). The plate sits on the tool's +y side of
+    the tip; ``lean_toward_mm`` (e.g. the centre of the field) turns it that way so it stays
+    in view, else ``up_hint`` gives the direction.
     """
     if tool.tip_mm is None:
         raise ValueError(f"tool {tool.name!r} has no tip_mm")
     point = as_array(point_mm, name="point_mm", shape=(3,))
     cam = as_array(camera_position_mm, name="camera_position_mm", shape=(3,))
+    if lean_toward_mm is not None:
+        lean = as_array(lean_toward_mm, name="lean_toward_mm", shape=(3,)) - point
+        if np.linalg.norm(lean) > 1e-6:
+            up_hint = lean
     rot = facing_pose(point, cam, up_hint=up_hint)[:3, :3]
-    # put the plate so that plate_origin + rot @ tip = point, then re-aim at the camera
-    pose = np.eye(4)
-    for _ in range(3):
+    for _ in range(5):  # the plate, not the tip, must face the camera: iterate
         origin = point - rot @ tool.tip_mm
         rot = facing_pose(origin, cam, up_hint=up_hint)[:3, :3]
+    pose = np.eye(4)
     pose[:3, :3] = rot
     pose[:3, 3] = point - rot @ tool.tip_mm
     return pose
