@@ -47,6 +47,7 @@ import numpy as np
 from models.applicator import Applicator
 from models.beams import BeamLibrary, ElectronBeam, EnergyData, MachineData, default_library
 from models.dose import kernels
+from models.dose.depth_dose import TABLE_STEP_MM
 from models.dose.materials import ShieldMaterial, rsp_lookup_table, shield_material
 from models.errors import InputError
 from models.validation import as_positive, as_transform
@@ -72,6 +73,14 @@ ENTRY_WET_MM = 0.5
 #: Lateral grid margin beyond the aperture, in sigmas of the widest pencil (at R50 and
 #: deeper): the dose there is under ~1 % of the maximum.
 LATERAL_MARGIN_SIGMAS = 2.5
+
+#: Geometric grid depth in units of the cut-off water depth (covers fat, RSP 0.95); the
+#: grid doubles, up to :data:`MAX_DEPTH_FACTOR`, while pencils are still in matter short of Rp.
+BASE_DEPTH_FACTOR = 1.1
+MAX_DEPTH_FACTOR = 4.4
+
+#: Relative step of the sigma ladder of the fast spreading kernel (sigma error <= 1 %).
+SIGMA_STEP = 0.02
 
 #: Allowed backends for the hot loops.
 BACKENDS = ("numba", "numpy")
@@ -182,8 +191,9 @@ def electron_model(beam: ElectronBeam, library: BeamLibrary | None = None) -> El
     lib = library if library is not None else default_library()
     machine = lib.validate(beam)
     energy = machine.energy(beam.energy_mev)
-    depth = energy.depth_mm
-    fraction = np.clip(energy.dose_percent / 100.0, 0.0, None)
+    depth = np.arange(0.0, energy.depth_mm[-1] + 1e-9, TABLE_STEP_MM)   # uniform for _lookup
+    fraction = np.clip(np.interp(depth, energy.depth_mm, energy.dose_percent) / 100.0, 0.0,
+                       None)
     p = energy.points
     sigma = fermi_eyges_sigma_mm(depth, energy.mean_energy_mev, p.rp_mm,
                                  machine.spread.scattering_energy_mev)
@@ -253,8 +263,7 @@ def _make_grid(model: ElectronModel, h: float, bolus_mm: float, depth_factor: fl
     s = model.spread
     z_far = model.cut_depth_mm
     sigma_far = math.sqrt(s.sigma0_mm ** 2 + (s.sigma_theta_rad * (z_far + 2 * rise)) ** 2
-                          + float(np.interp(model.energy.points.rp_mm, model.depth_mm,
-                                            model.sigma_mcs_mm)) ** 2)
+                          + float(model.sigma_mcs_mm.max()) ** 2)
     half = r + LATERAL_MARGIN_SIGMAS * sigma_far
     n_half = math.ceil(half / h)
     z_lo = -math.ceil(rise / h - 1e-9) * h
@@ -280,40 +289,55 @@ class _Relative:
 def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
                   model: ElectronModel, *, grid_mm: float, bolus_mm: float = 0.0,
                   bolus_rsp: float = 1.0, disc: ShieldingDisc | None = None,
-                  backend: str = "numba") -> _Relative:
+                  backend: str = "numba", fast: bool = True) -> _Relative:
     """Pencil-beam dose, unnormalised, on the beam-aligned grid (see module docstring).
 
     ``ct_hu`` is the CT array (nk, nj, ni) in HU; ``ct_voxel_from_applicator`` the 4x4
-    map from applicator mm to continuous CT index (i, j, k).
+    map from applicator mm to continuous CT index (i, j, k). ``fast`` spreads pencils of
+    similar sigma together (:func:`models.dose.kernels.spread_pencils_binned`), otherwise
+    one by one.
     """
     h = float(grid_mm)
-    sample = kernels.sample_rsp if backend == "numba" else kernels.sample_rsp_numpy
-    spread = kernels.spread_pencils if backend == "numba" else kernels.spread_pencils_numpy
+    numba_backend = backend == "numba"
+    sample = kernels.sample_rsp if numba_backend else kernels.sample_rsp_numpy
+    sample_points = (kernels.sample_rsp_points if numba_backend
+                     else kernels.sample_rsp_points_numpy)
     lut = rsp_lookup_table()
     material = shield_material(disc.material) if disc is not None else None
-    depth_factor = 1.0
-    for _attempt in range(3):
+    depth_factor = BASE_DEPTH_FACTOR
+    while True:
         grid = _make_grid(model, h, bolus_mm, depth_factor)
         n = grid.n_xy
-        half_steps = 2 * grid.nz - 1
-        ct_from_grid = ct_voxel_from_applicator @ grid.applicator_from_voxel(0.5 * h)
-        rsp_half, _n_out, n_nan = sample(ct_hu, ct_from_grid, (half_steps, n, n), lut)
-        if n_nan:
-            raise InputError(f"CT contains NaN values at {n_nan} points in the beam region; "
-                             "fix or re-import the CT")
-        rsp_plane = rsp_half[0::2]
-        rsp_mid = rsp_half[1::2]
+        ct_from_grid = ct_voxel_from_applicator @ grid.applicator_from_voxel()
+        rsp_plane, _n_out, n_nan = sample(ct_hu, ct_from_grid, (grid.nz, n, n), lut)
         pencils = _pencils(model, grid)
+        mids = np.empty((grid.nz - 1, pencils.i.size, 3))
+        mids[:, :, 0] = pencils.i[None, :]
+        mids[:, :, 1] = pencils.j[None, :]
+        mids[:, :, 2] = np.arange(grid.nz - 1)[:, None] + 0.5
+        rsp_mid, _n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
+                                                       mids.reshape(-1, 3), lut)
+        if n_nan or n_nan_mid:
+            raise InputError(f"CT contains NaN values at {n_nan + n_nan_mid} points in the "
+                             "beam region; fix or re-import the CT")
+        rsp_mid = rsp_mid.reshape(grid.nz - 1, pencils.i.size)
         zeff, s_entry, zeff_disc, in_disc = _water_depths(rsp_plane, rsp_mid, grid, pencils,
                                                          bolus_mm, bolus_rsp, disc, material)
-        unfinished = (zeff[-1] < model.cut_depth_mm) & (
+        # still in matter with dose above a few % at the grid's end: extend (low density)
+        unfinished = (zeff[-1] < model.energy.points.rp_mm) & (
             rsp_plane[-1, pencils.j, pencils.i] > AIR_RSP)
-        if not np.any(unfinished) or depth_factor >= 4.0:
+        if not np.any(unfinished) or depth_factor >= MAX_DEPTH_FACTOR:
             break
         depth_factor *= 2.0
     amp, sigma = _amplitudes(model, grid, pencils, zeff, s_entry, zeff_disc, in_disc,
                              material)
-    dose = spread(amp, sigma, pencils.i, pencils.j, h, n, n)
+    if fast:
+        binned = (kernels.spread_pencils_binned if numba_backend
+                  else kernels.spread_pencils_binned_numpy)
+        dose = binned(amp, sigma, pencils.i, pencils.j, h, n, n, SIGMA_STEP)
+    else:
+        one_by_one = kernels.spread_pencils if numba_backend else kernels.spread_pencils_numpy
+        dose = one_by_one(amp, sigma, pencils.i, pencils.j, h, n, n)
     _mask(dose, rsp_plane, grid, model.applicator, disc)
     keep = int(np.max(np.nonzero(zeff.min(axis=1) <= model.cut_depth_mm)[0], initial=0)) + 2
     keep = min(keep, grid.nz)
@@ -362,7 +386,7 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, grid: _Grid, pen: 
     lo = z[:-1, None]
     hi = lo + h
     z0 = pen.z0[None, :]
-    r_mid = rsp_mid[:, pen.j, pen.i].astype(np.float64)
+    r_mid = rsp_mid.astype(np.float64)
     r_next = rsp_plane[1:, pen.j, pen.i].astype(np.float64)
     r_seg = np.where(z0 > lo + 0.5 * h, r_next, r_mid)     # partial first segment
     length = _overlap(lo, hi, z0, np.inf)
@@ -377,8 +401,12 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, grid: _Grid, pen: 
     metal = _overlap(lo, hi, d0, d1) * in_disc[None, :]
     seg_disc = seg - r_seg * metal + material.water_equivalent_per_mm * metal
     zeff = np.vstack([np.zeros((1, pen.z0.size)), np.cumsum(seg_disc, axis=0)])
-    zeff_at_disc = np.array([np.interp(d0[0, p], z, zeff_free[:, p])
-                             for p in range(pen.z0.size)]) if np.any(in_disc) else None
+    # water depth where each pencil meets the disc (linear between planes)
+    pos = np.clip((d0[0] - z[0]) / h, 0.0, z.size - 1.0)
+    k_lo = np.minimum(pos.astype(np.int64), z.size - 2)
+    frac = pos - k_lo
+    cols = np.arange(pen.z0.size)
+    zeff_at_disc = (zeff_free[k_lo, cols] * (1.0 - frac) + zeff_free[k_lo + 1, cols] * frac)
     return zeff, _entry(zeff, z, pen.z0), zeff_at_disc, in_disc
 
 
@@ -403,7 +431,7 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, zeff: np.ndarr
     """Central dose and lateral sigma of every pencil in every plane, shapes (nz, P)."""
     z = grid.z[:, None]
     vsd = model.machine.virtual_source_distance_mm
-    g = np.interp(zeff, model.depth_mm, model.dose_fraction, right=0.0)
+    g = _lookup(zeff, model.depth_mm, model.dose_fraction)
     s = np.where(np.isfinite(s_entry), s_entry, 0.0)[None, :]
     isq = ((vsd + np.maximum(z, s) - s) / (vsd + np.maximum(z, s))) ** 2
     amp = pen.weight[None, :] * g * isq
@@ -419,9 +447,23 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, zeff: np.ndarr
         amp *= np.where(upstream, 1.0 + boost, 1.0)
     sp = model.spread
     air_path = np.maximum(z - pen.z0[None, :], 0.0)
-    mcs = np.interp(zeff, model.depth_mm, model.sigma_mcs_mm)
+    mcs = _lookup(zeff, model.depth_mm, model.sigma_mcs_mm, beyond=model.sigma_mcs_mm[-1])
     sigma = np.sqrt(sp.sigma0_mm ** 2 + (sp.sigma_theta_rad * air_path) ** 2 + mcs ** 2)
     return np.ascontiguousarray(amp), np.ascontiguousarray(np.maximum(sigma, 0.05 * grid.h))
+
+
+def _lookup(x: np.ndarray, depth: np.ndarray, table: np.ndarray, *,
+            beyond: float = 0.0) -> np.ndarray:
+    """Linear interpolation in a table on a uniform depth grid starting at 0 (fast np.interp).
+
+    Values below 0 take ``table[0]``, beyond the last depth ``beyond``.
+    """
+    step = depth[1] - depth[0]
+    pos = np.clip(x / step, 0.0, None)
+    idx = np.minimum(pos.astype(np.int64), depth.size - 2)
+    frac = pos - idx
+    out = table[idx] * (1.0 - frac) + table[idx + 1] * frac
+    return np.where(pos > depth.size - 1, beyond, out)
 
 
 def _mask(dose: np.ndarray, rsp_plane: np.ndarray, grid: _Grid, app: Applicator,
@@ -457,7 +499,7 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
                           bolus_mm: float = 0.0, bolus_rsp: float = 1.0,
                           disc: ShieldingDisc | None = None,
                           library: BeamLibrary | None = None,
-                          backend: str = "numba") -> DoseResult:
+                          backend: str = "numba", fast: bool = True) -> DoseResult:
     """Electron dose (Gy) of an applicator at a pose in a CT (see the module docstring).
 
     Parameters
@@ -483,6 +525,9 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
         Beam data (default: the shipped library).
     backend : {"numba", "numpy"}
         Hot loops in numba (fast) or plain numpy (reference twin).
+    fast : bool, default True
+        Spread pencils of similar sigma (within 1 %) together; False spreads each pencil on
+        its own (reference).
 
     Returns
     -------
@@ -515,7 +560,7 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
     pose = _check_pose(ct, patient_from_applicator)
     hu = np.asarray(ct.array, dtype=np.float32)
     rel = relative_dose(hu, ct.voxel_from_patient @ pose, model, grid_mm=h, bolus_mm=bolus,
-                        bolus_rsp=bolus_r, disc=disc, backend=backend)
+                        bolus_rsp=bolus_r, disc=disc, backend=backend, fast=fast)
     centre = rel.grid.n_xy // 2
     cax_max = float(rel.dose[:, centre, centre].max())
     if not cax_max > 0.0:

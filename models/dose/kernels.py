@@ -30,6 +30,40 @@ WINDOW_SIGMAS = 3.0
 OUTSIDE_RSP = 0.0
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rsp_at(ct: np.ndarray, fi: float, fj: float, fk: float,
+            lut: np.ndarray) -> tuple[float, int]:
+    """RSP at continuous CT index (fi, fj, fk): (value, 0 ok / 1 outside / 2 NaN)."""
+    ck, cj, ci = ct.shape
+    if fi < 0.0 or fj < 0.0 or fk < 0.0 or fi > ci - 1 or fj > cj - 1 or fk > ck - 1:
+        return OUTSIDE_RSP, 1
+    i0 = min(int(fi), ci - 2) if ci > 1 else 0
+    j0 = min(int(fj), cj - 2) if cj > 1 else 0
+    k0 = min(int(fk), ck - 2) if ck > 1 else 0
+    ti = fi - i0
+    tj = fj - j0
+    tk = fk - k0
+    i1 = min(i0 + 1, ci - 1)
+    j1 = min(j0 + 1, cj - 1)
+    k1 = min(k0 + 1, ck - 1)
+    c00 = ct[k0, j0, i0] * (1 - ti) + ct[k0, j0, i1] * ti
+    c01 = ct[k0, j1, i0] * (1 - ti) + ct[k0, j1, i1] * ti
+    c10 = ct[k1, j0, i0] * (1 - ti) + ct[k1, j0, i1] * ti
+    c11 = ct[k1, j1, i0] * (1 - ti) + ct[k1, j1, i1] * ti
+    hu = (c00 * (1 - tj) + c01 * tj) * (1 - tk) + (c10 * (1 - tj) + c11 * tj) * tk
+    if hu != hu:
+        return OUTSIDE_RSP, 2
+    n_lut = lut.shape[0]
+    x = hu - LUT_HU_MIN
+    if x <= 0.0:
+        return lut[0], 0
+    if x >= n_lut - 1:
+        return lut[n_lut - 1], 0
+    m = int(x)
+    t = x - m
+    return lut[m] * (1 - t) + lut[m + 1] * t, 0
+
+
 @numba.njit(cache=True, nogil=True)
 def sample_rsp(ct: np.ndarray, ct_from_grid: np.ndarray, shape: tuple[int, int, int],
                lut: np.ndarray) -> tuple[np.ndarray, int, int]:
@@ -56,54 +90,59 @@ def sample_rsp(ct: np.ndarray, ct_from_grid: np.ndarray, shape: tuple[int, int, 
         Number of nodes where the interpolated CT value is NaN.
     """
     nk, nj, ni = shape
-    ck, cj, ci = ct.shape
     out = np.empty((nk, nj, ni), dtype=np.float32)
-    n_outside = 0
-    n_nan = 0
-    n_lut = lut.shape[0]
+    counts = np.zeros(3, dtype=np.int64)
     for k in range(nk):
         for j in range(nj):
             bx = ct_from_grid[0, 1] * j + ct_from_grid[0, 2] * k + ct_from_grid[0, 3]
             by = ct_from_grid[1, 1] * j + ct_from_grid[1, 2] * k + ct_from_grid[1, 3]
             bz = ct_from_grid[2, 1] * j + ct_from_grid[2, 2] * k + ct_from_grid[2, 3]
             for i in range(ni):
-                fi = bx + ct_from_grid[0, 0] * i
-                fj = by + ct_from_grid[1, 0] * i
-                fk = bz + ct_from_grid[2, 0] * i
-                if (fi < 0.0 or fj < 0.0 or fk < 0.0 or fi > ci - 1 or fj > cj - 1
-                        or fk > ck - 1):
-                    out[k, j, i] = OUTSIDE_RSP
-                    n_outside += 1
-                    continue
-                i0 = min(int(fi), ci - 2) if ci > 1 else 0
-                j0 = min(int(fj), cj - 2) if cj > 1 else 0
-                k0 = min(int(fk), ck - 2) if ck > 1 else 0
-                ti = fi - i0
-                tj = fj - j0
-                tk = fk - k0
-                i1 = min(i0 + 1, ci - 1)
-                j1 = min(j0 + 1, cj - 1)
-                k1 = min(k0 + 1, ck - 1)
-                c00 = ct[k0, j0, i0] * (1 - ti) + ct[k0, j0, i1] * ti
-                c01 = ct[k0, j1, i0] * (1 - ti) + ct[k0, j1, i1] * ti
-                c10 = ct[k1, j0, i0] * (1 - ti) + ct[k1, j0, i1] * ti
-                c11 = ct[k1, j1, i0] * (1 - ti) + ct[k1, j1, i1] * ti
-                hu = ((c00 * (1 - tj) + c01 * tj) * (1 - tk)
-                      + (c10 * (1 - tj) + c11 * tj) * tk)
-                if hu != hu:
-                    n_nan += 1
-                    out[k, j, i] = OUTSIDE_RSP
-                    continue
-                x = hu - LUT_HU_MIN
-                if x <= 0.0:
-                    out[k, j, i] = lut[0]
-                elif x >= n_lut - 1:
-                    out[k, j, i] = lut[n_lut - 1]
-                else:
-                    m = int(x)
-                    t = x - m
-                    out[k, j, i] = lut[m] * (1 - t) + lut[m + 1] * t
-    return out, n_outside, n_nan
+                value, flag = _rsp_at(ct, bx + ct_from_grid[0, 0] * i,
+                                      by + ct_from_grid[1, 0] * i,
+                                      bz + ct_from_grid[2, 0] * i, lut)
+                out[k, j, i] = value
+                counts[flag] += 1
+    return out, counts[1], counts[2]
+
+
+@numba.njit(cache=True, nogil=True)
+def sample_rsp_points(ct: np.ndarray, ct_from_grid: np.ndarray, points: np.ndarray,
+                      lut: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """:func:`sample_rsp` at a list of (N, 3) continuous grid indices (i, j, k).
+
+    Returns rsp (N,) float32, the number of points outside the CT and of NaN values.
+    """
+    n = points.shape[0]
+    out = np.empty(n, dtype=np.float32)
+    counts = np.zeros(3, dtype=np.int64)
+    m = ct_from_grid
+    for q in range(n):
+        x = points[q, 0]
+        y = points[q, 1]
+        z = points[q, 2]
+        value, flag = _rsp_at(ct, m[0, 0] * x + m[0, 1] * y + m[0, 2] * z + m[0, 3],
+                              m[1, 0] * x + m[1, 1] * y + m[1, 2] * z + m[1, 3],
+                              m[2, 0] * x + m[2, 1] * y + m[2, 2] * z + m[2, 3], lut)
+        out[q] = value
+        counts[flag] += 1
+    return out, counts[1], counts[2]
+
+
+def sample_rsp_points_numpy(ct: np.ndarray, ct_from_grid: np.ndarray, points: np.ndarray,
+                            lut: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Numpy/scipy twin of :func:`sample_rsp_points`."""
+    f = points @ ct_from_grid[:3, :3].T + ct_from_grid[:3, 3]
+    upper = np.array(ct.shape[::-1], dtype=np.float64) - 1.0
+    outside = np.any((f < 0.0) | (f > upper), axis=1)
+    hu = ndimage.map_coordinates(np.asarray(ct, dtype=np.float64), f[:, ::-1].T, order=1,
+                                 mode="nearest")
+    nan = ~np.isfinite(hu) & ~outside
+    x = np.clip(np.nan_to_num(hu) - LUT_HU_MIN, 0.0, lut.size - 1)
+    rsp = np.interp(x, np.arange(lut.size, dtype=np.float64), lut)
+    rsp[outside | nan] = OUTSIDE_RSP
+    return (rsp.astype(np.float32), int(np.count_nonzero(outside)),
+            int(np.count_nonzero(nan)))
 
 
 def sample_rsp_numpy(ct: np.ndarray, ct_from_grid: np.ndarray, shape: tuple[int, int, int],
@@ -179,6 +218,112 @@ def spread_pencils(amp: np.ndarray, sigma: np.ndarray, pi: np.ndarray, pj: np.nd
                 row = dose[k, j]
                 for i in range(i0, i1):
                     row[i] += ay * prof[i - ci + w]
+    return dose
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def spread_pencils_binned(amp: np.ndarray, sigma: np.ndarray, pi: np.ndarray, pj: np.ndarray,
+                          spacing: float, ny: int, nx: int, rel_step: float) -> np.ndarray:
+    """Fast :func:`spread_pencils`: pencils of similar sigma share one separable convolution.
+
+    In each plane the pencils' sigmas are rounded to a geometric ladder
+    ``(1 + rel_step)^n`` (relative error <= rel_step / 2); the pencils of one rung are
+    scattered into a plane and convolved with the erf profile along x, then along y.
+    Same inputs and output as :func:`spread_pencils`, plus ``rel_step`` (e.g. 0.02).
+    """
+    nk, npen = amp.shape
+    dose = np.zeros((nk, ny, nx))
+    tmp = np.zeros((ny, nx))
+    row_used = np.zeros(ny, dtype=np.bool_)
+    half = 0.5 * spacing
+    inv_sqrt2 = 1.0 / math.sqrt(2.0)
+    log_step = math.log1p(rel_step)
+    prof = np.empty(2 * nx + 2 * ny + 3)
+    rung = np.empty(npen, dtype=np.int64)
+    live = np.empty(npen, dtype=np.int64)
+    for k in range(nk):
+        n_live = 0
+        for p in range(npen):
+            if amp[k, p] > 0.0:
+                live[n_live] = p
+                rung[n_live] = int(round(math.log(sigma[k, p]) / log_step))  # noqa: RUF046
+                n_live += 1
+        if n_live == 0:
+            continue
+        order = np.argsort(rung[:n_live])
+        start = 0
+        while start < n_live:
+            r = rung[order[start]]
+            stop = start
+            while stop < n_live and rung[order[stop]] == r:
+                stop += 1
+            s = math.exp(r * log_step)
+            w = min(int(WINDOW_SIGMAS * s / spacing + 1.0), nx + ny)
+            c = inv_sqrt2 / s
+            lo = math.erf((-w * spacing - half) * c)
+            for o in range(-w, w + 1):
+                hi = math.erf((o * spacing + half) * c)
+                prof[o + w] = 0.5 * (hi - lo)
+                lo = hi
+            col_lo = nx
+            col_hi = 0
+            for q in range(start, stop):
+                p = live[order[q]]
+                a = amp[k, p]
+                ci = pi[p]
+                cj = pj[p]
+                row_used[cj] = True
+                i0 = max(ci - w, 0)
+                i1 = min(ci + w + 1, nx)
+                col_lo = min(col_lo, i0)
+                col_hi = max(col_hi, i1)
+                for i in range(i0, i1):
+                    tmp[cj, i] += a * prof[i - ci + w]
+            for jr in range(ny):
+                if not row_used[jr]:
+                    continue
+                row_used[jr] = False
+                j0 = max(jr - w, 0)
+                j1 = min(jr + w + 1, ny)
+                src = tmp[jr]
+                for j in range(j0, j1):
+                    f = prof[j - jr + w]
+                    dst = dose[k, j]
+                    for i in range(col_lo, col_hi):
+                        dst[i] += f * src[i]
+                for i in range(col_lo, col_hi):
+                    src[i] = 0.0
+            start = stop
+    return dose
+
+
+def spread_pencils_binned_numpy(amp: np.ndarray, sigma: np.ndarray, pi: np.ndarray,
+                                pj: np.ndarray, spacing: float, ny: int, nx: int,
+                                rel_step: float) -> np.ndarray:
+    """Numpy/scipy twin of :func:`spread_pencils_binned` (same sigma ladder)."""
+    nk, _ = amp.shape
+    dose = np.zeros((nk, ny, nx))
+    half = 0.5 * spacing
+    log_step = np.log1p(rel_step)
+    for k in range(nk):
+        live = amp[k] > 0.0
+        if not np.any(live):
+            continue
+        rungs = np.rint(np.log(sigma[k, live]) / log_step).astype(np.int64)
+        a = amp[k, live]
+        ci = pi[live]
+        cj = pj[live]
+        for r in np.unique(rungs):
+            sel = rungs == r
+            s = np.exp(r * log_step)
+            w = min(int(WINDOW_SIGMAS * s / spacing + 1.0), nx + ny)
+            u = np.arange(-w, w + 1) * spacing
+            c = 1.0 / (np.sqrt(2.0) * s)
+            prof = 0.5 * (erf((u + half) * c) - erf((u - half) * c))
+            plane = np.zeros((ny, nx))
+            np.add.at(plane, (cj[sel], ci[sel]), a[sel])
+            plane = ndimage.correlate1d(plane, prof, axis=1, mode="constant")
+            dose[k] += ndimage.correlate1d(plane, prof, axis=0, mode="constant")
     return dose
 
 
