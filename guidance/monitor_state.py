@@ -141,19 +141,23 @@ class DoseScheduler:
     min_move_mm: float = 1.0
     min_turn_deg: float = 1.0
     _computed_pose: np.ndarray | None = None
-    _computed_params: tuple = ()
+    _computed_params: object = None
     busy: bool = False
-    _pending: tuple[np.ndarray, tuple] | None = field(default=None, repr=False)
+    _pending: tuple[np.ndarray, object] | None = field(default=None, repr=False)
 
-    def needs(self, patient_from_applicator: np.ndarray, params: tuple) -> bool:
+    def needs(self, patient_from_applicator: np.ndarray, params: object) -> bool:
         """True when this pose/params differs enough from the last computed one."""
         if self._computed_pose is None or params != self._computed_params:
             return True
         move, turn = pose_change(self._computed_pose, patient_from_applicator)
         return move > self.min_move_mm or turn > self.min_turn_deg
 
-    def offer(self, patient_from_applicator: np.ndarray, params: tuple) -> bool:
-        """Offer the newest pose; True means: start a computation with it now."""
+    def offer(self, patient_from_applicator: np.ndarray, params: object) -> bool:
+        """Offer the newest pose; True means: start a computation with it now.
+
+        ``params`` is anything comparable with ``==`` (the beam choice): a change forces
+        a recomputation.
+        """
         if not self.needs(patient_from_applicator, params):
             self._pending = None
             return False
@@ -166,7 +170,7 @@ class DoseScheduler:
         self._pending = None
         return True
 
-    def finished(self) -> tuple[np.ndarray, tuple] | None:
+    def finished(self) -> tuple[np.ndarray, object] | None:
         """Mark the running computation done; returns the pose to compute next, if any."""
         self.busy = False
         pending, self._pending = self._pending, None

@@ -81,8 +81,8 @@ class PlanDeviation:
 
     def text(self) -> str:
         """One line for the screen, every number with its unit."""
-        return (f"{self.distance_mm:.1f} mm  ({self.lateral_mm:.1f} mm lateral, "
-                f"{self.depth_mm:+.1f} mm depth)  {self.angle_deg:.1f}°")
+        return (f"{self.distance_mm:.1f} mm  {self.angle_deg:.1f}°\n"
+                f"lateral {self.lateral_mm:.1f} mm, depth {self.depth_mm:+.1f} mm")
 
 
 def compare_to_plan(patient_from_applicator: np.ndarray,

@@ -1,0 +1,192 @@
+"""OR monitor benchmarks: AR frame rate, overlay accuracy, dose-to-screen latency.
+
+Keys
+----
+``monitor.ar_fps``
+    AR view frames per second at 1280x720 (MSAA off, phantom structures decimated to
+    4000 triangles each, isodose and applicator included): offscreen render + blend over
+    the video frame, the exact path the monitor runs for every frame.
+``monitor.overlay_max_px``
+    Largest distance (px) between where small spheres at CT points are drawn and
+    ``cv2.projectPoints`` for the same intrinsics and pose, over an off-centre principal
+    point and landscape and portrait (non-square) windows, fx != fy.
+``monitor.dose_visible_ms``
+    Time from the applicator stopping (first frame at its final pose) to the dose for that
+    pose being in the scene and rendered in the AR view (median of several stops).
+``monitor.dose_engine_real``
+    1 when the project's electron dose engine was used, 0 for the analytic stand-in.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import cv2
+import numpy as np
+import pyvista as pv
+
+from benchmarks import best_time_s
+
+GROUP = "monitor"
+log = logging.getLogger(__name__)
+
+
+def _scene_points(rng: np.random.Generator, camera_matrix: np.ndarray,
+                  image_size: tuple[int, int], n_side: int = 5) -> np.ndarray:
+    """Camera-frame points (mm) 300-420 mm deep whose images form a jittered grid."""
+    width, height = image_size
+    us = np.linspace(0.12 * width, 0.88 * width, n_side)
+    vs = np.linspace(0.12 * height, 0.88 * height, n_side)
+    pixels = np.array([[u, v] for u in us for v in vs])
+    pixels += rng.uniform(-5.0, 5.0, size=pixels.shape)
+    z = rng.uniform(300.0, 420.0, size=len(pixels))
+    rays = np.linalg.solve(camera_matrix, np.c_[pixels, np.ones(len(pixels))].T).T
+    return rays * z[:, None]
+
+
+def overlay_max_error_px(image_size: tuple[int, int], principal_shift_px: tuple[float, float],
+                         rng: np.random.Generator) -> float:
+    """Max distance (px) between rendered sphere centres and ``cv2.projectPoints``."""
+    from guidance.overlay import OverlayRenderer
+    from guidance.scene import Scene, SceneItem
+    from models.transforms import transform_from_rotvec
+
+    width, height = image_size
+    f = 1.2 * max(width, height)
+    camera_matrix = np.array([[f, 0.0, width / 2.0 + principal_shift_px[0]],
+                              [0.0, 1.03 * f, height / 2.0 + principal_shift_px[1]],
+                              [0.0, 0.0, 1.0]])
+    camera_from_patient = transform_from_rotvec(rng.normal(size=3) * 0.4,
+                                                rng.normal(size=3) * 20.0)
+    points_camera = _scene_points(rng, camera_matrix, image_size)
+    patient_from_camera = np.linalg.inv(camera_from_patient)
+    points = points_camera @ patient_from_camera[:3, :3].T + patient_from_camera[:3, 3]
+    scene = Scene()
+    spheres = pv.MultiBlock([pv.Sphere(radius=1.2, center=p, theta_resolution=24,
+                                       phi_resolution=24) for p in points]).combine()
+    scene.add(SceneItem("points", spheres.extract_surface(algorithm="dataset_surface"),
+                        (1.0, 1.0, 1.0), 1.0))
+    with OverlayRenderer(scene, camera_matrix, image_size) as renderer:
+        layer = renderer.render_layer(camera_from_patient)
+    mask = (layer[..., 3] > 0).astype(np.uint8)
+    _, _, _, centroids = cv2.connectedComponentsWithStats(mask)
+    blobs = centroids[1:]
+    expected, _ = cv2.projectPoints(points, cv2.Rodrigues(camera_from_patient[:3, :3])[0],
+                                    camera_from_patient[:3, 3], camera_matrix, None)
+    expected = expected.reshape(-1, 2)
+    if len(blobs) != len(expected):
+        return float("inf")
+    dist = np.linalg.norm(blobs[:, None, :] - expected[None, :, :], axis=2)
+    return float(dist.min(axis=0).max())
+
+
+def _ar_fps(quick: bool) -> float:
+    from guidance.compositing import blend_layer
+    from guidance.monitor_feed import ScriptedFeed
+    from guidance.monitor_logic import MonitorLogic
+    from guidance.monitor_rehearsal import phantom_view, slab_dose
+    from guidance.overlay import OverlayRenderer
+
+    view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
+                        image_size=(1280, 720))
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)]), view.camera_matrix, view.background())
+    logic = MonitorLogic(view.case, view.plan, feed, max_triangles=4000)
+    beam = logic.beam
+    from guidance.scene import STYLE_ISODOSE, SceneItem, isodose_surface
+
+    iso = isodose_surface(slab_dose(view.case, view.plan, beam), beam.prescription_gy)
+    logic.scene.add(SceneItem("isodose", iso, **STYLE_ISODOSE))
+    logic.scene.items["applicator"].visible = True
+    n_tri = sum(item.mesh.n_cells for item in logic.scene.items.values())
+    log.info("AR scene: %d triangles", n_tri)
+    background = view.background()
+    frames = 10 if quick else 40
+    with OverlayRenderer(logic.scene, view.camera_matrix, view.image_size) as renderer:
+        renderer.render_layer(view.camera_from_patient)  # warm up
+
+        def run() -> None:  # the monitor's per-frame AR path
+            for k in range(frames):
+                pose = view.camera_from_patient.copy()
+                pose[0, 3] += 0.2 * k
+                blend_layer(background, renderer.render_layer(pose))
+
+        elapsed = best_time_s(run, repeat=2 if quick else 3)
+    logic.close()
+    return frames / elapsed
+
+
+def _dose_function():
+    """The project's electron engine when present, else the analytic stand-in."""
+    try:
+        from guidance.monitor_logic import electron_dose_function
+
+        return electron_dose_function(), 1.0
+    except (ImportError, AttributeError) as exc:
+        from guidance.monitor_rehearsal import slab_dose
+
+        log.warning("electron dose engine unavailable (%s); using the analytic stand-in", exc)
+        return slab_dose, 0.0
+
+
+def _dose_visible_ms(quick: bool) -> tuple[float, float]:
+    from guidance.monitor_feed import ScriptedFeed
+    from guidance.monitor_logic import BeamChoice, MonitorLogic
+    from guidance.monitor_rehearsal import phantom_view
+    from guidance.overlay import OverlayRenderer, OverlayStatus
+
+    view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
+                        image_size=(1280, 720))
+    dose_fn, real = _dose_function()
+    # warm up (JIT) once on the plan
+    dose_fn(view.case, view.plan, BeamChoice())
+    stops = 2 if quick else 5
+    moves = []
+    for s in range(stops):
+        path = [(s * 3.0 + 0.5 * k, 0.0, 0.0) for k in range(8)]
+        moves.append(path)
+    latencies = []
+    background = view.background()
+    for path in moves:
+        shots = view.shots(path)
+        feed = ScriptedFeed(shots, view.camera_matrix, background, fps=30.0)
+        logic = MonitorLogic(view.case, view.plan, feed, dose_fn=dose_fn)
+        final = shots[-1].patient_from_applicator
+        renderer = OverlayRenderer(logic.scene, view.camera_matrix, view.image_size)
+        logic.start()
+        stop_s = None
+        deadline = time.monotonic() + 30.0
+        try:
+            while time.monotonic() < deadline:
+                snap = logic.poll()
+                if snap.frame is not None and stop_s is None and \
+                        snap.applicator_pose is not None and \
+                        np.allclose(snap.applicator_pose, final):
+                    stop_s = snap.frame.timestamp_s
+                if snap.frame is not None:
+                    renderer.render(snap.frame.image_rgb, snap.frame.camera_from_patient,
+                                    OverlayStatus())
+                if stop_s is not None and snap.dose is not None and \
+                        np.allclose(snap.dose.patient_from_applicator, final):
+                    latencies.append((time.monotonic() - stop_s) * 1000.0)
+                    break
+                time.sleep(0.005)
+        finally:
+            logic.close()
+            renderer.close()
+    return (float(np.median(latencies)) if latencies else float("inf")), real
+
+
+def run(*, quick: bool = False) -> dict[str, float]:
+    """Run the monitor benchmarks (see module docstring for the keys)."""
+    rng = np.random.default_rng(8)
+    errors = [overlay_max_error_px(size, shift, rng)
+              for size, shift in [((1280, 720), (41.0, -27.5)), ((720, 1280), (-33.0, 18.25)),
+                                  ((640, 480), (0.0, 0.0))]]
+    dose_ms, real = _dose_visible_ms(quick)
+    return {
+        "monitor.ar_fps": _ar_fps(quick),
+        "monitor.overlay_max_px": max(errors),
+        "monitor.dose_visible_ms": dose_ms,
+        "monitor.dose_engine_real": real,
+    }
