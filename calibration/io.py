@@ -31,7 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from calibration.camera import CameraCalibration, validate_calibration
+from calibration.camera import CameraCalibration, check_frame_size, validate_calibration
 from calibration.errors import CalibrationError
 
 FORMAT_NAME = "iort-camera-calibration"
@@ -244,3 +244,20 @@ def load_calibration(path: str | Path) -> CameraCalibration:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CalibrationError(f"{path}: not valid JSON ({exc})") from exc
     return from_json_dict(data, source=str(path))
+
+
+def load_calibration_for_frames(path: str | Path,
+                                frame_or_size: np.ndarray | tuple[int, int]) -> CameraCalibration:
+    """Load a calibration and refuse it unless it was made for frames of this size.
+
+    The live loop calls this with the first frame of its source.
+
+    Raises
+    ------
+    CalibrationError
+        Anything :func:`load_calibration` raises, or an ``image_size`` that differs from the
+        frames (message names the file, both sizes and what to do).
+    """
+    calibration = load_calibration(path)
+    check_frame_size(calibration, frame_or_size, source=str(path))
+    return calibration

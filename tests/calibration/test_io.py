@@ -10,7 +10,7 @@ import pytest
 
 from calibration.camera import CameraCalibration
 from calibration.errors import CalibrationError
-from calibration.io import load_calibration, save_calibration
+from calibration.io import load_calibration, load_calibration_for_frames, save_calibration
 
 
 @pytest.fixture
@@ -130,3 +130,12 @@ def test_invalid_calibration_is_never_written(tmp_path, calibration):
     with pytest.raises(CalibrationError, match="rms_px"):
         save_calibration(bad, tmp_path / "bad.json")
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_live_loop_refuses_a_calibration_for_other_frames(tmp_path, calibration):
+    path = save_calibration(calibration, tmp_path / "cam.json")
+    loaded = load_calibration_for_frames(path, np.zeros((720, 1280, 3), np.uint8))
+    assert loaded.image_size == (1280, 720)
+    with pytest.raises(CalibrationError, match=r"cam\.json: calibrated for 1280x720 px frames "
+                                               r"but the camera delivers 1920x1080 px"):
+        load_calibration_for_frames(path, np.zeros((1080, 1920, 3), np.uint8))
