@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "bench",
     "board",
     "calibrate",
+    "case",
 )
 
 #: Exceptions that are the user's input being wrong rather than a defect of the program.
