@@ -450,9 +450,10 @@ def write_phantom(out_dir: str | Path, *, spacing_mm: tuple[float, float, float]
     Path
         The folder written.
     """
-    from models.dicom.writer import write_case
+    from models.dicom.writer import prepare_output_dir, write_case
 
+    prepare_output_dir(out_dir, force=force)  # refuse early, before building the phantom
     case = make_phantom(spacing_mm=spacing_mm, seed=seed)
-    return write_case(case, out_dir, force=force, progress=progress,
+    return write_case(case, out_dir, force=True, progress=progress,
                       series_description="IORT phantom CT",
                       structure_set_label="IORT phantom")
