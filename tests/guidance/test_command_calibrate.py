@@ -23,12 +23,18 @@ def board_images():
     return camera, [render_view(board, camera, p, rng=gen) for p in poses]
 
 
-def test_camera_from_image_folder(tmp_path, board_images, capsys):
-    camera, images = board_images
+@pytest.fixture
+def image_folder(tmp_path, board_images):
     folder = tmp_path / "views"
     folder.mkdir()
-    for i, image in enumerate(images):
+    for i, image in enumerate(board_images[1]):
         cv2.imwrite(str(folder / f"v{i:02d}.png"), image)
+    return folder
+
+
+def test_camera_from_image_folder(tmp_path, board_images, image_folder, capsys):
+    camera, _images = board_images
+    folder = image_folder
     out = tmp_path / "cam.json"
     assert main(["calibrate", "camera", "--images", str(folder), "--out", str(out)]) == 0
     data = json.loads(out.read_text())
@@ -56,12 +62,8 @@ def test_camera_from_video_to_yaml(tmp_path, board_images):
     np.testing.assert_allclose(calib.camera_matrix[0, 0], camera.camera_matrix[0, 0], rtol=0.02)
 
 
-def test_camera_wrong_dictionary_is_one_clear_line(tmp_path, board_images, capsys):
-    _camera, images = board_images
-    folder = tmp_path / "views"
-    folder.mkdir()
-    for i, image in enumerate(images):
-        cv2.imwrite(str(folder / f"v{i:02d}.png"), image)
+def test_camera_wrong_dictionary_is_one_clear_line(tmp_path, image_folder, capsys):
+    folder = image_folder
     code = main(["calibrate", "camera", "--images", str(folder), "--squares", "7x5",
                  "--square-mm", "30", "--marker-mm", "22", "--dictionary", "DICT_4X4_50",
                  "--out", str(tmp_path / "c.json")])
