@@ -3,6 +3,7 @@
 * :mod:`.paired_point` — rigid (optionally similarity) point-pair fit, FRE, residuals.
 * :mod:`.tre` — predicted target registration error from FLE and fiducial geometry.
 * :mod:`.surface` — point-to-plane ICP of swept points onto the CT skin/organ surface.
+* :mod:`.fiducials` — collect pointer-touched fiducials and register them.
 * :mod:`.decision` — accept/reject against user thresholds.
 """
 
