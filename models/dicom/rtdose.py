@@ -31,17 +31,18 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import RTDoseStorage, RTPlanStorage
 
+from models.dicom.common import Identity, write_dataset
 from models.dicom.rtcommon import (
-    DicomIdentity,
+    Instance,
     as_dataset,
-    base_rt_dataset,
     dicom_float,
     dicom_floats,
-    format_ds,
-    identity_from_dataset,
+    ds_value,
+    ds_values,
+    instance_from_dataset,
     reading,
     require,
-    save_dataset,
+    rt_dataset,
 )
 from models.errors import InputError
 from models.volume import Volume
@@ -68,8 +69,8 @@ class RtDose:
         DoseSummationType: ``PLAN``, ``BEAM``, ``FRACTION``, ...
     referenced_plan_uid : str
         SOP Instance UID of the referenced RT Plan ("" if none).
-    identity : DicomIdentity
-        Patient/study/series/frame of reference/SOP UIDs of the object.
+    instance : Instance
+        Patient/study/Frame of Reference identity and series/SOP UIDs of the object.
     """
 
     dose: Volume
@@ -77,7 +78,7 @@ class RtDose:
     dose_type: str
     summation_type: str
     referenced_plan_uid: str
-    identity: DicomIdentity
+    instance: Instance
 
 
 def _stack_geometry(dose: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -101,25 +102,25 @@ def _stack_geometry(dose: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     return array, origin, iop, np.array([spacing[1], spacing[0], spacing[2]])
 
 
-def dose_dataset(dose: Volume, identity: DicomIdentity, *, referenced_plan_uid: str,
-                 description: str = "IORT electron dose",
-                 manufacturer: str = "iort-guidance", bits_allocated: int = 16) -> Dataset:
+def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
+                 series_instance_uid: str = "", sop_instance_uid: str = "",
+                 description: str = "IORT electron dose", bits_allocated: int = 16
+                 ) -> Dataset:
     """Build an RT Dose dataset (with file meta) for a dose grid in Gy.
 
     Parameters
     ----------
     dose : Volume
         Dose in Gy, any rectilinear grid in patient LPS (k along the slice normal).
-    identity : DicomIdentity
-        Patient, study and Frame of Reference of the CT the dose belongs to; its
-        ``series_instance_uid`` / ``sop_instance_uid`` are those of the new RT Dose
-        object (generated when empty).
+    identity : Identity
+        Patient, study and Frame of Reference of the CT the dose belongs to
+        (:func:`models.dicom.common.identity_of`).
     referenced_plan_uid : str
         SOP Instance UID of the RT Plan this dose is the PLAN sum of.
+    series_instance_uid, sop_instance_uid : str
+        UIDs of the new object (generated when empty).
     description : str
         SeriesDescription.
-    manufacturer : str
-        Manufacturer written in the General Equipment module.
     bits_allocated : {16, 32}
         Pixel word size; the dose step is ``max / (2**bits - 1)``.
 
@@ -139,17 +140,18 @@ def dose_dataset(dose: Volume, identity: DicomIdentity, *, referenced_plan_uid: 
     if values.min() < 0:
         logger.warning("negative dose values (min %.3g Gy) clipped to 0", values.min())
     array, origin, iop, spacing = _stack_geometry(dose.with_array(np.clip(values, 0, None)))
-    ds = base_rt_dataset(identity, sop_class_uid=RTDoseStorage, modality="RTDOSE",
-                         description=description, manufacturer=manufacturer)
+    ds = rt_dataset(identity, sop_class_uid=RTDoseStorage, modality="RTDOSE",
+                    description=description, series_instance_uid=series_instance_uid,
+                    sop_instance_uid=sop_instance_uid)
     nframes, rows, cols = array.shape
     # General Image + Image Plane
     ds.ContentDate = ds.InstanceCreationDate
     ds.ContentTime = ds.InstanceCreationTime
     ds.InstanceNumber = 1
-    ds.ImagePositionPatient = format_ds(origin)
-    ds.ImageOrientationPatient = format_ds(iop)
-    ds.PixelSpacing = format_ds(spacing[:2])
-    ds.SliceThickness = format_ds([spacing[2]])[0] if nframes > 1 else ""
+    ds.ImagePositionPatient = ds_values(origin)
+    ds.ImageOrientationPatient = ds_values(iop)
+    ds.PixelSpacing = ds_values(spacing[:2])
+    ds.SliceThickness = ds_value(spacing[2]) if nframes > 1 else ""
     # Image Pixel + Multi-frame
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -166,13 +168,13 @@ def dose_dataset(dose: Volume, identity: DicomIdentity, *, referenced_plan_uid: 
     ds.DoseType = "PHYSICAL"
     ds.DoseSummationType = "PLAN"
     ds.TissueHeterogeneityCorrection = "IMAGE"
-    ds.GridFrameOffsetVector = format_ds(np.arange(nframes) * spacing[2])
+    ds.GridFrameOffsetVector = ds_values(np.arange(nframes) * spacing[2])
     top = float(array.max())
     top_count = 2**bits_allocated - 1
     # round the scaling up in its DS text so that max / scaling never exceeds top_count
-    scaling = float(format_ds([top / top_count * (1 + 1e-9)])[0]) if top > 0 else 1.0
+    scaling = float(ds_value(top / top_count * (1 + 1e-9))) if top > 0 else 1.0
     pixels = np.rint(array / scaling).clip(0, top_count).astype(f"<u{bits_allocated // 8}")
-    ds.DoseGridScaling = format_ds([scaling])[0]
+    ds.DoseGridScaling = ds_value(scaling)
     ref = Dataset()
     ref.ReferencedSOPClassUID = RTPlanStorage
     ref.ReferencedSOPInstanceUID = referenced_plan_uid
@@ -181,13 +183,16 @@ def dose_dataset(dose: Volume, identity: DicomIdentity, *, referenced_plan_uid: 
     return ds
 
 
-def write_rtdose(path: str | Path, dose: Volume, identity: DicomIdentity, *,
-                 referenced_plan_uid: str, description: str = "IORT electron dose",
+def write_rtdose(path: str | Path, dose: Volume, identity: Identity, *,
+                 referenced_plan_uid: str, series_instance_uid: str = "",
+                 sop_instance_uid: str = "", description: str = "IORT electron dose",
                  bits_allocated: int = 16) -> Path:
     """Write an RT Dose file; see :func:`dose_dataset`. Returns the path written."""
     ds = dose_dataset(dose, identity, referenced_plan_uid=referenced_plan_uid,
-                      description=description, bits_allocated=bits_allocated)
-    return save_dataset(ds, path)
+                      series_instance_uid=series_instance_uid,
+                      sop_instance_uid=sop_instance_uid, description=description,
+                      bits_allocated=bits_allocated)
+    return write_dataset(ds, path)
 
 
 def read_rtdose(source: str | Path | Dataset) -> RtDose:
@@ -247,7 +252,7 @@ def read_rtdose(source: str | Path | Dataset) -> RtDose:
         return RtDose(dose=dose, units=str(ds.get("DoseUnits", "")),
                       dose_type=str(ds.get("DoseType", "")),
                       summation_type=str(ds.get("DoseSummationType", "")),
-                      referenced_plan_uid=plan_uid, identity=identity_from_dataset(ds))
+                      referenced_plan_uid=plan_uid, instance=instance_from_dataset(ds))
 
 
 def _frame_offsets(ds: Dataset, label: str, nframes: int, ipp: np.ndarray,

@@ -44,16 +44,17 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import RTPlanStorage, RTStructureSetStorage
 
+from models.dicom.common import MANUFACTURER, Identity, write_dataset
 from models.dicom.rtcommon import (
-    DicomIdentity,
+    Instance,
     as_dataset,
-    base_rt_dataset,
     dicom_float,
     dicom_floats,
-    format_ds,
-    identity_from_dataset,
+    ds_value,
+    ds_values,
+    instance_from_dataset,
     reading,
-    save_dataset,
+    rt_dataset,
 )
 from models.errors import InputError
 from models.validation import as_array, as_positive, as_transform
@@ -188,7 +189,7 @@ class RtPlan:
     """An RT Plan object read back."""
 
     label: str
-    identity: DicomIdentity
+    instance: Instance
     beams: list[RtBeam] = field(default_factory=list)
     dose_references: list[DoseReference] = field(default_factory=list)
     fractions: int = 1
@@ -286,26 +287,28 @@ def patient_from_applicator_from_angles(angles: BeamAngles,
     return pose
 
 
-def plan_dataset(plan: ElectronPlan, identity: DicomIdentity, *,
-                 structure_set_uid: str = "", manufacturer: str = "iort-guidance") -> Dataset:
+def plan_dataset(plan: ElectronPlan, identity: Identity, *, structure_set_uid: str = "",
+                 series_instance_uid: str = "", sop_instance_uid: str = "") -> Dataset:
     """Build an RT Plan dataset (with file meta) for one electron IORT beam.
 
     Parameters
     ----------
     plan : ElectronPlan
         Beam, applicator, MU, prescription and pose.
-    identity : DicomIdentity
-        Patient, study and the CT's Frame of Reference; series/SOP UIDs of the new plan
-        (generated when empty).
+    identity : Identity
+        Patient, study and the CT's Frame of Reference
+        (:func:`models.dicom.common.identity_of`).
     structure_set_uid : str
         SOP Instance UID of the RT Structure Set the plan refers to ("" for none).
-    manufacturer : str
-        General Equipment Manufacturer.
+    series_instance_uid, sop_instance_uid : str
+        UIDs of the new object (generated when empty).
     """
     if not isinstance(plan, ElectronPlan):
         raise TypeError(f"plan must be an ElectronPlan, got {type(plan).__name__}")
-    ds = base_rt_dataset(identity, sop_class_uid=RTPlanStorage, modality="RTPLAN",
-                         description=f"IORT plan {plan.label}", manufacturer=manufacturer)
+    ds = rt_dataset(identity, sop_class_uid=RTPlanStorage, modality="RTPLAN",
+                    description=f"IORT plan {plan.label}",
+                    series_instance_uid=series_instance_uid,
+                    sop_instance_uid=sop_instance_uid)
     now_date, now_time = ds.InstanceCreationDate, ds.InstanceCreationTime
     ds.RTPlanLabel = plan.label[:16]
     ds.RTPlanName = plan.label[:64]
@@ -326,12 +329,12 @@ def plan_dataset(plan: ElectronPlan, identity: DicomIdentity, *,
     dose_ref.DoseReferenceNumber = 1
     dose_ref.DoseReferenceStructureType = "COORDINATES"
     dose_ref.DoseReferenceDescription = f"prescribed to {plan.isodose_percent:g} % isodose"
-    dose_ref.DoseReferencePointCoordinates = format_ds(plan.reference_point_lps)
+    dose_ref.DoseReferencePointCoordinates = ds_values(plan.reference_point_lps)
     dose_ref.DoseReferenceType = "TARGET"
-    dose_ref.TargetPrescriptionDose = format_ds([plan.prescription_gy])[0]
+    dose_ref.TargetPrescriptionDose = ds_value(plan.prescription_gy)
     ds.DoseReferenceSequence = Sequence([dose_ref])
     ds.FractionGroupSequence = Sequence([_fraction_group(plan)])
-    ds.BeamSequence = Sequence([_beam(plan, manufacturer)])
+    ds.BeamSequence = Sequence([_beam(plan)])
     setup = Dataset()
     setup.PatientSetupNumber = 1
     setup.PatientPosition = "HFS"
@@ -348,8 +351,8 @@ def _fraction_group(plan: ElectronPlan) -> Dataset:
     group.NumberOfBrachyApplicationSetups = 0
     ref_beam = Dataset()
     ref_beam.ReferencedBeamNumber = 1
-    ref_beam.BeamDose = format_ds([plan.prescription_gy / plan.fractions])[0]
-    ref_beam.BeamMeterset = format_ds([plan.mu])[0]
+    ref_beam.BeamDose = ds_value(plan.prescription_gy / plan.fractions)
+    ref_beam.BeamMeterset = ds_value(plan.mu)
     group.ReferencedBeamSequence = Sequence([ref_beam])
     ref_dose = Dataset()
     ref_dose.ReferencedDoseReferenceNumber = 1
@@ -357,14 +360,14 @@ def _fraction_group(plan: ElectronPlan) -> Dataset:
     return group
 
 
-def _beam(plan: ElectronPlan, manufacturer: str) -> Dataset:
+def _beam(plan: ElectronPlan) -> Dataset:
     angles = angles_from_pose(plan.patient_from_applicator)
     radius = plan.applicator_diameter_mm / 2.0
     beam = Dataset()
-    beam.Manufacturer = manufacturer
+    beam.Manufacturer = MANUFACTURER
     beam.TreatmentMachineName = plan.machine[:16]
     beam.PrimaryDosimeterUnit = "MU"
-    beam.SourceAxisDistance = format_ds([plan.source_axis_distance_mm])[0]
+    beam.SourceAxisDistance = ds_value(plan.source_axis_distance_mm)
     devices = []
     for kind in ("X", "Y"):
         device = Dataset()
@@ -398,27 +401,27 @@ def _beam(plan: ElectronPlan, manufacturer: str) -> Dataset:
     beam.NumberOfControlPoints = 2
     first = Dataset()
     first.ControlPointIndex = 0
-    first.NominalBeamEnergy = format_ds([plan.energy_mev])[0]
+    first.NominalBeamEnergy = ds_value(plan.energy_mev)
     positions = []
     for kind in ("X", "Y"):
         pos = Dataset()
         pos.RTBeamLimitingDeviceType = kind
-        pos.LeafJawPositions = format_ds([-radius, radius])
+        pos.LeafJawPositions = ds_values([-radius, radius])
         positions.append(pos)
     first.BeamLimitingDevicePositionSequence = Sequence(positions)
-    first.GantryAngle = format_ds([angles.gantry_deg])[0]
+    first.GantryAngle = ds_value(angles.gantry_deg)
     first.GantryRotationDirection = "NONE"
-    first.BeamLimitingDeviceAngle = format_ds([angles.collimator_deg])[0]
+    first.BeamLimitingDeviceAngle = ds_value(angles.collimator_deg)
     first.BeamLimitingDeviceRotationDirection = "NONE"
-    first.PatientSupportAngle = format_ds([angles.couch_deg])[0]
+    first.PatientSupportAngle = ds_value(angles.couch_deg)
     first.PatientSupportRotationDirection = "NONE"
     first.TableTopEccentricAngle = "0"
     first.TableTopEccentricRotationDirection = "NONE"
     first.TableTopVerticalPosition = ""
     first.TableTopLongitudinalPosition = ""
     first.TableTopLateralPosition = ""
-    first.IsocenterPosition = format_ds(plan.patient_from_applicator[:3, 3])
-    first.SourceToSurfaceDistance = format_ds([plan.source_axis_distance_mm])[0]
+    first.IsocenterPosition = ds_values(plan.patient_from_applicator[:3, 3])
+    first.SourceToSurfaceDistance = ds_value(plan.source_axis_distance_mm)
     first.CumulativeMetersetWeight = "0"
     last = Dataset()
     last.ControlPointIndex = 1
@@ -428,11 +431,13 @@ def _beam(plan: ElectronPlan, manufacturer: str) -> Dataset:
     return beam
 
 
-def write_rtplan(path: str | Path, plan: ElectronPlan, identity: DicomIdentity, *,
-                 structure_set_uid: str = "") -> Path:
+def write_rtplan(path: str | Path, plan: ElectronPlan, identity: Identity, *,
+                 structure_set_uid: str = "", series_instance_uid: str = "",
+                 sop_instance_uid: str = "") -> Path:
     """Write an RT Plan file; see :func:`plan_dataset`. Returns the path written."""
-    return save_dataset(plan_dataset(plan, identity, structure_set_uid=structure_set_uid),
-                        path)
+    return write_dataset(plan_dataset(plan, identity, structure_set_uid=structure_set_uid,
+                                      series_instance_uid=series_instance_uid,
+                                      sop_instance_uid=sop_instance_uid), path)
 
 
 def read_rtplan(source: str | Path | Dataset) -> RtPlan:
@@ -467,7 +472,7 @@ def read_rtplan(source: str | Path | Dataset) -> RtPlan:
         structure_refs = ds.get("ReferencedStructureSetSequence") or []
         setups = ds.get("PatientSetupSequence") or []
         return RtPlan(
-            label=str(ds.get("RTPlanLabel", "") or ""), identity=identity_from_dataset(ds),
+            label=str(ds.get("RTPlanLabel", "") or ""), instance=instance_from_dataset(ds),
             beams=beams, dose_references=references, fractions=max(1, fractions),
             referenced_structure_set_uid=str(structure_refs[0].get(
                 "ReferencedSOPInstanceUID", "")) if structure_refs else "",

@@ -21,9 +21,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
 
-from models.dicom.rtcommon import DicomIdentity
+from models.dicom.common import Identity, new_uid
 from models.dicom.rtdose import read_rtdose, write_rtdose
 from models.dicom.rtplan import ElectronPlan, read_rtplan, write_rtplan
 from models.errors import InputError
@@ -197,11 +196,12 @@ def _check_plan(result: object) -> None:
 @pytest.fixture(scope="module")
 def rt_files(tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("rt")
-    ident = DicomIdentity(patient_id="FUZZ", patient_name="Fuzz^Test").completed()
+    ident = Identity(patient_id="FUZZ", patient_name="Fuzz^Test", study_instance_uid=new_uid(),
+                     frame_of_reference_uid=new_uid())
     rng = np.random.default_rng(7)
     dose = Volume.from_grid(rng.uniform(0, 11, (6, 8, 9)), spacing_mm=(2, 2, 2.5),
                             origin_mm=(-8, -8, -6))
-    plan_uid = generate_uid()
+    plan_uid = new_uid()
     pose = np.eye(4)
     pose[:3, 3] = [0.0, -20.0, 5.0]
     plan = ElectronPlan(machine="IORT-LINAC", energy_mev=9.0, applicator_id="A50B15",
@@ -210,8 +210,8 @@ def rt_files(tmp_path_factory) -> dict[str, Path]:
                         patient_from_applicator=pose)
     return {
         "rtdose": write_rtdose(out / "rd.dcm", dose, ident, referenced_plan_uid=plan_uid),
-        "rtplan": write_rtplan(out / "rp.dcm", plan, ident.new_instance(),
-                               structure_set_uid=generate_uid()),
+        "rtplan": write_rtplan(out / "rp.dcm", plan, ident,
+                               structure_set_uid=new_uid()),
     }
 
 

@@ -9,19 +9,18 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
 from scipy.spatial.transform import Rotation
 
-from models.dicom.rtcommon import DicomIdentity
+from models.dicom.common import Identity, new_uid
 from models.dicom.rtdose import dose_dataset, read_rtdose, write_rtdose
 from models.errors import InputError
 from models.volume import Volume
 
 
 @pytest.fixture
-def identity() -> DicomIdentity:
-    return DicomIdentity(patient_id="IORT-001", patient_name="Phantom^Dose",
-                         study_id="1").completed()
+def identity() -> Identity:
+    return Identity(patient_id="IORT-001", patient_name="Phantom^Dose",
+                    study_instance_uid=new_uid(), frame_of_reference_uid=new_uid())
 
 
 def _oblique_dose(rng: np.random.Generator, *, flip_k: bool = False) -> Volume:
@@ -35,7 +34,7 @@ def _oblique_dose(rng: np.random.Generator, *, flip_k: bool = False) -> Volume:
 
 def test_round_trip_oblique_grid(tmp_path, rng, identity):
     dose = _oblique_dose(rng)
-    plan_uid = generate_uid()
+    plan_uid = new_uid()
     path = write_rtdose(tmp_path / "rd.dcm", dose, identity, referenced_plan_uid=plan_uid)
     back = read_rtdose(path)
     step_gy = dose.array.max() / 65535
@@ -44,15 +43,15 @@ def test_round_trip_oblique_grid(tmp_path, rng, identity):
                                atol=1e-6, rtol=0)
     assert (back.units, back.dose_type, back.summation_type) == ("GY", "PHYSICAL", "PLAN")
     assert back.referenced_plan_uid == plan_uid
-    assert back.identity.frame_of_reference_uid == identity.frame_of_reference_uid
-    assert back.identity.study_instance_uid == identity.study_instance_uid
-    assert back.identity.patient_id == "IORT-001"
+    assert back.instance.identity.frame_of_reference_uid == identity.frame_of_reference_uid
+    assert back.instance.identity.study_instance_uid == identity.study_instance_uid
+    assert back.instance.identity.patient_id == "IORT-001"
 
 
 def test_32_bit_pixels_are_finer(tmp_path, rng, identity):
     dose = _oblique_dose(rng)
     path = write_rtdose(tmp_path / "rd32.dcm", dose, identity,
-                        referenced_plan_uid=generate_uid(), bits_allocated=32)
+                        referenced_plan_uid=new_uid(), bits_allocated=32)
     back = read_rtdose(path)
     np.testing.assert_allclose(back.dose.array, dose.array,
                                atol=dose.array.max() / (2**32 - 1) + 1e-9, rtol=0)
@@ -60,7 +59,7 @@ def test_32_bit_pixels_are_finer(tmp_path, rng, identity):
 
 def test_k_against_normal_is_flipped_not_lost(tmp_path, rng, identity):
     dose = _oblique_dose(rng, flip_k=True)
-    path = write_rtdose(tmp_path / "rd.dcm", dose, identity, referenced_plan_uid=generate_uid())
+    path = write_rtdose(tmp_path / "rd.dcm", dose, identity, referenced_plan_uid=new_uid())
     back = read_rtdose(path)
     assert np.all(np.diff(pydicom.dcmread(path).GridFrameOffsetVector) > 0)
     # slice k of the input is slice nk - 1 - k of the file, at the same place
@@ -77,7 +76,7 @@ def test_k_against_normal_is_flipped_not_lost(tmp_path, rng, identity):
 def test_geometry_and_values_match_simpleitk(tmp_path, rng, identity):
     sitk = pytest.importorskip("SimpleITK")
     dose = _oblique_dose(rng)
-    path = write_rtdose(tmp_path / "rd.dcm", dose, identity, referenced_plan_uid=generate_uid())
+    path = write_rtdose(tmp_path / "rd.dcm", dose, identity, referenced_plan_uid=new_uid())
     image = sitk.ReadImage(str(path))
     direction = np.array(image.GetDirection()).reshape(3, 3)
     affine = np.eye(4)
@@ -92,7 +91,7 @@ def test_geometry_and_values_match_simpleitk(tmp_path, rng, identity):
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools not installed")
 def test_dciodvfy_reports_no_errors(tmp_path, rng, identity):
     path = write_rtdose(tmp_path / "rd.dcm", _oblique_dose(rng), identity,
-                        referenced_plan_uid=generate_uid())
+                        referenced_plan_uid=new_uid())
     out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     report = out.stdout + out.stderr
     assert "RTDose" in report
@@ -115,7 +114,7 @@ def test_reads_pydicom_rtdose_test_file():
 def test_absolute_frame_offsets_are_understood(tmp_path, rng, identity):
     dose = Volume.from_grid(rng.uniform(0, 5, (4, 3, 3)), spacing_mm=(1, 1, 2.5),
                             origin_mm=(0, 0, -30.0))
-    ds = dose_dataset(dose, identity, referenced_plan_uid=generate_uid())
+    ds = dose_dataset(dose, identity, referenced_plan_uid=new_uid())
     ds.GridFrameOffsetVector = [-30.0, -27.5, -25.0, -22.5]
     back = read_rtdose(ds)
     np.testing.assert_allclose(back.dose.patient_from_voxel, dose.patient_from_voxel,
@@ -134,7 +133,7 @@ def test_absolute_frame_offsets_are_understood(tmp_path, rng, identity):
 ])
 def test_malformed_dose_raises_input_error(rng, identity, mutate, message):
     dose = Volume.from_grid(rng.uniform(0, 5, (4, 3, 3)), spacing_mm=(1, 1, 2.5))
-    ds = dose_dataset(dose, identity, referenced_plan_uid=generate_uid())
+    ds = dose_dataset(dose, identity, referenced_plan_uid=new_uid())
     mutate(ds)
     with pytest.raises(InputError, match=message):
         read_rtdose(ds)
@@ -156,10 +155,10 @@ def test_writer_rejects_bad_grids(rng, identity):
     sheared[:3, 2] = [0.5, 0.0, 2.0]
     with pytest.raises(ValueError, match="normal"):
         dose_dataset(Volume(np.ones((2, 2, 2)), sheared), identity,
-                     referenced_plan_uid=generate_uid())
+                     referenced_plan_uid=new_uid())
     good = Volume.from_grid(np.ones((2, 2, 2)), spacing_mm=(1, 1, 1))
     with pytest.raises(ValueError, match="referenced_plan_uid"):
         dose_dataset(good, identity, referenced_plan_uid="")
     with pytest.raises(ValueError, match="NaN"):
         dose_dataset(good.with_array(np.full((2, 2, 2), np.nan)), identity,
-                     referenced_plan_uid=generate_uid())
+                     referenced_plan_uid=new_uid())

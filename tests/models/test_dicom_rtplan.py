@@ -9,10 +9,9 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.uid import generate_uid
 from scipy.spatial.transform import Rotation
 
-from models.dicom.rtcommon import DicomIdentity
+from models.dicom.common import Identity, new_uid
 from models.dicom.rtplan import (
     BeamAngles,
     ElectronPlan,
@@ -43,9 +42,9 @@ def plan() -> ElectronPlan:
 
 
 @pytest.fixture
-def identity() -> DicomIdentity:
-    return DicomIdentity(patient_id="IORT-001", patient_name="Phantom^Plan",
-                         study_id="1").completed()
+def identity() -> Identity:
+    return Identity(patient_id="IORT-001", patient_name="Phantom^Plan",
+                    study_instance_uid=new_uid(), frame_of_reference_uid=new_uid())
 
 
 @pytest.mark.parametrize("angles, beam_lps", [
@@ -81,12 +80,13 @@ def test_pose_angles_round_trip(rng):
 
 
 def test_write_read_round_trip(tmp_path, plan, identity):
-    struct_uid = generate_uid()
-    path = write_rtplan(tmp_path / "rp.dcm", plan, identity, structure_set_uid=struct_uid)
+    struct_uid, plan_uid = new_uid(), new_uid()
+    path = write_rtplan(tmp_path / "rp.dcm", plan, identity, structure_set_uid=struct_uid,
+                        sop_instance_uid=plan_uid)
     read = read_rtplan(path)
     assert read.referenced_structure_set_uid == struct_uid
-    assert read.identity.frame_of_reference_uid == identity.frame_of_reference_uid
-    assert read.identity.sop_instance_uid == identity.sop_instance_uid
+    assert read.instance.identity.frame_of_reference_uid == identity.frame_of_reference_uid
+    assert read.instance.sop_instance_uid == plan_uid
     assert read.patient_position == "HFS"
     back = read.electron_plan()
     for name in ("machine", "energy_mev", "applicator_id", "applicator_diameter_mm",
@@ -116,7 +116,7 @@ def test_without_structure_set_geometry_is_treatment_device(plan, identity):
 @pytest.mark.parametrize("with_structures", [True, False])
 def test_dciodvfy_reports_no_errors(tmp_path, plan, identity, with_structures):
     path = write_rtplan(tmp_path / "rp.dcm", plan, identity,
-                        structure_set_uid=generate_uid() if with_structures else "")
+                        structure_set_uid=new_uid() if with_structures else "")
     out = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=60)
     report = out.stdout + out.stderr
     assert "RTPlan" in report
