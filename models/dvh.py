@@ -8,9 +8,14 @@ structure volume is ``count * voxel volume`` exactly. The dose is a
 :class:`~models.volume.Volume` in Gy on *any* grid (the dose engine's grid, an RTDOSE grid).
 Every structure voxel is split into ``n x n x n`` sub-voxels; the dose is interpolated
 trilinearly at each sub-voxel centre (zero outside the dose grid) and each sample carries
-``voxel volume / n**3``. Sub-voxel sampling matters for thin structures (rind, bowel wall,
-a CTV a few voxels thick) in the steep electron fall-off, where one dose value per voxel
-misreports D98/Dmin; ``oversample=None`` picks ``n`` from the structure's thickness.
+``voxel volume / n**3``. Dose engines leave air at exactly 0 Gy, and plain trilinear
+interpolation would drag the dose of tissue touching air -- the tumour bed under the
+applicator -- towards 0; by default the weights are renormalised over the non-zero
+neighbours (:func:`interpolate_dose`). :func:`resample_dose` does the same for a whole grid
+(e.g. the axial grid of an exported RT Dose). Sub-voxel sampling matters for thin
+structures (rind, bowel wall, a CTV a few voxels thick) in the steep electron fall-off,
+where one dose value per voxel misreports D98/Dmin; ``oversample=None`` picks ``n`` from
+the structure's thickness.
 
 Metrics (Dmean, Dmin, Dmax, D2, D50, D90, D98, V90, V100) come from the weighted samples
 themselves, not from the binned histogram, so they carry no bin-width error. The curves
@@ -209,7 +214,60 @@ def _check_volume(value: Any, *, name: str) -> Volume:
     return value
 
 
-def _sample_structure(dose: Volume, structure: Volume, oversample: int | None) -> _Samples:
+def interpolate_dose(dose_array: np.ndarray, kji: np.ndarray, *,
+                     zero_is_unknown: bool = True) -> np.ndarray:
+    """Trilinear dose at continuous indices, optionally skipping zero-dose neighbours.
+
+    Parameters
+    ----------
+    dose_array : numpy.ndarray
+        Dose (Gy), shape ``(nk, nj, ni)``.
+    kji : numpy.ndarray
+        ``(3, N)`` continuous indices (k, j, i) inside the grid (clamped by the caller).
+    zero_is_unknown : bool, default True
+        Dose engines leave air and the region they did not compute at exactly 0 Gy;
+        trilinear interpolation across such a voxel drags the dose of tissue next to air
+        (the tumour bed under the applicator) towards 0. With this option the weights
+        are renormalised over the non-zero neighbours (normalised convolution, Knutsson &
+        Westin 1993, doi:10.1109/CVPR.1993.341081); a point whose neighbours are all zero
+        gets 0. Where the dose truly falls to 0 the error is at most the dose of the last
+        non-zero voxel (under ~1 % of the maximum for the electron engine's margins).
+    """
+    values = ndimage.map_coordinates(dose_array, kji, order=1, mode="nearest")
+    if not zero_is_unknown:
+        return values
+    support = ndimage.map_coordinates((dose_array != 0).astype(np.float64), kji, order=1,
+                                      mode="nearest")
+    out = np.zeros_like(values)
+    known = support > 1e-12
+    out[known] = values[known] / support[known]
+    return out
+
+
+def resample_dose(dose: Volume, grid: Volume, *, zero_is_unknown: bool = True) -> Volume:
+    """Dose resampled onto another grid with :func:`interpolate_dose` (0 outside).
+
+    Use it instead of :meth:`Volume.resample_like` for dose that is 0 Gy in air, so
+    tissue next to air keeps its dose on the new grid.
+    """
+    _check_volume(dose, name="dose")
+    _check_volume(grid, name="grid")
+    nk, nj, ni = grid.shape
+    k, j, i = np.meshgrid(np.arange(nk), np.arange(nj), np.arange(ni), indexing="ij")
+    ijk = np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1).astype(np.float64)
+    dose_from_grid = dose.voxel_from_patient @ grid.patient_from_voxel
+    dijk = ijk @ dose_from_grid[:3, :3].T + dose_from_grid[:3, 3]
+    upper = np.array(dose.shape[::-1], dtype=np.float64) - 1.0
+    outside = np.any((dijk < -0.5) | (dijk > upper + 0.5), axis=1)
+    np.clip(dijk, 0.0, upper, out=dijk)
+    values = interpolate_dose(np.asarray(dose.array, dtype=np.float64), dijk[:, ::-1].T,
+                              zero_is_unknown=zero_is_unknown)
+    values[outside] = 0.0
+    return grid.with_array(values.reshape(grid.shape))
+
+
+def _sample_structure(dose: Volume, structure: Volume, oversample: int | None, *,
+                      zero_is_unknown: bool = True) -> _Samples:
     """Interpolate the dose at sub-voxel centres of every structure voxel."""
     mask = np.asarray(structure.array).astype(bool, copy=False)
     n = choose_oversample(mask) if oversample is None else int(oversample)
@@ -241,7 +299,7 @@ def _sample_structure(dose: Volume, structure: Volume, oversample: int | None) -
         # Half a voxel beyond the last centre still belongs to the dose grid: clamp there
         # (nearest edge value) and give zero dose only truly outside.
         np.clip(dijk, 0.0, upper, out=dijk)
-        vals = ndimage.map_coordinates(dose_array, dijk[:, ::-1].T, order=1, mode="nearest")
+        vals = interpolate_dose(dose_array, dijk[:, ::-1].T, zero_is_unknown=zero_is_unknown)
         vals[out_mask] = 0.0
         lo = start * len(offsets)
         values[lo:lo + len(vals)] = vals
@@ -278,7 +336,8 @@ def _reference_gy(prescription_gy: float | None, isodose_percent: float) -> floa
 
 def compute_dvh(dose: Volume, structure: Volume, *, name: str = "",
                 prescription_gy: float | None = None, isodose_percent: float = 90.0,
-                bin_width_gy: float = 0.01, oversample: int | None = None) -> DVH:
+                bin_width_gy: float = 0.01, oversample: int | None = None,
+                zero_is_unknown: bool = True) -> DVH:
     """DVH and metrics of one structure in a dose distribution.
 
     Parameters
@@ -298,6 +357,8 @@ def compute_dvh(dose: Volume, structure: Volume, *, name: str = "",
     oversample : int, optional
         Sub-voxel subdivisions per axis (``n**3`` dose samples per voxel); ``None`` picks
         from the structure's thickness (:func:`choose_oversample`).
+    zero_is_unknown : bool, default True
+        Interpolate over non-zero dose voxels only (see :func:`interpolate_dose`).
 
     Returns
     -------
@@ -315,7 +376,7 @@ def compute_dvh(dose: Volume, structure: Volume, *, name: str = "",
     _check_volume(structure, name="structure")
     width = as_positive(bin_width_gy, name="bin_width_gy")
     reference = _reference_gy(prescription_gy, isodose_percent)
-    samples = _sample_structure(dose, structure, oversample)
+    samples = _sample_structure(dose, structure, oversample, zero_is_unknown=zero_is_unknown)
     dose_gy = np.sort(samples.dose_gy)
     total_cc = len(dose_gy) * samples.weight_cc
     top = float(dose_gy[-1]) if len(dose_gy) else 0.0
@@ -355,8 +416,8 @@ def _metrics(name: str, dose_gy: np.ndarray, samples: _Samples, total_cc: float,
 
 
 def conformity_indices(dose: Volume, target: Volume, *, prescription_gy: float,
-                       body: Volume | None = None,
-                       oversample: int | None = None) -> ConformityIndices:
+                       body: Volume | None = None, oversample: int | None = None,
+                       zero_is_unknown: bool = True) -> ConformityIndices:
     """RTOG and Paddick conformity of the prescription isodose to a target.
 
     Parameters
@@ -371,18 +432,19 @@ def conformity_indices(dose: Volume, target: Volume, *, prescription_gy: float,
         Boolean body mask; PIV is counted inside it (recommended: the electron beam also
         doses air and the couch in a dose grid). Without it PIV is counted over the whole
         dose grid at the dose grid's resolution.
-    oversample : int, optional
+    oversample, zero_is_unknown
         As in :func:`compute_dvh`.
     """
     _check_volume(dose, name="dose")
     _check_volume(target, name="target")
     rx = as_positive(prescription_gy, name="prescription_gy")
-    tgt = _sample_structure(dose, target, oversample)
+    tgt = _sample_structure(dose, target, oversample, zero_is_unknown=zero_is_unknown)
     tv = len(tgt.dose_gy) * tgt.weight_cc
     tv_piv = int(np.count_nonzero(tgt.dose_gy >= rx)) * tgt.weight_cc
     if body is not None:
         _check_volume(body, name="body")
-        body_samples = _sample_structure(dose, body, oversample)
+        body_samples = _sample_structure(dose, body, oversample,
+                                         zero_is_unknown=zero_is_unknown)
         piv = int(np.count_nonzero(body_samples.dose_gy >= rx)) * body_samples.weight_cc
     else:
         piv = int(np.count_nonzero(np.asarray(dose.array) >= rx)) * dose.voxel_volume_mm3 / 1e3
@@ -397,7 +459,8 @@ def conformity_indices(dose: Volume, target: Volume, *, prescription_gy: float,
 def structure_dvhs(dose: Volume, grid: Volume, masks: Mapping[str, Any], *,
                    names: Iterable[str] | None = None, prescription_gy: float | None = None,
                    isodose_percent: float = 90.0, bin_width_gy: float = 0.01,
-                   oversample: int | None = None) -> dict[str, DVH]:
+                   oversample: int | None = None, zero_is_unknown: bool = True
+                   ) -> dict[str, DVH]:
     """DVHs of several structures sharing one grid (e.g. ``case.ct`` and its structures).
 
     ``masks`` maps a name to a boolean array of ``grid.shape`` or to an object with a
@@ -413,5 +476,5 @@ def structure_dvhs(dose: Volume, grid: Volume, masks: Mapping[str, Any], *,
         out[key] = compute_dvh(dose, grid.with_array(np.asarray(mask, dtype=bool)), name=key,
                                prescription_gy=prescription_gy,
                                isodose_percent=isodose_percent, bin_width_gy=bin_width_gy,
-                               oversample=oversample)
+                               oversample=oversample, zero_is_unknown=zero_is_unknown)
     return out

@@ -14,6 +14,7 @@ from models.dvh import (
     choose_oversample,
     compute_dvh,
     conformity_indices,
+    resample_dose,
     structure_dvhs,
     structure_thickness_voxels,
 )
@@ -228,3 +229,29 @@ def test_structure_dvhs_accepts_case_like_structures(sphere_case):
     assert out["A"].metrics.v100_percent == pytest.approx(100.0)
     with pytest.raises(KeyError, match="C"):
         structure_dvhs(dose, grid, {"A": mask.array}, names=["C"])
+
+
+def test_tissue_next_to_air_keeps_its_dose():
+    """Engines leave air at 0 Gy: sub-voxel samples of tissue must not blend it in."""
+    grid = _grid((4, 4, 8), (1.0, 1.0, 1.0))
+    dose = np.full(grid.shape, 10.0)
+    dose[:, :, :3] = 0.0  # air at i = 0..2
+    mask = np.zeros(grid.shape, bool)
+    mask[:, :, 3:5] = True  # tissue layer touching the air
+    kept = compute_dvh(grid.with_array(dose), grid.with_array(mask), oversample=4).metrics
+    assert kept.dmin_gy == pytest.approx(10.0, abs=1e-12)
+    blended = compute_dvh(grid.with_array(dose), grid.with_array(mask), oversample=4,
+                          zero_is_unknown=False).metrics
+    # midpoint sub-samples at i = 3 - 3/8 see 3/8 of the air voxel's zero
+    assert blended.dmin_gy == pytest.approx(10.0 * (1 - 3 / 8), abs=1e-12)
+
+
+def test_resample_dose_matches_trilinear_where_dose_is_positive(sphere_case):
+    grid, _ = sphere_case
+    dose = _field(grid, lambda x, y, z: 5.0 + 0.1 * x + 0.05 * y * y / 10)
+    coarse = _grid((10, 11, 12), (2.0, 2.2, 2.5), origin_mm=(-9.0, -10.0, -11.0))
+    ours = resample_dose(dose, coarse)
+    centres = coarse.voxel_centres().reshape(-1, 3)
+    inside = dose.contains(centres)
+    reference = dose.sample(centres[inside])
+    np.testing.assert_allclose(ours.array.reshape(-1)[inside], reference, rtol=1e-12, atol=0)
