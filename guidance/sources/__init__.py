@@ -8,7 +8,8 @@
 """
 
 from guidance.sources.base import Frame, FrameSource, FrameSourceError, ListSource
+from guidance.sources.igtl import OpenIGTLinkSource
 from guidance.sources.opencv import ImageFolderSource, VideoFileSource, WebcamSource
 
 __all__ = ["Frame", "FrameSource", "FrameSourceError", "ImageFolderSource", "ListSource",
-           "VideoFileSource", "WebcamSource"]
+           "OpenIGTLinkSource", "VideoFileSource", "WebcamSource"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from guidance.igtl_server import IgtlServer
 from guidance.simcamera import SimEffects, SimulatedCamera, facing_pose
 from guidance.sources import (
     Frame,
@@ -17,6 +19,7 @@ from guidance.sources import (
     VideoFileSource,
     WebcamSource,
 )
+from guidance.sources.igtl import OpenIGTLinkSource, image_from_message
 from guidance.sources.simulated import ScenePose, SimulatedSource
 from guidance.tools import load_builtin_tools
 from models.errors import InputError
@@ -107,3 +110,27 @@ def test_simulated_source_carries_truth() -> None:
     np.testing.assert_allclose(frames[0].truth.camera_from_tool["reference"], pose)
     with pytest.raises(RuntimeError, match="closed"):  # the source closed its camera
         camera.render(np.eye(4), {})
+
+
+def test_openigtlink_images_from_a_server() -> None:
+    rgb = np.zeros((1, 48, 64, 3), np.uint8)
+    rgb[..., 0] = 200  # red in OpenIGTLink's RGB order
+    with IgtlServer(port=0) as server:
+        source = OpenIGTLinkSource(port=server.port, device_name="Video", frame_timeout_s=2.0)
+        with source:
+            deadline = 50
+            while server.n_clients == 0 and deadline:
+                time.sleep(0.05)
+                deadline -= 1
+            server.send_image("Video", rgb)
+            frame = source.read()
+    assert frame.image.shape == (48, 64, 3)
+    np.testing.assert_array_equal(frame.image[0, 0], [0, 0, 200])  # BGR
+
+
+def test_openigtlink_without_server_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match="no OpenIGTLink server"):
+        OpenIGTLinkSource(port=1, connect_timeout_s=0.2).open()
+    assert image_from_message(np.zeros((1, 4, 5), np.uint16)).shape == (4, 5)
+    with pytest.raises(ValueError, match="not a 2-D"):
+        image_from_message(np.zeros((3, 4, 5)))
