@@ -16,10 +16,12 @@ from models.errors import IortError
 
 #: Subcommand modules under ``guidance.commands``, in the order ``iort --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
     "bench",
     "board",
     "calibrate",
     "case",
+    "run",
 )
 
 #: Exceptions that are the user's input being wrong rather than a defect of the program.
