@@ -215,11 +215,15 @@ def referenced_image_sequence(sop_class_uid: str, sop_instance_uids: list[str]) 
 
 
 def format_ds(value: float) -> str:
-    """A float as a DICOM DS string (<= 16 characters, micrometre precision for mm)."""
-    text = f"{value:.6f}".rstrip("0").rstrip(".")
-    if len(text) > 16:
-        text = f"{value:.9e}"[:16] if abs(value) >= 1e10 else text[:16]
-    return "0" if text in ("-0", "") else text
+    """A float as a DICOM DS string: the most significant digits that fit 16 characters."""
+    value = float(value)
+    if value == 0.0:
+        return "0"
+    for digits in range(15, 0, -1):
+        text = f"{value:.{digits}g}"
+        if len(text) <= 16:
+            return text
+    raise ValueError(f"{value!r} cannot be written as a DICOM DS")
 
 
 def set_ds_array(ds: Dataset, keyword: str, values: np.ndarray, *, decimals: int = 3) -> None:

@@ -36,6 +36,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from tqdm import tqdm
 
+from models.dicom.common import IMAGE_SOP_CLASSES
 from models.errors import InputError
 from models.volume import Volume
 
@@ -188,6 +189,13 @@ def scan_folder(root: str | Path, *, progress: bool = False) -> FolderScan:
             continue
         if not has_magic and not sop_class and not modality:
             scan.skipped += 1  # forced parse of a non-DICOM file
+            continue
+        image_like = sop_class in IMAGE_SOP_CLASSES or modality in ("CT", "MR", "PT")
+        if has_magic and "PixelData" not in ds and (image_like or not modality) \
+                and sop_class != _DICOMDIR_CLASS and "DirectoryRecordSequence" not in ds:
+            what = "image without Pixel Data (7FE0,0010)" if image_like else \
+                "no Modality (0008,0060)"
+            scan.unreadable.append((path, f"incomplete DICOM file: {what}"))
             continue
         if sop_class == _DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
             scan.other.append((path, "DICOMDIR"))
