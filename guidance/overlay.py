@@ -117,8 +117,9 @@ class OverlayRenderer:
                status: OverlayStatus | None = None) -> np.ndarray:
         """Blend the scene over ``background_rgb`` (H, W, 3 uint8) and draw the banner.
 
-        With ``camera_from_patient=None`` or ``status.tracking_ok`` False, no anatomy is
-        drawn from an old pose: the video is greyed and the banner says why.
+        With ``status.tracking_ok`` False no anatomy is drawn from an old pose: the video is
+        greyed and a red banner says why. With ``camera_from_patient=None`` (not registered
+        yet) the plain video is shown with the banner.
         """
         background = np.asarray(background_rgb)
         width, height = self.image_size
@@ -126,9 +127,14 @@ class OverlayRenderer:
             raise ValueError(f"background frame is {background.shape[1]}x{background.shape[0]},"
                              f" the overlay was set up for {width}x{height}")
         status = status or OverlayStatus()
-        if camera_from_patient is None or not status.tracking_ok:
+        if not status.tracking_ok:
             out = (0.5 * background.astype(np.float32) + 0.5 * STALE_TINT).astype(np.uint8)
             draw_banner(out, status.banner or "TRACKING LOST - overlay hidden", alarm=True)
+            return out
+        if camera_from_patient is None:  # nothing registered yet: the plain video
+            out = background.copy()
+            if status.banner:
+                draw_banner(out, status.banner, alarm=False)
             return out
         layer = self.render_layer(camera_from_patient).astype(np.float32)
         alpha = layer[..., 3:4] / 255.0

@@ -71,3 +71,14 @@ def test_wrong_frame_size_is_refused() -> None:
     with OverlayRenderer(Scene(), k, (320, 240)) as renderer, \
             pytest.raises(ValueError, match="320x240"):
         renderer.render(np.zeros((480, 640, 3), np.uint8), np.eye(4))
+
+
+def test_unregistered_shows_plain_video_with_banner() -> None:
+    k = np.array([[500.0, 0, 160.0], [0, 500.0, 120.0], [0, 0, 1]])
+    scene = Scene()
+    scene.add(SceneItem("ball", pv.Sphere(radius=30.0), (1.0, 0.0, 0.0)))
+    video = np.full((240, 320, 3), 200, np.uint8)
+    with OverlayRenderer(scene, k, (320, 240)) as renderer:
+        out = renderer.render(video, None, OverlayStatus(banner="Registration: FID1"))
+    assert tuple(out[120, 160]) == (200, 200, 200)
+    assert out[5, 300].max() < 60  # dark information banner, not the red alarm
