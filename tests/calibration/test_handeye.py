@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -105,3 +108,17 @@ def test_input_errors(rng):
     still = np.tile(grip[:1], (5, 1, 1))
     with pytest.raises(CalibrationError, match=r"rotates at most 0.0 deg"):
         calibrate_hand_eye(still, np.tile(cam[:1], (5, 1, 1)))
+
+
+def test_matches_opencv4_calibrate_hand_eye():
+    # Reference produced by OpenCV 4.10's cv2.calibrateHandEye (data/make_handeye_opencv4.py).
+    data = json.loads((Path(__file__).parent / "data" / "handeye_opencv4.json").read_text())
+    grip = np.array(data["base_from_gripper"])
+    cam = np.array(data["camera_from_target"])
+    for method in ("park", "daniilidis"):
+        got = calibrate_hand_eye(grip, cam, method=method).gripper_from_camera
+        np.testing.assert_allclose(got, np.array(data["opencv"][method]), atol=1e-9)
+    got = calibrate_hand_eye(grip, cam, method="tsai").gripper_from_camera
+    want = np.array(data["opencv"]["tsai"])
+    np.testing.assert_allclose(got[:3, :3], want[:3, :3], atol=1e-4)
+    np.testing.assert_allclose(got[:3, 3], want[:3, 3], atol=0.01)

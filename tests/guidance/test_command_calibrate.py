@@ -131,3 +131,16 @@ def test_hand_eye_command(tmp_path, rng, capsys):
     np.testing.assert_allclose(got, x, atol=1e-6)
     text = capsys.readouterr().out
     assert "tsai" in text and "daniilidis" in text
+
+
+def test_missing_camera_and_video_are_clear_errors(tmp_path, capsys):
+    assert main(["calibrate", "camera", "--camera", "99", "--out", str(tmp_path / "c.json")]) == 2
+    assert "--camera 99: camera cannot be opened" in capsys.readouterr().err
+    assert main(["calibrate", "camera", "--video", str(tmp_path / "none.mp4"),
+                 "--out", str(tmp_path / "c.json")]) == 2
+    assert "none.mp4: file not found" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["calibrate", "camera", "--images", str(empty),
+                 "--out", str(tmp_path / "c.json")]) == 2
+    assert "no .png" in capsys.readouterr().err
