@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -48,7 +49,7 @@ def run_phantom(args: argparse.Namespace) -> int:
     from models.phantom import write_phantom
 
     out = write_phantom(args.out, spacing_mm=tuple(args.spacing), seed=args.seed,
-                        force=args.force, progress=True)
+                        force=args.force, progress=sys.stderr.isatty())
     count = len(list(out.glob("*.dcm")))
     print(f"wrote phantom (seed {args.seed}, spacing {' x '.join(map(str, args.spacing))} mm): "
           f"{count} DICOM files in {out}")
@@ -64,7 +65,7 @@ def run_import(args: argparse.Namespace) -> int:
     if args.out.is_dir() and any(args.out.iterdir()) and not args.force:
         prepare_output_dir(args.out, force=False)  # raises the one-line refusal
     case = read_case(args.source, series_uid=args.series, resample=args.resample,
-                     progress=True)
+                     progress=sys.stderr.isatty())
     save_case(case, args.out, force=args.force)
     spacing = " x ".join(f"{s:.3g}" for s in case.ct.spacing_mm)
     print(f"imported {case.modality} {case.ct.shape[2]}x{case.ct.shape[1]}x{case.ct.shape[0]} "
