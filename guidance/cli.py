@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "board",
     "calibrate",
     "case",
+    "export",
     "run",
 )
 

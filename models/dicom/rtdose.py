@@ -45,6 +45,7 @@ from models.dicom.rtcommon import (
     rt_dataset,
 )
 from models.errors import InputError
+from models.validation import as_positive
 from models.volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -104,8 +105,8 @@ def _stack_geometry(dose: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 
 def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
                  series_instance_uid: str = "", sop_instance_uid: str = "",
-                 description: str = "IORT electron dose", bits_allocated: int = 16
-                 ) -> Dataset:
+                 series_number: int = 1, description: str = "IORT electron dose",
+                 bits_allocated: int = 16) -> Dataset:
     """Build an RT Dose dataset (with file meta) for a dose grid in Gy.
 
     Parameters
@@ -119,6 +120,8 @@ def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
         SOP Instance UID of the RT Plan this dose is the PLAN sum of.
     series_instance_uid, sop_instance_uid : str
         UIDs of the new object (generated when empty).
+    series_number : int
+        SeriesNumber of the new RT series.
     description : str
         SeriesDescription.
     bits_allocated : {16, 32}
@@ -142,7 +145,7 @@ def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
     array, origin, iop, spacing = _stack_geometry(dose.with_array(np.clip(values, 0, None)))
     ds = rt_dataset(identity, sop_class_uid=RTDoseStorage, modality="RTDOSE",
                     description=description, series_instance_uid=series_instance_uid,
-                    sop_instance_uid=sop_instance_uid)
+                    sop_instance_uid=sop_instance_uid, series_number=series_number)
     nframes, rows, cols = array.shape
     # General Image + Image Plane
     ds.ContentDate = ds.InstanceCreationDate
@@ -185,12 +188,13 @@ def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
 
 def write_rtdose(path: str | Path, dose: Volume, identity: Identity, *,
                  referenced_plan_uid: str, series_instance_uid: str = "",
-                 sop_instance_uid: str = "", description: str = "IORT electron dose",
-                 bits_allocated: int = 16) -> Path:
+                 sop_instance_uid: str = "", series_number: int = 1,
+                 description: str = "IORT electron dose", bits_allocated: int = 16) -> Path:
     """Write an RT Dose file; see :func:`dose_dataset`. Returns the path written."""
     ds = dose_dataset(dose, identity, referenced_plan_uid=referenced_plan_uid,
                       series_instance_uid=series_instance_uid,
-                      sop_instance_uid=sop_instance_uid, description=description,
+                      sop_instance_uid=sop_instance_uid, series_number=series_number,
+                      description=description,
                       bits_allocated=bits_allocated)
     return write_dataset(ds, path)
 
@@ -291,3 +295,44 @@ def _pixels(ds: Dataset, label: str, nframes: int, rows: int, cols: int) -> np.n
                              ).reshape(nframes, rows, cols)
     array = np.asarray(ds.pixel_array)
     return array.reshape(nframes, rows, cols)
+
+
+def dose_grid_like(dose: Volume, image: Volume, *, spacing_mm: float,
+                   threshold_gy: float = 0.0, margin_mm: float = 4.0) -> Volume:
+    """An empty grid on the image's axes covering where ``dose`` exceeds ``threshold_gy``.
+
+    Treatment planning and record-and-verify systems (and dicompyler-core) expect an RT
+    Dose on the axes of its CT; the electron engine computes on a beam-aligned grid. Fill
+    the returned grid with :func:`models.dvh.resample_dose`.
+
+    Parameters
+    ----------
+    dose : Volume
+        Dose in Gy on any grid.
+    image : Volume
+        The CT; its direction (axes) is used, its voxel centres are not.
+    spacing_mm : float
+        Isotropic spacing of the new grid (mm).
+    threshold_gy : float
+        Dose above which a voxel must be covered.
+    margin_mm : float
+        Extra margin around the covered region (mm).
+    """
+    spacing = as_positive(spacing_mm, name="spacing_mm")
+    values = np.asarray(dose.array)
+    hot = np.argwhere(values > threshold_gy)
+    if hot.size == 0:
+        hot = np.array([[0, 0, 0], [s - 1 for s in values.shape]])
+    lo_kji, hi_kji = hot.min(axis=0), hot.max(axis=0)
+    corners = np.array([[i, j, k] for i in (lo_kji[2] - 1, hi_kji[2] + 1)
+                        for j in (lo_kji[1] - 1, hi_kji[1] + 1)
+                        for k in (lo_kji[0] - 1, hi_kji[0] + 1)], dtype=np.float64)
+    axes = image.direction
+    if np.linalg.det(axes) < 0:
+        axes = axes.copy()
+        axes[:, 2] *= -1  # keep k along the slice normal
+    along = dose.voxel_to_patient(corners) @ axes  # coordinates along the image axes
+    lo = along.min(axis=0) - margin_mm
+    count = np.ceil((along.max(axis=0) + margin_mm - lo) / spacing).astype(int) + 1
+    return Volume.from_grid(np.zeros(count[::-1], dtype=np.float32), spacing_mm=(spacing,) * 3,
+                            origin_mm=axes @ lo, direction=axes)

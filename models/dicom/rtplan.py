@@ -288,7 +288,8 @@ def patient_from_applicator_from_angles(angles: BeamAngles,
 
 
 def plan_dataset(plan: ElectronPlan, identity: Identity, *, structure_set_uid: str = "",
-                 series_instance_uid: str = "", sop_instance_uid: str = "") -> Dataset:
+                 series_instance_uid: str = "", sop_instance_uid: str = "",
+                 series_number: int = 1) -> Dataset:
     """Build an RT Plan dataset (with file meta) for one electron IORT beam.
 
     Parameters
@@ -302,13 +303,15 @@ def plan_dataset(plan: ElectronPlan, identity: Identity, *, structure_set_uid: s
         SOP Instance UID of the RT Structure Set the plan refers to ("" for none).
     series_instance_uid, sop_instance_uid : str
         UIDs of the new object (generated when empty).
+    series_number : int
+        SeriesNumber of the new RT series.
     """
     if not isinstance(plan, ElectronPlan):
         raise TypeError(f"plan must be an ElectronPlan, got {type(plan).__name__}")
     ds = rt_dataset(identity, sop_class_uid=RTPlanStorage, modality="RTPLAN",
                     description=f"IORT plan {plan.label}",
                     series_instance_uid=series_instance_uid,
-                    sop_instance_uid=sop_instance_uid)
+                    sop_instance_uid=sop_instance_uid, series_number=series_number)
     now_date, now_time = ds.InstanceCreationDate, ds.InstanceCreationTime
     ds.RTPlanLabel = plan.label[:16]
     ds.RTPlanName = plan.label[:64]
@@ -433,11 +436,12 @@ def _beam(plan: ElectronPlan) -> Dataset:
 
 def write_rtplan(path: str | Path, plan: ElectronPlan, identity: Identity, *,
                  structure_set_uid: str = "", series_instance_uid: str = "",
-                 sop_instance_uid: str = "") -> Path:
+                 sop_instance_uid: str = "", series_number: int = 1) -> Path:
     """Write an RT Plan file; see :func:`plan_dataset`. Returns the path written."""
     return write_dataset(plan_dataset(plan, identity, structure_set_uid=structure_set_uid,
                                       series_instance_uid=series_instance_uid,
-                                      sop_instance_uid=sop_instance_uid), path)
+                                      sop_instance_uid=sop_instance_uid,
+                                      series_number=series_number), path)
 
 
 def read_rtplan(source: str | Path | Dataset) -> RtPlan:
