@@ -120,8 +120,9 @@ class CameraCalibration:
             f"fx, fy       {self.fx:.2f} ± {std[0]:.2f}, {self.fy:.2f} ± {std[1]:.2f} px",
             f"cx, cy       {self.cx:.2f} ± {std[2]:.2f}, {self.cy:.2f} ± {std[3]:.2f} px",
             "distortion   " + ", ".join(f"{d:.5f}" for d in self.dist_coeffs),
-            f"RMS          {self.rms_px:.3f} px over {len(self.per_view_px)} views "
-            f"(worst view {np.max(self.per_view_px):.3f} px)",
+            f"RMS          {self.rms_px:.3f} px over {len(self.per_view_px)} views"
+            + (f" (worst view {np.max(self.per_view_px):.3f} px)" if len(self.per_view_px)
+               else ""),
         ]
         if np.isfinite(self.coverage_percent):
             lines.append(f"coverage     {self.coverage_percent:.0f} % of the image grid")
@@ -165,6 +166,10 @@ def validate_calibration(calibration: CameraCalibration, *,
         raise fail(f"rms_px must be a finite non-negative number, got {calibration.rms_px!r}")
     if np.any(per_view < 0):
         raise fail("per_view_px has negative values")
+    std = np.asarray(calibration.intrinsics_std_px, dtype=np.float64).ravel()
+    if std.shape != (4,) or np.any(std[np.isfinite(std)] < 0) or np.any(np.isinf(std)):
+        raise fail("intrinsics_std_px must be 4 non-negative numbers (std of fx, fy, cx, cy) "
+                   "or null")
     return calibration
 
 

@@ -34,3 +34,10 @@ def test_validate_rejects_nan_distortion(calibration):
     with pytest.raises(CalibrationError, match="dist_coeffs contains NaN"):
         validate_calibration(bad)
     assert validate_calibration(calibration) is calibration
+
+
+def test_summary_without_per_view_errors(calibration):
+    bare = CameraCalibration(calibration.camera_matrix, np.zeros(5), (1280, 720), 0.1,
+                             np.zeros(0))
+    text = bare.summary()
+    assert "fx, fy       900.00" in text and "worst view" not in text

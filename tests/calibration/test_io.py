@@ -81,6 +81,7 @@ def _write_json(tmp_path, calibration, **changes):
     ({"camera_matrix": [[-900, 0, 640], [0, 900, 360], [0, 0, 1]]}, r"focal lengths"),
     ({"rms_px": "low"}, r"rms_px must be a number"),
     ({"format": "something-else"}, r"format 'something-else'"),
+    ({"intrinsics_std_px": [0.5, 0.5]}, r"intrinsics_std_px must be 4 non-negative numbers"),
 ])
 def test_malformed_json_names_file_and_field(tmp_path, calibration, changes, match):
     path = _write_json(tmp_path, calibration, **changes)
