@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "calibrate",
     "case",
     "export",
+    "dose",
     "run",
 )
 
