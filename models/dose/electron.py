@@ -289,13 +289,15 @@ class _Relative:
 def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
                   model: ElectronModel, *, grid_mm: float, bolus_mm: float = 0.0,
                   bolus_rsp: float = 1.0, disc: ShieldingDisc | None = None,
-                  backend: str = "numba", fast: bool = True) -> _Relative:
+                  backend: str = "numba", fast: bool = True,
+                  mask_air: bool = True) -> _Relative:
     """Pencil-beam dose, unnormalised, on the beam-aligned grid (see module docstring).
 
     ``ct_hu`` is the CT array (nk, nj, ni) in HU; ``ct_voxel_from_applicator`` the 4x4
     map from applicator mm to continuous CT index (i, j, k). ``fast`` spreads pencils of
     similar sigma together (:func:`models.dose.kernels.spread_pencils_binned`), otherwise
-    one by one.
+    one by one. ``mask_air=False`` keeps the (extrapolated) dose in air and inside the tube,
+    for reading depth doses right at a water surface.
     """
     h = float(grid_mm)
     numba_backend = backend == "numba"
@@ -338,7 +340,7 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     else:
         one_by_one = kernels.spread_pencils if numba_backend else kernels.spread_pencils_numpy
         dose = one_by_one(amp, sigma, pencils.i, pencils.j, h, n, n)
-    _mask(dose, rsp_plane, grid, model.applicator, disc)
+    _mask(dose, rsp_plane if mask_air else None, grid, model.applicator, disc)
     keep = int(np.max(np.nonzero(zeff.min(axis=1) <= model.cut_depth_mm)[0], initial=0)) + 2
     keep = min(keep, grid.nz)
     grid = _Grid(h=grid.h, x0=grid.x0, n_xy=grid.n_xy, z0=grid.z0, nz=keep)
@@ -435,7 +437,6 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, zeff: np.ndarr
     s = np.where(np.isfinite(s_entry), s_entry, 0.0)[None, :]
     isq = ((vsd + np.maximum(z, s) - s) / (vsd + np.maximum(z, s))) ** 2
     amp = pen.weight[None, :] * g * isq
-    amp[z < pen.z0[None, :] - 1e-9] = 0.0
     amp[zeff > model.cut_depth_mm] = 0.0
     if zeff_disc is not None and material is not None and in_disc is not None:
         e_disc = np.maximum(model.energy.mean_energy_mev
@@ -466,15 +467,17 @@ def _lookup(x: np.ndarray, depth: np.ndarray, table: np.ndarray, *,
     return np.where(pos > depth.size - 1, beyond, out)
 
 
-def _mask(dose: np.ndarray, rsp_plane: np.ndarray, grid: _Grid, app: Applicator,
+def _mask(dose: np.ndarray, rsp_plane: np.ndarray | None, grid: _Grid, app: Applicator,
           disc: ShieldingDisc | None) -> None:
-    """Zero the dose in air, inside the applicator tube and inside the disc (in place)."""
-    dose[rsp_plane < AIR_RSP] = 0.0
+    """Zero the dose inside the disc, and (unless ``rsp_plane`` is None) in air and inside
+    the applicator tube (in place)."""
     x = grid.x
     xx, yy = np.meshgrid(x, x, indexing="xy")
     z = grid.z[:, None, None]
-    inside_tube = app.inside_aperture(xx, yy)[None] & (z < app.face_z_mm(xx, yy)[None] - 1e-9)
-    dose[inside_tube] = 0.0
+    if rsp_plane is not None:
+        dose[rsp_plane < AIR_RSP] = 0.0
+        tube = app.inside_aperture(xx, yy)[None] & (z < app.face_z_mm(xx, yy)[None] - 1e-9)
+        dose[tube] = 0.0
     if disc is not None:
         in_disc = (np.hypot(xx, yy) <= 0.5 * disc.diameter_mm)[None]
         in_metal = (z > disc.depth_mm) & (z < disc.depth_mm + disc.thickness_mm)
@@ -570,74 +573,11 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
     dmax_gy = rx / (iso / 100.0)
     dose_gy = (rel.dose * (dmax_gy / cax_max)).astype(np.float32)
     affine = pose @ rel.grid.applicator_from_voxel()
+    from models.dose.water import output_factor  # water calculations build on this module
+
     factor = output_factor(beam, library)
     mu = dmax_gy * 100.0 / (model.machine.reference_output_cgy_per_mu * factor)
     return DoseResult(dose=Volume(dose_gy, affine), beam=beam, patient_from_applicator=pose,
                       prescription_gy=rx, isodose_percent=iso, dmax_gy=dmax_gy, mu=mu,
                       output_factor=factor, grid_mm=h,
                       compute_ms=1000.0 * (time.perf_counter() - start))
-
-
-def water_phantom(*, half_width_mm: float = 90.0,
-                  depth_mm: float = 120.0, spacing_mm: float = 1.0) -> Volume:
-    """A water box (0 HU) under air (-1000 HU) whose surface is the plane ``z = 0``.
-
-    The CT frame is the "water" frame: +z into the water, surface exactly on a voxel
-    boundary, x and y centred on 0. Use with :func:`water_pose` to put an applicator's end
-    face on that surface.
-    """
-    h = as_positive(spacing_mm, name="spacing_mm")
-    n_xy = 2 * math.ceil(half_width_mm / h)
-    n_above = max(4, math.ceil(20.0 / h))
-    n_below = math.ceil(depth_mm / h)
-    hu = np.full((n_above + n_below, n_xy, n_xy), -1000.0, dtype=np.float32)
-    hu[n_above:] = 0.0
-    origin = (-0.5 * (n_xy - 1) * h, -0.5 * (n_xy - 1) * h, -(n_above - 0.5) * h)
-    return Volume.from_grid(hu, spacing_mm=(h, h, h), origin_mm=origin)
-
-
-def water_pose(bevel_deg: float) -> np.ndarray:
-    """``water_from_applicator`` putting a bevelled end face flat on the water surface.
-
-    The applicator is rotated about x by the bevel so its face normal becomes the water's
-    +z; the end-face centre sits at the origin (on the surface).
-    """
-    b = math.radians(float(bevel_deg))
-    rot = np.array([[1.0, 0.0, 0.0],
-                    [0.0, math.cos(b), math.sin(b)],
-                    [0.0, -math.sin(b), math.cos(b)]])
-    pose = np.eye(4)
-    pose[:3, :3] = rot
-    return pose
-
-
-@lru_cache(maxsize=256)
-def _model_output_factor(beam: ElectronBeam, library: BeamLibrary | None) -> float:
-    """Output factor from this model on water: CAX maximum vs the reference applicator."""
-    machine = (library if library is not None else default_library()).validate(beam)
-    ref = ElectronBeam(beam.machine, beam.energy_mev, machine.reference_applicator_mm, 0.0)
-
-    def cax_max(b: ElectronBeam) -> float:
-        model = electron_model(b, library)
-        pose = water_pose(b.bevel_deg)
-        ct = water_phantom(half_width_mm=b.applicator_diameter_mm / 2 + 40.0,
-                           depth_mm=1.2 * model.cut_depth_mm + 30.0, spacing_mm=2.0)
-        rel = relative_dose(np.asarray(ct.array, dtype=np.float32),
-                            ct.voxel_from_patient @ pose, model, grid_mm=2.0)
-        c = rel.grid.n_xy // 2
-        return float(rel.dose[:, c, c].max())
-
-    return cax_max(beam) / cax_max(ref)
-
-
-def output_factor(beam: ElectronBeam, library: BeamLibrary | None = None) -> float:
-    """Output factor of ``beam`` (dose maximum per MU relative to the reference applicator).
-
-    From the machine's table when present; otherwise computed by this model on water (the
-    beam data's provenance says so) and cached.
-    """
-    machine = (library if library is not None else default_library()).validate(beam)
-    tabulated = machine.output_factor(beam)
-    if tabulated is not None:
-        return tabulated
-    return _model_output_factor(beam, library)

@@ -358,9 +358,9 @@ def spread_pencils_numpy(amp: np.ndarray, sigma: np.ndarray, pi: np.ndarray, pj:
     return dose
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, fastmath=True)
 def kv_wepl(rsp: np.ndarray, centre_ijk: np.ndarray, spacing: float, radius_mm: float,
-            step_mm: float) -> tuple[np.ndarray, np.ndarray]:
+            step_mm: float, reach_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Geometric depth and water-equivalent depth from a sphere surface along radial rays.
 
     Parameters
@@ -375,6 +375,8 @@ def kv_wepl(rsp: np.ndarray, centre_ijk: np.ndarray, spacing: float, radius_mm: 
         Sphere (applicator) radius (mm).
     step_mm : float
         Ray-marching step (mm).
+    reach_mm : float
+        Rays are marched only to voxels at most this far from the surface (wepl 0 beyond).
 
     Returns
     -------
@@ -394,7 +396,7 @@ def kv_wepl(rsp: np.ndarray, centre_ijk: np.ndarray, spacing: float, radius_mm: 
                 r = math.sqrt(dx * dx + dy * dy + dz * dz)
                 d = r - radius_mm
                 depth[k, j, i] = d
-                if d <= 0.0:
+                if d <= 0.0 or d > reach_mm:
                     continue
                 n = int(math.ceil(d / step_mm))  # noqa: RUF046 (numba typing)
                 h = d / n
@@ -429,7 +431,7 @@ def _trilinear(vol: np.ndarray, fi: float, fj: float, fk: float) -> float:
 
 
 def kv_wepl_numpy(rsp: np.ndarray, centre_ijk: np.ndarray, spacing: float, radius_mm: float,
-                  step_mm: float) -> tuple[np.ndarray, np.ndarray]:
+                  step_mm: float, reach_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Numpy twin of :func:`kv_wepl`: all rays marched together with a fixed step count."""
     nk, nj, ni = rsp.shape
     k, j, i = np.meshgrid(np.arange(nk), np.arange(nj), np.arange(ni), indexing="ij")
@@ -439,6 +441,7 @@ def kv_wepl_numpy(rsp: np.ndarray, centre_ijk: np.ndarray, spacing: float, radiu
     r = np.sqrt(dx * dx + dy * dy + dz * dz)
     depth = r - radius_mm
     n = np.ceil(np.maximum(depth, 0.0) / step_mm).astype(np.int64)
+    n[depth > reach_mm] = 0
     n_max = int(n.max()) if n.size else 0
     h = np.where(n > 0, np.maximum(depth, 0.0) / np.maximum(n, 1), 0.0)
     wepl = np.zeros(rsp.shape)

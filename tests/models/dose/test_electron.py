@@ -7,7 +7,8 @@ import pytest
 
 from models.beams import ElectronBeam
 from models.dose.depth_dose import analyse_depth_dose
-from models.dose.electron import compute_electron_dose, water_phantom, water_pose
+from models.dose.electron import compute_electron_dose
+from models.dose.water import water_phantom, water_pose
 from models.errors import InputError
 
 #: Published LIAC commissioning values, 100 mm flat applicator in water (issue 5).

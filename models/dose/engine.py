@@ -1,0 +1,230 @@
+"""Dose engine for the live loop: warm-up, reuse when the pose barely moved, a worker thread.
+
+* :class:`ElectronDoseEngine` holds one CT (converted once to a contiguous float32 array)
+  and computes :class:`~models.dose.electron.DoseResult` for a pose and beam. Per-beam
+  tables are cached (:func:`~models.dose.electron.electron_model`), so a pose change only
+  re-samples the CT along the new beam and re-spreads the pencils; a pose that moved less
+  than ``min_move_mm`` / ``min_turn_deg`` with the same beam and options returns the last
+  result at once.
+* :func:`warm_up` compiles (or loads from numba's on-disk cache) every kernel on a tiny
+  problem; call it at start-up, before the first tracked frame.
+* :class:`DoseWorker` runs the engine on a background thread. ``submit`` never blocks:
+  a newer request replaces an older one still waiting (latest request wins), and
+  ``latest()`` returns the newest finished result. The numba kernels release the GIL
+  (``nogil=True``), so a UI thread keeps running while a dose is computed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from models.beams import BeamLibrary, ElectronBeam
+from models.dose.electron import DoseResult, ShieldingDisc, compute_electron_dose
+from models.transforms import transform_difference
+from models.validation import as_transform
+from models.volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+def warm_up() -> float:
+    """Compile or load every dose kernel on a tiny problem; returns the time taken (s)."""
+    from models.dose.kv import compute_kv_dose
+    from models.dose.water import water_phantom, water_pose
+
+    start = time.perf_counter()
+    ct = water_phantom(half_width_mm=30.0, depth_mm=30.0, spacing_mm=4.0)
+    beam = ElectronBeam("liac", 6.0, 30.0)
+    compute_electron_dose(ct, water_pose(0.0), beam, grid_mm=4.0)
+    compute_electron_dose(ct, water_pose(0.0), beam, grid_mm=4.0, fast=False)
+    kv_pose = np.eye(4)
+    kv_pose[:3, 3] = [0.0, 0.0, 15.0]
+    compute_kv_dose(ct, kv_pose, 15.0, grid_mm=4.0, max_depth_mm=8.0)
+    elapsed = time.perf_counter() - start
+    log.info("dose kernels ready in %.2f s", elapsed)
+    return elapsed
+
+
+@dataclass(frozen=True)
+class DoseRequest:
+    """Everything that defines one electron dose computation (hashable options)."""
+
+    patient_from_applicator: np.ndarray = field(compare=False)
+    beam: ElectronBeam
+    prescription_gy: float = 10.0
+    isodose_percent: float = 90.0
+    bolus_mm: float = 0.0
+    disc: ShieldingDisc | None = None
+
+    def options(self) -> tuple:
+        """The non-pose part, compared to decide whether a cached result can be reused."""
+        return (self.beam, self.prescription_gy, self.isodose_percent, self.bolus_mm,
+                self.disc)
+
+
+class ElectronDoseEngine:
+    """Electron dose for one CT, fast on repeated poses (see the module docstring).
+
+    Parameters
+    ----------
+    ct : Volume
+        CT in HU.
+    library : BeamLibrary, optional
+        Beam data (default: shipped).
+    grid_mm : float, default 2
+        Dose grid spacing.
+    min_move_mm, min_turn_deg : float
+        Pose changes below both thresholds reuse the previous result.
+
+    Examples
+    --------
+    >>> from models.dose.water import water_phantom, water_pose
+    >>> engine = ElectronDoseEngine(water_phantom(spacing_mm=2.0))
+    >>> result = engine.compute(water_pose(0.0), ElectronBeam("liac", 6.0, 50.0))
+    >>> round(result.isodose_gy(), 3)
+    10.0
+    """
+
+    def __init__(self, ct: Volume, library: BeamLibrary | None = None, *,
+                 grid_mm: float = 2.0, min_move_mm: float = 0.2,
+                 min_turn_deg: float = 0.1) -> None:
+        if not isinstance(ct, Volume):
+            raise TypeError(f"ct must be a Volume, got {type(ct).__name__}")
+        self.ct = Volume(np.ascontiguousarray(ct.array, dtype=np.float32),
+                         ct.patient_from_voxel)
+        self.library = library
+        self.grid_mm = float(grid_mm)
+        self.min_move_mm = float(min_move_mm)
+        self.min_turn_deg = float(min_turn_deg)
+        self._last: tuple[DoseRequest, DoseResult] | None = None
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> float:
+        """Compile/load the kernels (see :func:`warm_up`); returns seconds."""
+        return warm_up()
+
+    def compute(self, patient_from_applicator: np.ndarray, beam: ElectronBeam, *,
+                prescription_gy: float = 10.0, isodose_percent: float = 90.0,
+                bolus_mm: float = 0.0, disc: ShieldingDisc | None = None) -> DoseResult:
+        """Dose for a pose and beam (Gy on a beam-aligned grid); reuses a near-identical one."""
+        pose = as_transform(patient_from_applicator, name="patient_from_applicator",
+                            rigid=True)
+        request = DoseRequest(pose, beam, float(prescription_gy), float(isodose_percent),
+                              float(bolus_mm), disc)
+        with self._lock:
+            last = self._last
+        if last is not None and last[0].options() == request.options():
+            move_mm, turn_deg = transform_difference(pose, last[0].patient_from_applicator)
+            if move_mm < self.min_move_mm and turn_deg < self.min_turn_deg:
+                return last[1]
+        result = compute_electron_dose(self.ct, pose, beam, prescription_gy=prescription_gy,
+                                       grid_mm=self.grid_mm, isodose_percent=isodose_percent,
+                                       bolus_mm=bolus_mm, disc=disc, library=self.library)
+        with self._lock:
+            self._last = (request, result)
+        return result
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """What :meth:`DoseWorker.latest` returns: the newest finished request's outcome."""
+
+    sequence: int                 # number of the request this answers (0: none yet)
+    result: DoseResult | None
+    error: BaseException | None
+    pending: bool                 # a newer request is waiting or running
+
+
+class DoseWorker:
+    """Runs an :class:`ElectronDoseEngine` on a background thread, latest request wins.
+
+    Use as a context manager or call :meth:`close`.
+    """
+
+    def __init__(self, engine: ElectronDoseEngine, *, warm: bool = True) -> None:
+        self.engine = engine
+        self._cond = threading.Condition()
+        self._request: tuple[int, dict[str, Any]] | None = None
+        self._submitted = 0
+        self._busy = False
+        self._state = WorkerState(0, None, None, False)
+        self._closed = False
+        self._warm = warm
+        self._thread = threading.Thread(target=self._run, name="dose-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, patient_from_applicator: np.ndarray, beam: ElectronBeam,
+               **options: Any) -> int:
+        """Queue a request (replacing any waiting one); returns its sequence number."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("DoseWorker is closed")
+            self._submitted += 1
+            self._request = (self._submitted, dict(
+                patient_from_applicator=np.array(patient_from_applicator, dtype=np.float64),
+                beam=beam, **options))
+            self._cond.notify_all()
+            return self._submitted
+
+    def latest(self) -> WorkerState:
+        """Newest finished outcome (never blocks)."""
+        with self._cond:
+            pending = self._request is not None or self._busy
+            return WorkerState(self._state.sequence, self._state.result, self._state.error,
+                               pending)
+
+    def wait(self, sequence: int, timeout_s: float = 10.0) -> WorkerState:
+        """Block until request ``sequence`` (or a newer one) has finished; for tests/batch."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while self._state.sequence < sequence:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"dose request {sequence} not finished in {timeout_s} s")
+                self._cond.wait(left)
+            return self._state
+
+    def close(self) -> None:
+        """Stop the thread (waits for a running computation to end)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def __enter__(self) -> DoseWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        if self._warm:
+            try:
+                self.engine.warm_up()
+            except Exception:  # a failed warm-up only costs time on the first request
+                log.exception("dose kernel warm-up failed")
+        while True:
+            with self._cond:
+                while self._request is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                sequence, kwargs = self._request
+                self._request = None
+                self._busy = True
+            result: DoseResult | None = None
+            error: BaseException | None = None
+            try:
+                result = self.engine.compute(**kwargs)
+            except Exception as exc:  # reported through latest(), never lost
+                error = exc
+            with self._cond:
+                self._busy = False
+                self._state = WorkerState(sequence, result, error, False)
+                self._cond.notify_all()
