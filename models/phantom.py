@@ -133,10 +133,14 @@ class _Outline:
 
     def level(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, shrink_mm: float = 0.0
               ) -> np.ndarray:
-        """<= 1 inside the outline shrunk by ``shrink_mm`` (approximately, normal to it)."""
+        """<= 1 inside the outline shrunk by ``shrink_mm`` (approximately, normal to it).
+
+        The harmonics modulate the radius by the polar angle about the z axis, so they are
+        evaluated on the (y, x) plane only and broadcast over z (cheap on big grids).
+        """
         a, b = self.semi(z)
         a, b = a - shrink_mm, b - shrink_mm
-        theta = np.arctan2(y / b, x / a)
+        theta = np.arctan2(y, x)
         radius = np.ones_like(theta)
         for order, amp, phase in self.harmonics:
             radius = radius + amp * np.cos(order * theta + phase)

@@ -239,7 +239,7 @@ def set_ds_array(ds: Dataset, keyword: str, values: np.ndarray, *, decimals: int
     from pydicom.dataelem import DataElement
 
     arr = np.asarray(values, dtype=np.float64).ravel()
-    text = "\\".join(np.char.mod(f"%.{decimals}f", arr).tolist())
+    text = "\\".join(map(f"{{:.{decimals}f}}".format, arr.tolist()))
     tag = tag_for_keyword(keyword)
     if tag is None:
         raise ValueError(f"unknown DICOM keyword {keyword!r}")
