@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -50,7 +50,9 @@ class LoopOptions:
     max_rms_px : float
         Poses with a larger reprojection RMS are dropped.
     accept_ambiguous : bool
-        Use poses flagged ambiguous (planar flip) — off: they count as not seen.
+        Use poses flagged ambiguous (planar flip) as they come. Off (default): the solution
+        closer to the tool's previous pose is used, and without a previous pose the
+        measurement counts as not seen.
     dose_move_mm, dose_move_deg : float
         The dose callback runs when the applicator moved more than either since the last
         call (and on the first tracked pose).
@@ -283,6 +285,9 @@ class GuidanceLoop:
         self.subscriber_errors = 0
         self.dose_errors = 0
         self.last_result: FrameResult | None = None
+        #: True once the source ended or failed (then ``failure`` says why).
+        self.finished = False
+        self.failure: str | None = None
         self._last_time_s: float | None = None
         if patient_from_reference is not None:
             self.set_registration(patient_from_reference, method="given")
@@ -338,10 +343,7 @@ class GuidanceLoop:
         self._last_time_s = frame.timestamp_s
         statuses = {}
         for name in self.tools:
-            measurement = tracking.poses.get(name)
-            if measurement is not None and measurement.ambiguous \
-                    and not self.options.accept_ambiguous:
-                measurement = None
+            measurement = self._disambiguate(name, tracking.poses.get(name))
             filtered: FilteredPose = self._filters[name].update(
                 frame.timestamp_s, None if measurement is None else measurement.camera_from_tool)
             statuses[name] = ToolStatus(filtered.state, filtered.pose, filtered.age_s,
@@ -358,6 +360,18 @@ class GuidanceLoop:
         self._maybe_dose(result)
         self._emit(FrameProcessed(result))
         return result
+
+    def _disambiguate(self, name: str, measurement: ToolPose | None) -> ToolPose | None:
+        """Resolve a planar flip with the tool's history; drop it if there is none."""
+        if measurement is None or not measurement.ambiguous or self.options.accept_ambiguous:
+            return measurement
+        previous = self._filters[name].pose
+        if previous is None or measurement.alternative is None:
+            return None
+        candidates = (measurement.camera_from_tool, measurement.alternative)
+        angles = [rotation_angle_deg(invert_rigid(previous) @ c) for c in candidates]
+        chosen = candidates[int(np.argmin(angles))]
+        return replace(measurement, camera_from_tool=chosen)
 
     def _compose(self, frame: Frame, statuses: dict[str, ToolStatus], n_markers: int,
                  received: float) -> FrameResult:
@@ -421,24 +435,30 @@ class GuidanceLoop:
         return None
 
     # -- running ------------------------------------------------------------------------
-    def step(self) -> FrameResult | bool | None:
+    def step(self) -> FrameResult | None:
         """Read and process one frame.
 
-        Returns the FrameResult, None if the frame was skipped, or False at the end of the
-        stream (or when the source failed; a SourceFailed event says why).
+        Returns the FrameResult, or None when the frame was skipped or the stream is over;
+        :attr:`finished` tells which (a SourceEnded/SourceFailed event is emitted by
+        :meth:`run`, or here for a failing source).
         """
+        if self.finished:
+            return None
         skipped_before = self.source.frames_skipped
         try:
             frame = self.source.read()
         except IortError as exc:
+            self.finished = True
+            self.failure = str(exc)
             self._emit(SourceFailed(str(exc)))
             log.error("frame source failed: %s", exc)
-            return False
+            return None
         for _ in range(self.source.frames_skipped - skipped_before):
             self.frames_skipped += 1
             self._emit(FrameSkipped(-1, "the source could not decode a frame"))
         if frame is None:
-            return False
+            self.finished = True
+            return None
         return self.process(frame)
 
     def run(self, max_frames: int | None = None) -> LoopSummary:
@@ -449,27 +469,21 @@ class GuidanceLoop:
         start = time.perf_counter()
         processed_before = self.frames_processed
         latencies = []
-        failure = None
-        failed: list[str] = []
-        unsubscribe = self.subscribe(
-            lambda e: failed.append(e.reason) if isinstance(e, SourceFailed) else None)
         try:
             self.source.open()
-            while max_frames is None or self.frames_processed - processed_before < max_frames:
+            while not self.finished and (max_frames is None
+                                         or self.frames_processed - processed_before < max_frames):
                 result = self.step()
-                if result is False:
-                    break
                 if result is not None:
                     latencies.append(result.latency_s)
         except IortError as exc:  # e.g. the camera is not present
-            failed.append(str(exc))
+            self.finished = True
+            self.failure = str(exc)
+            log.error("frame source failed: %s", exc)
             self._emit(SourceFailed(str(exc)))
         finally:
-            unsubscribe()
             self.source.close()
-        if failed:
-            failure = failed[0]
-        else:
+        if self.failure is None and self.finished:
             self._emit(SourceEnded(self.frames_processed, self.frames_skipped))
         wall = time.perf_counter() - start
         processed = self.frames_processed - processed_before
@@ -478,4 +492,4 @@ class GuidanceLoop:
                            fps=processed / wall if wall > 0 else 0.0,
                            mean_latency_s=float(np.mean(latencies)) if latencies else 0.0,
                            max_latency_s=float(np.max(latencies)) if latencies else 0.0,
-                           failure=failure)
+                           failure=self.failure)

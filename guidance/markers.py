@@ -29,8 +29,10 @@ from models.validation import as_array
 log = logging.getLogger(__name__)
 
 #: The two IPPE solutions count as ambiguous if the worse RMS is below this factor times
-#: the better one (and they differ by more than ``_AMBIGUOUS_MIN_ANGLE_DEG``).
+#: the better one, or within ``_AMBIGUITY_MARGIN_PX`` of it (both fit to within corner
+#: noise), and they differ by more than ``_AMBIGUOUS_MIN_ANGLE_DEG``.
 _AMBIGUITY_RMS_RATIO = 1.5
+_AMBIGUITY_MARGIN_PX = 0.3
 _AMBIGUOUS_MIN_ANGLE_DEG = 2.0
 _LM_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 30, 1e-10)
 
@@ -96,6 +98,8 @@ class ToolPose:
         Corners used (4 per marker).
     ambiguous : bool
         The planar flip solution fits almost as well (pose may be mirrored).
+    alternative : (4, 4) array or None
+        The rejected planar solution (``camera_from_tool``), to disambiguate with history.
     alternative_rms_px : float
         RMS of the rejected planar solution (inf when not planar).
     """
@@ -106,6 +110,7 @@ class ToolPose:
     marker_ids: tuple[int, ...]
     n_corners: int
     ambiguous: bool = False
+    alternative: np.ndarray | None = None
     alternative_rms_px: float = float("inf")
 
     @property
@@ -173,9 +178,33 @@ def _rms(object_points: np.ndarray, image_points: np.ndarray, rvec: np.ndarray,
     return float(np.sqrt(np.mean(np.sum((proj.reshape(-1, 2) - image_points) ** 2, axis=1))))
 
 
+@dataclass(frozen=True)
+class PnPSolution:
+    """Result of :func:`solve_pose`.
+
+    Attributes
+    ----------
+    camera_from_object : (4, 4) array
+        Best pose (lowest reprojection RMS).
+    rms_px : float
+    ambiguous : bool
+        The other planar solution fits almost as well and differs by > 2 deg.
+    alternative : (4, 4) array or None
+        The other planar (IPPE) solution after LM refinement, if any.
+    alternative_rms_px : float
+        Its RMS (inf if none).
+    """
+
+    camera_from_object: np.ndarray
+    rms_px: float
+    ambiguous: bool = False
+    alternative: np.ndarray | None = None
+    alternative_rms_px: float = float("inf")
+
+
 def solve_pose(object_points_mm: np.ndarray, image_points_px: np.ndarray,
                camera_matrix: np.ndarray, dist_coeffs: np.ndarray | None = None, *,
-               planar: bool | None = None) -> tuple[np.ndarray, float, bool, float]:
+               planar: bool | None = None) -> PnPSolution:
     """Pose of a rigid point set from its image: IPPE (planar) or SQPnP, then LM.
 
     Parameters
@@ -192,10 +221,7 @@ def solve_pose(object_points_mm: np.ndarray, image_points_px: np.ndarray,
 
     Returns
     -------
-    camera_from_object : (4, 4) array
-    rms_px : float
-    ambiguous : bool
-    alternative_rms_px : float
+    PnPSolution
     """
     obj = as_array(object_points_mm, name="object_points_mm", shape=(None, 3))
     img = _as_image_points(image_points_px)
@@ -222,15 +248,16 @@ def solve_pose(object_points_mm: np.ndarray, image_points_px: np.ndarray,
     candidates.sort(key=lambda c: c[0])
     best_rms, rvec, tvec = candidates[0]
     pose = _to_transform(rvec, tvec)
-    ambiguous = False
-    alt_rms = float("inf")
-    if len(candidates) > 1:
-        alt_rms, alt_r, alt_t = candidates[1]
-        delta = pose[:3, :3].T @ _to_transform(alt_r, alt_t)[:3, :3]
-        angle_deg = np.degrees(np.arccos(np.clip((np.trace(delta) - 1) / 2, -1, 1)))
-        ambiguous = bool(alt_rms < _AMBIGUITY_RMS_RATIO * max(best_rms, 0.05)
-                         and angle_deg > _AMBIGUOUS_MIN_ANGLE_DEG)
-    return pose, best_rms, ambiguous, alt_rms
+    if len(candidates) == 1:
+        return PnPSolution(pose, best_rms)
+    alt_rms, alt_r, alt_t = candidates[1]
+    alternative = _to_transform(alt_r, alt_t)
+    delta = pose[:3, :3].T @ alternative[:3, :3]
+    angle_deg = np.degrees(np.arccos(np.clip((np.trace(delta) - 1) / 2, -1, 1)))
+    close_fit = (alt_rms < _AMBIGUITY_RMS_RATIO * best_rms
+                 or alt_rms - best_rms < _AMBIGUITY_MARGIN_PX)
+    ambiguous = bool(close_fit and angle_deg > _AMBIGUOUS_MIN_ANGLE_DEG)
+    return PnPSolution(pose, best_rms, ambiguous, alternative, alt_rms)
 
 
 def estimate_tool_pose(tool: ToolDefinition, detections: MarkerDetections,
@@ -244,13 +271,13 @@ def estimate_tool_pose(tool: ToolDefinition, detections: MarkerDetections,
     obj = tool.object_points(ids)
     img = mine.corners_px.reshape(-1, 2)
     try:
-        pose, rms, ambiguous, alt = solve_pose(obj, img, camera_matrix, dist_coeffs,
-                                               planar=tool.is_planar)
+        sol = solve_pose(obj, img, camera_matrix, dist_coeffs, planar=tool.is_planar)
     except (ValueError, cv2.error) as exc:
         log.debug("pose of %s failed: %s", tool.name, exc)
         return None
-    return ToolPose(tool=tool.name, camera_from_tool=pose, rms_px=rms, marker_ids=ids,
-                    n_corners=len(img), ambiguous=ambiguous, alternative_rms_px=alt)
+    return ToolPose(tool=tool.name, camera_from_tool=sol.camera_from_object, rms_px=sol.rms_px,
+                    marker_ids=ids, n_corners=len(img), ambiguous=sol.ambiguous,
+                    alternative=sol.alternative, alternative_rms_px=sol.alternative_rms_px)
 
 
 @dataclass

@@ -140,6 +140,11 @@ class PoseFilter:
         """State after the last :meth:`update`."""
         return self._state_at(self._t_frame, measured_now=self._t_frame == self._t_last)
 
+    @property
+    def pose(self) -> np.ndarray | None:
+        """Last filtered pose (copy), None when untracked."""
+        return None if self._pose is None else self._pose.copy()
+
     def _state_at(self, t_s: float, *, measured_now: bool) -> TrackingState:
         if self._pose is None or math.isnan(t_s):
             return TrackingState.UNTRACKED

@@ -202,3 +202,28 @@ def test_rejects_bad_arguments(tools: dict) -> None:
         GuidanceLoop(ListSource([]), tools, np.eye(2))
     with pytest.raises(ValueError, match="reflection"):
         GuidanceLoop(ListSource([]), tools, K, patient_from_reference=np.diag([1, 1, -1, 1.0]))
+
+
+def test_planar_flip_resolved_with_history(tools: dict) -> None:
+    """An ambiguous pose: the candidate nearer the previous pose wins; with no history the
+    measurement is not used."""
+    from guidance.markers import MarkerDetections, ToolPose, TrackingResult
+    from guidance.sources import Frame
+    from models.transforms import transform_from_rotvec
+
+    truth = transform_from_rotvec(np.radians([10.0, 0, 0]), [0.0, 0.0, 500.0])
+    flipped = transform_from_rotvec(np.radians([-25.0, 0, 0]), [0.0, 0.0, 500.0])
+    clear = ToolPose("pointer", truth, 0.1, (4,), 4)
+    ambiguous = ToolPose("pointer", flipped, 0.1, (4,), 4, ambiguous=True,
+                         alternative=truth, alternative_rms_px=0.12)
+    script = iter([ambiguous, clear, ambiguous])
+    loop = GuidanceLoop(ListSource([]), tools, K)
+    loop.tracker.track = lambda image: TrackingResult(MarkerDetections.empty(),
+                                                      {"pointer": next(script)})
+    image = np.zeros((10, 10), np.uint8)
+    first = loop.process(Frame(image, 0.0, "c", 0))
+    assert first.state("pointer") is TrackingState.UNTRACKED  # no history: not trusted
+    loop.process(Frame(image, 0.033, "c", 1))
+    third = loop.process(Frame(image, 0.066, "c", 2))
+    assert third.state("pointer") is TrackingState.TRACKING
+    assert transform_difference(third.tools["pointer"].camera_from_tool, truth)[1] < 0.5
