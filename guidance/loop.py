@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -435,15 +436,15 @@ class GuidanceLoop:
         return None
 
     # -- running ------------------------------------------------------------------------
-    def step(self) -> FrameResult | None:
+    def step(self) -> FrameResult | Literal[False] | None:
         """Read and process one frame.
 
-        Returns the FrameResult, or None when the frame was skipped or the stream is over;
-        :attr:`finished` tells which (a SourceEnded/SourceFailed event is emitted by
-        :meth:`run`, or here for a failing source).
+        Returns the FrameResult; None when the frame was skipped; False once the stream is
+        over or the source failed (then :attr:`finished` is True and :attr:`failure` says
+        why; a SourceFailed event is emitted for a failure).
         """
         if self.finished:
-            return None
+            return False
         skipped_before = self.source.frames_skipped
         try:
             frame = self.source.read()
@@ -452,13 +453,13 @@ class GuidanceLoop:
             self.failure = str(exc)
             self._emit(SourceFailed(str(exc)))
             log.error("frame source failed: %s", exc)
-            return None
+            return False
         for _ in range(self.source.frames_skipped - skipped_before):
             self.frames_skipped += 1
             self._emit(FrameSkipped(-1, "the source could not decode a frame"))
         if frame is None:
             self.finished = True
-            return None
+            return False
         return self.process(frame)
 
     def run(self, max_frames: int | None = None) -> LoopSummary:
@@ -474,7 +475,7 @@ class GuidanceLoop:
             while not self.finished and (max_frames is None
                                          or self.frames_processed - processed_before < max_frames):
                 result = self.step()
-                if result is not None:
+                if result:
                     latencies.append(result.latency_s)
         except IortError as exc:  # e.g. the camera is not present
             self.finished = True

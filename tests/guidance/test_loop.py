@@ -227,3 +227,16 @@ def test_planar_flip_resolved_with_history(tools: dict) -> None:
     third = loop.process(Frame(image, 0.066, "c", 2))
     assert third.state("pointer") is TrackingState.TRACKING
     assert transform_difference(third.tools["pointer"].camera_from_tool, truth)[1] < 0.5
+
+
+def test_step_returns_false_at_the_end(tools: dict) -> None:
+    """Callers drive the loop with ``while (result := loop.step()) is not False``."""
+    source = ListSource([np.zeros((20, 20), np.uint8), None])
+    loop = GuidanceLoop(source, tools, K)
+    source.open()
+    outcomes = []
+    while (result := loop.step()) is not False:
+        outcomes.append(result)
+    assert len(outcomes) == 1 and outcomes[0].frame.index == 0
+    assert loop.finished and loop.failure is None and loop.frames_skipped == 1
+    assert loop.step() is False
