@@ -54,13 +54,26 @@ def read_case(root: str | Path, *, series_uid: str | None = None, resample: bool
         Anything wrong with the files, naming file, tag and reason.
     """
     root = Path(root)
+    try:
+        return _read_case(root, series_uid, resample, progress)
+    except InputError:
+        raise
+    except Exception as exc:  # last line of defence against malformed files
+        raise InputError(f"{root}: could not import ({type(exc).__name__}: {exc}); run with "
+                         "--debug for details") from exc
+
+
+def _read_case(root: Path, series_uid: str | None, resample: bool, progress: bool) -> Case:
     scan = scan_folder(root, progress=progress)
     series = read_series(select_series(scan, root, series_uid), resample=resample,
                          progress=progress)
     first = series.first
 
     def text(keyword: str) -> str:
-        value = first.get(keyword, "")
+        try:
+            value = first.get(keyword, "")
+        except Exception:  # a garbled optional attribute is dropped, not fatal
+            return ""
         return "" if value is None else str(value)
 
     case = Case(ct=series.volume, patient_id=text("PatientID"),
@@ -73,8 +86,12 @@ def read_case(root: str | Path, *, series_uid: str | None = None, resample: bool
     candidates = []
     for path in scan.structure_sets:
         ds = read_dataset(path)
-        frames = getattr(ds, "ReferencedFrameOfReferenceSequence", None) or []
-        frame = str(getattr(frames[0], "FrameOfReferenceUID", "")) if frames else ""
+        try:  # pydicom parses sequences lazily: damage shows up only on access
+            frames = getattr(ds, "ReferencedFrameOfReferenceSequence", None) or []
+            frame = str(getattr(frames[0], "FrameOfReferenceUID", "")) if frames else ""
+        except Exception as exc:  # malformed attributes surface as many exception types
+            raise InputError(f"{path}: malformed RTSTRUCT ({type(exc).__name__}: {exc})"
+                             ) from exc
         if series.frame_of_reference_uid and frame and frame != series.frame_of_reference_uid:
             log.warning("%s: structure set is for another frame of reference; ignored", path)
             continue
