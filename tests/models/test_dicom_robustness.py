@@ -251,3 +251,78 @@ def test_mutated_rt_dose_and_plan(rt_files, tmp_path):
     assert results.count("input_error") > 50
     assert results.count("ok") > 5
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+# --- the image import path: CT slices and RTSTRUCT of the phantom --------------------------
+
+MINI_SLICES = 8
+
+
+@pytest.fixture(scope="module")
+def phantom_mini(tmp_path_factory) -> Path:
+    """Eight CT slices through the tumour bed and the phantom's RTSTRUCT (fast to import)."""
+    from models.phantom import make_phantom, write_phantom
+
+    full = write_phantom(tmp_path_factory.mktemp("phantom") / "dicom", spacing_mm=(3, 3, 4))
+    first = int(np.argwhere(make_phantom(spacing_mm=(3, 3, 4)).structures["CTV"].mask)[:, 0]
+                .min())
+    mini = tmp_path_factory.mktemp("mini")
+    for k in range(first, first + MINI_SLICES):
+        shutil.copy(full / f"CT_{k + 1:04d}.dcm", mini)
+    shutil.copy(full / "RS.dcm", mini)
+    return mini
+
+
+def _check_case(result: object) -> None:
+    ct = result.ct  # type: ignore[attr-defined]
+    assert isinstance(ct, Volume)
+    assert np.all(np.isfinite(ct.patient_from_voxel))
+    assert ct.shape[0] >= 1
+
+
+def _fuzz_folder(mini: Path, target: str, count: int, rng: np.random.Generator,
+                 tmp: Path) -> list[_Outcome]:
+    """Import copies of ``mini`` where ``target`` (a CT slice or RS.dcm) is corrupted."""
+    from models.dicom.reader import read_case
+
+    files = sorted(mini.glob("*.dcm"))
+    outcomes = []
+    cache: dict[Path, tuple[bytes, list[_Element]]] = {}
+    for n in range(count):
+        if target == "ct":
+            victim = files[int(rng.integers(0, MINI_SLICES))]
+        else:
+            victim = mini / "RS.dcm"
+        if victim not in cache:
+            data = victim.read_bytes()
+            cache[victim] = (data, _elements(data))
+        what, mutated = _mutate(*cache[victim], rng)
+        folder = tmp / f"{target}-{n:03d}"
+        folder.mkdir()
+        for path in files:
+            if path == victim:
+                (folder / path.name).write_bytes(mutated)
+            else:
+                (folder / path.name).symlink_to(path)
+        outcomes.append(_run(f"{victim.name} #{n}: {what}",
+                             lambda f=folder: read_case(f), _check_case))
+        shutil.rmtree(folder)
+    return outcomes
+
+
+def test_unmutated_mini_series_imports(phantom_mini):
+    from models.dicom.reader import read_case
+
+    case = read_case(phantom_mini)
+    assert case.ct.shape[0] == MINI_SLICES
+    assert "CTV" in case.structures
+
+
+@pytest.mark.slow
+def test_mutated_ct_slices_and_structure_sets(phantom_mini, tmp_path):
+    rng = np.random.default_rng(4242)
+    outcomes = _fuzz_folder(phantom_mini, "ct", 70, rng, tmp_path)
+    outcomes += _fuzz_folder(phantom_mini, "rtstruct", 70, rng, tmp_path)
+    assert len(outcomes) >= 140
+    assert not _failures(outcomes), "\n".join(_failures(outcomes))
+    print(collections.Counter(o.result for o in outcomes))
