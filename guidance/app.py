@@ -361,9 +361,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.snapshot = snap
         for key, text in snap.status.fields().items():
             self.status_labels[key].setText(text)
-        banner = snap.status.banner() if not snap.overlay_ok else ""
-        if not banner and not snap.overlay_ok:
-            banner = "TRACKING LOST - overlay hidden"
+        banner = snap.banner
         self.banner.setText(banner)
         self.banner.setVisible(bool(banner))
         self.light.set_light(snap.light)
@@ -405,7 +403,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
             layer = self._renderer.render_layer(frame.camera_from_patient)
             image = blend_layer(frame.image_rgb, layer)
         else:  # greyed video, no anatomy from an old pose, red banner
-            banner = snap.status.banner() or "TRACKING LOST - overlay hidden"
+            banner = snap.banner or "TRACKING LOST - overlay hidden"
             image = self._renderer.render(frame.image_rgb, None,
                                           OverlayStatus(tracking_ok=False, banner=banner))
         self.ar_view.set_image(image)
@@ -413,6 +411,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
 
     def _show_dose(self, snap: MonitorSnapshot) -> None:
         dose = snap.dose
+        if not dose.metrics_ready:
+            self.coverage_label.setStyleSheet("color: #8a8f96;")  # old numbers, updating
+            return
+        self.coverage_label.setStyleSheet("")
         colors = {name: s.color_rgb for name, s in self.logic.case.structures.items()}
         colors[self.logic.target] = (240, 60, 60)
         width = max(320, self.dvh_view.width())
@@ -420,7 +422,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.dvh_view.set_image(render_dvh_plot(dose.curves, colors, size=(width, height),
                                                 prescription_gy=dose.beam.prescription_gy))
         lines = coverage_table(dose.metrics, target=self.logic.target)
-        lines.append(f"compute {dose.compute_ms:.0f} ms")
+        if dose.outside_beam:
+            lines.append("0 Gy (outside beam): " + ", ".join(dose.outside_beam))
+        lines.append(f"dose + DVH {dose.compute_ms:.0f} ms")
         self.coverage_label.setText("\n".join(lines))
 
     def _update_slices(self, snap: MonitorSnapshot) -> None:
@@ -474,8 +478,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
         super().closeEvent(event)
 
 
-def run_window(logic: MonitorLogic, *, full_screen: bool = False) -> int:
-    """Create the Qt application and window, run the event loop; returns the exit code."""
+def run_window(logic: MonitorLogic, *, full_screen: bool = False,
+               quit_after_s: float | None = None) -> int:
+    """Create the Qt application and window, run the event loop; returns the exit code.
+
+    ``quit_after_s`` closes the window after that many seconds (smoke tests).
+    """
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["iort"])
     window = MonitorWindow(logic)
     window.resize(1600, 900)
@@ -483,4 +491,7 @@ def run_window(logic: MonitorLogic, *, full_screen: bool = False) -> int:
         window.showFullScreen()
     else:
         window.show()
+    if quit_after_s is not None:
+        QtCore.QTimer.singleShot(int(quit_after_s * 1000), window.close)
+    app.setQuitOnLastWindowClosed(True)
     return int(app.exec_())

@@ -229,3 +229,142 @@ class CaptureWorker:
         self.feed.close()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+
+
+class PointerRegistration:
+    """Paired-point registration from the pointer touching the case's fiducials.
+
+    Called with every :class:`guidance.loop.FrameResult`; ``fiducial_at(frame_index)``
+    says which fiducial the pointer touches in that frame (the simulated procedure knows;
+    in the OR the user names it). When every fiducial is collected (or ``give_up(index)``
+    says the registration phase is over) it registers, hands the result to the loop and
+    records it in the session log. Rigid paired-point fit (Arun 1987 / Umeyama 1991) with
+    the Fitzpatrick-West predicted TRE at ``target_lps``.
+    """
+
+    def __init__(self, loop, fiducials_lps: Mapping[str, np.ndarray],
+                 fiducial_at: Callable[[int], str | None], *, target_lps: np.ndarray,
+                 samples_per_fiducial: int = 2, give_up: Callable[[int], bool] | None = None,
+                 session_log=None) -> None:
+        from guidance.registration.fiducials import FiducialCollector
+
+        self.loop = loop
+        self.fiducial_at = fiducial_at
+        self.target_lps = as_array(target_lps, name="target_lps", shape=(3,))
+        self.give_up = give_up
+        self.session_log = session_log
+        self.collector = FiducialCollector(fiducials_lps,
+                                           samples_per_fiducial=samples_per_fiducial,
+                                           max_spread_mm=3.0)
+        self.result = None
+        self.tried = False
+
+    def __call__(self, result) -> None:
+        if self.tried:
+            return
+        index = result.frame.index
+        name = self.fiducial_at(index)
+        if name is not None and result.pointer_tip_reference_mm is not None:
+            self.collector.add(name, result.pointer_tip_reference_mm)
+        if self.collector.complete or (self.give_up is not None and self.give_up(index)):
+            self.tried = True
+            try:
+                reg = self.collector.register(target_patient_mm=self.target_lps)
+            except ValueError as exc:
+                log.warning("registration not possible: %s", exc)
+                if self.session_log is not None:
+                    self.session_log.log_warning(f"registration not possible: {exc}",
+                                                 source="registration")
+                return
+            self.result = reg
+            self.loop.set_registration(reg.patient_from_reference, fre_mm=reg.fre_mm)
+            if self.session_log is not None:
+                self.session_log.log_registration(
+                    method="paired_point", fre_mm=reg.fre_mm,
+                    patient_from_reference=reg.patient_from_reference, accepted=True,
+                    tre_predicted_mm=reg.predicted_tre_mm,
+                    residuals_mm=dict(zip(reg.names, np.asarray(reg.fit.residuals_mm).tolist(),
+                                          strict=True)),
+                    n_points=len(reg.names))
+
+
+class LoopFeed:
+    """:class:`FrameFeed` over a :class:`guidance.loop.GuidanceLoop` (any frame source).
+
+    Each read runs one frame through the loop (detection, pose filter, registration),
+    undistorts the image for the overlay and converts it to RGB.
+
+    Parameters
+    ----------
+    loop : GuidanceLoop
+        The pipeline; its source is opened on the first read and closed by :meth:`close`.
+    camera_matrix : (3, 3) array
+        Intrinsics of the *undistorted* images.
+    undistort : callable(image_bgr) -> image_bgr, optional
+        Lens undistortion (e.g. ``calibration.undistort.Undistorter.undistort``).
+    on_result : callable(FrameResult), optional
+        Hook per processed frame (e.g. :class:`PointerRegistration`).
+    """
+
+    def __init__(self, loop, camera_matrix: np.ndarray, *,
+                 undistort: Callable[[np.ndarray], np.ndarray] | None = None,
+                 on_result: Callable[[object], None] | None = None) -> None:
+        self.loop = loop
+        self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
+        self.undistort = undistort
+        self.on_result = on_result
+        self.tre_mm: float | None = None
+        self._opened = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def read(self) -> FrameUpdate | None:
+        # the source is only touched under the lock: close() from another thread waits
+        with self._lock:
+            return self._read()
+
+    def _read(self) -> FrameUpdate | None:
+        import cv2
+
+        from guidance.pose_filter import TrackingState
+
+        if self._closed:
+            return None
+        if not self._opened:
+            self.loop.source.open()
+            self._opened = True
+        while not self._closed:
+            result = self.loop.step()
+            if result is False:
+                return None
+            if result is None:
+                continue
+            if self.on_result is not None:
+                self.on_result(result)
+                reg = getattr(self.on_result, "result", None)
+                if reg is not None:
+                    self.tre_mm = reg.predicted_tre_mm
+            image = result.frame.image
+            if self.undistort is not None:
+                image = self.undistort(image)
+            rgb = (cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2
+                   else cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            ages = {name: None if status.state is TrackingState.UNTRACKED else status.age_s
+                    for name, status in result.tools.items()}
+            poses = {name: status.camera_from_tool for name, status in result.tools.items()
+                     if status.camera_from_tool is not None}
+            return FrameUpdate(
+                image_rgb=rgb, camera_matrix=self.camera_matrix, timestamp_s=time.monotonic(),
+                camera_from_patient=result.camera_from_patient,
+                patient_from_applicator=result.patient_from_applicator, tool_ages_s=ages,
+                camera_from_tools=poses, fre_mm=self.loop.registration_fre_mm,
+                tre_mm=self.tre_mm, index=int(result.frame.index))
+        return None
+
+    def close(self) -> None:
+        """Stop reading and close the source (waits for a frame in progress)."""
+        self._closed = True
+        with self._lock:
+            if self._opened:
+                self._opened = False
+                self.loop.source.close()

@@ -94,25 +94,46 @@ DoseFunction = Callable[[Case, np.ndarray, BeamChoice], Volume]
 
 @dataclass(frozen=True)
 class DoseUpdate:
-    """One finished dose computation, ready to display."""
+    """One dose computation, ready to display.
+
+    Published twice per pose: first with the dose and isodose surface only
+    (``metrics_ready`` False, so the isodose appears as soon as possible), then with the
+    DVH metrics — unless the applicator has already moved on. ``outside_beam`` lists
+    structures entirely outside the dose grid (0 Gy, no DVH computed).
+    """
 
     dose: Volume
     beam: BeamChoice
     patient_from_applicator: np.ndarray
-    metrics: dict[str, DoseMetrics]
-    curves: dict[str, tuple[np.ndarray, np.ndarray]]
     isodose_mesh: object
     compute_ms: float
     requested_s: float
     finished_s: float
+    metrics: dict[str, DoseMetrics] = field(default_factory=dict)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    outside_beam: tuple[str, ...] = ()
+    metrics_ready: bool = False
     seq: int = 0
 
 
+def _patient_bounds(volume: Volume, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Axis-aligned LPS box (mm) of a mask's voxels, padded by one voxel; None if empty."""
+    idx = [np.nonzero(np.any(mask, axis=axes))[0] for axes in ((0, 1), (0, 2), (1, 2))]
+    if any(len(i) == 0 for i in idx):
+        return None
+    (i0, i1), (j0, j1), (k0, k1) = ((a[0] - 1, a[-1] + 1) for a in idx)
+    corners = np.array([[i, j, k] for i in (i0, i1) for j in (j0, j1) for k in (k0, k1)],
+                       dtype=np.float64)
+    pts = volume.voxel_to_patient(corners)
+    return pts.min(axis=0), pts.max(axis=0)
+
+
 class DoseService:
-    """Computes dose, DVH metrics and the isodose surface on a worker thread.
+    """Computes dose, the isodose surface and DVH metrics on a worker thread.
 
     :meth:`request` never blocks: the :class:`DoseScheduler` decides whether to start now,
-    remember the pose for later (latest wins) or do nothing.
+    remember the pose for later (latest wins) or do nothing. DVHs are computed only for
+    structures whose bounding box meets the dose grid (the others get 0 Gy everywhere).
     """
 
     def __init__(self, case: Case, dose_fn: DoseFunction, *,
@@ -124,6 +145,8 @@ class DoseService:
         names = list(structures) if structures is not None else [
             n for n, s in case.structures.items() if s.roi_type not in HIDDEN_ROI_TYPES]
         self.structures = [n for n in names if n in case.structures]
+        self._bounds = {n: _patient_bounds(case.ct, case.structures[n].mask)
+                        for n in self.structures}
         self.scheduler = scheduler or DoseScheduler()
         self.dvh_oversample = dvh_oversample
         self.failures = 0
@@ -152,13 +175,18 @@ class DoseService:
             return self.scheduler.busy
 
     def latest(self) -> tuple[int, DoseUpdate | None]:
-        """(sequence number, newest finished update)."""
+        """(sequence number, newest update)."""
         with self._lock:
             return self._seq, self._latest
 
     def invalidate(self) -> None:
         with self._lock:
             self.scheduler.invalidate()
+
+    def _publish(self, update: DoseUpdate) -> None:
+        with self._lock:
+            self._seq += 1
+            self._latest = replace(update, seq=self._seq)
 
     def _run(self) -> None:
         while True:
@@ -168,36 +196,48 @@ class DoseService:
                 if self._stop:
                     return
                 pose, beam, requested = self._jobs.pop(0)
-            update = None
             try:
-                update = self._compute(pose, beam, requested)
+                update = self._compute_dose(pose, beam, requested)
+                self._publish(update)
+                with self._lock:
+                    moved_on = self.scheduler._pending is not None
+                if not moved_on:
+                    self._publish(self._add_metrics(update))
             except Exception as exc:  # the monitor keeps running without a new dose
                 self.failures += 1
                 self.last_error = str(exc)
                 log.exception("dose computation failed")
             with self._lock:
-                if update is not None:
-                    self._seq += 1
-                    self._latest = replace(update, seq=self._seq)
                 nxt = self.scheduler.finished()
                 if nxt is not None:
                     self._jobs.append((nxt[0], nxt[1], time.monotonic()))
 
-    def _compute(self, pose: np.ndarray, beam: BeamChoice, requested: float) -> DoseUpdate:
+    def _compute_dose(self, pose: np.ndarray, beam: BeamChoice, requested: float
+                      ) -> DoseUpdate:
         start = time.perf_counter()
         dose = self.dose_fn(self.case, pose, beam)
-        dvhs = structure_dvhs(dose, self.case.ct, self.case.structures, names=self.structures,
-                              prescription_gy=beam.prescription_gy,
-                              isodose_percent=beam.isodose_percent, bin_width_gy=0.1,
-                              oversample=self.dvh_oversample)
         iso = isodose_surface(dose, beam.prescription_gy)
-        compute_ms = (time.perf_counter() - start) * 1000.0
-        return DoseUpdate(
-            dose=dose, beam=beam, patient_from_applicator=pose,
-            metrics={n: d.metrics for n, d in dvhs.items()},
-            curves={n: (d.dose_edges_gy, d.cumulative_percent) for n, d in dvhs.items()},
-            isodose_mesh=iso, compute_ms=compute_ms, requested_s=requested,
-            finished_s=time.monotonic())
+        return DoseUpdate(dose=dose, beam=beam, patient_from_applicator=pose, isodose_mesh=iso,
+                          compute_ms=(time.perf_counter() - start) * 1000.0,
+                          requested_s=requested, finished_s=time.monotonic())
+
+    def _add_metrics(self, update: DoseUpdate) -> DoseUpdate:
+        start = time.perf_counter()
+        lo, hi = update.dose.bounds_mm()
+        inside, outside = [], []
+        for name in self.structures:
+            box = self._bounds[name]
+            meets = box is not None and bool(np.all(box[0] <= hi) and np.all(box[1] >= lo))
+            (inside if meets else outside).append(name)
+        dvhs = structure_dvhs(update.dose, self.case.ct, self.case.structures, names=inside,
+                              prescription_gy=update.beam.prescription_gy,
+                              isodose_percent=update.beam.isodose_percent, bin_width_gy=0.1,
+                              oversample=self.dvh_oversample)
+        return replace(update, metrics={n: d.metrics for n, d in dvhs.items()},
+                       curves={n: (d.dose_edges_gy, d.cumulative_percent)
+                               for n, d in dvhs.items()},
+                       outside_beam=tuple(outside), metrics_ready=True,
+                       compute_ms=update.compute_ms + (time.perf_counter() - start) * 1000.0)
 
     def close(self, timeout_s: float = 5.0) -> None:
         with self._lock:
@@ -220,6 +260,7 @@ class MonitorSnapshot:
     mode: str
     overlay_ok: bool
     applicator_pose: np.ndarray | None = field(default=None, repr=False)
+    banner: str = ""
 
 
 class MonitorLogic:
@@ -264,7 +305,9 @@ class MonitorLogic:
         self.scene = self._build_scene(max_triangles)
         self.capture = CaptureWorker(feed)
         self.dose_service = DoseService(case, dose_fn) if dose_fn is not None else None
-        self._was_stale: bool | None = None
+        self.warn_after_s = 0.5
+        self._stale_since: float | None = None
+        self._stale_logged = False
         self._last_frame_seq = 0
         self._last_dose_seq = 0
         self._last_sent_seq = 0
@@ -342,7 +385,7 @@ class MonitorLogic:
             self.warn("confirm refused: applicator not tracked", source="confirm")
             return None
         dose = snap.dose
-        if dose is None or dose.beam != self.beam:
+        if dose is None or dose.beam != self.beam or not dose.metrics_ready:
             self.warn("confirm refused: dose not computed for the current beam",
                       source="confirm")
             return None
@@ -396,22 +439,37 @@ class MonitorLogic:
             tre_mm=frame.tre_mm if frame else None, fps=self.frame_rate.rate_hz,
             dose_age_s=None if dose is None else now - dose.finished_s,
             dose_pending=self.dose_service.busy if self.dose_service else False)
-        stale = status.stale or not overlay_ok
-        if self._was_stale is not None and stale != self._was_stale:
-            if stale:
-                self.warn(status.banner() or "tracking lost", source="tracking")
-            else:
-                self.action("tracking_recovered")
-        self._was_stale = stale
+        banner = status.banner()
+        if not banner and not overlay_ok:
+            banner = ("NOT REGISTERED - overlay hidden (touch the fiducials with the pointer)"
+                      if frame is not None and frame.fre_mm is None
+                      else "TRACKING LOST - overlay hidden")
+        self._record_staleness(bool(banner), banner, now)
         if new_frame and self.igtl is not None:
             self._send_igtl(frame, pose, status)
         snapshot = MonitorSnapshot(frame=frame, frame_seq=frame_seq, status=status,
                                    deviation=deviation, light=light, dose=dose,
                                    dose_seq=dose_seq, mode=self.mode,
                                    overlay_ok=overlay_ok and not status.stale,
-                                   applicator_pose=pose)
+                                   applicator_pose=pose, banner=banner)
         self._latest_snapshot = snapshot
         return snapshot
+
+    def _record_staleness(self, stale: bool, banner: str, now: float) -> None:
+        """Log a stale episode once it lasted ``warn_after_s`` (the screen shows it at
+        once), and its end; short blips are not written to the session log."""
+        if stale:
+            if self._stale_since is None:
+                self._stale_since = now
+            if not self._stale_logged and now - self._stale_since >= self.warn_after_s:
+                self._stale_logged = True
+                self.warn(banner, source="tracking")
+        else:
+            if self._stale_logged:
+                self.action("tracking_recovered",
+                            stale_s=round(now - (self._stale_since or now), 3))
+            self._stale_since = None
+            self._stale_logged = False
 
     def _tool_status(self, frame: FrameUpdate | None, now: float) -> tuple[ToolStatus, ...]:
         names = ("reference", "applicator")
@@ -443,3 +501,40 @@ class MonitorLogic:
             self._igtl_stale = stale
             self.igtl.send_status("Tracking", "NOT_READY" if stale else "OK",
                                   status.banner() if stale else "tracking")
+
+
+def beam_options(machine: str = "mobetron") -> BeamOptions:
+    """Selector contents from the shipped beam library for one machine."""
+    from models.beams import default_library
+
+    data = default_library().machine(machine)
+    return BeamOptions(energies_mev=tuple(float(e) for e in data.energies_mev),
+                       diameters_mm=tuple(float(d) for d in data.applicator_diameters_mm),
+                       bevels_deg=tuple(float(b) for b in data.bevels_deg),
+                       discs=("none", "lead", "steel"))
+
+
+def electron_dose_function(machine: str = "mobetron", *, grid_mm: float = 2.0,
+                           disc_depth_mm: float = 30.0) -> DoseFunction:
+    """A :data:`DoseFunction` running the project's electron pencil-beam engine.
+
+    The shielding disc (``BeamChoice.disc`` = material) sits ``disc_depth_mm`` below the
+    end face with the applicator's diameter + 20 mm.
+    """
+    from models.beams import ElectronBeam
+    from models.dose import ShieldingDisc, compute_electron_dose
+
+    def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
+        disc = None
+        if beam.disc != "none":
+            disc = ShieldingDisc(material=beam.disc,
+                                 diameter_mm=beam.applicator_diameter_mm + 20.0,
+                                 depth_mm=disc_depth_mm)
+        result = compute_electron_dose(
+            case.ct, patient_from_applicator,
+            ElectronBeam(machine, beam.energy_mev, beam.applicator_diameter_mm, beam.bevel_deg),
+            prescription_gy=beam.prescription_gy, isodose_percent=beam.isodose_percent,
+            grid_mm=grid_mm, disc=disc)
+        return result.dose
+
+    return dose_fn

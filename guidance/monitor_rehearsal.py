@@ -104,3 +104,36 @@ def phantom_view(*, spacing_mm=(3.0, 3.0, 4.0), image_size=(640, 400)) -> Phanto
                               [0.0, 0.0, 1.0]])
     return PhantomView(case, plan, camera_matrix, (width, height),
                        camera_looking_at(eye, target))
+
+
+def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int] = (1280, 720),
+                   seed: int = 0, session_log=None):
+    """The simulated procedure (:class:`guidance.scenario.Scenario`) through the real loop.
+
+    Frames are rendered by the simulated camera (lens distortion, noise...), tracked by
+    :class:`guidance.loop.GuidanceLoop`, registered from the pointer touching the
+    fiducials (:class:`guidance.monitor_feed.PointerRegistration`, recorded in
+    ``session_log``) and undistorted for the overlay.
+
+    Returns
+    -------
+    (LoopFeed, Scenario)
+    """
+    from calibration.undistort import undistorter_for
+    from guidance.loop import GuidanceLoop
+    from guidance.monitor_feed import LoopFeed, PointerRegistration
+    from guidance.scenario import Scenario, ScenarioOptions, default_camera
+
+    calibration = default_camera(image_size)
+    scenario = Scenario(case, calibration, ScenarioOptions(frames=frames, seed=seed))
+    loop = GuidanceLoop(scenario.source(), scenario.tools, calibration.camera_matrix,
+                        calibration.dist_coeffs)
+    registration = PointerRegistration(
+        loop, {n: case.fiducials_lps[n] for n in scenario.fiducial_names},
+        scenario.fiducial_at, target_lps=case.centroid_lps("CTV"),
+        samples_per_fiducial=scenario.frames_per_fiducial,
+        give_up=lambda i: scenario.phase_at(i) == "treatment", session_log=session_log)
+    undistorter = undistorter_for(calibration)
+    feed = LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort,
+                    on_result=registration)
+    return feed, scenario

@@ -93,7 +93,8 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
         # --- oncologist mode (keyboard shortcut): isodose on slices, DVH, coverage
         qtbot.keyClick(window, QtCore.Qt.Key_F2)
         assert logic.mode == "oncologist" and window.slice_row.isVisible()
-        qtbot.waitUntil(lambda: window.snapshot.dose is not None, timeout=20000)
+        qtbot.waitUntil(lambda: window.snapshot.dose is not None
+                        and window.snapshot.dose.metrics_ready, timeout=20000)
         qtbot.waitUntil(lambda: all(v.image is not None for v in window.slice_views.values())
                         and window._slice_key[1] > 0, timeout=20000)
         qtbot.waitUntil(lambda: window._slice_future is None or window._slice_future.done(),
@@ -112,7 +113,8 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
         # --- energy change: dose recomputed for the new beam; confirm records it
         window.energy.setCurrentIndex(window.energy.findData(12.0))
         qtbot.waitUntil(lambda: window.snapshot.dose is not None
-                        and window.snapshot.dose.beam.energy_mev == 12.0, timeout=20000)
+                        and window.snapshot.dose.beam.energy_mev == 12.0
+                        and window.snapshot.dose.metrics_ready, timeout=20000)
         qtbot.keyClick(window, QtCore.Qt.Key_Return, QtCore.Qt.ControlModifier)
         confirmed = slog.last("confirmed_pose")
         assert confirmed is not None
@@ -137,6 +139,9 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
         _save("dropout", _qimage_to_numpy(window.grab().toImage()), tmp_path)
         qtbot.keyClick(window, QtCore.Qt.Key_Return, QtCore.Qt.ControlModifier)
         assert slog.last("confirmed_pose").seq == confirmed.seq  # refused while stale
+        # a dropout longer than 0.5 s is written to the session log
+        qtbot.waitUntil(lambda: any(e.payload["source"] == "tracking"
+                                    for e in slog.events("warning")), timeout=5000)
     finally:
         window.close()
     kinds = [e.kind for e in SessionLog.open(slog.path, readonly=True).events()]
@@ -154,3 +159,46 @@ def test_overlay_points_match_projectpoints(size, shift, rng) -> None:
 
     err = overlay_max_error_px(size, shift, rng)
     assert err < 1.0
+
+
+@pytest.mark.slow
+def test_simulated_camera_through_the_loop(qtbot, tmp_path) -> None:
+    """Simulated camera -> marker tracking -> pointer registration -> AR overlay in the window."""
+    from guidance.monitor_rehearsal import simulated_feed
+    from models.phantom import make_phantom
+
+    case = make_phantom(spacing_mm=(3.0, 3.0, 4.0))
+    slog = SessionLog.create(tmp_path / "sim.sqlite", case_id="phantom")
+    feed, scenario = simulated_feed(case, frames=40, image_size=(640, 360), session_log=slog)
+    logic = MonitorLogic(case, scenario.planned_patient_from_applicator, feed,
+                         dose_fn=slab_dose, session_log=slog, stale_after_s=1.5)
+    window = MonitorWindow(logic, with_3d=False)
+    qtbot.addWidget(window)
+    window.resize(1200, 700)
+    window.show()
+    logic.start()
+    try:
+        qtbot.waitUntil(lambda: window.snapshot is not None and window.snapshot.overlay_ok
+                        and window._rendered_frame_seq == window.snapshot.frame_seq,
+                        timeout=120000)
+        registration = slog.last("registration")
+        assert registration is not None and registration.payload["fre_mm"] < 2.0
+        frame = window.snapshot.frame
+        pose = frame.camera_from_patient
+        uv, _ = cv2.projectPoints(case.centroid_lps("CTV")[None],
+                                  cv2.Rodrigues(pose[:3, :3])[0], pose[:3, 3],
+                                  frame.camera_matrix, None)
+        u, v = uv.reshape(2)
+        ar = window.ar_view.image
+        _save("simulated_camera", _qimage_to_numpy(window.grab().toImage()), tmp_path)
+        _save("simulated_camera_ar", ar, tmp_path)
+        video = frame.image_rgb.astype(int)
+        redness = ar.astype(int)[..., 0] - ar.astype(int)[..., 1] - (video[..., 0] - video[..., 1])
+        # the target (red, behind the translucent applicator tube) reddens its projection...
+        assert redness[int(v) - 2:int(v) + 3, int(u) - 2:int(u) + 3].mean() > 15
+        # ...while the video far from the anatomy is untouched
+        assert np.abs(ar[:20, :20].astype(int) - video[:20, :20]).max() <= 1
+        assert "FRE" in window.status_labels["registration"].text()
+    finally:
+        window.close()
+        slog.close()

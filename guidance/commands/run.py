@@ -1,0 +1,187 @@
+"""``iort run CASE``: the OR monitor on a case, a camera (or the simulated one) and a log."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SOURCES_HELP = ("sim (simulated procedure on the phantom: registration with the pointer, "
+                "then the applicator), scripted (phantom, known poses, no tracking), "
+                "webcam[:N], a video file or an image folder")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``run`` subcommand."""
+    parser = subparsers.add_parser(
+        "run", help="open the OR monitor (AR, 3D, slices, dose) on a case",
+        description="Open the OR monitor: AR view, 3D view, CT slices with isodoses, surgeon "
+                    "and oncologist modes, OpenIGTLink server and a crash-safe session log.")
+    parser.add_argument("case", metavar="CASE",
+                        help="'phantom' (built in) or a DICOM folder (CT series + RTSTRUCT)")
+    parser.add_argument("--source", default="sim", help=SOURCES_HELP + " (default: sim)")
+    parser.add_argument("--calibration", type=Path, metavar="FILE",
+                        help="camera calibration (JSON/YAML from 'iort calibrate'); required "
+                             "for webcam, video and folder sources")
+    parser.add_argument("--registration", type=Path, metavar="FILE",
+                        help="JSON with a 4x4 'patient_from_reference' (for real cameras)")
+    parser.add_argument("--plan", type=Path, metavar="FILE",
+                        help="JSON with the planned 4x4 'patient_from_applicator' (required "
+                             "unless CASE is the phantom)")
+    parser.add_argument("--machine", default="mobetron", help="beam data (default: mobetron)")
+    parser.add_argument("--igtl-port", type=int, default=18944, metavar="N",
+                        help="OpenIGTLink server port on 127.0.0.1 (default 18944; 0 = off)")
+    parser.add_argument("--igtl-host", default="127.0.0.1",
+                        help="interface for OpenIGTLink (default 127.0.0.1; only change on "
+                             "a trusted network)")
+    parser.add_argument("--session-log", type=Path, metavar="FILE",
+                        help="new session log (default: iort-session-<time>.sqlite here)")
+    parser.add_argument("--frames", type=int, default=600,
+                        help="frames of the simulated procedure (default 600)")
+    parser.add_argument("--full-screen", action="store_true", help="start full screen")
+    parser.add_argument("--quit-after", type=float, metavar="S",
+                        help="close the window after S seconds (smoke tests)")
+    parser.set_defaults(func=run)
+
+
+def _load_case(spec: str):
+    if spec == "phantom":
+        from models.phantom import make_phantom
+
+        return make_phantom()
+    path = Path(spec)
+    if not path.is_dir():
+        raise InputError(f"CASE {spec!r}: not 'phantom' and not a folder; give a DICOM folder")
+    from models.dicom.reader import read_case
+
+    return read_case(path)
+
+
+def _matrix_from_json(path: Path, key: str) -> np.ndarray:
+    from models.validation import as_transform
+
+    try:
+        data = json.loads(path.read_text())
+        return as_transform(data[key], name=f"{path}: {key}", rigid=True)
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: cannot read a 4x4 {key!r} ({exc}); write "
+                         f'{{"{key}": [[...], [...], [...], [0, 0, 0, 1]]}}') from exc
+
+
+def _plan(args: argparse.Namespace, case) -> np.ndarray:
+    if args.plan is not None:
+        return _matrix_from_json(args.plan, "patient_from_applicator")
+    if args.case == "phantom":
+        from models.phantom import planned_patient_from_applicator
+
+        return planned_patient_from_applicator(case)
+    raise InputError("--plan FILE is required for a case other than the phantom")
+
+
+def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log):
+    """Build the frame feed for ``--source``."""
+    source = args.source
+    if source == "scripted":
+        if args.case != "phantom":
+            raise InputError("--source scripted only works with the phantom")
+        from guidance.monitor_feed import ScriptedFeed
+        from guidance.monitor_rehearsal import phantom_view
+
+        view = phantom_view(spacing_mm=(1.5, 1.5, 2.5), image_size=(1280, 720))
+        path = [(8.0 * np.cos(t), 8.0 * np.sin(t), 0.0)
+                for t in np.linspace(0, 2 * np.pi, 90)]
+        return ScriptedFeed(view.shots(path), view.camera_matrix, view.background(),
+                            fps=30.0, loop=True)
+    if source == "sim":
+        if args.case != "phantom":
+            raise InputError("--source sim only works with the phantom (it renders it)")
+        from guidance.monitor_rehearsal import simulated_feed
+
+        return simulated_feed(case, frames=args.frames, session_log=session_log)[0]
+    if args.calibration is None:
+        raise InputError(f"--source {source}: --calibration FILE is required for a real camera")
+    from calibration.io import load_calibration
+    from calibration.undistort import undistorter_for
+    from guidance.loop import GuidanceLoop
+    from guidance.monitor_feed import LoopFeed
+    from guidance.sources.opencv import ImageFolderSource, VideoFileSource, WebcamSource
+    from guidance.tools import load_builtin_tools
+
+    calibration = load_calibration(args.calibration)
+    if source.startswith("webcam"):
+        device = int(source.split(":", 1)[1]) if ":" in source else 0
+        frames = WebcamSource(device, image_size=tuple(calibration.image_size))
+    elif Path(source).is_dir():
+        frames = ImageFolderSource(source)
+    elif Path(source).is_file():
+        frames = VideoFileSource(source)
+    else:
+        raise InputError(f"--source {source!r}: not sim, scripted, webcam[:N], a video file "
+                         "or an image folder")
+    registration = None
+    if args.registration is not None:
+        registration = _matrix_from_json(args.registration, "patient_from_reference")
+    loop = GuidanceLoop(frames, load_builtin_tools(), calibration.camera_matrix,
+                        calibration.dist_coeffs, patient_from_reference=registration)
+    undistorter = undistorter_for(calibration)
+    return LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the monitor; returns when the window is closed."""
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        raise InputError("iort run needs a display (X server); without one use "
+                         "'iort demo --headless'")
+    if not 0 <= args.igtl_port <= 65535:
+        raise InputError(f"--igtl-port {args.igtl_port}: must be 0..65535")
+    from guidance.igtl_server import IgtlServer
+    from guidance.monitor_logic import (
+        BeamChoice,
+        MonitorLogic,
+        beam_options,
+        electron_dose_function,
+    )
+    from guidance.session_log import SessionLog
+
+    case = _load_case(args.case)
+    plan = _plan(args, case)
+    options = beam_options(args.machine)
+    beam = BeamChoice(energy_mev=options.energies_mev[len(options.energies_mev) // 2],
+                      applicator_diameter_mm=60.0 if 60.0 in options.diameters_mm
+                      else options.diameters_mm[len(options.diameters_mm) // 2])
+    log_path = args.session_log or Path(time.strftime("iort-session-%Y%m%d-%H%M%S.sqlite"))
+    session_log = SessionLog.create(log_path, case_id=args.case,
+                                    metadata={"source": args.source, "machine": args.machine})
+    print(f"session log: {log_path}")
+    igtl = None
+    try:
+        if args.igtl_port:
+            igtl = IgtlServer(args.igtl_port, host=args.igtl_host).start()
+            print(f"OpenIGTLink server: {args.igtl_host}:{igtl.port}")
+        feed = _feed(args, case, plan, session_log)
+        dose_fn = electron_dose_function(args.machine)
+        dose_fn(case, plan, beam)  # warm the kernel (JIT) before the window opens
+        # the simulated camera renders ~3 frames/s on a 2-core CPU: judge staleness on a
+        # longer limit there (a real camera keeps the default 200 ms)
+        stale_s = 1.0 if args.source == "sim" else 0.2
+        logic = MonitorLogic(case, plan, feed, dose_fn=dose_fn, beam=beam,
+                             beam_options=options, session_log=session_log, igtl=igtl,
+                             stale_after_s=stale_s)
+        from guidance.app import run_window
+
+        logic.start()
+        code = run_window(logic, full_screen=args.full_screen, quit_after_s=args.quit_after)
+    finally:
+        if igtl is not None:
+            igtl.stop()
+        session_log.close()
+    return code
