@@ -24,10 +24,11 @@ Model (Hogstrom, Mills & Almond 1981, doi:10.1088/0031-9155/26/3/008, simplified
   (Fermi-Eyges diverges at the end of range, where electrons are fully diffused). Each
   pencil's dose in a plane is the square beamlet convolved with that Gaussian (erf profile).
 * Dose is zero in air (RSP < :data:`AIR_RSP`), inside the applicator tube and inside the
-  disc. It is normalised so that 100 % is the maximum on the central axis (beam axis) and
-  the prescription is delivered at ``isodose_percent`` (default 90 %). Monitor units use
-  the reference output times the output factor of the applicator (tabulated, or computed by
-  this model on water when the beam data give none).
+  disc. It is normalised so that 100 % is the maximum on the central axis (beam axis),
+  leaving out a disc's backscatter (that hot spot shows above 100 %); the prescription is
+  delivered at ``isodose_percent`` (default 90 %). Monitor units use the reference output
+  times the output factor of the applicator (tabulated, or computed by this model on water
+  when the beam data give none).
 
 Limits: central-axis approximation of heterogeneities (no lateral scatter disequilibrium
 beyond the pencils' own depth), no scattering in the disc, dose beyond the electron range
@@ -81,6 +82,9 @@ MAX_DEPTH_FACTOR = 4.4
 
 #: Relative step of the sigma ladder of the fast spreading kernel (sigma error <= 1 %).
 SIGMA_STEP = 0.02
+
+#: A beam whose pencils all cross less water-equivalent depth than this faces no tissue.
+MIN_TISSUE_DEPTH_MM = 2.0
 
 #: Allowed backends for the hot loops.
 BACKENDS = ("numba", "numpy")
@@ -284,6 +288,8 @@ class _Relative:
     dose: np.ndarray        # (nz, n, n)
     grid: _Grid
     rsp: np.ndarray         # (nz, n, n) at the planes
+    cax_backscatter: np.ndarray   # (nz,) backscatter factor of the central pencil (1: none)
+    max_water_depth_mm: float     # deepest water-equivalent depth any pencil reached
 
 
 def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
@@ -331,8 +337,8 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         if not np.any(unfinished) or depth_factor >= MAX_DEPTH_FACTOR:
             break
         depth_factor *= 2.0
-    amp, sigma = _amplitudes(model, grid, pencils, zeff, s_entry, zeff_disc, in_disc,
-                             material)
+    amp, sigma, boost = _amplitudes(model, grid, pencils, zeff, s_entry, zeff_disc, in_disc,
+                                    material)
     if fast:
         binned = (kernels.spread_pencils_binned if numba_backend
                   else kernels.spread_pencils_binned_numpy)
@@ -344,7 +350,10 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     keep = int(np.max(np.nonzero(zeff.min(axis=1) <= model.cut_depth_mm)[0], initial=0)) + 2
     keep = min(keep, grid.nz)
     grid = _Grid(h=grid.h, x0=grid.x0, n_xy=grid.n_xy, z0=grid.z0, nz=keep)
-    return _Relative(dose=dose[:keep], grid=grid, rsp=rsp_plane[:keep])
+    central = int(np.argmin(np.hypot(pencils.x, pencils.y)))
+    return _Relative(dose=dose[:keep], grid=grid, rsp=rsp_plane[:keep],
+                     cax_backscatter=boost[:keep, central],
+                     max_water_depth_mm=float(zeff[-1].max()))
 
 
 @dataclass(frozen=True, eq=False)
@@ -429,8 +438,11 @@ def _entry(zeff: np.ndarray, z: np.ndarray, z0: np.ndarray) -> np.ndarray:
 
 def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, zeff: np.ndarray,
                 s_entry: np.ndarray, zeff_disc: np.ndarray | None, in_disc: np.ndarray | None,
-                material: ShieldMaterial | None) -> tuple[np.ndarray, np.ndarray]:
-    """Central dose and lateral sigma of every pencil in every plane, shapes (nz, P)."""
+                material: ShieldMaterial | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Central dose, lateral sigma and backscatter factor of every pencil in every plane.
+
+    All three have shape (nz, P).
+    """
     z = grid.z[:, None]
     vsd = model.machine.virtual_source_distance_mm
     g = _lookup(zeff, model.depth_mm, model.dose_fraction)
@@ -445,12 +457,16 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, zeff: np.ndarr
         upstream = (zeff <= zeff_disc[None, :]) & in_disc[None, :]
         boost = (ebf[None, :] - 1.0) * np.exp(-(zeff_disc[None, :] - zeff)
                                               / material.backscatter_relaxation_mm)
-        amp *= np.where(upstream, 1.0 + boost, 1.0)
+        factor = np.where(upstream, 1.0 + boost, 1.0)
+        amp *= factor
+    else:
+        factor = np.ones_like(amp)
     sp = model.spread
     air_path = np.maximum(z - pen.z0[None, :], 0.0)
     mcs = _lookup(zeff, model.depth_mm, model.sigma_mcs_mm, beyond=model.sigma_mcs_mm[-1])
     sigma = np.sqrt(sp.sigma0_mm ** 2 + (sp.sigma_theta_rad * air_path) ** 2 + mcs ** 2)
-    return np.ascontiguousarray(amp), np.ascontiguousarray(np.maximum(sigma, 0.05 * grid.h))
+    return (np.ascontiguousarray(amp), np.ascontiguousarray(np.maximum(sigma, 0.05 * grid.h)),
+            factor)
 
 
 def _lookup(x: np.ndarray, depth: np.ndarray, table: np.ndarray, *,
@@ -565,8 +581,9 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
     rel = relative_dose(hu, ct.voxel_from_patient @ pose, model, grid_mm=h, bolus_mm=bolus,
                         bolus_rsp=bolus_r, disc=disc, backend=backend, fast=fast)
     centre = rel.grid.n_xy // 2
-    cax_max = float(rel.dose[:, centre, centre].max())
-    if not cax_max > 0.0:
+    # 100 %: central-axis maximum without a disc's backscatter (the hot spot shows > 100 %)
+    cax_max = float((rel.dose[:, centre, centre] / rel.cax_backscatter).max())
+    if not cax_max > 0.0 or rel.max_water_depth_mm < MIN_TISSUE_DEPTH_MM:
         raise InputError("no dose on the central axis: the applicator does not face tissue "
                          "in the CT (check the pose: +z of the applicator must point into "
                          "the patient)")

@@ -1,15 +1,21 @@
-"""Electron pencil-beam: published depth-dose points, errors, prescription convention."""
+"""Electron pencil-beam against independent truth: published ranges, relations, slabs,
+symmetry, bevel, shielding disc, gamma against a fine-grid run, bad input."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import pymedphys
 import pytest
 
 from models.beams import ElectronBeam
 from models.dose.depth_dose import analyse_depth_dose
-from models.dose.electron import compute_electron_dose
-from models.dose.water import water_phantom, water_pose
+from models.dose.electron import ShieldingDisc, compute_electron_dose, electron_model
+from models.dose.materials import hu_rsp_table, shield_material
+from models.dose.water import bevel_metrics, depth_curve, water_phantom, water_pose
 from models.errors import InputError
+from models.volume import Volume
 
 #: Published LIAC commissioning values, 100 mm flat applicator in water (issue 5).
 LIAC_PUBLISHED = {6: (15.0, 23.3, 31.8), 8: (19.2, 29.2, 39.3), 10: (24.1, 36.4, 47.9),
@@ -17,7 +23,7 @@ LIAC_PUBLISHED = {6: (15.0, 23.3, 31.8), 8: (19.2, 29.2, 39.3), 10: (24.1, 36.4,
 
 
 @pytest.fixture(scope="module")
-def water() -> object:
+def water() -> Volume:
     return water_phantom(half_width_mm=90.0, depth_mm=100.0, spacing_mm=1.0)
 
 
@@ -32,7 +38,7 @@ def cax_curve(result) -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("energy", sorted(LIAC_PUBLISHED))
-def test_liac_reproduces_published_ranges(water, energy):
+def test_liac_reproduces_published_ranges_within_1mm(water, energy):
     result = compute_electron_dose(water, water_pose(0.0), ElectronBeam("liac", energy, 100.0))
     metrics = analyse_depth_dose(*cax_curve(result))
     r90, r50, rp = LIAC_PUBLISHED[energy]
@@ -42,13 +48,140 @@ def test_liac_reproduces_published_ranges(water, energy):
     assert 90.0 <= metrics.surface_percent <= 93.5
 
 
+@pytest.mark.parametrize("energy", [6.0, 9.0, 12.0])
+def test_mobetron_follows_the_relations_within_2mm(energy):
+    m = depth_curve(ElectronBeam("mobetron", energy, 100.0), grid_mm=2.0).metrics
+    assert m.r50_mm == pytest.approx(10.0 * energy / 2.33, abs=2.0)   # E0 = 2.33 R50
+    assert m.rp_mm == pytest.approx(5.0 * energy, abs=2.0)            # Rp = 0.5 E0 cm/MeV
+    assert m.r90_mm == pytest.approx(10.0 * energy / 3.2, abs=2.0)    # R90 = E / 3.2 cm
+
+
+def slab_phantom(hu: float, *, top_mm: float, thickness_mm: float) -> Volume:
+    ct = water_phantom(half_width_mm=90.0, depth_mm=110.0, spacing_mm=1.0)
+    z = ct.voxel_to_patient(np.array([[0.0, 0.0, k] for k in range(ct.shape[0])]))[:, 2]
+    array = ct.array.copy()
+    array[(z > top_mm) & (z < top_mm + thickness_mm)] = hu
+    return ct.with_array(array)
+
+
+@pytest.mark.parametrize("hu", [1000.0, -700.0])     # cortical-like bone, lung
+def test_slab_shifts_r50_by_its_water_equivalent_thickness(water, hu):
+    beam = ElectronBeam("liac", 12, 100.0)
+    thickness = 10.0
+    r50_water = analyse_depth_dose(*cax_curve(
+        compute_electron_dose(water, water_pose(0.0), beam, grid_mm=1.0))).r50_mm
+    slab = slab_phantom(hu, top_mm=10.0, thickness_mm=thickness)
+    r50_slab = analyse_depth_dose(*cax_curve(
+        compute_electron_dose(slab, water_pose(0.0), beam, grid_mm=1.0))).r50_mm
+    rsp = float(hu_rsp_table()(hu))              # table value, independent of the kernel
+    expected_shift = thickness * (1.0 - rsp)     # geometric = water depth - water-eq. thickness
+    assert r50_slab - r50_water == pytest.approx(expected_shift, abs=1.0)
+
+
+def test_flat_applicator_dose_is_symmetric_on_water(water):
+    dose = compute_electron_dose(water, water_pose(0.0),
+                                 ElectronBeam("liac", 10, 60.0)).dose.array
+    scale = dose.max()
+    assert np.abs(dose - dose[:, ::-1, :]).max() <= 1e-4 * scale
+    assert np.abs(dose - dose[:, :, ::-1]).max() <= 1e-4 * scale
+    assert np.abs(dose - dose.transpose(0, 2, 1)).max() <= 1e-4 * scale
+
+
+def test_bevel_shortens_r90_on_the_clinical_axis_and_tilts_isodoses():
+    metrics = [bevel_metrics(ElectronBeam("liac", 12, 100.0, b), grid_mm=2.0)
+               for b in (0.0, 15.0, 30.0, 45.0)]
+    r90 = [m.r90_clinical_mm for m in metrics]
+    assert r90[0] > r90[1] > r90[2] > r90[3]
+    # isodoses follow the bevelled surface: tilted from the plane normal to the beam axis
+    assert metrics[0].tilt_from_beam_normal_deg == pytest.approx(0.0, abs=0.5)
+    for m in metrics[1:]:
+        assert m.tilt_from_beam_normal_deg > 0.5 * m.bevel_deg
+    # a pencil's 90 % depth along the beam is at most R90 of the flat beam: geometric bound
+    assert r90[3] <= r90[0] * math.cos(math.radians(45.0)) + 1.0
+
+
+def _disc_profile(water, disc):
+    beam = ElectronBeam("liac", 12, 100.0)
+    result = compute_electron_dose(water, water_pose(0.0), beam, grid_mm=1.0, disc=disc)
+    return cax_curve(result)
+
+
+@pytest.mark.parametrize("material", ["lead", "steel"])
+def test_disc_backscatter_is_in_the_published_range(water, material):
+    disc = ShieldingDisc(material=material, diameter_mm=80.0, thickness_mm=5.0, depth_mm=30.0)
+    depth, free = _disc_profile(water, None)
+    _, shielded = _disc_profile(water, disc)
+    upstream = np.argmin(np.abs(depth - (disc.depth_mm - 1.0)))
+    ratio = shielded[upstream] / free[upstream]     # both normalised without backscatter
+    # independent: Klevenhagen's EBF at the mean energy E0 (1 - z / Rp) at the interface,
+    # decayed 1 mm upstream with the tabulated relaxation length
+    model = electron_model(ElectronBeam("liac", 12, 100.0))
+    e_disc = model.energy.mean_energy_mev * (1.0 - disc.depth_mm / model.energy.points.rp_mm)
+    mat = shield_material(material)
+    expected = 1.0 + (mat.backscatter_factor(e_disc) - 1.0) * math.exp(
+        -1.0 / mat.backscatter_relaxation_mm)
+    assert ratio == pytest.approx(expected, rel=0.03)
+    if material == "lead":
+        # Klevenhagen et al. 1982: EBF of lead 1.5-1.75 for 1-10 MeV at the interface
+        assert 1.5 <= mat.backscatter_factor(e_disc) <= 1.75
+    else:
+        assert 1.2 <= mat.backscatter_factor(e_disc) <= 1.45
+
+
+def test_lead_thick_enough_for_the_interface_energy_transmits_under_5_percent(water):
+    model = electron_model(ElectronBeam("liac", 12, 100.0))
+    depth_mm = 30.0
+    e_disc = model.energy.mean_energy_mev * (1.0 - depth_mm / model.energy.points.rp_mm)
+    thick = ShieldingDisc("lead", 80.0, e_disc / 2.0 + 1.0, depth_mm)  # rule: E/2 mm lead (+1)
+    thin = ShieldingDisc("lead", 80.0, 1.0, depth_mm)
+    depth, free = _disc_profile(water, None)
+    below = np.argmin(np.abs(depth - (depth_mm + thick.thickness_mm + 2.0)))
+    transmission_thick = _disc_profile(water, thick)[1][below] / free.max()
+    transmission_thin = _disc_profile(water, thin)[1][below] / free.max()
+    assert transmission_thick < 0.05
+    assert transmission_thin > 2.0 * transmission_thick
+
+
+def test_gamma_fast_kernel_against_fine_grid_run():
+    ct = slab_phantom(400.0, top_mm=8.0, thickness_mm=6.0)
+    beam = ElectronBeam("liac", 8, 40.0)
+    fast = compute_electron_dose(ct, water_pose(0.0), beam, grid_mm=2.0).dose
+    fine = compute_electron_dose(ct, water_pose(0.0), beam, grid_mm=1.0, fast=False).dose
+
+    def axes(vol: Volume) -> tuple[np.ndarray, ...]:
+        origin = vol.patient_from_voxel[:3, 3]
+        step = vol.spacing_mm
+        nk, nj, ni = vol.shape
+        return (origin[2] + step[2] * np.arange(nk), origin[1] + step[1] * np.arange(nj),
+                origin[0] + step[0] * np.arange(ni))
+
+    gamma = pymedphys.gamma(axes(fine), fine.array.astype(np.float64), axes(fast),
+                            fast.array.astype(np.float64), dose_percent_threshold=2,
+                            distance_mm_threshold=2, lower_percent_dose_cutoff=10,
+                            max_gamma=2.0)
+    valid = np.isfinite(gamma)
+    assert valid.sum() > 1000
+    assert np.mean(gamma[valid] <= 1.0) >= 0.98
+
+
 def test_prescription_is_delivered_at_the_90_percent_isodose(water):
     result = compute_electron_dose(water, water_pose(0.0), ElectronBeam("liac", 10, 100.0),
                                    prescription_gy=12.0)
-    depth, dose = cax_curve(result)
+    _, dose = cax_curve(result)
     assert dose.max() == pytest.approx(12.0 / 0.9, rel=1e-6)
     assert result.isodose_gy() == pytest.approx(12.0, rel=1e-12)
-    assert result.mu > 0
+    # MU = Dmax (cGy) / (reference output x output factor); 100 mm is the reference
+    assert result.output_factor == pytest.approx(1.0, abs=1e-9)
+    assert result.mu == pytest.approx(100.0 * 12.0 / 0.9, rel=1e-9)
+
+
+def test_dose_on_the_ct_grid_keeps_the_maximum():
+    ct = water_phantom(half_width_mm=50.0, depth_mm=40.0, spacing_mm=2.0)
+    result = compute_electron_dose(ct, water_pose(0.0), ElectronBeam("liac", 6, 50.0))
+    on_ct = result.dose_on(ct)
+    assert on_ct.shape == ct.shape
+    assert on_ct.array.max() == pytest.approx(result.dose.array.max(), rel=0.03)
+    assert on_ct.array[ct.array < -900].max() == 0.0       # no dose in air
 
 
 def test_unknown_energy_names_valid_choices(water):
@@ -63,8 +196,35 @@ def test_pose_outside_ct_is_refused(water):
         compute_electron_dose(water, pose, ElectronBeam("liac", 6, 100.0))
 
 
+def test_applicator_facing_away_from_tissue_is_refused(water):
+    pose = water_pose(0.0)
+    pose[:3, :3] = np.diag([1.0, -1.0, -1.0])          # beam pointing up into the air
+    with pytest.raises(InputError, match="does not face tissue"):
+        compute_electron_dose(water, pose, ElectronBeam("liac", 6, 100.0))
+
+
 def test_nan_pose_is_refused(water):
     pose = water_pose(0.0)
     pose[0, 3] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         compute_electron_dose(water, pose, ElectronBeam("liac", 6, 100.0))
+
+
+def test_nan_in_ct_along_the_beam_is_refused(water):
+    array = water.array.copy()
+    array[40:45, 80:100, 80:100] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        compute_electron_dose(water.with_array(array), water_pose(0.0),
+                              ElectronBeam("liac", 6, 100.0))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"prescription_gy": -1.0}, "prescription_gy"),
+    ({"grid_mm": float("nan")}, "grid_mm"),
+    ({"isodose_percent": 120.0}, "isodose_percent"),
+    ({"disc": ShieldingDisc("gold")}, "lead, steel"),
+    ({"backend": "cuda"}, "numba, numpy"),
+])
+def test_bad_options_are_refused(water, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        compute_electron_dose(water, water_pose(0.0), ElectronBeam("liac", 6, 50.0), **kwargs)

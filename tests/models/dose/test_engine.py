@@ -1,0 +1,61 @@
+"""Engine reuse on unchanged poses, and the worker: non-blocking, latest request wins."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from models.beams import ElectronBeam
+from models.dose.engine import DoseWorker, ElectronDoseEngine
+from models.dose.water import water_phantom, water_pose
+from models.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def engine() -> ElectronDoseEngine:
+    return ElectronDoseEngine(water_phantom(half_width_mm=50.0, depth_mm=40.0, spacing_mm=2.0))
+
+
+BEAM = ElectronBeam("liac", 6.0, 50.0)
+
+
+def test_unchanged_pose_reuses_the_result(engine):
+    pose = water_pose(0.0)
+    first = engine.compute(pose, BEAM)
+    nudged = pose.copy()
+    nudged[0, 3] += 0.05
+    assert engine.compute(nudged, BEAM) is first
+    moved = pose.copy()
+    moved[0, 3] += 3.0
+    second = engine.compute(moved, BEAM)
+    assert second is not first
+    assert engine.compute(moved, BEAM, prescription_gy=12.0) is not second
+
+
+def test_worker_latest_request_wins_and_submit_does_not_block(engine):
+    with DoseWorker(engine, warm=False) as worker:
+        poses = []
+        start = time.perf_counter()
+        for dx in (0.0, 5.0, 10.0, 15.0):
+            pose = water_pose(0.0)
+            pose[0, 3] = dx
+            poses.append(pose)
+            last = worker.submit(pose, BEAM)
+        submit_s = time.perf_counter() - start
+        state = worker.wait(last, timeout_s=30.0)
+    assert submit_s < 0.05
+    assert state.sequence == last and state.error is None
+    np.testing.assert_allclose(state.result.patient_from_applicator, poses[-1])
+
+
+def test_worker_reports_errors_without_dying(engine):
+    with DoseWorker(engine, warm=False) as worker:
+        bad = worker.submit(water_pose(0.0), ElectronBeam("liac", 7.0, 50.0))
+        state = worker.wait(bad, timeout_s=30.0)
+        assert isinstance(state.error, InputError) and state.result is None
+        good = worker.submit(water_pose(0.0), BEAM)
+        state = worker.wait(good, timeout_s=30.0)
+        assert state.error is None and state.result is not None
+        assert not worker.latest().pending

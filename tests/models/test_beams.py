@@ -1,0 +1,87 @@
+"""Beam library: shipped machines, catalogue checks, file errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from models.beams import BeamLibrary, ElectronBeam, default_library
+from models.errors import InputError
+
+
+def test_shipped_machines_and_catalogues():
+    lib = default_library()
+    assert lib.machines == ("liac", "mobetron")
+    liac = lib.machine("liac")
+    assert liac.energies_mev == (6.0, 8.0, 10.0, 12.0)
+    assert liac.bevels_deg == (0.0, 15.0, 30.0, 45.0)
+    assert min(liac.applicator_diameters_mm) == 30.0
+    assert max(liac.applicator_diameters_mm) >= 120.0
+    mob = lib.machine("mobetron")
+    assert mob.energies_mev == (6.0, 9.0, 12.0)
+    assert mob.bevels_deg == (0.0, 15.0, 30.0)
+    assert "R50" in liac.provenance and "relations" in mob.provenance
+
+
+@pytest.mark.parametrize("energy", [6.0, 9.0, 12.0])
+def test_mobetron_points_follow_the_standard_relations(energy):
+    points = default_library().machine("mobetron").energy(energy).points
+    assert points.r50_mm == pytest.approx(10.0 * energy / 2.33, abs=0.01)   # E0 = 2.33 R50
+    assert points.rp_mm == pytest.approx(5.0 * energy, abs=0.01)            # Rp = E0 / 2 cm
+    assert points.r90_mm == pytest.approx(10.0 * energy / 3.2, abs=0.01)    # R90 = E / 3.2 cm
+
+
+@pytest.mark.parametrize(("beam", "listed"), [
+    (ElectronBeam("linac", 12, 100), "liac, mobetron"),
+    (ElectronBeam("liac", 9, 100), "6, 8, 10, 12 MeV"),
+    (ElectronBeam("liac", 12, 35), "30, 40, 50"),
+    (ElectronBeam("mobetron", 12, 50, 45), "0, 15, 30 deg"),
+    (ElectronBeam("liac", float("nan"), 100), "6, 8, 10, 12 MeV"),
+])
+def test_unknown_choices_name_the_valid_ones(beam, listed):
+    with pytest.raises(InputError, match=listed):
+        default_library().validate(beam)
+
+
+def _write_machine(directory, **overrides):
+    raw = json.loads((default_library().directory / "liac.json").read_text())
+    raw.update(overrides)
+    (directory / "test.json").write_text(json.dumps(raw))
+
+
+def test_measured_table_is_used_and_analysed(tmp_path):
+    depth = [0, 5, 10, 15, 20, 25, 30, 35, 40]
+    dose = [90, 98, 100, 95, 70, 35, 8, 1, 1]
+    _write_machine(tmp_path, machine="table", energies_mev=[6],
+                   depth_dose={"6": {"depth_mm": depth, "dose_percent": dose}})
+    data = BeamLibrary(tmp_path).machine("table").energy(6)
+    assert list(data.depth_mm) == depth
+    assert 15.0 < data.points.r90_mm < 20.0
+    assert 20.0 < data.points.r50_mm < 25.0
+
+
+def test_missing_field_names_file_and_field(tmp_path):
+    raw = json.loads((default_library().directory / "liac.json").read_text())
+    del raw["virtual_source_distance_mm"]
+    (tmp_path / "bad.json").write_text(json.dumps(raw))
+    with pytest.raises(InputError, match=r"bad\.json.*virtual_source_distance_mm"):
+        BeamLibrary(tmp_path)
+
+
+def test_energy_without_depth_dose_is_refused(tmp_path):
+    _write_machine(tmp_path, energies_mev=[6, 7])
+    with pytest.raises(InputError, match="no entry '7'"):
+        BeamLibrary(tmp_path)
+
+
+def test_broken_json_is_reported(tmp_path):
+    (tmp_path / "broken.json").write_text("{not json")
+    with pytest.raises(InputError, match=r"broken\.json"):
+        BeamLibrary(tmp_path)
+
+
+def test_directory_without_machines_is_refused(tmp_path):
+    (tmp_path / "materials.json").write_text("{}")
+    with pytest.raises(InputError, match="no machine beam data"):
+        BeamLibrary(tmp_path)
