@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -260,7 +261,9 @@ def read_dataset(path: str | Path, *, stop_before_pixels: bool = False) -> Datas
     from models.errors import InputError
 
     try:
-        return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
+        with warnings.catch_warnings():  # pydicom warns per odd value; the caller validates
+            warnings.simplefilter("ignore")
+            return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels, force=True)
     except Exception as exc:  # pydicom raises many types for damaged files
         raise InputError(f"{path}: not a readable DICOM file ({type(exc).__name__}: {exc})"
                          ) from exc

@@ -9,6 +9,7 @@ structure set that belongs to it (same frame of reference; the newest if several
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from models.case import Case
@@ -55,7 +56,9 @@ def read_case(root: str | Path, *, series_uid: str | None = None, resample: bool
     """
     root = Path(root)
     try:
-        return _read_case(root, series_uid, resample, progress)
+        with warnings.catch_warnings():  # odd values are checked by us, not warned about
+            warnings.simplefilter("ignore")
+            return _read_case(root, series_uid, resample, progress)
     except InputError:
         raise
     except Exception as exc:  # last line of defence against malformed files

@@ -19,6 +19,7 @@ Reading (:func:`read_rtstruct`)
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,7 +299,9 @@ def read_rtstruct(source: str | Path | Dataset, reference: Volume, *,
                                                                         "RTSTRUCT") or "RTSTRUCT"
     ds = source if isinstance(source, Dataset) else read_dataset(source)
     try:
-        return _read_rtstruct(ds, reference, name, tolerance_slices)
+        with warnings.catch_warnings():  # malformed values are reported by our checks
+            warnings.simplefilter("ignore")
+            return _read_rtstruct(ds, reference, name, tolerance_slices)
     except InputError:
         raise
     except Exception as exc:  # malformed attributes surface as many exception types

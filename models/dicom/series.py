@@ -172,49 +172,56 @@ def scan_folder(root: str | Path, *, progress: bool = False) -> FolderScan:
     """
     root = Path(root)
     scan = FolderScan()
-    for path in tqdm(_iter_files(root), desc="scanning files", unit="file",
-                     disable=not progress, leave=False):
-        has_magic = _looks_like_dicom(path)
-        try:
-            ds = _read_header(path)
-            sop_class = str(getattr(ds, "SOPClassUID", "") or
-                            getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID",
-                                    "") or "")
-            modality = str(getattr(ds, "Modality", "") or "")
-        except Exception as exc:  # damaged files raise many exception types
-            if has_magic:
-                scan.unreadable.append((path, f"{type(exc).__name__}: {exc}"))
-            else:
-                scan.skipped += 1
-            continue
-        if not has_magic and not sop_class and not modality:
-            scan.skipped += 1  # forced parse of a non-DICOM file
-            continue
-        image_like = sop_class in IMAGE_SOP_CLASSES or modality in ("CT", "MR", "PT")
-        if has_magic and "PixelData" not in ds and (image_like or not modality) \
-                and sop_class != _DICOMDIR_CLASS and "DirectoryRecordSequence" not in ds:
-            what = "image without Pixel Data (7FE0,0010)" if image_like else \
-                "no Modality (0008,0060)"
-            scan.unreadable.append((path, f"incomplete DICOM file: {what}"))
-            continue
-        if sop_class == _DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
-            scan.other.append((path, "DICOMDIR"))
-        elif modality == "RTSTRUCT":
-            scan.structure_sets.append(path)
-        elif "PixelData" in ds and modality not in ("RTDOSE",):
-            series_uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
-            if not series_uid:
-                scan.unreadable.append((path, "image without SeriesInstanceUID (0020,000E)"))
-                continue
-            scan.series.setdefault(series_uid, []).append(SliceFile(
-                path, ds, series_uid, str(getattr(ds, "SOPInstanceUID", "") or ""),
-                modality or "OT"))
-        else:
-            scan.other.append((path, modality or sop_class or "unknown"))
+    with warnings.catch_warnings():  # odd values are reported by our own checks
+        warnings.simplefilter("ignore")
+        for path in tqdm(_iter_files(root), desc="scanning files", unit="file",
+                         disable=not progress, leave=False):
+            _classify(path, scan)
     log.info("scanned %s: %d image series, %d structure sets, %d other, %d unreadable",
              root, len(scan.series), len(scan.structure_sets), len(scan.other),
              len(scan.unreadable))
     return scan
+
+
+def _classify(path: Path, scan: FolderScan) -> None:
+    """Read one file's header and file it under series / structure sets / other / skipped."""
+    has_magic = _looks_like_dicom(path)
+    try:
+        ds = _read_header(path)
+        meta = getattr(ds, "file_meta", None)
+        sop_class = str(getattr(ds, "SOPClassUID", "") or
+                        getattr(meta, "MediaStorageSOPClassUID", "") or "")
+        modality = str(getattr(ds, "Modality", "") or "")
+        has_pixels = "PixelData" in ds
+        is_dicomdir = sop_class == _DICOMDIR_CLASS or "DirectoryRecordSequence" in ds
+        series_uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
+        instance_uid = str(getattr(ds, "SOPInstanceUID", "") or "")
+    except Exception as exc:  # damaged files raise many exception types
+        if has_magic:
+            scan.unreadable.append((path, f"{type(exc).__name__}: {exc}"))
+        else:
+            scan.skipped += 1
+        return
+    if not has_magic and not sop_class and not modality:
+        scan.skipped += 1  # forced parse of a non-DICOM file
+        return
+    image_like = sop_class in IMAGE_SOP_CLASSES or modality in ("CT", "MR", "PT")
+    if has_magic and not has_pixels and (image_like or not modality) and not is_dicomdir:
+        what = "image without Pixel Data (7FE0,0010)" if image_like else \
+            "no Modality (0008,0060)"
+        scan.unreadable.append((path, f"incomplete DICOM file: {what}"))
+    elif is_dicomdir:
+        scan.other.append((path, "DICOMDIR"))
+    elif modality == "RTSTRUCT":
+        scan.structure_sets.append(path)
+    elif has_pixels and modality != "RTDOSE":
+        if not series_uid:
+            scan.unreadable.append((path, "image without SeriesInstanceUID (0020,000E)"))
+            return
+        scan.series.setdefault(series_uid, []).append(
+            SliceFile(path, ds, series_uid, instance_uid, modality or "OT"))
+    else:
+        scan.other.append((path, modality or sop_class or "unknown"))
 
 
 def _floats(ds: Dataset, keyword: str, count: int, path: Path) -> np.ndarray:
@@ -437,6 +444,19 @@ def read_series(files: Iterable[SliceFile], *, resample: bool = False,
         See the module docstring for what is rejected.
     """
     files = list(files)
+    try:
+        with warnings.catch_warnings():  # odd values are validated here, not warned about
+            warnings.simplefilter("ignore")
+            return _read_series(files, resample, progress)
+    except InputError:
+        raise
+    except Exception as exc:  # malformed attributes surface as many exception types
+        where = files[0].path.parent if files else "series"
+        raise InputError(f"{where}: malformed image series ({type(exc).__name__}: {exc})"
+                         ) from exc
+
+
+def _read_series(files: list[SliceFile], resample: bool, progress: bool) -> ImageSeries:
     if not files:
         raise InputError("empty series: no image files")
     uids = {f.series_uid for f in files}
@@ -448,19 +468,7 @@ def read_series(files: Iterable[SliceFile], *, resample: bool = False,
     positions = positions[order]
     spacing, notes, target = _slice_spacing(files, geom, positions, resample)
 
-    nk = len(files)
-    volume = np.empty((nk, geom.rows, geom.cols), dtype=np.float32)
-    for k, f in enumerate(tqdm(files, desc="reading slices", unit="slice",
-                               disable=not progress, leave=False)):
-        stored = _pixels(f, geom.rows, geom.cols)
-        slope = _float_attr(f.dataset, "RescaleSlope", f.path, 1.0)
-        intercept = _float_attr(f.dataset, "RescaleIntercept", f.path, 0.0)
-        if slope == 1.0 and intercept == 0.0:
-            volume[k] = stored
-        elif slope == 1.0:
-            np.add(stored, intercept, out=volume[k], dtype=np.float32, casting="unsafe")
-        else:
-            volume[k] = stored.astype(np.float64) * slope + intercept
+    volume = _read_pixels(files, geom, progress)
     instance_uids = [f.sop_instance_uid for f in files]
     if target is not None:
         d = positions @ geom.normal
@@ -478,6 +486,24 @@ def read_series(files: Iterable[SliceFile], *, resample: bool = False,
         frame_of_reference_uid=str(getattr(first, "FrameOfReferenceUID", "")),
         instance_uids=instance_uids, files=[f.path for f in files], first=first,
         warnings=notes)
+
+
+def _read_pixels(files: list[SliceFile], geom: _Geometry, progress: bool) -> np.ndarray:
+    """Rescaled float32 pixel values of sorted slices, shape (nk, rows, cols)."""
+    nk = len(files)
+    volume = np.empty((nk, geom.rows, geom.cols), dtype=np.float32)
+    for k, f in enumerate(tqdm(files, desc="reading slices", unit="slice",
+                               disable=not progress, leave=False)):
+        stored = _pixels(f, geom.rows, geom.cols)
+        slope = _float_attr(f.dataset, "RescaleSlope", f.path, 1.0)
+        intercept = _float_attr(f.dataset, "RescaleIntercept", f.path, 0.0)
+        if slope == 1.0 and intercept == 0.0:
+            volume[k] = stored
+        elif slope == 1.0:
+            np.add(stored, intercept, out=volume[k], dtype=np.float32, casting="unsafe")
+        else:
+            volume[k] = stored.astype(np.float64) * slope + intercept
+    return volume
 
 
 def _resample_slices(volume: np.ndarray, d: np.ndarray, target: np.ndarray) -> np.ndarray:
