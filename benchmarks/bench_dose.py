@@ -1,0 +1,77 @@
+"""Dose engine speed on the built-in phantom (one core: the numba kernels are serial).
+
+Keys
+----
+dose.electron_ms               full 3D heterogeneous electron dose, 100 mm applicator,
+                               12 MeV, 2 mm grid, on the phantom at the planned pose
+                               (warm, best of repeats, the pose nudged each call), ms
+dose.electron_cpu_ms           CPU time of the same call (process time, best of repeats): the
+                               number to read on a loaded shared machine, ms
+dose.electron_numpy_ms         the same with the plain-numpy twins of the kernels, ms
+dose.electron_ratio_vs_numpy   numpy time / numba time in the same run
+dose.electron_exact_ms         numba, pencils spread one by one (reference kernel), ms
+dose.electron_ms_grid_<h>mm    scaling with the grid spacing h (3, 2, 1.5, 1 mm), ms
+dose.electron_voxels_grid_<h>mm number of dose voxels at that spacing
+dose.kv_ms                     kV spherical applicator 30 mm, 2 mm grid, 40 mm reach, ms
+dose.warmup_s                  kernel warm-up (compile or load from numba's cache), s
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from benchmarks import best_time_s
+from models.beams import ElectronBeam
+from models.dose.electron import compute_electron_dose
+from models.dose.engine import warm_up
+from models.dose.kv import compute_kv_dose
+from models.phantom import make_phantom, planned_patient_from_applicator
+
+GROUP = "dose"
+
+
+def run(*, quick: bool = False) -> dict[str, float]:
+    """Time the electron and kV kernels on the phantom (smaller repeats with ``quick``)."""
+    results: dict[str, float] = {"dose.warmup_s": warm_up()}
+    case = make_phantom(spacing_mm=(3.0, 3.0, 4.0)) if quick else make_phantom()
+    pose = planned_patient_from_applicator(case)
+    beam = ElectronBeam("liac", 12.0, 100.0)
+    repeat = 3 if quick else 7
+    counter = [0]
+
+    def nudged() -> np.ndarray:
+        counter[0] += 1
+        moved = pose.copy()
+        moved[:3, 3] += 0.3 * np.array([np.sin(counter[0]), np.cos(counter[0]), 0.0])
+        return moved
+
+    def electron(backend: str = "numba", grid_mm: float = 2.0, fast: bool = True) -> object:
+        return compute_electron_dose(case.ct, nudged(), beam, grid_mm=grid_mm, backend=backend,
+                                     fast=fast)
+
+    numba_s = best_time_s(electron, repeat=repeat)
+    cpu_s = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        electron()
+        cpu_s = min(cpu_s, time.process_time() - start)
+    results["dose.electron_cpu_ms"] = 1000.0 * cpu_s
+    numpy_s = best_time_s(lambda: electron("numpy"), repeat=2 if quick else 3)
+    results["dose.electron_ms"] = 1000.0 * numba_s
+    results["dose.electron_numpy_ms"] = 1000.0 * numpy_s
+    results["dose.electron_ratio_vs_numpy"] = numpy_s / numba_s
+    results["dose.electron_exact_ms"] = 1000.0 * best_time_s(
+        lambda: electron(fast=False), repeat=2 if quick else 3)
+    for grid_mm in ((3.0, 2.0) if quick else (3.0, 2.0, 1.5, 1.0)):
+        seconds = best_time_s(lambda g=grid_mm: electron(grid_mm=g), repeat=2 if quick else 3)
+        label = f"{grid_mm:g}".replace(".", "p")
+        results[f"dose.electron_ms_grid_{label}mm"] = 1000.0 * seconds
+        results[f"dose.electron_voxels_grid_{label}mm"] = float(electron(grid_mm=grid_mm)
+                                                                .dose.array.size)
+    kv_pose = pose.copy()
+    kv_pose[:3, 3] = pose[:3, 3] + pose[:3, 2] * 20.0      # sphere 20 mm into the tumour bed
+    results["dose.kv_ms"] = 1000.0 * best_time_s(
+        lambda: compute_kv_dose(case.ct, kv_pose, 30.0, grid_mm=2.0), repeat=repeat)
+    return results
