@@ -12,7 +12,8 @@ RTPLAN, SR, DICOMDIR, ...) and non-DICOM files. :func:`read_series` then builds 
   ``col_dir * PixelSpacing[0]``, ``n * slice_spacing``, origin the first sorted position —
   the same geometry ITK/SimpleITK build, oblique orientations included;
 * values are ``stored * RescaleSlope + RescaleIntercept`` per slice, float32 (HU for CT,
-  intensity for MR); compressed transfer syntaxes are decoded by pydicom's handlers.
+  intensity for MR); compressed transfer syntaxes are decoded by pydicom's handlers
+  (RLE and deflate natively; JPEG, JPEG-LS and JPEG 2000 through the pylibjpeg plugins).
 
 Rejected with :class:`models.errors.InputError` naming file, tag and reason: multi-frame or
 colour images, missing geometry tags, mixed orientation / size / pixel spacing, duplicate
@@ -529,7 +530,7 @@ def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
     if scan.unreadable:
         path, reason = scan.unreadable[0]
         more = f" (and {len(scan.unreadable) - 1} more)" if len(scan.unreadable) > 1 else ""
-        raise InputError(f"{path}: damaged or truncated DICOM file{more}: {reason}; remove or "
+        raise InputError(f"{path}: unusable DICOM file{more}: {reason}; remove or "
                          "replace it and import again")
     if not scan.series:
         found = ", ".join(sorted({m for _, m in scan.other})) or "no DICOM objects"
