@@ -162,3 +162,23 @@ def test_writer_rejects_bad_grids(rng, identity):
     with pytest.raises(ValueError, match="NaN"):
         dose_dataset(good.with_array(np.full((2, 2, 2), np.nan)), identity,
                      referenced_plan_uid=new_uid())
+
+
+def test_dose_grid_like_covers_the_dose_on_the_image_axes(rng):
+    from models.dicom.rtdose import dose_grid_like
+    from models.dvh import resample_dose
+
+    dose = _oblique_dose(rng)  # beam-aligned-like oblique grid, dose everywhere > 0
+    image = Volume.from_grid(np.zeros((3, 3, 3)), spacing_mm=(0.8, 0.8, 3.0),
+                             origin_mm=(100.0, 50.0, -20.0))
+    grid = dose_grid_like(dose, image, spacing_mm=2.0, margin_mm=0.0)
+    np.testing.assert_allclose(grid.direction, image.direction, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(grid.spacing_mm, [2.0, 2.0, 2.0], atol=1e-12, rtol=0)
+    lo, hi = grid.bounds_mm()
+    corners = dose.voxel_to_patient(np.array([[i, j, k] for i in (0, 7) for j in (0, 6)
+                                              for k in (0, 5)], dtype=float))
+    assert np.all(corners >= lo - 1e-9) and np.all(corners <= hi + 1e-9)
+    # every dose voxel centre is inside the new grid, so the dose survives resampling
+    on_grid = resample_dose(dose, grid)
+    assert on_grid.array.max() <= dose.array.max() + 1e-12
+    assert on_grid.array.max() > 0.9 * dose.array.max()
