@@ -1,0 +1,190 @@
+"""MonitorLogic headless: frames, staleness, dose worker, confirm, OpenIGTLink out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+import numpy as np
+import pyigtl
+import pytest
+
+from guidance.igtl_server import IgtlServer
+from guidance.monitor_feed import CaptureWorker, FrameUpdate, ScriptedFeed
+from guidance.monitor_logic import BeamChoice, DoseService, MonitorLogic
+from guidance.monitor_rehearsal import phantom_view, slab_dose
+from guidance.plan_check import Light
+from guidance.session_log import SessionLog
+
+
+@pytest.fixture(scope="module")
+def view():
+    return phantom_view()
+
+
+def _poll_until(logic: MonitorLogic, predicate, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        snap = logic.poll()
+        if predicate(snap):
+            return snap
+        time.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def test_frames_light_dose_confirm_and_igtl(view, tmp_path) -> None:
+    offsets = [(0.5, 0.0, 0.0)] * 5 + [(12.0, 0.0, 0.0)] * 5
+    feed = ScriptedFeed(view.shots(offsets), view.camera_matrix, view.background(), fps=30.0,
+                        fre_mm=0.5, tre_mm=0.9, loop=True)
+    slog = SessionLog.create(tmp_path / "s.sqlite")
+    with IgtlServer(port=0) as server:
+        client = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=server.port)
+        try:
+            deadline = time.monotonic() + 5.0
+            while server.n_clients < 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            logic = MonitorLogic(view.case, view.plan, feed, dose_fn=slab_dose,
+                                 session_log=slog, igtl=server).start()
+            seen: list[float] = []
+            stop = threading.Event()
+
+            def collect() -> None:
+                while not stop.is_set():
+                    msg = client.wait_for_message("ApplicatorToPatient", timeout=0.05)
+                    if msg is not None:
+                        seen.append(msg.timestamp)
+
+            reader = threading.Thread(target=collect, daemon=True)
+            reader.start()
+            lights = set()
+            start = time.monotonic()
+            frames_before = logic.capture.frames
+            while time.monotonic() - start < 1.5:
+                snap = logic.poll()
+                lights.add(snap.light)
+                time.sleep(0.005)
+            frames = logic.capture.frames - frames_before
+            stop.set()
+            reader.join(2.0)
+            # pyigtl keeps only the newest message per device; at 30 fps nearly all arrive
+            assert len(set(seen)) >= 0.8 * frames > 20
+            assert {Light.GREEN, Light.RED} <= lights   # 0.5 mm and 12 mm from the plan
+            snap = _poll_until(logic, lambda s: s.dose is not None and s.dose.metrics_ready)
+            assert "CTV" in snap.dose.metrics and snap.dose.metrics["CTV"].v90_percent > 50
+            assert snap.status.fields()["registration"] == "FRE 0.50 mm  TRE 0.90 mm"
+            # beam change -> recomputed for the new beam; confirm records it
+            logic.set_beam(replace(logic.beam, energy_mev=12.0))
+            snap = _poll_until(logic, lambda s: s.dose is not None and s.dose.metrics_ready
+                               and s.dose.beam.energy_mev == 12.0 and s.overlay_ok)
+            seq = logic.confirm(user="RO")
+            assert seq is not None
+            confirmed = slog.last("confirmed_pose")
+            assert confirmed.payload["beam"]["energy_mev"] == 12.0
+            assert confirmed.payload["user"] == "RO"
+            np.testing.assert_allclose(confirmed.transform("patient_from_applicator")[:3, 3],
+                                       snap.applicator_pose[:3, 3], atol=15.0)
+            logic.close()
+        finally:
+            client.stop()
+    slog.close()
+
+
+def test_dropout_greys_and_is_logged_once(view, tmp_path) -> None:
+    shots = view.shots([(0.0, 0.0, 0.0)])
+    feed = ScriptedFeed(shots, view.camera_matrix, view.background(), fps=30.0, loop=True)
+    slog = SessionLog.create(tmp_path / "s.sqlite")
+    logic = MonitorLogic(view.case, view.plan, feed, session_log=slog).start()
+    try:
+        snap = _poll_until(logic, lambda s: s.overlay_ok)
+        assert snap.banner == "" and snap.light is Light.GREEN
+        feed.shots[:] = [replace(s, visible=()) for s in shots]   # everything disappears
+        snap = _poll_until(logic, lambda s: not s.overlay_ok)
+        assert "STALE" in snap.banner and snap.light is Light.GREY
+        assert snap.applicator_pose is None
+        assert logic.confirm() is None    # refused
+        time.sleep(0.7)
+        for _ in range(20):
+            logic.poll()
+        feed.shots[:] = shots
+        _poll_until(logic, lambda s: s.overlay_ok)
+    finally:
+        logic.close()
+    tracking = [e for e in slog.events("warning") if e.payload["source"] == "tracking"]
+    assert len(tracking) == 1
+    assert slog.events("action")[-1].payload["action"] == "tracking_recovered"
+    slog.close()
+
+
+class _UnregisteredFeed:
+    """Tools tracked (age 0) but no registration yet: no camera_from_patient."""
+
+    def __init__(self, view) -> None:
+        self.view = view
+
+    def read(self) -> FrameUpdate:
+        time.sleep(0.02)
+        return FrameUpdate(self.view.background(), self.view.camera_matrix, time.monotonic(),
+                           camera_from_patient=None, patient_from_applicator=None,
+                           tool_ages_s={"reference": 0.0, "applicator": 0.0})
+
+    def close(self) -> None:
+        pass
+
+
+def test_not_registered_banner(view) -> None:
+    logic = MonitorLogic(view.case, view.plan, _UnregisteredFeed(view)).start()
+    try:
+        snap = _poll_until(logic, lambda s: s.frame is not None)
+        assert snap.banner.startswith("NOT REGISTERED") and not snap.overlay_ok
+        assert snap.light is Light.GREY
+    finally:
+        logic.close()
+
+
+class _BrokenFeed:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def read(self):
+        self.calls += 1
+        if self.calls <= 3:
+            raise RuntimeError("corrupt frame")
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_capture_worker_survives_feed_errors() -> None:
+    worker = CaptureWorker(_BrokenFeed()).start()
+    assert worker.ended.wait(5.0)
+    assert worker.errors == 3 and worker.frames == 0
+    worker.stop()
+
+
+def test_dose_service_failure_keeps_running(view) -> None:
+    calls = []
+
+    def flaky(case, pose, beam):
+        calls.append(beam.energy_mev)
+        if beam.energy_mev == 6.0:
+            raise ValueError("energy not commissioned")
+        return slab_dose(case, pose, beam)
+
+    service = DoseService(view.case, flaky, structures=["CTV"])
+    try:
+        assert service.request(view.plan, BeamChoice(energy_mev=6.0))
+        deadline = time.monotonic() + 5.0
+        while service.failures < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert service.failures == 1 and "commissioned" in service.last_error
+        assert service.request(view.plan, BeamChoice(energy_mev=9.0))
+        while (service.latest()[1] is None or not service.latest()[1].metrics_ready) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        update = service.latest()[1]
+        assert update.metrics_ready and update.beam.energy_mev == 9.0
+        assert update.outside_beam == ()   # only CTV asked for
+    finally:
+        service.close()
