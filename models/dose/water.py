@@ -184,3 +184,22 @@ def output_factor(beam: ElectronBeam, library: BeamLibrary | None = None) -> flo
     if tabulated is not None:
         return tabulated
     return _model_output_factor(beam, library)
+
+
+def model_output_factor_table(machine_name: str, library: BeamLibrary | None = None
+                              ) -> list[dict[str, float]]:
+    """Output factors of every energy, applicator and bevel of a machine, from this model.
+
+    Rows ``{"energy_mev", "diameter_mm", "bevel_deg", "factor"}`` in the format of the
+    ``output_factors.table`` of a beam-data file (how the shipped tables were made).
+    """
+    lib = library if library is not None else default_library()
+    machine = lib.machine(machine_name)
+    rows = []
+    for energy in machine.energies_mev:
+        for diameter in machine.applicator_diameters_mm:
+            for bevel in machine.bevels_deg:
+                beam = ElectronBeam(machine.name, energy, diameter, bevel)
+                rows.append({"energy_mev": energy, "diameter_mm": diameter, "bevel_deg": bevel,
+                             "factor": round(_model_output_factor(beam, library), 4)})
+    return rows

@@ -228,3 +228,18 @@ def test_nan_in_ct_along_the_beam_is_refused(water):
 def test_bad_options_are_refused(water, kwargs, message):
     with pytest.raises(ValueError, match=message):
         compute_electron_dose(water, water_pose(0.0), ElectronBeam("liac", 6, 50.0), **kwargs)
+
+
+def test_bolus_under_the_end_face_shifts_the_ranges_by_its_thickness(water):
+    beam = ElectronBeam("liac", 10, 100.0)
+    lifted = water_pose(0.0)
+    lifted[2, 3] = -10.0                     # end face 10 mm above the water, bolus fills it
+    with_bolus = compute_electron_dose(water, lifted, beam, grid_mm=1.0, bolus_mm=10.0)
+    air_gap = compute_electron_dose(water, lifted, beam, grid_mm=1.0)
+    depth, dose = cax_curve(with_bolus)
+    depth_gap, dose_gap = cax_curve(air_gap)
+    # cax_curve gives water depths (patient z), from the water surface
+    r50_bolus = analyse_depth_dose(depth, dose).r50_mm
+    r50_gap = analyse_depth_dose(depth_gap, dose_gap).r50_mm
+    assert r50_bolus == pytest.approx(LIAC_PUBLISHED[10][1] - 10.0, abs=1.0)
+    assert r50_gap == pytest.approx(LIAC_PUBLISHED[10][1], abs=1.0)
