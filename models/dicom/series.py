@@ -79,8 +79,9 @@ class FolderScan:
         RTSTRUCT files.
     other : list of tuple(Path, str)
         Other DICOM objects (path, modality or SOP class), e.g. RTDOSE, RTPLAN, DICOMDIR.
-    unreadable : list of tuple(Path, str)
-        Files that start like DICOM but could not be parsed (path, reason).
+    unreadable : list of tuple(Path, str, str)
+        Files that start like DICOM but cannot be used (path, reason, SeriesInstanceUID or
+        "" when even that is unreadable).
     skipped : int
         Non-DICOM files ignored.
     """
@@ -88,7 +89,7 @@ class FolderScan:
     series: dict[str, list[SliceFile]] = field(default_factory=dict)
     structure_sets: list[Path] = field(default_factory=list)
     other: list[tuple[Path, str]] = field(default_factory=list)
-    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    unreadable: list[tuple[Path, str, str]] = field(default_factory=list)
     skipped: int = 0
 
     def describe_series(self) -> list[str]:
@@ -199,7 +200,7 @@ def _classify(path: Path, scan: FolderScan) -> None:
         instance_uid = str(getattr(ds, "SOPInstanceUID", "") or "")
     except Exception as exc:  # damaged files raise many exception types
         if has_magic:
-            scan.unreadable.append((path, f"{type(exc).__name__}: {exc}"))
+            scan.unreadable.append((path, f"{type(exc).__name__}: {exc}", ""))
         else:
             scan.skipped += 1
         return
@@ -210,14 +211,14 @@ def _classify(path: Path, scan: FolderScan) -> None:
     if has_magic and not has_pixels and (image_like or not modality) and not is_dicomdir:
         what = "image without Pixel Data (7FE0,0010)" if image_like else \
             "no Modality (0008,0060)"
-        scan.unreadable.append((path, f"incomplete DICOM file: {what}"))
+        scan.unreadable.append((path, f"incomplete DICOM file: {what}", series_uid))
     elif is_dicomdir:
         scan.other.append((path, "DICOMDIR"))
     elif modality == "RTSTRUCT":
         scan.structure_sets.append(path)
     elif has_pixels and modality != "RTDOSE":
         if not series_uid:
-            scan.unreadable.append((path, "image without SeriesInstanceUID (0020,000E)"))
+            scan.unreadable.append((path, "image without SeriesInstanceUID (0020,000E)", ""))
             return
         scan.series.setdefault(series_uid, []).append(
             SliceFile(path, ds, series_uid, instance_uid, modality or "OT"))
@@ -526,22 +527,29 @@ def read_image_folder(root: str | Path, *, series_uid: str | None = None,
 
 def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
                   ) -> list[SliceFile]:
-    """The files of the requested series; InputError listing the choices if ambiguous."""
-    if scan.unreadable:
-        path, reason = scan.unreadable[0]
-        more = f" (and {len(scan.unreadable) - 1} more)" if len(scan.unreadable) > 1 else ""
-        raise InputError(f"{path}: unusable DICOM file{more}: {reason}; remove or "
-                         "replace it and import again")
-    if not scan.series:
+    """The files of the requested series; InputError listing the choices if ambiguous.
+
+    An unusable file blocks the import when it may belong to the chosen series (same
+    SeriesInstanceUID, or one that cannot be read): a missing slice at either end of a
+    stack could not be detected otherwise.
+    """
+    if not scan.series and not scan.unreadable:
         found = ", ".join(sorted({m for _, m in scan.other})) or "no DICOM objects"
         raise InputError(f"{root}: no image series found ({found}"
                          f"{', RTSTRUCT' if scan.structure_sets else ''})")
-    if series_uid is not None:
-        if series_uid not in scan.series:
-            raise InputError(f"{root}: no series {series_uid}; found: "
-                             + "; ".join(scan.describe_series()))
-        return scan.series[series_uid]
-    if len(scan.series) > 1:
+    if series_uid is not None and series_uid not in scan.series:
+        raise InputError(f"{root}: no series {series_uid}; found: "
+                         + ("; ".join(scan.describe_series()) or "none"))
+    if series_uid is None and len(scan.series) > 1:
         raise InputError(f"{root}: {len(scan.series)} image series found, choose one with "
                          "--series UID: " + "; ".join(scan.describe_series()))
-    return next(iter(scan.series.values()))
+    chosen = series_uid if series_uid is not None else next(iter(scan.series), None)
+    blocking = [u for u in scan.unreadable if not u[2] or u[2] == chosen or chosen is None]
+    if blocking:
+        path, reason, _ = blocking[0]
+        more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+        raise InputError(f"{path}: unusable DICOM file{more}: {reason}; remove or "
+                         "replace it and import again")
+    if chosen is None:
+        raise InputError(f"{root}: no usable image series found")
+    return scan.series[chosen]

@@ -232,6 +232,27 @@ def test_image_without_geometry_rejected(tmp_path: Path) -> None:
         read_image_folder(tmp_path)
 
 
+def test_dicomdir_tree_with_many_series(tmp_path: Path) -> None:
+    root = Path(get_testdata_file("CT_small.dcm")).parent / "dicomdirtests"
+    with pytest.raises(InputError, match="13 image series found"):
+        read_image_folder(root)
+    scan = scan_folder(root)
+    assert sum(kind == "DICOMDIR" for _, kind in scan.other) >= 1
+    # the one clean CT series: 5 slices, compared with SimpleITK on the same files
+    uid = "1.3.6.1.4.1.5962.1.1.0.0.0.1194734704.16302.0.6"
+    series = read_image_folder(root, series_uid=uid)
+    folder = tmp_path / "ct"
+    folder.mkdir()
+    for path in series.files:
+        shutil.copy(path, folder / path.name)
+    values, affine = _sitk_volume(folder)
+    np.testing.assert_allclose(series.volume.patient_from_voxel, affine, atol=1e-4)
+    np.testing.assert_array_equal(series.volume.array, values.astype(np.float32))
+    # a series whose scout slices have another orientation is refused, naming a file
+    with pytest.raises(InputError, match="mixed orientations"):
+        read_image_folder(root, series_uid="1.3.6.1.4.1.5962.1.1.0.0.0.1194734704.16302.0.2")
+
+
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file or folder"):
         read_image_folder(tmp_path / "nope")
