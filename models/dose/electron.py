@@ -449,7 +449,6 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, zeff: np.ndarr
     s = np.where(np.isfinite(s_entry), s_entry, 0.0)[None, :]
     isq = ((vsd + np.maximum(z, s) - s) / (vsd + np.maximum(z, s))) ** 2
     amp = pen.weight[None, :] * g * isq
-    amp[zeff > model.cut_depth_mm] = 0.0
     if zeff_disc is not None and material is not None and in_disc is not None:
         e_disc = np.maximum(model.energy.mean_energy_mev
                             * (1.0 - zeff_disc / model.energy.points.rp_mm), 0.0)
