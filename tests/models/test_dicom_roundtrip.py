@@ -9,6 +9,7 @@ import pydicom
 import pytest
 
 from models.dicom.reader import read_case
+from models.dicom.writer import write_case
 from models.errors import InputError
 from models.phantom import make_phantom, write_phantom
 
@@ -96,3 +97,36 @@ def test_rtstruct_for_another_frame_is_not_used(folder: Path, tmp_path: Path) ->
     rs.save_as(copy / "RS.dcm")
     with pytest.raises(InputError, match="no structure set matches the frame of reference"):
         read_case(copy)
+
+
+@pytest.mark.parametrize("modality", ["CT", "MR"])
+def test_oblique_case_with_holes_round_trips(tmp_path: Path, rng: np.random.Generator,
+                                            modality: str) -> None:
+    from models.case import Case, Structure
+    from models.transforms import transform_from_rotvec
+    from models.volume import Volume
+
+    grid = Volume.from_grid(np.zeros((12, 30, 34), dtype=np.float32), spacing_mm=(1.5, 1.2, 2.0),
+                            origin_mm=(-25.0, -18.0, -11.0))
+    pose = transform_from_rotvec([0.2, -0.35, 0.5], [10.0, 5.0, -20.0])
+    ct = Volume(rng.integers(0, 800, size=grid.shape).astype(np.float32),
+                pose @ grid.patient_from_voxel)
+    centres = ct.voxel_centres()
+    r = np.linalg.norm(centres - pose[:3, 3], axis=-1)
+    shell = (r <= 14.0) & (r >= 6.0)  # holes on the middle slices
+    ball = np.linalg.norm(centres - (pose[:3, 3] + [9.0, 0.0, 0.0]), axis=-1) <= 4.0
+    case = Case(ct=ct, structures={"SHELL": Structure("SHELL", shell, (1, 2, 3), "ORGAN"),
+                                   "BALL": Structure("BALL", ball, (4, 5, 6), "PTV")},
+                fiducials_lps={"F": pose[:3, 3] + [3.0, 4.0, 5.0]}, patient_id="OBL",
+                patient_name="Oblique^Test", modality=modality)
+    write_case(case, tmp_path / "obl", anonymise=True)
+    back = read_case(tmp_path / "obl")
+    assert back.modality == modality
+    assert back.patient_name == "Anonymous" and back.patient_id.startswith("ANON-")
+    np.testing.assert_allclose(back.ct.patient_from_voxel, ct.patient_from_voxel, atol=1e-5)
+    np.testing.assert_array_equal(back.ct.array, ct.array)
+    for name in ("SHELL", "BALL"):
+        truth, got = case.structures[name].mask, back.structures[name].mask
+        dice = 2 * np.count_nonzero(truth & got) / (truth.sum() + got.sum())
+        assert dice >= 0.995, name
+    np.testing.assert_allclose(back.fiducials_lps["F"], case.fiducials_lps["F"], atol=1e-3)
