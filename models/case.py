@@ -118,7 +118,8 @@ class Case:
     dicom_attributes: dict[str, str] = field(default_factory=dict)
     dose: Volume | None = None
     plan: dict[str, Any] | None = None
-    _mesh_cache: dict[tuple[str, int | None], Any] = field(default_factory=dict, repr=False)
+    _mesh_cache: dict[tuple[str, int | None], Any] = field(default_factory=dict, repr=False,
+                                                           init=False)
 
     def __post_init__(self) -> None:
         for name, structure in self.structures.items():
@@ -162,7 +163,8 @@ class Case:
         Returns
         -------
         pyvista.PolyData
-            Closed triangle surface with point normals, points in LPS mm.
+            Closed triangle surface with point normals, points in LPS mm. The mesh is
+            shared through the cache: copy it before modifying it.
         """
         from models.anatomy import mask_to_mesh
 
