@@ -322,7 +322,12 @@ def _read_rtstruct(ds: Dataset, reference: Volume, name: str, tol: float) -> Str
                 out.referenced_series_uid = str(getattr(series, "SeriesInstanceUID", ""))
     names, types = {}, {}
     for roi in getattr(ds, "StructureSetROISequence", []):
-        names[int(roi.ROINumber)] = str(getattr(roi, "ROIName", f"ROI{roi.ROINumber}")).strip()
+        roi_name = str(getattr(roi, "ROIName", "") or f"ROI{roi.ROINumber}").strip()
+        if roi_name in names.values():  # duplicate names exist in the wild: keep both
+            out.warnings.append(f"ROI name {roi_name!r} used twice; the second is renamed "
+                                f"{roi_name}_{roi.ROINumber}")
+            roi_name = f"{roi_name}_{roi.ROINumber}"
+        names[int(roi.ROINumber)] = roi_name
     for obs in getattr(ds, "RTROIObservationsSequence", []):
         types[int(obs.ReferencedROINumber)] = str(getattr(obs, "RTROIInterpretedType", "") or "")
     voxel_from_patient = reference.voxel_from_patient

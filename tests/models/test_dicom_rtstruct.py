@@ -131,3 +131,14 @@ def test_garbage_file_rejected(tmp_path, written) -> None:
     bad.write_bytes(b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff")
     with pytest.raises(InputError, match=r"bad\.dcm"):
         read_rtstruct(bad, case.ct)
+
+
+def test_duplicate_roi_names_are_kept_apart(written, tmp_path) -> None:
+    case, _ = written
+    one = Structure("ORGAN_X", case.structures["LIVER"].mask, (1, 1, 1), "ORGAN")
+    two = Structure("ORGAN_X", case.structures["STOMACH"].mask, (2, 2, 2), "ORGAN")
+    path = write_rtstruct(case, tmp_path / "dup.dcm", structures=[one, two], fiducials={})
+    back = read_rtstruct(path, case.ct)
+    assert sorted(back.structures) == ["ORGAN_X", "ORGAN_X_2"]
+    assert _dice(back.structures["ORGAN_X_2"].mask, two.mask) >= 0.995
+    assert any("used twice" in w for w in back.warnings)
