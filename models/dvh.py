@@ -170,21 +170,46 @@ class ConformityIndices:
 
 @dataclass(frozen=True, eq=False)
 class _Samples:
-    """Dose samples of one structure: values (Gy), weight per sample (cc)."""
+    """Dose samples of one structure: values (Gy), weight per sample (cc).
+
+    ``dose_gy`` holds the interpolated samples; ``far_count`` more samples (voxels wholly
+    outside the dose grid) are 0 Gy and are not stored.
+    """
 
     dose_gy: np.ndarray
+    far_count: int
     weight_cc: float
     outside_fraction: float
     oversample: int
+
+    @property
+    def count(self) -> int:
+        """Number of samples, stored or not."""
+        return len(self.dose_gy) + self.far_count
+
+    def sorted_all(self) -> np.ndarray:
+        """Every sample, zeros of the far voxels included, in ascending order."""
+        near = np.sort(self.dose_gy)
+        if not self.far_count:
+            return near
+        at = int(np.searchsorted(near, 0.0))
+        return np.concatenate([near[:at], np.zeros(self.far_count), near[at:]])
 
 
 def structure_thickness_voxels(mask: np.ndarray) -> float:
     """Largest inscribed-sphere diameter of a boolean mask, in voxels (0 for empty)."""
     mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
+    box = _bounding_box(mask)
+    if box is None:
         return 0.0
-    padded = np.pad(mask, 1)
+    padded = np.pad(mask[box], 1)
     return float(2.0 * ndimage.distance_transform_edt(padded).max())
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding every True voxel (None if there is none)."""
+    boxes = ndimage.find_objects(mask.astype(np.uint8, copy=False))
+    return boxes[0] if boxes and boxes[0] is not None else None
 
 
 def choose_oversample(mask: np.ndarray) -> int:
@@ -193,6 +218,9 @@ def choose_oversample(mask: np.ndarray) -> int:
     Thickness below 3 voxels -> 4, below 6 -> 3, below 12 -> 2, else 1; reduced so that
     the structure never yields more than a few million samples.
     """
+    count = int(np.count_nonzero(mask))
+    if count * 8 > _MAX_AUTO_SAMPLES:
+        return 1  # large structure: no room for sub-samples, skip the distance transform
     thickness = structure_thickness_voxels(mask)
     if thickness < 3:
         n = 4
@@ -202,7 +230,6 @@ def choose_oversample(mask: np.ndarray) -> int:
         n = 2
     else:
         n = 1
-    count = int(np.count_nonzero(mask))
     while n > 1 and count * n**3 > _MAX_AUTO_SAMPLES:
         n -= 1
     return n
@@ -233,15 +260,25 @@ def interpolate_dose(dose_array: np.ndarray, kji: np.ndarray, *,
         gets 0. Where the dose truly falls to 0 the error is at most the dose of the last
         non-zero voxel (under ~1 % of the maximum for the electron engine's margins).
     """
-    values = ndimage.map_coordinates(dose_array, kji, order=1, mode="nearest")
-    if not zero_is_unknown:
-        return values
-    support = ndimage.map_coordinates((dose_array != 0).astype(np.float64), kji, order=1,
-                                      mode="nearest")
-    out = np.zeros_like(values)
-    known = support > 1e-12
-    out[known] = values[known] / support[known]
-    return out
+    return _DoseInterpolator(dose_array, zero_is_unknown)(kji)
+
+
+class _DoseInterpolator:
+    """:func:`interpolate_dose` with the support map computed once for many calls."""
+
+    def __init__(self, dose_array: np.ndarray, zero_is_unknown: bool) -> None:
+        self.dose = np.asarray(dose_array, dtype=np.float64)
+        self.support = (self.dose != 0).astype(np.float64) if zero_is_unknown else None
+
+    def __call__(self, kji: np.ndarray) -> np.ndarray:
+        values = ndimage.map_coordinates(self.dose, kji, order=1, mode="nearest")
+        if self.support is None:
+            return values
+        support = ndimage.map_coordinates(self.support, kji, order=1, mode="nearest")
+        out = np.zeros_like(values)
+        known = support > 1e-12
+        out[known] = values[known] / support[known]
+        return out
 
 
 def resample_dose(dose: Volume, grid: Volume, *, zero_is_unknown: bool = True) -> Volume:
@@ -260,54 +297,79 @@ def resample_dose(dose: Volume, grid: Volume, *, zero_is_unknown: bool = True) -
     upper = np.array(dose.shape[::-1], dtype=np.float64) - 1.0
     outside = np.any((dijk < -0.5) | (dijk > upper + 0.5), axis=1)
     np.clip(dijk, 0.0, upper, out=dijk)
-    values = interpolate_dose(np.asarray(dose.array, dtype=np.float64), dijk[:, ::-1].T,
-                              zero_is_unknown=zero_is_unknown)
+    values = interpolate_dose(dose.array, dijk[:, ::-1].T, zero_is_unknown=zero_is_unknown)
     values[outside] = 0.0
     return grid.with_array(values.reshape(grid.shape))
 
 
 def _sample_structure(dose: Volume, structure: Volume, oversample: int | None, *,
                       zero_is_unknown: bool = True) -> _Samples:
-    """Interpolate the dose at sub-voxel centres of every structure voxel."""
+    """Interpolate the dose at sub-voxel centres of every structure voxel.
+
+    Voxels whose whole cube lies outside the dose grid are counted as 0 Gy without being
+    visited (a body contour is mostly outside a beam's dose grid).
+    """
     mask = np.asarray(structure.array).astype(bool, copy=False)
     n = choose_oversample(mask) if oversample is None else int(oversample)
     if n < 1:
         raise ValueError(f"oversample must be >= 1, got {oversample}")
     weight_cc = structure.voxel_volume_mm3 / n**3 / 1000.0
-    kji = np.argwhere(mask)
-    if kji.size == 0:
-        return _Samples(np.zeros(0), weight_cc, 0.0, n)
-    ijk = kji[:, ::-1].astype(np.float64)
-    offsets_1d = (np.arange(n) + 0.5) / n - 0.5
-    oi, oj, ok = np.meshgrid(offsets_1d, offsets_1d, offsets_1d, indexing="ij")
-    offsets = np.stack([oi.ravel(), oj.ravel(), ok.ravel()], axis=1)
+    per_voxel = n**3
+    total = int(np.count_nonzero(mask))
+    if total == 0:
+        return _Samples(np.zeros(0), 0, weight_cc, 0.0, n)
     # structure voxel index -> dose voxel index, one affine.
     dose_from_struct = dose.voxel_from_patient @ structure.patient_from_voxel
     rot = dose_from_struct[:3, :3]
     shift = dose_from_struct[:3, 3]
-    dose_array = np.asarray(dose.array, dtype=np.float64)
     upper = np.array(dose.shape[::-1], dtype=np.float64) - 1.0
-    per_chunk = max(1, _CHUNK_POINTS // len(offsets))
-    values = np.empty(len(ijk) * len(offsets))
-    outside = 0
+    origin = _dose_box_in_structure(dose_from_struct, upper, mask.shape)
+    kji = np.argwhere(mask[origin[0]:origin[3], origin[1]:origin[4], origin[2]:origin[5]])
+    ijk = (kji[:, ::-1] + np.array([origin[2], origin[1], origin[0]])).astype(np.float64)
+    # Half a voxel beyond the last centre still belongs to the dose grid; a voxel is near
+    # if its cube (half a structure voxel around the centre) may reach that.
+    reach = 0.5 + 0.5 * np.abs(rot).sum(axis=1)
+    centres = ijk[:, :1] * rot[:, 0] + ijk[:, 1:2] * rot[:, 1] + ijk[:, 2:] * rot[:, 2] + shift
+    ijk = ijk[np.all((centres > -reach) & (centres < upper + reach), axis=1)]
+    offsets_1d = (np.arange(n) + 0.5) / n - 0.5
+    oi, oj, ok = np.meshgrid(offsets_1d, offsets_1d, offsets_1d, indexing="ij")
+    offsets = np.stack([oi.ravel(), oj.ravel(), ok.ravel()], axis=1)
+    interpolate = _DoseInterpolator(dose.array, zero_is_unknown)
+    per_chunk = max(1, _CHUNK_POINTS // per_voxel)
+    values = np.empty(len(ijk) * per_voxel)
+    far_count = (total - len(ijk)) * per_voxel
+    outside = far_count
     for start in range(0, len(ijk), per_chunk):
         block = ijk[start:start + per_chunk]
         pts = (block[:, None, :] + offsets[None, :, :]).reshape(-1, 3)
         dijk = pts @ rot.T + shift
         out_mask = np.any((dijk < -0.5) | (dijk > upper + 0.5), axis=1)
         outside += int(np.count_nonzero(out_mask))
-        # Half a voxel beyond the last centre still belongs to the dose grid: clamp there
-        # (nearest edge value) and give zero dose only truly outside.
-        np.clip(dijk, 0.0, upper, out=dijk)
-        vals = interpolate_dose(dose_array, dijk[:, ::-1].T, zero_is_unknown=zero_is_unknown)
+        np.clip(dijk, 0.0, upper, out=dijk)  # the edge half voxel takes the edge value
+        vals = interpolate(dijk[:, ::-1].T)
         vals[out_mask] = 0.0
-        lo = start * len(offsets)
+        lo = start * per_voxel
         values[lo:lo + len(vals)] = vals
-    fraction = outside / len(values)
+    fraction = outside / (total * per_voxel)
     if fraction > 0:
-        logger.warning("%.1f %% of the structure lies outside the dose grid (counted as 0 Gy)",
-                       100.0 * fraction)
-    return _Samples(values, weight_cc, fraction, n)
+        logger.debug("%.1f %% of the structure lies outside the dose grid (counted as 0 Gy)",
+                     100.0 * fraction)
+    return _Samples(values, far_count, weight_cc, fraction, n)
+
+
+def _dose_box_in_structure(dose_from_struct: np.ndarray, upper: np.ndarray,
+                           shape: tuple[int, ...]) -> tuple[int, ...]:
+    """(k0, j0, i0, k1, j1, i1) of the structure-grid box that can touch the dose grid."""
+    struct_from_dose = np.linalg.inv(dose_from_struct)
+    corners = np.array([[i, j, k] for i in (-0.5, upper[0] + 0.5)
+                        for j in (-0.5, upper[1] + 0.5) for k in (-0.5, upper[2] + 0.5)])
+    ijk = corners @ struct_from_dose[:3, :3].T + struct_from_dose[:3, 3]
+    lo = np.floor(ijk.min(axis=0)).astype(int) - 1
+    hi = np.ceil(ijk.max(axis=0)).astype(int) + 2
+    size = np.array(shape[::-1])  # (ni, nj, nk)
+    lo = np.clip(lo, 0, size)
+    hi = np.clip(hi, 0, size)
+    return (int(lo[2]), int(lo[1]), int(lo[0]), int(hi[2]), int(hi[1]), int(hi[0]))
 
 
 def _quantile_dose(sorted_dose: np.ndarray, volume_percent: float) -> float:
@@ -377,7 +439,7 @@ def compute_dvh(dose: Volume, structure: Volume, *, name: str = "",
     width = as_positive(bin_width_gy, name="bin_width_gy")
     reference = _reference_gy(prescription_gy, isodose_percent)
     samples = _sample_structure(dose, structure, oversample, zero_is_unknown=zero_is_unknown)
-    dose_gy = np.sort(samples.dose_gy)
+    dose_gy = samples.sorted_all()
     total_cc = len(dose_gy) * samples.weight_cc
     top = float(dose_gy[-1]) if len(dose_gy) else 0.0
     nbins = max(1, math.ceil(top / width + 1e-9) + 1)
@@ -439,7 +501,7 @@ def conformity_indices(dose: Volume, target: Volume, *, prescription_gy: float,
     _check_volume(target, name="target")
     rx = as_positive(prescription_gy, name="prescription_gy")
     tgt = _sample_structure(dose, target, oversample, zero_is_unknown=zero_is_unknown)
-    tv = len(tgt.dose_gy) * tgt.weight_cc
+    tv = tgt.count * tgt.weight_cc
     tv_piv = int(np.count_nonzero(tgt.dose_gy >= rx)) * tgt.weight_cc
     if body is not None:
         _check_volume(body, name="body")
