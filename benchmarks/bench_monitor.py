@@ -130,10 +130,12 @@ def _dose_function():
 
 
 def _dose_visible_ms(quick: bool) -> tuple[float, float]:
+    from guidance.compositing import blend_layer
     from guidance.monitor_feed import ScriptedFeed
     from guidance.monitor_logic import BeamChoice, MonitorLogic
     from guidance.monitor_rehearsal import phantom_view
-    from guidance.overlay import OverlayRenderer, OverlayStatus
+    from guidance.monitor_state import pose_change
+    from guidance.overlay import OverlayRenderer
 
     view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
                         image_size=(1280, 720))
@@ -143,8 +145,9 @@ def _dose_visible_ms(quick: bool) -> tuple[float, float]:
     stops = 2 if quick else 5
     moves = []
     for s in range(stops):
-        path = [(s * 3.0 + 0.5 * k, 0.0, 0.0) for k in range(8)]
-        moves.append(path)
+        # moves 2 mm per frame (above the 1 mm recompute threshold), then holds still
+        path = [(s * 2.0 + 2.0 * k - 8.0, 0.0, 0.0) for k in range(8)]
+        moves.append(path + [path[-1]] * 30)
     latencies = []
     background = view.background()
     for path in moves:
@@ -163,11 +166,11 @@ def _dose_visible_ms(quick: bool) -> tuple[float, float]:
                         snap.applicator_pose is not None and \
                         np.allclose(snap.applicator_pose, final):
                     stop_s = snap.frame.timestamp_s
-                if snap.frame is not None:
-                    renderer.render(snap.frame.image_rgb, snap.frame.camera_from_patient,
-                                    OverlayStatus())
+                if snap.frame is not None:  # the monitor's AR path
+                    blend_layer(snap.frame.image_rgb,
+                                renderer.render_layer(snap.frame.camera_from_patient))
                 if stop_s is not None and snap.dose is not None and \
-                        np.allclose(snap.dose.patient_from_applicator, final):
+                        max(pose_change(snap.dose.patient_from_applicator, final)) <= 1.0:
                     latencies.append((time.monotonic() - stop_s) * 1000.0)
                     break
                 time.sleep(0.005)
