@@ -159,6 +159,12 @@ def test_structure_outside_dose_grid_counts_as_zero():
     assert m.outside_dose_grid_percent == pytest.approx(50.0, abs=1e-9)
     assert m.dmin_gy == 0.0
     assert m.dmax_gy == pytest.approx(3.0, abs=1e-12)
+    far = Volume.from_grid(np.ones((2, 2, 2), bool), spacing_mm=(1, 1, 1),
+                           origin_mm=(50.0, 0.0, 0.0))
+    gone = compute_dvh(dose, far, oversample=3)
+    assert gone.volume_cc == pytest.approx(8e-3, rel=1e-12)
+    assert gone.metrics.outside_dose_grid_percent == 100.0
+    assert gone.metrics.dmax_gy == 0.0 and gone.cumulative_cc[0] == pytest.approx(8e-3)
 
 
 def test_curves_agree_with_metrics(sphere_case):
