@@ -143,10 +143,10 @@ def run_case(args: argparse.Namespace) -> int:
     """Compute the dose in a case, write RT Plan + RT Dose, print coverage."""
     from models.beams import ElectronBeam, default_library
     from models.dicom.common import ensure_uids, identity_of, new_uid
-    from models.dicom.rtdose import write_rtdose
+    from models.dicom.rtdose import dose_grid_like, write_rtdose
     from models.dicom.rtplan import ElectronPlan, write_rtplan
     from models.dose.electron import compute_electron_dose
-    from models.dvh import structure_dvhs
+    from models.dvh import resample_dose, structure_dvhs
 
     beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
     default_library().validate(beam)
@@ -183,7 +183,10 @@ def run_case(args: argparse.Namespace) -> int:
                         prescription_gy=result.prescription_gy, reference_point_lps=reference,
                         patient_from_applicator=pose, isodose_percent=result.isodose_percent)
     plan_path = write_rtplan(args.out / "rtplan.dcm", plan, identity, sop_instance_uid=plan_uid)
-    dose_path = write_rtdose(args.out / "rtdose.dcm", result.dose, identity,
+    # RT Dose on the CT's axes (what planning systems expect), at the dose grid spacing
+    on_ct_axes = resample_dose(result.dose, dose_grid_like(result.dose, case.ct,
+                                                           spacing_mm=result.grid_mm))
+    dose_path = write_rtdose(args.out / "rtdose.dcm", on_ct_axes, identity,
                              referenced_plan_uid=plan_uid)
     target = dvhs[args.target].metrics
     summary = {

@@ -164,6 +164,24 @@ def sample_rsp_numpy(ct: np.ndarray, ct_from_grid: np.ndarray, shape: tuple[int,
             int(np.count_nonzero(nan)))
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _beamlet_profile(prof: np.ndarray, sigma: float, spacing: float, w_max: int) -> int:
+    """Fill ``prof[0:2w+1]`` with the erf profile of a square beamlet; return the half width w.
+
+    ``prof[o + w] = (erf((o h + h/2) / (sqrt 2 sigma)) - erf((o h - h/2) / (sqrt 2 sigma))) / 2``
+    for offsets o = -w..w, ``w = min(WINDOW_SIGMAS sigma / h + 1, w_max)``.
+    """
+    w = min(int(WINDOW_SIGMAS * sigma / spacing + 1.0), w_max)
+    c = 1.0 / (math.sqrt(2.0) * sigma)
+    half = 0.5 * spacing
+    lo = math.erf((-w * spacing - half) * c)
+    for o in range(-w, w + 1):
+        hi = math.erf((o * spacing + half) * c)
+        prof[o + w] = 0.5 * (hi - lo)
+        lo = hi
+    return w
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def spread_pencils(amp: np.ndarray, sigma: np.ndarray, pi: np.ndarray, pj: np.ndarray,
                    spacing: float, ny: int, nx: int) -> np.ndarray:
@@ -191,22 +209,13 @@ def spread_pencils(amp: np.ndarray, sigma: np.ndarray, pi: np.ndarray, pj: np.nd
     """
     nk, npen = amp.shape
     dose = np.zeros((nk, ny, nx))
-    half = 0.5 * spacing
-    inv_sqrt2 = 1.0 / math.sqrt(2.0)
     prof = np.empty(2 * nx + 2 * ny + 3)
     for k in range(nk):
         for p in range(npen):
             a = amp[k, p]
             if a <= 0.0:
                 continue
-            s = sigma[k, p]
-            w = min(int(WINDOW_SIGMAS * s / spacing + 1.0), nx + ny)
-            c = inv_sqrt2 / s
-            lo = math.erf((-w * spacing - half) * c)
-            for o in range(-w, w + 1):
-                hi = math.erf((o * spacing + half) * c)
-                prof[o + w] = 0.5 * (hi - lo)
-                lo = hi
+            w = _beamlet_profile(prof, sigma[k, p], spacing, nx + ny)
             ci = pi[p]
             cj = pj[p]
             j0 = max(cj - w, 0)
@@ -235,8 +244,6 @@ def spread_pencils_binned(amp: np.ndarray, sigma: np.ndarray, pi: np.ndarray, pj
     dose = np.zeros((nk, ny, nx))
     tmp = np.zeros((ny, nx))
     row_used = np.zeros(ny, dtype=np.bool_)
-    half = 0.5 * spacing
-    inv_sqrt2 = 1.0 / math.sqrt(2.0)
     log_step = math.log1p(rel_step)
     prof = np.empty(2 * nx + 2 * ny + 3)
     rung = np.empty(npen, dtype=np.int64)
@@ -257,14 +264,7 @@ def spread_pencils_binned(amp: np.ndarray, sigma: np.ndarray, pi: np.ndarray, pj
             stop = start
             while stop < n_live and rung[order[stop]] == r:
                 stop += 1
-            s = math.exp(r * log_step)
-            w = min(int(WINDOW_SIGMAS * s / spacing + 1.0), nx + ny)
-            c = inv_sqrt2 / s
-            lo = math.erf((-w * spacing - half) * c)
-            for o in range(-w, w + 1):
-                hi = math.erf((o * spacing + half) * c)
-                prof[o + w] = 0.5 * (hi - lo)
-                lo = hi
+            w = _beamlet_profile(prof, math.exp(r * log_step), spacing, nx + ny)
             col_lo = nx
             col_hi = 0
             for q in range(start, stop):

@@ -19,18 +19,15 @@ at a depth in water; treatment time = surface dose / surface dose rate.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-from assets import asset_path
 from models.dose import kernels
 from models.dose.electron import AIR_RSP
-from models.dose.materials import rsp_lookup_table
+from models.dose.materials import read_beam_asset, rsp_lookup_table
 from models.errors import InputError
 from models.validation import as_positive, as_transform
 from models.volume import Volume
@@ -79,13 +76,8 @@ class KvDoseResult:
     compute_ms: float
 
 
-@lru_cache(maxsize=1)
 def _catalogue() -> dict:
-    path = asset_path("beams", "kv_spherical.json")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"kV beam data {path}: cannot read JSON ({exc})") from exc
+    return read_beam_asset("kv_spherical.json")
 
 
 def kv_diameters_mm() -> tuple[float, ...]:

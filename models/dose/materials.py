@@ -58,13 +58,18 @@ class ShieldMaterial:
         return 1.0 + self.ebf_a * np.exp(-self.ebf_b_per_mev * np.asarray(energy_mev))
 
 
-@lru_cache(maxsize=1)
-def _materials() -> dict:
-    path = asset_path("beams", "materials.json")
+@lru_cache(maxsize=8)
+def read_beam_asset(name: str) -> dict:
+    """A shipped ``assets/beams/<name>`` JSON file; :class:`InputError` naming it if broken."""
+    path = asset_path("beams", name)
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"material data {path}: cannot read JSON ({exc})") from exc
+        raise InputError(f"beam data {path}: cannot read JSON ({exc})") from exc
+
+
+def _materials() -> dict:
+    return read_beam_asset("materials.json")
 
 
 @lru_cache(maxsize=1)
