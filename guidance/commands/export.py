@@ -257,6 +257,9 @@ def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *, anonymise: bo
         source_dose, mu = case.dose, float(spec.mu)
         spacing = float(np.min(source_dose.spacing_mm))
     else:
+        if case.modality != "CT":
+            raise InputError(f"the case's images are {case.modality}, not CT: the electron "
+                             "dose needs CT numbers; export a case imported from the CT")
         beam = ElectronBeam(spec.machine, spec.energy_mev, spec.applicator_diameter_mm,
                             spec.bevel_deg)
         result = compute_electron_dose(case.ct, spec.patient_from_applicator, beam,

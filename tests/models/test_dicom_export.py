@@ -149,6 +149,9 @@ def test_stored_dose_of_the_stored_plan_is_exported_as_is(case_dir, tmp_path):
     assert changed.mu is None
     with pytest.raises(InputError, match="no-compute"):
         export_case(case, changed, tmp_path / "refused", compute=False)
+    case.modality = "MR"
+    with pytest.raises(InputError, match="not CT"):
+        export_case(case, changed, tmp_path / "mr")
 
 
 def test_cli_export_and_its_refusals(case_dir, tmp_path, capsys):
