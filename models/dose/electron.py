@@ -576,7 +576,7 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
             as_positive(getattr(disc, name), name=f"disc.{name}")
     model = electron_model(beam, library)
     pose = _check_pose(ct, patient_from_applicator)
-    hu = np.asarray(ct.array, dtype=np.float32)
+    hu = np.ascontiguousarray(ct.array, dtype=np.float32)   # one numba signature
     rel = relative_dose(hu, ct.voxel_from_patient @ pose, model, grid_mm=h, bolus_mm=bolus,
                         bolus_rsp=bolus_r, disc=disc, backend=backend, fast=fast)
     centre = rel.grid.n_xy // 2
