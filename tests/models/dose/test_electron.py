@@ -243,3 +243,15 @@ def test_bolus_under_the_end_face_shifts_the_ranges_by_its_thickness(water):
     r50_gap = analyse_depth_dose(depth_gap, dose_gap).r50_mm
     assert r50_bolus == pytest.approx(LIAC_PUBLISHED[10][1] - 10.0, abs=1.0)
     assert r50_gap == pytest.approx(LIAC_PUBLISHED[10][1], abs=1.0)
+
+
+def test_numba_and_numpy_backends_give_the_same_dose():
+    ct = slab_phantom(1000.0, top_mm=6.0, thickness_mm=5.0)
+    pose = water_pose(15.0)
+    pose[:3, 3] = [3.0, -2.0, 0.0]
+    beam = ElectronBeam("liac", 8, 40.0, 15.0)
+    disc = ShieldingDisc("steel", 50.0, 2.0, 20.0)
+    for fast in (True, False):
+        a = compute_electron_dose(ct, pose, beam, disc=disc, fast=fast).dose.array
+        b = compute_electron_dose(ct, pose, beam, disc=disc, fast=fast, backend="numpy").dose.array
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.max()))

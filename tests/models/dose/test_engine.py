@@ -59,3 +59,10 @@ def test_worker_reports_errors_without_dying(engine):
         state = worker.wait(good, timeout_s=30.0)
         assert state.error is None and state.result is not None
         assert not worker.latest().pending
+
+
+def test_warm_up_compiles_every_kernel_and_reports_its_time():
+    from models.dose.engine import warm_up
+
+    seconds = warm_up()
+    assert 0.0 < seconds < 120.0
