@@ -11,6 +11,10 @@ Keys
 ``dicom.mesh_s``
     Surface meshes (flying edges + smoothing) of every phantom structure at the default
     grid (coarse grid with ``quick``), plus decimation to 20k triangles each.
+``dicom.phantom_make_s``, ``dicom.phantom_write_s``, ``dicom.phantom_read_s``,
+``dicom.case_load_s``
+    Build the phantom in memory, write it as DICOM, import it back with ``read_case``, and
+    load the saved case folder (same grid as the mesh timing).
 """
 
 from __future__ import annotations
@@ -48,7 +52,10 @@ def _sitk_read(folder: Path) -> object:
 
 def run(*, quick: bool = False) -> dict[str, float]:
     """Time series import (ours vs SimpleITK) and phantom meshing."""
+    from models.case_store import load_case, save_case
+    from models.dicom.reader import read_case
     from models.dicom.series import read_image_folder
+    from models.dicom.writer import write_case
     from models.phantom import make_phantom
 
     shape = (40, 128, 128) if quick else (200, 512, 512)
@@ -61,11 +68,24 @@ def run(*, quick: bool = False) -> dict[str, float]:
         ours = best_time_s(lambda: read_image_folder(folder), repeat=repeat)
         theirs = best_time_s(lambda: _sitk_read(folder), repeat=repeat)
 
-    case = make_phantom(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5))
+    spacing = (3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5)
+    times: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="iort-bench-phantom-") as tmp:
+        start = time.perf_counter()
+        case = make_phantom(spacing_mm=spacing)
+        times["dicom.phantom_make_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        write_case(case, Path(tmp) / "dicom")
+        times["dicom.phantom_write_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        imported = read_case(Path(tmp) / "dicom")
+        times["dicom.phantom_read_s"] = time.perf_counter() - start
+        save_case(imported, Path(tmp) / "case")
+        times["dicom.case_load_s"] = best_time_s(lambda: load_case(Path(tmp) / "case"),
+                                                 repeat=repeat)
     start = time.perf_counter()
     for name in case.structures:
         case.mesh(name)
         case.mesh(name, max_triangles=20_000)
-    mesh_s = time.perf_counter() - start
-    return {"dicom.import_s": ours, "dicom.import_ratio_vs_sitk": ours / theirs,
-            "dicom.mesh_s": mesh_s}
+    times["dicom.mesh_s"] = time.perf_counter() - start
+    return {"dicom.import_s": ours, "dicom.import_ratio_vs_sitk": ours / theirs, **times}
