@@ -86,6 +86,9 @@ SIGMA_STEP = 0.02
 #: A beam whose pencils all cross less water-equivalent depth than this faces no tissue.
 MIN_TISSUE_DEPTH_MM = 2.0
 
+#: Share (%) of the beam path outside the CT above which a warning is logged.
+OUTSIDE_CT_WARN_PERCENT = 10.0
+
 #: Allowed backends for the hot loops.
 BACKENDS = ("numba", "numpy")
 
@@ -161,6 +164,9 @@ class DoseResult:
         Grid spacing (mm).
     compute_ms : float
         Wall time of the computation (ms).
+    outside_ct_percent : float
+        Share of the pencils' path inside the dose grid that lies outside the CT (treated as
+        air, so no dose there); above :data:`OUTSIDE_CT_WARN_PERCENT` a warning is logged.
     """
 
     dose: Volume
@@ -173,6 +179,7 @@ class DoseResult:
     output_factor: float
     grid_mm: float
     compute_ms: float
+    outside_ct_percent: float = 0.0
 
     def isodose_gy(self, percent: float | None = None) -> float:
         """Dose (Gy) of an isodose level in % of the central-axis maximum (default: Rx)."""
@@ -290,6 +297,7 @@ class _Relative:
     rsp: np.ndarray         # (nz, n, n) at the planes
     cax_backscatter: np.ndarray   # (nz,) backscatter factor of the central pencil (1: none)
     max_water_depth_mm: float     # deepest water-equivalent depth any pencil reached
+    outside_ct_percent: float     # % of the pencils' path samples that lie outside the CT
 
 
 def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
@@ -323,7 +331,7 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         mids[:, :, 0] = pencils.i[None, :]
         mids[:, :, 1] = pencils.j[None, :]
         mids[:, :, 2] = np.arange(grid.nz - 1)[:, None] + 0.5
-        rsp_mid, _n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
+        rsp_mid, n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
                                                        mids.reshape(-1, 3), lut)
         if n_nan or n_nan_mid:
             raise InputError(f"CT contains NaN values at {n_nan + n_nan_mid} points in the "
@@ -353,7 +361,8 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     central = int(np.argmin(np.hypot(pencils.x, pencils.y)))
     return _Relative(dose=dose[:keep], grid=grid, rsp=rsp_plane[:keep],
                      cax_backscatter=boost[:keep, central],
-                     max_water_depth_mm=float(zeff[-1].max()))
+                     max_water_depth_mm=float(zeff[-1].max()),
+                     outside_ct_percent=100.0 * n_out_mid / max(rsp_mid.size, 1))
 
 
 @dataclass(frozen=True, eq=False)
@@ -586,6 +595,9 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
         raise InputError("no dose on the central axis: the applicator does not face tissue "
                          "in the CT (check the pose: +z of the applicator must point into "
                          "the patient)")
+    if rel.outside_ct_percent > OUTSIDE_CT_WARN_PERCENT:
+        log.warning("%.0f %% of the beam path lies outside the CT (no dose there): the CT "
+                    "does not cover the irradiated region", rel.outside_ct_percent)
     dmax_gy = rx / (iso / 100.0)
     dose_gy = (rel.dose * (dmax_gy / cax_max)).astype(np.float32)
     affine = pose @ rel.grid.applicator_from_voxel()
@@ -596,4 +608,5 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
     return DoseResult(dose=Volume(dose_gy, affine), beam=beam, patient_from_applicator=pose,
                       prescription_gy=rx, isodose_percent=iso, dmax_gy=dmax_gy, mu=mu,
                       output_factor=factor, grid_mm=h,
-                      compute_ms=1000.0 * (time.perf_counter() - start))
+                      compute_ms=1000.0 * (time.perf_counter() - start),
+                      outside_ct_percent=rel.outside_ct_percent)

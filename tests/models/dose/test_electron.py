@@ -255,3 +255,11 @@ def test_numba_and_numpy_backends_give_the_same_dose():
         a = compute_electron_dose(ct, pose, beam, disc=disc, fast=fast).dose.array
         b = compute_electron_dose(ct, pose, beam, disc=disc, fast=fast, backend="numpy").dose.array
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.max()))
+
+
+def test_beam_leaving_the_ct_is_reported(caplog):
+    shallow = water_phantom(half_width_mm=90.0, depth_mm=15.0, spacing_mm=2.0)
+    with caplog.at_level("WARNING", logger="models.dose.electron"):
+        result = compute_electron_dose(shallow, water_pose(0.0), ElectronBeam("liac", 12, 100))
+    assert result.outside_ct_percent > 10.0
+    assert "outside the CT" in caplog.text
