@@ -119,7 +119,9 @@ class ElectronModel:
     """Everything the kernel needs for one beam, precomputed once (frozen options).
 
     ``depth_mm``/``dose_fraction``: broad-beam central-axis depth dose (fraction of max);
-    ``sigma_mcs_mm``: Fermi-Eyges spread on the same depths.
+    ``sigma_mcs_mm``: Fermi-Eyges spread in water on the same depths (held at its R50
+    value deeper); ``scatter_power_per_mm``: linear angular scattering power T of water
+    (rad^2/mm) at those water depths.
     """
 
     beam: ElectronBeam
@@ -129,6 +131,7 @@ class ElectronModel:
     depth_mm: np.ndarray
     dose_fraction: np.ndarray
     sigma_mcs_mm: np.ndarray
+    scatter_power_per_mm: np.ndarray
     cut_depth_mm: float
 
     @property
@@ -206,6 +209,8 @@ def electron_model(beam: ElectronBeam, library: BeamLibrary | None = None) -> El
     fraction = np.clip(np.interp(depth, energy.depth_mm, energy.dose_percent) / 100.0, 0.0,
                        None)
     p = energy.points
+    power = scattering_power_per_mm(depth, energy.mean_energy_mev, p.rp_mm,
+                                    machine.spread.scattering_energy_mev)
     sigma = fermi_eyges_sigma_mm(depth, energy.mean_energy_mev, p.rp_mm,
                                  machine.spread.scattering_energy_mev)
     sigma = np.minimum(sigma, np.interp(p.r50_mm, depth, sigma))
@@ -213,7 +218,21 @@ def electron_model(beam: ElectronBeam, library: BeamLibrary | None = None) -> El
     return ElectronModel(beam=beam, machine=machine, energy=energy,
                          applicator=Applicator(beam.applicator_diameter_mm, beam.bevel_deg),
                          depth_mm=depth, dose_fraction=fraction, sigma_mcs_mm=sigma,
+                         scatter_power_per_mm=power,
                          cut_depth_mm=min(cut, float(depth[-1])))
+
+
+def scattering_power_per_mm(depth_mm: np.ndarray, mean_energy_mev: float, rp_mm: float,
+                            scattering_energy_mev: float) -> np.ndarray:
+    """Linear angular scattering power of water ``T = (Es / (p beta c))^2 / X0`` (rad^2/mm).
+
+    At Harder's mean energy ``E(z) = E0 (1 - z / Rp)`` (clamped at
+    :data:`MIN_SCATTER_ENERGY_MEV`) for the water depths ``depth_mm`` (any shape).
+    """
+    z = np.asarray(depth_mm, dtype=np.float64)
+    energy = np.maximum(mean_energy_mev * (1.0 - z / rp_mm), MIN_SCATTER_ENERGY_MEV)
+    pbc = energy * (energy + 2.0 * ELECTRON_MASS_MEV) / (energy + ELECTRON_MASS_MEV)
+    return (scattering_energy_mev / pbc) ** 2 / WATER_X0_MM
 
 
 def fermi_eyges_sigma_mm(depth_mm: np.ndarray, mean_energy_mev: float, rp_mm: float,
@@ -221,8 +240,7 @@ def fermi_eyges_sigma_mm(depth_mm: np.ndarray, mean_energy_mev: float, rp_mm: fl
     """Fermi-Eyges lateral spread (mm, one axis) of a pencil in water versus depth.
 
     ``sigma^2(z) = int_0^z T(u) (z - u)^2 du`` (Eyges 1948, doi:10.1103/PhysRev.74.1534)
-    with ``T(u) = (Es / (p beta c))^2 / X0`` and Harder's mean energy
-    ``E(u) = E0 (1 - u / Rp)`` (clamped at :data:`MIN_SCATTER_ENERGY_MEV`).
+    with :func:`scattering_power_per_mm`.
 
     Parameters
     ----------
@@ -232,9 +250,7 @@ def fermi_eyges_sigma_mm(depth_mm: np.ndarray, mean_energy_mev: float, rp_mm: fl
         E0 at the surface, practical range and the effective constant Es.
     """
     z = np.asarray(depth_mm, dtype=np.float64)
-    energy = np.maximum(mean_energy_mev * (1.0 - z / rp_mm), MIN_SCATTER_ENERGY_MEV)
-    pbc = energy * (energy + 2.0 * ELECTRON_MASS_MEV) / (energy + ELECTRON_MASS_MEV)
-    t = (scattering_energy_mev / pbc) ** 2 / WATER_X0_MM
+    t = scattering_power_per_mm(z, mean_energy_mev, rp_mm, scattering_energy_mev)
     dz = np.diff(z, prepend=z[0])
     a0 = np.cumsum(t * dz)
     a1 = np.cumsum(t * z * dz)
@@ -337,16 +353,16 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
             raise InputError(f"CT contains NaN values at {n_nan + n_nan_mid} points in the "
                              "beam region; fix or re-import the CT")
         rsp_mid = rsp_mid.reshape(grid.nz - 1, pencils.i.size)
-        zeff, s_entry, zeff_disc, in_disc = _water_depths(rsp_plane, rsp_mid, grid, pencils,
-                                                         bolus_mm, bolus_rsp, disc, material)
+        paths = _water_depths(rsp_plane, rsp_mid, grid, pencils, bolus_mm, bolus_rsp, disc,
+                              material)
+        zeff = paths.zeff
         # still in matter with dose above a few % at the grid's end: extend (low density)
         unfinished = (zeff[-1] < model.energy.points.rp_mm) & (
             rsp_plane[-1, pencils.j, pencils.i] > AIR_RSP)
         if not np.any(unfinished) or depth_factor >= MAX_DEPTH_FACTOR:
             break
         depth_factor *= 2.0
-    amp, sigma, boost = _amplitudes(model, grid, pencils, zeff, s_entry, zeff_disc, in_disc,
-                                    material)
+    amp, sigma, boost = _amplitudes(model, grid, pencils, paths, material)
     if fast:
         binned = (kernels.spread_pencils_binned if numba_backend
                   else kernels.spread_pencils_binned_numpy)
@@ -397,9 +413,21 @@ def _pencils(model: ElectronModel, grid: _Grid) -> _Pencils:
                           grid.n_xy)
 
 
+@dataclass(frozen=True, eq=False)
+class _Paths:
+    """Water-equivalent path of every pencil (P) through every plane (nz)."""
+
+    zeff: np.ndarray              # (nz, P) water depth at each plane, mm
+    entry: np.ndarray             # (P,) geometric depth where the pencil enters matter
+    seg_wet: np.ndarray           # (nz - 1, P) water-equivalent thickness of each segment
+    seg_mid: np.ndarray           # (nz - 1, P) geometric middle of the traversed part, mm
+    zeff_disc: np.ndarray | None  # (P,) water depth at the disc's upstream face
+    in_disc: np.ndarray | None    # (P,) pencil hits the disc
+
+
 def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, grid: _Grid, pen: _Pencils,
                   bolus_mm: float, bolus_rsp: float, disc: ShieldingDisc | None,
-                  material: ShieldMaterial | None):
+                  material: ShieldMaterial | None) -> _Paths:
     """Water-equivalent depth of every pencil at every plane, entry depth, disc data."""
     h = grid.h
     z = grid.z
@@ -410,11 +438,12 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, grid: _Grid, pen: 
     r_next = rsp_plane[1:, pen.j, pen.i].astype(np.float64)
     r_seg = np.where(z0 > lo + 0.5 * h, r_next, r_mid)     # partial first segment
     length = _overlap(lo, hi, z0, np.inf)
+    mid = 0.5 * (np.maximum(lo, z0) + hi)
     bolus = _overlap(lo, hi, z0, z0 + bolus_mm) if bolus_mm > 0 else 0.0
     seg = r_seg * (length - bolus) + bolus_rsp * bolus
     zeff_free = np.vstack([np.zeros((1, pen.z0.size)), np.cumsum(seg, axis=0)])
     if disc is None or material is None:
-        return zeff_free, _entry(zeff_free, z, pen.z0), None, None
+        return _Paths(zeff_free, _entry(zeff_free, z, pen.z0), seg, mid, None, None)
     in_disc = np.hypot(pen.x, pen.y) <= 0.5 * disc.diameter_mm
     d0 = np.maximum(disc.depth_mm, pen.z0 + bolus_mm)[None, :]
     d1 = np.full_like(d0, disc.depth_mm + disc.thickness_mm)
@@ -427,7 +456,44 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, grid: _Grid, pen: 
     frac = pos - k_lo
     cols = np.arange(pen.z0.size)
     zeff_at_disc = (zeff_free[k_lo, cols] * (1.0 - frac) + zeff_free[k_lo + 1, cols] * frac)
-    return zeff, _entry(zeff, z, pen.z0), zeff_at_disc, in_disc
+    return _Paths(zeff, _entry(zeff, z, pen.z0), seg_disc, mid, zeff_at_disc, in_disc)
+
+
+def fermi_eyges_along_path(z_mm: np.ndarray, seg_wet: np.ndarray, seg_mid: np.ndarray,
+                           zeff: np.ndarray, model: ElectronModel) -> np.ndarray:
+    """Multiple-scattering sigma (mm) of pencils through a heterogeneous path.
+
+    Fermi-Eyges with the geometric lever arm (Hogstrom et al. 1981):
+    ``sigma^2(z) = sum_m T_w(zeff_m) wet_m (z - u_m)^2`` over the segments m before z, where
+    ``wet_m`` is the segment's water-equivalent thickness (scattering taken proportional to
+    stopping power) and ``u_m`` its geometric middle. In water this is the water table's
+    integral; in a uniform medium of relative stopping power rho it gives
+    ``sigma_w(rho z) / rho``. Beyond R50 of water depth sigma is held (as in water).
+
+    Parameters
+    ----------
+    z_mm : numpy.ndarray
+        (nz,) plane depths (mm, applicator frame).
+    seg_wet, seg_mid : numpy.ndarray
+        (nz - 1, P) segment water-equivalent thickness (mm) and geometric middle (mm).
+    zeff : numpy.ndarray
+        (nz, P) water depth at the planes.
+    model : ElectronModel
+        Scattering-power table and R50.
+    """
+    zeff_mid = zeff[:-1] + 0.5 * seg_wet
+    weight = _lookup(zeff_mid, model.depth_mm, model.scatter_power_per_mm,
+                     beyond=float(model.scatter_power_per_mm[-1])) * seg_wet
+    zeros = np.zeros((1, seg_wet.shape[1]))
+    a0 = np.vstack([zeros, np.cumsum(weight, axis=0)])
+    a1 = np.vstack([zeros, np.cumsum(weight * seg_mid, axis=0)])
+    a2 = np.vstack([zeros, np.cumsum(weight * seg_mid * seg_mid, axis=0)])
+    z = z_mm[:, None]
+    sigma = np.sqrt(np.maximum(z * z * a0 - 2.0 * z * a1 + a2, 0.0))
+    r50 = model.energy.points.r50_mm
+    last_below = np.maximum(np.count_nonzero(zeff <= r50, axis=0) - 1, 0)
+    held = sigma[last_below, np.arange(sigma.shape[1])]
+    return np.where(zeff > r50, held[None, :], sigma)
 
 
 def _entry(zeff: np.ndarray, z: np.ndarray, z0: np.ndarray) -> np.ndarray:
@@ -445,13 +511,14 @@ def _entry(zeff: np.ndarray, z: np.ndarray, z0: np.ndarray) -> np.ndarray:
     return np.where(any_reached, np.maximum(z_hit, z0), np.inf)
 
 
-def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, zeff: np.ndarray,
-                s_entry: np.ndarray, zeff_disc: np.ndarray | None, in_disc: np.ndarray | None,
+def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
                 material: ShieldMaterial | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Central dose, lateral sigma and backscatter factor of every pencil in every plane.
 
     All three have shape (nz, P).
     """
+    zeff, s_entry = paths.zeff, paths.entry
+    zeff_disc, in_disc = paths.zeff_disc, paths.in_disc
     z = grid.z[:, None]
     vsd = model.machine.virtual_source_distance_mm
     g = _lookup(zeff, model.depth_mm, model.dose_fraction)
@@ -471,7 +538,7 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, zeff: np.ndarr
         factor = np.ones_like(amp)
     sp = model.spread
     air_path = np.maximum(z - pen.z0[None, :], 0.0)
-    mcs = _lookup(zeff, model.depth_mm, model.sigma_mcs_mm, beyond=model.sigma_mcs_mm[-1])
+    mcs = fermi_eyges_along_path(grid.z, paths.seg_wet, paths.seg_mid, zeff, model)
     sigma = np.sqrt(sp.sigma0_mm ** 2 + (sp.sigma_theta_rad * air_path) ** 2 + mcs ** 2)
     return (np.ascontiguousarray(amp), np.ascontiguousarray(np.maximum(sigma, 0.05 * grid.h)),
             factor)

@@ -263,3 +263,25 @@ def test_beam_leaving_the_ct_is_reported(caplog):
         result = compute_electron_dose(shallow, water_pose(0.0), ElectronBeam("liac", 12, 100))
     assert result.outside_ct_percent > 10.0
     assert "outside the CT" in caplog.text
+
+
+@pytest.mark.parametrize("rho", [1.0, 0.3, 1.6])
+def test_fermi_eyges_along_a_uniform_path_obeys_density_scaling(rho):
+    # Fermi-Eyges in a medium of relative density rho: sigma(z) = sigma_water(rho z) / rho
+    from models.dose.electron import fermi_eyges_along_path, fermi_eyges_sigma_mm
+
+    model = electron_model(ElectronBeam("liac", 12, 100.0))
+    e = model.energy
+    h = 0.5
+    z = np.arange(0.0, 40.0 / rho, h)
+    n_seg = z.size - 1
+    seg_wet = np.full((n_seg, 1), rho * h)
+    seg_mid = (z[:-1] + 0.5 * h)[:, None]
+    zeff = (rho * z)[:, None]
+    sigma = fermi_eyges_along_path(z, seg_wet, seg_mid, zeff, model)[:, 0]
+    fine = np.arange(0.0, 40.0, 0.01)
+    water = fermi_eyges_sigma_mm(fine, e.mean_energy_mev, e.points.rp_mm,
+                                 model.machine.spread.scattering_energy_mev)
+    expected = np.interp(rho * z, fine, water) / rho
+    check = (rho * z > 5.0) & (rho * z < e.points.r50_mm)
+    np.testing.assert_allclose(sigma[check], expected[check], rtol=0.02)
