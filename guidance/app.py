@@ -176,6 +176,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.setStyleSheet(DARK_STYLE)
         self._renderer: OverlayRenderer | None = None
         self._rendered_frame_seq = -1
+        self._rendered_ok: bool | None = None
         self._rendered_dose_seq = -1
         self._last_3d_s = 0.0
         self._3d_key: tuple | None = None
@@ -367,7 +368,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.light.set_light(snap.light)
         self.deviation_label.setText(snap.deviation.text() if snap.deviation is not None
                                      else "applicator not tracked")
-        if snap.frame is not None and snap.frame_seq != self._rendered_frame_seq:
+        # re-render on a new frame, and also when tracking turns stale without a new frame
+        # (a frozen camera must not leave a confident overlay on screen)
+        if snap.frame is not None and (snap.frame_seq != self._rendered_frame_seq
+                                       or snap.overlay_ok != self._rendered_ok):
             self._render_ar(snap)
         if snap.dose is not None and snap.dose_seq != self._rendered_dose_seq:
             self._rendered_dose_seq = snap.dose_seq
@@ -392,6 +396,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
     def _render_ar(self, snap: MonitorSnapshot) -> None:
         frame = snap.frame
         self._rendered_frame_seq = snap.frame_seq
+        self._rendered_ok = snap.overlay_ok
         if self._renderer is None or self._renderer.image_size != frame.image_size or \
                 not np.array_equal(self._renderer.camera_matrix, frame.camera_matrix):
             if self._renderer is not None:

@@ -151,6 +151,30 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
     slog.close()
 
 
+def test_frozen_camera_greys_the_overlay(qtbot, view) -> None:
+    """The feed stops delivering frames: the last overlay must not stay on screen."""
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)] * 10), view.camera_matrix,
+                        view.background(), fps=30.0)  # ends after 10 frames
+    logic = MonitorLogic(view.case, view.plan, feed)
+    window = MonitorWindow(logic, with_3d=False)
+    qtbot.addWidget(window)
+    window.show()
+    logic.start()
+    try:
+        qtbot.waitUntil(lambda: window.snapshot is not None and window.snapshot.overlay_ok
+                        and window.ar_frames >= 1, timeout=20000)
+        assert _reddish(window.ar_view.image).any()
+        qtbot.waitUntil(lambda: logic.capture.ended.is_set(), timeout=5000)
+        qtbot.waitUntil(lambda: not window.snapshot.overlay_ok
+                        and window._rendered_ok is False, timeout=5000)
+        frozen = window.ar_view.image
+        body = frozen[frozen.shape[0] // 8:]
+        assert not _reddish(body).any(), "overlay still drawn from a frozen camera"
+        assert window.banner.isVisible() and "STALE" in window.banner.text()
+    finally:
+        window.close()
+
+
 @pytest.mark.parametrize(("size", "shift"), [((640, 400), (37.0, -21.0)),
                                              ((400, 640), (-15.5, 30.25))])
 def test_overlay_points_match_projectpoints(size, shift, rng) -> None:
