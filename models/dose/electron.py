@@ -80,6 +80,9 @@ LATERAL_MARGIN_SIGMAS = 2.5
 BASE_DEPTH_FACTOR = 1.1
 MAX_DEPTH_FACTOR = 4.4
 
+#: The lateral grid margin grows with the path's sigma up to this factor of water's.
+MAX_SIGMA_WIDENING = 3.0
+
 #: Relative step of the sigma ladder of the fast spreading kernel (sigma error <= 1 %).
 SIGMA_STEP = 0.02
 
@@ -283,14 +286,15 @@ class _Grid:
         return self.z0 + self.h * np.arange(self.nz)
 
 
-def _make_grid(model: ElectronModel, h: float, bolus_mm: float, depth_factor: float) -> _Grid:
+def _make_grid(model: ElectronModel, h: float, bolus_mm: float, depth_factor: float,
+               sigma_mcs_mm: float) -> _Grid:
     app = model.applicator
     r = app.radius_mm
     rise = r * app.slope
     s = model.spread
     z_far = model.cut_depth_mm
     sigma_far = math.sqrt(s.sigma0_mm ** 2 + (s.sigma_theta_rad * (z_far + 2 * rise)) ** 2
-                          + float(model.sigma_mcs_mm.max()) ** 2)
+                          + sigma_mcs_mm ** 2)
     half = r + LATERAL_MARGIN_SIGMAS * sigma_far
     n_half = math.ceil(half / h)
     z_lo = -math.ceil(rise / h - 1e-9) * h
@@ -337,8 +341,10 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     lut = rsp_lookup_table()
     material = shield_material(disc.material) if disc is not None else None
     depth_factor = BASE_DEPTH_FACTOR
+    sigma_water = float(model.sigma_mcs_mm.max())
+    sigma_grid = sigma_water
     while True:
-        grid = _make_grid(model, h, bolus_mm, depth_factor)
+        grid = _make_grid(model, h, bolus_mm, depth_factor, sigma_grid)
         n = grid.n_xy
         ct_from_grid = ct_voxel_from_applicator @ grid.applicator_from_voxel()
         rsp_plane, _n_out, n_nan = sample(ct_hu, ct_from_grid, (grid.nz, n, n), lut)
@@ -359,10 +365,16 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         # still in matter with dose above a few % at the grid's end: extend (low density)
         unfinished = (zeff[-1] < model.energy.points.rp_mm) & (
             rsp_plane[-1, pencils.j, pencils.i] > AIR_RSP)
-        if not np.any(unfinished) or depth_factor >= MAX_DEPTH_FACTOR:
+        if np.any(unfinished) and depth_factor < MAX_DEPTH_FACTOR:
+            depth_factor *= 2.0
+            continue
+        # low density widens the spread beyond water's: widen the grid once if needed
+        mcs = fermi_eyges_along_path(grid.z, paths.seg_wet, paths.seg_mid, zeff, model)
+        sigma_path = min(float(mcs.max()), MAX_SIGMA_WIDENING * sigma_water)
+        if sigma_path <= 1.2 * sigma_grid or sigma_grid > sigma_water:
             break
-        depth_factor *= 2.0
-    amp, sigma, boost = _amplitudes(model, grid, pencils, paths, material)
+        sigma_grid = sigma_path
+    amp, sigma, boost = _amplitudes(model, grid, pencils, paths, material, mcs)
     if fast:
         binned = (kernels.spread_pencils_binned if numba_backend
                   else kernels.spread_pencils_binned_numpy)
@@ -512,10 +524,12 @@ def _entry(zeff: np.ndarray, z: np.ndarray, z0: np.ndarray) -> np.ndarray:
 
 
 def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
-                material: ShieldMaterial | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                material: ShieldMaterial | None, mcs: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Central dose, lateral sigma and backscatter factor of every pencil in every plane.
 
-    All three have shape (nz, P).
+    ``mcs`` is the multiple-scattering sigma (:func:`fermi_eyges_along_path`). All three
+    results have shape (nz, P).
     """
     zeff, s_entry = paths.zeff, paths.entry
     zeff_disc, in_disc = paths.zeff_disc, paths.in_disc
@@ -538,7 +552,6 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
         factor = np.ones_like(amp)
     sp = model.spread
     air_path = np.maximum(z - pen.z0[None, :], 0.0)
-    mcs = fermi_eyges_along_path(grid.z, paths.seg_wet, paths.seg_mid, zeff, model)
     sigma = np.sqrt(sp.sigma0_mm ** 2 + (sp.sigma_theta_rad * air_path) ** 2 + mcs ** 2)
     return (np.ascontiguousarray(amp), np.ascontiguousarray(np.maximum(sigma, 0.05 * grid.h)),
             factor)
