@@ -5,7 +5,7 @@
   tables are cached (:func:`~models.dose.electron.electron_model`), so a pose change only
   re-samples the CT along the new beam and re-spreads the pencils; a pose that moved less
   than ``min_move_mm`` / ``min_turn_deg`` with the same beam and options returns the last
-  result at once.
+  result at once, and a new prescription or isodose only rescales it (dose is linear).
 * :func:`warm_up` compiles (or loads from numba's on-disk cache) every kernel on a tiny
   problem; call it at start-up, before the first tracked frame.
 * :class:`DoseWorker` runs the engine on a background thread. ``submit`` never blocks:
@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -62,10 +62,13 @@ class DoseRequest:
     bolus_mm: float = 0.0
     disc: ShieldingDisc | None = None
 
+    def geometry(self) -> tuple:
+        """What changes the dose distribution's shape (besides the pose)."""
+        return (self.beam, self.bolus_mm, self.disc)
+
     def options(self) -> tuple:
         """The non-pose part, compared to decide whether a cached result can be reused."""
-        return (self.beam, self.prescription_gy, self.isodose_percent, self.bolus_mm,
-                self.disc)
+        return (*self.geometry(), self.prescription_gy, self.isodose_percent)
 
 
 class ElectronDoseEngine:
@@ -112,23 +115,44 @@ class ElectronDoseEngine:
     def compute(self, patient_from_applicator: np.ndarray, beam: ElectronBeam, *,
                 prescription_gy: float = 10.0, isodose_percent: float = 90.0,
                 bolus_mm: float = 0.0, disc: ShieldingDisc | None = None) -> DoseResult:
-        """Dose for a pose and beam (Gy on a beam-aligned grid); reuses a near-identical one."""
+        """Dose for a pose and beam (Gy on a beam-aligned grid).
+
+        Reuses the last result when the pose moved less than the thresholds with the same
+        beam, bolus and disc; a changed prescription or isodose only rescales it.
+        """
         pose = as_transform(patient_from_applicator, name="patient_from_applicator",
                             rigid=True)
         request = DoseRequest(pose, beam, float(prescription_gy), float(isodose_percent),
                               float(bolus_mm), disc)
         with self._lock:
             last = self._last
-        if last is not None and last[0].options() == request.options():
+        if last is not None and last[0].geometry() == request.geometry():
             move_mm, turn_deg = transform_difference(pose, last[0].patient_from_applicator)
             if move_mm < self.min_move_mm and turn_deg < self.min_turn_deg:
-                return last[1]
+                if last[0].options() == request.options():
+                    return last[1]
+                result = _rescaled(last[1], request)
+                with self._lock:
+                    self._last = (request, result)
+                return result
         result = compute_electron_dose(self.ct, pose, beam, prescription_gy=prescription_gy,
                                        grid_mm=self.grid_mm, isodose_percent=isodose_percent,
                                        bolus_mm=bolus_mm, disc=disc, library=self.library)
         with self._lock:
             self._last = (request, result)
         return result
+
+
+def _rescaled(result: DoseResult, request: DoseRequest) -> DoseResult:
+    """The same dose distribution for another prescription / isodose (dose is linear)."""
+    if not 0.0 < request.isodose_percent < 100.0 or not request.prescription_gy > 0.0:
+        raise ValueError("prescription_gy must be > 0 and isodose_percent in (0, 100)")
+    dmax_gy = request.prescription_gy / (request.isodose_percent / 100.0)
+    scale = dmax_gy / result.dmax_gy
+    return replace(result, dose=result.dose.with_array(
+        (result.dose.array * scale).astype(np.float32)), prescription_gy=request.prescription_gy,
+        isodose_percent=request.isodose_percent, dmax_gy=dmax_gy, mu=result.mu * scale,
+        compute_ms=0.0)
 
 
 @dataclass(frozen=True)

@@ -285,3 +285,20 @@ def test_fermi_eyges_along_a_uniform_path_obeys_density_scaling(rho):
     expected = np.interp(rho * z, fine, water) / rho
     check = (rho * z > 5.0) & (rho * z < e.points.r50_mm)
     np.testing.assert_allclose(sigma[check], expected[check], rtol=0.02)
+
+
+def _penumbra_mm(result, z_mm: float) -> float:
+    """80-20 % lateral penumbra along x at depth z (mm from the applicator plane)."""
+    x = np.arange(0.0, 60.0, 0.1)
+    profile = result.dose.sample(np.stack([x, 0.0 * x, np.full_like(x, z_mm)], axis=1))
+    profile = profile / profile[0]
+    return float(np.interp(-0.2, -profile, x) - np.interp(-0.8, -profile, x))
+
+
+def test_lung_widens_the_penumbra_below_it(water):
+    beam = ElectronBeam("liac", 12, 60.0)
+    in_water = compute_electron_dose(water, water_pose(0.0), beam, grid_mm=1.0)
+    lung = slab_phantom(-700.0, top_mm=5.0, thickness_mm=20.0)
+    below_lung = compute_electron_dose(lung, water_pose(0.0), beam, grid_mm=1.0)
+    # same water depth (20 mm): 20 mm in water, 20 + 20 (1 - 0.3) = 34 mm below the lung
+    assert _penumbra_mm(below_lung, 34.0) > 1.3 * _penumbra_mm(in_water, 20.0)

@@ -66,3 +66,16 @@ def test_warm_up_compiles_every_kernel_and_reports_its_time():
 
     seconds = warm_up()
     assert 0.0 < seconds < 120.0
+
+
+def test_new_prescription_rescales_without_recomputing(engine):
+    pose = water_pose(0.0)
+    pose[1, 3] = 7.0
+    first = engine.compute(pose, BEAM, prescription_gy=10.0)
+    rescaled = engine.compute(pose, BEAM, prescription_gy=15.0, isodose_percent=80.0)
+    fresh = ElectronDoseEngine(engine.ct).compute(pose, BEAM, prescription_gy=15.0,
+                                                  isodose_percent=80.0)
+    assert rescaled.compute_ms == 0.0 and first.compute_ms > 0.0
+    np.testing.assert_allclose(rescaled.dose.array, fresh.dose.array, rtol=1e-5, atol=1e-5)
+    assert rescaled.mu == pytest.approx(fresh.mu, rel=1e-9)
+    assert rescaled.dmax_gy == pytest.approx(15.0 / 0.8)
