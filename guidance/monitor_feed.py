@@ -20,6 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
+from models.errors import IortError
 from models.validation import as_array, as_transform
 
 log = logging.getLogger(__name__)
@@ -314,6 +315,7 @@ class LoopFeed:
         self.undistort = undistort
         self.on_result = on_result
         self.tre_mm: float | None = None
+        self.error = ""
         self._opened = False
         self._closed = False
         self._lock = threading.Lock()
@@ -331,7 +333,12 @@ class LoopFeed:
         if self._closed:
             return None
         if not self._opened:
-            self.loop.source.open()
+            try:
+                self.loop.source.open()
+            except IortError as exc:  # camera absent: end the stream, say why
+                self.error = str(exc)
+                log.error("frame source could not open: %s", exc)
+                return None
             self._opened = True
         while not self._closed:
             result = self.loop.step()

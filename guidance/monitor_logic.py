@@ -440,6 +440,10 @@ class MonitorLogic:
             dose_age_s=None if dose is None else now - dose.finished_s,
             dose_pending=self.dose_service.busy if self.dose_service else False)
         banner = status.banner()
+        if self.capture.ended.is_set():
+            error = getattr(self.capture.feed, "error", "")
+            banner = f"VIDEO ENDED - {error}" if error else "VIDEO ENDED - overlay hidden"
+            overlay_ok = False
         if not banner and not overlay_ok:
             banner = ("NOT REGISTERED - overlay hidden (touch the fiducials with the pointer)"
                       if frame is not None and frame.fre_mm is None

@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 SOURCES_HELP = ("sim (simulated procedure on the phantom: registration with the pointer, "
                 "then the applicator), scripted (phantom, known poses, no tracking), "
-                "webcam[:N], a video file or an image folder")
+                "webcam[:N], igtl[:DEVICE] (OpenIGTLink IMAGE frames sent to our server), "
+                "a video file or an image folder")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -87,7 +88,7 @@ def _plan(args: argparse.Namespace, case) -> np.ndarray:
     raise InputError("--plan FILE is required for a case other than the phantom")
 
 
-def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log):
+def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log, igtl):
     """Build the frame feed for ``--source``."""
     source = args.source
     if source == "scripted":
@@ -120,6 +121,12 @@ def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log):
     if source.startswith("webcam"):
         device = int(source.split(":", 1)[1]) if ":" in source else 0
         frames = WebcamSource(device, image_size=tuple(calibration.image_size))
+    elif source.split(":", 1)[0] == "igtl":
+        if igtl is None:
+            raise InputError("--source igtl needs the OpenIGTLink server (--igtl-port N > 0)")
+        from guidance.igtl_source import IgtlImageSource
+
+        frames = IgtlImageSource(igtl, source.split(":", 1)[1] if ":" in source else "Video")
     elif Path(source).is_dir():
         frames = ImageFolderSource(source)
     elif Path(source).is_file():
@@ -167,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         if args.igtl_port:
             igtl = IgtlServer(args.igtl_port, host=args.igtl_host).start()
             print(f"OpenIGTLink server: {args.igtl_host}:{igtl.port}")
-        feed = _feed(args, case, plan, session_log)
+        feed = _feed(args, case, plan, session_log, igtl)
         dose_fn = electron_dose_function(args.machine)
         dose_fn(case, plan, beam)  # warm the kernel (JIT) before the window opens
         # the simulated camera renders ~3 frames/s on a 2-core CPU: judge staleness on a

@@ -170,7 +170,7 @@ def test_frozen_camera_greys_the_overlay(qtbot, view) -> None:
         frozen = window.ar_view.image
         body = frozen[frozen.shape[0] // 8:]
         assert not _reddish(body).any(), "overlay still drawn from a frozen camera"
-        assert window.banner.isVisible() and "STALE" in window.banner.text()
+        assert window.banner.isVisible() and "VIDEO ENDED" in window.banner.text()
     finally:
         window.close()
 

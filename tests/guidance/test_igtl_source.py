@@ -1,0 +1,73 @@
+"""Frames over OpenIGTLink IMAGE from a pyigtl peer, as a frame source."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyigtl
+import pytest
+
+from guidance.igtl_server import IgtlServer
+from guidance.igtl_source import IgtlImageSource, image_to_bgr
+from guidance.sources.base import FrameSourceError
+from models.errors import InputError
+
+
+@pytest.fixture
+def server():
+    srv = IgtlServer(port=0).start()
+    yield srv
+    srv.stop()
+
+
+def _connected(server: IgtlServer) -> pyigtl.OpenIGTLinkClient:
+    client = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=server.port)
+    deadline = time.monotonic() + 5.0
+    while server.n_clients < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return client
+
+
+def test_frames_arrive_as_bgr_in_order(server, rng) -> None:
+    client = _connected(server)
+    try:
+        frames = [rng.integers(0, 255, size=(1, 36, 48, 3), dtype=np.uint8) for _ in range(3)]
+        client.send_message(pyigtl.ImageMessage(frames[0], device_name="Video"), wait=True)
+        source = IgtlImageSource(server, "Video", first_frame_timeout_s=5.0, max_gap_s=0.5)
+        source.open()
+        first = source.read()
+        np.testing.assert_array_equal(first.image, frames[0][0][..., ::-1])
+        for frame in frames[1:]:
+            client.send_message(pyigtl.ImageMessage(frame, device_name="Video"), wait=True)
+            got = source.read()
+            np.testing.assert_array_equal(got.image, frame[0][..., ::-1])
+        assert [source.frames_read, got.index] == [3, 2]
+        # a float image is skipped and counted, the stream goes on
+        client.send_message(pyigtl.ImageMessage(np.zeros((1, 4, 4), np.float32),
+                                                device_name="Video"), wait=True)
+        time.sleep(0.1)
+        client.send_message(pyigtl.ImageMessage(frames[0], device_name="Video"), wait=True)
+        assert source.read() is not None and source.frames_skipped == 1
+        # silence: the live stream counts as gone
+        with pytest.raises(FrameSourceError, match="nothing for"):
+            source.read()
+        source.close()
+    finally:
+        client.stop()
+
+
+def test_no_sender_is_a_clear_error(server) -> None:
+    source = IgtlImageSource(server, "Video", first_frame_timeout_s=0.2)
+    with pytest.raises(InputError, match="no IMAGE 'Video'"):
+        source.open()
+
+
+def test_image_layouts() -> None:
+    grey = np.arange(12, dtype=np.uint8).reshape(1, 3, 4)
+    assert image_to_bgr(grey).shape == (3, 4)
+    rgba = np.zeros((1, 3, 4, 4), np.uint8)
+    rgba[..., 0] = 200
+    assert image_to_bgr(rgba)[0, 0].tolist() == [0, 0, 200]
+    assert image_to_bgr(np.zeros((2, 3, 4, 3), np.uint8)) is None   # a volume, not a frame
+    assert image_to_bgr(np.zeros((1, 3, 4), np.uint16)) is None
