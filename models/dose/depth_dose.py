@@ -158,3 +158,17 @@ def _deepest_crossing(z: np.ndarray, d: np.ndarray, level: float, start: int) ->
     last = start + int(np.nonzero(above)[0][-1])
     z0, z1, d0, d1 = z[last], z[last + 1], d[last], d[last + 1]
     return float(z0 + (d0 - level) * (z1 - z0) / (d0 - d1))
+
+
+def lookup_uniform(x: np.ndarray, depth: np.ndarray, table: np.ndarray, *,
+                   beyond: float = 0.0) -> np.ndarray:
+    """Linear interpolation in a table on a uniform depth grid starting at 0 (fast np.interp).
+
+    Values below 0 take ``table[0]``, beyond the last depth ``beyond``.
+    """
+    step = depth[1] - depth[0]
+    pos = np.clip(x / step, 0.0, None)
+    idx = np.minimum(pos.astype(np.int64), depth.size - 2)
+    frac = pos - idx
+    out = table[idx] * (1.0 - frac) + table[idx + 1] * frac
+    return np.where(pos > depth.size - 1, beyond, out)

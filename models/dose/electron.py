@@ -17,10 +17,9 @@ Model (Hogstrom, Mills & Almond 1981, doi:10.1088/0031-9155/26/3/008, simplified
   matter, VSD the virtual source distance), times the backscatter factor upstream of a
   disc: ``1 + (EBF(E_d) - 1) exp(-(zeff_d - zeff) / lambda)`` with ``E_d = E0 (1 -
   zeff_d / Rp)`` (Harder's mean energy at depth).
-* Lateral spread: ``sigma^2 = sigma0^2 + (sigma_theta (z - z0))^2 + sigma_MCS(zeff)^2``
-  with the Fermi-Eyges multiple-scattering term ``sigma_MCS^2(z) = int_0^z T(u) (z - u)^2
-  du`` in water (Eyges 1948, doi:10.1103/PhysRev.74.1534), linear angular scattering power
-  ``T = (Es / (p beta c))^2 / X0`` at Harder's mean energy, held at its R50 value deeper
+* Lateral spread: ``sigma^2 = sigma0^2 + (sigma_theta (z - z0))^2 + sigma_MCS^2`` with the
+  Fermi-Eyges multiple-scattering term integrated along the pencil's path with the
+  geometric lever arm (:mod:`models.dose.scattering`), held at its R50 value deeper
   (Fermi-Eyges diverges at the end of range, where electrons are fully diffused). Each
   pencil's dose in a plane is the square beamlet convolved with that Gaussian (erf profile).
 * Dose is zero in air (RSP < :data:`AIR_RSP`), inside the applicator tube and inside the
@@ -48,8 +47,13 @@ import numpy as np
 from models.applicator import Applicator
 from models.beams import BeamLibrary, ElectronBeam, EnergyData, MachineData, default_library
 from models.dose import kernels
-from models.dose.depth_dose import TABLE_STEP_MM
+from models.dose.depth_dose import TABLE_STEP_MM, lookup_uniform
 from models.dose.materials import ShieldMaterial, rsp_lookup_table, shield_material
+from models.dose.scattering import (
+    fermi_eyges_along_path,
+    fermi_eyges_sigma_mm,
+    scattering_power_per_mm,
+)
 from models.errors import InputError
 from models.validation import as_positive, as_transform
 from models.volume import Volume
@@ -58,15 +62,6 @@ log = logging.getLogger(__name__)
 
 #: Relative stopping power below which a voxel is air and gets no dose.
 AIR_RSP = 0.05
-
-#: Radiation length of water (mm), Particle Data Group.
-WATER_X0_MM = 360.8
-
-#: Electron rest energy (MeV).
-ELECTRON_MASS_MEV = 0.511
-
-#: Lowest energy (MeV) used in the scattering power (avoids the divergence at the range end).
-MIN_SCATTER_ENERGY_MEV = 0.5
 
 #: Water depth (mm) at which a pencil counts as having entered matter.
 ENTRY_WET_MM = 0.5
@@ -225,42 +220,6 @@ def electron_model(beam: ElectronBeam, library: BeamLibrary | None = None) -> El
                          cut_depth_mm=min(cut, float(depth[-1])))
 
 
-def scattering_power_per_mm(depth_mm: np.ndarray, mean_energy_mev: float, rp_mm: float,
-                            scattering_energy_mev: float) -> np.ndarray:
-    """Linear angular scattering power of water ``T = (Es / (p beta c))^2 / X0`` (rad^2/mm).
-
-    At Harder's mean energy ``E(z) = E0 (1 - z / Rp)`` (clamped at
-    :data:`MIN_SCATTER_ENERGY_MEV`) for the water depths ``depth_mm`` (any shape).
-    """
-    z = np.asarray(depth_mm, dtype=np.float64)
-    energy = np.maximum(mean_energy_mev * (1.0 - z / rp_mm), MIN_SCATTER_ENERGY_MEV)
-    pbc = energy * (energy + 2.0 * ELECTRON_MASS_MEV) / (energy + ELECTRON_MASS_MEV)
-    return (scattering_energy_mev / pbc) ** 2 / WATER_X0_MM
-
-
-def fermi_eyges_sigma_mm(depth_mm: np.ndarray, mean_energy_mev: float, rp_mm: float,
-                         scattering_energy_mev: float) -> np.ndarray:
-    """Fermi-Eyges lateral spread (mm, one axis) of a pencil in water versus depth.
-
-    ``sigma^2(z) = int_0^z T(u) (z - u)^2 du`` (Eyges 1948, doi:10.1103/PhysRev.74.1534)
-    with :func:`scattering_power_per_mm`.
-
-    Parameters
-    ----------
-    depth_mm : numpy.ndarray
-        Shape (N,), increasing water depths starting at 0.
-    mean_energy_mev, rp_mm, scattering_energy_mev : float
-        E0 at the surface, practical range and the effective constant Es.
-    """
-    z = np.asarray(depth_mm, dtype=np.float64)
-    t = scattering_power_per_mm(z, mean_energy_mev, rp_mm, scattering_energy_mev)
-    dz = np.diff(z, prepend=z[0])
-    a0 = np.cumsum(t * dz)
-    a1 = np.cumsum(t * z * dz)
-    a2 = np.cumsum(t * z * z * dz)
-    return np.sqrt(np.maximum(z * z * a0 - 2.0 * z * a1 + a2, 0.0))
-
-
 @dataclass(frozen=True)
 class _Grid:
     """Beam-aligned grid: x = x0 + i h, y = x0 + j h, z = z0 + k h (applicator frame)."""
@@ -369,7 +328,9 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
             depth_factor *= 2.0
             continue
         # low density widens the spread beyond water's: widen the grid once if needed
-        mcs = fermi_eyges_along_path(grid.z, paths.seg_wet, paths.seg_mid, zeff, model)
+        mcs = fermi_eyges_along_path(grid.z, paths.seg_wet, paths.seg_mid, zeff,
+                                     model.depth_mm, model.scatter_power_per_mm,
+                                     model.energy.points.r50_mm)
         sigma_path = min(float(mcs.max()), MAX_SIGMA_WIDENING * sigma_water)
         if sigma_path <= 1.2 * sigma_grid or sigma_grid > sigma_water:
             break
@@ -471,43 +432,6 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, grid: _Grid, pen: 
     return _Paths(zeff, _entry(zeff, z, pen.z0), seg_disc, mid, zeff_at_disc, in_disc)
 
 
-def fermi_eyges_along_path(z_mm: np.ndarray, seg_wet: np.ndarray, seg_mid: np.ndarray,
-                           zeff: np.ndarray, model: ElectronModel) -> np.ndarray:
-    """Multiple-scattering sigma (mm) of pencils through a heterogeneous path.
-
-    Fermi-Eyges with the geometric lever arm (Hogstrom et al. 1981):
-    ``sigma^2(z) = sum_m T_w(zeff_m) wet_m (z - u_m)^2`` over the segments m before z, where
-    ``wet_m`` is the segment's water-equivalent thickness (scattering taken proportional to
-    stopping power) and ``u_m`` its geometric middle. In water this is the water table's
-    integral; in a uniform medium of relative stopping power rho it gives
-    ``sigma_w(rho z) / rho``. Beyond R50 of water depth sigma is held (as in water).
-
-    Parameters
-    ----------
-    z_mm : numpy.ndarray
-        (nz,) plane depths (mm, applicator frame).
-    seg_wet, seg_mid : numpy.ndarray
-        (nz - 1, P) segment water-equivalent thickness (mm) and geometric middle (mm).
-    zeff : numpy.ndarray
-        (nz, P) water depth at the planes.
-    model : ElectronModel
-        Scattering-power table and R50.
-    """
-    zeff_mid = zeff[:-1] + 0.5 * seg_wet
-    weight = _lookup(zeff_mid, model.depth_mm, model.scatter_power_per_mm,
-                     beyond=float(model.scatter_power_per_mm[-1])) * seg_wet
-    zeros = np.zeros((1, seg_wet.shape[1]))
-    a0 = np.vstack([zeros, np.cumsum(weight, axis=0)])
-    a1 = np.vstack([zeros, np.cumsum(weight * seg_mid, axis=0)])
-    a2 = np.vstack([zeros, np.cumsum(weight * seg_mid * seg_mid, axis=0)])
-    z = z_mm[:, None]
-    sigma = np.sqrt(np.maximum(z * z * a0 - 2.0 * z * a1 + a2, 0.0))
-    r50 = model.energy.points.r50_mm
-    last_below = np.maximum(np.count_nonzero(zeff <= r50, axis=0) - 1, 0)
-    held = sigma[last_below, np.arange(sigma.shape[1])]
-    return np.where(zeff > r50, held[None, :], sigma)
-
-
 def _entry(zeff: np.ndarray, z: np.ndarray, z0: np.ndarray) -> np.ndarray:
     """Geometric depth (mm) where each pencil enters matter (inf if never)."""
     reached = zeff >= ENTRY_WET_MM
@@ -535,7 +459,7 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
     zeff_disc, in_disc = paths.zeff_disc, paths.in_disc
     z = grid.z[:, None]
     vsd = model.machine.virtual_source_distance_mm
-    g = _lookup(zeff, model.depth_mm, model.dose_fraction)
+    g = lookup_uniform(zeff, model.depth_mm, model.dose_fraction)
     s = np.where(np.isfinite(s_entry), s_entry, 0.0)[None, :]
     isq = ((vsd + np.maximum(z, s) - s) / (vsd + np.maximum(z, s))) ** 2
     amp = pen.weight[None, :] * g * isq
@@ -555,20 +479,6 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
     sigma = np.sqrt(sp.sigma0_mm ** 2 + (sp.sigma_theta_rad * air_path) ** 2 + mcs ** 2)
     return (np.ascontiguousarray(amp), np.ascontiguousarray(np.maximum(sigma, 0.05 * grid.h)),
             factor)
-
-
-def _lookup(x: np.ndarray, depth: np.ndarray, table: np.ndarray, *,
-            beyond: float = 0.0) -> np.ndarray:
-    """Linear interpolation in a table on a uniform depth grid starting at 0 (fast np.interp).
-
-    Values below 0 take ``table[0]``, beyond the last depth ``beyond``.
-    """
-    step = depth[1] - depth[0]
-    pos = np.clip(x / step, 0.0, None)
-    idx = np.minimum(pos.astype(np.int64), depth.size - 2)
-    frac = pos - idx
-    out = table[idx] * (1.0 - frac) + table[idx + 1] * frac
-    return np.where(pos > depth.size - 1, beyond, out)
 
 
 def _mask(dose: np.ndarray, rsp_plane: np.ndarray | None, grid: _Grid, app: Applicator,

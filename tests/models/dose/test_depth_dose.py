@@ -49,3 +49,14 @@ def test_curve_that_never_falls_is_refused():
     z = np.linspace(0.0, 10.0, 20)
     with pytest.raises(ValueError, match="never falls below"):
         analyse_depth_dose(z, np.ones_like(z))
+
+
+def test_uniform_lookup_matches_numpy_interp(rng):
+    from models.dose.depth_dose import lookup_uniform
+
+    depth = np.arange(0.0, 50.0, 0.1)
+    table = np.sin(depth / 7.0) + 2.0
+    x = rng.uniform(-1.0, 49.9, size=500)
+    np.testing.assert_allclose(lookup_uniform(x, depth, table),
+                               np.interp(x, depth, table), rtol=1e-10, atol=1e-10)
+    assert lookup_uniform(np.array([60.0]), depth, table, beyond=-5.0)[0] == -5.0

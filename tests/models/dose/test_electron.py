@@ -268,7 +268,7 @@ def test_beam_leaving_the_ct_is_reported(caplog):
 @pytest.mark.parametrize("rho", [1.0, 0.3, 1.6])
 def test_fermi_eyges_along_a_uniform_path_obeys_density_scaling(rho):
     # Fermi-Eyges in a medium of relative density rho: sigma(z) = sigma_water(rho z) / rho
-    from models.dose.electron import fermi_eyges_along_path, fermi_eyges_sigma_mm
+    from models.dose.scattering import fermi_eyges_along_path, fermi_eyges_sigma_mm
 
     model = electron_model(ElectronBeam("liac", 12, 100.0))
     e = model.energy
@@ -278,7 +278,8 @@ def test_fermi_eyges_along_a_uniform_path_obeys_density_scaling(rho):
     seg_wet = np.full((n_seg, 1), rho * h)
     seg_mid = (z[:-1] + 0.5 * h)[:, None]
     zeff = (rho * z)[:, None]
-    sigma = fermi_eyges_along_path(z, seg_wet, seg_mid, zeff, model)[:, 0]
+    sigma = fermi_eyges_along_path(z, seg_wet, seg_mid, zeff, model.depth_mm,
+                                   model.scatter_power_per_mm, e.points.r50_mm)[:, 0]
     fine = np.arange(0.0, 40.0, 0.01)
     water = fermi_eyges_sigma_mm(fine, e.mean_energy_mev, e.points.rp_mm,
                                  model.machine.spread.scattering_energy_mev)
