@@ -246,6 +246,15 @@ class DoseService:
         self._thread.join(timeout_s)
 
 
+def _coverage(dose: DoseUpdate) -> dict[str, dict[str, float]]:
+    """Metrics per structure as plain numbers (for the session log)."""
+    out = {name: {k: v for k, v in asdict(m).items() if k != "name"}
+           for name, m in dose.metrics.items()}
+    for name in dose.outside_beam:
+        out[name] = {"dmax_gy": 0.0, "dmean_gy": 0.0, "outside_dose_grid_percent": 100.0}
+    return out
+
+
 @dataclass(frozen=True)
 class MonitorSnapshot:
     """What the window shows at one instant."""
@@ -391,8 +400,7 @@ class MonitorLogic:
             return None
         if self.session_log is None:
             return None
-        coverage = {name: {k: v for k, v in asdict(m).items() if k != "name"}
-                    for name, m in dose.metrics.items()}
+        coverage = _coverage(dose)
         dev = snap.deviation
         return self.session_log.log_confirmed_pose(
             patient_from_applicator=snap.applicator_pose, beam=asdict(self.beam),
@@ -490,6 +498,15 @@ class MonitorLogic:
     def _apply_dose(self, dose: DoseUpdate | None) -> None:
         if dose is None:
             return
+        if dose.metrics_ready:
+            # the applicator settled: record parameters and coverage (not every transient)
+            if self.session_log is not None:
+                self.session_log.log_dose(beam={**asdict(dose.beam),
+                                                "patient_from_applicator":
+                                                    dose.patient_from_applicator},
+                                          coverage=_coverage(dose),
+                                          compute_ms=dose.compute_ms)
+            return  # same isodose surface as the first publication of this pose
         self.scene.add(SceneItem("isodose", dose.isodose_mesh, **STYLE_ISODOSE))
 
     def _send_igtl(self, frame: FrameUpdate, pose: np.ndarray | None,

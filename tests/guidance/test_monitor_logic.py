@@ -82,6 +82,9 @@ def test_frames_light_dose_confirm_and_igtl(view, tmp_path) -> None:
             confirmed = slog.last("confirmed_pose")
             assert confirmed.payload["beam"]["energy_mev"] == 12.0
             assert confirmed.payload["user"] == "RO"
+            doses = slog.events("dose")
+            assert doses and doses[-1].payload["beam"]["energy_mev"] == 12.0
+            assert doses[-1].payload["coverage"]["CTV"]["v90_percent"] > 0
             np.testing.assert_allclose(confirmed.transform("patient_from_applicator")[:3, 3],
                                        snap.applicator_pose[:3, 3], atol=15.0)
             logic.close()

@@ -40,3 +40,41 @@ def test_scripted_session_writes_log(qtbot, tmp_path: Path, capsys) -> None:
     assert main(["run", "phantom", "--source", "scripted", "--session-log",
                  str(log_path), "--igtl-port", "0", "--quit-after", "1"]) == 2
     assert "never overwritten" in capsys.readouterr().err
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_sigkill_of_a_running_monitor_loses_nothing(tmp_path: Path) -> None:
+    """``iort run`` killed with SIGKILL mid-session: the log opens and holds what it had."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log_path = tmp_path / "killed.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guidance", "run", "phantom", "--source", "scripted",
+         "--igtl-port", "0", "--session-log", str(log_path), "--quit-after", "60"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[2], env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 90.0
+        before: list = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            if log_path.exists():
+                try:
+                    before = SessionLog.open(log_path, readonly=True).events()
+                except Exception:  # created but not yet initialised
+                    before = []
+                if any(e.kind == "dose" for e in before):
+                    break
+            time.sleep(0.2)
+        assert any(e.kind == "dose" for e in before), "monitor did not record a dose"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    after = SessionLog.open(log_path, readonly=True).events()
+    assert [(e.seq, e.kind) for e in after[:len(before)]] == [(e.seq, e.kind) for e in before]
+    assert after[-1].kind != "session_end"   # it really died mid-session
