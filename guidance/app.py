@@ -232,7 +232,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
             # from anterior-superior, centred on the planned applicator end face
             focus = self.logic.plan[:3, 3]
             self.view3d.camera.focal_point = tuple(focus)
-            self.view3d.camera.position = tuple(focus + np.array([0.0, -380.0, 220.0]))
+            self.view3d.camera.position = tuple(focus + np.array([0.0, -260.0, 150.0]))
             self.view3d.camera.up = (0.0, 0.0, 1.0)
             self.view3d.reset_camera_clipping_range()
             side_layout.addWidget(self.view3d, 2)
@@ -403,6 +403,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
                 self._renderer.close()
             self._renderer = OverlayRenderer(self.logic.scene, frame.camera_matrix,
                                              frame.image_size)
+            self._outline_organs(self._renderer)
         ok = snap.overlay_ok and frame.camera_from_patient is not None
         if ok:
             layer = self._renderer.render_layer(frame.camera_from_patient)
@@ -413,6 +414,17 @@ class MonitorWindow(QtWidgets.QMainWindow):
                                           OverlayStatus(tracking_ok=False, banner=banner))
         self.ar_view.set_image(image)
         self.ar_frames += 1
+
+    def _outline_organs(self, renderer: OverlayRenderer) -> None:
+        """Organs at risk get a view-dependent outline (VTK silhouette) in the AR view.
+
+        Costs no measurable frame rate at 1280x720. Uses the overlay renderer's plotter
+        (``OverlayRenderer`` has no public hook for extra actors).
+        """
+        skip = {self.logic.target, "applicator", "planned_applicator", "isodose"}
+        for name, item in self.logic.scene.items.items():
+            if name not in skip and item.mesh.n_points:
+                renderer._plotter.add_silhouette(item.mesh, color=item.color, line_width=2.0)
 
     def _show_dose(self, snap: MonitorSnapshot) -> None:
         dose = snap.dose

@@ -498,16 +498,16 @@ class MonitorLogic:
     def _apply_dose(self, dose: DoseUpdate | None) -> None:
         if dose is None:
             return
-        if dose.metrics_ready:
+        current = self.scene.items.get("isodose")
+        if current is None or current.mesh is not dose.isodose_mesh:
+            # (poll may see only the second publication of a pose: add the surface anyway)
+            self.scene.add(SceneItem("isodose", dose.isodose_mesh, **STYLE_ISODOSE))
+        if dose.metrics_ready and self.session_log is not None:
             # the applicator settled: record parameters and coverage (not every transient)
-            if self.session_log is not None:
-                self.session_log.log_dose(beam={**asdict(dose.beam),
-                                                "patient_from_applicator":
-                                                    dose.patient_from_applicator},
-                                          coverage=_coverage(dose),
-                                          compute_ms=dose.compute_ms)
-            return  # same isodose surface as the first publication of this pose
-        self.scene.add(SceneItem("isodose", dose.isodose_mesh, **STYLE_ISODOSE))
+            self.session_log.log_dose(beam={**asdict(dose.beam),
+                                            "patient_from_applicator":
+                                                dose.patient_from_applicator},
+                                      coverage=_coverage(dose), compute_ms=dose.compute_ms)
 
     def _send_igtl(self, frame: FrameUpdate, pose: np.ndarray | None,
                    status: MonitorStatus) -> None:
