@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -44,11 +45,15 @@ def test_frames_arrive_as_bgr_in_order(server, rng) -> None:
             np.testing.assert_array_equal(got.image, frame[0][..., ::-1])
         assert [source.frames_read, got.index] == [3, 2]
         # a float image is skipped and counted, the stream goes on
+        sent = time.monotonic()
         client.send_message(pyigtl.ImageMessage(np.zeros((1, 4, 4), np.float32),
                                                 device_name="Video"), wait=True)
-        time.sleep(0.1)
-        client.send_message(pyigtl.ImageMessage(frames[0], device_name="Video"), wait=True)
+        assert server.wait_for("IMAGE", "Video", timeout_s=5.0, newer_than_s=sent)
+        later = threading.Timer(0.2, lambda: client.send_message(
+            pyigtl.ImageMessage(frames[0], device_name="Video"), wait=True))
+        later.start()
         assert source.read() is not None and source.frames_skipped == 1
+        later.join()
         # silence: the live stream counts as gone
         with pytest.raises(FrameSourceError, match="nothing for"):
             source.read()
