@@ -267,7 +267,9 @@ def test_resample_dose_matches_trilinear_where_dose_is_positive(sphere_case):
 # --- cross-check against dicompyler-core on the phantom (RTSTRUCT + our RTDOSE) -------------
 
 PRESCRIPTION_GY = 10.0
-#: Acceptance: DVH metrics within 1 % of the prescription dose of dicompyler-core's.
+#: Acceptance: DVH metrics within 1 % of dose of dicompyler-core's: 1 % of the metric's
+#: value, and never less than 1 % of the prescription (low doses).
+DOSE_RTOL = 0.01
 DOSE_ATOL_GY = 0.01 * PRESCRIPTION_GY
 #: Structures compared: the target, an organ crossing the beam edge, organs far from it.
 COMPARED_STRUCTURES = ("CTV", "PANCREAS", "SPINE", "KIDNEY_L", "BODY")
@@ -329,7 +331,7 @@ def _assert_within_tolerance(rows):
     problems = []
     for name, pairs, (v_ref, v_ours) in rows:
         for metric, (ref, ours) in pairs.items():
-            if abs(ref - ours) > DOSE_ATOL_GY:
+            if abs(ref - ours) > max(DOSE_ATOL_GY, DOSE_RTOL * abs(ref)):
                 problems.append(f"{name} {metric}: dicompyler {ref:.3f} Gy, ours {ours:.3f} Gy")
         if abs(v_ref - v_ours) > 1.0:
             problems.append(f"{name} V{PRESCRIPTION_GY:g}Gy: {v_ref:.2f} % vs {v_ours:.2f} %")
@@ -342,6 +344,17 @@ def test_matches_dicompyler_core_on_the_ct_grid(tmp_path):
     case, dose, structures = _phantom_dose_files(tmp_path, (3.0, 3.0, 4.0), "ct")
     _assert_within_tolerance(_compare_with_dicompyler(tmp_path, case, dose, structures,
                                                       oversample=1))
+    # On identical samples the exact order statistics are the truth. dicompyler reads Dx off
+    # its binned cumulative curve, which is flat where many voxels share the maximum dose
+    # (the CTV's top 2 % here): it reports the lowest dose of that flat part.
+    for name in COMPARED_STRUCTURES:
+        samples = dose.array[structures[name].mask]
+        ours = compute_dvh(dose, case.ct.with_array(structures[name].mask), name=name,
+                           oversample=1).metrics
+        for level, attr in ((2, "d2_gy"), (90, "d90_gy"), (98, "d98_gy")):
+            np.testing.assert_allclose(getattr(ours, attr),
+                                       np.percentile(samples, 100 - level), atol=0.02,
+                                       err_msg=f"{name} D{level}")
 
 
 @pytest.mark.slow
