@@ -84,7 +84,7 @@ def overlay_max_error_px(image_size: tuple[int, int], principal_shift_px: tuple[
 def _ar_fps(quick: bool) -> float:
     from guidance.compositing import blend_layer
     from guidance.monitor_feed import ScriptedFeed
-    from guidance.monitor_logic import MonitorLogic
+    from guidance.monitor_logic import MonitorLogic, add_organ_outlines
     from guidance.monitor_rehearsal import phantom_view, slab_dose
     from guidance.overlay import OverlayRenderer
 
@@ -103,6 +103,7 @@ def _ar_fps(quick: bool) -> float:
     background = view.background()
     frames = 10 if quick else 40
     with OverlayRenderer(logic.scene, view.camera_matrix, view.image_size) as renderer:
+        add_organ_outlines(renderer._plotter, logic.scene)  # as the monitor does
         renderer.render_layer(view.camera_from_patient)  # warm up
 
         def run() -> None:  # the monitor's per-frame AR path
