@@ -48,7 +48,8 @@ from guidance.scene import (
 from models.beams import ElectronBeam
 from models.case import Case
 from models.dicom.reader import read_case
-from models.dose.electron import DoseResult, compute_electron_dose
+from models.dose.electron import DoseResult
+from models.dose.engine import ElectronDoseEngine
 from models.dvh import DVH, compute_dvh
 from models.errors import IortError
 from models.phantom import DEFAULT_SPACING_MM, write_phantom
@@ -208,11 +209,9 @@ def run_demo(options: DemoOptions) -> DemoResult:
     scenario = Scenario(case, calibration, ScenarioOptions(frames=options.frames,
                                                            seed=options.seed),
                         applicator_diameter_mm=options.applicator_mm)
-    # warm the dose kernel (numba JIT) at the planned pose before the loop needs it
-    warm = compute_electron_dose(case.ct, scenario.planned_patient_from_applicator, beam,
-                                 prescription_gy=options.prescription_gy,
-                                 grid_mm=options.dose_grid_mm)
-    log.info("dose kernel warm: %.0f ms", warm.compute_ms)
+    # compile/load the dose kernels before the loop needs them
+    engine = ElectronDoseEngine(case.ct, grid_mm=options.dose_grid_mm)
+    log.info("dose kernels warm in %.1f s", engine.warm_up())
 
     scene = build_scene(case, beam)
     renderer = OverlayRenderer(scene, calibration.camera_matrix, calibration.image_size)
@@ -249,7 +248,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 registration_tried = True
                 track.registration = _register(collector, target_lps, loop, track)
             if pending_dose:
-                _update_dose(case, beam, options, pending_dose.pop(), scene, track)
+                _update_dose(engine, beam, options, pending_dose.pop(), scene, track)
                 pending_dose.clear()
             truth_app = scenario.patient_from_applicator_at(index)
             if truth_app is not None and result.patient_from_applicator is not None:
@@ -320,12 +319,11 @@ def _register(collector: FiducialCollector, target_lps: np.ndarray, loop: Guidan
     return registration
 
 
-def _update_dose(case: Case, beam: ElectronBeam, options: DemoOptions,
+def _update_dose(engine: ElectronDoseEngine, beam: ElectronBeam, options: DemoOptions,
                  patient_from_applicator: np.ndarray, scene: Scene, track: _Track) -> None:
     try:
-        dose = compute_electron_dose(case.ct, patient_from_applicator, beam,
-                                     prescription_gy=options.prescription_gy,
-                                     grid_mm=options.dose_grid_mm)
+        dose = engine.compute(patient_from_applicator, beam,
+                              prescription_gy=options.prescription_gy)
     except IortError as exc:
         track.dose_failures.append(str(exc))
         log.warning("dose not computed: %s", exc)
