@@ -324,8 +324,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         total = max(self.width(), 1000)
         self.splitter.setSizes([int(total * 0.78), int(total * 0.22)] if not oncologist
                                else [int(total * 0.5), int(total * 0.5)])
-        self.mode_label.setText(f"{mode.upper()} MODE   F1 surgeon · F2 oncologist · "
-                                "F11 full screen · Ctrl+Enter confirm")
+        self.mode_label.setText(f"{mode.upper()}  (F1/F2 mode, F11 full screen, "
+                                "Ctrl+Enter confirm)")
 
     def toggle_full_screen(self) -> None:
         if self.isFullScreen():
