@@ -555,23 +555,30 @@ def electron_dose_function(machine: str = "mobetron", *, grid_mm: float = 2.0,
                            disc_depth_mm: float = 30.0) -> DoseFunction:
     """A :data:`DoseFunction` running the project's electron pencil-beam engine.
 
-    The shielding disc (``BeamChoice.disc`` = material) sits ``disc_depth_mm`` below the
-    end face with the applicator's diameter + 20 mm.
+    Uses one :class:`models.dose.ElectronDoseEngine` per CT (a changed prescription only
+    rescales the last result). The shielding disc (``BeamChoice.disc`` = material) sits
+    ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm.
     """
     from models.beams import ElectronBeam
-    from models.dose import ShieldingDisc, compute_electron_dose
+    from models.dose import ElectronDoseEngine, ShieldingDisc
+
+    engines: dict[int, ElectronDoseEngine] = {}
 
     def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
+        engine = engines.get(id(case.ct))
+        if engine is None:
+            engines.clear()
+            engine = engines[id(case.ct)] = ElectronDoseEngine(case.ct, grid_mm=grid_mm)
         disc = None
         if beam.disc != "none":
             disc = ShieldingDisc(material=beam.disc,
                                  diameter_mm=beam.applicator_diameter_mm + 20.0,
                                  depth_mm=disc_depth_mm)
-        result = compute_electron_dose(
-            case.ct, patient_from_applicator,
+        result = engine.compute(
+            patient_from_applicator,
             ElectronBeam(machine, beam.energy_mev, beam.applicator_diameter_mm, beam.bevel_deg),
             prescription_gy=beam.prescription_gy, isodose_percent=beam.isodose_percent,
-            grid_mm=grid_mm, disc=disc)
+            disc=disc)
         return result.dose
 
     return dose_fn
