@@ -39,7 +39,8 @@ def warm_up() -> float:
     from models.dose.water import water_phantom, water_pose
 
     start = time.perf_counter()
-    ct = water_phantom(half_width_mm=30.0, depth_mm=30.0, spacing_mm=4.0)
+    # large enough to hold the whole 6 MeV beam (no "beam outside the CT" warning)
+    ct = water_phantom(half_width_mm=40.0, depth_mm=60.0, spacing_mm=4.0)
     beam = ElectronBeam("liac", 6.0, 30.0)
     compute_electron_dose(ct, water_pose(0.0), beam, grid_mm=4.0)
     compute_electron_dose(ct, water_pose(0.0), beam, grid_mm=4.0, fast=False)
