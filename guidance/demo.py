@@ -335,10 +335,13 @@ def _update_dose(engine: ElectronDoseEngine, beam: ElectronBeam, options: DemoOp
 
 
 def _dvhs(case: Case, dose: DoseResult, options: DemoOptions) -> dict[str, DVH]:
+    # the engine's grid holds the whole beam (zero beyond it): on the CT grid every
+    # structure lies inside the dose grid, as it should for organs far from the field
+    dose_on_ct = dose.dose_on(case.ct)
     out = {}
     for name in (TARGET, *REPORT_ORGANS):
         if name in case.structures and case.structures[name].mask.any():
-            out[name] = compute_dvh(dose.dose, case.ct.with_array(case.structures[name].mask),
+            out[name] = compute_dvh(dose_on_ct, case.ct.with_array(case.structures[name].mask),
                                     name=name, prescription_gy=options.prescription_gy,
                                     isodose_percent=dose.isodose_percent)
     return out
