@@ -50,7 +50,7 @@ from models.case import Case
 from models.dicom.reader import read_case
 from models.dose.electron import DoseResult
 from models.dose.engine import ElectronDoseEngine
-from models.dvh import DVH, compute_dvh
+from models.dvh import DVH, compute_dvh, resample_dose
 from models.errors import IortError
 from models.phantom import DEFAULT_SPACING_MM, write_phantom
 from models.transforms import apply_transform, invert_rigid, transform_difference
@@ -337,7 +337,7 @@ def _update_dose(engine: ElectronDoseEngine, beam: ElectronBeam, options: DemoOp
 def _dvhs(case: Case, dose: DoseResult, options: DemoOptions) -> dict[str, DVH]:
     # the engine's grid holds the whole beam (zero beyond it): on the CT grid every
     # structure lies inside the dose grid, as it should for organs far from the field
-    dose_on_ct = dose.dose_on(case.ct)
+    dose_on_ct = resample_dose(dose.dose, case.ct)
     out = {}
     for name in (TARGET, *REPORT_ORGANS):
         if name in case.structures and case.structures[name].mask.any():

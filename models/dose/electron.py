@@ -188,7 +188,12 @@ class DoseResult:
         return self.dmax_gy * level / 100.0
 
     def dose_on(self, grid: Volume) -> Volume:
-        """This dose resampled (trilinear, 0 outside) onto another grid, e.g. the CT's."""
+        """This dose resampled (trilinear, 0 outside) onto another grid, e.g. the CT's.
+
+        Air stays exactly 0 Gy, so tissue voxels next to air are pulled down by their air
+        neighbours; for DVHs use :func:`models.dvh.resample_dose`, which interpolates over
+        the non-zero neighbours only.
+        """
         return self.dose.resample_like(grid, order=1, fill_value=0.0)
 
     @property
