@@ -66,8 +66,8 @@ class FilterOptions:
     """
 
     min_cutoff_hz: float = 1.5
-    beta_s_per_mm: float = 0.05
-    beta_s_per_deg: float = 0.05
+    beta_s_per_mm: float = 0.3
+    beta_s_per_deg: float = 0.5
     derivative_cutoff_hz: float = 1.0
     max_lag_s: float = 0.1
     staleness_limit_s: float = DEFAULT_STALENESS_LIMIT_S
