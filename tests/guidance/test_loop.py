@@ -240,3 +240,28 @@ def test_step_returns_false_at_the_end(tools: dict) -> None:
     assert len(outcomes) == 1 and outcomes[0].frame.index == 0
     assert loop.finished and loop.failure is None and loop.frames_skipped == 1
     assert loop.step() is False
+
+
+def test_dropout_and_hands_degrade_gracefully(tools: dict) -> None:
+    """Random marker dropout, hands and motion blur: the loop keeps going, poses stay right
+    when given, and the reference is tracked most of the time."""
+    path = CameraPath(target_mm=np.zeros(3), distance_mm=420.0, sway_mm=30.0)
+    eye = invert_rigid(path.camera_from_frame(0.0))[:3, 3]
+    reference = facing_pose(np.array([-60.0, 0.0, 0.0]), eye)
+    effects = SimEffects(marker_dropout_prob=0.4, hand_prob=0.3, motion_blur_exposure=0.3)
+    camera = SimulatedCamera([], tools, K, image_size=SIZE, effects=effects,
+                             rng=np.random.default_rng(5))
+    source = SimulatedSource(
+        camera, lambda i, t: ScenePose(path.camera_from_frame(t), {"reference": reference}),
+        n_frames=24)
+    loop = GuidanceLoop(source, tools, K, patient_from_reference=np.eye(4))
+    results = []
+    loop.subscribe(lambda e: results.append(e.result) if isinstance(e, FrameProcessed) else None)
+    summary = loop.run()
+    assert summary.frames_processed == 24 and summary.failure is None
+    tracked = [r for r in results if r.state("reference") is TrackingState.TRACKING]
+    assert len(tracked) >= 12
+    for r in tracked:
+        error_mm, _ = transform_difference(r.tools["reference"].camera_from_tool,
+                                           r.frame.truth.camera_from_tool["reference"])
+        assert error_mm < 3.0
