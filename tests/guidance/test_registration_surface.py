@@ -75,3 +75,38 @@ def test_bad_inputs() -> None:
     with pytest.raises(ValueError, match="distances_mm"):
         register_surface(np.random.default_rng(0).normal(size=(10, 3)),
                          np.random.default_rng(1).normal(size=(10, 3)), distances_mm=())
+
+
+def test_phantom_skin_sweep_checks_paired_point(rng: np.random.Generator) -> None:
+    """Skin swept around the cavity (reference frame) onto the phantom BODY surface: ICP
+    started from a slightly wrong paired-point result lands on the truth at the target, and
+    the disagreement check refuses a paired-point result 4 mm off."""
+    from guidance.registration.decision import assess_surface
+    from models.phantom import make_phantom
+    from models.transforms import invert_rigid
+
+    case = make_phantom(spacing_mm=(3, 3, 4))
+    points, normals = surface_points(case.mesh("BODY"))
+    target = case.centroid_lps("CTV")
+    around = (points[:, 1] < -50) & (np.hypot(points[:, 0] - target[0],
+                                              points[:, 2] - target[2]) < 120)
+    sweep = points[around][rng.choice(int(around.sum()), 2000)]
+    truth = transform_from_rotvec([0.3, -0.2, 0.5], [20.0, -300.0, 40.0])  # patient_from_ref
+    sweep_ref = (sweep - truth[:3, 3]) @ truth[:3, :3] + rng.normal(0, 0.3, sweep.shape)
+    # paired point off by 1 deg about the target and 1.5 mm (what a fair FLE gives)
+    rot = transform_from_rotvec(np.radians([0.6, -0.6, 0.5]), np.zeros(3))[:3, :3]
+    delta = np.eye(4)
+    delta[:3, :3] = rot
+    delta[:3, 3] = target - rot @ target + np.array([1.0, -1.0, 0.5])
+    paired = delta @ truth
+    result = register_surface(sweep_ref, points, target_normals=normals,
+                              initial_target_from_source=paired)
+    target_ref = invert_rigid(truth)[:3, :3] @ target + invert_rigid(truth)[:3, 3]
+    assert registration_disagreement_mm(result.target_from_source, truth,
+                                        target_ref[None]) < 0.5
+    assert assess_surface(result, paired_point_target_from_source=paired,
+                          check_points_mm=target_ref[None]).accepted
+    wrong = transform_from_rotvec(np.zeros(3), [4.0, 0.0, 0.0]) @ truth
+    decision = assess_surface(result, paired_point_target_from_source=wrong,
+                              check_points_mm=target_ref[None])
+    assert not decision.accepted and "differ" in decision.reasons[0]
