@@ -5,7 +5,8 @@ frames as OpenIGTLink ``IMAGE`` messages to our :class:`~guidance.igtl_server.Ig
 :class:`IgtlImageSource` hands the newest one to the guidance loop like any other
 :class:`~guidance.sources.base.FrameSource` (newest wins: a slow reader drops frames rather
 than falling behind). IMAGE pixels are RGB(A) or grey; frames come out BGR as from
-``cv2.VideoCapture``.
+``cv2.VideoCapture`` (conversion shared with :mod:`guidance.sources.igtl`, the client-side
+source for a PLUS or Slicer *server*).
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ from __future__ import annotations
 import logging
 import time
 
-import cv2
-import numpy as np
-
 from guidance.igtl_server import IgtlServer
 from guidance.sources.base import Frame, FrameSource, FrameSourceError, SkipFrame
+from guidance.sources.igtl import image_from_message
 from models.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -74,30 +73,9 @@ class IgtlImageSource(FrameSource):
         self._last_received = got.received_s
         index = self._index
         self._index += 1
-        image = image_to_bgr(got.message.image)
-        if image is None:
-            raise SkipFrame(f"IMAGE {self.device_name!r} is not an 8-bit 2-D grey/RGB/RGBA "
-                            f"frame (shape {np.shape(got.message.image)}, "
-                            f"{np.asarray(got.message.image).dtype})")
+        try:
+            image = image_from_message(got.message.image)
+        except ValueError as exc:
+            raise SkipFrame(f"IMAGE {self.device_name!r}: {exc}") from exc
         return Frame(image=image, timestamp_s=got.received_s, camera_id=self.camera_id,
                      index=index)
-
-
-def image_to_bgr(image: np.ndarray) -> np.ndarray | None:
-    """pyigtl IMAGE array ((k, j, i) or (k, j, i, c), one slice) to a BGR/grey uint8 frame."""
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8:
-        return None
-    if arr.ndim == 4 and arr.shape[0] == 1:
-        arr = arr[0]
-    elif arr.ndim == 3 and arr.shape[0] == 1:
-        arr = arr[0]
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        return np.ascontiguousarray(arr)
-    if arr.ndim == 3 and arr.shape[2] == 3:
-        return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        return cv2.cvtColor(arr, cv2.COLOR_RGBA2BGR)
-    return None

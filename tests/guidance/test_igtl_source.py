@@ -10,7 +10,7 @@ import pyigtl
 import pytest
 
 from guidance.igtl_server import IgtlServer
-from guidance.igtl_source import IgtlImageSource, image_to_bgr
+from guidance.igtl_source import IgtlImageSource
 from guidance.sources.base import FrameSourceError
 from models.errors import InputError
 
@@ -44,9 +44,9 @@ def test_frames_arrive_as_bgr_in_order(server, rng) -> None:
             got = source.read()
             np.testing.assert_array_equal(got.image, frame[0][..., ::-1])
         assert [source.frames_read, got.index] == [3, 2]
-        # a float image is skipped and counted, the stream goes on
+        # a volume (not a video frame) is skipped and counted, the stream goes on
         sent = time.monotonic()
-        client.send_message(pyigtl.ImageMessage(np.zeros((1, 4, 4), np.float32),
+        client.send_message(pyigtl.ImageMessage(np.zeros((2, 4, 4, 3), np.uint8),
                                                 device_name="Video"), wait=True)
         assert server.wait_for("IMAGE", "Video", timeout_s=5.0, newer_than_s=sent)
         later = threading.Timer(0.2, lambda: client.send_message(
@@ -66,13 +66,3 @@ def test_no_sender_is_a_clear_error(server) -> None:
     source = IgtlImageSource(server, "Video", first_frame_timeout_s=0.2)
     with pytest.raises(InputError, match="no IMAGE 'Video'"):
         source.open()
-
-
-def test_image_layouts() -> None:
-    grey = np.arange(12, dtype=np.uint8).reshape(1, 3, 4)
-    assert image_to_bgr(grey).shape == (3, 4)
-    rgba = np.zeros((1, 3, 4, 4), np.uint8)
-    rgba[..., 0] = 200
-    assert image_to_bgr(rgba)[0, 0].tolist() == [0, 0, 200]
-    assert image_to_bgr(np.zeros((2, 3, 4, 3), np.uint8)) is None   # a volume, not a frame
-    assert image_to_bgr(np.zeros((1, 3, 4), np.uint16)) is None
