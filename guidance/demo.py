@@ -31,7 +31,8 @@ import numpy as np
 from guidance.loop import FrameResult, GuidanceLoop, LoopOptions
 from guidance.overlay import OverlayRenderer, OverlayStatus
 from guidance.pose_filter import TrackingState
-from guidance.registration.fiducials import FiducialCollector, FiducialRegistration
+from guidance.registration.fiducials import FiducialRegistration
+from guidance.registration.pointer import PointerRegistration
 from guidance.report import write_report
 from guidance.scenario import Scenario, ScenarioOptions, default_camera
 from guidance.scene import (
@@ -45,6 +46,7 @@ from guidance.scene import (
     isodose_surface,
     rgb_unit,
 )
+from guidance.session_log import SessionLog
 from models.beams import ElectronBeam
 from models.case import Case
 from models.dicom.reader import read_case
@@ -166,11 +168,11 @@ def _registration_error_mm(estimate: np.ndarray, truth: np.ndarray, point_lps: n
 
 
 def _banner(scenario: Scenario, result: FrameResult, track: _Track, beam: ElectronBeam,
-            collector: FiducialCollector) -> OverlayStatus:
+            registration: PointerRegistration) -> OverlayStatus:
     index = result.frame.index
     if track.registration is None:
         name = scenario.fiducial_at(index)
-        done = len(collector.collected())
+        done = len(registration.collector.collected())
         total = len(scenario.fiducial_names)
         text = (f"REGISTRATION  pointer on {name}  ({done}/{total} collected)" if name
                 else f"REGISTRATION incomplete ({done}/{total} fiducials)")
@@ -222,14 +224,19 @@ def run_demo(options: DemoOptions) -> DemoResult:
     loop = GuidanceLoop(scenario.source(), scenario.tools, calibration.camera_matrix,
                         calibration.dist_coeffs, dose_callback=pending_dose.append,
                         options=LoopOptions())
-    collector = FiducialCollector(
-        {n: case.fiducials_lps[n] for n in scenario.fiducial_names},
-        samples_per_fiducial=scenario.frames_per_fiducial, max_spread_mm=3.0)
+    # a new log per run: earlier sessions in the same folder are never overwritten
+    session_path = out / time.strftime("session-%Y%m%d-%H%M%S.sqlite")
+    session_log = SessionLog.create(session_path, case_id=case.patient_id,
+                                    metadata={"program": "iort demo", "seed": str(options.seed)})
+    registration = PointerRegistration(
+        loop, {n: case.fiducials_lps[n] for n in scenario.fiducial_names},
+        scenario.fiducial_at, target_lps=target_lps,
+        samples_per_fiducial=scenario.frames_per_fiducial,
+        give_up=lambda i: scenario.phase_at(i) == "treatment", session_log=session_log)
     track = _Track()
     images: list[Path] = []
     writer = _video_writer(out / "demo.mp4") if options.video else None
     loop_start = time.perf_counter()
-    registration_tried = False
     try:
         loop.source.open()
         bar = tqdm(total=options.frames, desc="guidance loop", unit="frame",
@@ -239,16 +246,11 @@ def run_demo(options: DemoOptions) -> DemoResult:
             if result is None:
                 continue
             index = result.frame.index
-            fiducial = scenario.fiducial_at(index)
-            if (track.registration is None and fiducial is not None
-                    and result.pointer_tip_reference_mm is not None):
-                collector.add(fiducial, result.pointer_tip_reference_mm)
-            if not registration_tried and (collector.complete
-                                           or scenario.phase_at(index) == "treatment"):
-                registration_tried = True
-                track.registration = _register(collector, target_lps, loop, track)
+            registration(result)
+            track.registration = registration.result
             if pending_dose:
-                _update_dose(engine, beam, options, pending_dose.pop(), scene, track)
+                _update_dose(engine, beam, options, pending_dose.pop(), scene, track,
+                             session_log)
                 pending_dose.clear()
             truth_app = scenario.patient_from_applicator_at(index)
             if truth_app is not None and result.patient_from_applicator is not None:
@@ -260,7 +262,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
             applicator.visible = result.patient_from_applicator is not None
             if applicator.visible:
                 scene.set_pose("applicator", result.patient_from_applicator)
-            status = _banner(scenario, result, track, beam, collector)
+            status = _banner(scenario, result, track, beam, registration)
             track.stale_frames += int(not status.tracking_ok)
             video_rgb = cv2.cvtColor(undistorter.undistort(result.frame.image), cv2.COLOR_BGR2RGB)
             camera_from_patient = (result.camera_from_patient
@@ -280,9 +282,13 @@ def run_demo(options: DemoOptions) -> DemoResult:
     finally:
         loop.source.close()
         renderer.close()
+        session_log.close()
         if writer is not None:
             writer.close()
     loop_s = time.perf_counter() - loop_start
+    if track.registration is None:
+        track.warnings.append("registration not possible: fewer than 3 fiducials collected; "
+                              "no overlay was drawn")
     summary = _summary(options, case, beam, scenario, track, loop, loop_s,
                        time.perf_counter() - start, target_lps)
     dvhs = _dvhs(case, track.dose, options) if track.dose is not None else {}
@@ -291,6 +297,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
         summary["dose.target_d90_gy"] = dvhs[TARGET].metrics.d90_gy
         summary["dose.mu"] = track.dose.mu
     summary["timing.wall_s"] = time.perf_counter() - start
+    summary["session_log"] = session_path.name
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     report = write_report(out / "report.html", summary=summary, dvhs=dvhs, images=images,
                           warnings=track.warnings)
@@ -308,28 +315,25 @@ def _target_error_px(camera_matrix: np.ndarray, camera_from_patient: np.ndarray,
     return float(np.linalg.norm(pixels[0] - pixels[1]))
 
 
-def _register(collector: FiducialCollector, target_lps: np.ndarray, loop: GuidanceLoop,
-              track: _Track) -> FiducialRegistration | None:
-    try:
-        registration = collector.register(target_patient_mm=target_lps)
-    except ValueError as exc:
-        track.warnings.append(f"registration not possible: {exc}")
-        return None
-    loop.set_registration(registration.patient_from_reference, fre_mm=registration.fre_mm)
-    return registration
-
-
 def _update_dose(engine: ElectronDoseEngine, beam: ElectronBeam, options: DemoOptions,
-                 patient_from_applicator: np.ndarray, scene: Scene, track: _Track) -> None:
+                 patient_from_applicator: np.ndarray, scene: Scene, track: _Track,
+                 session_log: SessionLog) -> None:
     try:
         dose = engine.compute(patient_from_applicator, beam,
                               prescription_gy=options.prescription_gy)
     except IortError as exc:
         track.dose_failures.append(str(exc))
         log.warning("dose not computed: %s", exc)
+        session_log.log_warning(f"dose not computed: {exc}", source="dose")
         return
     track.dose = dose
     track.dose_ms.append(dose.compute_ms)
+    session_log.log_dose(beam={"machine": beam.machine, "energy_mev": beam.energy_mev,
+                               "applicator_mm": beam.applicator_diameter_mm,
+                               "bevel_deg": beam.bevel_deg},
+                         coverage={"prescription_gy": dose.prescription_gy,
+                                   "dmax_gy": dose.dmax_gy, "mu": dose.mu},
+                         compute_ms=dose.compute_ms)
     scene.add(SceneItem("isodose", isodose_surface(dose.dose, dose.prescription_gy),
                         STYLE_ISODOSE["color"], STYLE_ISODOSE["opacity"]))
 

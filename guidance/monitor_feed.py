@@ -232,63 +232,6 @@ class CaptureWorker:
             self._thread.join(timeout_s)
 
 
-class PointerRegistration:
-    """Paired-point registration from the pointer touching the case's fiducials.
-
-    Called with every :class:`guidance.loop.FrameResult`; ``fiducial_at(frame_index)``
-    says which fiducial the pointer touches in that frame (the simulated procedure knows;
-    in the OR the user names it). When every fiducial is collected (or ``give_up(index)``
-    says the registration phase is over) it registers, hands the result to the loop and
-    records it in the session log. Rigid paired-point fit (Arun 1987 / Umeyama 1991) with
-    the Fitzpatrick-West predicted TRE at ``target_lps``.
-    """
-
-    def __init__(self, loop, fiducials_lps: Mapping[str, np.ndarray],
-                 fiducial_at: Callable[[int], str | None], *, target_lps: np.ndarray,
-                 samples_per_fiducial: int = 2, give_up: Callable[[int], bool] | None = None,
-                 session_log=None) -> None:
-        from guidance.registration.fiducials import FiducialCollector
-
-        self.loop = loop
-        self.fiducial_at = fiducial_at
-        self.target_lps = as_array(target_lps, name="target_lps", shape=(3,))
-        self.give_up = give_up
-        self.session_log = session_log
-        self.collector = FiducialCollector(fiducials_lps,
-                                           samples_per_fiducial=samples_per_fiducial,
-                                           max_spread_mm=3.0)
-        self.result = None
-        self.tried = False
-
-    def __call__(self, result) -> None:
-        if self.tried:
-            return
-        index = result.frame.index
-        name = self.fiducial_at(index)
-        if name is not None and result.pointer_tip_reference_mm is not None:
-            self.collector.add(name, result.pointer_tip_reference_mm)
-        if self.collector.complete or (self.give_up is not None and self.give_up(index)):
-            self.tried = True
-            try:
-                reg = self.collector.register(target_patient_mm=self.target_lps)
-            except ValueError as exc:
-                log.warning("registration not possible: %s", exc)
-                if self.session_log is not None:
-                    self.session_log.log_warning(f"registration not possible: {exc}",
-                                                 source="registration")
-                return
-            self.result = reg
-            self.loop.set_registration(reg.patient_from_reference, fre_mm=reg.fre_mm)
-            if self.session_log is not None:
-                self.session_log.log_registration(
-                    method="paired_point", fre_mm=reg.fre_mm,
-                    patient_from_reference=reg.patient_from_reference, accepted=True,
-                    tre_predicted_mm=reg.predicted_tre_mm,
-                    residuals_mm=dict(zip(reg.names, np.asarray(reg.fit.residuals_mm).tolist(),
-                                          strict=True)),
-                    n_points=len(reg.names))
-
-
 class LoopFeed:
     """:class:`FrameFeed` over a :class:`guidance.loop.GuidanceLoop` (any frame source).
 
@@ -304,7 +247,8 @@ class LoopFeed:
     undistort : callable(image_bgr) -> image_bgr, optional
         Lens undistortion (e.g. ``calibration.undistort.Undistorter.undistort``).
     on_result : callable(FrameResult), optional
-        Hook per processed frame (e.g. :class:`PointerRegistration`).
+        Hook per processed frame (e.g.
+        :class:`guidance.registration.pointer.PointerRegistration`).
     """
 
     def __init__(self, loop, camera_matrix: np.ndarray, *,

@@ -112,7 +112,7 @@ def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int]
 
     Frames are rendered by the simulated camera (lens distortion, noise...), tracked by
     :class:`guidance.loop.GuidanceLoop`, registered from the pointer touching the
-    fiducials (:class:`guidance.monitor_feed.PointerRegistration`, recorded in
+    fiducials (:class:`guidance.registration.pointer.PointerRegistration`, recorded in
     ``session_log``) and undistorted for the overlay.
 
     Returns
@@ -121,7 +121,8 @@ def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int]
     """
     from calibration.undistort import undistorter_for
     from guidance.loop import GuidanceLoop
-    from guidance.monitor_feed import LoopFeed, PointerRegistration
+    from guidance.monitor_feed import LoopFeed
+    from guidance.registration.pointer import PointerRegistration
     from guidance.scenario import Scenario, ScenarioOptions, default_camera
 
     calibration = default_camera(image_size)

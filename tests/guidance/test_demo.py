@@ -35,6 +35,12 @@ def test_outputs_written(demo_run) -> None:
                 "timing.fps", "timing.dose_ms", "versions"):
         assert key in summary, key
     assert summary["timing.frames"] == 14
+    from guidance.session_log import SessionLog
+
+    with SessionLog.open(out / summary["session_log"], readonly=True) as log:
+        registrations = log.events("registration")
+        doses = log.events("dose")
+    assert len(registrations) == 1 and len(doses) == summary["dose.updates"]
 
 
 def test_registration_and_tracking_against_truth(demo_run) -> None:
