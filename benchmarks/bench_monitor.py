@@ -103,7 +103,7 @@ def _ar_fps(quick: bool) -> float:
     background = view.background()
     frames = 10 if quick else 40
     with OverlayRenderer(logic.scene, view.camera_matrix, view.image_size) as renderer:
-        add_organ_outlines(renderer._plotter, logic.scene)  # as the monitor does
+        add_organ_outlines(renderer.plotter, logic.scene)  # as the monitor does
         renderer.render_layer(view.camera_from_patient)  # warm up
 
         def run() -> None:  # the monitor's per-frame AR path

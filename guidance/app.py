@@ -416,12 +416,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.ar_frames += 1
 
     def _outline_organs(self, renderer: OverlayRenderer) -> None:
-        """Organs at risk get a view-dependent outline in the AR view.
-
-        Uses the overlay renderer's plotter (``OverlayRenderer`` has no public hook for
-        extra actors).
-        """
-        add_organ_outlines(renderer._plotter, self.logic.scene, target=self.logic.target)
+        """Organs at risk get a view-dependent outline in the AR view."""
+        add_organ_outlines(renderer.plotter, self.logic.scene, target=self.logic.target)
 
     def _show_dose(self, snap: MonitorSnapshot) -> None:
         dose = snap.dose

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from guidance.compositing import blend_layer
 from guidance.scene import Scene, SceneItem
 from guidance.vtk_camera import apply_to_vtk_camera
 from models.validation import as_array, as_transform
@@ -54,7 +55,8 @@ class OverlayRenderer:
     Examples
     --------
     >>> import numpy as np, pyvista as pv
-    >>> from guidance.scene import Scene, SceneItem
+    >>> from guidance.compositing import blend_layer
+from guidance.scene import Scene, SceneItem
     >>> scene = Scene()
     >>> scene.add(SceneItem("ball", pv.Sphere(radius=20.0), (1.0, 0.0, 0.0)))
     >>> k = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
@@ -97,6 +99,12 @@ class OverlayRenderer:
             if item.patient_from_item is not None:
                 actor.user_matrix = item.patient_from_item
 
+    @property
+    def plotter(self) -> pv.Plotter:
+        """The offscreen plotter: a hook for extra view-dependent actors (e.g. organ
+        silhouettes), which then follow the calibrated camera like the scene."""
+        return self._plotter
+
     def _add_item(self, item: SceneItem) -> object:
         if item.mesh.n_points == 0:
             return None
@@ -136,10 +144,7 @@ class OverlayRenderer:
             if status.banner:
                 draw_banner(out, status.banner, alarm=False)
             return out
-        layer = self.render_layer(camera_from_patient).astype(np.float32)
-        alpha = layer[..., 3:4] / 255.0
-        out = (background.astype(np.float32) * (1.0 - alpha) + layer[..., :3] * alpha)
-        out = np.clip(out, 0, 255).astype(np.uint8)
+        out = blend_layer(background, self.render_layer(camera_from_patient))
         if status.banner:
             draw_banner(out, status.banner, alarm=False)
         return out
