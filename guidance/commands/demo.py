@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="run the whole guidance loop on the built-in phantom",
         description="Generate the phantom as DICOM, import it, simulate the tracked camera, "
                     "register, follow the applicator, compute dose and draw the overlay. "
-                    "Without a display (or with --headless) it writes overlay_NNNN.png, "
-                    "demo.mp4, summary.json and report.html to --out.")
+                    "With a display it opens the OR monitor on the simulated procedure "
+                    "(as 'iort run phantom'); without one (or with --headless) it writes "
+                    "overlay_NNNN.png, demo.mp4, summary.json, report.html and a session "
+                    "log to --out.")
     parser.add_argument("--headless", action="store_true",
                         help="never open a window, even when a display exists")
     parser.add_argument("--frames", type=int, default=60, help="frames to simulate (60)")
@@ -56,6 +58,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
+    if not args.headless and os.environ.get("DISPLAY"):
+        # a screen: the OR monitor on the simulated procedure, like `iort run phantom`
+        from guidance.cli import main
+
+        return main(["run", "phantom", "--source", "sim", "--frames", str(args.frames),
+                     "--machine", args.machine])
     # check the beam choice before minutes of work (names the valid choices)
     default_library().validate(ElectronBeam(args.machine, args.energy, args.applicator,
                                             args.bevel))
@@ -82,8 +90,4 @@ def run(args: argparse.Namespace) -> int:
           f"whole run {num('timing.wall_s', 's', 1)}")
     print(f"wrote {result.out_dir}/ (overlay_*.png, "
           f"{'demo.mp4, ' if result.video else ''}summary.json, report.html)")
-    if not args.headless and os.environ.get("DISPLAY"):
-        from guidance.app_viewer import show_frames
-
-        show_frames(result.images, title="iort demo")
     return 0
