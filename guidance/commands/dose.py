@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from guidance.case_inputs import PHANTOM, load_case_spec, read_transform_file
 from models.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Electron dose of the applicator at a pose in a case folder (from "
                     "`iort case import`/`iort case phantom`), or in the built-in phantom "
                     "(CASE = phantom). Writes RT Plan and RT Dose and prints coverage.")
-    case.add_argument("case", metavar="CASE", help="case folder, or 'phantom'")
+    case.add_argument("case", metavar="CASE",
+                      help="'phantom', a case folder (iort case import) or a DICOM folder")
     _beam_arguments(case, machine_required=False)
     case.add_argument("--pose", type=Path, metavar="FILE",
                       help="patient_from_applicator 4x4 (JSON: a 4x4 list or an object with "
@@ -111,34 +113,6 @@ def run_depth_curve(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_pose(path: Path) -> np.ndarray:
-    """Read a 4x4 ``patient_from_applicator`` from JSON or a whitespace text file."""
-    from models.validation import as_transform
-
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"--pose {path}: cannot read ({exc.strerror})") from exc
-    try:
-        raw = json.loads(text)
-        if isinstance(raw, dict):
-            if "patient_from_applicator" not in raw:
-                raise InputError(f"--pose {path}: JSON object has no 'patient_from_applicator'")
-            raw = raw["patient_from_applicator"]
-        matrix = np.asarray(raw, dtype=np.float64)
-    except json.JSONDecodeError:
-        try:
-            matrix = np.loadtxt(path, dtype=np.float64, ndmin=2)
-        except ValueError as exc:
-            raise InputError(f"--pose {path}: neither JSON nor a 4x4 text matrix ({exc})") from exc
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"--pose {path}: not a numeric 4x4 matrix ({exc})") from exc
-    try:
-        return as_transform(matrix, name="patient_from_applicator", rigid=True)
-    except ValueError as exc:
-        raise InputError(f"--pose {path}: {exc}") from exc
-
-
 def run_case(args: argparse.Namespace) -> int:
     """Compute the dose in a case, write RT Plan + RT Dose, print coverage."""
     from models.beams import ElectronBeam, default_library
@@ -150,19 +124,16 @@ def run_case(args: argparse.Namespace) -> int:
 
     beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
     default_library().validate(beam)
-    if args.case == "phantom":
-        from models.phantom import make_phantom, planned_patient_from_applicator
+    case = load_case_spec(args.case)
+    if args.pose is not None:
+        pose = read_transform_file(args.pose, "patient_from_applicator", option="--pose")
+    elif args.case == PHANTOM:
+        from models.phantom import planned_patient_from_applicator
 
-        case = make_phantom()
-        pose = read_pose(args.pose) if args.pose else planned_patient_from_applicator(case)
+        pose = planned_patient_from_applicator(case)
     else:
-        from models.case_store import load_case
-
-        case = load_case(args.case)
-        if args.pose is None:
-            raise InputError("--pose FILE is required for a case folder (only the built-in "
-                             "phantom has a planned pose)")
-        pose = read_pose(args.pose)
+        raise InputError("--pose FILE is required for a case (only the built-in phantom has "
+                         "a planned pose)")
     if args.target not in case.structures:
         raise InputError(f"--target {args.target!r}: no such structure; have: "
                          f"{', '.join(sorted(case.structures))}")

@@ -81,7 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export", help="write the plan as DICOM-RT (RTSTRUCT, RTPLAN, RTDOSE)",
         description="Export a case folder's structures, electron IORT plan and dose as "
                     "DICOM-RT referencing the CT's Frame of Reference and series.")
-    parser.add_argument("case", type=Path, metavar="CASE", help="case folder (iort case import)")
+    parser.add_argument("case", metavar="CASE",
+                        help="a case folder (iort case import), a DICOM folder or 'phantom'")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="output folder (must be empty unless --force)")
     parser.add_argument("--anonymise", "--anonymize", action="store_true",
@@ -103,9 +104,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the case, resolve the plan, write the DICOM-RT objects."""
-    from models.case_store import load_case
+    from guidance.case_inputs import load_case_spec
 
-    case = load_case(args.case)
+    case = load_case_spec(args.case)
     overrides = {"machine": args.machine, "energy_mev": args.energy,
                  "applicator_diameter_mm": args.applicator, "bevel_deg": args.bevel,
                  "prescription_gy": args.prescription}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from guidance.case_inputs import load_case_spec, read_transform_file
 from models.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -54,33 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _load_case(spec: str):
-    if spec == "phantom":
-        from models.phantom import make_phantom
-
-        return make_phantom()
-    path = Path(spec)
-    if not path.is_dir():
-        raise InputError(f"CASE {spec!r}: not 'phantom' and not a folder; give a DICOM folder")
-    from models.dicom.reader import read_case
-
-    return read_case(path)
-
-
-def _matrix_from_json(path: Path, key: str) -> np.ndarray:
-    from models.validation import as_transform
-
-    try:
-        data = json.loads(path.read_text())
-        return as_transform(data[key], name=f"{path}: {key}", rigid=True)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: cannot read a 4x4 {key!r} ({exc}); write "
-                         f'{{"{key}": [[...], [...], [...], [0, 0, 0, 1]]}}') from exc
-
-
 def _plan(args: argparse.Namespace, case) -> np.ndarray:
     if args.plan is not None:
-        return _matrix_from_json(args.plan, "patient_from_applicator")
+        return read_transform_file(args.plan, "patient_from_applicator", option="--plan")
     if args.case == "phantom":
         from models.phantom import planned_patient_from_applicator
 
@@ -136,7 +112,8 @@ def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log, igtl):
                          "or an image folder")
     registration = None
     if args.registration is not None:
-        registration = _matrix_from_json(args.registration, "patient_from_reference")
+        registration = read_transform_file(args.registration, "patient_from_reference",
+                                           option="--registration")
     loop = GuidanceLoop(frames, load_builtin_tools(), calibration.camera_matrix,
                         calibration.dist_coeffs, patient_from_reference=registration)
     undistorter = undistorter_for(calibration)
@@ -159,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from guidance.session_log import SessionLog
 
-    case = _load_case(args.case)
+    case = load_case_spec(args.case)
     plan = _plan(args, case)
     options = beam_options(args.machine)
     beam = BeamChoice(energy_mev=options.energies_mev[len(options.energies_mev) // 2],

@@ -1,0 +1,105 @@
+"""What the command line accepts as a case and as a transform file, read one way everywhere.
+
+``iort run``, ``iort dose case`` and ``iort export`` take the same CASE argument and the
+same kind of pose file, so a user learns it once and every command gives the same message
+for the same mistake.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from models.case import Case
+from models.errors import InputError
+from models.validation import as_transform
+
+#: The CASE value that selects the built-in phantom.
+PHANTOM = "phantom"
+
+
+def load_case_spec(spec: str | Path) -> Case:
+    """Load the case named on the command line.
+
+    Parameters
+    ----------
+    spec : str or Path
+        ``"phantom"`` (the built-in phantom, in memory), a case folder written by
+        ``iort case import`` / :func:`models.case_store.save_case` (has ``manifest.json``),
+        or a DICOM folder (CT/MR series + RTSTRUCT, imported on the fly).
+
+    Raises
+    ------
+    InputError
+        If ``spec`` is none of these; the message says what would work.
+    """
+    if str(spec) == PHANTOM:
+        from models.phantom import make_phantom
+
+        return make_phantom()
+    path = Path(spec)
+    if not path.is_dir():
+        raise InputError(f"CASE {str(spec)!r}: not {PHANTOM!r} and not a folder; give a case "
+                         "folder (iort case import) or a DICOM folder (CT series + RTSTRUCT)")
+    from models.case_store import MANIFEST, load_case
+
+    if (path / MANIFEST).is_file():
+        return load_case(path)
+    from models.dicom.reader import read_case
+
+    try:
+        return read_case(path)
+    except InputError as exc:
+        raise InputError(f"CASE {path}: not a case folder (no {MANIFEST}) and not a usable "
+                         f"DICOM folder: {exc}") from exc
+
+
+def read_transform_file(path: str | Path, key: str, *, option: str) -> np.ndarray:
+    """Read a rigid 4x4 transform from a file given with a command-line option.
+
+    Accepted forms: JSON ``{"<key>": [[...], [...], [...], [0, 0, 0, 1]]}``, a bare JSON
+    4x4 list, or a text file of 4 rows of 4 numbers.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    key : str
+        Name of the transform, e.g. ``"patient_from_applicator"``.
+    option : str
+        The option that named the file (``"--pose"``), quoted in error messages.
+
+    Raises
+    ------
+    InputError
+        Unreadable file, wrong form, not 4x4, not rigid; the message names the option and
+        file and shows the expected form.
+    """
+    path = Path(path)
+    where = f"{option} {path}"
+    expected = f'write {{"{key}": [[...], [...], [...], [0, 0, 0, 1]]}}'
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"{where}: cannot read ({exc.strerror})") from exc
+    try:
+        raw = json.loads(text)
+        if isinstance(raw, dict):
+            if key not in raw:
+                raise InputError(f"{where}: JSON object has no {key!r}; {expected}")
+            raw = raw[key]
+        matrix = np.asarray(raw, dtype=np.float64)
+    except json.JSONDecodeError:
+        try:
+            matrix = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        except ValueError as exc:
+            raise InputError(f"{where}: neither JSON nor a 4x4 text matrix ({exc}); "
+                             f"{expected}") from exc
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: not a numeric 4x4 matrix ({exc}); {expected}") from exc
+    try:
+        return as_transform(matrix, name=key, rigid=True)
+    except ValueError as exc:
+        raise InputError(f"{where}: {exc}") from exc
