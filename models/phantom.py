@@ -62,6 +62,8 @@ PHANTOM_CTV_NORMAL_LPS: np.ndarray = np.array([0.0, 1.0, 0.0])
 STRUCTURE_NAMES: tuple[str, ...] = ("BODY", "CAVITY", "CTV", "PANCREAS", "LIVER", "KIDNEY_L",
                                     "KIDNEY_R", "STOMACH", "BOWEL", "SPINE", "PELVIS")
 FIDUCIAL_NAMES: tuple[str, ...] = ("FID1", "FID2", "FID3", "FID4", "FID5")
+#: PatientID of the phantom: how other code recognises it after a DICOM round trip.
+PHANTOM_PATIENT_ID = "IORT-PHANTOM"
 
 _ROI: dict[str, tuple[tuple[int, int, int], str]] = {
     "BODY": ((222, 184, 135), "EXTERNAL"),
@@ -402,7 +404,7 @@ def make_phantom(*, spacing_mm: tuple[float, float, float] = DEFAULT_SPACING_MM,
                                   _ROI[name][1]) for name in STRUCTURE_NAMES}
     log.debug("phantom grid %s spacing %s", shape, spacing)
     return Case(ct=g.volume.with_array(hu), structures=structures, fiducials_lps=fiducials,
-                patient_id="IORT-PHANTOM", patient_name="Phantom^Abdomen", modality="CT")
+                patient_id=PHANTOM_PATIENT_ID, patient_name="Phantom^Abdomen", modality="CT")
 
 
 def planned_patient_from_applicator(case: Case | None = None) -> np.ndarray:

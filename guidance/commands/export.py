@@ -32,11 +32,10 @@ from typing import Any
 import numpy as np
 
 from models.errors import InputError
+from models.phantom import PHANTOM_PATIENT_ID
 
 log = logging.getLogger(__name__)
 
-#: PatientID of the built-in phantom (models.phantom.make_phantom).
-PHANTOM_PATIENT_ID = "IORT-PHANTOM"
 #: Beam used for the phantom when nothing else is given (same as ``iort demo``).
 PHANTOM_DEFAULTS: dict[str, Any] = {"machine": "liac", "energy_mev": 8.0,
                                     "applicator_diameter_mm": 70.0, "bevel_deg": 0.0,
