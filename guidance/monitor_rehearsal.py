@@ -18,22 +18,6 @@ from models.case import Case
 from models.volume import Volume
 
 
-def camera_looking_at(eye_lps: np.ndarray, target_lps: np.ndarray,
-                      up_lps: np.ndarray = (0.0, 0.0, 1.0)) -> np.ndarray:
-    """``camera_from_patient`` of an OpenCV camera at ``eye`` looking at ``target``
-    with image-up as close to ``up`` as possible."""
-    eye = np.asarray(eye_lps, dtype=np.float64)
-    z = np.asarray(target_lps, dtype=np.float64) - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, np.asarray(up_lps, dtype=np.float64))
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    patient_from_camera = np.eye(4)
-    patient_from_camera[:3, :3] = np.c_[x, y, z]
-    patient_from_camera[:3, 3] = eye
-    return np.linalg.inv(patient_from_camera)
-
-
 def slab_dose(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
     """Analytic dose (Gy) on an applicator-aligned 2 mm grid.
 
@@ -92,7 +76,9 @@ class PhantomView:
 
 def phantom_view(*, spacing_mm=(3.0, 3.0, 4.0), image_size=(640, 400)) -> PhantomView:
     """Coarse phantom, camera 400 mm anterior of the CTV, off-centre principal point."""
+    from guidance.simcamera import look_at
     from models.phantom import make_phantom, planned_patient_from_applicator
+    from models.transforms import invert_rigid
 
     case = make_phantom(spacing_mm=spacing_mm)
     plan = planned_patient_from_applicator(case)
@@ -103,7 +89,7 @@ def phantom_view(*, spacing_mm=(3.0, 3.0, 4.0), image_size=(640, 400)) -> Phanto
                               [0.0, 1.08 * width, height * 0.5 - 17.0],
                               [0.0, 0.0, 1.0]])
     return PhantomView(case, plan, camera_matrix, (width, height),
-                       camera_looking_at(eye, target))
+                       invert_rigid(look_at(eye, target)))
 
 
 def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int] = (1280, 720),
