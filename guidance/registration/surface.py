@@ -137,6 +137,45 @@ def register_surface(source_mm: np.ndarray, target_mm: np.ndarray, *,
                                      time_s=elapsed)
 
 
+class SweepCollector:
+    """Points swept over the skin with the pointer tip, thinned to a minimum spacing.
+
+    Feed it :attr:`guidance.loop.FrameResult.pointer_tip_reference_mm` while the surgeon
+    strokes the skin; :attr:`points_mm` is the source of :func:`register_surface`. Samples
+    closer than ``min_spacing_mm`` to the previous kept one are dropped (a pointer resting
+    in one place would otherwise dominate the fit).
+    """
+
+    def __init__(self, *, min_spacing_mm: float = 1.0, max_points: int = 100_000) -> None:
+        self.min_spacing_mm = float(min_spacing_mm)
+        if self.min_spacing_mm < 0:
+            raise ValueError(f"min_spacing_mm must be >= 0, got {min_spacing_mm}")
+        self.max_points = int(max_points)
+        self._points: list[np.ndarray] = []
+
+    def add(self, tip_mm: np.ndarray) -> bool:
+        """Add one tip position (mm); returns whether it was kept."""
+        tip = as_points(tip_mm, name="tip_mm")[0]
+        if len(self._points) >= self.max_points:
+            return False
+        if self._points and np.linalg.norm(tip - self._points[-1]) < self.min_spacing_mm:
+            return False
+        self._points.append(tip)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    @property
+    def points_mm(self) -> np.ndarray:
+        """(N, 3) kept points."""
+        return np.array(self._points).reshape(-1, 3)
+
+    def clear(self) -> None:
+        """Start a new sweep."""
+        self._points.clear()
+
+
 def registration_disagreement_mm(a_from_b: np.ndarray, a_from_b_other: np.ndarray,
                                  points_b_mm: np.ndarray) -> float:
     """Largest distance (mm) between where two registrations put the same points.

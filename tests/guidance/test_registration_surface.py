@@ -110,3 +110,19 @@ def test_phantom_skin_sweep_checks_paired_point(rng: np.random.Generator) -> Non
     decision = assess_surface(result, paired_point_target_from_source=wrong,
                               check_points_mm=target_ref[None])
     assert not decision.accepted and "differ" in decision.reasons[0]
+
+
+def test_sweep_collector_thins_resting_pointer() -> None:
+    from guidance.registration.surface import SweepCollector
+
+    sweep = SweepCollector(min_spacing_mm=1.0, max_points=4)
+    assert sweep.add(np.zeros(3))
+    assert not sweep.add(np.array([0.3, 0.0, 0.0]))  # pointer resting: dropped
+    assert sweep.add(np.array([1.5, 0.0, 0.0]))
+    assert sweep.add(np.array([3.0, 0.0, 0.0])) and sweep.add(np.array([4.5, 0.0, 0.0]))
+    assert not sweep.add(np.array([9.0, 0.0, 0.0]))  # full
+    assert len(sweep) == 4 and sweep.points_mm.shape == (4, 3)
+    sweep.clear()
+    assert sweep.points_mm.shape == (0, 3)
+    with pytest.raises(ValueError, match="NaN"):
+        sweep.add(np.array([np.nan, 0.0, 0.0]))
