@@ -7,6 +7,11 @@ One frame through the loop::
       -> patient_from_applicator -> dose callback (when it moved more than a threshold)
       -> FrameResult -> subscribers (overlay, OR monitor, recorder, OpenIGTLink, log)
 
+With an external tracker (``tool_poses=``, e.g. :class:`guidance.external_tracker.IgtlToolPoses`)
+the marker detection is replaced by the tracker's poses (tracker frame), polled once per
+frame; the frames then only drive the clock (and the AR background). See
+:meth:`GuidanceLoop._compose_external` for the compositions.
+
 Each tool has a clear state (:class:`~guidance.pose_filter.TrackingState`: untracked /
 tracking / stale), decided on the frame clock; a change is announced in the same frame as a
 :class:`ToolStateChanged` event. A pose older than ``staleness_limit_s`` is never handed
@@ -22,7 +27,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -34,6 +39,9 @@ from guidance.tools import ToolDefinition, check_tool_set
 from models.errors import IortError
 from models.transforms import invert_rigid, rotation_angle_deg
 from models.validation import as_array, as_positive, as_transform
+
+if TYPE_CHECKING:
+    from guidance.external_tracker import ToolPoseProvider
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +67,9 @@ class LoopOptions:
         call (and on the first tracked pose).
     reference_tool, pointer_tool, applicator_tool : str
         Names of the tools with those roles.
+    camera_tool : str
+        External-tracker mode only: the tool whose pose is the camera's
+        (``tracker_from_camera``, OpenCV camera frame).
     """
 
     filter: FilterOptions = field(default_factory=FilterOptions)
@@ -70,6 +81,7 @@ class LoopOptions:
     reference_tool: str = "reference"
     pointer_tool: str = "pointer"
     applicator_tool: str = "applicator"
+    camera_tool: str = "camera"
 
     @property
     def staleness_limit_s(self) -> float:
@@ -85,17 +97,21 @@ class ToolStatus:
     ----------
     state : TrackingState
     camera_from_tool : (4, 4) array or None
-        Filtered pose; None when UNTRACKED.
+        Filtered pose; None when UNTRACKED (external tracker: None unless the camera is
+        tracked too).
     age_s : float
         Age of the pose on the frame clock (0 when measured in this frame).
     measurement : ToolPose or None
         Raw PnP result of this frame (with its quality), if any.
+    tracker_from_tool : (4, 4) array or None
+        External-tracker mode: filtered pose in the tracker frame; None otherwise.
     """
 
     state: TrackingState
     camera_from_tool: np.ndarray | None
     age_s: float
     measurement: ToolPose | None = None
+    tracker_from_tool: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -246,6 +262,11 @@ class GuidanceLoop:
         Called when the tracked applicator moved more than the thresholds. It runs in the
         loop's thread: it must only queue the work (e.g. submit to an executor) and return.
     options : LoopOptions, optional
+    tool_poses : ToolPoseProvider, optional
+        External tracker (e.g. :class:`guidance.external_tracker.IgtlToolPoses`): tool poses
+        come from it instead of marker detection, and ``tools``, ``camera_matrix`` and
+        ``dist_coeffs`` are not used for tracking. The source's frames still drive the clock
+        (use :class:`guidance.external_tracker.TrackerClockSource` when there is no camera).
 
     Examples
     --------
@@ -259,7 +280,8 @@ class GuidanceLoop:
                  camera_matrix: np.ndarray, dist_coeffs: np.ndarray | None = None, *,
                  patient_from_reference: np.ndarray | None = None,
                  dose_callback: Callable[[np.ndarray], object] | None = None,
-                 options: LoopOptions | None = None) -> None:
+                 options: LoopOptions | None = None,
+                 tool_poses: ToolPoseProvider | None = None) -> None:
         if not isinstance(source, FrameSource):
             raise TypeError(f"source must be a FrameSource, got {type(source).__name__}")
         self.source = source
@@ -271,11 +293,17 @@ class GuidanceLoop:
         self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
         self.dist_coeffs = (None if dist_coeffs is None
                             else as_array(dist_coeffs, name="dist_coeffs").ravel())
-        self.tracker = MarkerTracker(self.tools, self.camera_matrix, self.dist_coeffs,
-                                     min_markers=self.options.min_markers,
-                                     max_rms_px=self.options.max_rms_px)
-        self._filters = {name: PoseFilter(self.options.filter) for name in self.tools}
-        self._states = dict.fromkeys(self.tools, TrackingState.UNTRACKED)
+        self.tool_poses = tool_poses
+        if tool_poses is None:
+            self.tracker: MarkerTracker | None = MarkerTracker(
+                self.tools, self.camera_matrix, self.dist_coeffs,
+                min_markers=self.options.min_markers, max_rms_px=self.options.max_rms_px)
+            tracked = tuple(self.tools)
+        else:
+            self.tracker = None
+            tracked = tuple(tool_poses.tool_names)
+        self._filters = {name: PoseFilter(self.options.filter) for name in tracked}
+        self._states = dict.fromkeys(tracked, TrackingState.UNTRACKED)
         self._subscribers: list[Callable[[LoopEvent], object]] = []
         self.dose_callback = dose_callback
         self._last_dose_pose: np.ndarray | None = None
@@ -335,6 +363,10 @@ class GuidanceLoop:
         if self._last_time_s is not None and frame.timestamp_s < self._last_time_s:
             return self._skip(frame.index, f"timestamp {frame.timestamp_s:.3f} s goes back in "
                                            f"time (last {self._last_time_s:.3f} s)")
+        if self.tool_poses is not None:
+            self._last_time_s = frame.timestamp_s
+            statuses = self._track_external(frame.timestamp_s)
+            return self._finish(self._compose_external(frame, statuses, received))
         try:
             image = frame.image if frame.image.ndim == 2 or frame.image.shape[2] == 3 else \
                 cv2.cvtColor(frame.image, cv2.COLOR_BGRA2BGR)
@@ -349,8 +381,12 @@ class GuidanceLoop:
                 frame.timestamp_s, None if measurement is None else measurement.camera_from_tool)
             statuses[name] = ToolStatus(filtered.state, filtered.pose, filtered.age_s,
                                         measurement)
-        result = self._compose(frame, statuses, len(tracking.detections), received)
-        for name, status in statuses.items():
+        return self._finish(self._compose(frame, statuses, len(tracking.detections), received))
+
+    def _finish(self, result: FrameResult) -> FrameResult:
+        """Announce state changes, count, dose, publish."""
+        frame = result.frame
+        for name, status in result.tools.items():
             old = self._states[name]
             if status.state is not old:
                 self._states[name] = status.state
@@ -407,6 +443,63 @@ class GuidanceLoop:
                            patient_from_applicator=patient_from_applicator,
                            pointer_tip_reference_mm=tip_ref, pointer_tip_patient_mm=tip_patient,
                            latency_s=time.perf_counter() - received, n_markers=n_markers)
+
+    def _track_external(self, t_s: float) -> dict[str, ToolStatus]:
+        """Filter the external tracker's new poses (tracker frame) on the frame clock."""
+        polled = self.tool_poses.poll(max_age_s=self.options.staleness_limit_s)
+        filtered = {name: f.update(t_s, None if name not in polled
+                                   else polled[name].tracker_from_tool)
+                    for name, f in self._filters.items()}
+        camera = filtered.get(self.options.camera_tool)
+        camera_from_tracker = (None if camera is None or camera.pose is None
+                               else invert_rigid(camera.pose))
+        return {name: ToolStatus(
+            f.state, None if camera_from_tracker is None or f.pose is None
+            or name == self.options.camera_tool else camera_from_tracker @ f.pose,
+            f.age_s, None, tracker_from_tool=f.pose) for name, f in filtered.items()}
+
+    def _compose_external(self, frame: Frame, statuses: dict[str, ToolStatus],
+                          received: float) -> FrameResult:
+        """Compose the tracker-frame poses; the camera is only needed for the overlay.
+
+        ``patient_from_applicator = patient_from_reference @ inv(tracker_from_reference) @
+        tracker_from_applicator``; pointer tip (origin of the pointer frame) in the
+        reference frame ``inv(tracker_from_reference) @ tracker_from_pointer``;
+        ``camera_from_patient = inv(tracker_from_camera) @ tracker_from_reference @
+        inv(patient_from_reference)`` — None when the camera is not tracked.
+        """
+        opts = self.options
+        reg = self.patient_from_reference
+
+        def pose(tool: str) -> np.ndarray | None:
+            status = statuses.get(tool)
+            return None if status is None else status.tracker_from_tool
+
+        tracker_from_ref = pose(opts.reference_tool)
+        reference_from_tracker = (None if tracker_from_ref is None
+                                  else invert_rigid(tracker_from_ref))
+        camera_from_patient = patient_from_applicator = None
+        if reg is not None and reference_from_tracker is not None:
+            patient_from_tracker = reg @ reference_from_tracker
+            tracker_from_camera = pose(opts.camera_tool)
+            if tracker_from_camera is not None:
+                camera_from_patient = invert_rigid(patient_from_tracker @ tracker_from_camera)
+            tracker_from_app = pose(opts.applicator_tool)
+            if tracker_from_app is not None:
+                patient_from_applicator = patient_from_tracker @ tracker_from_app
+        tip_ref = tip_patient = None
+        tracker_from_ptr = pose(opts.pointer_tool)
+        if (tracker_from_ptr is not None and reference_from_tracker is not None
+                and statuses[opts.pointer_tool].state is TrackingState.TRACKING
+                and statuses[opts.reference_tool].state is TrackingState.TRACKING):
+            tip_ref = reference_from_tracker[:3, :3] @ tracker_from_ptr[:3, 3] \
+                + reference_from_tracker[:3, 3]
+            if reg is not None:
+                tip_patient = reg[:3, :3] @ tip_ref + reg[:3, 3]
+        return FrameResult(frame=frame, tools=statuses, camera_from_patient=camera_from_patient,
+                           patient_from_applicator=patient_from_applicator,
+                           pointer_tip_reference_mm=tip_ref, pointer_tip_patient_mm=tip_patient,
+                           latency_s=time.perf_counter() - received, n_markers=0)
 
     def _maybe_dose(self, result: FrameResult) -> None:
         pose = result.patient_from_applicator

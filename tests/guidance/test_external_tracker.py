@@ -1,0 +1,281 @@
+"""External tracker poses (OpenIGTLink TRANSFORMs from a pyigtl peer) through the loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pyigtl
+import pytest
+
+from guidance.external_tracker import (
+    DEFAULT_DEVICE_NAMES,
+    IgtlToolPoses,
+    TrackerClockSource,
+    parse_device_names,
+)
+from guidance.igtl_server import IgtlServer
+from guidance.loop import FrameProcessed, GuidanceLoop, LoopOptions, ToolStateChanged
+from guidance.pose_filter import FilterOptions, TrackingState
+from guidance.sources.base import Frame
+from models.errors import InputError
+from models.transforms import transform_from_rotvec
+
+K = np.array([[700.0, 0, 319.5], [0, 700.0, 239.5], [0, 0, 1]])
+IMAGE = np.zeros((48, 64, 3), np.uint8)
+#: Generous limit: the loaded 2-core test machine must not turn a fresh message old.
+LIMIT_S = 1.0
+OPTIONS = LoopOptions(filter=FilterOptions(staleness_limit_s=LIMIT_S))
+PATIENT_FROM_REFERENCE = transform_from_rotvec([0.3, -0.5, 0.2], [-150.0, -130.0, -20.0])
+
+
+@pytest.fixture
+def server() -> Iterator[IgtlServer]:
+    srv = IgtlServer(port=0).start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def client(server: IgtlServer) -> Iterator[pyigtl.OpenIGTLinkClient]:
+    peer = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=server.port)
+    deadline = time.monotonic() + 5.0
+    while server.n_clients < 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert server.n_clients == 1, "pyigtl client did not connect"
+    yield peer
+    peer.stop()
+
+
+def _send(server: IgtlServer, client, device: str, matrix: np.ndarray) -> None:
+    """Send a TRANSFORM from the pyigtl peer and wait until the server has it."""
+    t0 = time.monotonic()
+    client.send_message(pyigtl.TransformMessage(matrix, device_name=device), wait=True)
+    assert server.wait_for("TRANSFORM", device, timeout_s=5.0, newer_than_s=t0) is not None
+
+
+def _exact_pose(rng: np.random.Generator) -> np.ndarray:
+    """A rigid pose that float32 carries without rounding: a signed-permutation rotation
+    (det +1, generally not symmetric, so a missing inverse or a swapped product shows) and a
+    translation in 1/8 mm steps."""
+    rot = np.eye(3)[rng.permutation(3)] * rng.choice([-1.0, 1.0], size=3)[:, None]
+    if np.linalg.det(rot) < 0:
+        rot[0] *= -1.0
+    pose = np.eye(4)
+    pose[:3, :3] = rot
+    pose[:3, 3] = rng.integers(-4000, 4000, size=3) / 8.0
+    return pose
+
+
+def _loop(server: IgtlServer, devices: dict[str, str] | None = None, *,
+          options: LoopOptions = OPTIONS, **kw) -> GuidanceLoop:
+    poses = IgtlToolPoses(server, devices, **kw)
+    return GuidanceLoop(TrackerClockSource(poses), {}, K, tool_poses=poses,
+                        patient_from_reference=PATIENT_FROM_REFERENCE, options=options)
+
+
+def _frame(t_s: float, index: int = 0) -> Frame:
+    return Frame(image=IMAGE, timestamp_s=t_s, camera_id="test", index=index)
+
+
+def test_applicator_and_pointer_in_patient_without_camera(server, client, rng) -> None:
+    ref, app, ptr = (_exact_pose(rng) for _ in range(3))
+    loop = _loop(server)
+    for device, pose in (("ReferenceToTracker", ref), ("ApplicatorToTracker", app),
+                         ("PointerToTracker", ptr)):
+        _send(server, client, device, pose)
+    result = loop.process(_frame(10.0))
+    truth = PATIENT_FROM_REFERENCE @ np.linalg.inv(ref) @ app
+    np.testing.assert_allclose(result.patient_from_applicator, truth, atol=1e-6, rtol=0)
+    tip_ref = np.linalg.solve(ref, np.append(ptr[:3, 3], 1.0))[:3]
+    np.testing.assert_allclose(result.pointer_tip_reference_mm, tip_ref, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(result.pointer_tip_patient_mm,
+                               (PATIENT_FROM_REFERENCE @ np.append(tip_ref, 1.0))[:3],
+                               atol=1e-6, rtol=0)
+    assert result.camera_from_patient is None  # no camera pose: no overlay
+    assert not result.overlay_allowed
+    for tool in ("reference", "applicator", "pointer"):
+        assert result.state(tool) is TrackingState.TRACKING
+    assert result.state("camera") is TrackingState.UNTRACKED
+    np.testing.assert_allclose(result.tools["applicator"].tracker_from_tool, app, atol=1e-9,
+                               rtol=0)
+
+
+def test_general_rotations_within_float32_wire_precision(server, client, rng) -> None:
+    ref = transform_from_rotvec(rng.normal(size=3), rng.uniform(-500, 500, size=3))
+    app = transform_from_rotvec(rng.normal(size=3), rng.uniform(-500, 500, size=3))
+    loop = _loop(server)
+    _send(server, client, "ReferenceToTracker", ref)
+    _send(server, client, "ApplicatorToTracker", app)
+    result = loop.process(_frame(0.0))
+    truth = PATIENT_FROM_REFERENCE @ np.linalg.inv(ref) @ app
+    # float32 rounds each entry by <= 2**-24 relative: translations of <= 870 mm by
+    # <= 5e-5 mm, rotations by <= 6e-8 (times lever arms <= 870 mm: <= 5e-5 mm); summed
+    # over the three factors this stays below 3e-4 mm.
+    np.testing.assert_allclose(result.patient_from_applicator[:3, 3], truth[:3, 3], atol=3e-4,
+                               rtol=0)
+    np.testing.assert_allclose(result.patient_from_applicator[:3, :3], truth[:3, :3],
+                               atol=1e-6, rtol=0)
+
+
+def test_tracked_camera_gives_the_overlay_pose(server, client, rng) -> None:
+    ref, app, camera_marker, marker_from_camera = (_exact_pose(rng) for _ in range(4))
+    loop = _loop(server, marker_from_frame={"camera": marker_from_camera})
+    _send(server, client, "ReferenceToTracker", ref)
+    _send(server, client, "ApplicatorToTracker", app)
+    _send(server, client, "CameraToTracker", camera_marker)
+    result = loop.process(_frame(0.0))
+    tracker_from_camera = camera_marker @ marker_from_camera
+    truth = np.linalg.inv(tracker_from_camera) @ ref @ np.linalg.inv(PATIENT_FROM_REFERENCE)
+    np.testing.assert_allclose(result.camera_from_patient, truth, atol=1e-6, rtol=0)
+    assert result.overlay_allowed
+    np.testing.assert_allclose(result.patient_from_applicator,
+                               PATIENT_FROM_REFERENCE @ np.linalg.inv(ref) @ app, atol=1e-6,
+                               rtol=0)
+    np.testing.assert_allclose(result.tools["applicator"].camera_from_tool,
+                               np.linalg.inv(tracker_from_camera) @ app, atol=1e-6, rtol=0)
+
+
+def test_pointer_tip_offset_from_pivot_calibration(server, client, rng) -> None:
+    ref, ptr = _exact_pose(rng), _exact_pose(rng)
+    marker_from_tip = np.eye(4)
+    marker_from_tip[:3, 3] = [0.0, -120.0, -90.0]
+    loop = _loop(server, marker_from_frame={"pointer": marker_from_tip})
+    _send(server, client, "ReferenceToTracker", ref)
+    _send(server, client, "PointerToTracker", ptr)
+    result = loop.process(_frame(0.0))
+    truth = np.linalg.solve(ref, ptr @ np.array([0.0, -120.0, -90.0, 1.0]))[:3]
+    np.testing.assert_allclose(result.pointer_tip_reference_mm, truth, atol=1e-6, rtol=0)
+
+
+def test_silent_tool_goes_stale_then_untracked(server, client, rng) -> None:
+    ref, app = _exact_pose(rng), _exact_pose(rng)
+    loop = _loop(server)
+    events = []
+    loop.subscribe(lambda e: events.append(e) if isinstance(e, ToolStateChanged) else None)
+    _send(server, client, "ReferenceToTracker", ref)
+    _send(server, client, "ApplicatorToTracker", app)
+    assert loop.process(_frame(0.0)).state("applicator") is TrackingState.TRACKING
+    _send(server, client, "ReferenceToTracker", ref)  # only the reference keeps talking
+    stale = loop.process(_frame(0.5))
+    assert stale.state("reference") is TrackingState.TRACKING
+    assert stale.state("applicator") is TrackingState.STALE
+    assert stale.tools["applicator"].age_s == pytest.approx(0.5, abs=1e-9)
+    assert stale.patient_from_applicator is not None  # held, flagged stale
+    _send(server, client, "ReferenceToTracker", ref)
+    lost = loop.process(_frame(0.5 + LIMIT_S))
+    assert lost.state("applicator") is TrackingState.UNTRACKED
+    assert lost.patient_from_applicator is None
+    assert lost.tools["applicator"].tracker_from_tool is None
+    changes = [(e.tool, e.old, e.new) for e in events if e.tool == "applicator"]
+    assert changes == [("applicator", TrackingState.UNTRACKED, TrackingState.TRACKING),
+                       ("applicator", TrackingState.TRACKING, TrackingState.STALE),
+                       ("applicator", TrackingState.STALE, TrackingState.UNTRACKED)]
+    _send(server, client, "ApplicatorToTracker", app)  # re-acquired
+    back = loop.process(_frame(2.0))
+    assert back.state("applicator") is TrackingState.TRACKING
+    np.testing.assert_allclose(back.patient_from_applicator,
+                               PATIENT_FROM_REFERENCE @ np.linalg.inv(ref) @ app, atol=1e-6,
+                               rtol=0)
+
+
+def test_message_older_than_the_limit_is_not_used(server, client, rng) -> None:
+    poses = IgtlToolPoses(server, {"reference": "ReferenceToTracker"})
+    _send(server, client, "ReferenceToTracker", _exact_pose(rng))
+    time.sleep(0.15)
+    assert poses.poll(max_age_s=0.1) == {}
+    assert poses.stats.dropped_old == 1
+    assert poses.poll() == {}  # the same message is not reported twice
+
+
+def test_bad_transforms_dropped_and_unknown_devices_ignored(server, client, rng,
+                                                            caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="guidance.external_tracker")
+    ref = _exact_pose(rng)
+    loop = _loop(server)
+    scaled = ref.copy()
+    scaled[:3, :3] *= 1.5
+    _send(server, client, "ReferenceToTracker", scaled)
+    _send(server, client, "FooToTracker", ref)  # not configured
+    result = loop.process(_frame(0.0))
+    assert result.state("reference") is TrackingState.UNTRACKED
+    assert "FooToTracker" not in caplog.text and "Foo" not in str(list(result.tools))
+    assert "'ReferenceToTracker' (reference) dropped" in caplog.text
+    mirrored = ref.copy()
+    mirrored[:3, 0] *= -1.0
+    _send(server, client, "ReferenceToTracker", mirrored)
+    assert loop.process(_frame(0.1)).state("reference") is TrackingState.UNTRACKED
+    assert "reflection" in caplog.text
+    nan = ref.copy()
+    nan[0, 3] = np.nan
+    dropped_before = server.stats.dropped_malformed
+    client.send_message(pyigtl.TransformMessage(nan, device_name="ReferenceToTracker"),
+                        wait=True)
+    deadline = time.monotonic() + 5.0
+    while server.stats.dropped_malformed == dropped_before and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert server.stats.dropped_malformed == dropped_before + 1  # the server drops NaN
+    assert loop.process(_frame(0.2)).state("reference") is TrackingState.UNTRACKED
+    assert loop.tool_poses.stats.dropped_nonrigid == 2
+    _send(server, client, "ReferenceToTracker", ref)  # a good one after the bad ones
+    good = loop.process(_frame(0.3))
+    assert good.state("reference") is TrackingState.TRACKING
+    np.testing.assert_allclose(good.tools["reference"].tracker_from_tool, ref, atol=1e-9,
+                               rtol=0)
+
+
+def test_clock_source_runs_the_loop_from_a_streaming_tracker(server, client, rng) -> None:
+    """A pyigtl peer streams at ~50 Hz for 0.5 s, then stops: the loop ticks, tracks, and
+    loses the applicator by itself (bounded)."""
+    ref, app = _exact_pose(rng), _exact_pose(rng)
+    loop = _loop(server, {"reference": "ReferenceToTracker",
+                          "applicator": "ApplicatorToTracker"},
+                 options=LoopOptions(filter=FilterOptions(staleness_limit_s=0.2)))
+    results = []
+    loop.subscribe(lambda e: results.append(e.result) if isinstance(e, FrameProcessed) else None)
+
+    def stream() -> None:
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:
+            client.send_message(pyigtl.TransformMessage(ref, device_name="ReferenceToTracker"))
+            client.send_message(pyigtl.TransformMessage(app, device_name="ApplicatorToTracker"))
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=stream, daemon=True)
+    sender.start()
+    start = time.monotonic()
+    with loop.source:
+        while time.monotonic() - start < 1.2:
+            assert loop.step() is not False
+    sender.join(2.0)
+    tracked = [r for r in results if r.state("applicator") is TrackingState.TRACKING]
+    assert len(tracked) >= 5
+    truth = PATIENT_FROM_REFERENCE @ np.linalg.inv(ref) @ app
+    for r in tracked:
+        np.testing.assert_allclose(r.patient_from_applicator, truth, atol=1e-6, rtol=0)
+    assert results[-1].state("applicator") is TrackingState.UNTRACKED
+    assert results[-1].patient_from_applicator is None
+    gaps = np.diff([r.frame.timestamp_s for r in results])
+    assert gaps.max() < 0.05 + 0.1  # ticks keep coming after the tracker went silent
+
+
+def test_parse_device_names() -> None:
+    names = parse_device_names("pointer=StylusTipToTracker, camera=")
+    assert names["pointer"] == "StylusTipToTracker"
+    assert "camera" not in names
+    assert names["reference"] == DEFAULT_DEVICE_NAMES["reference"]
+    for bad in ("pointer", "=X", "pointer=" + "x" * 21):
+        with pytest.raises(InputError, match="--tracker-devices"):
+            parse_device_names(bad)
+
+
+def test_provider_rejects_bad_configuration(server) -> None:
+    with pytest.raises(ValueError, match="one device"):
+        IgtlToolPoses(server, {"reference": "A", "pointer": "A"})
+    with pytest.raises(ValueError, match="without a device"):
+        IgtlToolPoses(server, {"reference": "A"}, marker_from_frame={"camera": np.eye(4)})
+    with pytest.raises(TypeError, match="IgtlServer"):
+        IgtlToolPoses(object())
