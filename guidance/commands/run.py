@@ -18,7 +18,15 @@ log = logging.getLogger(__name__)
 SOURCES_HELP = ("sim (simulated procedure on the phantom: registration with the pointer, "
                 "then the applicator), scripted (phantom, known poses, no tracking), "
                 "webcam[:N], igtl[:DEVICE] (OpenIGTLink IMAGE frames sent to our server), "
-                "a video file or an image folder")
+                "a video file or an image folder, none (no camera: the clock of an external "
+                "tracker, --tracker igtl)")
+TRACKER_HELP = ("where tool poses come from: markers (ArUco markers in the video, default) or "
+                "igtl (an external tracker, e.g. PLUS or 3D Slicer, sending OpenIGTLink "
+                "TRANSFORMs tool-to-tracker to our server; the applicator, pointer tip and "
+                "3D/dose/slice views work without a camera, the AR overlay needs the camera "
+                "tracked too: a 'camera' tool plus --hand-eye)")
+#: Nominal intrinsics of the blank placeholder image shown without a camera (no overlay).
+_NO_CAMERA_K = np.array([[600.0, 0.0, 319.5], [0.0, 600.0, 239.5], [0.0, 0.0, 1.0]])
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and oncologist modes, OpenIGTLink server and a crash-safe session log.")
     parser.add_argument("case", metavar="CASE",
                         help="'phantom' (built in) or a DICOM folder (CT series + RTSTRUCT)")
-    parser.add_argument("--source", default="sim", help=SOURCES_HELP + " (default: sim)")
+    parser.add_argument("--source", help=SOURCES_HELP + " (default: sim; none with "
+                                                      "--tracker igtl)")
     parser.add_argument("--calibration", type=Path, metavar="FILE",
                         help="camera calibration (JSON/YAML from 'iort calibrate'); required "
                              "for webcam, video and folder sources")
@@ -38,6 +47,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plan", type=Path, metavar="FILE",
                         help="JSON with the planned 4x4 'patient_from_applicator' (required "
                              "unless CASE is the phantom)")
+    parser.add_argument("--tracker", choices=("markers", "igtl"), default="markers",
+                        help=TRACKER_HELP)
+    parser.add_argument("--tracker-devices", default="", metavar="TOOL=DEVICE,...",
+                        help="OpenIGTLink TRANSFORM device per tool for --tracker igtl "
+                             "(default reference=ReferenceToTracker,pointer=PointerToTracker,"
+                             "applicator=ApplicatorToTracker,camera=CameraToTracker; TOOL= "
+                             "drops a tool). The pointer's origin must be its tip and the "
+                             "applicator's its applicator frame (e.g. PLUS "
+                             "pointer=StylusTipToTracker)")
+    parser.add_argument("--hand-eye", type=Path, metavar="FILE",
+                        help="for --tracker igtl: 'gripper_from_camera' from 'iort calibrate "
+                             "hand-eye' (camera marker to camera); without it the 'camera' "
+                             "TRANSFORM is taken as the camera frame itself")
     parser.add_argument("--machine", default="mobetron", help="beam data (default: mobetron)")
     parser.add_argument("--igtl-port", type=int, default=18944, metavar="N",
                         help="OpenIGTLink server port on 127.0.0.1 (default 18944; 0 = off)")
@@ -64,9 +86,63 @@ def _plan(args: argparse.Namespace, case) -> np.ndarray:
     raise InputError("--plan FILE is required for a case other than the phantom")
 
 
+def _tracker_poses(args: argparse.Namespace, igtl, *, with_camera: bool):
+    """The external tracker's tool poses for ``--tracker igtl`` (None for markers)."""
+    if args.tracker != "igtl":
+        return None
+    from guidance.external_tracker import IgtlToolPoses, parse_device_names
+
+    devices = parse_device_names(args.tracker_devices)
+    geometry = {}
+    if not with_camera:
+        devices.pop("camera", None)  # nothing to overlay on: no camera pose wanted
+    elif args.hand_eye is not None and "camera" in devices:
+        geometry["camera"] = read_transform_file(args.hand_eye, "gripper_from_camera",
+                                                 option="--hand-eye")
+    return IgtlToolPoses(igtl, devices, marker_from_frame=geometry)
+
+
+def _registration(args: argparse.Namespace) -> np.ndarray | None:
+    if args.registration is None:
+        return None
+    return read_transform_file(args.registration, "patient_from_reference",
+                               option="--registration")
+
+
+def _check_tracker(args: argparse.Namespace) -> None:
+    """Resolve the default ``--source`` and reject inconsistent ``--tracker`` options early."""
+    if args.source is None:
+        args.source = "none" if args.tracker == "igtl" else "sim"
+    if args.tracker != "igtl":
+        if args.source == "none":
+            raise InputError("--source none needs --tracker igtl (the tracker's poses drive "
+                             "the loop)")
+        return
+    from guidance.external_tracker import parse_device_names
+
+    if not args.igtl_port:
+        raise InputError("--tracker igtl needs the OpenIGTLink server (--igtl-port N > 0)")
+    if args.source in ("sim", "scripted"):
+        raise InputError(f"--tracker igtl cannot drive --source {args.source}; use --source "
+                         "none or a real camera")
+    devices = parse_device_names(args.tracker_devices)
+    if args.source == "none" and set(devices) <= {"camera"}:
+        raise InputError("--tracker-devices: no tool left to track without a camera")
+
+
 def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log, igtl):
-    """Build the frame feed for ``--source``."""
+    """Build the frame feed for ``--source`` (and ``--tracker``; see :func:`_check_tracker`)."""
     source = args.source
+    if source == "none":
+        from guidance.external_tracker import TrackerClockSource
+        from guidance.loop import GuidanceLoop
+        from guidance.monitor_feed import LoopFeed
+
+        poses = _tracker_poses(args, igtl, with_camera=False)
+        frames = TrackerClockSource(poses, image_size=(640, 480))
+        loop = GuidanceLoop(frames, {}, _NO_CAMERA_K, tool_poses=poses,
+                            patient_from_reference=_registration(args))
+        return LoopFeed(loop, _NO_CAMERA_K)
     if source == "scripted":
         if args.case != "phantom":
             raise InputError("--source scripted only works with the phantom")
@@ -108,14 +184,11 @@ def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log, igtl):
     elif Path(source).is_file():
         frames = VideoFileSource(source)
     else:
-        raise InputError(f"--source {source!r}: not sim, scripted, webcam[:N], a video file "
-                         "or an image folder")
-    registration = None
-    if args.registration is not None:
-        registration = read_transform_file(args.registration, "patient_from_reference",
-                                           option="--registration")
+        raise InputError(f"--source {source!r}: not sim, scripted, none, webcam[:N], "
+                         "igtl[:DEVICE], a video file or an image folder")
     loop = GuidanceLoop(frames, load_builtin_tools(), calibration.camera_matrix,
-                        calibration.dist_coeffs, patient_from_reference=registration)
+                        calibration.dist_coeffs, patient_from_reference=_registration(args),
+                        tool_poses=_tracker_poses(args, igtl, with_camera=True))
     undistorter = undistorter_for(calibration)
     return LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort)
 
@@ -127,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
                          "'iort demo --headless'")
     if not 0 <= args.igtl_port <= 65535:
         raise InputError(f"--igtl-port {args.igtl_port}: must be 0..65535")
+    _check_tracker(args)
     from guidance.igtl_server import IgtlServer
     from guidance.monitor_logic import (
         BeamChoice,
@@ -144,7 +218,8 @@ def run(args: argparse.Namespace) -> int:
                       else options.diameters_mm[len(options.diameters_mm) // 2])
     log_path = args.session_log or Path(time.strftime("iort-session-%Y%m%d-%H%M%S.sqlite"))
     session_log = SessionLog.create(log_path, case_id=args.case,
-                                    metadata={"source": args.source, "machine": args.machine})
+                                    metadata={"source": args.source, "machine": args.machine,
+                                              "tracker": args.tracker})
     print(f"session log: {log_path}")
     igtl = None
     try:

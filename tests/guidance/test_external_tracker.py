@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pyigtl
 import pytest
 
+from calibration.camera import CameraCalibration
+from calibration.io import save_calibration
+from guidance.cli import build_parser, main
+from guidance.commands.run import _check_tracker, _feed
 from guidance.external_tracker import (
     DEFAULT_DEVICE_NAMES,
     IgtlToolPoses,
@@ -279,3 +286,88 @@ def test_provider_rejects_bad_configuration(server) -> None:
         IgtlToolPoses(server, {"reference": "A"}, marker_from_frame={"camera": np.eye(4)})
     with pytest.raises(TypeError, match="IgtlServer"):
         IgtlToolPoses(object())
+
+
+def _run_args(*argv: str):
+    return build_parser().parse_args(["run", "phantom", *argv])
+
+
+def test_run_feed_without_camera_gives_applicator_in_patient(server, client, rng,
+                                                             tmp_path: Path) -> None:
+    """``iort run --tracker igtl`` (source none): the monitor's feed from a pyigtl tracker."""
+    registration = tmp_path / "registration.json"
+    registration.write_text(json.dumps(
+        {"patient_from_reference": PATIENT_FROM_REFERENCE.tolist()}))
+    args = _run_args("--tracker", "igtl", "--registration", str(registration),
+                     "--tracker-devices", "applicator=AppToTracker,pointer=")
+    _check_tracker(args)
+    assert args.source == "none"  # the default source with --tracker igtl
+    feed = _feed(args, None, np.eye(4), None, server)
+    try:
+        assert isinstance(feed.loop.source, TrackerClockSource)
+        assert set(feed.loop.tool_poses.tool_names) == {"reference", "applicator"}
+        ref, app = _exact_pose(rng), _exact_pose(rng)
+        _send(server, client, "ReferenceToTracker", ref)
+        _send(server, client, "AppToTracker", app)
+        update = feed.read()
+        assert update.camera_from_patient is None
+        np.testing.assert_allclose(update.patient_from_applicator,
+                                   PATIENT_FROM_REFERENCE @ np.linalg.inv(ref) @ app,
+                                   atol=1e-6, rtol=0)
+        assert update.tool_ages_s["applicator"] == 0.0
+    finally:
+        feed.close()
+
+
+def test_run_rejects_inconsistent_tracker_options(monkeypatch, capsys,
+                                                  tmp_path: Path) -> None:
+    monkeypatch.setenv("DISPLAY", ":99")
+    cases = [(["--tracker", "igtl", "--igtl-port", "0"], "needs the OpenIGTLink server"),
+             (["--source", "none"], "--source none needs --tracker igtl"),
+             (["--tracker", "igtl", "--source", "scripted"], "cannot drive --source scripted"),
+             (["--tracker", "igtl", "--tracker-devices", "pointer"], "not TOOL=DEVICE"),
+             (["--tracker", "igtl", "--tracker-devices", "reference=,pointer=,applicator="],
+              "no tool left to track without a camera")]
+    for k, (argv, message) in enumerate(cases):
+        assert main(["run", "phantom", "--session-log", str(tmp_path / f"s{k}.sqlite"),
+                     *argv]) == 2, argv
+        assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # rejected before a session log was created
+
+
+def test_run_feed_with_camera_and_hand_eye_gives_overlay_pose(server, client, rng,
+                                                              tmp_path: Path) -> None:
+    """A real camera (image folder) drives the clock; the tracked camera plus the hand-eye
+    file give ``camera_from_patient`` for the overlay."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(frames / f"{k:03d}.png"), np.zeros((480, 640, 3), np.uint8))
+    calibration = tmp_path / "camera.json"
+    save_calibration(CameraCalibration(camera_matrix=K, dist_coeffs=np.zeros(5),
+                                       image_size=(640, 480), rms_px=0.3,
+                                       per_view_px=np.array([0.3])), calibration)
+    ref, app, camera_marker, marker_from_camera = (_exact_pose(rng) for _ in range(4))
+    (tmp_path / "handeye.json").write_text(json.dumps(
+        {"gripper_from_camera": marker_from_camera.tolist()}))
+    (tmp_path / "registration.json").write_text(json.dumps(
+        {"patient_from_reference": PATIENT_FROM_REFERENCE.tolist()}))
+    args = _run_args("--tracker", "igtl", "--source", str(frames), "--calibration",
+                     str(calibration), "--hand-eye", str(tmp_path / "handeye.json"),
+                     "--registration", str(tmp_path / "registration.json"))
+    _check_tracker(args)
+    feed = _feed(args, None, np.eye(4), None, server)
+    try:
+        for device, pose in (("ReferenceToTracker", ref), ("ApplicatorToTracker", app),
+                             ("CameraToTracker", camera_marker)):
+            _send(server, client, device, pose)
+        update = feed.read()
+        truth = (np.linalg.inv(camera_marker @ marker_from_camera) @ ref
+                 @ np.linalg.inv(PATIENT_FROM_REFERENCE))
+        np.testing.assert_allclose(update.camera_from_patient, truth, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(update.patient_from_applicator,
+                                   PATIENT_FROM_REFERENCE @ np.linalg.inv(ref) @ app,
+                                   atol=1e-6, rtol=0)
+        assert update.image_rgb.shape == (480, 640, 3)
+    finally:
+        feed.close()
