@@ -6,7 +6,6 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -37,24 +36,6 @@ IMAGE = np.zeros((48, 64, 3), np.uint8)
 LIMIT_S = 1.0
 OPTIONS = LoopOptions(filter=FilterOptions(staleness_limit_s=LIMIT_S))
 PATIENT_FROM_REFERENCE = transform_from_rotvec([0.3, -0.5, 0.2], [-150.0, -130.0, -20.0])
-
-
-@pytest.fixture
-def server() -> Iterator[IgtlServer]:
-    srv = IgtlServer(port=0).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def client(server: IgtlServer) -> Iterator[pyigtl.OpenIGTLinkClient]:
-    peer = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=server.port)
-    deadline = time.monotonic() + 5.0
-    while server.n_clients < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert server.n_clients == 1, "pyigtl client did not connect"
-    yield peer
-    peer.stop()
 
 
 def _send(server: IgtlServer, client, device: str, matrix: np.ndarray) -> None:

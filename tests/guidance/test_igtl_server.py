@@ -7,7 +7,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 
 import numpy as np
 import pyigtl
@@ -16,24 +15,6 @@ from pyigtl.messages import CRC64
 
 from guidance.igtl_server import STATUS_CODES, IgtlServer, StatusMessage, parse_header
 from models.transforms import transform_from_rotvec
-
-
-@pytest.fixture
-def server() -> Iterator[IgtlServer]:
-    srv = IgtlServer(port=0, max_body_bytes=64 << 20).start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def client(server: IgtlServer) -> Iterator[pyigtl.OpenIGTLinkClient]:
-    peer = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=server.port)
-    deadline = time.monotonic() + 5.0
-    while server.n_clients < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert server.n_clients == 1, "pyigtl client did not connect"
-    yield peer
-    peer.stop()
 
 
 def _raw(mtype: str, device: str, body: bytes, *, crc: int | None = None,
