@@ -49,6 +49,9 @@ class FrameUpdate:
         Raw tool poses in the camera frame (for OpenIGTLink).
     fre_mm, tre_mm : float or None
         Accepted registration's fiducial and (predicted) target registration error.
+    registered : bool
+        A ``patient_from_reference`` is in use (also one loaded from a file, which has
+        no FRE).
     index : int
         Frame number from the feed.
     """
@@ -63,6 +66,7 @@ class FrameUpdate:
     fre_mm: float | None = None
     tre_mm: float | None = None
     index: int = 0
+    registered: bool = False
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -309,7 +313,8 @@ class LoopFeed:
                 camera_from_patient=result.camera_from_patient,
                 patient_from_applicator=result.patient_from_applicator, tool_ages_s=ages,
                 camera_from_tools=poses, fre_mm=self.loop.registration_fre_mm,
-                tre_mm=self.tre_mm, index=int(result.frame.index))
+                tre_mm=self.tre_mm, index=int(result.frame.index),
+                registered=self.loop.patient_from_reference is not None)
         return None
 
     def close(self) -> None:

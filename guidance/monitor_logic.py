@@ -13,7 +13,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -453,9 +453,7 @@ class MonitorLogic:
             banner = f"VIDEO ENDED - {error}" if error else "VIDEO ENDED - overlay hidden"
             overlay_ok = False
         if not banner and not overlay_ok:
-            banner = ("NOT REGISTERED - overlay hidden (touch the fiducials with the pointer)"
-                      if frame is not None and frame.fre_mm is None
-                      else "TRACKING LOST - overlay hidden")
+            banner = _no_overlay_banner(frame, status_tools)
         self._record_staleness(bool(banner), banner, now)
         if new_frame and self.igtl is not None:
             self._send_igtl(frame, pose, status)
@@ -522,6 +520,17 @@ class MonitorLogic:
             self._igtl_stale = stale
             self.igtl.send_status("Tracking", "NOT_READY" if stale else "OK",
                                   status.banner() if stale else "tracking")
+
+
+def _no_overlay_banner(frame: FrameUpdate | None, tools: Mapping[str, ToolStatus]) -> str:
+    """Why no overlay is drawn although no tool is stale: not registered, no camera pose
+    (an external tracker without a tracked camera), or the reference is lost."""
+    registered = frame is not None and (frame.registered or frame.fre_mm is not None)
+    if not registered:
+        return "NOT REGISTERED - overlay hidden (touch the fiducials with the pointer)"
+    if tools.get("reference", ToolStatus("reference")).state == TRACKING:
+        return "NO CAMERA POSE - overlay hidden (applicator, dose and slices are live)"
+    return "TRACKING LOST - overlay hidden"
 
 
 def add_organ_outlines(plotter, scene: Scene, *, target: str = "CTV",

@@ -191,3 +191,35 @@ def test_dose_service_failure_keeps_running(view) -> None:
         assert update.outside_beam == ()   # only CTV asked for
     finally:
         service.close()
+
+
+class _RegisteredFeed(_UnregisteredFeed):
+    """Registered from a file (no FRE); reference tracked or not, camera pose never known
+    (an external tracker without a tracked camera)."""
+
+    def __init__(self, view, *, reference_age_s: float | None) -> None:
+        super().__init__(view)
+        self.reference_age_s = reference_age_s
+
+    def read(self) -> FrameUpdate:
+        time.sleep(0.02)
+        return FrameUpdate(self.view.background(), self.view.camera_matrix, time.monotonic(),
+                           camera_from_patient=None, patient_from_applicator=self.view.plan,
+                           tool_ages_s={"reference": self.reference_age_s,
+                                        "applicator": 0.0}, registered=True)
+
+
+@pytest.mark.parametrize(("reference_age_s", "expected"), [
+    (0.0, "NO CAMERA POSE"),      # registered, reference tracked: no camera in the loop
+    (None, "TRACKING LOST"),      # registered, reference never seen
+])
+def test_registered_without_fre_is_not_called_unregistered(view, reference_age_s,
+                                                           expected) -> None:
+    feed = _RegisteredFeed(view, reference_age_s=reference_age_s)
+    logic = MonitorLogic(view.case, view.plan, feed).start()
+    try:
+        snap = _poll_until(logic, lambda s: s.frame is not None)
+        assert snap.banner.startswith(expected), snap.banner
+        assert not snap.overlay_ok
+    finally:
+        logic.close()
