@@ -20,6 +20,7 @@ import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyvista as pv
 
 from calibration.camera import CameraCalibration
 from guidance.simcamera import (
@@ -31,6 +32,7 @@ from guidance.simcamera import (
 )
 from guidance.sources.simulated import RegistrationScenario, ScenePose, SimulatedSource
 from guidance.tools import ToolDefinition, load_builtin_tools
+from models.anatomy import MeshOptions, decimate_mesh, mask_to_mesh
 from models.case import Case
 from models.phantom import planned_patient_from_applicator
 from models.transforms import invert_rigid, transform_from_rotvec
@@ -83,6 +85,18 @@ class ScenarioOptions:
     approach_offset_mm: tuple[float, float, float] = (12.0, -35.0, -8.0)
     approach_tilt_deg: float = 10.0
     max_triangles: int = 60_000
+
+
+#: Smoothing of the surfaces the simulated camera films: stronger than the clinical meshes
+#: so the skin shows no terraces of the CT's slice spacing (what a camera sees is smooth).
+CAMERA_SURFACE = MeshOptions(smoothing_iterations=60, pass_band=0.005)
+
+
+def _camera_surface(case: Case, name: str, max_triangles: int) -> pv.PolyData:
+    """A structure's surface as the simulated camera films it (LPS mm, decimated)."""
+    mesh = mask_to_mesh(case.structure(name).mask, case.ct.patient_from_voxel,
+                        options=CAMERA_SURFACE)
+    return decimate_mesh(mesh, max_triangles)
 
 
 def default_camera(image_size: tuple[int, int] = (1280, 720)) -> CameraCalibration:
@@ -141,7 +155,7 @@ class Scenario:
         self.cavity_centre_lps = self._cavity_opening_centre()
         self.patient_from_reference = self._reference_pose()
         self._rng = np.random.default_rng(self.options.seed)
-        meshes = [SceneMesh(case.mesh(name, max_triangles=self.options.max_triangles), colour)
+        meshes = [SceneMesh(_camera_surface(case, name, self.options.max_triangles), colour)
                   for name, colour in VISIBLE_ANATOMY.items()]
         self._camera = SimulatedCamera(
             meshes, self.tools, calibration.camera_matrix, image_size=calibration.image_size,
