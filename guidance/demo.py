@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from calibration.undistort import undistorter_for
 from guidance.loop import FrameResult, GuidanceLoop, LoopOptions
 from guidance.overlay import OverlayRenderer, OverlayStatus
 from guidance.pose_filter import TrackingState
@@ -217,8 +218,6 @@ def run_demo(options: DemoOptions) -> DemoResult:
 
     scene = build_scene(case, beam)
     renderer = OverlayRenderer(scene, calibration.camera_matrix, calibration.image_size)
-    from calibration.undistort import undistorter_for
-
     undistorter = undistorter_for(calibration)
     pending_dose: list[np.ndarray] = []
     loop = GuidanceLoop(scenario.source(), scenario.tools, calibration.camera_matrix,
