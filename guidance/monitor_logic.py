@@ -30,6 +30,7 @@ from guidance.monitor_state import (
     tool_state,
 )
 from guidance.plan_check import Light, PlanDeviation, PlanTolerance, compare_to_plan
+from guidance.registration.guided import GuidedRegistration
 from guidance.scene import (
     STYLE_APPLICATOR,
     STYLE_ISODOSE,
@@ -270,6 +271,7 @@ class MonitorSnapshot:
     overlay_ok: bool
     applicator_pose: np.ndarray | None = field(default=None, repr=False)
     banner: str = ""
+    registration_lines: tuple[str, ...] = ()
 
 
 class MonitorLogic:
@@ -291,6 +293,10 @@ class MonitorLogic:
         Started server; tool poses and status are sent on every new frame.
     max_triangles : int
         Decimation of each structure mesh for the live views.
+    registration : GuidedRegistration, optional
+        Guided pointer registration for a real camera (the feed must hand it every frame,
+        e.g. ``LoopFeed(on_result=registration)``); its prompt becomes the banner until a
+        registration is accepted, and the ``registration_*`` methods drive it.
     """
 
     def __init__(self, case: Case, planned_patient_from_applicator: np.ndarray,
@@ -298,8 +304,10 @@ class MonitorLogic:
                  beam: BeamChoice | None = None, beam_options: BeamOptions | None = None,
                  session_log: SessionLog | None = None, igtl: IgtlServer | None = None,
                  tolerance: PlanTolerance | None = None, stale_after_s: float = DEFAULT_STALE_S,
-                 target: str = "CTV", max_triangles: int = 4000) -> None:
+                 target: str = "CTV", max_triangles: int = 4000,
+                 registration: GuidedRegistration | None = None) -> None:
         self.case = case
+        self.registration = registration
         self.plan = as_transform(planned_patient_from_applicator,
                                  name="planned_patient_from_applicator", rigid=True)
         self.beam = beam or BeamChoice()
@@ -407,6 +415,24 @@ class MonitorLogic:
             coverage=coverage, distance_to_plan_mm=None if dev is None else dev.distance_mm,
             angle_to_plan_deg=None if dev is None else dev.angle_deg, user=user)
 
+    # ----------------------------------------------------- guided registration
+    # (Space / S / Backspace / Enter in the window; the registration logs each step)
+    def registration_capture(self) -> bool:
+        """Start collecting pointer tips on the fiducial asked for (Space)."""
+        return self.registration is not None and self.registration.capture()
+
+    def registration_skip(self) -> bool:
+        """Skip the fiducial asked for (S)."""
+        return self.registration is not None and self.registration.skip()
+
+    def registration_redo(self) -> bool:
+        """Cancel the capture in progress or take back the last fiducial (Backspace)."""
+        return self.registration is not None and self.registration.redo()
+
+    def registration_accept(self) -> bool:
+        """Register now with the fiducials collected (Enter); True if accepted."""
+        return self.registration is not None and self.registration.accept()
+
     def warn(self, message: str, *, source: str = "") -> None:
         log.warning("%s", message)
         if self.session_log is not None:
@@ -454,14 +480,24 @@ class MonitorLogic:
             overlay_ok = False
         if not banner and not overlay_ok:
             banner = _no_overlay_banner(frame, status_tools)
-        self._record_staleness(bool(banner), banner, now)
+        stale_banner = banner
+        reg_lines: tuple[str, ...] = ()
+        if self.registration is not None:
+            reg_lines = tuple(self.registration.report_lines())
+            prompt = self.registration.prompt()
+            if prompt and not self.capture.ended.is_set():
+                # the prompt replaces 'NOT REGISTERED'; a tracking problem follows it
+                banner = prompt if banner.startswith("NOT REGISTERED") or not banner \
+                    else f"{prompt} | {banner}"
+        self._record_staleness(bool(stale_banner), stale_banner, now)
         if new_frame and self.igtl is not None:
             self._send_igtl(frame, pose, status)
         snapshot = MonitorSnapshot(frame=frame, frame_seq=frame_seq, status=status,
                                    deviation=deviation, light=light, dose=dose,
                                    dose_seq=dose_seq, mode=self.mode,
                                    overlay_ok=overlay_ok and not status.stale,
-                                   applicator_pose=pose, banner=banner)
+                                   applicator_pose=pose, banner=banner,
+                                   registration_lines=reg_lines)
         self._latest_snapshot = snapshot
         return snapshot
 

@@ -43,7 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="camera calibration (JSON/YAML from 'iort calibrate'); required "
                              "for webcam, video and folder sources")
     parser.add_argument("--registration", type=Path, metavar="FILE",
-                        help="JSON with a 4x4 'patient_from_reference' (for real cameras)")
+                        help="JSON with a 4x4 'patient_from_reference'; without it a real "
+                             "camera or tracker registers on screen: touch the fiducials "
+                             "named in the banner with the pointer (Space/S/Backspace/"
+                             "Enter)")
     parser.add_argument("--plan", type=Path, metavar="FILE",
                         help="JSON with the planned 4x4 'patient_from_applicator' (required "
                              "unless CASE is the phantom)")
@@ -109,6 +112,22 @@ def _registration(args: argparse.Namespace) -> np.ndarray | None:
                                option="--registration")
 
 
+def _guided(args: argparse.Namespace, loop, case, plan: np.ndarray, session_log):
+    """The on-screen pointer registration for a real source without ``--registration``
+    (None when a registration file is given or the case has fewer than 3 fiducials)."""
+    if args.registration is not None:
+        return None
+    if len(case.fiducials_lps) < 3:
+        log.warning("case has %d fiducials: no pointer registration possible; use "
+                    "--registration FILE", len(case.fiducials_lps))
+        return None
+    from guidance.registration.guided import GuidedRegistration
+
+    target = case.centroid_lps("CTV") if "CTV" in case.structures else plan[:3, 3]
+    return GuidedRegistration(loop, case.fiducials_lps, target_lps=target,
+                              session_log=session_log)
+
+
 def _check_tracker(args: argparse.Namespace) -> None:
     """Resolve the default ``--source`` and reject inconsistent ``--tracker`` options early."""
     if args.source is None:
@@ -142,7 +161,8 @@ def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log, igtl):
         frames = TrackerClockSource(poses, image_size=(640, 480))
         loop = GuidanceLoop(frames, {}, _NO_CAMERA_K, tool_poses=poses,
                             patient_from_reference=_registration(args))
-        return LoopFeed(loop, _NO_CAMERA_K)
+        return LoopFeed(loop, _NO_CAMERA_K,
+                        on_result=_guided(args, loop, case, plan, session_log))
     if source == "scripted":
         if args.case != "phantom":
             raise InputError("--source scripted only works with the phantom")
@@ -190,7 +210,16 @@ def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log, igtl):
                         calibration.dist_coeffs, patient_from_reference=_registration(args),
                         tool_poses=_tracker_poses(args, igtl, with_camera=True))
     undistorter = undistorter_for(calibration)
-    return LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort)
+    return LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort,
+                    on_result=_guided(args, loop, case, plan, session_log))
+
+
+def _guided_of(feed):
+    """The feed's guided registration, if it has one (the monitor shows and drives it)."""
+    from guidance.registration.guided import GuidedRegistration
+
+    hook = getattr(feed, "on_result", None)
+    return hook if isinstance(hook, GuidedRegistration) else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -234,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         stale_s = 1.0 if args.source == "sim" else 0.2
         logic = MonitorLogic(case, plan, feed, dose_fn=dose_fn, beam=beam,
                              beam_options=options, session_log=session_log, igtl=igtl,
-                             stale_after_s=stale_s)
+                             stale_after_s=stale_s, registration=_guided_of(feed))
         from guidance.app import run_window
 
         logic.start()

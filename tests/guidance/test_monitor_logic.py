@@ -223,3 +223,75 @@ def test_registered_without_fre_is_not_called_unregistered(view, reference_age_s
         assert not snap.overlay_ok
     finally:
         logic.close()
+
+
+class _TouchingLoop:
+    """A loop stand-in for :class:`LoopFeed`: the pointer rests on ``touching`` (noise-free
+    tips, pointer and reference TRACKING) and the registration is set like the real loop."""
+
+    def __init__(self) -> None:
+        from guidance.sources import ListSource
+
+        self.source = ListSource([])
+        self.patient_from_reference = None
+        self.registration_fre_mm = None
+        self.touching = "FID1"
+        self.index = 0
+
+    def set_registration(self, patient_from_reference, *, fre_mm=None, method="") -> None:
+        self.patient_from_reference = patient_from_reference
+        self.registration_fre_mm = fre_mm
+
+    def step(self):
+        from tests.guidance.test_registration_guided import frame_result, tip_of
+
+        time.sleep(0.005)
+        self.index += 1
+        return frame_result(tip_of(self.touching), self.index)
+
+
+def test_guided_registration_banner_keys_and_loop(view, tmp_path) -> None:
+    from guidance.monitor_feed import LoopFeed
+    from guidance.registration.decision import RegistrationThresholds
+    from guidance.registration.guided import GuidedRegistration
+    from tests.guidance.test_registration_guided import FIDS, TARGET, TRUTH
+
+    loop = _TouchingLoop()
+    slog = SessionLog.create(tmp_path / "s.sqlite")
+    guided = GuidedRegistration(loop, FIDS, target_lps=TARGET, samples_per_fiducial=3,
+                                thresholds=RegistrationThresholds(min_fiducials=3),
+                                session_log=slog)
+    feed = LoopFeed(loop, view.camera_matrix, on_result=guided)
+    logic = MonitorLogic(view.case, view.plan, feed, session_log=slog,
+                         registration=guided).start()
+    try:
+        snap = _poll_until(logic, lambda s: s.frame is not None)
+        # the applicator is not in view while registering: said after the prompt
+        assert snap.banner == ("REGISTRATION: touch FID1 with the pointer, press Space "
+                               "(0/5 collected) | TRACKING LOST - applicator: UNTRACKED")
+        assert snap.registration_lines == ()
+        assert logic.registration_capture()
+        _poll_until(logic, lambda s: "(1/5 collected)" in s.banner)
+        assert logic.registration_skip()              # FID2 out of reach
+        snap = logic.poll()
+        assert snap.banner.startswith("REGISTRATION: touch FID3 with the pointer")
+        for name in ("FID3", "FID4"):
+            loop.touching = name
+            assert logic.registration_capture()
+            _poll_until(logic, lambda s, n=name: s.banner.startswith("REGISTRATION: touch")
+                        and n not in s.banner)
+        assert logic.registration_redo()              # take FID4 back ...
+        _poll_until(logic, lambda s: "touch FID4" in s.banner and "(2/5" in s.banner)
+        assert logic.registration_capture()          # ... and touch it again
+        snap = _poll_until(logic, lambda s: "(3/5 collected) - Enter to register" in s.banner)
+        assert logic.registration_accept()
+        snap = _poll_until(logic, lambda s: s.frame.registered and s.frame.tre_mm is not None)
+        assert "REGISTRATION" not in snap.banner and "NOT REGISTERED" not in snap.banner
+        assert snap.registration_lines[0].startswith("registration accepted: FRE 0.00 mm")
+        assert snap.status.fields()["registration"].startswith("FRE 0.00 mm  TRE ")
+        np.testing.assert_allclose(loop.patient_from_reference, TRUTH, atol=1e-6)
+        assert not logic.registration_capture()      # over: the keys do nothing
+    finally:
+        logic.close()
+    assert slog.last("registration").payload["n_points"] == 3
+    slog.close()

@@ -78,3 +78,34 @@ def test_sigkill_of_a_running_monitor_loses_nothing(tmp_path: Path) -> None:
     after = SessionLog.open(log_path, readonly=True).events()
     assert [(e.seq, e.kind) for e in after[:len(before)]] == [(e.seq, e.kind) for e in before]
     assert after[-1].kind != "session_end"   # it really died mid-session
+
+
+def test_real_source_registers_on_screen_unless_a_file_is_given(tmp_path: Path) -> None:
+    import argparse
+    import json
+
+    import cv2
+    import numpy as np
+
+    from calibration.io import save_calibration
+    from guidance.commands.run import _feed, _guided_of
+    from guidance.registration.guided import GuidedRegistration
+    from guidance.scenario import default_camera
+    from models.phantom import make_phantom, planned_patient_from_applicator
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0000.png"), np.zeros((720, 1280, 3), np.uint8))
+    save_calibration(default_camera(), tmp_path / "cam.json")
+    (tmp_path / "reg.json").write_text(json.dumps(
+        {"patient_from_reference": np.eye(4).tolist()}))
+    case = make_phantom()
+    plan = planned_patient_from_applicator(case)
+    args = argparse.Namespace(source=str(folder), calibration=tmp_path / "cam.json",
+                              registration=None, tracker="markers", tracker_devices="")
+    guided = _guided_of(_feed(args, case, plan, None, None))
+    assert isinstance(guided, GuidedRegistration)
+    assert guided.order == tuple(case.fiducials_lps) and len(guided.order) >= 3
+    np.testing.assert_allclose(guided.target_lps, case.centroid_lps("CTV"))
+    args.registration = tmp_path / "reg.json"
+    assert _guided_of(_feed(args, case, plan, None, None)) is None
