@@ -20,7 +20,9 @@ Views
   *Confirm* (records pose, beam and coverage in the session log).
 
 Shortcuts: F1 surgeon, F2 oncologist, F11 full screen, Esc leave full screen,
-Ctrl+Return confirm, Ctrl+Q quit.
+Ctrl+Return confirm, Ctrl+Q quit. While a guided pointer registration runs (real camera
+without ``--registration``): Space collect the fiducial asked for, S skip it, Backspace
+redo, Enter register (see ``docs/monitor.md``, *Registering with the pointer*).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ QLabel#banner { background-color: #c81e1e; color: white; font-size: 26px; font-w
 QLabel#deviation { font-size: 30px; font-weight: bold; }
 QLabel#coverage { font-family: monospace; font-size: 16px; }
 QLabel#caption { color: #9aa0a6; font-size: 13px; }
+QLabel#registration { font-family: monospace; font-size: 16px; padding: 4px; }
 """
 
 #: Isodose lines on the slices: percent of the prescription and colour.
@@ -199,8 +202,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
         outer.setContentsMargins(4, 4, 4, 4)
         self.banner = QtWidgets.QLabel("", objectName="banner")
         self.banner.setAlignment(QtCore.Qt.AlignCenter)
+        self.banner.setWordWrap(True)   # a long prompt must not widen the window
         self.banner.hide()
         outer.addWidget(self.banner)
+        self.registration_label = QtWidgets.QLabel("", objectName="registration")
+        self.registration_label.hide()
+        outer.addWidget(self.registration_label)
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         outer.addWidget(self.splitter, 1)
         self.ar_view = ImageView(min_size=(320, 180))
@@ -312,6 +319,19 @@ class MonitorWindow(QtWidgets.QMainWindow):
             shortcut = QtWidgets.QShortcut(QtGui.QKeySequence(keys), self, activated=slot)
             # work whichever widget (or the 3D view) has the focus
             shortcut.setContext(QtCore.Qt.ApplicationShortcut)
+        # guided registration keys, only while it runs (they would steal Space/Backspace
+        # from the selectors otherwise)
+        self.registration_shortcuts: list[QtWidgets.QShortcut] = []
+        if self.logic.registration is None:
+            return
+        for keys, slot in [("Space", self.logic.registration_capture),
+                           ("S", self.logic.registration_skip),
+                           ("Backspace", self.logic.registration_redo),
+                           ("Return", self.logic.registration_accept),
+                           ("Enter", self.logic.registration_accept)]:
+            shortcut = QtWidgets.QShortcut(QtGui.QKeySequence(keys), self, activated=slot)
+            shortcut.setContext(QtCore.Qt.ApplicationShortcut)
+            self.registration_shortcuts.append(shortcut)
 
     # ---------------------------------------------------------------- actions
     def set_mode(self, mode: str) -> None:
@@ -365,6 +385,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
         banner = snap.banner
         self.banner.setText(banner)
         self.banner.setVisible(bool(banner))
+        self.registration_label.setText("\n".join(snap.registration_lines))
+        self.registration_label.setVisible(bool(snap.registration_lines))
+        if self.registration_shortcuts and self.logic.registration.finished:
+            for shortcut in self.registration_shortcuts:
+                shortcut.setEnabled(False)
         self.light.set_light(snap.light)
         self.deviation_label.setText(snap.deviation.text() if snap.deviation is not None
                                      else "applicator not tracked")

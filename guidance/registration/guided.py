@@ -182,7 +182,7 @@ class GuidedRegistration:
         return text
 
     def report_lines(self) -> list[str]:
-        """FRE, predicted TRE and per-fiducial residuals of the last fit (empty before)."""
+        """Two lines: FRE, predicted TRE, count; per-fiducial residuals (empty before a fit)."""
         reg = self.candidate
         if reg is None:
             return []
@@ -190,12 +190,12 @@ class GuidedRegistration:
         tre = "—" if reg.predicted_tre_mm is None else f"{reg.predicted_tre_mm:.2f} mm"
         lines = [f"registration {verdict}: FRE {reg.fre_mm:.2f} mm, predicted TRE at target "
                  f"{tre}, {len(reg.names)} fiducials"]
-        lines += [f"  {name}: residual {res:.2f} mm"
-                  for name, res in reg.residuals_by_name().items()]
+        residuals = "residuals: " + ", ".join(
+            f"{name} {res:.2f} mm" for name, res in reg.residuals_by_name().items())
         skipped = self.state().skipped
         if skipped:
-            lines.append("  skipped: " + ", ".join(skipped))
-        return lines
+            residuals += "; skipped: " + ", ".join(skipped)
+        return [*lines, residuals]
 
     # ---------------------------------------------------------------- actions
     def capture(self) -> bool:

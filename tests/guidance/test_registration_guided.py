@@ -95,7 +95,8 @@ def test_all_fiducials_give_the_truth_and_are_logged(slog) -> None:
     assert reg.prompt() == ""
     lines = reg.report_lines()
     assert lines[0].startswith("registration accepted: FRE 0.00 mm, predicted TRE at target")
-    assert len(lines) == 1 + 5 and lines[2] == "  FID2: residual 0.00 mm"
+    assert lines[1] == ("residuals: FID1 0.00 mm, FID2 0.00 mm, FID3 0.00 mm, FID4 0.00 mm, "
+                        "FID5 0.00 mm")
     event = slog.last("registration")
     assert event.payload["accepted"] is True and event.payload["n_points"] == 5
     assert event.payload["method"] == "paired_point_guided"
