@@ -252,7 +252,9 @@ class LoopFeed:
         Lens undistortion (e.g. ``calibration.undistort.Undistorter.undistort``).
     on_result : callable(FrameResult), optional
         Hook per processed frame (e.g.
-        :class:`guidance.registration.pointer.PointerRegistration`).
+        :class:`guidance.registration.pointer.PointerRegistration` for the simulated
+        procedure, :class:`guidance.registration.guided.GuidedRegistration` for a real
+        camera); its accepted ``result`` supplies the predicted TRE of the updates.
     """
 
     def __init__(self, loop, camera_matrix: np.ndarray, *,

@@ -171,6 +171,8 @@ class GuidedRegistration:
         if s.phase == CAPTURING:
             return (f"REGISTRATION: hold the pointer still on {s.current} "
                     f"({s.samples}/{self.samples_per_fiducial} samples) {count}")
+        if s.current is None and s.message:
+            return f"REGISTRATION: {s.message} - Backspace to go back"
         if s.current is None:
             return (f"REGISTRATION: only {len(s.collected)} fiducials collected (3 needed) - "
                     "Backspace to go back")
@@ -310,7 +312,13 @@ class GuidedRegistration:
                                       samples_per_fiducial=1, max_spread_mm=self.max_spread_mm)
         for name, tip in tips.items():
             collector.add(name, tip)
-        reg = collector.register(target_patient_mm=self.target_lps, fle_mm=self.fle_mm)
+        try:
+            reg = collector.register(target_patient_mm=self.target_lps, fle_mm=self.fle_mm)
+        except ValueError as exc:   # e.g. collinear fiducials: TRE unbounded
+            with self._lock:
+                self._message = f"registration not possible: {exc}"
+            self._warn(self._message)
+            return False
         decision = assess_paired_point(reg.fit, predicted_tre_mm=reg.predicted_tre_mm,
                                        names=reg.names, thresholds=self.thresholds)
         with self._lock:

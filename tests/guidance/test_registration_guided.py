@@ -205,3 +205,19 @@ def test_needs_three_fiducials() -> None:
     with pytest.raises(ValueError, match=">= 3 fiducials"):
         GuidedRegistration(FakeLoop(), {"A": np.zeros(3), "B": np.ones(3)},
                            target_lps=np.zeros(3))
+
+
+def test_collinear_fiducials_are_refused_with_a_message(slog) -> None:
+    line = {f"L{i}": np.array([10.0 * i, 0.0, 0.0]) for i in range(3)}
+    loop = FakeLoop()
+    reg = GuidedRegistration(loop, line, target_lps=TARGET, samples_per_fiducial=1,
+                             session_log=slog)
+    ref_from_patient = invert_rigid(TRUTH)
+    for point in line.values():
+        assert reg.capture()
+        reg(frame_result(ref_from_patient[:3, :3] @ point + ref_from_patient[:3, 3]))
+    assert loop.calls == 0 and reg.result is None
+    assert "registration not possible" in reg.state().message
+    assert reg.prompt().startswith("REGISTRATION: registration not possible: ")
+    assert reg.prompt().endswith("Backspace to go back")
+    assert "collinear" in slog.last("warning").payload["message"]
