@@ -45,6 +45,15 @@ def _reddish(rgb: np.ndarray) -> np.ndarray:
     return (r > g + 50) & (r > b + 50)
 
 
+def show_active(qtbot, window, size: tuple[int, int]) -> None:
+    """Show ``window`` at ``size`` with the keyboard focus (keys reach its shortcuts)."""
+    qtbot.addWidget(window)
+    window.resize(*size)
+    window.show()
+    QtWidgets.QApplication.setActiveWindow(window)  # no window manager under Xvfb
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+
+
 @pytest.fixture(scope="module")
 def view():
     return phantom_view()
@@ -58,11 +67,7 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
     logic = MonitorLogic(view.case, view.plan, feed, dose_fn=slab_dose, session_log=slog,
                          beam=BeamChoice(energy_mev=9.0, applicator_diameter_mm=60.0))
     window = MonitorWindow(logic)
-    qtbot.addWidget(window)
-    window.resize(1500, 900)
-    window.show()
-    QtWidgets.QApplication.setActiveWindow(window)  # no window manager under Xvfb
-    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    show_active(qtbot, window, (1500, 900))
     logic.start()
     try:
         # --- surgeon mode: AR with target where cv2.projectPoints puts it

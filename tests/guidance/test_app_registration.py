@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
-from PyQt5 import QtCore, QtWidgets
+from PyQt5 import QtCore
 
 from guidance.app import MonitorWindow
 from guidance.monitor_feed import LoopFeed
@@ -17,6 +17,7 @@ from guidance.monitor_rehearsal import phantom_view
 from guidance.registration.decision import RegistrationThresholds
 from guidance.registration.guided import GuidedRegistration
 from guidance.session_log import SessionLog
+from tests.guidance.test_app import show_active
 from tests.guidance.test_monitor_logic import _TouchingLoop
 from tests.guidance.test_registration_guided import FIDS, TARGET, TRUTH
 
@@ -43,11 +44,7 @@ def test_keys_register_with_the_pointer(qtbot, tmp_path) -> None:
                                                         on_result=guided),
                          session_log=slog, registration=guided)
     window = MonitorWindow(logic, with_3d=False)
-    qtbot.addWidget(window)
-    window.resize(1200, 700)
-    window.show()
-    QtWidgets.QApplication.setActiveWindow(window)  # no window manager under Xvfb
-    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    show_active(qtbot, window, (1200, 700))
     logic.start()
     try:
         qtbot.waitUntil(lambda: "touch FID1" in window.banner.text(), timeout=10000)
