@@ -221,3 +221,59 @@ def test_collinear_fiducials_are_refused_with_a_message(slog) -> None:
     assert reg.prompt().startswith("REGISTRATION: registration not possible: ")
     assert reg.prompt().endswith("Backspace to go back")
     assert "collinear" in slog.last("warning").payload["message"]
+
+
+class _Tracker:
+    """External-tracker stand-in: reference fixed, pointer tip on ``touching`` (or absent)."""
+
+    tool_names = ("reference", "pointer")
+
+    def __init__(self, tracker_from_reference: np.ndarray) -> None:
+        self.tracker_from_reference = tracker_from_reference
+        self.touching: str | None = "FID1"
+
+    def poll(self, max_age_s=None) -> dict:
+        from guidance.external_tracker import TrackerPose
+
+        poses = {"reference": TrackerPose("reference", self.tracker_from_reference, 0.0, 0.0)}
+        if self.touching is not None:
+            tip = np.eye(4)
+            tip[:3, 3] = (self.tracker_from_reference @ np.append(tip_of(self.touching), 1))[:3]
+            poses["pointer"] = TrackerPose("pointer", tip, 0.0, 0.0)
+        return poses
+
+
+def test_through_the_real_loop() -> None:
+    """GuidanceLoop (external-tracker poses) -> guided registration -> the loop's own
+    registration maps the pointer tip onto each fiducial."""
+    from guidance.loop import GuidanceLoop
+    from guidance.sources import ListSource
+
+    tracker = _Tracker(transform_from_rotvec([0.1, 0.5, -0.3], [200.0, -40.0, 900.0]))
+    loop = GuidanceLoop(ListSource([np.zeros((48, 64, 3), np.uint8)] * 200), {},
+                        np.eye(3), tool_poses=tracker)
+    reg = GuidedRegistration(loop, FIDS, target_lps=TARGET, samples_per_fiducial=3)
+    loop.source.open()
+
+    def frames(n: int) -> None:
+        for _ in range(n):
+            result = loop.step()
+            assert result is not None and result is not False
+            reg(result)
+
+    frames(2)
+    tracker.touching = None            # pointer out of view until it is stale
+    assert reg.capture()
+    frames(10)
+    assert "not tracked (pointer" in reg.state().message
+    for name in FIDS:
+        tracker.touching = name
+        frames(2)
+        assert reg.capture()
+        frames(3)
+    assert reg.finished
+    np.testing.assert_allclose(loop.patient_from_reference, TRUTH, atol=1e-6)
+    tracker.touching = "FID4"
+    result = loop.step()
+    np.testing.assert_allclose(result.pointer_tip_patient_mm, FIDS["FID4"], atol=1e-6)
+    loop.source.close()
