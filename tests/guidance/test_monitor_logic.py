@@ -6,7 +6,6 @@ import time
 from dataclasses import replace
 
 import numpy as np
-import pyigtl
 import pytest
 
 from guidance.igtl_server import IgtlServer
@@ -15,35 +14,12 @@ from guidance.monitor_logic import BeamChoice, DoseService, MonitorLogic
 from guidance.monitor_rehearsal import phantom_view, slab_dose
 from guidance.plan_check import Light
 from guidance.session_log import SessionLog
+from tests.guidance.conftest import CountingClient
 
 
 @pytest.fixture(scope="module")
 def view():
     return phantom_view()
-
-
-class _CountingClient(pyigtl.OpenIGTLinkClient):
-    """pyigtl's client, noting every applicator TRANSFORM it receives and unpacks.
-
-    pyigtl's own mailbox keeps only the newest message per device, so a test polling it
-    would count its own thread's scheduling delays, not what arrived.
-    """
-
-    DEVICE = "ApplicatorToPatient"
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.received: list[float] = []
-        self._last_object = None
-        super().__init__(*args, **kwargs)
-
-    def _receive_message_from_socket(self, ssocket):
-        ok = super()._receive_message_from_socket(ssocket)
-        with self.lock_incoming_messages:
-            message = self.incoming_messages.get(self.DEVICE)
-        if ok and message is not None and message is not self._last_object:
-            self._last_object = message
-            self.received.append(message.timestamp)
-        return ok
 
 
 def _poll_until(logic: MonitorLogic, predicate, timeout_s: float = 10.0):
@@ -62,7 +38,7 @@ def test_frames_light_dose_confirm_and_igtl(view, tmp_path) -> None:
                         fre_mm=0.5, tre_mm=0.9, loop=True)
     slog = SessionLog.create(tmp_path / "s.sqlite")
     with IgtlServer(port=0) as server:
-        client = _CountingClient(host="127.0.0.1", port=server.port)
+        client = CountingClient(host="127.0.0.1", port=server.port)
         try:
             deadline = time.monotonic() + 5.0
             while server.n_clients < 1 and time.monotonic() < deadline:
@@ -79,7 +55,8 @@ def test_frames_light_dose_confirm_and_igtl(view, tmp_path) -> None:
                 time.sleep(0.005)
             frames = logic.capture.frames - frames_before
             time.sleep(0.2)  # the last frames' messages in flight
-            seen = client.received[received_before:]
+            seen = [m.timestamp for m in
+                    client.received_from("ApplicatorToPatient", received_before)]
             # one applicator TRANSFORM per frame reaches the pyigtl peer
             assert len(set(seen)) >= 0.8 * frames > 20
             assert {Light.GREEN, Light.RED} <= lights   # 0.5 mm and 12 mm from the plan
