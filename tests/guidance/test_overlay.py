@@ -39,46 +39,44 @@ def test_sphere_drawn_where_projected(k: np.ndarray, size: tuple[int, int],
     np.testing.assert_allclose(drawn, truth.reshape(2), atol=1.0)
 
 
-def test_blend_keeps_video_where_nothing_drawn() -> None:
-    k = np.array([[500.0, 0, 160.0], [0, 500.0, 120.0], [0, 0, 1]])
+#: A 320x240 camera looking down +z at a red ball 300 mm in front of it.
+SMALL_K = np.array([[500.0, 0, 160.0], [0, 500.0, 120.0], [0, 0, 1]])
+BALL_POSE = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 300.0], [0, 0, 0, 1]])
+
+
+def _ball_renderer(radius_mm: float) -> OverlayRenderer:
     scene = Scene()
-    scene.add(SceneItem("ball", pv.Sphere(radius=5.0), (1.0, 0.0, 0.0)))
+    scene.add(SceneItem("ball", pv.Sphere(radius=radius_mm), (1.0, 0.0, 0.0)))
+    return OverlayRenderer(scene, SMALL_K, (320, 240))
+
+
+def test_blend_keeps_video_where_nothing_drawn() -> None:
     video = np.full((240, 320, 3), 77, np.uint8)
-    pose = np.eye(4)
-    pose[2, 3] = 300.0
-    with OverlayRenderer(scene, k, (320, 240)) as renderer:
-        out = renderer.render(video, pose)
+    with _ball_renderer(5.0) as renderer:
+        out = renderer.render(video, BALL_POSE)
     assert tuple(out[230, 5]) == (77, 77, 77)
     assert out[120, 160, 0] > 150 and out[120, 160, 1] < 80
 
 
 def test_lost_tracking_draws_no_anatomy_and_a_banner() -> None:
-    k = np.array([[500.0, 0, 160.0], [0, 500.0, 120.0], [0, 0, 1]])
-    scene = Scene()
-    scene.add(SceneItem("ball", pv.Sphere(radius=30.0), (1.0, 0.0, 0.0)))
     video = np.full((240, 320, 3), 200, np.uint8)
-    pose = np.eye(4)
-    pose[2, 3] = 300.0
-    with OverlayRenderer(scene, k, (320, 240)) as renderer:
-        out = renderer.render(video, pose, OverlayStatus(tracking_ok=False, banner="STALE"))
+    with _ball_renderer(30.0) as renderer:
+        out = renderer.render(video, BALL_POSE, OverlayStatus(tracking_ok=False,
+                                                              banner="STALE"))
     centre = out[120, 160].astype(int)
     assert abs(centre[0] - centre[1]) < 3  # grey, no red sphere
     assert out[5, 300, 0] > 150 and out[5, 300, 1] < 60  # red banner
 
 
 def test_wrong_frame_size_is_refused() -> None:
-    k = np.array([[500.0, 0, 160.0], [0, 500.0, 120.0], [0, 0, 1]])
-    with OverlayRenderer(Scene(), k, (320, 240)) as renderer, \
+    with OverlayRenderer(Scene(), SMALL_K, (320, 240)) as renderer, \
             pytest.raises(ValueError, match="320x240"):
         renderer.render(np.zeros((480, 640, 3), np.uint8), np.eye(4))
 
 
 def test_unregistered_shows_plain_video_with_banner() -> None:
-    k = np.array([[500.0, 0, 160.0], [0, 500.0, 120.0], [0, 0, 1]])
-    scene = Scene()
-    scene.add(SceneItem("ball", pv.Sphere(radius=30.0), (1.0, 0.0, 0.0)))
     video = np.full((240, 320, 3), 200, np.uint8)
-    with OverlayRenderer(scene, k, (320, 240)) as renderer:
+    with _ball_renderer(30.0) as renderer:
         out = renderer.render(video, None, OverlayStatus(banner="Registration: FID1"))
     assert tuple(out[120, 160]) == (200, 200, 200)
     assert out[5, 300].max() < 60  # dark information banner, not the red alarm
