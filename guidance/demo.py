@@ -113,7 +113,6 @@ class DemoOptions:
 class _Track:
     """What the demo accumulates frame by frame."""
 
-    registration: FiducialRegistration | None = None
     applicator_errors_mm: list[float] = field(default_factory=list)
     applicator_errors_deg: list[float] = field(default_factory=list)
     dose: DoseResult | None = None
@@ -171,7 +170,7 @@ def _registration_error_mm(estimate: np.ndarray, truth: np.ndarray, point_lps: n
 def _banner(scenario: Scenario, result: FrameResult, track: _Track, beam: ElectronBeam,
             registration: PointerRegistration) -> OverlayStatus:
     index = result.frame.index
-    if track.registration is None:
+    if registration.result is None:
         name = scenario.fiducial_at(index)
         done = len(registration.collector.collected())
         total = len(scenario.fiducial_names)
@@ -182,7 +181,7 @@ def _banner(scenario: Scenario, result: FrameResult, track: _Track, beam: Electr
     if result.camera_from_patient is None or ref_state is not TrackingState.TRACKING:
         return OverlayStatus(tracking_ok=False,
                              banner=f"REFERENCE {ref_state.name} - overlay hidden")
-    text = f"FRE {track.registration.fre_mm:.2f} mm"
+    text = f"FRE {registration.result.fre_mm:.2f} mm"
     app_state = result.state("applicator")
     if app_state is not TrackingState.TRACKING:
         text += f" | applicator {app_state.name}"
@@ -246,7 +245,6 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 continue
             index = result.frame.index
             registration(result)
-            track.registration = registration.result
             if pending_dose:
                 _update_dose(engine, beam, options, pending_dose.pop(), scene, track,
                              session_log)
@@ -264,8 +262,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
             status = _banner(scenario, result, track, beam, registration)
             track.stale_frames += int(not status.tracking_ok)
             video_rgb = cv2.cvtColor(undistorter.undistort(result.frame.image), cv2.COLOR_BGR2RGB)
-            camera_from_patient = (result.camera_from_patient
-                                   if track.registration is not None else None)
+            camera_from_patient = result.camera_from_patient  # None until registered
             composed = renderer.render(video_rgb, camera_from_patient, status)
             if camera_from_patient is not None and status.tracking_ok:
                 track.overlay_frames += 1
@@ -285,10 +282,10 @@ def run_demo(options: DemoOptions) -> DemoResult:
         if writer is not None:
             writer.close()
     loop_s = time.perf_counter() - loop_start
-    if track.registration is None:
+    if registration.result is None:
         track.warnings.append("registration not possible: fewer than 3 fiducials collected; "
                               "no overlay was drawn")
-    summary = _summary(options, case, beam, scenario, track, loop, loop_s,
+    summary = _summary(options, case, beam, scenario, track, registration.result, loop, loop_s,
                        time.perf_counter() - start, target_lps)
     dvhs = _dvhs(case, track.dose, options) if track.dose is not None else {}
     if track.dose is not None:
@@ -351,9 +348,8 @@ def _dvhs(case: Case, dose: DoseResult, options: DemoOptions) -> dict[str, DVH]:
 
 
 def _summary(options: DemoOptions, case: Case, beam: ElectronBeam, scenario: Scenario,
-             track: _Track, loop: GuidanceLoop, loop_s: float, wall_s: float,
-             target_lps: np.ndarray) -> dict:
-    reg = track.registration
+             track: _Track, reg: FiducialRegistration | None, loop: GuidanceLoop,
+             loop_s: float, wall_s: float, target_lps: np.ndarray) -> dict:
     summary: dict = {
         "registration.fre_mm": reg.fre_mm if reg else None,
         "registration.tre_mm": (_registration_error_mm(reg.patient_from_reference,
