@@ -78,7 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` subcommand."""
     parser = subparsers.add_parser(
         "export", help="write the plan as DICOM-RT (RTSTRUCT, RTPLAN, RTDOSE)",
-        description="Export a case folder's structures, electron IORT plan and dose as "
+        description="Export a case's structures, electron IORT plan and dose as "
                     "DICOM-RT referencing the CT's Frame of Reference and series.")
     parser.add_argument("case", metavar="CASE",
                         help="a case folder (iort case import), a DICOM folder or 'phantom'")

@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Open the OR monitor: AR view, 3D view, CT slices with isodoses, surgeon "
                     "and oncologist modes, OpenIGTLink server and a crash-safe session log.")
     parser.add_argument("case", metavar="CASE",
-                        help="'phantom' (built in) or a DICOM folder (CT series + RTSTRUCT)")
+                        help="'phantom' (built in), a case folder (iort case import) or a "
+                             "DICOM folder (CT series + RTSTRUCT)")
     parser.add_argument("--source", help=SOURCES_HELP + " (default: sim; none with "
                                                       "--tracker igtl)")
     parser.add_argument("--calibration", type=Path, metavar="FILE",
