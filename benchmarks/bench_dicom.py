@@ -33,7 +33,7 @@ GROUP = "dicom"
 def _write_series(folder: Path, shape: tuple[int, int, int]) -> None:
     from models.dicom.common import Identity, new_uid
     from models.dicom.image_writer import write_image_series
-    from models.volume import Volume
+    from models.patient.volume import Volume
 
     rng = np.random.default_rng(0)
     values = rng.integers(-1024, 1500, size=shape, dtype=np.int16).astype(np.float32)
@@ -52,11 +52,11 @@ def _sitk_read(folder: Path) -> object:
 
 def run(*, quick: bool = False) -> dict[str, float]:
     """Time series import (ours vs SimpleITK) and phantom meshing."""
-    from models.case_store import load_case, save_case
     from models.dicom.reader import read_case
     from models.dicom.series import read_image_folder
     from models.dicom.writer import write_case
-    from models.phantom import make_phantom
+    from models.patient.case_store import load_case, save_case
+    from models.patient.phantom import make_phantom
 
     shape = (40, 128, 128) if quick else (200, 512, 512)
     repeat = 2 if quick else 3

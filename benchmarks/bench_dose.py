@@ -23,11 +23,11 @@ import time
 import numpy as np
 
 from benchmarks import best_time_s
-from models.beams import ElectronBeam
+from models.beams.library import ElectronBeam
 from models.dose.electron import compute_electron_dose
 from models.dose.engine import warm_up
 from models.dose.kv import compute_kv_dose
-from models.phantom import make_phantom, planned_patient_from_applicator
+from models.patient.phantom import make_phantom, planned_patient_from_applicator
 
 GROUP = "dose"
 

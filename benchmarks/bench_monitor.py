@@ -50,7 +50,7 @@ def overlay_max_error_px(image_size: tuple[int, int], principal_shift_px: tuple[
     """Max distance (px) between rendered sphere centres and ``cv2.projectPoints``."""
     from guidance.overlay import OverlayRenderer
     from guidance.scene import Scene, SceneItem
-    from models.transforms import transform_from_rotvec
+    from models.base.transforms import transform_from_rotvec
 
     width, height = image_size
     f = 1.2 * max(width, height)

@@ -28,7 +28,7 @@ from guidance.registration.surface import register_surface, surface_points
 from guidance.simcamera import SceneMesh, SimEffects, SimulatedCamera, random_camera_from_tool
 from guidance.sources import Frame, ListSource
 from guidance.tools import load_builtin_tools
-from models.transforms import transform_difference, transform_from_rotvec
+from models.base.transforms import transform_difference, transform_from_rotvec
 
 GROUP = "tracking"
 

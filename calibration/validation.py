@@ -1,4 +1,4 @@
-"""Validators for the calibration package (numpy only; ``models.validation`` is off limits).
+"""Validators for the calibration package (numpy only; ``models.base.validation`` is off limits).
 
 Public functions check their arguments with these on their first lines. Type problems
 raise :class:`TypeError`; value problems raise :class:`~calibration.errors.CalibrationError`

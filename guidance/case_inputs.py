@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.case import Case
-from models.errors import InputError
-from models.validation import as_transform
+from models.base.errors import InputError
+from models.base.validation import as_transform
+from models.patient.case import Case
 
 #: The CASE value that selects the built-in phantom.
 PHANTOM = "phantom"
@@ -27,7 +27,7 @@ def load_case_spec(spec: str | Path) -> Case:
     ----------
     spec : str or Path
         ``"phantom"`` (the built-in phantom, in memory), a case folder written by
-        ``iort case import`` / :func:`models.case_store.save_case` (has ``manifest.json``),
+        ``iort case import`` / :func:`models.patient.case_store.save_case` (has ``manifest.json``),
         or a DICOM folder (CT/MR series + RTSTRUCT, imported on the fly).
 
     Raises
@@ -36,14 +36,14 @@ def load_case_spec(spec: str | Path) -> Case:
         If ``spec`` is none of these; the message says what would work.
     """
     if str(spec) == PHANTOM:
-        from models.phantom import make_phantom
+        from models.patient.phantom import make_phantom
 
         return make_phantom()
     path = Path(spec)
     if not path.is_dir():
         raise InputError(f"CASE {str(spec)!r}: not {PHANTOM!r} and not a folder; give a case "
                          "folder (iort case import) or a DICOM folder (CT series + RTSTRUCT)")
-    from models.case_store import MANIFEST, load_case
+    from models.patient.case_store import MANIFEST, load_case
 
     if (path / MANIFEST).is_file():
         return load_case(path)

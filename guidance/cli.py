@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from models.errors import IortError
+from models.base.errors import IortError
 
 #: Subcommand modules under ``guidance.commands``, in the order ``iort --help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (

@@ -48,15 +48,15 @@ from guidance.scene import (
     rgb_unit,
 )
 from guidance.session_log import SessionLog
-from models.beams import ElectronBeam
-from models.case import Case
+from models.base.errors import IortError
+from models.base.transforms import apply_transform, invert_rigid, transform_difference
+from models.beams.library import ElectronBeam
 from models.dicom.reader import read_case
 from models.dose.electron import DoseResult
 from models.dose.engine import ElectronDoseEngine
-from models.dvh import DVH, compute_dvh, resample_dose
-from models.errors import IortError
-from models.phantom import DEFAULT_SPACING_MM, write_phantom
-from models.transforms import apply_transform, invert_rigid, transform_difference
+from models.evaluation.dvh import DVH, compute_dvh, resample_dose
+from models.patient.case import Case
+from models.patient.phantom import DEFAULT_SPACING_MM, write_phantom
 
 log = logging.getLogger(__name__)
 

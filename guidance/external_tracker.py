@@ -47,8 +47,8 @@ import numpy as np
 
 from guidance.igtl_server import IgtlServer, ReceivedMessage
 from guidance.sources.base import Frame, FrameSource
-from models.errors import InputError
-from models.validation import as_transform
+from models.base.errors import InputError
+from models.base.validation import as_transform
 
 log = logging.getLogger(__name__)
 

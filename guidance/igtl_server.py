@@ -43,7 +43,7 @@ import numpy as np
 import pyigtl
 from pyigtl.messages import CRC64, MessageBase
 
-from models.validation import as_transform
+from models.base.validation import as_transform
 
 log = logging.getLogger(__name__)
 

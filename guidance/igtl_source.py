@@ -17,7 +17,7 @@ import time
 from guidance.igtl_server import IgtlServer
 from guidance.sources.base import Frame, FrameSource, FrameSourceError, SkipFrame
 from guidance.sources.igtl import image_from_message
-from models.errors import InputError
+from models.base.errors import InputError
 
 log = logging.getLogger(__name__)
 

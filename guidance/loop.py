@@ -36,9 +36,9 @@ from guidance.markers import MarkerTracker, ToolPose
 from guidance.pose_filter import FilteredPose, FilterOptions, PoseFilter, TrackingState
 from guidance.sources.base import Frame, FrameSource, check_image
 from guidance.tools import ToolDefinition, check_tool_set
-from models.errors import IortError
-from models.transforms import invert_rigid, rotation_angle_deg
-from models.validation import as_array, as_positive, as_transform
+from models.base.errors import IortError
+from models.base.transforms import invert_rigid, rotation_angle_deg
+from models.base.validation import as_array, as_positive, as_transform
 
 if TYPE_CHECKING:
     from guidance.external_tracker import ToolPoseProvider

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from guidance.tools import ToolDefinition, check_tool_set
-from models.validation import as_array
+from models.base.validation import as_array
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from typing import Protocol
 
 import numpy as np
 
-from models.errors import IortError
-from models.validation import as_array, as_transform
+from models.base.errors import IortError
+from models.base.validation import as_array, as_transform
 
 log = logging.getLogger(__name__)
 

@@ -43,10 +43,10 @@ from guidance.scene import (
     rgb_unit,
 )
 from guidance.session_log import SessionLog
-from models.case import Case
-from models.dvh import DoseMetrics, structure_dvhs
-from models.validation import as_positive, as_transform
-from models.volume import Volume
+from models.base.validation import as_positive, as_transform
+from models.evaluation.dvh import DoseMetrics, structure_dvhs
+from models.patient.case import Case
+from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -587,7 +587,7 @@ def add_organ_outlines(plotter, scene: Scene, *, target: str = "CTV",
 
 def beam_options(machine: str = "mobetron") -> BeamOptions:
     """Selector contents from the shipped beam library for one machine."""
-    from models.beams import default_library
+    from models.beams.library import default_library
 
     data = default_library().machine(machine)
     return BeamOptions(energies_mev=tuple(float(e) for e in data.energies_mev),
@@ -600,12 +600,13 @@ def electron_dose_function(machine: str = "mobetron", *, grid_mm: float = 2.0,
                            disc_depth_mm: float = 30.0) -> DoseFunction:
     """A :data:`DoseFunction` running the project's electron pencil-beam engine.
 
-    Uses one :class:`models.dose.ElectronDoseEngine` per CT (a changed prescription only
+    Uses one :class:`models.dose.engine.ElectronDoseEngine` per CT (a changed prescription only
     rescales the last result). The shielding disc (``BeamChoice.disc`` = material) sits
     ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm.
     """
-    from models.beams import ElectronBeam
-    from models.dose import ElectronDoseEngine, ShieldingDisc
+    from models.beams.library import ElectronBeam
+    from models.dose.electron import ShieldingDisc
+    from models.dose.engine import ElectronDoseEngine
 
     engines: dict[int, ElectronDoseEngine] = {}
 

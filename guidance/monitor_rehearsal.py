@@ -14,8 +14,8 @@ import numpy as np
 
 from guidance.monitor_feed import ScriptedShot
 from guidance.monitor_logic import BeamChoice
-from models.case import Case
-from models.volume import Volume
+from models.patient.case import Case
+from models.patient.volume import Volume
 
 
 def slab_dose(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
@@ -77,8 +77,8 @@ class PhantomView:
 def phantom_view(*, spacing_mm=(3.0, 3.0, 4.0), image_size=(640, 400)) -> PhantomView:
     """Coarse phantom, camera 400 mm anterior of the CTV, off-centre principal point."""
     from guidance.simcamera import look_at
-    from models.phantom import make_phantom, planned_patient_from_applicator
-    from models.transforms import invert_rigid
+    from models.base.transforms import invert_rigid
+    from models.patient.phantom import make_phantom, planned_patient_from_applicator
 
     case = make_phantom(spacing_mm=spacing_mm)
     plan = planned_patient_from_applicator(case)

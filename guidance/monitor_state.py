@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from models.validation import as_transform
+from models.base.validation import as_transform
 
 #: Tool states as the tracking loop reports them.
 TRACKING, STALE, UNTRACKED = "tracking", "stale", "untracked"

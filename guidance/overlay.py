@@ -19,7 +19,7 @@ import numpy as np
 from guidance.compositing import blend_layer
 from guidance.scene import Scene, SceneItem
 from guidance.vtk_camera import apply_to_vtk_camera
-from models.validation import as_array, as_transform
+from models.base.validation import as_array, as_transform
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.validation import as_positive, as_transform
+from models.base.validation import as_positive, as_transform
 
 
 class Light(enum.Enum):

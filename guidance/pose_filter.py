@@ -26,7 +26,7 @@ from enum import StrEnum
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from models.validation import as_positive, as_transform
+from models.base.validation import as_positive, as_transform
 
 #: Default age (s) after which a held pose is no longer used for the overlay.
 DEFAULT_STALENESS_LIMIT_S = 0.2

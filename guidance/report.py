@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.dvh import DVH
+from models.evaluation.dvh import DVH
 
 _PALETTE = ("#e6194b", "#f58231", "#ffe119", "#3cb44b", "#42d4f4", "#4363d8", "#911eb4",
             "#f032e6", "#a9a9a9")

@@ -32,10 +32,10 @@ from guidance.simcamera import (
 )
 from guidance.sources.simulated import RegistrationScenario, ScenePose, SimulatedSource
 from guidance.tools import ToolDefinition, load_builtin_tools
-from models.anatomy import MeshOptions, decimate_mesh, mask_to_mesh
-from models.case import Case
-from models.phantom import planned_patient_from_applicator
-from models.transforms import invert_rigid, transform_from_rotvec
+from models.base.transforms import invert_rigid, transform_from_rotvec
+from models.patient.anatomy import MeshOptions, decimate_mesh, mask_to_mesh
+from models.patient.case import Case
+from models.patient.phantom import planned_patient_from_applicator
 
 log = logging.getLogger(__name__)
 

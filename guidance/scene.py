@@ -15,8 +15,8 @@ import numpy as np
 import pyvista as pv
 import vtk
 
-from models.validation import as_positive, as_transform
-from models.volume import Volume
+from models.base.validation import as_positive, as_transform
+from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
 

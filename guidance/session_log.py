@@ -16,7 +16,7 @@ Never overwriting
 -----------------
 :meth:`SessionLog.create` refuses an existing file. :meth:`SessionLog.open` checks the
 SQLite header, runs ``PRAGMA quick_check`` and the schema *before* writing anything; a
-corrupt or foreign file raises :class:`~models.errors.InputError` and is left untouched.
+corrupt or foreign file raises :class:`~models.base.errors.InputError` and is left untouched.
 
 Events are stored as ``(seq, t_unix_s, t_mono_s, kind, payload JSON)``; 4x4 transforms are
 stored as nested lists (row-major, mm). ``kind`` is one of :data:`EVENT_KINDS`.
@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import InputError
-from models.validation import as_transform
+from models.base.errors import InputError
+from models.base.validation import as_transform
 
 log = logging.getLogger(__name__)
 

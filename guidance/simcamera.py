@@ -28,8 +28,8 @@ import pyvista as pv
 
 from guidance.tools import ToolDefinition, check_tool_set
 from guidance.vtk_camera import apply_to_vtk_camera
-from models.transforms import invert_rigid
-from models.validation import as_array, as_transform
+from models.base.transforms import invert_rigid
+from models.base.validation import as_array, as_transform
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from models.validation import as_array, as_positive, as_transform
-from models.volume import Volume
+from models.base.validation import as_array, as_positive, as_transform
+from models.patient.volume import Volume
 
 ORIENTATIONS: tuple[str, ...] = ("axial", "sagittal", "coronal")
 #: (column direction, row direction) in LPS for each orientation.
@@ -191,7 +191,7 @@ def render_dvh_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     Parameters
     ----------
     curves : mapping name -> (dose_edges_gy, cumulative_percent)
-        Each curve as from :class:`models.dvh.DVH` (``dose_edges_gy``,
+        Each curve as from :class:`models.evaluation.dvh.DVH` (``dose_edges_gy``,
         ``cumulative_percent``).
     colors : mapping name -> RGB 0-255
     size : (width, height) in pixels

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from assets import asset_path
-from models.errors import InputError
+from models.base.errors import InputError
 
 #: Names of the tools shipped in ``assets/tools``.
 BUILTIN_TOOLS: tuple[str, ...] = ("reference", "pointer", "applicator")

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from models.validation import as_array, as_transform
+from models.base.validation import as_array, as_transform
 
 
 def camera_parameters(camera_matrix: np.ndarray, image_size: tuple[int, int],

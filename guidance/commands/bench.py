@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from models.errors import InputError
+from models.base.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -23,7 +23,7 @@ from calibration.printing import (
     board_page,
     marker_sheet_pages,
 )
-from models.errors import InputError
+from models.base.errors import InputError
 
 log = logging.getLogger(__name__)
 

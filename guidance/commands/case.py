@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_phantom(args: argparse.Namespace) -> int:
     """Write the phantom as DICOM."""
-    from models.phantom import write_phantom
+    from models.patient.phantom import write_phantom
 
     out = write_phantom(args.out, spacing_mm=tuple(args.spacing), seed=args.seed,
                         force=args.force, progress=sys.stderr.isatty())
@@ -58,9 +58,9 @@ def run_phantom(args: argparse.Namespace) -> int:
 
 def run_import(args: argparse.Namespace) -> int:
     """Import DICOM into a case folder."""
-    from models.case_store import save_case
     from models.dicom.reader import read_case
     from models.dicom.writer import prepare_output_dir
+    from models.patient.case_store import save_case
 
     if args.out.is_dir() and any(args.out.iterdir()) and not args.force:
         prepare_output_dir(args.out, force=False)  # raises the one-line refusal

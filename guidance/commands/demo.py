@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from models.errors import InputError
+from models.base.errors import InputError
 
 
 def _spacing(text: str) -> tuple[float, float, float]:
@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; print where the results are and the key numbers."""
     from guidance.demo import DemoOptions, run_demo
-    from models.beams import ElectronBeam, default_library
-    from models.phantom import DEFAULT_SPACING_MM
+    from models.beams.library import ElectronBeam, default_library
+    from models.patient.phantom import DEFAULT_SPACING_MM
 
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from guidance.case_inputs import PHANTOM, load_case_spec, read_transform_file
-from models.errors import InputError
+from models.base.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def _beam_arguments(parser: argparse.ArgumentParser, *, machine_required: bool) 
 
 def run_depth_curve(args: argparse.Namespace) -> int:
     """Print the depth curve (table or JSON)."""
-    from models.beams import ElectronBeam, default_library
+    from models.beams.library import ElectronBeam, default_library
     from models.dose.water import depth_curve
 
     beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
@@ -115,12 +115,12 @@ def run_depth_curve(args: argparse.Namespace) -> int:
 
 def run_case(args: argparse.Namespace) -> int:
     """Compute the dose in a case, write RT Plan + RT Dose, print coverage."""
-    from models.beams import ElectronBeam, default_library
+    from models.beams.library import ElectronBeam, default_library
     from models.dicom.common import ensure_uids, identity_of, new_uid
     from models.dicom.rtdose import dose_grid_like, write_rtdose
     from models.dicom.rtplan import ElectronPlan, write_rtplan
     from models.dose.electron import compute_electron_dose
-    from models.dvh import resample_dose, structure_dvhs
+    from models.evaluation.dvh import resample_dose, structure_dvhs
 
     beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
     default_library().validate(beam)
@@ -128,7 +128,7 @@ def run_case(args: argparse.Namespace) -> int:
     if args.pose is not None:
         pose = read_transform_file(args.pose, "patient_from_applicator", option="--pose")
     elif args.case == PHANTOM:
-        from models.phantom import planned_patient_from_applicator
+        from models.patient.phantom import planned_patient_from_applicator
 
         pose = planned_patient_from_applicator(case)
     else:

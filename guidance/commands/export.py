@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import InputError
-from models.phantom import PHANTOM_PATIENT_ID
+from models.base.errors import InputError
+from models.patient.phantom import PHANTOM_PATIENT_ID
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +145,11 @@ def resolve_plan(case: Any, *, plan_file: dict[str, Any] | None = None,
     InputError
         No pose known (not the phantom and no plan), or a value of the wrong type.
     """
-    from models.validation import as_transform
+    from models.base.validation import as_transform
 
     merged: dict[str, Any] = {}
     if case.patient_id == PHANTOM_PATIENT_ID and "CTV" in case.structures:
-        from models.phantom import planned_patient_from_applicator
+        from models.patient.phantom import planned_patient_from_applicator
 
         merged.update(PHANTOM_DEFAULTS,
                       patient_from_applicator=planned_patient_from_applicator(case))
@@ -209,7 +209,7 @@ def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *, anonymise: bo
 
     Parameters
     ----------
-    case : models.case.Case
+    case : models.patient.case.Case
         The case; it needs its CT slice UIDs (imported cases have them) unless ``with_ct``.
     spec : PlanSpec
         Beam, prescription and applicator pose (:func:`resolve_plan`).
@@ -224,7 +224,7 @@ def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *, anonymise: bo
     compute : bool
         Allow computing the dose.
     """
-    from models.beams import ElectronBeam
+    from models.beams.library import ElectronBeam
     from models.dicom.common import ensure_uids, identity_of, new_uid
     from models.dicom.image_writer import write_image_series
     from models.dicom.rtdose import dose_grid_like, write_rtdose
@@ -232,7 +232,7 @@ def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *, anonymise: bo
     from models.dicom.rtstruct import write_rtstruct
     from models.dicom.writer import prepare_output_dir
     from models.dose.electron import compute_electron_dose
-    from models.dvh import resample_dose
+    from models.evaluation.dvh import resample_dose
 
     use_stored = case.dose is not None and spec.mu is not None
     if not use_stored and not compute:

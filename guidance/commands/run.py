@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from guidance.case_inputs import load_case_spec, read_transform_file
-from models.errors import InputError
+from models.base.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _plan(args: argparse.Namespace, case) -> np.ndarray:
     if args.plan is not None:
         return read_transform_file(args.plan, "patient_from_applicator", option="--plan")
     if args.case == "phantom":
-        from models.phantom import planned_patient_from_applicator
+        from models.patient.phantom import planned_patient_from_applicator
 
         return planned_patient_from_applicator(case)
     raise InputError("--plan FILE is required for a case other than the phantom")

@@ -12,7 +12,7 @@ import numpy as np
 
 from guidance.registration.paired_point import PairedPointResult
 from guidance.registration.surface import SurfaceRegistrationResult, registration_disagreement_mm
-from models.validation import as_positive
+from models.base.validation import as_positive
 
 
 @dataclass(frozen=True)

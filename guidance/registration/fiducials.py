@@ -17,7 +17,7 @@ import numpy as np
 
 from guidance.registration.paired_point import PairedPointResult, register_paired_points
 from guidance.registration.tre import fle_from_fre_mm, predict_tre_mm
-from models.validation import as_array, as_positive
+from models.base.validation import as_array, as_positive
 
 
 @dataclass(frozen=True)

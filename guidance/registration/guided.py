@@ -40,7 +40,7 @@ from guidance.registration.decision import (
     assess_paired_point,
 )
 from guidance.registration.fiducials import FiducialCollector, FiducialRegistration
-from models.validation import as_array, as_positive
+from models.base.validation import as_array, as_positive
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.validation import as_points
+from models.base.validation import as_points
 
 
 @dataclass(frozen=True)

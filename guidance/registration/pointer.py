@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from guidance.registration.fiducials import FiducialCollector, FiducialRegistration
-from models.validation import as_array
+from models.base.validation import as_array
 
 log = logging.getLogger(__name__)
 

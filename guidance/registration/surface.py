@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.validation import as_points, as_transform
+from models.base.validation import as_points, as_transform
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.validation import as_points, as_positive
+from models.base.validation import as_points, as_positive
 
 
 def predict_tre_mm(fiducials_mm: np.ndarray, targets_mm: np.ndarray,

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from models.errors import IortError
+from models.base.errors import IortError
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from guidance.sources.base import Frame, FrameSource, FrameSourceError, SkipFrame
-from models.errors import InputError
+from models.base.errors import InputError
 
 log = logging.getLogger(__name__)
 

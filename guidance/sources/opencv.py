@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 
 from guidance.sources.base import Frame, FrameSource, FrameSourceError, SkipFrame, check_image
-from models.errors import InputError
+from models.base.errors import InputError
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from guidance.simcamera import SimulatedCamera, pointer_touching
 from guidance.sources.base import Frame, FrameSource
-from models.transforms import invert_rigid
+from models.base.transforms import invert_rigid
 
 
 @dataclass(frozen=True)

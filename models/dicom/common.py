@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 if TYPE_CHECKING:  # pragma: no cover
-    from models.case import Case
+    from models.patient.case import Case
 
 #: UID root of objects this program creates (pydicom's registered root + our suffix).
 UID_PREFIX = "1.2.826.0.1.3680043.8.498."
@@ -257,8 +257,8 @@ def write_dataset(ds: Dataset, path: str | Path) -> Path:
 
 
 def read_dataset(path: str | Path, *, stop_before_pixels: bool = False) -> Dataset:
-    """Read one file, turning every parse failure into :class:`models.errors.InputError`."""
-    from models.errors import InputError
+    """Read one file, turning every parse failure into :class:`models.base.errors.InputError`."""
+    from models.base.errors import InputError
 
     try:
         with warnings.catch_warnings():  # pydicom warns per odd value; the caller validates

@@ -1,4 +1,4 @@
-"""Write a :class:`models.volume.Volume` as a DICOM image series, one file per slice.
+"""Write a :class:`models.patient.volume.Volume` as a DICOM image series, one file per slice.
 
 CT Image Storage (or MR Image Storage) with the Image Plane module derived from
 ``patient_from_voxel``: ImageOrientationPatient = unit i (row direction) and j (column
@@ -34,7 +34,7 @@ from models.dicom.common import (
     new_uid,
     write_dataset,
 )
-from models.volume import Volume
+from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
 

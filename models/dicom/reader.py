@@ -1,4 +1,4 @@
-"""Read a clinical (or phantom) DICOM folder into a :class:`models.case.Case`.
+"""Read a clinical (or phantom) DICOM folder into a :class:`models.patient.case.Case`.
 
 The same path serves the built-in phantom and a clinic's export: scan the folder tree,
 pick the image series, build the volume (:mod:`models.dicom.series`), then read the
@@ -12,11 +12,11 @@ import logging
 import warnings
 from pathlib import Path
 
-from models.case import Case
+from models.base.errors import InputError
 from models.dicom.common import read_dataset
 from models.dicom.rtstruct import read_rtstruct
 from models.dicom.series import read_series, scan_folder, select_series
-from models.errors import InputError
+from models.patient.case import Case
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@
 * :class:`Instance` -- the series/SOP instance UIDs of one object read back, with its
   :class:`~models.dicom.common.Identity`.
 * :func:`reading` -- turns any failure while *interpreting* an outside file into
-  :class:`~models.errors.InputError` naming the file (``read_dataset`` already does so for
+  :class:`~models.base.errors.InputError` naming the file (``read_dataset`` already does so for
   parsing), so malformed input never escapes as a library exception.
 * :func:`ds_values` -- DS strings with 12 significant digits: ``common.format_ds`` keeps
   micrometres, which is right for positions but not for a ``DoseGridScaling`` of 1e-4 or
@@ -28,6 +28,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 
+from models.base.errors import InputError
 from models.dicom.common import (
     Identity,
     add_equipment,
@@ -38,7 +39,6 @@ from models.dicom.common import (
     new_uid,
     read_dataset,
 )
-from models.errors import InputError
 
 #: Exceptions pydicom and numpy raise on malformed files; mapped to InputError.
 PARSE_ERRORS: tuple[type[BaseException], ...] = (

@@ -1,6 +1,6 @@
 """RT Dose (DICOM PS3.3 A.18) writer and reader for a dose grid in Gy.
 
-The writer encodes a :class:`~models.volume.Volume` of dose in Gy as a multi-frame RT Dose
+The writer encodes a :class:`~models.patient.volume.Volume` of dose in Gy as a multi-frame RT Dose
 object: ``DoseUnits GY``, ``DoseType PHYSICAL``, ``DoseSummationType PLAN`` referencing the
 RT Plan, in the Frame of Reference of the CT it was computed on (so a treatment planning
 system or record-and-verify system overlays it on that CT). Pixel data are unsigned 16-bit
@@ -16,7 +16,7 @@ increases from 0). A sheared grid is rejected (resample it first with
 
 The reader accepts relative (first value 0) and absolute (first value = z of
 ``ImagePositionPatient``, axial only) ``GridFrameOffsetVector`` (PS3.3 C.8.8.3.2) and raises
-:class:`~models.errors.InputError` naming the file and attribute for anything malformed.
+:class:`~models.base.errors.InputError` naming the file and attribute for anything malformed.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import RTDoseStorage, RTPlanStorage
 
+from models.base.errors import InputError
+from models.base.validation import as_positive
 from models.dicom.common import Identity, write_dataset
 from models.dicom.rtcommon import (
     Instance,
@@ -44,9 +46,7 @@ from models.dicom.rtcommon import (
     require,
     rt_dataset,
 )
-from models.errors import InputError
-from models.validation import as_positive
-from models.volume import Volume
+from models.patient.volume import Volume
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
     pydicom.dataset.Dataset
     """
     if not isinstance(dose, Volume):
-        raise TypeError(f"dose must be a models.volume.Volume, got {type(dose).__name__}")
+        raise TypeError(f"dose must be a models.patient.volume.Volume, got {type(dose).__name__}")
     if bits_allocated not in (16, 32):
         raise ValueError(f"bits_allocated must be 16 or 32, got {bits_allocated}")
     if not referenced_plan_uid:
@@ -303,7 +303,7 @@ def dose_grid_like(dose: Volume, image: Volume, *, spacing_mm: float,
 
     Treatment planning and record-and-verify systems (and dicompyler-core) expect an RT
     Dose on the axes of its CT; the electron engine computes on a beam-aligned grid. Fill
-    the returned grid with :func:`models.dvh.resample_dose`.
+    the returned grid with :func:`models.evaluation.dvh.resample_dose`.
 
     Parameters
     ----------

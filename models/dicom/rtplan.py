@@ -44,6 +44,8 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import RTPlanStorage, RTStructureSetStorage
 
+from models.base.errors import InputError
+from models.base.validation import as_array, as_positive, as_transform
 from models.dicom.common import MANUFACTURER, Identity, write_dataset
 from models.dicom.rtcommon import (
     Instance,
@@ -56,8 +58,6 @@ from models.dicom.rtcommon import (
     reading,
     rt_dataset,
 )
-from models.errors import InputError
-from models.validation import as_array, as_positive, as_transform
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Writing (:func:`write_rtstruct`)
     Every structure becomes an ROI with ``CLOSED_PLANAR`` contours, one or more per slice
     (outer boundaries and holes), extracted at the 0.5 iso-line of its mask
-    (:func:`models.anatomy.mask_to_contours`) and referencing its CT slice in
+    (:func:`models.patient.anatomy.mask_to_contours`) and referencing its CT slice in
     ContourImageSequence; every fiducial becomes an ROI of RTROIInterpretedType ``MARKER``
     with one ``POINT`` contour. Modules: Patient, General Study, RT Series, General
     Equipment, Structure Set, ROI Contour, RT ROI Observations, SOP Common (PS3.3 A.19).
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset
 
-from models.case import Case, Structure
+from models.base.errors import InputError
 from models.dicom.common import (
     RT_STRUCTURE_SET_STORAGE,
     add_equipment,
@@ -43,8 +43,8 @@ from models.dicom.common import (
     set_ds_array,
     write_dataset,
 )
-from models.errors import InputError
-from models.volume import Volume
+from models.patient.case import Case, Structure
+from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
     Path
         The file written.
     """
-    from models.anatomy import mask_to_contours
+    from models.patient.anatomy import mask_to_contours
 
     if len(case.image_instance_uids) != case.ct.shape[0]:
         raise ValueError("case.image_instance_uids is not set: write or import the image "

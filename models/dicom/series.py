@@ -3,7 +3,7 @@
 :func:`scan_folder` reads every file's header once (pixel data deferred), sorting files into
 image series (grouped by SeriesInstanceUID), structure sets, other objects (RTDOSE,
 RTPLAN, SR, DICOMDIR, ...) and non-DICOM files. :func:`read_series` then builds a
-:class:`models.volume.Volume` from one series:
+:class:`models.patient.volume.Volume` from one series:
 
 * slices are ordered by their position along the slice normal
   ``n = row_dir x col_dir`` (``d = ImagePositionPatient . n``), never by file name or
@@ -15,7 +15,7 @@ RTPLAN, SR, DICOMDIR, ...) and non-DICOM files. :func:`read_series` then builds 
   intensity for MR); compressed transfer syntaxes are decoded by pydicom's handlers
   (RLE and deflate natively; JPEG, JPEG-LS and JPEG 2000 through the pylibjpeg plugins).
 
-Rejected with :class:`models.errors.InputError` naming file, tag and reason: multi-frame or
+Rejected with :class:`models.base.errors.InputError` naming file, tag and reason: multi-frame or
 colour images, missing geometry tags, mixed orientation / size / pixel spacing, duplicate
 positions, missing slices (a gap of >= 2 slice spacings), non-uniform spacing (unless
 ``resample=True``: then linear interpolation onto a uniform grid, with a warning), gantry
@@ -37,9 +37,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 from tqdm import tqdm
 
+from models.base.errors import InputError
 from models.dicom.common import IMAGE_SOP_CLASSES
-from models.errors import InputError
-from models.volume import Volume
+from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from models.case import Case
+from models.base.errors import InputError
 from models.dicom.common import ensure_uids, identity_of, new_uid, now_date_time
 from models.dicom.image_writer import write_image_series
 from models.dicom.rtstruct import write_rtstruct
-from models.errors import InputError
+from models.patient.case import Case
 
 log = logging.getLogger(__name__)
 

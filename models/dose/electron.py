@@ -5,7 +5,7 @@ Model (Hogstrom, Mills & Almond 1981, doi:10.1088/0031-9155/26/3/008, simplified
 * The aperture (the applicator's circular cross-section, radius R) is divided into square
   pencils of the grid spacing ``h``, one per grid column, weighted by the open fraction of
   their cell. A pencil at ``(x, y)`` leaves the applicator at its own depth
-  ``z0 = y tan(bevel)`` (bevelled end face, see :mod:`models.applicator`).
+  ``z0 = y tan(bevel)`` (bevelled end face, see :mod:`models.beams.applicator`).
 * Along each pencil's central ray the water-equivalent depth ``zeff(z) = int_z0^z rsp dz``
   integrates the relative stopping power from the CT (HU -> RSP table,
   :mod:`models.dose.materials`), with a bolus layer of thickness ``bolus_mm`` right under
@@ -44,19 +44,19 @@ from functools import lru_cache
 
 import numpy as np
 
-from models.applicator import Applicator
-from models.beams import BeamLibrary, ElectronBeam, EnergyData, MachineData, default_library
+from models.base.errors import InputError
+from models.base.validation import as_positive, as_transform
+from models.beams.applicator import Applicator
+from models.beams.depth_dose import TABLE_STEP_MM, lookup_uniform
+from models.beams.library import BeamLibrary, ElectronBeam, EnergyData, MachineData, default_library
 from models.dose import kernels
-from models.dose.depth_dose import TABLE_STEP_MM, lookup_uniform
 from models.dose.materials import ShieldMaterial, rsp_lookup_table, shield_material
 from models.dose.scattering import (
     fermi_eyges_along_path,
     fermi_eyges_sigma_mm,
     scattering_power_per_mm,
 )
-from models.errors import InputError
-from models.validation import as_positive, as_transform
-from models.volume import Volume
+from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +191,8 @@ class DoseResult:
         """This dose resampled (trilinear, 0 outside) onto another grid, e.g. the CT's.
 
         Air stays exactly 0 Gy, so tissue voxels next to air are pulled down by their air
-        neighbours; for DVHs use :func:`models.dvh.resample_dose`, which interpolates over
-        the non-zero neighbours only.
+        neighbours; for DVHs use :func:`models.evaluation.dvh.resample_dose`, which
+        interpolates over the non-zero neighbours only.
         """
         return self.dose.resample_like(grid, order=1, fill_value=0.0)
 
@@ -596,9 +596,11 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
     dmax_gy = rx / (iso / 100.0)
     dose_gy = (rel.dose * (dmax_gy / cax_max)).astype(np.float32)
     affine = pose @ rel.grid.applicator_from_voxel()
-    from models.dose.water import output_factor  # water calculations build on this module
-
-    factor = output_factor(beam, library)
+    factor = model.machine.output_factor(beam)
+    if factor is None:
+        raise InputError(f"{model.machine.source}: no output factor for {beam.energy_mev:g} MeV, "
+                         f"{beam.applicator_diameter_mm:g} mm, bevel {beam.bevel_deg:g} deg in "
+                         "'output_factors.table': add the measured value")
     mu = dmax_gy * 100.0 / (model.machine.reference_output_cgy_per_mu * factor)
     return DoseResult(dose=Volume(dose_gy, affine), beam=beam, patient_from_applicator=pose,
                       prescription_gy=rx, isodose_percent=iso, dmax_gy=dmax_gy, mu=mu,

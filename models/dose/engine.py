@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from models.beams import BeamLibrary, ElectronBeam
+from models.base.transforms import transform_difference
+from models.base.validation import as_transform
+from models.beams.library import BeamLibrary, ElectronBeam
 from models.dose.electron import DoseResult, ShieldingDisc, compute_electron_dose
-from models.transforms import transform_difference
-from models.validation import as_transform
-from models.volume import Volume
+from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
 

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.base.errors import InputError
+from models.base.validation import as_positive, as_transform
 from models.dose import kernels
 from models.dose.electron import AIR_RSP
 from models.dose.materials import read_beam_asset, rsp_lookup_table
-from models.errors import InputError
-from models.validation import as_positive, as_transform
-from models.volume import Volume
+from models.patient.volume import Volume
 
 
 @dataclass(frozen=True, eq=False)

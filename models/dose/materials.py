@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from assets import asset_path
-from models.errors import InputError
+from models.base.errors import InputError
 
 #: First HU of the uniform lookup table (values below are clamped to it).
 LUT_HU_MIN = -1024.0

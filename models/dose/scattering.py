@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.dose.depth_dose import lookup_uniform
+from models.beams.depth_dose import lookup_uniform
 
 #: Radiation length of water (mm), Particle Data Group.
 WATER_X0_MM = 360.8

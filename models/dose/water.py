@@ -14,11 +14,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from models.beams import BeamLibrary, ElectronBeam, default_library
-from models.dose.depth_dose import DepthDoseMetrics, analyse_depth_dose
+from models.base.validation import as_positive
+from models.beams.depth_dose import DepthDoseMetrics, analyse_depth_dose
+from models.beams.library import BeamLibrary, ElectronBeam, default_library
 from models.dose.electron import electron_model, relative_dose
-from models.validation import as_positive
-from models.volume import Volume
+from models.patient.volume import Volume
 
 #: Lateral margin (mm) of the water phantom around the aperture.
 PHANTOM_MARGIN_MM = 45.0
@@ -157,7 +157,7 @@ def bevel_metrics(beam: ElectronBeam, *, grid_mm: float = 1.0,
 
 
 @lru_cache(maxsize=256)
-def _model_output_factor(beam: ElectronBeam, library: BeamLibrary | None) -> float:
+def model_output_factor(beam: ElectronBeam, library: BeamLibrary | None) -> float:
     """Output factor from this model on water: CAX maximum vs the reference applicator."""
     machine = (library if library is not None else default_library()).validate(beam)
     ref = ElectronBeam(beam.machine, beam.energy_mev, machine.reference_applicator_mm, 0.0)
@@ -171,19 +171,6 @@ def _model_output_factor(beam: ElectronBeam, library: BeamLibrary | None) -> flo
         return float(water.dose.sample(along).max())
 
     return cax_max(beam) / cax_max(ref)
-
-
-def output_factor(beam: ElectronBeam, library: BeamLibrary | None = None) -> float:
-    """Output factor of ``beam`` (central-axis dose maximum per MU vs the reference applicator).
-
-    From the machine's table when present; otherwise computed by this model on water (the
-    beam data's provenance says so) and cached.
-    """
-    machine = (library if library is not None else default_library()).validate(beam)
-    tabulated = machine.output_factor(beam)
-    if tabulated is not None:
-        return tabulated
-    return _model_output_factor(beam, library)
 
 
 def model_output_factor_table(machine_name: str, library: BeamLibrary | None = None
@@ -201,5 +188,5 @@ def model_output_factor_table(machine_name: str, library: BeamLibrary | None = N
             for bevel in machine.bevels_deg:
                 beam = ElectronBeam(machine.name, energy, diameter, bevel)
                 rows.append({"energy_mev": energy, "diameter_mm": diameter, "bevel_deg": bevel,
-                             "factor": round(_model_output_factor(beam, library), 4)})
+                             "factor": round(model_output_factor(beam, library), 4)})
     return rows

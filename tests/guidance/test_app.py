@@ -196,7 +196,7 @@ def test_overlay_points_match_projectpoints(size, shift, rng) -> None:
 def test_simulated_camera_through_the_loop(qtbot, tmp_path) -> None:
     """Simulated camera -> marker tracking -> pointer registration -> AR overlay in the window."""
     from guidance.monitor_rehearsal import simulated_feed
-    from models.phantom import make_phantom
+    from models.patient.phantom import make_phantom
 
     case = make_phantom(spacing_mm=(3.0, 3.0, 4.0))
     slog = SessionLog.create(tmp_path / "sim.sqlite", case_id="phantom")

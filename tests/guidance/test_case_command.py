@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from guidance.cli import main
-from models.case_store import load_case
+from models.patient.case_store import load_case
 
 
 def test_phantom_then_import(tmp_path: Path, capsys) -> None:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from guidance.case_inputs import load_case_spec, read_transform_file
-from models.case_store import save_case
-from models.errors import InputError
-from models.phantom import make_phantom, write_phantom
-from models.transforms import transform_from_rotvec
+from models.base.errors import InputError
+from models.base.transforms import transform_from_rotvec
+from models.patient.case_store import save_case
+from models.patient.phantom import make_phantom, write_phantom
 
 SPACING = (4.0, 4.0, 5.0)
 

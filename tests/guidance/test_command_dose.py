@@ -44,8 +44,8 @@ def test_bad_choices_exit_2_with_one_line(capsys, argv, message):
 
 @pytest.fixture(scope="module")
 def case_dir(tmp_path_factory):
-    from models.case_store import save_case
-    from models.phantom import make_phantom, planned_patient_from_applicator
+    from models.patient.case_store import save_case
+    from models.patient.phantom import make_phantom, planned_patient_from_applicator
 
     case = make_phantom(spacing_mm=(3.0, 3.0, 4.0))
     root = tmp_path_factory.mktemp("dose_case")

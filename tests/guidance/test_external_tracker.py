@@ -27,8 +27,8 @@ from guidance.igtl_server import IgtlServer
 from guidance.loop import FrameProcessed, GuidanceLoop, LoopOptions, ToolStateChanged
 from guidance.pose_filter import FilterOptions, TrackingState
 from guidance.sources.base import Frame
-from models.errors import InputError
-from models.transforms import transform_from_rotvec
+from models.base.errors import InputError
+from models.base.transforms import transform_from_rotvec
 
 K = np.array([[700.0, 0, 319.5], [0, 700.0, 239.5], [0, 0, 1]])
 IMAGE = np.zeros((48, 64, 3), np.uint8)

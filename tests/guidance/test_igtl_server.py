@@ -14,7 +14,7 @@ import pytest
 from pyigtl.messages import CRC64
 
 from guidance.igtl_server import STATUS_CODES, IgtlServer, StatusMessage, parse_header
-from models.transforms import transform_from_rotvec
+from models.base.transforms import transform_from_rotvec
 
 
 def _raw(mtype: str, device: str, body: bytes, *, crc: int | None = None,

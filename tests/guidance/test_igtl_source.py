@@ -12,7 +12,7 @@ import pytest
 from guidance.igtl_server import IgtlServer
 from guidance.igtl_source import IgtlImageSource
 from guidance.sources.base import FrameSourceError
-from models.errors import InputError
+from models.base.errors import InputError
 
 
 @pytest.fixture

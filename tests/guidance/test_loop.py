@@ -23,7 +23,7 @@ from guidance.simcamera import CameraPath, SceneMesh, SimEffects, SimulatedCamer
 from guidance.sources import ListSource, WebcamSource
 from guidance.sources.simulated import RegistrationScenario, ScenePose, SimulatedSource
 from guidance.tools import load_builtin_tools
-from models.transforms import invert_rigid, transform_difference
+from models.base.transforms import invert_rigid, transform_difference
 
 K = np.array([[700.0, 0, 399.5], [0, 700.0, 224.5], [0, 0, 1]])
 SIZE = (800, 450)
@@ -209,7 +209,7 @@ def test_planar_flip_resolved_with_history(tools: dict) -> None:
     measurement is not used."""
     from guidance.markers import MarkerDetections, ToolPose, TrackingResult
     from guidance.sources import Frame
-    from models.transforms import transform_from_rotvec
+    from models.base.transforms import transform_from_rotvec
 
     truth = transform_from_rotvec(np.radians([10.0, 0, 0]), [0.0, 0.0, 500.0])
     flipped = transform_from_rotvec(np.radians([-25.0, 0, 0]), [0.0, 0.0, 500.0])

@@ -10,7 +10,7 @@ import pyvista as pv
 from guidance.markers import MarkerDetections, MarkerTracker, estimate_tool_pose, solve_pose
 from guidance.simcamera import SceneMesh, SimEffects, SimulatedCamera, random_camera_from_tool
 from guidance.tools import load_builtin_tools, load_tool
-from models.transforms import transform_difference, transform_from_rotvec
+from models.base.transforms import transform_difference, transform_from_rotvec
 
 K = np.array([[1000.0, 0, 639.5], [0, 1000.0, 359.5], [0, 0, 1]])
 SIZE = (1280, 720)

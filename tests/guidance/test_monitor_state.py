@@ -18,7 +18,7 @@ from guidance.monitor_state import (
     pose_change,
     tool_state,
 )
-from models.transforms import transform_from_rotvec
+from models.base.transforms import transform_from_rotvec
 
 
 class FakeClock:

@@ -9,7 +9,7 @@ import pyvista as pv
 
 from guidance.overlay import OverlayRenderer, OverlayStatus
 from guidance.scene import Scene, SceneItem
-from models.transforms import transform_from_rotvec
+from models.base.transforms import transform_from_rotvec
 
 
 def _blob_centroid(mask: np.ndarray) -> np.ndarray:

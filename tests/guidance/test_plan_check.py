@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from guidance.plan_check import Light, PlanTolerance, compare_to_plan, traffic_light
-from models.transforms import make_transform, transform_from_rotvec
+from models.base.transforms import make_transform, transform_from_rotvec
 
 
 def test_known_offsets_split_along_planned_axis(rng: np.random.Generator) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from guidance.pose_filter import FilterOptions, PoseFilter, TrackingState
-from models.transforms import rotation_angle_deg, transform_from_rotvec
+from models.base.transforms import rotation_angle_deg, transform_from_rotvec
 
 
 def _pose(x_mm: float, angle_deg: float = 0.0) -> np.ndarray:
@@ -83,7 +83,7 @@ def test_hand_held_camera_motion_is_not_made_worse(rng: np.random.Generator) -> 
     """Camera swaying (30 mm/s, 8 deg/s): with the default tuning the filtered reference pose
     puts an anatomy point 150 mm from the plate closer to the truth than the raw poses."""
     from guidance.simcamera import CameraPath, facing_pose
-    from models.transforms import invert_rigid
+    from models.base.transforms import invert_rigid
 
     path = CameraPath(target_mm=np.zeros(3), distance_mm=450.0, sway_mm=40.0)
     eye = invert_rigid(path.camera_from_frame(0.0))[:3, 3]

@@ -7,7 +7,7 @@ import pytest
 
 from guidance.registration.fiducials import FiducialCollector
 from guidance.registration.tre import predict_tre_mm
-from models.transforms import invert_rigid, transform_from_rotvec
+from models.base.transforms import invert_rigid, transform_from_rotvec
 
 FIDS = {"A": np.array([-80.0, -100, 50]), "B": np.array([75.0, -98, 60]),
         "C": np.array([-70.0, -95, -60]), "D": np.array([80.0, -97, -55])}

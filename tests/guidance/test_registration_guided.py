@@ -12,7 +12,7 @@ from guidance.registration.guided import GuidedRegistration
 from guidance.registration.tre import predict_tre_mm
 from guidance.session_log import SessionLog
 from guidance.sources.base import Frame
-from models.transforms import invert_rigid, transform_from_rotvec
+from models.base.transforms import invert_rigid, transform_from_rotvec
 
 FIDS = {"FID1": np.array([-80.0, -100, 50]), "FID2": np.array([75.0, -98, 60]),
         "FID3": np.array([-70.0, -95, -60]), "FID4": np.array([80.0, -97, -55]),

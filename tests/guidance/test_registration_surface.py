@@ -11,7 +11,7 @@ from guidance.registration.surface import (
     registration_disagreement_mm,
     surface_points,
 )
-from models.transforms import transform_from_rotvec
+from models.base.transforms import transform_from_rotvec
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +82,8 @@ def test_phantom_skin_sweep_checks_paired_point(rng: np.random.Generator) -> Non
     started from a slightly wrong paired-point result lands on the truth at the target, and
     the disagreement check refuses a paired-point result 4 mm off."""
     from guidance.registration.decision import assess_surface
-    from models.phantom import make_phantom
-    from models.transforms import invert_rigid
+    from models.base.transforms import invert_rigid
+    from models.patient.phantom import make_phantom
 
     case = make_phantom(spacing_mm=(3, 3, 4))
     points, normals = surface_points(case.mesh("BODY"))

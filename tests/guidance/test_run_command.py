@@ -91,7 +91,7 @@ def test_real_source_registers_on_screen_unless_a_file_is_given(tmp_path: Path) 
     from guidance.commands.run import _feed, _guided_of
     from guidance.registration.guided import GuidedRegistration
     from guidance.scenario import default_camera
-    from models.phantom import make_phantom, planned_patient_from_applicator
+    from models.patient.phantom import make_phantom, planned_patient_from_applicator
 
     folder = tmp_path / "frames"
     folder.mkdir()

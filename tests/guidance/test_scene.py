@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from guidance.scene import applicator_mesh, isodose_surface
-from models.transforms import transform_from_rotvec
-from models.volume import Volume
+from models.base.transforms import transform_from_rotvec
+from models.patient.volume import Volume
 
 
 def test_isodose_of_gaussian_is_sphere_of_known_radius() -> None:

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from guidance.session_log import EVENT_KINDS, SessionLog, replay
-from models.errors import InputError
-from models.transforms import transform_from_rotvec
+from models.base.errors import InputError
+from models.base.transforms import transform_from_rotvec
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -19,7 +19,7 @@ from guidance.simcamera import (
     random_camera_from_tool,
 )
 from guidance.tools import load_builtin_tools
-from models.transforms import invert_rigid
+from models.base.transforms import invert_rigid
 
 K = np.array([[1000.0, 0, 631.7], [0, 1005.0, 364.2], [0, 0, 1]])
 SIZE = (1280, 720)

@@ -13,7 +13,7 @@ from guidance.slice_view import (
     render_slice,
     sample_plane,
 )
-from models.volume import Volume
+from models.patient.volume import Volume
 
 RED, YELLOW = (255, 0, 0), (255, 255, 0)
 

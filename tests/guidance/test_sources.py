@@ -22,7 +22,7 @@ from guidance.sources import (
 from guidance.sources.igtl import OpenIGTLinkSource, image_from_message
 from guidance.sources.simulated import ScenePose, SimulatedSource
 from guidance.tools import load_builtin_tools
-from models.errors import InputError
+from models.base.errors import InputError
 
 
 def _images(n: int) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from guidance.tools import (
     load_tool,
     tool_from_dict,
 )
-from models.errors import InputError
+from models.base.errors import InputError
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import pyvista as pv
 
 from guidance.vtk_camera import apply_to_vtk_camera, project_with_vtk_camera
-from models.transforms import transform_from_rotvec
+from models.base.transforms import transform_from_rotvec
 
 
 @pytest.mark.parametrize(("k", "size"), [

@@ -9,13 +9,13 @@ import numpy as np
 import pymedphys
 import pytest
 
-from models.beams import ElectronBeam
-from models.dose.depth_dose import analyse_depth_dose
+from models.base.errors import InputError
+from models.beams.depth_dose import analyse_depth_dose
+from models.beams.library import ElectronBeam
 from models.dose.electron import ShieldingDisc, compute_electron_dose, electron_model
 from models.dose.materials import hu_rsp_table, shield_material
 from models.dose.water import bevel_metrics, depth_curve, water_phantom, water_pose
-from models.errors import InputError
-from models.volume import Volume
+from models.patient.volume import Volume
 
 #: Published LIAC commissioning values, 100 mm flat applicator in water (issue 5).
 LIAC_PUBLISHED = {6: (15.0, 23.3, 31.8), 8: (19.2, 29.2, 39.3), 10: (24.1, 36.4, 47.9),

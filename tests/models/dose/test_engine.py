@@ -7,10 +7,10 @@ import time
 import numpy as np
 import pytest
 
-from models.beams import ElectronBeam
+from models.base.errors import InputError
+from models.beams.library import ElectronBeam
 from models.dose.engine import DoseWorker, ElectronDoseEngine
 from models.dose.water import water_phantom, water_pose
-from models.errors import InputError
 
 
 @pytest.fixture(scope="module")

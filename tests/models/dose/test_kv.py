@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from assets import asset_path
+from models.base.errors import InputError
 from models.dose.kv import compute_kv_dose, kv_applicator
-from models.errors import InputError
-from models.volume import Volume
+from models.patient.volume import Volume
 
 
 def uniform_ct(hu: float) -> Volume:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from models.beams import ElectronBeam, default_library
+from models.beams.library import ElectronBeam, default_library
 from models.dose.electron import compute_electron_dose
-from models.dose.water import _model_output_factor, depth_curve, water_phantom, water_pose
+from models.dose.water import depth_curve, model_output_factor, water_phantom, water_pose
 
 
 @pytest.mark.parametrize("beam", [ElectronBeam("liac", 12.0, 30.0, 0.0),
@@ -14,7 +14,7 @@ from models.dose.water import _model_output_factor, depth_curve, water_phantom, 
                                   ElectronBeam("mobetron", 9.0, 25.0, 15.0)])
 def test_shipped_output_factors_are_the_models(beam):
     tabulated = default_library().machine(beam.machine).output_factor(beam)
-    assert tabulated == pytest.approx(_model_output_factor(beam, None), abs=2e-4)
+    assert tabulated == pytest.approx(model_output_factor(beam, None), abs=2e-4)
 
 
 def test_mu_uses_the_tabulated_output_factor():

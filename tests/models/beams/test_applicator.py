@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.applicator import Applicator
+from models.beams.applicator import Applicator
 
 
 @pytest.mark.parametrize("bevel", [0.0, 15.0, 30.0, 45.0])

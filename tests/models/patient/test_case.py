@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.case import Case, Structure
-from models.errors import InputError
-from models.volume import Volume
+from models.base.errors import InputError
+from models.patient.case import Case, Structure
+from models.patient.volume import Volume
 
 
 def _box_case() -> Case:

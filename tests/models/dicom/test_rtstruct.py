@@ -10,12 +10,12 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from models.case import Structure
+from models.base.errors import InputError
 from models.dicom.rtstruct import contours_to_mask, read_rtstruct, write_rtstruct
 from models.dicom.writer import RTSTRUCT_FILE, write_case
-from models.errors import InputError
-from models.phantom import make_phantom
-from models.volume import Volume
+from models.patient.case import Structure
+from models.patient.phantom import make_phantom
+from models.patient.volume import Volume
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,12 @@ import SimpleITK as sitk
 from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 
+from models.base.errors import InputError
+from models.base.transforms import transform_from_rotvec
 from models.dicom.common import Identity, new_uid
 from models.dicom.image_writer import write_image_series
 from models.dicom.series import read_image_folder, scan_folder
-from models.errors import InputError
-from models.transforms import transform_from_rotvec
-from models.volume import Volume
+from models.patient.volume import Volume
 
 IDENTITY = Identity(patient_id="P1", patient_name="Test^Patient",
                     study_instance_uid=new_uid("study-test"),

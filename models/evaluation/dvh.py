@@ -3,9 +3,9 @@
 How it works
 ------------
 A structure is a boolean mask on its own grid (usually the CT grid) given as a
-:class:`~models.volume.Volume`; each ``True`` voxel stands for the whole voxel cube, so the
+:class:`~models.patient.volume.Volume`; each ``True`` voxel stands for the whole voxel cube, so the
 structure volume is ``count * voxel volume`` exactly. The dose is a
-:class:`~models.volume.Volume` in Gy on *any* grid (the dose engine's grid, an RTDOSE grid).
+:class:`~models.patient.volume.Volume` in Gy on *any* grid (the dose engine's grid, an RTDOSE grid).
 Every structure voxel is split into ``n x n x n`` sub-voxels; the dose is interpolated
 trilinearly at each sub-voxel centre (zero outside the dose grid) and each sample carries
 ``voxel volume / n**3``. Dose engines leave air at exactly 0 Gy, and plain trilinear
@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from models.validation import as_positive
-from models.volume import Volume
+from models.base.validation import as_positive
+from models.patient.volume import Volume
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ def choose_oversample(mask: np.ndarray) -> int:
 
 def _check_volume(value: Any, *, name: str) -> Volume:
     if not isinstance(value, Volume):
-        raise TypeError(f"{name} must be a models.volume.Volume, got {type(value).__name__}")
+        raise TypeError(f"{name} must be a Volume, got {type(value).__name__}")
     return value
 
 

@@ -5,7 +5,7 @@ angles on offer, the virtual source distance, lateral-spread parameters of the p
 model, the reference output (cGy/MU at the depth of maximum, reference applicator on
 water), optional output factors, and per energy the central-axis depth dose in water of the
 reference (flat) applicator, either as a measured table (``depth_mm`` / ``dose_percent``) or
-as commissioning points from which :func:`models.dose.depth_dose.build_depth_dose` builds it.
+as commissioning points from which :func:`models.beams.depth_dose.build_depth_dose` builds it.
 
 Examples
 --------
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from assets import asset_path
-from models.dose.depth_dose import DepthDosePoints, build_depth_dose
-from models.errors import InputError
+from models.base.errors import InputError
+from models.beams.depth_dose import DepthDosePoints, build_depth_dose
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def _field(raw: dict, key: str, path: Path):
 
 def _parse_machine(raw: dict, path: Path) -> MachineData:
     """Build :class:`MachineData` from one parsed JSON file, checking every field."""
-    from models.dose.depth_dose import analyse_depth_dose
+    from models.beams.depth_dose import analyse_depth_dose
 
     name = str(_field(raw, "machine", path))
     spread_raw = _field(raw, "lateral_spread", path)

@@ -29,7 +29,7 @@ import pyvista as pv
 import vtk
 from vtk.util import numpy_support
 
-from models.validation import as_transform
+from models.base.validation import as_transform
 
 log = logging.getLogger(__name__)
 

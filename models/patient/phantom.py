@@ -34,9 +34,9 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from models.case import Case, Structure
-from models.validation import as_array
-from models.volume import Volume
+from models.base.validation import as_array
+from models.patient.case import Case, Structure
+from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
 

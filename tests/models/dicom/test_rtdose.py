@@ -11,10 +11,10 @@ import pytest
 from pydicom.data import get_testdata_file
 from scipy.spatial.transform import Rotation
 
+from models.base.errors import InputError
 from models.dicom.common import Identity, new_uid
 from models.dicom.rtdose import dose_dataset, read_rtdose, write_rtdose
-from models.errors import InputError
-from models.volume import Volume
+from models.patient.volume import Volume
 
 
 @pytest.fixture
@@ -166,7 +166,7 @@ def test_writer_rejects_bad_grids(rng, identity):
 
 def test_dose_grid_like_covers_the_dose_on_the_image_axes(rng):
     from models.dicom.rtdose import dose_grid_like
-    from models.dvh import resample_dose
+    from models.evaluation.dvh import resample_dose
 
     dose = _oblique_dose(rng)  # beam-aligned-like oblique grid, dose everywhere > 0
     image = Volume.from_grid(np.zeros((3, 3, 3)), spacing_mm=(0.8, 0.8, 3.0),

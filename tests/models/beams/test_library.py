@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from models.beams import BeamLibrary, ElectronBeam, default_library
-from models.errors import InputError
+from models.base.errors import InputError
+from models.beams.library import BeamLibrary, ElectronBeam, default_library
 
 
 def test_shipped_machines_and_catalogues():

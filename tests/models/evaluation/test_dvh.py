@@ -10,7 +10,7 @@ import pytest
 from scipy.optimize import brentq
 from scipy.spatial.transform import Rotation
 
-from models.dvh import (
+from models.evaluation.dvh import (
     DVH,
     choose_oversample,
     compute_dvh,
@@ -19,7 +19,7 @@ from models.dvh import (
     structure_dvhs,
     structure_thickness_voxels,
 )
-from models.volume import Volume
+from models.patient.volume import Volume
 
 
 def _grid(shape, spacing_mm, origin_mm=(0.0, 0.0, 0.0), direction=None) -> Volume:
@@ -277,13 +277,13 @@ COMPARED_STRUCTURES = ("CTV", "PANCREAS", "SPINE", "KIDNEY_L", "BODY")
 
 def _phantom_dose_files(out_dir, spacing_mm, dose_grid: str):
     """Phantom CT + RTSTRUCT, electron dose of the planned pose as RTDOSE on a chosen grid."""
-    from models.beams import ElectronBeam
+    from models.beams.library import ElectronBeam
     from models.dicom.common import identity_of, new_uid
     from models.dicom.rtdose import write_rtdose
     from models.dicom.rtstruct import read_rtstruct
     from models.dicom.writer import write_case
     from models.dose.electron import compute_electron_dose
-    from models.phantom import make_phantom, planned_patient_from_applicator
+    from models.patient.phantom import make_phantom, planned_patient_from_applicator
 
     case = make_phantom(spacing_mm=spacing_mm)
     write_case(case, out_dir)

@@ -13,14 +13,14 @@ import pytest
 
 from guidance.cli import main
 from guidance.commands.export import export_case, resolve_plan
-from models.case_store import load_case, save_case
+from models.base.errors import InputError
 from models.dicom.reader import read_case
 from models.dicom.rtdose import read_rtdose
 from models.dicom.rtplan import read_rtplan
 from models.dicom.rtstruct import read_rtstruct
-from models.dvh import compute_dvh
-from models.errors import InputError
-from models.phantom import planned_patient_from_applicator, write_phantom
+from models.evaluation.dvh import compute_dvh
+from models.patient.case_store import load_case, save_case
+from models.patient.phantom import planned_patient_from_applicator, write_phantom
 
 SPACING_MM = (3.0, 3.0, 4.0)
 
@@ -95,7 +95,7 @@ def test_round_trip_through_our_readers(exported):
 
 def test_exported_dose_gives_the_engine_dose_coverage(exported):
     """DVH on the exported RTDOSE equals the DVH on the engine's beam grid within 1 %."""
-    from models.beams import ElectronBeam
+    from models.beams.library import ElectronBeam
     from models.dose.electron import compute_electron_dose
 
     case, spec, result = exported

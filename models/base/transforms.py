@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from models.validation import as_array, as_points, as_transform
+from models.base.validation import as_array, as_points, as_transform
 
 
 def make_transform(rotation: np.ndarray | None = None,

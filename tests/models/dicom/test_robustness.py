@@ -3,7 +3,7 @@
 A seeded mutator corrupts real files -- the phantom's CT slices and RT Structure Set, and our
 own RT Dose and RT Plan -- in ways seen in the field (truncated transfers, flipped bytes,
 broken element lengths, dropped or overwritten attributes, non-DICOM files). Each mutated
-input must either import or raise :class:`models.errors.InputError` with a message; any
+input must either import or raise :class:`models.base.errors.InputError` with a message; any
 other exception, or a reader running past its time limit, fails the test and is listed with
 the seed and mutation so it can be replayed.
 """
@@ -22,11 +22,11 @@ import numpy as np
 import pydicom
 import pytest
 
+from models.base.errors import InputError
 from models.dicom.common import Identity, new_uid
 from models.dicom.rtdose import read_rtdose, write_rtdose
 from models.dicom.rtplan import ElectronPlan, read_rtplan, write_rtplan
-from models.errors import InputError
-from models.volume import Volume
+from models.patient.volume import Volume
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on invalid values
 
@@ -261,7 +261,7 @@ MINI_SLICES = 8
 @pytest.fixture(scope="module")
 def phantom_mini(tmp_path_factory) -> Path:
     """Eight CT slices through the tumour bed and the phantom's RTSTRUCT (fast to import)."""
-    from models.phantom import make_phantom, write_phantom
+    from models.patient.phantom import make_phantom, write_phantom
 
     full = write_phantom(tmp_path_factory.mktemp("phantom") / "dicom", spacing_mm=(3, 3, 4))
     first = int(np.argwhere(make_phantom(spacing_mm=(3, 3, 4)).structures["CTV"].mask)[:, 0]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.phantom import (
+from models.base.transforms import apply_transform
+from models.patient.phantom import (
     CAVITY_FLOOR_Y_MM,
     FIDUCIAL_NAMES,
     PHANTOM_CTV_NORMAL_LPS,
@@ -13,7 +14,6 @@ from models.phantom import (
     make_phantom,
     planned_patient_from_applicator,
 )
-from models.transforms import apply_transform
 
 COARSE = (3.0, 3.0, 4.0)
 

@@ -1,12 +1,12 @@
 """Case: the images, structures and fiducials of one patient, on one CT grid.
 
 A :class:`Case` is what the rest of the program works on, whether it came from the
-built-in phantom (:func:`models.phantom.make_phantom`), from a clinic's DICOM folder
-(:func:`models.dicom.read_case`) or from a case folder (:mod:`models.case_store`).
+built-in phantom (:func:`models.patient.phantom.make_phantom`), from a clinic's DICOM folder
+(:func:`models.dicom.read_case`) or from a case folder (:mod:`models.patient.case_store`).
 
 Conventions
 -----------
-* ``ct`` is a :class:`models.volume.Volume` of float32 HU (or MR intensity) whose
+* ``ct`` is a :class:`models.patient.volume.Volume` of float32 HU (or MR intensity) whose
   ``patient_from_voxel`` maps ``(i, j, k, 1)`` to patient LPS mm.
 * Every :class:`Structure` mask is a boolean array with exactly ``ct.shape``.
 * Fiducials are POINT ROIs in patient LPS mm.
@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import ndimage
 
-from models.errors import InputError
-from models.volume import Volume
+from models.base.errors import InputError
+from models.patient.volume import Volume
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyvista
@@ -166,7 +166,7 @@ class Case:
             Closed triangle surface with point normals, points in LPS mm. The mesh is
             shared through the cache: copy it before modifying it.
         """
-        from models.anatomy import mask_to_mesh
+        from models.patient.anatomy import mask_to_mesh
 
         key = (name, None if max_triangles is None else int(max_triangles))
         if key not in self._mesh_cache:
@@ -174,7 +174,7 @@ class Case:
                 self._mesh_cache[key] = mask_to_mesh(self.structure(name).mask,
                                                      self.ct.patient_from_voxel)
             else:
-                from models.anatomy import decimate_mesh
+                from models.patient.anatomy import decimate_mesh
 
                 full = self.mesh(name)
                 self._mesh_cache[key] = decimate_mesh(full, int(max_triangles))

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.case_store import load_case, save_case
-from models.errors import InputError
-from models.phantom import make_phantom
-from models.volume import Volume
+from models.base.errors import InputError
+from models.patient.case_store import load_case, save_case
+from models.patient.phantom import make_phantom
+from models.patient.volume import Volume
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from scipy.spatial.transform import Rotation
 
+from models.base.errors import InputError
 from models.dicom.common import Identity, new_uid
 from models.dicom.rtplan import (
     BeamAngles,
@@ -21,7 +22,6 @@ from models.dicom.rtplan import (
     read_rtplan,
     write_rtplan,
 )
-from models.errors import InputError
 
 
 def _pose(rotation: np.ndarray, translation_mm) -> np.ndarray:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.validation import as_positive
+from models.base.validation import as_positive
 
 
 @dataclass(frozen=True)

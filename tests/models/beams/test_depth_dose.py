@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import erfc
 
-from models.dose.depth_dose import DepthDosePoints, analyse_depth_dose, build_depth_dose
+from models.beams.depth_dose import DepthDosePoints, analyse_depth_dose, build_depth_dose
 
 
 def test_analysis_of_an_erfc_falloff_matches_the_analytic_ranges():
@@ -52,7 +52,7 @@ def test_curve_that_never_falls_is_refused():
 
 
 def test_uniform_lookup_matches_numpy_interp(rng):
-    from models.dose.depth_dose import lookup_uniform
+    from models.beams.depth_dose import lookup_uniform
 
     depth = np.arange(0.0, 50.0, 0.1)
     table = np.sin(depth / 7.0) + 2.0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.anatomy import decimate_mesh, mask_to_contours, mask_to_mesh
-from models.transforms import transform_from_rotvec
-from models.volume import Volume
+from models.base.transforms import transform_from_rotvec
+from models.patient.anatomy import decimate_mesh, mask_to_contours, mask_to_mesh
+from models.patient.volume import Volume
 
 
 def _sphere_volume(radius_mm: float, spacing: tuple[float, float, float],

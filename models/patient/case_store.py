@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from models.case import Case, Structure
-from models.errors import InputError
-from models.volume import Volume
+from models.base.errors import InputError
+from models.patient.case import Case, Structure
+from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
 

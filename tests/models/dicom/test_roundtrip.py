@@ -8,10 +8,10 @@ import numpy as np
 import pydicom
 import pytest
 
+from models.base.errors import InputError
 from models.dicom.reader import read_case
 from models.dicom.writer import write_case
-from models.errors import InputError
-from models.phantom import make_phantom, write_phantom
+from models.patient.phantom import make_phantom, write_phantom
 
 SPACING = (3.0, 3.0, 4.0)
 
@@ -102,9 +102,9 @@ def test_rtstruct_for_another_frame_is_not_used(folder: Path, tmp_path: Path) ->
 @pytest.mark.parametrize("modality", ["CT", "MR"])
 def test_oblique_case_with_holes_round_trips(tmp_path: Path, rng: np.random.Generator,
                                             modality: str) -> None:
-    from models.case import Case, Structure
-    from models.transforms import transform_from_rotvec
-    from models.volume import Volume
+    from models.base.transforms import transform_from_rotvec
+    from models.patient.case import Case, Structure
+    from models.patient.volume import Volume
 
     grid = Volume.from_grid(np.zeros((12, 30, 34), dtype=np.float32), spacing_mm=(1.5, 1.2, 2.0),
                             origin_mm=(-25.0, -18.0, -11.0))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from models.validation import as_array, as_points, as_transform
+from models.base.validation import as_array, as_points, as_transform
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,1 @@
+"""Shared by every room: errors, input validation, rigid transforms."""

@@ -1,0 +1,1 @@
+"""Beam data: the machine library, depth-dose tables and their analysis, applicators."""

@@ -1,0 +1,1 @@
+"""Evaluating a dose: dose-volume histograms and their metrics."""
