@@ -15,7 +15,7 @@ GROUP = "demo"
 
 def run(*, quick: bool = False) -> dict[str, float]:
     """Run the headless demo once (30 frames; 10 on a coarse phantom with ``quick``)."""
-    from guidance.demo import DemoOptions, run_demo
+    from guidance.app.demo import DemoOptions, run_demo
 
     with tempfile.TemporaryDirectory(prefix="iort-bench-demo-") as tmp:
         options = DemoOptions(out_dir=Path(tmp), frames=10 if quick else 30,

@@ -48,8 +48,8 @@ def _scene_points(rng: np.random.Generator, camera_matrix: np.ndarray,
 def overlay_max_error_px(image_size: tuple[int, int], principal_shift_px: tuple[float, float],
                          rng: np.random.Generator) -> float:
     """Max distance (px) between rendered sphere centres and ``cv2.projectPoints``."""
-    from guidance.overlay import OverlayRenderer
-    from guidance.scene import Scene, SceneItem
+    from guidance.render.overlay import OverlayRenderer
+    from guidance.render.scene import Scene, SceneItem
     from models.base.transforms import transform_from_rotvec
 
     width, height = image_size
@@ -82,18 +82,18 @@ def overlay_max_error_px(image_size: tuple[int, int], principal_shift_px: tuple[
 
 
 def _ar_fps(quick: bool) -> float:
-    from guidance.compositing import blend_layer
-    from guidance.monitor_feed import ScriptedFeed
-    from guidance.monitor_logic import MonitorLogic, add_organ_outlines
-    from guidance.monitor_rehearsal import phantom_view, slab_dose
-    from guidance.overlay import OverlayRenderer
+    from guidance.monitor.feed import ScriptedFeed
+    from guidance.monitor.logic import MonitorLogic, add_organ_outlines
+    from guidance.monitor.rehearsal import phantom_view, slab_dose
+    from guidance.render.compositing import blend_layer
+    from guidance.render.overlay import OverlayRenderer
 
     view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
                         image_size=(1280, 720))
     feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)]), view.camera_matrix, view.background())
     logic = MonitorLogic(view.case, view.plan, feed, max_triangles=4000)
     beam = logic.beam
-    from guidance.scene import STYLE_ISODOSE, SceneItem, isodose_surface
+    from guidance.render.scene import STYLE_ISODOSE, SceneItem, isodose_surface
 
     iso = isodose_surface(slab_dose(view.case, view.plan, beam), beam.prescription_gy)
     logic.scene.add(SceneItem("isodose", iso, **STYLE_ISODOSE))
@@ -120,23 +120,23 @@ def _ar_fps(quick: bool) -> float:
 def _dose_function():
     """The project's electron engine when present, else the analytic stand-in."""
     try:
-        from guidance.monitor_logic import electron_dose_function
+        from guidance.monitor.logic import electron_dose_function
 
         return electron_dose_function(), 1.0
     except (ImportError, AttributeError) as exc:
-        from guidance.monitor_rehearsal import slab_dose
+        from guidance.monitor.rehearsal import slab_dose
 
         log.warning("electron dose engine unavailable (%s); using the analytic stand-in", exc)
         return slab_dose, 0.0
 
 
 def _dose_visible_ms(quick: bool) -> tuple[float, float]:
-    from guidance.compositing import blend_layer
-    from guidance.monitor_feed import ScriptedFeed
-    from guidance.monitor_logic import BeamChoice, MonitorLogic
-    from guidance.monitor_rehearsal import phantom_view
-    from guidance.monitor_state import pose_change
-    from guidance.overlay import OverlayRenderer
+    from guidance.monitor.feed import ScriptedFeed
+    from guidance.monitor.logic import BeamChoice, MonitorLogic
+    from guidance.monitor.rehearsal import phantom_view
+    from guidance.monitor.state import pose_change
+    from guidance.render.compositing import blend_layer
+    from guidance.render.overlay import OverlayRenderer
 
     view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
                         image_size=(1280, 720))

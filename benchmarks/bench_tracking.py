@@ -21,13 +21,13 @@ import numpy as np
 import pyvista as pv
 
 from benchmarks import best_time_s
-from guidance.loop import GuidanceLoop
-from guidance.markers import MarkerTracker
+from guidance.frames import Frame, ListSource
+from guidance.loop.guidance_loop import GuidanceLoop
 from guidance.registration import predict_tre_mm, register_paired_points
 from guidance.registration.surface import register_surface, surface_points
-from guidance.simcamera import SceneMesh, SimEffects, SimulatedCamera, random_camera_from_tool
-from guidance.sources import Frame, ListSource
-from guidance.tools import load_builtin_tools
+from guidance.sim.camera import SceneMesh, SimEffects, SimulatedCamera, random_camera_from_tool
+from guidance.tracking.markers import MarkerTracker
+from guidance.tracking.tools import load_builtin_tools
 from models.base.transforms import transform_difference, transform_from_rotvec
 
 GROUP = "tracking"

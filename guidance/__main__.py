@@ -2,6 +2,6 @@
 
 import sys
 
-from guidance.cli import main
+from guidance.cli.main import main
 
 sys.exit(main())

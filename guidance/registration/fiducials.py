@@ -1,7 +1,8 @@
 """Collect pointer-touched fiducials and register the patient to the reference.
 
 The user touches each skin fiducial with the tracked pointer; the loop reports the pointer
-tip in the reference frame (:attr:`guidance.loop.FrameResult.pointer_tip_reference_mm`) for
+tip in the reference frame
+(:attr:`guidance.loop.guidance_loop.FrameResult.pointer_tip_reference_mm`) for
 every frame in which pointer and reference are both measured. A few frames are averaged per
 fiducial (lower FLE), with a spread check that catches a pointer that slipped. Then the
 paired-point fit gives ``patient_from_reference`` with its FRE, per-fiducial residuals and

@@ -33,13 +33,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guidance.pose_filter import TrackingState
 from guidance.registration.decision import (
     RegistrationDecision,
     RegistrationThresholds,
     assess_paired_point,
 )
 from guidance.registration.fiducials import FiducialCollector, FiducialRegistration
+from guidance.tracking.pose_filter import TrackingState
 from models.base.validation import as_array, as_positive
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ class GuidedRegistration:
         eq. 10).
     session_log : SessionLog, optional
     pointer_tool, reference_tool : str
-        Tool names in :attr:`guidance.loop.FrameResult.tools`.
+        Tool names in :attr:`guidance.loop.guidance_loop.FrameResult.tools`.
     """
 
     def __init__(self, loop, fiducials_lps: Mapping[str, np.ndarray], *,
@@ -257,7 +257,7 @@ class GuidedRegistration:
 
     # ----------------------------------------------------------------- frames
     def __call__(self, result) -> None:
-        """Take one :class:`guidance.loop.FrameResult` (capture thread)."""
+        """Take one :class:`guidance.loop.guidance_loop.FrameResult` (capture thread)."""
         with self._lock:
             if not self._capturing:
                 return

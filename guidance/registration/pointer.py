@@ -1,6 +1,7 @@
 """Paired-point registration driven by the live loop: the pointer touches each fiducial.
 
-Used by the OR monitor and by ``iort demo``: every :class:`guidance.loop.FrameResult` is
+Used by the OR monitor and by ``iort demo``: every :class:`guidance.loop.guidance_loop.FrameResult`
+is
 handed to a :class:`PointerRegistration`, which averages the pointer tip (reference frame)
 per fiducial, registers when all are collected (or the registration phase is over), hands
 ``patient_from_reference`` to the loop and records it in the session log.
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 class PointerRegistration:
     """Paired-point registration from the pointer touching the case's fiducials.
 
-    Called with every :class:`guidance.loop.FrameResult`; ``fiducial_at(frame_index)``
+    Called with every :class:`guidance.loop.guidance_loop.FrameResult`; ``fiducial_at(frame_index)``
     says which fiducial the pointer touches in that frame (the simulated procedure knows;
     in the OR the user names it). When every fiducial is collected (or ``give_up(index)``
     says the registration phase is over) it registers, hands the result to the loop and

@@ -140,7 +140,8 @@ def register_surface(source_mm: np.ndarray, target_mm: np.ndarray, *,
 class SweepCollector:
     """Points swept over the skin with the pointer tip, thinned to a minimum spacing.
 
-    Feed it :attr:`guidance.loop.FrameResult.pointer_tip_reference_mm` while the surgeon
+    Feed it :attr:`guidance.loop.guidance_loop.FrameResult.pointer_tip_reference_mm` while the
+    surgeon
     strokes the skin; :attr:`points_mm` is the source of :func:`register_surface`. Samples
     closer than ``min_spacing_mm`` to the previous kept one are dropped (a pointer resting
     in one place would otherwise dominate the fit).

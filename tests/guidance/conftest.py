@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pyigtl
 import pytest
 
-from guidance.igtl_server import IgtlServer
+from guidance.igtl.server import IgtlServer
 
 
 class CountingClient(pyigtl.OpenIGTLinkClient):

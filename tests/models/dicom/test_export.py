@@ -11,8 +11,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from guidance.cli import main
-from guidance.commands.export import export_case, resolve_plan
+from guidance.cli.commands.export import export_case, resolve_plan
+from guidance.cli.main import main
 from models.base.errors import InputError
 from models.dicom.reader import read_case
 from models.dicom.rtdose import read_rtdose

@@ -1,0 +1,1 @@
+"""Assembled programs: the demo on the built-in phantom."""

@@ -1,0 +1,2 @@
+"""The ``iort`` command line: ``main`` parses, ``commands`` run one subcommand each, ``inputs``
+reads CASE and transform arguments."""

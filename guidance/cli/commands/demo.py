@@ -1,0 +1,93 @@
+"""``iort demo``: the whole guidance loop on the built-in phantom."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from models.base.errors import InputError
+
+
+def _spacing(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"spacing {text!r} is not like 1.5x1.5x2.5") from None
+    if len(values) != 3 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"spacing {text!r} needs three positive numbers "
+                                         "(column x row x slice, mm)")
+    return values  # type: ignore[return-value]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``demo`` subcommand."""
+    parser = subparsers.add_parser(
+        "demo", help="run the whole guidance loop on the built-in phantom",
+        description="Generate the phantom as DICOM, import it, simulate the tracked camera, "
+                    "register, follow the applicator, compute dose and draw the overlay. "
+                    "With a display it opens the OR monitor on the simulated procedure "
+                    "(as 'iort run phantom'); without one (or with --headless) it writes "
+                    "overlay_NNNN.png, demo.mp4, summary.json, report.html and a session "
+                    "log to --out.")
+    parser.add_argument("--headless", action="store_true",
+                        help="never open a window, even when a display exists")
+    parser.add_argument("--frames", type=int, default=60, help="frames to simulate (60)")
+    parser.add_argument("--out", type=Path, default=Path("demo_out"),
+                        help="output folder (demo_out)")
+    parser.add_argument("--seed", type=int, default=0, help="phantom and simulation seed (0)")
+    parser.add_argument("--spacing", type=_spacing, default=None, metavar="CxRxS",
+                        help="CT voxel size in mm (default 1.5x1.5x2.5)")
+    parser.add_argument("--machine", default="liac", help="accelerator beam data (liac)")
+    parser.add_argument("--energy", type=float, default=8.0, help="electron energy, MeV (8)")
+    parser.add_argument("--applicator", type=float, default=70.0,
+                        help="applicator diameter, mm (70)")
+    parser.add_argument("--bevel", type=float, default=0.0, help="bevel angle, deg (0)")
+    parser.add_argument("--prescription", type=float, default=10.0,
+                        help="dose at the 90%% isodose, Gy (10)")
+    parser.add_argument("--no-video", action="store_true", help="do not write demo.mp4")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo; print where the results are and the key numbers."""
+    from guidance.app.demo import DemoOptions, run_demo
+    from models.beams.library import ElectronBeam, default_library
+    from models.patient.phantom import DEFAULT_SPACING_MM
+
+    if args.frames < 1:
+        raise InputError(f"--frames must be at least 1, got {args.frames}")
+    if not args.headless and os.environ.get("DISPLAY"):
+        # a screen: the OR monitor on the simulated procedure, like `iort run phantom`
+        from guidance.cli.main import main
+
+        return main(["run", "phantom", "--source", "sim", "--frames", str(args.frames),
+                     "--machine", args.machine])
+    # check the beam choice before minutes of work (names the valid choices)
+    default_library().validate(ElectronBeam(args.machine, args.energy, args.applicator,
+                                            args.bevel))
+    options = DemoOptions(out_dir=args.out, frames=args.frames,
+                          spacing_mm=args.spacing or DEFAULT_SPACING_MM, seed=args.seed,
+                          machine=args.machine, energy_mev=args.energy,
+                          applicator_mm=args.applicator, bevel_deg=args.bevel,
+                          prescription_gy=args.prescription, video=not args.no_video,
+                          progress=not args.quiet)
+    result = run_demo(options)
+    s = result.summary
+
+    def num(key: str, unit: str, digits: int = 2) -> str:
+        value = s.get(key)
+        return "n/a" if value is None else f"{value:.{digits}f} {unit}"
+
+    print(f"registration: FRE {num('registration.fre_mm', 'mm')}, "
+          f"TRE at target {num('registration.tre_mm', 'mm')}")
+    print(f"applicator:   position error {num('applicator.position_error_mm', 'mm')}, "
+          f"angle error {num('applicator.angle_error_deg', 'deg')}")
+    print(f"dose:         target V90 {num('dose.target_v90_percent', '%', 1)}, "
+          f"{s.get('dose.updates', 0)} updates, median {num('timing.dose_ms', 'ms', 0)}")
+    print(f"timing:       {s['timing.frames']} frames at {num('timing.fps', 'fps', 1)}, "
+          f"whole run {num('timing.wall_s', 's', 1)}")
+    print(f"wrote {result.out_dir}/ (overlay_*.png, "
+          f"{'demo.mp4, ' if result.video else ''}summary.json, report.html)")
+    return 0

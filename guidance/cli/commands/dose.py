@@ -1,0 +1,186 @@
+"""``iort dose``: electron depth curves on water and the dose of an applicator in a case.
+
+* ``iort dose depth-curve --machine M --energy E --applicator D [--bevel B] [--json]`` —
+  the applicator resting on a flat water phantom, depth dose along the normal to the water
+  surface through the end-face centre; R90, R50, Rp and surface dose (at 0.5 mm).
+* ``iort dose case CASE --energy E --applicator D [--bevel B] [--pose FILE]`` — electron
+  dose in a case folder (or the built-in ``phantom``), written as RT Plan + RT Dose, with
+  target coverage and organ doses printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from guidance.cli.inputs import PHANTOM, load_case_spec, read_transform_file
+from models.base.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``dose`` subcommand with ``depth-curve`` and ``case``."""
+    parser = subparsers.add_parser(
+        "dose", help="electron depth curves on water; dose of an applicator in a case",
+        description="Electron IORT dose from the beam data in assets/beams.")
+    sub = parser.add_subparsers(dest="dose_command", metavar="ACTION")
+    sub.required = True
+
+    curve = sub.add_parser(
+        "depth-curve", help="depth dose of an applicator on a flat water phantom",
+        description="Depth dose along the normal to the water surface through the centre of "
+                    "the end face, with R90, R50, Rp (tangent at the steepest descent meeting "
+                    "the bremsstrahlung background) and the surface dose (at 0.5 mm).")
+    _beam_arguments(curve, machine_required=True)
+    curve.add_argument("--grid", type=float, default=1.0, metavar="MM",
+                       help="dose grid spacing in mm (default 1)")
+    curve.add_argument("--step", type=float, default=0.5, metavar="MM",
+                       help="depth step of the printed curve in mm (default 0.5)")
+    curve.add_argument("--json", action="store_true",
+                       help='print {"R90_mm", "R50_mm", "Rp_mm", "surface_percent", '
+                            '"depth_mm", "dose_percent"} as JSON')
+    curve.set_defaults(func=run_depth_curve)
+
+    case = sub.add_parser(
+        "case", help="dose of an applicator in a case; writes RT Plan + RT Dose",
+        description="Electron dose of the applicator at a pose in a case folder (from "
+                    "`iort case import`/`iort case phantom`), or in the built-in phantom "
+                    "(CASE = phantom). Writes RT Plan and RT Dose and prints coverage.")
+    case.add_argument("case", metavar="CASE",
+                      help="'phantom', a case folder (iort case import) or a DICOM folder")
+    _beam_arguments(case, machine_required=False)
+    case.add_argument("--pose", type=Path, metavar="FILE",
+                      help="patient_from_applicator 4x4 (JSON: a 4x4 list or an object with "
+                           "'patient_from_applicator'; or text with 4 rows); default: the "
+                           "phantom's planned pose (phantom only)")
+    case.add_argument("--prescription", type=float, default=10.0, metavar="GY",
+                      help="dose at the 90 %% isodose in Gy (default 10)")
+    case.add_argument("--grid", type=float, default=2.0, metavar="MM",
+                      help="dose grid spacing in mm (default 2)")
+    case.add_argument("--target", default="CTV", metavar="NAME",
+                      help="target structure for coverage (default CTV)")
+    case.add_argument("--out", type=Path, default=Path("iort_dose"), metavar="DIR",
+                      help="output folder for rtplan.dcm and rtdose.dcm (default ./iort_dose)")
+    case.add_argument("--json", action="store_true", help="print the coverage as JSON")
+    case.set_defaults(func=run_case)
+
+
+def _beam_arguments(parser: argparse.ArgumentParser, *, machine_required: bool) -> None:
+    if machine_required:
+        parser.add_argument("--machine", required=True, help="machine (e.g. liac, mobetron)")
+    else:
+        parser.add_argument("--machine", default="liac", help="machine (default liac)")
+    parser.add_argument("--energy", type=float, required=True, metavar="MEV",
+                        help="nominal energy in MeV")
+    parser.add_argument("--applicator", type=float, required=True, metavar="MM",
+                        help="applicator diameter in mm")
+    parser.add_argument("--bevel", type=float, default=0.0, metavar="DEG",
+                        help="bevel angle in degrees (default 0)")
+
+
+def run_depth_curve(args: argparse.Namespace) -> int:
+    """Print the depth curve (table or JSON)."""
+    from models.beams.library import ElectronBeam, default_library
+    from models.dose.water import depth_curve
+
+    beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
+    default_library().validate(beam)
+    for name in ("grid", "step"):
+        value = getattr(args, name)
+        if not np.isfinite(value) or not 0.05 <= value <= 5.0:
+            raise InputError(f"--{name} must be between 0.05 and 5 mm, got {value!r}")
+    curve = depth_curve(beam, grid_mm=args.grid, step_mm=args.step)
+    m = curve.metrics
+    if args.json:
+        print(json.dumps({
+            "R90_mm": round(m.r90_mm, 2), "R50_mm": round(m.r50_mm, 2),
+            "Rp_mm": round(m.rp_mm, 2), "surface_percent": round(m.surface_percent, 2),
+            "depth_mm": [round(float(d), 3) for d in curve.depth_mm],
+            "dose_percent": [round(float(d), 3) for d in curve.dose_percent]}))
+        return 0
+    print(f"{beam.machine} {beam.energy_mev:g} MeV, applicator {beam.applicator_diameter_mm:g} "
+          f"mm, bevel {beam.bevel_deg:g} deg, on water (clinical axis)")
+    print(f"R90 {m.r90_mm:.1f} mm  R50 {m.r50_mm:.1f} mm  Rp {m.rp_mm:.1f} mm  "
+          f"dmax {m.dmax_mm:.1f} mm  surface {m.surface_percent:.1f} %")
+    every = max(1, round(2.0 / args.step))
+    for depth, dose in zip(curve.depth_mm[::every], curve.dose_percent[::every], strict=True):
+        print(f"{depth:6.1f} mm  {dose:6.1f} %")
+    return 0
+
+
+def run_case(args: argparse.Namespace) -> int:
+    """Compute the dose in a case, write RT Plan + RT Dose, print coverage."""
+    from models.beams.library import ElectronBeam, default_library
+    from models.dicom.common import ensure_uids, identity_of, new_uid
+    from models.dicom.rtdose import dose_grid_like, write_rtdose
+    from models.dicom.rtplan import ElectronPlan, write_rtplan
+    from models.dose.electron import compute_electron_dose
+    from models.evaluation.dvh import resample_dose, structure_dvhs
+
+    beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
+    default_library().validate(beam)
+    case = load_case_spec(args.case)
+    if args.pose is not None:
+        pose = read_transform_file(args.pose, "patient_from_applicator", option="--pose")
+    elif args.case == PHANTOM:
+        from models.patient.phantom import planned_patient_from_applicator
+
+        pose = planned_patient_from_applicator(case)
+    else:
+        raise InputError("--pose FILE is required for a case (only the built-in phantom has "
+                         "a planned pose)")
+    if args.target not in case.structures:
+        raise InputError(f"--target {args.target!r}: no such structure; have: "
+                         f"{', '.join(sorted(case.structures))}")
+    result = compute_electron_dose(case.ct, pose, beam, prescription_gy=args.prescription,
+                                   grid_mm=args.grid)
+    dvhs = structure_dvhs(result.dose, case.ct, case.structures,
+                          prescription_gy=result.prescription_gy,
+                          isodose_percent=result.isodose_percent)
+    ensure_uids(case, "iort-dose", case.patient_id)
+    identity = identity_of(case)
+    args.out.mkdir(parents=True, exist_ok=True)
+    plan_uid = new_uid()
+    reference = pose[:3, :3] @ np.array([0.0, 0.0, 10.0]) + pose[:3, 3]
+    plan = ElectronPlan(machine=beam.machine, energy_mev=beam.energy_mev,
+                        applicator_id=f"A{beam.applicator_diameter_mm:g}B{beam.bevel_deg:g}",
+                        applicator_diameter_mm=beam.applicator_diameter_mm,
+                        bevel_deg=beam.bevel_deg, mu=result.mu,
+                        prescription_gy=result.prescription_gy, reference_point_lps=reference,
+                        patient_from_applicator=pose, isodose_percent=result.isodose_percent)
+    plan_path = write_rtplan(args.out / "rtplan.dcm", plan, identity, sop_instance_uid=plan_uid)
+    # RT Dose on the CT's axes (what planning systems expect), at the dose grid spacing
+    on_ct_axes = resample_dose(result.dose, dose_grid_like(result.dose, case.ct,
+                                                           spacing_mm=result.grid_mm))
+    dose_path = write_rtdose(args.out / "rtdose.dcm", on_ct_axes, identity,
+                             referenced_plan_uid=plan_uid)
+    target = dvhs[args.target].metrics
+    summary = {
+        "beam": {"machine": beam.machine, "energy_mev": beam.energy_mev,
+                 "applicator_mm": beam.applicator_diameter_mm, "bevel_deg": beam.bevel_deg},
+        "prescription_gy": result.prescription_gy, "dmax_gy": result.dmax_gy,
+        "mu": round(result.mu, 1), "output_factor": round(result.output_factor, 4),
+        "target": args.target, "target_v90_percent": round(target.v90_percent, 2),
+        "target_d90_gy": round(target.d90_gy, 3),
+        "organs": {name: {"dmax_gy": round(d.metrics.dmax_gy, 3),
+                          "dmean_gy": round(d.metrics.dmean_gy, 3)}
+                   for name, d in sorted(dvhs.items()) if name != args.target},
+        "rtplan": str(plan_path), "rtdose": str(dose_path),
+        "compute_ms": round(result.compute_ms, 1)}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"{beam.machine} {beam.energy_mev:g} MeV, applicator {beam.applicator_diameter_mm:g} "
+          f"mm, bevel {beam.bevel_deg:g} deg: {result.prescription_gy:g} Gy at the "
+          f"{result.isodose_percent:g} % isodose, Dmax {result.dmax_gy:.2f} Gy, "
+          f"{result.mu:.0f} MU")
+    print(f"{args.target}: V90 {target.v90_percent:.1f} %  D90 {target.d90_gy:.2f} Gy")
+    for name, organ in summary["organs"].items():
+        print(f"  {name:<10} Dmax {organ['dmax_gy']:6.2f} Gy  Dmean {organ['dmean_gy']:6.2f} Gy")
+    print(f"wrote {plan_path} and {dose_path}")
+    return 0

@@ -1,0 +1,276 @@
+"""``iort run CASE``: the OR monitor on a case, a camera (or the simulated one) and a log."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from guidance.cli.inputs import load_case_spec, read_transform_file
+from models.base.errors import InputError
+
+log = logging.getLogger(__name__)
+
+SOURCES_HELP = ("sim (simulated procedure on the phantom: registration with the pointer, "
+                "then the applicator), scripted (phantom, known poses, no tracking), "
+                "webcam[:N], igtl[:DEVICE] (OpenIGTLink IMAGE frames sent to our server), "
+                "a video file or an image folder, none (no camera: the clock of an external "
+                "tracker, --tracker igtl)")
+TRACKER_HELP = ("where tool poses come from: markers (ArUco markers in the video, default) or "
+                "igtl (an external tracker, e.g. PLUS or 3D Slicer, sending OpenIGTLink "
+                "TRANSFORMs tool-to-tracker to our server; the applicator, pointer tip and "
+                "3D/dose/slice views work without a camera, the AR overlay needs the camera "
+                "tracked too: a 'camera' tool plus --hand-eye)")
+#: Nominal intrinsics of the blank placeholder image shown without a camera (no overlay).
+_NO_CAMERA_K = np.array([[600.0, 0.0, 319.5], [0.0, 600.0, 239.5], [0.0, 0.0, 1.0]])
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``run`` subcommand."""
+    parser = subparsers.add_parser(
+        "run", help="open the OR monitor (AR, 3D, slices, dose) on a case",
+        description="Open the OR monitor: AR view, 3D view, CT slices with isodoses, surgeon "
+                    "and oncologist modes, OpenIGTLink server and a crash-safe session log.")
+    parser.add_argument("case", metavar="CASE",
+                        help="'phantom' (built in), a case folder (iort case import) or a "
+                             "DICOM folder (CT series + RTSTRUCT)")
+    parser.add_argument("--source", help=SOURCES_HELP + " (default: sim; none with "
+                                                      "--tracker igtl)")
+    parser.add_argument("--calibration", type=Path, metavar="FILE",
+                        help="camera calibration (JSON/YAML from 'iort calibrate'); required "
+                             "for webcam, video and folder sources")
+    parser.add_argument("--registration", type=Path, metavar="FILE",
+                        help="JSON with a 4x4 'patient_from_reference'; without it a real "
+                             "camera or tracker registers on screen: touch the fiducials "
+                             "named in the banner with the pointer (Space/S/Backspace/"
+                             "Enter)")
+    parser.add_argument("--plan", type=Path, metavar="FILE",
+                        help="JSON with the planned 4x4 'patient_from_applicator' (required "
+                             "unless CASE is the phantom)")
+    parser.add_argument("--tracker", choices=("markers", "igtl"), default="markers",
+                        help=TRACKER_HELP)
+    parser.add_argument("--tracker-devices", default="", metavar="TOOL=DEVICE,...",
+                        help="OpenIGTLink TRANSFORM device per tool for --tracker igtl "
+                             "(default reference=ReferenceToTracker,pointer=PointerToTracker,"
+                             "applicator=ApplicatorToTracker,camera=CameraToTracker; TOOL= "
+                             "drops a tool). The pointer's origin must be its tip and the "
+                             "applicator's its applicator frame (e.g. PLUS "
+                             "pointer=StylusTipToTracker)")
+    parser.add_argument("--hand-eye", type=Path, metavar="FILE",
+                        help="for --tracker igtl: 'gripper_from_camera' from 'iort calibrate "
+                             "hand-eye' (camera marker to camera); without it the 'camera' "
+                             "TRANSFORM is taken as the camera frame itself")
+    parser.add_argument("--machine", default="mobetron", help="beam data (default: mobetron)")
+    parser.add_argument("--igtl-port", type=int, default=18944, metavar="N",
+                        help="OpenIGTLink server port on 127.0.0.1 (default 18944; 0 = off)")
+    parser.add_argument("--igtl-host", default="127.0.0.1",
+                        help="interface for OpenIGTLink (default 127.0.0.1; only change on "
+                             "a trusted network)")
+    parser.add_argument("--session-log", type=Path, metavar="FILE",
+                        help="new session log (default: iort-session-<time>.sqlite here)")
+    parser.add_argument("--frames", type=int, default=600,
+                        help="frames of the simulated procedure (default 600)")
+    parser.add_argument("--full-screen", action="store_true", help="start full screen")
+    parser.add_argument("--quit-after", type=float, metavar="S",
+                        help="close the window after S seconds (smoke tests)")
+    parser.set_defaults(func=run)
+
+
+def _plan(args: argparse.Namespace, case) -> np.ndarray:
+    if args.plan is not None:
+        return read_transform_file(args.plan, "patient_from_applicator", option="--plan")
+    if args.case == "phantom":
+        from models.patient.phantom import planned_patient_from_applicator
+
+        return planned_patient_from_applicator(case)
+    raise InputError("--plan FILE is required for a case other than the phantom")
+
+
+def _tracker_poses(args: argparse.Namespace, igtl, *, with_camera: bool):
+    """The external tracker's tool poses for ``--tracker igtl`` (None for markers)."""
+    if args.tracker != "igtl":
+        return None
+    from guidance.tracking.external import IgtlToolPoses, parse_device_names
+
+    devices = parse_device_names(args.tracker_devices)
+    geometry = {}
+    if not with_camera:
+        devices.pop("camera", None)  # nothing to overlay on: no camera pose wanted
+    elif args.hand_eye is not None and "camera" in devices:
+        geometry["camera"] = read_transform_file(args.hand_eye, "gripper_from_camera",
+                                                 option="--hand-eye")
+    return IgtlToolPoses(igtl, devices, marker_from_frame=geometry)
+
+
+def _registration(args: argparse.Namespace) -> np.ndarray | None:
+    if args.registration is None:
+        return None
+    return read_transform_file(args.registration, "patient_from_reference",
+                               option="--registration")
+
+
+def _guided(args: argparse.Namespace, loop, case, plan: np.ndarray, session_log):
+    """The on-screen pointer registration for a real source without ``--registration``
+    (None when a registration file is given or the case has fewer than 3 fiducials)."""
+    if args.registration is not None:
+        return None
+    if len(case.fiducials_lps) < 3:
+        log.warning("case has %d fiducials: no pointer registration possible; use "
+                    "--registration FILE", len(case.fiducials_lps))
+        return None
+    from guidance.registration.guided import GuidedRegistration
+
+    target = case.centroid_lps("CTV") if "CTV" in case.structures else plan[:3, 3]
+    return GuidedRegistration(loop, case.fiducials_lps, target_lps=target,
+                              session_log=session_log)
+
+
+def _check_tracker(args: argparse.Namespace) -> None:
+    """Resolve the default ``--source`` and reject inconsistent ``--tracker`` options early."""
+    if args.source is None:
+        args.source = "none" if args.tracker == "igtl" else "sim"
+    if args.tracker != "igtl":
+        if args.source == "none":
+            raise InputError("--source none needs --tracker igtl (the tracker's poses drive "
+                             "the loop)")
+        return
+    from guidance.tracking.external import parse_device_names
+
+    if not args.igtl_port:
+        raise InputError("--tracker igtl needs the OpenIGTLink server (--igtl-port N > 0)")
+    if args.source in ("sim", "scripted"):
+        raise InputError(f"--tracker igtl cannot drive --source {args.source}; use --source "
+                         "none or a real camera")
+    devices = parse_device_names(args.tracker_devices)
+    if args.source == "none" and set(devices) <= {"camera"}:
+        raise InputError("--tracker-devices: no tool left to track without a camera")
+
+
+def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log, igtl):
+    """Build the frame feed for ``--source`` (and ``--tracker``; see :func:`_check_tracker`)."""
+    source = args.source
+    if source == "none":
+        from guidance.loop.guidance_loop import GuidanceLoop
+        from guidance.monitor.feed import LoopFeed
+        from guidance.tracking.external import TrackerClockSource
+
+        poses = _tracker_poses(args, igtl, with_camera=False)
+        frames = TrackerClockSource(poses, image_size=(640, 480))
+        loop = GuidanceLoop(frames, {}, _NO_CAMERA_K, tool_poses=poses,
+                            patient_from_reference=_registration(args))
+        return LoopFeed(loop, _NO_CAMERA_K,
+                        on_result=_guided(args, loop, case, plan, session_log))
+    if source == "scripted":
+        if args.case != "phantom":
+            raise InputError("--source scripted only works with the phantom")
+        from guidance.monitor.feed import ScriptedFeed
+        from guidance.monitor.rehearsal import phantom_view
+
+        view = phantom_view(spacing_mm=(1.5, 1.5, 2.5), image_size=(1280, 720))
+        path = [(8.0 * np.cos(t), 8.0 * np.sin(t), 0.0)
+                for t in np.linspace(0, 2 * np.pi, 90)]
+        return ScriptedFeed(view.shots(path), view.camera_matrix, view.background(),
+                            fps=30.0, loop=True)
+    if source == "sim":
+        if args.case != "phantom":
+            raise InputError("--source sim only works with the phantom (it renders it)")
+        from guidance.monitor.rehearsal import simulated_feed
+
+        return simulated_feed(case, frames=args.frames, session_log=session_log)[0]
+    if args.calibration is None:
+        raise InputError(f"--source {source}: --calibration FILE is required for a real camera")
+    from calibration.io import load_calibration
+    from calibration.undistort import undistorter_for
+    from guidance.frames.opencv import ImageFolderSource, VideoFileSource, WebcamSource
+    from guidance.loop.guidance_loop import GuidanceLoop
+    from guidance.monitor.feed import LoopFeed
+    from guidance.tracking.tools import load_builtin_tools
+
+    calibration = load_calibration(args.calibration)
+    if source.startswith("webcam"):
+        device = int(source.split(":", 1)[1]) if ":" in source else 0
+        frames = WebcamSource(device, image_size=tuple(calibration.image_size))
+    elif source.split(":", 1)[0] == "igtl":
+        if igtl is None:
+            raise InputError("--source igtl needs the OpenIGTLink server (--igtl-port N > 0)")
+        from guidance.frames.igtl_inbox import IgtlImageSource
+
+        frames = IgtlImageSource(igtl, source.split(":", 1)[1] if ":" in source else "Video")
+    elif Path(source).is_dir():
+        frames = ImageFolderSource(source)
+    elif Path(source).is_file():
+        frames = VideoFileSource(source)
+    else:
+        raise InputError(f"--source {source!r}: not sim, scripted, none, webcam[:N], "
+                         "igtl[:DEVICE], a video file or an image folder")
+    loop = GuidanceLoop(frames, load_builtin_tools(), calibration.camera_matrix,
+                        calibration.dist_coeffs, patient_from_reference=_registration(args),
+                        tool_poses=_tracker_poses(args, igtl, with_camera=True))
+    undistorter = undistorter_for(calibration)
+    return LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort,
+                    on_result=_guided(args, loop, case, plan, session_log))
+
+
+def _guided_of(feed):
+    """The feed's guided registration, if it has one (the monitor shows and drives it)."""
+    from guidance.registration.guided import GuidedRegistration
+
+    hook = getattr(feed, "on_result", None)
+    return hook if isinstance(hook, GuidedRegistration) else None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the monitor; returns when the window is closed."""
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        raise InputError("iort run needs a display (X server); without one use "
+                         "'iort demo --headless'")
+    if not 0 <= args.igtl_port <= 65535:
+        raise InputError(f"--igtl-port {args.igtl_port}: must be 0..65535")
+    _check_tracker(args)
+    from guidance.igtl.server import IgtlServer
+    from guidance.monitor.logic import (
+        BeamChoice,
+        MonitorLogic,
+        beam_options,
+        electron_dose_function,
+    )
+    from guidance.record.session_log import SessionLog
+
+    case = load_case_spec(args.case)
+    plan = _plan(args, case)
+    options = beam_options(args.machine)
+    beam = BeamChoice(energy_mev=options.energies_mev[len(options.energies_mev) // 2],
+                      applicator_diameter_mm=60.0 if 60.0 in options.diameters_mm
+                      else options.diameters_mm[len(options.diameters_mm) // 2])
+    log_path = args.session_log or Path(time.strftime("iort-session-%Y%m%d-%H%M%S.sqlite"))
+    session_log = SessionLog.create(log_path, case_id=args.case,
+                                    metadata={"source": args.source, "machine": args.machine,
+                                              "tracker": args.tracker})
+    print(f"session log: {log_path}")
+    igtl = None
+    try:
+        if args.igtl_port:
+            igtl = IgtlServer(args.igtl_port, host=args.igtl_host).start()
+            print(f"OpenIGTLink server: {args.igtl_host}:{igtl.port}")
+        feed = _feed(args, case, plan, session_log, igtl)
+        dose_fn = electron_dose_function(args.machine)
+        dose_fn(case, plan, beam)  # warm the kernel (JIT) before the window opens
+        # the simulated camera renders ~3 frames/s on a 2-core CPU: judge staleness on a
+        # longer limit there (a real camera keeps the default 200 ms)
+        stale_s = 1.0 if args.source == "sim" else 0.2
+        logic = MonitorLogic(case, plan, feed, dose_fn=dose_fn, beam=beam,
+                             beam_options=options, session_log=session_log, igtl=igtl,
+                             stale_after_s=stale_s, registration=_guided_of(feed))
+        from guidance.monitor.qt.window import run_window
+
+        logic.start()
+        code = run_window(logic, full_screen=args.full_screen, quit_after_s=args.quit_after)
+    finally:
+        if igtl is not None:
+            igtl.stop()
+        session_log.close()
+    return code

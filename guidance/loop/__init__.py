@@ -1,0 +1,2 @@
+"""The per-frame guidance loop: frames -> tool poses -> registration -> poses in patient, as
+events."""

@@ -1,0 +1,630 @@
+"""The OR monitor's logic: everything the window shows, computed without Qt.
+
+:class:`MonitorLogic` owns the case, the scene, the capture worker, the dose worker, the
+session log and the OpenIGTLink server. The Qt window calls :meth:`MonitorLogic.poll` on a
+timer and displays the :class:`MonitorSnapshot` it returns; user actions (mode, beam,
+confirm) are methods here, so every rule is testable headless (Slicer's Logic/Widget
+split).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from guidance.igtl.server import IgtlServer
+from guidance.monitor.feed import CaptureWorker, FrameFeed, FrameUpdate
+from guidance.monitor.state import (
+    DEFAULT_STALE_S,
+    TRACKING,
+    DoseScheduler,
+    MonitorStatus,
+    RateMeter,
+    ToolStatus,
+    tool_state,
+)
+from guidance.record.session_log import SessionLog
+from guidance.registration.guided import GuidedRegistration
+from guidance.render.scene import (
+    STYLE_APPLICATOR,
+    STYLE_ISODOSE,
+    STYLE_ORGAN,
+    STYLE_TARGET,
+    Scene,
+    SceneItem,
+    applicator_mesh,
+    isodose_surface,
+    rgb_unit,
+)
+from guidance.treatment.plan_check import Light, PlanDeviation, PlanTolerance, compare_to_plan
+from models.base.validation import as_positive, as_transform
+from models.evaluation.dvh import DoseMetrics, structure_dvhs
+from models.patient.case import Case
+from models.patient.volume import Volume
+
+log = logging.getLogger(__name__)
+
+MODES = ("surgeon", "oncologist")
+#: Structures never drawn in the views (the skin would hide everything in AR).
+HIDDEN_ROI_TYPES = ("EXTERNAL", "CAVITY", "MARKER")
+
+
+@dataclass(frozen=True)
+class BeamChoice:
+    """Dose parameters the oncologist selects."""
+
+    energy_mev: float = 9.0
+    applicator_diameter_mm: float = 60.0
+    bevel_deg: float = 0.0
+    disc: str = "none"
+    prescription_gy: float = 10.0
+    isodose_percent: float = 90.0
+
+    def __post_init__(self) -> None:
+        as_positive(self.energy_mev, name="energy_mev")
+        as_positive(self.applicator_diameter_mm, name="applicator_diameter_mm")
+        as_positive(self.prescription_gy, name="prescription_gy")
+        if not 0.0 <= self.bevel_deg < 60.0:
+            raise ValueError(f"bevel_deg must be in [0, 60), got {self.bevel_deg}")
+
+    @property
+    def key(self) -> tuple:
+        """Hashable identity (a change means: recompute the dose)."""
+        return tuple(asdict(self).values())
+
+
+@dataclass(frozen=True)
+class BeamOptions:
+    """What the selectors offer (from the beam library when it is available)."""
+
+    energies_mev: tuple[float, ...] = (6.0, 9.0, 12.0)
+    diameters_mm: tuple[float, ...] = (40.0, 50.0, 60.0, 70.0, 80.0, 100.0)
+    bevels_deg: tuple[float, ...] = (0.0, 15.0, 30.0, 45.0)
+    discs: tuple[str, ...] = ("none", "lead", "steel")
+
+
+#: ``dose_fn(case, patient_from_applicator, beam) -> dose Volume in Gy``.
+DoseFunction = Callable[[Case, np.ndarray, BeamChoice], Volume]
+
+
+@dataclass(frozen=True)
+class DoseUpdate:
+    """One dose computation, ready to display.
+
+    Published twice per pose: first with the dose and isodose surface only
+    (``metrics_ready`` False, so the isodose appears as soon as possible), then with the
+    DVH metrics — unless the applicator has already moved on. ``outside_beam`` lists
+    structures entirely outside the dose grid (0 Gy, no DVH computed).
+    """
+
+    dose: Volume
+    beam: BeamChoice
+    patient_from_applicator: np.ndarray
+    isodose_mesh: object
+    compute_ms: float
+    requested_s: float
+    finished_s: float
+    metrics: dict[str, DoseMetrics] = field(default_factory=dict)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    outside_beam: tuple[str, ...] = ()
+    metrics_ready: bool = False
+    seq: int = 0
+
+
+def _patient_bounds(volume: Volume, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Axis-aligned LPS box (mm) of a mask's voxels, padded by one voxel; None if empty."""
+    idx = [np.nonzero(np.any(mask, axis=axes))[0] for axes in ((0, 1), (0, 2), (1, 2))]
+    if any(len(i) == 0 for i in idx):
+        return None
+    (i0, i1), (j0, j1), (k0, k1) = ((a[0] - 1, a[-1] + 1) for a in idx)
+    corners = np.array([[i, j, k] for i in (i0, i1) for j in (j0, j1) for k in (k0, k1)],
+                       dtype=np.float64)
+    pts = volume.voxel_to_patient(corners)
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+class DoseService:
+    """Computes dose, the isodose surface and DVH metrics on a worker thread.
+
+    :meth:`request` never blocks: the :class:`DoseScheduler` decides whether to start now,
+    remember the pose for later (latest wins) or do nothing. DVHs are computed only for
+    structures whose bounding box meets the dose grid (the others get 0 Gy everywhere).
+    """
+
+    def __init__(self, case: Case, dose_fn: DoseFunction, *,
+                 structures: Iterable[str] | None = None, target: str = "CTV",
+                 scheduler: DoseScheduler | None = None, dvh_oversample: int | None = 1) -> None:
+        self.case = case
+        self.dose_fn = dose_fn
+        self.target = target
+        names = list(structures) if structures is not None else [
+            n for n, s in case.structures.items() if s.roi_type not in HIDDEN_ROI_TYPES]
+        self.structures = [n for n in names if n in case.structures]
+        self._bounds = {n: _patient_bounds(case.ct, case.structures[n].mask)
+                        for n in self.structures}
+        self.scheduler = scheduler or DoseScheduler()
+        self.dvh_oversample = dvh_oversample
+        self.failures = 0
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._latest: DoseUpdate | None = None
+        self._seq = 0
+        self._jobs: list[tuple[np.ndarray, BeamChoice, float]] = []
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="monitor-dose", daemon=True)
+        self._thread.start()
+
+    def request(self, patient_from_applicator: np.ndarray, beam: BeamChoice) -> bool:
+        """Offer the newest pose; True if a computation was started for it."""
+        with self._lock:
+            start = self.scheduler.offer(patient_from_applicator, beam)
+            if start:
+                self._jobs.append((np.array(patient_from_applicator), beam, time.monotonic()))
+                self._wake.notify()
+            return start
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self.scheduler.busy
+
+    def latest(self) -> tuple[int, DoseUpdate | None]:
+        """(sequence number, newest update)."""
+        with self._lock:
+            return self._seq, self._latest
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self.scheduler.invalidate()
+
+    def _publish(self, update: DoseUpdate) -> None:
+        with self._lock:
+            self._seq += 1
+            self._latest = replace(update, seq=self._seq)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._jobs and not self._stop:
+                    self._wake.wait(0.1)
+                if self._stop:
+                    return
+                pose, beam, requested = self._jobs.pop(0)
+            try:
+                update = self._compute_dose(pose, beam, requested)
+                self._publish(update)
+                with self._lock:
+                    moved_on = self.scheduler._pending is not None
+                if not moved_on:
+                    self._publish(self._add_metrics(update))
+            except Exception as exc:  # the monitor keeps running without a new dose
+                self.failures += 1
+                self.last_error = str(exc)
+                log.exception("dose computation failed")
+            with self._lock:
+                nxt = self.scheduler.finished()
+                if nxt is not None:
+                    self._jobs.append((nxt[0], nxt[1], time.monotonic()))
+
+    def _compute_dose(self, pose: np.ndarray, beam: BeamChoice, requested: float
+                      ) -> DoseUpdate:
+        start = time.perf_counter()
+        dose = self.dose_fn(self.case, pose, beam)
+        iso = isodose_surface(dose, beam.prescription_gy)
+        return DoseUpdate(dose=dose, beam=beam, patient_from_applicator=pose, isodose_mesh=iso,
+                          compute_ms=(time.perf_counter() - start) * 1000.0,
+                          requested_s=requested, finished_s=time.monotonic())
+
+    def _add_metrics(self, update: DoseUpdate) -> DoseUpdate:
+        start = time.perf_counter()
+        lo, hi = update.dose.bounds_mm()
+        inside, outside = [], []
+        for name in self.structures:
+            box = self._bounds[name]
+            meets = box is not None and bool(np.all(box[0] <= hi) and np.all(box[1] >= lo))
+            (inside if meets else outside).append(name)
+        dvhs = structure_dvhs(update.dose, self.case.ct, self.case.structures, names=inside,
+                              prescription_gy=update.beam.prescription_gy,
+                              isodose_percent=update.beam.isodose_percent, bin_width_gy=0.1,
+                              oversample=self.dvh_oversample)
+        return replace(update, metrics={n: d.metrics for n, d in dvhs.items()},
+                       curves={n: (d.dose_edges_gy, d.cumulative_percent)
+                               for n, d in dvhs.items()},
+                       outside_beam=tuple(outside), metrics_ready=True,
+                       compute_ms=update.compute_ms + (time.perf_counter() - start) * 1000.0)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        with self._lock:
+            self._stop = True
+            self._wake.notify_all()
+        self._thread.join(timeout_s)
+
+
+def _coverage(dose: DoseUpdate) -> dict[str, dict[str, float]]:
+    """Metrics per structure as plain numbers (for the session log)."""
+    out = {name: {k: v for k, v in asdict(m).items() if k != "name"}
+           for name, m in dose.metrics.items()}
+    for name in dose.outside_beam:
+        out[name] = {"dmax_gy": 0.0, "dmean_gy": 0.0, "outside_dose_grid_percent": 100.0}
+    return out
+
+
+@dataclass(frozen=True)
+class MonitorSnapshot:
+    """What the window shows at one instant."""
+
+    frame: FrameUpdate | None
+    frame_seq: int
+    status: MonitorStatus
+    deviation: PlanDeviation | None
+    light: Light
+    dose: DoseUpdate | None
+    dose_seq: int
+    mode: str
+    overlay_ok: bool
+    applicator_pose: np.ndarray | None = field(default=None, repr=False)
+    banner: str = ""
+    registration_lines: tuple[str, ...] = ()
+
+
+class MonitorLogic:
+    """Wires feed, dose, plan check, session log and OpenIGTLink for the OR monitor.
+
+    Parameters
+    ----------
+    case : Case
+        Patient (CT, structures).
+    planned_patient_from_applicator : (4, 4) array
+        Planned applicator pose (LPS mm).
+    feed : FrameFeed
+        Tracked video frames.
+    dose_fn : DoseFunction, optional
+        Dose engine; without it no dose is shown.
+    session_log : SessionLog, optional
+        Records actions, warnings, confirmations.
+    igtl : IgtlServer, optional
+        Started server; tool poses and status are sent on every new frame.
+    max_triangles : int
+        Decimation of each structure mesh for the live views.
+    registration : GuidedRegistration, optional
+        Guided pointer registration for a real camera (the feed must hand it every frame,
+        e.g. ``LoopFeed(on_result=registration)``); its prompt becomes the banner until a
+        registration is accepted, and the ``registration_*`` methods drive it.
+    """
+
+    def __init__(self, case: Case, planned_patient_from_applicator: np.ndarray,
+                 feed: FrameFeed, *, dose_fn: DoseFunction | None = None,
+                 beam: BeamChoice | None = None, beam_options: BeamOptions | None = None,
+                 session_log: SessionLog | None = None, igtl: IgtlServer | None = None,
+                 tolerance: PlanTolerance | None = None, stale_after_s: float = DEFAULT_STALE_S,
+                 target: str = "CTV", max_triangles: int = 4000,
+                 registration: GuidedRegistration | None = None) -> None:
+        self.case = case
+        self.registration = registration
+        self.plan = as_transform(planned_patient_from_applicator,
+                                 name="planned_patient_from_applicator", rigid=True)
+        self.beam = beam or BeamChoice()
+        self.beam_options = beam_options or BeamOptions()
+        self.session_log = session_log
+        self.igtl = igtl
+        self.tolerance = tolerance or PlanTolerance()
+        self.stale_after_s = stale_after_s
+        self.target = target
+        self.mode = "surgeon"
+        self.frame_rate = RateMeter()
+        self.scene = self._build_scene(max_triangles)
+        self.capture = CaptureWorker(feed)
+        self.dose_service = DoseService(case, dose_fn) if dose_fn is not None else None
+        self.warn_after_s = 0.5
+        self._stale_since: float | None = None
+        self._stale_logged = False
+        self._last_frame_seq = 0
+        self._last_dose_seq = 0
+        self._last_sent_seq = 0
+        self._latest_snapshot: MonitorSnapshot | None = None
+
+    # ------------------------------------------------------------------ scene
+    def _build_scene(self, max_triangles: int) -> Scene:
+        scene = Scene()
+        for name, structure in self.case.structures.items():
+            if structure.roi_type in HIDDEN_ROI_TYPES or not structure.mask.any():
+                continue
+            mesh = self.case.mesh(name, max_triangles=max_triangles)
+            style = STYLE_TARGET if name == self.target else {
+                "color": rgb_unit(structure.color_rgb), **STYLE_ORGAN}
+            scene.add(SceneItem(name, mesh, **style))
+        scene.add(SceneItem("planned_applicator", self._applicator_mesh(),
+                            color=(0.3, 0.9, 0.4), opacity=0.25, patient_from_item=self.plan))
+        scene.add(SceneItem("applicator", self._applicator_mesh(), **STYLE_APPLICATOR,
+                            patient_from_item=self.plan.copy(), visible=False))
+        return scene
+
+    def _applicator_mesh(self) -> object:
+        return applicator_mesh(self.beam.applicator_diameter_mm, bevel_deg=self.beam.bevel_deg,
+                               resolution=32)
+
+    # ------------------------------------------------------------- life cycle
+    def start(self) -> MonitorLogic:
+        self.capture.start()
+        self.action("session_started", mode=self.mode)
+        return self
+
+    def close(self) -> None:
+        self.capture.stop()
+        if self.dose_service is not None:
+            self.dose_service.close()
+
+    # ---------------------------------------------------------------- actions
+    def action(self, name: str, **detail: object) -> None:
+        """Record a user action in the session log."""
+        if self.session_log is not None:
+            self.session_log.log_action(name, **detail)
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r} unknown; choose one of: {', '.join(MODES)}")
+        if mode != self.mode:
+            self.mode = mode
+            self.action("mode", mode=mode)
+
+    def set_beam(self, beam: BeamChoice) -> None:
+        """Change energy/applicator/bevel/disc: the dose is recomputed at once."""
+        if beam == self.beam:
+            return
+        geometry_changed = (beam.applicator_diameter_mm, beam.bevel_deg) != (
+            self.beam.applicator_diameter_mm, self.beam.bevel_deg)
+        self.beam = beam
+        if geometry_changed:
+            for name in ("applicator", "planned_applicator"):
+                item = self.scene.items[name]
+                self.scene.add(replace(item, mesh=self._applicator_mesh()))
+        self.action("beam", **asdict(beam))
+        snap = self._latest_snapshot
+        if self.dose_service is not None and snap is not None and \
+                snap.applicator_pose is not None:
+            self.dose_service.request(snap.applicator_pose, self.beam)
+
+    def confirm(self, user: str = "") -> int | None:
+        """Record the current applicator pose, beam and coverage; returns the event number.
+
+        Refused (None, with a warning recorded) while tracking is not current or no dose
+        matches the current pose and beam.
+        """
+        snap = self._latest_snapshot
+        if snap is None or not snap.overlay_ok or snap.applicator_pose is None:
+            self.warn("confirm refused: applicator not tracked", source="confirm")
+            return None
+        dose = snap.dose
+        if dose is None or dose.beam != self.beam or not dose.metrics_ready:
+            self.warn("confirm refused: dose not computed for the current beam",
+                      source="confirm")
+            return None
+        if self.session_log is None:
+            return None
+        coverage = _coverage(dose)
+        dev = snap.deviation
+        return self.session_log.log_confirmed_pose(
+            patient_from_applicator=snap.applicator_pose, beam=asdict(self.beam),
+            coverage=coverage, distance_to_plan_mm=None if dev is None else dev.distance_mm,
+            angle_to_plan_deg=None if dev is None else dev.angle_deg, user=user)
+
+    # ----------------------------------------------------- guided registration
+    # (Space / S / Backspace / Enter in the window; the registration logs each step)
+    def registration_capture(self) -> bool:
+        """Start collecting pointer tips on the fiducial asked for (Space)."""
+        return self.registration is not None and self.registration.capture()
+
+    def registration_skip(self) -> bool:
+        """Skip the fiducial asked for (S)."""
+        return self.registration is not None and self.registration.skip()
+
+    def registration_redo(self) -> bool:
+        """Cancel the capture in progress or take back the last fiducial (Backspace)."""
+        return self.registration is not None and self.registration.redo()
+
+    def registration_accept(self) -> bool:
+        """Register now with the fiducials collected (Enter); True if accepted."""
+        return self.registration is not None and self.registration.accept()
+
+    def warn(self, message: str, *, source: str = "") -> None:
+        log.warning("%s", message)
+        if self.session_log is not None:
+            self.session_log.log_warning(message, source=source)
+
+    # ------------------------------------------------------------------ poll
+    def poll(self, now_s: float | None = None) -> MonitorSnapshot:
+        """Collect the newest frame and dose; decide staleness, light and dose requests."""
+        now = time.monotonic() if now_s is None else now_s
+        frame_seq, frame = self.capture.latest()
+        new_frame = frame_seq != self._last_frame_seq
+        if new_frame:
+            self.frame_rate.tick()
+            self._last_frame_seq = frame_seq
+        tools = self._tool_status(frame, now)
+        status_tools = {t.name: t for t in tools}
+        overlay_ok = frame is not None and frame.camera_from_patient is not None and all(
+            status_tools.get(n, ToolStatus(n)).state == TRACKING for n in ("reference",))
+        applicator_ok = frame is not None and frame.patient_from_applicator is not None and \
+            status_tools.get("applicator", ToolStatus("applicator")).state == TRACKING
+        pose = frame.patient_from_applicator if applicator_ok else None
+        deviation = compare_to_plan(pose, self.plan, self.tolerance) if pose is not None \
+            else None
+        light = deviation.light if deviation is not None else Light.GREY
+        if pose is not None and self.dose_service is not None:
+            self.dose_service.request(pose, self.beam)
+        dose_seq, dose = (self.dose_service.latest() if self.dose_service is not None
+                          else (0, None))
+        if dose_seq != self._last_dose_seq:
+            self._last_dose_seq = dose_seq
+            self._apply_dose(dose)
+        app_item = self.scene.items["applicator"]
+        app_item.visible = pose is not None
+        if pose is not None:
+            self.scene.set_pose("applicator", pose)
+        status = MonitorStatus(
+            tools=tools, fre_mm=frame.fre_mm if frame else None,
+            tre_mm=frame.tre_mm if frame else None, fps=self.frame_rate.rate_hz,
+            dose_age_s=None if dose is None else now - dose.finished_s,
+            dose_pending=self.dose_service.busy if self.dose_service else False)
+        banner = status.banner()
+        if self.capture.ended.is_set():
+            error = getattr(self.capture.feed, "error", "")
+            banner = f"VIDEO ENDED - {error}" if error else "VIDEO ENDED - overlay hidden"
+            overlay_ok = False
+        if not banner and not overlay_ok:
+            banner = _no_overlay_banner(frame, status_tools)
+        stale_banner = banner
+        reg_lines: tuple[str, ...] = ()
+        if self.registration is not None:
+            reg_lines = tuple(self.registration.report_lines())
+            prompt = self.registration.prompt()
+            if prompt and not self.capture.ended.is_set():
+                # the prompt replaces 'NOT REGISTERED'; a tracking problem follows it
+                banner = prompt if banner.startswith("NOT REGISTERED") or not banner \
+                    else f"{prompt} | {banner}"
+        self._record_staleness(bool(stale_banner), stale_banner, now)
+        if new_frame and self.igtl is not None:
+            self._send_igtl(frame, pose, status)
+        snapshot = MonitorSnapshot(frame=frame, frame_seq=frame_seq, status=status,
+                                   deviation=deviation, light=light, dose=dose,
+                                   dose_seq=dose_seq, mode=self.mode,
+                                   overlay_ok=overlay_ok and not status.stale,
+                                   applicator_pose=pose, banner=banner,
+                                   registration_lines=reg_lines)
+        self._latest_snapshot = snapshot
+        return snapshot
+
+    def _record_staleness(self, stale: bool, banner: str, now: float) -> None:
+        """Log a stale episode once it lasted ``warn_after_s`` (the screen shows it at
+        once), and its end; short blips are not written to the session log."""
+        if stale:
+            if self._stale_since is None:
+                self._stale_since = now
+            if not self._stale_logged and now - self._stale_since >= self.warn_after_s:
+                self._stale_logged = True
+                self.warn(banner, source="tracking")
+        else:
+            if self._stale_logged:
+                self.action("tracking_recovered",
+                            stale_s=round(now - (self._stale_since or now), 3))
+            self._stale_since = None
+            self._stale_logged = False
+
+    def _tool_status(self, frame: FrameUpdate | None, now: float) -> tuple[ToolStatus, ...]:
+        names = ("reference", "applicator")
+        if frame is None:
+            return tuple(ToolStatus(n) for n in names)
+        out = []
+        for name in dict.fromkeys((*names, *frame.tool_ages_s)):
+            age = frame.tool_ages_s.get(name)
+            total = None if age is None else age + max(0.0, now - frame.timestamp_s)
+            out.append(ToolStatus(name, tool_state(total, self.stale_after_s),
+                                  math.inf if total is None else total))
+        return tuple(out)
+
+    def _apply_dose(self, dose: DoseUpdate | None) -> None:
+        if dose is None:
+            return
+        current = self.scene.items.get("isodose")
+        if current is None or current.mesh is not dose.isodose_mesh:
+            # (poll may see only the second publication of a pose: add the surface anyway)
+            self.scene.add(SceneItem("isodose", dose.isodose_mesh, **STYLE_ISODOSE))
+        if dose.metrics_ready and self.session_log is not None:
+            # the applicator settled: record parameters and coverage (not every transient)
+            self.session_log.log_dose(beam={**asdict(dose.beam),
+                                            "patient_from_applicator":
+                                                dose.patient_from_applicator},
+                                      coverage=_coverage(dose), compute_ms=dose.compute_ms)
+
+    def _send_igtl(self, frame: FrameUpdate, pose: np.ndarray | None,
+                   status: MonitorStatus) -> None:
+        assert self.igtl is not None
+        if pose is not None:
+            self.igtl.send_transform("ApplicatorToPatient", pose,
+                                     timestamp_s=time.time())
+        for name, camera_from_tool in frame.camera_from_tools.items():
+            self.igtl.send_transform(f"{name.capitalize()}ToCamera", camera_from_tool)
+        stale = status.stale
+        if stale != getattr(self, "_igtl_stale", None):
+            self._igtl_stale = stale
+            self.igtl.send_status("Tracking", "NOT_READY" if stale else "OK",
+                                  status.banner() if stale else "tracking")
+
+
+def _no_overlay_banner(frame: FrameUpdate | None, tools: Mapping[str, ToolStatus]) -> str:
+    """Why no overlay is drawn although no tool is stale: not registered, no camera pose
+    (an external tracker without a tracked camera), or the reference is lost."""
+    registered = frame is not None and (frame.registered or frame.fre_mm is not None)
+    if not registered:
+        return "NOT REGISTERED - overlay hidden (touch the fiducials with the pointer)"
+    if tools.get("reference", ToolStatus("reference")).state == TRACKING:
+        return "NO CAMERA POSE - overlay hidden (applicator, dose and slices are live)"
+    return "TRACKING LOST - overlay hidden"
+
+
+def add_organ_outlines(plotter, scene: Scene, *, target: str = "CTV",
+                       line_width: float = 2.0) -> int:
+    """Add a view-dependent outline (VTK silhouette) of every organ of ``scene``.
+
+    The outline follows the plotter's camera at every render; at 1280x720 with the
+    phantom's organs it costs no measurable frame rate. Returns the number added.
+    """
+    skip = {target, "applicator", "planned_applicator", "isodose"}
+    added = 0
+    for name, item in scene.items.items():
+        if name not in skip and item.mesh.n_points:
+            plotter.add_silhouette(item.mesh, color=item.color, line_width=line_width)
+            added += 1
+    return added
+
+
+def beam_options(machine: str = "mobetron") -> BeamOptions:
+    """Selector contents from the shipped beam library for one machine."""
+    from models.beams.library import default_library
+
+    data = default_library().machine(machine)
+    return BeamOptions(energies_mev=tuple(float(e) for e in data.energies_mev),
+                       diameters_mm=tuple(float(d) for d in data.applicator_diameters_mm),
+                       bevels_deg=tuple(float(b) for b in data.bevels_deg),
+                       discs=("none", "lead", "steel"))
+
+
+def electron_dose_function(machine: str = "mobetron", *, grid_mm: float = 2.0,
+                           disc_depth_mm: float = 30.0) -> DoseFunction:
+    """A :data:`DoseFunction` running the project's electron pencil-beam engine.
+
+    Uses one :class:`models.dose.engine.ElectronDoseEngine` per CT (a changed prescription only
+    rescales the last result). The shielding disc (``BeamChoice.disc`` = material) sits
+    ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm.
+    """
+    from models.beams.library import ElectronBeam
+    from models.dose.electron import ShieldingDisc
+    from models.dose.engine import ElectronDoseEngine
+
+    engines: dict[int, ElectronDoseEngine] = {}
+
+    def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
+        engine = engines.get(id(case.ct))
+        if engine is None:
+            engines.clear()
+            engine = engines[id(case.ct)] = ElectronDoseEngine(case.ct, grid_mm=grid_mm)
+        disc = None
+        if beam.disc != "none":
+            disc = ShieldingDisc(material=beam.disc,
+                                 diameter_mm=beam.applicator_diameter_mm + 20.0,
+                                 depth_mm=disc_depth_mm)
+        result = engine.compute(
+            patient_from_applicator,
+            ElectronBeam(machine, beam.energy_mev, beam.applicator_diameter_mm, beam.bevel_deg),
+            prescription_gy=beam.prescription_gy, isodose_percent=beam.isodose_percent,
+            disc=disc)
+        return result.dose
+
+    return dose_fn

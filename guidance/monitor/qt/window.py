@@ -1,0 +1,532 @@
+"""The OR monitor window (PyQt5 + pyvistaqt). Qt lives only in this module.
+
+Everything shown comes from :class:`guidance.monitor.logic.MonitorLogic` (plain Python);
+this module only builds widgets, polls the logic on a timer and copies values into them.
+
+Views
+-----
+* **AR view** — the video frame with the scene rendered over it by
+  :class:`guidance.render.overlay.OverlayRenderer` (offscreen VTK render window of exactly the
+  image size, VTK camera from the intrinsics and ``camera_from_patient`` via
+  :mod:`guidance.render.vtk_camera`), shown scaled *uniformly* (letterboxed) so a CT point stays
+  on the pixel ``cv2.projectPoints`` gives. Stale tracking: greyed video, no anatomy,
+  red banner.
+* **3D view** — pyvistaqt ``QtInteractor`` with the same scene (organs, target, planned
+  and tracked applicator, isodose surface).
+* **Slices** — axial, sagittal, coronal CT through the applicator end face with structure
+  outlines and isodose lines (:mod:`guidance.render.slices`), rendered on a worker thread.
+* **Surgeon mode** — AR view large, traffic light and distance/angle to the plan.
+* **Oncologist mode** — slices, 3D, DVH, V90/D90 and organ doses, beam selectors,
+  *Confirm* (records pose, beam and coverage in the session log).
+
+Shortcuts: F1 surgeon, F2 oncologist, F11 full screen, Esc leave full screen,
+Ctrl+Return confirm, Ctrl+Q quit. While a guided pointer registration runs (real camera
+without ``--registration``): Space collect the fiducial asked for, S skip it, Backspace
+redo, Enter register (see ``docs/monitor.md``, *Registering with the pointer*).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from dataclasses import replace
+
+import numpy as np
+from PyQt5 import QtCore, QtGui, QtWidgets
+
+from guidance.monitor.logic import MonitorLogic, MonitorSnapshot, add_organ_outlines
+from guidance.monitor.state import coverage_table
+from guidance.render.compositing import blend_layer
+from guidance.render.overlay import OverlayRenderer, OverlayStatus
+from guidance.render.slices import (
+    ORIENTATIONS,
+    IsodoseLevel,
+    Outline,
+    SliceImage,
+    render_dvh_plot,
+    render_slice,
+)
+from guidance.treatment.plan_check import LIGHT_RGB, Light
+
+log = logging.getLogger(__name__)
+
+DARK_STYLE = """
+QWidget { background-color: #15171a; color: #e6e6e6; font-size: 15px; }
+QStatusBar, QStatusBar QLabel { background-color: #0d0e10; color: #d0d0d0; font-size: 16px; }
+QComboBox, QDoubleSpinBox, QPushButton { background-color: #25282d; border: 1px solid #3a3f46;
+    padding: 4px 8px; border-radius: 4px; }
+QPushButton:hover { background-color: #30343a; }
+QPushButton#confirm { background-color: #1f5f3a; font-weight: bold; font-size: 18px; }
+QLabel#banner { background-color: #c81e1e; color: white; font-size: 26px; font-weight: bold;
+    padding: 6px; }
+QLabel#deviation { font-size: 30px; font-weight: bold; }
+QLabel#coverage { font-family: monospace; font-size: 16px; }
+QLabel#caption { color: #9aa0a6; font-size: 13px; }
+QLabel#registration { font-family: monospace; font-size: 16px; padding: 4px; }
+"""
+
+#: Isodose lines on the slices: percent of the prescription and colour.
+ISODOSE_LINES: tuple[tuple[float, tuple[int, int, int]], ...] = (
+    (50.0, (0, 120, 255)), (100.0, (255, 220, 0)), (110.0, (255, 60, 60)))
+
+
+def numpy_to_qimage(rgb: np.ndarray) -> QtGui.QImage:
+    """Copy an (H, W, 3) uint8 RGB array into a QImage."""
+    rgb = np.ascontiguousarray(rgb)
+    height, width = rgb.shape[:2]
+    return QtGui.QImage(rgb.data, width, height, 3 * width,
+                        QtGui.QImage.Format_RGB888).copy()
+
+
+class ImageView(QtWidgets.QWidget):
+    """Shows an RGB image scaled uniformly to fit, centred on black (letterbox)."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None, *, min_size=(160, 120)):
+        super().__init__(parent)
+        self.setMinimumSize(*min_size)
+        self.image: np.ndarray | None = None
+        self._qimage: QtGui.QImage | None = None
+        self.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Expanding)
+
+    def set_image(self, rgb: np.ndarray) -> None:
+        self.image = rgb
+        self._qimage = numpy_to_qimage(rgb)
+        self.update()
+
+    def image_rect(self) -> QtCore.QRectF:
+        """Where the image is drawn in widget coordinates (uniform scale)."""
+        if self._qimage is None:
+            return QtCore.QRectF()
+        w, h = self._qimage.width(), self._qimage.height()
+        scale = min(self.width() / w, self.height() / h)
+        dw, dh = w * scale, h * scale
+        return QtCore.QRectF((self.width() - dw) / 2.0, (self.height() - dh) / 2.0, dw, dh)
+
+    def widget_point(self, u_px: float, v_px: float) -> tuple[float, float]:
+        """Widget coordinates of image pixel centre (u, v) (OpenCV convention)."""
+        rect = self.image_rect()
+        scale = rect.width() / self._qimage.width()
+        return rect.x() + (u_px + 0.5) * scale, rect.y() + (v_px + 0.5) * scale
+
+    def paintEvent(self, event: QtGui.QPaintEvent) -> None:
+        painter = QtGui.QPainter(self)
+        painter.fillRect(self.rect(), QtGui.QColor(0, 0, 0))
+        if self._qimage is not None:
+            painter.setRenderHint(QtGui.QPainter.SmoothPixmapTransform, True)
+            painter.drawImage(self.image_rect(), self._qimage)
+        painter.end()
+
+
+class TrafficLight(QtWidgets.QLabel):
+    """A large coloured disc with the light's name."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFixedSize(120, 120)
+        self.setAlignment(QtCore.Qt.AlignCenter)
+        self.light = Light.GREY
+        self.set_light(Light.GREY)
+
+    def set_light(self, light: Light) -> None:
+        self.light = light
+        r, g, b = LIGHT_RGB[light]
+        self.setText(light.value.upper())
+        self.setStyleSheet(f"background-color: rgb({r},{g},{b}); border-radius: 60px; "
+                           "color: black; font-size: 20px; font-weight: bold;")
+
+
+class SceneView:
+    """Keeps a pyvista plotter's actors in step with a :class:`Scene` (3D view)."""
+
+    def __init__(self, plotter, scene) -> None:
+        self.plotter = plotter
+        self.scene = scene
+        self.actors: dict[str, object] = {}
+        self.mesh_ids: dict[str, int] = {}
+
+    def sync(self) -> None:
+        for name in list(self.actors):
+            if name not in self.scene.items:
+                self.plotter.remove_actor(self.actors.pop(name), render=False)
+        for name, item in self.scene.items.items():
+            if self.mesh_ids.get(name) != id(item.mesh):
+                if name in self.actors:
+                    self.plotter.remove_actor(self.actors.pop(name), render=False)
+                self.mesh_ids[name] = id(item.mesh)
+                if item.mesh.n_points == 0:
+                    continue
+                self.actors[name] = self.plotter.add_mesh(
+                    item.mesh, color=item.color, opacity=item.opacity, name=f"3d_{name}",
+                    render=False, reset_camera=False)
+            actor = self.actors.get(name)
+            if actor is None:
+                continue
+            actor.SetVisibility(bool(item.visible))
+            if item.patient_from_item is not None:
+                actor.user_matrix = item.patient_from_item
+
+
+class MonitorWindow(QtWidgets.QMainWindow):
+    """The OR monitor. Give it a started :class:`MonitorLogic`."""
+
+    def __init__(self, logic: MonitorLogic, *, poll_ms: int = 10, with_3d: bool = True,
+                 slice_px: int = 224) -> None:
+        super().__init__()
+        self.logic = logic
+        self.slice_px = slice_px
+        self.setWindowTitle("IORT guidance — OR monitor")
+        self.setStyleSheet(DARK_STYLE)
+        self._renderer: OverlayRenderer | None = None
+        self._rendered_frame_seq = -1
+        self._rendered_ok: bool | None = None
+        self._rendered_dose_seq = -1
+        self._last_3d_s = 0.0
+        self._3d_key: tuple | None = None
+        self._slice_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._slice_future: concurrent.futures.Future | None = None
+        self._slice_key: tuple | None = None
+        self.ar_frames = 0
+        self.snapshot: MonitorSnapshot | None = None
+        self._build(with_3d)
+        self._shortcuts()
+        self.set_mode(logic.mode)
+        self._timer = QtCore.QTimer(self)
+        self._timer.timeout.connect(self.tick)
+        self._timer.start(poll_ms)
+
+    # ----------------------------------------------------------------- layout
+    def _build(self, with_3d: bool) -> None:
+        central = QtWidgets.QWidget()
+        outer = QtWidgets.QVBoxLayout(central)
+        outer.setContentsMargins(4, 4, 4, 4)
+        self.banner = QtWidgets.QLabel("", objectName="banner")
+        self.banner.setAlignment(QtCore.Qt.AlignCenter)
+        self.banner.setWordWrap(True)   # a long prompt must not widen the window
+        self.banner.hide()
+        outer.addWidget(self.banner)
+        self.registration_label = QtWidgets.QLabel("", objectName="registration")
+        self.registration_label.hide()
+        outer.addWidget(self.registration_label)
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        outer.addWidget(self.splitter, 1)
+        self.ar_view = ImageView(min_size=(320, 180))
+        self.splitter.addWidget(self.ar_view)
+
+        side = QtWidgets.QWidget()
+        side_layout = QtWidgets.QVBoxLayout(side)
+        side_layout.setContentsMargins(4, 0, 0, 0)
+        # surgeon panel
+        self.surgeon_panel = QtWidgets.QWidget()
+        sp = QtWidgets.QVBoxLayout(self.surgeon_panel)
+        self.light = TrafficLight()
+        self.deviation_label = QtWidgets.QLabel("—", objectName="deviation")
+        self.deviation_label.setWordWrap(True)
+        sp.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
+        sp.addWidget(self.deviation_label, 1)
+        side_layout.addWidget(self.surgeon_panel)
+        # 3D view
+        self.view3d = None
+        if with_3d:
+            from pyvistaqt import QtInteractor
+
+            self.view3d = QtInteractor(side, auto_update=False)
+            self.view3d.set_background("#101214")
+            self.view3d.disable_anti_aliasing()
+            self.view3d.setMinimumSize(200, 160)
+            self._scene3d = SceneView(self.view3d, self.logic.scene)
+            self._scene3d.sync()
+            # from anterior-superior, centred on the planned applicator end face
+            focus = self.logic.plan[:3, 3]
+            self.view3d.camera.focal_point = tuple(focus)
+            self.view3d.camera.position = tuple(focus + np.array([0.0, -260.0, 150.0]))
+            self.view3d.camera.up = (0.0, 0.0, 1.0)
+            self.view3d.reset_camera_clipping_range()
+            side_layout.addWidget(self.view3d, 2)
+        # slices
+        self.slice_row = QtWidgets.QWidget()
+        sr = QtWidgets.QHBoxLayout(self.slice_row)
+        sr.setContentsMargins(0, 0, 0, 0)
+        self.slice_views: dict[str, ImageView] = {}
+        for orientation in ORIENTATIONS:
+            box = QtWidgets.QVBoxLayout()
+            caption = QtWidgets.QLabel(orientation, objectName="caption")
+            view = ImageView(min_size=(120, 120))
+            box.addWidget(caption)
+            box.addWidget(view, 1)
+            sr.addLayout(box)
+            self.slice_views[orientation] = view
+        side_layout.addWidget(self.slice_row, 2)
+        # oncologist panel
+        self.oncologist_panel = QtWidgets.QWidget()
+        op = QtWidgets.QGridLayout(self.oncologist_panel)
+        opts = self.logic.beam_options
+        self.energy = self._combo([f"{e:g} MeV" for e in opts.energies_mev],
+                                  opts.energies_mev, self.logic.beam.energy_mev)
+        self.diameter = self._combo([f"{d:g} mm" for d in opts.diameters_mm],
+                                    opts.diameters_mm, self.logic.beam.applicator_diameter_mm)
+        self.bevel = self._combo([f"{b:g}°" for b in opts.bevels_deg], opts.bevels_deg,
+                                 self.logic.beam.bevel_deg)
+        self.disc = self._combo(list(opts.discs), opts.discs, self.logic.beam.disc)
+        self.prescription = QtWidgets.QDoubleSpinBox()
+        self.prescription.setRange(1.0, 30.0)
+        self.prescription.setSuffix(" Gy")
+        self.prescription.setValue(self.logic.beam.prescription_gy)
+        for col, (label, widget) in enumerate([("energy", self.energy),
+                                               ("applicator", self.diameter),
+                                               ("bevel", self.bevel), ("disc", self.disc),
+                                               ("prescription", self.prescription)]):
+            op.addWidget(QtWidgets.QLabel(label, objectName="caption"), 0, col)
+            op.addWidget(widget, 1, col)
+        for widget in (self.energy, self.diameter, self.bevel, self.disc):
+            widget.currentIndexChanged.connect(self._beam_changed)
+        self.prescription.valueChanged.connect(self._beam_changed)
+        self.dvh_view = ImageView(min_size=(240, 140))
+        op.addWidget(self.dvh_view, 2, 0, 1, 3)
+        self.coverage_label = QtWidgets.QLabel("no dose yet", objectName="coverage")
+        self.coverage_label.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
+        op.addWidget(self.coverage_label, 2, 3, 1, 2)
+        self.confirm_button = QtWidgets.QPushButton("Confirm pose + dose", objectName="confirm")
+        self.confirm_button.clicked.connect(self.confirm)
+        op.addWidget(self.confirm_button, 3, 0, 1, 5)
+        side_layout.addWidget(self.oncologist_panel, 3)
+        self.splitter.addWidget(side)
+        self.setCentralWidget(central)
+        # status bar
+        self.status_labels: dict[str, QtWidgets.QLabel] = {}
+        for key in ("tools", "registration", "fps", "dose"):
+            label = QtWidgets.QLabel("")
+            self.status_labels[key] = label
+            self.statusBar().addPermanentWidget(label, 2 if key == "tools" else 1)
+        self.mode_label = QtWidgets.QLabel("")
+        self.statusBar().addWidget(self.mode_label)
+
+    def _combo(self, labels: list[str], values, current) -> QtWidgets.QComboBox:
+        box = QtWidgets.QComboBox()
+        for label, value in zip(labels, values, strict=True):
+            box.addItem(label, value)
+        index = max(0, box.findData(current))
+        box.setCurrentIndex(index)
+        return box
+
+    def _shortcuts(self) -> None:
+        for keys, slot in [("F1", lambda: self.set_mode("surgeon")),
+                           ("F2", lambda: self.set_mode("oncologist")),
+                           ("F11", self.toggle_full_screen),
+                           ("Escape", self.showNormal),
+                           ("Ctrl+Return", self.confirm),
+                           ("Ctrl+Q", self.close)]:
+            shortcut = QtWidgets.QShortcut(QtGui.QKeySequence(keys), self, activated=slot)
+            # work whichever widget (or the 3D view) has the focus
+            shortcut.setContext(QtCore.Qt.ApplicationShortcut)
+        # guided registration keys, only while it runs (they would steal Space/Backspace
+        # from the selectors otherwise)
+        self.registration_shortcuts: list[QtWidgets.QShortcut] = []
+        if self.logic.registration is None:
+            return
+        for keys, slot in [("Space", self.logic.registration_capture),
+                           ("S", self.logic.registration_skip),
+                           ("Backspace", self.logic.registration_redo),
+                           ("Return", self.logic.registration_accept),
+                           ("Enter", self.logic.registration_accept)]:
+            shortcut = QtWidgets.QShortcut(QtGui.QKeySequence(keys), self, activated=slot)
+            shortcut.setContext(QtCore.Qt.ApplicationShortcut)
+            self.registration_shortcuts.append(shortcut)
+
+    # ---------------------------------------------------------------- actions
+    def set_mode(self, mode: str) -> None:
+        self.logic.set_mode(mode)
+        oncologist = mode == "oncologist"
+        self.slice_row.setVisible(oncologist)
+        self.oncologist_panel.setVisible(oncologist)
+        if self.view3d is not None:
+            self.view3d.setVisible(oncologist)
+        total = max(self.width(), 1000)
+        self.splitter.setSizes([int(total * 0.78), int(total * 0.22)] if not oncologist
+                               else [int(total * 0.5), int(total * 0.5)])
+        self.mode_label.setText(f"{mode.upper()}  (F1/F2 mode, F11 full screen, "
+                                "Ctrl+Enter confirm)")
+
+    def toggle_full_screen(self) -> None:
+        if self.isFullScreen():
+            self.showNormal()
+        else:
+            self.showFullScreen()
+        self.logic.action("full_screen", on=self.isFullScreen())
+
+    def _beam_changed(self) -> None:
+        beam = replace(self.logic.beam, energy_mev=float(self.energy.currentData()),
+                       applicator_diameter_mm=float(self.diameter.currentData()),
+                       bevel_deg=float(self.bevel.currentData()),
+                       disc=str(self.disc.currentData()),
+                       prescription_gy=float(self.prescription.value()))
+        self.logic.set_beam(beam)
+        self._scene_changed()
+
+    def confirm(self) -> None:
+        seq = self.logic.confirm()
+        if seq is None:
+            self.statusBar().showMessage("Confirm refused: tracking or dose not current", 5000)
+        else:
+            self.statusBar().showMessage(f"Confirmed (session log event {seq})", 5000)
+
+    def _scene_changed(self) -> None:
+        if self.view3d is not None:
+            self._scene3d.sync()
+            self.view3d.render()
+
+    # ------------------------------------------------------------------ update
+    def tick(self) -> None:
+        """Poll the logic and refresh what changed (runs on the UI thread, never blocks)."""
+        snap = self.logic.poll()
+        self.snapshot = snap
+        for key, text in snap.status.fields().items():
+            self.status_labels[key].setText(text)
+        banner = snap.banner
+        self.banner.setText(banner)
+        self.banner.setVisible(bool(banner))
+        self.registration_label.setText("\n".join(snap.registration_lines))
+        self.registration_label.setVisible(bool(snap.registration_lines))
+        if self.registration_shortcuts and self.logic.registration.finished:
+            for shortcut in self.registration_shortcuts:
+                shortcut.setEnabled(False)
+        self.light.set_light(snap.light)
+        self.deviation_label.setText(snap.deviation.text() if snap.deviation is not None
+                                     else "applicator not tracked")
+        # re-render on a new frame, and also when tracking turns stale without a new frame
+        # (a frozen camera must not leave a confident overlay on screen)
+        if snap.frame is not None and (snap.frame_seq != self._rendered_frame_seq
+                                       or snap.overlay_ok != self._rendered_ok):
+            self._render_ar(snap)
+        if snap.dose is not None and snap.dose_seq != self._rendered_dose_seq:
+            self._rendered_dose_seq = snap.dose_seq
+            self._show_dose(snap)
+        self._update_slices(snap)
+        self._update_3d(snap)
+
+    def _update_3d(self, snap: MonitorSnapshot) -> None:
+        """Re-render the 3D view when the applicator moved (> 2 mm) or a dose arrived,
+        at most twice a second (each render costs tens of ms on a CPU)."""
+        if self.view3d is None or not self.view3d.isVisible():
+            return
+        pose = snap.applicator_pose
+        key = (None if pose is None else tuple(np.round(pose[:3, 3] / 2.0).astype(int)),
+               snap.dose_seq)
+        now = time.monotonic()
+        if key != self._3d_key and now - self._last_3d_s > 0.5:
+            self._3d_key = key
+            self._last_3d_s = now
+            self._scene_changed()
+
+    def _render_ar(self, snap: MonitorSnapshot) -> None:
+        frame = snap.frame
+        self._rendered_frame_seq = snap.frame_seq
+        self._rendered_ok = snap.overlay_ok
+        if self._renderer is None or self._renderer.image_size != frame.image_size or \
+                not np.array_equal(self._renderer.camera_matrix, frame.camera_matrix):
+            if self._renderer is not None:
+                self._renderer.close()
+            self._renderer = OverlayRenderer(self.logic.scene, frame.camera_matrix,
+                                             frame.image_size)
+            self._outline_organs(self._renderer)
+        ok = snap.overlay_ok and frame.camera_from_patient is not None
+        if ok:
+            layer = self._renderer.render_layer(frame.camera_from_patient)
+            image = blend_layer(frame.image_rgb, layer)
+        else:  # greyed video, no anatomy from an old pose, red banner
+            banner = snap.banner or "TRACKING LOST - overlay hidden"
+            image = self._renderer.render(frame.image_rgb, None,
+                                          OverlayStatus(tracking_ok=False, banner=banner))
+        self.ar_view.set_image(image)
+        self.ar_frames += 1
+
+    def _outline_organs(self, renderer: OverlayRenderer) -> None:
+        """Organs at risk get a view-dependent outline in the AR view."""
+        add_organ_outlines(renderer.plotter, self.logic.scene, target=self.logic.target)
+
+    def _show_dose(self, snap: MonitorSnapshot) -> None:
+        dose = snap.dose
+        if not dose.metrics_ready:
+            self.coverage_label.setStyleSheet("color: #8a8f96;")  # old numbers, updating
+            return
+        self.coverage_label.setStyleSheet("")
+        colors = {name: s.color_rgb for name, s in self.logic.case.structures.items()}
+        colors[self.logic.target] = (240, 60, 60)
+        width = max(320, self.dvh_view.width())
+        height = max(180, self.dvh_view.height())
+        self.dvh_view.set_image(render_dvh_plot(dose.curves, colors, size=(width, height),
+                                                prescription_gy=dose.beam.prescription_gy))
+        lines = coverage_table(dose.metrics, target=self.logic.target)
+        if dose.outside_beam:
+            lines.append("0 Gy (outside beam): " + ", ".join(dose.outside_beam))
+        lines.append(f"dose + DVH {dose.compute_ms:.0f} ms")
+        self.coverage_label.setText("\n".join(lines))
+
+    def _update_slices(self, snap: MonitorSnapshot) -> None:
+        if not self.slice_row.isVisible():
+            return
+        if self._slice_future is not None:
+            if not self._slice_future.done():
+                return
+            try:
+                images: list[SliceImage] = self._slice_future.result()
+                for image in images:
+                    self.slice_views[image.orientation].set_image(image.rgb)
+            except Exception:
+                log.exception("slice rendering failed")
+            self._slice_future = None
+        pose = snap.applicator_pose
+        if pose is None and snap.dose is not None:
+            pose = snap.dose.patient_from_applicator
+        if pose is None:
+            pose = self.logic.plan
+        key = (tuple(np.round(pose[:3, 3] / 2.0).astype(int)), snap.dose_seq)
+        if key == self._slice_key:
+            return
+        self._slice_key = key
+        case = self.logic.case
+        outlines = {n: Outline(s.mask, s.color_rgb) for n, s in case.structures.items()
+                    if s.roi_type not in ("EXTERNAL", "MARKER")}
+        dose = snap.dose.dose if snap.dose is not None else None
+        rx = snap.dose.beam.prescription_gy if snap.dose is not None else 1.0
+        isodoses = [IsodoseLevel(rx * pct / 100.0, rgb) for pct, rgb in ISODOSE_LINES]
+        centre = pose[:3, 3].copy()
+        size = self.slice_px
+
+        def work() -> list[SliceImage]:
+            return [render_slice(case.ct, o, centre, outlines=outlines, dose=dose,
+                                 isodoses=isodoses, patient_from_applicator=pose,
+                                 size_px=size, pixel_mm=160.0 / size) for o in ORIENTATIONS]
+
+        self._slice_future = self._slice_pool.submit(work)
+
+    # --------------------------------------------------------------- shutdown
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self._timer.stop()
+        self._slice_pool.shutdown(wait=True, cancel_futures=True)
+        self.logic.close()
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        if self.view3d is not None:
+            self.view3d.close()
+        super().closeEvent(event)
+
+
+def run_window(logic: MonitorLogic, *, full_screen: bool = False,
+               quit_after_s: float | None = None) -> int:
+    """Create the Qt application and window, run the event loop; returns the exit code.
+
+    ``quit_after_s`` closes the window after that many seconds (smoke tests).
+    """
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["iort"])
+    window = MonitorWindow(logic)
+    window.resize(1600, 900)
+    if full_screen:
+        window.showFullScreen()
+    else:
+        window.show()
+    if quit_after_s is not None:
+        QtCore.QTimer.singleShot(int(quit_after_s * 1000), window.close)
+    app.setQuitOnLastWindowClosed(True)
+    return int(app.exec_())

@@ -1,0 +1,1 @@
+"""What a session leaves behind: the SQLite session log and the report."""

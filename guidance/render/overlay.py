@@ -1,0 +1,171 @@
+"""Offscreen augmented-reality overlay: the scene drawn over a video frame.
+
+The scene is rendered with a VTK camera built from the calibrated intrinsics and the
+tracked ``camera_from_patient`` (:mod:`guidance.render.vtk_camera`), on a transparent background,
+then alpha-blended over the (undistorted) video frame, so a CT point lands on the pixel
+``cv2.projectPoints`` gives. Used by ``iort demo`` and reports; the OR monitor reuses
+:class:`Scene` and :mod:`guidance.render.vtk_camera` in its own Qt views.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from guidance.render.compositing import blend_layer
+from guidance.render.scene import Scene, SceneItem
+from guidance.render.vtk_camera import apply_to_vtk_camera
+from models.base.validation import as_array, as_transform
+
+log = logging.getLogger(__name__)
+
+if not os.environ.get("DISPLAY"):
+    # no X server: use EGL directly instead of VTK's X window (which warns, then falls back)
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+import pyvista as pv  # noqa: E402  (after choosing the render window type)
+
+STALE_TINT = np.array([90, 90, 90], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class OverlayStatus:
+    """What the overlay says in its banner: tracking state and numbers with units."""
+
+    tracking_ok: bool = True
+    banner: str = ""
+
+
+class OverlayRenderer:
+    """Render a :class:`Scene` over video frames from a calibrated camera.
+
+    Parameters
+    ----------
+    scene : Scene
+        Meshes in patient space (the applicator with its pose).
+    camera_matrix : (3, 3) array
+        Intrinsics in pixels of the (undistorted) video.
+    image_size : (int, int)
+        ``(width, height)`` of the video frames in pixels.
+
+    Examples
+    --------
+    >>> import numpy as np, pyvista as pv
+    >>> from guidance.render.compositing import blend_layer
+from guidance.render.scene import Scene, SceneItem
+    >>> scene = Scene()
+    >>> scene.add(SceneItem("ball", pv.Sphere(radius=20.0), (1.0, 0.0, 0.0)))
+    >>> k = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])
+    >>> renderer = OverlayRenderer(scene, k, (320, 240))
+    >>> camera_from_patient = np.eye(4); camera_from_patient[2, 3] = 300.0
+    >>> frame = renderer.render(np.zeros((240, 320, 3), np.uint8), camera_from_patient)
+    >>> bool(frame[120, 160, 0] > 100)
+    True
+    >>> renderer.close()
+    """
+
+    def __init__(self, scene: Scene, camera_matrix: np.ndarray,
+                 image_size: tuple[int, int]) -> None:
+        self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.scene = scene
+        self._plotter = pv.Plotter(off_screen=True, window_size=self.image_size)
+        self._plotter.disable_anti_aliasing()
+        self._plotter.set_background("black")
+        self._actors: dict[str, object] = {}
+        self._mesh_ids: dict[str, int] = {}
+        self.sync()
+
+    def sync(self) -> None:
+        """Create, replace or remove actors so they match the scene's items."""
+        for name in list(self._actors):
+            if name not in self.scene.items:
+                self._plotter.remove_actor(self._actors.pop(name), render=False)
+                self._mesh_ids.pop(name, None)
+        for name, item in self.scene.items.items():
+            if self._mesh_ids.get(name) != id(item.mesh):
+                if name in self._actors:
+                    self._plotter.remove_actor(self._actors.pop(name), render=False)
+                self._actors[name] = self._add_item(item)
+                self._mesh_ids[name] = id(item.mesh)
+            actor = self._actors[name]
+            if actor is None:
+                continue
+            actor.SetVisibility(bool(item.visible))
+            if item.patient_from_item is not None:
+                actor.user_matrix = item.patient_from_item
+
+    @property
+    def plotter(self) -> pv.Plotter:
+        """The offscreen plotter: a hook for extra view-dependent actors (e.g. organ
+        silhouettes), which then follow the calibrated camera like the scene."""
+        return self._plotter
+
+    def _add_item(self, item: SceneItem) -> object:
+        if item.mesh.n_points == 0:
+            return None
+        return self._plotter.add_mesh(item.mesh, color=item.color, opacity=item.opacity,
+                                      smooth_shading=True, name=item.name, render=False,
+                                      reset_camera=False)
+
+    def render_layer(self, camera_from_patient: np.ndarray) -> np.ndarray:
+        """The scene alone as RGBA (H, W, 4) uint8, alpha 0 where nothing is drawn."""
+        pose = as_transform(camera_from_patient, name="camera_from_patient", rigid=True)
+        self.sync()
+        apply_to_vtk_camera(self._plotter.camera, self.camera_matrix, self.image_size, pose)
+        # light from the camera, like a head lamp over the surgical field
+        rgba = self._plotter.screenshot(transparent_background=True, return_img=True)
+        return np.asarray(rgba)
+
+    def render(self, background_rgb: np.ndarray, camera_from_patient: np.ndarray | None,
+               status: OverlayStatus | None = None) -> np.ndarray:
+        """Blend the scene over ``background_rgb`` (H, W, 3 uint8) and draw the banner.
+
+        With ``status.tracking_ok`` False no anatomy is drawn from an old pose: the video is
+        greyed and a red banner says why. With ``camera_from_patient=None`` (not registered
+        yet) the plain video is shown with the banner.
+        """
+        background = np.asarray(background_rgb)
+        width, height = self.image_size
+        if background.shape[:2] != (height, width):
+            raise ValueError(f"background frame is {background.shape[1]}x{background.shape[0]},"
+                             f" the overlay was set up for {width}x{height}")
+        status = status or OverlayStatus()
+        if not status.tracking_ok:
+            out = (0.5 * background.astype(np.float32) + 0.5 * STALE_TINT).astype(np.uint8)
+            draw_banner(out, status.banner or "TRACKING LOST - overlay hidden", alarm=True)
+            return out
+        if camera_from_patient is None:  # nothing registered yet: the plain video
+            out = background.copy()
+            if status.banner:
+                draw_banner(out, status.banner, alarm=False)
+            return out
+        out = blend_layer(background, self.render_layer(camera_from_patient))
+        if status.banner:
+            draw_banner(out, status.banner, alarm=False)
+        return out
+
+    def close(self) -> None:
+        """Release the render window."""
+        self._plotter.close()
+
+    def __enter__(self) -> OverlayRenderer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def draw_banner(image_rgb: np.ndarray, text: str, *, alarm: bool) -> None:
+    """Draw a banner across the top of ``image_rgb`` in place (red when ``alarm``)."""
+    height, width = image_rgb.shape[:2]
+    bar = max(24, height // 16)
+    colour = (200, 30, 30) if alarm else (20, 20, 20)
+    cv2.rectangle(image_rgb, (0, 0), (width, bar), colour, thickness=-1)
+    scale = bar / 40.0
+    cv2.putText(image_rgb, text, (10, int(bar * 0.72)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (255, 255, 255), max(1, int(scale * 2)), cv2.LINE_AA)

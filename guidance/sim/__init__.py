@@ -1,0 +1,2 @@
+"""Simulation with known truth: the simulated camera, the scripted procedure, the simulated frame
+source."""

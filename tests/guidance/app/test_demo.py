@@ -1,0 +1,101 @@
+"""End to end: the demo on a coarse phantom, checked against the simulation's truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from guidance.app.demo import DemoOptions, run_demo
+from guidance.cli.main import main
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("demo")
+    options = DemoOptions(out_dir=out, frames=14, spacing_mm=(3.0, 3.0, 4.0), video=True,
+                          progress=False)
+    return run_demo(options)
+
+
+def test_outputs_written(demo_run) -> None:
+    out: Path = demo_run.out_dir
+    assert len(list(out.glob("overlay_*.png"))) == 14
+    assert (out / "demo.mp4").stat().st_size > 10_000
+    html = (out / "report.html").read_text()
+    assert "V90" in html and "<svg" in html
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("registration.fre_mm", "registration.tre_mm", "applicator.position_error_mm",
+                "applicator.angle_error_deg", "dose.target_v90_percent", "timing.frames",
+                "timing.fps", "timing.dose_ms", "versions"):
+        assert key in summary, key
+    assert summary["timing.frames"] == 14
+    from guidance.record.session_log import SessionLog
+
+    with SessionLog.open(out / summary["session_log"], readonly=True) as log:
+        registrations = log.events("registration")
+        doses = log.events("dose")
+    assert len(registrations) == 1 and len(doses) == summary["dose.updates"]
+
+
+def test_registration_and_tracking_against_truth(demo_run) -> None:
+    s = demo_run.summary
+    assert s["registration.fiducials"] == 5
+    assert s["registration.fre_mm"] < 1.5
+    assert s["registration.tre_mm"] <= 2.0
+    assert s["applicator.position_error_mm"] <= 2.0
+    assert s["applicator.angle_error_deg"] <= 1.0
+
+
+def test_dose_covers_target(demo_run) -> None:
+    s = demo_run.summary
+    assert s["dose.updates"] >= 1 and s["dose.failures"] == 0
+    # 8 MeV (R90 ~19 mm) from a 70 mm applicator on an 11 mm deep, 52 mm wide tumour bed
+    assert s["dose.target_v90_percent"] > 90.0
+
+
+def test_overlay_target_where_it_really_is(demo_run) -> None:
+    s = demo_run.summary
+    assert s["overlay.frames_drawn"] >= 5
+    assert s["overlay.target_error_max_px"] <= 3.0
+
+
+def test_last_overlay_shows_target_and_isodose(demo_run) -> None:
+    image = cv2.imread(str(demo_run.images[-1]))
+    b, g, r = (image[..., c].astype(int) for c in range(3))
+    reddish = (r > 150) & (g < 120) & (b < 120)
+    yellowish = (r > 150) & (g > 130) & (b < 90)
+    assert reddish.sum() > 200, "target (red) not drawn"
+    assert yellowish.sum() > 200, "isodose (yellow) not drawn"
+
+
+def test_cli_refuses_bad_beam_choice(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--headless", "--energy", "7", "--frames", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("iort: error:") and "6" in err[0]
+
+
+def test_cli_refuses_unknown_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--no-such-option"])
+    assert exc.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_target_error_metric_is_zero_for_true_pose() -> None:
+    from guidance.app.demo import _target_error_px
+
+    k = np.array([[1000.0, 0, 640], [0, 1000.0, 360], [0, 0, 1]])
+    pose = np.eye(4)
+    pose[2, 3] = 400.0
+    moved = pose.copy()
+    moved[0, 3] += 1.0  # 1 mm at 400 mm -> 2.5 px
+    point = np.array([10.0, 5.0, 0.0])
+    assert _target_error_px(k, pose, pose, point) == pytest.approx(0.0, abs=1e-9)
+    assert _target_error_px(k, moved, pose, point) == pytest.approx(2.5, rel=1e-6)

@@ -1,0 +1,87 @@
+"""``iort dose``: depth-curve JSON contract, one-line errors, case -> RT Plan + RT Dose."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+
+from guidance.cli.main import main
+
+
+def test_depth_curve_json_has_exactly_the_issue_keys(capsys):
+    assert main(["dose", "depth-curve", "--machine", "liac", "--energy", "12",
+                 "--applicator", "100", "--grid", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"R90_mm", "R50_mm", "Rp_mm", "surface_percent", "depth_mm",
+                        "dose_percent"}
+    assert out["R50_mm"] == pytest.approx(43.2, abs=1.0)
+    assert len(out["depth_mm"]) == len(out["dose_percent"]) > 50
+    assert max(out["dose_percent"]) == pytest.approx(100.0, abs=1e-6)
+
+
+def test_depth_curve_table_for_a_bevel(capsys):
+    assert main(["dose", "depth-curve", "--machine", "mobetron", "--energy", "9",
+                 "--applicator", "50", "--bevel", "30", "--grid", "2"]) == 0
+    assert "R90" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--machine", "linac", "--energy", "12", "--applicator", "100"], "liac, mobetron"),
+    (["--machine", "liac", "--energy", "7", "--applicator", "100"], "6, 8, 10, 12 MeV"),
+    (["--machine", "liac", "--energy", "12", "--applicator", "33"], "30, 40, 50"),
+    (["--machine", "liac", "--energy", "12", "--applicator", "100", "--bevel", "20"],
+     "0, 15, 30, 45 deg"),
+    (["--machine", "liac", "--energy", "nan", "--applicator", "100"], "6, 8, 10, 12 MeV"),
+])
+def test_bad_choices_exit_2_with_one_line(capsys, argv, message):
+    assert main(["dose", "depth-curve", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+@pytest.fixture(scope="module")
+def case_dir(tmp_path_factory):
+    from models.patient.case_store import save_case
+    from models.patient.phantom import make_phantom, planned_patient_from_applicator
+
+    case = make_phantom(spacing_mm=(3.0, 3.0, 4.0))
+    root = tmp_path_factory.mktemp("dose_case")
+    folder = save_case(case, root / "case")
+    pose_file = root / "pose.json"
+    pose_file.write_text(json.dumps(
+        {"patient_from_applicator": planned_patient_from_applicator(case).tolist()}))
+    return folder, pose_file
+
+
+def test_case_writes_rtplan_and_rtdose_and_prints_coverage(case_dir, tmp_path, capsys):
+    folder, pose_file = case_dir
+    out = tmp_path / "out"
+    assert main(["dose", "case", str(folder), "--energy", "12", "--applicator", "100",
+                 "--pose", str(pose_file), "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["target_v90_percent"] > 90.0
+    dose = pydicom.dcmread(out / "rtdose.dcm")
+    plan = pydicom.dcmread(out / "rtplan.dcm")
+    assert dose.Modality == "RTDOSE" and plan.Modality == "RTPLAN"
+    assert (dose.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == plan.SOPInstanceUID)
+    grid = dose.pixel_array * float(dose.DoseGridScaling)
+    assert np.max(grid) == pytest.approx(summary["dmax_gy"], rel=0.1)
+
+
+def test_case_needs_a_pose_for_a_case_folder(case_dir, tmp_path, capsys):
+    folder, _ = case_dir
+    assert main(["dose", "case", str(folder), "--energy", "12", "--applicator", "100",
+                 "--out", str(tmp_path)]) == 2
+    assert "--pose" in capsys.readouterr().err
+
+
+def test_bad_pose_file_is_one_line(case_dir, tmp_path, capsys):
+    folder, _ = case_dir
+    bad = tmp_path / "pose.json"
+    bad.write_text(json.dumps([[1, 0, 0], [0, 1, 0]]))
+    assert main(["dose", "case", str(folder), "--energy", "12", "--applicator", "100",
+                 "--pose", str(bad), "--out", str(tmp_path)]) == 2
+    assert "4x4" in capsys.readouterr().err

@@ -1,0 +1,80 @@
+"""CASE arguments and transform files are read one way by every command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from guidance.cli.inputs import load_case_spec, read_transform_file
+from models.base.errors import InputError
+from models.base.transforms import transform_from_rotvec
+from models.patient.case_store import save_case
+from models.patient.phantom import make_phantom, write_phantom
+
+SPACING = (4.0, 4.0, 5.0)
+
+
+def test_phantom_case_folder_and_dicom_folder_give_the_same_case(tmp_path: Path) -> None:
+    case = make_phantom(spacing_mm=SPACING)
+    save_case(case, tmp_path / "case")
+    write_phantom(tmp_path / "dicom", spacing_mm=SPACING)
+    from_store = load_case_spec(tmp_path / "case")
+    from_dicom = load_case_spec(str(tmp_path / "dicom"))
+    for loaded in (from_store, from_dicom):
+        np.testing.assert_allclose(loaded.ct.patient_from_voxel, case.ct.patient_from_voxel,
+                                   atol=1e-6)
+        np.testing.assert_array_equal(loaded.ct.array, case.ct.array)
+        assert set(loaded.structures) == set(case.structures)
+
+
+def test_phantom_keyword() -> None:
+    assert "CTV" in load_case_spec("phantom").structures
+
+
+@pytest.mark.parametrize("spec", ["no/such/folder", "phantom.json"])
+def test_unknown_case_names_the_choices(spec: str) -> None:
+    with pytest.raises(InputError, match="case folder"):
+        load_case_spec(spec)
+
+
+def test_empty_folder_is_neither_case_nor_dicom(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="not a case folder"):
+        load_case_spec(tmp_path)
+
+
+@pytest.mark.parametrize("form", ["object", "list", "text"])
+def test_transform_file_forms(tmp_path: Path, form: str, rng: np.random.Generator) -> None:
+    truth = transform_from_rotvec(rng.normal(size=3), rng.normal(size=3) * 50)
+    path = tmp_path / "pose.txt"
+    if form == "object":
+        path.write_text(json.dumps({"patient_from_applicator": truth.tolist()}))
+    elif form == "list":
+        path.write_text(json.dumps(truth.tolist()))
+    else:
+        np.savetxt(path, truth)
+    np.testing.assert_allclose(read_transform_file(path, "patient_from_applicator",
+                                                   option="--pose"), truth, atol=1e-12)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ('{"other": 1}', "has no 'patient_from_applicator'"),
+    ("[[1, 2], [3, 4]]", "4x4"),
+    ("not a matrix at all", "neither JSON nor"),
+    (json.dumps(np.diag([1.0, 1.0, -1.0, 1.0]).tolist()), "reflection"),
+])
+def test_bad_transform_files_name_option_and_file(tmp_path: Path, content: str,
+                                                  message: str) -> None:
+    path = tmp_path / "pose.json"
+    path.write_text(content)
+    with pytest.raises(InputError, match=message) as exc:
+        read_transform_file(path, "patient_from_applicator", option="--pose")
+    assert str(exc.value).startswith(f"--pose {path}")
+
+
+def test_missing_transform_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="cannot read"):
+        read_transform_file(tmp_path / "absent.json", "patient_from_reference",
+                            option="--registration")

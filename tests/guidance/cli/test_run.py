@@ -1,0 +1,111 @@
+"""``iort run``: bad input gives one clear line (exit 2); a short scripted session runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guidance.cli.main import main
+from guidance.record.session_log import SessionLog
+
+
+def test_needs_a_display(monkeypatch, capsys) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert main(["run", "phantom"]) == 2
+    assert "needs a display" in capsys.readouterr().err
+
+
+def test_bad_case_and_port(monkeypatch, capsys, tmp_path: Path) -> None:
+    monkeypatch.setenv("DISPLAY", ":99")
+    assert main(["run", str(tmp_path / "nope")]) == 2
+    assert "not 'phantom'" in capsys.readouterr().err
+    assert main(["run", "phantom", "--igtl-port", "70000"]) == 2
+    assert "--igtl-port" in capsys.readouterr().err
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_scripted_session_writes_log(qtbot, tmp_path: Path, capsys) -> None:
+    log_path = tmp_path / "session.sqlite"
+    code = main(["run", "phantom", "--source", "scripted", "--igtl-port", "0",
+                 "--session-log", str(log_path), "--quit-after", "4"])
+    assert code == 0
+    assert "session log" in capsys.readouterr().out
+    events = SessionLog.open(log_path, readonly=True).events()
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "session_start" and "action" in kinds
+    # the log is never overwritten by a second session
+    assert main(["run", "phantom", "--source", "scripted", "--session-log",
+                 str(log_path), "--igtl-port", "0", "--quit-after", "1"]) == 2
+    assert "never overwritten" in capsys.readouterr().err
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_sigkill_of_a_running_monitor_loses_nothing(tmp_path: Path) -> None:
+    """``iort run`` killed with SIGKILL mid-session: the log opens and holds what it had."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log_path = tmp_path / "killed.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guidance", "run", "phantom", "--source", "scripted",
+         "--igtl-port", "0", "--session-log", str(log_path), "--quit-after", "60"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[3], env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 90.0
+        before: list = []
+        while time.monotonic() < deadline and proc.poll() is None:
+            if log_path.exists():
+                try:
+                    before = SessionLog.open(log_path, readonly=True).events()
+                except Exception:  # created but not yet initialised
+                    before = []
+                if any(e.kind == "dose" for e in before):
+                    break
+            time.sleep(0.2)
+        assert any(e.kind == "dose" for e in before), "monitor did not record a dose"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    assert proc.returncode == -signal.SIGKILL
+    after = SessionLog.open(log_path, readonly=True).events()
+    assert [(e.seq, e.kind) for e in after[:len(before)]] == [(e.seq, e.kind) for e in before]
+    assert after[-1].kind != "session_end"   # it really died mid-session
+
+
+def test_real_source_registers_on_screen_unless_a_file_is_given(tmp_path: Path) -> None:
+    import argparse
+    import json
+
+    import cv2
+    import numpy as np
+
+    from calibration.io import save_calibration
+    from guidance.cli.commands.run import _feed, _guided_of
+    from guidance.registration.guided import GuidedRegistration
+    from guidance.sim.scenario import default_camera
+    from models.patient.phantom import make_phantom, planned_patient_from_applicator
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0000.png"), np.zeros((720, 1280, 3), np.uint8))
+    save_calibration(default_camera(), tmp_path / "cam.json")
+    (tmp_path / "reg.json").write_text(json.dumps(
+        {"patient_from_reference": np.eye(4).tolist()}))
+    case = make_phantom()
+    plan = planned_patient_from_applicator(case)
+    args = argparse.Namespace(source=str(folder), calibration=tmp_path / "cam.json",
+                              registration=None, tracker="markers", tracker_devices="")
+    guided = _guided_of(_feed(args, case, plan, None, None))
+    assert isinstance(guided, GuidedRegistration)
+    assert guided.order == tuple(case.fiducials_lps) and len(guided.order) >= 3
+    np.testing.assert_allclose(guided.target_lps, case.centroid_lps("CTV"))
+    args.registration = tmp_path / "reg.json"
+    assert _guided_of(_feed(args, case, plan, None, None)) is None

@@ -1,0 +1,173 @@
+"""OpenIGTLink server against pyigtl's client as an independent peer on loopback."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+import pyigtl
+import pytest
+from pyigtl.messages import CRC64
+
+from guidance.igtl.server import STATUS_CODES, IgtlServer, StatusMessage, parse_header
+from models.base.transforms import transform_from_rotvec
+
+
+def _raw(mtype: str, device: str, body: bytes, *, crc: int | None = None,
+         body_size: int | None = None) -> bytes:
+    header = struct.pack("> H 12s 20s I I Q Q", 1, mtype.encode(), device.encode(), 0, 0,
+                         len(body) if body_size is None else body_size,
+                         CRC64(body) if crc is None else crc)
+    return header + body
+
+
+def test_listens_on_localhost_by_default() -> None:
+    srv = IgtlServer(port=0)
+    assert srv.host == "127.0.0.1"
+    with srv:
+        assert srv._listener.getsockname()[0] == "127.0.0.1"
+
+
+def test_port_in_use_is_a_clear_error(server: IgtlServer) -> None:
+    with pytest.raises(OSError, match=f"127.0.0.1:{server.port}.*--igtl-port"):
+        IgtlServer(port=server.port).start()
+
+
+def test_transforms_arrive_at_frame_rate(server: IgtlServer, client, rng) -> None:
+    rate_hz, n = 30.0, 30
+    poses = [transform_from_rotvec(rng.normal(size=3) * 0.2, rng.normal(size=3) * 100)
+             for _ in range(n)]
+    first = len(client.received)
+    start = time.monotonic()
+    stamps = []
+    for i, pose in enumerate(poses):
+        stamp = 1_700_000_000.0 + i / rate_hz
+        stamps.append(stamp)
+        assert server.send_transform("Applicator", pose, timestamp_s=stamp) == 1
+        time.sleep(max(0.0, start + (i + 1) / rate_hz - time.monotonic()))
+    time.sleep(0.2)
+    got = {m.timestamp: m.matrix for m in client.received_from("Applicator", first)}
+    received = [i for i, s in enumerate(stamps) if any(abs(s - t) < 1e-6 for t in got)]
+    assert len(received) >= 0.9 * n, f"only {len(received)}/{n} transforms seen"
+    for i in received:
+        matrix = next(m for t, m in got.items() if abs(stamps[i] - t) < 1e-6)
+        np.testing.assert_allclose(matrix, poses[i], atol=0.03, rtol=0)  # float32 on the wire
+    assert server.stats.sent >= n
+
+
+def test_status_round_trip(server: IgtlServer, client, monkeypatch) -> None:
+    monkeypatch.setitem(pyigtl.messages.message_type_to_class_constructor, "STATUS",
+                        StatusMessage)
+    server.send_status("Tracking", "NOT_READY", "applicator stale 350 ms", error_name="STALE")
+    msg = client.wait_for_message("Tracking", timeout=3.0)
+    assert msg is not None and msg.message_type == "STATUS"
+    assert msg.code == STATUS_CODES["NOT_READY"] == 13
+    assert msg.status_string == "applicator stale 350 ms" and msg.error_name == "STALE"
+    with pytest.raises(ValueError, match="unknown"):
+        server.send_status("x", "FINE")
+
+
+def test_receives_transform_and_image_from_pyigtl(server: IgtlServer, client, rng) -> None:
+    pose = transform_from_rotvec([0.1, -0.2, 0.3], [10.0, -20.0, 300.0])
+    t0 = time.monotonic()
+    client.send_message(pyigtl.TransformMessage(pose, device_name="Camera"), wait=True)
+    got = server.wait_for("TRANSFORM", "Camera", timeout_s=3.0, newer_than_s=t0)
+    assert got is not None
+    np.testing.assert_allclose(got.message.matrix, pose, atol=1e-4, rtol=0)
+    frame = rng.integers(0, 255, size=(1, 48, 64, 3), dtype=np.uint8)
+    client.send_message(pyigtl.ImageMessage(frame, device_name="Video"), wait=True)
+    img = server.wait_for("IMAGE", "Video", timeout_s=3.0, newer_than_s=t0)
+    assert img is not None
+    np.testing.assert_array_equal(img.message.image.reshape(frame.shape), frame)
+    assert [m.message_type for m in server.drain()] == ["TRANSFORM", "IMAGE"]
+
+
+def test_large_images_reach_pyigtl_every_time(server: IgtlServer, client, rng) -> None:
+    """8 MB IMAGEs (the size pyigtl's own server fails to send) arrive intact."""
+    image = rng.integers(0, 255, size=(1, 1024, 2048, 4), dtype=np.uint8)  # 8 MiB
+    for k in range(3):
+        image[0, 0, 0, 0] = k
+        server.send_image("Big", image)
+        msg = client.wait_for_message("Big", timeout=10.0)
+        assert msg is not None, f"image {k} lost"
+        assert msg.image.size == image.size
+        assert msg.image.reshape(-1)[0] == k
+
+
+def test_malformed_messages_dropped_server_keeps_serving(server: IgtlServer,
+                                                          caplog) -> None:
+    server.max_body_bytes = 4096
+    good = pyigtl.TransformMessage(np.eye(4), device_name="Ok").pack()
+    caplog.set_level(logging.INFO, logger="guidance.igtl.server")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as raw:
+        raw.sendall(_raw("TRANSFORM", "BadCrc", b"\x00" * 48, crc=12345))
+        raw.sendall(_raw("TRANSFORM", "Short", b"\x00" * 10))
+        raw.sendall(_raw("IMAGE", "Huge", b"\x01" * 10000))
+        raw.sendall(_raw("FOOBAR", "Unknown", b"abc"))
+        nan_matrix = struct.pack("> 12f", *([float("nan")] * 12))
+        raw.sendall(_raw("TRANSFORM", "NaN", nan_matrix))
+        raw.sendall(good)
+        ok = server.wait_for("TRANSFORM", "Ok", timeout_s=5.0)
+        assert ok is not None, "valid message after bad ones was not received"
+        assert server.stats.dropped_malformed == 3
+        assert server.stats.dropped_oversized == 1
+        assert server.stats.dropped_unknown == 1
+        for word in ("BadCrc", "CRC mismatch", "Short", "Huge", "exceeds the limit", "NaN"):
+            assert word in caplog.text
+        # Garbage that is no header at all: this connection closes, the server goes on.
+        raw.sendall(b"\xff" * 58)
+        deadline = time.monotonic() + 5.0
+        while server.stats.disconnected_garbage < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.stats.disconnected_garbage == 1
+        assert "not OpenIGTLink" in caplog.text
+        raw.settimeout(5.0)
+        assert raw.recv(10) == b""  # closed by the server
+    peer = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=server.port)
+    try:
+        deadline = time.monotonic() + 5.0
+        while server.n_clients < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        server.send_transform("After", np.eye(4))
+        assert peer.wait_for_message("After", timeout=5.0) is not None
+    finally:
+        peer.stop()
+
+
+def test_stalled_peer_is_dropped(caplog) -> None:
+    with IgtlServer(port=0, body_timeout_s=0.3) as srv:
+        caplog.set_level(logging.WARNING, logger="guidance.igtl.server")
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5.0) as raw:
+            raw.sendall(_raw("TRANSFORM", "Slow", b"\x00" * 48)[:70])  # header + 12 bytes
+            raw.settimeout(5.0)
+            assert raw.recv(10) == b""
+        assert "stalled" in caplog.text
+
+
+def test_stop_is_bounded_with_clients_connected() -> None:
+    srv = IgtlServer(port=0).start()
+    peers = [pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=srv.port) for _ in range(2)]
+    deadline = time.monotonic() + 5.0
+    while srv.n_clients < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert srv.n_clients == 2
+    start = time.monotonic()
+    srv.stop(timeout_s=2.0)
+    assert time.monotonic() - start < 2.5
+    assert not any(t.name.startswith("igtl-") for t in threading.enumerate())
+    for peer in peers:
+        peer.stop()
+
+
+def test_parse_header_matches_pyigtl() -> None:
+    packed = pyigtl.TransformMessage(np.eye(4), timestamp=1234.5, device_name="Tool").pack()
+    version, mtype, device, stamp, size, crc = parse_header(packed[:58])
+    theirs = pyigtl.MessageBase.parse_header(packed[:58])
+    assert (mtype, device, size) == (theirs["message_type"], theirs["device_name"],
+                                     theirs["body_size"]) == ("TRANSFORM", "Tool", 48)
+    assert stamp == pytest.approx(theirs["timestamp"], abs=1e-6)
+    assert crc == CRC64(packed[58:]) and version == 1

@@ -1,0 +1,267 @@
+"""GuidanceLoop on simulated sessions: states, events, registration, applicator, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import pyvista as pv
+
+from guidance.frames import ListSource, WebcamSource
+from guidance.loop.guidance_loop import (
+    DoseRequested,
+    FrameProcessed,
+    FrameSkipped,
+    GuidanceLoop,
+    LoopOptions,
+    RegistrationChanged,
+    SourceEnded,
+    SourceFailed,
+    ToolStateChanged,
+)
+from guidance.registration.fiducials import FiducialCollector
+from guidance.sim.camera import CameraPath, SceneMesh, SimEffects, SimulatedCamera, facing_pose
+from guidance.sim.source import RegistrationScenario, ScenePose, SimulatedSource
+from guidance.tracking.pose_filter import TrackingState
+from guidance.tracking.tools import load_builtin_tools
+from models.base.transforms import invert_rigid, transform_difference
+
+K = np.array([[700.0, 0, 399.5], [0, 700.0, 224.5], [0, 0, 1]])
+SIZE = (800, 450)
+FIDUCIALS = {"F1": np.array([-70.0, -100.0, 50.0]), "F2": np.array([65.0, -98.0, 55.0]),
+             "F3": np.array([-60.0, -95.0, -60.0]), "F4": np.array([70.0, -97.0, -50.0]),
+             "F5": np.array([0.0, -105.0, 80.0])}
+TARGET = np.array([0.0, -30.0, 0.0])
+
+
+@pytest.fixture(scope="module")
+def tools() -> dict:
+    return load_builtin_tools()
+
+
+def _skin() -> list[SceneMesh]:
+    plane = pv.Plane(center=(0, -95, 0), direction=(0, -1, 0), i_size=500, j_size=500)
+    return [SceneMesh(plane, (215, 175, 150))]
+
+
+def _scenario(tools: dict, **kw) -> RegistrationScenario:
+    path = CameraPath(target_mm=np.array([0.0, -95.0, 0.0]), distance_mm=430.0, sway_mm=25.0)
+    eye = invert_rigid(path.camera_from_frame(0.0))[:3, 3]
+    return RegistrationScenario(
+        camera_path=path, tools=tools,
+        patient_from_reference=facing_pose(np.array([-150.0, -130.0, -20.0]), eye),
+        fiducials_patient_mm=FIDUCIALS, patient_from_applicator=facing_pose(
+            np.array([10.0, -40.0, 5.0]), np.array([10.0, 300.0, 5.0])),  # +z posterior
+        lean_toward_mm=np.array([0.0, -95.0, 0.0]), **kw)
+
+
+def test_session_registers_and_tracks_applicator(tools: dict) -> None:
+    """Pointer touches 5 fiducials -> paired-point registration -> applicator in patient."""
+    scenario = _scenario(tools, frames_per_fiducial=4, applicator_frames=6)
+    camera = SimulatedCamera(_skin(), tools, K, image_size=SIZE, effects=SimEffects(),
+                             rng=np.random.default_rng(11))
+    loop = GuidanceLoop(SimulatedSource(camera, scenario), tools, K)
+    collector = FiducialCollector(FIDUCIALS, samples_per_fiducial=3)
+    events: list = []
+    applicator_errors = []
+
+    def on_event(event: object) -> None:
+        events.append(event)
+        if not isinstance(event, FrameProcessed):
+            return
+        result = event.result
+        name = scenario.fiducial_at(result.frame.index)
+        if name is not None and result.pointer_tip_reference_mm is not None:
+            collector.add(name, result.pointer_tip_reference_mm)
+        if collector.complete and loop.patient_from_reference is None:
+            reg = collector.register(target_patient_mm=TARGET, fle_mm=0.5)
+            loop.set_registration(reg.patient_from_reference, fre_mm=reg.fre_mm)
+        if result.patient_from_applicator is not None:
+            applicator_errors.append(transform_difference(result.patient_from_applicator,
+                                                          scenario.patient_from_applicator))
+            truth = result.frame.truth.camera_from_patient
+            assert transform_difference(result.camera_from_patient, truth)[0] < 2.0
+
+    loop.subscribe(on_event)
+    summary = loop.run()
+    assert summary.frames_processed == scenario.n_frames and summary.failure is None
+    # registration: patient_from_reference recovered, TRE at the target small
+    truth = scenario.patient_from_reference
+    est = loop.patient_from_reference
+    tre = np.linalg.norm(est[:3, :3] @ (invert_rigid(truth)[:3, :3] @ TARGET
+                                        + invert_rigid(truth)[:3, 3]) + est[:3, 3] - TARGET)
+    assert tre < 2.0 and loop.registration_fre_mm < 1.0
+    errors = np.array(applicator_errors)
+    assert len(errors) == 6
+    assert np.median(errors[:, 0]) < 2.0 and np.median(errors[:, 1]) < 1.0
+    kinds = [type(e) for e in events]
+    assert kinds.count(RegistrationChanged) == 1 and kinds[-1] is SourceEnded
+    changes = [(e.tool, e.new) for e in events if isinstance(e, ToolStateChanged)]
+    assert ("pointer", TrackingState.STALE) in changes
+    assert ("applicator", TrackingState.TRACKING) in changes
+
+
+def test_stale_and_lost_reported_within_one_frame(tools: dict) -> None:
+    """Reference hidden from frame 10 at 24 fps: stale at 10, lost at the first frame older
+    than 0.2 s (frame 14: 5/24 = 0.208 s), and no camera_from_patient from then on."""
+    path = CameraPath(target_mm=np.zeros(3), view_dir=np.array([0.0, -1.0, 0.0]),
+                      distance_mm=400.0, sway_mm=0.0)
+    eye = invert_rigid(path.camera_from_frame(0.0))[:3, 3]
+    reference = facing_pose(np.array([0.0, 0.0, 0.0]), eye)
+
+    def script(index: int, t_s: float) -> ScenePose:
+        poses = {"reference": reference} if index < 10 else {}
+        return ScenePose(path.camera_from_frame(t_s), poses)
+
+    camera = SimulatedCamera([], tools, K, image_size=SIZE, effects=SimEffects.ideal())
+    loop = GuidanceLoop(SimulatedSource(camera, script, n_frames=18, fps=24.0), tools, K,
+                        patient_from_reference=np.eye(4))
+    changes = []
+    results = []
+    loop.subscribe(lambda e: changes.append(e) if isinstance(e, ToolStateChanged) else None)
+    loop.subscribe(lambda e: results.append(e.result) if isinstance(e, FrameProcessed) else None)
+    loop.run()
+    ref_changes = [(e.frame_index, e.new) for e in changes if e.tool == "reference"]
+    assert ref_changes == [(0, TrackingState.TRACKING), (10, TrackingState.STALE),
+                           (14, TrackingState.UNTRACKED)]
+    for result in results:
+        if result.frame.index >= 14:
+            assert result.camera_from_patient is None and not result.overlay_allowed
+        else:
+            assert result.overlay_allowed
+            assert result.tools["reference"].age_s <= loop.options.staleness_limit_s
+
+
+def test_dose_callback_only_when_moved(tools: dict) -> None:
+    path = CameraPath(target_mm=np.zeros(3), distance_mm=450.0, sway_mm=0.0)
+    eye = invert_rigid(path.camera_from_frame(0.0))[:3, 3]
+    reference = facing_pose(np.array([-120.0, 0.0, 0.0]), eye)
+
+    def script(index: int, t_s: float) -> ScenePose:
+        shift = 0.0 if index < 4 else 10.0  # applicator moves 10 mm at frame 4
+        app = facing_pose(np.array([60.0 + shift, 0.0, 0.0]), eye)
+        return ScenePose(path.camera_from_frame(t_s), {"reference": reference,
+                                                       "applicator": app})
+
+    calls = []
+    camera = SimulatedCamera([], tools, K, image_size=SIZE, effects=SimEffects.ideal())
+    loop = GuidanceLoop(SimulatedSource(camera, script, n_frames=8), tools, K,
+                        patient_from_reference=np.eye(4), dose_callback=calls.append,
+                        options=LoopOptions(dose_move_mm=2.0, dose_move_deg=2.0))
+    requested = []
+    loop.subscribe(lambda e: requested.append(e) if isinstance(e, DoseRequested) else None)
+    loop.run()
+    # first pose, then the move (the filter may take a few frames to settle past 2 mm)
+    assert 2 <= len(calls) <= 4 and len(requested) == len(calls)
+    assert calls[-1][0, 3] - calls[0][0, 3] > 8.0
+
+
+def test_bad_frames_are_skipped_and_counted(tools: dict) -> None:
+    good = np.full((120, 160, 3), 90, np.uint8)
+    frames = [good, None, np.zeros((10, 10), np.float32), good, np.zeros((0,), np.uint8), good]
+    loop = GuidanceLoop(ListSource(frames), tools, K)
+    skipped = []
+    loop.subscribe(lambda e: skipped.append(e) if isinstance(e, FrameSkipped) else None)
+    summary = loop.run()
+    assert summary.frames_processed == 3 and summary.frames_skipped == 3
+    assert len(skipped) == 3 and summary.failure is None
+
+
+def test_broken_subscriber_and_dose_callback_do_not_stop_the_loop(tools: dict) -> None:
+    def boom(_event: object) -> None:
+        raise RuntimeError("subscriber bug")
+
+    loop = GuidanceLoop(ListSource([np.zeros((100, 100), np.uint8)] * 3), tools, K)
+    loop.subscribe(boom)
+    assert loop.run().frames_processed == 3
+    assert loop.subscriber_errors >= 3
+
+
+def test_missing_camera_ends_with_source_failed(tools: dict) -> None:
+    loop = GuidanceLoop(WebcamSource(97), tools, K)
+    failures = []
+    loop.subscribe(lambda e: failures.append(e) if isinstance(e, SourceFailed) else None)
+    summary = loop.run()
+    assert summary.frames_processed == 0
+    assert "camera 97" in summary.failure and len(failures) == 1
+
+
+def test_frame_time_going_back_is_skipped(tools: dict) -> None:
+    from guidance.frames import Frame
+
+    loop = GuidanceLoop(ListSource([]), tools, K)
+    image = np.zeros((50, 50), np.uint8)
+    assert loop.process(Frame(image, 1.0, "c", 0)) is not None
+    assert loop.process(Frame(image, 0.5, "c", 1)) is None
+    assert loop.frames_skipped == 1
+
+
+def test_rejects_bad_arguments(tools: dict) -> None:
+    with pytest.raises(TypeError, match="FrameSource"):
+        GuidanceLoop([np.zeros((2, 2))], tools, K)
+    with pytest.raises(ValueError, match="camera_matrix"):
+        GuidanceLoop(ListSource([]), tools, np.eye(2))
+    with pytest.raises(ValueError, match="reflection"):
+        GuidanceLoop(ListSource([]), tools, K, patient_from_reference=np.diag([1, 1, -1, 1.0]))
+
+
+def test_planar_flip_resolved_with_history(tools: dict) -> None:
+    """An ambiguous pose: the candidate nearer the previous pose wins; with no history the
+    measurement is not used."""
+    from guidance.frames import Frame
+    from guidance.tracking.markers import MarkerDetections, ToolPose, TrackingResult
+    from models.base.transforms import transform_from_rotvec
+
+    truth = transform_from_rotvec(np.radians([10.0, 0, 0]), [0.0, 0.0, 500.0])
+    flipped = transform_from_rotvec(np.radians([-25.0, 0, 0]), [0.0, 0.0, 500.0])
+    clear = ToolPose("pointer", truth, 0.1, (4,), 4)
+    ambiguous = ToolPose("pointer", flipped, 0.1, (4,), 4, ambiguous=True,
+                         alternative=truth, alternative_rms_px=0.12)
+    script = iter([ambiguous, clear, ambiguous])
+    loop = GuidanceLoop(ListSource([]), tools, K)
+    loop.tracker.track = lambda image: TrackingResult(MarkerDetections.empty(),
+                                                      {"pointer": next(script)})
+    image = np.zeros((10, 10), np.uint8)
+    first = loop.process(Frame(image, 0.0, "c", 0))
+    assert first.state("pointer") is TrackingState.UNTRACKED  # no history: not trusted
+    loop.process(Frame(image, 0.033, "c", 1))
+    third = loop.process(Frame(image, 0.066, "c", 2))
+    assert third.state("pointer") is TrackingState.TRACKING
+    assert transform_difference(third.tools["pointer"].camera_from_tool, truth)[1] < 0.5
+
+
+def test_step_returns_false_at_the_end(tools: dict) -> None:
+    """Callers drive the loop with ``while (result := loop.step()) is not False``."""
+    source = ListSource([np.zeros((20, 20), np.uint8), None])
+    loop = GuidanceLoop(source, tools, K)
+    source.open()
+    outcomes = []
+    while (result := loop.step()) is not False:
+        outcomes.append(result)
+    assert len(outcomes) == 1 and outcomes[0].frame.index == 0
+    assert loop.finished and loop.failure is None and loop.frames_skipped == 1
+    assert loop.step() is False
+
+
+def test_dropout_and_hands_degrade_gracefully(tools: dict) -> None:
+    """Random marker dropout, hands and motion blur: the loop keeps going, poses stay right
+    when given, and the reference is tracked most of the time."""
+    path = CameraPath(target_mm=np.zeros(3), distance_mm=420.0, sway_mm=30.0)
+    eye = invert_rigid(path.camera_from_frame(0.0))[:3, 3]
+    reference = facing_pose(np.array([-60.0, 0.0, 0.0]), eye)
+    effects = SimEffects(marker_dropout_prob=0.4, hand_prob=0.3, motion_blur_exposure=0.3)
+    camera = SimulatedCamera([], tools, K, image_size=SIZE, effects=effects,
+                             rng=np.random.default_rng(5))
+    source = SimulatedSource(
+        camera, lambda i, t: ScenePose(path.camera_from_frame(t), {"reference": reference}),
+        n_frames=24)
+    loop = GuidanceLoop(source, tools, K, patient_from_reference=np.eye(4))
+    results = []
+    loop.subscribe(lambda e: results.append(e.result) if isinstance(e, FrameProcessed) else None)
+    summary = loop.run()
+    assert summary.frames_processed == 24 and summary.failure is None
+    tracked = [r for r in results if r.state("reference") is TrackingState.TRACKING]
+    assert len(tracked) >= 12
+    for r in tracked:
+        error_mm, _ = transform_difference(r.tools["reference"].camera_from_tool,
+                                           r.frame.truth.camera_from_tool["reference"])
+        assert error_mm < 3.0

@@ -1,0 +1,287 @@
+"""MonitorLogic headless: frames, staleness, dose worker, confirm, OpenIGTLink out."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from guidance.igtl.server import IgtlServer
+from guidance.monitor.feed import CaptureWorker, FrameUpdate, ScriptedFeed
+from guidance.monitor.logic import BeamChoice, DoseService, MonitorLogic
+from guidance.monitor.rehearsal import phantom_view, slab_dose
+from guidance.record.session_log import SessionLog
+from guidance.treatment.plan_check import Light
+from tests.guidance.conftest import CountingClient
+
+
+@pytest.fixture(scope="module")
+def view():
+    return phantom_view()
+
+
+def _poll_until(logic: MonitorLogic, predicate, timeout_s: float = 10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        snap = logic.poll()
+        if predicate(snap):
+            return snap
+        time.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+def test_frames_light_dose_confirm_and_igtl(view, tmp_path) -> None:
+    offsets = [(0.5, 0.0, 0.0)] * 5 + [(12.0, 0.0, 0.0)] * 5
+    feed = ScriptedFeed(view.shots(offsets), view.camera_matrix, view.background(), fps=30.0,
+                        fre_mm=0.5, tre_mm=0.9, loop=True)
+    slog = SessionLog.create(tmp_path / "s.sqlite")
+    with IgtlServer(port=0) as server:
+        client = CountingClient(host="127.0.0.1", port=server.port)
+        try:
+            deadline = time.monotonic() + 5.0
+            while server.n_clients < 1 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            logic = MonitorLogic(view.case, view.plan, feed, dose_fn=slab_dose,
+                                 session_log=slog, igtl=server).start()
+            received_before = len(client.received)
+            lights = set()
+            start = time.monotonic()
+            frames_before = logic.capture.frames
+            while time.monotonic() - start < 1.5:
+                snap = logic.poll()
+                lights.add(snap.light)
+                time.sleep(0.005)
+            frames = logic.capture.frames - frames_before
+            time.sleep(0.2)  # the last frames' messages in flight
+            seen = [m.timestamp for m in
+                    client.received_from("ApplicatorToPatient", received_before)]
+            # one applicator TRANSFORM per frame reaches the pyigtl peer
+            assert len(set(seen)) >= 0.8 * frames > 20
+            assert {Light.GREEN, Light.RED} <= lights   # 0.5 mm and 12 mm from the plan
+            snap = _poll_until(logic, lambda s: s.dose is not None and s.dose.metrics_ready)
+            assert "CTV" in snap.dose.metrics and snap.dose.metrics["CTV"].v90_percent > 50
+            assert snap.status.fields()["registration"] == "FRE 0.50 mm  TRE 0.90 mm"
+            # beam change -> recomputed for the new beam; confirm records it
+            logic.set_beam(replace(logic.beam, energy_mev=12.0))
+            snap = _poll_until(logic, lambda s: s.dose is not None and s.dose.metrics_ready
+                               and s.dose.beam.energy_mev == 12.0 and s.overlay_ok)
+            seq = logic.confirm(user="RO")
+            assert seq is not None
+            confirmed = slog.last("confirmed_pose")
+            assert confirmed.payload["beam"]["energy_mev"] == 12.0
+            assert confirmed.payload["user"] == "RO"
+            doses = slog.events("dose")
+            assert doses and doses[-1].payload["beam"]["energy_mev"] == 12.0
+            assert doses[-1].payload["coverage"]["CTV"]["v90_percent"] > 0
+            np.testing.assert_allclose(confirmed.transform("patient_from_applicator")[:3, 3],
+                                       snap.applicator_pose[:3, 3], atol=15.0)
+            logic.close()
+        finally:
+            client.stop()
+    slog.close()
+
+
+def test_dropout_greys_and_is_logged_once(view, tmp_path) -> None:
+    shots = view.shots([(0.0, 0.0, 0.0)])
+    feed = ScriptedFeed(shots, view.camera_matrix, view.background(), fps=30.0, loop=True)
+    slog = SessionLog.create(tmp_path / "s.sqlite")
+    logic = MonitorLogic(view.case, view.plan, feed, session_log=slog).start()
+    try:
+        snap = _poll_until(logic, lambda s: s.overlay_ok)
+        assert snap.banner == "" and snap.light is Light.GREEN
+        feed.shots[:] = [replace(s, visible=()) for s in shots]   # everything disappears
+        snap = _poll_until(logic, lambda s: not s.overlay_ok)
+        assert "STALE" in snap.banner and snap.light is Light.GREY
+        assert snap.applicator_pose is None
+        assert logic.confirm() is None    # refused
+        time.sleep(0.7)
+        for _ in range(20):
+            logic.poll()
+        feed.shots[:] = shots
+        _poll_until(logic, lambda s: s.overlay_ok)
+    finally:
+        logic.close()
+    tracking = [e for e in slog.events("warning") if e.payload["source"] == "tracking"]
+    assert len(tracking) == 1
+    assert slog.events("action")[-1].payload["action"] == "tracking_recovered"
+    slog.close()
+
+
+class _UnregisteredFeed:
+    """Tools tracked (age 0) but no registration yet: no camera_from_patient."""
+
+    def __init__(self, view) -> None:
+        self.view = view
+
+    def read(self) -> FrameUpdate:
+        time.sleep(0.02)
+        return FrameUpdate(self.view.background(), self.view.camera_matrix, time.monotonic(),
+                           camera_from_patient=None, patient_from_applicator=None,
+                           tool_ages_s={"reference": 0.0, "applicator": 0.0})
+
+    def close(self) -> None:
+        pass
+
+
+def test_not_registered_banner(view) -> None:
+    logic = MonitorLogic(view.case, view.plan, _UnregisteredFeed(view)).start()
+    try:
+        snap = _poll_until(logic, lambda s: s.frame is not None)
+        assert snap.banner.startswith("NOT REGISTERED") and not snap.overlay_ok
+        assert snap.light is Light.GREY
+    finally:
+        logic.close()
+
+
+class _BrokenFeed:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def read(self):
+        self.calls += 1
+        if self.calls <= 3:
+            raise RuntimeError("corrupt frame")
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def test_capture_worker_survives_feed_errors() -> None:
+    worker = CaptureWorker(_BrokenFeed()).start()
+    assert worker.ended.wait(5.0)
+    assert worker.errors == 3 and worker.frames == 0
+    worker.stop()
+
+
+def test_dose_service_failure_keeps_running(view) -> None:
+    calls = []
+
+    def flaky(case, pose, beam):
+        calls.append(beam.energy_mev)
+        if beam.energy_mev == 6.0:
+            raise ValueError("energy not commissioned")
+        return slab_dose(case, pose, beam)
+
+    service = DoseService(view.case, flaky, structures=["CTV"])
+    try:
+        assert service.request(view.plan, BeamChoice(energy_mev=6.0))
+        deadline = time.monotonic() + 5.0
+        while service.failures < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert service.failures == 1 and "commissioned" in service.last_error
+        assert service.request(view.plan, BeamChoice(energy_mev=9.0))
+        while (service.latest()[1] is None or not service.latest()[1].metrics_ready) \
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        update = service.latest()[1]
+        assert update.metrics_ready and update.beam.energy_mev == 9.0
+        assert update.outside_beam == ()   # only CTV asked for
+    finally:
+        service.close()
+
+
+class _RegisteredFeed(_UnregisteredFeed):
+    """Registered from a file (no FRE); reference tracked or not, camera pose never known
+    (an external tracker without a tracked camera)."""
+
+    def __init__(self, view, *, reference_age_s: float | None) -> None:
+        super().__init__(view)
+        self.reference_age_s = reference_age_s
+
+    def read(self) -> FrameUpdate:
+        time.sleep(0.02)
+        return FrameUpdate(self.view.background(), self.view.camera_matrix, time.monotonic(),
+                           camera_from_patient=None, patient_from_applicator=self.view.plan,
+                           tool_ages_s={"reference": self.reference_age_s,
+                                        "applicator": 0.0}, registered=True)
+
+
+@pytest.mark.parametrize(("reference_age_s", "expected"), [
+    (0.0, "NO CAMERA POSE"),      # registered, reference tracked: no camera in the loop
+    (None, "TRACKING LOST"),      # registered, reference never seen
+])
+def test_registered_without_fre_is_not_called_unregistered(view, reference_age_s,
+                                                           expected) -> None:
+    feed = _RegisteredFeed(view, reference_age_s=reference_age_s)
+    logic = MonitorLogic(view.case, view.plan, feed).start()
+    try:
+        snap = _poll_until(logic, lambda s: s.frame is not None)
+        assert snap.banner.startswith(expected), snap.banner
+        assert not snap.overlay_ok
+    finally:
+        logic.close()
+
+
+class _TouchingLoop:
+    """A loop stand-in for :class:`LoopFeed`: the pointer rests on ``touching`` (noise-free
+    tips, pointer and reference TRACKING) and the registration is set like the real loop."""
+
+    def __init__(self) -> None:
+        from guidance.frames import ListSource
+
+        self.source = ListSource([])
+        self.patient_from_reference = None
+        self.registration_fre_mm = None
+        self.touching = "FID1"
+        self.index = 0
+
+    def set_registration(self, patient_from_reference, *, fre_mm=None, method="") -> None:
+        self.patient_from_reference = patient_from_reference
+        self.registration_fre_mm = fre_mm
+
+    def step(self):
+        from tests.guidance.registration.test_guided import frame_result, tip_of
+
+        time.sleep(0.005)
+        self.index += 1
+        return frame_result(tip_of(self.touching), self.index)
+
+
+def test_guided_registration_banner_keys_and_loop(view, tmp_path) -> None:
+    from guidance.monitor.feed import LoopFeed
+    from guidance.registration.decision import RegistrationThresholds
+    from guidance.registration.guided import GuidedRegistration
+    from tests.guidance.registration.test_guided import FIDS, TARGET, TRUTH
+
+    loop = _TouchingLoop()
+    slog = SessionLog.create(tmp_path / "s.sqlite")
+    guided = GuidedRegistration(loop, FIDS, target_lps=TARGET, samples_per_fiducial=3,
+                                thresholds=RegistrationThresholds(min_fiducials=3),
+                                session_log=slog)
+    feed = LoopFeed(loop, view.camera_matrix, on_result=guided)
+    logic = MonitorLogic(view.case, view.plan, feed, session_log=slog,
+                         registration=guided).start()
+    try:
+        snap = _poll_until(logic, lambda s: s.frame is not None)
+        # the applicator is not in view while registering: said after the prompt
+        assert snap.banner == ("REGISTRATION: touch FID1 with the pointer, press Space "
+                               "(0/5 collected) | TRACKING LOST - applicator: UNTRACKED")
+        assert snap.registration_lines == ()
+        assert logic.registration_capture()
+        _poll_until(logic, lambda s: "(1/5 collected)" in s.banner)
+        assert logic.registration_skip()              # FID2 out of reach
+        snap = logic.poll()
+        assert snap.banner.startswith("REGISTRATION: touch FID3 with the pointer")
+        for name in ("FID3", "FID4"):
+            loop.touching = name
+            assert logic.registration_capture()
+            _poll_until(logic, lambda s, n=name: s.banner.startswith("REGISTRATION: touch")
+                        and n not in s.banner)
+        assert logic.registration_redo()              # take FID4 back ...
+        _poll_until(logic, lambda s: "touch FID4" in s.banner and "(2/5" in s.banner)
+        assert logic.registration_capture()          # ... and touch it again
+        snap = _poll_until(logic, lambda s: "(3/5 collected) - Enter to register" in s.banner)
+        assert logic.registration_accept()
+        snap = _poll_until(logic, lambda s: s.frame.registered and s.frame.tre_mm is not None)
+        assert "REGISTRATION" not in snap.banner and "NOT REGISTERED" not in snap.banner
+        assert snap.registration_lines[0].startswith("registration accepted: FRE 0.00 mm")
+        assert snap.status.fields()["registration"].startswith("FRE 0.00 mm  TRE ")
+        np.testing.assert_allclose(loop.patient_from_reference, TRUTH, atol=1e-6)
+        assert not logic.registration_capture()      # over: the keys do nothing
+    finally:
+        logic.close()
+    assert slog.last("registration").payload["n_points"] == 3
+    slog.close()

@@ -1,0 +1,194 @@
+"""Session log: round trip, crash safety under SIGKILL, refusal to damage existing files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from guidance.record.session_log import EVENT_KINDS, SessionLog, replay
+from models.base.errors import InputError
+from models.base.transforms import transform_from_rotvec
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _pose(rng: np.random.Generator) -> np.ndarray:
+    return transform_from_rotvec(rng.normal(size=3) * 0.3, rng.normal(size=3) * 50.0)
+
+
+def test_round_trip_every_kind(tmp_path: Path, rng: np.random.Generator) -> None:
+    pose = _pose(rng)
+    reg = _pose(rng)
+    path = tmp_path / "session.sqlite"
+    with SessionLog.create(path, case_id="phantom", metadata={"calibration": "cam.json"}) as s:
+        s.log_registration(method="paired_point", fre_mm=0.61, patient_from_reference=reg,
+                           accepted=True, tre_predicted_mm=0.9,
+                           residuals_mm={"FID1": 0.4, "FID2": 0.8}, n_points=5)
+        s.log_dose(beam={"energy_mev": 9.0, "applicator_diameter_mm": 60.0},
+                   coverage={"CTV": {"v90_percent": 97.5}}, compute_ms=np.float32(120.0))
+        s.log_confirmed_pose(patient_from_applicator=pose,
+                             beam={"energy_mev": 9.0, "bevel_deg": 15.0, "disc": None},
+                             coverage={"CTV": {"v90_percent": 97.5, "d90_gy": 10.2}},
+                             distance_to_plan_mm=1.2, angle_to_plan_deg=2.5, user="RO")
+        s.log_warning("applicator tracking stale", source="applicator")
+        s.log_action("mode", mode="oncologist")
+    back = SessionLog.open(path, readonly=True)
+    events = back.events()
+    assert [e.kind for e in events] == ["session_start", "registration", "dose",
+                                        "confirmed_pose", "warning", "action", "session_end"]
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert all(e.kind in EVENT_KINDS for e in events)
+    assert back.meta()["case_id"] == "phantom"
+    assert events[0].payload["calibration"] == "cam.json"
+    np.testing.assert_allclose(events[1].transform("patient_from_reference"), reg, atol=0)
+    assert events[1].payload["residuals_mm"] == {"FID1": 0.4, "FID2": 0.8}
+    confirmed = back.last("confirmed_pose")
+    np.testing.assert_allclose(confirmed.transform("patient_from_applicator"), pose, atol=0)
+    assert confirmed.payload["coverage"]["CTV"]["d90_gy"] == pytest.approx(10.2, abs=0)
+    assert events[2].payload["compute_ms"] == pytest.approx(120.0, abs=0)
+    times = [e.t_unix_s for e in events]
+    assert times == sorted(times) and abs(times[0] - time.time()) < 60
+    back.close()
+
+
+def test_rejects_bad_values(tmp_path: Path) -> None:
+    with SessionLog.create(tmp_path / "s.sqlite") as s:
+        with pytest.raises(ValueError, match="event kind"):
+            s.append("nonsense", {})
+        with pytest.raises(ValueError, match="patient_from_applicator"):
+            s.log_confirmed_pose(patient_from_applicator=np.diag([1.0, 1.0, -1.0, 1.0]),
+                                 beam={}, coverage={})
+        with pytest.raises(TypeError, match="not recordable"):
+            s.log_action("x", thing=object())
+        s.log_warning("nan becomes null", source="x")
+        s.log_dose(beam={}, coverage={"CTV": {"d90_gy": float("nan")}})
+    dose = SessionLog.open(tmp_path / "s.sqlite", readonly=True).last("dose")
+    assert dose.payload["coverage"]["CTV"]["d90_gy"] is None
+
+
+def test_readonly_refuses_writes(tmp_path: Path) -> None:
+    SessionLog.create(tmp_path / "s.sqlite").close()
+    ro = SessionLog.open(tmp_path / "s.sqlite", readonly=True)
+    with pytest.raises(PermissionError):
+        ro.log_warning("x")
+    ro.close()
+
+
+def test_create_never_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with SessionLog.create(path) as s:
+        s.log_warning("keep me")
+    before = path.read_bytes()
+    with pytest.raises(InputError, match="never overwritten"):
+        SessionLog.create(path)
+    assert path.read_bytes() == before
+    # Continuing an existing log appends.
+    with SessionLog.open(path) as s:
+        s.log_action("resume")
+    kinds = [e.kind for e in SessionLog.open(path, readonly=True).events()]
+    assert kinds.count("session_start") == 1 and kinds[-2:] == ["action", "session_end"]
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not a database" * 100,
+                                     b"SQLite format 3\x00" + b"\xff" * 4000])
+def test_corrupt_file_clear_error_untouched(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.sqlite"
+    path.write_bytes(content)
+    for readonly in (True, False):
+        with pytest.raises(InputError, match=r"bad\.sqlite"):
+            SessionLog.open(path, readonly=readonly)
+    assert path.read_bytes() == content
+    assert not (tmp_path / "bad.sqlite-wal").exists()
+
+
+def test_truncated_log_is_rejected_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with SessionLog.create(path) as s:
+        for i in range(300):
+            s.log_action("step", i=i, text="x" * 200)
+    data = path.read_bytes()
+    cut = data[: len(data) // 2]
+    path.write_bytes(cut)
+    with pytest.raises(InputError, match=r"s\.sqlite"):
+        SessionLog.open(path)
+    assert path.read_bytes() == cut
+
+
+def test_foreign_sqlite_file_rejected(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(InputError, match="not an IORT session log"):
+        SessionLog.open(path)
+
+
+_CHILD = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from guidance.record.session_log import SessionLog
+    slog = SessionLog.create(sys.argv[1], case_id="killed")
+    i = 0
+    while True:
+        slog.log_confirmed_pose(patient_from_applicator=np.eye(4), beam={"energy_mev": 9.0},
+                                coverage={"CTV": {"v90_percent": float(i)}})
+        print(i, flush=True)
+        i += 1
+        if i > 100000:
+            break
+""")
+
+
+def test_sigkill_loses_nothing_recorded(tmp_path: Path) -> None:
+    """A writer killed with SIGKILL mid-session: every event it reported written is back."""
+    path = tmp_path / "killed.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(path)], stdout=subprocess.PIPE,
+                            text=True, cwd=REPO)
+    acknowledged = -1
+    deadline = time.monotonic() + 30.0
+    try:
+        while acknowledged < 40 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            acknowledged = int(line)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert acknowledged >= 40, "child did not write"
+    assert (tmp_path / "killed.sqlite-wal").exists()  # not checkpointed: recovery needed
+    events = SessionLog.open(path, readonly=True).events("confirmed_pose")
+    recorded = [e.payload["coverage"]["CTV"]["v90_percent"] for e in events]
+    assert len(recorded) >= acknowledged + 1
+    assert recorded[: acknowledged + 1] == [float(i) for i in range(acknowledged + 1)]
+    # The recovered log can be continued.
+    with SessionLog.open(path) as s:
+        s.log_action("resumed after crash")
+    assert SessionLog.open(path, readonly=True).last("action").payload["action"] == \
+        "resumed after crash"
+
+
+def test_replay_paces_by_recorded_time(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with SessionLog.create(path) as s:
+        time.sleep(0.05)
+        s.log_action("a")
+    sleeps: list[float] = []
+    events = list(replay(path, speed=2.0, sleep=sleeps.append))
+    assert [e.kind for e in events] == ["session_start", "action", "session_end"]
+    gap = events[1].t_unix_s - events[0].t_unix_s
+    assert sleeps[0] == pytest.approx(gap / 2.0, rel=1e-9)
+    assert list(replay(path, sleep=sleeps.append)) == events and len(sleeps) == 2
