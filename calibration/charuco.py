@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from calibration.boards import BoardSpec
+from calibration.errors import CalibrationError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def to_grey(image: np.ndarray) -> np.ndarray:
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2GRAY)
     elif arr.ndim != 2:
-        raise ValueError(f"image must be HxW, HxWx3 or HxWx4, got shape {arr.shape}")
+        raise CalibrationError(f"image must be HxW, HxWx3 or HxWx4, got shape {arr.shape}")
     if arr.dtype != np.uint8:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     return arr

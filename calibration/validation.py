@@ -1,4 +1,4 @@
-"""Validators for the calibration package (numpy only; ``models.base.validation`` is off limits).
+"""Validators of calibration inputs: transform stacks, camera matrices, image sizes.
 
 Public functions check their arguments with these on their first lines. Type problems
 raise :class:`TypeError`; value problems raise :class:`~calibration.errors.CalibrationError`
@@ -13,30 +13,18 @@ from typing import Any
 import numpy as np
 
 from calibration.errors import CalibrationError
+from models.base import validation as _base
 
 
 def as_array(value: Any, *, name: str, shape: tuple[int | None, ...] | None = None,
              finite: bool = True) -> np.ndarray:
-    """Return ``value`` as a float64 array, checking shape (``None`` = any) and finiteness.
+    """:func:`models.base.validation.as_array` (float64) raising :class:`CalibrationError`."""
+    return _base.as_array(value, name=name, shape=shape, finite=finite, error=CalibrationError)
 
-    Examples
-    --------
-    >>> as_array([[1, 2]], name="corners_px", shape=(None, 2)).shape
-    (1, 2)
-    """
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}") from exc
-    if shape is not None:
-        ok = arr.ndim == len(shape) and all(
-            want is None or want == got for want, got in zip(shape, arr.shape, strict=True))
-        if not ok:
-            want_txt = "x".join("N" if s is None else str(s) for s in shape)
-            raise CalibrationError(f"{name} must have shape {want_txt}, got {arr.shape}")
-    if finite and not np.all(np.isfinite(arr)):
-        raise CalibrationError(f"{name} contains NaN or infinite values")
-    return arr
+
+def as_positive(value: Any, *, name: str, allow_zero: bool = False) -> float:
+    """:func:`models.base.validation.as_positive` raising :class:`CalibrationError`."""
+    return _base.as_positive(value, name=name, allow_zero=allow_zero, error=CalibrationError)
 
 
 def as_transforms(value: Any, *, name: str, atol: float = 1e-4) -> np.ndarray:
@@ -92,13 +80,3 @@ def as_image_size(value: Any, *, name: str = "image_size") -> tuple[int, int]:
     return out[0], out[1]
 
 
-def as_positive(value: Any, *, name: str, allow_zero: bool = False) -> float:
-    """Return a finite positive (or non-negative with ``allow_zero``) float."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a number, got {value!r}") from exc
-    if not np.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        kind = "non-negative" if allow_zero else "positive"
-        raise CalibrationError(f"{name} must be a finite {kind} number, got {value!r}")
-    return number

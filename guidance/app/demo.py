@@ -53,11 +53,12 @@ from models.base.errors import IortError
 from models.base.transforms import apply_transform, invert_rigid, transform_difference
 from models.beams.library import ElectronBeam
 from models.dicom.reader import read_case
+from models.dicom.writer import write_phantom
 from models.dose.electron import DoseResult
 from models.dose.engine import ElectronDoseEngine
 from models.evaluation.dvh import DVH, compute_dvh, resample_dose
 from models.patient.case import Case
-from models.patient.phantom import DEFAULT_SPACING_MM, write_phantom
+from models.patient.phantom import DEFAULT_SPACING_MM
 
 log = logging.getLogger(__name__)
 

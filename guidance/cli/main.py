@@ -1,7 +1,9 @@
 """The ``iort`` command line: argparse subcommands, ``main(argv=None)`` for in-process tests.
 
-Errors meant for the user (bad files, bad values) are printed as one line
-``iort: error: ...`` with exit code 2; ``--debug`` shows the traceback instead.
+Errors meant for the user (bad files, bad values: :class:`~models.base.errors.InputError`
+and its subclasses) are printed as one line ``iort: error: ...`` with exit code 2. Any other
+exception is a defect of the program: one line ``iort: internal error: ...`` with exit code 1
+and a hint to rerun with ``--debug``, which shows the traceback.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 #: Exceptions that are the user's input being wrong rather than a defect of the program.
-USER_ERRORS: tuple[type[BaseException], ...] = (IortError, ValueError, OSError, KeyError)
+USER_ERRORS: tuple[type[BaseException], ...] = (IortError,)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("iort: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"iort: internal error: {type(exc).__name__}: {exc} (a defect of iort, not of your "
+              "input; run again with --debug for the traceback and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -36,10 +36,10 @@ def image_from_message(pixels: np.ndarray) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
-        raise ValueError(f"IMAGE of shape {np.shape(pixels)} is not a 2-D grey/RGB(A) frame")
+        raise InputError(f"IMAGE of shape {np.shape(pixels)} is not a 2-D grey/RGB(A) frame")
     if arr.dtype != np.uint8:
         if not np.issubdtype(arr.dtype, np.number):
-            raise ValueError(f"IMAGE dtype {arr.dtype} is not numeric")
+            raise InputError(f"IMAGE dtype {arr.dtype} is not numeric")
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     if arr.ndim == 3:
         code = cv2.COLOR_RGB2BGR if arr.shape[2] == 3 else cv2.COLOR_RGBA2BGR

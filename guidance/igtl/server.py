@@ -43,6 +43,7 @@ import numpy as np
 import pyigtl
 from pyigtl.messages import CRC64, MessageBase
 
+from models.base.errors import InputError
 from models.base.validation import as_transform
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class StatusMessage(MessageBase):
 
     def _unpack_content(self, content: bytes) -> None:
         if len(content) < self._FIXED.size:
-            raise ValueError(f"STATUS body of {len(content)} bytes is shorter than "
+            raise InputError(f"STATUS body of {len(content)} bytes is shorter than "
                              f"{self._FIXED.size}")
         code, subcode, name = self._FIXED.unpack(content[: self._FIXED.size])
         self.code, self.subcode = int(code), int(subcode)
@@ -321,9 +322,9 @@ class IgtlServer:
                  send_queue_size: int = 256, poll_s: float = 0.05,
                  body_timeout_s: float = 5.0, received_queue_size: int = 1000) -> None:
         if not 0 <= int(port) <= 65535:
-            raise ValueError(f"port must be 0..65535, got {port}")
+            raise InputError(f"port must be 0..65535, got {port}")
         if int(max_body_bytes) <= 0:
-            raise ValueError(f"max_body_bytes must be positive, got {max_body_bytes}")
+            raise InputError(f"max_body_bytes must be positive, got {max_body_bytes}")
         self.host = host
         self.port = int(port)
         self.max_body_bytes = int(max_body_bytes)
@@ -352,7 +353,7 @@ class IgtlServer:
             sock.bind((self.host, self.port))
         except OSError as exc:
             sock.close()
-            raise OSError(f"OpenIGTLink: cannot listen on {self.host}:{self.port} "
+            raise InputError(f"OpenIGTLink: cannot listen on {self.host}:{self.port} "
                           f"({exc.strerror}); choose another port with --igtl-port") from exc
         sock.listen(8)
         sock.settimeout(self.poll_s)
@@ -426,7 +427,7 @@ class IgtlServer:
     def send(self, message: MessageBase) -> int:
         """Queue a pyigtl message for every connected client; returns the number of clients."""
         if not message.is_valid:
-            raise ValueError(f"{message.message_type} message has no valid content")
+            raise InputError(f"{message.message_type} message has no valid content")
         data = message.pack()
         with self._lock:
             clients = list(self._clients)
@@ -446,7 +447,7 @@ class IgtlServer:
         """Send a STATUS (``code`` as number or name from :data:`STATUS_CODES`)."""
         if isinstance(code, str):
             if code not in STATUS_CODES:
-                raise ValueError(f"status code {code!r} unknown; choose one of: "
+                raise InputError(f"status code {code!r} unknown; choose one of: "
                                  f"{', '.join(STATUS_CODES)}")
             code = STATUS_CODES[code]
         return self.send(StatusMessage(code, message, subcode=subcode, error_name=error_name,
@@ -477,7 +478,7 @@ class IgtlServer:
             message.unpack({"header_version": version, "message_type": mtype,
                             "device_name": device, "timestamp": stamp}, body)
             if mtype == "TRANSFORM" and not np.all(np.isfinite(message.matrix)):
-                raise ValueError("matrix is not finite")
+                raise InputError("matrix is not finite")
         except Exception as exc:  # any decoding failure of untrusted bytes is a bad message
             self._count("dropped_malformed", f"{mtype} {device!r}: {exc}")
             log.warning("OpenIGTLink %s %r from %s could not be decoded (%s); dropped",

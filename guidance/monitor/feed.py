@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from models.base.errors import IortError
+from models.base.errors import InputError, IortError
 from models.base.validation import as_array, as_transform
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ class ScriptedFeed:
                  fps: float = 30.0, fre_mm: float | None = None,
                  tre_mm: float | None = None, loop: bool = False) -> None:
         if not shots:
-            raise ValueError("shots must not be empty")
+            raise InputError("shots must not be empty")
         self.shots = list(shots)
         self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
         self.background = background

@@ -43,6 +43,7 @@ from guidance.render.scene import (
     rgb_unit,
 )
 from guidance.treatment.plan_check import Light, PlanDeviation, PlanTolerance, compare_to_plan
+from models.base.errors import InputError
 from models.base.validation import as_positive, as_transform
 from models.evaluation.dvh import DoseMetrics, structure_dvhs
 from models.patient.case import Case
@@ -71,7 +72,7 @@ class BeamChoice:
         as_positive(self.applicator_diameter_mm, name="applicator_diameter_mm")
         as_positive(self.prescription_gy, name="prescription_gy")
         if not 0.0 <= self.bevel_deg < 60.0:
-            raise ValueError(f"bevel_deg must be in [0, 60), got {self.bevel_deg}")
+            raise InputError(f"bevel_deg must be in [0, 60), got {self.bevel_deg}")
 
     @property
     def key(self) -> tuple:
@@ -369,7 +370,7 @@ class MonitorLogic:
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:
-            raise ValueError(f"mode {mode!r} unknown; choose one of: {', '.join(MODES)}")
+            raise InputError(f"mode {mode!r} unknown; choose one of: {', '.join(MODES)}")
         if mode != self.mode:
             self.mode = mode
             self.action("mode", mode=mode)

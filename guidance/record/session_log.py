@@ -275,7 +275,7 @@ class SessionLog:
         this returns.
         """
         if kind not in EVENT_KINDS:
-            raise ValueError(f"kind {kind!r} is not an event kind; choose one of: "
+            raise InputError(f"kind {kind!r} is not an event kind; choose one of: "
                              f"{', '.join(EVENT_KINDS)}")
         if self.readonly:
             raise PermissionError(f"session log {self.path} was opened read-only")

@@ -12,6 +12,7 @@ import numpy as np
 
 from guidance.registration.paired_point import PairedPointResult
 from guidance.registration.surface import SurfaceRegistrationResult, registration_disagreement_mm
+from models.base.errors import InputError
 from models.base.validation import as_positive
 
 
@@ -50,9 +51,9 @@ class RegistrationThresholds:
                      "max_icp_rms_mm", "max_disagreement_mm"):
             as_positive(getattr(self, name), name=name)
         if not 0.0 <= self.min_icp_fitness <= 1.0:
-            raise ValueError(f"min_icp_fitness must be in [0, 1], got {self.min_icp_fitness}")
+            raise InputError(f"min_icp_fitness must be in [0, 1], got {self.min_icp_fitness}")
         if self.min_fiducials < 3:
-            raise ValueError(f"min_fiducials must be >= 3, got {self.min_fiducials}")
+            raise InputError(f"min_fiducials must be >= 3, got {self.min_fiducials}")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import numpy as np
 
 from guidance.registration.paired_point import PairedPointResult, register_paired_points
 from guidance.registration.tre import fle_from_fre_mm, predict_tre_mm
+from models.base.errors import InputError
 from models.base.validation import as_array, as_positive
 
 
@@ -70,12 +71,12 @@ class FiducialCollector:
     def __init__(self, fiducials_patient_mm: Mapping[str, np.ndarray], *,
                  samples_per_fiducial: int = 5, max_spread_mm: float = 1.5) -> None:
         if len(fiducials_patient_mm) < 3:
-            raise ValueError(f"need >= 3 fiducials, got {len(fiducials_patient_mm)}")
+            raise InputError(f"need >= 3 fiducials, got {len(fiducials_patient_mm)}")
         self.fiducials_patient_mm = {
             name: as_array(p, name=f"fiducials_patient_mm[{name}]", shape=(3,))
             for name, p in fiducials_patient_mm.items()}
         if samples_per_fiducial < 1:
-            raise ValueError("samples_per_fiducial must be >= 1")
+            raise InputError("samples_per_fiducial must be >= 1")
         self.samples_per_fiducial = int(samples_per_fiducial)
         self.max_spread_mm = as_positive(max_spread_mm, name="max_spread_mm")
         self._samples: dict[str, list[np.ndarray]] = {n: [] for n in self.fiducials_patient_mm}
@@ -118,7 +119,7 @@ class FiducialCollector:
         """
         points = self.collected()
         if len(points) < 3:
-            raise ValueError(f"only {len(points)} fiducials collected; touch at least 3")
+            raise InputError(f"only {len(points)} fiducials collected; touch at least 3")
         names = tuple(points)
         fixed = np.array([self.fiducials_patient_mm[n] for n in names])
         moving = np.array([points[n] for n in names])

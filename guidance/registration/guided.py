@@ -40,6 +40,7 @@ from guidance.registration.decision import (
 )
 from guidance.registration.fiducials import FiducialCollector, FiducialRegistration
 from guidance.tracking.pose_filter import TrackingState
+from models.base.errors import InputError
 from models.base.validation import as_array, as_positive
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,9 @@ class GuidedRegistration:
                  fle_mm: float | None = None, session_log=None, pointer_tool: str = "pointer",
                  reference_tool: str = "reference") -> None:
         if len(fiducials_lps) < 3:
-            raise ValueError(f"need >= 3 fiducials, got {len(fiducials_lps)}")
+            raise InputError(f"need >= 3 fiducials, got {len(fiducials_lps)}")
         if samples_per_fiducial < 1:
-            raise ValueError("samples_per_fiducial must be >= 1")
+            raise InputError("samples_per_fiducial must be >= 1")
         self.loop = loop
         self.fiducials_lps = {n: as_array(p, name=f"fiducials_lps[{n}]", shape=(3,))
                               for n, p in fiducials_lps.items()}

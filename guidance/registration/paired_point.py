@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.base.errors import InputError
 from models.base.validation import as_points
 
 
@@ -85,16 +86,16 @@ def register_paired_points(fixed_mm: np.ndarray, moving_mm: np.ndarray, *,
     fixed = as_points(fixed_mm, name="fixed_mm")
     moving = as_points(moving_mm, name="moving_mm")
     if fixed.shape != moving.shape:
-        raise ValueError(f"fixed_mm {fixed.shape} and moving_mm {moving.shape} must pair up")
+        raise InputError(f"fixed_mm {fixed.shape} and moving_mm {moving.shape} must pair up")
     n = fixed.shape[0]
     if n < 3:
-        raise ValueError(f"paired-point registration needs >= 3 point pairs, got {n}")
+        raise InputError(f"paired-point registration needs >= 3 point pairs, got {n}")
     if weights is None:
         w = np.full(n, 1.0 / n)
     else:
         w = np.asarray(weights, dtype=np.float64).reshape(-1)
         if w.shape != (n,) or np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
-            raise ValueError("weights must be N finite non-negative numbers, not all zero")
+            raise InputError("weights must be N finite non-negative numbers, not all zero")
         w = w / w.sum()
     mean_f = w @ fixed
     mean_m = w @ moving
@@ -104,7 +105,7 @@ def register_paired_points(fixed_mm: np.ndarray, moving_mm: np.ndarray, *,
     u, sing, vt = np.linalg.svd(cov)
     spread = np.sqrt(max(float(w @ np.sum(dm**2, axis=1)), 1e-300))
     if sing[1] < 1e-9 * spread**2:
-        raise ValueError("points are collinear (or coincide): the rotation is undefined; "
+        raise InputError("points are collinear (or coincide): the rotation is undefined; "
                          "use >= 3 well-spread, non-collinear fiducials")
     sign = np.ones(3)
     sign[2] = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0  # Umeyama's reflection correction

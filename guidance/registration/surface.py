@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.base.errors import InputError
 from models.base.validation import as_points, as_transform
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,10 @@ def register_surface(source_mm: np.ndarray, target_mm: np.ndarray, *,
     src = as_points(source_mm, name="source_mm")
     tgt = as_points(target_mm, name="target_mm")
     if len(src) < 6 or len(tgt) < 6:
-        raise ValueError(f"surface registration needs >= 6 points each, got {len(src)} source "
+        raise InputError(f"surface registration needs >= 6 points each, got {len(src)} source "
                          f"and {len(tgt)} target points")
     if not distances_mm or any(d <= 0 for d in distances_mm):
-        raise ValueError("distances_mm must be a non-empty sequence of positive numbers")
+        raise InputError("distances_mm must be a non-empty sequence of positive numbers")
     if initial_target_from_source is None:
         init = np.eye(4)
         init[:3, 3] = tgt.mean(axis=0) - src.mean(axis=0)
@@ -150,7 +151,7 @@ class SweepCollector:
     def __init__(self, *, min_spacing_mm: float = 1.0, max_points: int = 100_000) -> None:
         self.min_spacing_mm = float(min_spacing_mm)
         if self.min_spacing_mm < 0:
-            raise ValueError(f"min_spacing_mm must be >= 0, got {min_spacing_mm}")
+            raise InputError(f"min_spacing_mm must be >= 0, got {min_spacing_mm}")
         self.max_points = int(max_points)
         self._points: list[np.ndarray] = []
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from models.base.errors import InputError
 from models.base.validation import as_points, as_positive
 
 
@@ -49,7 +50,7 @@ def predict_tre_mm(fiducials_mm: np.ndarray, targets_mm: np.ndarray,
     fle = as_positive(fle_mm, name="fle_mm", allow_zero=True)
     n = fids.shape[0]
     if n < 3:
-        raise ValueError(f"need >= 3 fiducials, got {n}")
+        raise InputError(f"need >= 3 fiducials, got {n}")
     centroid = fids.mean(axis=0)
     centred = fids - centroid
     _, axes = np.linalg.eigh(centred.T @ centred)  # columns: principal axes
@@ -61,7 +62,7 @@ def predict_tre_mm(fiducials_mm: np.ndarray, targets_mm: np.ndarray,
     for k in range(3):
         f_k_sq = np.mean(total_sq_f - f_proj[:, k] ** 2)  # mean squared distance from axis k
         if f_k_sq < 1e-12:
-            raise ValueError("fiducials are collinear: TRE is unbounded")
+            raise InputError("fiducials are collinear: TRE is unbounded")
         d_k_sq = total_sq_t - t_proj[:, k] ** 2
         ratio += d_k_sq / f_k_sq
     return np.sqrt(fle**2 / n * (1.0 + ratio / 3.0))
@@ -70,7 +71,7 @@ def predict_tre_mm(fiducials_mm: np.ndarray, targets_mm: np.ndarray,
 def expected_fre_mm(n_fiducials: int, fle_mm: float) -> float:
     """Expected RMS FRE for N fiducials with RMS FLE (Fitzpatrick–West eq. 10)."""
     if n_fiducials < 3:
-        raise ValueError(f"need >= 3 fiducials, got {n_fiducials}")
+        raise InputError(f"need >= 3 fiducials, got {n_fiducials}")
     fle = as_positive(fle_mm, name="fle_mm", allow_zero=True)
     return float(fle * np.sqrt(1.0 - 2.0 / n_fiducials))
 
@@ -78,6 +79,6 @@ def expected_fre_mm(n_fiducials: int, fle_mm: float) -> float:
 def fle_from_fre_mm(fre_mm: float, n_fiducials: int) -> float:
     """FLE estimated from an observed FRE (inverse of :func:`expected_fre_mm`)."""
     if n_fiducials < 3:
-        raise ValueError(f"need >= 3 fiducials, got {n_fiducials}")
+        raise InputError(f"need >= 3 fiducials, got {n_fiducials}")
     fre = as_positive(fre_mm, name="fre_mm", allow_zero=True)
     return float(fre / np.sqrt(1.0 - 2.0 / n_fiducials))

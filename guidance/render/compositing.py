@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from models.base.errors import InputError
+
 
 def blend_layer(background_rgb: np.ndarray, layer_rgba: np.ndarray) -> np.ndarray:
     """``background * (1 - alpha) + layer * alpha`` per pixel, uint8 in and out.
@@ -37,7 +39,7 @@ def blend_layer(background_rgb: np.ndarray, layer_rgba: np.ndarray) -> np.ndarra
     layer = np.asarray(layer_rgba)
     if layer.shape[:2] != background.shape[:2] or layer.shape[2:] != (4,) or \
             background.shape[2:] != (3,):
-        raise ValueError(f"layer {layer.shape} and background {background.shape} must be "
+        raise InputError(f"layer {layer.shape} and background {background.shape} must be "
                          "(H, W, 4) and (H, W, 3) of the same size")
     alpha = layer[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
     return cv2.blendLinear(np.ascontiguousarray(layer[..., :3]), background, alpha,

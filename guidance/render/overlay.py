@@ -19,6 +19,7 @@ import numpy as np
 from guidance.render.compositing import blend_layer
 from guidance.render.scene import Scene, SceneItem
 from guidance.render.vtk_camera import apply_to_vtk_camera
+from models.base.errors import InputError
 from models.base.validation import as_array, as_transform
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ from guidance.render.scene import Scene, SceneItem
         background = np.asarray(background_rgb)
         width, height = self.image_size
         if background.shape[:2] != (height, width):
-            raise ValueError(f"background frame is {background.shape[1]}x{background.shape[0]},"
+            raise InputError(f"background frame is {background.shape[1]}x{background.shape[0]},"
                              f" the overlay was set up for {width}x{height}")
         status = status or OverlayStatus()
         if not status.tracking_ok:

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
+from models.base.errors import InputError
 from models.base.validation import as_array, as_positive, as_transform
 from models.patient.volume import Volume
 
@@ -79,7 +80,7 @@ def plane_frame(orientation: str, centre_lps: np.ndarray, *, size_px: int,
                 pixel_mm: float) -> np.ndarray:
     """``patient_from_pixel`` of a square slice of ``size_px`` pixels centred on a point."""
     if orientation not in _AXES:
-        raise ValueError(f"orientation {orientation!r} unknown; choose one of: "
+        raise InputError(f"orientation {orientation!r} unknown; choose one of: "
                          f"{', '.join(ORIENTATIONS)}")
     col, row = (np.asarray(a) for a in _AXES[orientation])
     normal = np.cross(col, row)

@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 
+from models.base.errors import InputError
 from models.base.validation import as_array, as_transform
 
 
@@ -42,10 +43,10 @@ def camera_parameters(camera_matrix: np.ndarray, image_size: tuple[int, int],
     k = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
     width, height = (int(v) for v in image_size)
     if width <= 0 or height <= 0:
-        raise ValueError(f"image_size must be positive (width, height), got {image_size}")
+        raise InputError(f"image_size must be positive (width, height), got {image_size}")
     fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
     if fx <= 0 or fy <= 0:
-        raise ValueError(f"camera_matrix focal lengths must be positive, got fx={fx}, fy={fy}")
+        raise InputError(f"camera_matrix focal lengths must be positive, got fx={fx}, fy={fy}")
     world_from_camera = np.linalg.inv(as_transform(camera_from_world, name="camera_from_world",
                                                    rigid=True))
     position = world_from_camera[:3, 3]

@@ -28,6 +28,7 @@ import pyvista as pv
 
 from guidance.render.vtk_camera import apply_to_vtk_camera
 from guidance.tracking.tools import ToolDefinition, check_tool_set
+from models.base.errors import InputError
 from models.base.transforms import invert_rigid
 from models.base.validation import as_array, as_transform
 
@@ -135,7 +136,7 @@ class _PlateGeometry:
 def _plate_geometry(tool: ToolDefinition) -> _PlateGeometry:
     """A textured quad holding all markers of a planar tool, and a grey backing box."""
     if not tool.is_planar:
-        raise ValueError(f"tool {tool.name!r}: the simulated camera renders planar marker "
+        raise InputError(f"tool {tool.name!r}: the simulated camera renders planar marker "
                          "plates only")
     first = tool.markers[0].corners_mm
     ex = first[1] - first[0]
@@ -287,7 +288,7 @@ class SimulatedCamera:
         self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
         width, height = (int(v) for v in image_size)
         if width <= 0 or height <= 0:
-            raise ValueError(f"image_size must be positive (width, height), got {image_size}")
+            raise InputError(f"image_size must be positive (width, height), got {image_size}")
         self.image_size = (width, height)
         values = tools.values() if isinstance(tools, Mapping) else tools
         self.tools = check_tool_set(values)
@@ -394,7 +395,7 @@ class SimulatedCamera:
                 truth_tools[name] = cam_from_pat @ np.asarray(pose, dtype=np.float64)
         unknown = set(patient_from_tool) - set(self._tool_actors)
         if unknown:
-            raise ValueError(f"patient_from_tool names unknown tools {sorted(unknown)}; "
+            raise InputError(f"patient_from_tool names unknown tools {sorted(unknown)}; "
                              f"known: {sorted(self._tool_actors)}")
         apply_to_vtk_camera(self._plotter.camera, self.camera_matrix, self.image_size,
                             cam_from_pat, clipping_range_mm=(20.0, 3000.0))
@@ -551,7 +552,7 @@ def pointer_touching(tool: ToolDefinition, point_mm: np.ndarray, camera_position
     in view, else ``up_hint`` gives the direction.
     """
     if tool.tip_mm is None:
-        raise ValueError(f"tool {tool.name!r} has no tip_mm")
+        raise InputError(f"tool {tool.name!r} has no tip_mm")
     point = as_array(point_mm, name="point_mm", shape=(3,))
     cam = as_array(camera_position_mm, name="camera_position_mm", shape=(3,))
     if lean_toward_mm is not None:

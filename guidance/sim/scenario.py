@@ -32,6 +32,7 @@ from guidance.sim.camera import (
 )
 from guidance.sim.source import RegistrationScenario, ScenePose, SimulatedSource
 from guidance.tracking.tools import ToolDefinition, load_builtin_tools
+from models.base.errors import InputError
 from models.base.transforms import invert_rigid, transform_from_rotvec
 from models.patient.anatomy import MeshOptions, decimate_mesh, mask_to_mesh
 from models.patient.case import Case
@@ -143,13 +144,13 @@ class Scenario:
         self.calibration = calibration
         self.options = options or ScenarioOptions()
         if self.options.frames < 1:
-            raise ValueError(f"frames must be at least 1, got {self.options.frames}")
+            raise InputError(f"frames must be at least 1, got {self.options.frames}")
         self.tools = tools or load_builtin_tools()
         missing = {"reference", "pointer", "applicator"} - set(self.tools)
         if missing:
-            raise ValueError(f"the scenario needs the tools {sorted(missing)}")
+            raise InputError(f"the scenario needs the tools {sorted(missing)}")
         if not case.fiducials_lps:
-            raise ValueError("the case has no fiducials to register with")
+            raise InputError("the case has no fiducials to register with")
         self.fiducial_names = sorted(case.fiducials_lps)
         self.planned_patient_from_applicator = planned_patient_from_applicator(case)
         self.cavity_centre_lps = self._cavity_opening_centre()

@@ -179,16 +179,16 @@ class IgtlToolPoses:
         self.server = server
         self.device_names = dict(DEFAULT_DEVICE_NAMES if device_names is None else device_names)
         if not self.device_names:
-            raise ValueError("device_names must name at least one tool")
+            raise InputError("device_names must name at least one tool")
         devices = list(self.device_names.values())
         if len(set(devices)) != len(devices):
-            raise ValueError(f"device_names map two tools to one device: {self.device_names}")
+            raise InputError(f"device_names map two tools to one device: {self.device_names}")
         self.marker_from_frame = {
             tool: as_transform(m, name=f"marker_from_frame[{tool!r}]", rigid=True, atol=1e-5)
             for tool, m in (marker_from_frame or {}).items()}
         unknown = set(self.marker_from_frame) - set(self.device_names)
         if unknown:
-            raise ValueError(f"marker_from_frame names tools without a device: {sorted(unknown)}")
+            raise InputError(f"marker_from_frame names tools without a device: {sorted(unknown)}")
         self.stats = TrackerStats(per_tool=dict.fromkeys(self.device_names, 0))
         self._seen: dict[str, ReceivedMessage | None] = dict.fromkeys(self.device_names)
         self._bad_streak: dict[str, int] = dict.fromkeys(self.device_names, 0)
@@ -279,7 +279,7 @@ class TrackerClockSource(FrameSource):
         self.poses = poses
         self.max_interval_s = float(max_interval_s)
         if self.max_interval_s <= 0:
-            raise ValueError(f"max_interval_s must be > 0, got {max_interval_s}")
+            raise InputError(f"max_interval_s must be > 0, got {max_interval_s}")
         width, height = (int(v) for v in image_size)
         self._image = np.zeros((height, width, 3), np.uint8)
         self._last_tick = float("-inf")

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from guidance.tracking.tools import ToolDefinition, check_tool_set
+from models.base.errors import InputError
 from models.base.validation import as_array
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class MarkerDetections:
         id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
         corner_list = [np.asarray(c, dtype=np.float64).reshape(4, 2) for c in corners]
         if len(corner_list) != id_arr.shape[0]:
-            raise ValueError(f"got {len(corner_list)} corner sets for {id_arr.shape[0]} ids")
+            raise InputError(f"got {len(corner_list)} corner sets for {id_arr.shape[0]} ids")
         if not corner_list:
             return cls.empty()
         return cls(id_arr, np.stack(corner_list))
@@ -136,7 +137,7 @@ def make_detector(dictionary: str = "DICT_4X4_50", *,
                "apriltag": cv2.aruco.CORNER_REFINE_APRILTAG,
                "none": cv2.aruco.CORNER_REFINE_NONE}
     if corner_refinement not in methods:
-        raise ValueError(f"corner_refinement {corner_refinement!r} is not one of {list(methods)}")
+        raise InputError(f"corner_refinement {corner_refinement!r} is not one of {list(methods)}")
     params = cv2.aruco.DetectorParameters()
     params.cornerRefinementMethod = methods[corner_refinement]
     params.cornerRefinementWinSize = 5
@@ -149,7 +150,7 @@ def make_detector(dictionary: str = "DICT_4X4_50", *,
 def detect_markers(detector: cv2.aruco.ArucoDetector, image: np.ndarray) -> MarkerDetections:
     """Detect markers in a BGR/RGB (H, W, 3) or grey (H, W) uint8 image."""
     if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
-        raise ValueError("image must be a non-empty (H, W) or (H, W, 3) array")
+        raise InputError("image must be a non-empty (H, W) or (H, W, 3) array")
     grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     if grey.dtype != np.uint8:
         grey = np.clip(grey, 0, 255).astype(np.uint8)
@@ -161,7 +162,7 @@ def _as_image_points(points: np.ndarray) -> np.ndarray:
     """(N, 2) float64 from (N, 2), (N, 1, 2) or (M, 4, 2) corner arrays."""
     arr = np.asarray(points, dtype=np.float64)
     if arr.shape[-1] != 2:
-        raise ValueError(f"image points must end in a dimension of 2, got shape {arr.shape}")
+        raise InputError(f"image points must end in a dimension of 2, got shape {arr.shape}")
     return arr.reshape(-1, 2)
 
 
@@ -226,7 +227,7 @@ def solve_pose(object_points_mm: np.ndarray, image_points_px: np.ndarray,
     obj = as_array(object_points_mm, name="object_points_mm", shape=(None, 3))
     img = _as_image_points(image_points_px)
     if len(obj) != len(img) or len(obj) < 4:
-        raise ValueError(f"need >= 4 matching points, got {len(obj)} object / {len(img)} image")
+        raise InputError(f"need >= 4 matching points, got {len(obj)} object / {len(img)} image")
     k = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
     dist = np.zeros(5) if dist_coeffs is None else np.asarray(dist_coeffs, np.float64).ravel()
     if planar is None:
@@ -235,7 +236,7 @@ def solve_pose(object_points_mm: np.ndarray, image_points_px: np.ndarray,
     flag = cv2.SOLVEPNP_IPPE if planar else cv2.SOLVEPNP_SQPNP
     n_sol, rvecs, tvecs, _errs = cv2.solvePnPGeneric(obj, img, k, dist, flags=flag)
     if n_sol == 0:
-        raise ValueError("PnP found no solution")
+        raise InputError("PnP found no solution")
     candidates = []
     for rvec, tvec in zip(rvecs[:n_sol], tvecs[:n_sol], strict=True):
         rvec_r, tvec_r = cv2.solvePnPRefineLM(obj, img, k, dist, rvec.copy(), tvec.copy(),
@@ -244,7 +245,7 @@ def solve_pose(object_points_mm: np.ndarray, image_points_px: np.ndarray,
             continue
         candidates.append((_rms(obj, img, rvec_r, tvec_r, k, dist), rvec_r, tvec_r))
     if not candidates:
-        raise ValueError("PnP solutions all lie behind the camera")
+        raise InputError("PnP solutions all lie behind the camera")
     candidates.sort(key=lambda c: c[0])
     best_rms, rvec, tvec = candidates[0]
     pose = _to_transform(rvec, tvec)
@@ -320,7 +321,7 @@ class MarkerTracker:
         values = self.tools.values() if isinstance(self.tools, Mapping) else self.tools
         self.tools = check_tool_set(values)
         if not self.tools:
-            raise ValueError("MarkerTracker needs at least one tool")
+            raise InputError("MarkerTracker needs at least one tool")
         self.camera_matrix = as_array(self.camera_matrix, name="camera_matrix", shape=(3, 3))
         if self.dist_coeffs is not None:
             self.dist_coeffs = as_array(self.dist_coeffs, name="dist_coeffs").ravel()

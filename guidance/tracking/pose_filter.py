@@ -26,6 +26,7 @@ from enum import StrEnum
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from models.base.errors import InputError
 from models.base.validation import as_positive, as_transform
 
 #: Default age (s) after which a held pose is no longer used for the overlay.
@@ -161,7 +162,7 @@ class PoseFilter:
         """
         t_s = float(t_s)
         if not math.isnan(self._t_frame) and t_s < self._t_frame:
-            raise ValueError(f"frame time went backwards: {t_s} < {self._t_frame}")
+            raise InputError(f"frame time went backwards: {t_s} < {self._t_frame}")
         self._t_frame = t_s
         if camera_from_tool is not None:
             measurement = as_transform(camera_from_tool, name="camera_from_tool", rigid=True,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.base.errors import InputError
 from models.base.validation import as_positive, as_transform
 
 
@@ -64,7 +65,7 @@ class PlanTolerance:
             green = as_positive(getattr(self, f"green_{kind}"), name=f"green_{kind}")
             yellow = as_positive(getattr(self, f"yellow_{kind}"), name=f"yellow_{kind}")
             if green > yellow:
-                raise ValueError(f"green_{kind} ({green}) must not exceed yellow_{kind} "
+                raise InputError(f"green_{kind} ({green}) must not exceed yellow_{kind} "
                                  f"({yellow})")
 
 

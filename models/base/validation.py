@@ -2,7 +2,9 @@
 
 Public functions validate their arguments with these on their first lines, so that a
 wrong argument gives a message naming the caller's variable (``name=``). Type problems
-raise :class:`TypeError`, value problems :class:`ValueError`.
+raise :class:`TypeError`; value problems raise :class:`~models.base.errors.InputError` (a
+:class:`ValueError`), or the subclass a package passes as ``error=`` (``calibration`` passes
+its ``CalibrationError``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from typing import Any
 
 import numpy as np
 
+from models.base.errors import InputError
+
 
 def as_array(value: Any, *, name: str, shape: tuple[int | None, ...] | None = None,
-             finite: bool = True, dtype: type = np.float64) -> np.ndarray:
+             finite: bool = True, dtype: type = np.float64,
+             error: type[InputError] = InputError) -> np.ndarray:
     """Return ``value`` as a numpy array of ``dtype``, checking shape and finiteness.
 
     Parameters
@@ -29,6 +34,8 @@ def as_array(value: Any, *, name: str, shape: tuple[int | None, ...] | None = No
         Reject NaN and infinity.
     dtype : type, default numpy.float64
         Output dtype.
+    error : type, default InputError
+        The exception raised for a wrong value.
 
     Examples
     --------
@@ -44,9 +51,9 @@ def as_array(value: Any, *, name: str, shape: tuple[int | None, ...] | None = No
             want is None or want == got for want, got in zip(shape, arr.shape, strict=False))
         if not ok:
             want_txt = "x".join("N" if s is None else str(s) for s in shape)
-            raise ValueError(f"{name} must have shape {want_txt}, got {arr.shape}")
+            raise error(f"{name} must have shape {want_txt}, got {arr.shape}")
     if finite and not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
+        raise error(f"{name} contains NaN or infinite values")
     return arr
 
 
@@ -56,7 +63,7 @@ def as_points(value: Any, *, name: str, dim: int = 3) -> np.ndarray:
     if arr.ndim == 1 and arr.shape[0] == dim:
         arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != dim:
-        raise ValueError(f"{name} must have shape Nx{dim}, got {arr.shape}")
+        raise InputError(f"{name} must have shape Nx{dim}, got {arr.shape}")
     return arr
 
 
@@ -73,17 +80,18 @@ def as_transform(value: Any, *, name: str, rigid: bool = False, atol: float = 1e
     """
     arr = as_array(value, name=name, shape=(4, 4))
     if not np.allclose(arr[3], [0.0, 0.0, 0.0, 1.0], atol=atol):
-        raise ValueError(f"{name} must be homogeneous: last row [0, 0, 0, 1], got {arr[3]}")
+        raise InputError(f"{name} must be homogeneous: last row [0, 0, 0, 1], got {arr[3]}")
     if rigid:
         rot = arr[:3, :3]
         if not np.allclose(rot @ rot.T, np.eye(3), atol=max(atol, 1e-6) * 100):
-            raise ValueError(f"{name} rotation block is not orthonormal")
+            raise InputError(f"{name} rotation block is not orthonormal")
         if np.linalg.det(rot) < 0:
-            raise ValueError(f"{name} rotation block is a reflection (det < 0)")
+            raise InputError(f"{name} rotation block is a reflection (det < 0)")
     return arr
 
 
-def as_positive(value: Any, *, name: str, allow_zero: bool = False) -> float:
+def as_positive(value: Any, *, name: str, allow_zero: bool = False,
+                error: type[InputError] = InputError) -> float:
     """Return ``value`` as a finite positive float (or non-negative with ``allow_zero``)."""
     try:
         number = float(value)
@@ -91,7 +99,7 @@ def as_positive(value: Any, *, name: str, allow_zero: bool = False) -> float:
         raise TypeError(f"{name} must be a number, got {value!r}") from exc
     if not np.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
         kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be a finite {kind} number, got {value!r}")
+        raise error(f"{name} must be a finite {kind} number, got {value!r}")
     return number
 
 
@@ -100,5 +108,5 @@ def as_choice(value: Any, choices: Iterable[Any], *, name: str) -> Any:
     options = list(choices)
     if value not in options:
         listed = ", ".join(str(c) for c in options)
-        raise ValueError(f"{name} {value!r} is not available; choose one of: {listed}")
+        raise InputError(f"{name} {value!r} is not available; choose one of: {listed}")
     return value

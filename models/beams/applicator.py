@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.base.errors import InputError
 from models.base.validation import as_positive
 
 
@@ -45,7 +46,7 @@ class Applicator:
         as_positive(self.diameter_mm, name="diameter_mm")
         bevel = float(self.bevel_deg)
         if not np.isfinite(bevel) or not 0.0 <= bevel <= 60.0:
-            raise ValueError(f"bevel_deg must be in [0, 60], got {self.bevel_deg!r}")
+            raise InputError(f"bevel_deg must be in [0, 60], got {self.bevel_deg!r}")
 
     @property
     def radius_mm(self) -> float:

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.interpolate import CubicHermiteSpline
 
+from models.base.errors import InputError
+
 #: Sampling step (mm) of constructed depth-dose tables.
 TABLE_STEP_MM = 0.1
 
@@ -82,9 +84,9 @@ def build_depth_dose(points: DepthDosePoints, *,
     """
     p = points
     if not 0 < p.dmax_mm < p.r90_mm < p.r50_mm < p.rp_mm:
-        raise ValueError(f"depth-dose points must satisfy 0 < dmax < R90 < R50 < Rp, got {p}")
+        raise InputError(f"depth-dose points must satisfy 0 < dmax < R90 < R50 < Rp, got {p}")
     if not 0 < p.surface_percent < 100 or not 0 <= p.bremsstrahlung_percent < 10:
-        raise ValueError(f"surface or bremsstrahlung dose out of range in {p}")
+        raise InputError(f"surface or bremsstrahlung dose out of range in {p}")
     bx = p.bremsstrahlung_percent
     z_end = 2.0 * p.rp_mm
     tail_slope = -0.5 * bx / p.rp_mm          # background falls to Dx/2 at 2 Rp
@@ -125,9 +127,9 @@ def analyse_depth_dose(depth_mm: np.ndarray, dose: np.ndarray) -> DepthDoseMetri
     z = np.asarray(depth_mm, dtype=np.float64)
     d = np.asarray(dose, dtype=np.float64)
     if z.ndim != 1 or z.shape != d.shape or z.size < 4:
-        raise ValueError("depth_mm and dose must be 1-D arrays of the same length >= 4")
+        raise InputError("depth_mm and dose must be 1-D arrays of the same length >= 4")
     if not np.all(np.isfinite(d)) or d.max() <= 0:
-        raise ValueError("dose must be finite with a positive maximum")
+        raise InputError("dose must be finite with a positive maximum")
     d = 100.0 * d / d.max()
     i_max = int(np.argmax(d))
     r90 = _deepest_crossing(z, d, 90.0, i_max)
@@ -154,7 +156,7 @@ def _deepest_crossing(z: np.ndarray, d: np.ndarray, level: float, start: int) ->
     """Depth beyond index ``start`` where ``d`` last falls through ``level`` (linear interp)."""
     above = d[start:] >= level
     if above.all():
-        raise ValueError(f"depth-dose curve never falls below {level:g} % of its maximum")
+        raise InputError(f"depth-dose curve never falls below {level:g} % of its maximum")
     last = start + int(np.nonzero(above)[0][-1])
     z0, z1, d0, d1 = z[last], z[last + 1], d[last], d[last + 1]
     return float(z0 + (d0 - level) * (z1 - z0) / (d0 - d1))

@@ -30,6 +30,8 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
+from models.base.errors import InputError
+
 if TYPE_CHECKING:  # pragma: no cover
     from models.patient.case import Case
 
@@ -106,7 +108,7 @@ _EXTRA_IDENTITY_FIELDS = ("patient_birth_date", "patient_sex", "study_id", "stud
 def identity_of(case: Case, *, anonymise: bool = False) -> Identity:
     """The :class:`Identity` of a case (its UIDs must be set, see :func:`ensure_uids`)."""
     if not case.study_instance_uid or not case.frame_of_reference_uid:
-        raise ValueError("case has no study / frame-of-reference UID yet: call ensure_uids(case)")
+        raise InputError("case has no study / frame-of-reference UID yet: call ensure_uids(case)")
     ident = Identity(patient_id=case.patient_id, patient_name=case.patient_name,
                      study_instance_uid=case.study_instance_uid,
                      frame_of_reference_uid=case.frame_of_reference_uid,
@@ -224,7 +226,7 @@ def format_ds(value: float) -> str:
         text = f"{value:.{digits}g}"
         if len(text) <= 16:
             return text
-    raise ValueError(f"{value!r} cannot be written as a DICOM DS")
+    raise InputError(f"{value!r} cannot be written as a DICOM DS")
 
 
 def set_ds_array(ds: Dataset, keyword: str, values: np.ndarray, *, decimals: int = 3) -> None:
@@ -243,7 +245,7 @@ def set_ds_array(ds: Dataset, keyword: str, values: np.ndarray, *, decimals: int
     text = "\\".join(map(f"{{:.{decimals}f}}".format, arr.tolist()))
     tag = tag_for_keyword(keyword)
     if tag is None:
-        raise ValueError(f"unknown DICOM keyword {keyword!r}")
+        raise InputError(f"unknown DICOM keyword {keyword!r}")
     elem = DataElement(tag, "DS", None)
     elem._value = text  # written verbatim by pydicom.filewriter.write_number_string
     ds[tag] = elem
@@ -258,7 +260,6 @@ def write_dataset(ds: Dataset, path: str | Path) -> Path:
 
 def read_dataset(path: str | Path, *, stop_before_pixels: bool = False) -> Dataset:
     """Read one file, turning every parse failure into :class:`models.base.errors.InputError`."""
-    from models.base.errors import InputError
 
     try:
         with warnings.catch_warnings():  # pydicom warns per odd value; the caller validates

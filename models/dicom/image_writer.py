@@ -21,6 +21,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from tqdm import tqdm
 
+from models.base.errors import InputError
 from models.dicom.common import (
     CT_IMAGE_STORAGE,
     MR_IMAGE_STORAGE,
@@ -72,7 +73,7 @@ def _plane_geometry(volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     spacing = volume.spacing_mm
     normal = np.cross(direction[:, 0], direction[:, 1])
     if abs(abs(float(normal @ direction[:, 2])) - 1.0) > 1e-6:
-        raise ValueError("volume slice axis is not perpendicular to its rows/columns "
+        raise InputError("volume slice axis is not perpendicular to its rows/columns "
                          "(sheared grid): resample it before writing a DICOM series")
     return direction[:, 0], direction[:, 1], spacing
 
@@ -113,7 +114,7 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
         The SOPInstanceUID of each slice, in ``k`` order.
     """
     if modality not in ("CT", "MR"):
-        raise ValueError(f"modality must be CT or MR, got {modality!r}")
+        raise InputError(f"modality must be CT or MR, got {modality!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     nk, nj, ni = volume.shape
@@ -121,7 +122,7 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
     uids = list(instance_uids) if instance_uids else [
         new_uid(series_instance_uid, k) for k in range(nk)]
     if len(uids) != nk:
-        raise ValueError(f"{len(uids)} instance UIDs for {nk} slices")
+        raise InputError(f"{len(uids)} instance UIDs for {nk} slices")
     rescale = choose_rescale(volume.array)
     sop_class = CT_IMAGE_STORAGE if modality == "CT" else MR_IMAGE_STORAGE
     prefix = file_prefix or modality

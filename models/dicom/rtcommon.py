@@ -68,7 +68,7 @@ def rt_dataset(identity: Identity, *, sop_class_uid: str, modality: str, descrip
         raise TypeError(f"identity must be a models.dicom.common.Identity, "
                         f"got {type(identity).__name__}")
     if not identity.frame_of_reference_uid or not identity.study_instance_uid:
-        raise ValueError("identity needs the CT's study and Frame of Reference UIDs")
+        raise InputError("identity needs the CT's study and Frame of Reference UIDs")
     ds = new_dataset(sop_class_uid, sop_instance_uid or new_uid(), modality=modality)
     add_patient_study(ds, identity)
     add_series(ds, series_instance_uid or new_uid(), series_number=series_number,

@@ -88,11 +88,11 @@ def _stack_geometry(dose: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
     spacing = dose.spacing_mm
     row_dir, col_dir, k_dir = (affine[:3, c] / spacing[c] for c in range(3))
     if abs(float(row_dir @ col_dir)) > 1e-6:
-        raise ValueError("dose grid i and j axes are not orthogonal; resample it first")
+        raise InputError("dose grid i and j axes are not orthogonal; resample it first")
     normal = np.cross(row_dir, col_dir)
     along = float(k_dir @ normal)
     if abs(abs(along) - 1.0) > 1e-6:
-        raise ValueError("dose grid k axis is not along the slice normal (sheared grid); "
+        raise InputError("dose grid k axis is not along the slice normal (sheared grid); "
                          "resample it onto a rectilinear grid first")
     array = np.asarray(dose.array)
     origin = affine[:3, 3]
@@ -134,12 +134,12 @@ def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
     if not isinstance(dose, Volume):
         raise TypeError(f"dose must be a models.patient.volume.Volume, got {type(dose).__name__}")
     if bits_allocated not in (16, 32):
-        raise ValueError(f"bits_allocated must be 16 or 32, got {bits_allocated}")
+        raise InputError(f"bits_allocated must be 16 or 32, got {bits_allocated}")
     if not referenced_plan_uid:
-        raise ValueError("referenced_plan_uid is required for DoseSummationType PLAN")
+        raise InputError("referenced_plan_uid is required for DoseSummationType PLAN")
     values = np.asarray(dose.array, dtype=np.float64)
     if not np.all(np.isfinite(values)):
-        raise ValueError("dose contains NaN or infinite values")
+        raise InputError("dose contains NaN or infinite values")
     if values.min() < 0:
         logger.warning("negative dose values (min %.3g Gy) clipped to 0", values.min())
     array, origin, iop, spacing = _stack_geometry(dose.with_array(np.clip(values, 0, None)))

@@ -129,19 +129,19 @@ class ElectronPlan:
         object.__setattr__(self, "mu", as_positive(self.mu, name="mu", allow_zero=True))
         bevel = float(self.bevel_deg)
         if not 0.0 <= bevel < 90.0:
-            raise ValueError(f"bevel_deg must be in [0, 90), got {self.bevel_deg}")
+            raise InputError(f"bevel_deg must be in [0, 90), got {self.bevel_deg}")
         object.__setattr__(self, "bevel_deg", bevel)
         object.__setattr__(self, "reference_point_lps", as_array(
             self.reference_point_lps, name="reference_point_lps", shape=(3,)))
         object.__setattr__(self, "patient_from_applicator", as_transform(
             self.patient_from_applicator, name="patient_from_applicator", rigid=True))
         if int(self.fractions) < 1:
-            raise ValueError(f"fractions must be >= 1, got {self.fractions}")
+            raise InputError(f"fractions must be >= 1, got {self.fractions}")
         object.__setattr__(self, "fractions", int(self.fractions))
         if not self.machine:
-            raise ValueError("machine must not be empty")
+            raise InputError("machine must not be empty")
         if not self.applicator_id:
-            raise ValueError("applicator_id must not be empty")
+            raise InputError("applicator_id must not be empty")
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
     from models.patient.anatomy import mask_to_contours
 
     if len(case.image_instance_uids) != case.ct.shape[0]:
-        raise ValueError("case.image_instance_uids is not set: write or import the image "
+        raise InputError("case.image_instance_uids is not set: write or import the image "
                          "series before its structure set")
     items = list(case.structures.values()) if structures is None else list(structures)
     points = case.fiducials_lps if fiducials is None else fiducials
@@ -122,7 +122,7 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
     number = 0
     for structure in items:
         if structure.mask.shape != case.ct.shape:
-            raise ValueError(f"structure {structure.name!r} is not on the CT grid")
+            raise InputError(f"structure {structure.name!r} is not on the CT grid")
         number += 1
         contours = []
         for k, loops in sorted(mask_to_contours(structure.mask).items()):

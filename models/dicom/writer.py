@@ -10,6 +10,7 @@ from models.dicom.common import ensure_uids, identity_of, new_uid, now_date_time
 from models.dicom.image_writer import write_image_series
 from models.dicom.rtstruct import write_rtstruct
 from models.patient.case import Case
+from models.patient.phantom import DEFAULT_SPACING_MM, make_phantom
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +82,31 @@ def write_case(case: Case, out_dir: str | Path, *, force: bool = False,
                    anonymise=anonymise)
     log.info("wrote case %s to %s", case.patient_id, out)
     return out
+
+
+def write_phantom(out_dir: str | Path, *, spacing_mm: tuple[float, float, float] =
+                  DEFAULT_SPACING_MM, seed: int = 0, force: bool = False,
+                  progress: bool = False) -> Path:
+    """Write the phantom as real DICOM (CT series, one file per slice, + RTSTRUCT).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Target folder; must be empty or absent unless ``force``.
+    spacing_mm, seed
+        As :func:`make_phantom`.
+    force : bool
+        Allow writing into a non-empty folder (previous DICOM files of ours are replaced).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Path
+        The folder written.
+    """
+    prepare_output_dir(out_dir, force=force)  # refuse early, before building the phantom
+    case = make_phantom(spacing_mm=spacing_mm, seed=seed)
+    return write_case(case, out_dir, force=True, progress=progress,
+                      series_description="IORT phantom CT",
+                      structure_set_label="IORT phantom")

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from models.base.errors import InputError
 from models.base.transforms import transform_difference
 from models.base.validation import as_transform
 from models.beams.library import BeamLibrary, ElectronBeam
@@ -147,7 +148,7 @@ class ElectronDoseEngine:
 def _rescaled(result: DoseResult, request: DoseRequest) -> DoseResult:
     """The same dose distribution for another prescription / isodose (dose is linear)."""
     if not 0.0 < request.isodose_percent < 100.0 or not request.prescription_gy > 0.0:
-        raise ValueError("prescription_gy must be > 0 and isodose_percent in (0, 100)")
+        raise InputError("prescription_gy must be > 0 and isodose_percent in (0, 100)")
     dmax_gy = request.prescription_gy / (request.isodose_percent / 100.0)
     scale = dmax_gy / result.dmax_gy
     return replace(result, dose=result.dose.with_array(

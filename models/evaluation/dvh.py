@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from models.base.errors import InputError
 from models.base.validation import as_positive
 from models.patient.volume import Volume
 
@@ -143,7 +144,7 @@ class DVH:
         binned curve (error at most one bin width).
         """
         if not 0.0 <= volume_percent <= 100.0:
-            raise ValueError(f"volume_percent must be in [0, 100], got {volume_percent}")
+            raise InputError(f"volume_percent must be in [0, 100], got {volume_percent}")
         cum = self.cumulative_percent
         # cum is non-increasing: reverse for np.interp.
         return float(np.interp(volume_percent, cum[::-1], self.dose_edges_gy[::-1]))
@@ -312,7 +313,7 @@ def _sample_structure(dose: Volume, structure: Volume, oversample: int | None, *
     mask = np.asarray(structure.array).astype(bool, copy=False)
     n = choose_oversample(mask) if oversample is None else int(oversample)
     if n < 1:
-        raise ValueError(f"oversample must be >= 1, got {oversample}")
+        raise InputError(f"oversample must be >= 1, got {oversample}")
     weight_cc = structure.voxel_volume_mm3 / n**3 / 1000.0
     per_voxel = n**3
     total = int(np.count_nonzero(mask))

@@ -29,6 +29,7 @@ import pyvista as pv
 import vtk
 from vtk.util import numpy_support
 
+from models.base.errors import InputError
 from models.base.validation import as_transform
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def mask_to_mesh(mask: np.ndarray, patient_from_voxel: np.ndarray, *,
     opts = options or MeshOptions()
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
-        raise ValueError(f"mask must be 3-D, got shape {mask.shape}")
+        raise InputError(f"mask must be 3-D, got shape {mask.shape}")
     box = _bounding_box(mask)
     if box is None:
         return pv.PolyData()
@@ -148,7 +149,7 @@ def decimate_mesh(mesh: pv.PolyData, max_triangles: int) -> pv.PolyData:
 
     budget = int(max_triangles)
     if budget < 4:
-        raise ValueError(f"max_triangles must be >= 4, got {max_triangles}")
+        raise InputError(f"max_triangles must be >= 4, got {max_triangles}")
     if int(mesh.n_cells) <= budget:
         return mesh.copy()
     tri = mesh if mesh.is_all_triangles else mesh.triangulate()
@@ -182,7 +183,7 @@ def mask_to_contours(mask: np.ndarray) -> dict[int, list[np.ndarray]]:
     """
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3:
-        raise ValueError(f"mask must be 3-D, got shape {mask.shape}")
+        raise InputError(f"mask must be 3-D, got shape {mask.shape}")
     box = _bounding_box(mask)
     if box is None:
         return {}

@@ -59,10 +59,10 @@ class Structure:
     def __post_init__(self) -> None:
         self.mask = np.asarray(self.mask, dtype=bool)
         if self.mask.ndim != 3:
-            raise ValueError(f"Structure {self.name!r}: mask must be 3-D, got {self.mask.shape}")
+            raise InputError(f"Structure {self.name!r}: mask must be 3-D, got {self.mask.shape}")
         rgb = tuple(int(c) for c in self.color_rgb)
         if len(rgb) != 3 or any(c < 0 or c > 255 for c in rgb):
-            raise ValueError(f"Structure {self.name!r}: color_rgb must be 3 ints 0..255, "
+            raise InputError(f"Structure {self.name!r}: color_rgb must be 3 ints 0..255, "
                              f"got {self.color_rgb!r}")
         self.color_rgb = rgb  # type: ignore[assignment]
 
@@ -124,10 +124,10 @@ class Case:
     def __post_init__(self) -> None:
         for name, structure in self.structures.items():
             if structure.mask.shape != self.ct.shape:
-                raise ValueError(f"structure {name!r} mask shape {structure.mask.shape} "
+                raise InputError(f"structure {name!r} mask shape {structure.mask.shape} "
                                  f"differs from CT grid {self.ct.shape}")
         if self.image_instance_uids and len(self.image_instance_uids) != self.ct.shape[0]:
-            raise ValueError(f"{len(self.image_instance_uids)} image_instance_uids for "
+            raise InputError(f"{len(self.image_instance_uids)} image_instance_uids for "
                              f"{self.ct.shape[0]} slices")
         self.fiducials_lps = {name: np.asarray(p, dtype=np.float64).reshape(3)
                               for name, p in self.fiducials_lps.items()}
@@ -143,7 +143,7 @@ class Case:
     def add_structure(self, structure: Structure) -> None:
         """Add or replace a structure (e.g. a retracted organ); drops its cached meshes."""
         if structure.mask.shape != self.ct.shape:
-            raise ValueError(f"structure {structure.name!r} mask shape {structure.mask.shape} "
+            raise InputError(f"structure {structure.name!r} mask shape {structure.mask.shape} "
                              f"differs from CT grid {self.ct.shape}")
         self.structures[structure.name] = structure
         for key in [k for k in self._mesh_cache if k[0] == structure.name]:

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from models.base.errors import InputError
 from models.base.validation import as_array
 from models.patient.case import Case, Structure
 from models.patient.volume import Volume
@@ -276,7 +276,7 @@ def make_phantom(*, spacing_mm: tuple[float, float, float] = DEFAULT_SPACING_MM,
     """
     spacing = as_array(spacing_mm, name="spacing_mm", shape=(3,))
     if np.any(spacing <= 0.2) or np.any(spacing > 10.0):
-        raise ValueError(f"spacing_mm must be within (0.2, 10] mm, got {spacing}")
+        raise InputError(f"spacing_mm must be within (0.2, 10] mm, got {spacing}")
     rng = np.random.default_rng(seed)
     g = _grid(spacing)
     shape = g.volume.shape
@@ -433,33 +433,3 @@ def planned_patient_from_applicator(case: Case | None = None) -> np.ndarray:
     out[:3, 0], out[:3, 1], out[:3, 2] = x_axis, y_axis, z_axis
     out[:3, 3] = [CAVITY_AXIS_XZ_MM[0], CAVITY_FLOOR_Y_MM, CAVITY_AXIS_XZ_MM[1]]
     return out
-
-
-def write_phantom(out_dir: str | Path, *, spacing_mm: tuple[float, float, float] =
-                  DEFAULT_SPACING_MM, seed: int = 0, force: bool = False,
-                  progress: bool = False) -> Path:
-    """Write the phantom as real DICOM (CT series, one file per slice, + RTSTRUCT).
-
-    Parameters
-    ----------
-    out_dir : str or Path
-        Target folder; must be empty or absent unless ``force``.
-    spacing_mm, seed
-        As :func:`make_phantom`.
-    force : bool
-        Allow writing into a non-empty folder (previous DICOM files of ours are replaced).
-    progress : bool
-        Show a progress bar.
-
-    Returns
-    -------
-    Path
-        The folder written.
-    """
-    from models.dicom.writer import prepare_output_dir, write_case
-
-    prepare_output_dir(out_dir, force=force)  # refuse early, before building the phantom
-    case = make_phantom(spacing_mm=spacing_mm, seed=seed)
-    return write_case(case, out_dir, force=True, progress=progress,
-                      series_description="IORT phantom CT",
-                      structure_set_label="IORT phantom")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from models.base.errors import InputError
 from models.base.validation import as_array, as_points, as_transform
 
 
@@ -45,10 +46,10 @@ class Volume:
     def __post_init__(self) -> None:
         arr = np.asarray(self.array)
         if arr.ndim != 3:
-            raise ValueError(f"Volume.array must be 3-D (slices, rows, columns), got {arr.shape}")
+            raise InputError(f"Volume.array must be 3-D (slices, rows, columns), got {arr.shape}")
         affine = as_transform(self.patient_from_voxel, name="patient_from_voxel")
         if abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-            raise ValueError("patient_from_voxel is singular (zero spacing?)")
+            raise InputError("patient_from_voxel is singular (zero spacing?)")
         object.__setattr__(self, "array", arr)
         object.__setattr__(self, "patient_from_voxel", affine)
 
@@ -63,7 +64,7 @@ class Volume:
         """
         spacing = as_array(spacing_mm, name="spacing_mm", shape=(3,))
         if np.any(spacing <= 0):
-            raise ValueError(f"spacing_mm must be positive, got {spacing}")
+            raise InputError(f"spacing_mm must be positive, got {spacing}")
         axes = np.eye(3) if direction is None else as_array(direction, name="direction",
                                                             shape=(3, 3))
         affine = np.eye(4)
@@ -100,7 +101,7 @@ class Volume:
         """Same grid, other values (shape must match)."""
         array = np.asarray(array)
         if array.shape != self.array.shape:
-            raise ValueError(f"array shape {array.shape} differs from grid {self.array.shape}")
+            raise InputError(f"array shape {array.shape} differs from grid {self.array.shape}")
         return Volume(array, self.patient_from_voxel.copy())
 
     def voxel_to_patient(self, ijk: np.ndarray) -> np.ndarray:

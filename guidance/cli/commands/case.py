@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_phantom(args: argparse.Namespace) -> int:
     """Write the phantom as DICOM."""
-    from models.patient.phantom import write_phantom
+    from models.dicom.writer import write_phantom
 
     out = write_phantom(args.out, spacing_mm=tuple(args.spacing), seed=args.seed,
                         force=args.force, progress=sys.stderr.isatty())

@@ -11,8 +11,9 @@ import pytest
 from guidance.cli.inputs import load_case_spec, read_transform_file
 from models.base.errors import InputError
 from models.base.transforms import transform_from_rotvec
+from models.dicom.writer import write_phantom
 from models.patient.case_store import save_case
-from models.patient.phantom import make_phantom, write_phantom
+from models.patient.phantom import make_phantom
 
 SPACING = (4.0, 4.0, 5.0)
 

@@ -14,6 +14,7 @@ import pytest
 from pyigtl.messages import CRC64
 
 from guidance.igtl.server import STATUS_CODES, IgtlServer, StatusMessage, parse_header
+from models.base.errors import InputError
 from models.base.transforms import transform_from_rotvec
 
 
@@ -33,7 +34,7 @@ def test_listens_on_localhost_by_default() -> None:
 
 
 def test_port_in_use_is_a_clear_error(server: IgtlServer) -> None:
-    with pytest.raises(OSError, match=f"127.0.0.1:{server.port}.*--igtl-port"):
+    with pytest.raises(InputError, match=f"127.0.0.1:{server.port}.*--igtl-port"):
         IgtlServer(port=server.port).start()
 
 

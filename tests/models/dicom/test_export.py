@@ -18,9 +18,10 @@ from models.dicom.reader import read_case
 from models.dicom.rtdose import read_rtdose
 from models.dicom.rtplan import read_rtplan
 from models.dicom.rtstruct import read_rtstruct
+from models.dicom.writer import write_phantom
 from models.evaluation.dvh import compute_dvh
 from models.patient.case_store import load_case, save_case
-from models.patient.phantom import planned_patient_from_applicator, write_phantom
+from models.patient.phantom import planned_patient_from_applicator
 
 SPACING_MM = (3.0, 3.0, 4.0)
 

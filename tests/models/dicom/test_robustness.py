@@ -261,7 +261,8 @@ MINI_SLICES = 8
 @pytest.fixture(scope="module")
 def phantom_mini(tmp_path_factory) -> Path:
     """Eight CT slices through the tumour bed and the phantom's RTSTRUCT (fast to import)."""
-    from models.patient.phantom import make_phantom, write_phantom
+    from models.dicom.writer import write_phantom
+    from models.patient.phantom import make_phantom
 
     full = write_phantom(tmp_path_factory.mktemp("phantom") / "dicom", spacing_mm=(3, 3, 4))
     first = int(np.argwhere(make_phantom(spacing_mm=(3, 3, 4)).structures["CTV"].mask)[:, 0]

@@ -10,8 +10,8 @@ import pytest
 
 from models.base.errors import InputError
 from models.dicom.reader import read_case
-from models.dicom.writer import write_case
-from models.patient.phantom import make_phantom, write_phantom
+from models.dicom.writer import write_case, write_phantom
+from models.patient.phantom import make_phantom
 
 SPACING = (3.0, 3.0, 4.0)
 
