@@ -20,6 +20,12 @@ from typing import Protocol
 
 import numpy as np
 
+from guidance.tracking.pose_filter import (
+    DEFAULT_STALENESS_LIMIT_S,
+    FilterOptions,
+    PoseFilter,
+    TrackingState,
+)
 from models.base.errors import InputError, IortError
 from models.base.validation import as_array, as_transform
 
@@ -43,6 +49,9 @@ class FrameUpdate:
         registration); None when unknown.
     patient_from_applicator : (4, 4) array or None
         Tracked applicator in patient LPS (mm); None when unknown.
+    tool_states : mapping name -> TrackingState
+        Each tool's state as the pose filter decided it for this frame (the one
+        vocabulary: :class:`~guidance.tracking.pose_filter.TrackingState`).
     tool_ages_s : mapping name -> float or None
         Age (s) of each tool's newest pose at capture time; None = never seen.
     camera_from_tools : mapping name -> (4, 4) array
@@ -62,6 +71,7 @@ class FrameUpdate:
     camera_from_patient: np.ndarray | None = None
     patient_from_applicator: np.ndarray | None = None
     tool_ages_s: Mapping[str, float | None] = field(default_factory=dict)
+    tool_states: Mapping[str, TrackingState] = field(default_factory=dict)
     camera_from_tools: Mapping[str, np.ndarray] = field(default_factory=dict)
     fre_mm: float | None = None
     tre_mm: float | None = None
@@ -89,7 +99,7 @@ class ScriptedShot:
     """Truth for one frame of a :class:`ScriptedFeed`.
 
     ``visible`` lists the tools seen in this frame; a tool not seen keeps its last pose,
-    which ages (and becomes stale), as with a real tracker.
+    which the same pose filter as the loop's marks STALE, then UNTRACKED past the limit.
     """
 
     camera_from_patient: np.ndarray
@@ -114,12 +124,15 @@ class ScriptedFeed:
         Registration numbers reported with every frame.
     loop : bool
         Start again after the last shot.
+    staleness_limit_s : float
+        Age after which a tool not seen is UNTRACKED (as ``FilterOptions.staleness_limit_s``).
     """
 
     def __init__(self, shots: Sequence[ScriptedShot], camera_matrix: np.ndarray,
                  background: np.ndarray | Callable[[int, ScriptedShot], np.ndarray], *,
                  fps: float = 30.0, fre_mm: float | None = None,
-                 tre_mm: float | None = None, loop: bool = False) -> None:
+                 tre_mm: float | None = None, loop: bool = False,
+                 staleness_limit_s: float = DEFAULT_STALENESS_LIMIT_S) -> None:
         if not shots:
             raise InputError("shots must not be empty")
         self.shots = list(shots)
@@ -129,8 +142,8 @@ class ScriptedFeed:
         self.fre_mm, self.tre_mm = fre_mm, tre_mm
         self.loop = loop
         self._index = 0
-        self._last_seen: dict[str, float] = {}
-        self._last_pose: dict[str, np.ndarray] = {}
+        options = FilterOptions(enabled=False, staleness_limit_s=staleness_limit_s)
+        self._filters = {tool: PoseFilter(options) for tool in ("reference", "applicator")}
         self._next_s: float | None = None
         self._closed = threading.Event()
 
@@ -150,25 +163,23 @@ class ScriptedFeed:
                 return None
             self._next_s = max(self._next_s + self.period_s, time.monotonic())
             now = time.monotonic()
-        poses = {"reference": np.linalg.inv(as_transform(shot.camera_from_patient,
-                                                         name="camera_from_patient")),
-                 "applicator": shot.patient_from_applicator}
-        for tool in shot.visible:
-            self._last_seen[tool] = now
-            if tool in poses:
-                self._last_pose[tool] = np.asarray(poses[tool], dtype=np.float64)
-        ages = {tool: (now - self._last_seen[tool]) if tool in self._last_seen else None
-                for tool in ("reference", "applicator")}
+        # camera_from_reference with the reference fixed to the patient (reference = patient)
+        measured = {"reference": as_transform(shot.camera_from_patient,
+                                              name="camera_from_patient"),
+                    "applicator": as_transform(shot.patient_from_applicator,
+                                               name="patient_from_applicator")}
+        filtered = {tool: f.update(now, measured[tool] if tool in shot.visible else None)
+                    for tool, f in self._filters.items()}
+        ages = {tool: None if fp.state is TrackingState.UNTRACKED else fp.age_s
+                for tool, fp in filtered.items()}
         image = self.background(self._index, shot) if callable(self.background) \
             else self.background
-        camera_from_patient = None
-        if "reference" in self._last_pose:
-            camera_from_patient = np.linalg.inv(self._last_pose["reference"])
         update = FrameUpdate(
             image_rgb=np.asarray(image), camera_matrix=self.camera_matrix, timestamp_s=now,
-            camera_from_patient=camera_from_patient,
-            patient_from_applicator=self._last_pose.get("applicator"),
-            tool_ages_s=ages, fre_mm=self.fre_mm, tre_mm=self.tre_mm, index=self._index)
+            camera_from_patient=filtered["reference"].pose,
+            patient_from_applicator=filtered["applicator"].pose,
+            tool_ages_s=ages, tool_states={tool: fp.state for tool, fp in filtered.items()},
+            fre_mm=self.fre_mm, tre_mm=self.tre_mm, index=self._index)
         self._index += 1
         return update
 
@@ -279,8 +290,6 @@ class LoopFeed:
     def _read(self) -> FrameUpdate | None:
         import cv2
 
-        from guidance.tracking.pose_filter import TrackingState
-
         if self._closed:
             return None
         if not self._opened:
@@ -315,6 +324,7 @@ class LoopFeed:
                 image_rgb=rgb, camera_matrix=self.camera_matrix, timestamp_s=time.monotonic(),
                 camera_from_patient=result.camera_from_patient,
                 patient_from_applicator=result.patient_from_applicator, tool_ages_s=ages,
+                tool_states={name: status.state for name, status in result.tools.items()},
                 camera_from_tools=poses, fre_mm=self.loop.registration_fre_mm,
                 tre_mm=self.tre_mm, index=int(result.frame.index),
                 registered=self.loop.patient_from_reference is not None)

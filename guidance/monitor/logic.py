@@ -10,7 +10,6 @@ split).
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -21,13 +20,11 @@ import numpy as np
 from guidance.igtl.server import IgtlServer
 from guidance.monitor.feed import CaptureWorker, FrameFeed, FrameUpdate
 from guidance.monitor.state import (
-    DEFAULT_STALE_S,
-    TRACKING,
     DoseScheduler,
     MonitorStatus,
     RateMeter,
     ToolStatus,
-    tool_state,
+    state_on_screen,
 )
 from guidance.record.session_log import SessionLog
 from guidance.registration.guided import GuidedRegistration
@@ -42,6 +39,7 @@ from guidance.render.scene import (
     isodose_surface,
     rgb_unit,
 )
+from guidance.tracking.pose_filter import DEFAULT_STALENESS_LIMIT_S, TrackingState
 from guidance.treatment.plan_check import Light, PlanDeviation, PlanTolerance, compare_to_plan
 from models.base.errors import InputError
 from models.base.validation import as_positive, as_transform
@@ -304,7 +302,8 @@ class MonitorLogic:
                  feed: FrameFeed, *, dose_fn: DoseFunction | None = None,
                  beam: BeamChoice | None = None, beam_options: BeamOptions | None = None,
                  session_log: SessionLog | None = None, igtl: IgtlServer | None = None,
-                 tolerance: PlanTolerance | None = None, stale_after_s: float = DEFAULT_STALE_S,
+                 tolerance: PlanTolerance | None = None,
+                 stall_limit_s: float = DEFAULT_STALENESS_LIMIT_S,
                  target: str = "CTV", max_triangles: int = 4000,
                  registration: GuidedRegistration | None = None) -> None:
         self.case = case
@@ -316,7 +315,7 @@ class MonitorLogic:
         self.session_log = session_log
         self.igtl = igtl
         self.tolerance = tolerance or PlanTolerance()
-        self.stale_after_s = stale_after_s
+        self.stall_limit_s = as_positive(stall_limit_s, name="stall_limit_s")
         self.target = target
         self.mode = "surgeon"
         self.frame_rate = RateMeter()
@@ -451,9 +450,11 @@ class MonitorLogic:
         tools = self._tool_status(frame, now)
         status_tools = {t.name: t for t in tools}
         overlay_ok = frame is not None and frame.camera_from_patient is not None and all(
-            status_tools.get(n, ToolStatus(n)).state == TRACKING for n in ("reference",))
+            status_tools.get(n, ToolStatus(n)).state is TrackingState.TRACKING
+            for n in ("reference",))
         applicator_ok = frame is not None and frame.patient_from_applicator is not None and \
-            status_tools.get("applicator", ToolStatus("applicator")).state == TRACKING
+            status_tools.get("applicator", ToolStatus("applicator")).state \
+            is TrackingState.TRACKING
         pose = frame.patient_from_applicator if applicator_ok else None
         deviation = compare_to_plan(pose, self.plan, self.tolerance) if pose is not None \
             else None
@@ -523,11 +524,11 @@ class MonitorLogic:
         if frame is None:
             return tuple(ToolStatus(n) for n in names)
         out = []
-        for name in dict.fromkeys((*names, *frame.tool_ages_s)):
-            age = frame.tool_ages_s.get(name)
-            total = None if age is None else age + max(0.0, now - frame.timestamp_s)
-            out.append(ToolStatus(name, tool_state(total, self.stale_after_s),
-                                  math.inf if total is None else total))
+        for name in dict.fromkeys((*names, *frame.tool_states, *frame.tool_ages_s)):
+            state, age = state_on_screen(
+                frame.tool_states.get(name, TrackingState.UNTRACKED),
+                frame.tool_ages_s.get(name), now - frame.timestamp_s, self.stall_limit_s)
+            out.append(ToolStatus(name, state, age))
         return tuple(out)
 
     def _apply_dose(self, dose: DoseUpdate | None) -> None:
@@ -565,7 +566,7 @@ def _no_overlay_banner(frame: FrameUpdate | None, tools: Mapping[str, ToolStatus
     registered = frame is not None and (frame.registered or frame.fre_mm is not None)
     if not registered:
         return "NOT REGISTERED - overlay hidden (touch the fiducials with the pointer)"
-    if tools.get("reference", ToolStatus("reference")).state == TRACKING:
+    if tools.get("reference", ToolStatus("reference")).state is TrackingState.TRACKING:
         return "NO CAMERA POSE - overlay hidden (applicator, dose and slices are live)"
     return "TRACKING LOST - overlay hidden"
 

@@ -16,12 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from guidance.tracking.pose_filter import TrackingState
 from models.base.validation import as_transform
-
-#: Tool states as the tracking loop reports them.
-TRACKING, STALE, UNTRACKED = "tracking", "stale", "untracked"
-#: Default age (s) above which a pose is stale and no overlay is drawn from it.
-DEFAULT_STALE_S = 0.2
 
 
 class RateMeter:
@@ -52,25 +48,65 @@ class RateMeter:
 
 @dataclass(frozen=True)
 class ToolStatus:
-    """Tracking state of one tool for the status bar."""
+    """Tracking state of one tool for the status bar.
+
+    ``state`` is the loop's :class:`~guidance.tracking.pose_filter.TrackingState` (decided on
+    the frame clock by the pose filter), aged by :func:`state_on_screen` while no newer
+    frame arrives; the monitor never decides a state of its own.
+    """
 
     name: str
-    state: str = UNTRACKED
+    state: TrackingState = TrackingState.UNTRACKED
     age_s: float = math.inf
 
     def text(self) -> str:
-        if self.state == TRACKING:
+        if self.state is TrackingState.TRACKING:
             return f"{self.name}: tracking"
-        if self.state == STALE and math.isfinite(self.age_s):
+        if self.state is TrackingState.STALE and math.isfinite(self.age_s):
             return f"{self.name}: STALE {self.age_s * 1000:.0f} ms"
-        return f"{self.name}: {self.state.upper()}"
+        return f"{self.name}: {self.state.value.upper()}"
 
 
-def tool_state(age_s: float | None, stale_after_s: float = DEFAULT_STALE_S) -> str:
-    """State from the age of the newest pose: tracking, stale, or untracked (never seen)."""
+def state_on_screen(state: TrackingState, age_s: float | None, frame_age_s: float,
+                    stall_limit_s: float) -> tuple[TrackingState, float]:
+    """The loop's state of a tool while its frame is on screen.
+
+    The state itself is decided once, by the pose filter on the frame clock (TRACKING:
+    measured in that frame; STALE: the last pose held, no older than the loop's staleness
+    limit; UNTRACKED: no pose). The monitor only adds what the frame clock cannot see: the
+    capture stalled, so the newest frame is itself old. Then nothing in it is trusted.
+
+    Parameters
+    ----------
+    state : TrackingState
+        What the loop said for the frame.
+    age_s : float or None
+        Age of the pose on the frame clock when the frame was processed (None: never seen).
+    frame_age_s : float
+        Wall time (s) since the frame was captured.
+    stall_limit_s : float
+        How long (s) the newest frame may stay on screen before its tools count as
+        untracked (at least one frame period of the source).
+
+    Returns
+    -------
+    (TrackingState, float)
+        The loop's state, or UNTRACKED once the frame is older than ``stall_limit_s``; and
+        the pose's age now (s).
+
+    Examples
+    --------
+    >>> state_on_screen(TrackingState.STALE, 0.05, 0.0, 0.2)[0].value
+    'stale'
+    >>> state_on_screen(TrackingState.TRACKING, 0.0, 0.5, 0.2)[0].value
+    'untracked'
+    """
     if age_s is None or not math.isfinite(age_s):
-        return UNTRACKED
-    return TRACKING if age_s <= stale_after_s else STALE
+        return TrackingState.UNTRACKED, math.inf
+    frame_age_s = max(0.0, frame_age_s)
+    if frame_age_s > stall_limit_s:
+        return TrackingState.UNTRACKED, age_s + frame_age_s
+    return state, age_s + frame_age_s
 
 
 @dataclass(frozen=True)
@@ -89,17 +125,20 @@ class MonitorStatus:
     def stale(self) -> bool:
         """True when a tool the overlay depends on is not currently tracked."""
         states = {t.name: t.state for t in self.tools}
-        return any(states.get(name, UNTRACKED) != TRACKING for name in self.overlay_tools)
+        return any(states.get(name, TrackingState.UNTRACKED) is not TrackingState.TRACKING
+                   for name in self.overlay_tools)
 
     def banner(self) -> str:
         """Banner text when the overlay must not be trusted ('' when all is current)."""
-        bad = [t for t in self.tools if t.name in self.overlay_tools and t.state != TRACKING]
+        bad = [t for t in self.tools
+               if t.name in self.overlay_tools and t.state is not TrackingState.TRACKING]
         if not bad and self.stale:
             return "TRACKING LOST - overlay hidden"
         if not bad:
             return ""
         parts = [t.text() for t in bad]
-        return "TRACKING " + ("LOST" if all(t.state == UNTRACKED for t in bad) else "STALE") \
+        lost = all(t.state is TrackingState.UNTRACKED for t in bad)
+        return "TRACKING " + ("LOST" if lost else "STALE") \
             + " - " + ", ".join(parts)
 
     def fields(self) -> dict[str, str]:

@@ -259,12 +259,13 @@ def run(args: argparse.Namespace) -> int:
         feed = _feed(args, case, plan, session_log, igtl)
         dose_fn = electron_dose_function(args.machine)
         dose_fn(case, plan, beam)  # warm the kernel (JIT) before the window opens
-        # the simulated camera renders ~3 frames/s on a 2-core CPU: judge staleness on a
-        # longer limit there (a real camera keeps the default 200 ms)
-        stale_s = 1.0 if args.source == "sim" else 0.2
+        # the simulated camera renders ~3 frames/s on a 2-core CPU: its newest frame stays
+        # on screen longer before the capture counts as stalled (a real camera: 200 ms);
+        # tool states themselves are the loop's
+        stall_s = 1.0 if args.source == "sim" else 0.2
         logic = MonitorLogic(case, plan, feed, dose_fn=dose_fn, beam=beam,
                              beam_options=options, session_log=session_log, igtl=igtl,
-                             stale_after_s=stale_s, registration=_guided_of(feed))
+                             stall_limit_s=stall_s, registration=_guided_of(feed))
         from guidance.monitor.qt.window import run_window
 
         logic.start()

@@ -13,8 +13,11 @@ from guidance.monitor.feed import CaptureWorker, FrameUpdate, ScriptedFeed
 from guidance.monitor.logic import BeamChoice, DoseService, MonitorLogic
 from guidance.monitor.rehearsal import phantom_view, slab_dose
 from guidance.record.session_log import SessionLog
+from guidance.tracking.pose_filter import TrackingState
 from guidance.treatment.plan_check import Light
 from tests.guidance.conftest import CountingClient
+
+TRACKING = TrackingState.TRACKING
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +122,8 @@ class _UnregisteredFeed:
         time.sleep(0.02)
         return FrameUpdate(self.view.background(), self.view.camera_matrix, time.monotonic(),
                            camera_from_patient=None, patient_from_applicator=None,
-                           tool_ages_s={"reference": 0.0, "applicator": 0.0})
+                           tool_ages_s={"reference": 0.0, "applicator": 0.0},
+                           tool_states={"reference": TRACKING, "applicator": TRACKING})
 
     def close(self) -> None:
         pass
@@ -196,7 +200,10 @@ class _RegisteredFeed(_UnregisteredFeed):
         return FrameUpdate(self.view.background(), self.view.camera_matrix, time.monotonic(),
                            camera_from_patient=None, patient_from_applicator=self.view.plan,
                            tool_ages_s={"reference": self.reference_age_s,
-                                        "applicator": 0.0}, registered=True)
+                                        "applicator": 0.0},
+                           tool_states={"reference": TRACKING if self.reference_age_s is not None
+                                        else TrackingState.UNTRACKED, "applicator": TRACKING},
+                           registered=True)
 
 
 @pytest.mark.parametrize(("reference_age_s", "expected"), [
@@ -285,3 +292,63 @@ def test_guided_registration_banner_keys_and_loop(view, tmp_path) -> None:
         logic.close()
     assert slog.last("registration").payload["n_points"] == 3
     slog.close()
+
+
+class _HeldApplicatorLoop:
+    """A loop stand-in whose applicator was not measured in this frame: the pose filter holds
+    its last pose (on the plan) and calls it STALE, 30 ms old, as the real loop does."""
+
+    def __init__(self, view) -> None:
+        from guidance.frames import ListSource
+
+        self.view = view
+        self.source = ListSource([])
+        self.patient_from_reference = np.eye(4)
+        self.registration_fre_mm = 0.3
+        self.index = 0
+
+    def step(self):
+        from guidance.frames.base import Frame
+        from guidance.loop.guidance_loop import FrameResult, ToolStatus
+
+        time.sleep(0.01)
+        self.index += 1
+        camera_from_patient = self.view.shots([(0.0, 0.0, 0.0)])[0].camera_from_patient
+        tools = {"reference": ToolStatus(TrackingState.TRACKING, camera_from_patient, 0.0),
+                 "applicator": ToolStatus(TrackingState.STALE,
+                                          camera_from_patient @ self.view.plan, 0.03)}
+        image = np.zeros((self.view.image_size[1], self.view.image_size[0], 3), np.uint8)
+        return FrameResult(frame=Frame(image, self.index / 30.0, "cam", self.index),
+                           tools=tools, camera_from_patient=camera_from_patient,
+                           patient_from_applicator=self.view.plan,
+                           pointer_tip_reference_mm=None, pointer_tip_patient_mm=None,
+                           latency_s=0.0, n_markers=4)
+
+
+def test_a_pose_the_loop_calls_stale_is_stale_on_the_monitor(view) -> None:
+    """One vocabulary: the loop's STALE (a held pose) never shows as tracking, never lights
+    green, never triggers a dose and cannot be confirmed (the monitor used to re-derive the
+    state from the pose's age and called a 30 ms old held pose 'tracking')."""
+    from guidance.monitor.feed import LoopFeed
+
+    computed = []
+
+    def dose_fn(case, pose, beam):
+        computed.append(pose)
+        return slab_dose(case, pose, beam)
+
+    feed = LoopFeed(_HeldApplicatorLoop(view), view.camera_matrix)
+    logic = MonitorLogic(view.case, view.plan, feed, dose_fn=dose_fn).start()
+    try:
+        for _ in range(10):
+            snap = _poll_until(logic, lambda s: s.frame is not None)
+            tools = {t.name: t for t in snap.status.tools}
+            assert tools["applicator"].state is TrackingState.STALE
+            assert tools["reference"].state is TrackingState.TRACKING
+            assert snap.light is Light.GREY and snap.applicator_pose is None
+            assert "STALE" in snap.banner and "applicator" in snap.banner
+            time.sleep(0.02)
+        assert logic.confirm() is None
+        assert computed == []
+    finally:
+        logic.close()

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 
 from guidance.monitor.state import (
-    STALE,
-    TRACKING,
-    UNTRACKED,
     DoseScheduler,
     MonitorStatus,
     RateMeter,
     ToolStatus,
     pose_change,
-    tool_state,
+    state_on_screen,
 )
+from guidance.tracking.pose_filter import TrackingState
 from models.base.transforms import transform_from_rotvec
+
+TRACKING, STALE, UNTRACKED = TrackingState.TRACKING, TrackingState.STALE, TrackingState.UNTRACKED
 
 
 class FakeClock:
@@ -41,13 +41,17 @@ def test_rate_meter_counts_frames_in_window() -> None:
     assert meter.rate_hz == 0.0
 
 
-def test_tool_state_from_age() -> None:
-    assert tool_state(None) == UNTRACKED
-    assert tool_state(math.inf) == UNTRACKED
-    assert tool_state(0.05) == TRACKING
-    assert tool_state(0.2) == TRACKING
-    assert tool_state(0.21) == STALE
-    assert tool_state(0.5, stale_after_s=1.0) == TRACKING
+def test_state_on_screen_keeps_the_loops_state_until_the_capture_stalls() -> None:
+    # never seen: untracked whatever the loop's state says
+    assert state_on_screen(TRACKING, None, 0.0, 0.2) == (UNTRACKED, math.inf)
+    # the loop's verdict stands while the frame is fresh: a held pose stays STALE
+    # (the old wall-clock rule called a 50 ms old held pose 'tracking')
+    assert state_on_screen(STALE, 0.05, 0.0, 0.2) == (STALE, pytest.approx(0.05))
+    assert state_on_screen(TRACKING, 0.0, 0.2, 0.2) == (TRACKING, pytest.approx(0.2))
+    assert state_on_screen(UNTRACKED, 0.3, 0.0, 0.2)[0] is UNTRACKED
+    # the newest frame is older than the stall limit: nothing in it is trusted
+    assert state_on_screen(TRACKING, 0.0, 0.21, 0.2)[0] is UNTRACKED
+    assert state_on_screen(TRACKING, 0.0, 0.5, 1.0)[0] is TRACKING
 
 
 def test_status_texts_have_units_and_banner_on_dropout() -> None:

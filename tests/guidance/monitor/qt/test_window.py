@@ -202,7 +202,7 @@ def test_simulated_camera_through_the_loop(qtbot, tmp_path) -> None:
     slog = SessionLog.create(tmp_path / "sim.sqlite", case_id="phantom")
     feed, scenario = simulated_feed(case, frames=40, image_size=(640, 360), session_log=slog)
     logic = MonitorLogic(case, scenario.planned_patient_from_applicator, feed,
-                         dose_fn=slab_dose, session_log=slog, stale_after_s=1.5)
+                         dose_fn=slab_dose, session_log=slog, stall_limit_s=1.5)
     window = MonitorWindow(logic, with_3d=False)
     qtbot.addWidget(window)
     window.resize(1200, 700)
