@@ -120,7 +120,7 @@ def _ar_fps(quick: bool) -> float:
 def _dose_function():
     """The project's electron engine when present, else the analytic stand-in."""
     try:
-        from guidance.monitor.logic import electron_dose_function
+        from guidance.treatment.dose_service import electron_dose_function
 
         return electron_dose_function(), 1.0
     except (ImportError, AttributeError) as exc:
@@ -132,11 +132,12 @@ def _dose_function():
 
 def _dose_visible_ms(quick: bool) -> tuple[float, float]:
     from guidance.monitor.feed import ScriptedFeed
-    from guidance.monitor.logic import BeamChoice, MonitorLogic
+    from guidance.monitor.logic import MonitorLogic
     from guidance.monitor.rehearsal import phantom_view
-    from guidance.monitor.state import pose_change
     from guidance.render.compositing import blend_layer
     from guidance.render.overlay import OverlayRenderer
+    from guidance.treatment.dose_service import BeamChoice
+    from models.base.transforms import transform_difference
 
     view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
                         image_size=(1280, 720))
@@ -171,7 +172,7 @@ def _dose_visible_ms(quick: bool) -> tuple[float, float]:
                     blend_layer(snap.frame.image_rgb,
                                 renderer.render_layer(snap.frame.camera_from_patient))
                 if stop_s is not None and snap.dose is not None and \
-                        max(pose_change(snap.dose.patient_from_applicator, final)) <= 1.0:
+                        max(transform_difference(snap.dose.patient_from_applicator, final)) <= 1.0:
                     latencies.append((time.monotonic() - stop_s) * 1000.0)
                     break
                 time.sleep(0.005)

@@ -49,6 +49,7 @@ from guidance.render.scene import (
 )
 from guidance.sim.scenario import Scenario, ScenarioOptions, default_camera
 from guidance.tracking.pose_filter import TrackingState
+from guidance.treatment.dose_service import DoseScheduler
 from models.base.errors import IortError
 from models.base.transforms import apply_transform, invert_rigid, transform_difference
 from models.beams.library import ElectronBeam
@@ -220,10 +221,9 @@ def run_demo(options: DemoOptions) -> DemoResult:
     scene = build_scene(case, beam)
     renderer = OverlayRenderer(scene, calibration.camera_matrix, calibration.image_size)
     undistorter = undistorter_for(calibration)
-    pending_dose: list[np.ndarray] = []
+    doses = DoseScheduler()   # the monitor's rule: recompute after 1 mm / 1 deg
     loop = GuidanceLoop(scenario.source(), scenario.tools, calibration.camera_matrix,
-                        calibration.dist_coeffs, dose_callback=pending_dose.append,
-                        options=LoopOptions())
+                        calibration.dist_coeffs, options=LoopOptions())
     # a new log per run: earlier sessions in the same folder are never overwritten
     session_path = out / time.strftime("session-%Y%m%d-%H%M%S.sqlite")
     session_log = SessionLog.create(session_path, case_id=case.patient_id,
@@ -247,10 +247,11 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 continue
             index = result.frame.index
             registration(result)
-            if pending_dose:
-                _update_dose(engine, beam, options, pending_dose.pop(), scene, track,
-                             session_log)
-                pending_dose.clear()
+            pose = result.patient_from_applicator
+            if pose is not None and result.state("applicator") is TrackingState.TRACKING \
+                    and doses.offer(pose, beam):
+                _update_dose(engine, beam, options, pose, scene, track, session_log)
+                doses.finished()
             truth_app = scenario.patient_from_applicator_at(index)
             if truth_app is not None and result.patient_from_applicator is not None:
                 err_mm, err_deg = transform_difference(result.patient_from_applicator,

@@ -4,8 +4,11 @@ One frame through the loop::
 
     FrameSource.read() -> MarkerTracker (detect + PnP per tool) -> PoseFilter per tool
       -> camera_from_patient (reference pose + registration patient_from_reference)
-      -> patient_from_applicator -> dose callback (when it moved more than a threshold)
-      -> FrameResult -> subscribers (overlay, OR monitor, recorder, OpenIGTLink, log)
+      -> patient_from_applicator
+      -> FrameResult -> subscribers (overlay, OR monitor, dose service, recorder, log)
+
+The loop knows nothing of dose: whoever shows a dose offers the tracked applicator pose to
+:class:`guidance.treatment.dose_service.DoseScheduler` (the one rule for when to recompute).
 
 With an external tracker (``tool_poses=``, e.g. :class:`guidance.tracking.external.IgtlToolPoses`)
 the marker detection is replaced by the tracker's poses (tracker frame), polled once per
@@ -18,7 +21,7 @@ tracking / stale), decided on the frame clock; a change is announced in the same
 out, so no overlay can be drawn from it: :attr:`FrameResult.camera_from_patient` is None
 then. Bad input never crashes the loop: unreadable frames are skipped and counted, a
 failing source ends the run with a :class:`SourceFailed` event, and an exception in a
-subscriber or the dose callback is logged and counted.
+subscriber is logged and counted.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from guidance.tracking.pose_filter import FilteredPose, FilterOptions, PoseFilte
 from guidance.tracking.tools import ToolDefinition, check_tool_set
 from models.base.errors import IortError
 from models.base.transforms import invert_rigid, rotation_angle_deg
-from models.base.validation import as_array, as_positive, as_transform
+from models.base.validation import as_array, as_transform
 
 if TYPE_CHECKING:
     from guidance.tracking.external import ToolPoseProvider
@@ -62,9 +65,6 @@ class LoopOptions:
         Use poses flagged ambiguous (planar flip) as they come. Off (default): the solution
         closer to the tool's previous pose is used, and without a previous pose the
         measurement counts as not seen.
-    dose_move_mm, dose_move_deg : float
-        The dose callback runs when the applicator moved more than either since the last
-        call (and on the first tracked pose).
     reference_tool, pointer_tool, applicator_tool : str
         Names of the tools with those roles.
     camera_tool : str
@@ -76,8 +76,6 @@ class LoopOptions:
     min_markers: int = 1
     max_rms_px: float = 3.0
     accept_ambiguous: bool = False
-    dose_move_mm: float = 1.0
-    dose_move_deg: float = 1.0
     reference_tool: str = "reference"
     pointer_tool: str = "pointer"
     applicator_tool: str = "applicator"
@@ -192,14 +190,6 @@ class RegistrationChanged:
 
 
 @dataclass(frozen=True)
-class DoseRequested:
-    """The dose callback was invoked for this applicator pose."""
-
-    patient_from_applicator: np.ndarray
-    timestamp_s: float
-
-
-@dataclass(frozen=True)
 class SourceEnded:
     """The source reached its end; the run is over."""
 
@@ -215,7 +205,7 @@ class SourceFailed:
 
 
 LoopEvent = (FrameProcessed | ToolStateChanged | FrameSkipped | RegistrationChanged
-             | DoseRequested | SourceEnded | SourceFailed)
+             | SourceEnded | SourceFailed)
 
 
 @dataclass(frozen=True)
@@ -258,9 +248,6 @@ class GuidanceLoop:
         Their lens distortion (handled in PnP; images are not undistorted here).
     patient_from_reference : (4, 4) array, optional
         Registration, if already known; else set it later with :meth:`set_registration`.
-    dose_callback : callable(patient_from_applicator) -> None, optional
-        Called when the tracked applicator moved more than the thresholds. It runs in the
-        loop's thread: it must only queue the work (e.g. submit to an executor) and return.
     options : LoopOptions, optional
     tool_poses : ToolPoseProvider, optional
         External tracker (e.g. :class:`guidance.tracking.external.IgtlToolPoses`): tool poses
@@ -279,7 +266,6 @@ class GuidanceLoop:
                  tools: Mapping[str, ToolDefinition] | Iterable[ToolDefinition],
                  camera_matrix: np.ndarray, dist_coeffs: np.ndarray | None = None, *,
                  patient_from_reference: np.ndarray | None = None,
-                 dose_callback: Callable[[np.ndarray], object] | None = None,
                  options: LoopOptions | None = None,
                  tool_poses: ToolPoseProvider | None = None) -> None:
         if not isinstance(source, FrameSource):
@@ -288,8 +274,6 @@ class GuidanceLoop:
         values = tools.values() if isinstance(tools, Mapping) else tools
         self.tools = check_tool_set(values)
         self.options = options if options is not None else LoopOptions()
-        as_positive(self.options.dose_move_mm, name="dose_move_mm", allow_zero=True)
-        as_positive(self.options.dose_move_deg, name="dose_move_deg", allow_zero=True)
         self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
         self.dist_coeffs = (None if dist_coeffs is None
                             else as_array(dist_coeffs, name="dist_coeffs").ravel())
@@ -305,14 +289,11 @@ class GuidanceLoop:
         self._filters = {name: PoseFilter(self.options.filter) for name in tracked}
         self._states = dict.fromkeys(tracked, TrackingState.UNTRACKED)
         self._subscribers: list[Callable[[LoopEvent], object]] = []
-        self.dose_callback = dose_callback
-        self._last_dose_pose: np.ndarray | None = None
         self.patient_from_reference: np.ndarray | None = None
         self.registration_fre_mm: float | None = None
         self.frames_processed = 0
         self.frames_skipped = 0
         self.subscriber_errors = 0
-        self.dose_errors = 0
         self.last_result: FrameResult | None = None
         #: True once the source ended or failed (then ``failure`` says why).
         self.finished = False
@@ -384,7 +365,7 @@ class GuidanceLoop:
         return self._finish(self._compose(frame, statuses, len(tracking.detections), received))
 
     def _finish(self, result: FrameResult) -> FrameResult:
-        """Announce state changes, count, dose, publish."""
+        """Announce state changes, count, publish."""
         frame = result.frame
         for name, status in result.tools.items():
             old = self._states[name]
@@ -394,7 +375,6 @@ class GuidanceLoop:
                                             frame.index))
         self.frames_processed += 1
         self.last_result = result
-        self._maybe_dose(result)
         self._emit(FrameProcessed(result))
         return result
 
@@ -500,27 +480,6 @@ class GuidanceLoop:
                            patient_from_applicator=patient_from_applicator,
                            pointer_tip_reference_mm=tip_ref, pointer_tip_patient_mm=tip_patient,
                            latency_s=time.perf_counter() - received, n_markers=0)
-
-    def _maybe_dose(self, result: FrameResult) -> None:
-        pose = result.patient_from_applicator
-        if self.dose_callback is None or pose is None:
-            return
-        if result.state(self.options.applicator_tool) is not TrackingState.TRACKING:
-            return
-        last = self._last_dose_pose
-        if last is not None:
-            moved_mm = float(np.linalg.norm(pose[:3, 3] - last[:3, 3]))
-            moved_deg = rotation_angle_deg(invert_rigid(last) @ pose)
-            if moved_mm <= self.options.dose_move_mm and moved_deg <= self.options.dose_move_deg:
-                return
-        self._last_dose_pose = pose.copy()
-        try:
-            self.dose_callback(pose.copy())
-        except Exception:  # the dose engine failing must not stop the tracking
-            self.dose_errors += 1
-            log.exception("dose callback failed")
-            return
-        self._emit(DoseRequested(pose.copy(), result.frame.timestamp_s))
 
     def _skip(self, index: int, reason: str) -> None:
         self.frames_skipped += 1

@@ -12,12 +12,9 @@ import collections
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-
-import numpy as np
+from dataclasses import dataclass
 
 from guidance.tracking.pose_filter import TrackingState
-from models.base.validation import as_transform
 
 
 class RateMeter:
@@ -157,70 +154,6 @@ class MonitorStatus:
             "fps": f"{self.fps:.1f} fps",
             "dose": dose,
         }
-
-
-def pose_change(a_from_b: np.ndarray, c_from_b: np.ndarray) -> tuple[float, float]:
-    """Translation (mm) and rotation (deg) between two poses of the same frame."""
-    a = as_transform(a_from_b, name="a_from_b")
-    c = as_transform(c_from_b, name="c_from_b")
-    delta = np.linalg.inv(a) @ c
-    cos_angle = np.clip((np.trace(delta[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)
-    return float(np.linalg.norm(c[:3, 3] - a[:3, 3])), float(np.degrees(np.arccos(cos_angle)))
-
-
-@dataclass
-class DoseScheduler:
-    """Decides when to recompute the dose from the tracked applicator pose.
-
-    Latest wins: a computation starts as soon as the worker is free and the pose (or the
-    beam parameters) changed by more than the thresholds since the last computed one. When
-    the applicator stops, at most one stale computation is still running, so the dose for
-    the final pose is visible after at most two computation times.
-    """
-
-    min_move_mm: float = 1.0
-    min_turn_deg: float = 1.0
-    _computed_pose: np.ndarray | None = None
-    _computed_params: object = None
-    busy: bool = False
-    _pending: tuple[np.ndarray, object] | None = field(default=None, repr=False)
-
-    def needs(self, patient_from_applicator: np.ndarray, params: object) -> bool:
-        """True when this pose/params differs enough from the last computed one."""
-        if self._computed_pose is None or params != self._computed_params:
-            return True
-        move, turn = pose_change(self._computed_pose, patient_from_applicator)
-        return move > self.min_move_mm or turn > self.min_turn_deg
-
-    def offer(self, patient_from_applicator: np.ndarray, params: object) -> bool:
-        """Offer the newest pose; True means: start a computation with it now.
-
-        ``params`` is anything comparable with ``==`` (the beam choice): a change forces
-        a recomputation.
-        """
-        if not self.needs(patient_from_applicator, params):
-            self._pending = None
-            return False
-        if self.busy:
-            self._pending = (np.array(patient_from_applicator, dtype=np.float64), params)
-            return False
-        self.busy = True
-        self._computed_pose = np.array(patient_from_applicator, dtype=np.float64)
-        self._computed_params = params
-        self._pending = None
-        return True
-
-    def finished(self) -> tuple[np.ndarray, object] | None:
-        """Mark the running computation done; returns the pose to compute next, if any."""
-        self.busy = False
-        pending, self._pending = self._pending, None
-        if pending is not None and self.offer(*pending):
-            return pending
-        return None
-
-    def invalidate(self) -> None:
-        """Forget the last computed pose (e.g. after the CT or registration changed)."""
-        self._computed_pose = None
 
 
 def coverage_table(metrics: Mapping[str, object], *, target: str = "CTV") -> list[str]:

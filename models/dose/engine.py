@@ -1,4 +1,4 @@
-"""Dose engine for the live loop: warm-up, reuse when the pose barely moved, a worker thread.
+"""Dose engine for the live loop: warm-up, reuse when the pose barely moved.
 
 * :class:`ElectronDoseEngine` holds one CT (converted once to a contiguous float32 array)
   and computes :class:`~models.dose.electron.DoseResult` for a pose and beam. Per-beam
@@ -8,10 +8,9 @@
   result at once, and a new prescription or isodose only rescales it (dose is linear).
 * :func:`warm_up` compiles (or loads from numba's on-disk cache) every kernel on a tiny
   problem; call it at start-up, before the first tracked frame.
-* :class:`DoseWorker` runs the engine on a background thread. ``submit`` never blocks:
-  a newer request replaces an older one still waiting (latest request wins), and
-  ``latest()`` returns the newest finished result. The numba kernels release the GIL
-  (``nogil=True``), so a UI thread keeps running while a dose is computed.
+* The numba kernels release the GIL (``nogil=True``), so the live dose service
+  (``guidance.treatment.dose_service``, which runs this engine on a worker thread) never
+  stalls a UI thread.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import numpy as np
 
@@ -155,102 +153,3 @@ def _rescaled(result: DoseResult, request: DoseRequest) -> DoseResult:
         (result.dose.array * scale).astype(np.float32)), prescription_gy=request.prescription_gy,
         isodose_percent=request.isodose_percent, dmax_gy=dmax_gy, mu=result.mu * scale,
         compute_ms=0.0)
-
-
-@dataclass(frozen=True)
-class WorkerState:
-    """What :meth:`DoseWorker.latest` returns: the newest finished request's outcome."""
-
-    sequence: int                 # number of the request this answers (0: none yet)
-    result: DoseResult | None
-    error: BaseException | None
-    pending: bool                 # a newer request is waiting or running
-
-
-class DoseWorker:
-    """Runs an :class:`ElectronDoseEngine` on a background thread, latest request wins.
-
-    Use as a context manager or call :meth:`close`.
-    """
-
-    def __init__(self, engine: ElectronDoseEngine, *, warm: bool = True) -> None:
-        self.engine = engine
-        self._cond = threading.Condition()
-        self._request: tuple[int, dict[str, Any]] | None = None
-        self._submitted = 0
-        self._busy = False
-        self._state = WorkerState(0, None, None, False)
-        self._closed = False
-        self._warm = warm
-        self._thread = threading.Thread(target=self._run, name="dose-worker", daemon=True)
-        self._thread.start()
-
-    def submit(self, patient_from_applicator: np.ndarray, beam: ElectronBeam,
-               **options: Any) -> int:
-        """Queue a request (replacing any waiting one); returns its sequence number."""
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("DoseWorker is closed")
-            self._submitted += 1
-            self._request = (self._submitted, dict(
-                patient_from_applicator=np.array(patient_from_applicator, dtype=np.float64),
-                beam=beam, **options))
-            self._cond.notify_all()
-            return self._submitted
-
-    def latest(self) -> WorkerState:
-        """Newest finished outcome (never blocks)."""
-        with self._cond:
-            pending = self._request is not None or self._busy
-            return WorkerState(self._state.sequence, self._state.result, self._state.error,
-                               pending)
-
-    def wait(self, sequence: int, timeout_s: float = 10.0) -> WorkerState:
-        """Block until request ``sequence`` (or a newer one) has finished; for tests/batch."""
-        deadline = time.monotonic() + timeout_s
-        with self._cond:
-            while self._state.sequence < sequence:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"dose request {sequence} not finished in {timeout_s} s")
-                self._cond.wait(left)
-            return self._state
-
-    def close(self) -> None:
-        """Stop the thread (waits for a running computation to end)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._thread.join()
-
-    def __enter__(self) -> DoseWorker:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _run(self) -> None:
-        if self._warm:
-            try:
-                self.engine.warm_up()
-            except Exception:  # a failed warm-up only costs time on the first request
-                log.exception("dose kernel warm-up failed")
-        while True:
-            with self._cond:
-                while self._request is None and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                sequence, kwargs = self._request
-                self._request = None
-                self._busy = True
-            result: DoseResult | None = None
-            error: BaseException | None = None
-            try:
-                result = self.engine.compute(**kwargs)
-            except Exception as exc:  # reported through latest(), never lost
-                error = exc
-            with self._cond:
-                self._busy = False
-                self._state = WorkerState(sequence, result, error, False)
-                self._cond.notify_all()

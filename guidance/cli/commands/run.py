@@ -232,13 +232,9 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--igtl-port {args.igtl_port}: must be 0..65535")
     _check_tracker(args)
     from guidance.igtl.server import IgtlServer
-    from guidance.monitor.logic import (
-        BeamChoice,
-        MonitorLogic,
-        beam_options,
-        electron_dose_function,
-    )
+    from guidance.monitor.logic import MonitorLogic
     from guidance.record.session_log import SessionLog
+    from guidance.treatment.dose_service import BeamChoice, beam_options, electron_dose_function
 
     case = load_case_spec(args.case)
     plan = _plan(args, case)

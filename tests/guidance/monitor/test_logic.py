@@ -10,10 +10,11 @@ import pytest
 
 from guidance.igtl.server import IgtlServer
 from guidance.monitor.feed import CaptureWorker, FrameUpdate, ScriptedFeed
-from guidance.monitor.logic import BeamChoice, DoseService, MonitorLogic
+from guidance.monitor.logic import MonitorLogic
 from guidance.monitor.rehearsal import phantom_view, slab_dose
 from guidance.record.session_log import SessionLog
 from guidance.tracking.pose_filter import TrackingState
+from guidance.treatment.dose_service import BeamChoice, DoseService
 from guidance.treatment.plan_check import Light
 from tests.guidance.conftest import CountingClient
 

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 from guidance.monitor.state import (
-    DoseScheduler,
     MonitorStatus,
     RateMeter,
     ToolStatus,
-    pose_change,
     state_on_screen,
 )
 from guidance.tracking.pose_filter import TrackingState
-from models.base.transforms import transform_from_rotvec
 
 TRACKING, STALE, UNTRACKED = TrackingState.TRACKING, TrackingState.STALE, TrackingState.UNTRACKED
 
@@ -70,33 +66,3 @@ def test_status_texts_have_units_and_banner_on_dropout() -> None:
     assert lost.stale and lost.banner().startswith("TRACKING LOST")
     assert MonitorStatus().fields()["registration"] == "FRE —  TRE —"
     assert MonitorStatus().banner() == "TRACKING LOST - overlay hidden"
-
-
-def test_pose_change_known_motion() -> None:
-    a = transform_from_rotvec([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
-    b = transform_from_rotvec([0.0, np.radians(3.0), 0.0], [3.0, 4.0, 0.0])
-    move, turn = pose_change(a, b)
-    assert move == pytest.approx(5.0, abs=1e-12) and turn == pytest.approx(3.0, abs=1e-9)
-
-
-def test_dose_scheduler_latest_wins() -> None:
-    sched = DoseScheduler(min_move_mm=1.0, min_turn_deg=1.0)
-    p0 = np.eye(4)
-    params = (9.0, 60.0)
-    assert sched.offer(p0, params)           # first pose: compute
-    p1 = p0.copy()
-    p1[0, 3] = 5.0
-    p2 = p0.copy()
-    p2[0, 3] = 10.0
-    assert not sched.offer(p1, params)       # busy: remembered
-    assert not sched.offer(p2, params)       # newer replaces it
-    nxt = sched.finished()
-    assert nxt is not None and nxt[0][0, 3] == 10.0 and sched.busy
-    assert sched.finished() is None and not sched.busy
-    small = p2.copy()
-    small[0, 3] += 0.5
-    assert not sched.offer(small, params)    # below threshold: no recompute
-    assert sched.offer(small, (12.0, 60.0))  # energy changed: recompute
-    sched.finished()
-    sched.invalidate()
-    assert sched.offer(small, (12.0, 60.0))

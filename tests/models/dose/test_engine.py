@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
-from models.base.errors import InputError
 from models.beams.library import ElectronBeam
-from models.dose.engine import DoseWorker, ElectronDoseEngine
+from models.dose.engine import ElectronDoseEngine
 from models.dose.water import water_phantom, water_pose
 
 
@@ -32,33 +29,6 @@ def test_unchanged_pose_reuses_the_result(engine):
     second = engine.compute(moved, BEAM)
     assert second is not first
     assert engine.compute(moved, BEAM, prescription_gy=12.0) is not second
-
-
-def test_worker_latest_request_wins_and_submit_does_not_block(engine):
-    with DoseWorker(engine, warm=False) as worker:
-        poses = []
-        start = time.perf_counter()
-        for dx in (0.0, 5.0, 10.0, 15.0):
-            pose = water_pose(0.0)
-            pose[0, 3] = dx
-            poses.append(pose)
-            last = worker.submit(pose, BEAM)
-        submit_s = time.perf_counter() - start
-        state = worker.wait(last, timeout_s=30.0)
-    assert submit_s < 0.05
-    assert state.sequence == last and state.error is None
-    np.testing.assert_allclose(state.result.patient_from_applicator, poses[-1])
-
-
-def test_worker_reports_errors_without_dying(engine):
-    with DoseWorker(engine, warm=False) as worker:
-        bad = worker.submit(water_pose(0.0), ElectronBeam("liac", 7.0, 50.0))
-        state = worker.wait(bad, timeout_s=30.0)
-        assert isinstance(state.error, InputError) and state.result is None
-        good = worker.submit(water_pose(0.0), BEAM)
-        state = worker.wait(good, timeout_s=30.0)
-        assert state.error is None and state.result is not None
-        assert not worker.latest().pending
 
 
 def test_warm_up_compiles_every_kernel_and_reports_its_time():

@@ -14,10 +14,11 @@ pytest.importorskip("pytestqt")
 from PyQt5 import QtCore, QtWidgets
 
 from guidance.monitor.feed import ScriptedFeed
-from guidance.monitor.logic import BeamChoice, MonitorLogic
+from guidance.monitor.logic import MonitorLogic
 from guidance.monitor.qt.window import MonitorWindow
 from guidance.monitor.rehearsal import phantom_view, slab_dose
 from guidance.record.session_log import SessionLog
+from guidance.treatment.dose_service import BeamChoice
 
 pytestmark = pytest.mark.gui
 

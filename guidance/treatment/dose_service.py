@@ -1,0 +1,346 @@
+"""The live dose: when to recompute it, and the worker that computes it off the UI thread.
+
+One service for every view: :class:`DoseScheduler` decides from the tracked applicator pose
+(moved more than 1 mm or 1 deg, or a new beam choice) whether a computation starts now,
+waits for the running one (latest wins), or is not needed; :class:`DoseService` runs the
+dose engine and the DVH metrics on a worker thread and publishes :class:`DoseUpdate` s.
+``iort demo`` uses the same scheduler synchronously.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from models.base.errors import InputError
+from models.base.transforms import transform_difference
+from models.base.validation import as_positive
+from models.evaluation.dvh import DoseMetrics, structure_dvhs
+from models.patient.case import Case
+from models.patient.volume import Volume
+
+log = logging.getLogger(__name__)
+
+#: Structures that are not organs: never drawn in the views, no DVH.
+HIDDEN_ROI_TYPES = ("EXTERNAL", "CAVITY", "MARKER")
+
+
+@dataclass
+class DoseScheduler:
+    """Decides when to recompute the dose from the tracked applicator pose.
+
+    Latest wins: a computation starts as soon as the worker is free and the pose (or the
+    beam parameters) changed by more than the thresholds since the last computed one. When
+    the applicator stops, at most one stale computation is still running, so the dose for
+    the final pose is visible after at most two computation times.
+    """
+
+    min_move_mm: float = 1.0
+    min_turn_deg: float = 1.0
+    _computed_pose: np.ndarray | None = None
+    _computed_params: object = None
+    busy: bool = False
+    _pending: tuple[np.ndarray, object] | None = field(default=None, repr=False)
+
+    def needs(self, patient_from_applicator: np.ndarray, params: object) -> bool:
+        """True when this pose/params differs enough from the last computed one."""
+        if self._computed_pose is None or params != self._computed_params:
+            return True
+        move, turn = transform_difference(patient_from_applicator, self._computed_pose)
+        return move > self.min_move_mm or turn > self.min_turn_deg
+
+    def offer(self, patient_from_applicator: np.ndarray, params: object) -> bool:
+        """Offer the newest pose; True means: start a computation with it now.
+
+        ``params`` is anything comparable with ``==`` (the beam choice): a change forces
+        a recomputation.
+        """
+        if not self.needs(patient_from_applicator, params):
+            self._pending = None
+            return False
+        if self.busy:
+            self._pending = (np.array(patient_from_applicator, dtype=np.float64), params)
+            return False
+        self.busy = True
+        self._computed_pose = np.array(patient_from_applicator, dtype=np.float64)
+        self._computed_params = params
+        self._pending = None
+        return True
+
+    @property
+    def has_pending(self) -> bool:
+        """True when a newer pose waits for the running computation to finish."""
+        return self._pending is not None
+
+    def finished(self) -> tuple[np.ndarray, object] | None:
+        """Mark the running computation done; returns the pose to compute next, if any."""
+        self.busy = False
+        pending, self._pending = self._pending, None
+        if pending is not None and self.offer(*pending):
+            return pending
+        return None
+
+    def invalidate(self) -> None:
+        """Forget the last computed pose (e.g. after the CT or registration changed)."""
+        self._computed_pose = None
+
+
+@dataclass(frozen=True)
+class BeamChoice:
+    """Dose parameters the oncologist selects."""
+
+    energy_mev: float = 9.0
+    applicator_diameter_mm: float = 60.0
+    bevel_deg: float = 0.0
+    disc: str = "none"
+    prescription_gy: float = 10.0
+    isodose_percent: float = 90.0
+
+    def __post_init__(self) -> None:
+        as_positive(self.energy_mev, name="energy_mev")
+        as_positive(self.applicator_diameter_mm, name="applicator_diameter_mm")
+        as_positive(self.prescription_gy, name="prescription_gy")
+        if not 0.0 <= self.bevel_deg < 60.0:
+            raise InputError(f"bevel_deg must be in [0, 60), got {self.bevel_deg}")
+
+    @property
+    def key(self) -> tuple:
+        """Hashable identity (a change means: recompute the dose)."""
+        return tuple(asdict(self).values())
+
+
+@dataclass(frozen=True)
+class BeamOptions:
+    """What the selectors offer (from the beam library when it is available)."""
+
+    energies_mev: tuple[float, ...] = (6.0, 9.0, 12.0)
+    diameters_mm: tuple[float, ...] = (40.0, 50.0, 60.0, 70.0, 80.0, 100.0)
+    bevels_deg: tuple[float, ...] = (0.0, 15.0, 30.0, 45.0)
+    discs: tuple[str, ...] = ("none", "lead", "steel")
+
+
+#: ``dose_fn(case, patient_from_applicator, beam) -> dose Volume in Gy``.
+DoseFunction = Callable[[Case, np.ndarray, BeamChoice], Volume]
+#: ``isodose_fn(dose, level_gy) -> surface mesh`` for the views.
+IsodoseFunction = Callable[[Volume, float], object]
+
+
+@dataclass(frozen=True)
+class DoseUpdate:
+    """One dose computation, ready to display.
+
+    Published twice per pose: first with the dose and isodose surface only
+    (``metrics_ready`` False, so the isodose appears as soon as possible), then with the
+    DVH metrics — unless the applicator has already moved on. ``outside_beam`` lists
+    structures entirely outside the dose grid (0 Gy, no DVH computed).
+    """
+
+    dose: Volume
+    beam: BeamChoice
+    patient_from_applicator: np.ndarray
+    isodose_mesh: object
+    compute_ms: float
+    requested_s: float
+    finished_s: float
+    metrics: dict[str, DoseMetrics] = field(default_factory=dict)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    outside_beam: tuple[str, ...] = ()
+    metrics_ready: bool = False
+    seq: int = 0
+
+
+def _patient_bounds(volume: Volume, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Axis-aligned LPS box (mm) of a mask's voxels, padded by one voxel; None if empty."""
+    idx = [np.nonzero(np.any(mask, axis=axes))[0] for axes in ((0, 1), (0, 2), (1, 2))]
+    if any(len(i) == 0 for i in idx):
+        return None
+    (i0, i1), (j0, j1), (k0, k1) = ((a[0] - 1, a[-1] + 1) for a in idx)
+    corners = np.array([[i, j, k] for i in (i0, i1) for j in (j0, j1) for k in (k0, k1)],
+                       dtype=np.float64)
+    pts = volume.voxel_to_patient(corners)
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+class DoseService:
+    """Computes dose, the isodose surface and DVH metrics on a worker thread.
+
+    The one place the live dose is triggered (the monitor and its benchmark use it; the
+    loop knows nothing of dose). :meth:`request` never blocks: the :class:`DoseScheduler`
+    decides whether to start now, remember the pose for later (latest wins) or do nothing.
+    DVHs are computed only for structures whose bounding box meets the dose grid (the
+    others get 0 Gy everywhere).
+
+    Parameters
+    ----------
+    case : Case
+        CT and structures the dose is computed and evaluated on.
+    dose_fn : callable(case, patient_from_applicator, beam) -> Volume
+        The dose engine (Gy), e.g. :func:`electron_dose_function`.
+    structures : iterable of str, optional
+        Structures whose DVH metrics are computed (default: all but
+        :data:`HIDDEN_ROI_TYPES`).
+    isodose_fn : callable(dose, level_gy) -> mesh, optional
+        Builds the prescription isodose surface shown with each update (the views pass
+        :func:`guidance.render.scene.isodose_surface`); None: no surface.
+    """
+
+    def __init__(self, case: Case, dose_fn: DoseFunction, *,
+                 structures: Iterable[str] | None = None, target: str = "CTV",
+                 scheduler: DoseScheduler | None = None, dvh_oversample: int | None = 1,
+                 isodose_fn: IsodoseFunction | None = None) -> None:
+        self.case = case
+        self.dose_fn = dose_fn
+        self.isodose_fn = isodose_fn
+        self.target = target
+        names = list(structures) if structures is not None else [
+            n for n, s in case.structures.items() if s.roi_type not in HIDDEN_ROI_TYPES]
+        self.structures = [n for n in names if n in case.structures]
+        self._bounds = {n: _patient_bounds(case.ct, case.structures[n].mask)
+                        for n in self.structures}
+        self.scheduler = scheduler or DoseScheduler()
+        self.dvh_oversample = dvh_oversample
+        self.failures = 0
+        self.last_error = ""
+        self._lock = threading.Lock()
+        self._latest: DoseUpdate | None = None
+        self._seq = 0
+        self._jobs: list[tuple[np.ndarray, BeamChoice, float]] = []
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="monitor-dose", daemon=True)
+        self._thread.start()
+
+    def request(self, patient_from_applicator: np.ndarray, beam: BeamChoice) -> bool:
+        """Offer the newest pose; True if a computation was started for it."""
+        with self._lock:
+            start = self.scheduler.offer(patient_from_applicator, beam)
+            if start:
+                self._jobs.append((np.array(patient_from_applicator), beam, time.monotonic()))
+                self._wake.notify()
+            return start
+
+    @property
+    def busy(self) -> bool:
+        with self._lock:
+            return self.scheduler.busy
+
+    def latest(self) -> tuple[int, DoseUpdate | None]:
+        """(sequence number, newest update)."""
+        with self._lock:
+            return self._seq, self._latest
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self.scheduler.invalidate()
+
+    def _publish(self, update: DoseUpdate) -> None:
+        with self._lock:
+            self._seq += 1
+            self._latest = replace(update, seq=self._seq)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._jobs and not self._stop:
+                    self._wake.wait(0.1)
+                if self._stop:
+                    return
+                pose, beam, requested = self._jobs.pop(0)
+            try:
+                update = self._compute_dose(pose, beam, requested)
+                self._publish(update)
+                with self._lock:
+                    moved_on = self.scheduler.has_pending
+                if not moved_on:
+                    self._publish(self._add_metrics(update))
+            except Exception as exc:  # the monitor keeps running without a new dose
+                self.failures += 1
+                self.last_error = str(exc)
+                log.exception("dose computation failed")
+            with self._lock:
+                nxt = self.scheduler.finished()
+                if nxt is not None:
+                    self._jobs.append((nxt[0], nxt[1], time.monotonic()))
+
+    def _compute_dose(self, pose: np.ndarray, beam: BeamChoice, requested: float
+                      ) -> DoseUpdate:
+        start = time.perf_counter()
+        dose = self.dose_fn(self.case, pose, beam)
+        iso = None if self.isodose_fn is None else self.isodose_fn(dose, beam.prescription_gy)
+        return DoseUpdate(dose=dose, beam=beam, patient_from_applicator=pose, isodose_mesh=iso,
+                          compute_ms=(time.perf_counter() - start) * 1000.0,
+                          requested_s=requested, finished_s=time.monotonic())
+
+    def _add_metrics(self, update: DoseUpdate) -> DoseUpdate:
+        start = time.perf_counter()
+        lo, hi = update.dose.bounds_mm()
+        inside, outside = [], []
+        for name in self.structures:
+            box = self._bounds[name]
+            meets = box is not None and bool(np.all(box[0] <= hi) and np.all(box[1] >= lo))
+            (inside if meets else outside).append(name)
+        dvhs = structure_dvhs(update.dose, self.case.ct, self.case.structures, names=inside,
+                              prescription_gy=update.beam.prescription_gy,
+                              isodose_percent=update.beam.isodose_percent, bin_width_gy=0.1,
+                              oversample=self.dvh_oversample)
+        return replace(update, metrics={n: d.metrics for n, d in dvhs.items()},
+                       curves={n: (d.dose_edges_gy, d.cumulative_percent)
+                               for n, d in dvhs.items()},
+                       outside_beam=tuple(outside), metrics_ready=True,
+                       compute_ms=update.compute_ms + (time.perf_counter() - start) * 1000.0)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        with self._lock:
+            self._stop = True
+            self._wake.notify_all()
+        self._thread.join(timeout_s)
+
+
+def beam_options(machine: str = "mobetron") -> BeamOptions:
+    """Selector contents from the shipped beam library for one machine."""
+    from models.beams.library import default_library
+
+    data = default_library().machine(machine)
+    return BeamOptions(energies_mev=tuple(float(e) for e in data.energies_mev),
+                       diameters_mm=tuple(float(d) for d in data.applicator_diameters_mm),
+                       bevels_deg=tuple(float(b) for b in data.bevels_deg),
+                       discs=("none", "lead", "steel"))
+
+
+def electron_dose_function(machine: str = "mobetron", *, grid_mm: float = 2.0,
+                           disc_depth_mm: float = 30.0) -> DoseFunction:
+    """A :data:`DoseFunction` running the project's electron pencil-beam engine.
+
+    Uses one :class:`models.dose.engine.ElectronDoseEngine` per CT (a changed prescription only
+    rescales the last result). The shielding disc (``BeamChoice.disc`` = material) sits
+    ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm.
+    """
+    from models.beams.library import ElectronBeam
+    from models.dose.electron import ShieldingDisc
+    from models.dose.engine import ElectronDoseEngine
+
+    engines: dict[int, ElectronDoseEngine] = {}
+
+    def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
+        engine = engines.get(id(case.ct))
+        if engine is None:
+            engines.clear()
+            engine = engines[id(case.ct)] = ElectronDoseEngine(case.ct, grid_mm=grid_mm)
+        disc = None
+        if beam.disc != "none":
+            disc = ShieldingDisc(material=beam.disc,
+                                 diameter_mm=beam.applicator_diameter_mm + 20.0,
+                                 depth_mm=disc_depth_mm)
+        result = engine.compute(
+            patient_from_applicator,
+            ElectronBeam(machine, beam.energy_mev, beam.applicator_diameter_mm, beam.bevel_deg),
+            prescription_gy=beam.prescription_gy, isodose_percent=beam.isodose_percent,
+            disc=disc)
+        return result.dose
+
+    return dose_fn

@@ -1,0 +1,112 @@
+"""The live dose service: when a dose is recomputed, and the worker that computes it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from guidance.treatment.dose_service import (
+    BeamChoice,
+    DoseScheduler,
+    DoseService,
+    electron_dose_function,
+)
+from models.base.transforms import transform_difference, transform_from_rotvec
+from models.dose.water import water_phantom, water_pose
+from models.patient.case import Case
+
+
+def test_pose_change_known_motion_uses_the_shared_formula() -> None:
+    a = transform_from_rotvec([0.0, 0.0, 0.0], [0.0, 0.0, 0.0])
+    b = transform_from_rotvec([0.0, np.radians(3.0), 0.0], [3.0, 4.0, 0.0])
+    move, turn = transform_difference(b, a)
+    assert move == pytest.approx(5.0, abs=1e-12) and turn == pytest.approx(3.0, abs=1e-9)
+
+
+def test_dose_scheduler_latest_wins() -> None:
+    sched = DoseScheduler(min_move_mm=1.0, min_turn_deg=1.0)
+    p0 = np.eye(4)
+    params = (9.0, 60.0)
+    assert sched.offer(p0, params)           # first pose: compute
+    p1 = p0.copy()
+    p1[0, 3] = 5.0
+    p2 = p0.copy()
+    p2[0, 3] = 10.0
+    assert not sched.offer(p1, params)       # busy: remembered
+    assert not sched.offer(p2, params)       # newer replaces it
+    nxt = sched.finished()
+    assert nxt is not None and nxt[0][0, 3] == 10.0 and sched.busy
+    assert sched.finished() is None and not sched.busy
+    small = p2.copy()
+    small[0, 3] += 0.5
+    assert not sched.offer(small, params)    # below threshold: no recompute
+    assert sched.offer(small, (12.0, 60.0))  # energy changed: recompute
+    sched.finished()
+    sched.invalidate()
+    assert sched.offer(small, (12.0, 60.0))
+
+
+@pytest.fixture(scope="module")
+def water_case() -> Case:
+    return Case(ct=water_phantom(half_width_mm=60.0, depth_mm=80.0, spacing_mm=2.0),
+                structures={}, patient_id="water")
+
+
+def _wait_for(service: DoseService, predicate, timeout_s: float = 60.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        _, update = service.latest()
+        if update is not None and predicate(update):
+            return update
+        time.sleep(0.01)
+    raise AssertionError("dose not published in time")
+
+
+def test_latest_request_wins_and_request_does_not_block(water_case) -> None:
+    beam = BeamChoice(energy_mev=9.0, applicator_diameter_mm=60.0)
+    service = DoseService(water_case, electron_dose_function("mobetron", grid_mm=3.0))
+    try:
+        poses = []
+        start = time.perf_counter()
+        for dx in (0.0, 5.0, 10.0, 15.0):
+            pose = water_pose(0.0)
+            pose[0, 3] = dx
+            poses.append(pose)
+            service.request(pose, beam)
+        request_s = time.perf_counter() - start
+        update = _wait_for(service, lambda u: u.patient_from_applicator[0, 3] == 15.0)
+        assert request_s < 0.05   # four requests while the first computes
+        np.testing.assert_allclose(update.patient_from_applicator, poses[-1])
+        assert float(update.dose.array.max()) > 0.0
+        assert update.isodose_mesh is None    # no surface builder given
+    finally:
+        service.close()
+
+
+def test_a_failing_engine_is_counted_and_the_service_keeps_running(water_case) -> None:
+    calls = []
+
+    def flaky(case, pose, beam):
+        calls.append(pose)
+        if len(calls) == 1:
+            raise RuntimeError("engine failed")
+        return case.ct
+
+    service = DoseService(water_case, flaky)
+    try:
+        beam = BeamChoice()
+        service.request(water_pose(0.0), beam)
+        deadline = time.monotonic() + 10.0
+        while service.failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert service.failures == 1 and "engine failed" in service.last_error
+        moved = water_pose(0.0)
+        moved[0, 3] = 5.0
+        while service.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert service.request(moved, beam)
+        _wait_for(service, lambda u: u.patient_from_applicator[0, 3] == 5.0, timeout_s=10.0)
+    finally:
+        service.close()
