@@ -37,16 +37,12 @@ from guidance.registration.fiducials import FiducialRegistration
 from guidance.registration.pointer import PointerRegistration
 from guidance.render.overlay import OverlayRenderer, OverlayStatus
 from guidance.render.scene import (
-    STYLE_APPLICATOR,
     STYLE_ISODOSE,
-    STYLE_ORGAN,
-    STYLE_TARGET,
     Scene,
     SceneItem,
-    applicator_mesh,
     isodose_surface,
-    rgb_unit,
 )
+from guidance.render.scene_builder import build_scene
 from guidance.sim.scenario import Scenario, ScenarioOptions, default_camera
 from guidance.tracking.pose_filter import TrackingState
 from guidance.treatment.dose_service import DoseScheduler
@@ -145,23 +141,6 @@ def load_phantom_case(dicom_dir: Path, *, spacing_mm: tuple[float, float, float]
     return read_case(dicom_dir, progress=progress)
 
 
-def build_scene(case: Case, beam: ElectronBeam) -> Scene:
-    """Target, organs at risk and applicator for the overlay (decimated meshes)."""
-    scene = Scene()
-    scene.add(SceneItem(TARGET, case.mesh(TARGET, max_triangles=OVERLAY_TRIANGLES),
-                        STYLE_TARGET["color"], STYLE_TARGET["opacity"]))
-    for name in OVERLAY_ORGANS:
-        if name in case.structures and case.structures[name].mask.any():
-            structure = case.structures[name]
-            scene.add(SceneItem(name, case.mesh(name, max_triangles=OVERLAY_TRIANGLES),
-                                rgb_unit(structure.color_rgb), STYLE_ORGAN["opacity"]))
-    scene.add(SceneItem("applicator", applicator_mesh(beam.applicator_diameter_mm,
-                                                      bevel_deg=beam.bevel_deg),
-                        STYLE_APPLICATOR["color"], STYLE_APPLICATOR["opacity"],
-                        patient_from_item=np.eye(4), visible=False))
-    return scene
-
-
 def _registration_error_mm(estimate: np.ndarray, truth: np.ndarray, point_lps: np.ndarray
                            ) -> float:
     """Distance (mm) between a patient point mapped through the estimated and true
@@ -218,7 +197,9 @@ def run_demo(options: DemoOptions) -> DemoResult:
     engine = ElectronDoseEngine(case.ct, grid_mm=options.dose_grid_mm)
     log.info("dose kernels warm in %.1f s", engine.warm_up())
 
-    scene = build_scene(case, beam)
+    scene = build_scene(case, applicator_diameter_mm=beam.applicator_diameter_mm,
+                        bevel_deg=beam.bevel_deg, target=TARGET, organs=OVERLAY_ORGANS,
+                        max_triangles=OVERLAY_TRIANGLES)
     renderer = OverlayRenderer(scene, calibration.camera_matrix, calibration.image_size)
     undistorter = undistorter_for(calibration)
     doses = DoseScheduler()   # the monitor's rule: recompute after 1 mm / 1 deg

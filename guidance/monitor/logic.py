@@ -27,19 +27,15 @@ from guidance.monitor.state import (
 from guidance.record.session_log import SessionLog
 from guidance.registration.guided import GuidedRegistration
 from guidance.render.scene import (
-    STYLE_APPLICATOR,
     STYLE_ISODOSE,
-    STYLE_ORGAN,
-    STYLE_TARGET,
     Scene,
     SceneItem,
     applicator_mesh,
     isodose_surface,
-    rgb_unit,
 )
+from guidance.render.scene_builder import build_scene
 from guidance.tracking.pose_filter import DEFAULT_STALENESS_LIMIT_S, TrackingState
 from guidance.treatment.dose_service import (
-    HIDDEN_ROI_TYPES,
     BeamChoice,
     BeamOptions,
     DoseFunction,
@@ -143,19 +139,10 @@ class MonitorLogic:
 
     # ------------------------------------------------------------------ scene
     def _build_scene(self, max_triangles: int) -> Scene:
-        scene = Scene()
-        for name, structure in self.case.structures.items():
-            if structure.roi_type in HIDDEN_ROI_TYPES or not structure.mask.any():
-                continue
-            mesh = self.case.mesh(name, max_triangles=max_triangles)
-            style = STYLE_TARGET if name == self.target else {
-                "color": rgb_unit(structure.color_rgb), **STYLE_ORGAN}
-            scene.add(SceneItem(name, mesh, **style))
-        scene.add(SceneItem("planned_applicator", self._applicator_mesh(),
-                            color=(0.3, 0.9, 0.4), opacity=0.25, patient_from_item=self.plan))
-        scene.add(SceneItem("applicator", self._applicator_mesh(), **STYLE_APPLICATOR,
-                            patient_from_item=self.plan.copy(), visible=False))
-        return scene
+        return build_scene(self.case, applicator_diameter_mm=self.beam.applicator_diameter_mm,
+                           bevel_deg=self.beam.bevel_deg, target=self.target,
+                           planned_patient_from_applicator=self.plan,
+                           max_triangles=max_triangles)
 
     def _applicator_mesh(self) -> object:
         return applicator_mesh(self.beam.applicator_diameter_mm, bevel_deg=self.beam.bevel_deg,
