@@ -36,9 +36,13 @@ import numpy as np
 from guidance.registration.decision import (
     RegistrationDecision,
     RegistrationThresholds,
-    assess_paired_point,
 )
 from guidance.registration.fiducials import FiducialCollector, FiducialRegistration
+from guidance.registration.workflow import (
+    ConclusionListener,
+    apply_conclusion,
+    conclude,
+)
 from guidance.tracking.pose_filter import TrackingState
 from models.base.errors import InputError
 from models.base.validation import as_array, as_positive
@@ -132,6 +136,8 @@ class GuidedRegistration:
         self._capturing = False
         self._message = ""
         self._lock = threading.Lock()
+        #: Called with every :class:`RegistrationConcluded` (accepted or refused).
+        self.on_concluded: list[ConclusionListener] = []
 
     # ------------------------------------------------------------------ state
     def _done(self, kind: str) -> tuple[str, ...]:
@@ -313,32 +319,20 @@ class GuidedRegistration:
                                       samples_per_fiducial=1, max_spread_mm=self.max_spread_mm)
         for name, tip in tips.items():
             collector.add(name, tip)
-        try:
-            reg = collector.register(target_patient_mm=self.target_lps, fle_mm=self.fle_mm)
-        except ValueError as exc:   # e.g. collinear fiducials: TRE unbounded
-            with self._lock:
-                self._message = f"registration not possible: {exc}"
-            self._warn(self._message)
-            return False
-        decision = assess_paired_point(reg.fit, predicted_tre_mm=reg.predicted_tre_mm,
-                                       names=reg.names, thresholds=self.thresholds)
+        outcome = conclude(collector, method="paired_point_guided", target_lps=self.target_lps,
+                           thresholds=self.thresholds, fle_mm=self.fle_mm)
         with self._lock:
-            self.candidate, self.decision = reg, decision
-            if decision.accepted:
-                self.result = reg
-        if self.session_log is not None:
-            self.session_log.log_registration(
-                method="paired_point_guided", fre_mm=reg.fre_mm,
-                patient_from_reference=reg.patient_from_reference,
-                accepted=decision.accepted, tre_predicted_mm=reg.predicted_tre_mm,
-                residuals_mm=reg.residuals_by_name(), n_points=len(reg.names))
-        if decision.accepted:
-            self.loop.set_registration(reg.patient_from_reference, fre_mm=reg.fre_mm)
-            log.info("registration accepted: FRE %.2f mm, %d fiducials", reg.fre_mm,
-                     len(reg.names))
-        else:
-            self._warn("registration refused: " + "; ".join(decision.reasons))
-        return decision.accepted
+            if outcome.registration is None:
+                self._message = outcome.reasons[0]
+            else:
+                self.candidate = outcome.registration
+                self.decision = RegistrationDecision(outcome.accepted, outcome.reasons)
+                if outcome.accepted:
+                    self.result = outcome.registration
+        apply_conclusion(outcome, loop=self.loop, session_log=self.session_log)
+        for listener in self.on_concluded:
+            listener(outcome)
+        return outcome.accepted
 
     # ---------------------------------------------------------------- logging
     def _action(self, name: str, **detail: object) -> None:

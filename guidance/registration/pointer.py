@@ -1,10 +1,10 @@
 """Paired-point registration driven by the live loop: the pointer touches each fiducial.
 
-Used by the OR monitor and by ``iort demo``: every :class:`guidance.loop.guidance_loop.FrameResult`
-is
-handed to a :class:`PointerRegistration`, which averages the pointer tip (reference frame)
-per fiducial, registers when all are collected (or the registration phase is over), hands
-``patient_from_reference`` to the loop and records it in the session log.
+Used by the OR monitor and by ``iort demo``: every
+:class:`guidance.loop.guidance_loop.FrameResult` is handed to a :class:`PointerRegistration`,
+which averages the pointer tip (reference frame) per fiducial and, when all are collected
+(or the registration phase is over), concludes like every registration
+(:mod:`guidance.registration.workflow`): judged, then applied or refused.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from guidance.registration.decision import RegistrationThresholds
 from guidance.registration.fiducials import FiducialCollector, FiducialRegistration
+from guidance.registration.workflow import (
+    ConclusionListener,
+    RegistrationConcluded,
+    apply_conclusion,
+    conclude,
+)
 from models.base.validation import as_array
 
 log = logging.getLogger(__name__)
@@ -28,13 +35,15 @@ class PointerRegistration:
     in the OR the user names it). When every fiducial is collected (or ``give_up(index)``
     says the registration phase is over) it registers, hands the result to the loop and
     records it in the session log. Rigid paired-point fit (Arun 1987 / Umeyama 1991) with
-    the Fitzpatrick-West predicted TRE at ``target_lps``.
+    the Fitzpatrick-West predicted TRE at ``target_lps``, judged against ``thresholds``
+    like every registration (:func:`guidance.registration.workflow.conclude`): a refused
+    fit never reaches the loop.
     """
 
     def __init__(self, loop, fiducials_lps: Mapping[str, np.ndarray],
                  fiducial_at: Callable[[int], str | None], *, target_lps: np.ndarray,
                  samples_per_fiducial: int = 2, give_up: Callable[[int], bool] | None = None,
-                 session_log=None) -> None:
+                 session_log=None, thresholds: RegistrationThresholds | None = None) -> None:
         self.loop = loop
         self.fiducial_at = fiducial_at
         self.target_lps = as_array(target_lps, name="target_lps", shape=(3,))
@@ -43,8 +52,12 @@ class PointerRegistration:
         self.collector = FiducialCollector(fiducials_lps,
                                            samples_per_fiducial=samples_per_fiducial,
                                            max_spread_mm=3.0)
-        self.result: FiducialRegistration | None = None
+        self.thresholds = thresholds if thresholds is not None else RegistrationThresholds()
+        self.result: FiducialRegistration | None = None   # the accepted fit, in the loop
+        self.outcome: RegistrationConcluded | None = None
         self.tried = False
+        #: Called with the :class:`RegistrationConcluded` (accepted or refused).
+        self.on_concluded: list[ConclusionListener] = []
 
     def __call__(self, result) -> None:
         if self.tried:
@@ -55,21 +68,11 @@ class PointerRegistration:
             self.collector.add(name, result.pointer_tip_reference_mm)
         if self.collector.complete or (self.give_up is not None and self.give_up(index)):
             self.tried = True
-            try:
-                reg = self.collector.register(target_patient_mm=self.target_lps)
-            except ValueError as exc:
-                log.warning("registration not possible: %s", exc)
-                if self.session_log is not None:
-                    self.session_log.log_warning(f"registration not possible: {exc}",
-                                                 source="registration")
-                return
-            self.result = reg
-            self.loop.set_registration(reg.patient_from_reference, fre_mm=reg.fre_mm)
-            if self.session_log is not None:
-                self.session_log.log_registration(
-                    method="paired_point", fre_mm=reg.fre_mm,
-                    patient_from_reference=reg.patient_from_reference, accepted=True,
-                    tre_predicted_mm=reg.predicted_tre_mm,
-                    residuals_mm=dict(zip(reg.names, np.asarray(reg.fit.residuals_mm).tolist(),
-                                          strict=True)),
-                    n_points=len(reg.names))
+            outcome = conclude(self.collector, method="paired_point",
+                               target_lps=self.target_lps, thresholds=self.thresholds)
+            self.outcome = outcome
+            if outcome.accepted:
+                self.result = outcome.registration
+            apply_conclusion(outcome, loop=self.loop, session_log=self.session_log)
+            for listener in self.on_concluded:
+                listener(outcome)

@@ -275,6 +275,8 @@ def test_guided_registration_banner_keys_and_loop(view, tmp_path) -> None:
         assert snap.banner.startswith("REGISTRATION: touch FID3 with the pointer")
         for name in ("FID3", "FID4"):
             loop.touching = name
+            moved_at = loop.index   # a frame in flight may still carry the old tip
+            _poll_until(logic, lambda s, m=moved_at: loop.index >= m + 2)
             assert logic.registration_capture()
             _poll_until(logic, lambda s, n=name: s.banner.startswith("REGISTRATION: touch")
                         and n not in s.banner)

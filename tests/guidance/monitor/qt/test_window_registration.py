@@ -57,6 +57,8 @@ def test_keys_register_with_the_pointer(qtbot, tmp_path) -> None:
         qtbot.waitUntil(lambda: "touch FID2" in window.banner.text(), timeout=5000)
         for name, nxt in (("FID2", "FID3"), ("FID3", "FID4")):
             loop.touching = name
+            moved_at = loop.index   # a frame in flight may still carry the old tip
+            qtbot.waitUntil(lambda m=moved_at: loop.index >= m + 2, timeout=5000)
             qtbot.keyClick(window, QtCore.Qt.Key_Space)
             qtbot.waitUntil(lambda n=nxt: f"touch {n}" in window.banner.text(), timeout=10000)
         assert "(3/5 collected) - Enter to register now" in window.banner.text()
