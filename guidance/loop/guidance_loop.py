@@ -13,7 +13,7 @@ The loop knows nothing of dose: whoever shows a dose offers the tracked applicat
 With an external tracker (``tool_poses=``, e.g. :class:`guidance.tracking.external.IgtlToolPoses`)
 the marker detection is replaced by the tracker's poses (tracker frame), polled once per
 frame; the frames then only drive the clock (and the AR background). See
-:meth:`GuidanceLoop._compose_external` for the compositions.
+:meth:`GuidanceLoop._compose` for the compositions.
 
 Each tool has a clear state (:class:`~guidance.tracking.pose_filter.TrackingState`: untracked /
 tracking / stale), decided on the frame clock; a change is announced in the same frame as a
@@ -29,18 +29,24 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-import cv2
 import numpy as np
 
 from guidance.frames.base import Frame, FrameSource, check_image
-from guidance.tracking.markers import MarkerTracker, ToolPose
-from guidance.tracking.pose_filter import FilteredPose, FilterOptions, PoseFilter, TrackingState
+from guidance.tracking.devices import (
+    ExternalTrackerDevice,
+    FrameUnusable,
+    MarkerTrackerDevice,
+    Measured,
+    TrackerDevice,
+)
+from guidance.tracking.markers import ToolPose
+from guidance.tracking.pose_filter import FilterOptions, PoseFilter, TrackingState
 from guidance.tracking.tools import ToolDefinition, check_tool_set
 from models.base.errors import IortError
-from models.base.transforms import invert_rigid, rotation_angle_deg
+from models.base.transforms import invert_rigid
 from models.base.validation import as_array, as_transform
 
 if TYPE_CHECKING:
@@ -102,7 +108,7 @@ class ToolStatus:
     measurement : ToolPose or None
         Raw PnP result of this frame (with its quality), if any.
     tracker_from_tool : (4, 4) array or None
-        External-tracker mode: filtered pose in the tracker frame; None otherwise.
+        Filtered pose in the tracker device's frame (the camera frame for marker tracking).
     """
 
     state: TrackingState
@@ -278,14 +284,13 @@ class GuidanceLoop:
         self.dist_coeffs = (None if dist_coeffs is None
                             else as_array(dist_coeffs, name="dist_coeffs").ravel())
         self.tool_poses = tool_poses
-        if tool_poses is None:
-            self.tracker: MarkerTracker | None = MarkerTracker(
-                self.tools, self.camera_matrix, self.dist_coeffs,
-                min_markers=self.options.min_markers, max_rms_px=self.options.max_rms_px)
-            tracked = tuple(self.tools)
-        else:
-            self.tracker = None
-            tracked = tuple(tool_poses.tool_names)
+        self.device: TrackerDevice = (
+            ExternalTrackerDevice(tool_poses) if tool_poses is not None else
+            MarkerTrackerDevice(self.tools.values(), self.camera_matrix, self.dist_coeffs,
+                                min_markers=self.options.min_markers,
+                                max_rms_px=self.options.max_rms_px,
+                                accept_ambiguous=self.options.accept_ambiguous))
+        tracked = self.device.tool_names
         self._filters = {name: PoseFilter(self.options.filter) for name in tracked}
         self._states = dict.fromkeys(tracked, TrackingState.UNTRACKED)
         self._subscribers: list[Callable[[LoopEvent], object]] = []
@@ -344,25 +349,15 @@ class GuidanceLoop:
         if self._last_time_s is not None and frame.timestamp_s < self._last_time_s:
             return self._skip(frame.index, f"timestamp {frame.timestamp_s:.3f} s goes back in "
                                            f"time (last {self._last_time_s:.3f} s)")
-        if self.tool_poses is not None:
-            self._last_time_s = frame.timestamp_s
-            statuses = self._track_external(frame.timestamp_s)
-            return self._finish(self._compose_external(frame, statuses, received))
+        previous = {name: f.pose for name, f in self._filters.items()}
         try:
-            image = frame.image if frame.image.ndim == 2 or frame.image.shape[2] == 3 else \
-                cv2.cvtColor(frame.image, cv2.COLOR_BGRA2BGR)
-            tracking = self.tracker.track(image)
-        except (cv2.error, ValueError) as exc:
-            return self._skip(frame.index, f"marker detection failed: {exc}")
+            measured = self.device.measure(frame, previous,
+                                           max_age_s=self.options.staleness_limit_s)
+        except FrameUnusable as exc:
+            return self._skip(frame.index, str(exc))
         self._last_time_s = frame.timestamp_s
-        statuses = {}
-        for name in self.tools:
-            measurement = self._disambiguate(name, tracking.poses.get(name))
-            filtered: FilteredPose = self._filters[name].update(
-                frame.timestamp_s, None if measurement is None else measurement.camera_from_tool)
-            statuses[name] = ToolStatus(filtered.state, filtered.pose, filtered.age_s,
-                                        measurement)
-        return self._finish(self._compose(frame, statuses, len(tracking.detections), received))
+        return self._finish(self._compose(frame, self._statuses(frame.timestamp_s, measured),
+                                          measured.n_markers, received))
 
     def _finish(self, result: FrameResult) -> FrameResult:
         """Announce state changes, count, publish."""
@@ -378,75 +373,32 @@ class GuidanceLoop:
         self._emit(FrameProcessed(result))
         return result
 
-    def _disambiguate(self, name: str, measurement: ToolPose | None) -> ToolPose | None:
-        """Resolve a planar flip with the tool's history; drop it if there is none."""
-        if measurement is None or not measurement.ambiguous or self.options.accept_ambiguous:
-            return measurement
-        previous = self._filters[name].pose
-        if previous is None or measurement.alternative is None:
-            return None
-        candidates = (measurement.camera_from_tool, measurement.alternative)
-        angles = [rotation_angle_deg(invert_rigid(previous) @ c) for c in candidates]
-        chosen = candidates[int(np.argmin(angles))]
-        return replace(measurement, camera_from_tool=chosen)
-
-    def _compose(self, frame: Frame, statuses: dict[str, ToolStatus], n_markers: int,
-                 received: float) -> FrameResult:
-        opts = self.options
-        ref = statuses.get(opts.reference_tool)
-        reg = self.patient_from_reference
-        camera_from_patient = None
-        reference_from_camera = None
-        if ref is not None and ref.camera_from_tool is not None:
-            reference_from_camera = invert_rigid(ref.camera_from_tool)
-            if reg is not None:
-                camera_from_patient = ref.camera_from_tool @ invert_rigid(reg)
-        patient_from_applicator = None
-        app = statuses.get(opts.applicator_tool)
-        app_tool = self.tools.get(opts.applicator_tool)
-        if (camera_from_patient is not None and app is not None
-                and app.camera_from_tool is not None and app_tool is not None
-                and app_tool.tool_from_applicator is not None):
-            patient_from_applicator = (invert_rigid(camera_from_patient) @ app.camera_from_tool
-                                       @ app_tool.tool_from_applicator)
-        tip_ref = tip_patient = None
-        ptr = statuses.get(opts.pointer_tool)
-        ptr_tool = self.tools.get(opts.pointer_tool)
-        if (ptr is not None and ptr.state is TrackingState.TRACKING and ref is not None
-                and ref.state is TrackingState.TRACKING and ptr_tool is not None
-                and ptr_tool.tip_mm is not None):
-            tip_cam = ptr.camera_from_tool[:3, :3] @ ptr_tool.tip_mm + ptr.camera_from_tool[:3, 3]
-            tip_ref = reference_from_camera[:3, :3] @ tip_cam + reference_from_camera[:3, 3]
-            if reg is not None:
-                tip_patient = reg[:3, :3] @ tip_ref + reg[:3, 3]
-        return FrameResult(frame=frame, tools=statuses, camera_from_patient=camera_from_patient,
-                           patient_from_applicator=patient_from_applicator,
-                           pointer_tip_reference_mm=tip_ref, pointer_tip_patient_mm=tip_patient,
-                           latency_s=time.perf_counter() - received, n_markers=n_markers)
-
-    def _track_external(self, t_s: float) -> dict[str, ToolStatus]:
-        """Filter the external tracker's new poses (tracker frame) on the frame clock."""
-        polled = self.tool_poses.poll(max_age_s=self.options.staleness_limit_s)
-        filtered = {name: f.update(t_s, None if name not in polled
-                                   else polled[name].tracker_from_tool)
+    def _statuses(self, t_s: float, measured: Measured) -> dict[str, ToolStatus]:
+        """Filter every tool on the frame clock; express the poses in the camera frame."""
+        filtered = {name: f.update(t_s, measured.tracker_from_tool.get(name))
                     for name, f in self._filters.items()}
+        if self.device.tracker_is_camera:
+            return {name: ToolStatus(f.state, f.pose, f.age_s, measured.measurements.get(name),
+                                     tracker_from_tool=f.pose) for name, f in filtered.items()}
         camera = filtered.get(self.options.camera_tool)
         camera_from_tracker = (None if camera is None or camera.pose is None
                                else invert_rigid(camera.pose))
         return {name: ToolStatus(
             f.state, None if camera_from_tracker is None or f.pose is None
             or name == self.options.camera_tool else camera_from_tracker @ f.pose,
-            f.age_s, None, tracker_from_tool=f.pose) for name, f in filtered.items()}
+            f.age_s, measured.measurements.get(name), tracker_from_tool=f.pose)
+            for name, f in filtered.items()}
 
-    def _compose_external(self, frame: Frame, statuses: dict[str, ToolStatus],
-                          received: float) -> FrameResult:
-        """Compose the tracker-frame poses; the camera is only needed for the overlay.
+    def _compose(self, frame: Frame, statuses: dict[str, ToolStatus], n_markers: int,
+                 received: float) -> FrameResult:
+        """Compose the filtered tracker-frame poses, whatever the device.
 
         ``patient_from_applicator = patient_from_reference @ inv(tracker_from_reference) @
-        tracker_from_applicator``; pointer tip (origin of the pointer frame) in the
-        reference frame ``inv(tracker_from_reference) @ tracker_from_pointer``;
-        ``camera_from_patient = inv(tracker_from_camera) @ tracker_from_reference @
-        inv(patient_from_reference)`` — None when the camera is not tracked.
+        tracker_from_tool @ tool_from_applicator``; pointer tip in the reference frame
+        ``inv(tracker_from_reference) @ tracker_from_pointer @ tip``; ``camera_from_patient
+        = inv(patient_from_reference @ inv(tracker_from_reference) @ tracker_from_camera)``
+        with ``tracker_from_camera`` the identity for marker tracking (tracker = camera) and
+        the tracked camera tool otherwise (None when it is not tracked).
         """
         opts = self.options
         reg = self.patient_from_reference
@@ -461,25 +413,29 @@ class GuidanceLoop:
         camera_from_patient = patient_from_applicator = None
         if reg is not None and reference_from_tracker is not None:
             patient_from_tracker = reg @ reference_from_tracker
-            tracker_from_camera = pose(opts.camera_tool)
+            tracker_from_camera = (np.eye(4) if self.device.tracker_is_camera
+                                   else pose(opts.camera_tool))
             if tracker_from_camera is not None:
                 camera_from_patient = invert_rigid(patient_from_tracker @ tracker_from_camera)
             tracker_from_app = pose(opts.applicator_tool)
-            if tracker_from_app is not None:
-                patient_from_applicator = patient_from_tracker @ tracker_from_app
+            app_offset = self.device.geometry(opts.applicator_tool).tool_from_applicator
+            if tracker_from_app is not None and app_offset is not None:
+                patient_from_applicator = patient_from_tracker @ tracker_from_app @ app_offset
         tip_ref = tip_patient = None
         tracker_from_ptr = pose(opts.pointer_tool)
+        tip = self.device.geometry(opts.pointer_tool).tip_mm
         if (tracker_from_ptr is not None and reference_from_tracker is not None
+                and tip is not None
                 and statuses[opts.pointer_tool].state is TrackingState.TRACKING
                 and statuses[opts.reference_tool].state is TrackingState.TRACKING):
-            tip_ref = reference_from_tracker[:3, :3] @ tracker_from_ptr[:3, 3] \
-                + reference_from_tracker[:3, 3]
+            tip_tracker = tracker_from_ptr[:3, :3] @ tip + tracker_from_ptr[:3, 3]
+            tip_ref = reference_from_tracker[:3, :3] @ tip_tracker + reference_from_tracker[:3, 3]
             if reg is not None:
                 tip_patient = reg[:3, :3] @ tip_ref + reg[:3, 3]
         return FrameResult(frame=frame, tools=statuses, camera_from_patient=camera_from_patient,
                            patient_from_applicator=patient_from_applicator,
                            pointer_tip_reference_mm=tip_ref, pointer_tip_patient_mm=tip_patient,
-                           latency_s=time.perf_counter() - received, n_markers=0)
+                           latency_s=time.perf_counter() - received, n_markers=n_markers)
 
     def _skip(self, index: int, reason: str) -> None:
         self.frames_skipped += 1

@@ -233,8 +233,8 @@ def test_planar_flip_resolved_with_history(tools: dict) -> None:
                          alternative=truth, alternative_rms_px=0.12)
     script = iter([ambiguous, clear, ambiguous])
     loop = GuidanceLoop(ListSource([]), tools, K)
-    loop.tracker.track = lambda image: TrackingResult(MarkerDetections.empty(),
-                                                      {"pointer": next(script)})
+    loop.device.tracker.track = lambda image: TrackingResult(MarkerDetections.empty(),
+                                                             {"pointer": next(script)})
     image = np.zeros((10, 10), np.uint8)
     first = loop.process(Frame(image, 0.0, "c", 0))
     assert first.state("pointer") is TrackingState.UNTRACKED  # no history: not trusted
