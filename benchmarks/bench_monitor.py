@@ -83,10 +83,11 @@ def overlay_max_error_px(image_size: tuple[int, int], principal_shift_px: tuple[
 
 def _ar_fps(quick: bool) -> float:
     from guidance.monitor.feed import ScriptedFeed
-    from guidance.monitor.logic import MonitorLogic, add_organ_outlines
+    from guidance.monitor.logic import MonitorLogic
     from guidance.monitor.rehearsal import phantom_view, slab_dose
     from guidance.render.compositing import blend_layer
     from guidance.render.overlay import OverlayRenderer
+    from guidance.render.scene_actors import add_organ_outlines
 
     view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
                         image_size=(1280, 720))

@@ -367,21 +367,3 @@ def _no_overlay_banner(frame: FrameUpdate | None, tools: Mapping[str, ToolStatus
     if tools.get("reference", ToolStatus("reference")).state is TrackingState.TRACKING:
         return "NO CAMERA POSE - overlay hidden (applicator, dose and slices are live)"
     return "TRACKING LOST - overlay hidden"
-
-
-def add_organ_outlines(plotter, scene: Scene, *, target: str = "CTV",
-                       line_width: float = 2.0) -> int:
-    """Add a view-dependent outline (VTK silhouette) of every organ of ``scene``.
-
-    The outline follows the plotter's camera at every render; at 1280x720 with the
-    phantom's organs it costs no measurable frame rate. Returns the number added.
-    """
-    skip = {target, "applicator", "planned_applicator", "isodose"}
-    added = 0
-    for name, item in scene.items.items():
-        if name not in skip and item.mesh.n_points:
-            plotter.add_silhouette(item.mesh, color=item.color, line_width=line_width)
-            added += 1
-    return added
-
-

@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from guidance.render.compositing import blend_layer
-from guidance.render.scene import Scene, SceneItem
+from guidance.render.scene import Scene
+from guidance.render.scene_actors import SceneActors
 from guidance.render.vtk_camera import apply_to_vtk_camera
 from models.base.errors import InputError
 from models.base.validation import as_array, as_transform
@@ -77,41 +78,18 @@ from guidance.render.scene import Scene, SceneItem
         self._plotter = pv.Plotter(off_screen=True, window_size=self.image_size)
         self._plotter.disable_anti_aliasing()
         self._plotter.set_background("black")
-        self._actors: dict[str, object] = {}
-        self._mesh_ids: dict[str, int] = {}
+        self._actors = SceneActors(self._plotter, scene, smooth_shading=True)
         self.sync()
 
     def sync(self) -> None:
         """Create, replace or remove actors so they match the scene's items."""
-        for name in list(self._actors):
-            if name not in self.scene.items:
-                self._plotter.remove_actor(self._actors.pop(name), render=False)
-                self._mesh_ids.pop(name, None)
-        for name, item in self.scene.items.items():
-            if self._mesh_ids.get(name) != id(item.mesh):
-                if name in self._actors:
-                    self._plotter.remove_actor(self._actors.pop(name), render=False)
-                self._actors[name] = self._add_item(item)
-                self._mesh_ids[name] = id(item.mesh)
-            actor = self._actors[name]
-            if actor is None:
-                continue
-            actor.SetVisibility(bool(item.visible))
-            if item.patient_from_item is not None:
-                actor.user_matrix = item.patient_from_item
+        self._actors.sync()
 
     @property
     def plotter(self) -> pv.Plotter:
         """The offscreen plotter: a hook for extra view-dependent actors (e.g. organ
         silhouettes), which then follow the calibrated camera like the scene."""
         return self._plotter
-
-    def _add_item(self, item: SceneItem) -> object:
-        if item.mesh.n_points == 0:
-            return None
-        return self._plotter.add_mesh(item.mesh, color=item.color, opacity=item.opacity,
-                                      smooth_shading=True, name=item.name, render=False,
-                                      reset_camera=False)
 
     def render_layer(self, camera_from_patient: np.ndarray) -> np.ndarray:
         """The scene alone as RGBA (H, W, 4) uint8, alpha 0 where nothing is drawn."""

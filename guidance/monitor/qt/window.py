@@ -35,10 +35,11 @@ from dataclasses import replace
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from guidance.monitor.logic import MonitorLogic, MonitorSnapshot, add_organ_outlines
+from guidance.monitor.logic import MonitorLogic, MonitorSnapshot
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
 from guidance.render.overlay import OverlayRenderer, OverlayStatus
+from guidance.render.scene_actors import SceneActors, add_organ_outlines
 from guidance.render.slices import (
     ORIENTATIONS,
     IsodoseLevel,
@@ -136,37 +137,6 @@ class TrafficLight(QtWidgets.QLabel):
                            "color: black; font-size: 20px; font-weight: bold;")
 
 
-class SceneView:
-    """Keeps a pyvista plotter's actors in step with a :class:`Scene` (3D view)."""
-
-    def __init__(self, plotter, scene) -> None:
-        self.plotter = plotter
-        self.scene = scene
-        self.actors: dict[str, object] = {}
-        self.mesh_ids: dict[str, int] = {}
-
-    def sync(self) -> None:
-        for name in list(self.actors):
-            if name not in self.scene.items:
-                self.plotter.remove_actor(self.actors.pop(name), render=False)
-        for name, item in self.scene.items.items():
-            if self.mesh_ids.get(name) != id(item.mesh):
-                if name in self.actors:
-                    self.plotter.remove_actor(self.actors.pop(name), render=False)
-                self.mesh_ids[name] = id(item.mesh)
-                if item.mesh.n_points == 0:
-                    continue
-                self.actors[name] = self.plotter.add_mesh(
-                    item.mesh, color=item.color, opacity=item.opacity, name=f"3d_{name}",
-                    render=False, reset_camera=False)
-            actor = self.actors.get(name)
-            if actor is None:
-                continue
-            actor.SetVisibility(bool(item.visible))
-            if item.patient_from_item is not None:
-                actor.user_matrix = item.patient_from_item
-
-
 class MonitorWindow(QtWidgets.QMainWindow):
     """The OR monitor. Give it a started :class:`MonitorLogic`."""
 
@@ -234,7 +204,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self.view3d.set_background("#101214")
             self.view3d.disable_anti_aliasing()
             self.view3d.setMinimumSize(200, 160)
-            self._scene3d = SceneView(self.view3d, self.logic.scene)
+            self._scene3d = SceneActors(self.view3d, self.logic.scene, name_prefix="3d_")
             self._scene3d.sync()
             # from anterior-superior, centred on the planned applicator end face
             focus = self.logic.plan[:3, 3]
