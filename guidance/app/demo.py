@@ -174,18 +174,54 @@ def _banner(scenario: Scenario, result: FrameResult, track: _Track, beam: Electr
     return OverlayStatus(tracking_ok=True, banner=text)
 
 
+@dataclass
+class _Run:
+    """Everything one demo run wires together (built by :func:`_prepare`)."""
+
+    case: Case
+    beam: ElectronBeam
+    target_lps: np.ndarray
+    calibration: object
+    scenario: Scenario
+    engine: ElectronDoseEngine
+    scene: object
+    renderer: OverlayRenderer
+    undistorter: object
+    loop: GuidanceLoop
+    session_path: Path
+    session_log: SessionLog
+    registration: PointerRegistration
+    doses: DoseScheduler = field(default_factory=DoseScheduler)  # recompute after 1 mm/1 deg
+    track: _Track = field(default_factory=lambda: _Track())
+    images: list[Path] = field(default_factory=list)
+
+
 def run_demo(options: DemoOptions) -> DemoResult:
     """Run the demo end to end and write its outputs (see the module docstring)."""
-    from tqdm import tqdm
-
     start = time.perf_counter()
     out = Path(options.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("overlay_*.png"):
         old.unlink()
+    run = _prepare(options, out)
+    writer = _video_writer(out / "demo.mp4") if options.video else None
+    loop_start = time.perf_counter()
+    try:
+        _run_frames(run, options, out, writer)
+    finally:
+        run.loop.source.close()
+        run.renderer.close()
+        run.session_log.close()
+        if writer is not None:
+            writer.close()
+    return _write_outputs(run, options, out, loop_s=time.perf_counter() - loop_start,
+                          start=start)
+
+
+def _prepare(options: DemoOptions, out: Path) -> _Run:
+    """Phantom as DICOM and back, camera, scenario, warm dose kernels, views, loop, log."""
     beam = ElectronBeam(options.machine, options.energy_mev, options.applicator_mm,
                         options.bevel_deg)
-
     case = load_phantom_case(out / "dicom", spacing_mm=options.spacing_mm, seed=options.seed,
                              progress=options.progress)
     target_lps = case.centroid_lps(TARGET)
@@ -196,13 +232,10 @@ def run_demo(options: DemoOptions) -> DemoResult:
     # compile/load the dose kernels before the loop needs them
     engine = ElectronDoseEngine(case.ct, grid_mm=options.dose_grid_mm)
     log.info("dose kernels warm in %.1f s", engine.warm_up())
-
     scene = build_scene(case, applicator_diameter_mm=beam.applicator_diameter_mm,
                         bevel_deg=beam.bevel_deg, target=TARGET, organs=OVERLAY_ORGANS,
                         max_triangles=OVERLAY_TRIANGLES)
     renderer = OverlayRenderer(scene, calibration.camera_matrix, calibration.image_size)
-    undistorter = undistorter_for(calibration)
-    doses = DoseScheduler()   # the monitor's rule: recompute after 1 mm / 1 deg
     loop = GuidanceLoop(scenario.source(), scenario.tools, calibration.camera_matrix,
                         calibration.dist_coeffs, options=LoopOptions())
     # a new log per run: earlier sessions in the same folder are never overwritten
@@ -214,76 +247,85 @@ def run_demo(options: DemoOptions) -> DemoResult:
         scenario.fiducial_at, target_lps=target_lps,
         samples_per_fiducial=scenario.frames_per_fiducial,
         give_up=lambda i: scenario.phase_at(i) == "treatment", session_log=session_log)
-    track = _Track()
-    images: list[Path] = []
-    writer = _video_writer(out / "demo.mp4") if options.video else None
-    loop_start = time.perf_counter()
-    try:
-        loop.source.open()
-        bar = tqdm(total=options.frames, desc="guidance loop", unit="frame",
-                   disable=not options.progress)
-        while (result := loop.step()) is not False:
-            bar.update(1)
-            if result is None:
-                continue
-            index = result.frame.index
-            registration(result)
-            pose = result.patient_from_applicator
-            if pose is not None and result.state("applicator") is TrackingState.TRACKING \
-                    and doses.offer(pose, beam):
-                _update_dose(engine, beam, options, pose, scene, track, session_log)
-                doses.finished()
-            truth_app = scenario.patient_from_applicator_at(index)
-            if truth_app is not None and result.patient_from_applicator is not None:
-                err_mm, err_deg = transform_difference(result.patient_from_applicator,
-                                                       truth_app)
-                track.applicator_errors_mm.append(err_mm)
-                track.applicator_errors_deg.append(err_deg)
-            applicator = scene.items["applicator"]
-            applicator.visible = result.patient_from_applicator is not None
-            if applicator.visible:
-                scene.set_pose("applicator", result.patient_from_applicator)
-            status = _banner(scenario, result, track, beam, registration)
-            track.stale_frames += int(not status.tracking_ok)
-            video_rgb = cv2.cvtColor(undistorter.undistort(result.frame.image), cv2.COLOR_BGR2RGB)
-            camera_from_patient = result.camera_from_patient  # None until registered
-            composed = renderer.render(video_rgb, camera_from_patient, status)
-            if camera_from_patient is not None and status.tracking_ok:
-                track.overlay_frames += 1
-                track.target_errors_px.append(_target_error_px(
-                    calibration.camera_matrix, camera_from_patient,
-                    result.frame.truth.camera_from_patient, target_lps))
-            path = out / f"overlay_{index:04d}.png"
-            cv2.imwrite(str(path), cv2.cvtColor(composed, cv2.COLOR_RGB2BGR))
-            images.append(path)
-            if writer is not None:
-                writer.append_data(composed)
-        bar.close()
-    finally:
-        loop.source.close()
-        renderer.close()
-        session_log.close()
+    return _Run(case, beam, target_lps, calibration, scenario, engine, scene, renderer,
+                undistorter_for(calibration), loop, session_path, session_log, registration)
+
+
+def _run_frames(run: _Run, options: DemoOptions, out: Path, writer) -> None:
+    """Every frame of the scenario through the loop, the dose and the overlay."""
+    from tqdm import tqdm
+
+    run.loop.source.open()
+    bar = tqdm(total=options.frames, desc="guidance loop", unit="frame",
+               disable=not options.progress)
+    while (result := run.loop.step()) is not False:
+        bar.update(1)
+        if result is None:
+            continue
+        composed = _one_frame(run, options, result)
+        path = out / f"overlay_{result.frame.index:04d}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(composed, cv2.COLOR_RGB2BGR))
+        run.images.append(path)
         if writer is not None:
-            writer.close()
-    loop_s = time.perf_counter() - loop_start
-    if registration.result is None:
-        track.warnings.append("registration not possible: fewer than 3 fiducials collected; "
-                              "no overlay was drawn")
-    summary = _summary(options, case, beam, scenario, track, registration.result, loop, loop_s,
-                       time.perf_counter() - start, target_lps)
-    dvhs = _dvhs(case, track.dose, options) if track.dose is not None else {}
+            writer.append_data(composed)
+    bar.close()
+
+
+def _one_frame(run: _Run, options: DemoOptions, result: FrameResult) -> np.ndarray:
+    """Registration, dose, truth comparison and the composed overlay (RGB) of one frame."""
+    index, track, scene = result.frame.index, run.track, run.scene
+    run.registration(result)
+    pose = result.patient_from_applicator
+    if pose is not None and result.state("applicator") is TrackingState.TRACKING \
+            and run.doses.offer(pose, run.beam):
+        _update_dose(run.engine, run.beam, options, pose, scene, track, run.session_log)
+        run.doses.finished()
+    truth_app = run.scenario.patient_from_applicator_at(index)
+    if truth_app is not None and pose is not None:
+        err_mm, err_deg = transform_difference(pose, truth_app)
+        track.applicator_errors_mm.append(err_mm)
+        track.applicator_errors_deg.append(err_deg)
+    applicator = scene.items["applicator"]
+    applicator.visible = pose is not None
+    if applicator.visible:
+        scene.set_pose("applicator", pose)
+    status = _banner(run.scenario, result, track, run.beam, run.registration)
+    track.stale_frames += int(not status.tracking_ok)
+    video_rgb = cv2.cvtColor(run.undistorter.undistort(result.frame.image), cv2.COLOR_BGR2RGB)
+    camera_from_patient = result.camera_from_patient  # None until registered
+    composed = run.renderer.render(video_rgb, camera_from_patient, status)
+    if camera_from_patient is not None and status.tracking_ok:
+        track.overlay_frames += 1
+        track.target_errors_px.append(_target_error_px(
+            run.calibration.camera_matrix, camera_from_patient,
+            result.frame.truth.camera_from_patient, run.target_lps))
+    return composed
+
+
+def _write_outputs(run: _Run, options: DemoOptions, out: Path, *, loop_s: float,
+                   start: float) -> DemoResult:
+    """summary.json and report.html from what the run tracked."""
+    track = run.track
+    if run.registration.result is None:
+        outcome = run.registration.outcome
+        why = ("; ".join(outcome.reasons) if outcome is not None
+               else "fewer than 3 fiducials collected")
+        track.warnings.append(f"registration not used ({why}): no overlay was drawn")
+    summary = _summary(options, run.case, run.beam, run.scenario, track,
+                       run.registration.result, run.loop, loop_s, time.perf_counter() - start,
+                       run.target_lps)
+    dvhs = _dvhs(run.case, track.dose, options) if track.dose is not None else {}
     if track.dose is not None:
         summary["dose.target_v90_percent"] = dvhs[TARGET].metrics.v90_percent
         summary["dose.target_d90_gy"] = dvhs[TARGET].metrics.d90_gy
         summary["dose.mu"] = track.dose.mu
     summary["timing.wall_s"] = time.perf_counter() - start
-    summary["session_log"] = session_path.name
+    summary["session_log"] = run.session_path.name
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    report = write_report(out / "report.html", summary=summary, dvhs=dvhs, images=images,
+    report = write_report(out / "report.html", summary=summary, dvhs=dvhs, images=run.images,
                           warnings=track.warnings)
-    return DemoResult(summary=summary, out_dir=out, images=images,
+    return DemoResult(summary=summary, out_dir=out, images=run.images,
                       video=(out / "demo.mp4") if options.video else None, report=report)
-
 
 def _target_error_px(camera_matrix: np.ndarray, camera_from_patient: np.ndarray,
                      true_camera_from_patient: np.ndarray, point_lps: np.ndarray) -> float:
