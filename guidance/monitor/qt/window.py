@@ -186,7 +186,17 @@ class MonitorWindow(QtWidgets.QMainWindow):
         side = QtWidgets.QWidget()
         side_layout = QtWidgets.QVBoxLayout(side)
         side_layout.setContentsMargins(4, 0, 0, 0)
-        # surgeon panel
+        self._build_surgeon_panel(side_layout)
+        self.view3d = None
+        if with_3d:
+            self._build_3d(side, side_layout)
+        self._build_slices(side_layout)
+        self._build_oncologist_panel(side_layout)
+        self.splitter.addWidget(side)
+        self.setCentralWidget(central)
+        self._build_status_bar()
+
+    def _build_surgeon_panel(self, side_layout: QtWidgets.QVBoxLayout) -> None:
         self.surgeon_panel = QtWidgets.QWidget()
         sp = QtWidgets.QVBoxLayout(self.surgeon_panel)
         self.light = TrafficLight()
@@ -195,25 +205,25 @@ class MonitorWindow(QtWidgets.QMainWindow):
         sp.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
         sp.addWidget(self.deviation_label, 1)
         side_layout.addWidget(self.surgeon_panel)
-        # 3D view
-        self.view3d = None
-        if with_3d:
-            from pyvistaqt import QtInteractor
 
-            self.view3d = QtInteractor(side, auto_update=False)
-            self.view3d.set_background("#101214")
-            self.view3d.disable_anti_aliasing()
-            self.view3d.setMinimumSize(200, 160)
-            self._scene3d = SceneActors(self.view3d, self.logic.scene, name_prefix="3d_")
-            self._scene3d.sync()
-            # from anterior-superior, centred on the planned applicator end face
-            focus = self.logic.plan[:3, 3]
-            self.view3d.camera.focal_point = tuple(focus)
-            self.view3d.camera.position = tuple(focus + np.array([0.0, -260.0, 150.0]))
-            self.view3d.camera.up = (0.0, 0.0, 1.0)
-            self.view3d.reset_camera_clipping_range()
-            side_layout.addWidget(self.view3d, 2)
-        # slices
+    def _build_3d(self, side: QtWidgets.QWidget, side_layout: QtWidgets.QVBoxLayout) -> None:
+        from pyvistaqt import QtInteractor
+
+        self.view3d = QtInteractor(side, auto_update=False)
+        self.view3d.set_background("#101214")
+        self.view3d.disable_anti_aliasing()
+        self.view3d.setMinimumSize(200, 160)
+        self._scene3d = SceneActors(self.view3d, self.logic.scene, name_prefix="3d_")
+        self._scene3d.sync()
+        # from anterior-superior, centred on the planned applicator end face
+        focus = self.logic.plan[:3, 3]
+        self.view3d.camera.focal_point = tuple(focus)
+        self.view3d.camera.position = tuple(focus + np.array([0.0, -260.0, 150.0]))
+        self.view3d.camera.up = (0.0, 0.0, 1.0)
+        self.view3d.reset_camera_clipping_range()
+        side_layout.addWidget(self.view3d, 2)
+
+    def _build_slices(self, side_layout: QtWidgets.QVBoxLayout) -> None:
         self.slice_row = QtWidgets.QWidget()
         sr = QtWidgets.QHBoxLayout(self.slice_row)
         sr.setContentsMargins(0, 0, 0, 0)
@@ -227,7 +237,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
             sr.addLayout(box)
             self.slice_views[orientation] = view
         side_layout.addWidget(self.slice_row, 2)
-        # oncologist panel
+
+    def _build_oncologist_panel(self, side_layout: QtWidgets.QVBoxLayout) -> None:
         self.oncologist_panel = QtWidgets.QWidget()
         op = QtWidgets.QGridLayout(self.oncologist_panel)
         opts = self.logic.beam_options
@@ -260,9 +271,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.confirm_button.clicked.connect(self.confirm)
         op.addWidget(self.confirm_button, 3, 0, 1, 5)
         side_layout.addWidget(self.oncologist_panel, 3)
-        self.splitter.addWidget(side)
-        self.setCentralWidget(central)
-        # status bar
+
+    def _build_status_bar(self) -> None:
         self.status_labels: dict[str, QtWidgets.QLabel] = {}
         for key in ("tools", "registration", "fps", "dose"):
             label = QtWidgets.QLabel("")
