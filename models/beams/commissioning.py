@@ -377,3 +377,35 @@ def _format_json(value, indent: int) -> str:
         return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
     items = [pad + _format_json(v, indent + 2) for v in value]
     return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+
+
+@dataclass(frozen=True)
+class RangeReference:
+    """Reference ranges of one flat applicator and energy (mm): Monte Carlo and measured."""
+
+    energy_mev: float
+    diameter_mm: float
+    mc_r90_mm: float
+    mc_r50_mm: float
+    measured_r90_mm: float
+
+
+def read_range_reference(path: Path | str | None = None) -> list[RangeReference]:
+    """R90/R50 reference table (default: the shipped ``liac_kali_mc_ranges.json``).
+
+    The table holds, per flat applicator and energy, R90 and R50 of the Kali MC penEasy
+    central-axis depth dose and the measured R90 (see the file's provenance); it is for
+    checking the pencil-beam model, not read by the dose engine.
+    """
+    from assets import asset_path
+
+    path = Path(path) if path is not None else asset_path("beams", "liac_kali_mc_ranges.json")
+    try:
+        raw = json.loads(path.read_text())
+        return [RangeReference(float(r["energy_mev"]), float(r["diameter_mm"]),
+                               float(r["mc_r90_mm"]), float(r["mc_r50_mm"]),
+                               float(r["measured_r90_mm"])) for r in raw["table"]]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"range reference file {path}: cannot read it ({exc!r}); expected "
+                         "'table' rows with energy_mev, diameter_mm, mc_r90_mm, mc_r50_mm, "
+                         "measured_r90_mm") from exc
