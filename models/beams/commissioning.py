@@ -43,6 +43,9 @@ KALI_MM_PER_APPLICATOR_NUMBER = 10.0
 #: Plausible range of an electron output factor relative to the reference applicator.
 OUTPUT_FACTOR_RANGE = (0.3, 3.0)
 
+#: Accepted names of the dose column of a depth-dose CSV (any unit: normalised to the maximum).
+DOSE_COLUMNS = ("dose", "dose_percent", "dose_gy", "dose_cgy", "reading")
+
 _APPLICATOR_RE = re.compile(r"C(\d+)", re.IGNORECASE)
 
 
@@ -223,6 +226,9 @@ def off_axis_profile(grid: DoseGrid3D, depth_mm: float, axis: str = "x"
 def read_depth_dose_csv(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     """Measured depth dose from a CSV file with the header ``depth_mm,dose``.
 
+    The dose column may also be named ``dose_percent``, ``dose_gy``, ``dose_cgy`` or
+    ``reading``; it is normalised to its maximum.
+
     Depths must be in mm, strictly increasing, finite; doses finite and non-negative with a
     positive maximum. Every problem raises :class:`InputError` with one line naming the file,
     the row (1 = header) and what to fix.
@@ -241,7 +247,8 @@ def read_depth_dose_csv(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     if not rows:
         raise InputError(f"{path}: empty file; expected a header 'depth_mm,dose' and rows")
     header = [h.strip().lower() for h in rows[0]]
-    if len(header) != 2 or header[1] != "dose" or not header[0].startswith("depth"):
+    if (len(header) != 2 or header[1] not in DOSE_COLUMNS
+            or not header[0].startswith("depth")):
         raise InputError(f"{path}: row 1: header {','.join(rows[0])!r}; expected 'depth_mm,dose'")
     if header[0] != "depth_mm":
         raise InputError(f"{path}: row 1: depth column {rows[0][0].strip()!r} is not in mm; "

@@ -3,7 +3,10 @@
 A machine file holds, with its provenance text: the energies, applicator diameters and bevel
 angles on offer, the virtual source distance, lateral-spread parameters of the pencil-beam
 model, the reference output (cGy/MU at the depth of maximum, reference applicator on
-water), optional output factors, and per energy the central-axis depth dose in water of the
+water), optional output factors (``output_factors``: a ``provenance`` whose ``kind`` is
+``"measured"`` or ``"model"``, and a ``table`` of rows, each possibly ``"estimated": true``;
+see :meth:`MachineData.output_factor_is_estimated`), and per energy the central-axis depth
+dose in water of the
 reference (flat) applicator, either as a measured table (``depth_mm`` / ``dose_percent``) or
 as commissioning points from which :func:`models.beams.depth_dose.build_depth_dose` builds it.
 

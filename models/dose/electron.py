@@ -26,8 +26,9 @@ Model (Hogstrom, Mills & Almond 1981, doi:10.1088/0031-9155/26/3/008, simplified
   disc. It is normalised so that 100 % is the maximum on the central axis (beam axis),
   leaving out a disc's backscatter (that hot spot shows above 100 %); the prescription is
   delivered at ``isodose_percent`` (default 90 %). Monitor units use the reference output
-  times the output factor of the applicator (tabulated, or computed by this model on water
-  when the beam data give none).
+  times the output factor of the applicator from the machine's ``output_factors.table`` (an
+  :class:`InputError` when it has none); ``DoseResult.mu_estimated`` flags MU whose factor
+  is not measured.
 
 Limits: central-axis approximation of heterogeneities (no lateral scatter disequilibrium
 beyond the pencils' own depth), no scattering in the disc, dose beyond the electron range
@@ -61,7 +62,7 @@ from models.patient.volume import Volume
 log = logging.getLogger(__name__)
 
 #: Beams whose estimated output factor was already logged (once per beam, not per frame).
-_WARNED_ESTIMATED: set = set()
+_WARNED_ESTIMATED: set[ElectronBeam] = set()
 
 #: Relative stopping power below which a voxel is air and gets no dose.
 AIR_RSP = 0.05

@@ -225,3 +225,10 @@ def test_model_r50_against_monte_carlo(energy, diameter):
     model = depth_curve(ElectronBeam("liac", energy, diameter), grid_mm=2.0).metrics
     tolerance = 0.3 if diameter == 100.0 else 3.0
     assert model.r50_mm == pytest.approx(ref.mc_r50_mm, abs=tolerance)
+
+
+def test_csv_dose_column_may_name_its_unit(tmp_path):
+    path = tmp_path / "pdd.csv"
+    path.write_text("depth_mm,dose_gy\n0,0.8\n5,1.0\n")
+    _, dose = read_depth_dose_csv(path)
+    np.testing.assert_allclose(dose, [80.0, 100.0])
