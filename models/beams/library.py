@@ -3,7 +3,10 @@
 A machine file holds, with its provenance text: the energies, applicator diameters and bevel
 angles on offer, the virtual source distance, lateral-spread parameters of the pencil-beam
 model, the reference output (cGy/MU at the depth of maximum, reference applicator on
-water), optional output factors, and per energy the central-axis depth dose in water of the
+water), optional output factors (``output_factors``: a ``provenance`` whose ``kind`` is
+``"measured"`` or ``"model"``, and a ``table`` of rows, each possibly ``"estimated": true``;
+see :meth:`MachineData.output_factor_is_estimated`), and per energy the central-axis depth
+dose in water of the
 reference (flat) applicator, either as a measured table (``depth_mm`` / ``dose_percent``) or
 as commissioning points from which :func:`models.beams.depth_dose.build_depth_dose` builds it.
 
@@ -111,6 +114,8 @@ class MachineData:
     spread: LateralSpread
     output_factors: dict[tuple[float, float, float], float] = field(default_factory=dict)
     source: Path | None = None
+    estimated_output_factors: frozenset[tuple[float, float, float]] = frozenset()
+    output_factor_provenance: str = ""
 
     @property
     def energies_mev(self) -> tuple[float, ...]:
@@ -131,14 +136,44 @@ class MachineData:
                unit="deg")
         return data
 
-    def output_factor(self, beam: ElectronBeam) -> float | None:
-        """Tabulated output factor of ``beam`` relative to the reference applicator, or None."""
-        for (energy, diameter, bevel), value in self.output_factors.items():
+    def _output_factor_key(self, beam: ElectronBeam) -> tuple[float, float, float] | None:
+        for key in self.output_factors:
+            energy, diameter, bevel = key
             if (abs(energy - beam.energy_mev) < MATCH_TOL
                     and abs(diameter - beam.applicator_diameter_mm) < MATCH_TOL
                     and abs(bevel - beam.bevel_deg) < MATCH_TOL):
-                return value
+                return key
         return None
+
+    def output_factor(self, beam: ElectronBeam) -> float | None:
+        """Tabulated output factor of ``beam`` relative to the reference applicator, or None."""
+        key = self._output_factor_key(beam)
+        return None if key is None else self.output_factors[key]
+
+    def output_factor_is_estimated(self, beam: ElectronBeam) -> bool:
+        """True when the output factor of ``beam`` is not measured (estimated or missing).
+
+        MU computed with an estimated factor must be flagged or blocked by the caller.
+        """
+        key = self._output_factor_key(beam)
+        return key is None or key in self.estimated_output_factors
+
+    def output_factor_entry(self, beam: ElectronBeam) -> OutputFactor | None:
+        """Output factor of ``beam`` with its provenance, or None when not tabulated."""
+        key = self._output_factor_key(beam)
+        if key is None:
+            return None
+        return OutputFactor(self.output_factors[key], key in self.estimated_output_factors,
+                            self.output_factor_provenance)
+
+
+@dataclass(frozen=True)
+class OutputFactor:
+    """A tabulated output factor: ``value``, ``estimated`` (not measured), ``provenance``."""
+
+    value: float
+    estimated: bool
+    provenance: str
 
 
 class BeamLibrary:
@@ -250,10 +285,8 @@ def _parse_machine(raw: dict, path: Path) -> MachineData:
         except (TypeError, ValueError) as exc:
             raise InputError(f"beam data file {path}: depth_dose '{energy:g}': {exc}") from exc
         energies[energy] = EnergyData(energy, depth, dose, points)
-    factors: dict[tuple[float, float, float], float] = {}
-    for row in raw.get("output_factors", {}).get("table", []):
-        factors[(float(row["energy_mev"]), float(row["diameter_mm"]),
-                 float(row["bevel_deg"]))] = float(row["factor"])
+    factors, estimated, of_provenance = _parse_output_factors(raw.get("output_factors", {}),
+                                                              path)
     try:
         return MachineData(
             name=name, description=str(raw.get("description", "")),
@@ -265,6 +298,44 @@ def _parse_machine(raw: dict, path: Path) -> MachineData:
             virtual_source_distance_mm=float(_field(raw, "virtual_source_distance_mm", path)),
             reference_output_cgy_per_mu=float(_field(raw, "reference_output_cgy_per_mu",
                                                      path)),
-            spread=spread, output_factors=factors, source=path)
+            spread=spread, output_factors=factors, source=path,
+            estimated_output_factors=frozenset(estimated),
+            output_factor_provenance=of_provenance)
     except (TypeError, ValueError) as exc:
         raise InputError(f"beam data file {path}: {exc}") from exc
+
+
+def _parse_output_factors(block: dict, path: Path
+                          ) -> tuple[dict[tuple[float, float, float], float],
+                                     set[tuple[float, float, float]], str]:
+    """Factors, the keys of estimated rows, and a provenance text from ``output_factors``.
+
+    ``provenance`` is either a text (older files: every row counts as estimated) or an
+    object whose ``kind`` is ``"measured"`` (rows estimated only where they say
+    ``"estimated": true``) or ``"model"`` (every row estimated).
+    """
+    provenance = block.get("provenance", "")
+    if isinstance(provenance, dict):
+        kind = str(provenance.get("kind", ""))
+        text = "; ".join(f"{k}: {v}" for k, v in provenance.items())
+    else:
+        kind, text = "", str(provenance)
+    measured = kind == "measured"
+    factors: dict[tuple[float, float, float], float] = {}
+    estimated: set[tuple[float, float, float]] = set()
+    for number, row in enumerate(block.get("table", []), start=1):
+        try:
+            key = (float(row["energy_mev"]), float(row["diameter_mm"]),
+                   float(row["bevel_deg"]))
+            value = float(row["factor"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"beam data file {path}: output_factors.table row {number} needs "
+                             f"numbers energy_mev, diameter_mm, bevel_deg, factor "
+                             f"({exc!r})") from exc
+        if not (np.isfinite(value) and value > 0.0):
+            raise InputError(f"beam data file {path}: output_factors.table row {number}: "
+                             f"factor {value!r} must be a positive number")
+        factors[key] = value
+        if not measured or bool(row.get("estimated", False)):
+            estimated.add(key)
+    return factors, estimated, text

@@ -26,8 +26,9 @@ Model (Hogstrom, Mills & Almond 1981, doi:10.1088/0031-9155/26/3/008, simplified
   disc. It is normalised so that 100 % is the maximum on the central axis (beam axis),
   leaving out a disc's backscatter (that hot spot shows above 100 %); the prescription is
   delivered at ``isodose_percent`` (default 90 %). Monitor units use the reference output
-  times the output factor of the applicator (tabulated, or computed by this model on water
-  when the beam data give none).
+  times the output factor of the applicator from the machine's ``output_factors.table`` (an
+  :class:`InputError` when it has none); ``DoseResult.mu_estimated`` flags MU whose factor
+  is not measured.
 
 Limits: central-axis approximation of heterogeneities (no lateral scatter disequilibrium
 beyond the pencils' own depth), no scattering in the disc, dose beyond the electron range
@@ -59,6 +60,9 @@ from models.dose.scattering import (
 from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
+
+#: Beams whose estimated output factor was already logged (once per beam, not per frame).
+_WARNED_ESTIMATED: set[ElectronBeam] = set()
 
 #: Relative stopping power below which a voxel is air and gets no dose.
 AIR_RSP = 0.05
@@ -165,6 +169,10 @@ class DoseResult:
         Grid spacing (mm).
     compute_ms : float
         Wall time of the computation (ms).
+    mu_estimated : bool
+        True when the output factor behind ``mu`` is not measured (estimated or
+        model-derived, see ``output_factors`` in the machine file): the MU must not be used
+        to treat without a measured factor; callers should flag or block it.
     outside_ct_percent : float
         Share of the pencils' path inside the dose grid that lies outside the CT (treated as
         air, so no dose there); above :data:`OUTSIDE_CT_WARN_PERCENT` a warning is logged.
@@ -181,6 +189,7 @@ class DoseResult:
     grid_mm: float
     compute_ms: float
     outside_ct_percent: float = 0.0
+    mu_estimated: bool = False
 
     def isodose_gy(self, percent: float | None = None) -> float:
         """Dose (Gy) of an isodose level in % of the central-axis maximum (default: Rx)."""
@@ -602,8 +611,13 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
                          f"{beam.applicator_diameter_mm:g} mm, bevel {beam.bevel_deg:g} deg in "
                          "'output_factors.table': add the measured value")
     mu = dmax_gy * 100.0 / (model.machine.reference_output_cgy_per_mu * factor)
+    mu_estimated = model.machine.output_factor_is_estimated(beam)
+    if mu_estimated and beam not in _WARNED_ESTIMATED:
+        _WARNED_ESTIMATED.add(beam)
+        log.warning("output factor %.4f for %s is estimated, not measured: MU %.1f must not be "
+                    "used to treat", factor, beam, mu)
     return DoseResult(dose=Volume(dose_gy, affine), beam=beam, patient_from_applicator=pose,
                       prescription_gy=rx, isodose_percent=iso, dmax_gy=dmax_gy, mu=mu,
                       output_factor=factor, grid_mm=h,
                       compute_ms=1000.0 * (time.perf_counter() - start),
-                      outside_ct_percent=rel.outside_ct_percent)
+                      outside_ct_percent=rel.outside_ct_percent, mu_estimated=mu_estimated)
