@@ -10,3 +10,14 @@ import pytest
 def rng() -> np.random.Generator:
     """A seeded generator: every test that draws random numbers is repeatable."""
     return np.random.default_rng(20261123)
+
+
+@pytest.fixture(scope="session")
+def coarse_phantom():
+    """The built-in phantom on a coarse 3 x 3 x 4 mm grid (seed 0), made once per run.
+
+    Shared by every test that only reads it: do not modify it (copy what you change).
+    """
+    from models.patient.phantom import make_phantom
+
+    return make_phantom(spacing_mm=(3.0, 3.0, 4.0))

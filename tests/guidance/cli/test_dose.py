@@ -43,11 +43,11 @@ def test_bad_choices_exit_2_with_one_line(capsys, argv, message):
 
 
 @pytest.fixture(scope="module")
-def case_dir(tmp_path_factory):
+def case_dir(tmp_path_factory, coarse_phantom):
     from models.patient.case_store import save_case
-    from models.patient.phantom import make_phantom, planned_patient_from_applicator
+    from models.patient.phantom import planned_patient_from_applicator
 
-    case = make_phantom(spacing_mm=(3.0, 3.0, 4.0))
+    case = coarse_phantom
     root = tmp_path_factory.mktemp("dose_case")
     folder = save_case(case, root / "case")
     pose_file = root / "pose.json"

@@ -77,15 +77,15 @@ def test_bad_inputs() -> None:
                          np.random.default_rng(1).normal(size=(10, 3)), distances_mm=())
 
 
-def test_phantom_skin_sweep_checks_paired_point(rng: np.random.Generator) -> None:
+def test_phantom_skin_sweep_checks_paired_point(rng: np.random.Generator,
+                                               coarse_phantom) -> None:
     """Skin swept around the cavity (reference frame) onto the phantom BODY surface: ICP
     started from a slightly wrong paired-point result lands on the truth at the target, and
     the disagreement check refuses a paired-point result 4 mm off."""
     from guidance.registration.decision import assess_surface
     from models.base.transforms import invert_rigid
-    from models.patient.phantom import make_phantom
 
-    case = make_phantom(spacing_mm=(3, 3, 4))
+    case = coarse_phantom
     points, normals = surface_points(case.mesh("BODY"))
     target = case.centroid_lps("CTV")
     around = (points[:, 1] < -50) & (np.hypot(points[:, 0] - target[0],

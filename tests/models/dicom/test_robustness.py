@@ -259,14 +259,12 @@ MINI_SLICES = 8
 
 
 @pytest.fixture(scope="module")
-def phantom_mini(tmp_path_factory) -> Path:
+def phantom_mini(tmp_path_factory, coarse_phantom) -> Path:
     """Eight CT slices through the tumour bed and the phantom's RTSTRUCT (fast to import)."""
     from models.dicom.writer import write_phantom
-    from models.patient.phantom import make_phantom
 
     full = write_phantom(tmp_path_factory.mktemp("phantom") / "dicom", spacing_mm=(3, 3, 4))
-    first = int(np.argwhere(make_phantom(spacing_mm=(3, 3, 4)).structures["CTV"].mask)[:, 0]
-                .min())
+    first = int(np.argwhere(coarse_phantom.structures["CTV"].mask)[:, 0].min())
     mini = tmp_path_factory.mktemp("mini")
     for k in range(first, first + MINI_SLICES):
         shutil.copy(full / f"CT_{k + 1:04d}.dcm", mini)
