@@ -141,7 +141,7 @@ class SessionLog:
     >>> with SessionLog.create(path, case_id="phantom") as slog:
     ...     _ = slog.log_warning("tracking lost", source="applicator")
     >>> [e.kind for e in SessionLog.open(path, readonly=True).events()]
-    ['session_start', 'warning']
+    ['session_start', 'warning', 'session_end']
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
