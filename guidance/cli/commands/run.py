@@ -7,11 +7,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from guidance.cli.inputs import load_case_spec, read_transform_file
 from models.base.errors import InputError
+
+if TYPE_CHECKING:
+    from calibration.camera import CameraCalibration
+    from models.patient.case import Case
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +91,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 class _Inputs:
     """Everything ``iort run`` reads from its arguments, read before anything is created."""
 
-    case: object
+    case: Case
     plan: np.ndarray
-    calibration: object | None = None            # CameraCalibration for a real camera
+    calibration: CameraCalibration | None = None  # for a real camera only
     patient_from_reference: np.ndarray | None = None
     gripper_from_camera: np.ndarray | None = None
 
