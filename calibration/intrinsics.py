@@ -112,6 +112,84 @@ def _coverage(detections: Sequence[CharucoDetection], image_size: tuple[int, int
     return counts, 100.0 * np.count_nonzero(counts) / counts.size
 
 
+def _screen_views(detections: Sequence[CharucoDetection], board: BoardSpec,
+                  opts: IntrinsicsOptions) -> list[str | None]:
+    """Status of every view before calibrating: ``None`` if usable, else why it is not."""
+    status: list[str | None] = [_candidate_status(d, board, opts.min_corners)
+                                for d in detections]
+    candidates = [i for i, s in enumerate(status) if s is None]
+    if candidates:
+        median_sharp = float(np.median([detections[i].sharpness for i in candidates]))
+        kept: list[CharucoDetection] = []
+        for i in candidates:
+            det = detections[i]
+            if det.sharpness < opts.blur_fraction * median_sharp:
+                status[i] = "blurred"
+            elif _is_duplicate(det, kept, opts.duplicate_px):
+                status[i] = "duplicate"
+            else:
+                kept.append(det)
+    return status
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """One ``cv2.calibrateCameraExtended`` solution and the views it used."""
+
+    used: list[int]
+    rms: float
+    camera_matrix: np.ndarray
+    dist_coeffs: np.ndarray
+    std_intrinsics: np.ndarray
+    per_view: np.ndarray
+    rejected_error: dict[int, float]
+
+
+def _calibrate_views(detections: Sequence[CharucoDetection], board: BoardSpec,
+                     size: tuple[int, int], used: Sequence[int],
+                     flags: int) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Calibrate from the ``used`` views: RMS, K, distortion, intrinsics std, per-view RMS."""
+    obj_pts, img_pts = [], []
+    for i in used:
+        det = detections[i]
+        obj, img = board.cv_board.matchImagePoints(
+            det.corners_px.astype(np.float32).reshape(-1, 1, 2), det.ids.reshape(-1, 1))
+        obj_pts.append(obj)
+        img_pts.append(img)
+    try:
+        (rms, k, dist, _rvecs, _tvecs, std_intr, _std_extr,
+         per_view) = cv2.calibrateCameraExtended(obj_pts, img_pts, size, None, None,
+                                                 flags=flags)
+    except cv2.error as exc:
+        raise CalibrationError(f"OpenCV calibration failed on {len(used)} views "
+                               f"({exc.err}); capture more varied views") from exc
+    return rms, k, dist, std_intr, np.asarray(per_view, dtype=np.float64).ravel()
+
+
+def _calibrate_rejecting_outliers(detections: Sequence[CharucoDetection], board: BoardSpec,
+                                  size: tuple[int, int], used: list[int],
+                                  status: list[str | None], names: Sequence[str],
+                                  opts: IntrinsicsOptions) -> _Fit:
+    """Calibrate, mark the worst views ``"outlier"`` in ``status`` and repeat (step 3)."""
+    rejected_error: dict[int, float] = {}
+    for round_no in range(opts.max_rounds + 1):
+        rms, k, dist, std_intr, per_view = _calibrate_views(detections, board, size, used,
+                                                            opts.flags)
+        threshold = max(opts.outlier_factor * float(np.median(per_view)), opts.outlier_floor_px)
+        bad = [(e, i) for e, i in zip(per_view, used, strict=True) if e > threshold]
+        room = len(used) - opts.min_views
+        if not bad or room <= 0 or round_no == opts.max_rounds:
+            break
+        bad = sorted(bad, reverse=True)[:room]
+        for err, i in bad:
+            status[i] = "outlier"
+            rejected_error[i] = float(err)
+            log.info("view %s rejected as outlier: %.3f px > %.3f px", names[i], err, threshold)
+        used = [i for i in used if status[i] is None]
+    return _Fit(used=used, rms=rms, camera_matrix=k, dist_coeffs=dist, std_intrinsics=std_intr,
+                per_view=per_view, rejected_error=rejected_error)
+
+
 def calibrate_camera(detections: Sequence[CharucoDetection], image_size: tuple[int, int],
                      board: BoardSpec, *, names: Sequence[str] | None = None,
                      options: IntrinsicsOptions | None = None) -> CameraCalibration:
@@ -146,54 +224,13 @@ def calibrate_camera(detections: Sequence[CharucoDetection], image_size: tuple[i
     names = list(names) if names is not None else [f"view {i}" for i in range(len(detections))]
     if len(names) != len(detections):
         raise CalibrationError(f"names has {len(names)} entries for {len(detections)} detections")
-    status: list[str | None] = [_candidate_status(d, board, opts.min_corners)
-                                for d in detections]
-    candidates = [i for i, s in enumerate(status) if s is None]
-    if candidates:
-        median_sharp = float(np.median([detections[i].sharpness for i in candidates]))
-        kept: list[CharucoDetection] = []
-        for i in candidates:
-            det = detections[i]
-            if det.sharpness < opts.blur_fraction * median_sharp:
-                status[i] = "blurred"
-            elif _is_duplicate(det, kept, opts.duplicate_px):
-                status[i] = "duplicate"
-            else:
-                kept.append(det)
+    status = _screen_views(detections, board, opts)
     used = [i for i, s in enumerate(status) if s is None]
     if len(used) < opts.min_views:
         counts = Counter(s or "usable" for s in status)
         raise _diagnose(detections, board, counts, len(used), opts.min_views)
-
-    rejected_error: dict[int, float] = {}
-    for round_no in range(opts.max_rounds + 1):
-        obj_pts, img_pts = [], []
-        for i in used:
-            det = detections[i]
-            obj, img = board.cv_board.matchImagePoints(
-                det.corners_px.astype(np.float32).reshape(-1, 1, 2), det.ids.reshape(-1, 1))
-            obj_pts.append(obj)
-            img_pts.append(img)
-        try:
-            (rms, k, dist, _rvecs, _tvecs, std_intr, _std_extr,
-             per_view) = cv2.calibrateCameraExtended(obj_pts, img_pts, size, None, None,
-                                                     flags=opts.flags)
-        except cv2.error as exc:
-            raise CalibrationError(f"OpenCV calibration failed on {len(used)} views "
-                                   f"({exc.err}); capture more varied views") from exc
-        per_view = np.asarray(per_view, dtype=np.float64).ravel()
-        threshold = max(opts.outlier_factor * float(np.median(per_view)), opts.outlier_floor_px)
-        bad = [(e, i) for e, i in zip(per_view, used, strict=True) if e > threshold]
-        room = len(used) - opts.min_views
-        if not bad or room <= 0 or round_no == opts.max_rounds:
-            break
-        bad = sorted(bad, reverse=True)[:room]
-        for err, i in bad:
-            status[i] = "outlier"
-            rejected_error[i] = float(err)
-            log.info("view %s rejected as outlier: %.3f px > %.3f px", names[i], err, threshold)
-        used = [i for i in used if status[i] is None]
-
+    fit = _calibrate_rejecting_outliers(detections, board, size, used, status, names, opts)
+    rms, used, per_view = fit.rms, fit.used, fit.per_view
     if not np.isfinite(rms) or rms > opts.max_rms_px:
         raise CalibrationError(
             f"calibration RMS {rms:.2f} px exceeds {opts.max_rms_px:.2f} px: check the board "
@@ -203,18 +240,18 @@ def calibrate_camera(detections: Sequence[CharucoDetection], image_size: tuple[i
     reports = tuple(
         ViewReport(name=names[i], status=status[i] or "used", n_corners=d.n_corners,
                    sharpness=d.sharpness,
-                   error_px=float(error_of.get(i, rejected_error.get(i, np.nan))))
+                   error_px=float(error_of.get(i, fit.rejected_error.get(i, np.nan))))
         for i, d in enumerate(detections))
     coverage_map, coverage = _coverage([detections[i] for i in used], size, opts.coverage_grid)
     if coverage < opts.min_coverage_percent:
         log.warning("board corners covered only %.0f %% of the image: add views with the board "
                     "near the edges and corners of the image", coverage)
-    std = np.asarray(std_intr, dtype=np.float64).ravel()[:4]
-    log.info("calibrated %d views: RMS %.3f px, fx %.1f ± %.2f px", len(used), rms, k[0, 0],
-             std[0])
+    std = np.asarray(fit.std_intrinsics, dtype=np.float64).ravel()[:4]
+    log.info("calibrated %d views: RMS %.3f px, fx %.1f ± %.2f px", len(used), rms,
+             fit.camera_matrix[0, 0], std[0])
     return CameraCalibration(
-        camera_matrix=np.asarray(k, dtype=np.float64),
-        dist_coeffs=np.asarray(dist, dtype=np.float64).ravel(), image_size=size,
+        camera_matrix=np.asarray(fit.camera_matrix, dtype=np.float64),
+        dist_coeffs=np.asarray(fit.dist_coeffs, dtype=np.float64).ravel(), image_size=size,
         rms_px=float(rms), per_view_px=per_view, intrinsics_std_px=std,
         coverage_percent=float(coverage), coverage_map=coverage_map,
         view_names=tuple(names[i] for i in used), board=board.to_json_dict(), views=reports)

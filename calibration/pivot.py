@@ -86,6 +86,65 @@ def _residuals(poses: np.ndarray, tip: np.ndarray, pivot: np.ndarray) -> np.ndar
     return np.linalg.norm(predicted - pivot, axis=1)
 
 
+def _check_enough_rotated_poses(poses: np.ndarray, min_poses: int,
+                                min_rotation_spread_deg: float) -> None:
+    """Refuse too few poses, or poses that do not rotate in two directions."""
+    n = len(poses)
+    if n < max(min_poses, 3):
+        raise CalibrationError(f"pivot calibration needs at least {max(min_poses, 3)} poses, "
+                               f"got {n}; record more while pivoting the tool about its tip")
+    spread_all = rotation_spread_deg(poses[:, :3, :3])
+    if spread_all < min_rotation_spread_deg:
+        raise CalibrationError(
+            f"the {n} poses rotate only {spread_all:.1f} deg in their weakest direction "
+            f"(need >= {min_rotation_spread_deg:g}); pivot the tool about its tip in two "
+            f"directions (a cone of >= 20 deg), not just translate or spin it")
+
+
+def _ransac_inliers(poses: np.ndarray, inlier_mm: float, iterations: int,
+                    rng: np.random.Generator) -> np.ndarray:
+    """Largest consensus set over random 3-pose samples (ties: smaller residual sum)."""
+    n = len(poses)
+    best_inliers = np.ones(n, bool)
+    best_score = (-1, 0.0)
+    for _ in range(iterations):
+        sample = rng.choice(n, size=3, replace=False)
+        tip, pivot, _a = _solve(poses[sample])
+        res = _residuals(poses, tip, pivot)
+        inliers = res < inlier_mm
+        score = (int(inliers.sum()), -float(res[inliers].sum()))
+        if score > best_score:
+            best_score, best_inliers = score, inliers
+    return best_inliers
+
+
+def _refit_consensus(poses: np.ndarray, inliers: np.ndarray,
+                     inlier_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """Refit on the consensus set until it is stable; the set and the last residuals."""
+    for _ in range(3):
+        tip, pivot, _a = _solve(poses[inliers])
+        res = _residuals(poses, tip, pivot)
+        new = res < inlier_mm
+        if new.sum() < 3 or np.array_equal(new, inliers):
+            break
+        inliers = new
+    return inliers, res
+
+
+def _final_fit(poses: np.ndarray, inliers: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tip, pivot, residuals of every pose and the tip's standard deviation per axis."""
+    tip, pivot, a = _solve(poses[inliers])
+    res = _residuals(poses, tip, pivot)
+    n_in = int(inliers.sum())
+    dof = max(3 * n_in - 6, 1)
+    stacked = (np.einsum("nij,j->ni", poses[inliers, :3, :3], tip)
+               + poses[inliers, :3, 3] - pivot)
+    sigma2 = float(np.sum(stacked ** 2)) / dof
+    cov = sigma2 * np.linalg.inv(a.T @ a)
+    return tip, pivot, res, np.sqrt(np.diag(cov)[:3])
+
+
 def pivot_calibration(tracker_from_tool: np.ndarray, *, inlier_mm: float = 1.5,
                       min_rotation_spread_deg: float = 10.0, min_poses: int = 8,
                       ransac_iterations: int = 200,
@@ -136,34 +195,10 @@ def pivot_calibration(tracker_from_tool: np.ndarray, *, inlier_mm: float = 1.5,
     poses = as_transforms(tracker_from_tool, name="tracker_from_tool")
     inlier_mm = as_positive(inlier_mm, name="inlier_mm")
     n = len(poses)
-    if n < max(min_poses, 3):
-        raise CalibrationError(f"pivot calibration needs at least {max(min_poses, 3)} poses, "
-                               f"got {n}; record more while pivoting the tool about its tip")
-    spread_all = rotation_spread_deg(poses[:, :3, :3])
-    if spread_all < min_rotation_spread_deg:
-        raise CalibrationError(
-            f"the {n} poses rotate only {spread_all:.1f} deg in their weakest direction "
-            f"(need >= {min_rotation_spread_deg:g}); pivot the tool about its tip in two "
-            f"directions (a cone of >= 20 deg), not just translate or spin it")
+    _check_enough_rotated_poses(poses, min_poses, min_rotation_spread_deg)
     rng = rng if rng is not None else np.random.default_rng(0)
-    best_inliers = np.ones(n, bool)
-    best_score = (-1, 0.0)
-    for _ in range(ransac_iterations):
-        sample = rng.choice(n, size=3, replace=False)
-        tip, pivot, _a = _solve(poses[sample])
-        res = _residuals(poses, tip, pivot)
-        inliers = res < inlier_mm
-        score = (int(inliers.sum()), -float(res[inliers].sum()))
-        if score > best_score:
-            best_score, best_inliers = score, inliers
-    inliers = best_inliers
-    for _ in range(3):  # refit on the consensus set until it is stable
-        tip, pivot, a = _solve(poses[inliers])
-        res = _residuals(poses, tip, pivot)
-        new = res < inlier_mm
-        if new.sum() < 3 or np.array_equal(new, inliers):
-            break
-        inliers = new
+    inliers = _ransac_inliers(poses, inlier_mm, ransac_iterations, rng)
+    inliers, res = _refit_consensus(poses, inliers, inlier_mm)
     n_in = int(inliers.sum())
     if n_in < max(min_poses, 3):
         raise CalibrationError(
@@ -175,16 +210,9 @@ def pivot_calibration(tracker_from_tool: np.ndarray, *, inlier_mm: float = 1.5,
         raise CalibrationError(
             f"the {n_in} consistent poses rotate only {spread:.1f} deg in their weakest "
             f"direction (need >= {min_rotation_spread_deg:g}); pivot the tool in two directions")
-    tip, pivot, a = _solve(poses[inliers])
-    res = _residuals(poses, tip, pivot)
-    dof = max(3 * n_in - 6, 1)
-    stacked = (np.einsum("nij,j->ni", poses[inliers, :3, :3], tip)
-               + poses[inliers, :3, 3] - pivot)
-    sigma2 = float(np.sum(stacked ** 2)) / dof
-    cov = sigma2 * np.linalg.inv(a.T @ a)
+    tip, pivot, res, tip_std = _final_fit(poses, inliers)
     rms = float(np.sqrt(np.mean(res[inliers] ** 2)))
     log.info("pivot: tip %s mm, RMS %.3f mm, %d/%d inliers, spread %.1f deg",
              np.round(tip, 2), rms, n_in, n, spread)
     return PivotResult(tip_mm=tip, pivot_mm=pivot, rms_mm=rms, residuals_mm=res,
-                       inliers=inliers, rotation_spread_deg=spread,
-                       tip_std_mm=np.sqrt(np.diag(cov)[:3]))
+                       inliers=inliers, rotation_spread_deg=spread, tip_std_mm=tip_std)

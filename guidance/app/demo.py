@@ -32,7 +32,7 @@ import numpy as np
 from calibration.undistort import undistorter_for
 from guidance.loop.guidance_loop import FrameResult, GuidanceLoop, LoopOptions
 from guidance.record.report import write_report
-from guidance.record.session_log import SessionLog
+from guidance.record.session_log import SessionLog, session_log_path
 from guidance.registration.fiducials import FiducialRegistration
 from guidance.registration.pointer import PointerRegistration
 from guidance.render.overlay import OverlayRenderer, OverlayStatus
@@ -239,7 +239,7 @@ def _prepare(options: DemoOptions, out: Path) -> _Run:
     loop = GuidanceLoop(scenario.source(), scenario.tools, calibration.camera_matrix,
                         calibration.dist_coeffs, options=LoopOptions())
     # a new log per run: earlier sessions in the same folder are never overwritten
-    session_path = out / time.strftime("session-%Y%m%d-%H%M%S.sqlite")
+    session_path = session_log_path(folder=out)
     session_log = SessionLog.create(session_path, case_id=case.patient_id,
                                     metadata={"program": "iort demo", "seed": str(options.seed)})
     registration = PointerRegistration(

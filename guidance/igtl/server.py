@@ -311,7 +311,7 @@ class IgtlServer:
     Examples
     --------
     >>> with IgtlServer(port=0) as server:
-    ...     server.send_transform("Applicator", np.eye(4))
+    ...     _ = server.send_transform("Applicator", np.eye(4))  # clients it went to
     ...     server.port > 0
     True
     """

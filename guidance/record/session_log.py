@@ -12,6 +12,15 @@ with ``journal_mode=WAL`` and ``synchronous=FULL``: a process killed with SIGKIL
 power cut, as far as the disk honours ``fsync``) loses nothing that was already appended.
 The next :func:`open_session_log` replays the WAL automatically (SQLite's own recovery).
 
+Where logs go
+-------------
+:func:`session_log_path` is the one rule: an explicit path if the user gave one, else a new
+``session-<time>.sqlite`` in a folder (``iort demo --out DIR`` passes DIR), by default
+:func:`sessions_folder` (``$XDG_DATA_HOME/iort/sessions``, else
+``~/.local/share/iort/sessions``). Logs hold patient identifiers: :meth:`SessionLog.create`
+makes the file owner-only (0600; SQLite gives its ``-wal``/``-shm`` files the same mode) and
+any folder it has to create owner-only (0700).
+
 Never overwriting
 -----------------
 :meth:`SessionLog.create` refuses an existing file. :meth:`SessionLog.open` checks the
@@ -53,6 +62,10 @@ EVENT_KINDS: tuple[str, ...] = (
     "session_end",
 )
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Name of a new session log (``time.strftime`` format, then ``.sqlite``).
+SESSION_FILE_FORMAT = "session-%Y%m%d-%H%M%S"
+_PRIVATE_FILE = 0o600
+_PRIVATE_FOLDER = 0o700
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -116,6 +129,93 @@ def _jsonable(value: Any) -> Any:
                     "recordable; pass numbers, strings, lists, dicts or numpy arrays")
 
 
+def sessions_folder() -> Path:
+    """The folder of session logs by default: ``$XDG_DATA_HOME/iort/sessions``.
+
+    ``~/.local/share`` stands in for ``XDG_DATA_HOME`` when it is unset, empty or relative
+    (as the XDG Base Directory specification says). Nothing is created.
+    """
+    data_home = os.environ.get("XDG_DATA_HOME", "")
+    root = Path(data_home) if os.path.isabs(data_home) else Path.home() / ".local" / "share"
+    return root / "iort" / "sessions"
+
+
+def session_log_path(path: str | os.PathLike[str] | None = None, *,
+                     folder: str | os.PathLike[str] | None = None,
+                     when: float | None = None) -> Path:
+    """Where a new session log goes: ``path`` if given, else a new file in ``folder``.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The file the user asked for (``iort run --session-log PATH``); returned as is.
+    folder : path-like, optional
+        Folder for a new ``session-YYYYmmdd-HHMMSS.sqlite`` (``iort demo --out DIR``);
+        :func:`sessions_folder` if omitted. A name already taken (two sessions within one
+        second) gets ``-2``, ``-3``... appended.
+    when : float, optional
+        Time (s since the epoch, local time in the name) of the session; now if omitted.
+
+    Returns
+    -------
+    Path
+        The file to pass to :meth:`SessionLog.create`. Nothing is created here, so a
+        caller can pick the path before its inputs are validated.
+
+    Raises
+    ------
+    InputError
+        ``path`` exists: a session log is never overwritten.
+
+    Examples
+    --------
+    >>> session_log_path(folder="out", when=0.0).parent.as_posix()
+    'out'
+    >>> session_log_path("mine.sqlite").name
+    'mine.sqlite'
+    """
+    if path is not None:
+        _refuse_existing(Path(path))
+        return Path(path)
+    base = Path(folder) if folder is not None else sessions_folder()
+    stem = time.strftime(SESSION_FILE_FORMAT, time.localtime(when))
+    candidate, k = base / f"{stem}.sqlite", 1
+    while candidate.exists():
+        k += 1
+        candidate = base / f"{stem}-{k}.sqlite"
+    return candidate
+
+
+def _refuse_existing(path: Path) -> None:
+    if path.exists():
+        raise InputError(f"session log {path} already exists; a session log is never "
+                         "overwritten — choose a new path (or open it to continue)")
+
+
+def _make_private_folders(folder: Path) -> None:
+    """Create ``folder`` and its missing parents owner-only (existing ones are left alone)."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(mode=_PRIVATE_FOLDER, exist_ok=True)
+        os.chmod(new, _PRIVATE_FOLDER)  # whatever the umask
+
+
+def _create_private_file(path: Path) -> None:
+    """Create an empty owner-only file; refuse an existing one (no race with a second run)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_FILE)
+    except FileExistsError:
+        _refuse_existing(path)
+        raise
+    try:
+        os.fchmod(fd, _PRIVATE_FILE)  # whatever the umask
+    finally:
+        os.close(fd)
+
+
 def _check_file(path: Path) -> None:
     """Raise InputError unless ``path`` starts with the SQLite header (read-only check)."""
     try:
@@ -141,7 +241,7 @@ class SessionLog:
     >>> with SessionLog.create(path, case_id="phantom") as slog:
     ...     _ = slog.log_warning("tracking lost", source="applicator")
     >>> [e.kind for e in SessionLog.open(path, readonly=True).events()]
-    ['session_start', 'warning']
+    ['session_start', 'warning', 'session_end']
     """
 
     def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
@@ -160,19 +260,20 @@ class SessionLog:
         Parameters
         ----------
         path : path-like
-            New database file (parent directories are created).
+            New database file, created owner-only (0600); missing parent folders are
+            created owner-only (0700). See :func:`session_log_path`.
         case_id : str
             Which case the session belongs to (recorded in ``meta`` and the start event).
         metadata : mapping, optional
             Extra fields recorded in the ``session_start`` event (versions, calibration...).
         """
         path = Path(path)
-        if path.exists():
-            raise InputError(f"session log {path} already exists; a session log is never "
-                             "overwritten — choose a new path (or open it to continue)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        _refuse_existing(path)
+        _make_private_folders(path.parent)
+        _create_private_file(path)
+        conn = None
         try:
+            conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             cls._configure(conn)
             conn.execute("BEGIN")
             for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
@@ -185,7 +286,9 @@ class SessionLog:
             ])
             conn.execute("COMMIT")
         except BaseException:
-            conn.close()
+            if conn is not None:
+                conn.close()
+            path.unlink(missing_ok=True)  # no half-made log left behind
             raise
         slog = cls(conn, path, readonly=False)
         slog.append("session_start", {"case_id": case_id, **dict(metadata or {})})

@@ -57,8 +57,7 @@ class OverlayRenderer:
     Examples
     --------
     >>> import numpy as np, pyvista as pv
-    >>> from guidance.render.compositing import blend_layer
-from guidance.render.scene import Scene, SceneItem
+    >>> from guidance.render.scene import Scene, SceneItem
     >>> scene = Scene()
     >>> scene.add(SceneItem("ball", pv.Sphere(radius=20.0), (1.0, 0.0, 0.0)))
     >>> k = np.array([[500.0, 0, 160], [0, 500.0, 120], [0, 0, 1]])

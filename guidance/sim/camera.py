@@ -275,8 +275,12 @@ class SimulatedCamera:
     >>> from guidance.tracking.tools import load_builtin_tools
     >>> k = np.array([[1000.0, 0, 639.5], [0, 1000.0, 359.5], [0, 0, 1]])
     >>> skin = SceneMesh(pv.Plane(i_size=400, j_size=400, direction=(0, 1, 0)), (220, 180, 160))
-    >>> with SimulatedCamera([skin], load_builtin_tools(), k) as cam:  # doctest: +SKIP
-    ...     shot = cam.render(camera_from_patient, {"reference": patient_from_reference})
+    >>> camera_from_patient = np.array([[1.0, 0, 0, 0], [0, 0, -1, 0], [0, 1, 0, 500],
+    ...                                 [0, 0, 0, 1]])  # 500 mm in front of the skin
+    >>> with SimulatedCamera([skin], load_builtin_tools(), k) as cam:
+    ...     shot = cam.render(camera_from_patient, {})
+    >>> shot.image.shape, bool(shot.image[360, 640, 2] > 150)  # BGR; skin at the centre
+    ((720, 1280, 3), True)
     """
 
     def __init__(self, meshes: Sequence[SceneMesh],

@@ -167,9 +167,23 @@ class IgtlToolPoses:
 
     Examples
     --------
-    >>> poses = IgtlToolPoses(server, {"reference": "ReferenceToTracker"})  # doctest: +SKIP
-    >>> poses.poll(max_age_s=0.2)                                            # doctest: +SKIP
-    {'reference': TrackerPose(tool='reference', ...)}
+    A tracker (here pyigtl's client standing in for PLUS) streams the reference:
+
+    >>> import time, pyigtl
+    >>> pose = np.eye(4)
+    >>> pose[:3, 3] = [10.0, 20.0, 30.0]
+    >>> with IgtlServer(port=0) as server:
+    ...     tracker = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=server.port)
+    ...     t0 = time.monotonic()
+    ...     _ = tracker.send_message(pyigtl.TransformMessage(
+    ...         pose, device_name="ReferenceToTracker"), wait=True)
+    ...     _ = server.wait_for("TRANSFORM", "ReferenceToTracker", timeout_s=5.0,
+    ...                         newer_than_s=t0)
+    ...     poses = IgtlToolPoses(server, {"reference": "ReferenceToTracker"})
+    ...     new = poses.poll(max_age_s=5.0)
+    ...     tracker.stop()
+    >>> new["reference"].tracker_from_tool[:3, 3].tolist()
+    [10.0, 20.0, 30.0]
     """
 
     def __init__(self, server: IgtlServer, device_names: Mapping[str, str] | None = None, *,

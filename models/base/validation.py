@@ -75,7 +75,7 @@ def as_transform(value: Any, *, name: str, rigid: bool = False, atol: float = 1e
 
     Examples
     --------
-    >>> as_transform(np.eye(4), name="patient_from_camera", rigid=True)[3, 3]
+    >>> float(as_transform(np.eye(4), name="patient_from_camera", rigid=True)[3, 3])
     1.0
     """
     arr = as_array(value, name=name, shape=(4, 4))

@@ -250,6 +250,138 @@ def _fiducials(outline: _Outline, rng: np.random.Generator) -> dict[str, np.ndar
     return out
 
 
+def _body_wall(g: _Grid, outline: _Outline) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """HU of air, subcutaneous fat, abdominal wall muscle and visceral fat; the body and
+    peritoneum masks."""
+    shape = g.volume.shape
+    body = np.broadcast_to(outline.level(g.x, g.y, g.z) <= 1.0, shape)
+    inner_wall = np.broadcast_to(outline.level(g.x, g.y, g.z, shrink_mm=18.0) <= 1.0, shape)
+    peritoneum = np.broadcast_to(outline.level(g.x, g.y, g.z, shrink_mm=28.0) <= 1.0, shape)
+    hu = np.full(shape, _HU["air"], dtype=np.float32)
+    hu[body] = _HU["fat"]
+    hu[inner_wall] = _HU["muscle"]
+    hu[peritoneum] = _HU["visceral_fat"]
+    return hu, body, peritoneum
+
+
+def _paint_muscles_and_vessels(g: _Grid, hu: np.ndarray, body: np.ndarray,
+                               peritoneum: np.ndarray) -> None:
+    """Psoas and back muscles, aorta and IVC (tissue only, not structures)."""
+    psoas_scale = 1.0 + np.clip(-g.z / 200.0, 0.0, 0.5)
+    for side in (-1.0, 1.0):
+        psoas = ((g.x - side * 38.0) / (13.0 * psoas_scale)) ** 2 \
+            + ((g.y - 52.0) / (13.0 * psoas_scale)) ** 2 <= 1.0
+        hu[psoas & peritoneum] = _HU["muscle"]
+        hu[_cylinder_z(g, (side * 32.0, 84.0), (22.0, 13.0)) & body] = _HU["muscle"]
+    hu[_cylinder_z(g, (14.0, 30.0), (11.0, 11.0))] = _HU["vessel"]  # aorta
+    hu[_cylinder_z(g, (-22.0, 30.0), (11.0, 9.0))] = _HU["vessel"]  # IVC
+
+
+def _paint_upper_organs(g: _Grid, hu: np.ndarray, masks: dict[str, np.ndarray],
+                        organ_room: np.ndarray) -> None:
+    """Liver, kidneys and stomach (with fluid and a gas cap); later organs win overlaps."""
+    liver = _ellipsoid(g, (-72.0, -8.0, 78.0), (68.0, 62.0, 62.0), angle_deg=-10.0) & organ_room
+    hu[liver] = _HU["liver"]
+    masks["LIVER"] = liver
+
+    for name, side, z_c in (("KIDNEY_L", 1.0, 12.0), ("KIDNEY_R", -1.0, 0.0)):
+        kidney = _ellipsoid(g, (side * 74.0, 46.0, z_c), (21.0, 16.0, 52.0),
+                            angle_deg=side * 28.0) & organ_room
+        hu[kidney] = _HU["kidney"]
+        masks[name] = kidney
+    masks["LIVER"] &= ~(masks["KIDNEY_L"] | masks["KIDNEY_R"])
+
+    stomach = _ellipsoid(g, (68.0, -36.0, 78.0), (40.0, 27.0, 42.0), angle_deg=15.0) & organ_room
+    lumen = _ellipsoid(g, (68.0, -36.0, 78.0), (35.0, 22.0, 37.0), angle_deg=15.0)
+    hu[stomach] = _HU["stomach_wall"]
+    hu[stomach & lumen] = _HU["fluid"]
+    hu[stomach & lumen & (g.y < -46.0)] = _HU["air"]  # gas cap, anterior when supine
+    masks["STOMACH"] = stomach
+    for name in ("LIVER", "KIDNEY_L", "KIDNEY_R"):
+        masks[name] &= ~stomach
+
+
+def _paint_pancreas_and_ctv(g: _Grid, hu: np.ndarray, masks: dict[str, np.ndarray],
+                            organ_room: np.ndarray) -> None:
+    """Pancreas and the CTV on the cavity floor (the CTV wins their overlap)."""
+    pancreas_path, pancreas_r = _pancreas_path()
+    pancreas = _tube(g, pancreas_path, pancreas_r) & organ_room
+    hu[pancreas] = _HU["pancreas"]
+
+    cx, cz = CAVITY_AXIS_XZ_MM
+    ctv = _ellipsoid(g, (cx, CAVITY_FLOOR_Y_MM, cz), CTV_SEMI_MM) & (g.y >= CAVITY_FLOOR_Y_MM) \
+        & organ_room
+    hu[ctv] = _HU["ctv"]
+    masks["CTV"] = ctv
+    masks["PANCREAS"] = pancreas & ~ctv
+
+
+def _paint_bowel(g: _Grid, hu: np.ndarray, masks: dict[str, np.ndarray],
+                 organ_room: np.ndarray, rng: np.random.Generator) -> None:
+    """Seeded bowel loops with fluid and gas pockets, clear of the CTV and pancreas."""
+    bowel_path = _bowel_path(rng)
+    taken = masks["CTV"] | masks["PANCREAS"]
+    bowel = _tube(g, bowel_path, 12.0) & organ_room & ~taken
+    bowel_lumen = _tube(g, bowel_path, 9.0)
+    hu[bowel] = _HU["bowel_wall"]
+    hu[bowel & bowel_lumen] = _HU["fluid"]
+    gas_centres = bowel_path[rng.choice(bowel_path.shape[0], size=6, replace=False)]
+    gas = np.zeros(g.volume.shape, dtype=bool)
+    for centre in gas_centres:
+        gas |= _ellipsoid(g, tuple(centre - [0.0, 4.0, 0.0]), (7.0, 5.0, 7.0))
+    hu[bowel & bowel_lumen & gas] = _HU["air"]
+    masks["BOWEL"] = bowel
+    for name in ("LIVER", "KIDNEY_L", "KIDNEY_R", "STOMACH"):
+        masks[name] &= ~bowel
+
+
+def _paint_spine(g: _Grid, hu: np.ndarray, masks: dict[str, np.ndarray],
+                 body: np.ndarray) -> None:
+    """Lumbar spine: vertebral bodies (cortical shell, cancellous core), discs, arches."""
+    shape = g.volume.shape
+    period, disc = 32.0, 7.0
+    phase = np.mod(g.z + 16.0, period)
+    is_disc = phase < disc
+    vert_outer = _cylinder_z(g, (0.0, 56.0), (22.0, 17.0))
+    vert_inner = _cylinder_z(g, (0.0, 56.0), (19.5, 14.5))
+    spine = vert_outer & ~is_disc
+    hu[vert_outer & is_disc] = _HU["disc"]
+    hu[spine] = _HU["cortical"]
+    hu[spine & vert_inner] = _HU["cancellous"]
+    canal = _cylinder_z(g, (0.0, 83.0), (9.0, 8.0))
+    arch = _cylinder_z(g, (0.0, 83.0), (15.0, 14.0)) & ~canal & (g.y > 74.0)
+    spinous = np.broadcast_to((np.abs(g.x) <= 3.5) & (g.y > 90.0) & (g.y < 101.0), shape)
+    transverse = np.broadcast_to((np.abs(g.x) >= 12.0) & (np.abs(g.x) <= 38.0)
+                                 & (np.abs(g.y - 76.0) <= 3.5), shape)
+    posterior = (arch | spinous | transverse) & ~is_disc & body
+    hu[posterior] = _HU["cortical"]
+    hu[canal] = _HU["csf"]
+    masks["SPINE"] = spine | posterior
+
+
+def _paint_pelvis(g: _Grid, hu: np.ndarray, masks: dict[str, np.ndarray],
+                  peritoneum: np.ndarray) -> None:
+    """Iliac wings: shells of ellipsoids low and lateral, posterior half only."""
+    pelvis = np.zeros(g.volume.shape, dtype=bool)
+    for side in (-1.0, 1.0):
+        outer = _ellipsoid(g, (side * 92.0, 52.0, -150.0), (52.0, 38.0, 80.0))
+        inner = _ellipsoid(g, (side * 92.0, 52.0, -150.0), (45.0, 31.0, 73.0))
+        pelvis |= outer & ~inner & (g.y > 22.0) & peritoneum
+    hu[pelvis] = _HU["pelvis"]
+    masks["PELVIS"] = pelvis
+    for name in ("BOWEL", "KIDNEY_L", "KIDNEY_R"):
+        masks[name] &= ~pelvis
+
+
+def _blur_noise_and_round(hu: np.ndarray, spacing: np.ndarray,
+                          rng: np.random.Generator) -> np.ndarray:
+    """Scanner look: Gaussian blur, seeded noise, integer HU within the CT range."""
+    sigma_vox = _BLUR_MM / spacing[::-1]
+    hu = ndimage.gaussian_filter(hu, sigma=sigma_vox, mode="nearest")
+    hu += rng.normal(0.0, _NOISE_HU, size=hu.shape).astype(np.float32)
+    return np.clip(np.rint(hu), -1024.0, 3071.0).astype(np.float32)
+
+
 def make_phantom(*, spacing_mm: tuple[float, float, float] = DEFAULT_SPACING_MM,
                  seed: int = 0) -> Case:
     """Build the phantom in memory (deterministic for a given seed and grid).
@@ -279,130 +411,34 @@ def make_phantom(*, spacing_mm: tuple[float, float, float] = DEFAULT_SPACING_MM,
         raise InputError(f"spacing_mm must be within (0.2, 10] mm, got {spacing}")
     rng = np.random.default_rng(seed)
     g = _grid(spacing)
-    shape = g.volume.shape
     outline = _Outline(np.column_stack([np.arange(2, 6), rng.uniform(0.0, 0.012, 4),
                                         rng.uniform(0, 2 * np.pi, 4)]))
-
-    body_level = outline.level(g.x, g.y, g.z)
-    body = np.broadcast_to(body_level <= 1.0, shape)
-    inner_wall = np.broadcast_to(outline.level(g.x, g.y, g.z, shrink_mm=18.0) <= 1.0, shape)
-    peritoneum = np.broadcast_to(outline.level(g.x, g.y, g.z, shrink_mm=28.0) <= 1.0, shape)
+    hu, body, peritoneum = _body_wall(g, outline)
     cavity_shape = _cavity(g)
-
-    hu = np.full(shape, _HU["air"], dtype=np.float32)
-    hu[body] = _HU["fat"]
-    hu[inner_wall] = _HU["muscle"]
-    hu[peritoneum] = _HU["visceral_fat"]
-
-    # muscles and vessels (tissue only, not structures)
-    psoas_scale = 1.0 + np.clip(-g.z / 200.0, 0.0, 0.5)
-    for side in (-1.0, 1.0):
-        psoas = ((g.x - side * 38.0) / (13.0 * psoas_scale)) ** 2 \
-            + ((g.y - 52.0) / (13.0 * psoas_scale)) ** 2 <= 1.0
-        hu[psoas & peritoneum] = _HU["muscle"]
-        hu[_cylinder_z(g, (side * 32.0, 84.0), (22.0, 13.0)) & body] = _HU["muscle"]
-    hu[_cylinder_z(g, (14.0, 30.0), (11.0, 11.0))] = _HU["vessel"]  # aorta
-    hu[_cylinder_z(g, (-22.0, 30.0), (11.0, 9.0))] = _HU["vessel"]  # IVC
+    _paint_muscles_and_vessels(g, hu, body, peritoneum)
 
     masks: dict[str, np.ndarray] = {}
     organ_room = peritoneum & ~cavity_shape
-
-    liver = _ellipsoid(g, (-72.0, -8.0, 78.0), (68.0, 62.0, 62.0), angle_deg=-10.0) & organ_room
-    hu[liver] = _HU["liver"]
-    masks["LIVER"] = liver
-
-    for name, side, z_c in (("KIDNEY_L", 1.0, 12.0), ("KIDNEY_R", -1.0, 0.0)):
-        kidney = _ellipsoid(g, (side * 74.0, 46.0, z_c), (21.0, 16.0, 52.0),
-                            angle_deg=side * 28.0) & organ_room
-        hu[kidney] = _HU["kidney"]
-        masks[name] = kidney
-    masks["LIVER"] &= ~(masks["KIDNEY_L"] | masks["KIDNEY_R"])
-
-    stomach = _ellipsoid(g, (68.0, -36.0, 78.0), (40.0, 27.0, 42.0), angle_deg=15.0) & organ_room
-    lumen = _ellipsoid(g, (68.0, -36.0, 78.0), (35.0, 22.0, 37.0), angle_deg=15.0)
-    hu[stomach] = _HU["stomach_wall"]
-    hu[stomach & lumen] = _HU["fluid"]
-    hu[stomach & lumen & (g.y < -46.0)] = _HU["air"]  # gas cap, anterior when supine
-    masks["STOMACH"] = stomach
-    for name in ("LIVER", "KIDNEY_L", "KIDNEY_R"):
-        masks[name] &= ~stomach
-
-    pancreas_path, pancreas_r = _pancreas_path()
-    pancreas = _tube(g, pancreas_path, pancreas_r) & organ_room
-    hu[pancreas] = _HU["pancreas"]
-
-    cx, cz = CAVITY_AXIS_XZ_MM
-    ctv = _ellipsoid(g, (cx, CAVITY_FLOOR_Y_MM, cz), CTV_SEMI_MM) & (g.y >= CAVITY_FLOOR_Y_MM) \
-        & organ_room
-    hu[ctv] = _HU["ctv"]
-    masks["CTV"] = ctv
-    masks["PANCREAS"] = pancreas & ~ctv
-
-    bowel_path = _bowel_path(rng)
-    bowel = _tube(g, bowel_path, 12.0) & organ_room & ~ctv & ~pancreas
-    bowel_lumen = _tube(g, bowel_path, 9.0)
-    hu[bowel] = _HU["bowel_wall"]
-    hu[bowel & bowel_lumen] = _HU["fluid"]
-    gas_centres = bowel_path[rng.choice(bowel_path.shape[0], size=6, replace=False)]
-    gas = np.zeros(shape, dtype=bool)
-    for centre in gas_centres:
-        gas |= _ellipsoid(g, tuple(centre - [0.0, 4.0, 0.0]), (7.0, 5.0, 7.0))
-    hu[bowel & bowel_lumen & gas] = _HU["air"]
-    masks["BOWEL"] = bowel
-    for name in ("LIVER", "KIDNEY_L", "KIDNEY_R", "STOMACH"):
-        masks[name] &= ~bowel
-
-    # lumbar spine: vertebral bodies (cortical shell + cancellous core) with discs
-    period, disc = 32.0, 7.0
-    phase = np.mod(g.z + 16.0, period)
-    is_disc = phase < disc
-    vert_outer = _cylinder_z(g, (0.0, 56.0), (22.0, 17.0))
-    vert_inner = _cylinder_z(g, (0.0, 56.0), (19.5, 14.5))
-    spine = vert_outer & ~is_disc
-    hu[vert_outer & is_disc] = _HU["disc"]
-    hu[spine] = _HU["cortical"]
-    hu[spine & vert_inner] = _HU["cancellous"]
-    canal = _cylinder_z(g, (0.0, 83.0), (9.0, 8.0))
-    arch = _cylinder_z(g, (0.0, 83.0), (15.0, 14.0)) & ~canal & (g.y > 74.0)
-    spinous = np.broadcast_to((np.abs(g.x) <= 3.5) & (g.y > 90.0) & (g.y < 101.0), shape)
-    transverse = np.broadcast_to((np.abs(g.x) >= 12.0) & (np.abs(g.x) <= 38.0)
-                                 & (np.abs(g.y - 76.0) <= 3.5), shape)
-    posterior = (arch | spinous | transverse) & ~is_disc & body
-    hu[posterior] = _HU["cortical"]
-    hu[canal] = _HU["csf"]
-    spine = spine | posterior
-    masks["SPINE"] = spine
-
-    # iliac wings: shells of ellipsoids low and lateral, posterior half only
-    pelvis = np.zeros(shape, dtype=bool)
-    for side in (-1.0, 1.0):
-        outer = _ellipsoid(g, (side * 92.0, 52.0, -150.0), (52.0, 38.0, 80.0))
-        inner = _ellipsoid(g, (side * 92.0, 52.0, -150.0), (45.0, 31.0, 73.0))
-        pelvis |= outer & ~inner & (g.y > 22.0) & peritoneum
-    hu[pelvis] = _HU["pelvis"]
-    masks["PELVIS"] = pelvis
-    for name in ("BOWEL", "KIDNEY_L", "KIDNEY_R"):
-        masks[name] &= ~pelvis
+    _paint_upper_organs(g, hu, masks, organ_room)
+    _paint_pancreas_and_ctv(g, hu, masks, organ_room)
+    _paint_bowel(g, hu, masks, organ_room, rng)
+    _paint_spine(g, hu, masks, body)
+    _paint_pelvis(g, hu, masks, peritoneum)
 
     # the open cavity: air wherever it cuts the body
-    cavity = cavity_shape & body
     hu[cavity_shape] = _HU["air"]
-    masks["CAVITY"] = cavity
+    masks["CAVITY"] = cavity_shape & body
     masks["BODY"] = body & ~cavity_shape
 
     fiducials = _fiducials(outline, rng)
     bead_r = 3.0
     for point in fiducials.values():
         hu[_ellipsoid(g, tuple(point), (bead_r, bead_r, bead_r))] = _HU["bead"]
-
-    sigma_vox = _BLUR_MM / spacing[::-1]
-    hu = ndimage.gaussian_filter(hu, sigma=sigma_vox, mode="nearest")
-    hu += rng.normal(0.0, _NOISE_HU, size=shape).astype(np.float32)
-    hu = np.clip(np.rint(hu), -1024.0, 3071.0).astype(np.float32)
+    hu = _blur_noise_and_round(hu, spacing, rng)
 
     structures = {name: Structure(name, np.ascontiguousarray(masks[name]), _ROI[name][0],
                                   _ROI[name][1]) for name in STRUCTURE_NAMES}
-    log.debug("phantom grid %s spacing %s", shape, spacing)
+    log.debug("phantom grid %s spacing %s", g.volume.shape, spacing)
     return Case(ct=g.volume.with_array(hu), structures=structures, fiducials_lps=fiducials,
                 patient_id=PHANTOM_PATIENT_ID, patient_name="Phantom^Abdomen", modality="CT")
 

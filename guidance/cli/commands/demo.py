@@ -29,12 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "With a display it opens the OR monitor on the simulated procedure "
                     "(as 'iort run phantom'); without one (or with --headless) it writes "
                     "overlay_NNNN.png, demo.mp4, summary.json, report.html and a session "
-                    "log to --out.")
+                    "log to --out (with a display the session log goes there too).")
     parser.add_argument("--headless", action="store_true",
                         help="never open a window, even when a display exists")
     parser.add_argument("--frames", type=int, default=60, help="frames to simulate (60)")
     parser.add_argument("--out", type=Path, default=Path("demo_out"),
-                        help="output folder (demo_out)")
+                        help="output folder, also of the session log (demo_out)")
     parser.add_argument("--seed", type=int, default=0, help="phantom and simulation seed (0)")
     parser.add_argument("--spacing", type=_spacing, default=None, metavar="CxRxS",
                         help="CT voxel size in mm (default 1.5x1.5x2.5)")
@@ -59,11 +59,14 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
     if not args.headless and os.environ.get("DISPLAY"):
-        # a screen: the OR monitor on the simulated procedure, like `iort run phantom`
+        # a screen: the OR monitor on the simulated procedure, like `iort run phantom`,
+        # with its session log in --out like the headless demo's
         from guidance.cli.main import main
+        from guidance.record.session_log import session_log_path
 
         return main(["run", "phantom", "--source", "sim", "--frames", str(args.frames),
-                     "--machine", args.machine])
+                     "--machine", args.machine,
+                     "--session-log", str(session_log_path(folder=args.out))])
     # check the beam choice before minutes of work (names the valid choices)
     default_library().validate(ElectronBeam(args.machine, args.energy, args.applicator,
                                             args.bevel))

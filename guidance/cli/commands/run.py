@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from guidance.cli.inputs import load_case_spec, read_transform_file
 from models.base.errors import InputError
+
+if TYPE_CHECKING:
+    from calibration.camera import CameraCalibration
+    from models.patient.case import Case
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +76,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="interface for OpenIGTLink (default 127.0.0.1; only change on "
                              "a trusted network)")
     parser.add_argument("--session-log", type=Path, metavar="FILE",
-                        help="new session log (default: iort-session-<time>.sqlite here)")
+                        help="new session log (default: a new session-<time>.sqlite in "
+                             "$XDG_DATA_HOME/iort/sessions, ~/.local/share/iort/sessions "
+                             "without XDG_DATA_HOME); owner-only, it names the patient")
     parser.add_argument("--frames", type=int, default=600,
                         help="frames of the simulated procedure (default 600)")
     parser.add_argument("--full-screen", action="store_true", help="start full screen")
     parser.add_argument("--quit-after", type=float, metavar="S",
                         help="close the window after S seconds (smoke tests)")
     parser.set_defaults(func=run)
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """Everything ``iort run`` reads from its arguments, read before anything is created."""
+
+    case: Case
+    plan: np.ndarray
+    calibration: CameraCalibration | None = None  # for a real camera only
+    patient_from_reference: np.ndarray | None = None
+    gripper_from_camera: np.ndarray | None = None
+
+
+def _read_inputs(args: argparse.Namespace) -> _Inputs:
+    """Read the case and every file named by the options (raises InputError on a bad one)."""
+    case = load_case_spec(args.case)
+    plan = _plan(args, case)
+    _check_source(args)
+    return _read_option_files(args, case, plan)
+
+
+def _read_option_files(args: argparse.Namespace, case, plan: np.ndarray) -> _Inputs:
+    """Read the calibration, registration and hand-eye files the options call for."""
+    calibration = None
+    if args.source not in ("none", "scripted", "sim"):
+        from calibration.io import load_calibration
+
+        calibration = load_calibration(args.calibration)
+    hand_eye = None
+    if (args.tracker == "igtl" and args.source != "none" and args.hand_eye is not None
+            and "camera" in _tracker_devices(args)):
+        hand_eye = read_transform_file(args.hand_eye, "gripper_from_camera",
+                                       option="--hand-eye")
+    return _Inputs(case=case, plan=plan, calibration=calibration,
+                   patient_from_reference=_registration(args), gripper_from_camera=hand_eye)
+
+
+def _tracker_devices(args: argparse.Namespace) -> dict[str, str]:
+    from guidance.tracking.external import parse_device_names
+
+    return parse_device_names(args.tracker_devices)
 
 
 def _plan(args: argparse.Namespace, case) -> np.ndarray:
@@ -90,19 +138,18 @@ def _plan(args: argparse.Namespace, case) -> np.ndarray:
     raise InputError("--plan FILE is required for a case other than the phantom")
 
 
-def _tracker_poses(args: argparse.Namespace, igtl, *, with_camera: bool):
+def _tracker_poses(args: argparse.Namespace, inputs: _Inputs, igtl, *, with_camera: bool):
     """The external tracker's tool poses for ``--tracker igtl`` (None for markers)."""
     if args.tracker != "igtl":
         return None
-    from guidance.tracking.external import IgtlToolPoses, parse_device_names
+    from guidance.tracking.external import IgtlToolPoses
 
-    devices = parse_device_names(args.tracker_devices)
+    devices = _tracker_devices(args)
     geometry = {}
     if not with_camera:
         devices.pop("camera", None)  # nothing to overlay on: no camera pose wanted
-    elif args.hand_eye is not None and "camera" in devices:
-        geometry["camera"] = read_transform_file(args.hand_eye, "gripper_from_camera",
-                                                 option="--hand-eye")
+    elif inputs.gripper_from_camera is not None:
+        geometry["camera"] = inputs.gripper_from_camera
     return IgtlToolPoses(igtl, devices, marker_from_frame=geometry)
 
 
@@ -113,11 +160,12 @@ def _registration(args: argparse.Namespace) -> np.ndarray | None:
                                option="--registration")
 
 
-def _guided(args: argparse.Namespace, loop, case, plan: np.ndarray, session_log):
+def _guided(loop, inputs: _Inputs, session_log):
     """The on-screen pointer registration for a real source without ``--registration``
     (None when a registration file is given or the case has fewer than 3 fiducials)."""
-    if args.registration is not None:
+    if inputs.patient_from_reference is not None:
         return None
+    case, plan = inputs.case, inputs.plan
     if len(case.fiducials_lps) < 3:
         log.warning("case has %d fiducials: no pointer registration possible; use "
                     "--registration FILE", len(case.fiducials_lps))
@@ -150,23 +198,63 @@ def _check_tracker(args: argparse.Namespace) -> None:
         raise InputError("--tracker-devices: no tool left to track without a camera")
 
 
-def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log, igtl):
-    """Build the frame feed for ``--source`` (and ``--tracker``; see :func:`_check_tracker`)."""
+def _check_source(args: argparse.Namespace) -> None:
+    """Reject a ``--source`` that cannot work with the case and options, before anything
+    is opened or created."""
+    source = args.source
+    if source == "scripted" and args.case != "phantom":
+        raise InputError("--source scripted only works with the phantom")
+    if source == "sim" and args.case != "phantom":
+        raise InputError("--source sim only works with the phantom (it renders it)")
+    if source in ("none", "scripted", "sim"):
+        return
+    if args.calibration is None:
+        raise InputError(f"--source {source}: --calibration FILE is required for a real camera")
+    kind, _, device = source.partition(":")
+    if kind == "igtl":
+        if not args.igtl_port:
+            raise InputError("--source igtl needs the OpenIGTLink server (--igtl-port N > 0)")
+    elif kind == "webcam" and (not device or device.isdigit()):
+        return
+    elif not Path(source).is_dir() and not Path(source).is_file():
+        raise InputError(f"--source {source!r}: not sim, scripted, none, webcam[:N], "
+                         "igtl[:DEVICE], a video file or an image folder")
+
+
+def _camera_frames(args: argparse.Namespace, inputs: _Inputs, igtl):
+    """Open the frame source of a real camera ``--source`` (None for sim, scripted, none)."""
+    source = args.source
+    if source in ("none", "scripted", "sim"):
+        return None
+    from guidance.frames.opencv import ImageFolderSource, VideoFileSource, WebcamSource
+
+    kind, _, device = source.partition(":")
+    if kind == "webcam":
+        return WebcamSource(int(device or 0), image_size=tuple(inputs.calibration.image_size))
+    if kind == "igtl":
+        from guidance.frames.igtl_inbox import IgtlImageSource
+
+        return IgtlImageSource(igtl, device or "Video")
+    if Path(source).is_dir():
+        return ImageFolderSource(source)
+    return VideoFileSource(source)
+
+
+def _feed(args: argparse.Namespace, inputs: _Inputs, frames, session_log, igtl):
+    """Build the frame feed for ``--source`` (checked by :func:`_check_source` and
+    :func:`_check_tracker`; ``frames`` from :func:`_camera_frames`)."""
     source = args.source
     if source == "none":
         from guidance.loop.guidance_loop import GuidanceLoop
         from guidance.monitor.feed import LoopFeed
         from guidance.tracking.external import TrackerClockSource
 
-        poses = _tracker_poses(args, igtl, with_camera=False)
-        frames = TrackerClockSource(poses, image_size=(640, 480))
-        loop = GuidanceLoop(frames, {}, _NO_CAMERA_K, tool_poses=poses,
-                            patient_from_reference=_registration(args))
-        return LoopFeed(loop, _NO_CAMERA_K,
-                        on_result=_guided(args, loop, case, plan, session_log))
+        poses = _tracker_poses(args, inputs, igtl, with_camera=False)
+        clock = TrackerClockSource(poses, image_size=(640, 480))
+        loop = GuidanceLoop(clock, {}, _NO_CAMERA_K, tool_poses=poses,
+                            patient_from_reference=inputs.patient_from_reference)
+        return LoopFeed(loop, _NO_CAMERA_K, on_result=_guided(loop, inputs, session_log))
     if source == "scripted":
-        if args.case != "phantom":
-            raise InputError("--source scripted only works with the phantom")
         from guidance.monitor.feed import ScriptedFeed
         from guidance.monitor.rehearsal import phantom_view
 
@@ -176,43 +264,22 @@ def _feed(args: argparse.Namespace, case, plan: np.ndarray, session_log, igtl):
         return ScriptedFeed(view.shots(path), view.camera_matrix, view.background(),
                             fps=30.0, loop=True)
     if source == "sim":
-        if args.case != "phantom":
-            raise InputError("--source sim only works with the phantom (it renders it)")
         from guidance.monitor.rehearsal import simulated_feed
 
-        return simulated_feed(case, frames=args.frames, session_log=session_log)[0]
-    if args.calibration is None:
-        raise InputError(f"--source {source}: --calibration FILE is required for a real camera")
-    from calibration.io import load_calibration
+        return simulated_feed(inputs.case, frames=args.frames, session_log=session_log)[0]
     from calibration.undistort import undistorter_for
-    from guidance.frames.opencv import ImageFolderSource, VideoFileSource, WebcamSource
     from guidance.loop.guidance_loop import GuidanceLoop
     from guidance.monitor.feed import LoopFeed
     from guidance.tracking.tools import load_builtin_tools
 
-    calibration = load_calibration(args.calibration)
-    if source.startswith("webcam"):
-        device = int(source.split(":", 1)[1]) if ":" in source else 0
-        frames = WebcamSource(device, image_size=tuple(calibration.image_size))
-    elif source.split(":", 1)[0] == "igtl":
-        if igtl is None:
-            raise InputError("--source igtl needs the OpenIGTLink server (--igtl-port N > 0)")
-        from guidance.frames.igtl_inbox import IgtlImageSource
-
-        frames = IgtlImageSource(igtl, source.split(":", 1)[1] if ":" in source else "Video")
-    elif Path(source).is_dir():
-        frames = ImageFolderSource(source)
-    elif Path(source).is_file():
-        frames = VideoFileSource(source)
-    else:
-        raise InputError(f"--source {source!r}: not sim, scripted, none, webcam[:N], "
-                         "igtl[:DEVICE], a video file or an image folder")
+    calibration = inputs.calibration
     loop = GuidanceLoop(frames, load_builtin_tools(), calibration.camera_matrix,
-                        calibration.dist_coeffs, patient_from_reference=_registration(args),
-                        tool_poses=_tracker_poses(args, igtl, with_camera=True))
+                        calibration.dist_coeffs,
+                        patient_from_reference=inputs.patient_from_reference,
+                        tool_poses=_tracker_poses(args, inputs, igtl, with_camera=True))
     undistorter = undistorter_for(calibration)
     return LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort,
-                    on_result=_guided(args, loop, case, plan, session_log))
+                    on_result=_guided(loop, inputs, session_log))
 
 
 def _guided_of(feed):
@@ -224,7 +291,11 @@ def _guided_of(feed):
 
 
 def run(args: argparse.Namespace) -> int:
-    """Open the monitor; returns when the window is closed."""
+    """Open the monitor; returns when the window is closed.
+
+    Every argument is checked and every input file read before the session log (and its
+    folder) is created, so a mistake leaves nothing behind.
+    """
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         raise InputError("iort run needs a display (X server); without one use "
                          "'iort demo --headless'")
@@ -233,33 +304,35 @@ def run(args: argparse.Namespace) -> int:
     _check_tracker(args)
     from guidance.igtl.server import IgtlServer
     from guidance.monitor.logic import MonitorLogic
-    from guidance.record.session_log import SessionLog
+    from guidance.record.session_log import SessionLog, session_log_path
     from guidance.treatment.dose_service import BeamChoice, beam_options, electron_dose_function
 
-    case = load_case_spec(args.case)
-    plan = _plan(args, case)
+    inputs = _read_inputs(args)
     options = beam_options(args.machine)
     beam = BeamChoice(energy_mev=options.energies_mev[len(options.energies_mev) // 2],
                       applicator_diameter_mm=60.0 if 60.0 in options.diameters_mm
                       else options.diameters_mm[len(options.diameters_mm) // 2])
-    log_path = args.session_log or Path(time.strftime("iort-session-%Y%m%d-%H%M%S.sqlite"))
-    session_log = SessionLog.create(log_path, case_id=args.case,
-                                    metadata={"source": args.source, "machine": args.machine,
-                                              "tracker": args.tracker})
-    print(f"session log: {log_path}")
+    log_path = session_log_path(args.session_log)
     igtl = None
+    session_log = None
     try:
         if args.igtl_port:
             igtl = IgtlServer(args.igtl_port, host=args.igtl_host).start()
             print(f"OpenIGTLink server: {args.igtl_host}:{igtl.port}")
-        feed = _feed(args, case, plan, session_log, igtl)
+        frames = _camera_frames(args, inputs, igtl)
+        session_log = SessionLog.create(log_path, case_id=args.case,
+                                        metadata={"source": args.source,
+                                                  "machine": args.machine,
+                                                  "tracker": args.tracker})
+        print(f"session log: {log_path}")
+        feed = _feed(args, inputs, frames, session_log, igtl)
         dose_fn = electron_dose_function(args.machine)
-        dose_fn(case, plan, beam)  # warm the kernel (JIT) before the window opens
+        dose_fn(inputs.case, inputs.plan, beam)  # warm the kernel (JIT) before the window
         # the simulated camera renders ~3 frames/s on a 2-core CPU: its newest frame stays
         # on screen longer before the capture counts as stalled (a real camera: 200 ms);
         # tool states themselves are the loop's
         stall_s = 1.0 if args.source == "sim" else 0.2
-        logic = MonitorLogic(case, plan, feed, dose_fn=dose_fn, beam=beam,
+        logic = MonitorLogic(inputs.case, inputs.plan, feed, dose_fn=dose_fn, beam=beam,
                              beam_options=options, session_log=session_log, igtl=igtl,
                              stall_limit_s=stall_s, registration=_guided_of(feed))
         from guidance.monitor.qt.window import run_window
@@ -269,5 +342,6 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if igtl is not None:
             igtl.stop()
-        session_log.close()
+        if session_log is not None:
+            session_log.close()
     return code

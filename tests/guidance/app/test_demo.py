@@ -37,6 +37,7 @@ def test_outputs_written(demo_run) -> None:
     assert summary["timing.frames"] == 14
     from guidance.record.session_log import SessionLog
 
+    assert (out / summary["session_log"]).stat().st_mode & 0o777 == 0o600  # names a patient
     with SessionLog.open(out / summary["session_log"], readonly=True) as log:
         registrations = log.events("registration")
         doses = log.events("dose")

@@ -1,4 +1,5 @@
-"""``iort run``: bad input gives one clear line (exit 2); a short scripted session runs."""
+"""``iort run``: bad input gives one clear line (exit 2) and leaves nothing behind; a short
+scripted session runs and logs to the sessions folder."""
 
 from __future__ import annotations
 
@@ -17,6 +18,38 @@ def test_needs_a_display(monkeypatch, capsys) -> None:
     assert "needs a display" in capsys.readouterr().err
 
 
+@pytest.fixture
+def data_home(monkeypatch, tmp_path: Path) -> Path:
+    """HOME and XDG_DATA_HOME in tmp_path: where the sessions folder would be created."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return tmp_path / "data"
+
+
+def test_bad_arguments_leave_no_sessions_folder(monkeypatch, capsys, tmp_path: Path,
+                                                data_home: Path) -> None:
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "cam.json").write_text("{}")
+    bad = [
+        ([str(tmp_path / "nope")], "not 'phantom'"),
+        (["phantom", "--igtl-port", "70000"], "--igtl-port"),
+        (["phantom", "--plan", str(tmp_path / "missing.json")], "--plan"),
+        (["phantom", "--source", "webcam:0"], "--calibration"),
+        (["phantom", "--source", "nowhere.mp4", "--calibration", "cam.json"], "nowhere.mp4"),
+        (["phantom", "--source", "frames", "--calibration", "cam.json"], "cam.json"),
+        (["phantom", "--source", "sim", "--registration", str(tmp_path / "r.json")],
+         "--registration"),
+        (["phantom", "--tracker", "igtl", "--source", "sim"], "--tracker igtl"),
+    ]
+    for argv, message in bad:
+        assert main(["run", *argv]) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not data_home.exists() and not (tmp_path / "home").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.json", "frames"]  # no log here
+
+
 def test_bad_case_and_port(monkeypatch, capsys, tmp_path: Path) -> None:
     monkeypatch.setenv("DISPLAY", ":99")
     assert main(["run", str(tmp_path / "nope")]) == 2
@@ -27,7 +60,24 @@ def test_bad_case_and_port(monkeypatch, capsys, tmp_path: Path) -> None:
 
 @pytest.mark.gui
 @pytest.mark.slow
-def test_scripted_session_writes_log(qtbot, tmp_path: Path, capsys) -> None:
+def test_session_log_goes_to_the_sessions_folder_owner_only(qtbot, tmp_path: Path, capsys,
+                                                            data_home: Path) -> None:
+    code = main(["run", "phantom", "--source", "scripted", "--igtl-port", "0",
+                 "--quit-after", "2"])
+    assert code == 0
+    folder = data_home / "iort" / "sessions"
+    logs = list(folder.glob("session-*.sqlite"))
+    assert len(logs) == 1
+    assert f"session log: {logs[0]}" in capsys.readouterr().out
+    assert SessionLog.open(logs[0], readonly=True).events()[0].kind == "session_start"
+    assert logs[0].stat().st_mode & 0o777 == 0o600
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (data_home / "iort").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_scripted_session_writes_log(qtbot, tmp_path: Path, capsys, data_home: Path) -> None:
     log_path = tmp_path / "session.sqlite"
     code = main(["run", "phantom", "--source", "scripted", "--igtl-port", "0",
                  "--session-log", str(log_path), "--quit-after", "4"])
@@ -36,6 +86,7 @@ def test_scripted_session_writes_log(qtbot, tmp_path: Path, capsys) -> None:
     events = SessionLog.open(log_path, readonly=True).events()
     kinds = [e.kind for e in events]
     assert kinds[0] == "session_start" and "action" in kinds
+    assert not data_home.exists()  # --session-log is honoured: nothing in the sessions folder
     # the log is never overwritten by a second session
     assert main(["run", "phantom", "--source", "scripted", "--session-log",
                  str(log_path), "--igtl-port", "0", "--quit-after", "1"]) == 2
@@ -88,7 +139,7 @@ def test_real_source_registers_on_screen_unless_a_file_is_given(tmp_path: Path) 
     import numpy as np
 
     from calibration.io import save_calibration
-    from guidance.cli.commands.run import _feed, _guided_of
+    from guidance.cli.commands.run import _camera_frames, _feed, _guided_of, _read_option_files
     from guidance.registration.guided import GuidedRegistration
     from guidance.sim.scenario import default_camera
     from models.patient.phantom import make_phantom, planned_patient_from_applicator
@@ -102,10 +153,14 @@ def test_real_source_registers_on_screen_unless_a_file_is_given(tmp_path: Path) 
     case = make_phantom()
     plan = planned_patient_from_applicator(case)
     args = argparse.Namespace(source=str(folder), calibration=tmp_path / "cam.json",
-                              registration=None, tracker="markers", tracker_devices="")
-    guided = _guided_of(_feed(args, case, plan, None, None))
+                              registration=None, tracker="markers", tracker_devices="",
+                              hand_eye=None)
+    inputs = _read_option_files(args, case, plan)
+    guided = _guided_of(_feed(args, inputs, _camera_frames(args, inputs, None), None, None))
     assert isinstance(guided, GuidedRegistration)
     assert guided.order == tuple(case.fiducials_lps) and len(guided.order) >= 3
     np.testing.assert_allclose(guided.target_lps, case.centroid_lps("CTV"))
     args.registration = tmp_path / "reg.json"
-    assert _guided_of(_feed(args, case, plan, None, None)) is None
+    inputs = _read_option_files(args, case, plan)
+    assert _guided_of(_feed(args, inputs, _camera_frames(args, inputs, None), None, None)) \
+        is None

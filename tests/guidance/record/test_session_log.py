@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -192,3 +193,59 @@ def test_replay_paces_by_recorded_time(tmp_path: Path) -> None:
     gap = events[1].t_unix_s - events[0].t_unix_s
     assert sleeps[0] == pytest.approx(gap / 2.0, rel=1e-9)
     assert list(replay(path, sleep=sleeps.append)) == events and len(sleeps) == 2
+
+
+def test_sessions_folder_follows_xdg(monkeypatch, tmp_path: Path) -> None:
+    from guidance.record.session_log import sessions_folder
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert sessions_folder() == tmp_path / "data" / "iort" / "sessions"
+    for unset in ("", "relative/data"):  # the XDG spec: unset, empty or relative -> default
+        monkeypatch.setenv("XDG_DATA_HOME", unset)
+        assert sessions_folder() == tmp_path / "home" / ".local" / "share" / "iort" / "sessions"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert sessions_folder() == tmp_path / "home" / ".local" / "share" / "iort" / "sessions"
+
+
+def test_session_log_path_rule(monkeypatch, tmp_path: Path) -> None:
+    from guidance.record.session_log import session_log_path
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    when = time.mktime((2026, 12, 1, 9, 30, 5, 0, 0, -1))
+    assert session_log_path(when=when) == \
+        tmp_path / "data" / "iort" / "sessions" / "session-20261201-093005.sqlite"
+    assert session_log_path(folder=tmp_path / "out", when=when) == \
+        tmp_path / "out" / "session-20261201-093005.sqlite"
+    assert session_log_path(tmp_path / "mine.sqlite") == tmp_path / "mine.sqlite"
+    assert not (tmp_path / "data").exists() and not (tmp_path / "out").exists()
+    # a second session in the same second gets a new name; a named file is never reused
+    SessionLog.create(session_log_path(folder=tmp_path, when=when)).close()
+    assert session_log_path(folder=tmp_path, when=when).name == "session-20261201-093005-2.sqlite"
+    with pytest.raises(InputError, match="never overwritten"):
+        session_log_path(tmp_path / "session-20261201-093005.sqlite")
+
+
+def test_create_is_owner_only(tmp_path: Path) -> None:
+    old_umask = os.umask(0o022)
+    try:
+        path = tmp_path / "new" / "sessions" / "s.sqlite"
+        with SessionLog.create(path, case_id="patient") as slog:
+            slog.log_warning("w", source="test")
+            modes = {p.name: p.stat().st_mode & 0o777 for p in path.parent.iterdir()}
+    finally:
+        os.umask(old_umask)
+    assert modes and set(modes.values()) == {0o600}, modes  # the log and its -wal/-shm
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_failed_create_leaves_no_file(monkeypatch, tmp_path: Path) -> None:
+    def broken(conn) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(SessionLog, "_configure", staticmethod(broken))
+    path = tmp_path / "s.sqlite"
+    with pytest.raises(sqlite3.OperationalError):
+        SessionLog.create(path)
+    assert list(tmp_path.iterdir()) == []

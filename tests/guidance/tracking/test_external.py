@@ -15,7 +15,7 @@ import pytest
 
 from calibration.camera import CameraCalibration
 from calibration.io import save_calibration
-from guidance.cli.commands.run import _check_tracker, _feed
+from guidance.cli.commands.run import _camera_frames, _check_tracker, _feed, _read_option_files
 from guidance.cli.main import build_parser, main
 from guidance.frames.base import Frame
 from guidance.igtl.server import IgtlServer
@@ -283,7 +283,8 @@ def test_run_feed_without_camera_gives_applicator_in_patient(server, client, rng
                      "--tracker-devices", "applicator=AppToTracker,pointer=")
     _check_tracker(args)
     assert args.source == "none"  # the default source with --tracker igtl
-    feed = _feed(args, None, np.eye(4), None, server)
+    inputs = _read_option_files(args, None, np.eye(4))
+    feed = _feed(args, inputs, _camera_frames(args, inputs, server), None, server)
     try:
         assert isinstance(feed.loop.source, TrackerClockSource)
         assert set(feed.loop.tool_poses.tool_names) == {"reference", "applicator"}
@@ -337,7 +338,8 @@ def test_run_feed_with_camera_and_hand_eye_gives_overlay_pose(server, client, rn
                      str(calibration), "--hand-eye", str(tmp_path / "handeye.json"),
                      "--registration", str(tmp_path / "registration.json"))
     _check_tracker(args)
-    feed = _feed(args, None, np.eye(4), None, server)
+    inputs = _read_option_files(args, None, np.eye(4))
+    feed = _feed(args, inputs, _camera_frames(args, inputs, server), None, server)
     try:
         for device, pose in (("ReferenceToTracker", ref), ("ApplicatorToTracker", app),
                              ("CameraToTracker", camera_marker)):
