@@ -24,7 +24,6 @@ is written on a grid of the CT's axes covering the dose. The export itself is
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -85,10 +84,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_plan_file(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"--plan {path}: cannot read JSON ({exc})") from exc
+    from models.base.files import read_json_file
+
+    data = read_json_file(path, what="--plan")
     if not isinstance(data, dict):
         raise InputError(f"--plan {path}: expected a JSON object with patient_from_applicator")
     return data
