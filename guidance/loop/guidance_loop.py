@@ -37,7 +37,7 @@ from guidance.tracking.markers import MarkerTracker, ToolPose
 from guidance.tracking.pose_filter import FilteredPose, FilterOptions, PoseFilter, TrackingState
 from guidance.tracking.tools import ToolDefinition, check_tool_set
 from models.base.errors import IortError
-from models.base.transforms import invert_rigid, rotation_angle_deg
+from models.base.transforms import angle_between_transforms_deg, invert_rigid
 from models.base.validation import as_array, as_positive, as_transform
 
 if TYPE_CHECKING:
@@ -406,7 +406,7 @@ class GuidanceLoop:
         if previous is None or measurement.alternative is None:
             return None
         candidates = (measurement.camera_from_tool, measurement.alternative)
-        angles = [rotation_angle_deg(invert_rigid(previous) @ c) for c in candidates]
+        angles = [angle_between_transforms_deg(previous, c) for c in candidates]
         chosen = candidates[int(np.argmin(angles))]
         return replace(measurement, camera_from_tool=chosen)
 
@@ -510,7 +510,7 @@ class GuidanceLoop:
         last = self._last_dose_pose
         if last is not None:
             moved_mm = float(np.linalg.norm(pose[:3, 3] - last[:3, 3]))
-            moved_deg = rotation_angle_deg(invert_rigid(last) @ pose)
+            moved_deg = angle_between_transforms_deg(last, pose)
             if moved_mm <= self.options.dose_move_mm and moved_deg <= self.options.dose_move_deg:
                 return
         self._last_dose_pose = pose.copy()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from models.base.transforms import angle_between_transforms_deg
 from models.base.validation import as_transform
 
 #: Tool states as the tracking loop reports them.
@@ -124,9 +125,7 @@ def pose_change(a_from_b: np.ndarray, c_from_b: np.ndarray) -> tuple[float, floa
     """Translation (mm) and rotation (deg) between two poses of the same frame."""
     a = as_transform(a_from_b, name="a_from_b")
     c = as_transform(c_from_b, name="c_from_b")
-    delta = np.linalg.inv(a) @ c
-    cos_angle = np.clip((np.trace(delta[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)
-    return float(np.linalg.norm(c[:3, 3] - a[:3, 3])), float(np.degrees(np.arccos(cos_angle)))
+    return float(np.linalg.norm(c[:3, 3] - a[:3, 3])), angle_between_transforms_deg(a, c)
 
 
 @dataclass
