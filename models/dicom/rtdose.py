@@ -36,7 +36,6 @@ from models.base.validation import as_positive
 from models.dicom.common import Identity, write_dataset
 from models.dicom.rtcommon import (
     Instance,
-    as_dataset,
     dicom_float,
     dicom_floats,
     ds_value,
@@ -45,6 +44,7 @@ from models.dicom.rtcommon import (
     reading,
     require,
     rt_dataset,
+    rt_object,
 )
 from models.patient.volume import Volume
 
@@ -227,12 +227,8 @@ def read_rtdose(source: str | Path | Dataset) -> RtDose:
         pixel data of the wrong size; the message names the file and attribute.
     """
     with reading(source, "RT Dose") as label:
-        ds = as_dataset(source)
-        sop_class = str(ds.get("SOPClassUID", ""))
-        modality = str(ds.get("Modality", ""))
-        if sop_class != RTDoseStorage and modality != "RTDOSE":
-            raise InputError(f"{label}: not an RT Dose object (SOPClassUID {sop_class!r}, "
-                             f"Modality {modality!r})")
+        ds = rt_object(source, label, sop_class_uid=RTDoseStorage, modality="RTDOSE",
+                       what="RT Dose")
         rows = int(require(ds, "Rows", label))
         cols = int(require(ds, "Columns", label))
         nframes = int(ds.get("NumberOfFrames", 1) or 1)
