@@ -242,6 +242,42 @@ def write_plan_and_dose(out_dir: Path, spec: PlanSpec, mu: float, dose: Volume, 
                      reference_point_lps=plan.reference_point_lps)
 
 
+def write_dose_of_pose(case: Any, spec: PlanSpec, out_dir: Path, *,
+                       grid_mm: float) -> tuple[Any, PlanFiles]:
+    """Compute the electron dose of a plan in a case and write ``rtplan.dcm`` + ``rtdose.dcm``.
+
+    What ``iort dose case`` writes: no RT Structure Set; study and frame-of-reference UIDs
+    the case lacks are made deterministic from its patient ID.
+
+    Parameters
+    ----------
+    case : models.patient.case.Case
+        The case (CT in HU).
+    spec : PlanSpec
+        Beam, prescription and applicator pose (``mu`` is not used: the engine's MU are).
+    out_dir : Path
+        Output folder (created if missing).
+    grid_mm : float
+        Dose grid spacing (mm), also the RT Dose spacing.
+
+    Returns
+    -------
+    tuple
+        The engine's ``DoseResult`` and the :class:`PlanFiles` written.
+    """
+    from models.dose.electron import compute_electron_dose
+
+    result = compute_electron_dose(case.ct, spec.patient_from_applicator, spec.beam,
+                                   prescription_gy=spec.prescription_gy, grid_mm=grid_mm,
+                                   isodose_percent=spec.isodose_percent)
+    ensure_uids(case, "iort-dose", case.patient_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = write_plan_and_dose(out_dir, spec, result.mu, result.dose, case.ct,
+                                identity_of(case), spacing_mm=result.grid_mm,
+                                rtplan_name="rtplan.dcm", rtdose_name="rtdose.dcm")
+    return result, files
+
+
 def _refuse_unless_exportable(case: Any, *, use_stored: bool, compute: bool) -> None:
     if not use_stored and not compute:
         reason = "holds no dose" if case.dose is None else "holds a dose without its plan's MU"

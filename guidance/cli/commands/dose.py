@@ -116,9 +116,7 @@ def run_depth_curve(args: argparse.Namespace) -> int:
 def run_case(args: argparse.Namespace) -> int:
     """Compute the dose in a case, write RT Plan + RT Dose, print coverage."""
     from models.beams.library import ElectronBeam, default_library
-    from models.dicom.common import ensure_uids, identity_of
-    from models.dicom.rt_export import PlanSpec, write_plan_and_dose
-    from models.dose.electron import compute_electron_dose
+    from models.dicom.rt_export import PlanSpec, write_dose_of_pose
     from models.evaluation.dvh import structure_dvhs
 
     beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
@@ -136,20 +134,14 @@ def run_case(args: argparse.Namespace) -> int:
     if args.target not in case.structures:
         raise InputError(f"--target {args.target!r}: no such structure; have: "
                          f"{', '.join(sorted(case.structures))}")
-    result = compute_electron_dose(case.ct, pose, beam, prescription_gy=args.prescription,
-                                   grid_mm=args.grid)
+    spec = PlanSpec(machine=beam.machine, energy_mev=beam.energy_mev,
+                    applicator_diameter_mm=beam.applicator_diameter_mm,
+                    bevel_deg=beam.bevel_deg, prescription_gy=args.prescription,
+                    isodose_percent=90.0, patient_from_applicator=pose)
+    result, files = write_dose_of_pose(case, spec, args.out, grid_mm=args.grid)
     dvhs = structure_dvhs(result.dose, case.ct, case.structures,
                           prescription_gy=result.prescription_gy,
                           isodose_percent=result.isodose_percent)
-    ensure_uids(case, "iort-dose", case.patient_id)
-    args.out.mkdir(parents=True, exist_ok=True)
-    spec = PlanSpec(machine=beam.machine, energy_mev=beam.energy_mev,
-                    applicator_diameter_mm=beam.applicator_diameter_mm,
-                    bevel_deg=beam.bevel_deg, prescription_gy=result.prescription_gy,
-                    isodose_percent=result.isodose_percent, patient_from_applicator=pose)
-    files = write_plan_and_dose(args.out, spec, result.mu, result.dose, case.ct,
-                                identity_of(case), spacing_mm=result.grid_mm,
-                                rtplan_name="rtplan.dcm", rtdose_name="rtdose.dcm")
     plan_path, dose_path = files.rtplan, files.rtdose
     target = dvhs[args.target].metrics
     summary = {
