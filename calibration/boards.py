@@ -14,7 +14,6 @@ different dictionary from the tracked tools (``DICT_4X4_50``) so the two never g
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from calibration.errors import CalibrationError
 from calibration.validation import as_positive
+from models.base.files import read_json_file
 
 #: Directory of the shipped board files (``assets/boards`` in the source tree and wheel).
 BOARDS_DIR = Path(__file__).resolve().parent.parent / "assets" / "boards"
@@ -183,12 +183,7 @@ def load_board(name_or_path: str | Path) -> BoardSpec:
             raise CalibrationError(f"board {str(name_or_path)!r} is neither a .json file nor a "
                                    f"shipped board ({', '.join(shipped_boards()) or 'none'})")
         path = shipped
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise CalibrationError(f"board file {path} not found") from exc
-    except json.JSONDecodeError as exc:
-        raise CalibrationError(f"board file {path}: not valid JSON ({exc})") from exc
+    data = read_json_file(path, what="board file", error=CalibrationError)
     return BoardSpec.from_json_dict(data, source=str(path))
 
 

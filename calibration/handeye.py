@@ -47,6 +47,7 @@ import numpy as np
 
 from calibration.errors import CalibrationError
 from calibration.validation import as_transforms
+from models.base.transforms import rotation_angle_deg
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,6 @@ def _skew(v: np.ndarray) -> np.ndarray:
 
 def _rotvec(rot: np.ndarray) -> np.ndarray:
     return cv2.Rodrigues(np.ascontiguousarray(rot))[0].ravel()
-
-
-def _angle_deg(rot: np.ndarray) -> float:
-    return float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0))))
 
 
 def _project_rotation(m: np.ndarray) -> np.ndarray:
@@ -209,7 +206,7 @@ def hand_eye_residuals(a: np.ndarray, b: np.ndarray,
     left = a @ x
     right = x @ b
     rel = np.einsum("pji,pjk->pik", left[:, :3, :3], right[:, :3, :3])
-    angles = np.array([_angle_deg(r) for r in rel])
+    angles = np.array([rotation_angle_deg(r) for r in rel])
     return angles, np.linalg.norm(left[:, :3, 3] - right[:, :3, 3], axis=1)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from calibration.camera import CameraCalibration, check_frame_size, validate_calibration
 from calibration.errors import CalibrationError
+from models.base.files import read_json_file
 
 FORMAT_NAME = "iort-camera-calibration"
 FORMAT_VERSION = 1
@@ -65,10 +66,6 @@ def to_json_dict(calibration: CameraCalibration) -> dict[str, Any]:
         "board": calibration.board,
         "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-
-
-def _reject_constant(name: str) -> float:
-    raise CalibrationError(f"contains {name}")
 
 
 def from_json_dict(data: Any, *, source: str = "calibration") -> CameraCalibration:
@@ -236,13 +233,8 @@ def load_calibration(path: str | Path) -> CameraCalibration:
     if suffix not in JSON_SUFFIXES:
         raise CalibrationError(f"{path}: unknown calibration file type {suffix!r}; use .json, "
                                f".yaml, .yml or .xml")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
-    except CalibrationError as exc:
-        raise CalibrationError(f"{path}: {exc} (NaN/Infinity are not valid calibration "
-                               f"values); re-run 'iort calibrate camera'") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"{path}: not valid JSON ({exc})") from exc
+    data = read_json_file(path, what="calibration file", error=CalibrationError,
+                          hint="re-run 'iort calibrate camera'")
     return from_json_dict(data, source=str(path))
 
 

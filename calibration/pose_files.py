@@ -12,13 +12,13 @@ Accepted layouts (poses are rigid 4x4 transforms, translations in mm):
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from calibration.errors import CalibrationError
 from calibration.validation import as_transforms
+from models.base.files import read_json_file
 
 
 def _rows_to_poses(rows: np.ndarray, source: str) -> np.ndarray:
@@ -72,10 +72,7 @@ def load_poses(path: str | Path, *, field: str | None = None) -> np.ndarray:
         raise CalibrationError(f"pose file {path} not found")
     suffix = path.suffix.lower()
     if suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise CalibrationError(f"{path}: not valid JSON ({exc})") from exc
+        data = read_json_file(path, what="pose file", error=CalibrationError)
         if isinstance(data, dict):
             if field is None or field not in data:
                 raise CalibrationError(f"{path}: expected field {field!r} holding a list of "

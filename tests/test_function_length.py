@@ -13,14 +13,9 @@ MAX_LINES = 80
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_DIRS = {"tests", "build", "dist", "site-packages", "__pycache__", "venv"}
 
-# Temporary: these are being split on other branches right now. Remove each entry when its
-# split lands; from then on this test keeps the function short.
+# Temporary: compute_electron_dose is the dose model's entry point, reworked with the beam
+# commissioning (issue on dose); split it then and remove the entry.
 ALLOWED = {
-    "guidance/app/demo.py:run_demo",
-    "guidance/cli/commands/export.py:export_case",
-    "guidance/monitor/qt/window.py:_build",
-    "models/dicom/rtdose.py:dose_dataset",
-    "models/dicom/rtstruct.py:write_rtstruct",
     "models/dose/electron.py:compute_electron_dose",
 }
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from models.base.errors import InputError
+from models.base.files import read_json_file
 from models.base.validation import as_transform
 from models.patient.case import Case
 
@@ -81,24 +82,25 @@ def read_transform_file(path: str | Path, key: str, *, option: str) -> np.ndarra
     where = f"{option} {path}"
     expected = f'write {{"{key}": [[...], [...], [...], [0, 0, 0, 1]]}}'
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"{where}: cannot read ({exc.strerror})") from exc
-    try:
-        raw = json.loads(text)
+        raw = read_json_file(path, what=option)
+    except InputError as exc:
+        if not isinstance(exc.__cause__, json.JSONDecodeError):
+            raise
+        try:  # not JSON: a text file of 4 rows
+            matrix = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        except ValueError as text_exc:
+            raise InputError(f"{where}: neither JSON nor a 4x4 text matrix ({text_exc}); "
+                             f"{expected}") from text_exc
+    else:
         if isinstance(raw, dict):
             if key not in raw:
                 raise InputError(f"{where}: JSON object has no {key!r}; {expected}")
             raw = raw[key]
-        matrix = np.asarray(raw, dtype=np.float64)
-    except json.JSONDecodeError:
         try:
-            matrix = np.loadtxt(path, dtype=np.float64, ndmin=2)
-        except ValueError as exc:
-            raise InputError(f"{where}: neither JSON nor a 4x4 text matrix ({exc}); "
-                             f"{expected}") from exc
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{where}: not a numeric 4x4 matrix ({exc}); {expected}") from exc
+            matrix = np.asarray(raw, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{where}: not a numeric 4x4 matrix ({exc}); {expected}") \
+                from exc
     try:
         return as_transform(matrix, name=key, rigid=True)
     except ValueError as exc:

@@ -26,7 +26,7 @@ from guidance.frames.base import Frame
 from guidance.tracking.markers import MarkerTracker, ToolPose
 from guidance.tracking.tools import ToolDefinition
 from models.base.errors import InputError
-from models.base.transforms import invert_rigid, rotation_angle_deg
+from models.base.transforms import angle_between_transforms_deg
 
 if TYPE_CHECKING:
     from guidance.tracking.external import ToolPoseProvider
@@ -147,7 +147,7 @@ class MarkerTrackerDevice:
         if previous is None or measurement.alternative is None:
             return None
         candidates = (measurement.camera_from_tool, measurement.alternative)
-        angles = [rotation_angle_deg(invert_rigid(previous) @ c) for c in candidates]
+        angles = [angle_between_transforms_deg(previous, c) for c in candidates]
         return replace(measurement, camera_from_tool=candidates[int(np.argmin(angles))])
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from guidance.tracking.tools import ToolDefinition, check_tool_set
 from models.base.errors import InputError
+from models.base.transforms import angle_between_transforms_deg
 from models.base.validation import as_array
 
 log = logging.getLogger(__name__)
@@ -253,8 +254,7 @@ def solve_pose(object_points_mm: np.ndarray, image_points_px: np.ndarray,
         return PnPSolution(pose, best_rms)
     alt_rms, alt_r, alt_t = candidates[1]
     alternative = _to_transform(alt_r, alt_t)
-    delta = pose[:3, :3].T @ alternative[:3, :3]
-    angle_deg = np.degrees(np.arccos(np.clip((np.trace(delta) - 1) / 2, -1, 1)))
+    angle_deg = angle_between_transforms_deg(pose, alternative)
     close_fit = (alt_rms < _AMBIGUITY_RMS_RATIO * best_rms
                  or alt_rms - best_rms < _AMBIGUITY_MARGIN_PX)
     ambiguous = bool(close_fit and angle_deg > _AMBIGUOUS_MIN_ANGLE_DEG)

@@ -13,7 +13,6 @@ all.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 
 from assets import asset_path
 from models.base.errors import InputError
+from models.base.files import read_json_file
 
 #: Names of the tools shipped in ``assets/tools``.
 BUILTIN_TOOLS: tuple[str, ...] = ("reference", "pointer", "applicator")
@@ -203,13 +203,10 @@ def load_tool(path_or_name: str | Path) -> ToolDefinition:
         path = asset_path("tools", f"{text}.json")
     else:
         path = Path(text)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+    if not path.exists():
         raise InputError(f"tool file {path} does not exist; give a tool JSON or one of "
-                         f"{', '.join(BUILTIN_TOOLS)}") from exc
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"tool file {path} is not readable JSON: {exc}") from exc
+                         f"{', '.join(BUILTIN_TOOLS)}")
+    data = read_json_file(path, what="tool file")
     return tool_from_dict(data, source=str(path))
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from models.base.errors import InputError
+from models.base.transforms import angle_between_vectors_deg
 from models.base.validation import as_positive, as_transform
 
 
@@ -114,9 +115,7 @@ def compare_to_plan(patient_from_applicator: np.ndarray,
     axis_plan = plan[:3, 2]
     depth = float(offset @ axis_plan)
     lateral = float(np.linalg.norm(offset - depth * axis_plan))
-    # atan2 of sine and cosine stays accurate near 0 and 180 deg (acos does not)
-    angle = math.degrees(math.atan2(float(np.linalg.norm(np.cross(tracked[:3, 2], axis_plan))),
-                                    float(tracked[:3, 2] @ axis_plan)))
+    angle = angle_between_vectors_deg(tracked[:3, 2], axis_plan)
     # roll: angle of the tracked x axis about the planned axis after removing the tilt
     x_tracked = tracked[:3, 0] - (tracked[:3, 0] @ axis_plan) * axis_plan
     roll = 0.0

@@ -1,1 +1,1 @@
-"""Shared by every room: errors, input validation, rigid transforms."""
+"""Shared by every room: errors, input validation, reading input files, rigid transforms."""

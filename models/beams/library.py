@@ -20,7 +20,6 @@ Examples
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,6 +29,7 @@ import numpy as np
 
 from assets import asset_path
 from models.base.errors import InputError
+from models.base.files import read_json_file
 from models.beams.depth_dose import DepthDosePoints, build_depth_dose
 
 log = logging.getLogger(__name__)
@@ -235,10 +235,7 @@ def _match(value: float, choices: tuple[float, ...], *, what: str, unit: str) ->
 
 
 def _read_json(path: Path) -> dict:
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"beam data file {path}: cannot read JSON ({exc})") from exc
+    raw = read_json_file(path, what="beam data file")
     if not isinstance(raw, dict):
         raise InputError(f"beam data file {path}: top level must be an object")
     return raw

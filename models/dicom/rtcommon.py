@@ -151,6 +151,30 @@ def as_dataset(source: str | Path | Dataset) -> Dataset:
     return read_dataset(path)
 
 
+def rt_object(source: str | Path | Dataset, label: str, *, sop_class_uid: str, modality: str,
+              what: str) -> Dataset:
+    """The dataset of ``source``, refused unless its SOP class or its Modality is the expected.
+
+    Parameters
+    ----------
+    source : str, Path or pydicom.Dataset
+        File or dataset (see :func:`as_dataset`).
+    label : str
+        Name of the source in messages (from :func:`reading`).
+    sop_class_uid, modality : str
+        What an object of the expected kind has (either is enough).
+    what : str
+        The kind in the message, e.g. ``"RT Dose"``.
+    """
+    ds = as_dataset(source)
+    found_class = str(ds.get("SOPClassUID", ""))
+    found_modality = str(ds.get("Modality", ""))
+    if found_class != sop_class_uid and found_modality != modality:
+        raise InputError(f"{label}: not an {what} object (SOPClassUID {found_class!r}, "
+                         f"Modality {found_modality!r})")
+    return ds
+
+
 def require(ds: Dataset, keyword: str, label: str) -> Any:
     """The value of a type-1 attribute; InputError naming it if absent or empty."""
     value = ds.get(keyword)

@@ -36,7 +36,6 @@ from models.base.validation import as_positive
 from models.dicom.common import Identity, write_dataset
 from models.dicom.rtcommon import (
     Instance,
-    as_dataset,
     dicom_float,
     dicom_floats,
     ds_value,
@@ -45,6 +44,7 @@ from models.dicom.rtcommon import (
     reading,
     require,
     rt_dataset,
+    rt_object,
 )
 from models.patient.volume import Volume
 
@@ -131,18 +131,9 @@ def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
     -------
     pydicom.dataset.Dataset
     """
-    if not isinstance(dose, Volume):
-        raise TypeError(f"dose must be a models.patient.volume.Volume, got {type(dose).__name__}")
-    if bits_allocated not in (16, 32):
-        raise InputError(f"bits_allocated must be 16 or 32, got {bits_allocated}")
-    if not referenced_plan_uid:
-        raise InputError("referenced_plan_uid is required for DoseSummationType PLAN")
-    values = np.asarray(dose.array, dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise InputError("dose contains NaN or infinite values")
-    if values.min() < 0:
-        logger.warning("negative dose values (min %.3g Gy) clipped to 0", values.min())
-    array, origin, iop, spacing = _stack_geometry(dose.with_array(np.clip(values, 0, None)))
+    array, origin, iop, spacing = _stack_geometry(
+        _checked_dose(dose, bits_allocated=bits_allocated,
+                      referenced_plan_uid=referenced_plan_uid))
     ds = rt_dataset(identity, sop_class_uid=RTDoseStorage, modality="RTDOSE",
                     description=description, series_instance_uid=series_instance_uid,
                     sop_instance_uid=sop_instance_uid, series_number=series_number)
@@ -155,7 +146,42 @@ def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
     ds.ImageOrientationPatient = ds_values(iop)
     ds.PixelSpacing = ds_values(spacing[:2])
     ds.SliceThickness = ds_value(spacing[2]) if nframes > 1 else ""
-    # Image Pixel + Multi-frame
+    _add_pixel_module(ds, rows, cols, nframes, bits_allocated)
+    # RT Dose
+    ds.DoseUnits = "GY"
+    ds.DoseType = "PHYSICAL"
+    ds.DoseSummationType = "PLAN"
+    ds.TissueHeterogeneityCorrection = "IMAGE"
+    ds.GridFrameOffsetVector = ds_values(np.arange(nframes) * spacing[2])
+    pixels, scaling = _scaled_pixels(array, bits_allocated)
+    ds.DoseGridScaling = ds_value(scaling)
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = RTPlanStorage
+    ref.ReferencedSOPInstanceUID = referenced_plan_uid
+    ds.ReferencedRTPlanSequence = Sequence([ref])
+    ds.PixelData = pixels.tobytes()
+    return ds
+
+
+def _checked_dose(dose: Volume, *, bits_allocated: int, referenced_plan_uid: str) -> Volume:
+    """The dose to write: checked arguments, finite values, negatives clipped to 0 Gy."""
+    if not isinstance(dose, Volume):
+        raise TypeError(f"dose must be a models.patient.volume.Volume, got {type(dose).__name__}")
+    if bits_allocated not in (16, 32):
+        raise InputError(f"bits_allocated must be 16 or 32, got {bits_allocated}")
+    if not referenced_plan_uid:
+        raise InputError("referenced_plan_uid is required for DoseSummationType PLAN")
+    values = np.asarray(dose.array, dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise InputError("dose contains NaN or infinite values")
+    if values.min() < 0:
+        logger.warning("negative dose values (min %.3g Gy) clipped to 0", values.min())
+    return dose.with_array(np.clip(values, 0, None))
+
+
+def _add_pixel_module(ds: Dataset, rows: int, cols: int, nframes: int,
+                      bits_allocated: int) -> None:
+    """Image Pixel + Multi-frame modules of unsigned monochrome dose frames."""
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = rows
@@ -166,24 +192,16 @@ def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
     ds.PixelRepresentation = 0
     ds.NumberOfFrames = nframes
     ds.FrameIncrementPointer = pydicom.tag.Tag(0x3004, 0x000C)
-    # RT Dose
-    ds.DoseUnits = "GY"
-    ds.DoseType = "PHYSICAL"
-    ds.DoseSummationType = "PLAN"
-    ds.TissueHeterogeneityCorrection = "IMAGE"
-    ds.GridFrameOffsetVector = ds_values(np.arange(nframes) * spacing[2])
-    top = float(array.max())
+
+
+def _scaled_pixels(array_gy: np.ndarray, bits_allocated: int) -> tuple[np.ndarray, float]:
+    """Unsigned little-endian pixels and the DoseGridScaling (Gy per count) of a dose."""
+    top = float(array_gy.max())
     top_count = 2**bits_allocated - 1
     # round the scaling up in its DS text so that max / scaling never exceeds top_count
     scaling = float(ds_value(top / top_count * (1 + 1e-9))) if top > 0 else 1.0
-    pixels = np.rint(array / scaling).clip(0, top_count).astype(f"<u{bits_allocated // 8}")
-    ds.DoseGridScaling = ds_value(scaling)
-    ref = Dataset()
-    ref.ReferencedSOPClassUID = RTPlanStorage
-    ref.ReferencedSOPInstanceUID = referenced_plan_uid
-    ds.ReferencedRTPlanSequence = Sequence([ref])
-    ds.PixelData = pixels.tobytes()
-    return ds
+    pixels = np.rint(array_gy / scaling).clip(0, top_count).astype(f"<u{bits_allocated // 8}")
+    return pixels, scaling
 
 
 def write_rtdose(path: str | Path, dose: Volume, identity: Identity, *,
@@ -209,12 +227,8 @@ def read_rtdose(source: str | Path | Dataset) -> RtDose:
         pixel data of the wrong size; the message names the file and attribute.
     """
     with reading(source, "RT Dose") as label:
-        ds = as_dataset(source)
-        sop_class = str(ds.get("SOPClassUID", ""))
-        modality = str(ds.get("Modality", ""))
-        if sop_class != RTDoseStorage and modality != "RTDOSE":
-            raise InputError(f"{label}: not an RT Dose object (SOPClassUID {sop_class!r}, "
-                             f"Modality {modality!r})")
+        ds = rt_object(source, label, sop_class_uid=RTDoseStorage, modality="RTDOSE",
+                       what="RT Dose")
         rows = int(require(ds, "Rows", label))
         cols = int(require(ds, "Columns", label))
         nframes = int(ds.get("NumberOfFrames", 1) or 1)

@@ -49,7 +49,6 @@ from models.base.validation import as_array, as_positive, as_transform
 from models.dicom.common import MANUFACTURER, Identity, write_dataset
 from models.dicom.rtcommon import (
     Instance,
-    as_dataset,
     dicom_float,
     dicom_floats,
     ds_value,
@@ -57,6 +56,7 @@ from models.dicom.rtcommon import (
     instance_from_dataset,
     reading,
     rt_dataset,
+    rt_object,
 )
 
 logger = logging.getLogger(__name__)
@@ -455,12 +455,8 @@ def read_rtplan(source: str | Path | Dataset) -> RtPlan:
         Not an RT Plan, or a malformed attribute; the message names file and attribute.
     """
     with reading(source, "RT Plan") as label:
-        ds = as_dataset(source)
-        sop_class = str(ds.get("SOPClassUID", ""))
-        modality = str(ds.get("Modality", ""))
-        if sop_class != RTPlanStorage and modality != "RTPLAN":
-            raise InputError(f"{label}: not an RT Plan object (SOPClassUID {sop_class!r}, "
-                             f"Modality {modality!r})")
+        ds = rt_object(source, label, sop_class_uid=RTPlanStorage, modality="RTPLAN",
+                       what="RT Plan")
         references = [_dose_reference(item, f"{label} DoseReferenceSequence[{n}]")
                       for n, item in enumerate(ds.get("DoseReferenceSequence") or [])]
         groups = ds.get("FractionGroupSequence") or []

@@ -84,8 +84,6 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
     Path
         The file written.
     """
-    from models.patient.anatomy import mask_to_contours
-
     if len(case.image_instance_uids) != case.ct.shape[0]:
         raise InputError("case.image_instance_uids is not set: write or import the image "
                          "series before its structure set")
@@ -93,8 +91,8 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
     points = case.fiducials_lps if fiducials is None else fiducials
     identity = identity_of(case, anonymise=anonymise)
     image_class = _image_sop_class(case)
-    sop_uid = sop_instance_uid or new_uid()
-    ds = new_dataset(RT_STRUCTURE_SET_STORAGE, sop_uid, modality="RTSTRUCT")
+    ds = new_dataset(RT_STRUCTURE_SET_STORAGE, sop_instance_uid or new_uid(),
+                     modality="RTSTRUCT")
     add_patient_study(ds, identity)
     add_series(ds, series_instance_uid or new_uid(), series_number=series_number,
                description=label)
@@ -104,7 +102,28 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
     ds.StructureSetName = label[:64]
     ds.StructureSetDate, ds.StructureSetTime = now_date_time()
     ds.InstanceNumber = 1
+    ds.ReferencedFrameOfReferenceSequence = [_referenced_frame_of_reference(case, image_class)]
 
+    roi_seq, contour_seq, obs_seq = [], [], []
+    number = 0
+    for structure in items:
+        number += 1
+        _add_roi(roi_seq, contour_seq, obs_seq, number, structure.name, structure.color_rgb,
+                 structure.roi_type, _structure_contours(case, structure, image_class),
+                 case.frame_of_reference_uid)
+    for name, point in points.items():
+        number += 1
+        _add_roi(roi_seq, contour_seq, obs_seq, number, name, (255, 255, 0), "MARKER",
+                 [_fiducial_contour(case, point, image_class)], case.frame_of_reference_uid)
+    ds.StructureSetROISequence = roi_seq
+    ds.ROIContourSequence = contour_seq
+    ds.RTROIObservationsSequence = obs_seq
+    ds.ApprovalStatus = "UNAPPROVED"
+    return write_dataset(ds, path)
+
+
+def _referenced_frame_of_reference(case: Case, image_class: str) -> Dataset:
+    """ReferencedFrameOfReferenceSequence item: the frame, the study, every image slice."""
     ref_series = Dataset()
     ref_series.SeriesInstanceUID = case.series_instance_uid
     ref_series.ContourImageSequence = referenced_image_sequence(image_class,
@@ -116,35 +135,30 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
     ref_for = Dataset()
     ref_for.FrameOfReferenceUID = case.frame_of_reference_uid
     ref_for.RTReferencedStudySequence = [ref_study]
-    ds.ReferencedFrameOfReferenceSequence = [ref_for]
+    return ref_for
 
-    roi_seq, contour_seq, obs_seq = [], [], []
-    number = 0
-    for structure in items:
-        if structure.mask.shape != case.ct.shape:
-            raise InputError(f"structure {structure.name!r} is not on the CT grid")
-        number += 1
-        contours = []
-        for k, loops in sorted(mask_to_contours(structure.mask).items()):
-            for loop in loops:
-                ijk = np.column_stack([loop, np.full(len(loop), float(k))])
-                lps = case.ct.voxel_to_patient(ijk)
-                contours.append(_contour_item(lps, "CLOSED_PLANAR", image_class,
-                                              case.image_instance_uids[k], len(contours) + 1))
-        _add_roi(roi_seq, contour_seq, obs_seq, number, structure.name, structure.color_rgb,
-                 structure.roi_type, contours, case.frame_of_reference_uid)
-    for name, point in points.items():
-        number += 1
-        point = np.asarray(point, dtype=np.float64).reshape(1, 3)
-        k = int(np.clip(np.rint(case.ct.patient_to_voxel(point)[0, 2]), 0, case.ct.shape[0] - 1))
-        item = _contour_item(point, "POINT", image_class, case.image_instance_uids[k], 1)
-        _add_roi(roi_seq, contour_seq, obs_seq, number, name, (255, 255, 0), "MARKER", [item],
-                 case.frame_of_reference_uid)
-    ds.StructureSetROISequence = roi_seq
-    ds.ROIContourSequence = contour_seq
-    ds.RTROIObservationsSequence = obs_seq
-    ds.ApprovalStatus = "UNAPPROVED"
-    return write_dataset(ds, path)
+
+def _structure_contours(case: Case, structure: Structure, image_class: str) -> list[Dataset]:
+    """CLOSED_PLANAR contour items of a structure's mask, slice by slice."""
+    from models.patient.anatomy import mask_to_contours
+
+    if structure.mask.shape != case.ct.shape:
+        raise InputError(f"structure {structure.name!r} is not on the CT grid")
+    contours: list[Dataset] = []
+    for k, loops in sorted(mask_to_contours(structure.mask).items()):
+        for loop in loops:
+            ijk = np.column_stack([loop, np.full(len(loop), float(k))])
+            lps = case.ct.voxel_to_patient(ijk)
+            contours.append(_contour_item(lps, "CLOSED_PLANAR", image_class,
+                                          case.image_instance_uids[k], len(contours) + 1))
+    return contours
+
+
+def _fiducial_contour(case: Case, point_lps: np.ndarray, image_class: str) -> Dataset:
+    """POINT contour item of a fiducial, referencing its nearest slice."""
+    point = np.asarray(point_lps, dtype=np.float64).reshape(1, 3)
+    k = int(np.clip(np.rint(case.ct.patient_to_voxel(point)[0, 2]), 0, case.ct.shape[0] - 1))
+    return _contour_item(point, "POINT", image_class, case.image_instance_uids[k], 1)
 
 
 def _image_sop_class(case: Case) -> str:
@@ -314,65 +328,22 @@ def _read_rtstruct(ds: Dataset, reference: Volume, name: str, tol: float) -> Str
         raise InputError(f"{name}: not an RT Structure Set (Modality "
                          f"{getattr(ds, 'Modality', '?')!r})")
     out = StructureSet(label=str(getattr(ds, "StructureSetLabel", "")))
-    frames = getattr(ds, "ReferencedFrameOfReferenceSequence", [])
-    if frames:
-        out.frame_of_reference_uid = str(getattr(frames[0], "FrameOfReferenceUID", ""))
-        for study in getattr(frames[0], "RTReferencedStudySequence", []):
-            for series in getattr(study, "RTReferencedSeriesSequence", []):
-                out.referenced_series_uid = str(getattr(series, "SeriesInstanceUID", ""))
-    names, types = {}, {}
-    for roi in getattr(ds, "StructureSetROISequence", []):
-        roi_name = str(getattr(roi, "ROIName", "") or f"ROI{roi.ROINumber}").strip()
-        if roi_name in names.values():  # duplicate names exist in the wild: keep both
-            out.warnings.append(f"ROI name {roi_name!r} used twice; the second is renamed "
-                                f"{roi_name}_{roi.ROINumber}")
-            roi_name = f"{roi_name}_{roi.ROINumber}"
-        names[int(roi.ROINumber)] = roi_name
-    for obs in getattr(ds, "RTROIObservationsSequence", []):
-        types[int(obs.ReferencedROINumber)] = str(getattr(obs, "RTROIInterpretedType", "") or "")
-    voxel_from_patient = reference.voxel_from_patient
-    nk, nj, ni = reference.shape
+    _read_references(ds, out)
+    names = _roi_names(ds, out)
+    types = {int(obs.ReferencedROINumber): str(getattr(obs, "RTROIInterpretedType", "") or "")
+             for obs in getattr(ds, "RTROIObservationsSequence", [])}
     for roi_contour in getattr(ds, "ROIContourSequence", []):
         number = int(roi_contour.ReferencedROINumber)
         roi_name = names.get(number, f"ROI{number}")
-        color = tuple(int(c) for c in getattr(roi_contour, "ROIDisplayColor", [255, 0, 0]))
-        if len(color) != 3:
-            color = (255, 0, 0)
-        per_slice: dict[int, list[np.ndarray]] = {}
-        points: list[np.ndarray] = []
-        skipped = 0
-        for contour in getattr(roi_contour, "ContourSequence", []):
-            data = _float_array(contour, "ContourData")
-            if data.size == 0 or data.size % 3:
-                raise InputError(f"{name}: ROI {roi_name!r} has ContourData with {data.size} "
-                                 "values (not a multiple of 3)")
-            if not np.all(np.isfinite(data)):
-                raise InputError(f"{name}: ROI {roi_name!r} ContourData is not finite")
-            lps = data.reshape(-1, 3)
-            kind = str(getattr(contour, "ContourGeometricType", "CLOSED_PLANAR")).strip()
-            if kind == "POINT":
-                points.append(lps)
-                continue
-            if kind != "CLOSED_PLANAR":
-                skipped += 1
-                continue
-            ijk = lps @ voxel_from_patient[:3, :3].T + voxel_from_patient[:3, 3]
-            k_float = float(np.mean(ijk[:, 2]))
-            k = int(np.rint(k_float))
-            if k < 0 or k >= nk or np.ptp(ijk[:, 2]) > 0.5:
-                skipped += 1
-                continue
-            if abs(k_float - k) > tol:
-                log.warning("%s: ROI %s contour lies %.2f slices off slice %d", name, roi_name,
-                            k_float - k, k)
-            per_slice.setdefault(k, []).append(ijk[:, :2])
+        color = _roi_color(roi_contour)
+        per_slice, points, skipped = _roi_contours(roi_contour, roi_name, reference, name, tol)
         if skipped:
             out.warnings.append(f"ROI {roi_name!r}: {skipped} contour(s) off the image grid or "
                                 "not CLOSED_PLANAR were skipped")
         if per_slice:
             mask = np.zeros(reference.shape, dtype=bool)
             for k, polys in per_slice.items():
-                mask[k] = contours_to_mask(polys, (nj, ni))
+                mask[k] = contours_to_mask(polys, reference.shape[1:])
             out.structures[roi_name] = Structure(roi_name, mask, color,
                                                  types.get(number, "") or "ORGAN")
         elif points:
@@ -382,3 +353,72 @@ def _read_rtstruct(ds: Dataset, reference: Volume, name: str, tol: float) -> Str
     for warning in out.warnings:
         log.warning("%s: %s", name, warning)
     return out
+
+
+def _read_references(ds: Dataset, out: StructureSet) -> None:
+    """Frame of reference and referenced image series (the last one stated)."""
+    frames = getattr(ds, "ReferencedFrameOfReferenceSequence", [])
+    if not frames:
+        return
+    out.frame_of_reference_uid = str(getattr(frames[0], "FrameOfReferenceUID", ""))
+    for study in getattr(frames[0], "RTReferencedStudySequence", []):
+        for series in getattr(study, "RTReferencedSeriesSequence", []):
+            out.referenced_series_uid = str(getattr(series, "SeriesInstanceUID", ""))
+
+
+def _roi_names(ds: Dataset, out: StructureSet) -> dict[int, str]:
+    """ROI number -> name; a name used twice gets ``_<number>`` (with a warning)."""
+    names: dict[int, str] = {}
+    for roi in getattr(ds, "StructureSetROISequence", []):
+        roi_name = str(getattr(roi, "ROIName", "") or f"ROI{roi.ROINumber}").strip()
+        if roi_name in names.values():  # duplicate names exist in the wild: keep both
+            out.warnings.append(f"ROI name {roi_name!r} used twice; the second is renamed "
+                                f"{roi_name}_{roi.ROINumber}")
+            roi_name = f"{roi_name}_{roi.ROINumber}"
+        names[int(roi.ROINumber)] = roi_name
+    return names
+
+
+def _roi_color(roi_contour: Dataset) -> tuple[int, ...]:
+    color = tuple(int(c) for c in getattr(roi_contour, "ROIDisplayColor", [255, 0, 0]))
+    return color if len(color) == 3 else (255, 0, 0)
+
+
+def _contour_points_lps(contour: Dataset, roi_name: str, name: str) -> np.ndarray:
+    data = _float_array(contour, "ContourData")
+    if data.size == 0 or data.size % 3:
+        raise InputError(f"{name}: ROI {roi_name!r} has ContourData with {data.size} "
+                         "values (not a multiple of 3)")
+    if not np.all(np.isfinite(data)):
+        raise InputError(f"{name}: ROI {roi_name!r} ContourData is not finite")
+    return data.reshape(-1, 3)
+
+
+def _roi_contours(roi_contour: Dataset, roi_name: str, reference: Volume, name: str,
+                  tol: float) -> tuple[dict[int, list[np.ndarray]], list[np.ndarray], int]:
+    """An ROI's closed contours per slice (voxel i, j), its points (LPS) and skipped count."""
+    voxel_from_patient = reference.voxel_from_patient
+    nk = reference.shape[0]
+    per_slice: dict[int, list[np.ndarray]] = {}
+    points: list[np.ndarray] = []
+    skipped = 0
+    for contour in getattr(roi_contour, "ContourSequence", []):
+        lps = _contour_points_lps(contour, roi_name, name)
+        kind = str(getattr(contour, "ContourGeometricType", "CLOSED_PLANAR")).strip()
+        if kind == "POINT":
+            points.append(lps)
+            continue
+        if kind != "CLOSED_PLANAR":
+            skipped += 1
+            continue
+        ijk = lps @ voxel_from_patient[:3, :3].T + voxel_from_patient[:3, 3]
+        k_float = float(np.mean(ijk[:, 2]))
+        k = int(np.rint(k_float))
+        if k < 0 or k >= nk or np.ptp(ijk[:, 2]) > 0.5:
+            skipped += 1
+            continue
+        if abs(k_float - k) > tol:
+            log.warning("%s: ROI %s contour lies %.2f slices off slice %d", name, roi_name,
+                        k_float - k, k)
+        per_slice.setdefault(k, []).append(ijk[:, :2])
+    return per_slice, points, skipped

@@ -7,7 +7,6 @@ into a uniform 1-HU lookup table that the numba kernels index directly.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from assets import asset_path
 from models.base.errors import InputError
+from models.base.files import read_json_file
 
 #: First HU of the uniform lookup table (values below are clamped to it).
 LUT_HU_MIN = -1024.0
@@ -62,10 +62,7 @@ class ShieldMaterial:
 def read_beam_asset(name: str) -> dict:
     """A shipped ``assets/beams/<name>`` JSON file; :class:`InputError` naming it if broken."""
     path = asset_path("beams", name)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"beam data {path}: cannot read JSON ({exc})") from exc
+    return read_json_file(path, what="beam data")
 
 
 def _materials() -> dict:

@@ -116,11 +116,8 @@ def run_depth_curve(args: argparse.Namespace) -> int:
 def run_case(args: argparse.Namespace) -> int:
     """Compute the dose in a case, write RT Plan + RT Dose, print coverage."""
     from models.beams.library import ElectronBeam, default_library
-    from models.dicom.common import ensure_uids, identity_of, new_uid
-    from models.dicom.rtdose import dose_grid_like, write_rtdose
-    from models.dicom.rtplan import ElectronPlan, write_rtplan
-    from models.dose.electron import compute_electron_dose
-    from models.evaluation.dvh import resample_dose, structure_dvhs
+    from models.dicom.rt_export import PlanSpec, write_dose_of_pose
+    from models.evaluation.dvh import structure_dvhs
 
     beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
     default_library().validate(beam)
@@ -137,28 +134,15 @@ def run_case(args: argparse.Namespace) -> int:
     if args.target not in case.structures:
         raise InputError(f"--target {args.target!r}: no such structure; have: "
                          f"{', '.join(sorted(case.structures))}")
-    result = compute_electron_dose(case.ct, pose, beam, prescription_gy=args.prescription,
-                                   grid_mm=args.grid)
+    spec = PlanSpec(machine=beam.machine, energy_mev=beam.energy_mev,
+                    applicator_diameter_mm=beam.applicator_diameter_mm,
+                    bevel_deg=beam.bevel_deg, prescription_gy=args.prescription,
+                    isodose_percent=90.0, patient_from_applicator=pose)
+    result, files = write_dose_of_pose(case, spec, args.out, grid_mm=args.grid)
     dvhs = structure_dvhs(result.dose, case.ct, case.structures,
                           prescription_gy=result.prescription_gy,
                           isodose_percent=result.isodose_percent)
-    ensure_uids(case, "iort-dose", case.patient_id)
-    identity = identity_of(case)
-    args.out.mkdir(parents=True, exist_ok=True)
-    plan_uid = new_uid()
-    reference = pose[:3, :3] @ np.array([0.0, 0.0, 10.0]) + pose[:3, 3]
-    plan = ElectronPlan(machine=beam.machine, energy_mev=beam.energy_mev,
-                        applicator_id=f"A{beam.applicator_diameter_mm:g}B{beam.bevel_deg:g}",
-                        applicator_diameter_mm=beam.applicator_diameter_mm,
-                        bevel_deg=beam.bevel_deg, mu=result.mu,
-                        prescription_gy=result.prescription_gy, reference_point_lps=reference,
-                        patient_from_applicator=pose, isodose_percent=result.isodose_percent)
-    plan_path = write_rtplan(args.out / "rtplan.dcm", plan, identity, sop_instance_uid=plan_uid)
-    # RT Dose on the CT's axes (what planning systems expect), at the dose grid spacing
-    on_ct_axes = resample_dose(result.dose, dose_grid_like(result.dose, case.ct,
-                                                           spacing_mm=result.grid_mm))
-    dose_path = write_rtdose(args.out / "rtdose.dcm", on_ct_axes, identity,
-                             referenced_plan_uid=plan_uid)
+    plan_path, dose_path = files.rtplan, files.rtdose
     target = dvhs[args.target].metrics
     summary = {
         "beam": {"machine": beam.machine, "energy_mev": beam.energy_mev,

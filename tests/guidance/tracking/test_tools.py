@@ -117,7 +117,7 @@ def test_load_tool_file_errors(tmp_path: Path, reference_dict: dict) -> None:
         load_tool(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(InputError, match="not readable JSON"):
+    with pytest.raises(InputError, match=r"bad.json: not valid JSON at line 1"):
         load_tool(bad)
     good = tmp_path / "ref.json"
     good.write_text(json.dumps(reference_dict))

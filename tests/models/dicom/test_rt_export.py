@@ -1,8 +1,7 @@
-"""``iort export``: RTSTRUCT + RTPLAN + RTDOSE of the phantom, references, dciodvfy, round trip."""
+"""RT export core: RTSTRUCT + RTPLAN + RTDOSE of the phantom, references, dciodvfy, round trip."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,10 +10,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from guidance.cli.commands.export import export_case, resolve_plan
-from guidance.cli.main import main
 from models.base.errors import InputError
 from models.dicom.reader import read_case
+from models.dicom.rt_export import export_case, reference_point_lps, resolve_plan
 from models.dicom.rtdose import read_rtdose
 from models.dicom.rtplan import read_rtplan
 from models.dicom.rtstruct import read_rtstruct
@@ -155,27 +153,6 @@ def test_stored_dose_of_the_stored_plan_is_exported_as_is(case_dir, tmp_path):
         export_case(case, changed, tmp_path / "mr")
 
 
-def test_cli_export_and_its_refusals(case_dir, tmp_path, capsys):
-    assert main(["export", str(case_dir), "--out", str(tmp_path / "cli")]) == 0
-    assert "RP.dcm" in capsys.readouterr().out
-    # non-empty output folder
-    assert main(["export", str(case_dir), "--out", str(tmp_path / "cli")]) == 2
-    assert "not empty" in capsys.readouterr().err
-    # not a case folder
-    assert main(["export", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
-    assert "not a case folder" in capsys.readouterr().err
-    # a plan file with a pose and another energy
-    plan_file = tmp_path / "plan.json"
-    plan_file.write_text(json.dumps({"patient_from_applicator":
-                                     planned_patient_from_applicator().tolist()}))
-    assert main(["export", str(case_dir), "--out", str(tmp_path / "p"), "--plan",
-                 str(plan_file), "--energy", "10"]) == 0
-    assert read_rtplan(tmp_path / "p" / "RP.dcm").electron_plan().energy_mev == 10.0
-    # an unknown energy is refused by the beam library with the valid choices
-    assert main(["export", str(case_dir), "--out", str(tmp_path / "e"), "--energy", "9"]) == 2
-    assert "choose one of" in capsys.readouterr().err
-
-
 def test_a_clinical_case_without_a_plan_is_refused(case_dir):
     case = load_case(case_dir)
     case.patient_id = "CLINIC-0042"
@@ -191,3 +168,23 @@ def test_a_clinical_case_without_a_plan_is_refused(case_dir):
                                       "machine": "liac", "energy_mev": 8,
                                       "applicator_diameter_mm": 70, "bevel_deg": 0,
                                       "prescription_gy": 12, "isodose_percent": 90})
+
+
+class _DepthDose:
+    """A dose falling linearly with depth along +z of the pose (Gy)."""
+
+    def __init__(self, pose: np.ndarray, surface_gy: float, slope_gy_per_mm: float) -> None:
+        self.pose, self.surface_gy, self.slope = pose, surface_gy, slope_gy_per_mm
+
+    def sample(self, points: np.ndarray) -> np.ndarray:
+        depth_mm = (np.atleast_2d(points) - self.pose[:3, 3]) @ self.pose[:3, 2]
+        return self.surface_gy - self.slope * depth_mm
+
+
+def test_reference_point_is_the_deepest_axis_point_at_the_prescription():
+    pose = planned_patient_from_applicator()
+    point = reference_point_lps(_DepthDose(pose, 12.0, 0.1), pose, 10.0)  # 10 Gy at 20 mm
+    np.testing.assert_allclose(point, pose[:3, 3] + 20.0 * pose[:3, 2], atol=1e-9)
+    # nothing reaches the prescription: the axis maximum (the surface here)
+    point = reference_point_lps(_DepthDose(pose, 5.0, 0.1), pose, 10.0)
+    np.testing.assert_allclose(point, pose[:3, 3], atol=1e-9)

@@ -1,0 +1,87 @@
+"""Reading input files: one JSON reader with one-line errors naming the file.
+
+Every JSON file the program reads from outside (plans, poses, tools, boards, calibrations,
+beam data) goes through :func:`read_json_file`, so a missing file, text that is not UTF-8,
+a syntax error or a NaN/Infinity constant are reported the same way: one line naming the
+file, where the problem is and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from models.base.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+class _NonFiniteConstant(Exception):
+    """Raised while parsing when the JSON holds ``NaN``, ``Infinity`` or ``-Infinity``."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _reject_constant(name: str) -> Any:
+    raise _NonFiniteConstant(name)
+
+
+def read_json_file(path: str | Path, *, what: str, error: type[InputError] = InputError,
+                   hint: str = "") -> Any:
+    """Parse a UTF-8 JSON file, turning every failure into one ``error`` naming the file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The file.
+    what : str
+        What the file is, first words of every message (``"tool file"``, ``"--plan"``).
+    error : type of InputError
+        Exception class raised (e.g. ``calibration.errors.CalibrationError``).
+    hint : str
+        What the user should do, appended to every message ("" for the defaults only).
+
+    Returns
+    -------
+    Any
+        The parsed JSON value; the caller checks its schema.
+
+    Raises
+    ------
+    InputError
+        (``error``) The file is missing or unreadable, not UTF-8, not valid JSON (message
+        with line and column) or holds NaN/Infinity (not valid JSON numbers).
+
+    Examples
+    --------
+    >>> read_json_file("/no/such/plan.json", what="--plan")
+    Traceback (most recent call last):
+    ...
+    models.base.errors.InputError: --plan /no/such/plan.json: cannot read, file not found; \
+check the path
+    """
+    path = Path(path)
+    tail = f"; {hint}" if hint else ""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise error(f"{what} {path}: cannot read, file not found; check the path{tail}") \
+            from exc
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 "
+                    f"JSON{tail}") from exc
+    except OSError as exc:
+        raise error(f"{what} {path}: cannot read ({exc.strerror or exc}); give a readable "
+                    f"file{tail}") from exc
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except _NonFiniteConstant as exc:
+        raise error(f"{what} {path}: contains {exc.name}, which is not a valid JSON number; "
+                    f"write finite numbers{tail}") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{what} {path}: not valid JSON at line {exc.lineno} column {exc.colno} "
+                    f"({exc.msg}); fix the syntax there{tail}") from exc

@@ -1,0 +1,73 @@
+"""``iort export`` and ``iort dose case`` on the command line: files, refusals, one RT reference."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from guidance.cli.main import main
+from models.dicom.reader import read_case
+from models.dicom.rtplan import read_rtplan
+from models.dicom.writer import write_phantom
+from models.patient.case_store import save_case
+from models.patient.phantom import planned_patient_from_applicator
+
+pytestmark = pytest.mark.slow  # phantom DICOM, import, dose, export
+
+
+@pytest.fixture(scope="module")
+def case_dir(tmp_path_factory) -> Path:
+    """The coarse phantom through the clinical path: DICOM -> import -> case folder."""
+    root = tmp_path_factory.mktemp("export_cli")
+    write_phantom(root / "dicom", spacing_mm=(3.0, 3.0, 4.0))
+    return save_case(read_case(root / "dicom"), root / "case")
+
+
+def test_cli_export_and_its_refusals(case_dir, tmp_path, capsys):
+    assert main(["export", str(case_dir), "--out", str(tmp_path / "cli")]) == 0
+    assert "RP.dcm" in capsys.readouterr().out
+    # non-empty output folder
+    assert main(["export", str(case_dir), "--out", str(tmp_path / "cli")]) == 2
+    assert "not empty" in capsys.readouterr().err
+    # not a case folder
+    assert main(["export", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
+    assert "not a case folder" in capsys.readouterr().err
+    # a plan file with a pose and another energy
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps({"patient_from_applicator":
+                                     planned_patient_from_applicator().tolist()}))
+    assert main(["export", str(case_dir), "--out", str(tmp_path / "p"), "--plan",
+                 str(plan_file), "--energy", "10"]) == 0
+    assert read_rtplan(tmp_path / "p" / "RP.dcm").electron_plan().energy_mev == 10.0
+    # an unknown energy is refused by the beam library with the valid choices
+    assert main(["export", str(case_dir), "--out", str(tmp_path / "e"), "--energy", "9"]) == 2
+    assert "choose one of" in capsys.readouterr().err
+
+
+def test_dose_case_and_export_write_the_same_reference_point(case_dir, tmp_path, capsys):
+    """One rule for the RT reference point: same pose and beam, same DoseReference."""
+    pose_file = tmp_path / "pose.json"
+    pose_file.write_text(json.dumps(
+        {"patient_from_applicator": planned_patient_from_applicator().tolist()}))
+    assert main(["export", str(case_dir), "--out", str(tmp_path / "export"), "--plan",
+                 str(pose_file)]) == 0
+    assert main(["dose", "case", str(case_dir), "--energy", "8", "--applicator", "70",
+                 "--pose", str(pose_file), "--out", str(tmp_path / "dose")]) == 0
+    capsys.readouterr()
+    exported = pydicom.dcmread(tmp_path / "export" / "RP.dcm")
+    dosed = pydicom.dcmread(tmp_path / "dose" / "rtplan.dcm")
+    for ds in (exported, dosed):
+        assert len(ds.DoseReferenceSequence) == 1
+        assert (ds.FractionGroupSequence[0].ReferencedDoseReferenceSequence[0]
+                .ReferencedDoseReferenceNumber == ds.DoseReferenceSequence[0]
+                .DoseReferenceNumber)
+    np.testing.assert_allclose(
+        np.asarray(dosed.DoseReferenceSequence[0].DoseReferencePointCoordinates, float),
+        np.asarray(exported.DoseReferenceSequence[0].DoseReferencePointCoordinates, float),
+        atol=1e-6, rtol=0)
+    assert (read_rtplan(dosed).electron_plan().prescription_gy
+            == read_rtplan(exported).electron_plan().prescription_gy)
