@@ -263,9 +263,18 @@ class GuidanceLoop:
 
     Examples
     --------
-    >>> loop = GuidanceLoop(source, load_builtin_tools(), k)  # doctest: +SKIP
-    >>> loop.subscribe(lambda event: print(event))            # doctest: +SKIP
-    >>> summary = loop.run(max_frames=100)                    # doctest: +SKIP
+    >>> from guidance.frames import ListSource
+    >>> from guidance.tracking.tools import load_builtin_tools
+    >>> k = np.array([[800.0, 0, 320], [0, 800.0, 240], [0, 0, 1]])
+    >>> source = ListSource([np.zeros((480, 640), np.uint8)] * 3)   # no markers in view
+    >>> loop = GuidanceLoop(source, load_builtin_tools(), k)
+    >>> events = []
+    >>> unsubscribe = loop.subscribe(events.append)
+    >>> summary = loop.run(max_frames=100)
+    >>> summary.frames_processed, loop.last_result.state("applicator").value
+    (3, 'untracked')
+    >>> type(events[-1]).__name__
+    'SourceEnded'
     """
 
     def __init__(self, source: FrameSource,
