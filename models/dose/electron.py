@@ -524,6 +524,42 @@ def _check_pose(ct: Volume, patient_from_applicator: np.ndarray) -> np.ndarray:
     return pose
 
 
+def _check_options(prescription_gy: float, grid_mm: float, isodose_percent: float,
+                   bolus_mm: float, bolus_rsp: float, disc: ShieldingDisc | None
+                   ) -> tuple[float, float, float, float, float]:
+    """Validated prescription (Gy), grid (mm), isodose (%), bolus (mm) and bolus RSP."""
+    rx = as_positive(prescription_gy, name="prescription_gy")
+    h = as_positive(grid_mm, name="grid_mm")
+    iso = as_positive(isodose_percent, name="isodose_percent")
+    if iso >= 100.0:
+        raise InputError(f"isodose_percent must be below 100, got {isodose_percent!r}")
+    bolus = as_positive(bolus_mm, name="bolus_mm", allow_zero=True)
+    bolus_r = as_positive(bolus_rsp, name="bolus_rsp")
+    if disc is not None:
+        shield_material(disc.material)
+        for name in ("diameter_mm", "thickness_mm", "depth_mm"):
+            as_positive(getattr(disc, name), name=f"disc.{name}")
+    return rx, h, iso, bolus, bolus_r
+
+
+def _monitor_units(machine: MachineData, beam: ElectronBeam, dmax_gy: float
+                   ) -> tuple[float, float, bool]:
+    """Output factor, MU for ``dmax_gy`` at the 100 % level, and whether the factor is an
+    estimate (then the MU must not be used to treat; warned once per beam)."""
+    factor = machine.output_factor(beam)
+    if factor is None:
+        raise InputError(f"{machine.source}: no output factor for {beam.energy_mev:g} MeV, "
+                         f"{beam.applicator_diameter_mm:g} mm, bevel {beam.bevel_deg:g} deg in "
+                         "'output_factors.table': add the measured value")
+    mu = dmax_gy * 100.0 / (machine.reference_output_cgy_per_mu * factor)
+    mu_estimated = machine.output_factor_is_estimated(beam)
+    if mu_estimated and beam not in _WARNED_ESTIMATED:
+        _WARNED_ESTIMATED.add(beam)
+        log.warning("output factor %.4f for %s is estimated, not measured: MU %.1f must not be "
+                    "used to treat", factor, beam, mu)
+    return factor, mu, mu_estimated
+
+
 def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
                           beam: ElectronBeam, *, prescription_gy: float = 10.0,
                           grid_mm: float = 2.0, isodose_percent: float = 90.0,
@@ -576,17 +612,8 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
         raise TypeError(f"ct must be a Volume, got {type(ct).__name__}")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    rx = as_positive(prescription_gy, name="prescription_gy")
-    h = as_positive(grid_mm, name="grid_mm")
-    iso = as_positive(isodose_percent, name="isodose_percent")
-    if iso >= 100.0:
-        raise InputError(f"isodose_percent must be below 100, got {isodose_percent!r}")
-    bolus = as_positive(bolus_mm, name="bolus_mm", allow_zero=True)
-    bolus_r = as_positive(bolus_rsp, name="bolus_rsp")
-    if disc is not None:
-        shield_material(disc.material)
-        for name in ("diameter_mm", "thickness_mm", "depth_mm"):
-            as_positive(getattr(disc, name), name=f"disc.{name}")
+    rx, h, iso, bolus, bolus_r = _check_options(prescription_gy, grid_mm, isodose_percent,
+                                                bolus_mm, bolus_rsp, disc)
     model = electron_model(beam, library)
     pose = _check_pose(ct, patient_from_applicator)
     hu = np.ascontiguousarray(ct.array, dtype=np.float32)   # one numba signature
@@ -605,17 +632,7 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
     dmax_gy = rx / (iso / 100.0)
     dose_gy = (rel.dose * (dmax_gy / cax_max)).astype(np.float32)
     affine = pose @ rel.grid.applicator_from_voxel()
-    factor = model.machine.output_factor(beam)
-    if factor is None:
-        raise InputError(f"{model.machine.source}: no output factor for {beam.energy_mev:g} MeV, "
-                         f"{beam.applicator_diameter_mm:g} mm, bevel {beam.bevel_deg:g} deg in "
-                         "'output_factors.table': add the measured value")
-    mu = dmax_gy * 100.0 / (model.machine.reference_output_cgy_per_mu * factor)
-    mu_estimated = model.machine.output_factor_is_estimated(beam)
-    if mu_estimated and beam not in _WARNED_ESTIMATED:
-        _WARNED_ESTIMATED.add(beam)
-        log.warning("output factor %.4f for %s is estimated, not measured: MU %.1f must not be "
-                    "used to treat", factor, beam, mu)
+    factor, mu, mu_estimated = _monitor_units(model.machine, beam, dmax_gy)
     return DoseResult(dose=Volume(dose_gy, affine), beam=beam, patient_from_applicator=pose,
                       prescription_gy=rx, isodose_percent=iso, dmax_gy=dmax_gy, mu=mu,
                       output_factor=factor, grid_mm=h,
