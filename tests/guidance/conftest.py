@@ -1,5 +1,6 @@
-"""Fixtures shared by the OpenIGTLink tests: our server on a free loopback port and a
-pyigtl client connected to it as an independent peer (both stopped after the test)."""
+"""Fixtures shared by the guidance tests: the built-in tracked tools; our OpenIGTLink server
+on a free loopback port and a pyigtl client connected to it as an independent peer (both
+stopped after the test)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ import pyigtl
 import pytest
 
 from guidance.igtl.server import IgtlServer
+from guidance.tracking.tools import ToolDefinition, load_builtin_tools
+
+
+@pytest.fixture(scope="session")
+def tools() -> dict[str, ToolDefinition]:
+    """The built-in tools (reference, pointer, applicator) by name; read-only."""
+    return load_builtin_tools()
 
 
 class CountingClient(pyigtl.OpenIGTLinkClient):

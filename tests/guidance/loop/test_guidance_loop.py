@@ -20,7 +20,6 @@ from guidance.registration.fiducials import FiducialCollector
 from guidance.sim.camera import CameraPath, SceneMesh, SimEffects, SimulatedCamera, facing_pose
 from guidance.sim.source import RegistrationScenario, ScenePose, SimulatedSource
 from guidance.tracking.pose_filter import TrackingState
-from guidance.tracking.tools import load_builtin_tools
 from models.base.transforms import invert_rigid, transform_difference
 
 K = np.array([[700.0, 0, 399.5], [0, 700.0, 224.5], [0, 0, 1]])
@@ -29,11 +28,6 @@ FIDUCIALS = {"F1": np.array([-70.0, -100.0, 50.0]), "F2": np.array([65.0, -98.0,
              "F3": np.array([-60.0, -95.0, -60.0]), "F4": np.array([70.0, -97.0, -50.0]),
              "F5": np.array([0.0, -105.0, 80.0])}
 TARGET = np.array([0.0, -30.0, 0.0])
-
-
-@pytest.fixture(scope="module")
-def tools() -> dict:
-    return load_builtin_tools()
 
 
 def _skin() -> list[SceneMesh]:

@@ -18,16 +18,10 @@ from guidance.sim.camera import (
     random_camera_from_tool,
 )
 from guidance.tracking.markers import detect_markers, make_detector
-from guidance.tracking.tools import load_builtin_tools
 from models.base.transforms import invert_rigid
 
 K = np.array([[1000.0, 0, 631.7], [0, 1005.0, 364.2], [0, 0, 1]])
 SIZE = (1280, 720)
-
-
-@pytest.fixture(scope="module")
-def tools() -> dict:
-    return load_builtin_tools()
 
 
 @pytest.fixture(scope="module")

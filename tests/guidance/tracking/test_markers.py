@@ -14,16 +14,11 @@ from guidance.tracking.markers import (
     estimate_tool_pose,
     solve_pose,
 )
-from guidance.tracking.tools import load_builtin_tools, load_tool
+from guidance.tracking.tools import load_tool
 from models.base.transforms import transform_difference, transform_from_rotvec
 
 K = np.array([[1000.0, 0, 639.5], [0, 1000.0, 359.5], [0, 0, 1]])
 SIZE = (1280, 720)
-
-
-@pytest.fixture(scope="module")
-def tools() -> dict:
-    return load_builtin_tools()
 
 
 def _project(points: np.ndarray, camera_from_obj: np.ndarray, dist=None) -> np.ndarray:
