@@ -34,6 +34,7 @@ from guidance.render.scene import (
     isodose_surface,
 )
 from guidance.render.scene_builder import build_scene
+from guidance.render.slices import IsodoseLevel, Outline
 from guidance.tracking.pose_filter import DEFAULT_STALENESS_LIMIT_S, TrackingState
 from guidance.treatment.dose_service import (
     BeamChoice,
@@ -50,6 +51,13 @@ from models.patient.case import Case
 log = logging.getLogger(__name__)
 
 MODES = ("surgeon", "oncologist")
+#: Isodose lines on the slices: percent of the prescription and colour (RGB).
+ISODOSE_LINES: tuple[tuple[float, tuple[int, int, int]], ...] = (
+    (50.0, (0, 120, 255)), (100.0, (255, 220, 0)), (110.0, (255, 60, 60)))
+#: Structures not outlined on the slices (the skin and point markers).
+NOT_OUTLINED_ROI_TYPES = ("EXTERNAL", "MARKER")
+#: Colour of the target in plots (RGB), as STYLE_TARGET in the 3D and AR views.
+TARGET_RGB = (240, 60, 60)
 
 
 def _coverage(dose: DoseUpdate) -> dict[str, dict[str, float]]:
@@ -147,6 +155,23 @@ class MonitorLogic:
     def _applicator_mesh(self) -> object:
         return applicator_mesh(self.beam.applicator_diameter_mm, bevel_deg=self.beam.bevel_deg,
                                resolution=32)
+
+    # ------------------------------------------------------ what views draw
+    def slice_outlines(self) -> dict[str, Outline]:
+        """Structures outlined on the CT slices, in their RTSTRUCT colours."""
+        return {n: Outline(s.mask, s.color_rgb) for n, s in self.case.structures.items()
+                if s.roi_type not in NOT_OUTLINED_ROI_TYPES}
+
+    @staticmethod
+    def isodose_levels(prescription_gy: float) -> list[IsodoseLevel]:
+        """Isodose lines (Gy) drawn on the slices for a prescription."""
+        return [IsodoseLevel(prescription_gy * pct / 100.0, rgb) for pct, rgb in ISODOSE_LINES]
+
+    def structure_colors(self) -> dict[str, tuple[int, int, int]]:
+        """Plot colour (RGB) of every structure; the target in the target colour."""
+        colors = {name: s.color_rgb for name, s in self.case.structures.items()}
+        colors[self.target] = TARGET_RGB
+        return colors
 
     # ------------------------------------------------------------- life cycle
     def start(self) -> MonitorLogic:

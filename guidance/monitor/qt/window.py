@@ -42,8 +42,6 @@ from guidance.render.overlay import OverlayRenderer, OverlayStatus
 from guidance.render.scene_actors import SceneActors, add_organ_outlines
 from guidance.render.slices import (
     ORIENTATIONS,
-    IsodoseLevel,
-    Outline,
     SliceImage,
     render_dvh_plot,
     render_slice,
@@ -67,9 +65,6 @@ QLabel#caption { color: #9aa0a6; font-size: 13px; }
 QLabel#registration { font-family: monospace; font-size: 16px; padding: 4px; }
 """
 
-#: Isodose lines on the slices: percent of the prescription and colour.
-ISODOSE_LINES: tuple[tuple[float, tuple[int, int, int]], ...] = (
-    (50.0, (0, 120, 255)), (100.0, (255, 220, 0)), (110.0, (255, 60, 60)))
 
 
 def numpy_to_qimage(rgb: np.ndarray) -> QtGui.QImage:
@@ -430,8 +425,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self.coverage_label.setStyleSheet("color: #8a8f96;")  # old numbers, updating
             return
         self.coverage_label.setStyleSheet("")
-        colors = {name: s.color_rgb for name, s in self.logic.case.structures.items()}
-        colors[self.logic.target] = (240, 60, 60)
+        colors = self.logic.structure_colors()
         width = max(320, self.dvh_view.width())
         height = max(180, self.dvh_view.height())
         self.dvh_view.set_image(render_dvh_plot(dose.curves, colors, size=(width, height),
@@ -465,11 +459,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
             return
         self._slice_key = key
         case = self.logic.case
-        outlines = {n: Outline(s.mask, s.color_rgb) for n, s in case.structures.items()
-                    if s.roi_type not in ("EXTERNAL", "MARKER")}
+        outlines = self.logic.slice_outlines()
         dose = snap.dose.dose if snap.dose is not None else None
         rx = snap.dose.beam.prescription_gy if snap.dose is not None else 1.0
-        isodoses = [IsodoseLevel(rx * pct / 100.0, rgb) for pct, rgb in ISODOSE_LINES]
+        isodoses = self.logic.isodose_levels(rx)
         centre = pose[:3, 3].copy()
         size = self.slice_px
 
