@@ -182,10 +182,35 @@ def reference_point_lps(dose: Volume, patient_from_applicator: np.ndarray,
     return points[index]
 
 
-def electron_plan(spec: PlanSpec, mu: float, dose: Volume) -> ElectronPlan:
+#: RT Plan label of a plan whose MU rest on an estimated output factor (accepted explicitly).
+ESTIMATED_MU_LABEL = "ESTIMATED MU"
+
+
+def check_mu_usable(result: Any, *, accept_estimated_mu: bool) -> None:
+    """Refuse MU that rest on an estimated output factor unless the user accepted them.
+
+    Parameters
+    ----------
+    result : models.dose.electron.DoseResult
+    accept_estimated_mu : bool
+        The user asked for it explicitly (``--accept-estimated-mu``); the RT Plan is then
+        labelled :data:`ESTIMATED_MU_LABEL`.
+    """
+    if result.mu_estimated and not accept_estimated_mu:
+        beam = result.beam
+        raise InputError(f"{beam.machine}: the output factor for {beam.energy_mev:g} MeV, "
+                         f"{beam.applicator_diameter_mm:g} mm, bevel {beam.bevel_deg:g} deg is "
+                         f"an estimate, so its {result.mu:.0f} MU must not be used to treat: "
+                         "commission the machine's output factors, or pass "
+                         "--accept-estimated-mu to write a plan labelled 'ESTIMATED MU'")
+
+
+def electron_plan(spec: PlanSpec, mu: float, dose: Volume, *,
+                  mu_estimated: bool = False) -> ElectronPlan:
     """The RT Plan content of a plan delivering ``dose`` with ``mu`` monitor units.
 
-    The reference point follows :func:`reference_point_lps` on ``dose``.
+    The reference point follows :func:`reference_point_lps` on ``dose``; MU from an
+    estimated output factor label the plan :data:`ESTIMATED_MU_LABEL`.
     """
     return ElectronPlan(
         machine=spec.machine, energy_mev=spec.energy_mev,
@@ -195,14 +220,15 @@ def electron_plan(spec: PlanSpec, mu: float, dose: Volume) -> ElectronPlan:
         reference_point_lps=reference_point_lps(dose, spec.patient_from_applicator,
                                                 spec.prescription_gy),
         patient_from_applicator=spec.patient_from_applicator,
-        isodose_percent=spec.isodose_percent)
+        isodose_percent=spec.isodose_percent,
+        **({"label": ESTIMATED_MU_LABEL} if mu_estimated else {}))
 
 
 def write_plan_and_dose(out_dir: Path, spec: PlanSpec, mu: float, dose: Volume, ct: Volume,
                         identity: Identity, *, spacing_mm: float,
                         rtplan_name: str = "RP.dcm", rtdose_name: str = "RD.dcm",
                         structure_set_uid: str = "", plan_series_number: int = 1,
-                        dose_series_number: int = 1) -> PlanFiles:
+                        dose_series_number: int = 1, mu_estimated: bool = False) -> PlanFiles:
     """Write the RT Plan and, referencing it, the RT Dose on the CT's axes.
 
     Parameters
@@ -228,8 +254,11 @@ def write_plan_and_dose(out_dir: Path, spec: PlanSpec, mu: float, dose: Volume, 
         RT Structure Set the plan references ("" for none).
     plan_series_number, dose_series_number : int
         Series numbers of the RT Plan and the RT Dose.
+    mu_estimated : bool
+        ``mu`` rests on an estimated output factor (already accepted by the user): the plan
+        is labelled :data:`ESTIMATED_MU_LABEL`.
     """
-    plan = electron_plan(spec, mu, dose)
+    plan = electron_plan(spec, mu, dose, mu_estimated=mu_estimated)
     plan_uid = new_uid()
     rtplan = write_rtplan(out_dir / rtplan_name, plan, identity,
                           structure_set_uid=structure_set_uid, sop_instance_uid=plan_uid,
@@ -242,8 +271,8 @@ def write_plan_and_dose(out_dir: Path, spec: PlanSpec, mu: float, dose: Volume, 
                      reference_point_lps=plan.reference_point_lps)
 
 
-def write_dose_of_pose(case: Any, spec: PlanSpec, out_dir: Path, *,
-                       grid_mm: float) -> tuple[Any, PlanFiles]:
+def write_dose_of_pose(case: Any, spec: PlanSpec, out_dir: Path, *, grid_mm: float,
+                       accept_estimated_mu: bool = False) -> tuple[Any, PlanFiles]:
     """Compute the electron dose of a plan in a case and write ``rtplan.dcm`` + ``rtdose.dcm``.
 
     What ``iort dose case`` writes: no RT Structure Set; study and frame-of-reference UIDs
@@ -259,6 +288,8 @@ def write_dose_of_pose(case: Any, spec: PlanSpec, out_dir: Path, *,
         Output folder (created if missing).
     grid_mm : float
         Dose grid spacing (mm), also the RT Dose spacing.
+    accept_estimated_mu : bool
+        Write MU that rest on an estimated output factor (see :func:`check_mu_usable`).
 
     Returns
     -------
@@ -270,11 +301,13 @@ def write_dose_of_pose(case: Any, spec: PlanSpec, out_dir: Path, *,
     result = compute_electron_dose(case.ct, spec.patient_from_applicator, spec.beam,
                                    prescription_gy=spec.prescription_gy, grid_mm=grid_mm,
                                    isodose_percent=spec.isodose_percent)
+    check_mu_usable(result, accept_estimated_mu=accept_estimated_mu)
     ensure_uids(case, "iort-dose", case.patient_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = write_plan_and_dose(out_dir, spec, result.mu, result.dose, case.ct,
                                 identity_of(case), spacing_mm=result.grid_mm,
-                                rtplan_name="rtplan.dcm", rtdose_name="rtdose.dcm")
+                                rtplan_name="rtplan.dcm", rtdose_name="rtdose.dcm",
+                                mu_estimated=result.mu_estimated)
     return result, files
 
 
@@ -285,10 +318,12 @@ def _refuse_unless_exportable(case: Any, *, use_stored: bool, compute: bool) -> 
                          "drop --no-compute to compute the dose for the planned pose")
 
 
-def _plan_dose(case: Any, spec: PlanSpec, *, use_stored: bool) -> tuple[Volume, float, float]:
-    """The dose to export, its MU and the RT Dose spacing (mm): stored or computed."""
+def _plan_dose(case: Any, spec: PlanSpec, *, use_stored: bool, accept_estimated_mu: bool
+               ) -> tuple[Volume, float, float, bool]:
+    """The dose to export, its MU, the RT Dose spacing (mm) and whether the MU are
+    estimated: stored or computed."""
     if use_stored:
-        return case.dose, float(spec.mu), float(np.min(case.dose.spacing_mm))
+        return case.dose, float(spec.mu), float(np.min(case.dose.spacing_mm)), False
     if case.modality != "CT":
         raise InputError(f"the case's images are {case.modality}, not CT: the electron "
                          "dose needs CT numbers; export a case imported from the CT")
@@ -297,12 +332,13 @@ def _plan_dose(case: Any, spec: PlanSpec, *, use_stored: bool) -> tuple[Volume, 
     result = compute_electron_dose(case.ct, spec.patient_from_applicator, spec.beam,
                                    prescription_gy=spec.prescription_gy,
                                    isodose_percent=spec.isodose_percent)
-    return result.dose, result.mu, result.grid_mm
+    check_mu_usable(result, accept_estimated_mu=accept_estimated_mu)
+    return result.dose, result.mu, result.grid_mm, result.mu_estimated
 
 
 def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *, anonymise: bool = False,
-                with_ct: bool = False, force: bool = False, compute: bool = True
-                ) -> ExportResult:
+                with_ct: bool = False, force: bool = False, compute: bool = True,
+                accept_estimated_mu: bool = False) -> ExportResult:
     """Write RTSTRUCT, RTPLAN, RTDOSE (and the CT) of a case's plan.
 
     The dose stored in the case is exported when it belongs to the plan (``spec.mu``
@@ -325,9 +361,14 @@ def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *, anonymise: bo
         Allow a non-empty output folder.
     compute : bool
         Allow computing the dose.
+    accept_estimated_mu : bool
+        Write MU that rest on an estimated output factor (see :func:`check_mu_usable`).
     """
     use_stored = case.dose is not None and spec.mu is not None
     _refuse_unless_exportable(case, use_stored=use_stored, compute=compute)
+    # the dose (and the MU check) before anything is written: a refusal leaves no files
+    source_dose, mu, spacing_mm, mu_estimated = _plan_dose(
+        case, spec, use_stored=use_stored, accept_estimated_mu=accept_estimated_mu)
     out = prepare_output_dir(out_dir, force=force)
     if not with_ct and len(case.image_instance_uids) != case.ct.shape[0]:
         raise InputError("the case has no CT slice UIDs to reference (it was not imported "
@@ -341,13 +382,13 @@ def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *, anonymise: bo
             modality=case.modality, instance_uids=case.image_instance_uids or None,
             series_description="IORT planning CT")
         ct_files = len(case.image_instance_uids)
-    source_dose, mu, spacing_mm = _plan_dose(case, spec, use_stored=use_stored)
     struct_uid = new_uid()
     rtstruct = write_rtstruct(case, out / "RS.dcm", anonymise=anonymise,
                               sop_instance_uid=struct_uid, series_number=2)
     files = write_plan_and_dose(out, spec, mu, source_dose, case.ct, identity,
                                 spacing_mm=spacing_mm, structure_set_uid=struct_uid,
-                                plan_series_number=3, dose_series_number=4)
+                                plan_series_number=3, dose_series_number=4,
+                                mu_estimated=mu_estimated)
     log.info("exported %s to %s (%.1f MU)", case.patient_id, out, mu)
     return ExportResult(out_dir=out, rtstruct=rtstruct, rtplan=files.rtplan,
                         rtdose=files.rtdose, ct_files=ct_files, mu=mu,

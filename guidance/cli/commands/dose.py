@@ -67,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     case.add_argument("--out", type=Path, default=Path("iort_dose"), metavar="DIR",
                       help="output folder for rtplan.dcm and rtdose.dcm (default ./iort_dose)")
     case.add_argument("--json", action="store_true", help="print the coverage as JSON")
+    case.add_argument("--accept-estimated-mu", action="store_true",
+                      help="write MU although the output factor is an estimate (the RT "
+                             "Plan is labelled 'ESTIMATED MU'; not for treatment)")
     case.set_defaults(func=run_case)
 
 
@@ -138,7 +141,8 @@ def run_case(args: argparse.Namespace) -> int:
                     applicator_diameter_mm=beam.applicator_diameter_mm,
                     bevel_deg=beam.bevel_deg, prescription_gy=args.prescription,
                     isodose_percent=90.0, patient_from_applicator=pose)
-    result, files = write_dose_of_pose(case, spec, args.out, grid_mm=args.grid)
+    result, files = write_dose_of_pose(case, spec, args.out, grid_mm=args.grid,
+                                       accept_estimated_mu=args.accept_estimated_mu)
     dvhs = structure_dvhs(result.dose, case.ct, case.structures,
                           prescription_gy=result.prescription_gy,
                           isodose_percent=result.isodose_percent)
@@ -149,6 +153,7 @@ def run_case(args: argparse.Namespace) -> int:
                  "applicator_mm": beam.applicator_diameter_mm, "bevel_deg": beam.bevel_deg},
         "prescription_gy": result.prescription_gy, "dmax_gy": result.dmax_gy,
         "mu": round(result.mu, 1), "output_factor": round(result.output_factor, 4),
+        "mu_estimated": bool(result.mu_estimated),
         "target": args.target, "target_v90_percent": round(target.v90_percent, 2),
         "target_d90_gy": round(target.d90_gy, 3),
         "organs": {name: {"dmax_gy": round(d.metrics.dmax_gy, 3),
@@ -162,7 +167,8 @@ def run_case(args: argparse.Namespace) -> int:
     print(f"{beam.machine} {beam.energy_mev:g} MeV, applicator {beam.applicator_diameter_mm:g} "
           f"mm, bevel {beam.bevel_deg:g} deg: {result.prescription_gy:g} Gy at the "
           f"{result.isodose_percent:g} % isodose, Dmax {result.dmax_gy:.2f} Gy, "
-          f"{result.mu:.0f} MU")
+          f"{result.mu:.0f} MU"
+          + (" (ESTIMATED output factor: not for treatment)" if result.mu_estimated else ""))
     print(f"{args.target}: V90 {target.v90_percent:.1f} %  D90 {target.d90_gy:.2f} Gy")
     for name, organ in summary["organs"].items():
         print(f"  {name:<10} Dmax {organ['dmax_gy']:6.2f} Gy  Dmean {organ['dmean_gy']:6.2f} Gy")

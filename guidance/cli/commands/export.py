@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="write into a non-empty folder")
     parser.add_argument("--no-compute", action="store_true",
                         help="refuse instead of computing the dose when the case has none")
+    parser.add_argument("--accept-estimated-mu", action="store_true",
+                        help="write MU although the output factor is an estimate (the RT "
+                             "Plan is labelled 'ESTIMATED MU'; not for treatment)")
     parser.add_argument("--plan", type=Path, metavar="FILE",
                         help="JSON with patient_from_applicator (4x4) and optionally the beam")
     parser.add_argument("--machine", help="accelerator beam data, e.g. liac")
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
     plan_file = _read_plan_file(args.plan) if args.plan is not None else None
     spec = resolve_plan(case, plan_file=plan_file, overrides=overrides)
     result = export_case(case, spec, args.out, anonymise=args.anonymise,
-                         with_ct=args.with_ct, force=args.force, compute=not args.no_compute)
+                         with_ct=args.with_ct, force=args.force, compute=not args.no_compute,
+                         accept_estimated_mu=args.accept_estimated_mu)
     print(f"exported {'anonymised ' if result.anonymised else ''}plan to {result.out_dir}: "
           f"{result.rtstruct.name}, {result.rtplan.name}, {result.rtdose.name}"
           f"{f', {result.ct_files} CT slices' if result.ct_files else ''}; "

@@ -85,3 +85,30 @@ def test_bad_pose_file_is_one_line(case_dir, tmp_path, capsys):
     assert main(["dose", "case", str(folder), "--energy", "12", "--applicator", "100",
                  "--pose", str(bad), "--out", str(tmp_path)]) == 2
     assert "4x4" in capsys.readouterr().err
+
+
+def test_estimated_output_factor_blocks_mu_until_accepted(case_dir, tmp_path, capsys):
+    """Mobetron's output factors are model estimates: no RT Plan with their MU unless the
+    user accepts it, and then the plan says so."""
+    folder, pose_file = case_dir
+    args = ["dose", "case", str(folder), "--machine", "mobetron", "--energy", "12",
+            "--applicator", "100", "--pose", str(pose_file), "--json"]
+    refused = tmp_path / "refused"
+    assert main([*args, "--out", str(refused)]) == 2
+    err = capsys.readouterr().err
+    assert "estimate" in err and "--accept-estimated-mu" in err and "mobetron" in err
+    assert not refused.exists() or not any(refused.iterdir())   # nothing written
+    accepted = tmp_path / "accepted"
+    assert main([*args, "--out", str(accepted), "--accept-estimated-mu"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["mu_estimated"] is True
+    assert pydicom.dcmread(accepted / "rtplan.dcm").RTPlanLabel == "ESTIMATED MU"
+
+
+def test_measured_output_factor_is_not_flagged(case_dir, tmp_path, capsys):
+    folder, pose_file = case_dir
+    assert main(["dose", "case", str(folder), "--machine", "liac", "--energy", "12",
+                 "--applicator", "100", "--pose", str(pose_file), "--json",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert json.loads(capsys.readouterr().out)["mu_estimated"] is False
+    assert pydicom.dcmread(tmp_path / "o" / "rtplan.dcm").RTPlanLabel == "IORT"
