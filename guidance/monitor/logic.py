@@ -1,9 +1,13 @@
 """The OR monitor's logic: everything the window shows, computed without Qt.
 
 :class:`MonitorLogic` owns the case, the scene, the capture worker, the dose worker, the
-session log and the OpenIGTLink server. The Qt window calls :meth:`MonitorLogic.poll` on a
-timer and displays the :class:`MonitorSnapshot` it returns; user actions (mode, beam,
-confirm) are methods here, so every rule is testable headless (Slicer's Logic/Widget
+session log and the OpenIGTLink server. It reacts to events: the window calls
+:meth:`MonitorLogic.on_frame` and :meth:`MonitorLogic.on_dose` when the capture and dose
+workers signal (queued to the UI thread), and :meth:`MonitorLogic.on_clock` on a slow clock
+that ages what is on screen; each returns or leads to the :class:`MonitorSnapshot` the
+window displays (:meth:`MonitorLogic.snapshot` is a query without side effects). Headless
+drivers call :meth:`MonitorLogic.poll`, which runs the same handlers. User actions (mode,
+beam, confirm) are methods here, so every rule is testable headless (Slicer's Logic/Widget
 split).
 """
 
@@ -85,6 +89,9 @@ class MonitorSnapshot:
     applicator_pose: np.ndarray | None = field(default=None, repr=False)
     banner: str = ""
     registration_lines: tuple[str, ...] = ()
+    #: The tracking part of the banner (without the registration prompt), '' when all is
+    #: current; what a stale episode in the session log says.
+    tracking_banner: str = ""
 
 
 class MonitorLogic:
@@ -142,6 +149,8 @@ class MonitorLogic:
         self._stale_logged = False
         self._last_frame_seq = 0
         self._last_dose_seq = 0
+        self._frame: FrameUpdate | None = None   # newest frame taken by on_frame
+        self._dose: DoseUpdate | None = None     # newest dose taken by on_dose
         self._last_sent_seq = 0
         self._latest_snapshot: MonitorSnapshot | None = None
 
@@ -261,15 +270,65 @@ class MonitorLogic:
         if self.session_log is not None:
             self.session_log.log_warning(message, source=source)
 
-    # ------------------------------------------------------------------ poll
-    def poll(self, now_s: float | None = None) -> MonitorSnapshot:
-        """Collect the newest frame and dose; decide staleness, light and dose requests."""
-        now = time.monotonic() if now_s is None else now_s
+    # ---------------------------------------------------------------- events
+    def on_frame(self) -> bool:
+        """Take the newest captured frame (the capture worker signalled one).
+
+        Requests the dose for a tracked applicator and sends the poses over OpenIGTLink.
+        Returns False when no new frame was waiting (signals may coalesce).
+        """
         frame_seq, frame = self.capture.latest()
-        new_frame = frame_seq != self._last_frame_seq
-        if new_frame:
-            self.frame_rate.tick()
-            self._last_frame_seq = frame_seq
+        if frame is None or frame_seq == self._last_frame_seq:
+            return False
+        self._last_frame_seq, self._frame = frame_seq, frame
+        self.frame_rate.tick()
+        snap = self.snapshot()
+        if snap.applicator_pose is not None and self.dose_service is not None:
+            self.dose_service.request(snap.applicator_pose, self.beam)
+        if self.igtl is not None:
+            self._send_igtl(frame, snap.applicator_pose, snap.status)
+        return True
+
+    def on_dose(self) -> bool:
+        """Take the newest published dose into the scene; False when none was waiting."""
+        if self.dose_service is None:
+            return False
+        dose_seq, dose = self.dose_service.latest()
+        if dose_seq == self._last_dose_seq:
+            return False
+        self._last_dose_seq, self._dose = dose_seq, dose
+        self._apply_dose(dose)
+        return True
+
+    def on_clock(self, now_s: float | None = None) -> MonitorSnapshot:
+        """Age what is on screen (a stalled capture), move or hide the applicator in the
+        scene, log stale episodes, and return the :class:`MonitorSnapshot` to show."""
+        now = time.monotonic() if now_s is None else now_s
+        snap = self.snapshot(now)
+        app_item = self.scene.items["applicator"]
+        app_item.visible = snap.applicator_pose is not None
+        if snap.applicator_pose is not None:
+            self.scene.set_pose("applicator", snap.applicator_pose)
+        self._record_staleness(bool(snap.tracking_banner), snap.tracking_banner, now)
+        self._latest_snapshot = snap
+        return snap
+
+    def poll(self, now_s: float | None = None) -> MonitorSnapshot:
+        """Handle whatever arrived (frame, dose), then :meth:`on_clock`.
+
+        For headless drivers (tests, benchmarks); the window calls the handlers on the
+        capture and dose workers' events instead.
+        """
+        self.on_frame()
+        self.on_dose()
+        return self.on_clock(now_s)
+
+    # ---------------------------------------------------------------- queries
+    def snapshot(self, now_s: float | None = None) -> MonitorSnapshot:
+        """What the views show now, from the newest handled frame and dose (no side
+        effects): tool states, light, deviation from the plan, banners."""
+        now = time.monotonic() if now_s is None else now_s
+        frame_seq, frame = self._last_frame_seq, self._handled_frame()
         tools = self._tool_status(frame, now)
         status_tools = {t.name: t for t in tools}
         overlay_ok = frame is not None and frame.camera_from_patient is not None and all(
@@ -282,17 +341,7 @@ class MonitorLogic:
         deviation = compare_to_plan(pose, self.plan, self.tolerance) if pose is not None \
             else None
         light = deviation.light if deviation is not None else Light.GREY
-        if pose is not None and self.dose_service is not None:
-            self.dose_service.request(pose, self.beam)
-        dose_seq, dose = (self.dose_service.latest() if self.dose_service is not None
-                          else (0, None))
-        if dose_seq != self._last_dose_seq:
-            self._last_dose_seq = dose_seq
-            self._apply_dose(dose)
-        app_item = self.scene.items["applicator"]
-        app_item.visible = pose is not None
-        if pose is not None:
-            self.scene.set_pose("applicator", pose)
+        dose_seq, dose = self._last_dose_seq, self._dose
         status = MonitorStatus(
             tools=tools, fre_mm=frame.fre_mm if frame else None,
             tre_mm=frame.tre_mm if frame else None, fps=self.frame_rate.rate_hz,
@@ -305,7 +354,7 @@ class MonitorLogic:
             overlay_ok = False
         if not banner and not overlay_ok:
             banner = _no_overlay_banner(frame, status_tools)
-        stale_banner = banner
+        tracking_banner = banner
         reg_lines: tuple[str, ...] = ()
         if self.registration is not None:
             reg_lines = tuple(self.registration.report_lines())
@@ -314,17 +363,16 @@ class MonitorLogic:
                 # the prompt replaces 'NOT REGISTERED'; a tracking problem follows it
                 banner = prompt if banner.startswith("NOT REGISTERED") or not banner \
                     else f"{prompt} | {banner}"
-        self._record_staleness(bool(stale_banner), stale_banner, now)
-        if new_frame and self.igtl is not None:
-            self._send_igtl(frame, pose, status)
-        snapshot = MonitorSnapshot(frame=frame, frame_seq=frame_seq, status=status,
-                                   deviation=deviation, light=light, dose=dose,
-                                   dose_seq=dose_seq, mode=self.mode,
-                                   overlay_ok=overlay_ok and not status.stale,
-                                   applicator_pose=pose, banner=banner,
-                                   registration_lines=reg_lines)
-        self._latest_snapshot = snapshot
-        return snapshot
+        return MonitorSnapshot(frame=frame, frame_seq=frame_seq, status=status,
+                               deviation=deviation, light=light, dose=dose,
+                               dose_seq=dose_seq, mode=self.mode,
+                               overlay_ok=overlay_ok and not status.stale,
+                               applicator_pose=pose, banner=banner,
+                               registration_lines=reg_lines, tracking_banner=tracking_banner)
+
+    def _handled_frame(self) -> FrameUpdate | None:
+        """The frame :meth:`on_frame` last took (the capture may hold a newer one)."""
+        return self._frame
 
     def _record_staleness(self, stale: bool, banner: str, now: float) -> None:
         """Log a stale episode once it lasted ``warn_after_s`` (the screen shows it at

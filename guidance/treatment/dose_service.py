@@ -196,6 +196,9 @@ class DoseService:
         self.case = case
         self.dose_fn = dose_fn
         self.isodose_fn = isodose_fn
+        #: Called (on the worker thread, no arguments) after every publication; e.g. the
+        #: window queues a Qt signal to take the dose on its own thread.
+        self.listeners: list[Callable[[], None]] = []
         self.target = target
         names = list(structures) if structures is not None else [
             n for n, s in case.structures.items() if s.roi_type not in HIDDEN_ROI_TYPES]
@@ -242,6 +245,11 @@ class DoseService:
         with self._lock:
             self._seq += 1
             self._latest = replace(update, seq=self._seq)
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # a broken listener must not stop the dose worker
+                log.exception("dose listener %r failed", listener)
 
     def _run(self) -> None:
         while True:

@@ -135,7 +135,12 @@ class TrafficLight(QtWidgets.QLabel):
 class MonitorWindow(QtWidgets.QMainWindow):
     """The OR monitor. Give it a started :class:`MonitorLogic`."""
 
-    def __init__(self, logic: MonitorLogic, *, poll_ms: int = 10, with_3d: bool = True,
+    #: The capture and dose workers signal these from their threads; Qt queues them to the
+    #: UI thread (as Slicer's OpenIGTLinkIF queues connector events).
+    frame_arrived = QtCore.pyqtSignal()
+    dose_arrived = QtCore.pyqtSignal()
+
+    def __init__(self, logic: MonitorLogic, *, clock_ms: int = 100, with_3d: bool = True,
                  slice_px: int = 224) -> None:
         super().__init__()
         self.logic = logic
@@ -156,9 +161,18 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._build(with_3d)
         self._shortcuts()
         self.set_mode(logic.mode)
+        # events, not polling: a new frame or dose is handled when its worker signals it;
+        # a slow clock only ages what is on screen (a stalled camera) and the prompts
+        self._closed = False
+        self.frame_arrived.connect(self._on_frame)
+        self.dose_arrived.connect(self._on_dose)
+        logic.capture.on_frame = lambda _update: self.frame_arrived.emit()
+        self._dose_listener = self.dose_arrived.emit
+        if logic.dose_service is not None:
+            logic.dose_service.listeners.append(self._dose_listener)
         self._timer = QtCore.QTimer(self)
-        self._timer.timeout.connect(self.tick)
-        self._timer.start(poll_ms)
+        self._timer.timeout.connect(self._on_clock)
+        self._timer.start(clock_ms)
 
     # ----------------------------------------------------------------- layout
     def _build(self, with_3d: bool) -> None:
@@ -351,9 +365,24 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self.view3d.render()
 
     # ------------------------------------------------------------------ update
+    def _on_frame(self) -> None:
+        if not self._closed and self.logic.on_frame():
+            self._refresh(self.logic.on_clock())
+
+    def _on_dose(self) -> None:
+        if not self._closed and self.logic.on_dose():
+            self._refresh(self.logic.on_clock())
+
+    def _on_clock(self) -> None:
+        if not self._closed:
+            self._refresh(self.logic.on_clock())
+
     def tick(self) -> None:
-        """Poll the logic and refresh what changed (runs on the UI thread, never blocks)."""
-        snap = self.logic.poll()
+        """Handle whatever arrived and refresh (tests drive the window with it)."""
+        self._refresh(self.logic.poll())
+
+    def _refresh(self, snap: MonitorSnapshot) -> None:
+        """Copy a snapshot into the widgets; re-render what changed (UI thread, no waits)."""
         self.snapshot = snap
         for key, text in snap.status.fields().items():
             self.status_labels[key].setText(text)
@@ -475,7 +504,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
 
     # --------------------------------------------------------------- shutdown
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        self._closed = True   # signals already queued from the workers are ignored
         self._timer.stop()
+        self.logic.capture.on_frame = None
+        if self.logic.dose_service is not None and \
+                self._dose_listener in self.logic.dose_service.listeners:
+            self.logic.dose_service.listeners.remove(self._dose_listener)
         self._slice_pool.shutdown(wait=True, cancel_futures=True)
         self.logic.close()
         if self._renderer is not None:
