@@ -234,3 +234,24 @@ def test_simulated_camera_through_the_loop(qtbot, tmp_path) -> None:
     finally:
         window.close()
         slog.close()
+
+
+def test_frames_and_doses_reach_the_window_as_events(qtbot, view) -> None:
+    """With the clock effectively off, new frames and doses still reach the window: the
+    capture and dose workers signal it (no polling timer drives the views)."""
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)] * 5), view.camera_matrix,
+                        view.background(), fps=30.0, loop=True)
+    logic = MonitorLogic(view.case, view.plan, feed, dose_fn=slab_dose,
+                         beam=BeamChoice(energy_mev=9.0, applicator_diameter_mm=60.0))
+    window = MonitorWindow(logic, clock_ms=3_600_000, with_3d=False)
+    show_active(qtbot, window, (1200, 700))
+    logic.start()
+    try:
+        qtbot.waitUntil(lambda: window.ar_frames >= 5, timeout=20000)
+        qtbot.waitUntil(lambda: window.snapshot is not None
+                        and window.snapshot.dose is not None, timeout=20000)
+        assert window.snapshot.light.value == "green"
+        seen = window.snapshot.frame_seq
+        qtbot.waitUntil(lambda: window.snapshot.frame_seq > seen, timeout=5000)
+    finally:
+        window.close()
