@@ -192,7 +192,7 @@ class _Run:
     session_log: SessionLog
     registration: PointerRegistration
     doses: DoseScheduler = field(default_factory=DoseScheduler)  # recompute after 1 mm/1 deg
-    track: _Track = field(default_factory=lambda: _Track())
+    track: _Track = field(default_factory=_Track)
     images: list[Path] = field(default_factory=list)
 
 

@@ -34,10 +34,9 @@ from guidance.render.scene import (
     STYLE_ISODOSE,
     Scene,
     SceneItem,
-    applicator_mesh,
     isodose_surface,
 )
-from guidance.render.scene_builder import build_scene
+from guidance.render.scene_builder import applicator_view_mesh, build_scene
 from guidance.render.slices import IsodoseLevel, Outline
 from guidance.tracking.pose_filter import DEFAULT_STALENESS_LIMIT_S, TrackingState
 from guidance.treatment.dose_service import (
@@ -60,7 +59,7 @@ ISODOSE_LINES: tuple[tuple[float, tuple[int, int, int]], ...] = (
     (50.0, (0, 120, 255)), (100.0, (255, 220, 0)), (110.0, (255, 60, 60)))
 #: Structures not outlined on the slices (the skin and point markers).
 NOT_OUTLINED_ROI_TYPES = ("EXTERNAL", "MARKER")
-#: Colour of the target in plots (RGB), as STYLE_TARGET in the 3D and AR views.
+#: Colour of the target in the DVH plot (RGB; a red like STYLE_TARGET of the 3D and AR views).
 TARGET_RGB = (240, 60, 60)
 
 
@@ -151,7 +150,7 @@ class MonitorLogic:
         self._last_dose_seq = 0
         self._frame: FrameUpdate | None = None   # newest frame taken by on_frame
         self._dose: DoseUpdate | None = None     # newest dose taken by on_dose
-        self._last_sent_seq = 0
+        self._igtl_stale: bool | None = None    # tracking state last sent as STATUS
         self._latest_snapshot: MonitorSnapshot | None = None
 
     # ------------------------------------------------------------------ scene
@@ -162,8 +161,7 @@ class MonitorLogic:
                            max_triangles=max_triangles)
 
     def _applicator_mesh(self) -> object:
-        return applicator_mesh(self.beam.applicator_diameter_mm, bevel_deg=self.beam.bevel_deg,
-                               resolution=32)
+        return applicator_view_mesh(self.beam.applicator_diameter_mm, self.beam.bevel_deg)
 
     # ------------------------------------------------------ what views draw
     def slice_outlines(self) -> dict[str, Outline]:
@@ -328,7 +326,7 @@ class MonitorLogic:
         """What the views show now, from the newest handled frame and dose (no side
         effects): tool states, light, deviation from the plan, banners."""
         now = time.monotonic() if now_s is None else now_s
-        frame_seq, frame = self._last_frame_seq, self._handled_frame()
+        frame_seq, frame = self._last_frame_seq, self._frame
         tools = self._tool_status(frame, now)
         status_tools = {t.name: t for t in tools}
         overlay_ok = frame is not None and frame.camera_from_patient is not None and all(
@@ -369,10 +367,6 @@ class MonitorLogic:
                                overlay_ok=overlay_ok and not status.stale,
                                applicator_pose=pose, banner=banner,
                                registration_lines=reg_lines, tracking_banner=tracking_banner)
-
-    def _handled_frame(self) -> FrameUpdate | None:
-        """The frame :meth:`on_frame` last took (the capture may hold a newer one)."""
-        return self._frame
 
     def _record_staleness(self, stale: bool, banner: str, now: float) -> None:
         """Log a stale episode once it lasted ``warn_after_s`` (the screen shows it at
@@ -425,7 +419,7 @@ class MonitorLogic:
         for name, camera_from_tool in frame.camera_from_tools.items():
             self.igtl.send_transform(f"{name.capitalize()}ToCamera", camera_from_tool)
         stale = status.stale
-        if stale != getattr(self, "_igtl_stale", None):
+        if stale != self._igtl_stale:
             self._igtl_stale = stale
             self.igtl.send_status("Tracking", "NOT_READY" if stale else "OK",
                                   status.banner() if stale else "tracking")

@@ -53,11 +53,19 @@ class PointerRegistration:
                                            samples_per_fiducial=samples_per_fiducial,
                                            max_spread_mm=3.0)
         self.thresholds = thresholds if thresholds is not None else RegistrationThresholds()
-        self.result: FiducialRegistration | None = None   # the accepted fit, in the loop
         self.outcome: RegistrationConcluded | None = None
-        self.tried = False
         #: Called with the :class:`RegistrationConcluded` (accepted or refused).
         self.on_concluded: list[ConclusionListener] = []
+
+    @property
+    def tried(self) -> bool:
+        """The registration concluded (accepted or refused); later frames are ignored."""
+        return self.outcome is not None
+
+    @property
+    def result(self) -> FiducialRegistration | None:
+        """The accepted fit (the one the loop uses), None until then or when refused."""
+        return self.outcome.registration if self.outcome and self.outcome.accepted else None
 
     def __call__(self, result) -> None:
         if self.tried:
@@ -67,12 +75,9 @@ class PointerRegistration:
         if name is not None and result.pointer_tip_reference_mm is not None:
             self.collector.add(name, result.pointer_tip_reference_mm)
         if self.collector.complete or (self.give_up is not None and self.give_up(index)):
-            self.tried = True
             outcome = conclude(self.collector, method="paired_point",
                                target_lps=self.target_lps, thresholds=self.thresholds)
             self.outcome = outcome
-            if outcome.accepted:
-                self.result = outcome.registration
             apply_conclusion(outcome, loop=self.loop, session_log=self.session_log)
             for listener in self.on_concluded:
                 listener(outcome)

@@ -30,6 +30,11 @@ from models.patient.case import Case
 STYLE_PLANNED_APPLICATOR = {"color": (0.3, 0.9, 0.4), "opacity": 0.25}
 
 
+def applicator_view_mesh(diameter_mm: float, bevel_deg: float = 0.0):
+    """The applicator tube as the views draw it (tracked and planned alike)."""
+    return applicator_mesh(diameter_mm, bevel_deg=bevel_deg, resolution=32)
+
+
 def build_scene(case: Case, *, applicator_diameter_mm: float, bevel_deg: float = 0.0,
                 target: str = "CTV", organs: Iterable[str] | None = None,
                 planned_patient_from_applicator: np.ndarray | None = None,
@@ -76,12 +81,10 @@ def build_scene(case: Case, *, applicator_diameter_mm: float, bevel_deg: float =
         plan = as_transform(planned_patient_from_applicator,
                             name="planned_patient_from_applicator", rigid=True)
         scene.add(SceneItem("planned_applicator",
-                            applicator_mesh(applicator_diameter_mm, bevel_deg=bevel_deg,
-                                            resolution=32),
+                            applicator_view_mesh(applicator_diameter_mm, bevel_deg),
                             patient_from_item=plan, **STYLE_PLANNED_APPLICATOR))
         start = plan.copy()
     scene.add(SceneItem("applicator",
-                        applicator_mesh(applicator_diameter_mm, bevel_deg=bevel_deg,
-                                        resolution=32),
+                        applicator_view_mesh(applicator_diameter_mm, bevel_deg),
                         **STYLE_APPLICATOR, patient_from_item=start, visible=False))
     return scene
