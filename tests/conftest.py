@@ -6,6 +6,16 @@ import numpy as np
 import pytest
 
 
+def random_rigid(rng: np.random.Generator, translation_mm: float = 200.0) -> np.ndarray:
+    """A uniformly random rotation with a translation in +-``translation_mm`` per axis."""
+    from scipy.spatial.transform import Rotation
+
+    out = np.eye(4)
+    out[:3, :3] = Rotation.random(random_state=rng).as_matrix()
+    out[:3, 3] = rng.uniform(-translation_mm, translation_mm, size=3)
+    return out
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A seeded generator: every test that draws random numbers is repeatable."""

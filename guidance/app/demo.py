@@ -322,8 +322,9 @@ def _write_outputs(run: _Run, options: DemoOptions, out: Path, *, loop_s: float,
     summary["timing.wall_s"] = time.perf_counter() - start
     summary["session_log"] = run.session_path.name
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    colors = {name: s.color_rgb for name, s in run.case.structures.items()}
     report = write_report(out / "report.html", summary=summary, dvhs=dvhs, images=run.images,
-                          warnings=track.warnings)
+                          warnings=track.warnings, colors=colors)
     return DemoResult(summary=summary, out_dir=out, images=run.images,
                       video=(out / "demo.mp4") if options.video else None, report=report)
 

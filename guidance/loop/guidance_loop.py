@@ -260,6 +260,9 @@ class GuidanceLoop:
         come from it instead of marker detection, and ``tools``, ``camera_matrix`` and
         ``dist_coeffs`` are not used for tracking. The source's frames still drive the clock
         (use :class:`guidance.tracking.external.TrackerClockSource` when there is no camera).
+    device : TrackerDevice, optional
+        Any other tracker device (e.g. :class:`guidance.sim.scripted.ScriptedTrackerDevice`);
+        excludes ``tool_poses``. Default: marker tracking of ``tools`` in the frames.
 
     Examples
     --------
@@ -282,7 +285,8 @@ class GuidanceLoop:
                  camera_matrix: np.ndarray, dist_coeffs: np.ndarray | None = None, *,
                  patient_from_reference: np.ndarray | None = None,
                  options: LoopOptions | None = None,
-                 tool_poses: ToolPoseProvider | None = None) -> None:
+                 tool_poses: ToolPoseProvider | None = None,
+                 device: TrackerDevice | None = None) -> None:
         if not isinstance(source, FrameSource):
             raise TypeError(f"source must be a FrameSource, got {type(source).__name__}")
         self.source = source
@@ -292,8 +296,10 @@ class GuidanceLoop:
         self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
         self.dist_coeffs = (None if dist_coeffs is None
                             else as_array(dist_coeffs, name="dist_coeffs").ravel())
+        if device is not None and tool_poses is not None:
+            raise ValueError("give either device= or tool_poses=, not both")
         self.tool_poses = tool_poses
-        self.device: TrackerDevice = (
+        self.device: TrackerDevice = device if device is not None else (
             ExternalTrackerDevice(tool_poses) if tool_poses is not None else
             MarkerTrackerDevice(self.tools.values(), self.camera_matrix, self.dist_coeffs,
                                 min_markers=self.options.min_markers,

@@ -4,9 +4,11 @@ A *feed* turns a camera (real, simulated, recorded, OpenIGTLink) plus tracking a
 registration into :class:`FrameUpdate` objects. The monitor never calls a feed from its UI
 thread: a :class:`CaptureWorker` thread reads it and keeps only the newest update.
 
-:class:`ScriptedFeed` replays known poses over a given background (tests, benchmarks,
-rehearsal without a camera); :class:`LoopFeed` wraps the live
-:class:`guidance.loop.guidance_loop.GuidanceLoop` when it is available.
+:class:`LoopFeed` runs any frame source through the
+:class:`guidance.loop.guidance_loop.GuidanceLoop`; :class:`ScriptedFeed` is a
+:class:`LoopFeed` whose frames and tool poses come from a script of known poses
+(:mod:`guidance.sim.scripted`: tests, benchmarks, rehearsal without a camera), so every
+feed's tool states are the loop's own.
 """
 
 from __future__ import annotations
@@ -14,27 +16,32 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from guidance.tracking.pose_filter import (
-    DEFAULT_STALENESS_LIMIT_S,
-    FilterOptions,
-    PoseFilter,
-    TrackingState,
+from guidance.loop.guidance_loop import FrameResult, GuidanceLoop, LoopOptions
+from guidance.sim.scripted import (
+    Background,
+    ScriptedShot,
+    ScriptedSource,
+    ScriptedTrackerDevice,
 )
-from models.base.errors import InputError, IortError
-from models.base.validation import as_array, as_transform
+from guidance.tracking.pose_filter import DEFAULT_STALENESS_LIMIT_S, FilterOptions, TrackingState
+from models.base.errors import IortError
+from models.base.validation import as_array
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FrameUpdate:
-    """One processed video frame.
+    """One frame for the monitor: the loop's :class:`FrameResult` plus what the screen needs.
+
+    The tracking facts (tool states and ages, poses, composition) are the loop's own
+    ``result``; this adds only the display image and the registration's numbers.
 
     Attributes
     ----------
@@ -43,45 +50,61 @@ class FrameUpdate:
     camera_matrix : (3, 3) array
         Intrinsics (px) of ``image_rgb``.
     timestamp_s : float
-        ``time.monotonic()`` when the frame was captured.
-    camera_from_patient : (4, 4) array or None
-        Camera pose relative to the patient (needs the reference tracked and a
-        registration); None when unknown.
-    patient_from_applicator : (4, 4) array or None
-        Tracked applicator in patient LPS (mm); None when unknown.
-    tool_states : mapping name -> TrackingState
-        Each tool's state as the pose filter decided it for this frame (the one
-        vocabulary: :class:`~guidance.tracking.pose_filter.TrackingState`).
-    tool_ages_s : mapping name -> float or None
-        Age (s) of each tool's newest pose at capture time; None = never seen.
-    camera_from_tools : mapping name -> (4, 4) array
-        Raw tool poses in the camera frame (for OpenIGTLink).
+        ``time.monotonic()`` when the frame left the loop (for the capture-stall limit).
+    result : FrameResult
+        What the loop decided for this frame.
     fre_mm, tre_mm : float or None
         Accepted registration's fiducial and (predicted) target registration error.
     registered : bool
         A ``patient_from_reference`` is in use (also one loaded from a file, which has
         no FRE).
-    index : int
-        Frame number from the feed.
     """
 
     image_rgb: np.ndarray
     camera_matrix: np.ndarray
     timestamp_s: float
-    camera_from_patient: np.ndarray | None = None
-    patient_from_applicator: np.ndarray | None = None
-    tool_ages_s: Mapping[str, float | None] = field(default_factory=dict)
-    tool_states: Mapping[str, TrackingState] = field(default_factory=dict)
-    camera_from_tools: Mapping[str, np.ndarray] = field(default_factory=dict)
+    result: FrameResult
     fre_mm: float | None = None
     tre_mm: float | None = None
-    index: int = 0
     registered: bool = False
 
     @property
     def image_size(self) -> tuple[int, int]:
         """(width, height) in pixels."""
         return int(self.image_rgb.shape[1]), int(self.image_rgb.shape[0])
+
+    @property
+    def index(self) -> int:
+        """Frame number from the source."""
+        return int(self.result.frame.index)
+
+    @property
+    def camera_from_patient(self) -> np.ndarray | None:
+        """Camera pose relative to the patient; None without registration or reference."""
+        return self.result.camera_from_patient
+
+    @property
+    def patient_from_applicator(self) -> np.ndarray | None:
+        """Tracked applicator in patient LPS (mm); None when unknown."""
+        return self.result.patient_from_applicator
+
+    @property
+    def tool_states(self) -> dict[str, TrackingState]:
+        """Each tool's state as the loop's pose filter decided it for this frame."""
+        return {name: status.state for name, status in self.result.tools.items()}
+
+    def tool_age_s(self, tool: str) -> float | None:
+        """Age (s) of ``tool``'s newest pose on the frame clock; None = never seen/lost."""
+        status = self.result.tools.get(tool)
+        if status is None or status.state is TrackingState.UNTRACKED:
+            return None
+        return status.age_s
+
+    @property
+    def camera_from_tools(self) -> dict[str, np.ndarray]:
+        """Filtered tool poses in the camera frame (for OpenIGTLink)."""
+        return {name: status.camera_from_tool for name, status in self.result.tools.items()
+                if status.camera_from_tool is not None}
 
 
 class FrameFeed(Protocol):
@@ -92,99 +115,6 @@ class FrameFeed(Protocol):
 
     def close(self) -> None:
         """Release the camera/source."""
-
-
-@dataclass(frozen=True)
-class ScriptedShot:
-    """Truth for one frame of a :class:`ScriptedFeed`.
-
-    ``visible`` lists the tools seen in this frame; a tool not seen keeps its last pose,
-    which the same pose filter as the loop's marks STALE, then UNTRACKED past the limit.
-    """
-
-    camera_from_patient: np.ndarray
-    patient_from_applicator: np.ndarray
-    visible: tuple[str, ...] = ("reference", "applicator")
-
-
-class ScriptedFeed:
-    """Replays scripted poses over a background image at a fixed frame rate.
-
-    Parameters
-    ----------
-    shots : sequence of ScriptedShot
-        One per frame; the feed ends after the last unless ``loop``.
-    camera_matrix : (3, 3) array
-        Intrinsics (px).
-    background : (H, W, 3) uint8 array or callable(index, shot) -> array
-        The video frames.
-    fps : float
-        Frame rate (0 = as fast as read).
-    fre_mm, tre_mm : float, optional
-        Registration numbers reported with every frame.
-    loop : bool
-        Start again after the last shot.
-    staleness_limit_s : float
-        Age after which a tool not seen is UNTRACKED (as ``FilterOptions.staleness_limit_s``).
-    """
-
-    def __init__(self, shots: Sequence[ScriptedShot], camera_matrix: np.ndarray,
-                 background: np.ndarray | Callable[[int, ScriptedShot], np.ndarray], *,
-                 fps: float = 30.0, fre_mm: float | None = None,
-                 tre_mm: float | None = None, loop: bool = False,
-                 staleness_limit_s: float = DEFAULT_STALENESS_LIMIT_S) -> None:
-        if not shots:
-            raise InputError("shots must not be empty")
-        self.shots = list(shots)
-        self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
-        self.background = background
-        self.period_s = 1.0 / fps if fps > 0 else 0.0
-        self.fre_mm, self.tre_mm = fre_mm, tre_mm
-        self.loop = loop
-        self._index = 0
-        options = FilterOptions(enabled=False, staleness_limit_s=staleness_limit_s)
-        self._filters = {tool: PoseFilter(options) for tool in ("reference", "applicator")}
-        self._next_s: float | None = None
-        self._closed = threading.Event()
-
-    def read(self) -> FrameUpdate | None:
-        if self._closed.is_set():
-            return None
-        if self._index >= len(self.shots):
-            if not self.loop:
-                return None
-        shot = self.shots[self._index % len(self.shots)]
-        now = time.monotonic()
-        if self.period_s:
-            if self._next_s is None:
-                self._next_s = now
-            wait = self._next_s - now
-            if wait > 0 and self._closed.wait(wait):
-                return None
-            self._next_s = max(self._next_s + self.period_s, time.monotonic())
-            now = time.monotonic()
-        # camera_from_reference with the reference fixed to the patient (reference = patient)
-        measured = {"reference": as_transform(shot.camera_from_patient,
-                                              name="camera_from_patient"),
-                    "applicator": as_transform(shot.patient_from_applicator,
-                                               name="patient_from_applicator")}
-        filtered = {tool: f.update(now, measured[tool] if tool in shot.visible else None)
-                    for tool, f in self._filters.items()}
-        ages = {tool: None if fp.state is TrackingState.UNTRACKED else fp.age_s
-                for tool, fp in filtered.items()}
-        image = self.background(self._index, shot) if callable(self.background) \
-            else self.background
-        update = FrameUpdate(
-            image_rgb=np.asarray(image), camera_matrix=self.camera_matrix, timestamp_s=now,
-            camera_from_patient=filtered["reference"].pose,
-            patient_from_applicator=filtered["applicator"].pose,
-            tool_ages_s=ages, tool_states={tool: fp.state for tool, fp in filtered.items()},
-            fre_mm=self.fre_mm, tre_mm=self.tre_mm, index=self._index)
-        self._index += 1
-        return update
-
-    def close(self) -> None:
-        self._closed.set()
 
 
 class CaptureWorker:
@@ -316,17 +246,9 @@ class LoopFeed:
                 image = self.undistort(image)
             rgb = (cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2
                    else cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-            ages = {name: None if status.state is TrackingState.UNTRACKED else status.age_s
-                    for name, status in result.tools.items()}
-            poses = {name: status.camera_from_tool for name, status in result.tools.items()
-                     if status.camera_from_tool is not None}
             return FrameUpdate(
                 image_rgb=rgb, camera_matrix=self.camera_matrix, timestamp_s=time.monotonic(),
-                camera_from_patient=result.camera_from_patient,
-                patient_from_applicator=result.patient_from_applicator, tool_ages_s=ages,
-                tool_states={name: status.state for name, status in result.tools.items()},
-                camera_from_tools=poses, fre_mm=self.loop.registration_fre_mm,
-                tre_mm=self.tre_mm, index=int(result.frame.index),
+                result=result, fre_mm=self.loop.registration_fre_mm, tre_mm=self.tre_mm,
                 registered=self.loop.patient_from_reference is not None)
         return None
 
@@ -337,3 +259,49 @@ class LoopFeed:
             if self._opened:
                 self._opened = False
                 self.loop.source.close()
+
+
+class ScriptedFeed(LoopFeed):
+    """A script of known poses (:class:`~guidance.sim.scripted.ScriptedShot`) through the
+    real :class:`~guidance.loop.guidance_loop.GuidanceLoop` (tests, benchmarks, rehearsing
+    the screen without a camera).
+
+    Parameters
+    ----------
+    shots : sequence of ScriptedShot
+        One per frame; the feed ends after the last unless ``loop``. Kept as
+        :attr:`shots`: replacing its items (``feed.shots[:] = ...``) changes what follows.
+    camera_matrix : (3, 3) array
+        Intrinsics (px).
+    background : (H, W, 3) uint8 RGB array or callable(index, shot) -> array
+        The video frames.
+    fps : float
+        Frame rate on the wall clock (0 = as fast as read).
+    fre_mm, tre_mm : float, optional
+        Registration numbers reported with every frame.
+    loop : bool
+        Start again after the last shot.
+    staleness_limit_s : float
+        Age after which a tool not seen is UNTRACKED (``FilterOptions.staleness_limit_s``).
+    registered : bool
+        Give the loop the registration of the scripted reference plate (default); False
+        leaves the loop unregistered (no overlay, no applicator pose).
+    """
+
+    def __init__(self, shots: Sequence[ScriptedShot], camera_matrix: np.ndarray,
+                 background: Background, *, fps: float = 30.0, fre_mm: float | None = None,
+                 tre_mm: float | None = None, loop: bool = False,
+                 staleness_limit_s: float = DEFAULT_STALENESS_LIMIT_S,
+                 registered: bool = True) -> None:
+        self.shots = list(shots)
+        device = ScriptedTrackerDevice(self.shots)
+        options = LoopOptions(filter=FilterOptions(enabled=False,
+                                                   staleness_limit_s=staleness_limit_s))
+        guidance_loop = GuidanceLoop(
+            ScriptedSource(self.shots, background, fps=fps, loop=loop), (), camera_matrix,
+            device=device, options=options,
+            patient_from_reference=device.patient_from_reference if registered else None)
+        if registered:
+            guidance_loop.registration_fre_mm = fre_mm
+        super().__init__(guidance_loop, camera_matrix)
+        self.tre_mm = tre_mm

@@ -389,10 +389,11 @@ class MonitorLogic:
         if frame is None:
             return tuple(ToolStatus(n) for n in names)
         out = []
-        for name in dict.fromkeys((*names, *frame.tool_states, *frame.tool_ages_s)):
+        states = frame.tool_states
+        for name in dict.fromkeys((*names, *states)):
             state, age = state_on_screen(
-                frame.tool_states.get(name, TrackingState.UNTRACKED),
-                frame.tool_ages_s.get(name), now - frame.timestamp_s, self.stall_limit_s)
+                states.get(name, TrackingState.UNTRACKED), frame.tool_age_s(name),
+                now - frame.timestamp_s, self.stall_limit_s)
             out.append(ToolStatus(name, state, age))
         return tuple(out)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from guidance.monitor.feed import ScriptedShot
+from guidance.sim.scripted import ScriptedShot
 from guidance.treatment.dose_service import BeamChoice
 from models.patient.case import Case
 from models.patient.volume import Volume

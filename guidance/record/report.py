@@ -1,22 +1,25 @@
 """Self-contained HTML report of a guidance run (demo, rehearsal, treatment record).
 
-One file, no scripts, no network: numbers with units, the DVH as an inline SVG, and links
-to the overlay images written beside it. A physicist can read it in any browser and file it
-with the treatment record.
+One file, no scripts, no network: numbers with units, the DVH plot the monitor draws
+(embedded PNG, print colours) and links to the overlay images written beside it. A
+physicist can read it in any browser and file it with the treatment record.
 """
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from guidance.render.plots import PRINT, render_dvh_plot
 from models.evaluation.dvh import DVH
 
-_PALETTE = ("#e6194b", "#f58231", "#ffe119", "#3cb44b", "#42d4f4", "#4363d8", "#911eb4",
-            "#f032e6", "#a9a9a9")
+_PALETTE = ((230, 25, 75), (245, 130, 49), (200, 170, 0), (60, 180, 75), (30, 160, 200),
+            (67, 99, 216), (145, 30, 180), (240, 50, 230), (120, 120, 120))
 
 _CSS = """
 body { font-family: sans-serif; background: #15181c; color: #e8e8e8; margin: 2em; }
@@ -26,7 +29,7 @@ td, th { border: 1px solid #444; padding: 4px 10px; text-align: right; }
 th { background: #262b31; } td:first-child, th:first-child { text-align: left; }
 .warn { color: #ffb347; } .ok { color: #7fd67f; } .bad { color: #ff6b6b; }
 img { max-width: 32%; margin: 2px; border: 1px solid #333; }
-svg { background: #1d2126; }
+img.dvh { max-width: 100%; border: 0; }
 """
 
 
@@ -38,62 +41,29 @@ def _fmt(value: object, digits: int = 2) -> str:
     return html.escape(str(value))
 
 
-def dvh_svg(dvhs: Mapping[str, DVH], *, prescription_gy: float | None = None,
-            width: int = 640, height: int = 360) -> str:
-    """Cumulative DVHs (volume % vs dose Gy) as an SVG string."""
+def dvh_png_uri(dvhs: Mapping[str, DVH], *, prescription_gy: float | None = None,
+                colors: Mapping[str, tuple[int, int, int]] | None = None,
+                size: tuple[int, int] = (720, 380)) -> str:
+    """The DVH plot (:func:`guidance.render.plots.render_dvh_plot`, print style, with a
+    legend) as a ``data:image/png`` URI for an ``<img>``; empty without curves."""
     if not dvhs:
         return ""
-    left, bottom, top, right = 50, 40, 10, 130
-    max_dose = max(float(d.dose_edges_gy[-1]) for d in dvhs.values()) or 1.0
-    plot_w, plot_h = width - left - right, height - top - bottom
-
-    def xy(dose: float, percent: float) -> tuple[float, float]:
-        return left + plot_w * dose / max_dose, top + plot_h * (1.0 - percent / 100.0)
-
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">']
-    for pct in (0, 25, 50, 75, 100):
-        x0, y0 = xy(0.0, pct)
-        parts.append(f'<line x1="{x0}" y1="{y0}" x2="{left + plot_w}" y2="{y0}" '
-                     'stroke="#333"/>')
-        parts.append(f'<text x="{x0 - 6}" y="{y0 + 4}" fill="#aaa" font-size="11" '
-                     f'text-anchor="end">{pct}</text>')
-    for k in range(6):
-        dose = max_dose * k / 5
-        x0, y0 = xy(dose, 0.0)
-        parts.append(f'<text x="{x0}" y="{y0 + 16}" fill="#aaa" font-size="11" '
-                     f'text-anchor="middle">{dose:.1f}</text>')
-    parts.append(f'<text x="{left + plot_w / 2}" y="{height - 5}" fill="#ccc" font-size="12" '
-                 'text-anchor="middle">dose (Gy)</text>')
-    parts.append(f'<text x="12" y="{top + plot_h / 2}" fill="#ccc" font-size="12" '
-                 f'transform="rotate(-90 12 {top + plot_h / 2})" text-anchor="middle">'
-                 'volume (%)</text>')
-    if prescription_gy:
-        x0, _ = xy(prescription_gy, 0.0)
-        parts.append(f'<line x1="{x0}" y1="{top}" x2="{x0}" y2="{top + plot_h}" '
-                     'stroke="#888" stroke-dasharray="4 3"/>')
-    for n, (name, dvh) in enumerate(dvhs.items()):
-        colour = _PALETTE[n % len(_PALETTE)]
-        doses = dvh.dose_edges_gy
-        percent = dvh.cumulative_percent
-        step = max(1, len(doses) // 400)
-        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in
-                          (xy(float(d), float(p)) for d, p in zip(doses[::step],
-                                                                   percent[::step],
-                                                                   strict=True)))
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" '
-                     f'points="{points}"/>')
-        ly = top + 14 + 16 * n
-        parts.append(f'<line x1="{left + plot_w + 10}" y1="{ly - 4}" x2="{left + plot_w + 30}"'
-                     f' y2="{ly - 4}" stroke="{colour}" stroke-width="3"/>')
-        parts.append(f'<text x="{left + plot_w + 35}" y="{ly}" fill="#ddd" font-size="12">'
-                     f'{html.escape(name)}</text>')
-    parts.append("</svg>")
-    return "\n".join(parts)
+    colors = dict(colors or {})
+    for n, name in enumerate(dvhs):
+        colors.setdefault(name, _PALETTE[n % len(_PALETTE)])
+    curves = {name: (d.dose_edges_gy, d.cumulative_percent) for name, d in dvhs.items()}
+    rgb = render_dvh_plot(curves, colors, size=size, prescription_gy=prescription_gy,
+                          legend=True, style=PRINT)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover - OpenCV always encodes an RGB uint8 image
+        raise RuntimeError("PNG encoding of the DVH plot failed")
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
 
 
 def write_report(path: Path, *, summary: Mapping[str, object], dvhs: Mapping[str, DVH],
                  images: Sequence[Path], warnings: Sequence[str] = (),
-                 title: str = "IORT guidance report") -> Path:
+                 title: str = "IORT guidance report",
+                 colors: Mapping[str, tuple[int, int, int]] | None = None) -> Path:
     """Write the HTML report.
 
     Parameters
@@ -108,6 +78,9 @@ def write_report(path: Path, *, summary: Mapping[str, object], dvhs: Mapping[str
         Overlay images; a few evenly spaced ones are shown.
     warnings : sequence of str
         Shown prominently at the top.
+    title : str
+    colors : mapping name -> RGB, optional
+        DVH curve colours (the structures' own); a palette for the others.
     """
     path = Path(path)
     rows = []
@@ -143,7 +116,8 @@ undistorted camera view from the tracked pose.</p>
 <h2>Dose-volume histograms</h2>
 <p>Prescription {_fmt(rx, 1)} Gy at the 90 % isodose; V90 = share of the structure receiving at
 least the prescription dose.</p>
-{dvh_svg(dvhs, prescription_gy=float(rx) if isinstance(rx, int | float) else None)}
+<img class="dvh" alt="DVH" src="{dvh_png_uri(dvhs, colors=colors,
+    prescription_gy=float(rx) if isinstance(rx, int | float) else None)}">
 <table><tr><th>structure</th><th>volume (cc)</th><th>Dmean (Gy)</th><th>Dmax (Gy)</th>
 <th>D2 (Gy)</th><th>D90 (Gy)</th><th>V90 (%)</th></tr>{''.join(dvh_rows)}</table>
 <h2>Numbers</h2>

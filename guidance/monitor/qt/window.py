@@ -39,13 +39,9 @@ from guidance.monitor.logic import MonitorLogic, MonitorSnapshot
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
 from guidance.render.overlay import OverlayRenderer, OverlayStatus
+from guidance.render.plots import render_dvh_plot
 from guidance.render.scene_actors import SceneActors, add_organ_outlines
-from guidance.render.slices import (
-    ORIENTATIONS,
-    SliceImage,
-    render_dvh_plot,
-    render_slice,
-)
+from guidance.render.slices import ORIENTATIONS, SliceImage, render_slice
 from guidance.treatment.plan_check import LIGHT_RGB, Light
 
 log = logging.getLogger(__name__)

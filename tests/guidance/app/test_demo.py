@@ -28,7 +28,7 @@ def test_outputs_written(demo_run) -> None:
     assert len(list(out.glob("overlay_*.png"))) == 14
     assert (out / "demo.mp4").stat().st_size > 10_000
     html = (out / "report.html").read_text()
-    assert "V90" in html and "<svg" in html
+    assert "V90" in html and 'src="data:image/png;base64,' in html
     summary = json.loads((out / "summary.json").read_text())
     for key in ("registration.fre_mm", "registration.tre_mm", "applicator.position_error_mm",
                 "applicator.angle_error_deg", "dose.target_v90_percent", "timing.frames",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from guidance.igtl.server import IgtlServer
-from guidance.monitor.feed import CaptureWorker, FrameUpdate, ScriptedFeed
+from guidance.monitor.feed import CaptureWorker, LoopFeed, ScriptedFeed
 from guidance.monitor.logic import MonitorLogic
 from guidance.monitor.rehearsal import phantom_view, slab_dose
 from guidance.record.session_log import SessionLog
@@ -113,25 +113,11 @@ def test_dropout_greys_and_is_logged_once(view, tmp_path) -> None:
     slog.close()
 
 
-class _UnregisteredFeed:
-    """Tools tracked (age 0) but no registration yet: no camera_from_patient."""
-
-    def __init__(self, view) -> None:
-        self.view = view
-
-    def read(self) -> FrameUpdate:
-        time.sleep(0.02)
-        return FrameUpdate(self.view.background(), self.view.camera_matrix, time.monotonic(),
-                           camera_from_patient=None, patient_from_applicator=None,
-                           tool_ages_s={"reference": 0.0, "applicator": 0.0},
-                           tool_states={"reference": TRACKING, "applicator": TRACKING})
-
-    def close(self) -> None:
-        pass
-
-
 def test_not_registered_banner(view) -> None:
-    logic = MonitorLogic(view.case, view.plan, _UnregisteredFeed(view)).start()
+    """Tools tracked but no registration yet: no camera_from_patient, no applicator pose."""
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)]), view.camera_matrix, view.background(),
+                        fps=50.0, loop=True, registered=False)
+    logic = MonitorLogic(view.case, view.plan, feed).start()
     try:
         snap = _poll_until(logic, lambda s: s.frame is not None)
         assert snap.banner.startswith("NOT REGISTERED") and not snap.overlay_ok
@@ -188,23 +174,41 @@ def test_dose_service_failure_keeps_running(view) -> None:
         service.close()
 
 
-class _RegisteredFeed(_UnregisteredFeed):
-    """Registered from a file (no FRE); reference tracked or not, camera pose never known
-    (an external tracker without a tracked camera)."""
+class _TrackerPoses:
+    """An external tracker without a tracked camera: the reference (when ``with_reference``)
+    and the applicator, in the tracker frame."""
 
-    def __init__(self, view, *, reference_age_s: float | None) -> None:
-        super().__init__(view)
-        self.reference_age_s = reference_age_s
+    tool_names = ("reference", "applicator")
 
-    def read(self) -> FrameUpdate:
-        time.sleep(0.02)
-        return FrameUpdate(self.view.background(), self.view.camera_matrix, time.monotonic(),
-                           camera_from_patient=None, patient_from_applicator=self.view.plan,
-                           tool_ages_s={"reference": self.reference_age_s,
-                                        "applicator": 0.0},
-                           tool_states={"reference": TRACKING if self.reference_age_s is not None
-                                        else TrackingState.UNTRACKED, "applicator": TRACKING},
-                           registered=True)
+    def __init__(self, tracker_from_reference: np.ndarray, tracker_from_applicator: np.ndarray,
+                 *, with_reference: bool) -> None:
+        self.poses = {"reference": tracker_from_reference,
+                      "applicator": tracker_from_applicator}
+        if not with_reference:
+            del self.poses["reference"]
+
+    def poll(self, max_age_s=None):
+        from guidance.tracking.external import TrackerPose
+        return {name: TrackerPose(name, pose, time.monotonic(), 0.0)
+                for name, pose in self.poses.items()}
+
+
+def _registered_feed(view, *, reference_age_s: float | None) -> LoopFeed:
+    """Registered from a file (no FRE); reference tracked or not, camera pose never known."""
+    from guidance.frames import ListSource
+    from guidance.loop.guidance_loop import GuidanceLoop
+
+    tracker_from_reference = np.eye(4)
+    tracker_from_reference[:3, 3] = (0.0, 50.0, 900.0)
+    patient_from_reference = np.eye(4)
+    tracker_from_applicator = tracker_from_reference @ np.linalg.inv(
+        patient_from_reference) @ view.plan
+    poses = _TrackerPoses(tracker_from_reference, tracker_from_applicator,
+                          with_reference=reference_age_s is not None)
+    frames = ListSource([np.zeros((40, 60), np.uint8)] * 400, fps=50.0)
+    loop = GuidanceLoop(frames, (), view.camera_matrix, tool_poses=poses,
+                        patient_from_reference=patient_from_reference)
+    return LoopFeed(loop, view.camera_matrix)
 
 
 @pytest.mark.parametrize(("reference_age_s", "expected"), [
@@ -213,7 +217,7 @@ class _RegisteredFeed(_UnregisteredFeed):
 ])
 def test_registered_without_fre_is_not_called_unregistered(view, reference_age_s,
                                                            expected) -> None:
-    feed = _RegisteredFeed(view, reference_age_s=reference_age_s)
+    feed = _registered_feed(view, reference_age_s=reference_age_s)
     logic = MonitorLogic(view.case, view.plan, feed).start()
     try:
         snap = _poll_until(logic, lambda s: s.frame is not None)

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.spatial.transform import Rotation
 
 from guidance.registration import register_paired_points
-
-
-def _random_rigid(rng: np.random.Generator) -> np.ndarray:
-    out = np.eye(4)
-    out[:3, :3] = Rotation.random(random_state=rng).as_matrix()
-    out[:3, 3] = rng.uniform(-200, 200, size=3)
-    return out
+from tests.conftest import random_rigid
 
 
 def test_recovers_random_rigid_transforms(rng: np.random.Generator) -> None:
     for _ in range(20):
-        truth = _random_rigid(rng)
+        truth = random_rigid(rng)
         moving = rng.uniform(-100, 100, size=(int(rng.integers(3, 12)), 3))
         fixed = moving @ truth[:3, :3].T + truth[:3, 3]
         result = register_paired_points(fixed, moving)
@@ -40,7 +33,7 @@ def test_reflection_trap_gives_proper_rotation(rng: np.random.Generator) -> None
 def test_planar_noisy_points_never_reflect(rng: np.random.Generator) -> None:
     for _ in range(50):
         moving = np.c_[rng.uniform(-60, 60, size=(4, 2)), rng.normal(0, 0.01, size=4)]
-        truth = _random_rigid(rng)
+        truth = random_rigid(rng)
         fixed = moving @ truth[:3, :3].T + truth[:3, 3] + rng.normal(0, 0.5, size=(4, 3))
         result = register_paired_points(fixed, moving)
         assert np.linalg.det(result.fixed_from_moving[:3, :3]) > 0
@@ -59,7 +52,7 @@ def test_residuals_and_fre_are_consistent(rng: np.random.Generator) -> None:
 
 
 def test_optional_scaling(rng: np.random.Generator) -> None:
-    truth = _random_rigid(rng)
+    truth = random_rigid(rng)
     moving = rng.uniform(-50, 50, size=(6, 3))
     fixed = 1.03 * moving @ truth[:3, :3].T + truth[:3, 3]
     scaled = register_paired_points(fixed, moving, allow_scaling=True)
@@ -69,7 +62,7 @@ def test_optional_scaling(rng: np.random.Generator) -> None:
 
 
 def test_weights_ignore_a_zero_weight_outlier(rng: np.random.Generator) -> None:
-    truth = _random_rigid(rng)
+    truth = random_rigid(rng)
     moving = rng.uniform(-50, 50, size=(6, 3))
     fixed = moving @ truth[:3, :3].T + truth[:3, 3]
     fixed[0] += 40.0

@@ -9,7 +9,6 @@ from guidance.render.slices import (
     IsodoseLevel,
     Outline,
     plane_frame,
-    render_dvh_plot,
     render_slice,
     sample_plane,
 )
@@ -78,15 +77,3 @@ def test_outline_and_isodose_drawn_where_they_are(ct: Volume) -> None:
     col, row = image.pixel_of(np.zeros(3))
     assert (col, row) == pytest.approx((40.0, 40.0), abs=1e-9)
     assert tuple(rgb[40, 40]) == (0, 230, 255)
-
-
-def test_dvh_plot_draws_curves() -> None:
-    edges = np.linspace(0, 12, 121)
-    ctv = np.clip(100.0 * (12 - edges) / 2.0, 0, 100)
-    img = render_dvh_plot({"CTV": (edges, ctv)}, {"CTV": (230, 40, 40)}, size=(320, 200),
-                          prescription_gy=10.0)
-    assert img.shape == (200, 320, 3)
-    red = np.all(img == (230, 40, 40), axis=2)
-    assert red.sum() > 100
-    # the 100 % plateau is at the top row of the plot area (y = 12)
-    assert red[11:14, 60:200].any(axis=0).mean() > 0.9

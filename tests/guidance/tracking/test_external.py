@@ -296,7 +296,7 @@ def test_run_feed_without_camera_gives_applicator_in_patient(server, client, rng
         np.testing.assert_allclose(update.patient_from_applicator,
                                    PATIENT_FROM_REFERENCE @ np.linalg.inv(ref) @ app,
                                    atol=1e-6, rtol=0)
-        assert update.tool_ages_s["applicator"] == 0.0
+        assert update.tool_age_s("applicator") == 0.0
     finally:
         feed.close()
 

@@ -162,7 +162,7 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
 def test_frozen_camera_greys_the_overlay(qtbot, view) -> None:
     """The feed stops delivering frames: the last overlay must not stay on screen."""
     feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)] * 10), view.camera_matrix,
-                        view.background(), fps=30.0)  # ends after 10 frames
+                        view.background(), fps=30.0, loop=True)
     logic = MonitorLogic(view.case, view.plan, feed)
     window = MonitorWindow(logic, with_3d=False)
     qtbot.addWidget(window)
@@ -172,6 +172,7 @@ def test_frozen_camera_greys_the_overlay(qtbot, view) -> None:
         qtbot.waitUntil(lambda: window.snapshot is not None and window.snapshot.overlay_ok
                         and window.ar_frames >= 1, timeout=20000)
         assert _reddish(window.ar_view.image).any()
+        feed.loop.source.loop = False     # the camera stops after this round
         qtbot.waitUntil(lambda: logic.capture.ended.is_set(), timeout=5000)
         qtbot.waitUntil(lambda: not window.snapshot.overlay_ok
                         and window._rendered_ok is False, timeout=5000)
