@@ -7,6 +7,7 @@ for the same mistake.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -105,3 +106,17 @@ def read_transform_file(path: str | Path, key: str, *, option: str) -> np.ndarra
         return as_transform(matrix, name=key, rigid=True)
     except ValueError as exc:
         raise InputError(f"{where}: {exc}") from exc
+
+
+def add_beam_arguments(parser: argparse.ArgumentParser, *, machine_required: bool) -> None:
+    """``--machine``, ``--energy``, ``--applicator``, ``--bevel`` (one spelling everywhere)."""
+    if machine_required:
+        parser.add_argument("--machine", required=True, help="machine (e.g. liac, mobetron)")
+    else:
+        parser.add_argument("--machine", default="liac", help="machine (default liac)")
+    parser.add_argument("--energy", type=float, required=True, metavar="MEV",
+                        help="nominal energy in MeV")
+    parser.add_argument("--applicator", type=float, required=True, metavar="MM",
+                        help="applicator diameter in mm")
+    parser.add_argument("--bevel", type=float, default=0.0, metavar="DEG",
+                        help="bevel angle in degrees (default 0)")

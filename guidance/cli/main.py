@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "export",
     "dose",
     "run",
+    "sweep",
 )
 
 #: Exceptions that are the user's input being wrong rather than a defect of the program.

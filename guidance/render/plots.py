@@ -102,7 +102,9 @@ def dvh_axes(size: tuple[int, int], max_dose_gy: float, *, legend_px: int = 0) -
 def render_dvh_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
                     colors: Mapping[str, RGB], *, size: tuple[int, int],
                     max_dose_gy: float | None = None, prescription_gy: float | None = None,
-                    legend: bool = False, style: PlotStyle = SCREEN) -> np.ndarray:
+                    legend: bool = False, style: PlotStyle = SCREEN,
+                    bands: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+                    ) -> np.ndarray:
     """Cumulative DVH plot as an RGB image.
 
     Parameters
@@ -121,6 +123,9 @@ def render_dvh_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
         Name every curve in its colour on the right.
     style : PlotStyle
         :data:`SCREEN` (default) or :data:`PRINT`.
+    bands : mapping name -> (dose_gy, lower_percent, upper_percent), optional
+        Uncertainty bands (e.g. the 5-95 % DVH band of a robustness sweep), filled in a
+        light shade of the curve's colour under the curves.
     """
     width, height = (int(v) for v in size)
     img = np.empty((height, width, 3), np.uint8)
@@ -129,6 +134,11 @@ def render_dvh_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     top_dose = max_dose_gy or max((float(e[-1]) for e, _ in curves.values()), default=1.0)
     axes = dvh_axes(size, top_dose, legend_px=legend_px)
     _draw_grid(img, axes, style)
+    for name, (dose_gy, lower, upper) in (bands or {}).items():
+        color = np.array(colors.get(name, (255, 255, 255)), np.float64)
+        shade = tuple(int(c) for c in 0.35 * color + 0.65 * np.array(style.background))
+        outline = np.concatenate([axes.xy(dose_gy, upper), axes.xy(dose_gy, lower)[::-1]])
+        cv2.fillPoly(img, [outline], shade, cv2.LINE_AA)
     if prescription_gy:
         x = int(axes.xy(np.array([prescription_gy]), np.zeros(1))[0, 0])
         for y in range(axes.top, axes.bottom, 8):

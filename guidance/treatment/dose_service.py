@@ -20,7 +20,12 @@ import numpy as np
 from models.base.errors import InputError
 from models.base.transforms import transform_difference
 from models.base.validation import as_positive
-from models.evaluation.dvh import DoseMetrics, structure_dvhs
+from models.evaluation.dvh import (
+    DoseMetrics,
+    split_by_dose_grid,
+    structure_bounds_mm,
+    structure_dvhs,
+)
 from models.patient.case import Case
 from models.patient.volume import Volume
 
@@ -154,18 +159,6 @@ class DoseUpdate:
     seq: int = 0
 
 
-def _patient_bounds(volume: Volume, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Axis-aligned LPS box (mm) of a mask's voxels, padded by one voxel; None if empty."""
-    idx = [np.nonzero(np.any(mask, axis=axes))[0] for axes in ((0, 1), (0, 2), (1, 2))]
-    if any(len(i) == 0 for i in idx):
-        return None
-    (i0, i1), (j0, j1), (k0, k1) = ((a[0] - 1, a[-1] + 1) for a in idx)
-    corners = np.array([[i, j, k] for i in (i0, i1) for j in (j0, j1) for k in (k0, k1)],
-                       dtype=np.float64)
-    pts = volume.voxel_to_patient(corners)
-    return pts.min(axis=0), pts.max(axis=0)
-
-
 class DoseService:
     """Computes dose, the isodose surface and DVH metrics on a worker thread.
 
@@ -203,7 +196,7 @@ class DoseService:
         names = list(structures) if structures is not None else [
             n for n, s in case.structures.items() if s.roi_type not in HIDDEN_ROI_TYPES]
         self.structures = [n for n in names if n in case.structures]
-        self._bounds = {n: _patient_bounds(case.ct, case.structures[n].mask)
+        self._bounds = {n: structure_bounds_mm(case.ct, case.structures[n].mask)
                         for n in self.structures}
         self.scheduler = scheduler or DoseScheduler()
         self.dvh_oversample = dvh_oversample
@@ -286,12 +279,7 @@ class DoseService:
 
     def _add_metrics(self, update: DoseUpdate) -> DoseUpdate:
         start = time.perf_counter()
-        lo, hi = update.dose.bounds_mm()
-        inside, outside = [], []
-        for name in self.structures:
-            box = self._bounds[name]
-            meets = box is not None and bool(np.all(box[0] <= hi) and np.all(box[1] >= lo))
-            (inside if meets else outside).append(name)
+        inside, outside = split_by_dose_grid(update.dose, self._bounds)
         dvhs = structure_dvhs(update.dose, self.case.ct, self.case.structures, names=inside,
                               prescription_gy=update.beam.prescription_gy,
                               isodose_percent=update.beam.isodose_percent, bin_width_gy=0.1,

@@ -519,6 +519,35 @@ def conformity_indices(dose: Volume, target: Volume, *, prescription_gy: float,
                              coverage=coverage)
 
 
+def structure_bounds_mm(volume: Volume, mask: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Axis-aligned LPS box (mm) of a mask's voxels on ``volume``'s grid, padded by one voxel;
+    None if the mask is empty."""
+    idx = [np.nonzero(np.any(mask, axis=axes))[0] for axes in ((0, 1), (0, 2), (1, 2))]
+    if any(len(i) == 0 for i in idx):
+        return None
+    (i0, i1), (j0, j1), (k0, k1) = ((a[0] - 1, a[-1] + 1) for a in idx)
+    corners = np.array([[i, j, k] for i in (i0, i1) for j in (j0, j1) for k in (k0, k1)],
+                       dtype=np.float64)
+    pts = volume.voxel_to_patient(corners)
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def split_by_dose_grid(dose: Volume,
+                       bounds: Mapping[str, tuple[np.ndarray, np.ndarray] | None]
+                       ) -> tuple[list[str], list[str]]:
+    """(names whose box meets the dose grid, names entirely outside it: 0 Gy, no DVH).
+
+    ``bounds`` maps a structure name to :func:`structure_bounds_mm` (None = empty mask).
+    """
+    lo, hi = dose.bounds_mm()
+    inside, outside = [], []
+    for name, box in bounds.items():
+        meets = box is not None and bool(np.all(box[0] <= hi) and np.all(box[1] >= lo))
+        (inside if meets else outside).append(name)
+    return inside, outside
+
+
 def structure_dvhs(dose: Volume, grid: Volume, masks: Mapping[str, Any], *,
                    names: Iterable[str] | None = None, prescription_gy: float | None = None,
                    isodose_percent: float = 90.0, bin_width_gy: float = 0.01,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guidance.cli.inputs import PHANTOM, load_case_spec, read_transform_file
+from guidance.cli.inputs import PHANTOM, add_beam_arguments, load_case_spec, read_transform_file
 from models.base.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Depth dose along the normal to the water surface through the centre of "
                     "the end face, with R90, R50, Rp (tangent at the steepest descent meeting "
                     "the bremsstrahlung background) and the surface dose (at 0.5 mm).")
-    _beam_arguments(curve, machine_required=True)
+    add_beam_arguments(curve, machine_required=True)
     curve.add_argument("--grid", type=float, default=1.0, metavar="MM",
                        help="dose grid spacing in mm (default 1)")
     curve.add_argument("--step", type=float, default=0.5, metavar="MM",
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(CASE = phantom). Writes RT Plan and RT Dose and prints coverage.")
     case.add_argument("case", metavar="CASE",
                       help="'phantom', a case folder (iort case import) or a DICOM folder")
-    _beam_arguments(case, machine_required=False)
+    add_beam_arguments(case, machine_required=False)
     case.add_argument("--pose", type=Path, metavar="FILE",
                       help="patient_from_applicator 4x4 (JSON: a 4x4 list or an object with "
                            "'patient_from_applicator'; or text with 4 rows); default: the "
@@ -71,19 +71,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="write MU although the output factor is an estimate (the RT "
                              "Plan is labelled 'ESTIMATED MU'; not for treatment)")
     case.set_defaults(func=run_case)
-
-
-def _beam_arguments(parser: argparse.ArgumentParser, *, machine_required: bool) -> None:
-    if machine_required:
-        parser.add_argument("--machine", required=True, help="machine (e.g. liac, mobetron)")
-    else:
-        parser.add_argument("--machine", default="liac", help="machine (default liac)")
-    parser.add_argument("--energy", type=float, required=True, metavar="MEV",
-                        help="nominal energy in MeV")
-    parser.add_argument("--applicator", type=float, required=True, metavar="MM",
-                        help="applicator diameter in mm")
-    parser.add_argument("--bevel", type=float, default=0.0, metavar="DEG",
-                        help="bevel angle in degrees (default 0)")
 
 
 def run_depth_curve(args: argparse.Namespace) -> int:
