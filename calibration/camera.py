@@ -76,6 +76,12 @@ class CameraCalibration:
         The board definition used (``BoardSpec.to_json_dict()``).
     views : tuple of ViewReport
         Every input view and its fate (not stored in files).
+    distortion_model : str
+        Which distortion terms were fitted and why (e.g. k3 fixed at 0 for low coverage);
+        empty when unknown (a file that did not record it).
+    edge_uncertainty_px : float
+        95th percentile of how far refits on resampled views move the model's rays at the
+        image border (px); NaN when unknown.
     """
 
     camera_matrix: np.ndarray
@@ -90,6 +96,8 @@ class CameraCalibration:
     view_names: tuple[str, ...] = ()
     board: dict[str, Any] | None = None
     views: tuple[ViewReport, ...] = ()
+    distortion_model: str = ""
+    edge_uncertainty_px: float = float("nan")
 
     @property
     def fx(self) -> float:
@@ -126,7 +134,25 @@ class CameraCalibration:
         ]
         if np.isfinite(self.coverage_percent):
             lines.append(f"coverage     {self.coverage_percent:.0f} % of the image grid")
+        if self.distortion_model:
+            lines.append(f"lens model   {self.distortion_model}")
+        if np.isfinite(self.edge_uncertainty_px):
+            lines.append(f"edge rays    ± {self.edge_uncertainty_px:.1f} px (95 %, refits on "
+                         f"resampled views)")
+        lines.extend(f"WARNING      {w}" for w in self.warnings())
         return "\n".join(lines)
+
+    def warnings(self, *, max_edge_uncertainty_px: float = 2.0) -> list[str]:
+        """What limits this calibration, for the screen and the session log."""
+        out = []
+        if "% of the image" in self.distortion_model:
+            out.append("board not seen near the image edges: k3 fixed at 0; overlay less "
+                       "accurate near the edges (recalibrate with views near every corner)")
+        if np.isfinite(self.edge_uncertainty_px) \
+                and self.edge_uncertainty_px > max_edge_uncertainty_px:
+            out.append(f"lens model uncertain at the image edges (± "
+                       f"{self.edge_uncertainty_px:.1f} px): add views near the edges")
+        return out
 
 
 def validate_calibration(calibration: CameraCalibration, *,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -44,7 +44,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class IntrinsicsOptions:
-    """Settings of :func:`calibrate_camera` (defaults suit a 720p–1080p webcam)."""
+    """Settings of :func:`calibrate_camera` (defaults suit a 720p–1080p webcam).
+
+    Coverage (share of the ``coverage_grid`` cells of the image holding a board corner)
+    governs the distortion model: boards seen only near the centre leave the radial terms
+    free to curl at the edges (a 0.1 px RMS fit with k3 = 6 puts rays hundreds of px off at
+    the corners). Below ``fix_k3_below_coverage_percent`` k3 is fixed at 0; below
+    ``refuse_below_coverage_percent`` the calibration is refused. ``bootstrap`` refits on
+    resampled views measure how far the model's rays at the image border move
+    (``CameraCalibration.edge_uncertainty_px``); above ``max_edge_uncertainty_px`` the
+    calibration carries a warning.
+    """
 
     min_views: int = 8
     min_corners: int = 6
@@ -57,6 +67,10 @@ class IntrinsicsOptions:
     coverage_grid: tuple[int, int] = (8, 6)
     flags: int = 0
     min_coverage_percent: float = 40.0
+    fix_k3_below_coverage_percent: float = 60.0
+    refuse_below_coverage_percent: float = 20.0
+    bootstrap: int = 8
+    max_edge_uncertainty_px: float = 2.0
 
 
 def _candidate_status(det: CharucoDetection, board: BoardSpec, min_corners: int) -> str | None:
@@ -190,6 +204,75 @@ def _calibrate_rejecting_outliers(detections: Sequence[CharucoDetection], board:
                 per_view=per_view, rejected_error=rejected_error)
 
 
+#: OpenCV's distortion terms in ``dist_coeffs`` order (the first five).
+_TERMS = ("k1", "k2", "p1", "p2", "k3")
+
+
+def _distortion_model(detections: Sequence[CharucoDetection], used: Sequence[int],
+                      size: tuple[int, int], opts: IntrinsicsOptions
+                      ) -> tuple[IntrinsicsOptions, str]:
+    """Refuse too little coverage; fix k3 at 0 when the edges are not seen.
+
+    Returns the options to fit with (flags) and the model's description.
+    """
+    _, coverage = _coverage([detections[i] for i in used], size, opts.coverage_grid)
+    if coverage < opts.refuse_below_coverage_percent:
+        raise CalibrationError(
+            f"the board covered only {coverage:.0f} % of the image (need at least "
+            f"{opts.refuse_below_coverage_percent:.0f} %): the lens cannot be measured at the "
+            f"edges; capture views with the board close to the camera and near every edge "
+            f"and corner of the image")
+    if coverage < opts.fix_k3_below_coverage_percent and not opts.flags & cv2.CALIB_FIX_K3:
+        note = (f"k1 k2 p1 p2 (k3 fixed at 0: board corners in {coverage:.0f} % of the image, "
+                f"< {opts.fix_k3_below_coverage_percent:.0f} %)")
+        log.warning("distortion: %s", note)
+        return replace(opts, flags=opts.flags | cv2.CALIB_FIX_K3), note
+    fixed = opts.flags & cv2.CALIB_FIX_K3
+    return opts, " ".join(t for t in _TERMS if not (fixed and t == "k3")) + \
+        (" (k3 fixed at 0)" if fixed else "")
+
+
+def _border_pixels(size: tuple[int, int], per_side: int = 9) -> np.ndarray:
+    """(N, 2) pixels along the four image borders (corners included)."""
+    width, height = size
+    xs = np.linspace(0.0, width - 1.0, per_side)
+    ys = np.linspace(0.0, height - 1.0, per_side)
+    return np.unique(np.concatenate([np.column_stack([xs, np.zeros(per_side)]),
+                                     np.column_stack([xs, np.full(per_side, height - 1.0)]),
+                                     np.column_stack([np.zeros(per_side), ys]),
+                                     np.column_stack([np.full(per_side, width - 1.0), ys])]),
+                     axis=0)
+
+
+def _edge_uncertainty_px(detections: Sequence[CharucoDetection], board: BoardSpec,
+                         size: tuple[int, int], fit: _Fit, opts: IntrinsicsOptions) -> float:
+    """95th percentile (px) of how far bootstrap refits move the fit's rays at the border.
+
+    The rays through border pixels under the fitted model are projected with models fitted
+    to views resampled with replacement; NaN when ``opts.bootstrap`` is 0.
+    """
+    if opts.bootstrap <= 0:
+        return float("nan")
+    pixels = _border_pixels(size)
+    rays = cv2.undistortPoints(pixels.reshape(-1, 1, 2), fit.camera_matrix,
+                               fit.dist_coeffs).reshape(-1, 2)
+    points = np.column_stack([rays, np.ones(len(rays))])
+    rng = np.random.default_rng(0)
+    moved = []
+    for _ in range(opts.bootstrap):
+        sample = list(rng.choice(fit.used, size=len(fit.used), replace=True))
+        try:
+            _rms, k, dist, _std, _per = _calibrate_views(detections, board, size, sample,
+                                                         opts.flags)
+        except CalibrationError:
+            continue
+        got, _ = cv2.projectPoints(points, np.zeros(3), np.zeros(3), k, dist)
+        moved.append(np.linalg.norm(got.reshape(-1, 2) - pixels, axis=1))
+    if not moved:
+        return float("nan")
+    return float(np.percentile(np.concatenate(moved), 95))
+
+
 def calibrate_camera(detections: Sequence[CharucoDetection], image_size: tuple[int, int],
                      board: BoardSpec, *, names: Sequence[str] | None = None,
                      options: IntrinsicsOptions | None = None) -> CameraCalibration:
@@ -229,6 +312,7 @@ def calibrate_camera(detections: Sequence[CharucoDetection], image_size: tuple[i
     if len(used) < opts.min_views:
         counts = Counter(s or "usable" for s in status)
         raise _diagnose(detections, board, counts, len(used), opts.min_views)
+    opts, model = _distortion_model(detections, used, size, opts)
     fit = _calibrate_rejecting_outliers(detections, board, size, used, status, names, opts)
     rms, used, per_view = fit.rms, fit.used, fit.per_view
     if not np.isfinite(rms) or rms > opts.max_rms_px:
@@ -246,6 +330,10 @@ def calibrate_camera(detections: Sequence[CharucoDetection], image_size: tuple[i
     if coverage < opts.min_coverage_percent:
         log.warning("board corners covered only %.0f %% of the image: add views with the board "
                     "near the edges and corners of the image", coverage)
+    edge_px = _edge_uncertainty_px(detections, board, size, fit, opts)
+    if edge_px > opts.max_edge_uncertainty_px:
+        log.warning("the lens model is uncertain at the image edges (rays move %.1f px between "
+                    "refits): add views with the board near the edges and corners", edge_px)
     std = np.asarray(fit.std_intrinsics, dtype=np.float64).ravel()[:4]
     log.info("calibrated %d views: RMS %.3f px, fx %.1f ± %.2f px", len(used), rms,
              fit.camera_matrix[0, 0], std[0])
@@ -254,7 +342,8 @@ def calibrate_camera(detections: Sequence[CharucoDetection], image_size: tuple[i
         dist_coeffs=np.asarray(fit.dist_coeffs, dtype=np.float64).ravel(), image_size=size,
         rms_px=float(rms), per_view_px=per_view, intrinsics_std_px=std,
         coverage_percent=float(coverage), coverage_map=coverage_map,
-        view_names=tuple(names[i] for i in used), board=board.to_json_dict(), views=reports)
+        view_names=tuple(names[i] for i in used), board=board.to_json_dict(), views=reports,
+        distortion_model=model, edge_uncertainty_px=float(edge_px))
 
 
 def calibrate_from_images(images: Iterable[tuple[str, np.ndarray]], board: BoardSpec, *,

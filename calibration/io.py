@@ -22,6 +22,7 @@ Reading is strict: a missing key, a wrong shape, NaN/infinity, a principal point
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -64,6 +65,8 @@ def to_json_dict(calibration: CameraCalibration) -> dict[str, Any]:
         "coverage_map": np.asarray(calibration.coverage_map).astype(int).tolist(),
         "view_names": list(calibration.view_names),
         "board": calibration.board,
+        "distortion_model": calibration.distortion_model,
+        "edge_uncertainty_px": _finite_or_none(calibration.edge_uncertainty_px),
         "created_utc": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
@@ -106,22 +109,34 @@ def from_json_dict(data: Any, *, source: str = "calibration") -> CameraCalibrati
         coverage_map=np.asarray(data.get("coverage_map") or np.zeros((0, 0)), np.int64),
         view_names=tuple(str(v) for v in data.get("view_names", ())),
         board=data.get("board"),
+        distortion_model=str(data.get("distortion_model") or ""),
+        edge_uncertainty_px=_optional_number(data, "edge_uncertainty_px", source),
     )
     validate_calibration(calibration, source=source)
     return _normalised(calibration)
 
 
+def _optional_number(data: dict[str, Any], key: str, source: str) -> float:
+    """A finite number >= 0 or null/absent (NaN)."""
+    value = data.get(key)
+    if value is None:
+        return float("nan")
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or not 0 <= value < 1e6:
+        raise CalibrationError(f"{source}: field {key} must be a number >= 0 or null, "
+                               f"got {value!r}")
+    return float(value)
+
+
 def _normalised(calibration: CameraCalibration) -> CameraCalibration:
     """Copy with canonical types (tuple image size of ints)."""
     width, height = calibration.image_size
-    return CameraCalibration(
-        camera_matrix=np.asarray(calibration.camera_matrix, float),
+    return dataclasses.replace(
+        calibration, camera_matrix=np.asarray(calibration.camera_matrix, float),
         dist_coeffs=np.asarray(calibration.dist_coeffs, float).ravel(),
         image_size=(int(width), int(height)), rms_px=float(calibration.rms_px),
         per_view_px=np.asarray(calibration.per_view_px, float).ravel(),
-        intrinsics_std_px=np.asarray(calibration.intrinsics_std_px, float),
-        coverage_percent=calibration.coverage_percent, coverage_map=calibration.coverage_map,
-        view_names=calibration.view_names, board=calibration.board, views=calibration.views)
+        intrinsics_std_px=np.asarray(calibration.intrinsics_std_px, float))
 
 
 def _write_opencv(calibration: CameraCalibration, path: Path) -> None:

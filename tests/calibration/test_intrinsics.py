@@ -108,3 +108,65 @@ def test_rms_limit_refuses_a_bad_calibration(synthetic_views):
     options = IntrinsicsOptions(max_rms_px=0.01)
     with pytest.raises(CalibrationError, match=r"exceeds 0.01 px: check the board spec"):
         calibrate_from_images(synthetic_views.named(), synthetic_views.board, options=options)
+
+
+def _far_views(distance_mm, centre_fraction, seed=1, n=16):
+    from calibration.boards import load_board
+    from calibration.synthetic import default_camera, random_board_poses, render_view
+
+    board = load_board("charuco_7x5_30mm")
+    camera = default_camera((1280, 720))
+    gen = np.random.default_rng(seed)
+    poses = random_board_poses(board, camera, n, rng=gen, distance_mm=distance_mm,
+                               centre_fraction=centre_fraction)
+    images = [(f"far{i:02d}.png", render_view(board, camera, p, rng=gen, noise_grey=2.0,
+                                              blur_sigma_px=0.7)) for i, p in enumerate(poses)]
+    return board, camera, images
+
+
+def _border_error_px(calibration, camera) -> float:
+    """Largest distance at the image border between where the true lens and the model put
+    the same ray."""
+    from calibration.intrinsics import _border_pixels
+
+    pixels = _border_pixels(camera.image_size)
+    rays = cv2.undistortPoints(pixels.reshape(-1, 1, 2), camera.camera_matrix,
+                               camera.dist_coeffs).reshape(-1, 2)
+    points = np.column_stack([rays, np.ones(len(rays))])
+    got, _ = cv2.projectPoints(points, np.zeros(3), np.zeros(3), calibration.camera_matrix,
+                               calibration.dist_coeffs)
+    return float(np.linalg.norm(got.reshape(-1, 2) - pixels, axis=1).max())
+
+
+def test_boards_only_near_the_centre_fix_k3_and_say_how_uncertain_the_edges_are():
+    """16 views held far away (31 % coverage): a free k3 fits 0.1 px RMS yet curls hundreds
+    of px off at the corners; the calibration fixes k3, reports the edge uncertainty it
+    really has and warns."""
+    board, camera, images = _far_views((700, 950), 0.35)
+    free = calibrate_from_images(images, board, options=IntrinsicsOptions(
+        fix_k3_below_coverage_percent=0.0, bootstrap=0))
+    got = calibrate_from_images(images, board)
+    assert got.coverage_percent < 60 and got.dist_coeffs[4] == 0.0
+    assert "k3 fixed" in got.distortion_model
+    assert _border_error_px(free, camera) > 100.0      # today's defect
+    err = _border_error_px(got, camera)
+    assert err < 0.3 * _border_error_px(free, camera)
+    # the reported uncertainty is of the size of the real error (not 0.1 px RMS)
+    assert 0.3 * err < got.edge_uncertainty_px < 3.0 * err
+    warnings = got.warnings()
+    assert any("k3 fixed" in w for w in warnings) and any("uncertain" in w for w in warnings)
+    assert "WARNING" in got.summary()
+
+
+def test_well_spread_views_keep_the_full_model_and_a_small_edge_uncertainty(calibrated,
+                                                                           synthetic_views):
+    assert calibrated.distortion_model == "k1 k2 p1 p2 k3"
+    assert calibrated.edge_uncertainty_px < 2.0
+    assert _border_error_px(calibrated, synthetic_views.camera) < 3.0
+    assert calibrated.warnings() == []
+
+
+def test_a_board_seen_only_at_the_centre_is_refused():
+    board, _, images = _far_views((1500, 1800), 0.05, n=10)
+    with pytest.raises(CalibrationError, match=r"covered only \d+ % of the image"):
+        calibrate_from_images(images, board)

@@ -46,6 +46,22 @@ def test_json_keeps_coverage_and_names(tmp_path, calibration):
     assert loaded.board == {"name": "charuco_7x5_30mm"}
 
 
+def test_json_keeps_the_lens_model_and_edge_uncertainty(tmp_path, calibration):
+    from dataclasses import replace
+
+    limited = replace(calibration, distortion_model="k1 k2 p1 p2 (k3 fixed at 0: board "
+                      "corners in 31 % of the image, < 60 %)", edge_uncertainty_px=12.5)
+    loaded = load_calibration(save_calibration(limited, tmp_path / "cam.json"))
+    assert loaded.distortion_model == limited.distortion_model
+    assert loaded.edge_uncertainty_px == 12.5
+    assert any("k3 fixed" in w for w in loaded.warnings())
+    data = json.loads((tmp_path / "cam.json").read_text())
+    data["edge_uncertainty_px"] = -3
+    (tmp_path / "bad.json").write_text(json.dumps(data))
+    with pytest.raises(CalibrationError, match="edge_uncertainty_px"):
+        load_calibration(tmp_path / "bad.json")
+
+
 def test_yaml_is_readable_by_plain_filestorage(tmp_path, calibration):
     path = save_calibration(calibration, tmp_path / "cam.yaml")
     fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
