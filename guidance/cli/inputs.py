@@ -20,6 +20,8 @@ from models.patient.case import Case
 
 #: The CASE value that selects the built-in phantom.
 PHANTOM = "phantom"
+#: What "have: ..." lists for a case without structures.
+NO_STRUCTURES = "none (the case has no structures: import its RTSTRUCT with the CT)"
 
 
 def load_case_spec(spec: str | Path) -> Case:

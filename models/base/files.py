@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,46 @@ check the path
     except json.JSONDecodeError as exc:
         raise error(f"{what} {path}: not valid JSON at line {exc.lineno} column {exc.colno} "
                     f"({exc.msg}); fix the syntax there{tail}") from exc
+
+
+def output_folder(path: str | Path, *, what: str = "--out") -> Path:
+    """Create (if needed) and check a folder the program will write to, before any work.
+
+    Raises
+    ------
+    InputError
+        The folder cannot be created or written; one line naming it and why.
+
+    Examples
+    --------
+    >>> output_folder("/proc/no/such/folder")
+    Traceback (most recent call last):
+    ...
+    models.base.errors.InputError: --out /proc/no/such/folder: cannot create the folder \
+(No such file or directory); choose a writable folder
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{what} {path}: exists and is not a folder; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{what} {path}: cannot create the folder "
+                         f"({exc.strerror or exc}); choose a writable folder") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"{what} {path}: folder is not writable; choose a writable folder")
+    return path
+
+
+def output_file(path: str | Path, *, what: str = "--out",
+                suffixes: tuple[str, ...] = ()) -> Path:
+    """Check a file the program will write, before any work: its type (``suffixes``, e.g.
+    ``(".json", ".yaml")``; empty = any) and a writable folder (created if needed)."""
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise InputError(f"{what} {path}: unknown file type {path.suffix or '(none)'!r}; use "
+                         f"{', '.join(suffixes)}")
+    if path.is_dir():
+        raise InputError(f"{what} {path}: is a folder; give a file name")
+    output_folder(path.parent if str(path.parent) else Path("."), what=what)
+    return path

@@ -20,9 +20,10 @@ from calibration.boards import DEFAULT_BOARD, BoardSpec, board_from_values, load
 from calibration.errors import CalibrationError
 from calibration.handeye import METHODS, calibrate_hand_eye
 from calibration.intrinsics import IntrinsicsOptions, calibrate_from_images
-from calibration.io import save_calibration
+from calibration.io import JSON_SUFFIXES, OPENCV_SUFFIXES, save_calibration
 from calibration.pivot import pivot_calibration
 from calibration.pose_files import load_poses
+from models.base.files import output_file
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cam.add_argument("--squares", metavar="CxR", help="board squares, columns x rows (7x5)")
     cam.add_argument("--square-mm", type=float, metavar="S", help="square side, mm")
     cam.add_argument("--marker-mm", type=float, metavar="M", help="marker side, mm")
-    cam.add_argument("--dictionary", default="DICT_5X5_100", metavar="NAME",
-                     help="ArUco dictionary (default DICT_5X5_100)")
+    cam.add_argument("--dictionary", metavar="NAME",
+                     help="ArUco dictionary of a --squares board (default DICT_5X5_100; a "
+                          "named --board carries its own)")
     cam.add_argument("--legacy-pattern", action="store_true",
                      help="board printed by OpenCV < 4.6 (even row count)")
     cam.add_argument("--out", type=Path, required=True, metavar="CALIB.json",
@@ -100,6 +102,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def board_from_args(args: argparse.Namespace) -> BoardSpec:
     """The board named by ``--board`` or described by ``--squares/--square-mm/--marker-mm``."""
     given = [args.squares, args.square_mm, args.marker_mm]
+    if args.dictionary is not None and all(v is None for v in given):
+        raise CalibrationError("--dictionary applies only to a board given with --squares/"
+                               "--square-mm/--marker-mm; a named --board carries its own "
+                               "dictionary")
     if any(v is not None for v in given):
         if args.board:
             raise CalibrationError("give either --board or --squares/--square-mm/--marker-mm, "
@@ -107,7 +113,8 @@ def board_from_args(args: argparse.Namespace) -> BoardSpec:
         if any(v is None for v in given):
             raise CalibrationError("--squares, --square-mm and --marker-mm must be given "
                                    "together")
-        return board_from_values(args.squares, args.square_mm, args.marker_mm, args.dictionary,
+        return board_from_values(args.squares, args.square_mm, args.marker_mm,
+                                 args.dictionary or "DICT_5X5_100",
                                  legacy_pattern=args.legacy_pattern)
     return load_board(args.board or DEFAULT_BOARD)
 
@@ -172,6 +179,7 @@ def frames_from_camera(index: int, max_frames: int,
 
 def run_camera(args: argparse.Namespace) -> int:
     """Calibrate intrinsics and write the calibration file."""
+    output_file(args.out, suffixes=JSON_SUFFIXES + OPENCV_SUFFIXES)   # before the work
     board = board_from_args(args)
     if args.images is not None:
         frames = images_from_dir(args.images)
@@ -199,6 +207,8 @@ def run_camera(args: argparse.Namespace) -> int:
 
 def run_pivot(args: argparse.Namespace) -> int:
     """Pivot-calibrate from a pose file."""
+    if args.out:
+        output_file(args.out, suffixes=(".json",))
     poses = load_poses(args.poses, field=args.field)
     result = pivot_calibration(poses, inlier_mm=args.inlier_mm,
                                min_rotation_spread_deg=args.min_spread_deg,
@@ -226,6 +236,8 @@ def run_pivot(args: argparse.Namespace) -> int:
 
 def run_hand_eye(args: argparse.Namespace) -> int:
     """Hand-eye calibrate from paired poses."""
+    if args.out:
+        output_file(args.out, suffixes=(".json",))
     grip = load_poses(args.poses, field="base_from_gripper")
     cam = load_poses(args.poses, field="camera_from_target")
     if args.eye_to_hand:

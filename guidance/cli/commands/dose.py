@@ -17,8 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
-from guidance.cli.inputs import PHANTOM, add_beam_arguments, load_case_spec, read_transform_file
+from guidance.cli.inputs import (
+    NO_STRUCTURES,
+    PHANTOM,
+    add_beam_arguments,
+    load_case_spec,
+    read_transform_file,
+)
 from models.base.errors import InputError
+from models.base.files import output_folder
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +118,7 @@ def run_case(args: argparse.Namespace) -> int:
 
     beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
     default_library().validate(beam)
+    output_folder(args.out)
     case = load_case_spec(args.case)
     if args.pose is not None:
         pose = read_transform_file(args.pose, "patient_from_applicator", option="--pose")
@@ -123,7 +131,7 @@ def run_case(args: argparse.Namespace) -> int:
                          "a planned pose)")
     if args.target not in case.structures:
         raise InputError(f"--target {args.target!r}: no such structure; have: "
-                         f"{', '.join(sorted(case.structures))}")
+                         f"{', '.join(sorted(case.structures)) or NO_STRUCTURES}")
     spec = PlanSpec(machine=beam.machine, energy_mev=beam.energy_mev,
                     applicator_diameter_mm=beam.applicator_diameter_mm,
                     bevel_deg=beam.bevel_deg, prescription_gy=args.prescription,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from models.base.errors import InputError
+from models.base.files import output_folder
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from guidance.cli.inputs import load_case_spec
     from models.dicom.rt_export import export_case, resolve_plan
 
+    output_folder(args.out)
     case = load_case_spec(args.case)
     overrides = {"machine": args.machine, "energy_mev": args.energy,
                  "applicator_diameter_mm": args.applicator, "bevel_deg": args.bevel,

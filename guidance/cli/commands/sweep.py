@@ -18,6 +18,7 @@ from pathlib import Path
 
 from guidance.cli.inputs import PHANTOM, add_beam_arguments, load_case_spec, read_transform_file
 from models.base.errors import InputError
+from models.base.files import output_folder
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
                            samples=args.samples, seed=args.seed,
                            prescription_gy=args.prescription, grid_mm=args.grid)
     jobs = _jobs(args)
+    output_folder(args.out)
     with _client(args) as client:
         summaries = {name: _sweep_one(spec, plan_file, beam, options, args, client,
                                       args.out / name if len(jobs) > 1 else args.out)
