@@ -55,9 +55,8 @@ def test_calibrate_does_not_ignore_a_dictionary_without_squares(tmp_path, capsys
 
 def test_target_on_a_case_without_structures_says_so(tmp_path, capsys, monkeypatch) -> None:
     from guidance.cli import inputs
-    from models.patient.phantom import make_phantom
-
     from models.patient.case import Case
+    from models.patient.phantom import make_phantom
 
     phantom = make_phantom(spacing_mm=(4.0, 4.0, 5.0))
     bare = Case(ct=phantom.ct, structures={})     # a CT imported without its RTSTRUCT
