@@ -10,6 +10,7 @@ packages=(
   libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-randr0  # PyQt5 xcb platform
   libgl1 libegl1        # VTK rendering (Mesa)
   dicom3tools           # dciodvfy: validates exported DICOM-RT in tests
+  poppler-utils         # pdftoppm/pdftotext: the tests render the treatment record PDF
 )
 python_bin="${1:-python3}"
 if ! "$python_bin" -c "import ensurepip, venv" >/dev/null 2>&1; then

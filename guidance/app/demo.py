@@ -33,6 +33,12 @@ from calibration.undistort import undistorter_for
 from guidance.loop.guidance_loop import FrameResult, GuidanceLoop, LoopOptions
 from guidance.record.report import write_report
 from guidance.record.session_log import SessionLog, session_log_path
+from guidance.record.treatment_report import (
+    CoverageRow,
+    ReportContent,
+    person_name,
+    write_pdf,
+)
 from guidance.registration.fiducials import FiducialRegistration
 from guidance.registration.pointer import PointerRegistration
 from guidance.render.overlay import OverlayRenderer, OverlayStatus
@@ -325,8 +331,44 @@ def _write_outputs(run: _Run, options: DemoOptions, out: Path, *, loop_s: float,
     colors = {name: s.color_rgb for name, s in run.case.structures.items()}
     report = write_report(out / "report.html", summary=summary, dvhs=dvhs, images=run.images,
                           warnings=track.warnings, colors=colors)
+    write_pdf(_record(run, summary, dvhs, colors), out / "report.pdf")
     return DemoResult(summary=summary, out_dir=out, images=run.images,
                       video=(out / "demo.mp4") if options.video else None, report=report)
+
+def _record(run: _Run, summary: dict, dvhs: dict[str, DVH],
+            colors: dict[str, tuple[int, int, int]]) -> ReportContent:
+    """The demo's treatment record (report.pdf): the numbers it has in hand."""
+    dose = run.track.dose
+    beam: dict[str, object] = {"machine": run.beam.machine, "energy_mev": run.beam.energy_mev,
+                               "applicator_diameter_mm": run.beam.applicator_diameter_mm,
+                               "bevel_deg": run.beam.bevel_deg,
+                               "prescription_gy": summary["beam.prescription_gy"]}
+    if dose is not None:
+        beam.update(mu=round(float(dose.mu), 1), output_factor=round(dose.output_factor, 4))
+    rows = [CoverageRow(name, metric, float(getattr(d.metrics, metric)))
+            for name, d in dvhs.items()
+            for metric in (("v90_percent", "d90_gy", "dmin_gy") if name == TARGET
+                           else ("dmax_gy", "d2_gy"))]
+    shown = run.images[:: max(1, len(run.images) // 4)][:4]
+    return ReportContent(
+        title="IORT guidance demo — treatment record (simulated)",
+        patient={"Patient": person_name(run.case.patient_name),
+                 "Patient ID": run.case.patient_id or "—",
+                 "Session": run.session_path.name},
+        beam=beam, mu_estimated=bool(dose is not None and dose.mu_estimated),
+        confirmed=[{"time": "end of run",
+                    "distance_to_plan_mm": summary.get("applicator.position_error_mm"),
+                    "angle_to_plan_deg": summary.get("applicator.angle_error_deg"),
+                    "user": "simulated"}] if dose is not None else [],
+        registration={k.split(".", 1)[1]: v for k, v in summary.items()
+                      if k.startswith("registration.")},
+        dvh_curves={n: (d.dose_edges_gy, d.cumulative_percent) for n, d in dvhs.items()},
+        dvh_colors=colors, prescription_gy=float(summary["beam.prescription_gy"]),
+        coverage=rows, images=shown, warnings=list(run.track.warnings),
+        notes=["Simulated procedure on the built-in phantom: the pose errors are against the "
+               "simulation's truth. Not a clinical record."],
+        versions={k: str(v) for k, v in summary.get("versions", {}).items()})
+
 
 def _target_error_px(camera_matrix: np.ndarray, camera_from_patient: np.ndarray,
                      true_camera_from_patient: np.ndarray, point_lps: np.ndarray) -> float:

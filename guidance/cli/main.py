@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "dose",
     "run",
     "sweep",
+    "report",
 )
 
 #: Exceptions that are the user's input being wrong rather than a defect of the program.

@@ -88,15 +88,23 @@ def nice_step(span: float, *, ticks: int = 5) -> float:
     return float(10.0 * base)
 
 
-def dvh_axes(size: tuple[int, int], max_dose_gy: float, *, legend_px: int = 0) -> DvhAxes:
+def dvh_axes(size: tuple[int, int], max_dose_gy: float, *, legend_px: int = 0,
+             font_scale: float = SCREEN.font_scale) -> DvhAxes:
     """Layout of a DVH plot of ``size`` (width, height) px up to ``max_dose_gy``;
-    ``legend_px`` keeps that many pixels free on the right for the legend."""
+    ``legend_px`` keeps that many pixels free on the right for the legend; the margins
+    grow with the text (``font_scale`` of the style)."""
     width, height = (int(v) for v in size)
     top_dose = max(float(max_dose_gy), 1e-6)
     step = nice_step(top_dose, ticks=6)
     ticks = tuple(round(k * step, 10) for k in range(int(top_dose / step + 1e-9) + 1))
-    return DvhAxes(left=48, right=width - 12 - legend_px, top=12, bottom=height - 30,
-                   max_dose_gy=top_dose, dose_ticks_gy=ticks)
+    return DvhAxes(left=int(30 + 40 * font_scale), right=width - 12 - legend_px, top=12,
+                   bottom=height - int(17 + 29 * font_scale), max_dose_gy=top_dose,
+                   dose_ticks_gy=ticks)
+
+
+def legend_width_px(names, style: PlotStyle) -> int:
+    """Pixels the legend of ``names`` takes right of the plot."""
+    return 12 + int(20 * style.font_scale) * max((len(n) for n in names), default=0)
 
 
 def render_dvh_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -130,9 +138,9 @@ def render_dvh_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
     width, height = (int(v) for v in size)
     img = np.empty((height, width, 3), np.uint8)
     img[:] = style.background
-    legend_px = 12 + 9 * max((len(n) for n in curves), default=0) if legend else 0
+    legend_px = legend_width_px(curves, style) if legend else 0
     top_dose = max_dose_gy or max((float(e[-1]) for e, _ in curves.values()), default=1.0)
-    axes = dvh_axes(size, top_dose, legend_px=legend_px)
+    axes = dvh_axes(size, top_dose, legend_px=legend_px, font_scale=style.font_scale)
     _draw_grid(img, axes, style)
     for name, (dose_gy, lower, upper) in (bands or {}).items():
         color = np.array(colors.get(name, (255, 255, 255)), np.float64)
@@ -147,7 +155,7 @@ def render_dvh_plot(curves: Mapping[str, tuple[np.ndarray, np.ndarray]],
         color = tuple(int(c) for c in colors.get(name, (255, 255, 255)))
         cv2.polylines(img, [axes.xy(edges, percent)], False, color, 2, cv2.LINE_AA)
         if legend:
-            y = axes.top + 10 + 18 * n
+            y = axes.top + 10 + int(40 * style.font_scale) * n
             cv2.line(img, (axes.right + 10, y - 4), (axes.right + 26, y - 4), color, 3)
             cv2.putText(img, name, (axes.right + 30, y), cv2.FONT_HERSHEY_SIMPLEX,
                         style.font_scale, style.text, 1, cv2.LINE_AA)
@@ -164,7 +172,7 @@ def _draw_grid(img: np.ndarray, axes: DvhAxes, style: PlotStyle) -> None:
     for dose in axes.dose_ticks_gy:
         x = int(axes.xy(np.array([dose]), np.zeros(1))[0, 0])
         cv2.line(img, (x, axes.bottom), (x, axes.bottom + 4), style.text, 1)
-        cv2.putText(img, f"{dose:g}", (x - 8, axes.bottom + 16), font, scale * 0.8,
+        cv2.putText(img, f"{dose:g}", (x - 8, axes.bottom + int(36 * scale)), font, scale * 0.8,
                     style.text, 1, cv2.LINE_AA)
     cv2.putText(img, "Gy", (axes.right - 18, img.shape[0] - 4), font, scale, style.text, 1,
                 cv2.LINE_AA)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -21,6 +21,7 @@ from models.base.errors import InputError
 from models.base.transforms import transform_difference
 from models.base.validation import as_positive
 from models.evaluation.dvh import (
+    DVH,
     DoseMetrics,
     split_by_dose_grid,
     structure_bounds_mm,
@@ -279,11 +280,8 @@ class DoseService:
 
     def _add_metrics(self, update: DoseUpdate) -> DoseUpdate:
         start = time.perf_counter()
-        inside, outside = split_by_dose_grid(update.dose, self._bounds)
-        dvhs = structure_dvhs(update.dose, self.case.ct, self.case.structures, names=inside,
-                              prescription_gy=update.beam.prescription_gy,
-                              isodose_percent=update.beam.isodose_percent, bin_width_gy=0.1,
-                              oversample=self.dvh_oversample)
+        dvhs, outside = evaluate_dose(self.case, update.dose, update.beam, self._bounds,
+                                      oversample=self.dvh_oversample)
         return replace(update, metrics={n: d.metrics for n, d in dvhs.items()},
                        curves={n: (d.dose_edges_gy, d.cumulative_percent)
                                for n, d in dvhs.items()},
@@ -295,6 +293,23 @@ class DoseService:
             self._stop = True
             self._wake.notify_all()
         self._thread.join(timeout_s)
+
+
+def evaluate_dose(case: Case, dose: Volume, beam: BeamChoice,
+                  bounds: Mapping[str, tuple[np.ndarray, np.ndarray] | None], *,
+                  oversample: int | None = 1) -> tuple[dict[str, DVH], tuple[str, ...]]:
+    """The DVHs the monitor shows and logs for a dose (0.1 Gy bins, on the CT grid).
+
+    ``bounds`` = :func:`models.evaluation.dvh.structure_bounds_mm` of the structures to
+    evaluate; returns their DVHs and the names entirely outside the dose grid (0 Gy). The
+    one rule, so a recomputation (e.g. for the treatment record) gives the logged numbers.
+    """
+    inside, outside = split_by_dose_grid(dose, bounds)
+    dvhs = structure_dvhs(dose, case.ct, case.structures, names=inside,
+                          prescription_gy=beam.prescription_gy,
+                          isodose_percent=beam.isodose_percent, bin_width_gy=0.1,
+                          oversample=oversample)
+    return dvhs, tuple(outside)
 
 
 def beam_options(machine: str = "mobetron") -> BeamOptions:
@@ -316,13 +331,25 @@ def electron_dose_function(machine: str = "mobetron", *, grid_mm: float = 2.0,
     rescales the last result). The shielding disc (``BeamChoice.disc`` = material) sits
     ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm.
     """
+    compute = electron_dose_results(machine, grid_mm=grid_mm, disc_depth_mm=disc_depth_mm)
+
+    def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
+        return compute(case, patient_from_applicator, beam).dose
+
+    return dose_fn
+
+
+def electron_dose_results(machine: str = "mobetron", *, grid_mm: float = 2.0,
+                          disc_depth_mm: float = 30.0):
+    """As :func:`electron_dose_function`, returning the engine's whole
+    :class:`models.dose.electron.DoseResult` (dose, MU, output factor, estimated flag)."""
     from models.beams.library import ElectronBeam
     from models.dose.electron import ShieldingDisc
     from models.dose.engine import ElectronDoseEngine
 
     engines: dict[int, ElectronDoseEngine] = {}
 
-    def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
+    def compute(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice):
         engine = engines.get(id(case.ct))
         if engine is None:
             engines.clear()
@@ -332,11 +359,10 @@ def electron_dose_function(machine: str = "mobetron", *, grid_mm: float = 2.0,
             disc = ShieldingDisc(material=beam.disc,
                                  diameter_mm=beam.applicator_diameter_mm + 20.0,
                                  depth_mm=disc_depth_mm)
-        result = engine.compute(
+        return engine.compute(
             patient_from_applicator,
             ElectronBeam(machine, beam.energy_mev, beam.applicator_diameter_mm, beam.bevel_deg),
             prescription_gy=beam.prescription_gy, isodose_percent=beam.isodose_percent,
             disc=disc)
-        return result.dose
 
-    return dose_fn
+    return compute

@@ -29,6 +29,7 @@ def test_outputs_written(demo_run) -> None:
     assert (out / "demo.mp4").stat().st_size > 10_000
     html = (out / "report.html").read_text()
     assert "V90" in html and 'src="data:image/png;base64,' in html
+    assert (out / "report.pdf").read_bytes()[:5] == b"%PDF-"
     summary = json.loads((out / "summary.json").read_text())
     for key in ("registration.fre_mm", "registration.tre_mm", "applicator.position_error_mm",
                 "applicator.angle_error_deg", "dose.target_v90_percent", "timing.frames",

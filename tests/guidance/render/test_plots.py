@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from guidance.render.plots import PRINT, dvh_axes, render_dvh_plot
+from guidance.render.plots import PRINT, dvh_axes, legend_width_px, render_dvh_plot
 
 
 def test_dvh_plot_draws_curves() -> None:
@@ -28,7 +28,8 @@ def test_dvh_plot_legend_and_print_style() -> None:
                           {"CTV": (230, 40, 40), "bowel": (40, 160, 40)}, size=(480, 260),
                           legend=True, style=PRINT)
     assert tuple(img[2, 2]) == PRINT.background
-    axes = dvh_axes((480, 260), 12.0, legend_px=12 + 9 * len("bowel"))
+    axes = dvh_axes((480, 260), 12.0, legend_px=legend_width_px(["CTV", "bowel"], PRINT),
+                    font_scale=PRINT.font_scale)
     x, y = axes.xy(np.array([6.0]), np.array([50.0]))[0]
     patch = img[y - 2:y + 3, x - 2:x + 3]
     assert np.all(patch == (230, 40, 40), axis=2).any()

@@ -1,0 +1,88 @@
+"""``iort report SESSION --pdf OUT.pdf``: the treatment record of a recorded session.
+
+Reads the session log (registration, confirmations with beam and coverage, warnings,
+overrides). With ``--case`` the dose of the last confirmed pose is recomputed for the DVH
+(and checked against the logged coverage).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+from guidance.cli.inputs import load_case_spec
+from models.base.errors import InputError
+from models.base.files import output_file
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``report`` subcommand."""
+    parser = subparsers.add_parser(
+        "report", help="treatment record (PDF) of a recorded session",
+        description="Write the treatment record of a session log as PDF: case, beam and MU, "
+                    "confirmed pose, registration, DVH and coverage, warnings and overrides, "
+                    "signature block.")
+    parser.add_argument("session", type=Path, metavar="SESSION", help="a session log (.sqlite)")
+    parser.add_argument("--pdf", type=Path, required=True, metavar="OUT.pdf",
+                        help="the PDF to write")
+    parser.add_argument("--case", metavar="CASE",
+                        help="the session's case ('phantom', a case or DICOM folder): "
+                             "recomputes the confirmed dose for the DVH")
+    parser.add_argument("--machine", default="liac",
+                        help="machine of the session's beam when the log does not name it "
+                             "(default liac)")
+    parser.add_argument("--target", default="CTV", metavar="NAME",
+                        help="target structure (default CTV)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the session, optionally recompute the DVH, write the PDF."""
+    from guidance.record.session_report import content_from_session
+    from guidance.record.treatment_report import person_name, write_pdf
+
+    output_file(args.pdf, what="--pdf", suffixes=(".pdf",))
+    if not args.session.is_file():
+        raise InputError(f"SESSION {args.session}: file not found; give a session log "
+                         f"written by iort run or iort demo")
+    dvh_fn = colors = patient = None
+    if args.case is not None:
+        case = load_case_spec(args.case)
+        dvh_fn = _dvh_function(case, args.machine)
+        colors = {n: s.color_rgb for n, s in case.structures.items()}
+        patient = {"Patient": person_name(case.patient_name),
+                   "Patient ID": case.patient_id or "—"}
+    content = content_from_session(args.session, target=args.target, dvh_fn=dvh_fn,
+                                   colors=colors, patient=patient)
+    write_pdf(content, args.pdf)
+    for note in content.notes:
+        print(note)
+    print(f"wrote {args.pdf}")
+    return 0
+
+
+def _dvh_function(case, default_machine: str):
+    """Recompute a confirmed pose's DVHs the way the monitor computed them."""
+    from guidance.treatment.dose_service import (
+        HIDDEN_ROI_TYPES,
+        BeamChoice,
+        electron_dose_results,
+        evaluate_dose,
+    )
+    from models.evaluation.dvh import structure_bounds_mm
+
+    bounds = {n: structure_bounds_mm(case.ct, s.mask) for n, s in case.structures.items()
+              if s.roi_type not in HIDDEN_ROI_TYPES}
+    known = {f.name for f in fields(BeamChoice)}
+
+    def dvh_fn(pose, beam):
+        choice = BeamChoice(**{k: v for k, v in beam.items() if k in known})
+        machine = str(beam.get("machine", default_machine))
+        result = electron_dose_results(machine)(case, pose, choice)
+        extras = {"machine": machine, "mu": round(float(result.mu), 1),
+                  "output_factor": round(float(result.output_factor), 4),
+                  "mu_estimated": bool(result.mu_estimated)}
+        return evaluate_dose(case, result.dose, choice, bounds)[0], extras
+
+    return dvh_fn

@@ -1,0 +1,147 @@
+"""What a recorded session says, as the content of its treatment record.
+
+:func:`content_from_session` reads a session log (registrations, confirmations with their
+beam and coverage, warnings, overrides) into a
+:class:`~guidance.record.treatment_report.ReportContent`. With the case at hand
+(``dose_fn``) the dose of the last confirmed pose is recomputed for the DVH, and the
+recomputed coverage is checked against the logged one (the record says if they differ).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from guidance.record.session_log import SessionEvent, SessionLog
+from guidance.record.treatment_report import CoverageRow, ReportContent
+from models.evaluation.dvh import DVH
+
+#: Metrics tabulated for the target and for the other structures.
+TARGET_METRICS = ("v90_percent", "d90_gy", "dmin_gy")
+ORGAN_METRICS = ("dmax_gy", "d2_gy", "dmean_gy")
+
+#: ``dvh_fn(patient_from_applicator, beam_payload) -> ({name: DVH}, beam extras)``: recomputes
+#: the DVHs; the extras (machine, MU, output factor, ``mu_estimated``) join the beam table.
+DvhFunction = Callable[[np.ndarray, Mapping[str, object]],
+                       tuple[Mapping[str, DVH], Mapping[str, object]]]
+
+
+def _time(event: SessionEvent) -> str:
+    return _dt.datetime.fromtimestamp(event.t_unix_s, _dt.UTC).strftime("%H:%M:%S UTC")
+
+
+def _registration(events: list[SessionEvent]) -> dict[str, object]:
+    regs = [e for e in events if e.kind == "registration"]
+    if not regs:
+        return {}
+    accepted = [e for e in regs if e.payload.get("accepted")]
+    reg = (accepted or regs)[-1].payload
+    out: dict[str, object] = {"method": reg.get("method"), "accepted": reg.get("accepted"),
+                              "fre_mm": reg.get("fre_mm"),
+                              "tre_predicted_mm": reg.get("tre_predicted_mm"),
+                              "attempts": len(regs)}
+    for name, value in sorted((reg.get("residuals_mm") or {}).items()):
+        out[f"residual {name} (mm)"] = value
+    return out
+
+
+def _coverage_rows(coverage: Mapping[str, Mapping[str, float]], target: str
+                   ) -> list[CoverageRow]:
+    rows = []
+    others = sorted(n for n in coverage if n != target)
+    names = [target, *others] if target in coverage else others
+    for name in names:
+        metrics = TARGET_METRICS if name == target else ORGAN_METRICS
+        for metric in metrics:
+            value = coverage[name].get(metric)
+            if value is not None:
+                rows.append(CoverageRow(name, metric, float(value)))
+    return rows
+
+
+def _overrides(events: list[SessionEvent]) -> list[str]:
+    out = []
+    for e in events:
+        reason = e.payload.get("override_reason") or e.payload.get("reason")
+        if e.kind in ("action", "confirmed_pose") and reason:
+            out.append(f"{_time(e)}: {e.payload.get('action', 'confirm')} — reason: {reason}")
+    return out
+
+
+def _warnings(events: list[SessionEvent]) -> list[str]:
+    counts: dict[str, int] = {}
+    for e in events:
+        if e.kind == "warning":
+            message = str(e.payload.get("message", ""))
+            counts[message] = counts.get(message, 0) + 1
+    return [m if n == 1 else f"{m} (x{n})" for m, n in counts.items()]
+
+
+def content_from_session(path: str | Path, *, target: str = "CTV",
+                         dvh_fn: DvhFunction | None = None,
+                         colors: Mapping[str, tuple[int, int, int]] | None = None,
+                         patient: Mapping[str, str] | None = None) -> ReportContent:
+    """Report content of the session log at ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        A session log (read-only; a damaged log raises InputError naming it).
+    target : str
+        Target structure (first in the coverage table).
+    dvh_fn : callable(patient_from_applicator, beam) -> ({name: DVH}, extras), optional
+        Recomputes the DVHs (and MU) of the last confirmed pose (needs the case).
+    colors : mapping name -> RGB, optional
+        DVH curve colours.
+    patient : mapping label -> text, optional
+        Patient lines (name, ID) when the caller knows them; the log holds only the case
+        identifier.
+    """
+    with SessionLog.open(path, readonly=True) as slog:
+        meta = slog.meta()
+        events = slog.events()
+    confirms = [e for e in events if e.kind == "confirmed_pose"]
+    last = confirms[-1].payload if confirms else None
+    beam = dict(last["beam"]) if last else {}
+    notes: list[str] = []
+    rows = _coverage_rows(last["coverage"], target) if last else []
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if last is not None and dvh_fn is not None:
+        dvhs, extras = dvh_fn(np.asarray(last["patient_from_applicator"], float), beam)
+        beam.update(extras)
+        curves = {n: (d.dose_edges_gy, d.cumulative_percent) for n, d in dvhs.items()}
+        notes += _recomputed_differs(last["coverage"], dvhs)
+    elif last is not None:
+        notes.append("DVH and monitor units not shown: give the case to recompute the "
+                     "confirmed dose.")
+    info = {"Case": meta.get("case_id", "") or "—", "Session": Path(path).name,
+            "Started": _dt.datetime.fromtimestamp(float(meta.get("created_unix_s", 0)),
+                                                  _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    return ReportContent(
+        patient={**(patient or {}), **info}, beam=beam,
+        mu_estimated=bool(beam.get("mu_estimated", False)),
+        confirmed=[{**{k: c.payload.get(k) for k in ("distance_to_plan_mm",
+                                                      "angle_to_plan_deg", "user",
+                                                      "override_reason")},
+                    "time": _time(c)} for c in confirms],
+        registration=_registration(events), dvh_curves=curves, dvh_colors=dict(colors or {}),
+        prescription_gy=beam.get("prescription_gy"), coverage=rows,
+        warnings=_warnings(events), overrides=_overrides(events), notes=notes,
+        versions={"schema": meta.get("schema_version", "?")})
+
+
+def _recomputed_differs(logged: Mapping[str, Mapping[str, float]],
+                        dvhs: Mapping[str, DVH]) -> list[str]:
+    """Notes for every logged coverage number the recomputation does not reproduce."""
+    out = []
+    for name, dvh in dvhs.items():
+        for metric in ("v90_percent", "dmax_gy"):
+            was = logged.get(name, {}).get(metric)
+            now = getattr(dvh.metrics, metric)
+            if was is not None and not np.isclose(was, now, rtol=1e-6, atol=1e-6):
+                out.append(f"recomputed {name} {metric} {now:.3f} differs from the logged "
+                           f"{was:.3f}")
+    return out

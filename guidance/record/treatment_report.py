@@ -1,0 +1,280 @@
+"""The treatment record as a PDF a physicist signs (reportlab, no display needed).
+
+:class:`ReportContent` holds what the record says, in human terms; it is filled from a
+recorded session (:func:`content_from_session`) or by a program that has the numbers in
+hand (the demo), and :func:`write_pdf` lays it out: patient and case, beam and monitor
+units (an estimated output factor is flagged on the page), the confirmed pose and its
+distance to the plan, registration quality, the DVH (the monitor's plot,
+:func:`guidance.render.plots.render_dvh_plot`) with the coverage and organ-dose table
+against the limits, screenshots, warnings and overrides with their reasons, versions, and a
+signature block.
+
+reportlab draws the PDF directly (pure Python, no browser or display): chosen over
+weasyprint, which needs Pango/Cairo system libraries and an HTML detour.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from guidance.render.plots import PRINT, render_dvh_plot
+from models.base.errors import InputError
+
+#: Human labels of the beam and coverage keys the session log uses.
+LABELS: dict[str, str] = {
+    "machine": "Machine", "energy_mev": "Energy (MeV)",
+    "applicator_diameter_mm": "Applicator diameter (mm)", "applicator_mm": "Applicator (mm)",
+    "bevel_deg": "Bevel (deg)", "disc": "Shielding disc", "bolus_mm": "Bolus (mm)",
+    "prescription_gy": "Prescription (Gy)", "isodose_percent": "Prescription isodose (%)",
+    "mu": "Monitor units", "output_factor": "Output factor",
+    "v90_percent": "V90 (%)", "d90_gy": "D90 (Gy)", "dmax_gy": "Dmax (Gy)",
+    "d2_gy": "D2 (Gy)", "dmean_gy": "Dmean (Gy)", "dmin_gy": "Dmin (Gy)",
+    "fre_mm": "FRE (mm)", "tre_predicted_mm": "Predicted TRE (mm)",
+    "tre_mm": "TRE measured (mm)", "fiducials": "Fiducials", "method": "Method",
+    "accepted": "Accepted", "attempts": "Attempts",
+}
+#: Decimals of the numbers that are not shown with two.
+DIGITS: dict[str, int] = {"mu": 1, "output_factor": 3, "energy_mev": 0, "bevel_deg": 0,
+                          "applicator_diameter_mm": 0, "isodose_percent": 0}
+
+
+def label(key: str) -> str:
+    """The human label of a key (the key with spaces when it has none)."""
+    return LABELS.get(key, key.replace("_", " "))
+
+
+@dataclass(frozen=True)
+class CoverageRow:
+    """One line of the coverage table: a structure's metric against its limit.
+
+    ``limit`` None = no limit; ``passed`` None = not judged.
+    """
+
+    structure: str
+    metric: str
+    value: float
+    limit: str = ""
+    passed: bool | None = None
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    """What the treatment record says (every field optional but the title).
+
+    Attributes
+    ----------
+    title : str
+    patient : mapping label -> text
+        Name, ID, case, session.
+    beam : mapping key -> value
+        Machine, energy, applicator, bevel, disc, bolus, prescription, MU (keys of
+        :data:`LABELS`).
+    mu_estimated : bool
+        The output factor behind the MU is an estimate (printed in red, "not for
+        treatment").
+    confirmed : list of mapping
+        Each confirmation: time, distance/angle to the plan, user, override reason.
+    registration : mapping key -> value
+        Method, FRE, predicted TRE, accepted, per-fiducial residuals.
+    dvh_curves : mapping name -> (dose_edges_gy, cumulative_percent)
+    dvh_colors : mapping name -> RGB
+    coverage : list of CoverageRow
+    images : list of Path
+        Screenshots (AR, slices) to include.
+    warnings : list of str
+    overrides : list of str
+    notes : list of str
+        Anything else the reader must know (e.g. what could not be recomputed).
+    versions : mapping name -> version
+    """
+
+    title: str = "IORT treatment record"
+    patient: Mapping[str, str] = field(default_factory=dict)
+    beam: Mapping[str, object] = field(default_factory=dict)
+    mu_estimated: bool = False
+    confirmed: Sequence[Mapping[str, object]] = ()
+    registration: Mapping[str, object] = field(default_factory=dict)
+    dvh_curves: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    dvh_colors: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
+    prescription_gy: float | None = None
+    coverage: Sequence[CoverageRow] = ()
+    images: Sequence[Path] = ()
+    warnings: Sequence[str] = ()
+    overrides: Sequence[str] = ()
+    notes: Sequence[str] = ()
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+
+def _text(value: object, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "—" if not math.isfinite(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def person_name(dicom_pn: str) -> str:
+    """A DICOM person name (``Family^Given^Middle``) as people write it on paper.
+
+    >>> person_name("Doe^Jane"), person_name("Phantom^Abdomen"), person_name("")
+    ('Doe, Jane', 'Phantom, Abdomen', '—')
+    """
+    parts = [p for p in str(dicom_pn).split("^") if p]
+    if not parts:
+        return "—"
+    return parts[0] if len(parts) == 1 else f"{parts[0]}, {' '.join(parts[1:])}"
+
+
+def _dvh_png(content: ReportContent) -> bytes | None:
+    if not content.dvh_curves:
+        return None
+    rgb = render_dvh_plot(content.dvh_curves, content.dvh_colors, size=(1000, 520),
+                          legend=True, style=replace(PRINT, font_scale=0.8),
+                          prescription_gy=content.prescription_gy)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return png.tobytes() if ok else None
+
+
+def _styles():
+    from reportlab.lib import colors
+    from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
+
+    sheet = getSampleStyleSheet()
+    return {"title": sheet["Title"], "h2": sheet["Heading2"], "body": sheet["BodyText"],
+            "warn": ParagraphStyle("warn", parent=sheet["BodyText"], textColor=colors.red),
+            "small": ParagraphStyle("small", parent=sheet["BodyText"], fontSize=8,
+                                    textColor=colors.grey)}
+
+
+def _table(rows: Sequence[Sequence[str]], *, header: bool = True, widths=None):
+    from reportlab.lib import colors
+    from reportlab.platypus import Table, TableStyle
+
+    table = Table([list(r) for r in rows], colWidths=widths, hAlign="LEFT")
+    style = [("GRID", (0, 0), (-1, -1), 0.4, colors.grey),
+             ("FONTSIZE", (0, 0), (-1, -1), 9), ("VALIGN", (0, 0), (-1, -1), "TOP")]
+    if header:
+        style += [("BACKGROUND", (0, 0), (-1, 0), colors.lightgrey),
+                  ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold")]
+    table.setStyle(TableStyle(style))
+    return table
+
+
+def _image(data: bytes | Path, width_pt: float):
+    from reportlab.platypus import Image
+
+    source = io.BytesIO(data) if isinstance(data, bytes) else str(data)
+    image = Image(source)
+    scale = width_pt / image.imageWidth
+    image.drawWidth, image.drawHeight = width_pt, image.imageHeight * scale
+    return image
+
+
+def _beam_section(content: ReportContent, st) -> list:
+    from reportlab.platypus import Paragraph
+
+    out = [Paragraph("Beam and monitor units", st["h2"])]
+    order = list(LABELS)
+    keys = sorted(content.beam, key=lambda k: order.index(k) if k in order else len(order))
+    out.append(_table([(label(k), _text(content.beam[k], DIGITS.get(k, 2))) for k in keys
+                       if k != "mu_estimated"], header=False))
+    if content.mu_estimated:
+        out.append(Paragraph("ESTIMATED output factor: the monitor units are not measured "
+                             "and are not for treatment until the beam data are "
+                             "commissioned.", st["warn"]))
+    return out
+
+
+def _confirm_section(content: ReportContent, st) -> list:
+    from reportlab.platypus import Paragraph
+
+    out = [Paragraph("Confirmed applicator pose", st["h2"])]
+    if not content.confirmed:
+        return [*out, Paragraph("No pose was confirmed in this session.", st["warn"])]
+    rows = [("#", "time", "to plan (mm)", "to plan (deg)", "by", "override reason")]
+    for n, c in enumerate(content.confirmed, 1):
+        rows.append((str(n), _text(c.get("time")), _text(c.get("distance_to_plan_mm")),
+                     _text(c.get("angle_to_plan_deg")), _text(c.get("user") or "—"),
+                     _text(c.get("override_reason") or "—")))
+    return [*out, _table(rows)]
+
+
+def _coverage_section(content: ReportContent, st, width_pt: float) -> list:
+    from reportlab.platypus import KeepTogether, Paragraph
+
+    heading = Paragraph("Dose-volume histogram and coverage", st["h2"])
+    png = _dvh_png(content)
+    if png is None:
+        out = [heading, Paragraph("No DVH in this record (no dose was recomputed).",
+                                  st["body"])]
+    else:
+        out = [KeepTogether([heading, _image(png, width_pt)])]
+    if content.coverage:
+        rows = [("structure", "metric", "value", "limit", "within limit")]
+        rows += [(r.structure, label(r.metric), _text(r.value), r.limit or "—",
+                  "—" if r.passed is None else ("yes" if r.passed else "NO"))
+                 for r in content.coverage]
+        out.append(_table(rows))
+    return out
+
+
+def _signature_block(st) -> list:
+    from reportlab.platypus import Paragraph
+
+    rows = [("role", "name", "signature", "date")] + [
+        (role, "", "", "") for role in ("Medical physicist", "Radiation oncologist",
+                                        "Surgeon")]
+    return [Paragraph("Signatures", st["h2"]), _table(rows, widths=(130, 130, 150, 80))]
+
+
+def write_pdf(content: ReportContent, path: str | Path) -> Path:
+    """Write the treatment record as a PDF (A4); returns the path.
+
+    Raises
+    ------
+    InputError
+        The file cannot be written.
+    """
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer
+
+    path = Path(path)
+    st = _styles()
+    width_pt = A4[0] - 36 * mm
+    story = [Paragraph(content.title, st["title"])]
+    story.append(_table([(k, v) for k, v in content.patient.items()], header=False))
+    story += [Paragraph(f"WARNING: {w}", st["warn"]) for w in content.warnings]
+    story += _beam_section(content, st) + _confirm_section(content, st)
+    if content.registration:
+        story += [Paragraph("Registration", st["h2"]), _table(
+            [(label(k), _text(v)) for k, v in content.registration.items()], header=False)]
+    story += _coverage_section(content, st, width_pt)
+    if content.overrides:
+        story.append(Paragraph("Overrides", st["h2"]))
+        story += [Paragraph(o, st["warn"]) for o in content.overrides]
+    if content.images:
+        story.append(Paragraph("Screenshots", st["h2"]))
+        story += [_image(p, width_pt / 2) for p in content.images]
+    story += [Paragraph(n, st["body"]) for n in content.notes]
+    story += _signature_block(st)
+    created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    versions = ", ".join(f"{k} {v}" for k, v in content.versions.items())
+    story += [Spacer(1, 6 * mm), Paragraph(f"Generated {created}. {versions}", st["small"])]
+    try:
+        SimpleDocTemplate(str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm,
+                          topMargin=15 * mm, bottomMargin=15 * mm,
+                          title=content.title).build(story)
+    except OSError as exc:
+        raise InputError(f"report {path}: cannot write ({exc.strerror or exc})") from exc
+    return path
