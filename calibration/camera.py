@@ -19,6 +19,10 @@ from calibration.validation import as_array, as_camera_matrix, as_image_size
 
 #: Distortion vector lengths OpenCV accepts.
 DIST_LENGTHS = (4, 5, 8, 12, 14)
+#: Largest |distortion coefficient| accepted; real lenses (rational model included) stay far below.
+MAX_ABS_DIST_COEFF = 1000.0
+#: Largest |skew| of the camera matrix as a fraction of fx (OpenCV calibrates skew = 0).
+MAX_SKEW_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -160,9 +164,10 @@ def validate_calibration(calibration: CameraCalibration, *,
     """Check a calibration for internal consistency; return it unchanged or raise.
 
     Checks: intrinsic matrix shape/positivity, finite values everywhere, a distortion
-    vector of an OpenCV length, a positive image size with the principal point inside the
-    image, a focal length plausible for that image (0.1 to 20 image widths), a
-    non-negative RMS.
+    vector of an OpenCV length with every coefficient within :data:`MAX_ABS_DIST_COEFF`, a
+    skew within :data:`MAX_SKEW_FRACTION` of fx, a positive image size with the principal
+    point inside the image, a focal length plausible for that image (0.1 to 20 image
+    widths), a non-negative RMS.
 
     Raises
     ------
@@ -182,6 +187,13 @@ def validate_calibration(calibration: CameraCalibration, *,
         raise fail(str(exc)) from exc
     if dist.size not in DIST_LENGTHS:
         raise fail(f"dist_coeffs has {dist.size} values; OpenCV uses 4, 5, 8, 12 or 14")
+    if np.any(np.abs(dist) > MAX_ABS_DIST_COEFF):
+        worst = int(np.argmax(np.abs(dist)))
+        raise fail(f"dist_coeffs[{worst}] = {dist[worst]:g} is beyond +-{MAX_ABS_DIST_COEFF:g} "
+                   "(no real lens)")
+    if abs(k[0, 1]) > MAX_SKEW_FRACTION * k[0, 0]:
+        raise fail(f"camera_matrix skew [0][1] = {k[0, 1]:g} px is beyond "
+                   f"{MAX_SKEW_FRACTION:g} x fx")
     if not (0 <= k[0, 2] < width and 0 <= k[1, 2] < height):
         raise fail(f"principal point ({k[0, 2]:.1f}, {k[1, 2]:.1f}) px lies outside the image "
                    f"size {width}x{height} (wrong image_size?)")

@@ -27,14 +27,21 @@ import datetime as _dt
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import cv2
 import numpy as np
+from pydantic import Field
 
-from calibration.camera import CameraCalibration, check_frame_size, validate_calibration
+from calibration.camera import (
+    MAX_ABS_DIST_COEFF,
+    CameraCalibration,
+    check_frame_size,
+    validate_calibration,
+)
 from calibration.errors import CalibrationError
 from models.base.files import read_json_file
+from models.base.schema import FileSchema, bounded, check_file
 
 FORMAT_NAME = "iort-camera-calibration"
 FORMAT_VERSION = 1
@@ -43,6 +50,34 @@ OPENCV_SUFFIXES = (".yaml", ".yml", ".xml")
 _REQUIRED_JSON = ("camera_matrix", "dist_coeffs", "image_size", "rms_px", "per_view_px")
 _REQUIRED_CV = ("camera_matrix", "distortion_coefficients", "image_width", "image_height",
                 "avg_reprojection_error")
+
+
+_Coefficient = Annotated[float, bounded(-MAX_ABS_DIST_COEFF, MAX_ABS_DIST_COEFF,
+                                         "distortion coefficient", low_inclusive=True)]
+_MatrixEntry = Annotated[float, bounded(-1e6, 1e6, "camera matrix entry (px)",
+                                        low_inclusive=True)]
+_ErrorPx = Annotated[float, bounded(0.0, 1e4, "reprojection error (px)", low_inclusive=True)]
+
+
+class CalibrationFile(FileSchema):
+    """Schema of the JSON calibration file: types, units and ranges of every field.
+
+    Shapes and the consistency of the intrinsics with ``image_size`` are checked by
+    :func:`calibration.camera.validate_calibration` (shared with the YAML/XML reader).
+    """
+
+    format: Literal["iort-camera-calibration"] = FORMAT_NAME
+    version: int = Field(FORMAT_VERSION, ge=1, le=FORMAT_VERSION, strict=True)
+    image_size: list[Any]
+    camera_matrix: list[list[_MatrixEntry]]
+    dist_coeffs: list[_Coefficient]
+    rms_px: float = bounded(0.0, 1e3, "RMS reprojection error (px)", low_inclusive=True)
+    per_view_px: list[_ErrorPx]
+    intrinsics_std_px: list[float | None] | None = None
+    coverage_percent: float | None = bounded(0.0, 100.0, "board coverage of the image (%)",
+                                             low_inclusive=True, default=None)
+    view_names: list[str] = Field(default_factory=list)
+    board: dict[str, Any] | None = None
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -82,7 +117,11 @@ def from_json_dict(data: Any, *, source: str = "calibration") -> CameraCalibrati
                                f"camera calibration written by 'iort calibrate camera'?")
     if data.get("format", FORMAT_NAME) != FORMAT_NAME:
         raise CalibrationError(f"{source}: format {data['format']!r} is not {FORMAT_NAME!r}")
-    if int(data.get("version", FORMAT_VERSION)) > FORMAT_VERSION:
+    version = data.get("version", FORMAT_VERSION)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CalibrationError(f"{source}: field version must be a whole number (the file "
+                               f"format version, {FORMAT_VERSION}), got {version!r}")
+    if version > FORMAT_VERSION:
         raise CalibrationError(f"{source}: version {data['version']} is newer than this program "
                                f"reads ({FORMAT_VERSION}); update iort-guidance")
     fields: dict[str, Any] = {}
@@ -97,6 +136,8 @@ def from_json_dict(data: Any, *, source: str = "calibration") -> CameraCalibrati
             raise CalibrationError(f"{source}: field {key} must hold numbers ({exc})") from exc
     if isinstance(data["rms_px"], bool) or not isinstance(data["rms_px"], int | float):
         raise CalibrationError(f"{source}: field rms_px must be a number, got {data['rms_px']!r}")
+    check_file(CalibrationFile, data, source=source, error=CalibrationError,
+               hint="re-run 'iort calibrate camera' or fix the file")
     std = data.get("intrinsics_std_px")
     coverage = data.get("coverage_percent")
     calibration = CameraCalibration(

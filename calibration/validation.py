@@ -27,11 +27,15 @@ def as_positive(value: Any, *, name: str, allow_zero: bool = False) -> float:
     return _base.as_positive(value, name=name, allow_zero=allow_zero, error=CalibrationError)
 
 
+#: Largest translation (mm) of a tracked pose: 100 m is beyond any tracker's volume.
+MAX_TRANSLATION_MM = 1e5
+
+
 def as_transforms(value: Any, *, name: str, atol: float = 1e-4) -> np.ndarray:
     """Return an (N, 4, 4) float64 stack of rigid transforms (a single 4x4 becomes N=1).
 
-    The rotation blocks must be orthonormal with determinant +1 within ``atol`` and the
-    last rows ``[0, 0, 0, 1]``.
+    The rotation blocks must be orthonormal with determinant +1 within ``atol``, the
+    last rows ``[0, 0, 0, 1]`` and the translations within :data:`MAX_TRANSLATION_MM`.
     """
     arr = as_array(value, name=name)
     if arr.shape == (4, 4):
@@ -49,6 +53,10 @@ def as_transforms(value: Any, *, name: str, atol: float = 1e-4) -> np.ndarray:
                                f"(is it a rigid transform in mm?)")
     if np.any(np.linalg.det(rot) < 0):
         raise CalibrationError(f"{name}: a rotation block is a reflection (det < 0)")
+    far = np.flatnonzero(np.abs(arr[:, :3, 3]).max(axis=1) > MAX_TRANSLATION_MM)
+    if far.size:
+        raise CalibrationError(f"{name}[{far[0]}]: translation {arr[far[0], :3, 3].tolist()} "
+                               f"is beyond {MAX_TRANSLATION_MM:g} mm (are the units mm?)")
     return arr
 
 

@@ -16,14 +16,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
+from pydantic import Field
 
 from assets import asset_path
 from models.base.errors import InputError
 from models.base.files import read_json_file
+from models.base.schema import FileSchema, bounded, check_file
 
 #: Names of the tools shipped in ``assets/tools``.
 BUILTIN_TOOLS: tuple[str, ...] = ("reference", "pointer", "applicator")
@@ -112,6 +114,33 @@ class ToolDefinition:
         return cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, self.dictionary))
 
 
+_ToolCoordinate = Annotated[float, bounded(-1000.0, 1000.0, "coordinate in the tool frame (mm)",
+                                            low_inclusive=True)]
+_TransformEntry = Annotated[float, bounded(-1e4, 1e4, "transform entry (mm or cosine)",
+                                           low_inclusive=True)]
+
+
+class _MarkerFile(FileSchema):
+    id: int = Field(strict=True)
+    size_mm: float = Field(strict=True, allow_inf_nan=False)
+    corners_mm: list[list[_ToolCoordinate]]
+
+
+class ToolFile(FileSchema):
+    """Schema of a tool file (``assets/tools/*.json``): types and coordinate ranges (mm).
+
+    Marker ids against the dictionary, marker sizes, square corners and a rigid
+    ``tool_from_applicator`` are checked by :func:`tool_from_dict` itself.
+    """
+
+    name: str
+    dictionary: str
+    markers: list[_MarkerFile] = Field(min_length=1)
+    tip_mm: list[_ToolCoordinate] | None = None
+    tool_from_applicator: list[list[_TransformEntry]] | None = None
+    description: str = ""
+
+
 def _field(data: Mapping[str, Any], key: str, source: str) -> Any:
     if key not in data:
         raise InputError(f"{source}: missing field '{key}'; see assets/tools/reference.json "
@@ -151,6 +180,8 @@ def tool_from_dict(data: Mapping[str, Any], *, source: str = "tool definition") 
     raw_markers = _field(data, "markers", source)
     if not isinstance(raw_markers, list) or not raw_markers:
         raise InputError(f"{source}: field 'markers' must be a non-empty list")
+    check_file(ToolFile, dict(data), source=source,
+               hint="see assets/tools/reference.json for the format")
     markers = []
     for k, raw in enumerate(raw_markers):
         where = f"{source}: markers[{k}]"

@@ -55,7 +55,8 @@ def read_json_file(path: str | Path, *, what: str, error: type[InputError] = Inp
     ------
     InputError
         (``error``) The file is missing or unreadable, not UTF-8, not valid JSON (message
-        with line and column) or holds NaN/Infinity (not valid JSON numbers).
+        with line and column), nested too deeply to parse, or holds NaN/Infinity (not
+        valid JSON numbers).
 
     Examples
     --------
@@ -83,6 +84,9 @@ check the path
     except _NonFiniteConstant as exc:
         raise error(f"{what} {path}: contains {exc.name}, which is not a valid JSON number; "
                     f"write finite numbers{tail}") from None
+    except RecursionError:
+        raise error(f"{what} {path}: nested too deeply to be a {what}; check that this is "
+                    f"the right file{tail}") from None
     except json.JSONDecodeError as exc:
         raise error(f"{what} {path}: not valid JSON at line {exc.lineno} column {exc.colno} "
                     f"({exc.msg}); fix the syntax there{tail}") from exc

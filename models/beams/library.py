@@ -24,12 +24,15 @@ import logging
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from assets import asset_path
 from models.base.errors import InputError
 from models.base.files import read_json_file
+from models.base.schema import FileSchema, bounded, check_file
 from models.beams.depth_dose import DepthDosePoints, build_depth_dose
 
 log = logging.getLogger(__name__)
@@ -234,6 +237,50 @@ def _match(value: float, choices: tuple[float, ...], *, what: str, unit: str) ->
     raise InputError(f"unknown {what}: {value!r} {unit}; choose one of: {listed} {unit}")
 
 
+_Energy = Annotated[float, bounded(0.0, 50.0, "nominal energy (MeV)")]
+_Diameter = Annotated[float, bounded(0.0, 300.0, "applicator diameter (mm)")]
+_Bevel = Annotated[float, bounded(0.0, 90.0, "bevel angle (deg)", low_inclusive=True)]
+
+
+class _SpreadFile(FileSchema):
+    sigma0_mm: float = bounded(0.0, 50.0, "pencil spread at the applicator end (mm)")
+    sigma_theta_rad: float = bounded(0.0, 1.0, "rms angular spread (rad)")
+    scattering_energy_mev: float = bounded(0.0, 100.0, "scattering energy Es (MeV)")
+
+
+class _OutputFactorRow(FileSchema):
+    energy_mev: _Energy
+    diameter_mm: _Diameter
+    bevel_deg: _Bevel
+    factor: float = bounded(0.0, 10.0, "output factor relative to the reference applicator")
+
+
+class _OutputFactorsFile(FileSchema):
+    provenance: str | dict[str, Any] = ""
+    table: list[_OutputFactorRow] = Field(default_factory=list)
+
+
+class MachineFile(FileSchema):
+    """Schema of a machine file (``assets/beams/<machine>.json``): units and ranges.
+
+    The depth-dose entries are checked when their curves are built.
+    """
+
+    machine: str = Field(min_length=1)
+    provenance: str
+    description: str = ""
+    energies_mev: list[_Energy] = Field(min_length=1)
+    applicator_diameters_mm: list[_Diameter] = Field(min_length=1)
+    bevels_deg: list[_Bevel] = Field(min_length=1)
+    reference_applicator_mm: float = bounded(0.0, 300.0, "reference applicator diameter (mm)")
+    virtual_source_distance_mm: float = bounded(0.0, 10_000.0, "virtual source distance (mm)")
+    reference_output_cgy_per_mu: float = bounded(
+        0.0, 100.0, "reference output at dmax, reference applicator on water (cGy/MU)")
+    lateral_spread: _SpreadFile
+    depth_dose: dict[str, dict[str, Any]]
+    output_factors: _OutputFactorsFile = _OutputFactorsFile()
+
+
 def _read_json(path: Path) -> dict:
     raw = read_json_file(path, what="beam data file")
     if not isinstance(raw, dict):
@@ -251,6 +298,7 @@ def _parse_machine(raw: dict, path: Path) -> MachineData:
     """Build :class:`MachineData` from one parsed JSON file, checking every field."""
     from models.beams.depth_dose import analyse_depth_dose
 
+    check_file(MachineFile, raw, source=f"beam data file {path}")
     name = str(_field(raw, "machine", path))
     spread_raw = _field(raw, "lateral_spread", path)
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from models.base.errors import InputError
 from models.dicom.common import read_dataset
-from models.dicom.rtstruct import read_rtstruct
+from models.dicom.rtstruct import check_structure_set_header, read_rtstruct
 from models.dicom.series import read_series, scan_folder, select_series
 from models.patient.case import Case
 
@@ -90,8 +90,11 @@ def _read_case(root: Path, series_uid: str | None, resample: bool, progress: boo
     for path in scan.structure_sets:
         ds = read_dataset(path)
         try:  # pydicom parses sequences lazily: damage shows up only on access
+            check_structure_set_header(ds, str(path))
             frames = getattr(ds, "ReferencedFrameOfReferenceSequence", None) or []
             frame = str(getattr(frames[0], "FrameOfReferenceUID", "")) if frames else ""
+        except InputError:
+            raise
         except Exception as exc:  # malformed attributes surface as many exception types
             raise InputError(f"{path}: malformed RTSTRUCT ({type(exc).__name__}: {exc})"
                              ) from exc

@@ -12,8 +12,17 @@ Reading (:func:`read_rtstruct`)
     ``CLOSED_PLANAR`` contours are rasterised on the image grid with the **even-odd rule**
     applied to all contours of an ROI on one slice together, so holes and several islands
     per slice come out right; a voxel is inside when its centre is. ``POINT`` contours
-    become fiducials (ROIs with only points). Contours off the image grid (more than half
-    a slice away from every slice plane) are skipped with a warning.
+    become fiducials (ROIs with only points; a marker is one point, an ROI with several
+    points is refused rather than averaged). Contours off the image grid (more than half a
+    slice away from every slice plane) are skipped with a warning; a contour repeated on
+    the same slice is read once (with a warning) instead of erasing itself by the even-odd
+    rule; an ROI that encloses no voxel centre is left out (with a warning), so a target
+    drawn off the image is missing rather than present and empty.
+
+    Refused (:class:`models.base.errors.InputError` naming file and tag): a Modality
+    (0008,0060) other than RTSTRUCT, a SOP Class UID (0008,0016) other than RT Structure
+    Set Storage, and a structure set whose ROIContourSequence (3006,0039) is empty or
+    missing (a damaged or truncated export would otherwise import as "no structures").
 """
 
 from __future__ import annotations
@@ -322,11 +331,39 @@ def read_rtstruct(source: str | Path | Dataset, reference: Volume, *,
         raise InputError(f"{name}: malformed RTSTRUCT ({type(exc).__name__}: {exc})") from exc
 
 
+def check_structure_set_header(ds: Dataset, name: str) -> None:
+    """Refuse a file that is not, or no longer, a usable RT Structure Set.
+
+    Parameters
+    ----------
+    ds : pydicom.Dataset
+        The file's dataset.
+    name : str
+        File name for the message.
+
+    Raises
+    ------
+    InputError
+        Modality (0008,0060) is not RTSTRUCT, SOP Class UID (0008,0016) is another class,
+        or ROIContourSequence (3006,0039) is empty or missing.
+    """
+    modality = str(getattr(ds, "Modality", "") or "")
+    sop_class = str(getattr(ds, "SOPClassUID", "") or "")
+    if modality != "RTSTRUCT":
+        raise InputError(f"{name}: not an RT Structure Set: Modality (0008,0060) is "
+                         f"{modality!r}, expected 'RTSTRUCT'; re-export the structure set")
+    if sop_class and sop_class != RT_STRUCTURE_SET_STORAGE:
+        raise InputError(f"{name}: not an RT Structure Set: SOP Class UID (0008,0016) is "
+                         f"{sop_class}, expected {RT_STRUCTURE_SET_STORAGE}")
+    declared = len(getattr(ds, "StructureSetROISequence", None) or [])
+    if not (getattr(ds, "ROIContourSequence", None) or []):
+        raise InputError(f"{name}: ROIContourSequence (3006,0039) is empty or missing "
+                         f"({declared} ROI(s) declared in StructureSetROISequence (3006,0020)):"
+                         " the structure set is damaged or truncated; re-export it")
+
+
 def _read_rtstruct(ds: Dataset, reference: Volume, name: str, tol: float) -> StructureSet:
-    if getattr(ds, "Modality", "") != "RTSTRUCT" and \
-            str(getattr(ds, "SOPClassUID", "")) != RT_STRUCTURE_SET_STORAGE:
-        raise InputError(f"{name}: not an RT Structure Set (Modality "
-                         f"{getattr(ds, 'Modality', '?')!r})")
+    check_structure_set_header(ds, name)
     out = StructureSet(label=str(getattr(ds, "StructureSetLabel", "")))
     _read_references(ds, out)
     names = _roi_names(ds, out)
@@ -344,10 +381,14 @@ def _read_rtstruct(ds: Dataset, reference: Volume, name: str, tol: float) -> Str
             mask = np.zeros(reference.shape, dtype=bool)
             for k, polys in per_slice.items():
                 mask[k] = contours_to_mask(polys, reference.shape[1:])
-            out.structures[roi_name] = Structure(roi_name, mask, color,
-                                                 types.get(number, "") or "ORGAN")
+            if mask.any():
+                out.structures[roi_name] = Structure(roi_name, mask, color,
+                                                     types.get(number, "") or "ORGAN")
+            else:
+                out.warnings.append(f"ROI {roi_name!r}: its contours enclose no voxel centre "
+                                    "of the image (drawn off the image?); left out")
         elif points:
-            out.fiducials_lps[roi_name] = np.concatenate(points).mean(axis=0)
+            out.fiducials_lps[roi_name] = _single_point(points, roi_name, name)
         elif not skipped:
             out.warnings.append(f"ROI {roi_name!r} has no contours")
     for warning in out.warnings:
@@ -384,6 +425,16 @@ def _roi_color(roi_contour: Dataset) -> tuple[int, ...]:
     return color if len(color) == 3 else (255, 0, 0)
 
 
+def _single_point(points: list[np.ndarray], roi_name: str, name: str) -> np.ndarray:
+    """The one point of a marker ROI; several points are refused, never averaged."""
+    stacked = np.concatenate(points)
+    if len(stacked) != 1:
+        raise InputError(f"{name}: ROI {roi_name!r}: POINT contour(s) in ContourSequence "
+                         f"(3006,0040) hold {len(stacked)} points; a marker is one point: "
+                         "fix the structure set")
+    return stacked[0]
+
+
 def _contour_points_lps(contour: Dataset, roi_name: str, name: str) -> np.ndarray:
     data = _float_array(contour, "ContourData")
     if data.size == 0 or data.size % 3:
@@ -402,6 +453,8 @@ def _roi_contours(roi_contour: Dataset, roi_name: str, reference: Volume, name: 
     per_slice: dict[int, list[np.ndarray]] = {}
     points: list[np.ndarray] = []
     skipped = 0
+    seen: set[bytes] = set()
+    repeated = 0
     for contour in getattr(roi_contour, "ContourSequence", []):
         lps = _contour_points_lps(contour, roi_name, name)
         kind = str(getattr(contour, "ContourGeometricType", "CLOSED_PLANAR")).strip()
@@ -417,8 +470,16 @@ def _roi_contours(roi_contour: Dataset, roi_name: str, reference: Volume, name: 
         if k < 0 or k >= nk or np.ptp(ijk[:, 2]) > 0.5:
             skipped += 1
             continue
+        key = np.round(lps, 3).tobytes()  # the micrometre precision of the file
+        if key in seen:  # a repeat would cancel its twin under the even-odd rule
+            repeated += 1
+            continue
+        seen.add(key)
         if abs(k_float - k) > tol:
             log.warning("%s: ROI %s contour lies %.2f slices off slice %d", name, roi_name,
                         k_float - k, k)
         per_slice.setdefault(k, []).append(ijk[:, :2])
+    if repeated:
+        log.warning("%s: ROI %s: %d contour(s) repeated on the same slice were read once",
+                    name, roi_name, repeated)
     return per_slice, points, skipped

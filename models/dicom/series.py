@@ -20,7 +20,21 @@ colour images, missing geometry tags, mixed orientation / size / pixel spacing, 
 positions, missing slices (a gap of >= 2 slice spacings), non-uniform spacing (unless
 ``resample=True``: then linear interpolation onto a uniform grid, with a warning), gantry
 tilt / sheared stacks (positions not along the normal), truncated pixel data, undecodable
-transfer syntaxes.
+transfer syntaxes, and whatever would give silently wrong values or geometry:
+
+* Pixel Data (7FE0,0010) whose length differs from Rows x Columns x BitsAllocated/8 (a
+  Rows/Columns lie shears the image), or a volume above :data:`MAX_VOXELS` -- both checked
+  from the headers before any pixel is read or allocated;
+* RescaleSlope (0028,1053) / RescaleIntercept (0028,1052) missing on a CT slice (Type 1),
+  present on some slices only, not of VR DS (a patched VR turns "-1024" into 12589), slope
+  not positive, or beyond :data:`CT_MAX_SLOPE` / :data:`CT_MAX_INTERCEPT` for CT;
+* PatientID, StudyInstanceUID or FrameOfReferenceUID differing between slices of a series;
+* a file that may be a slice of the chosen series but cannot be read: an empty ``.dcm``
+  file, or a file cut inside its SeriesInstanceUID (what is left is the start of the
+  series' UID); a dropped end slice leaves no gap to detect.
+
+Files without the DICM preamble are parsed only when they start like a DICOM data set
+(group 0002 or 0008), so a large foreign file costs one 132-byte read.
 """
 
 from __future__ import annotations
@@ -38,7 +52,7 @@ from pydicom.uid import UID
 from tqdm import tqdm
 
 from models.base.errors import InputError
-from models.dicom.common import IMAGE_SOP_CLASSES
+from models.dicom.common import IMAGE_SOP_CLASSES, RT_STRUCTURE_SET_STORAGE
 from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -51,6 +65,20 @@ POSITION_TOL_MM = 0.01
 SPACING_REL_TOL = 0.01
 
 _DEFER = 16 * 1024  # bytes: larger values (pixel data) are read only when needed
+#: Largest volume imported (voxels); 2**30 float32 voxels are 4 GiB.
+MAX_VOXELS = 2 ** 30
+#: CT rescale bounds: HU = stored * slope + intercept with 0 < slope <= this ...
+CT_MAX_SLOPE = 100.0
+#: ... and |intercept| <= this (HU).
+CT_MAX_INTERCEPT = 10_000.0
+#: Rescale bounds for other modalities (MR, PET intensities).
+OTHER_MAX_RESCALE = 1e10
+#: Attributes every slice of one series must share, with their tags.
+SAME_IN_SERIES = (("PatientID", "(0010,0020)"), ("StudyInstanceUID", "(0020,000D)"),
+                  ("FrameOfReferenceUID", "(0020,0052)"))
+_RESCALE_TAGS = {"RescaleSlope": "(0028,1053)", "RescaleIntercept": "(0028,1052)"}
+_DICOM_SUFFIXES = {"", ".dcm", ".dicom", ".ima"}
+_PIXEL_DATA = 0x7FE00010
 _NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
                     "1.2.840.10008.1.2.1.99"}
 _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
@@ -143,13 +171,21 @@ def _iter_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file())
 
 
-def _looks_like_dicom(path: Path) -> bool:
+def _sniff(path: Path) -> tuple[bool, bool]:
+    """(has the DICM preamble, may be a DICOM data set at all) from the first 132 bytes.
+
+    A file without the preamble is worth a forced parse only when it starts with a tag of
+    group 0002 or 0008 (little or big endian), as ACR-NEMA style files do.
+    """
     try:
         with path.open("rb") as handle:
             head = handle.read(132)
     except OSError:
-        return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+        return False, False
+    if len(head) == 132 and head[128:132] == b"DICM":
+        return True, True
+    plausible = len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00", b"\x00\x08")
+    return False, plausible
 
 
 def _read_header(path: Path) -> Dataset:
@@ -187,7 +223,20 @@ def scan_folder(root: str | Path, *, progress: bool = False) -> FolderScan:
 
 def _classify(path: Path, scan: FolderScan) -> None:
     """Read one file's header and file it under series / structure sets / other / skipped."""
-    has_magic = _looks_like_dicom(path)
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = -1
+    if size == 0:
+        if path.suffix.lower() in _DICOM_SUFFIXES:  # an interrupted copy of a slice?
+            scan.unreadable.append((path, "empty file (0 bytes)", ""))
+        else:
+            scan.skipped += 1
+        return
+    has_magic, plausible = _sniff(path)
+    if not plausible:
+        scan.skipped += 1
+        return
     try:
         ds = _read_header(path)
         meta = getattr(ds, "file_meta", None)
@@ -195,6 +244,8 @@ def _classify(path: Path, scan: FolderScan) -> None:
                         getattr(meta, "MediaStorageSOPClassUID", "") or "")
         modality = str(getattr(ds, "Modality", "") or "")
         has_pixels = "PixelData" in ds
+        is_structure_set = (modality == "RTSTRUCT" or sop_class == RT_STRUCTURE_SET_STORAGE
+                            or "ROIContourSequence" in ds or "StructureSetROISequence" in ds)
         is_dicomdir = sop_class == _DICOMDIR_CLASS or "DirectoryRecordSequence" in ds
         series_uid = str(getattr(ds, "SeriesInstanceUID", "") or "")
         instance_uid = str(getattr(ds, "SOPInstanceUID", "") or "")
@@ -208,14 +259,14 @@ def _classify(path: Path, scan: FolderScan) -> None:
         scan.skipped += 1  # forced parse of a non-DICOM file
         return
     image_like = sop_class in IMAGE_SOP_CLASSES or modality in ("CT", "MR", "PT")
-    if has_magic and not has_pixels and (image_like or not modality) and not is_dicomdir:
+    if is_structure_set:  # even with a damaged Modality: the reader refuses it loudly
+        scan.structure_sets.append(path)
+    elif has_magic and not has_pixels and (image_like or not modality) and not is_dicomdir:
         what = "image without Pixel Data (7FE0,0010)" if image_like else \
             "no Modality (0008,0060)"
         scan.unreadable.append((path, f"incomplete DICOM file: {what}", series_uid))
     elif is_dicomdir:
         scan.other.append((path, "DICOMDIR"))
-    elif modality == "RTSTRUCT":
-        scan.structure_sets.append(path)
     elif has_pixels and modality != "RTDOSE":
         if not series_uid:
             scan.unreadable.append((path, "image without SeriesInstanceUID (0020,000E)", ""))
@@ -274,6 +325,84 @@ def _float_attr(ds: Dataset, keyword: str, path: Path, default: float) -> float:
     return out
 
 
+def _check_same_series(f: SliceFile, first: SliceFile) -> None:
+    """Refuse a slice of another patient, study or frame of reference than the first."""
+    for keyword, tag in SAME_IN_SERIES:
+        mine = str(f.dataset.get(keyword, "") or "").strip()
+        theirs = str(first.dataset.get(keyword, "") or "").strip()
+        if mine != theirs:
+            raise InputError(f"{f.path}: {keyword} {tag} {mine!r} differs from "
+                             f"{first.path.name} {theirs!r} in the same series; remove the "
+                             "foreign slice")
+
+
+def _check_pixel_length(f: SliceFile, rows: int, cols: int) -> None:
+    """Pixel Data length against Rows x Columns, from the header (nothing read yet)."""
+    ds = f.dataset
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or
+                 "1.2.840.10008.1.2")
+    bits = _int_attr(ds, "BitsAllocated", f.path)
+    raw = ds.get_item(_PIXEL_DATA)
+    if syntax not in _NATIVE_SYNTAXES or bits not in (8, 16, 32) or raw is None:
+        return  # encapsulated or packed: the decoder checks the shape
+    length = raw.length if getattr(raw, "value", None) is None else len(raw.value)
+    if length == 0xFFFFFFFF:
+        return
+    nbytes = rows * cols * bits // 8
+    if length < nbytes:
+        raise InputError(f"{f.path}: truncated pixel data (7FE0,0010): {length} of {nbytes} "
+                         f"bytes for Rows x Columns {rows}x{cols} (a cut file, or Rows "
+                         "(0028,0010) / Columns (0028,0011) is wrong)")
+    if length > nbytes + nbytes % 2:
+        raise InputError(f"{f.path}: Pixel Data (7FE0,0010) holds {length} bytes but Rows "
+                         f"(0028,0010) x Columns (0028,0011) = {rows}x{cols} at {bits} bits "
+                         f"needs {nbytes}: Rows or Columns is wrong (the image would be "
+                         "sheared); re-export the series")
+
+
+def _rescale_value(f: SliceFile, keyword: str, required: bool) -> float | None:
+    """RescaleSlope or RescaleIntercept of one slice, None when absent and optional."""
+    tag = _RESCALE_TAGS[keyword]
+    element = f.dataset[keyword] if keyword in f.dataset else None
+    if element is None or element.value is None or element.value == "":
+        if required:
+            raise InputError(f"{f.path}: missing {keyword} {tag} (Type 1 in a CT image): "
+                             "its HU would be wrong; re-export the series")
+        return None
+    if element.VR != "DS":
+        raise InputError(f"{f.path}: {keyword} {tag} has VR {element.VR}, not DS: "
+                         "the file is damaged; re-export the series")
+    return _float_attr(f.dataset, keyword, f.path, 0.0)
+
+
+def _rescales(files: list[SliceFile]) -> list[tuple[float, float]]:
+    """Validated (slope, intercept) per slice; see the module docstring for what is refused."""
+    ct = files[0].modality == "CT"
+    max_slope = CT_MAX_SLOPE if ct else OTHER_MAX_RESCALE
+    max_intercept = CT_MAX_INTERCEPT if ct else OTHER_MAX_RESCALE
+    out: list[tuple[float, float]] = []
+    present: dict[str, bool] = {}
+    for f in files:
+        values = {}
+        for keyword, default in (("RescaleSlope", 1.0), ("RescaleIntercept", 0.0)):
+            value = _rescale_value(f, keyword, ct)
+            here = value is not None
+            if present.setdefault(keyword, here) != here:
+                raise InputError(f"{f.path}: {keyword} {_RESCALE_TAGS[keyword]} is "
+                                 f"{'present' if here else 'missing'} here but not in "
+                                 f"{files[0].path.name}: values would be wrong on some slices")
+            values[keyword] = default if value is None else value
+        slope, intercept = values["RescaleSlope"], values["RescaleIntercept"]
+        if not 0.0 < slope <= max_slope:
+            raise InputError(f"{f.path}: RescaleSlope (0028,1053) {slope:g} is outside "
+                             f"(0, {max_slope:g}]; re-export the series")
+        if abs(intercept) > max_intercept:
+            raise InputError(f"{f.path}: RescaleIntercept (0028,1052) {intercept:g} is "
+                             f"outside +-{max_intercept:g}; re-export the series")
+        out.append((slope, intercept))
+    return out
+
+
 @dataclass(frozen=True)
 class _Geometry:
     row_dir: np.ndarray
@@ -328,6 +457,8 @@ def _series_geometry(files: list[SliceFile]) -> tuple[_Geometry, np.ndarray]:
             raise InputError(f"{f.path}: image size {rows}x{cols} differs from "
                              f"{first.path.name} {rows0}x{cols0}")
         positions[n] = _floats(f.dataset, "ImagePositionPatient", 3, f.path)
+        _check_same_series(f, first)
+        _check_pixel_length(f, rows, cols)
     normal = np.cross(row_dir, col_dir)
     return _Geometry(row_dir, col_dir, normal, ps0, rows0, cols0), positions
 
@@ -403,6 +534,9 @@ def _pixels(f: SliceFile, rows: int, cols: int) -> np.ndarray:
             if len(data) < nbytes:
                 raise InputError(f"{f.path}: truncated pixel data (7FE0,0010): {len(data)} of "
                                  f"{nbytes} bytes")
+            if len(data) > nbytes + nbytes % 2:
+                raise InputError(f"{f.path}: Pixel Data (7FE0,0010) holds {len(data)} bytes, "
+                                 f"Rows x Columns {rows}x{cols} needs {nbytes}")
             kind = ("i" if signed else "u") + str(bits // 8)
             order = ">" if syntax == "1.2.840.10008.1.2.2" else "<"
             arr = np.frombuffer(data, dtype=np.dtype(order + kind), count=rows * cols)
@@ -469,8 +603,14 @@ def _read_series(files: list[SliceFile], resample: bool, progress: bool) -> Imag
     files = [files[n] for n in order]
     positions = positions[order]
     spacing, notes, target = _slice_spacing(files, geom, positions, resample)
-
-    volume = _read_pixels(files, geom, progress)
+    voxels = len(files) * geom.rows * geom.cols
+    if voxels > MAX_VOXELS:
+        raise InputError(f"{files[0].path}: {len(files)} slices of Rows x Columns "
+                         f"{geom.rows}x{geom.cols} are {voxels} voxels, more than {MAX_VOXELS}"
+                         "; Rows (0028,0010) / Columns (0028,0011) are wrong or the series "
+                         "needs cropping")
+    rescales = _rescales(files)
+    volume = _read_pixels(files, geom, rescales, progress)
     instance_uids = [f.sop_instance_uid for f in files]
     if target is not None:
         d = positions @ geom.normal
@@ -490,15 +630,15 @@ def _read_series(files: list[SliceFile], resample: bool, progress: bool) -> Imag
         warnings=notes)
 
 
-def _read_pixels(files: list[SliceFile], geom: _Geometry, progress: bool) -> np.ndarray:
+def _read_pixels(files: list[SliceFile], geom: _Geometry,
+                 rescales: list[tuple[float, float]], progress: bool) -> np.ndarray:
     """Rescaled float32 pixel values of sorted slices, shape (nk, rows, cols)."""
     nk = len(files)
     volume = np.empty((nk, geom.rows, geom.cols), dtype=np.float32)
     for k, f in enumerate(tqdm(files, desc="reading slices", unit="slice",
                                disable=not progress, leave=False)):
         stored = _pixels(f, geom.rows, geom.cols)
-        slope = _float_attr(f.dataset, "RescaleSlope", f.path, 1.0)
-        intercept = _float_attr(f.dataset, "RescaleIntercept", f.path, 0.0)
+        slope, intercept = rescales[k]
         if slope == 1.0 and intercept == 0.0:
             volume[k] = stored
         elif slope == 1.0:
@@ -530,8 +670,9 @@ def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
     """The files of the requested series; InputError listing the choices if ambiguous.
 
     An unusable file blocks the import when it may belong to the chosen series (same
-    SeriesInstanceUID, or one that cannot be read): a missing slice at either end of a
-    stack could not be detected otherwise.
+    SeriesInstanceUID or a cut-off beginning of it, as a file cut inside that UID has, or
+    one that cannot be read): a missing slice at either end of a stack could not be
+    detected otherwise.
     """
     if not scan.series and not scan.unreadable:
         found = ", ".join(sorted({m for _, m in scan.other})) or "no DICOM objects"
@@ -544,7 +685,8 @@ def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
         raise InputError(f"{root}: {len(scan.series)} image series found, choose one with "
                          "--series UID: " + "; ".join(scan.describe_series()))
     chosen = series_uid if series_uid is not None else next(iter(scan.series), None)
-    blocking = [u for u in scan.unreadable if not u[2] or u[2] == chosen or chosen is None]
+    blocking = [u for u in scan.unreadable
+                if chosen is None or not u[2] or chosen.startswith(u[2])]
     if blocking:
         path, reason, _ = blocking[0]
         more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""

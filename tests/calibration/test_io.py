@@ -98,6 +98,15 @@ def _write_json(tmp_path, calibration, **changes):
     ({"rms_px": "low"}, r"rms_px must be a number"),
     ({"format": "something-else"}, r"format 'something-else'"),
     ({"intrinsics_std_px": [0.5, 0.5]}, r"intrinsics_std_px must be 4 non-negative numbers"),
+    ({"dist_coeffs": [1e30, 0, 0, 0, 0]}, r"field dist_coeffs\[0\]: .*less than or equal"),
+    ({"dist_coeffs": [0, 0, 0, 0, -1e308]}, r"field dist_coeffs\[4\]: .*greater than"),
+    ({"dist_coeffs": [0, 0, 0, 0, "NaN"]}, r"field dist_coeffs\[4\]: .*valid number"),
+    ({"camera_matrix": [[900, 1e308, 640], [0, 900, 360], [0, 0, 1]]},
+     r"field camera_matrix\[0\]\[1\]"),
+    ({"camera_matrix": [[900, 5000, 640], [0, 900, 360], [0, 0, 1]]}, r"skew"),
+    ({"rms_px": 1e308}, r"field rms_px"),
+    ({"version": None}, r"field version must be a whole number"),
+    ({"coverage_percent": 300}, r"field coverage_percent"),
 ])
 def test_malformed_json_names_file_and_field(tmp_path, calibration, changes, match):
     path = _write_json(tmp_path, calibration, **changes)
@@ -156,3 +165,16 @@ def test_live_loop_refuses_a_calibration_for_other_frames(tmp_path, calibration)
     with pytest.raises(CalibrationError, match=r"cam\.json: calibrated for 1280x720 px frames "
                                                r"but the camera delivers 1920x1080 px"):
         load_calibration_for_frames(path, np.zeros((1080, 1920, 3), np.uint8))
+
+
+def test_absurd_distortion_in_yaml_is_refused(tmp_path, calibration):
+    path = save_calibration(calibration, tmp_path / "cam.yaml")
+    fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_WRITE)
+    fs.write("image_width", 1280)
+    fs.write("image_height", 720)
+    fs.write("camera_matrix", np.asarray(calibration.camera_matrix, np.float64))
+    fs.write("distortion_coefficients", np.array([[0.1, 1e30, 0, 0, 0]]))
+    fs.write("avg_reprojection_error", 0.1)
+    fs.release()
+    with pytest.raises(CalibrationError, match=r"cam\.yaml: dist_coeffs\[1\] = 1e\+30"):
+        load_calibration(path)

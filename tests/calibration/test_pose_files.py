@@ -46,3 +46,12 @@ def test_bad_pose_files_name_the_problem(tmp_path, poses):
         load_poses(tmp_path / "short.csv")
     with pytest.raises(CalibrationError, match="not found"):
         load_poses(tmp_path / "none.json")
+
+
+@pytest.mark.parametrize("translation_mm", [1e308, 3e38, -1e6])
+def test_absurd_translation_is_refused(tmp_path, poses, translation_mm):
+    poses[1, 0, 3] = translation_mm
+    path = tmp_path / "poses.json"
+    path.write_text(json.dumps(poses.tolist()))
+    with pytest.raises(CalibrationError, match=r"poses\.json\[1\]: translation .* beyond"):
+        load_poses(path)

@@ -132,3 +132,16 @@ def test_tool_set_rejects_shared_ids_and_names(reference_dict: dict) -> None:
     with pytest.raises(InputError, match="used twice"):
         check_tool_set([ref, ref])
     assert list(check_tool_set([ref])) == ["reference"]
+
+
+@pytest.mark.parametrize(("path", "value", "message"), [
+    (("markers",), [1, 2, 3], r"field markers\[0\]"),
+    (("markers", 0, "size_mm"), "30", r"field markers\[0\]\.size_mm"),
+    (("markers", 0, "corners_mm", 0, 0), 1e308, r"field markers\[0\]\.corners_mm\[0\]\[0\]"),
+    (("tip_mm",), [0.0, 0.0, 3e38], r"field tip_mm\[2\]"),
+    (("name",), None, r"field name"),
+])
+def test_tool_file_schema_refuses_wrong_types_and_ranges(reference_dict: dict, path: tuple,
+                                                         value: object, message: str) -> None:
+    with pytest.raises(InputError, match=rf"x\.json: {message}"):
+        tool_from_dict(_edit(reference_dict, path, value), source="x.json")

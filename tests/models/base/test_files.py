@@ -65,3 +65,11 @@ def test_error_class_and_hint(tmp_path: Path) -> None:
         read_json_file(path, what="calibration file", error=_OtherError,
                        hint="re-run the calibration")
     assert isinstance(info.value, InputError)
+
+
+def test_deeply_nested_json_is_one_line_not_recursion_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match=r"deep\.json: nested too deeply") as info:
+        read_json_file(path, what="tool file")
+    assert len(str(info.value).splitlines()) == 1

@@ -85,3 +85,42 @@ def test_directory_without_machines_is_refused(tmp_path):
     (tmp_path / "materials.json").write_text("{}")
     with pytest.raises(InputError, match="no machine beam data"):
         BeamLibrary(tmp_path)
+
+
+# --- the machine-file schema: every number has a unit and a range -----------------------
+
+_BAD_VALUES = ["NaN", [], -1.0, 0.0, 1e308, True, "12"]
+
+
+@pytest.mark.parametrize("value", _BAD_VALUES)
+def test_absurd_reference_output_is_refused_naming_file_and_field(tmp_path, value):
+    raw = json.loads((default_library().directory / "liac.json").read_text())
+    raw["reference_output_cgy_per_mu"] = value
+    (tmp_path / "bad.json").write_text(json.dumps(raw))
+    with pytest.raises(InputError, match=r"bad\.json: field reference_output_cgy_per_mu "
+                                         r"\(.*cGy/MU.*\): ") as info:
+        BeamLibrary(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("where", [
+    ("virtual_source_distance_mm",), ("reference_applicator_mm",),
+    ("lateral_spread", "sigma0_mm"), ("lateral_spread", "sigma_theta_rad"),
+    ("lateral_spread", "scattering_energy_mev"), ("energies_mev", 0),
+    ("applicator_diameters_mm", 1), ("bevels_deg", 2),
+    ("output_factors", "table", 0, "factor")])
+def test_every_number_of_a_machine_file_is_range_checked(tmp_path, where):
+    refused = 0
+    bad = [v for v in _BAD_VALUES if not (where[0] == "bevels_deg" and v == 0.0)]  # flat end
+    for value in bad:
+        raw = json.loads((default_library().directory / "liac.json").read_text())
+        node = raw
+        for key in where[:-1]:
+            node = node[key]
+        node[where[-1]] = value
+        (tmp_path / "bad.json").write_text(json.dumps(raw))
+        name = ".".join(str(k) for k in where[:1])
+        with pytest.raises(InputError, match=rf"bad\.json: field {name}"):
+            BeamLibrary(tmp_path)
+        refused += 1
+    assert refused == len(bad)
