@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from guidance.cli.inputs import PHANTOM, load_case_spec, read_transform_file
+from guidance.treatment.dose_service import DEFAULT_MACHINE
 from models.base.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,8 @@ def _beam_arguments(parser: argparse.ArgumentParser, *, machine_required: bool) 
     if machine_required:
         parser.add_argument("--machine", required=True, help="machine (e.g. liac, mobetron)")
     else:
-        parser.add_argument("--machine", default="liac", help="machine (default liac)")
+        parser.add_argument("--machine", default=DEFAULT_MACHINE,
+                            help=f"machine (default {DEFAULT_MACHINE})")
     parser.add_argument("--energy", type=float, required=True, metavar="MEV",
                         help="nominal energy in MeV")
     parser.add_argument("--applicator", type=float, required=True, metavar="MM",
