@@ -23,12 +23,12 @@ GROUP = "report"
 
 def _session(folder: Path, case) -> Path:
     from guidance.record.session_log import SessionLog
-    from guidance.treatment.dose_service import BeamChoice, electron_dose_results
+    from guidance.treatment.dose_service import BeamChoice, electron_dose_function
     from models.patient.phantom import planned_patient_from_applicator
 
     beam = BeamChoice(energy_mev=8.0, applicator_diameter_mm=70.0)
     pose = planned_patient_from_applicator(case)
-    electron_dose_results("liac")(case, pose, beam)   # kernels warm
+    electron_dose_function("liac")(case, pose, beam)   # kernels warm
     path = folder / "session.sqlite"
     with SessionLog.create(path, case_id="BENCH") as slog:
         slog.log_registration(method="paired_point", fre_mm=0.4, accepted=True,

@@ -51,7 +51,7 @@ from guidance.render.scene import (
 from guidance.render.scene_builder import build_scene
 from guidance.sim.scenario import Scenario, ScenarioOptions, default_camera
 from guidance.tracking.pose_filter import TrackingState
-from guidance.treatment.dose_service import DoseScheduler
+from guidance.treatment.dose_service import DEFAULT_MACHINE, DoseScheduler
 from models.base.errors import IortError
 from models.base.transforms import apply_transform, invert_rigid, transform_difference
 from models.beams.library import ElectronBeam
@@ -104,7 +104,7 @@ class DemoOptions:
     frames: int = 60
     spacing_mm: tuple[float, float, float] = DEFAULT_SPACING_MM
     seed: int = 0
-    machine: str = "liac"
+    machine: str = DEFAULT_MACHINE
     energy_mev: float = 8.0
     applicator_mm: float = 70.0
     bevel_deg: float = 0.0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from guidance.treatment.dose_service import DEFAULT_MACHINE
 from models.base.errors import InputError
 from models.base.files import read_json_file
 from models.base.validation import as_transform
@@ -115,7 +116,8 @@ def add_beam_arguments(parser: argparse.ArgumentParser, *, machine_required: boo
     if machine_required:
         parser.add_argument("--machine", required=True, help="machine (e.g. liac, mobetron)")
     else:
-        parser.add_argument("--machine", default="liac", help="machine (default liac)")
+        parser.add_argument("--machine", default=DEFAULT_MACHINE,
+                            help=f"machine (default {DEFAULT_MACHINE})")
     parser.add_argument("--energy", type=float, required=True, metavar="MEV",
                         help="nominal energy in MeV")
     parser.add_argument("--applicator", type=float, required=True, metavar="MM",

@@ -23,6 +23,7 @@ import numpy as np
 from guidance.igtl.server import IgtlServer
 from guidance.monitor.feed import CaptureWorker, FrameFeed, FrameUpdate
 from guidance.monitor.state import (
+    LightFilter,
     MonitorStatus,
     RateMeter,
     ToolStatus,
@@ -39,21 +40,43 @@ from guidance.render.scene import (
 from guidance.render.scene_builder import applicator_view_mesh, build_scene
 from guidance.render.slices import IsodoseLevel, Outline
 from guidance.tracking.pose_filter import DEFAULT_STALENESS_LIMIT_S, TrackingState
+from guidance.treatment.dose_check import DoseCheck, PlanLimits, check_dose, load_plan_limits
 from guidance.treatment.dose_service import (
+    DEFAULT_MACHINE,
     BeamChoice,
     BeamOptions,
     DoseFunction,
     DoseService,
     DoseUpdate,
 )
-from guidance.treatment.plan_check import Light, PlanDeviation, PlanTolerance, compare_to_plan
+from guidance.treatment.plan_check import (
+    Light,
+    PlanDeviation,
+    PlanTolerance,
+    compare_to_plan,
+    traffic_light,
+    worst_light,
+)
 from models.base.errors import InputError
+from models.base.transforms import transform_difference
 from models.base.validation import as_positive, as_transform
 from models.patient.case import Case
 
 log = logging.getLogger(__name__)
 
 MODES = ("surgeon", "oncologist")
+#: Phases of the procedure; the alarms follow them (see :meth:`MonitorLogic.snapshot`).
+PHASES = ("registration", "approach", "placement", "confirmed")
+#: Tools whose loss is an alarm in each phase (the applicator is not expected before it
+#: was first seen after the registration).
+PHASE_TOOLS: dict[str, tuple[str, ...]] = {
+    "registration": ("reference",), "approach": ("reference",),
+    "placement": ("reference", "applicator"), "confirmed": ("reference", "applicator")}
+#: A settled dose is judged for the current pose while the applicator stays this close
+#: (mm, deg) to the pose it was computed for (the scheduler recomputes past 1 mm / 1 deg).
+DOSE_POSE_MATCH = (2.0, 2.0)
+#: Hysteresis margins (mm, deg) a better light must also pass.
+LIGHT_HYSTERESIS = (0.5, 0.5)
 #: Isodose lines on the slices: percent of the prescription and colour (RGB).
 ISODOSE_LINES: tuple[tuple[float, tuple[int, int, int]], ...] = (
     (50.0, (0, 120, 255)), (100.0, (255, 220, 0)), (110.0, (255, 60, 60)))
@@ -70,6 +93,23 @@ def _coverage(dose: DoseUpdate) -> dict[str, dict[str, float]]:
     for name in dose.outside_beam:
         out[name] = {"dmax_gy": 0.0, "dmean_gy": 0.0, "outside_dose_grid_percent": 100.0}
     return out
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    """What a press of *Confirm* did: accepted (with its session-log event) or refused.
+
+    ``message`` is what the window shows large ("Confirmed #2, 14:03:22" or the reason
+    it was refused); ``needs_override`` says that typing a reason would let it through.
+    """
+
+    accepted: bool
+    message: str
+    seq: int | None = None
+    number: int = 0
+    override_reason: str = ""
+    needs_override: bool = False
+    time_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +131,24 @@ class MonitorSnapshot:
     #: The tracking part of the banner (without the registration prompt), '' when all is
     #: current; what a stale episode in the session log says.
     tracking_banner: str = ""
+    #: Why the light is not green (each a short line for the screen).
+    light_reasons: tuple[str, ...] = ()
+    #: The light before hysteresis/dwell, and with thresholds tightened by the margin.
+    raw_light: Light = Light.GREY
+    strict_light: Light = Light.GREY
+    #: Verdict on the settled dose for the current pose and beam (None: no such dose).
+    dose_check: DoseCheck | None = None
+    #: Procedure phase (one of :data:`PHASES`).
+    phase: str = "registration"
+    #: Current beam against the planned one, one line per parameter that differs.
+    beam_deviations: tuple[str, ...] = ()
+    #: The newest Confirm press (None before the first).
+    confirm: ConfirmResult | None = None
+
+    @property
+    def applicator_ok(self) -> bool:
+        """The applicator is tracked now (its pose, dose and deviation are current)."""
+        return self.applicator_pose is not None
 
 
 class MonitorLogic:
@@ -125,12 +183,20 @@ class MonitorLogic:
                  tolerance: PlanTolerance | None = None,
                  stall_limit_s: float = DEFAULT_STALENESS_LIMIT_S,
                  target: str = "CTV", max_triangles: int = 4000,
-                 registration: GuidedRegistration | None = None) -> None:
+                 registration: GuidedRegistration | None = None,
+                 planned_beam: BeamChoice | None = None, machine: str = DEFAULT_MACHINE,
+                 limits: PlanLimits | None = None, plan_name: str = "",
+                 light_dwell_s: float = 0.5) -> None:
         self.case = case
+        self.machine = machine
+        self.plan_name = plan_name
+        self.limits = limits if limits is not None else load_plan_limits()
         self.registration = registration
         self.plan = as_transform(planned_patient_from_applicator,
                                  name="planned_patient_from_applicator", rigid=True)
-        self.beam = beam or BeamChoice()
+        self.beam = beam or planned_beam or BeamChoice()
+        #: The plan's beam; the window starts on it and flags every difference.
+        self.planned_beam = planned_beam or self.beam
         self.beam_options = beam_options or BeamOptions()
         self.session_log = session_log
         self.igtl = igtl
@@ -152,6 +218,13 @@ class MonitorLogic:
         self._dose: DoseUpdate | None = None     # newest dose taken by on_dose
         self._igtl_stale: bool | None = None    # tracking state last sent as STATUS
         self._latest_snapshot: MonitorSnapshot | None = None
+        self._settled: DoseUpdate | None = None  # newest dose with metrics
+        self._check_cache: tuple[int, DoseCheck] | None = None
+        self._light_filter = LightFilter(light_dwell_s)
+        self._applicator_seen = False            # since the registration
+        self._confirmed_pose: np.ndarray | None = None
+        self._confirm: ConfirmResult | None = None
+        self._confirmed_count = 0
 
     # ------------------------------------------------------------------ scene
     def _build_scene(self, max_triangles: int) -> Scene:
@@ -221,29 +294,61 @@ class MonitorLogic:
                 snap.applicator_pose is not None:
             self.dose_service.request(snap.applicator_pose, self.beam)
 
-    def confirm(self, user: str = "") -> int | None:
-        """Record the current applicator pose, beam and coverage; returns the event number.
+    def confirm(self, user: str = "", override_reason: str = "") -> ConfirmResult:
+        """Record the current applicator pose, beam and coverage (*Confirm*).
 
-        Refused (None, with a warning recorded) while tracking is not current or no dose
-        matches the current pose and beam.
+        Refused (with a warning recorded) while the applicator is not tracked, no dose
+        matches the current pose and beam, or there is no session log. While the light
+        is not green (off plan, coverage or an organ limit not met, a hot spot, estimated
+        MU, a beam other than the plan's) it is refused unless ``override_reason`` says
+        why; the override is recorded (action ``confirm_override``) with the reasons.
         """
         snap = self._latest_snapshot
-        if snap is None or not snap.overlay_ok or snap.applicator_pose is None:
-            self.warn("confirm refused: applicator not tracked", source="confirm")
-            return None
-        dose = snap.dose
-        if dose is None or dose.beam != self.beam or not dose.metrics_ready:
-            self.warn("confirm refused: dose not computed for the current beam",
-                      source="confirm")
-            return None
-        if self.session_log is None:
-            return None
-        coverage = _coverage(dose)
+        refused = self._confirm_refusal(snap)
+        if refused is None and snap.light is not Light.GREEN and not override_reason.strip():
+            why = "; ".join(snap.light_reasons) or f"light {snap.light.value}"
+            result = self._refuse(f"Confirm refused ({snap.light.value.upper()}): {why} - "
+                                  "type an override reason to confirm anyway",
+                                  needs_override=True)
+            return result
+        if refused is not None:
+            return self._refuse(refused)
         dev = snap.deviation
-        return self.session_log.log_confirmed_pose(
+        seq = self.session_log.log_confirmed_pose(
             patient_from_applicator=snap.applicator_pose, beam=asdict(self.beam),
-            coverage=coverage, distance_to_plan_mm=None if dev is None else dev.distance_mm,
-            angle_to_plan_deg=None if dev is None else dev.angle_deg, user=user)
+            coverage=_coverage(self._dose_for(snap.applicator_pose)), user=user,
+            distance_to_plan_mm=None if dev is None else dev.distance_mm,
+            angle_to_plan_deg=None if dev is None else dev.angle_deg)
+        override = override_reason.strip() if snap.light is not Light.GREEN else ""
+        if override:
+            self.action("confirm_override", reason=override, confirmed_seq=seq,
+                        light=snap.light.value, reasons=list(snap.light_reasons), user=user)
+        self._confirmed_count += 1
+        self._confirmed_pose = snap.applicator_pose
+        now = time.time()
+        clock = time.strftime("%H:%M:%S", time.localtime(now))
+        message = f"Confirmed #{self._confirmed_count}, {clock}"
+        if override:
+            message += f" - OVERRIDE: {override}"
+        self._confirm = ConfirmResult(True, message, seq, self._confirmed_count, override,
+                                      time_s=now)
+        return self._confirm
+
+    def _confirm_refusal(self, snap: MonitorSnapshot | None) -> str | None:
+        """Why Confirm cannot record anything now (None: it can)."""
+        if snap is None or not snap.overlay_ok or snap.applicator_pose is None:
+            return "Confirm refused: applicator not tracked"
+        if self._dose_for(snap.applicator_pose) is None:
+            return "Confirm refused: dose not computed for the current pose and beam"
+        if self.session_log is None:
+            return "Confirm refused: no session log to record it"
+        return None
+
+    def _refuse(self, message: str, *, needs_override: bool = False) -> ConfirmResult:
+        self.warn(message, source="confirm")
+        self._confirm = ConfirmResult(False, message, needs_override=needs_override,
+                                      number=self._confirmed_count, time_s=time.time())
+        return self._confirm
 
     # ----------------------------------------------------- guided registration
     # (Space / S / Backspace / Enter in the window; the registration logs each step)
@@ -280,6 +385,11 @@ class MonitorLogic:
             return False
         self._last_frame_seq, self._frame = frame_seq, frame
         self.frame_rate.tick()
+        if not _registered(frame):
+            self._applicator_seen = False   # a new registration: a new approach
+        elif frame.tool_states.get("applicator", TrackingState.UNTRACKED) \
+                is not TrackingState.UNTRACKED:
+            self._applicator_seen = True
         snap = self.snapshot()
         if snap.applicator_pose is not None and self.dose_service is not None:
             self.dose_service.request(snap.applicator_pose, self.beam)
@@ -295,6 +405,8 @@ class MonitorLogic:
         if dose_seq == self._last_dose_seq:
             return False
         self._last_dose_seq, self._dose = dose_seq, dose
+        if dose is not None and dose.metrics_ready:
+            self._settled = dose
         self._apply_dose(dose)
         return True
 
@@ -303,8 +415,13 @@ class MonitorLogic:
         scene, log stale episodes, and return the :class:`MonitorSnapshot` to show."""
         now = time.monotonic() if now_s is None else now_s
         snap = self.snapshot(now)
-        app_item = self.scene.items["applicator"]
-        app_item.visible = snap.applicator_pose is not None
+        snap = replace(snap, light=self._light_filter.update(snap.raw_light, snap.strict_light,
+                                                             now))
+        # what depends on the applicator is hidden while it is not tracked; target, organs
+        # and the planned ghost stay (they need only the reference and the registration)
+        for name in ("applicator", "isodose"):
+            if name in self.scene.items:
+                self.scene.items[name].visible = snap.applicator_pose is not None
         if snap.applicator_pose is not None:
             self.scene.set_pose("applicator", snap.applicator_pose)
         self._record_staleness(bool(snap.tracking_banner), snap.tracking_banner, now)
@@ -324,34 +441,69 @@ class MonitorLogic:
     # ---------------------------------------------------------------- queries
     def snapshot(self, now_s: float | None = None) -> MonitorSnapshot:
         """What the views show now, from the newest handled frame and dose (no side
-        effects): tool states, light, deviation from the plan, banners."""
+        effects): tool states, phase, light and its reasons, deviation from the plan,
+        banners.
+
+        The anatomy overlay needs the reference tracked and a registration; the
+        applicator, its dose and the deviation need the applicator tracked too. Which
+        tool's loss is an alarm follows the phase (:data:`PHASE_TOOLS`)."""
         now = time.monotonic() if now_s is None else now_s
         frame_seq, frame = self._last_frame_seq, self._frame
         tools = self._tool_status(frame, now)
-        status_tools = {t.name: t for t in tools}
-        overlay_ok = frame is not None and frame.camera_from_patient is not None and all(
-            status_tools.get(n, ToolStatus(n)).state is TrackingState.TRACKING
-            for n in ("reference",))
-        applicator_ok = frame is not None and frame.patient_from_applicator is not None and \
-            status_tools.get("applicator", ToolStatus("applicator")).state \
+        by_name = {t.name: t for t in tools}
+        reference_ok = by_name.get("reference", ToolStatus("reference")).state \
             is TrackingState.TRACKING
+        overlay_ok = frame is not None and frame.camera_from_patient is not None \
+            and reference_ok and not self.capture.ended.is_set()
+        applicator_ok = frame is not None and frame.patient_from_applicator is not None and \
+            by_name.get("applicator", ToolStatus("applicator")).state \
+            is TrackingState.TRACKING and not self.capture.ended.is_set()
         pose = frame.patient_from_applicator if applicator_ok else None
-        deviation = compare_to_plan(pose, self.plan, self.tolerance) if pose is not None \
-            else None
-        light = deviation.light if deviation is not None else Light.GREY
-        dose_seq, dose = self._last_dose_seq, self._dose
+        phase = self._phase(frame, pose)
+        dose = self._dose
         status = MonitorStatus(
             tools=tools, fre_mm=frame.fre_mm if frame else None,
             tre_mm=frame.tre_mm if frame else None, fps=self.frame_rate.rate_hz,
             dose_age_s=None if dose is None else now - dose.finished_s,
-            dose_pending=self.dose_service.busy if self.dose_service else False)
+            dose_pending=self.dose_service.busy if self.dose_service else False,
+            overlay_tools=PHASE_TOOLS[phase])
+        banner, tracking_banner, reg_lines = self._banners(frame, status, by_name, overlay_ok)
+        deviation = compare_to_plan(pose, self.plan, self.tolerance) if pose is not None \
+            else None
+        judged = self._judge(pose, deviation)
+        return MonitorSnapshot(
+            frame=frame, frame_seq=frame_seq, status=status, deviation=deviation,
+            light=self._light_filter.peek(judged.raw, judged.strict, now), dose=dose,
+            dose_seq=self._last_dose_seq, mode=self.mode, overlay_ok=overlay_ok,
+            applicator_pose=pose, banner=banner, registration_lines=reg_lines,
+            tracking_banner=tracking_banner, light_reasons=judged.reasons,
+            raw_light=judged.raw, strict_light=judged.strict, dose_check=judged.dose_check,
+            phase=phase, beam_deviations=self.beam_deviations(), confirm=self._confirm)
+
+    def _phase(self, frame: FrameUpdate | None, pose: np.ndarray | None) -> str:
+        """registration -> approach (applicator not yet seen) -> placement -> confirmed
+        (tracked within the green tolerance of the confirmed pose)."""
+        if frame is None or not _registered(frame):
+            return "registration"
+        if self._confirmed_pose is not None and pose is not None:
+            move, turn = transform_difference(pose, self._confirmed_pose)
+            if move <= self.tolerance.green_distance_mm and \
+                    turn <= self.tolerance.green_angle_deg:
+                return "confirmed"
+        return "placement" if self._applicator_seen else "approach"
+
+    def _banners(self, frame: FrameUpdate | None, status: MonitorStatus,
+                 by_name: Mapping[str, ToolStatus], overlay_ok: bool
+                 ) -> tuple[str, str, tuple[str, ...]]:
+        """(banner, its tracking part, registration lines) for the snapshot."""
         banner = status.banner()
         if self.capture.ended.is_set():
             error = getattr(self.capture.feed, "error", "")
             banner = f"VIDEO ENDED - {error}" if error else "VIDEO ENDED - overlay hidden"
-            overlay_ok = False
-        if not banner and not overlay_ok:
-            banner = _no_overlay_banner(frame, status_tools)
+        elif not overlay_ok and not banner:
+            banner = _no_overlay_banner(frame, by_name)
+        elif banner and overlay_ok:
+            banner += " - target and organs shown, applicator and dose hidden"
         tracking_banner = banner
         reg_lines: tuple[str, ...] = ()
         if self.registration is not None:
@@ -361,12 +513,80 @@ class MonitorLogic:
                 # the prompt replaces 'NOT REGISTERED'; a tracking problem follows it
                 banner = prompt if banner.startswith("NOT REGISTERED") or not banner \
                     else f"{prompt} | {banner}"
-        return MonitorSnapshot(frame=frame, frame_seq=frame_seq, status=status,
-                               deviation=deviation, light=light, dose=dose,
-                               dose_seq=dose_seq, mode=self.mode,
-                               overlay_ok=overlay_ok and not status.stale,
-                               applicator_pose=pose, banner=banner,
-                               registration_lines=reg_lines, tracking_banner=tracking_banner)
+        return banner, tracking_banner, reg_lines
+
+    def beam_deviations(self) -> tuple[str, ...]:
+        """Every parameter of the current beam that differs from the plan's."""
+        cur, plan = self.beam, self.planned_beam
+        out = []
+        for label, attr, unit in (("energy", "energy_mev", " MeV"),
+                                  ("applicator", "applicator_diameter_mm", " mm"),
+                                  ("bevel", "bevel_deg", "°"), ("disc", "disc", ""),
+                                  ("prescription", "prescription_gy", " Gy"),
+                                  ("isodose", "isodose_percent", " %")):
+            a, b = getattr(cur, attr), getattr(plan, attr)
+            if a != b:
+                now, then = (f"{a:g}{unit}", f"{b:g}{unit}") if isinstance(a, float) \
+                    else (str(a), str(b))
+                out.append(f"{label} {now} (plan {then})")
+        return tuple(out)
+
+    def _dose_for(self, pose: np.ndarray | None) -> DoseUpdate | None:
+        """The settled dose (metrics computed) of the current beam at about this pose."""
+        dose = self._settled
+        if pose is None or dose is None or dose.beam != self.beam:
+            return None
+        move, turn = transform_difference(pose, dose.patient_from_applicator)
+        return dose if move <= DOSE_POSE_MATCH[0] and turn <= DOSE_POSE_MATCH[1] else None
+
+    def _dose_check(self, dose: DoseUpdate) -> DoseCheck:
+        if self._check_cache is None or self._check_cache[0] != dose.seq:
+            check = check_dose(dose.metrics, target=self.target,
+                               prescription_gy=dose.beam.prescription_gy,
+                               dose_max_gy=dose.dose_max_gy, limits=self.limits,
+                               mu_estimated=dose.mu_estimated, disc=dose.beam.disc)
+            self._check_cache = (dose.seq, check)
+        return self._check_cache[1]
+
+    def _judge(self, pose: np.ndarray | None, deviation: PlanDeviation | None) -> _Judgement:
+        """The light before the filter: the worst of geometry, dose and beam vs plan."""
+        if pose is None or deviation is None:
+            return _Judgement(Light.GREY, Light.GREY, ("applicator not tracked",), None)
+        tight = self.tolerance.tightened(*LIGHT_HYSTERESIS)
+        strict_geo = traffic_light(deviation.distance_mm, deviation.angle_deg, tight,
+                                   roll_deg=deviation.roll_deg)
+        lights, reasons = [deviation.light], []
+        if deviation.light is not Light.GREEN:
+            reasons.append(f"{deviation.distance_mm:.1f} mm / {deviation.angle_deg:.1f}° "
+                           f"from plan (green <= {self.tolerance.green_distance_mm:g} mm, "
+                           f"{self.tolerance.green_angle_deg:g}°)")
+        check = None
+        if self.dose_service is not None:   # without a dose engine: geometry only
+            dose = self._dose_for(pose)
+            if dose is None:
+                lights.append(Light.YELLOW)
+                reasons.append("dose not yet computed for this pose and beam")
+            else:
+                check = self._dose_check(dose)
+                lights.append(check.light)
+                reasons.extend(check.reasons)
+        deviations = self.beam_deviations()
+        if deviations:
+            lights.append(Light.YELLOW)
+            reasons.append("beam differs from plan: " + ", ".join(deviations))
+        others = worst_light(lights[1:])
+        return _Judgement(worst_light(lights), worst_light([strict_geo, others]),
+                          tuple(reasons), check)
+
+    def header(self) -> str:
+        """Patient and plan, for the permanent banner."""
+        case, plan = self.case, self.planned_beam
+        name = str(case.patient_name or "unnamed").replace("^", " ")
+        source = f" ({self.plan_name})" if self.plan_name else ""
+        return (f"{name}  |  ID {case.patient_id or '-'}  |  plan{source}: "
+                f"{self.machine} {plan.energy_mev:g} MeV, {plan.applicator_diameter_mm:g} mm, "
+                f"bevel {plan.bevel_deg:g}°, disc {plan.disc}, {plan.prescription_gy:g} Gy @ "
+                f"{plan.isodose_percent:g} %")
 
     def _record_staleness(self, stale: bool, banner: str, now: float) -> None:
         """Log a stale episode once it lasted ``warn_after_s`` (the screen shows it at
@@ -426,11 +646,24 @@ class MonitorLogic:
                                   status.banner() if stale else "tracking")
 
 
+@dataclass(frozen=True)
+class _Judgement:
+    raw: Light
+    strict: Light
+    reasons: tuple[str, ...]
+    dose_check: DoseCheck | None
+
+
+def _registered(frame: FrameUpdate) -> bool:
+    """A registration is in use (from the loop, a file, or implied by a camera pose)."""
+    return frame.registered or frame.fre_mm is not None or \
+        frame.camera_from_patient is not None
+
+
 def _no_overlay_banner(frame: FrameUpdate | None, tools: Mapping[str, ToolStatus]) -> str:
     """Why no overlay is drawn although no tool is stale: not registered, no camera pose
     (an external tracker without a tracked camera), or the reference is lost."""
-    registered = frame is not None and (frame.registered or frame.fre_mm is not None)
-    if not registered:
+    if frame is None or not _registered(frame):
         return "NOT REGISTERED - overlay hidden (touch the fiducials with the pointer)"
     if tools.get("reference", ToolStatus("reference")).state is TrackingState.TRACKING:
         return "NO CAMERA POSE - overlay hidden (applicator, dose and slices are live)"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from guidance.tracking.pose_filter import TrackingState
+from guidance.treatment.plan_check import SEVERITY, Light
 
 
 class RateMeter:
@@ -169,3 +170,58 @@ def coverage_table(metrics: Mapping[str, object], *, target: str = "CTV") -> lis
         lines.append(f"{name}: Dmax {m.dmax_gy:.2f} Gy  D2 {m.d2_gy:.2f} Gy  "
                      f"Dmean {m.dmean_gy:.2f} Gy")
     return lines
+
+
+class LightFilter:
+    """Hysteresis and dwell time on the traffic light.
+
+    A worse light, RED or GREY is shown at once (a warning is never delayed). A better
+    YELLOW or GREEN is shown only
+    when the reading also passes thresholds tightened by the hysteresis margin (the
+    ``strict`` light) and has done so for ``dwell_s`` without interruption, so a reading
+    sitting on a threshold (8.0 mm against an 8 mm limit) cannot flip the light.
+
+    Parameters
+    ----------
+    dwell_s : float
+        How long (s) a better light must hold before it is shown.
+
+    Examples
+    --------
+    >>> f = LightFilter(dwell_s=0.5)
+    >>> f.update(Light.RED, Light.RED, 0.0).value
+    'red'
+    >>> f.update(Light.YELLOW, Light.YELLOW, 0.1).value   # better, not yet for 0.5 s
+    'red'
+    >>> f.update(Light.YELLOW, Light.YELLOW, 0.7).value
+    'yellow'
+    """
+
+    def __init__(self, dwell_s: float = 0.5) -> None:
+        self.dwell_s = float(dwell_s)
+        self.shown = Light.GREY
+        self._candidate: Light | None = None
+        self._since_s = 0.0
+
+    def peek(self, raw: Light, strict: Light, now_s: float) -> Light:
+        """What :meth:`update` would show now, without changing the filter."""
+        return self._decide(raw, strict, now_s)[0]
+
+    def update(self, raw: Light, strict: Light, now_s: float) -> Light:
+        """Take the newest reading; returns the light to show."""
+        self.shown, self._candidate, self._since_s = self._decide(raw, strict, now_s)
+        return self.shown
+
+    def _decide(self, raw: Light, strict: Light, now_s: float
+                ) -> tuple[Light, Light | None, float]:
+        if SEVERITY[raw] >= SEVERITY[self.shown] or raw in (Light.RED, Light.GREY):
+            return raw, None, now_s          # worse, the same, or a warning: at once
+        # better: what the tightened thresholds allow, no better than the raw reading
+        better = raw if SEVERITY[strict] <= SEVERITY[raw] else strict
+        if SEVERITY[better] >= SEVERITY[self.shown]:
+            return self.shown, None, now_s   # within the hysteresis band: keep
+        if better is not self._candidate:
+            return self.shown, better, now_s
+        if now_s - self._since_s >= self.dwell_s:
+            return better, None, now_s
+        return self.shown, self._candidate, self._since_s

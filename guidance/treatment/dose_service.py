@@ -32,6 +32,9 @@ from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
 
+#: The machine every command uses when neither the option nor the plan names one.
+DEFAULT_MACHINE = "liac"
+
 #: Structures that are not organs: never drawn in the views, no DVH.
 HIDDEN_ROI_TYPES = ("EXTERNAL", "CAVITY", "MARKER")
 
@@ -98,10 +101,11 @@ class DoseScheduler:
 
 @dataclass(frozen=True)
 class BeamChoice:
-    """Dose parameters the oncologist selects."""
+    """Dose parameters the oncologist selects (defaults: the built-in phantom's plan on the
+    :data:`DEFAULT_MACHINE`)."""
 
-    energy_mev: float = 9.0
-    applicator_diameter_mm: float = 60.0
+    energy_mev: float = 8.0
+    applicator_diameter_mm: float = 70.0
     bevel_deg: float = 0.0
     disc: str = "none"
     prescription_gy: float = 10.0
@@ -124,14 +128,15 @@ class BeamChoice:
 class BeamOptions:
     """What the selectors offer (from the beam library when it is available)."""
 
-    energies_mev: tuple[float, ...] = (6.0, 9.0, 12.0)
+    energies_mev: tuple[float, ...] = (6.0, 8.0, 9.0, 10.0, 12.0)
     diameters_mm: tuple[float, ...] = (40.0, 50.0, 60.0, 70.0, 80.0, 100.0)
     bevels_deg: tuple[float, ...] = (0.0, 15.0, 30.0, 45.0)
     discs: tuple[str, ...] = ("none", "lead", "steel")
 
 
-#: ``dose_fn(case, patient_from_applicator, beam) -> dose Volume in Gy``.
-DoseFunction = Callable[[Case, np.ndarray, BeamChoice], Volume]
+#: ``dose_fn(case, patient_from_applicator, beam) -> dose Volume in Gy`` or an engine result
+#: with ``.dose`` (Volume, Gy), ``.mu`` and ``.mu_estimated`` (e.g. ``DoseResult``).
+DoseFunction = Callable[[Case, np.ndarray, BeamChoice], object]
 #: ``isodose_fn(dose, level_gy) -> surface mesh`` for the views.
 IsodoseFunction = Callable[[Volume, float], object]
 
@@ -158,6 +163,15 @@ class DoseUpdate:
     outside_beam: tuple[str, ...] = ()
     metrics_ready: bool = False
     seq: int = 0
+    #: Monitor units of the dose (None from an engine that gives none) and whether they
+    #: rest on an output factor that is not measured (must be shown, blocks a clean confirm).
+    mu: float | None = None
+    mu_estimated: bool = False
+
+    @property
+    def dose_max_gy(self) -> float:
+        """Maximum of the dose grid (Gy)."""
+        return float(np.max(self.dose.array)) if self.dose.array.size else 0.0
 
 
 class DoseService:
@@ -272,11 +286,15 @@ class DoseService:
     def _compute_dose(self, pose: np.ndarray, beam: BeamChoice, requested: float
                       ) -> DoseUpdate:
         start = time.perf_counter()
-        dose = self.dose_fn(self.case, pose, beam)
+        out = self.dose_fn(self.case, pose, beam)
+        dose = out if isinstance(out, Volume) else out.dose
+        mu = None if isinstance(out, Volume) else getattr(out, "mu", None)
         iso = None if self.isodose_fn is None else self.isodose_fn(dose, beam.prescription_gy)
         return DoseUpdate(dose=dose, beam=beam, patient_from_applicator=pose, isodose_mesh=iso,
                           compute_ms=(time.perf_counter() - start) * 1000.0,
-                          requested_s=requested, finished_s=time.monotonic())
+                          requested_s=requested, finished_s=time.monotonic(),
+                          mu=None if mu is None else float(mu),
+                          mu_estimated=bool(getattr(out, "mu_estimated", False)))
 
     def _add_metrics(self, update: DoseUpdate) -> DoseUpdate:
         start = time.perf_counter()
@@ -312,7 +330,7 @@ def evaluate_dose(case: Case, dose: Volume, beam: BeamChoice,
     return dvhs, tuple(outside)
 
 
-def beam_options(machine: str = "mobetron") -> BeamOptions:
+def beam_options(machine: str = DEFAULT_MACHINE) -> BeamOptions:
     """Selector contents from the shipped beam library for one machine."""
     from models.beams.library import default_library
 
@@ -323,33 +341,22 @@ def beam_options(machine: str = "mobetron") -> BeamOptions:
                        discs=("none", "lead", "steel"))
 
 
-def electron_dose_function(machine: str = "mobetron", *, grid_mm: float = 2.0,
+def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2.0,
                            disc_depth_mm: float = 30.0) -> DoseFunction:
     """A :data:`DoseFunction` running the project's electron pencil-beam engine.
 
     Uses one :class:`models.dose.engine.ElectronDoseEngine` per CT (a changed prescription only
     rescales the last result). The shielding disc (``BeamChoice.disc`` = material) sits
-    ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm.
+    ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm. Returns
+    the engine's ``DoseResult`` (dose, MU and whether they are estimated).
     """
-    compute = electron_dose_results(machine, grid_mm=grid_mm, disc_depth_mm=disc_depth_mm)
-
-    def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
-        return compute(case, patient_from_applicator, beam).dose
-
-    return dose_fn
-
-
-def electron_dose_results(machine: str = "mobetron", *, grid_mm: float = 2.0,
-                          disc_depth_mm: float = 30.0):
-    """As :func:`electron_dose_function`, returning the engine's whole
-    :class:`models.dose.electron.DoseResult` (dose, MU, output factor, estimated flag)."""
     from models.beams.library import ElectronBeam
     from models.dose.electron import ShieldingDisc
     from models.dose.engine import ElectronDoseEngine
 
     engines: dict[int, ElectronDoseEngine] = {}
 
-    def compute(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice):
+    def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
         engine = engines.get(id(case.ct))
         if engine is None:
             engines.clear()
@@ -359,10 +366,11 @@ def electron_dose_results(machine: str = "mobetron", *, grid_mm: float = 2.0,
             disc = ShieldingDisc(material=beam.disc,
                                  diameter_mm=beam.applicator_diameter_mm + 20.0,
                                  depth_mm=disc_depth_mm)
-        return engine.compute(
+        result = engine.compute(
             patient_from_applicator,
             ElectronBeam(machine, beam.energy_mev, beam.applicator_diameter_mm, beam.bevel_deg),
             prescription_gy=beam.prescription_gy, isodose_percent=beam.isodose_percent,
             disc=disc)
+        return result
 
-    return compute
+    return dose_fn

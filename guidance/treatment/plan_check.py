@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -34,6 +34,21 @@ class Light(enum.Enum):
     YELLOW = "yellow"
     RED = "red"
     GREY = "grey"
+
+
+#: How bad each light is (GREY, nothing known, is the worst: never confident on no data).
+SEVERITY: dict[Light, int] = {Light.GREEN: 0, Light.YELLOW: 1, Light.RED: 2, Light.GREY: 3}
+
+
+def worst_light(lights) -> Light:
+    """The most severe of some lights (GREEN when none).
+
+    Examples
+    --------
+    >>> worst_light([Light.GREEN, Light.RED, Light.YELLOW]).value
+    'red'
+    """
+    return max(lights, key=SEVERITY.__getitem__, default=Light.GREEN)
 
 
 #: Display colours (RGB 0-255) of the lights, chosen to read on a dark OR screen.
@@ -69,6 +84,17 @@ class PlanTolerance:
                 raise InputError(f"green_{kind} ({green}) must not exceed yellow_{kind} "
                                  f"({yellow})")
 
+    def tightened(self, distance_mm: float, angle_deg: float) -> PlanTolerance:
+        """These thresholds moved inwards by a margin: what a light must also pass to
+        *improve* (hysteresis, so a reading on a threshold does not flip the light)."""
+        return replace(
+            self, green_distance_mm=max(self.green_distance_mm - distance_mm, 1e-6),
+            yellow_distance_mm=max(self.yellow_distance_mm - distance_mm, 1e-6),
+            green_angle_deg=max(self.green_angle_deg - angle_deg, 1e-6),
+            yellow_angle_deg=max(self.yellow_angle_deg - angle_deg, 1e-6),
+            green_roll_deg=max(self.green_roll_deg - angle_deg, 1e-6),
+            yellow_roll_deg=max(self.yellow_roll_deg - angle_deg, 1e-6))
+
 
 @dataclass(frozen=True)
 class PlanDeviation:
@@ -83,8 +109,9 @@ class PlanDeviation:
 
     def text(self) -> str:
         """One line for the screen, every number with its unit."""
+        depth = round(self.depth_mm, 1) + 0.0   # never "-0.0 mm"
         return (f"{self.distance_mm:.1f} mm  {self.angle_deg:.1f}°\n"
-                f"lateral {self.lateral_mm:.1f} mm, depth {self.depth_mm:+.1f} mm")
+                f"lateral {self.lateral_mm:.1f} mm, depth {depth:+.1f} mm")
 
 
 def compare_to_plan(patient_from_applicator: np.ndarray,

@@ -6,6 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
+from guidance.treatment.dose_service import DEFAULT_MACHINE
 from models.base.errors import InputError
 
 
@@ -38,7 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="phantom and simulation seed (0)")
     parser.add_argument("--spacing", type=_spacing, default=None, metavar="CxRxS",
                         help="CT voxel size in mm (default 1.5x1.5x2.5)")
-    parser.add_argument("--machine", default="liac", help="accelerator beam data (liac)")
+    parser.add_argument("--machine", default=None,
+                        help=f"accelerator beam data (default {DEFAULT_MACHINE}; with a "
+                             "display: the plan's machine, as 'iort run phantom')")
     parser.add_argument("--energy", type=float, default=8.0, help="electron energy, MeV (8)")
     parser.add_argument("--applicator", type=float, default=70.0,
                         help="applicator diameter, mm (70)")
@@ -64,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
         from guidance.cli.main import main
         from guidance.record.session_log import session_log_path
 
+        machine = ["--machine", args.machine] if args.machine else []
         return main(["run", "phantom", "--source", "sim", "--frames", str(args.frames),
-                     "--machine", args.machine,
-                     "--session-log", str(session_log_path(folder=args.out))])
+                     *machine, "--session-log", str(session_log_path(folder=args.out))])
+    args.machine = args.machine or DEFAULT_MACHINE
     # check the beam choice before minutes of work (names the valid choices)
     default_library().validate(ElectronBeam(args.machine, args.energy, args.applicator,
                                             args.bevel))

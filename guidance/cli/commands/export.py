@@ -56,7 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "Plan is labelled 'ESTIMATED MU'; not for treatment)")
     parser.add_argument("--plan", type=Path, metavar="FILE",
                         help="JSON with patient_from_applicator (4x4) and optionally the beam")
-    parser.add_argument("--machine", help="accelerator beam data, e.g. liac")
+    parser.add_argument("--machine", help="accelerator beam data (default: the plan's; the "
+                                          "phantom's plan is on liac, the default machine "
+                                          "of every command)")
     parser.add_argument("--energy", type=float, help="electron energy (MeV)")
     parser.add_argument("--applicator", type=float, help="applicator diameter (mm)")
     parser.add_argument("--bevel", type=float, help="applicator bevel (deg)")

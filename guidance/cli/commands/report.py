@@ -67,7 +67,7 @@ def _dvh_function(case, default_machine: str):
     from guidance.treatment.dose_service import (
         HIDDEN_ROI_TYPES,
         BeamChoice,
-        electron_dose_results,
+        electron_dose_function,
         evaluate_dose,
     )
     from models.evaluation.dvh import structure_bounds_mm
@@ -79,7 +79,7 @@ def _dvh_function(case, default_machine: str):
     def dvh_fn(pose, beam):
         choice = BeamChoice(**{k: v for k, v in beam.items() if k in known})
         machine = str(beam.get("machine", default_machine))
-        result = electron_dose_results(machine)(case, pose, choice)
+        result = electron_dose_function(machine)(case, pose, choice)
         extras = {"machine": machine, "mu": round(float(result.mu), 1),
                   "output_factor": round(float(result.output_factor), 4),
                   "mu_estimated": bool(result.mu_estimated)}

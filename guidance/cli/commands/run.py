@@ -5,17 +5,20 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from guidance.cli.inputs import load_case_spec, read_transform_file
+from guidance.treatment.dose_service import DEFAULT_MACHINE
 from models.base.errors import InputError
 
 if TYPE_CHECKING:
     from calibration.camera import CameraCalibration
+    from guidance.treatment.dose_service import BeamChoice
     from models.patient.case import Case
 
 log = logging.getLogger(__name__)
@@ -54,8 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "named in the banner with the pointer (Space/S/Backspace/"
                              "Enter)")
     parser.add_argument("--plan", type=Path, metavar="FILE",
-                        help="JSON with the planned 4x4 'patient_from_applicator' (required "
-                             "unless CASE is the phantom)")
+                        help="plan JSON: the planned 4x4 'patient_from_applicator' and the "
+                             "beam (machine, energy_mev, applicator_diameter_mm, bevel_deg, "
+                             "prescription_gy, isodose_percent; optional 'limits' as in "
+                             "assets/plan_limits.json); required unless CASE is the phantom "
+                             "or a case with a stored plan. The monitor starts on this beam")
     parser.add_argument("--tracker", choices=("markers", "igtl"), default="markers",
                         help=TRACKER_HELP)
     parser.add_argument("--tracker-devices", default="", metavar="TOOL=DEVICE,...",
@@ -69,7 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="for --tracker igtl: 'gripper_from_camera' from 'iort calibrate "
                              "hand-eye' (camera marker to camera); without it the 'camera' "
                              "TRANSFORM is taken as the camera frame itself")
-    parser.add_argument("--machine", default="mobetron", help="beam data (default: mobetron)")
+    parser.add_argument("--machine", default=None,
+                        help=f"beam data (default: the plan's machine; {DEFAULT_MACHINE} when "
+                             "the plan names none)")
     parser.add_argument("--igtl-port", type=int, default=18944, metavar="N",
                         help="OpenIGTLink server port on 127.0.0.1 (default 18944; 0 = off)")
     parser.add_argument("--igtl-host", default="127.0.0.1",
@@ -96,14 +104,25 @@ class _Inputs:
     calibration: CameraCalibration | None = None  # for a real camera only
     patient_from_reference: np.ndarray | None = None
     gripper_from_camera: np.ndarray | None = None
+    planned: PlannedBeam | None = None
 
+
+@dataclass(frozen=True)
+class PlannedBeam:
+    """The plan's beam and limits: where the monitor starts and what it compares with."""
+
+    machine: str
+    beam: BeamChoice
+    limits: dict | None = None   # the plan's or case's 'limits' (plan_limits.json form)
+    name: str = ""
 
 def _read_inputs(args: argparse.Namespace) -> _Inputs:
     """Read the case and every file named by the options (raises InputError on a bad one)."""
     case = load_case_spec(args.case)
     plan = _plan(args, case)
+    planned = _planned_beam(args, case, plan)
     _check_source(args)
-    return _read_option_files(args, case, plan)
+    return replace(_read_option_files(args, case, plan), planned=planned)
 
 
 def _read_option_files(args: argparse.Namespace, case, plan: np.ndarray) -> _Inputs:
@@ -136,6 +155,40 @@ def _plan(args: argparse.Namespace, case) -> np.ndarray:
 
         return planned_patient_from_applicator(case)
     raise InputError("--plan FILE is required for a case other than the phantom")
+
+
+def _planned_beam(args: argparse.Namespace, case, pose: np.ndarray) -> PlannedBeam:
+    """The plan's machine and beam: ``--machine`` > the ``--plan`` file > the case's stored
+    plan > the phantom's plan (the same merge as ``iort export``)."""
+    from guidance.treatment.dose_service import BeamChoice
+    from models.base.files import read_json_file
+    from models.beams.library import ElectronBeam, default_library
+    from models.dicom.rt_export import resolve_plan
+
+    plan_file: dict = {}
+    if args.plan is not None:
+        try:
+            data = read_json_file(args.plan, what="--plan")
+        except InputError:
+            data = None   # a 4x4 text file: the pose only (read by _plan)
+        plan_file = dict(data) if isinstance(data, dict) else {}
+        plan_file["patient_from_applicator"] = pose
+    try:
+        spec = resolve_plan(case, plan_file=plan_file, overrides={"machine": args.machine})
+    except InputError as exc:
+        raise InputError(f"--plan {args.plan}: the plan must carry its beam ({exc}); add "
+                         "machine, energy_mev, applicator_diameter_mm, bevel_deg, "
+                         "prescription_gy, isodose_percent") from exc
+    default_library().validate(ElectronBeam(spec.machine, spec.energy_mev,
+                                            spec.applicator_diameter_mm, spec.bevel_deg))
+    limits = plan_file.get("limits") or (case.plan or {}).get("limits")
+    name = args.plan.name if args.plan is not None else (
+        "case plan" if case.plan else "phantom plan")
+    beam = BeamChoice(energy_mev=spec.energy_mev,
+                      applicator_diameter_mm=spec.applicator_diameter_mm,
+                      bevel_deg=spec.bevel_deg, prescription_gy=spec.prescription_gy,
+                      isodose_percent=spec.isodose_percent)
+    return PlannedBeam(spec.machine, beam, limits, name)
 
 
 def _tracker_poses(args: argparse.Namespace, inputs: _Inputs, igtl, *, with_camera: bool):
@@ -305,16 +358,18 @@ def run(args: argparse.Namespace) -> int:
     from guidance.igtl.server import IgtlServer
     from guidance.monitor.logic import MonitorLogic
     from guidance.record.session_log import SessionLog, session_log_path
-    from guidance.treatment.dose_service import BeamChoice, beam_options, electron_dose_function
+    from guidance.treatment.dose_check import load_plan_limits
+    from guidance.treatment.dose_service import beam_options, electron_dose_function
 
     inputs = _read_inputs(args)
-    options = beam_options(args.machine)
-    beam = BeamChoice(energy_mev=options.energies_mev[len(options.energies_mev) // 2],
-                      applicator_diameter_mm=60.0 if 60.0 in options.diameters_mm
-                      else options.diameters_mm[len(options.diameters_mm) // 2])
+    planned = inputs.planned
+    options = beam_options(planned.machine)
+    limits = load_plan_limits().with_overrides(planned.limits, what=f"{planned.name} limits")
+    beam = planned.beam   # start on the plan's beam
     log_path = session_log_path(args.session_log)
     igtl = None
     session_log = None
+    code: int | None = None
     try:
         if args.igtl_port:
             igtl = IgtlServer(args.igtl_port, host=args.igtl_host).start()
@@ -322,26 +377,31 @@ def run(args: argparse.Namespace) -> int:
         frames = _camera_frames(args, inputs, igtl)
         session_log = SessionLog.create(log_path, case_id=args.case,
                                         metadata={"source": args.source,
-                                                  "machine": args.machine,
+                                                  "machine": planned.machine,
                                                   "tracker": args.tracker})
         print(f"session log: {log_path}")
         feed = _feed(args, inputs, frames, session_log, igtl)
-        dose_fn = electron_dose_function(args.machine)
+        dose_fn = electron_dose_function(planned.machine)
         dose_fn(inputs.case, inputs.plan, beam)  # warm the kernel (JIT) before the window
         # the simulated camera renders ~3 frames/s on a 2-core CPU: its newest frame stays
         # on screen longer before the capture counts as stalled (a real camera: 200 ms);
         # tool states themselves are the loop's
         stall_s = 1.0 if args.source == "sim" else 0.2
         logic = MonitorLogic(inputs.case, inputs.plan, feed, dose_fn=dose_fn, beam=beam,
-                             beam_options=options, session_log=session_log, igtl=igtl,
-                             stall_limit_s=stall_s, registration=_guided_of(feed))
-        from guidance.monitor.qt.window import run_window
+                             planned_beam=beam, machine=planned.machine, limits=limits,
+                             plan_name=planned.name, beam_options=options,
+                             session_log=session_log, igtl=igtl, stall_limit_s=stall_s,
+                             registration=_guided_of(feed))
+        from guidance.monitor.qt.window import INTERRUPTED, run_window
 
         logic.start()
         code = run_window(logic, full_screen=args.full_screen, quit_after_s=args.quit_after)
+        if code == INTERRUPTED:
+            print("iort: interrupted", file=sys.stderr)
     finally:
         if igtl is not None:
             igtl.stop()
         if session_log is not None:
+            session_log.append("session_end", {"exit_code": code})
             session_log.close()
     return code

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import threading
 import time
 from dataclasses import replace
 
@@ -59,7 +60,19 @@ QLabel#deviation { font-size: 30px; font-weight: bold; }
 QLabel#coverage { font-family: monospace; font-size: 16px; }
 QLabel#caption { color: #9aa0a6; font-size: 13px; }
 QLabel#registration { font-family: monospace; font-size: 16px; padding: 4px; }
+QLabel#header { background-color: #1d2733; color: #ffffff; font-size: 22px; font-weight: bold;
+    padding: 4px 10px; }
+QLabel#phase { color: #9ad0ff; font-size: 22px; font-weight: bold; }
+QLabel#reasons { font-size: 20px; font-weight: bold; }
+QLabel#plan_beam { font-size: 17px; }
+QLabel#ack { font-size: 28px; font-weight: bold; padding: 6px 10px; border-radius: 4px; }
+QLineEdit#override { background-color: #25282d; border: 1px solid #8a6d1f; padding: 4px;
+    font-size: 16px; }
 """
+#: Background of the Confirm acknowledgement: accepted, accepted with an override, refused.
+ACK_STYLE = {"ok": "background-color: #1f6f3a; color: white;",
+             "override": "background-color: #b07d10; color: black;",
+             "refused": "background-color: #b01e1e; color: white;"}
 
 
 
@@ -146,6 +159,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._renderer: OverlayRenderer | None = None
         self._rendered_frame_seq = -1
         self._rendered_ok: bool | None = None
+        self._rendered_app_ok: bool | None = None
         self._rendered_dose_seq = -1
         self._last_3d_s = 0.0
         self._3d_key: tuple | None = None
@@ -162,7 +176,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._closed = False
         self.frame_arrived.connect(self._on_frame)
         self.dose_arrived.connect(self._on_dose)
-        logic.capture.on_frame = lambda _update: self.frame_arrived.emit()
+        # at most one frame event waits in the queue (the newest frame is taken when it is
+        # handled): a camera faster than the drawing cannot flood the event loop and starve
+        # its timers, Ctrl+C and close
+        self._frame_queued = threading.Event()
+        logic.capture.on_frame = self._signal_frame
         self._dose_listener = self.dose_arrived.emit
         if logic.dose_service is not None:
             logic.dose_service.listeners.append(self._dose_listener)
@@ -175,6 +193,14 @@ class MonitorWindow(QtWidgets.QMainWindow):
         central = QtWidgets.QWidget()
         outer = QtWidgets.QVBoxLayout(central)
         outer.setContentsMargins(4, 4, 4, 4)
+        # patient and plan, always in view
+        self.header = QtWidgets.QLabel(self.logic.header(), objectName="header")
+        outer.addWidget(self.header)
+        # what the last Confirm did, large (hidden before the first press)
+        self.ack_label = QtWidgets.QLabel("", objectName="ack")
+        self.ack_label.setWordWrap(True)
+        self.ack_label.hide()
+        outer.addWidget(self.ack_label)
         self.banner = QtWidgets.QLabel("", objectName="banner")
         self.banner.setAlignment(QtCore.Qt.AlignCenter)
         self.banner.setWordWrap(True)   # a long prompt must not widen the window
@@ -207,8 +233,13 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.light = TrafficLight()
         self.deviation_label = QtWidgets.QLabel("—", objectName="deviation")
         self.deviation_label.setWordWrap(True)
+        self.phase_label = QtWidgets.QLabel("", objectName="phase")
+        self.reasons_label = QtWidgets.QLabel("", objectName="reasons")
+        self.reasons_label.setWordWrap(True)
+        sp.addWidget(self.phase_label)
         sp.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
-        sp.addWidget(self.deviation_label, 1)
+        sp.addWidget(self.deviation_label)
+        sp.addWidget(self.reasons_label, 1)
         side_layout.addWidget(self.surgeon_panel)
 
     def _build_3d(self, side: QtWidgets.QWidget, side_layout: QtWidgets.QVBoxLayout) -> None:
@@ -272,9 +303,16 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.coverage_label = QtWidgets.QLabel("no dose yet", objectName="coverage")
         self.coverage_label.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
         op.addWidget(self.coverage_label, 2, 3, 1, 2)
+        self.plan_beam_label = QtWidgets.QLabel("", objectName="plan_beam")
+        self.plan_beam_label.setWordWrap(True)
+        op.addWidget(self.plan_beam_label, 3, 0, 1, 5)
+        self.override_edit = QtWidgets.QLineEdit(objectName="override")
+        self.override_edit.setPlaceholderText("override reason (needed to confirm a plan "
+                                              "that is not green)")
+        op.addWidget(self.override_edit, 4, 0, 1, 3)
         self.confirm_button = QtWidgets.QPushButton("Confirm pose + dose", objectName="confirm")
         self.confirm_button.clicked.connect(self.confirm)
-        op.addWidget(self.confirm_button, 3, 0, 1, 5)
+        op.addWidget(self.confirm_button, 4, 3, 1, 2)
         side_layout.addWidget(self.oncologist_panel, 3)
 
     def _build_status_bar(self) -> None:
@@ -349,11 +387,19 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._scene_changed()
 
     def confirm(self) -> None:
-        seq = self.logic.confirm()
-        if seq is None:
-            self.statusBar().showMessage("Confirm refused: tracking or dose not current", 5000)
-        else:
-            self.statusBar().showMessage(f"Confirmed (session log event {seq})", 5000)
+        """Confirm (button, Ctrl+Enter) with the typed override reason, if any; the result
+        is shown large in the window."""
+        result = self.logic.confirm(override_reason=self.override_edit.text())
+        if result.accepted:
+            self.override_edit.clear()
+        self._show_ack(result)
+
+    def _show_ack(self, result) -> None:
+        kind = "refused" if not result.accepted else "override" if result.override_reason \
+            else "ok"
+        self.ack_label.setStyleSheet(ACK_STYLE[kind])
+        self.ack_label.setText(result.message)
+        self.ack_label.show()
 
     def _scene_changed(self) -> None:
         if self.view3d is not None:
@@ -361,7 +407,14 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self.view3d.render()
 
     # ------------------------------------------------------------------ update
+    def _signal_frame(self, _update: object) -> None:
+        """Capture thread: queue one frame event unless one is waiting already."""
+        if not self._frame_queued.is_set():
+            self._frame_queued.set()
+            self.frame_arrived.emit()
+
     def _on_frame(self) -> None:
+        self._frame_queued.clear()
         if not self._closed and self.logic.on_frame():
             self._refresh(self.logic.on_clock())
 
@@ -393,16 +446,38 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.light.set_light(snap.light)
         self.deviation_label.setText(snap.deviation.text() if snap.deviation is not None
                                      else "applicator not tracked")
+        self._show_judgement(snap)
         # re-render on a new frame, and also when tracking turns stale without a new frame
         # (a frozen camera must not leave a confident overlay on screen)
         if snap.frame is not None and (snap.frame_seq != self._rendered_frame_seq
-                                       or snap.overlay_ok != self._rendered_ok):
+                                       or snap.overlay_ok != self._rendered_ok
+                                       or snap.applicator_ok != self._rendered_app_ok):
             self._render_ar(snap)
         if snap.dose is not None and snap.dose_seq != self._rendered_dose_seq:
             self._rendered_dose_seq = snap.dose_seq
             self._show_dose(snap)
         self._update_slices(snap)
         self._update_3d(snap)
+
+    def _show_judgement(self, snap: MonitorSnapshot) -> None:
+        """Phase, why the light is not green, planned beam next to the current one."""
+        self.phase_label.setText(f"PHASE: {snap.phase.upper()}")
+        color = {"green": "#7be39a", "yellow": "#f0c81e", "red": "#ff6a6a"}.get(
+            snap.light.value, "#c0c0c0")
+        self.reasons_label.setStyleSheet(f"color: {color};")
+        self.reasons_label.setText("\n".join(snap.light_reasons) if snap.light_reasons
+                                   else "plan, coverage and organ limits met")
+        plan, cur = self.logic.planned_beam, self.logic.beam
+
+        def beam_text(b) -> str:
+            return (f"{self.logic.machine} {b.energy_mev:g} MeV, {b.applicator_diameter_mm:g} "
+                    f"mm, bevel {b.bevel_deg:g}°, disc {b.disc}, {b.prescription_gy:g} Gy")
+
+        text = f"plan:    {beam_text(plan)}\ncurrent: {beam_text(cur)}"
+        if snap.beam_deviations:
+            text += "\nDIFFERS FROM PLAN: " + ", ".join(snap.beam_deviations)
+        self.plan_beam_label.setText(text)
+        self.plan_beam_label.setStyleSheet("color: #f0c81e;" if snap.beam_deviations else "")
 
     def _update_3d(self, snap: MonitorSnapshot) -> None:
         """Re-render the 3D view when the applicator moved (> 2 mm) or a dose arrived,
@@ -422,6 +497,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         frame = snap.frame
         self._rendered_frame_seq = snap.frame_seq
         self._rendered_ok = snap.overlay_ok
+        self._rendered_app_ok = snap.applicator_ok
         if self._renderer is None or self._renderer.image_size != frame.image_size or \
                 not np.array_equal(self._renderer.camera_matrix, frame.camera_matrix):
             if self._renderer is not None:
@@ -458,8 +534,13 @@ class MonitorWindow(QtWidgets.QMainWindow):
         lines = coverage_table(dose.metrics, target=self.logic.target)
         if dose.outside_beam:
             lines.append("0 Gy (outside beam): " + ", ".join(dose.outside_beam))
-        lines.append(f"dose + DVH {dose.compute_ms:.0f} ms")
+        if dose.mu is not None:
+            lines.append(f"MU {dose.mu:.1f}" + ("  ESTIMATED - output factor not measured"
+                                                if dose.mu_estimated else ""))
+        elif dose.mu_estimated:
+            lines.append("MU ESTIMATED - output factor not measured")
         self.coverage_label.setText("\n".join(lines))
+        log.debug("dose + DVH %.0f ms", dose.compute_ms)
 
     def _update_slices(self, snap: MonitorSnapshot) -> None:
         if not self.slice_row.isVisible():
@@ -516,12 +597,21 @@ class MonitorWindow(QtWidgets.QMainWindow):
         super().closeEvent(event)
 
 
+#: Exit code of :func:`run_window` after Ctrl+C (SIGINT), as a shell reports it.
+INTERRUPTED = 130
+
+
 def run_window(logic: MonitorLogic, *, full_screen: bool = False,
                quit_after_s: float | None = None) -> int:
-    """Create the Qt application and window, run the event loop; returns the exit code.
+    """Create the Qt application and window, run the event loop; returns the exit code
+    (:data:`INTERRUPTED` after Ctrl+C).
 
+    Ctrl+C closes the window like Ctrl+Q (workers stopped, the caller closes the session
+    log) instead of raising KeyboardInterrupt inside a Qt slot, which aborts the process.
     ``quit_after_s`` closes the window after that many seconds (smoke tests).
     """
+    import signal
+
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["iort"])
     window = MonitorWindow(logic)
     window.resize(1600, 900)
@@ -531,5 +621,22 @@ def run_window(logic: MonitorLogic, *, full_screen: bool = False,
         window.show()
     if quit_after_s is not None:
         QtCore.QTimer.singleShot(int(quit_after_s * 1000), window.close)
+    interrupted: list[bool] = []
+
+    def on_sigint(_signum, _frame) -> None:
+        interrupted.append(True)
+        QtCore.QTimer.singleShot(0, window.close)   # close from the event loop, not here
+
+    # Python runs signal handlers only between bytecodes: a short timer gives it the chance
+    # while Qt waits in C
+    wake = QtCore.QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    previous = signal.signal(signal.SIGINT, on_sigint)
     app.setQuitOnLastWindowClosed(True)
-    return int(app.exec_())
+    try:
+        code = int(app.exec_())
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        wake.stop()
+    return INTERRUPTED if interrupted else code

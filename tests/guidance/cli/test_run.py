@@ -3,12 +3,15 @@ scripted session runs and logs to the sessions folder."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from guidance.cli.main import main
 from guidance.record.session_log import SessionLog
+from models.base.errors import InputError
 
 
 def test_needs_a_display(monkeypatch, capsys) -> None:
@@ -164,3 +167,84 @@ def test_real_source_registers_on_screen_unless_a_file_is_given(tmp_path: Path) 
     inputs = _read_option_files(args, case, plan)
     assert _guided_of(_feed(args, inputs, _camera_frames(args, inputs, None), None, None)) \
         is None
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_ctrl_c_closes_the_monitor_cleanly(tmp_path: Path) -> None:
+    """Issue 13 item 11: SIGINT during ``iort run`` (Ctrl+C in its terminal): no traceback,
+    no SIGABRT, 'iort: interrupted', and the session log ends with session_end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log_path = tmp_path / "interrupted.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "guidance", "run", "phantom", "--source", "scripted",
+         "--igtl-port", "0", "--session-log", str(log_path), "--quit-after", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=Path(__file__).resolve().parents[3], env=dict(os.environ))
+    try:
+        deadline = time.monotonic() + 90.0
+        while time.monotonic() < deadline and proc.poll() is None:
+            if log_path.exists():
+                try:
+                    events = SessionLog.open(log_path, readonly=True).events()
+                except Exception:  # created but not yet initialised
+                    events = []
+                if any(e.kind == "dose" for e in events):
+                    break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "iort: interrupted" in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    events = SessionLog.open(log_path, readonly=True).events()
+    assert events[-1].kind == "session_end"
+    assert events[-1].payload["exit_code"] == 130
+
+
+def test_one_default_machine_and_run_starts_on_the_plans_beam(tmp_path: Path) -> None:
+    """Issue 13 item 3: run, demo, dose and export default to the same machine; the
+    phantom's plan carries it and run starts on the plan's beam."""
+    from guidance.cli.commands.run import _planned_beam
+    from guidance.cli.main import build_parser
+    from guidance.treatment.dose_service import DEFAULT_MACHINE
+    from models.dicom.rt_export import resolve_plan
+    from models.patient.phantom import make_phantom, planned_patient_from_applicator
+
+    parser = build_parser()
+    case = make_phantom(spacing_mm=(3.0, 3.0, 4.0))
+    pose = planned_patient_from_applicator(case)
+    planned = _planned_beam(parser.parse_args(["run", "phantom"]), case, pose)
+    assert planned.machine == DEFAULT_MACHINE
+    assert (planned.beam.energy_mev, planned.beam.applicator_diameter_mm) == (8.0, 70.0)
+    assert resolve_plan(case).machine == DEFAULT_MACHINE          # export's default
+    demo = parser.parse_args(["demo"])
+    assert (demo.machine or DEFAULT_MACHINE) == DEFAULT_MACHINE
+    dose = parser.parse_args(["dose", "case", "phantom", "--energy", "8", "--applicator", "70"])
+    assert dose.machine == DEFAULT_MACHINE
+    # a plan file carries its machine and beam; --machine overrides it
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps({"patient_from_applicator": pose.tolist(),
+                                     "machine": "mobetron", "energy_mev": 9,
+                                     "applicator_diameter_mm": 60, "bevel_deg": 15,
+                                     "prescription_gy": 12, "isodose_percent": 90,
+                                     "limits": {"organs": {"PANCREAS": {"dmax_gy": 11}}}}))
+    args = parser.parse_args(["run", "phantom", "--plan", str(plan_file)])
+    planned = _planned_beam(args, case, pose)
+    assert planned.machine == "mobetron" and planned.beam.bevel_deg == 15.0
+    assert planned.beam.prescription_gy == 12.0 and planned.limits["organs"]["PANCREAS"]
+    bare = tmp_path / "pose.json"
+    bare.write_text(json.dumps({"patient_from_applicator": pose.tolist()}))
+    other = tmp_path / "case"
+    other.mkdir()
+    with pytest.raises(InputError, match="must carry its beam"):
+        _planned_beam(parser.parse_args(["run", str(other), "--plan", str(bare)]),
+                      replace(case, patient_id="SOMEONE"), pose)

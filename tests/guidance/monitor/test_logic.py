@@ -37,7 +37,8 @@ def _poll_until(logic: MonitorLogic, predicate, timeout_s: float = 10.0):
 
 
 def test_frames_light_dose_confirm_and_igtl(view, tmp_path) -> None:
-    offsets = [(0.5, 0.0, 0.0)] * 5 + [(12.0, 0.0, 0.0)] * 5
+    # each pose held ~0.8 s: a better light shows only after the 0.5 s dwell
+    offsets = [(0.5, 0.0, 0.0)] * 25 + [(12.0, 0.0, 0.0)] * 25
     feed = ScriptedFeed(view.shots(offsets), view.camera_matrix, view.background(), fps=30.0,
                         fre_mm=0.5, tre_mm=0.9, loop=True)
     slog = SessionLog.create(tmp_path / "s.sqlite")
@@ -53,7 +54,7 @@ def test_frames_light_dose_confirm_and_igtl(view, tmp_path) -> None:
             lights = set()
             start = time.monotonic()
             frames_before = logic.capture.frames
-            while time.monotonic() - start < 1.5:
+            while time.monotonic() - start < 2.5:
                 snap = logic.poll()
                 lights.add(snap.light)
                 time.sleep(0.005)
@@ -71,8 +72,19 @@ def test_frames_light_dose_confirm_and_igtl(view, tmp_path) -> None:
             logic.set_beam(replace(logic.beam, energy_mev=12.0))
             snap = _poll_until(logic, lambda s: s.dose is not None and s.dose.metrics_ready
                                and s.dose.beam.energy_mev == 12.0 and s.overlay_ok)
-            seq = logic.confirm(user="RO")
-            assert seq is not None
+            # not the plan's beam: not green, so Confirm needs a typed reason
+            refused = logic.confirm(user="RO")
+            assert not refused.accepted and refused.needs_override
+            assert "energy 12 MeV (plan 8 MeV)" in refused.message
+            assert slog.last("confirmed_pose") is None
+            done = logic.confirm(user="RO", override_reason="deeper bed seen")
+            assert done.accepted and done.seq is not None and done.number == 1
+            assert done.message.startswith("Confirmed #1, ")
+            override = [e for e in slog.events("action")
+                        if e.payload["action"] == "confirm_override"][-1]
+            assert override.payload["reason"] == "deeper bed seen"
+            assert override.payload["confirmed_seq"] == done.seq
+            assert any("plan 8 MeV" in r for r in override.payload["reasons"])
             confirmed = slog.last("confirmed_pose")
             assert confirmed.payload["beam"]["energy_mev"] == 12.0
             assert confirmed.payload["user"] == "RO"
@@ -93,13 +105,13 @@ def test_dropout_greys_and_is_logged_once(view, tmp_path) -> None:
     slog = SessionLog.create(tmp_path / "s.sqlite")
     logic = MonitorLogic(view.case, view.plan, feed, session_log=slog).start()
     try:
-        snap = _poll_until(logic, lambda s: s.overlay_ok)
-        assert snap.banner == "" and snap.light is Light.GREEN
+        snap = _poll_until(logic, lambda s: s.overlay_ok and s.light is Light.GREEN)
+        assert snap.banner == ""
         feed.shots[:] = [replace(s, visible=()) for s in shots]   # everything disappears
         snap = _poll_until(logic, lambda s: not s.overlay_ok)
         assert "STALE" in snap.banner and snap.light is Light.GREY
         assert snap.applicator_pose is None
-        assert logic.confirm() is None    # refused
+        assert not logic.confirm().accepted    # refused
         time.sleep(0.7)
         for _ in range(20):
             logic.poll()
@@ -268,9 +280,10 @@ def test_guided_registration_banner_keys_and_loop(view, tmp_path) -> None:
                          registration=guided).start()
     try:
         snap = _poll_until(logic, lambda s: s.frame is not None)
-        # the applicator is not in view while registering: said after the prompt
+        # the applicator is not expected while registering: no alarm for it
         assert snap.banner == ("REGISTRATION: touch FID1 with the pointer, press Space "
-                               "(0/5 collected) | TRACKING LOST - applicator: UNTRACKED")
+                               "(0/5 collected)")
+        assert snap.phase == "registration"
         assert snap.registration_lines == ()
         assert logic.registration_capture()
         _poll_until(logic, lambda s: "(1/5 collected)" in s.banner)
@@ -291,6 +304,7 @@ def test_guided_registration_banner_keys_and_loop(view, tmp_path) -> None:
         assert logic.registration_accept()
         snap = _poll_until(logic, lambda s: s.frame.registered and s.frame.tre_mm is not None)
         assert "REGISTRATION" not in snap.banner and "NOT REGISTERED" not in snap.banner
+        assert snap.phase == "approach"   # registered, the applicator not yet seen
         assert snap.registration_lines[0].startswith("registration accepted: FRE 0.00 mm")
         assert snap.status.fields()["registration"].startswith("FRE 0.00 mm  TRE ")
         np.testing.assert_allclose(loop.patient_from_reference, TRUTH, atol=1e-6)
@@ -355,7 +369,78 @@ def test_a_pose_the_loop_calls_stale_is_stale_on_the_monitor(view) -> None:
             assert snap.light is Light.GREY and snap.applicator_pose is None
             assert "STALE" in snap.banner and "applicator" in snap.banner
             time.sleep(0.02)
-        assert logic.confirm() is None
+        assert not logic.confirm().accepted
         assert computed == []
     finally:
         logic.close()
+
+
+@pytest.fixture(scope="module")
+def liac_dose():
+    from guidance.treatment.dose_service import electron_dose_function
+
+    return electron_dose_function("liac")
+
+
+def test_bevel_changed_on_plan_is_not_green(view, liac_dose, tmp_path) -> None:
+    """Issue 13 item 1: applicator on the plan (0.8 mm / 0.3 deg), the bevel changed from the
+    plan's 0 to 30 deg: the real engine's CTV V90 drops to ~81 % and D90 to 0 Gy. The light
+    must not stay green, say why, and Confirm must need a typed override."""
+    tilt = np.eye(4)
+    c, s = np.cos(np.radians(0.3)), np.sin(np.radians(0.3))
+    tilt[:3, :3] = [[1, 0, 0], [0, c, -s], [0, s, c]]
+    shot = view.shots([(0.8, 0.0, 0.0)])[0]
+    shot = replace(shot, patient_from_applicator=shot.patient_from_applicator @ tilt)
+    feed = ScriptedFeed([shot], view.camera_matrix, view.background(), fps=30.0, loop=True,
+                        fre_mm=0.5)
+    plan_beam = BeamChoice(energy_mev=8.0, applicator_diameter_mm=70.0)
+    slog = SessionLog.create(tmp_path / "s.sqlite")
+    logic = MonitorLogic(view.case, view.plan, feed, dose_fn=liac_dose, beam=plan_beam,
+                         planned_beam=plan_beam, machine="liac", session_log=slog).start()
+    try:
+        snap = _poll_until(logic, lambda s: s.light is Light.GREEN, timeout_s=30.0)
+        assert snap.dose_check.ok and snap.deviation.distance_mm == pytest.approx(0.8, abs=0.01)
+        logic.set_beam(replace(plan_beam, bevel_deg=30.0))
+        snap = _poll_until(logic, lambda s: s.dose_check is not None
+                           and s.dose.beam.bevel_deg == 30.0, timeout_s=30.0)
+        assert snap.light is Light.RED
+        v90 = snap.dose.metrics["CTV"].v90_percent
+        assert 75.0 < v90 < 86.0
+        assert f"CTV V90 {v90:.1f} % (need >= 95 %)" in snap.light_reasons
+        assert any(r.startswith("CTV D90 0.00 Gy") for r in snap.light_reasons)
+        assert "bevel 30° (plan 0°)" in snap.beam_deviations
+        refused = logic.confirm()
+        assert not refused.accepted and refused.needs_override and "V90" in refused.message
+        assert slog.last("confirmed_pose") is None
+        assert "V90" in slog.last("warning").payload["message"]
+        # back on the plan's beam: green again, and Confirm goes through without a reason
+        logic.set_beam(plan_beam)
+        _poll_until(logic, lambda s: s.light is Light.GREEN, timeout_s=30.0)
+        assert logic.confirm().accepted
+    finally:
+        logic.close()
+        slog.close()
+
+
+def test_estimated_mu_is_shown_and_blocks_a_clean_confirm(view, tmp_path) -> None:
+    """A dose whose MU rest on an unmeasured output factor: amber with the reason."""
+    from types import SimpleNamespace
+
+    def estimated(case, pose, beam):
+        return SimpleNamespace(dose=slab_dose(case, pose, beam), mu=123.0, mu_estimated=True)
+
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)]), view.camera_matrix,
+                        view.background(), fps=30.0, loop=True, fre_mm=0.5)
+    slog = SessionLog.create(tmp_path / "s.sqlite")
+    logic = MonitorLogic(view.case, view.plan, feed, dose_fn=estimated,
+                         session_log=slog).start()
+    try:
+        snap = _poll_until(logic, lambda s: s.dose_check is not None and s.light is not
+                           Light.GREY, timeout_s=20.0)
+        assert snap.dose.mu_estimated and snap.dose.mu == 123.0
+        assert "MU ESTIMATED: output factor not measured" in snap.light_reasons
+        assert snap.light is not Light.GREEN
+        assert logic.confirm().needs_override
+    finally:
+        logic.close()
+        slog.close()

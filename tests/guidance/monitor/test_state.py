@@ -66,3 +66,25 @@ def test_status_texts_have_units_and_banner_on_dropout() -> None:
     assert lost.stale and lost.banner().startswith("TRACKING LOST")
     assert MonitorStatus().fields()["registration"] == "FRE —  TRE —"
     assert MonitorStatus().banner() == "TRACKING LOST - overlay hidden"
+
+
+def test_light_filter_holds_a_reading_on_the_threshold() -> None:
+    """8.0 mm against an 8 mm yellow limit, noise of 0.01 mm: the light must not flip."""
+    from guidance.monitor.state import LightFilter
+    from guidance.treatment.plan_check import Light, PlanTolerance, traffic_light
+
+    tol = PlanTolerance()
+    tight = tol.tightened(0.5, 0.5)
+    f = LightFilter(dwell_s=0.5)
+    shown = []
+    for i in range(100):
+        distance = 8.0 + (0.01 if i % 2 else -0.01)
+        raw = traffic_light(distance, 1.0, tol)
+        strict = traffic_light(distance, 1.0, tight)
+        shown.append(f.update(raw, strict, i * 0.033))
+    assert set(shown[1:]) == {Light.RED}   # red at once, never back to yellow on 7.99 mm
+    # a clear improvement shows, but only after the dwell time
+    times = [3.3 + k * 0.033 for k in range(30)]
+    lights = [f.update(Light.YELLOW, traffic_light(7.0, 1.0, tight), t) for t in times]
+    first_yellow = times[lights.index(Light.YELLOW)]
+    assert 0.5 <= first_yellow - times[0] < 0.6

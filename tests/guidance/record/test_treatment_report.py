@@ -17,7 +17,7 @@ from guidance.record.treatment_report import write_pdf
 from guidance.treatment.dose_service import (
     HIDDEN_ROI_TYPES,
     BeamChoice,
-    electron_dose_results,
+    electron_dose_function,
     evaluate_dose,
 )
 from models.evaluation.dvh import structure_bounds_mm
@@ -29,7 +29,7 @@ BEAM = BeamChoice(energy_mev=8.0, applicator_diameter_mm=70.0)
 def _session(tmp_path, case, *, tamper_v90: float | None = None):
     """A session as the monitor writes it: registration, a confirm with its coverage."""
     pose = planned_patient_from_applicator(case)
-    result = electron_dose_results("liac")(case, pose, BEAM)
+    result = electron_dose_function("liac")(case, pose, BEAM)
     bounds = {n: structure_bounds_mm(case.ct, s.mask) for n, s in case.structures.items()
               if s.roi_type not in HIDDEN_ROI_TYPES}
     dvhs, _ = evaluate_dose(case, result.dose, BEAM, bounds)

@@ -66,7 +66,8 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
                         fps=30.0, fre_mm=0.6, tre_mm=1.1, loop=True)
     slog = SessionLog.create(tmp_path / "session.sqlite", case_id="phantom")
     logic = MonitorLogic(view.case, view.plan, feed, dose_fn=slab_dose, session_log=slog,
-                         beam=BeamChoice(energy_mev=9.0, applicator_diameter_mm=60.0))
+                         beam=BeamChoice(energy_mev=9.0, applicator_diameter_mm=60.0),
+                         stall_limit_s=1.0)   # 2 shared cores: no false stall
     window = MonitorWindow(logic)
     show_active(qtbot, window, (1500, 900))
     logic.start()
@@ -92,7 +93,7 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
         grab = _qimage_to_numpy(window.ar_view.grab().toImage())
         wx, wy = window.ar_view.widget_point(u, v)
         assert _reddish(grab[int(wy) - 2:int(wy) + 3, int(wx) - 2:int(wx) + 3]).mean() > 0.8
-        assert window.light.light.value in ("green", "yellow")
+        qtbot.waitUntil(lambda: window.light.light.value in ("green", "yellow"), timeout=10000)
         assert "mm" in window.deviation_label.text() and "°" in window.deviation_label.text()
         assert "FRE 0.60 mm" in window.status_labels["registration"].text()
         assert not window.banner.isVisible()
@@ -105,12 +106,13 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
                         and window.snapshot.dose.metrics_ready, timeout=20000)
         qtbot.waitUntil(lambda: all(v.image is not None for v in window.slice_views.values())
                         and window._slice_key[1] > 0, timeout=20000)
-        qtbot.waitUntil(lambda: window._slice_future is None or window._slice_future.done(),
-                        timeout=10000)
-        window.tick()
-        axial = window.slice_views["axial"].image
-        iso_yellow = np.all(axial == (255, 220, 0), axis=2)
-        assert iso_yellow.sum() > 20, "no prescription isodose line on the axial slice"
+
+        def iso_yellow_px() -> int:
+            axial = window.slice_views["axial"].image
+            return int(np.all(axial == (255, 220, 0), axis=2).sum())
+
+        # (the slice worker re-renders as the applicator moves: wait for a dosed slice)
+        qtbot.waitUntil(lambda: iso_yellow_px() > 20, timeout=20000)
         assert "V90" in window.coverage_label.text() and "%" in window.coverage_label.text()
         assert window.dvh_view.image is not None
         assert "isodose" in logic.scene.items
@@ -123,27 +125,40 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
         qtbot.waitUntil(lambda: window.snapshot.dose is not None
                         and window.snapshot.dose.beam.energy_mev == 12.0
                         and window.snapshot.dose.metrics_ready, timeout=20000)
+        # not the plan's beam: refused, the reason large in the window; a typed override
+        # reason lets it through and is recorded
         qtbot.keyClick(window, QtCore.Qt.Key_Return, QtCore.Qt.ControlModifier)
+        assert window.ack_label.isVisible() and "refused" in window.ack_label.text()
+        assert "energy 12 MeV (plan 9 MeV)" in window.ack_label.text()
+        assert slog.last("confirmed_pose") is None
+        qtbot.keyClicks(window.override_edit, "bed deeper than planned")
+        qtbot.mouseClick(window.confirm_button, QtCore.Qt.LeftButton)
+        assert window.ack_label.text().startswith("Confirmed #1, ")
+        assert "OVERRIDE: bed deeper than planned" in window.ack_label.text()
         confirmed = slog.last("confirmed_pose")
         assert confirmed is not None
         assert confirmed.payload["beam"]["energy_mev"] == 12.0
         assert "CTV" in confirmed.payload["coverage"]
         assert confirmed.payload["distance_to_plan_mm"] < 5.0
 
-        # --- dropout: the applicator disappears -> banner, grey overlay, grey light
+        # --- dropout of the applicator: banner, grey light, applicator and dose hidden, but
+        # target and organs stay (the reference and the registration are valid)
         qtbot.keyClick(window, QtCore.Qt.Key_F1)
         feed.shots[:] = [replace(s, visible=("reference",)) for s in feed.shots]
         qtbot.waitUntil(lambda: window.banner.isVisible(), timeout=5000)
-        qtbot.waitUntil(lambda: not window.snapshot.overlay_ok
-                        and window._rendered_frame_seq == window.snapshot.frame_seq,
-                        timeout=5000)
+        qtbot.waitUntil(lambda: not window.snapshot.applicator_ok
+                        and window._rendered_frame_seq == window.snapshot.frame_seq
+                        and window._rendered_app_ok is False, timeout=5000)
         window.tick()
-        assert "STALE" in window.banner.text() and "applicator" in window.banner.text()
+        assert window.snapshot.overlay_ok
+        banner = window.banner.text()   # STALE, then LOST past the staleness limit
+        assert ("STALE" in banner or "LOST" in banner) and "applicator" in banner
+        assert "target and organs shown" in banner
         assert window.light.light.value == "grey"
-        stale = window.ar_view.image
-        assert _reddish(stale[int(v) - 3:int(v) + 4, int(u) - 3:int(u) + 4]).mean() < 0.2
-        top = stale[: max(24, stale.shape[0] // 16) - 2]
-        assert _reddish(top).mean() > 0.5, "no red banner drawn over the AR image"
+        assert not logic.scene.items["applicator"].visible
+        assert not logic.scene.items["isodose"].visible
+        kept = window.ar_view.image
+        assert _reddish(kept[int(v) - 3:int(v) + 4, int(u) - 3:int(u) + 4]).mean() > 0.8
         _save("dropout", _qimage_to_numpy(window.grab().toImage()), tmp_path)
         qtbot.keyClick(window, QtCore.Qt.Key_Return, QtCore.Qt.ControlModifier)
         assert slog.last("confirmed_pose").seq == confirmed.seq  # refused while stale
@@ -251,7 +266,8 @@ def test_frames_and_doses_reach_the_window_as_events(qtbot, view) -> None:
         qtbot.waitUntil(lambda: window.ar_frames >= 5, timeout=20000)
         qtbot.waitUntil(lambda: window.snapshot is not None
                         and window.snapshot.dose is not None, timeout=20000)
-        assert window.snapshot.light.value == "green"
+        # green once the settled dose is judged and the 0.5 s dwell passed, frames only
+        qtbot.waitUntil(lambda: window.snapshot.light.value == "green", timeout=10000)
         seen = window.snapshot.frame_seq
         qtbot.waitUntil(lambda: window.snapshot.frame_seq > seen, timeout=5000)
     finally:
