@@ -23,7 +23,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
@@ -33,8 +33,8 @@ from calibration.undistort import undistorter_for
 from guidance.loop.guidance_loop import FrameResult, GuidanceLoop, LoopOptions
 from guidance.record.report import write_report
 from guidance.record.session_log import SessionLog, session_log_path
+from guidance.record.session_report import coverage_rows
 from guidance.record.treatment_report import (
-    CoverageRow,
     ReportContent,
     person_name,
     write_pdf,
@@ -51,6 +51,7 @@ from guidance.render.scene import (
 from guidance.render.scene_builder import build_scene
 from guidance.sim.scenario import Scenario, ScenarioOptions, default_camera
 from guidance.tracking.pose_filter import TrackingState
+from guidance.treatment.dose_check import load_plan_limits
 from guidance.treatment.dose_service import DEFAULT_MACHINE, DoseScheduler
 from models.base.errors import IortError
 from models.base.transforms import apply_transform, invert_rigid, transform_difference
@@ -345,10 +346,9 @@ def _record(run: _Run, summary: dict, dvhs: dict[str, DVH],
                                "prescription_gy": summary["beam.prescription_gy"]}
     if dose is not None:
         beam.update(mu=round(float(dose.mu), 1), output_factor=round(dose.output_factor, 4))
-    rows = [CoverageRow(name, metric, float(getattr(d.metrics, metric)))
-            for name, d in dvhs.items()
-            for metric in (("v90_percent", "d90_gy", "dmin_gy") if name == TARGET
-                           else ("dmax_gy", "d2_gy"))]
+    limits = load_plan_limits()
+    rows = coverage_rows({n: asdict(d.metrics) for n, d in dvhs.items()}, TARGET,
+                         prescription_gy=float(summary["beam.prescription_gy"]), limits=limits)
     shown = run.images[:: max(1, len(run.images) // 4)][:4]
     return ReportContent(
         title="IORT guidance demo — treatment record (simulated)",
@@ -366,7 +366,7 @@ def _record(run: _Run, summary: dict, dvhs: dict[str, DVH],
         dvh_colors=colors, prescription_gy=float(summary["beam.prescription_gy"]),
         coverage=rows, images=shown, warnings=list(run.track.warnings),
         notes=["Simulated procedure on the built-in phantom: the pose errors are against the "
-               "simulation's truth. Not a clinical record."],
+               "simulation's truth. Not a clinical record.", f"Limits: {limits.provenance}"],
         versions={k: str(v) for k, v in summary.get("versions", {}).items()})
 
 

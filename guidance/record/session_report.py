@@ -17,6 +17,7 @@ import numpy as np
 
 from guidance.record.session_log import SessionEvent, SessionLog
 from guidance.record.treatment_report import CoverageRow, ReportContent
+from guidance.treatment.dose_check import PlanLimits
 from models.evaluation.dvh import DVH
 
 #: Metrics tabulated for the target and for the other structures.
@@ -48,8 +49,27 @@ def _registration(events: list[SessionEvent]) -> dict[str, object]:
     return out
 
 
-def _coverage_rows(coverage: Mapping[str, Mapping[str, float]], target: str
-                   ) -> list[CoverageRow]:
+def _limit(name: str, metric: str, value: float, target: str, rx_gy: float | None,
+           limits: PlanLimits | None) -> tuple[str, bool | None]:
+    """(limit text, within it) of one number; ("", None) when no limit applies."""
+    if limits is None:
+        return "", None
+    if name == target and metric == "v90_percent":
+        return f">= {limits.v90_green_percent:g} %", value >= limits.v90_green_percent
+    if name == target and metric == "d90_gy" and rx_gy:
+        floor = rx_gy * limits.d90_green_percent_of_rx / 100.0
+        return f">= {floor:.2f} Gy", value >= floor
+    organ = limits.organ(name)
+    if organ is not None and metric == "dmax_gy":
+        return f"<= {organ.dmax_gy:g} Gy", value <= organ.dmax_gy
+    return "", None
+
+
+def coverage_rows(coverage: Mapping[str, Mapping[str, float]], target: str, *,
+                  prescription_gy: float | None = None, limits: PlanLimits | None = None
+                  ) -> list[CoverageRow]:
+    """The coverage table: the target's V90, D90, Dmin, then each organ's Dmax, D2, Dmean,
+    each against its limit when ``limits`` has one."""
     rows = []
     others = sorted(n for n in coverage if n != target)
     names = [target, *others] if target in coverage else others
@@ -58,7 +78,9 @@ def _coverage_rows(coverage: Mapping[str, Mapping[str, float]], target: str
         for metric in metrics:
             value = coverage[name].get(metric)
             if value is not None:
-                rows.append(CoverageRow(name, metric, float(value)))
+                text, passed = _limit(name, metric, float(value), target, prescription_gy,
+                                      limits)
+                rows.append(CoverageRow(name, metric, float(value), text, passed))
     return rows
 
 
@@ -83,7 +105,8 @@ def _warnings(events: list[SessionEvent]) -> list[str]:
 def content_from_session(path: str | Path, *, target: str = "CTV",
                          dvh_fn: DvhFunction | None = None,
                          colors: Mapping[str, tuple[int, int, int]] | None = None,
-                         patient: Mapping[str, str] | None = None) -> ReportContent:
+                         patient: Mapping[str, str] | None = None,
+                         limits: PlanLimits | None = None) -> ReportContent:
     """Report content of the session log at ``path``.
 
     Parameters
@@ -99,6 +122,8 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
     patient : mapping label -> text, optional
         Patient lines (name, ID) when the caller knows them; the log holds only the case
         identifier.
+    limits : PlanLimits, optional
+        Coverage and organ limits to judge the table against (their provenance is noted).
     """
     with SessionLog.open(path, readonly=True) as slog:
         meta = slog.meta()
@@ -107,7 +132,10 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
     last = confirms[-1].payload if confirms else None
     beam = dict(last["beam"]) if last else {}
     notes: list[str] = []
-    rows = _coverage_rows(last["coverage"], target) if last else []
+    rows = coverage_rows(last["coverage"], target, prescription_gy=beam.get("prescription_gy"),
+                         limits=limits) if last else []
+    if limits is not None and limits.provenance:
+        notes.append(f"Limits: {limits.provenance}")
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if last is not None and dvh_fn is not None:
         dvhs, extras = dvh_fn(np.asarray(last["patient_from_applicator"], float), beam)

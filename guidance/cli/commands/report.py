@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
         colors = {n: s.color_rgb for n, s in case.structures.items()}
         patient = {"Patient": person_name(case.patient_name),
                    "Patient ID": case.patient_id or "—"}
+    from guidance.treatment.dose_check import load_plan_limits
+
     content = content_from_session(args.session, target=args.target, dvh_fn=dvh_fn,
-                                   colors=colors, patient=patient)
+                                   colors=colors, patient=patient, limits=load_plan_limits())
     write_pdf(content, args.pdf)
     for note in content.notes:
         print(note)

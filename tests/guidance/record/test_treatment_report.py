@@ -14,6 +14,7 @@ from guidance.cli.commands.report import _dvh_function
 from guidance.record.session_log import SessionLog
 from guidance.record.session_report import content_from_session
 from guidance.record.treatment_report import write_pdf
+from guidance.treatment.dose_check import load_plan_limits
 from guidance.treatment.dose_service import (
     HIDDEN_ROI_TYPES,
     BeamChoice,
@@ -54,8 +55,14 @@ def test_recomputed_record_matches_the_log_and_renders(tmp_path, coarse_phantom)
     case = coarse_phantom
     path, result = _session(tmp_path, case)
     content = content_from_session(path, dvh_fn=_dvh_function(case, "liac"),
-                                   colors={"CTV": (200, 0, 0)})
-    assert content.notes == []                       # the recomputation gives the log
+                                   colors={"CTV": (200, 0, 0)}, limits=load_plan_limits())
+    assert [n for n in content.notes if not n.startswith("Limits:")] == []   # = the log
+    rows = {(r.structure, r.metric): r for r in content.coverage}
+    v90 = rows["CTV", "v90_percent"]
+    assert v90.limit == ">= 95 %" and v90.passed is (v90.value >= 95.0)
+    stomach = rows["STOMACH", "dmax_gy"]
+    assert stomach.limit == "<= 12.4 Gy" and stomach.passed is (stomach.value <= 12.4)
+    assert rows["PANCREAS", "dmax_gy"].passed is None     # no limit for it
     assert content.beam["mu"] == pytest.approx(result.mu, abs=0.05)
     assert content.mu_estimated == result.mu_estimated
     assert content.registration["fre_mm"] == 0.41
@@ -78,7 +85,8 @@ def test_recomputed_record_matches_the_log_and_renders(tmp_path, coarse_phantom)
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
                           check=True).stdout
     for words in ("Monitor units", "Energy (MeV)", "Predicted TRE", "Signatures",
-                  "Medical physicist", "bowel retracted", "V90 (%)"):
+                  "Medical physicist", "bowel retracted", "V90 (%)", "<= 12.4 Gy",
+                  "PUBLISHED DEFAULTS"):
         assert words in text, words
     assert "energy_mev" not in text and "v90_percent" not in text   # human labels
 
