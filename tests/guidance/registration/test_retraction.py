@@ -1,0 +1,50 @@
+"""A pointer sweep over a retracted organ gives back the known move, or is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from guidance.registration.retraction import fit_retraction
+from guidance.registration.surface import surface_points
+from models.base.transforms import angle_between_transforms_deg
+
+
+def _truth(case) -> np.ndarray:
+    c = case.centroid_lps("STOMACH")
+    move = np.eye(4)
+    move[:3, :3] = Rotation.from_euler("z", 10.0, degrees=True).as_matrix()
+    move[:3, 3] = c - move[:3, :3] @ c + np.array([18.0, -12.0, 6.0])
+    return move
+
+
+def _sweep(case, move, rng, n=400, noise_mm=0.4) -> np.ndarray:
+    """Points on the exposed (anterior, -y) side of the moved stomach, with pointer noise."""
+    points, normals = surface_points(case.mesh("STOMACH"))
+    exposed = normals @ np.array([0.0, -1.0, 0.0]) > 0.2
+    pick = rng.choice(np.flatnonzero(exposed), size=n, replace=False)
+    moved = points[pick] @ move[:3, :3].T + move[:3, 3]
+    return moved + rng.normal(0.0, noise_mm, moved.shape)
+
+
+def test_sweep_of_the_exposed_side_recovers_the_move(coarse_phantom, rng) -> None:
+    case = coarse_phantom
+    move = _truth(case)
+    fit = fit_retraction(case, "STOMACH", _sweep(case, move, rng))
+    assert fit.accepted, fit.reason
+    c = case.centroid_lps("STOMACH")
+    got = fit.patient_from_retracted[:3, :3] @ c + fit.patient_from_retracted[:3, 3]
+    want = move[:3, :3] @ c + move[:3, 3]
+    assert np.linalg.norm(got - want) < 1.5
+    assert angle_between_transforms_deg(fit.patient_from_retracted, move) < 2.0
+    assert fit.rms_mm < 1.0
+
+
+def test_points_that_are_not_the_organ_are_refused(coarse_phantom, rng) -> None:
+    case = coarse_phantom
+    c = case.centroid_lps("STOMACH")
+    cloud = c + rng.uniform(-40.0, 40.0, size=(300, 3))     # a sweep of something else
+    fit = fit_retraction(case, "STOMACH", cloud)
+    assert not fit.accepted and "does not match the STOMACH" in fit.reason
+    few = fit_retraction(case, "STOMACH", _sweep(case, _truth(case), rng, n=10))
+    assert not few.accepted and "need 30" in few.reason
