@@ -25,6 +25,7 @@ from models.base.errors import InputError
 from models.base.transforms import invert_rigid
 from models.base.validation import as_points, as_transform
 from models.patient.case import Case
+from models.patient.edits import Provenance, Retraction
 
 
 @dataclass(frozen=True)
@@ -124,3 +125,65 @@ def fit_retraction(case: Case, structure: str, sweep_lps: np.ndarray, *,
         reason += f": the sweep does not match the {structure}; sweep again over it"
     return RetractionFit(structure, patient_from_retracted, best.inlier_rms_mm, best.fitness,
                          len(points), not reasons, reason)
+
+
+class RetractorCoupling:
+    """An organ that follows a tracked retractor between "grab" and "release".
+
+    At :meth:`grab` the organ's current retraction and the retractor pose are remembered;
+    while coupled, :meth:`follow` gives the organ's retraction for the retractor's newest
+    pose (the organ moves rigidly with the blade); :meth:`release` freezes it and returns
+    the :class:`~models.patient.edits.Retraction` to add to the case's edits.
+
+    Parameters
+    ----------
+    structure : str
+        The organ the blade holds.
+    patient_from_retracted : (4, 4) array, optional
+        Where the organ is when grabbed (its current retraction; default not moved).
+
+    Examples
+    --------
+    >>> coupling = RetractorCoupling("BOWEL")
+    >>> blade = np.eye(4); coupling.grab(blade)
+    >>> blade2 = np.eye(4); blade2[:3, 3] = (0.0, -25.0, 0.0)   # pulled 25 mm anterior
+    >>> coupling.follow(blade2)[:3, 3].tolist()
+    [0.0, -25.0, 0.0]
+    >>> coupling.release(who="surgeon").describe()
+    'BOWEL moved 25 mm, 0 deg'
+    """
+
+    def __init__(self, structure: str, patient_from_retracted: np.ndarray | None = None
+                 ) -> None:
+        self.structure = structure
+        self.patient_from_retracted = (np.eye(4) if patient_from_retracted is None else
+                                       as_transform(patient_from_retracted,
+                                                    name="patient_from_retracted", rigid=True,
+                                                    atol=1e-5))
+        self._retractor_from_organ: np.ndarray | None = None
+
+    @property
+    def coupled(self) -> bool:
+        """True between :meth:`grab` and :meth:`release`."""
+        return self._retractor_from_organ is not None
+
+    def grab(self, patient_from_retractor: np.ndarray) -> None:
+        """Couple the organ to the retractor at its current pose."""
+        pose = as_transform(patient_from_retractor, name="patient_from_retractor", rigid=True,
+                            atol=1e-5)
+        self._retractor_from_organ = invert_rigid(pose) @ self.patient_from_retracted
+
+    def follow(self, patient_from_retractor: np.ndarray | None) -> np.ndarray:
+        """The organ's retraction for the retractor's pose (None = not tracked now: the
+        organ stays where it was last seen)."""
+        if self._retractor_from_organ is not None and patient_from_retractor is not None:
+            pose = as_transform(patient_from_retractor, name="patient_from_retractor",
+                                rigid=True, atol=1e-5)
+            self.patient_from_retracted = pose @ self._retractor_from_organ
+        return self.patient_from_retracted
+
+    def release(self, *, who: str = "", fill: str = "air") -> Retraction:
+        """Freeze the organ where it is; the edit to record."""
+        self._retractor_from_organ = None
+        return Retraction(self.structure, self.patient_from_retracted, fill=fill,
+                          provenance=Provenance(who=who, how="tracked retractor"))

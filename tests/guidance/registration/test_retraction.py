@@ -48,3 +48,24 @@ def test_points_that_are_not_the_organ_are_refused(coarse_phantom, rng) -> None:
     assert not fit.accepted and "does not match the STOMACH" in fit.reason
     few = fit_retraction(case, "STOMACH", _sweep(case, _truth(case), rng, n=10))
     assert not few.accepted and "need 30" in few.reason
+
+
+def test_the_organ_follows_the_retractor_only_while_grabbed(rng) -> None:
+    from guidance.registration.retraction import RetractorCoupling
+    from tests.conftest import random_rigid
+
+    start = random_rigid(rng, 20.0)
+    coupling = RetractorCoupling("BOWEL", start)
+    blade0 = random_rigid(rng, 100.0)
+    coupling.follow(random_rigid(rng, 100.0))          # not grabbed: nothing moves
+    np.testing.assert_allclose(coupling.patient_from_retracted, start)
+    coupling.grab(blade0)
+    motion = random_rigid(rng, 30.0)                   # the blade moves by `motion`
+    now = coupling.follow(motion @ blade0)
+    np.testing.assert_allclose(now, motion @ start, atol=1e-9)
+    np.testing.assert_allclose(coupling.follow(None), now)   # blade hidden: organ stays
+    edit = coupling.release(who="surgeon")
+    assert not coupling.coupled and edit.provenance.how == "tracked retractor"
+    coupling.follow(random_rigid(rng, 100.0))          # released: frozen
+    np.testing.assert_allclose(coupling.patient_from_retracted, now)
+    np.testing.assert_allclose(edit.patient_from_retracted, now)
