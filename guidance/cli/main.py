@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "sweep",
     "report",
+    "trainee",
 )
 
 #: Exceptions that are the user's input being wrong rather than a defect of the program.

@@ -176,3 +176,32 @@ def _draw_grid(img: np.ndarray, axes: DvhAxes, style: PlotStyle) -> None:
                     style.text, 1, cv2.LINE_AA)
     cv2.putText(img, "Gy", (axes.right - 18, img.shape[0] - 4), font, scale, style.text, 1,
                 cv2.LINE_AA)
+
+
+def render_progress_plot(totals: list[float], *, size: tuple[int, int] = (720, 360),
+                         style: PlotStyle = PRINT, color: RGB = (30, 90, 200),
+                         top: float = 100.0) -> np.ndarray:
+    """A score (0 to ``top``) per session as a line with dots, oldest left (RGB image)."""
+    width, height = (int(v) for v in size)
+    img = np.empty((height, width, 3), np.uint8)
+    img[:] = style.background
+    left, right, up, bottom = 48, width - 16, 14, height - 30
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, style.font_scale
+    for value in np.linspace(0.0, top, 5):
+        y = round(bottom - (bottom - up) * float(value) / top)
+        cv2.line(img, (left, y), (right, y), style.grid, 1)
+        cv2.putText(img, f"{value:g}", (6, y + 4), font, scale * 0.8, style.text, 1,
+                    cv2.LINE_AA)
+    n = len(totals)
+    xs = [left + (right - left) * (k / max(n - 1, 1)) for k in range(n)]
+    pts = np.array([[x, bottom - (bottom - up) * float(np.clip(v, 0, top)) / top]
+                    for x, v in zip(xs, totals, strict=True)]).round().astype(np.int32)
+    if n > 1:
+        cv2.polylines(img, [pts], False, color, 2, cv2.LINE_AA)
+    for k, (x, y) in enumerate(pts):
+        cv2.circle(img, (int(x), int(y)), 4, color, -1, cv2.LINE_AA)
+        cv2.putText(img, str(k + 1), (int(x) - 4, bottom + 18), font, scale * 0.8,
+                    style.text, 1, cv2.LINE_AA)
+    cv2.putText(img, "session", (right - 60, height - 4), font, scale, style.text, 1,
+                cv2.LINE_AA)
+    return img
