@@ -69,6 +69,7 @@ def test_score_components_match_the_script(rehearsal) -> None:
     # V90 equals a direct dose computation at the confirmed pose
     case = view.case
     done = np.asarray(confirmed.payload["patient_from_applicator"], float)
+    np.testing.assert_allclose(done, pose, atol=1e-6)    # the script's pose, via the loop
     dose = electron_dose_function("liac")(case, done, beam).dose
     bounds = {n: structure_bounds_mm(case.ct, s.mask) for n, s in case.structures.items()
               if s.roi_type not in HIDDEN_ROI_TYPES}
@@ -83,7 +84,7 @@ def test_score_components_match_the_script(rehearsal) -> None:
 
 
 def test_history_and_progress_command(rehearsal, tmp_path, capsys) -> None:
-    view, path, _, _, _ = rehearsal
+    path = rehearsal[1]
     folder = tmp_path / "scores"
     for _ in range(2):
         assert main(["trainee", "score", str(path), "--trainee", "Ana Ruiz",
