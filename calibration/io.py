@@ -76,6 +76,7 @@ class CalibrationFile(FileSchema):
     intrinsics_std_px: list[float | None] | None = None
     coverage_percent: float | None = bounded(0.0, 100.0, "board coverage of the image (%)",
                                              low_inclusive=True, default=None)
+    coverage_map: list[list[Annotated[int, Field(ge=0, le=10**6, strict=True)]]] | None = None
     view_names: list[str] = Field(default_factory=list)
     board: dict[str, Any] | None = None
 
@@ -138,6 +139,9 @@ def from_json_dict(data: Any, *, source: str = "calibration") -> CameraCalibrati
         raise CalibrationError(f"{source}: field rms_px must be a number, got {data['rms_px']!r}")
     check_file(CalibrationFile, data, source=source, error=CalibrationError,
                hint="re-run 'iort calibrate camera' or fix the file")
+    if len({len(row) for row in data.get("coverage_map") or []}) > 1:
+        raise CalibrationError(f"{source}: field coverage_map rows differ in length; re-run "
+                               "'iort calibrate camera' or fix the file")
     std = data.get("intrinsics_std_px")
     coverage = data.get("coverage_percent")
     calibration = CameraCalibration(
@@ -220,7 +224,12 @@ def _read_opencv(path: Path) -> CameraCalibration:
                                    f"OpenCV calibration keys {', '.join(_REQUIRED_CV)}")
 
         def mat(key: str) -> np.ndarray:
-            value = fs.getNode(key).mat()
+            try:
+                value = fs.getNode(key).mat()
+            except (cv2.error, SystemError) as exc:  # e.g. an !!opencv-matrix without rows
+                raise CalibrationError(f"{path}: field {key} is not a readable OpenCV matrix "
+                                       "(needs rows, cols, dt and data); re-run 'iort "
+                                       "calibrate camera' or fix the file") from exc
             if value is None:
                 raise CalibrationError(f"{path}: field {key} is not a matrix")
             return np.asarray(value, np.float64)

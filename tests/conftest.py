@@ -31,3 +31,44 @@ def coarse_phantom():
     from models.patient.phantom import make_phantom
 
     return make_phantom(spacing_mm=(3.0, 3.0, 4.0))
+
+
+#: Values a damaged or hand-edited JSON file holds where a number, list or object belongs.
+JSON_MUTANT_VALUES = [None, True, False, 0, -1, 1e308, -1e308, 3e38, "NaN", "x", "", [], {},
+                      [1, 2, 3], [[1, 2], [3]], {"a": 1}, 1.5, 10 ** 400, "1e999"]
+
+
+def _json_paths(obj, prefix=()):
+    yield prefix
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _json_paths(value, (*prefix, key))
+    elif isinstance(obj, list):
+        for n, value in enumerate(obj[:3]):
+            yield from _json_paths(value, (*prefix, n))
+
+
+def json_mutants(data, count: int, seed: int):
+    """``count`` seeded copies of ``data``, each with one value replaced or one key deleted.
+
+    Yields (description, mutated object) pairs; feeds the "one line, never a traceback"
+    tests of every JSON file format.
+    """
+    import copy
+    import random
+
+    rng = random.Random(seed)
+    paths = [p for p in _json_paths(data) if p]
+    for _ in range(count):
+        out = copy.deepcopy(data)
+        path = rng.choice(paths)
+        node = out
+        for key in path[:-1]:
+            node = node[key]
+        if rng.random() < 0.15:
+            del node[path[-1]]
+            yield f"del {path}", out
+        else:
+            value = rng.choice(JSON_MUTANT_VALUES)
+            node[path[-1]] = value
+            yield f"{path} = {value!r}"[:100], out

@@ -31,6 +31,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import math
 import select
 import socket
 import struct
@@ -115,6 +116,10 @@ MESSAGE_CLASSES: dict[str, type[MessageBase]] = {
 }
 
 
+#: Warnings of one kind logged per second at most (a flood must not fill the disk).
+WARNINGS_PER_S = 10
+
+
 @dataclass
 class ServerStats:
     """Counters since start (read them for the status bar and tests)."""
@@ -127,6 +132,10 @@ class ServerStats:
     dropped_unknown: int = 0
     dropped_send_queue: int = 0
     disconnected_garbage: int = 0
+    refused_clients: int = 0
+    dropped_devices: int = 0
+    accept_errors: int = 0
+    log_lines_suppressed: int = 0
     last_error: str = ""
 
 
@@ -186,6 +195,10 @@ class _Client:
                                    daemon=True)
         self.tx = threading.Thread(target=self._send_loop, name=f"igtl-tx-{address}",
                                    daemon=True)
+
+    def start(self) -> None:
+        """Start the threads (after the server has listed this client, so a peer that
+        closes at once is removed from the list, not left in it)."""
         self.rx.start()
         self.tx.start()
 
@@ -195,8 +208,8 @@ class _Client:
             if len(self.queue) >= self.server.send_queue_size:
                 self.queue.popleft()
                 self.server._count("dropped_send_queue")
-                log.warning("OpenIGTLink client %s is not reading; dropped the oldest "
-                            "queued message", self.address)
+                self.server._warn("send-queue", "OpenIGTLink client %s is not reading; "
+                                  "dropped the oldest queued message", self.address)
             self.queue.append(data)
             self.cond.notify()
 
@@ -264,9 +277,9 @@ class _Client:
                 if body_size > self.server.max_body_bytes:
                     self.server._count("dropped_oversized",
                                        f"{mtype} {device!r}: {body_size} bytes")
-                    log.warning("OpenIGTLink %s %r from %s: body of %d bytes exceeds the "
-                                "limit of %d; dropped", mtype, device, self.address,
-                                body_size, self.server.max_body_bytes)
+                    self.server._warn("oversized", "OpenIGTLink %s %r from %s: body of %d "
+                                      "bytes exceeds the limit of %d; dropped", mtype, device,
+                                      self.address, body_size, self.server.max_body_bytes)
                     if self._recv_exact(body_size, sink=True) is None:
                         break
                     continue
@@ -307,6 +320,19 @@ class IgtlServer:
         Messages queued per client before the oldest are dropped.
     poll_s : float, default 0.05
         Longest time a thread waits before checking for :meth:`stop`.
+    max_clients : int, default 8
+        Connections beyond this are closed at once (two threads per client: the server's
+        threads stay bounded and a flood of idle connections cannot starve a good client).
+    received_queue_bytes : int, default 64 MiB
+        Bodies kept for :meth:`drain` beyond this are dropped, oldest first (images fill a
+        count-bounded queue with gigabytes).
+    max_devices : int, default 256
+        Distinct (type, device) pairs kept for :meth:`latest`; the least recently updated
+        is forgotten beyond this.
+
+    Warnings of one kind are logged at most :data:`WARNINGS_PER_S` times a second (the
+    count of the others is in :attr:`stats`); a failing ``accept`` (e.g. EMFILE, out of file
+    descriptors) is retried after a pause instead of ending the accept thread.
 
     Examples
     --------
@@ -320,7 +346,9 @@ class IgtlServer:
                  max_body_bytes: int = 64 << 20,
                  on_message: Callable[[ReceivedMessage], None] | None = None,
                  send_queue_size: int = 256, poll_s: float = 0.05,
-                 body_timeout_s: float = 5.0, received_queue_size: int = 1000) -> None:
+                 body_timeout_s: float = 5.0, received_queue_size: int = 1000,
+                 max_clients: int = 8, received_queue_bytes: int = 64 << 20,
+                 max_devices: int = 256) -> None:
         if not 0 <= int(port) <= 65535:
             raise InputError(f"port must be 0..65535, got {port}")
         if int(max_body_bytes) <= 0:
@@ -334,8 +362,13 @@ class IgtlServer:
         self.body_timeout_s = float(body_timeout_s)
         self.stats = ServerStats()
         self._latest: dict[tuple[str, str], ReceivedMessage] = {}
-        self._received: collections.deque[ReceivedMessage] = collections.deque(
+        self._received: collections.deque[tuple[ReceivedMessage, int]] = collections.deque(
             maxlen=received_queue_size)
+        self._received_bytes = 0
+        self.max_clients = int(max_clients)
+        self.received_queue_bytes = int(received_queue_bytes)
+        self.max_devices = int(max_devices)
+        self._warned_s: dict[str, tuple[float, int]] = {}
         self._clients: list[_Client] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -373,7 +406,7 @@ class IgtlServer:
             clients = list(self._clients)
         for client in clients:
             client.close()
-        threads = [t for c in clients for t in (c.rx, c.tx)]
+        threads = [t for c in clients for t in (c.rx, c.tx) if t.ident is not None]
         if self._accept_thread is not None:
             threads.append(self._accept_thread)
         deadline = time.monotonic() + timeout_s
@@ -397,19 +430,63 @@ class IgtlServer:
             return len(self._clients)
 
     def _accept_loop(self) -> None:
-        assert self._listener is not None
+        listener = self._listener
+        assert listener is not None
         while not self._stop.is_set():
             try:
-                conn, address = self._listener.accept()
+                conn, address = listener.accept()
             except TimeoutError:
                 continue
-            except OSError:
-                break
+            except OSError as exc:  # EMFILE/ENFILE/ENOBUFS: wait for descriptors to free up
+                if self._stop.is_set() or listener.fileno() < 0:
+                    break
+                self._count("accept_errors", f"accept failed: {exc}")
+                self._warn("accept", "OpenIGTLink: accept failed (%s); retrying", exc)
+                self._stop.wait(min(1.0, 10 * self.poll_s))
+                continue
+            self._admit(conn, address)
+
+    def _admit(self, conn: socket.socket, address: tuple) -> None:
+        """List and start a new client, or close it when :attr:`max_clients` are connected."""
+        with self._lock:
+            self._clients = [c for c in self._clients if not c.closed.is_set()]
+            full = len(self._clients) >= self.max_clients
+        if full:
+            self._count("refused_clients", f"{address}: {self.max_clients} clients connected")
+            self._warn("full", "OpenIGTLink: %d clients connected; refused %s",
+                       self.max_clients, address)
+            with contextlib.suppress(OSError):
+                conn.close()
+            return
+        try:
             client = _Client(self, conn, address)
-            with self._lock:
-                self._clients.append(client)
-            self._count("connections")
-            log.info("OpenIGTLink client connected: %s", address)
+        except OSError as exc:  # the peer is already gone
+            with contextlib.suppress(OSError):
+                conn.close()
+            log.info("OpenIGTLink client %s left before it was set up (%s)", address, exc)
+            return
+        with self._lock:
+            self._clients.append(client)
+        if self._stop.is_set():  # stop() came in meanwhile: it did not see this client
+            client.close()
+            return
+        client.start()
+        self._count("connections")
+        log.info("OpenIGTLink client connected: %s", address)
+
+    def _warn(self, key: str, message: str, *args: object) -> None:
+        """``log.warning``, at most :data:`WARNINGS_PER_S` a second per ``key`` (the rest
+        are counted in ``stats.log_lines_suppressed``)."""
+        now = time.monotonic()
+        with self._lock:
+            start, count = self._warned_s.get(key, (-math.inf, 0))
+            if now - start >= 1.0:
+                start, count = now, 0
+            if count >= WARNINGS_PER_S:
+                self.stats.log_lines_suppressed += 1
+                return
+            self._warned_s[key] = (start, count + 1)
+        log.warning(message, *args)
 
     def _forget(self, client: _Client) -> None:
         with self._lock:
@@ -464,8 +541,8 @@ class IgtlServer:
                 crc: int, address: tuple) -> None:
         if CRC64(body) != crc:
             self._count("dropped_malformed", f"{mtype} {device!r}: CRC mismatch")
-            log.warning("OpenIGTLink %s %r from %s: CRC mismatch; dropped", mtype, device,
-                        address)
+            self._warn("crc", "OpenIGTLink %s %r from %s: CRC mismatch; dropped", mtype,
+                       device, address)
             return
         cls = MESSAGE_CLASSES.get(mtype)
         if cls is None:
@@ -479,15 +556,30 @@ class IgtlServer:
                             "device_name": device, "timestamp": stamp}, body)
             if mtype == "TRANSFORM" and not np.all(np.isfinite(message.matrix)):
                 raise InputError("matrix is not finite")
+            if mtype == "IMAGE" and 0 in np.shape(message.image):
+                raise InputError(f"image of size {np.shape(message.image)} has no pixels")
         except Exception as exc:  # any decoding failure of untrusted bytes is a bad message
             self._count("dropped_malformed", f"{mtype} {device!r}: {exc}")
-            log.warning("OpenIGTLink %s %r from %s could not be decoded (%s); dropped",
-                        mtype, device, address, exc)
+            self._warn("decode", "OpenIGTLink %s %r from %s could not be decoded (%s); "
+                       "dropped", mtype, device, address, exc)
             return
-        received = ReceivedMessage(mtype, device, stamp, message)
+        self._keep(ReceivedMessage(mtype, device, stamp, message), len(body))
+
+    def _keep(self, received: ReceivedMessage, size: int) -> None:
+        """Store a decoded message for :meth:`latest` and :meth:`drain`, within the bounds."""
+        key = (received.message_type, received.device_name)
         with self._lock:
-            self._latest[(mtype, device)] = received
-            self._received.append(received)
+            self._latest.pop(key, None)
+            self._latest[key] = received   # most recently updated last
+            while len(self._latest) > self.max_devices:
+                del self._latest[next(iter(self._latest))]
+                self.stats.dropped_devices += 1
+            if len(self._received) == self._received.maxlen:
+                self._received_bytes -= self._received[0][1]
+            self._received.append((received, size))
+            self._received_bytes += size
+            while self._received_bytes > self.received_queue_bytes and len(self._received) > 1:
+                self._received_bytes -= self._received.popleft()[1]
             self.stats.received += 1
         if self.on_message is not None:
             try:
@@ -503,8 +595,9 @@ class IgtlServer:
     def drain(self) -> list[ReceivedMessage]:
         """All messages received since the last call, oldest first."""
         with self._lock:
-            out = list(self._received)
+            out = [received for received, _ in self._received]
             self._received.clear()
+            self._received_bytes = 0
         return out
 
     def wait_for(self, message_type: str, device_name: str, *, timeout_s: float,

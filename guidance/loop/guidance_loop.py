@@ -27,6 +27,7 @@ subscriber is logged and counted.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from calibration.camera import check_frame_size
+from calibration.errors import CalibrationError
 from guidance.frames.base import Frame, FrameSource, check_image
 from guidance.tracking.devices import (
     ExternalTrackerDevice,
@@ -210,7 +213,20 @@ class SourceFailed:
     reason: str
 
 
+@dataclass(frozen=True)
+class ClockResynchronised:
+    """The frame clock jumped (a tracker or camera restarted) and the loop followed it.
+
+    The pose filters were reset: every tool starts again from its next measurement.
+    """
+
+    frame_index: int
+    from_s: float
+    to_s: float
+
+
 LoopEvent = (FrameProcessed | ToolStateChanged | FrameSkipped | RegistrationChanged
+             | ClockResynchronised
              | SourceEnded | SourceFailed)
 
 
@@ -238,6 +254,13 @@ class LoopSummary:
     mean_latency_s: float
     max_latency_s: float
     failure: str | None = None
+
+
+@dataclass(frozen=True)
+class _CalibratedSize:
+    """What :func:`calibration.camera.check_frame_size` reads of a calibration."""
+
+    image_size: tuple[int, int]
 
 
 class GuidanceLoop:
@@ -356,14 +379,30 @@ class GuidanceLoop:
         return self._states[tool]
 
     # -- per frame ----------------------------------------------------------------------
+    #: (width, height) px the camera was calibrated for; a frame of another size is skipped
+    #: (its intrinsics would be wrong). None: the size of the first frame is kept instead.
+    calibrated_size_px: tuple[int, int] | None = None
+    #: Largest step (s) between consecutive frame stamps taken as the same clock; a stamp
+    #: further ahead, or behind the last, is skipped unless the next frame confirms it.
+    MAX_CLOCK_STEP_S = 5.0
+    _first_size_px: tuple[int, int] | None = None
+    _clock_candidate_s: float | None = None
+
     def process(self, frame: Frame) -> FrameResult | None:
-        """Run one frame through the pipeline; None (and a FrameSkipped event) if unusable."""
+        """Run one frame through the pipeline; None (and a FrameSkipped event) if unusable.
+
+        Skipped: an image that is not uint8, a size other than :attr:`calibrated_size_px`,
+        a timestamp that is not finite, or one out of line with the clock (behind the last
+        frame, or more than :attr:`MAX_CLOCK_STEP_S` ahead). Two consecutive stamps in line
+        with each other but not with the old clock are a clock reset or jump: the loop
+        resets its pose filters, emits :class:`ClockResynchronised` and carries on.
+        """
         received = time.perf_counter()
         if not check_image(frame.image):
             return self._skip(frame.index, "frame image is not a uint8 (H, W[, 3]) array")
-        if self._last_time_s is not None and frame.timestamp_s < self._last_time_s:
-            return self._skip(frame.index, f"timestamp {frame.timestamp_s:.3f} s goes back in "
-                                           f"time (last {self._last_time_s:.3f} s)")
+        problem = self._frame_size_problem(frame.image) or self._clock_problem(frame)
+        if problem:
+            return self._skip(frame.index, problem)
         previous = {name: f.pose for name, f in self._filters.items()}
         try:
             measured = self.device.measure(frame, previous,
@@ -373,6 +412,41 @@ class GuidanceLoop:
         self._last_time_s = frame.timestamp_s
         return self._finish(self._compose(frame, self._statuses(frame.timestamp_s, measured),
                                           measured.n_markers, received))
+
+    def _frame_size_problem(self, image: np.ndarray) -> str | None:
+        """Why a frame's size cannot be used with the intrinsics, or None."""
+        expected = self.calibrated_size_px or self._first_size_px
+        if expected is None:
+            self._first_size_px = (int(image.shape[1]), int(image.shape[0]))
+            return None
+        try:
+            check_frame_size(_CalibratedSize(tuple(expected)), image,  # type: ignore[arg-type]
+                             source="camera calibration")
+        except CalibrationError as exc:
+            return f"{exc}; frame not tracked"
+        return None
+
+    def _clock_problem(self, frame: Frame) -> str | None:
+        """Why a frame's timestamp cannot be used, or None (resynchronising on a reset)."""
+        t_s, last = frame.timestamp_s, self._last_time_s
+        if not math.isfinite(t_s):
+            return f"timestamp {t_s} is not a finite number of seconds"
+        if last is None or last <= t_s <= last + self.MAX_CLOCK_STEP_S:
+            self._clock_candidate_s = None
+            return None
+        candidate = self._clock_candidate_s
+        if candidate is not None and candidate < t_s <= candidate + self.MAX_CLOCK_STEP_S:
+            log.warning("frame clock jumped from %.3f s to %.3f s (a restarted tracker or "
+                        "camera?): pose filters reset", last, t_s)
+            self._filters = {name: PoseFilter(self.options.filter) for name in self._filters}
+            self._clock_candidate_s = None
+            self._last_time_s = t_s
+            self._emit(ClockResynchronised(frame.index, last, t_s))
+            return None
+        self._clock_candidate_s = t_s
+        direction = "goes back in time" if t_s < last else \
+            f"jumps more than {self.MAX_CLOCK_STEP_S:g} s ahead"
+        return f"timestamp {t_s:.3f} s {direction} (last {last:.3f} s)"
 
     def _finish(self, result: FrameResult) -> FrameResult:
         """Announce state changes, count, publish."""

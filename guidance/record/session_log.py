@@ -26,6 +26,13 @@ Never overwriting
 :meth:`SessionLog.create` refuses an existing file. :meth:`SessionLog.open` checks the
 SQLite header, runs ``PRAGMA quick_check`` and the schema *before* writing anything; a
 corrupt or foreign file raises :class:`~models.base.errors.InputError` and is left untouched.
+:meth:`SessionLog.create` builds the empty log under a hidden sibling name and links it
+into place only when its schema is committed, so a kill during creation never leaves an
+unopenable file at the log's path.
+
+A clean end is recorded: :meth:`SessionLog.close` (and leaving a ``with`` block) appends
+``session_end`` to a log opened for writing, so a log without it is a session that
+crashed or was killed.
 
 Events are stored as ``(seq, t_unix_s, t_mono_s, kind, payload JSON)``; 4x4 transforms are
 stored as nested lists (row-major, mm). ``kind`` is one of :data:`EVENT_KINDS`.
@@ -216,6 +223,18 @@ def _create_private_file(path: Path) -> None:
         os.close(fd)
 
 
+def _link_new(staging: Path, path: Path) -> None:
+    """Put the finished ``staging`` file at ``path``; refuse an existing ``path``."""
+    try:
+        os.link(staging, path)  # atomic and never replaces an existing file
+    except FileExistsError:
+        _refuse_existing(path)
+        raise
+    except OSError:  # no hard links on this file system: rename, after a last check
+        _refuse_existing(path)
+        os.replace(staging, path)
+
+
 def _check_file(path: Path) -> None:
     """Raise InputError unless ``path`` starts with the SQLite header (read-only check)."""
     try:
@@ -270,26 +289,25 @@ class SessionLog:
         path = Path(path)
         _refuse_existing(path)
         _make_private_folders(path.parent)
-        _create_private_file(path)
+        staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
+        leftovers = [Path(f"{staging}{suffix}") for suffix in ("", "-journal", "-wal", "-shm")]
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        _create_private_file(staging)
         conn = None
         try:
+            cls._write_schema(staging, case_id)
+            _link_new(staging, path)
             conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             cls._configure(conn)
-            conn.execute("BEGIN")
-            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
-                conn.execute(statement)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
-                ("schema_version", str(SCHEMA_VERSION)),
-                ("case_id", case_id),
-                ("created_unix_s", repr(time.time())),
-            ])
-            conn.execute("COMMIT")
         except BaseException:
             if conn is not None:
                 conn.close()
-            path.unlink(missing_ok=True)  # no half-made log left behind
+                path.unlink(missing_ok=True)  # no half-made log left behind
             raise
+        finally:
+            for leftover in leftovers:
+                leftover.unlink(missing_ok=True)
         slog = cls(conn, path, readonly=False)
         slog.append("session_start", {"case_id": case_id, **dict(metadata or {})})
         log.info("session log created: %s", path)
@@ -330,6 +348,31 @@ class SessionLog:
         return cls(conn, path, readonly=False)
 
     @staticmethod
+    def _write_schema(path: Path, case_id: str) -> None:
+        """Create tables and meta in the (staging) file, committed and closed.
+
+        The file is switched to WAL here, before it gets its real name: switching later
+        writes a rollback journal, and a kill during the switch would leave a hot journal
+        that a read-only open cannot roll back.
+        """
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN")
+            for statement in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
+                ("schema_version", str(SCHEMA_VERSION)),
+                ("case_id", case_id),
+                ("created_unix_s", repr(time.time())),
+            ])
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    @staticmethod
     def _configure(conn: sqlite3.Connection) -> None:
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
@@ -355,8 +398,17 @@ class SessionLog:
                              f"{None if version is None else version[0]}; this program reads "
                              f"up to {SCHEMA_VERSION} — update the program")
 
-    def close(self) -> None:
-        """Close the database (idempotent). A clean close checkpoints the WAL."""
+    def close(self, *, reason: str = "") -> None:
+        """End the session cleanly: append ``session_end`` (writable logs), then close.
+
+        Idempotent. A clean close checkpoints the WAL. ``reason`` (e.g. the exception that
+        ended the session) is recorded in the ``session_end`` event.
+        """
+        if not self.readonly and not self._closed:
+            try:
+                self.append("session_end", {"reason": reason} if reason else {})
+            except (sqlite3.Error, RuntimeError):  # a closing log must still close
+                log.exception("session log %s: could not record session_end", self.path)
         with self._lock:
             if not self._closed:
                 self._conn.close()
@@ -365,10 +417,8 @@ class SessionLog:
     def __enter__(self) -> SessionLog:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if not self.readonly and not self._closed:
-            self.append("session_end", {})
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(reason="" if exc_type is None else exc_type.__name__)
 
     # ------------------------------------------------------------------ writing
     def append(self, kind: str, payload: Mapping[str, Any]) -> int:

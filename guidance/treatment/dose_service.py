@@ -289,6 +289,10 @@ class DoseService:
         out = self.dose_fn(self.case, pose, beam)
         dose = out if isinstance(out, Volume) else out.dose
         mu = None if isinstance(out, Volume) else getattr(out, "mu", None)
+        bad = int(np.count_nonzero(~np.isfinite(dose.array)))
+        if bad:  # never shown: a NaN dose would draw no isodose and read as 0 Gy
+            raise FloatingPointError(f"dose engine returned {bad} NaN/infinite voxel(s) of "
+                                     f"{dose.array.size}; dose not published")
         iso = None if self.isodose_fn is None else self.isodose_fn(dose, beam.prescription_gy)
         return DoseUpdate(dose=dose, beam=beam, patient_from_applicator=pose, isodose_mesh=iso,
                           compute_ms=(time.perf_counter() - start) * 1000.0,

@@ -31,6 +31,21 @@ def _reject_constant(name: str) -> Any:
     raise _NonFiniteConstant(name)
 
 
+#: Largest integer accepted in a JSON file: beyond it no field of ours is meaningful and
+#: converting it to a float overflows.
+MAX_JSON_INT = 2 ** 63
+
+
+class _HugeInteger(Exception):
+    """Raised while parsing when an integer literal exceeds :data:`MAX_JSON_INT`."""
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > 19 or abs(int(text)) > MAX_JSON_INT:
+        raise _HugeInteger(text[:20])
+    return int(text)
+
+
 def read_json_file(path: str | Path, *, what: str, error: type[InputError] = InputError,
                    hint: str = "") -> Any:
     """Parse a UTF-8 JSON file, turning every failure into one ``error`` naming the file.
@@ -80,7 +95,10 @@ check the path
         raise error(f"{what} {path}: cannot read ({exc.strerror or exc}); give a readable "
                     f"file{tail}") from exc
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int)
+    except _HugeInteger as exc:
+        raise error(f"{what} {path}: integer {exc}... is too large to be a value of ours; "
+                    f"write a number below 2**63{tail}") from None
     except _NonFiniteConstant as exc:
         raise error(f"{what} {path}: contains {exc.name}, which is not a valid JSON number; "
                     f"write finite numbers{tail}") from None

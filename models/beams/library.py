@@ -260,6 +260,24 @@ class _OutputFactorsFile(FileSchema):
     table: list[_OutputFactorRow] = Field(default_factory=list)
 
 
+_Depth = Annotated[float, bounded(0.0, 500.0, "depth in water (mm)", low_inclusive=True)]
+_Percent = Annotated[float, bounded(0.0, 100.0, "dose (% of maximum)", low_inclusive=True)]
+
+
+class _DepthDoseEntry(FileSchema):
+    """Either commissioning points or a measured table (``depth_mm`` / ``dose_percent``)."""
+
+    surface_percent: _Percent | None = None
+    dmax_mm: _Depth | None = None
+    r90_mm: _Depth | None = None
+    r50_mm: _Depth | None = None
+    rp_mm: _Depth | None = None
+    bremsstrahlung_percent: _Percent | None = None
+    depth_mm: list[_Depth] | None = None
+    dose_percent: list[Annotated[float, bounded(0.0, 1e4, "dose (%)",
+                                                low_inclusive=True)]] | None = None
+
+
 class MachineFile(FileSchema):
     """Schema of a machine file (``assets/beams/<machine>.json``): units and ranges.
 
@@ -277,7 +295,7 @@ class MachineFile(FileSchema):
     reference_output_cgy_per_mu: float = bounded(
         0.0, 100.0, "reference output at dmax, reference applicator on water (cGy/MU)")
     lateral_spread: _SpreadFile
-    depth_dose: dict[str, dict[str, Any]]
+    depth_dose: dict[str, _DepthDoseEntry]
     output_factors: _OutputFactorsFile = _OutputFactorsFile()
 
 

@@ -13,6 +13,26 @@ colours and types, fiducials (LPS mm), DICOM identity and slice instance UIDs, a
 plan (any JSON the planning code stores) and the SHA-256 of each data file, which
 :func:`load_case` verifies (``verify=False`` skips it). Loading the default phantom takes
 tens of milliseconds.
+
+Integrity (format version 2)
+    The manifest itself is sealed: ``manifest_sha256`` is the SHA-256 of its canonical
+    JSON (every other key, sorted, no whitespace, UTF-8; :func:`manifest_digest`). A CT
+    origin or spacing, a fiducial, a structure's mask key, the patient ID or the plan
+    edited after saving, or an entry removed from ``files``, no longer matches and the
+    case is refused. Every file the case needs (``ct.npy``, ``masks.npz`` and the dose
+    file when there is a dose) must be listed in ``files``, and every name must be a plain
+    file name inside the folder (no ``/``, ``..`` or absolute path). The seal detects
+    damage and editing; it is not a signature (whoever can write the folder can re-seal
+    it).
+
+Migration
+    A version-1 case (written before the seal) still loads, with a warning each time;
+    :func:`seal_case` (or importing it again) rewrites it as version 2 after checking its
+    data files against their checksums.
+
+Saving never destroys the previous case: the new case is written to a sibling folder
+and swapped in with two renames (``--force``); a kill in between leaves the old case
+under ``.<name>.old-*`` next to it.
 """
 
 from __future__ import annotations
@@ -21,6 +41,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +55,24 @@ from models.patient.volume import Volume
 log = logging.getLogger(__name__)
 
 FORMAT = "iort-case"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions still read: 1 was written before the manifest was sealed (loads with a warning).
+READ_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
+#: Manifest key holding :func:`manifest_digest`.
+DIGEST_KEY = "manifest_sha256"
+#: The files a case folder may hold (a forced save replaces a folder holding only these).
+CASE_FILES = (MANIFEST, "ct.npy", "masks.npz", "dose.npy")
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """SHA-256 (hex) of the canonical JSON of ``manifest`` without its ``manifest_sha256``.
+
+    Canonical: keys sorted, no whitespace, UTF-8, floats as Python writes them (exact).
+    """
+    body = {k: v for k, v in manifest.items() if k != DIGEST_KEY}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _sha256(path: Path) -> str:
@@ -75,10 +113,56 @@ def save_case(case: Case, out_dir: str | Path, *, force: bool = False) -> Path:
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    existing = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if existing and not force:
         raise InputError(f"--out {out}: folder is not empty; choose an empty folder or pass "
                          "--force to overwrite")
-    out.mkdir(parents=True, exist_ok=True)
+    foreign = [name for name in existing if name not in CASE_FILES]
+    if foreign:
+        raise InputError(f"--out {out}: holds files that are not part of a case "
+                         f"({', '.join(foreign[:3])}); choose another folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.new-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        _write_case_files(case, staging)
+        _swap_in(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("saved case %s to %s", case.patient_id, out)
+    return out
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace ``out`` by ``staging`` so that a kill at any point leaves one whole case."""
+    _fsync_dir(staging)
+    if out.is_dir():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+    _fsync_dir(out.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_case_files(case: Case, out: Path) -> None:
+    """Write data files and the sealed manifest of ``case`` into the (new) folder ``out``."""
     files: dict[str, str] = {}
 
     ct = np.ascontiguousarray(case.ct.array, dtype=np.float32)
@@ -95,8 +179,6 @@ def save_case(case: Case, out_dir: str | Path, *, force: bool = False) -> Path:
         files["dose.npy"] = _sha256(out / "dose.npy")
         dose_entry = {"file": "dose.npy", "shape": list(dose.shape),
                       "patient_from_voxel": case.dose.patient_from_voxel.tolist()}
-    elif (out / "dose.npy").exists():
-        (out / "dose.npy").unlink()
 
     manifest: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
@@ -117,10 +199,36 @@ def save_case(case: Case, out_dir: str | Path, *, force: bool = False) -> Path:
         "plan": case.plan,
         "files": files,
     }
-    text = json.dumps(manifest, indent=1)
+    _write_manifest(out, manifest)
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Seal (``manifest_sha256``) and write the manifest, atomically."""
+    sealed = json.loads(json.dumps(manifest))  # what a reader will parse: tuples -> lists
+    sealed["format_version"] = FORMAT_VERSION
+    sealed[DIGEST_KEY] = manifest_digest(sealed)
+    text = json.dumps(sealed, indent=1)
     _atomic_write_bytes(out / MANIFEST, lambda h: h.write(text.encode()))
-    log.info("saved case %s to %s", case.patient_id, out)
-    return out
+
+
+def seal_case(case_dir: str | Path) -> Path:
+    """Rewrite a version-1 case folder's manifest as version 2, sealed.
+
+    The data files are checked against their checksums first, so only an undamaged case
+    is sealed. A version-2 case is checked and left as it is.
+
+    Raises
+    ------
+    InputError
+        What :func:`load_case` raises for the folder.
+    """
+    root = Path(case_dir)
+    manifest = _read_manifest(root)
+    _load(root, manifest, True)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        _write_manifest(root, manifest)
+        log.info("%s: manifest sealed (format version %d)", root, FORMAT_VERSION)
+    return root
 
 
 def load_case(case_dir: str | Path, *, verify: bool = True) -> Case:
@@ -136,41 +244,89 @@ def load_case(case_dir: str | Path, *, verify: bool = True) -> Case:
     Raises
     ------
     InputError
-        Missing/foreign manifest, checksum mismatch, or inconsistent content (the message
-        names the file).
+        Missing/foreign manifest, a manifest edited since it was saved (seal mismatch), a
+        file missing from ``files`` or outside the folder, checksum mismatch, or
+        inconsistent content (the message names the file).
     """
     root = Path(case_dir)
+    manifest = _read_manifest(root)
+    if manifest.get("format_version") == 1:
+        log.warning("%s: case saved before manifests were sealed: its geometry, identity "
+                    "and plan are not protected against editing; import it again (or seal "
+                    "it) to protect it", root)
+    return _load(root, manifest, verify)
+
+
+def _read_manifest(root: Path) -> dict[str, Any]:
+    """The parsed manifest, its format, version and seal checked."""
     manifest_path = root / MANIFEST
     if not manifest_path.is_file():
         raise InputError(f"{root}: not a case folder (no {MANIFEST}); create one with "
                          "`iort case import` or `iort case phantom`")
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"{manifest_path}: unreadable manifest ({type(exc).__name__}); "
+                         "import the case again") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{manifest_path}: not an {FORMAT} manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise InputError(f"{manifest_path}: format_version {manifest.get('format_version')} "
-                         f"is not supported (expected {FORMAT_VERSION})")
-    try:
-        return _load(root, manifest, verify)
-    except InputError:
-        raise
-    except (KeyError, TypeError, ValueError, OSError) as exc:
-        raise InputError(f"{manifest_path}: inconsistent case folder "
-                         f"({type(exc).__name__}: {exc})") from exc
+    version = manifest.get("format_version")
+    if version not in READ_VERSIONS or isinstance(version, bool):
+        raise InputError(f"{manifest_path}: format_version {version!r} is not supported "
+                         f"(expected one of {', '.join(map(str, READ_VERSIONS))})")
+    if version >= 2 and manifest.get(DIGEST_KEY) != manifest_digest(manifest):
+        what = "has no" if DIGEST_KEY not in manifest else "does not match its"
+        raise InputError(f"{manifest_path}: the manifest {what} seal ({DIGEST_KEY}): it was "
+                         "edited or damaged since the case was saved; do not use it, import "
+                         "the case again")
+    return manifest
 
 
 def _load(root: Path, manifest: dict[str, Any], verify: bool) -> Case:
-    files: dict[str, str] = manifest["files"]
+    manifest_path = root / MANIFEST
+    try:
+        _check_files(root, manifest, verify)
+        return _build(root, manifest)
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{manifest_path}: inconsistent case folder "
+                         f"({type(exc).__name__}: {exc}); import the case again") from exc
+
+
+def _plain_name(name: Any, manifest_path: Path) -> str:
+    """A file name inside the case folder, or InputError (paths outside are refused)."""
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name \
+            or "\\" in name or name != Path(name).name:
+        raise InputError(f"{manifest_path}: file {name!r} is not a plain file name inside "
+                         "the case folder; refusing it")
+    return name
+
+
+def _check_files(root: Path, manifest: dict[str, Any], verify: bool) -> None:
+    """Every needed file listed, inside the folder, present and (``verify``) unchanged."""
+    manifest_path = root / MANIFEST
+    files = manifest["files"]
+    if not isinstance(files, dict):
+        raise InputError(f"{manifest_path}: 'files' must map file names to SHA-256")
+    needed = [manifest["ct"]["file"], "masks.npz"]
+    if manifest.get("dose"):
+        needed.append(manifest["dose"]["file"])
+    for name in needed:
+        if _plain_name(name, manifest_path) not in files:
+            raise InputError(f"{root / name}: not covered by a checksum in {MANIFEST} 'files'"
+                             "; the manifest was edited, import the case again")
     for name, digest in files.items():
-        path = root / name
-        if not path.is_file():
+        path = root / _plain_name(name, manifest_path)
+        if not path.is_file() or path.is_symlink():
             raise InputError(f"{path}: missing file listed in {MANIFEST}")
         if verify and _sha256(path) != digest:
             raise InputError(f"{path}: checksum mismatch (file changed or damaged since the "
                              "case was saved)")
+
+
+def _build(root: Path, manifest: dict[str, Any]) -> Case:
+    """The Case from a checked manifest and its files."""
     ct_entry = manifest["ct"]
     ct_array = np.load(root / ct_entry["file"], allow_pickle=False)
     if list(ct_array.shape) != list(ct_entry["shape"]):

@@ -178,3 +178,33 @@ def test_absurd_distortion_in_yaml_is_refused(tmp_path, calibration):
     fs.release()
     with pytest.raises(CalibrationError, match=r"cam\.yaml: dist_coeffs\[1\] = 1e\+30"):
         load_calibration(path)
+
+
+@pytest.mark.parametrize("drop", ["rows", "cols", "dt"])
+def test_yaml_matrix_without_its_layout_is_one_line(tmp_path, calibration, drop):
+    path = save_calibration(calibration, tmp_path / "cam.yaml")
+    lines = path.read_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("camera_matrix"))
+    end = next(n for n in range(start + 1, len(lines)) if lines[n].strip().startswith(drop))
+    del lines[end]
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(CalibrationError, match=r"cam\.yaml: field camera_matrix is not a "
+                                               r"readable OpenCV matrix") as info:
+        load_calibration(path)
+    assert "\n" not in str(info.value)
+
+
+def test_mutated_calibration_json_is_refused_in_one_line_never_a_traceback(tmp_path,
+                                                                           calibration):
+    from tests.conftest import json_mutants
+
+    data = json.loads(save_calibration(calibration, tmp_path / "cam.json").read_text())
+    refused = 0
+    for what, mutant in json_mutants(data, 400, seed=23):
+        (tmp_path / "m.json").write_text(json.dumps(mutant))
+        try:
+            load_calibration(tmp_path / "m.json")
+        except CalibrationError as exc:
+            assert "\n" not in str(exc), what
+            refused += 1
+    assert refused >= 300

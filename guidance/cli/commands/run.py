@@ -330,6 +330,7 @@ def _feed(args: argparse.Namespace, inputs: _Inputs, frames, session_log, igtl):
                         calibration.dist_coeffs,
                         patient_from_reference=inputs.patient_from_reference,
                         tool_poses=_tracker_poses(args, inputs, igtl, with_camera=True))
+    loop.calibrated_size_px = tuple(calibration.image_size)  # other sizes are not tracked
     undistorter = undistorter_for(calibration)
     return LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort,
                     on_result=_guided(loop, inputs, session_log))

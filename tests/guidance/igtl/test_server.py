@@ -172,3 +172,113 @@ def test_parse_header_matches_pyigtl() -> None:
                                      theirs["body_size"]) == ("TRANSFORM", "Tool", 48)
     assert stamp == pytest.approx(theirs["timestamp"], abs=1e-6)
     assert crc == CRC64(packed[58:]) and version == 1
+
+
+# --- bounded under abuse: clients, memory, log lines, accept failures --------------------
+
+def _wait(predicate, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return predicate()
+
+
+def test_connect_close_cycles_leave_no_dead_clients() -> None:
+    """500 connect+close cycles used to leave 368 closed peers in the client list."""
+    with IgtlServer(port=0) as srv:
+        for _ in range(300):
+            socket.create_connection(("127.0.0.1", srv.port), timeout=5.0).close()
+        assert _wait(lambda: srv.n_clients == 0), srv.n_clients
+        assert srv.send_transform("T", np.eye(4)) == 0
+
+
+def test_idle_connections_beyond_the_limit_are_refused_good_client_served() -> None:
+    with IgtlServer(port=0, max_clients=4) as srv:
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5.0)
+                for _ in range(20)]
+        try:
+            assert _wait(lambda: srv.stats.refused_clients >= 16)
+            assert srv.n_clients == 4
+            threads = [t for t in threading.enumerate() if t.name.startswith("igtl-")]
+            assert len(threads) <= 2 * 4 + 1
+        finally:
+            for sock in idle:
+                sock.close()
+        assert _wait(lambda: srv.n_clients == 0)
+        peer = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=srv.port)
+        try:
+            assert _wait(lambda: srv.n_clients == 1)
+            srv.send_transform("Good", np.eye(4))
+            assert peer.wait_for_message("Good", timeout=5.0) is not None
+        finally:
+            peer.stop()
+
+
+def test_accept_failure_does_not_end_the_accept_thread(monkeypatch) -> None:
+    """One EMFILE used to end the accept thread for the rest of the session."""
+    import errno
+
+    with IgtlServer(port=0, poll_s=0.01) as srv:
+        real = srv._listener
+        failures = {"left": 3}
+
+        class Flaky:
+            def accept(self):
+                if failures["left"]:
+                    failures["left"] -= 1
+                    raise OSError(errno.EMFILE, "Too many open files")
+                return real.accept()
+
+            def fileno(self):
+                return real.fileno()
+
+        srv._listener = Flaky()
+        srv._accept_thread.join(1.0)   # the old thread still serves the real socket ...
+        srv._stop.clear()
+        srv._accept_thread = threading.Thread(target=srv._accept_loop, daemon=True)
+        srv._accept_thread.start()    # ... this one meets the failures first
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5.0)
+        try:
+            assert _wait(lambda: srv.stats.accept_errors == 3 and srv.n_clients >= 1)
+            assert srv._accept_thread.is_alive()
+        finally:
+            sock.close()
+            srv._listener = real
+
+
+def test_received_images_are_bounded_in_bytes_and_devices_in_number(server: IgtlServer,
+                                                                    rng) -> None:
+    """A never-drained queue of 1,000 VGA frames used to hold ~900 MB."""
+    server.received_queue_bytes = 2_000_000
+    server.max_devices = 50
+    image = rng.integers(0, 255, size=(1, 240, 320), dtype=np.uint8)   # 76.8 kB each
+    frame = pyigtl.ImageMessage(image, device_name="Cam").pack()
+    names = b"".join(pyigtl.StringMessage("x", device_name=f"D{n}").pack() for n in range(200))
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as raw:
+        raw.sendall(frame * 60 + names)
+        assert _wait(lambda: server.stats.received >= 260, timeout_s=20.0)
+    kept = server._received_bytes
+    assert kept <= 2_000_000 and len(server._latest) == 50
+    assert server.latest("STRING", "D199") is not None and server.latest("STRING", "D0") is None
+    assert len(server.drain()) > 0 and server._received_bytes == 0
+
+
+def test_a_flood_of_bad_messages_logs_a_bounded_number_of_lines(server: IgtlServer,
+                                                               caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="guidance.igtl.server")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as raw:
+        raw.sendall(_raw("TRANSFORM", "BadCrc", b"\x00" * 48, crc=1) * 2000)
+        assert _wait(lambda: server.stats.dropped_malformed >= 2000, timeout_s=20.0)
+    lines = [r for r in caplog.records if "CRC mismatch" in r.getMessage()]
+    assert 1 <= len(lines) <= 10 * 30   # at most 10 a second, however long the flood
+    assert server.stats.log_lines_suppressed >= 2000 - len(lines)
+
+
+def test_image_without_pixels_is_dropped_not_passed_on(server: IgtlServer, client) -> None:
+    """Width-0 IMAGEs used to reach the capture worker and raise cv2.error there."""
+    empty = pyigtl.ImageMessage(np.zeros((1, 0, 4), np.uint8), device_name="Zero")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5.0) as raw:
+        for _ in range(5):
+            raw.sendall(empty.pack())
+        assert _wait(lambda: server.stats.dropped_malformed >= 5)
+    assert server.latest("IMAGE", "Zero") is None

@@ -274,3 +274,85 @@ def test_dropout_and_hands_degrade_gracefully(tools: dict) -> None:
         error_mm, _ = transform_difference(r.tools["reference"].camera_from_tool,
                                            r.frame.truth.camera_from_tool["reference"])
         assert error_mm < 3.0
+
+
+# --- frames that do not fit the calibration, clocks that misbehave -----------------------
+
+def _frame(t_s: float, index: int, size=(50, 40)):
+    from guidance.frames import Frame
+
+    return Frame(np.zeros((size[1], size[0]), np.uint8), t_s, "c", index)
+
+
+def _skips(loop: GuidanceLoop) -> list[str]:
+    reasons: list[str] = []
+    loop.subscribe(lambda e: reasons.append(e.reason) if isinstance(e, FrameSkipped) else None)
+    return reasons
+
+
+def test_frames_of_another_size_than_calibrated_are_not_tracked(tools: dict) -> None:
+    """Half-size frames used to be tracked as TRACKING with 227 mm applicator error."""
+    scenario = _scenario(tools, frames_per_fiducial=1, applicator_frames=4)
+    camera = SimulatedCamera(_skin(), tools, K / np.array([[2], [2], [1]]),
+                             image_size=(SIZE[0] // 2, SIZE[1] // 2), effects=SimEffects(),
+                             rng=np.random.default_rng(5))
+    loop = GuidanceLoop(SimulatedSource(camera, scenario), tools, K)
+    loop.calibrated_size_px = SIZE
+    reasons = _skips(loop)
+    summary = loop.run()
+    assert summary.frames_processed == 0 and summary.frames_skipped == len(reasons) > 0
+    assert all("calibrated for 800x450 px frames but the camera delivers 400x225 px" in r
+               for r in reasons)
+    assert loop.state("applicator") is TrackingState.UNTRACKED
+
+
+def test_without_a_calibrated_size_the_first_frame_size_is_kept(tools: dict) -> None:
+    loop = GuidanceLoop(ListSource([]), tools, K)
+    reasons = _skips(loop)
+    assert loop.process(_frame(0.0, 0)) is not None
+    assert loop.process(_frame(0.1, 1, size=(25, 20))) is None
+    assert loop.process(_frame(0.2, 2)) is not None
+    assert len(reasons) == 1 and "50x40" in reasons[0] and "25x20" in reasons[0]
+
+
+@pytest.mark.parametrize("bad_s", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_timestamp_is_skipped_and_does_not_poison_the_filters(tools: dict,
+                                                                         bad_s: float) -> None:
+    loop = GuidanceLoop(ListSource([]), tools, K)
+    reasons = _skips(loop)
+    assert loop.process(_frame(1.0, 0)) is not None
+    assert loop.process(_frame(bad_s, 1)) is None
+    for n in range(2, 12):
+        assert loop.process(_frame(1.0 + n / 30, n)) is not None
+    assert loop.frames_skipped == 1 and "not a finite number" in reasons[0]
+
+
+@pytest.mark.parametrize("jump_s", [1e6, 3600.0])
+def test_one_far_future_stamp_does_not_skip_every_later_frame(tools: dict,
+                                                              jump_s: float) -> None:
+    loop = GuidanceLoop(ListSource([]), tools, K)
+    reasons = _skips(loop)
+    for n in range(5):
+        assert loop.process(_frame(10.0 + n / 30, n)) is not None
+    assert loop.process(_frame(10.0 + jump_s, 5)) is None
+    processed = [loop.process(_frame(10.0 + n / 30, n)) is not None for n in range(6, 36)]
+    assert all(processed) and loop.frames_skipped == 1
+    assert "ahead" in reasons[0]
+
+
+@pytest.mark.parametrize("reset_s", [-100.0, 1e4])
+def test_clock_reset_is_detected_and_resynchronised(tools: dict, reset_s: float) -> None:
+    """A tracker restarting (-100 s) used to skip every frame until the clock caught up."""
+    from guidance.loop.guidance_loop import ClockResynchronised
+
+    loop = GuidanceLoop(ListSource([]), tools, K)
+    events: list = []
+    loop.subscribe(events.append)
+    for n in range(30):
+        assert loop.process(_frame(200.0 + n / 30, n)) is not None
+    after = [loop.process(_frame(200.0 + reset_s + n / 30, 30 + n)) is not None
+             for n in range(60)]
+    assert after[0] is False and all(after[1:])   # one frame lost, then back in step
+    resyncs = [e for e in events if isinstance(e, ClockResynchronised)]
+    assert len(resyncs) == 1 and resyncs[0].to_s == pytest.approx(200.0 + reset_s + 1 / 30)
+    assert loop.frames_skipped == 1 and loop.frames_processed == 89

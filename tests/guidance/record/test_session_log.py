@@ -249,3 +249,54 @@ def test_failed_create_leaves_no_file(monkeypatch, tmp_path: Path) -> None:
     with pytest.raises(sqlite3.OperationalError):
         SessionLog.create(path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_close_records_a_clean_end(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    slog = SessionLog.create(path, case_id="c")
+    slog.log_action("start")
+    slog.close()
+    slog.close()   # idempotent: one end only
+    kinds = [e.kind for e in SessionLog.open(path, readonly=True).events()]
+    assert kinds == ["session_start", "action", "session_end"]
+
+
+def test_session_ended_by_an_exception_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    with pytest.raises(ZeroDivisionError), SessionLog.create(path) as slog:
+        slog.log_action("dose")
+        _ = 1 / 0
+    end = SessionLog.open(path, readonly=True).last("session_end")
+    assert end is not None and end.payload == {"reason": "ZeroDivisionError"}
+
+
+_CREATOR = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from guidance.record.session_log import SessionLog
+    folder = Path(sys.argv[1])
+    n = 0
+    while True:
+        SessionLog.create(folder / f"s{n:05d}.sqlite", case_id="kill").close()
+        n += 1
+""")
+
+
+@pytest.mark.slow
+def test_sigkill_during_create_never_leaves_an_unopenable_log(tmp_path: Path,
+                                                               rng: np.random.Generator) -> None:
+    """Killed at random moments while creating logs: every log at its path opens."""
+    logs = 0
+    for run in range(12):
+        folder = tmp_path / f"run{run}"
+        folder.mkdir()
+        proc = subprocess.Popen([sys.executable, "-c", _CREATOR, str(folder)], cwd=REPO)
+        time.sleep(1.5 + float(rng.uniform(0.0, 0.5)))   # imports, then creations
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        created = sorted(folder.glob("s*.sqlite"))
+        assert created, "child created nothing"
+        for path in created:
+            SessionLog.open(path, readonly=True).close()   # raises if unopenable
+        logs += len(created)
+    assert logs >= 12

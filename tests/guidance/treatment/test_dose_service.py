@@ -110,3 +110,25 @@ def test_a_failing_engine_is_counted_and_the_service_keeps_running(water_case) -
         _wait_for(service, lambda u: u.patient_from_applicator[0, 3] == 5.0, timeout_s=10.0)
     finally:
         service.close()
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_a_non_finite_dose_is_never_published(water_case, bad_value) -> None:
+    from models.patient.volume import Volume
+
+    def poisoned(case, pose, beam):
+        values = np.ones(case.ct.shape, np.float32)
+        values[1, 2, 3] = bad_value
+        return Volume(values, case.ct.patient_from_voxel)
+
+    service = DoseService(water_case, poisoned)
+    try:
+        service.request(water_pose(0.0), BeamChoice())
+        deadline = time.monotonic() + 10.0
+        while service.failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert service.failures == 1
+        assert "1 NaN/infinite voxel(s)" in service.last_error
+        assert service.latest() == (0, None)
+    finally:
+        service.close()

@@ -73,3 +73,18 @@ def test_deeply_nested_json_is_one_line_not_recursion_error(tmp_path: Path) -> N
     with pytest.raises(InputError, match=r"deep\.json: nested too deeply") as info:
         read_json_file(path, what="tool file")
     assert len(str(info.value).splitlines()) == 1
+
+
+def test_integer_too_large_for_a_float_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "big.json"
+    path.write_text('{"camera_matrix": [[1' + "0" * 400 + "]]}")
+    with pytest.raises(InputError, match=r"big\.json: integer 1000.* is too large"):
+        read_json_file(path, what="calibration file")
+    assert read_json_file(_write(tmp_path, '{"n": 9223372036854775807}'),
+                          what="x") == {"n": 2 ** 63 - 1}
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "ok.json"
+    path.write_text(text)
+    return path

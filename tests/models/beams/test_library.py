@@ -124,3 +124,20 @@ def test_every_number_of_a_machine_file_is_range_checked(tmp_path, where):
             BeamLibrary(tmp_path)
         refused += 1
     assert refused == len(bad)
+
+
+def test_mutated_machine_files_are_refused_in_one_line_never_a_traceback(tmp_path):
+    from tests.conftest import json_mutants
+
+    raw = json.loads((default_library().directory / "liac.json").read_text())
+    outcomes = {"accepted": 0, "refused": 0}
+    for what, mutant in json_mutants(raw, 300, seed=17):
+        (tmp_path / "m.json").write_text(json.dumps(mutant))
+        try:
+            BeamLibrary(tmp_path)
+            outcomes["accepted"] += 1
+        except InputError as exc:
+            assert "\n" not in str(exc), what
+            outcomes["refused"] += 1
+    assert outcomes["refused"] >= 250, outcomes   # most damage is refused ...
+    # ... and nothing else escapes (any other exception fails the test with its mutation)

@@ -83,3 +83,151 @@ def test_overwrite_needs_force(case, tmp_path: Path) -> None:
     save_case(case_no_dose, tmp_path / "c", force=True)
     back = load_case(tmp_path / "c")
     assert back.dose is None and back.ct.shape == case_no_dose.ct.shape
+
+
+# --- the sealed manifest: editing the case after saving is detected ----------------------
+
+def _edit_manifest(folder: Path, change, *, reseal: bool = False) -> None:
+    from models.patient.case_store import DIGEST_KEY, manifest_digest
+
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    if reseal:
+        manifest[DIGEST_KEY] = manifest_digest(manifest)
+    path.write_text(json.dumps(manifest, indent=1))
+
+
+def _shift_origin(m):
+    m["ct"]["patient_from_voxel"][0][3] += 10.0
+
+
+def _double_spacing(m):
+    for row in m["ct"]["patient_from_voxel"][:3]:
+        row[0] *= 2.0
+
+
+def _move_fiducial(m):
+    name = sorted(m["fiducials_lps"])[0]
+    m["fiducials_lps"][name][2] += 20.0
+
+
+def _swap_masks(m):
+    a, b = m["structures"][0], m["structures"][1]
+    a["key"], b["key"] = b["key"], a["key"]
+
+
+def _set(*keys, value):
+    def change(m):
+        node = m
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+    return change
+
+
+def _drop(*keys):
+    def change(m):
+        node = m
+        for key in keys[:-1]:
+            node = node[key]
+        del node[keys[-1]]
+    return change
+
+
+TAMPERING = {
+    "CT origin +10 mm": _shift_origin,
+    "CT spacing x2": _double_spacing,
+    "fiducial moved 20 mm": _move_fiducial,
+    "masks swapped": _swap_masks,
+    "patient_id changed": _set("patient_id", value="SOMEONE-ELSE"),
+    "plan changed": _set("plan", "applicator_mm", value=50),
+    "dose grid moved": lambda m: m["dose"]["patient_from_voxel"][1].__setitem__(3, 99.0),
+    "masks.npz removed from files": _drop("files", "masks.npz"),
+    "ct.npy removed from files": _drop("files", "ct.npy"),
+    "ct file outside the folder": _set("ct", "file", value="../ct.npy"),
+    "structure colour changed": lambda m: m["structures"][0].__setitem__("color_rgb", [0, 0, 0]),
+    "seal removed": _drop("manifest_sha256"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(TAMPERING))
+def test_edited_manifest_is_refused(case, tmp_path: Path, what: str) -> None:
+    folder = save_case(case, tmp_path / "c")
+    _edit_manifest(folder, TAMPERING[what])
+    with pytest.raises(InputError, match=r"manifest\.json: the manifest (does not match its|"
+                                         r"has no) seal"):
+        load_case(folder)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (_drop("files", "masks.npz"), r"masks\.npz: not covered by a checksum"),
+    (_drop("files", "dose.npy"), r"dose\.npy: not covered by a checksum"),
+    (_set("ct", "file", value="../ct.npy"), r"file '\.\./ct\.npy' is not a plain file name"),
+    (_set("files", "/etc/passwd", value="0" * 64), r"'/etc/passwd' is not a plain file name"),
+])
+def test_resealed_manifest_still_needs_its_files_inside_the_folder(case, tmp_path: Path,
+                                                                   change, message) -> None:
+    folder = save_case(case, tmp_path / "c")
+    _edit_manifest(folder, change, reseal=True)
+    with pytest.raises(InputError, match=message):
+        load_case(folder)
+
+
+def test_tampering_is_detected_for_every_edit(case, tmp_path: Path) -> None:
+    detected = 0
+    for n, change in enumerate(TAMPERING.values()):
+        folder = save_case(case, tmp_path / f"c{n}")
+        _edit_manifest(folder, change)
+        try:
+            load_case(folder)
+        except InputError:
+            detected += 1
+    assert detected == len(TAMPERING)
+
+
+def test_unsealed_version_1_case_loads_with_a_warning_and_can_be_sealed(
+        case, tmp_path: Path, caplog) -> None:
+    from models.patient.case_store import seal_case
+
+    folder = save_case(case, tmp_path / "c")
+    _edit_manifest(folder, lambda m: (m.pop("manifest_sha256"),
+                                      m.__setitem__("format_version", 1)))
+    with caplog.at_level("WARNING"):
+        back = load_case(folder)
+    assert "not protected" in caplog.text
+    np.testing.assert_array_equal(back.ct.array, case.ct.array)
+    seal_case(folder)
+    assert json.loads((folder / "manifest.json").read_text())["format_version"] == 2
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        load_case(folder)
+    assert "not protected" not in caplog.text
+    _edit_manifest(folder, _shift_origin)
+    with pytest.raises(InputError, match="seal"):
+        load_case(folder)
+
+
+def test_damaged_masks_archive_is_one_line(case, tmp_path: Path) -> None:
+    folder = save_case(case, tmp_path / "c")
+    (folder / "masks.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(InputError, match=r"masks\.npz: checksum mismatch"):
+        load_case(folder)
+    with pytest.raises(InputError, match=r"inconsistent case folder \(BadZipFile"):
+        load_case(folder, verify=False)
+
+
+def test_a_failed_forced_save_keeps_the_old_case(case, tmp_path: Path, monkeypatch) -> None:
+    folder = save_case(case, tmp_path / "c")
+    other = make_phantom(spacing_mm=(4.0, 4.0, 5.0))
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_case(other, folder, force=True)
+    monkeypatch.undo()
+    back = load_case(folder)
+    np.testing.assert_array_equal(back.ct.array, case.ct.array)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]   # no staging left behind
