@@ -28,6 +28,7 @@ redo, Enter register (see ``docs/monitor.md``, *Registering with the pointer*).
 from __future__ import annotations
 
 import concurrent.futures
+import html
 import logging
 import time
 from dataclasses import replace
@@ -35,7 +36,7 @@ from dataclasses import replace
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from guidance.monitor.logic import MonitorLogic, MonitorSnapshot
+from guidance.monitor.logic import ISODOSE_LINES, MonitorLogic, MonitorSnapshot
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
 from guidance.render.overlay import OverlayRenderer, OverlayStatus
@@ -61,7 +62,8 @@ QLabel#banner { background-color: #c81e1e; color: white; font-size: 26px; font-w
     padding: 6px; }
 QLabel#deviation { font-size: 30px; font-weight: bold; }
 QLabel#coverage { font-family: monospace; font-size: 16px; }
-QLabel#caption { color: #9aa0a6; font-size: 13px; }
+QLabel#caption { color: #9aa0a6; font-size: 16px; }
+QLabel#legend { font-size: 17px; font-weight: bold; }
 QLabel#registration { font-family: monospace; font-size: 16px; padding: 4px; }
 QLabel#header { background-color: #1d2733; color: #ffffff; font-size: 22px; font-weight: bold;
     padding: 4px 10px; }
@@ -153,7 +155,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
     dose_arrived = QtCore.pyqtSignal()
 
     def __init__(self, logic: MonitorLogic, *, clock_ms: int = 100, with_3d: bool = True,
-                 slice_px: int = 224) -> None:
+                 slice_px: int = 320) -> None:
         super().__init__()
         self.logic = logic
         self.slice_px = slice_px
@@ -211,7 +213,13 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         outer.addWidget(self.splitter, 1)
         self.ar_view = ImageView(min_size=(320, 180))
-        self.splitter.addWidget(self.ar_view)
+        # left column: the AR view, and in oncologist mode the CT slices under it (the
+        # video is 16:9, so the column has room below it)
+        left = QtWidgets.QWidget()
+        left_layout = QtWidgets.QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.ar_view, 3)
+        self.splitter.addWidget(left)
 
         side = QtWidgets.QWidget()
         side_layout = QtWidgets.QVBoxLayout(side)
@@ -220,8 +228,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.view3d = None
         if with_3d:
             self._build_3d(side, side_layout)
-        self._build_slices(side_layout)
+        self._build_slices(left_layout)
         self._build_oncologist_panel(side_layout)
+        # surgeon mode: the panel at the top, the rest empty (set_mode switches it off)
+        side_layout.addStretch(1)
+        self._side_layout = side_layout
         self.splitter.addWidget(side)
         self.setCentralWidget(central)
         self._build_status_bar()
@@ -238,7 +249,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
         sp.addWidget(self.phase_label)
         sp.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
         sp.addWidget(self.deviation_label)
-        sp.addWidget(self.reasons_label, 1)
+        sp.addWidget(self.reasons_label)
+        self.surgeon_panel.setSizePolicy(QtWidgets.QSizePolicy.Preferred,
+                                         QtWidgets.QSizePolicy.Minimum)
         side_layout.addWidget(self.surgeon_panel)
 
     def _build_3d(self, side: QtWidgets.QWidget, side_layout: QtWidgets.QVBoxLayout) -> None:
@@ -260,18 +273,30 @@ class MonitorWindow(QtWidgets.QMainWindow):
 
     def _build_slices(self, side_layout: QtWidgets.QVBoxLayout) -> None:
         self.slice_row = QtWidgets.QWidget()
-        sr = QtWidgets.QHBoxLayout(self.slice_row)
-        sr.setContentsMargins(0, 0, 0, 0)
+        column = QtWidgets.QVBoxLayout(self.slice_row)
+        column.setContentsMargins(0, 0, 0, 0)
+        # what the line colours mean: isodoses (percent of the prescription) and outlines
+        self.slice_legend = QtWidgets.QLabel(self._slice_legend_html(), objectName="legend")
+        column.addWidget(self.slice_legend)
+        sr = QtWidgets.QHBoxLayout()
+        column.addLayout(sr, 1)
         self.slice_views: dict[str, ImageView] = {}
         for orientation in ORIENTATIONS:
             box = QtWidgets.QVBoxLayout()
             caption = QtWidgets.QLabel(orientation, objectName="caption")
-            view = ImageView(min_size=(120, 120))
+            view = ImageView(min_size=(160, 160))
             box.addWidget(caption)
             box.addWidget(view, 1)
             sr.addLayout(box)
             self.slice_views[orientation] = view
         side_layout.addWidget(self.slice_row, 2)
+
+    @staticmethod
+    def _slice_legend_html() -> str:
+        iso = "&nbsp;&nbsp;".join(f"<span style='color: rgb{rgb}'>&#9473;&#9473; {pct:g} %</span>"
+                                  for pct, rgb in ISODOSE_LINES)
+        return (f"isodose (of Rx): {iso}&nbsp;&nbsp;&nbsp; outlines: structures in their "
+                "colours (table below)")
 
     def _build_oncologist_panel(self, side_layout: QtWidgets.QVBoxLayout) -> None:
         self.oncologist_panel = QtWidgets.QWidget()
@@ -361,6 +386,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         oncologist = mode == "oncologist"
         self.slice_row.setVisible(oncologist)
         self.oncologist_panel.setVisible(oncologist)
+        self._side_layout.setStretch(self._side_layout.count() - 1, 0 if oncologist else 1)
         if self.view3d is not None:
             self.view3d.setVisible(oncologist)
         total = max(self.width(), 1000)
@@ -426,7 +452,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
         """Copy a snapshot into the widgets; re-render what changed (UI thread, no waits)."""
         self.snapshot = snap
         for key, text in snap.status.fields().items():
-            self.status_labels[key].setText(text)
+            label = self.status_labels[key]
+            label.setText(text)
+            # grow to fit, never shrink: nothing cut off ("pointer: UNTRACKE"), no jumps
+            need = label.fontMetrics().horizontalAdvance(text) + 16
+            if need > label.minimumWidth():
+                label.setMinimumWidth(need)
         banner = snap.banner
         self.banner.setText(banner)
         self.banner.setVisible(bool(banner))
@@ -523,7 +554,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         height = max(180, self.dvh_view.height())
         self.dvh_view.set_image(render_dvh_plot(dose.curves, colors, size=(width, height),
                                                 prescription_gy=dose.beam.prescription_gy))
-        lines = coverage_table(dose.metrics, target=self.logic.target)
+        lines = [self._coloured(line, colors)
+                 for line in coverage_table(dose.metrics, target=self.logic.target)]
         if dose.outside_beam:
             lines.append("0 Gy (outside beam): " + ", ".join(dose.outside_beam))
         if dose.mu is not None:
@@ -531,8 +563,19 @@ class MonitorWindow(QtWidgets.QMainWindow):
                                                 if dose.mu_estimated else ""))
         elif dose.mu_estimated:
             lines.append("MU ESTIMATED - output factor not measured")
-        self.coverage_label.setText("\n".join(lines))
+        # the structure names in their DVH curve colours: the table is the plot's legend
+        self.coverage_label.setText("<pre style='margin:0'>" + "<br>".join(lines) + "</pre>")
         log.debug("dose + DVH %.0f ms", dose.compute_ms)
+
+    @staticmethod
+    def _coloured(line: str, colors: dict[str, tuple[int, int, int]]) -> str:
+        """A coverage line with its structure name (before ':') in the curve's colour."""
+        name, sep, rest = line.partition(":")
+        rgb = colors.get(name)
+        if not sep or rgb is None:
+            return html.escape(line)
+        return (f"<span style='color: rgb{tuple(int(c) for c in rgb)}'>&#9632; "
+                f"{html.escape(name)}</span>:{html.escape(rest)}")
 
     def _update_slices(self, snap: MonitorSnapshot) -> None:
         if not self.slice_row.isVisible():
