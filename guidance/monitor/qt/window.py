@@ -133,7 +133,7 @@ class TrafficLight(QtWidgets.QLabel):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setFixedSize(120, 120)
+        self.setFixedSize(160, 160)
         self.setAlignment(QtCore.Qt.AlignCenter)
         self.light = Light.GREY
         self.set_light(Light.GREY)
@@ -142,8 +142,8 @@ class TrafficLight(QtWidgets.QLabel):
         self.light = light
         r, g, b = LIGHT_RGB[light]
         self.setText(light.value.upper())
-        self.setStyleSheet(f"background-color: rgb({r},{g},{b}); border-radius: 60px; "
-                           "color: black; font-size: 20px; font-weight: bold;")
+        self.setStyleSheet(f"background-color: rgb({r},{g},{b}); border-radius: 80px; "
+                           "color: black; font-size: 26px; font-weight: bold;")
 
 
 class MonitorWindow(QtWidgets.QMainWindow):
