@@ -647,31 +647,35 @@ def run_window(logic: MonitorLogic, *, full_screen: bool = False,
     """
     import signal
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["iort"])
-    window = MonitorWindow(logic)
-    window.resize(1600, 900)
-    if full_screen:
-        window.showFullScreen()
-    else:
-        window.show()
-    if quit_after_s is not None:
-        QtCore.QTimer.singleShot(int(quit_after_s * 1000), window.close)
     interrupted: list[bool] = []
+    window: MonitorWindow | None = None
 
     def on_sigint(_signum, _frame) -> None:
         interrupted.append(True)
-        QtCore.QTimer.singleShot(0, window.close)   # close from the event loop, not here
+        if window is not None:   # close from the event loop, not inside this handler
+            QtCore.QTimer.singleShot(0, window.close)
 
-    # Python runs signal handlers only between bytecodes: a short timer gives it the chance
-    # while Qt waits in C
-    wake = QtCore.QTimer()
-    wake.timeout.connect(lambda: None)
-    wake.start(200)
     previous = signal.signal(signal.SIGINT, on_sigint)
-    app.setQuitOnLastWindowClosed(True)
     try:
+        app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["iort"])
+        window = MonitorWindow(logic)
+        window.resize(1600, 900)
+        if full_screen:
+            window.showFullScreen()
+        else:
+            window.show()
+        if quit_after_s is not None:
+            QtCore.QTimer.singleShot(int(quit_after_s * 1000), window.close)
+        if interrupted:   # Ctrl+C while the window was being built
+            QtCore.QTimer.singleShot(0, window.close)
+        # Python runs signal handlers only between bytecodes: a short timer gives it the
+        # chance while Qt waits in C
+        wake = QtCore.QTimer()
+        wake.timeout.connect(lambda: None)
+        wake.start(200)
+        app.setQuitOnLastWindowClosed(True)
         code = int(app.exec_())
+        wake.stop()
     finally:
         signal.signal(signal.SIGINT, previous)
-        wake.stop()
     return INTERRUPTED if interrupted else code
