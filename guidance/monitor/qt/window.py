@@ -30,6 +30,7 @@ from __future__ import annotations
 import concurrent.futures
 import html
 import logging
+import threading
 import time
 from dataclasses import replace
 
@@ -181,8 +182,14 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._closed = False
         self.frame_arrived.connect(self._on_frame)
         self.dose_arrived.connect(self._on_dose)
-        logic.capture.on_frame = lambda _update: self.frame_arrived.emit()
-        self._dose_listener = self.dose_arrived.emit
+        # one queued signal at a time per worker: when drawing is slower than the camera the
+        # queue would otherwise grow without bound (growing latency, timers and Ctrl+C
+        # starved); the slot always takes the newest frame or dose anyway
+        self._frame_queued = threading.Event()
+        self._dose_queued = threading.Event()
+        logic.capture.on_frame = lambda _update: self._signal_once(self._frame_queued,
+                                                                   self.frame_arrived)
+        self._dose_listener = lambda: self._signal_once(self._dose_queued, self.dose_arrived)
         if logic.dose_service is not None:
             logic.dose_service.listeners.append(self._dose_listener)
         self._timer = QtCore.QTimer(self)
@@ -432,11 +439,20 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self.view3d.render()
 
     # ------------------------------------------------------------------ update
+    @staticmethod
+    def _signal_once(queued: threading.Event, signal) -> None:
+        """Emit ``signal`` (from a worker thread) unless one is still waiting."""
+        if not queued.is_set():
+            queued.set()
+            signal.emit()
+
     def _on_frame(self) -> None:
+        self._frame_queued.clear()
         if not self._closed and self.logic.on_frame():
             self._refresh(self.logic.on_clock())
 
     def _on_dose(self) -> None:
+        self._dose_queued.clear()
         if not self._closed and self.logic.on_dose():
             self._refresh(self.logic.on_clock())
 

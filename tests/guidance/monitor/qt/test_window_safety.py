@@ -165,7 +165,7 @@ class _RegisteringFeed:
 def test_registration_phase_is_visible_without_an_applicator_alarm(qtbot, view) -> None:
     """Item 6: while registering, the phase is shown and the applicator (not expected yet)
     raises no TRACKING LOST alarm."""
-    logic = MonitorLogic(view.case, view.plan, _RegisteringFeed(view))
+    logic = MonitorLogic(view.case, view.plan, _RegisteringFeed(view), stall_limit_s=1.0)
     window = MonitorWindow(logic, with_3d=False)
     show_active(qtbot, window, (1200, 700))
     logic.start()
