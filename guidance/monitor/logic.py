@@ -77,9 +77,10 @@ PHASE_TOOLS: dict[str, tuple[str, ...]] = {
 DOSE_POSE_MATCH = (2.0, 2.0)
 #: Hysteresis margins (mm, deg) a better light must also pass.
 LIGHT_HYSTERESIS = (0.5, 0.5)
-#: Isodose lines on the slices: percent of the prescription and colour (RGB).
+#: Isodose lines on the slices: percent of the prescription and colour (RGB); 110 % is
+#: magenta, never the red of the target outline.
 ISODOSE_LINES: tuple[tuple[float, tuple[int, int, int]], ...] = (
-    (50.0, (0, 120, 255)), (100.0, (255, 220, 0)), (110.0, (255, 60, 60)))
+    (50.0, (0, 120, 255)), (100.0, (255, 220, 0)), (110.0, (255, 0, 255)))
 #: Structures not outlined on the slices (the skin and point markers).
 NOT_OUTLINED_ROI_TYPES = ("EXTERNAL", "MARKER")
 #: Colour of the target in the DVH plot (RGB; a red like STYLE_TARGET of the 3D and AR views).

@@ -398,15 +398,19 @@ class SessionLog:
                              f"{None if version is None else version[0]}; this program reads "
                              f"up to {SCHEMA_VERSION} — update the program")
 
-    def close(self, *, reason: str = "") -> None:
+    def close(self, *, reason: str = "", exit_code: int | None = None) -> None:
         """End the session cleanly: append ``session_end`` (writable logs), then close.
 
         Idempotent. A clean close checkpoints the WAL. ``reason`` (e.g. the exception that
-        ended the session) is recorded in the ``session_end`` event.
+        ended the session) and the program's ``exit_code`` are recorded in the
+        ``session_end`` event.
         """
         if not self.readonly and not self._closed:
+            payload: dict[str, Any] = {"reason": reason} if reason else {}
+            if exit_code is not None:
+                payload["exit_code"] = int(exit_code)
             try:
-                self.append("session_end", {"reason": reason} if reason else {})
+                self.append("session_end", payload)
             except (sqlite3.Error, RuntimeError):  # a closing log must still close
                 log.exception("session log %s: could not record session_end", self.path)
         with self._lock:

@@ -205,7 +205,7 @@ def check_dose(metrics: Mapping[str, object], *, target: str, prescription_gy: f
         lights.append(Light.RED if hot_pct > limits.hot_spot_red_percent_of_rx
                       else Light.YELLOW)
         cause = f" ({disc} disc backscatter?)" if disc != "none" else ""
-        reasons.append(f"hot spot {hot_pct:.0f} % of Rx "
+        reasons.append(f"hot spot {hot_pct:.1f} % of Rx "
                        f"(limit {limits.hot_spot_amber_percent_of_rx:g} %){cause}")
     if mu_estimated:
         lights.append(Light.YELLOW)

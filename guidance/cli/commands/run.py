@@ -370,6 +370,7 @@ def run(args: argparse.Namespace) -> int:
     log_path = session_log_path(args.session_log)
     igtl = None
     session_log = None
+    logic = None
     code: int | None = None
     try:
         if args.igtl_port:
@@ -400,9 +401,10 @@ def run(args: argparse.Namespace) -> int:
         if code == INTERRUPTED:
             print("iort: interrupted", file=sys.stderr)
     finally:
+        if logic is not None:
+            logic.close()   # (again) after the window: workers stopped whatever happened
         if igtl is not None:
             igtl.stop()
         if session_log is not None:
-            session_log.append("session_end", {"exit_code": code})
-            session_log.close()
+            session_log.close(exit_code=code)
     return code

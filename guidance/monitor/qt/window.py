@@ -28,6 +28,7 @@ redo, Enter register (see ``docs/monitor.md``, *Registering with the pointer*).
 from __future__ import annotations
 
 import concurrent.futures
+import html
 import logging
 import threading
 import time
@@ -36,7 +37,7 @@ from dataclasses import replace
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
-from guidance.monitor.logic import MonitorLogic, MonitorSnapshot
+from guidance.monitor.logic import ISODOSE_LINES, MonitorLogic, MonitorSnapshot
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
 from guidance.render.overlay import OverlayRenderer, OverlayStatus
@@ -58,7 +59,8 @@ QLabel#banner { background-color: #c81e1e; color: white; font-size: 26px; font-w
     padding: 6px; }
 QLabel#deviation { font-size: 30px; font-weight: bold; }
 QLabel#coverage { font-family: monospace; font-size: 16px; }
-QLabel#caption { color: #9aa0a6; font-size: 13px; }
+QLabel#caption { color: #9aa0a6; font-size: 16px; }
+QLabel#legend { font-size: 17px; font-weight: bold; }
 QLabel#registration { font-family: monospace; font-size: 16px; padding: 4px; }
 QLabel#header { background-color: #1d2733; color: #ffffff; font-size: 22px; font-weight: bold;
     padding: 4px 10px; }
@@ -128,7 +130,7 @@ class TrafficLight(QtWidgets.QLabel):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setFixedSize(120, 120)
+        self.setFixedSize(160, 160)
         self.setAlignment(QtCore.Qt.AlignCenter)
         self.light = Light.GREY
         self.set_light(Light.GREY)
@@ -137,8 +139,8 @@ class TrafficLight(QtWidgets.QLabel):
         self.light = light
         r, g, b = LIGHT_RGB[light]
         self.setText(light.value.upper())
-        self.setStyleSheet(f"background-color: rgb({r},{g},{b}); border-radius: 60px; "
-                           "color: black; font-size: 20px; font-weight: bold;")
+        self.setStyleSheet(f"background-color: rgb({r},{g},{b}); border-radius: 80px; "
+                           "color: black; font-size: 26px; font-weight: bold;")
 
 
 class MonitorWindow(QtWidgets.QMainWindow):
@@ -150,7 +152,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
     dose_arrived = QtCore.pyqtSignal()
 
     def __init__(self, logic: MonitorLogic, *, clock_ms: int = 100, with_3d: bool = True,
-                 slice_px: int = 224) -> None:
+                 slice_px: int = 320) -> None:
         super().__init__()
         self.logic = logic
         self.slice_px = slice_px
@@ -176,12 +178,14 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._closed = False
         self.frame_arrived.connect(self._on_frame)
         self.dose_arrived.connect(self._on_dose)
-        # at most one frame event waits in the queue (the newest frame is taken when it is
-        # handled): a camera faster than the drawing cannot flood the event loop and starve
-        # its timers, Ctrl+C and close
+        # one queued signal at a time per worker: when drawing is slower than the camera the
+        # queue would otherwise grow without bound (growing latency, timers and Ctrl+C
+        # starved); the slot always takes the newest frame or dose anyway
         self._frame_queued = threading.Event()
-        logic.capture.on_frame = self._signal_frame
-        self._dose_listener = self.dose_arrived.emit
+        self._dose_queued = threading.Event()
+        logic.capture.on_frame = lambda _update: self._signal_once(self._frame_queued,
+                                                                   self.frame_arrived)
+        self._dose_listener = lambda: self._signal_once(self._dose_queued, self.dose_arrived)
         if logic.dose_service is not None:
             logic.dose_service.listeners.append(self._dose_listener)
         self._timer = QtCore.QTimer(self)
@@ -212,7 +216,13 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         outer.addWidget(self.splitter, 1)
         self.ar_view = ImageView(min_size=(320, 180))
-        self.splitter.addWidget(self.ar_view)
+        # left column: the AR view, and in oncologist mode the CT slices under it (the
+        # video is 16:9, so the column has room below it)
+        left = QtWidgets.QWidget()
+        left_layout = QtWidgets.QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.ar_view, 3)
+        self.splitter.addWidget(left)
 
         side = QtWidgets.QWidget()
         side_layout = QtWidgets.QVBoxLayout(side)
@@ -221,8 +231,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.view3d = None
         if with_3d:
             self._build_3d(side, side_layout)
-        self._build_slices(side_layout)
+        self._build_slices(left_layout)
         self._build_oncologist_panel(side_layout)
+        # surgeon mode: the panel at the top, the rest empty (set_mode switches it off)
+        side_layout.addStretch(1)
+        self._side_layout = side_layout
         self.splitter.addWidget(side)
         self.setCentralWidget(central)
         self._build_status_bar()
@@ -239,7 +252,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
         sp.addWidget(self.phase_label)
         sp.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
         sp.addWidget(self.deviation_label)
-        sp.addWidget(self.reasons_label, 1)
+        sp.addWidget(self.reasons_label)
+        self.surgeon_panel.setSizePolicy(QtWidgets.QSizePolicy.Preferred,
+                                         QtWidgets.QSizePolicy.Minimum)
         side_layout.addWidget(self.surgeon_panel)
 
     def _build_3d(self, side: QtWidgets.QWidget, side_layout: QtWidgets.QVBoxLayout) -> None:
@@ -261,18 +276,30 @@ class MonitorWindow(QtWidgets.QMainWindow):
 
     def _build_slices(self, side_layout: QtWidgets.QVBoxLayout) -> None:
         self.slice_row = QtWidgets.QWidget()
-        sr = QtWidgets.QHBoxLayout(self.slice_row)
-        sr.setContentsMargins(0, 0, 0, 0)
+        column = QtWidgets.QVBoxLayout(self.slice_row)
+        column.setContentsMargins(0, 0, 0, 0)
+        # what the line colours mean: isodoses (percent of the prescription) and outlines
+        self.slice_legend = QtWidgets.QLabel(self._slice_legend_html(), objectName="legend")
+        column.addWidget(self.slice_legend)
+        sr = QtWidgets.QHBoxLayout()
+        column.addLayout(sr, 1)
         self.slice_views: dict[str, ImageView] = {}
         for orientation in ORIENTATIONS:
             box = QtWidgets.QVBoxLayout()
             caption = QtWidgets.QLabel(orientation, objectName="caption")
-            view = ImageView(min_size=(120, 120))
+            view = ImageView(min_size=(160, 160))
             box.addWidget(caption)
             box.addWidget(view, 1)
             sr.addLayout(box)
             self.slice_views[orientation] = view
         side_layout.addWidget(self.slice_row, 2)
+
+    @staticmethod
+    def _slice_legend_html() -> str:
+        iso = "&nbsp;&nbsp;".join(f"<span style='color: rgb{rgb}'>&#9473;&#9473; {pct:g} %</span>"
+                                  for pct, rgb in ISODOSE_LINES)
+        return (f"isodose (of Rx): {iso}&nbsp;&nbsp;&nbsp; outlines: structures in their "
+                "colours (table below)")
 
     def _build_oncologist_panel(self, side_layout: QtWidgets.QVBoxLayout) -> None:
         self.oncologist_panel = QtWidgets.QWidget()
@@ -362,6 +389,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         oncologist = mode == "oncologist"
         self.slice_row.setVisible(oncologist)
         self.oncologist_panel.setVisible(oncologist)
+        self._side_layout.setStretch(self._side_layout.count() - 1, 0 if oncologist else 1)
         if self.view3d is not None:
             self.view3d.setVisible(oncologist)
         total = max(self.width(), 1000)
@@ -407,11 +435,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self.view3d.render()
 
     # ------------------------------------------------------------------ update
-    def _signal_frame(self, _update: object) -> None:
-        """Capture thread: queue one frame event unless one is waiting already."""
-        if not self._frame_queued.is_set():
-            self._frame_queued.set()
-            self.frame_arrived.emit()
+    @staticmethod
+    def _signal_once(queued: threading.Event, signal) -> None:
+        """Emit ``signal`` (from a worker thread) unless one is still waiting."""
+        if not queued.is_set():
+            queued.set()
+            signal.emit()
 
     def _on_frame(self) -> None:
         self._frame_queued.clear()
@@ -419,6 +448,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self._refresh(self.logic.on_clock())
 
     def _on_dose(self) -> None:
+        self._dose_queued.clear()
         if not self._closed and self.logic.on_dose():
             self._refresh(self.logic.on_clock())
 
@@ -434,7 +464,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
         """Copy a snapshot into the widgets; re-render what changed (UI thread, no waits)."""
         self.snapshot = snap
         for key, text in snap.status.fields().items():
-            self.status_labels[key].setText(text)
+            label = self.status_labels[key]
+            label.setText(text)
+            # grow to fit, never shrink: nothing cut off ("pointer: UNTRACKE"), no jumps
+            need = label.fontMetrics().horizontalAdvance(text) + 16
+            if need > label.minimumWidth():
+                label.setMinimumWidth(need)
         banner = snap.banner
         self.banner.setText(banner)
         self.banner.setVisible(bool(banner))
@@ -531,7 +566,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         height = max(180, self.dvh_view.height())
         self.dvh_view.set_image(render_dvh_plot(dose.curves, colors, size=(width, height),
                                                 prescription_gy=dose.beam.prescription_gy))
-        lines = coverage_table(dose.metrics, target=self.logic.target)
+        lines = [self._coloured(line, colors)
+                 for line in coverage_table(dose.metrics, target=self.logic.target)]
         if dose.outside_beam:
             lines.append("0 Gy (outside beam): " + ", ".join(dose.outside_beam))
         if dose.mu is not None:
@@ -539,8 +575,19 @@ class MonitorWindow(QtWidgets.QMainWindow):
                                                 if dose.mu_estimated else ""))
         elif dose.mu_estimated:
             lines.append("MU ESTIMATED - output factor not measured")
-        self.coverage_label.setText("\n".join(lines))
+        # the structure names in their DVH curve colours: the table is the plot's legend
+        self.coverage_label.setText("<pre style='margin:0'>" + "<br>".join(lines) + "</pre>")
         log.debug("dose + DVH %.0f ms", dose.compute_ms)
+
+    @staticmethod
+    def _coloured(line: str, colors: dict[str, tuple[int, int, int]]) -> str:
+        """A coverage line with its structure name (before ':') in the curve's colour."""
+        name, sep, rest = line.partition(":")
+        rgb = colors.get(name)
+        if not sep or rgb is None:
+            return html.escape(line)
+        return (f"<span style='color: rgb{tuple(int(c) for c in rgb)}'>&#9632; "
+                f"{html.escape(name)}</span>:{html.escape(rest)}")
 
     def _update_slices(self, snap: MonitorSnapshot) -> None:
         if not self.slice_row.isVisible():
@@ -612,31 +659,35 @@ def run_window(logic: MonitorLogic, *, full_screen: bool = False,
     """
     import signal
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["iort"])
-    window = MonitorWindow(logic)
-    window.resize(1600, 900)
-    if full_screen:
-        window.showFullScreen()
-    else:
-        window.show()
-    if quit_after_s is not None:
-        QtCore.QTimer.singleShot(int(quit_after_s * 1000), window.close)
     interrupted: list[bool] = []
+    window: MonitorWindow | None = None
 
     def on_sigint(_signum, _frame) -> None:
         interrupted.append(True)
-        QtCore.QTimer.singleShot(0, window.close)   # close from the event loop, not here
+        if window is not None:   # close from the event loop, not inside this handler
+            QtCore.QTimer.singleShot(0, window.close)
 
-    # Python runs signal handlers only between bytecodes: a short timer gives it the chance
-    # while Qt waits in C
-    wake = QtCore.QTimer()
-    wake.timeout.connect(lambda: None)
-    wake.start(200)
     previous = signal.signal(signal.SIGINT, on_sigint)
-    app.setQuitOnLastWindowClosed(True)
     try:
+        app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["iort"])
+        window = MonitorWindow(logic)
+        window.resize(1600, 900)
+        if full_screen:
+            window.showFullScreen()
+        else:
+            window.show()
+        if quit_after_s is not None:
+            QtCore.QTimer.singleShot(int(quit_after_s * 1000), window.close)
+        if interrupted:   # Ctrl+C while the window was being built
+            QtCore.QTimer.singleShot(0, window.close)
+        # Python runs signal handlers only between bytecodes: a short timer gives it the
+        # chance while Qt waits in C
+        wake = QtCore.QTimer()
+        wake.timeout.connect(lambda: None)
+        wake.start(200)
+        app.setQuitOnLastWindowClosed(True)
         code = int(app.exec_())
+        wake.stop()
     finally:
         signal.signal(signal.SIGINT, previous)
-        wake.stop()
     return INTERRUPTED if interrupted else code

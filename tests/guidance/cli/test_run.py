@@ -198,7 +198,12 @@ def test_ctrl_c_closes_the_monitor_cleanly(tmp_path: Path) -> None:
                     break
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
+        try:
+            _out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _out, err = proc.communicate()
+            pytest.fail(f"iort run did not exit after SIGINT; stderr:\n{err[-3000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -154,7 +154,7 @@ def _registering_feed(view) -> ScriptedFeed:
 def test_registration_phase_is_visible_without_an_applicator_alarm(qtbot, view) -> None:
     """Item 6: while registering, the phase is shown and the applicator (not expected yet)
     raises no TRACKING LOST alarm."""
-    logic = MonitorLogic(view.case, view.plan, _registering_feed(view))
+    logic = MonitorLogic(view.case, view.plan, _registering_feed(view), stall_limit_s=1.0)
     window = MonitorWindow(logic, with_3d=False)
     show_active(qtbot, window, (1200, 700))
     logic.start()
@@ -166,5 +166,43 @@ def test_registration_phase_is_visible_without_an_applicator_alarm(qtbot, view) 
         assert window.phase_label.text() == "PHASE: REGISTRATION"
         assert "applicator" not in window.banner.text()
         assert window.light.light is Light.GREY
+    finally:
+        window.close()
+
+
+def test_readable_clinical_panel_legends_and_distinct_reds(qtbot, view) -> None:
+    """Items 9/14: the 110 % isodose is not the target's red, the line colours have a
+    legend, no debug timing in the clinical panel, no status field cut off."""
+    from guidance.monitor.logic import ISODOSE_LINES
+    from guidance.monitor.rehearsal import slab_dose
+
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)]), view.camera_matrix, view.background(),
+                        fps=30.0, loop=True, fre_mm=0.5)
+    logic = MonitorLogic(view.case, view.plan, feed, dose_fn=slab_dose, stall_limit_s=1.0)
+    window = MonitorWindow(logic, with_3d=False)
+    show_active(qtbot, window, (1920, 1080))
+    logic.start()
+    try:
+        qtbot.keyClick(window, QtCore.Qt.Key_F2)
+        magenta = dict(ISODOSE_LINES)[110.0]
+        qtbot.waitUntil(lambda: window.snapshot is not None and window.snapshot.dose is not None
+                        and window.snapshot.dose.metrics_ready, timeout=20000)
+
+        def iso110_px() -> int:
+            image = window.slice_views["sagittal"].image
+            return 0 if image is None else int(np.all(image == magenta, axis=2).sum())
+
+        qtbot.waitUntil(lambda: iso110_px() > 10, timeout=20000)
+        ctv_rgb = np.array(view.case.structures["CTV"].color_rgb, dtype=int)
+        assert np.abs(ctv_rgb - magenta).max() > 100   # not the target outline's red
+        legend = window.slice_legend.text()
+        assert window.slice_legend.isVisible() and "110 %" in legend and "50 %" in legend
+        table = window.coverage_label.text()
+        assert "CTV" in table and "V90" in table and " ms" not in table
+        assert "rgb(240, 60, 60)" in table   # the target's name in its DVH curve colour
+        window.tick()
+        for key, label in window.status_labels.items():
+            width = label.fontMetrics().horizontalAdvance(label.text())
+            assert width <= label.width(), f"status field {key} cut off: {label.text()!r}"
     finally:
         window.close()
