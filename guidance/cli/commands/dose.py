@@ -137,6 +137,9 @@ def run_case(args: argparse.Namespace) -> int:
     if args.target not in case.structures:
         raise InputError(f"--target {args.target!r}: no such structure; have: "
                          f"{', '.join(sorted(case.structures))}")
+    if not case.structures[args.target].mask.any():  # its coverage would be NaN
+        raise InputError(f"--target {args.target!r} encloses no voxel of the CT: nothing to "
+                         "cover; fix the structure set or choose another --target")
     spec = PlanSpec(machine=beam.machine, energy_mev=beam.energy_mev,
                     applicator_diameter_mm=beam.applicator_diameter_mm,
                     bevel_deg=beam.bevel_deg, prescription_gy=args.prescription,
