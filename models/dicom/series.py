@@ -23,15 +23,20 @@ tilt / sheared stacks (positions not along the normal), truncated pixel data, un
 transfer syntaxes, and whatever would give silently wrong values or geometry:
 
 * Pixel Data (7FE0,0010) whose length differs from Rows x Columns x BitsAllocated/8 (a
-  Rows/Columns lie shears the image), or a volume above :data:`MAX_VOXELS` -- both checked
-  from the headers before any pixel is read or allocated;
+  Rows/Columns lie shears the image), bytes after a final Pixel Data element (inserted
+  bytes shift the image), or a volume above :data:`MAX_VOXELS` -- checked from the
+  headers before any pixel is read or allocated;
 * RescaleSlope (0028,1053) / RescaleIntercept (0028,1052) missing on a CT slice (Type 1),
   present on some slices only, not of VR DS (a patched VR turns "-1024" into 12589), slope
   not positive, or beyond :data:`CT_MAX_SLOPE` / :data:`CT_MAX_INTERCEPT` for CT;
-* PatientID, StudyInstanceUID or FrameOfReferenceUID differing between slices of a series;
+* PatientID, StudyInstanceUID, FrameOfReferenceUID, Modality or the pixel format
+  (PhotometricInterpretation, BitsAllocated/Stored, HighBit, PixelRepresentation)
+  differing between slices of a series (one damaged slice would read with other values);
 * a file that may be a slice of the chosen series but cannot be read: an empty ``.dcm``
-  file, or a file cut inside its SeriesInstanceUID (what is left is the start of the
-  series' UID); a dropped end slice leaves no gap to detect.
+  file, a ``.dcm`` file that no longer reads as DICOM at all (a damaged preamble), or a
+  file cut inside its SeriesInstanceUID (what is left is the start of the series' UID);
+  a dropped end slice leaves no gap to detect, and a damaged RTSTRUCT would import as
+  "no structures".
 
 Files without the DICM preamble are parsed only when they start like a DICOM data set
 (group 0002 or 0008), so a large foreign file costs one 132-byte read.
@@ -75,9 +80,13 @@ CT_MAX_INTERCEPT = 10_000.0
 OTHER_MAX_RESCALE = 1e10
 #: Attributes every slice of one series must share, with their tags.
 SAME_IN_SERIES = (("PatientID", "(0010,0020)"), ("StudyInstanceUID", "(0020,000D)"),
-                  ("FrameOfReferenceUID", "(0020,0052)"))
+                  ("FrameOfReferenceUID", "(0020,0052)"), ("Modality", "(0008,0060)"),
+                  ("PhotometricInterpretation", "(0028,0004)"),
+                  ("BitsAllocated", "(0028,0100)"), ("BitsStored", "(0028,0101)"),
+                  ("HighBit", "(0028,0102)"), ("PixelRepresentation", "(0028,0103)"))
 _RESCALE_TAGS = {"RescaleSlope": "(0028,1053)", "RescaleIntercept": "(0028,1052)"}
 _DICOM_SUFFIXES = {"", ".dcm", ".dicom", ".ima"}
+_NAMED_DICOM = {".dcm", ".dicom", ".ima"}
 _PIXEL_DATA = 0x7FE00010
 _NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
                     "1.2.840.10008.1.2.1.99"}
@@ -221,6 +230,15 @@ def scan_folder(root: str | Path, *, progress: bool = False) -> FolderScan:
     return scan
 
 
+def _not_dicom(path: Path, scan: FolderScan) -> None:
+    """Skip a foreign file; one named like DICOM (``.dcm``) is damage, never skipped."""
+    if path.suffix.lower() in _NAMED_DICOM:
+        scan.unreadable.append((path, "named like a DICOM file but not readable as one (no "
+                                      "DICM preamble, no data set): damaged or cut", ""))
+    else:
+        scan.skipped += 1
+
+
 def _classify(path: Path, scan: FolderScan) -> None:
     """Read one file's header and file it under series / structure sets / other / skipped."""
     try:
@@ -235,7 +253,7 @@ def _classify(path: Path, scan: FolderScan) -> None:
         return
     has_magic, plausible = _sniff(path)
     if not plausible:
-        scan.skipped += 1
+        _not_dicom(path, scan)
         return
     try:
         ds = _read_header(path)
@@ -253,10 +271,10 @@ def _classify(path: Path, scan: FolderScan) -> None:
         if has_magic:
             scan.unreadable.append((path, f"{type(exc).__name__}: {exc}", ""))
         else:
-            scan.skipped += 1
+            _not_dicom(path, scan)
         return
     if not has_magic and not sop_class and not modality:
-        scan.skipped += 1  # forced parse of a non-DICOM file
+        _not_dicom(path, scan)  # forced parse of a non-DICOM file
         return
     image_like = sop_class in IMAGE_SOP_CLASSES or modality in ("CT", "MR", "PT")
     if is_structure_set:  # even with a damaged Modality: the reader refuses it loudly
@@ -326,10 +344,14 @@ def _float_attr(ds: Dataset, keyword: str, path: Path, default: float) -> float:
 
 
 def _check_same_series(f: SliceFile, first: SliceFile) -> None:
-    """Refuse a slice of another patient, study or frame of reference than the first."""
+    """Refuse a slice of another patient, study, frame or pixel format than the first."""
     for keyword, tag in SAME_IN_SERIES:
-        mine = str(f.dataset.get(keyword, "") or "").strip()
-        theirs = str(first.dataset.get(keyword, "") or "").strip()
+        try:
+            mine = str(f.dataset.get(keyword, "") or "").strip()
+            theirs = str(first.dataset.get(keyword, "") or "").strip()
+        except Exception as exc:  # a damaged VR or length surfaces on access
+            raise InputError(f"{f.path}: unreadable {keyword} {tag} ({type(exc).__name__}: "
+                             f"{exc}); re-export the series") from exc
         if mine != theirs:
             raise InputError(f"{f.path}: {keyword} {tag} {mine!r} differs from "
                              f"{first.path.name} {theirs!r} in the same series; remove the "
@@ -353,6 +375,7 @@ def _check_pixel_length(f: SliceFile, rows: int, cols: int) -> None:
         raise InputError(f"{f.path}: truncated pixel data (7FE0,0010): {length} of {nbytes} "
                          f"bytes for Rows x Columns {rows}x{cols} (a cut file, or Rows "
                          "(0028,0010) / Columns (0028,0011) is wrong)")
+    _check_nothing_after_pixels(f, raw, length)
     if length > nbytes + nbytes % 2:
         raise InputError(f"{f.path}: Pixel Data (7FE0,0010) holds {length} bytes but Rows "
                          f"(0028,0010) x Columns (0028,0011) = {rows}x{cols} at {bits} bits "
@@ -360,10 +383,36 @@ def _check_pixel_length(f: SliceFile, rows: int, cols: int) -> None:
                          "sheared); re-export the series")
 
 
+def _check_nothing_after_pixels(f: SliceFile, raw: object, length: int) -> None:
+    """Refuse bytes after a final Pixel Data element: inserted or appended damage.
+
+    Bytes inserted inside the pixel values shift every later pixel (a sheared image) and
+    leave the surplus after the element, too short or too odd to be one; pydicom ignores
+    them, so the file size is compared with where the element ends.
+    """
+    start = getattr(raw, "value_tell", None)  # raw element; a deferred one has file_tell
+    start = getattr(raw, "file_tell", None) if start is None else start
+    if start is None or any(tag > _PIXEL_DATA for tag in f.dataset.keys()):
+        return
+    try:
+        size = f.path.stat().st_size
+    except OSError:
+        return
+    surplus = size - (int(start) + length)
+    if surplus > 0:
+        raise InputError(f"{f.path}: {surplus} byte(s) after Pixel Data (7FE0,0010), which "
+                         "should end the file: bytes were inserted or appended (the image "
+                         "would be shifted); re-export the series")
+
+
 def _rescale_value(f: SliceFile, keyword: str, required: bool) -> float | None:
     """RescaleSlope or RescaleIntercept of one slice, None when absent and optional."""
     tag = _RESCALE_TAGS[keyword]
-    element = f.dataset[keyword] if keyword in f.dataset else None
+    try:
+        element = f.dataset[keyword] if keyword in f.dataset else None
+    except Exception as exc:  # a damaged VR or length surfaces on access
+        raise InputError(f"{f.path}: unreadable {keyword} {tag} ({type(exc).__name__}: "
+                         f"{exc}); re-export the series") from exc
     if element is None or element.value is None or element.value == "":
         if required:
             raise InputError(f"{f.path}: missing {keyword} {tag} (Type 1 in a CT image): "

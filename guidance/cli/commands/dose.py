@@ -118,7 +118,6 @@ def run_case(args: argparse.Namespace) -> int:
 
     beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
     default_library().validate(beam)
-    output_folder(args.out)
     case = load_case_spec(args.case)
     if args.pose is not None:
         pose = read_transform_file(args.pose, "patient_from_applicator", option="--pose")
@@ -132,6 +131,10 @@ def run_case(args: argparse.Namespace) -> int:
     if args.target not in case.structures:
         raise InputError(f"--target {args.target!r}: no such structure; have: "
                          f"{', '.join(sorted(case.structures)) or NO_STRUCTURES}")
+    if not case.structures[args.target].mask.any():  # its coverage would be NaN
+        raise InputError(f"--target {args.target!r} encloses no voxel of the CT: nothing to "
+                         "cover; fix the structure set or choose another --target")
+    output_folder(args.out)   # inputs valid: the folder is made before the dose is computed
     spec = PlanSpec(machine=beam.machine, energy_mev=beam.energy_mev,
                     applicator_diameter_mm=beam.applicator_diameter_mm,
                     bevel_deg=beam.bevel_deg, prescription_gy=args.prescription,

@@ -112,3 +112,26 @@ def test_measured_output_factor_is_not_flagged(case_dir, tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 0
     assert json.loads(capsys.readouterr().out)["mu_estimated"] is False
     assert pydicom.dcmread(tmp_path / "o" / "rtplan.dcm").RTPlanLabel == "IORT"
+
+
+def test_a_target_without_voxels_cannot_be_dosed(coarse_phantom, tmp_path, capsys):
+    """An empty CTV used to give "target_v90_percent": NaN with exit code 0."""
+    import copy
+
+    from models.patient.case import Structure
+    from models.patient.case_store import save_case
+    from models.patient.phantom import planned_patient_from_applicator
+
+    case = copy.copy(coarse_phantom)
+    case.structures = dict(coarse_phantom.structures)
+    ctv = coarse_phantom.structures["CTV"]
+    case.structures["CTV"] = Structure("CTV", np.zeros_like(ctv.mask), ctv.color_rgb,
+                                       ctv.roi_type)
+    folder = save_case(case, tmp_path / "case")
+    pose = tmp_path / "pose.json"
+    pose.write_text(json.dumps(planned_patient_from_applicator(coarse_phantom).tolist()))
+    assert main(["dose", "case", str(folder), "--energy", "12", "--applicator", "100",
+                 "--pose", str(pose), "--out", str(tmp_path / "out"), "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "--target 'CTV' encloses no voxel" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()

@@ -239,3 +239,33 @@ def test_undamaged_copy_imports_like_the_truth(mini, truth):
     case = read_case(mini)
     np.testing.assert_array_equal(case.ct.array, truth.ct.array)
     assert set(case.structures) == set(truth.structures) and "CTV" in case.structures
+
+
+@pytest.mark.parametrize("victim", ["RS.dcm", "CT_0008.dcm"])
+def test_dcm_file_damaged_in_its_preamble_is_refused_not_skipped(mini, victim):
+    """Six bytes inserted before DICM made the RTSTRUCT vanish: a case with no structures."""
+    path = mini / victim
+    data = bytearray(path.read_bytes())
+    data[101:101] = b"\x00\x11\x22\x33\x44\x55"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=rf"{victim}: unusable DICOM file.*named like a DICOM"):
+        read_case(mini)
+
+
+def test_bytes_inserted_in_pixel_data_are_refused(mini):
+    """Bytes inserted inside the pixels shift the image; pydicom ignores the surplus."""
+    victim = _slices(mini)[4]
+    data = bytearray(victim.read_bytes())
+    data[len(data) - 500:len(data) - 500] = b"\x01\x02\x03\x04"
+    victim.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=rf"{victim.name}: 4 byte\(s\) after Pixel Data"):
+        read_case(mini)
+
+
+@pytest.mark.parametrize(("keyword", "value"), [("PixelRepresentation", 1),
+                                                ("BitsStored", 10)])
+def test_one_slice_with_another_pixel_format_is_refused(mini, keyword, value):
+    victim = _slices(mini)[2]
+    _edit(victim, **{keyword: value})
+    with pytest.raises(InputError, match=rf"{victim.name}.*{keyword}"):
+        read_case(mini)
