@@ -12,6 +12,18 @@ dose.electron_ratio_vs_numpy   numpy time / numba time in the same run
 dose.electron_exact_ms         numba, pencils spread one by one (reference kernel), ms
 dose.electron_ms_grid_<h>mm    scaling with the grid spacing h (3, 2, 1.5, 1 mm), ms
 dose.electron_voxels_grid_<h>mm number of dose voxels at that spacing
+dose.electron_worst_ms         the worst clinical case: 120 mm applicator, 45 deg bevel, 12 MeV,
+                               2 mm grid, same pose nudging, ms
+dose.commissioning_pass_percent share (%) of the LIAC combinations whose model meets every
+                               water criterion (|dR90|, |dR50| <= 1 mm, surface <= 2 %, gamma
+                               2 %/2 mm >= 95 % on the depth dose and two profiles) against
+                               the shipped derived Kali MC curves
+                               (assets/beams/liac_kali_mc_curves.json)
+dose.commissioning_worst_abs_dr50_mm / _dr90_mm, dose.commissioning_min_gamma_percent
+                               the worst combination's numbers
+dose.mu_error_percent_max      max |MU - MU from the measured output factor| / MU (%) over
+                               every LIAC combination (the measured factors read straight from
+                               the machine file's table)
 dose.kv_ms                     kV spherical applicator 30 mm, 2 mm grid, 40 mm reach, ms
 dose.warmup_s                  kernel warm-up (compile or load from numba's cache), s
 """
@@ -22,6 +34,7 @@ import time
 
 import numpy as np
 
+from assets import asset_path
 from benchmarks import best_time_s
 from models.beams.library import ElectronBeam
 from models.dose.electron import compute_electron_dose
@@ -30,6 +43,9 @@ from models.dose.kv import compute_kv_dose
 from models.patient.phantom import make_phantom, planned_patient_from_applicator
 
 GROUP = "dose"
+
+#: Shipped derived water curves of the LIAC (Kali MC) the commissioning is checked against.
+CURVES_FILE = "liac_kali_mc_curves.json"
 
 
 def run(*, quick: bool = False) -> dict[str, float]:
@@ -70,8 +86,46 @@ def run(*, quick: bool = False) -> dict[str, float]:
         results[f"dose.electron_ms_grid_{label}mm"] = 1000.0 * seconds
         results[f"dose.electron_voxels_grid_{label}mm"] = float(electron(grid_mm=grid_mm)
                                                                 .dose.array.size)
+    worst = ElectronBeam("liac", 12.0, 120.0, 45.0)
+    results["dose.electron_worst_ms"] = 1000.0 * best_time_s(
+        lambda: compute_electron_dose(case.ct, nudged(), worst, grid_mm=2.0), repeat=repeat)
+    results.update(commissioning_results())
+    results["dose.mu_error_percent_max"] = mu_error_percent_max()
     kv_pose = pose.copy()
     kv_pose[:3, 3] = pose[:3, 3] + pose[:3, 2] * 20.0      # sphere 20 mm into the tumour bed
     results["dose.kv_ms"] = 1000.0 * best_time_s(
         lambda: compute_kv_dose(case.ct, kv_pose, 30.0, grid_mm=2.0), repeat=repeat)
     return results
+
+
+def commissioning_results() -> dict[str, float]:
+    """Model against the shipped derived LIAC water curves (all combinations)."""
+    from models.beams.commissioning import read_beam_curves
+    from models.dose.commission import check_beam, pass_percent
+
+    checks = [check_beam(c)[0] for c in read_beam_curves(asset_path("beams",
+                                                                    CURVES_FILE))]
+    return {"dose.commissioning_pass_percent": pass_percent(checks),
+            "dose.commissioning_worst_abs_dr50_mm": max(abs(c.d_r50_mm) for c in checks),
+            "dose.commissioning_worst_abs_dr90_mm": max(abs(c.d_r90_mm) for c in checks),
+            "dose.commissioning_min_gamma_percent": min(
+                min(c.gamma_depth_percent, c.gamma_x_percent, c.gamma_y_percent)
+                for c in checks)}
+
+
+def mu_error_percent_max() -> float:
+    """Largest MU error (%) against the measured output factors of the machine file."""
+    from models.base.files import read_json_file
+    from models.beams.library import default_library
+    from models.dose.electron import monitor_units
+
+    path = asset_path("beams", "liac.json")
+    machine = default_library().machine("liac")
+    worst = 0.0
+    for row in read_json_file(path, what="beam data file")["output_factors"]["table"]:
+        beam = ElectronBeam("liac", row["energy_mev"], row["diameter_mm"], row["bevel_deg"])
+        dmax_gy = 10.0 / 0.9
+        _, mu, _ = monitor_units(machine, beam, dmax_gy)
+        expected = dmax_gy * 100.0 / (machine.reference_output_cgy_per_mu * row["factor"])
+        worst = max(worst, 100.0 * abs(mu - expected) / expected)
+    return worst

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "case",
     "export",
     "dose",
+    "beam",
     "run",
     "sweep",
     "report",

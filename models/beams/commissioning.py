@@ -24,7 +24,7 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -375,7 +375,8 @@ def _dump_beam_json(raw: dict) -> str:
 
 def _format_json(value, indent: int) -> str:
     flat = json.dumps(value, ensure_ascii=False)
-    if not isinstance(value, (dict, list)) or indent + len(flat) <= 120:
+    numbers = isinstance(value, list) and all(isinstance(v, (int, float)) for v in value)
+    if not isinstance(value, (dict, list)) or numbers or indent + len(flat) <= 120:
         return flat
     pad = " " * (indent + 2)
     if isinstance(value, dict):
@@ -416,3 +417,263 @@ def read_range_reference(path: Path | str | None = None) -> list[RangeReference]
         raise InputError(f"range reference file {path}: cannot read it ({exc!r}); expected "
                          "'table' rows with energy_mev, diameter_mm, mc_r90_mm, mc_r50_mm, "
                          "measured_r90_mm") from exc
+
+
+#: Depth (fraction of the curve's R50) of the two off-axis profiles kept per combination.
+PROFILE_DEPTH_FRACTION_OF_R50 = 0.5
+
+_KALI_DOSE_RE = re.compile(r"C(\d+)B(\d+)_(\d+)MeV", re.IGNORECASE)
+
+
+@dataclass(frozen=True, eq=False)
+class BeamCurves:
+    """Water beam data of one energy/applicator/bevel: depth dose and two lateral profiles.
+
+    Frames: water frame (surface ``z = 0``, +z = depth, clinical axis ``x = y = 0``; the
+    bevel's toe towards +y). ``depth_mm`` (N,) and ``depth_dose_percent`` (N,) on the
+    clinical axis in % of its maximum; ``profile_depth_mm`` the depth of the profiles,
+    ``x_mm``/``profile_x_percent`` and ``y_mm``/``profile_y_percent`` lateral profiles in %
+    of the clinical-axis value at that depth (empty when the data have none).
+    ``voxel_mm`` (dx, dy, dz): size of the detector/voxel the values average over (0 for
+    point values).
+    """
+
+    energy_mev: float
+    diameter_mm: float
+    bevel_deg: float
+    depth_mm: np.ndarray
+    depth_dose_percent: np.ndarray
+    profile_depth_mm: float = float("nan")
+    x_mm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    profile_x_percent: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    y_mm: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    profile_y_percent: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    voxel_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def key(self) -> tuple[float, float, float]:
+        """(energy_mev, diameter_mm, bevel_deg)."""
+        return (self.energy_mev, self.diameter_mm, self.bevel_deg)
+
+    def as_json(self) -> dict:
+        """Row of a commissioning-curve file (rounded to 0.01 mm / 0.01 %)."""
+        def r(a):
+            return [round(float(v), 2) for v in a]
+        return {"energy_mev": self.energy_mev, "diameter_mm": self.diameter_mm,
+                "bevel_deg": self.bevel_deg, "voxel_mm": [round(v, 3) for v in self.voxel_mm],
+                "depth_mm": r(self.depth_mm), "depth_dose_percent": r(self.depth_dose_percent),
+                "profile_depth_mm": round(float(self.profile_depth_mm), 3),
+                "x_mm": r(self.x_mm), "profile_x_percent": r(self.profile_x_percent),
+                "y_mm": r(self.y_mm), "profile_y_percent": r(self.profile_y_percent)}
+
+    @classmethod
+    def from_json(cls, row: dict) -> BeamCurves:
+        """Inverse of :meth:`as_json`."""
+        def a(name):
+            return np.asarray(row.get(name, []), dtype=np.float64)
+        return cls(float(row["energy_mev"]), float(row["diameter_mm"]),
+                   float(row["bevel_deg"]), a("depth_mm"), a("depth_dose_percent"),
+                   float(row.get("profile_depth_mm", float("nan"))), a("x_mm"),
+                   a("profile_x_percent"), a("y_mm"), a("profile_y_percent"),
+                   tuple(float(v) for v in row.get("voxel_mm", (0.0, 0.0, 0.0))))
+
+
+def kali_beam_curves(path: Path | str) -> BeamCurves:
+    """Clinical-axis depth dose and x/y profiles at half R50 of a Kali MC dose file.
+
+    Axes are turned into the water frame of :mod:`models.dose.water` (bevel toe towards
+    +y, the beam axis leaning towards +y): Kali MC bevels along its x axis with the beam
+    leaning towards +x, so water ``x = Kali y`` and ``y = Kali x``.
+
+    The energy, applicator and bevel come from the name ``C<n>B<b>_<E>MeV.npz``; the values
+    are those of the voxels on the clinical axis (the central voxel column and the central
+    row/column of the profile plane, interpolated linearly in depth for the profiles).
+    """
+    path = Path(path)
+    match = _KALI_DOSE_RE.search(path.stem)
+    if match is None:
+        raise InputError(f"{path}: cannot tell applicator, bevel and energy from the name; "
+                         "expected 'C<n>B<bevel>_<E>MeV.npz'")
+    grid = read_kali_dose(path)
+    depth, pdd = central_axis_depth_dose(grid)
+    from models.beams.depth_dose import analyse_depth_dose
+
+    r50 = analyse_depth_dose(depth, pdd).r50_mm
+    at = PROFILE_DEPTH_FRACTION_OF_R50 * r50
+    # Kali MC bevels along its x with the beam leaning to +x: water x = Kali y, y = Kali x
+    x, px = off_axis_profile(grid, at, "y")
+    y, py = off_axis_profile(grid, at, "x")
+    voxel = tuple(float(abs(a[1] - a[0])) if a.size > 1 else 0.0
+                  for a in (grid.y_mm, grid.x_mm, grid.depth_mm))
+    return BeamCurves(float(match.group(3)), KALI_MM_PER_APPLICATOR_NUMBER * int(match.group(1)),
+                      float(match.group(2)), depth, pdd, at, x, px, y, py, voxel)
+
+
+def read_kali_beam_curves_dir(directory: Path | str) -> list[BeamCurves]:
+    """Beam curves of every ``C*/B*/C*B*_*MeV.npz`` (or flat ``C*B*_*MeV.npz``) under a folder."""
+    directory = Path(directory)
+    files = sorted(directory.rglob("C*B*_*MeV.npz"))
+    if not files:
+        raise InputError(f"{directory}: no Kali MC dose files C<n>B<b>_<E>MeV.npz; give the "
+                         "kali_mc/data/sim folder")
+    curves = [kali_beam_curves(f) for f in files]
+    return sorted(curves, key=lambda c: c.key)
+
+
+def write_beam_curves(path: Path | str, curves: list[BeamCurves], *, provenance: dict) -> None:
+    """Write commissioning curves (compact derived tables) with their provenance as JSON."""
+    raw = {"description": "Water beam data (clinical-axis depth dose and two lateral "
+                          "profiles) per energy, applicator and bevel; see provenance.",
+           "provenance": provenance, "curves": [c.as_json() for c in curves]}
+    Path(path).write_text(_dump_beam_json(raw))
+
+
+def read_beam_curves(path: Path | str) -> list[BeamCurves]:
+    """Commissioning curves written by :func:`write_beam_curves`."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+        return [BeamCurves.from_json(row) for row in raw["curves"]]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"commissioning curve file {path}: cannot read it ({exc!r}); "
+                         "expected 'curves' rows with energy_mev, diameter_mm, bevel_deg, "
+                         "depth_mm, depth_dose_percent") from exc
+
+
+#: PTW .mcc curve types read as a depth dose or as a lateral profile along x / y.
+MCC_DEPTH_TYPES = ("PDD",)
+MCC_PROFILE_AXES = {"CROSSPLANE_PROFILE": "x", "INPLANE_PROFILE": "y"}
+
+
+def read_mcc(path: Path | str, *, energy_mev: float, diameter_mm: float,
+             bevel_deg: float = 0.0) -> BeamCurves:
+    """Water-tank scans of one beam from a PTW ``.mcc`` text file (mm, any dose unit).
+
+    The file holds ``BEGIN_SCAN n`` ... ``END_SCAN n`` blocks, each with ``KEY=VALUE``
+    lines (``SCAN_CURVETYPE`` = ``PDD``, ``CROSSPLANE_PROFILE`` (x) or ``INPLANE_PROFILE``
+    (y); ``SCAN_DEPTH`` in mm for profiles) and a ``BEGIN_DATA`` ... ``END_DATA`` table
+    whose first two columns are position (mm) and dose. One PDD is required; profiles are
+    optional (the first depth that has one is used). Positions must be finite and strictly
+    increasing, doses finite and non-negative; every problem raises :class:`InputError`
+    naming the file, the line and what to fix.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig", errors="strict").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the .mcc file ({exc})") from exc
+    scans = _mcc_scans(path, lines)
+    depth = [s for s in scans if s["type"] in MCC_DEPTH_TYPES]
+    if not depth:
+        raise InputError(f"{path}: no scan with SCAN_CURVETYPE=PDD; add the depth dose")
+    z, dz = depth[0]["data"]
+    profiles: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    profile_depth = float("nan")
+    for scan in scans:
+        axis = MCC_PROFILE_AXES.get(scan["type"])
+        if axis is None or axis in profiles:
+            continue
+        if profiles and abs(scan["depth"] - profile_depth) > 1e-6:
+            continue
+        profile_depth = scan["depth"]
+        pos, val = scan["data"]
+        centre = float(np.interp(0.0, pos, val))
+        if not centre > 0.0:
+            raise InputError(f"{path}: line {scan['line']}: profile has no dose at 0 mm; "
+                             "centre the profile on the clinical axis")
+        profiles[axis] = (pos, 100.0 * val / centre)
+    empty = (np.zeros(0), np.zeros(0))
+    x, px = profiles.get("x", empty)
+    y, py = profiles.get("y", empty)
+    return BeamCurves(float(energy_mev), float(diameter_mm), float(bevel_deg), z,
+                      100.0 * dz / dz.max(), profile_depth, x, px, y, py)
+
+
+def _mcc_scans(path: Path, lines: list[str]) -> list[dict]:
+    """Scans of an .mcc file: type, depth (mm), data (positions, doses), first line."""
+    scans: list[dict] = []
+    scan: dict | None = None
+    rows: list[tuple[int, str]] | None = None
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if line.startswith("BEGIN_SCAN") and not line.startswith("BEGIN_SCAN_DATA"):
+            scan = {"type": "", "depth": float("nan"), "line": number, "data": None}
+        elif line.startswith("END_SCAN") and not line.startswith("END_SCAN_DATA"):
+            if scan is None or scan["data"] is None:
+                raise InputError(f"{path}: line {number}: scan without BEGIN_DATA/END_DATA "
+                                 "table; add the measured points")
+            scans.append(scan)
+            scan = None
+        elif scan is None:
+            continue
+        elif line == "BEGIN_DATA":
+            rows = []
+        elif line == "END_DATA":
+            scan["data"] = _mcc_table(path, rows or [], number)
+            rows = None
+        elif rows is not None:
+            rows.append((number, line))
+        elif "=" in line:
+            key, value = (part.strip() for part in line.split("=", 1))
+            _mcc_field(path, number, scan, key, value)
+    if scan is not None:
+        raise InputError(f"{path}: line {len(lines)}: scan starting at line {scan['line']} "
+                         "has no END_SCAN; the file is cut short")
+    return scans
+
+
+def _mcc_field(path: Path, number: int, scan: dict, key: str, value: str) -> None:
+    if key == "SCAN_CURVETYPE":
+        scan["type"] = value.upper()
+    elif key == "SCAN_DEPTH":
+        try:
+            scan["depth"] = float(value)
+        except ValueError:
+            raise InputError(f"{path}: line {number}: SCAN_DEPTH={value!r} is not a number "
+                             "in mm") from None
+    elif key in ("UNIT", "DEPTH_UNIT", "SCAN_UNIT") and value.lower() not in ("mm", ""):
+        raise InputError(f"{path}: line {number}: {key}={value!r}; positions must be in mm "
+                         "(convert the file or export it in mm)")
+
+
+def _mcc_table(path: Path, rows: list[tuple[int, str]], end_line: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Position (mm) and dose columns of one BEGIN_DATA/END_DATA table, checked."""
+    pos: list[float] = []
+    val: list[float] = []
+    for number, line in rows:
+        if not line:
+            continue
+        cells = line.replace(",", " ").split()
+        if len(cells) < 2:
+            raise InputError(f"{path}: line {number}: expected position and dose, got "
+                             f"{line!r}; fill in the missing value")
+        try:
+            p, d = float(cells[0]), float(cells[1])
+        except ValueError:
+            raise InputError(f"{path}: line {number}: {line!r} is not numbers; fix the "
+                             "value") from None
+        if not (math.isfinite(p) and math.isfinite(d)):
+            raise InputError(f"{path}: line {number}: NaN or infinite value; give a measured "
+                             "number or remove the line")
+        if d < 0.0:
+            raise InputError(f"{path}: line {number}: negative dose {d:g}; doses must be >= 0")
+        if pos and p <= pos[-1]:
+            raise InputError(f"{path}: line {number}: position {p:g} mm is not greater than "
+                             f"the previous {pos[-1]:g} mm; sort the points without repeats")
+        pos.append(p)
+        val.append(d)
+    if len(pos) < 4:
+        raise InputError(f"{path}: line {end_line}: fewer than 4 points in the scan; add the "
+                         "measured points")
+    dose = np.asarray(val)
+    if not dose.max() > 0.0:
+        raise InputError(f"{path}: line {end_line}: all doses are 0; give the measured doses")
+    return np.asarray(pos), dose
+
+
+def csv_beam_curves(path: Path | str, *, energy_mev: float, diameter_mm: float,
+                    bevel_deg: float = 0.0) -> BeamCurves:
+    """A measured depth dose from a CSV (:func:`read_depth_dose_csv`) as beam curves."""
+    depth, dose = read_depth_dose_csv(path)
+    return BeamCurves(float(energy_mev), float(diameter_mm), float(bevel_deg), depth, dose)

@@ -119,6 +119,9 @@ class MachineData:
     source: Path | None = None
     estimated_output_factors: frozenset[tuple[float, float, float]] = frozenset()
     output_factor_provenance: str = ""
+    commissioned: dict[tuple[float, float, float], CommissionedBeam] = field(
+        default_factory=dict)
+    commissioning_provenance: str = ""
 
     @property
     def energies_mev(self) -> tuple[float, ...]:
@@ -148,6 +151,29 @@ class MachineData:
                 return key
         return None
 
+    def commissioned_beam(self, beam: ElectronBeam) -> CommissionedBeam | None:
+        """Fitted pencil-beam parameters of ``beam`` (see :class:`CommissionedBeam`).
+
+        An applicator the fit did not see is interpolated linearly in diameter between the
+        fitted neighbours of the same energy and bevel (the parameters vary smoothly with
+        the field size); None when the machine is not commissioned per applicator.
+        """
+        same = sorted((key[1], entry) for key, entry in self.commissioned.items()
+                      if abs(key[0] - beam.energy_mev) < MATCH_TOL
+                      and abs(key[2] - beam.bevel_deg) < MATCH_TOL)
+        if not same:
+            return None
+        d = float(beam.applicator_diameter_mm)
+        for diameter, entry in same:
+            if abs(diameter - d) < MATCH_TOL:
+                return entry
+        below = [s for s in same if s[0] < d]
+        above = [s for s in same if s[0] > d]
+        if not below or not above:
+            return (below or above)[-1 if below else 0][1]
+        (d0, a), (d1, b) = below[-1], above[0]
+        return interpolate_commissioned(a, b, (d - d0) / (d1 - d0), d)
+
     def output_factor(self, beam: ElectronBeam) -> float | None:
         """Tabulated output factor of ``beam`` relative to the reference applicator, or None."""
         key = self._output_factor_key(beam)
@@ -170,6 +196,32 @@ class MachineData:
                             self.output_factor_provenance)
 
 
+@dataclass(frozen=True, eq=False)
+class CommissionedBeam:
+    """Pencil-beam parameters fitted to one energy/applicator/bevel (``commissioned`` block).
+
+    ``depth_mm`` / ``dose_percent`` (N,): broad-beam (pencil) central-axis depth dose in
+    water, % of its maximum; ``sigma_scale``: factor on the multiple-scattering spread;
+    ``fluence_radius`` / ``fluence`` (K,): relative fluence against radius / aperture radius
+    ``r``; ``fluence_tilt`` (K,): its heel-to-toe change, the pencil weight being
+    ``fluence(r) + fluence_tilt(r) y / R`` (toe at +y); ``sigma0_mm``: the pencils'
+    spread at the end face (None: the machine's ``lateral_spread``); ``halo_fraction``:
+    weight of the broad applicator-scatter halo (``models.dose.electron.ElectronModel``).
+    """
+
+    energy_mev: float
+    diameter_mm: float
+    bevel_deg: float
+    depth_mm: np.ndarray
+    dose_percent: np.ndarray
+    sigma_scale: float
+    fluence_radius: np.ndarray
+    fluence: np.ndarray
+    fluence_tilt: np.ndarray | None = None
+    sigma0_mm: float | None = None
+    halo_fraction: float = 0.0
+
+
 @dataclass(frozen=True)
 class OutputFactor:
     """A tabulated output factor: ``value``, ``estimated`` (not measured), ``provenance``."""
@@ -177,6 +229,31 @@ class OutputFactor:
     value: float
     estimated: bool
     provenance: str
+
+
+def interpolate_commissioned(a: CommissionedBeam, b: CommissionedBeam, t: float,
+                             diameter_mm: float) -> CommissionedBeam:
+    """Parameters a fraction ``t`` of the way from ``a`` to ``b`` (same energy and bevel)."""
+    depth = a.depth_mm if a.depth_mm[-1] <= b.depth_mm[-1] else b.depth_mm
+    dose = ((1.0 - t) * np.interp(depth, a.depth_mm, a.dose_percent)
+            + t * np.interp(depth, b.depth_mm, b.dose_percent))
+    radius = np.union1d(a.fluence_radius, b.fluence_radius)
+    fluence = ((1.0 - t) * np.interp(radius, a.fluence_radius, a.fluence)
+               + t * np.interp(radius, b.fluence_radius, b.fluence))
+
+    def tilt(e: CommissionedBeam) -> np.ndarray:
+        values = e.fluence_tilt if e.fluence_tilt is not None else np.zeros_like(e.fluence)
+        return np.interp(radius, e.fluence_radius, values)
+
+    def sigma0(e: CommissionedBeam) -> float | None:
+        return e.sigma0_mm
+
+    s0 = (None if sigma0(a) is None or sigma0(b) is None
+          else (1.0 - t) * a.sigma0_mm + t * b.sigma0_mm)
+    return CommissionedBeam(a.energy_mev, diameter_mm, a.bevel_deg, depth, dose,
+                            (1.0 - t) * a.sigma_scale + t * b.sigma_scale, radius, fluence,
+                            (1.0 - t) * tilt(a) + t * tilt(b), s0,
+                            (1.0 - t) * a.halo_fraction + t * b.halo_fraction)
 
 
 class BeamLibrary:
@@ -350,6 +427,7 @@ def _parse_machine(raw: dict, path: Path) -> MachineData:
         energies[energy] = EnergyData(energy, depth, dose, points)
     factors, estimated, of_provenance = _parse_output_factors(raw.get("output_factors", {}),
                                                               path)
+    commissioned, c_provenance = _parse_commissioned(raw.get("commissioned", {}), path)
     try:
         return MachineData(
             name=name, description=str(raw.get("description", "")),
@@ -363,7 +441,8 @@ def _parse_machine(raw: dict, path: Path) -> MachineData:
                                                      path)),
             spread=spread, output_factors=factors, source=path,
             estimated_output_factors=frozenset(estimated),
-            output_factor_provenance=of_provenance)
+            output_factor_provenance=of_provenance, commissioned=commissioned,
+            commissioning_provenance=c_provenance)
     except (TypeError, ValueError) as exc:
         raise InputError(f"beam data file {path}: {exc}") from exc
 
@@ -402,3 +481,48 @@ def _parse_output_factors(block: dict, path: Path
         if not measured or bool(row.get("estimated", False)):
             estimated.add(key)
     return factors, estimated, text
+
+
+def _parse_commissioned(block: dict, path: Path
+                        ) -> tuple[dict[tuple[float, float, float], CommissionedBeam], str]:
+    """Per-applicator fitted parameters and a provenance text from ``commissioned``."""
+    provenance = block.get("provenance", "")
+    text = ("; ".join(f"{k}: {v}" for k, v in provenance.items())
+            if isinstance(provenance, dict) else str(provenance))
+    out: dict[tuple[float, float, float], CommissionedBeam] = {}
+    for number, row in enumerate(block.get("beams", []), start=1):
+        try:
+            entry = CommissionedBeam(
+                float(row["energy_mev"]), float(row["diameter_mm"]), float(row["bevel_deg"]),
+                np.asarray(row["depth_mm"], dtype=np.float64),
+                np.asarray(row["dose_percent"], dtype=np.float64), float(row["sigma_scale"]),
+                np.asarray(row["fluence_radius"], dtype=np.float64),
+                np.asarray(row["fluence"], dtype=np.float64),
+                np.asarray(row.get("fluence_tilt", np.zeros(len(row["fluence"]))),
+                           dtype=np.float64),
+                None if row.get("sigma0_mm") is None else float(row["sigma0_mm"]),
+                float(row.get("halo_fraction", 0.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"beam data file {path}: commissioned.beams row {number} needs "
+                             f"energy_mev, diameter_mm, bevel_deg, depth_mm, dose_percent, "
+                             f"sigma_scale, fluence_radius, fluence ({exc!r})") from exc
+        depth, dose = entry.depth_mm, entry.dose_percent
+        if (depth.ndim != 1 or depth.shape != dose.shape or depth.size < 4
+                or not np.all(np.diff(depth) > 0) or not np.all(np.isfinite(dose))
+                or entry.fluence.shape != entry.fluence_radius.shape
+                or entry.fluence_tilt.shape != entry.fluence_radius.shape
+                or not np.all(np.isfinite(entry.fluence))):
+            raise InputError(f"beam data file {path}: commissioned.beams row {number}: "
+                             "depth_mm must increase, dose_percent match it, both finite; "
+                             "fluence must match fluence_radius; re-run iort beam commission")
+        out[(entry.energy_mev, entry.diameter_mm, entry.bevel_deg)] = entry
+    return out, text
+
+
+def read_machine_file(path: Path | str) -> MachineData:
+    """Beam data of one machine file (e.g. a freshly commissioned copy), checked."""
+    path = Path(path)
+    raw = _read_json(path)
+    if "machine" not in raw:
+        raise InputError(f"beam data file {path}: no 'machine' key; is this a machine file?")
+    return _parse_machine(raw, path)

@@ -40,16 +40,24 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from models.base.errors import InputError
 from models.base.validation import as_positive, as_transform
 from models.beams.applicator import Applicator
 from models.beams.depth_dose import TABLE_STEP_MM, lookup_uniform
-from models.beams.library import BeamLibrary, ElectronBeam, EnergyData, MachineData, default_library
+from models.beams.library import (
+    BeamLibrary,
+    ElectronBeam,
+    EnergyData,
+    LateralSpread,
+    MachineData,
+    default_library,
+)
 from models.dose import kernels
 from models.dose.materials import ShieldMaterial, rsp_lookup_table, shield_material
 from models.dose.scattering import (
@@ -91,6 +99,9 @@ MIN_TISSUE_DEPTH_MM = 2.0
 #: Share (%) of the beam path outside the CT above which a warning is logged.
 OUTSIDE_CT_WARN_PERCENT = 10.0
 
+#: Lateral spread (mm, one axis) of the applicator-scatter halo (see ``ElectronModel``).
+HALO_SIGMA_MM = 12.0
+
 #: Allowed backends for the hot loops.
 BACKENDS = ("numba", "numpy")
 
@@ -123,7 +134,13 @@ class ElectronModel:
     ``depth_mm``/``dose_fraction``: broad-beam central-axis depth dose (fraction of max);
     ``sigma_mcs_mm``: Fermi-Eyges spread in water on the same depths (held at its R50
     value deeper); ``scatter_power_per_mm``: linear angular scattering power T of water
-    (rad^2/mm) at those water depths.
+    (rad^2/mm) at those water depths. ``fluence_radius`` / ``fluence`` (K,): relative
+    fluence of the pencils against their distance from the applicator axis in units of the
+    aperture radius (piecewise linear; None: uniform), plus ``fluence_tilt(r) y / R``
+    (heel-to-toe change of a bevel, toe at +y). ``sigma0_mm``: the pencils' spread at the
+    end face fitted for this beam (None: the machine's). ``halo_fraction``: weight of the
+    broad low-dose halo of electrons scattered by the applicator wall, added to every
+    plane as the plane's dose blurred laterally by :data:`HALO_SIGMA_MM`.
     """
 
     beam: ElectronBeam
@@ -135,11 +152,18 @@ class ElectronModel:
     sigma_mcs_mm: np.ndarray
     scatter_power_per_mm: np.ndarray
     cut_depth_mm: float
+    fluence_radius: np.ndarray | None = None
+    fluence: np.ndarray | None = None
+    fluence_tilt: np.ndarray | None = None
+    sigma0_mm: float | None = None
+    halo_fraction: float = 0.0
 
     @property
-    def spread(self):
-        """Lateral spread parameters of the machine."""
-        return self.machine.spread
+    def spread(self) -> LateralSpread:
+        """Lateral spread parameters of the machine (``sigma0_mm`` fitted per beam if set)."""
+        if self.sigma0_mm is None:
+            return self.machine.spread
+        return replace(self.machine.spread, sigma0_mm=self.sigma0_mm)
 
 
 @dataclass(eq=False)
@@ -213,25 +237,64 @@ class DoseResult:
 
 @lru_cache(maxsize=64)
 def electron_model(beam: ElectronBeam, library: BeamLibrary | None = None) -> ElectronModel:
-    """Validate ``beam`` against the library and precompute its depth-dose and spread tables."""
+    """Validate ``beam`` against the library and precompute its depth-dose and spread tables.
+
+    A machine commissioned per applicator (:meth:`MachineData.commissioned_beam`) gives the
+    beam its own broad-beam depth dose, spread scale and fluence profile; otherwise the
+    reference applicator's depth dose of the energy is used.
+    """
     lib = library if library is not None else default_library()
     machine = lib.validate(beam)
     energy = machine.energy(beam.energy_mev)
-    depth = np.arange(0.0, energy.depth_mm[-1] + 1e-9, TABLE_STEP_MM)   # uniform for _lookup
-    fraction = np.clip(np.interp(depth, energy.depth_mm, energy.dose_percent) / 100.0, 0.0,
-                       None)
+    fitted = machine.commissioned_beam(beam)
+    if fitted is None:
+        return build_electron_model(beam, machine, energy.depth_mm, energy.dose_percent)
+    return build_electron_model(beam, machine, fitted.depth_mm, fitted.dose_percent,
+                                sigma_scale=fitted.sigma_scale,
+                                fluence_radius=fitted.fluence_radius, fluence=fitted.fluence,
+                                fluence_tilt=fitted.fluence_tilt, sigma0_mm=fitted.sigma0_mm,
+                                halo_fraction=fitted.halo_fraction)
+
+
+def build_electron_model(beam: ElectronBeam, machine: MachineData, depth_mm: np.ndarray,
+                         dose_percent: np.ndarray, *, sigma_scale: float = 1.0,
+                         fluence_radius: np.ndarray | None = None,
+                         fluence: np.ndarray | None = None,
+                         fluence_tilt: np.ndarray | None = None,
+                         sigma0_mm: float | None = None,
+                         halo_fraction: float = 0.0) -> ElectronModel:
+    """Model tables of ``beam`` from a broad-beam depth dose (the commissioning fit's entry).
+
+    Parameters
+    ----------
+    depth_mm, dose_percent : numpy.ndarray
+        (N,) pencil (broad-beam) central-axis depth dose in water, % of its maximum.
+    sigma_scale : float, default 1
+        Factor on the Fermi-Eyges multiple-scattering spread.
+    fluence_radius, fluence, fluence_tilt : numpy.ndarray, optional
+        (K,) relative fluence against radius / aperture radius, and its heel-to-toe term.
+    sigma0_mm : float, optional
+        Spread of the pencils at the end face (mm); default the machine's.
+    halo_fraction : float, default 0
+        Weight of the applicator-scatter halo (see :class:`ElectronModel`).
+    """
+    energy = machine.energy(beam.energy_mev)
+    depth = np.arange(0.0, depth_mm[-1] + 1e-9, TABLE_STEP_MM)   # uniform for _lookup
+    fraction = np.clip(np.interp(depth, depth_mm, dose_percent) / 100.0, 0.0, None)
     p = energy.points
-    power = scattering_power_per_mm(depth, energy.mean_energy_mev, p.rp_mm,
-                                    machine.spread.scattering_energy_mev)
-    sigma = fermi_eyges_sigma_mm(depth, energy.mean_energy_mev, p.rp_mm,
-                                 machine.spread.scattering_energy_mev)
+    es = machine.spread.scattering_energy_mev * float(sigma_scale)
+    power = scattering_power_per_mm(depth, energy.mean_energy_mev, p.rp_mm, es)
+    sigma = fermi_eyges_sigma_mm(depth, energy.mean_energy_mev, p.rp_mm, es)
     sigma = np.minimum(sigma, np.interp(p.r50_mm, depth, sigma))
     cut = p.r50_mm + 2.0 * (p.rp_mm - p.r50_mm) + 5.0
     return ElectronModel(beam=beam, machine=machine, energy=energy,
                          applicator=Applicator(beam.applicator_diameter_mm, beam.bevel_deg),
                          depth_mm=depth, dose_fraction=fraction, sigma_mcs_mm=sigma,
                          scatter_power_per_mm=power,
-                         cut_depth_mm=min(cut, float(depth[-1])))
+                         cut_depth_mm=min(cut, float(depth[-1])),
+                         fluence_radius=fluence_radius, fluence=fluence,
+                         fluence_tilt=fluence_tilt, sigma0_mm=sigma0_mm,
+                         halo_fraction=float(halo_fraction))
 
 
 @dataclass(frozen=True)
@@ -357,6 +420,9 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     else:
         one_by_one = kernels.spread_pencils if numba_backend else kernels.spread_pencils_numpy
         dose = one_by_one(amp, sigma, pencils.i, pencils.j, h, n, n)
+    if model.halo_fraction > 0.0:
+        dose += model.halo_fraction * gaussian_filter(
+            dose, (0.0, HALO_SIGMA_MM / h, HALO_SIGMA_MM / h), mode="constant", truncate=3.0)
     _mask(dose, rsp_plane if mask_air else None, grid, model.applicator, disc)
     keep = int(np.max(np.nonzero(zeff.min(axis=1) <= model.cut_depth_mm)[0], initial=0)) + 2
     keep = min(keep, grid.nz)
@@ -476,7 +542,16 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
     g = lookup_uniform(zeff, model.depth_mm, model.dose_fraction)
     s = np.where(np.isfinite(s_entry), s_entry, 0.0)[None, :]
     isq = ((vsd + np.maximum(z, s) - s) / (vsd + np.maximum(z, s))) ** 2
-    amp = pen.weight[None, :] * g * isq
+    weight = pen.weight
+    if model.fluence is not None and model.fluence_radius is not None:
+        radius = model.applicator.radius_mm
+        r = np.hypot(pen.x, pen.y) / radius
+        fluence = np.interp(r, model.fluence_radius, model.fluence)
+        if model.fluence_tilt is not None:
+            fluence = fluence + np.interp(r, model.fluence_radius,
+                                          model.fluence_tilt) * pen.y / radius
+        weight = weight * np.maximum(fluence, 0.0)
+    amp = weight[None, :] * g * isq
     if zeff_disc is not None and material is not None and in_disc is not None:
         e_disc = np.maximum(model.energy.mean_energy_mev
                             * (1.0 - zeff_disc / model.energy.points.rp_mm), 0.0)
@@ -542,7 +617,7 @@ def _check_options(prescription_gy: float, grid_mm: float, isodose_percent: floa
     return rx, h, iso, bolus, bolus_r
 
 
-def _monitor_units(machine: MachineData, beam: ElectronBeam, dmax_gy: float
+def monitor_units(machine: MachineData, beam: ElectronBeam, dmax_gy: float
                    ) -> tuple[float, float, bool]:
     """Output factor, MU for ``dmax_gy`` at the 100 % level, and whether the factor is an
     estimate (then the MU must not be used to treat; warned once per beam)."""
@@ -632,7 +707,7 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
     dmax_gy = rx / (iso / 100.0)
     dose_gy = (rel.dose * (dmax_gy / cax_max)).astype(np.float32)
     affine = pose @ rel.grid.applicator_from_voxel()
-    factor, mu, mu_estimated = _monitor_units(model.machine, beam, dmax_gy)
+    factor, mu, mu_estimated = monitor_units(model.machine, beam, dmax_gy)
     return DoseResult(dose=Volume(dose_gy, affine), beam=beam, patient_from_applicator=pose,
                       prescription_gy=rx, isodose_percent=iso, dmax_gy=dmax_gy, mu=mu,
                       output_factor=factor, grid_mm=h,

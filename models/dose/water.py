@@ -17,7 +17,7 @@ import numpy as np
 from models.base.validation import as_positive
 from models.beams.depth_dose import DepthDoseMetrics, analyse_depth_dose
 from models.beams.library import BeamLibrary, ElectronBeam, default_library
-from models.dose.electron import electron_model, relative_dose
+from models.dose.electron import ElectronModel, electron_model, relative_dose
 from models.patient.volume import Volume
 
 #: Lateral margin (mm) of the water phantom around the aperture.
@@ -65,9 +65,13 @@ class WaterDose:
 
 
 def water_dose(beam: ElectronBeam, *, grid_mm: float = 1.0, library: BeamLibrary | None = None,
-               fast: bool = True) -> WaterDose:
-    """Dose of ``beam`` resting on the water phantom (not normalised; air not masked)."""
-    model = electron_model(beam, library)
+               fast: bool = True, model: ElectronModel | None = None) -> WaterDose:
+    """Dose of ``beam`` resting on the water phantom (not normalised; air not masked).
+
+    ``model`` replaces the library's tables of ``beam`` (used by the commissioning fit).
+    """
+    if model is None:
+        model = electron_model(beam, library)
     pose = water_pose(beam.bevel_deg)
     rise = model.applicator.radius_mm * model.applicator.slope
     ct = water_phantom(half_width_mm=model.applicator.radius_mm + rise + PHANTOM_MARGIN_MM,

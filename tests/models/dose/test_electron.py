@@ -9,7 +9,9 @@ import numpy as np
 import pymedphys
 import pytest
 
+from assets import asset_path
 from models.base.errors import InputError
+from models.beams.commissioning import read_beam_curves
 from models.beams.depth_dose import analyse_depth_dose
 from models.beams.library import ElectronBeam
 from models.dose.electron import ShieldingDisc, compute_electron_dose, electron_model
@@ -45,7 +47,13 @@ def test_liac_reproduces_published_ranges_within_1mm(water, energy):
     assert metrics.r90_mm == pytest.approx(r90, abs=1.0)
     assert metrics.r50_mm == pytest.approx(r50, abs=1.0)
     assert metrics.rp_mm == pytest.approx(rp, abs=1.0)
-    assert 90.0 <= metrics.surface_percent <= 93.5
+    # surface dose: commissioned on the Kali MC of the LIAC (89.9-93.6 % in its first voxel,
+    # 0.8-1.1 mm deep), no longer the 90-93 % estimate; within the 2 % acceptance there
+    mc = next(c for c in read_beam_curves(asset_path("beams", "liac_kali_mc_curves.json"))
+              if c.key == (float(energy), 100.0, 0.0))
+    depth, dose = cax_curve(result)
+    at_first = 100.0 * np.interp(mc.depth_mm[0], depth, dose) / dose.max()
+    assert at_first == pytest.approx(mc.depth_dose_percent[0], abs=2.0)
 
 
 @pytest.mark.parametrize("energy", [6.0, 9.0, 12.0])
