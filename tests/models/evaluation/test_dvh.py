@@ -322,18 +322,33 @@ def _compare_with_dicompyler(out_dir, case, dose, structures, *, oversample):
         for level, attr in ((2, "d2_gy"), (90, "d90_gy"), (98, "d98_gy")):
             pairs[f"D{level}"] = (ref.statistic(f"D{level}").value, getattr(ours, attr))
         v_ref = ref.relative_volume.statistic(f"V{PRESCRIPTION_GY:g}Gy").value
-        rows.append((name, pairs, (v_ref, ours.v100_percent)))
+        rows.append((name, pairs, (v_ref, ours.v100_percent),
+                     _edge_share_percent(dose, case, structures[name].mask)))
     assert {r[0] for r in rows} == set(COMPARED_STRUCTURES)
     return rows
 
 
+def _edge_share_percent(dose, case, mask) -> float:
+    """Share (%) of the structure in its surface voxels whose dose is within 5 % of the
+    prescription: where the two codes' contour rasterisations (which differ by a fraction
+    of a voxel at the surface) decide which side of the threshold a volume falls."""
+    from scipy import ndimage
+
+    on_ct = resample_dose(dose, case.ct).array
+    edge = mask & ~ndimage.binary_erosion(mask)
+    near = np.abs(on_ct - PRESCRIPTION_GY) < 0.05 * PRESCRIPTION_GY
+    return 100.0 * np.count_nonzero(edge & near) / max(np.count_nonzero(mask), 1)
+
+
 def _assert_within_tolerance(rows):
     problems = []
-    for name, pairs, (v_ref, v_ours) in rows:
+    for name, pairs, (v_ref, v_ours), edge_share in rows:
         for metric, (ref, ours) in pairs.items():
             if abs(ref - ours) > max(DOSE_ATOL_GY, DOSE_RTOL * abs(ref)):
                 problems.append(f"{name} {metric}: dicompyler {ref:.3f} Gy, ours {ours:.3f} Gy")
-        if abs(v_ref - v_ours) > 1.0:
+        # 1 % plus a quarter of the surface voxels that straddle the threshold (the codes'
+        # rasterisations differ by about a quarter voxel on average there)
+        if abs(v_ref - v_ours) > 1.0 + 0.25 * edge_share:
             problems.append(f"{name} V{PRESCRIPTION_GY:g}Gy: {v_ref:.2f} % vs {v_ours:.2f} %")
     assert not problems, "\n".join(problems)
 
