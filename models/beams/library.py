@@ -333,7 +333,7 @@ class _OutputFactorRow(FileSchema):
 
 
 class _OutputFactorsFile(FileSchema):
-    provenance: str | dict[str, Any] = ""
+    provenance: str | dict[str, str] = ""
     table: list[_OutputFactorRow] = Field(default_factory=list)
 
 
@@ -355,6 +355,34 @@ class _DepthDoseEntry(FileSchema):
                                                 low_inclusive=True)]] | None = None
 
 
+class _CommissionedRow(FileSchema):
+    """One fitted beam of ``commissioned.beams`` (written by ``iort beam commission``)."""
+
+    energy_mev: _Energy
+    diameter_mm: _Diameter
+    bevel_deg: _Bevel
+    depth_mm: list[_Depth] = Field(min_length=4)
+    dose_percent: list[Annotated[float, bounded(0.0, 1e4, "dose (%)",
+                                                low_inclusive=True)]] = Field(min_length=4)
+    sigma_scale: float = bounded(0.0, 10.0, "scale of the scattering spread")
+    fluence_radius: list[Annotated[float, bounded(0.0, 2.0, "radius / applicator radius",
+                                                  low_inclusive=True)]] = Field(min_length=1)
+    fluence: list[Annotated[float, bounded(0.0, 10.0, "relative fluence",
+                                           low_inclusive=True)]] = Field(min_length=1)
+    fluence_tilt: list[Annotated[float, bounded(-10.0, 10.0, "heel-to-toe fluence slope")]] \
+        | None = None
+    sigma0_mm: float | None = bounded(0.0, 50.0, "pencil spread at the applicator end (mm)",
+                                      low_inclusive=True, default=None)
+    halo_fraction: float = bounded(0.0, 1.0, "share of the wide halo", low_inclusive=True,
+                                   default=0.0)
+
+
+class _CommissionedFile(FileSchema):
+    #: text, or entries of text (``earlier``: the provenance of rows kept from a refit)
+    provenance: str | dict[str, str | dict[str, Any]] = ""
+    beams: list[_CommissionedRow] = Field(default_factory=list)
+
+
 class MachineFile(FileSchema):
     """Schema of a machine file (``assets/beams/<machine>.json``): units and ranges.
 
@@ -374,6 +402,7 @@ class MachineFile(FileSchema):
     lateral_spread: _SpreadFile
     depth_dose: dict[str, _DepthDoseEntry]
     output_factors: _OutputFactorsFile = _OutputFactorsFile()
+    commissioned: _CommissionedFile = _CommissionedFile()
 
 
 def _read_json(path: Path) -> dict:
@@ -486,6 +515,9 @@ def _parse_output_factors(block: dict, path: Path
 def _parse_commissioned(block: dict, path: Path
                         ) -> tuple[dict[tuple[float, float, float], CommissionedBeam], str]:
     """Per-applicator fitted parameters and a provenance text from ``commissioned``."""
+    if not isinstance(block, dict) or not isinstance(block.get("beams", []), list):
+        raise InputError(f"beam data file {path}: commissioned must be an object with a "
+                         "'beams' list; re-run iort beam commission")
     provenance = block.get("provenance", "")
     text = ("; ".join(f"{k}: {v}" for k, v in provenance.items())
             if isinstance(provenance, dict) else str(provenance))
@@ -502,7 +534,7 @@ def _parse_commissioned(block: dict, path: Path
                            dtype=np.float64),
                 None if row.get("sigma0_mm") is None else float(row["sigma0_mm"]),
                 float(row.get("halo_fraction", 0.0)))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise InputError(f"beam data file {path}: commissioned.beams row {number} needs "
                              f"energy_mev, diameter_mm, bevel_deg, depth_mm, dose_percent, "
                              f"sigma_scale, fluence_radius, fluence ({exc!r})") from exc

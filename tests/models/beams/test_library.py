@@ -141,3 +141,23 @@ def test_mutated_machine_files_are_refused_in_one_line_never_a_traceback(tmp_pat
             outcomes["refused"] += 1
     assert outcomes["refused"] >= 250, outcomes   # most damage is refused ...
     # ... and nothing else escapes (any other exception fails the test with its mutation)
+
+
+@pytest.mark.parametrize(("key", "value"), [("diameter_mm", False), ("sigma0_mm", "NaN"),
+                                            ("sigma_scale", -1), ("halo_fraction", 2.0)])
+def test_commissioned_rows_are_range_checked(tmp_path, key, value):
+    """A fitted beam row is physics: a boolean diameter, a 'NaN' string or a negative scale
+    loaded silently before."""
+    raw = json.loads((default_library().directory / "liac.json").read_text())
+    raw["commissioned"]["beams"][1][key] = value
+    (tmp_path / "bad.json").write_text(json.dumps(raw))
+    with pytest.raises(InputError, match=rf"commissioned\.beams\[1\]\.{key}"):
+        BeamLibrary(tmp_path)
+
+
+def test_commissioned_fluence_must_not_be_negative(tmp_path):
+    raw = json.loads((default_library().directory / "liac.json").read_text())
+    raw["commissioned"]["beams"][1]["fluence"][0] = -1
+    (tmp_path / "bad.json").write_text(json.dumps(raw))
+    with pytest.raises(InputError, match=r"commissioned\.beams\[1\]\.fluence\[0\]"):
+        BeamLibrary(tmp_path)

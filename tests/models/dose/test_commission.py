@@ -109,5 +109,5 @@ def test_bad_commissioned_block_names_the_row(tmp_path):
     raw = json.loads(asset_path("beams", "liac.json").read_text())
     raw["commissioned"]["beams"][2]["depth_mm"][3] = -1.0
     (tmp_path / "liac.json").write_text(json.dumps(raw))
-    with pytest.raises(InputError, match=r"commissioned\.beams row 3: depth_mm must increase"):
+    with pytest.raises(InputError, match=r"commissioned\.beams\[2\]\.depth_mm\[3\]"):
         BeamLibrary(tmp_path)
