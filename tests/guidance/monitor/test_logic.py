@@ -393,7 +393,9 @@ def test_bevel_changed_on_plan_is_not_green(view, liac_dose, tmp_path) -> None:
     shot = replace(shot, patient_from_applicator=shot.patient_from_applicator @ tilt)
     feed = ScriptedFeed([shot], view.camera_matrix, view.background(), fps=30.0, loop=True,
                         fre_mm=0.5)
-    plan_beam = BeamChoice(energy_mev=8.0, applicator_diameter_mm=70.0)
+    # on the commissioned beam 70 mm leaves V90 at 92.5 % (the 90 % isodose is narrower
+    # than the applicator): the phantom's CTV is planned with 80 mm here
+    plan_beam = BeamChoice(energy_mev=8.0, applicator_diameter_mm=80.0)
     slog = SessionLog.create(tmp_path / "s.sqlite")
     logic = MonitorLogic(view.case, view.plan, feed, dose_fn=liac_dose, beam=plan_beam,
                          planned_beam=plan_beam, machine="liac", session_log=slog).start()
