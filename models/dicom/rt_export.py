@@ -165,14 +165,16 @@ def write_plan_file(spec: PlanSpec, path: str | Path) -> Path:
     Path
         ``path``.
     """
-    data = {"patient_from_applicator": np.asarray(spec.patient_from_applicator,
-                                                  dtype=np.float64).tolist(),
-            "machine": spec.machine, "energy_mev": spec.energy_mev,
+    pose = np.asarray(spec.patient_from_applicator, dtype=np.float64).tolist()
+    beam = {"machine": spec.machine, "energy_mev": spec.energy_mev,
             "applicator_diameter_mm": spec.applicator_diameter_mm,
             "bevel_deg": spec.bevel_deg, "prescription_gy": spec.prescription_gy,
             "isodose_percent": spec.isodose_percent}
+    rows = ",\n    ".join(json.dumps(row) for row in pose)   # one matrix row per line
+    text = (f'{{\n  "patient_from_applicator": [\n    {rows}\n  ],\n'
+            + json.dumps(beam, indent=2)[2:] + "\n")
     path = Path(path)
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    path.write_text(text)
     return path
 
 
