@@ -21,6 +21,7 @@ prescription isodose.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +146,36 @@ def resolve_plan(case: Any, *, plan_file: dict[str, Any] | None = None,
                         mu=float(merged["mu"]) if merged.get("mu") is not None else None)
     except (TypeError, ValueError) as exc:
         raise InputError(f"plan: {exc}") from exc
+
+
+def write_plan_file(spec: PlanSpec, path: str | Path) -> Path:
+    """Write the plan as the JSON object that ``iort run --plan`` and ``iort export --plan``
+    read back with :func:`resolve_plan` (the keys of the module docstring).
+
+    Parameters
+    ----------
+    spec : PlanSpec
+        The plan; ``patient_from_applicator`` maps applicator coordinates (mm) to patient
+        LPS (mm). Its ``mu`` is not written: a plan file carries no dose.
+    path : str or Path
+        The JSON file.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    pose = np.asarray(spec.patient_from_applicator, dtype=np.float64).tolist()
+    beam = {"machine": spec.machine, "energy_mev": spec.energy_mev,
+            "applicator_diameter_mm": spec.applicator_diameter_mm,
+            "bevel_deg": spec.bevel_deg, "prescription_gy": spec.prescription_gy,
+            "isodose_percent": spec.isodose_percent}
+    rows = ",\n    ".join(json.dumps(row) for row in pose)   # one matrix row per line
+    text = (f'{{\n  "patient_from_applicator": [\n    {rows}\n  ],\n'
+            + json.dumps(beam, indent=2)[2:] + "\n")
+    path = Path(path)
+    path.write_text(text)
+    return path
 
 
 def reference_point_lps(dose: Volume, patient_from_applicator: np.ndarray,

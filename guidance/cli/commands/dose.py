@@ -3,9 +3,10 @@
 * ``iort dose depth-curve --machine M --energy E --applicator D [--bevel B] [--json]`` —
   the applicator resting on a flat water phantom, depth dose along the normal to the water
   surface through the end-face centre; R90, R50, Rp and surface dose (at 0.5 mm).
-* ``iort dose case CASE --energy E --applicator D [--bevel B] [--pose FILE]`` — electron
-  dose in a case folder (or the built-in ``phantom``), written as RT Plan + RT Dose, with
-  target coverage and organ doses printed.
+* ``iort dose case CASE --energy E --applicator D [--bevel B] [--pose FILE]
+  [--write-plan FILE]`` — electron dose in a case folder (or the built-in ``phantom``),
+  written as RT Plan + RT Dose, with target coverage and organ doses printed; the plan
+  file is the pose and beam as ``iort run --plan`` / ``iort export --plan`` read it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from guidance.cli.inputs import (
     read_transform_file,
 )
 from models.base.errors import InputError
-from models.base.files import output_folder
+from models.base.files import output_file, output_folder
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     case.add_argument("--out", type=Path, default=Path("iort_dose"), metavar="DIR",
                       help="output folder for rtplan.dcm and rtdose.dcm (default ./iort_dose)")
     case.add_argument("--json", action="store_true", help="print the coverage as JSON")
+    case.add_argument("--write-plan", type=Path, metavar="FILE",
+                      help="also write the plan (pose and beam) as the JSON that "
+                           "'iort run --plan' and 'iort export --plan' take")
     case.add_argument("--accept-estimated-mu", action="store_true",
                       help="write MU although the output factor is an estimate (the RT "
                              "Plan is labelled 'ESTIMATED MU'; not for treatment)")
@@ -113,7 +117,7 @@ def run_depth_curve(args: argparse.Namespace) -> int:
 def run_case(args: argparse.Namespace) -> int:
     """Compute the dose in a case, write RT Plan + RT Dose, print coverage."""
     from models.beams.library import ElectronBeam, default_library
-    from models.dicom.rt_export import PlanSpec, write_dose_of_pose
+    from models.dicom.rt_export import PlanSpec, write_dose_of_pose, write_plan_file
     from models.evaluation.dvh import structure_dvhs
 
     beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
@@ -134,7 +138,12 @@ def run_case(args: argparse.Namespace) -> int:
     if not case.structures[args.target].mask.any():  # its coverage would be NaN
         raise InputError(f"--target {args.target!r} encloses no voxel of the CT: nothing to "
                          "cover; fix the structure set or choose another --target")
+    if args.write_plan is not None and args.write_plan.suffix.lower() != ".json":
+        raise InputError(f"--write-plan {args.write_plan}: the plan file is JSON; give a "
+                         "name ending in .json")
     output_folder(args.out)   # inputs valid: the folder is made before the dose is computed
+    if args.write_plan is not None:
+        output_file(args.write_plan, what="--write-plan")
     spec = PlanSpec(machine=beam.machine, energy_mev=beam.energy_mev,
                     applicator_diameter_mm=beam.applicator_diameter_mm,
                     bevel_deg=beam.bevel_deg, prescription_gy=args.prescription,
@@ -145,6 +154,8 @@ def run_case(args: argparse.Namespace) -> int:
                           prescription_gy=result.prescription_gy,
                           isodose_percent=result.isodose_percent)
     plan_path, dose_path = files.rtplan, files.rtdose
+    if args.write_plan is not None:
+        write_plan_file(spec, args.write_plan)
     target = dvhs[args.target].metrics
     summary = {
         "beam": {"machine": beam.machine, "energy_mev": beam.energy_mev,
@@ -158,6 +169,7 @@ def run_case(args: argparse.Namespace) -> int:
                           "dmean_gy": round(d.metrics.dmean_gy, 3)}
                    for name, d in sorted(dvhs.items()) if name != args.target},
         "rtplan": str(plan_path), "rtdose": str(dose_path),
+        "plan_file": str(args.write_plan) if args.write_plan is not None else None,
         "compute_ms": round(result.compute_ms, 1)}
     if args.json:
         print(json.dumps(summary))
@@ -170,5 +182,6 @@ def run_case(args: argparse.Namespace) -> int:
     print(f"{args.target}: V90 {target.v90_percent:.1f} %  D90 {target.d90_gy:.2f} Gy")
     for name, organ in summary["organs"].items():
         print(f"  {name:<10} Dmax {organ['dmax_gy']:6.2f} Gy  Dmean {organ['dmean_gy']:6.2f} Gy")
-    print(f"wrote {plan_path} and {dose_path}")
+    print(f"wrote {plan_path} and {dose_path}"
+          + (f"; plan file {args.write_plan}" if args.write_plan is not None else ""))
     return 0

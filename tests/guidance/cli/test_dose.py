@@ -135,3 +135,43 @@ def test_a_target_without_voxels_cannot_be_dosed(coarse_phantom, tmp_path, capsy
     err = capsys.readouterr().err
     assert "--target 'CTV' encloses no voxel" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_write_plan_is_read_back_by_run_and_export(case_dir, tmp_path, capsys):
+    """Issue 13 item 16: ``dose case --write-plan`` writes the one plan format; run's and
+    export's readers get the same pose and beam back."""
+    from guidance.cli.commands.export import _read_plan_file
+    from guidance.cli.commands.run import _plan, _planned_beam
+    from guidance.cli.main import build_parser
+    from models.dicom.rt_export import resolve_plan
+    from models.patient.case_store import load_case
+
+    folder, pose_file = case_dir
+    pose = np.asarray(json.loads(pose_file.read_text())["patient_from_applicator"])
+    pose[:3, 3] += (3.0, -2.0, 1.5)           # not the phantom's planned pose
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(pose.tolist()))
+    plan_file = tmp_path / "plans" / "plan.json"
+    assert main(["dose", "case", str(folder), "--machine", "mobetron", "--energy", "9",
+                 "--applicator", "60", "--bevel", "15", "--prescription", "12",
+                 "--pose", str(moved), "--out", str(tmp_path / "out"), "--json",
+                 "--accept-estimated-mu", "--write-plan", str(plan_file)]) == 0
+    assert json.loads(capsys.readouterr().out)["plan_file"] == str(plan_file)
+    case = load_case(folder)
+    parser = build_parser()
+    run_args = parser.parse_args(["run", str(folder), "--plan", str(plan_file)])
+    run_pose = _plan(run_args, case)
+    np.testing.assert_allclose(run_pose, pose, atol=1e-9)
+    planned = _planned_beam(run_args, case, run_pose)
+    assert planned.machine == "mobetron"
+    assert (planned.beam.energy_mev, planned.beam.applicator_diameter_mm,
+            planned.beam.bevel_deg, planned.beam.prescription_gy) == (9.0, 60.0, 15.0, 12.0)
+    spec = resolve_plan(case, plan_file=_read_plan_file(plan_file))
+    np.testing.assert_allclose(spec.patient_from_applicator, pose, atol=1e-9)
+    assert (spec.machine, spec.energy_mev, spec.applicator_diameter_mm, spec.bevel_deg,
+            spec.prescription_gy, spec.mu) == ("mobetron", 9.0, 60.0, 15.0, 12.0, None)
+    assert main(["dose", "case", str(folder), "--machine", "mobetron", "--energy", "9",
+                 "--applicator", "60", "--pose", str(moved), "--out", str(tmp_path / "o2"),
+                 "--write-plan", str(tmp_path / "plan.txt")]) == 2
+    assert "--write-plan" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()               # refused before anything is made
