@@ -261,23 +261,10 @@ def read_depth_dose_csv(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
             raise InputError(f"{path}: row {number}: expected two values 'depth_mm,dose', got "
                              f"{','.join(row)!r}; fill in the missing depth or dose")
-        try:
-            depth, dose = float(row[0]), float(row[1])
-        except ValueError:
-            raise InputError(f"{path}: row {number}: {','.join(row)!r} is not two numbers; "
-                             "fix the value") from None
-        if not (math.isfinite(depth) and math.isfinite(dose)):
-            raise InputError(f"{path}: row {number}: NaN or infinite value; give a measured "
-                             "number or remove the row")
-        if dose < 0.0:
-            raise InputError(f"{path}: row {number}: negative dose {dose:g}; doses must be >= 0")
+        depth, dose = _checked_point(f"{path}: row {number}", row, depths, "depth", "row")
         if depth < 0.0:
             raise InputError(f"{path}: row {number}: negative depth {depth:g} mm; depths must "
                              "be >= 0 mm")
-        if depths and depth <= depths[-1]:
-            raise InputError(f"{path}: row {number}: depth {depth:g} mm is not greater than the "
-                             f"previous {depths[-1]:g} mm; sort the rows by increasing depth "
-                             "without repeats")
         depths.append(depth)
         doses.append(dose)
     if len(depths) < 2:
@@ -636,6 +623,28 @@ def _mcc_field(path: Path, number: int, scan: dict, key: str, value: str) -> Non
                          "(convert the file or export it in mm)")
 
 
+def _checked_point(where: str, cells: list[str], previous: list[float], position: str,
+                   unit: str) -> tuple[float, float]:
+    """(position mm, dose) of one table row of a commissioning file, checked: two finite
+    numbers, a dose >= 0, positions increasing without repeats; ``where`` names file and
+    row, ``unit`` is "row" or "line" (what to remove)."""
+    try:
+        pos, dose = float(cells[0]), float(cells[1])
+    except ValueError:
+        raise InputError(f"{where}: {','.join(cells)!r} is not two numbers; fix the "
+                         "value") from None
+    if not (math.isfinite(pos) and math.isfinite(dose)):
+        raise InputError(f"{where}: NaN or infinite value; give a measured number or remove "
+                         f"the {unit}")
+    if dose < 0.0:
+        raise InputError(f"{where}: negative dose {dose:g}; doses must be >= 0")
+    if previous and pos <= previous[-1]:
+        raise InputError(f"{where}: {position} {pos:g} mm is not greater than the previous "
+                         f"{previous[-1]:g} mm; sort the {unit}s by increasing {position} "
+                         "without repeats")
+    return pos, dose
+
+
 def _mcc_table(path: Path, rows: list[tuple[int, str]], end_line: int
                ) -> tuple[np.ndarray, np.ndarray]:
     """Position (mm) and dose columns of one BEGIN_DATA/END_DATA table, checked."""
@@ -648,19 +657,7 @@ def _mcc_table(path: Path, rows: list[tuple[int, str]], end_line: int
         if len(cells) < 2:
             raise InputError(f"{path}: line {number}: expected position and dose, got "
                              f"{line!r}; fill in the missing value")
-        try:
-            p, d = float(cells[0]), float(cells[1])
-        except ValueError:
-            raise InputError(f"{path}: line {number}: {line!r} is not numbers; fix the "
-                             "value") from None
-        if not (math.isfinite(p) and math.isfinite(d)):
-            raise InputError(f"{path}: line {number}: NaN or infinite value; give a measured "
-                             "number or remove the line")
-        if d < 0.0:
-            raise InputError(f"{path}: line {number}: negative dose {d:g}; doses must be >= 0")
-        if pos and p <= pos[-1]:
-            raise InputError(f"{path}: line {number}: position {p:g} mm is not greater than "
-                             f"the previous {pos[-1]:g} mm; sort the points without repeats")
+        p, d = _checked_point(f"{path}: line {number}", cells, pos, "position", "line")
         pos.append(p)
         val.append(d)
     if len(pos) < 4:
