@@ -11,6 +11,7 @@ every case folder in DIR, each with its own ``plan.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 from dataclasses import asdict
@@ -114,18 +115,10 @@ def _jobs(args: argparse.Namespace) -> dict[str, tuple[str, Path | None]]:
     return {f.name: (str(f), args.plan or f / CASE_PLAN) for f in folders}
 
 
-class _NoClient:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
 def _client(args: argparse.Namespace):
     """The Dask client (a context manager): none, a local cluster or a scheduler."""
     if args.serial:
-        return _NoClient()
+        return contextlib.nullcontext()
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:
