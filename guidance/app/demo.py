@@ -31,9 +31,11 @@ import numpy as np
 
 from calibration.undistort import undistorter_for
 from guidance.loop.guidance_loop import FrameResult, GuidanceLoop, LoopOptions
+from guidance.record.replay import LoggedDose
 from guidance.record.report import write_report
 from guidance.record.session_log import SessionLog, session_log_path
 from guidance.record.session_report import coverage_rows
+from guidance.record.tracking_record import TrackingRecorder, record_tracking
 from guidance.record.treatment_report import (
     ReportContent,
     person_name,
@@ -44,7 +46,6 @@ from guidance.registration.pointer import PointerRegistration
 from guidance.render.overlay import OverlayRenderer, OverlayStatus
 from guidance.render.scene import (
     STYLE_ISODOSE,
-    Scene,
     SceneItem,
     isodose_surface,
 )
@@ -52,15 +53,22 @@ from guidance.render.scene_builder import build_scene
 from guidance.sim.scenario import Scenario, ScenarioOptions, default_camera
 from guidance.tracking.pose_filter import TrackingState
 from guidance.treatment.dose_check import load_plan_limits
-from guidance.treatment.dose_service import DEFAULT_MACHINE, DoseScheduler
+from guidance.treatment.dose_service import (
+    DEFAULT_MACHINE,
+    BeamChoice,
+    DoseFunction,
+    DoseScheduler,
+    coverage_numbers,
+    dose_trigger,
+    electron_dose_function,
+)
 from models.base.errors import IortError
 from models.base.transforms import apply_transform, invert_rigid, transform_difference
 from models.beams.library import ElectronBeam
-from models.dicom.reader import read_case
-from models.dicom.writer import write_phantom
+from models.dicom.writer import load_phantom_case
 from models.dose.electron import DoseResult
-from models.dose.engine import ElectronDoseEngine
-from models.evaluation.dvh import DVH, compute_dvh, resample_dose
+from models.dose.engine import warm_up
+from models.evaluation.dvh import DVH
 from models.patient.case import Case
 from models.patient.phantom import DEFAULT_SPACING_MM
 
@@ -122,6 +130,7 @@ class _Track:
     applicator_errors_mm: list[float] = field(default_factory=list)
     applicator_errors_deg: list[float] = field(default_factory=list)
     dose: DoseResult | None = None
+    dose_pose: np.ndarray | None = None
     dose_ms: list[float] = field(default_factory=list)
     dose_failures: list[str] = field(default_factory=list)
     overlay_frames: int = 0
@@ -139,13 +148,6 @@ class DemoResult:
     images: list[Path]
     video: Path | None
     report: Path
-
-
-def load_phantom_case(dicom_dir: Path, *, spacing_mm: tuple[float, float, float],
-                      seed: int, progress: bool) -> Case:
-    """Write the phantom as DICOM into ``dicom_dir`` and import it like a clinical case."""
-    write_phantom(dicom_dir, spacing_mm=spacing_mm, seed=seed, force=True, progress=progress)
-    return read_case(dicom_dir, progress=progress)
 
 
 def _registration_error_mm(estimate: np.ndarray, truth: np.ndarray, point_lps: np.ndarray
@@ -190,7 +192,8 @@ class _Run:
     target_lps: np.ndarray
     calibration: object
     scenario: Scenario
-    engine: ElectronDoseEngine
+    dose_fn: DoseFunction
+    choice: BeamChoice
     scene: object
     renderer: OverlayRenderer
     undistorter: object
@@ -198,6 +201,7 @@ class _Run:
     session_path: Path
     session_log: SessionLog
     registration: PointerRegistration
+    recorder: TrackingRecorder
     doses: DoseScheduler = field(default_factory=DoseScheduler)  # recompute after 1 mm/1 deg
     track: _Track = field(default_factory=_Track)
     images: list[Path] = field(default_factory=list)
@@ -215,13 +219,16 @@ def run_demo(options: DemoOptions) -> DemoResult:
     loop_start = time.perf_counter()
     try:
         _run_frames(run, options, out, writer)
+        run.recorder.flush()
+        dvhs = _dvhs(run)
+        _log_final_pose(run, dvhs)
     finally:
         run.loop.source.close()
         run.renderer.close()
         run.session_log.close()
         if writer is not None:
             writer.close()
-    return _write_outputs(run, options, out, loop_s=time.perf_counter() - loop_start,
+    return _write_outputs(run, options, out, dvhs, loop_s=time.perf_counter() - loop_start,
                           start=start)
 
 
@@ -237,8 +244,11 @@ def _prepare(options: DemoOptions, out: Path) -> _Run:
                                                            seed=options.seed),
                         applicator_diameter_mm=options.applicator_mm)
     # compile/load the dose kernels before the loop needs them
-    engine = ElectronDoseEngine(case.ct, grid_mm=options.dose_grid_mm)
-    log.info("dose kernels warm in %.1f s", engine.warm_up())
+    dose_fn = electron_dose_function(options.machine, grid_mm=options.dose_grid_mm)
+    choice = BeamChoice(energy_mev=options.energy_mev,
+                        applicator_diameter_mm=options.applicator_mm,
+                        bevel_deg=options.bevel_deg, prescription_gy=options.prescription_gy)
+    log.info("dose kernels warm in %.1f s", warm_up())
     scene = build_scene(case, applicator_diameter_mm=beam.applicator_diameter_mm,
                         bevel_deg=beam.bevel_deg, target=TARGET, organs=OVERLAY_ORGANS,
                         max_triangles=OVERLAY_TRIANGLES)
@@ -248,14 +258,20 @@ def _prepare(options: DemoOptions, out: Path) -> _Run:
     # a new log per run: earlier sessions in the same folder are never overwritten
     session_path = session_log_path(folder=out)
     session_log = SessionLog.create(session_path, case_id=case.patient_id,
-                                    metadata={"program": "iort demo", "seed": str(options.seed)})
+                                    metadata={"program": "iort demo", "seed": str(options.seed),
+                                              "phantom_spacing_mm": list(options.spacing_mm),
+                                              "machine": options.machine,
+                                              "dose_grid_mm": options.dose_grid_mm,
+                                              "ct_sha256": case.ct.digest_sha256()})
+    recorder = record_tracking(loop, session_log)
     registration = PointerRegistration(
         loop, {n: case.fiducials_lps[n] for n in scenario.fiducial_names},
         scenario.fiducial_at, target_lps=target_lps,
         samples_per_fiducial=scenario.frames_per_fiducial,
         give_up=lambda i: scenario.phase_at(i) == "treatment", session_log=session_log)
-    return _Run(case, beam, target_lps, calibration, scenario, engine, scene, renderer,
-                undistorter_for(calibration), loop, session_path, session_log, registration)
+    return _Run(case, beam, target_lps, calibration, scenario, dose_fn, choice, scene,
+                renderer, undistorter_for(calibration), loop, session_path, session_log,
+                registration, recorder)
 
 
 def _run_frames(run: _Run, options: DemoOptions, out: Path, writer) -> None:
@@ -283,10 +299,9 @@ def _one_frame(run: _Run, options: DemoOptions, result: FrameResult) -> np.ndarr
     index, track, scene = result.frame.index, run.track, run.scene
     run.registration(result)
     pose = result.patient_from_applicator
-    if pose is not None and result.state("applicator") is TrackingState.TRACKING \
-            and run.doses.offer(pose, run.beam):
-        _update_dose(run.engine, run.beam, options, pose, scene, track, run.session_log)
-        run.doses.finished()
+    trigger = dose_trigger(run.doses, result, run.choice)
+    if trigger is not None:
+        _update_dose(run, trigger)
     truth_app = run.scenario.patient_from_applicator_at(index)
     if truth_app is not None and pose is not None:
         err_mm, err_deg = transform_difference(pose, truth_app)
@@ -309,7 +324,8 @@ def _one_frame(run: _Run, options: DemoOptions, result: FrameResult) -> np.ndarr
     return composed
 
 
-def _write_outputs(run: _Run, options: DemoOptions, out: Path, *, loop_s: float,
+def _write_outputs(run: _Run, options: DemoOptions, out: Path, dvhs: dict[str, DVH], *,
+                   loop_s: float,
                    start: float) -> DemoResult:
     """summary.json and report.html from what the run tracked."""
     track = run.track
@@ -321,7 +337,6 @@ def _write_outputs(run: _Run, options: DemoOptions, out: Path, *, loop_s: float,
     summary = _summary(options, run.case, run.beam, run.scenario, track,
                        run.registration.result, run.loop, loop_s, time.perf_counter() - start,
                        run.target_lps)
-    dvhs = _dvhs(run.case, track.dose, options) if track.dose is not None else {}
     if track.dose is not None:
         summary["dose.target_v90_percent"] = dvhs[TARGET].metrics.v90_percent
         summary["dose.target_d90_gy"] = dvhs[TARGET].metrics.d90_gy
@@ -380,40 +395,61 @@ def _target_error_px(camera_matrix: np.ndarray, camera_from_patient: np.ndarray,
     return float(np.linalg.norm(pixels[0] - pixels[1]))
 
 
-def _update_dose(engine: ElectronDoseEngine, beam: ElectronBeam, options: DemoOptions,
-                 patient_from_applicator: np.ndarray, scene: Scene, track: _Track,
-                 session_log: SessionLog) -> None:
+def _logged_beam(run: _Run, computed_from: np.ndarray) -> dict:
+    """The beam as the session log records it (what a replay recomputes)."""
+    return {**asdict(run.choice), "machine": run.beam.machine,
+            "dose_patient_from_applicator": computed_from}
+
+
+def _update_dose(run: _Run, patient_from_applicator: np.ndarray) -> None:
+    track = run.track
     try:
-        dose = engine.compute(patient_from_applicator, beam,
-                              prescription_gy=options.prescription_gy)
+        dose = run.dose_fn(run.case, patient_from_applicator, run.choice)
     except IortError as exc:
         track.dose_failures.append(str(exc))
         log.warning("dose not computed: %s", exc)
-        session_log.log_warning(f"dose not computed: {exc}", source="dose")
+        run.session_log.log_warning(f"dose not computed: {exc}", source="dose")
         return
     track.dose = dose
+    track.dose_pose = patient_from_applicator
     track.dose_ms.append(dose.compute_ms)
-    session_log.log_dose(beam={"machine": beam.machine, "energy_mev": beam.energy_mev,
-                               "applicator_mm": beam.applicator_diameter_mm,
-                               "bevel_deg": beam.bevel_deg},
-                         coverage={"prescription_gy": dose.prescription_gy,
-                                   "dmax_gy": dose.dmax_gy, "mu": dose.mu},
-                         compute_ms=dose.compute_ms)
-    scene.add(SceneItem("isodose", isodose_surface(dose.dose, dose.prescription_gy),
-                        STYLE_ISODOSE["color"], STYLE_ISODOSE["opacity"]))
+    run.session_log.log_dose(
+        beam={**_logged_beam(run, dose.patient_from_applicator),
+              "patient_from_applicator": patient_from_applicator},
+        coverage={"prescription_gy": dose.prescription_gy, "dmax_gy": dose.dmax_gy,
+                  "mu": dose.mu},
+        compute_ms=dose.compute_ms)
+    run.scene.add(SceneItem("isodose", isodose_surface(dose.dose, dose.prescription_gy),
+                            STYLE_ISODOSE["color"], STYLE_ISODOSE["opacity"]))
 
 
-def _dvhs(case: Case, dose: DoseResult, options: DemoOptions) -> dict[str, DVH]:
-    # the engine's grid holds the whole beam (zero beyond it): on the CT grid every
-    # structure lies inside the dose grid, as it should for organs far from the field
-    dose_on_ct = resample_dose(dose.dose, case.ct)
-    out = {}
-    for name in (TARGET, *REPORT_ORGANS):
-        if name in case.structures and case.structures[name].mask.any():
-            out[name] = compute_dvh(dose_on_ct, case.ct.with_array(case.structures[name].mask),
-                                    name=name, prescription_gy=options.prescription_gy,
-                                    isodose_percent=dose.isodose_percent)
-    return out
+def _dvhs(run: _Run) -> dict[str, DVH]:
+    """DVHs of the last dose: the monitor's rule (the same numbers a replay recomputes)."""
+    dose = run.track.dose
+    if dose is None:
+        return {}
+    names = [n for n in (TARGET, *REPORT_ORGANS)
+             if n in run.case.structures and run.case.structures[n].mask.any()]
+    dvhs, _ = LoggedDose(run.case, default_machine=run.beam.machine).evaluate(
+        dose.dose, run.choice, names)
+    return dvhs
+
+
+def _log_final_pose(run: _Run, dvhs: dict[str, DVH]) -> None:
+    """The simulated procedure ends with the applicator placed: recorded as confirmed."""
+    dose = run.track.dose
+    if dose is None or run.track.dose_pose is None:
+        return
+    run.session_log.log_confirmed_pose(
+        patient_from_applicator=run.track.dose_pose,
+        beam=_logged_beam(run, dose.patient_from_applicator),
+        coverage=coverage_numbers({n: d.metrics for n, d in dvhs.items()}),
+        distance_to_plan_mm=_median(run.track.applicator_errors_mm),
+        angle_to_plan_deg=_median(run.track.applicator_errors_deg), user="simulated")
+
+
+def _median(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
 
 
 def _summary(options: DemoOptions, case: Case, beam: ElectronBeam, scenario: Scenario,

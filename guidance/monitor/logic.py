@@ -48,6 +48,7 @@ from guidance.treatment.dose_service import (
     DoseFunction,
     DoseService,
     DoseUpdate,
+    coverage_numbers,
 )
 from guidance.treatment.plan_check import (
     Light,
@@ -89,11 +90,7 @@ TARGET_RGB = (240, 60, 60)
 
 def _coverage(dose: DoseUpdate) -> dict[str, dict[str, float]]:
     """Metrics per structure as plain numbers (for the session log)."""
-    out = {name: {k: v for k, v in asdict(m).items() if k != "name"}
-           for name, m in dose.metrics.items()}
-    for name in dose.outside_beam:
-        out[name] = {"dmax_gy": 0.0, "dmean_gy": 0.0, "outside_dose_grid_percent": 100.0}
-    return out
+    return coverage_numbers(dose.metrics, dose.outside_beam)
 
 
 @dataclass(frozen=True)
@@ -315,9 +312,10 @@ class MonitorLogic:
         if refused is not None:
             return self._refuse(refused)
         dev = snap.deviation
+        dose = self._dose_for(snap.applicator_pose)
         seq = self.session_log.log_confirmed_pose(
-            patient_from_applicator=snap.applicator_pose, beam=asdict(self.beam),
-            coverage=_coverage(self._dose_for(snap.applicator_pose)), user=user,
+            patient_from_applicator=snap.applicator_pose, beam=self._logged_beam(dose),
+            coverage=_coverage(dose), user=user,
             distance_to_plan_mm=None if dev is None else dev.distance_mm,
             angle_to_plan_deg=None if dev is None else dev.angle_deg)
         override = override_reason.strip() if snap.light is not Light.GREEN else ""
@@ -627,10 +625,18 @@ class MonitorLogic:
             self.scene.add(SceneItem("isodose", dose.isodose_mesh, **STYLE_ISODOSE))
         if dose.metrics_ready and self.session_log is not None:
             # the applicator settled: record parameters and coverage (not every transient)
-            self.session_log.log_dose(beam={**asdict(dose.beam),
+            self.session_log.log_dose(beam={**self._logged_beam(dose),
                                             "patient_from_applicator":
                                                 dose.patient_from_applicator},
                                       coverage=_coverage(dose), compute_ms=dose.compute_ms)
+
+    def _logged_beam(self, dose: DoseUpdate) -> dict[str, object]:
+        """The beam of a dose as the session log records it: with the machine and the pose
+        the engine computed it at (a replay recomputes that pose to check the numbers)."""
+        beam: dict[str, object] = {**asdict(dose.beam), "machine": self.machine}
+        if dose.computed_from_applicator is not None:
+            beam["dose_patient_from_applicator"] = dose.computed_from_applicator
+        return beam
 
     def _send_igtl(self, frame: FrameUpdate, pose: np.ndarray | None,
                    status: MonitorStatus) -> None:

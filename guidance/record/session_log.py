@@ -35,7 +35,9 @@ A clean end is recorded: :meth:`SessionLog.close` (and leaving a ``with`` block)
 crashed or was killed.
 
 Events are stored as ``(seq, t_unix_s, t_mono_s, kind, payload JSON)``; 4x4 transforms are
-stored as nested lists (row-major, mm). ``kind`` is one of :data:`EVENT_KINDS`.
+stored as nested lists (row-major, mm). ``kind`` is one of :data:`EVENT_KINDS`; ``tracker``
+and ``frames`` hold the tracking stream a replay feeds back through the loop
+(:mod:`guidance.record.tracking_record`).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ APPLICATION_ID = 0x494F5254  # "IORT"
 #: Event kinds a session log holds.
 EVENT_KINDS: tuple[str, ...] = (
     "session_start", "registration", "confirmed_pose", "dose", "warning", "action",
-    "session_end",
+    "session_end", "tracker", "frames",
 )
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Name of a new session log (``time.strftime`` format, then ``.sqlite``).
@@ -509,7 +511,18 @@ class SessionLog:
             rows = self._conn.execute(query + " ORDER BY seq", args).fetchall()
         for seq, t_unix, t_mono, k, payload in rows:
             yield SessionEvent(int(seq), float(t_unix), float(t_mono), str(k),
-                               json.loads(payload))
+                               self._payload(seq, k, payload))
+
+    def _payload(self, seq: int, kind: str, text: str) -> dict[str, Any]:
+        try:
+            payload = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"session log {self.path}: event #{seq} ({kind}) is damaged "
+                             f"({exc}); 'iort replay' reads what is intact") from None
+        if not isinstance(payload, dict):
+            raise InputError(f"session log {self.path}: event #{seq} ({kind}) is not a "
+                             "JSON object; 'iort replay' reads what is intact")
+        return payload
 
     def last(self, kind: str) -> SessionEvent | None:
         """The most recent event of ``kind`` or None."""
@@ -520,30 +533,4 @@ class SessionLog:
         if row is None:
             return None
         return SessionEvent(int(row[0]), float(row[1]), float(row[2]), str(row[3]),
-                            json.loads(row[4]))
-
-
-def replay(path: str | os.PathLike[str], *, speed: float = 0.0,
-           sleep: Any = time.sleep) -> Iterator[SessionEvent]:
-    """Yield the events of a recorded session in order, optionally paced in real time.
-
-    Parameters
-    ----------
-    path : path-like
-        A session log.
-    speed : float, default 0
-        0 yields as fast as possible; 1 reproduces the recorded timing; 2 twice as fast.
-    sleep : callable
-        Sleeping function (injected by tests).
-    """
-    slog = SessionLog.open(path, readonly=True)
-    try:
-        events = slog.events()
-    finally:
-        slog.close()
-    previous: float | None = None
-    for event in events:
-        if speed > 0 and previous is not None:
-            sleep(max(0.0, (event.t_unix_s - previous) / speed))
-        previous = event.t_unix_s
-        yield event
+                            self._payload(int(row[0]), str(row[3]), row[4]))

@@ -130,7 +130,8 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
         events = slog.events()
     confirms = [e for e in events if e.kind == "confirmed_pose"]
     last = confirms[-1].payload if confirms else None
-    beam = dict(last["beam"]) if last else {}
+    logged_beam = dict(last["beam"]) if last else {}
+    beam = {k: v for k, v in logged_beam.items() if "_from_" not in k}  # poses: not a table
     notes: list[str] = []
     rows = coverage_rows(last["coverage"], target, prescription_gy=beam.get("prescription_gy"),
                          limits=limits) if last else []
@@ -138,7 +139,7 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
         notes.append(f"Limits: {limits.provenance}")
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if last is not None and dvh_fn is not None:
-        dvhs, extras = dvh_fn(np.asarray(last["patient_from_applicator"], float), beam)
+        dvhs, extras = dvh_fn(np.asarray(last["patient_from_applicator"], float), logged_beam)
         beam.update(extras)
         curves = {n: (d.dose_edges_gy, d.cumulative_percent) for n, d in dvhs.items()}
         notes += _recomputed_differs(last["coverage"], dvhs)

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from guidance.loop.guidance_loop import FrameResult
+from guidance.tracking.pose_filter import TrackingState
 from models.base.errors import InputError
 from models.base.transforms import transform_difference
 from models.base.validation import as_positive
@@ -167,6 +169,9 @@ class DoseUpdate:
     #: rest on an output factor that is not measured (must be shown, blocks a clean confirm).
     mu: float | None = None
     mu_estimated: bool = False
+    #: Pose the engine actually computed this dose at (it reuses a result for a pose that
+    #: barely moved): what a replay recomputes to reproduce the numbers exactly.
+    computed_from_applicator: np.ndarray | None = None
 
     @property
     def dose_max_gy(self) -> float:
@@ -298,7 +303,9 @@ class DoseService:
                           compute_ms=(time.perf_counter() - start) * 1000.0,
                           requested_s=requested, finished_s=time.monotonic(),
                           mu=None if mu is None else float(mu),
-                          mu_estimated=bool(getattr(out, "mu_estimated", False)))
+                          mu_estimated=bool(getattr(out, "mu_estimated", False)),
+                          computed_from_applicator=np.array(
+                              getattr(out, "patient_from_applicator", pose), dtype=np.float64))
 
     def _add_metrics(self, update: DoseUpdate) -> DoseUpdate:
         start = time.perf_counter()
@@ -315,6 +322,35 @@ class DoseService:
             self._stop = True
             self._wake.notify_all()
         self._thread.join(timeout_s)
+
+
+def dose_trigger(scheduler: DoseScheduler, result: FrameResult,
+                 params: object) -> np.ndarray | None:
+    """The synchronous use of the scheduler (``iort demo`` and its replay): the pose to
+    compute the dose at now, or None.
+
+    A dose is computed for a frame whose applicator is TRACKING and has moved more than the
+    scheduler's thresholds since the last computed pose (or whose ``params`` changed). The
+    caller computes it at once (the scheduler is marked free again here).
+    """
+    pose = result.patient_from_applicator
+    if pose is None or result.state("applicator") is not TrackingState.TRACKING:
+        return None
+    if not scheduler.offer(pose, params):
+        return None
+    scheduler.finished()
+    return np.array(pose, dtype=np.float64)
+
+
+def coverage_numbers(metrics: Mapping[str, DoseMetrics],
+                     outside_beam: Iterable[str] = ()) -> dict[str, dict[str, float]]:
+    """Metrics per structure as plain numbers (what the session log records at a dose or
+    a confirm; a structure outside the dose grid gets 0 Gy and 100 % outside)."""
+    out = {name: {k: v for k, v in asdict(m).items() if k != "name"}
+           for name, m in metrics.items()}
+    for name in outside_beam:
+        out[name] = {"dmax_gy": 0.0, "dmean_gy": 0.0, "outside_dose_grid_percent": 100.0}
+    return out
 
 
 def evaluate_dose(case: Case, dose: Volume, beam: BeamChoice,

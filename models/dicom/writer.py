@@ -110,3 +110,14 @@ def write_phantom(out_dir: str | Path, *, spacing_mm: tuple[float, float, float]
     return write_case(case, out_dir, force=True, progress=progress,
                       series_description="IORT phantom CT",
                       structure_set_label="IORT phantom")
+
+
+def load_phantom_case(dicom_dir: str | Path, *,
+                      spacing_mm: tuple[float, float, float] = DEFAULT_SPACING_MM,
+                      seed: int = 0, progress: bool = False) -> Case:
+    """Write the phantom as DICOM into ``dicom_dir`` and import it like a clinical case
+    (what ``iort demo`` works on, and what a replay of a demo session rebuilds)."""
+    from models.dicom.reader import read_case
+
+    write_phantom(dicom_dir, spacing_mm=spacing_mm, seed=seed, force=True, progress=progress)
+    return read_case(dicom_dir, progress=progress)

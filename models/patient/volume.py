@@ -97,6 +97,18 @@ class Volume:
         """Volume of one voxel in mm^3."""
         return float(abs(np.linalg.det(self.patient_from_voxel[:3, :3])))
 
+    def digest_sha256(self) -> str:
+        """SHA-256 (hex) of the voxel values (as float32, C order) and the affine: the
+        identity of an image, e.g. to check that a replay uses the CT a session was
+        recorded on."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.array, dtype=np.float32).tobytes())
+        digest.update(np.ascontiguousarray(self.patient_from_voxel, dtype=np.float64).tobytes())
+        digest.update(repr(tuple(self.array.shape)).encode())
+        return digest.hexdigest()
+
     def with_array(self, array: np.ndarray) -> Volume:
         """Same grid, other values (shape must match)."""
         array = np.asarray(array)

@@ -8,7 +8,6 @@ overrides). With ``--case`` the dose of the last confirmed pose is recomputed fo
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from pathlib import Path
 
 from guidance.cli.inputs import load_case_spec
@@ -65,26 +64,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _dvh_function(case, default_machine: str):
-    """Recompute a confirmed pose's DVHs the way the monitor computed them."""
-    from guidance.treatment.dose_service import (
-        HIDDEN_ROI_TYPES,
-        BeamChoice,
-        electron_dose_function,
-        evaluate_dose,
-    )
-    from models.evaluation.dvh import structure_bounds_mm
+    """Recompute a confirmed pose's DVHs the way the monitor computed them (the replay's
+    rule: :class:`guidance.record.replay.LoggedDose`)."""
+    from guidance.record.replay import LoggedDose
 
-    bounds = {n: structure_bounds_mm(case.ct, s.mask) for n, s in case.structures.items()
-              if s.roi_type not in HIDDEN_ROI_TYPES}
-    known = {f.name for f in fields(BeamChoice)}
+    doses = LoggedDose(case, default_machine=default_machine)
 
     def dvh_fn(pose, beam):
-        choice = BeamChoice(**{k: v for k, v in beam.items() if k in known})
-        machine = str(beam.get("machine", default_machine))
-        result = electron_dose_function(machine)(case, pose, choice)
+        computed_at = LoggedDose.pose_of({"beam": beam, "patient_from_applicator": pose})
+        result = doses.dose(computed_at, beam)
+        _, machine = doses.choice_of(beam)
         extras = {"machine": machine, "mu": round(float(result.mu), 1),
                   "output_factor": round(float(result.output_factor), 4),
                   "mu_estimated": bool(result.mu_estimated)}
-        return evaluate_dose(case, result.dose, choice, bounds)[0], extras
+        return doses.dvhs(computed_at, beam)[0], extras
 
     return dvh_fn

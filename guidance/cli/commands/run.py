@@ -379,10 +379,15 @@ def run(args: argparse.Namespace) -> int:
         frames = _camera_frames(args, inputs, igtl)
         session_log = SessionLog.create(log_path, case_id=args.case,
                                         metadata={"source": args.source,
+                                                  "ct_sha256": inputs.case.ct.digest_sha256(),
                                                   "machine": planned.machine,
                                                   "tracker": args.tracker})
         print(f"session log: {log_path}")
         feed = _feed(args, inputs, frames, session_log, igtl)
+        if getattr(feed, "loop", None) is not None:   # what 'iort replay' feeds back
+            from guidance.record.tracking_record import record_tracking
+
+            record_tracking(feed.loop, session_log)
         dose_fn = electron_dose_function(planned.machine)
         dose_fn(inputs.case, inputs.plan, beam)  # warm the kernel (JIT) before the window
         # the simulated camera renders ~3 frames/s on a 2-core CPU: its newest frame stays

@@ -101,3 +101,72 @@ def test_target_error_metric_is_zero_for_true_pose() -> None:
     point = np.array([10.0, 5.0, 0.0])
     assert _target_error_px(k, pose, pose, point) == pytest.approx(0.0, abs=1e-9)
     assert _target_error_px(k, moved, pose, point) == pytest.approx(2.5, rel=1e-6)
+
+
+# -- replay of the recorded demo session (iort replay) -------------------------------------
+def _session_of(demo_run) -> Path:
+    return demo_run.out_dir / demo_run.summary["session_log"]
+
+
+def test_replay_reproduces_every_logged_number(demo_run, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["replay", str(_session_of(demo_run)), "--headless", "--json",
+                 "--out", str(tmp_path)])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0, summary
+    assert summary["frames"] == demo_run.summary["timing.frames"]
+    assert summary["pose_mismatches"] == 0
+    assert summary["dose_triggers_logged"] == demo_run.summary["dose.updates"] >= 1
+    assert summary["dose_triggers_match"]
+    # every dose's Dmax/MU/prescription and the confirmed pose's coverage of 8 structures
+    assert summary["numbers_checked"] >= 3 * demo_run.summary["dose.updates"] + 8 * 5
+    assert summary["numbers_different"] == 0 and summary["reproduced"]
+    assert json.loads((tmp_path / "replay.json").read_text()) == summary
+    png = next(tmp_path.glob("dvh_confirm_*.png"))
+    image = cv2.imread(str(png))
+    assert image is not None and image.std() > 10   # curves drawn, not a blank page
+
+
+def test_replay_catches_a_logged_number_that_was_changed(demo_run, tmp_path: Path,
+                                                          capsys) -> None:
+    import shutil
+    import sqlite3
+
+    copy = tmp_path / "edited.sqlite"
+    shutil.copy(_session_of(demo_run), copy)
+    conn = sqlite3.connect(copy)
+    seq, payload = conn.execute("SELECT seq, payload FROM events WHERE kind = "
+                                "'confirmed_pose'").fetchone()
+    data = json.loads(payload)
+    data["coverage"]["CTV"]["v90_percent"] += 1e-9
+    conn.execute("UPDATE events SET payload = ? WHERE seq = ?", (json.dumps(data), seq))
+    conn.commit()
+    conn.close()
+    code = main(["replay", str(copy), "--headless"])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert f"event {seq} (confirmed_pose) CTV.v90_percent" in out and "NOT reproduced" in out
+
+
+def test_replay_of_a_truncated_log_replays_what_is_intact(demo_run, tmp_path: Path,
+                                                           capsys) -> None:
+    data = _session_of(demo_run).read_bytes()
+    cut = tmp_path / "cut.sqlite"
+    cut.write_bytes(data[: int(len(data) * 0.8)])
+    code = main(["replay", str(cut), "--headless", "--json"])
+    captured = capsys.readouterr().out
+    assert code == 3
+    assert "damaged" in captured and "replaying what is intact" in captured
+    summary = json.loads(captured[captured.index("{"):])
+    assert summary["numbers_checked"] > 0 and summary["numbers_different"] == 0
+    # a file with nothing left: one line, exit 2
+    (tmp_path / "zero.sqlite").write_bytes(data[:50])
+    code = main(["replay", str(tmp_path / "zero.sqlite")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "zero.sqlite" in err[0]
+
+
+def test_replay_refuses_another_ct(demo_run, capsys) -> None:
+    code = main(["replay", str(_session_of(demo_run)), "--case", "phantom"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is not the one" in err[0]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from guidance.record.session_log import EVENT_KINDS, SessionLog, replay
+from guidance.record.session_log import EVENT_KINDS, SessionLog
 from models.base.errors import InputError
 from models.base.transforms import transform_from_rotvec
 
@@ -180,19 +180,6 @@ def test_sigkill_loses_nothing_recorded(tmp_path: Path) -> None:
         s.log_action("resumed after crash")
     assert SessionLog.open(path, readonly=True).last("action").payload["action"] == \
         "resumed after crash"
-
-
-def test_replay_paces_by_recorded_time(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
-    with SessionLog.create(path) as s:
-        time.sleep(0.05)
-        s.log_action("a")
-    sleeps: list[float] = []
-    events = list(replay(path, speed=2.0, sleep=sleeps.append))
-    assert [e.kind for e in events] == ["session_start", "action", "session_end"]
-    gap = events[1].t_unix_s - events[0].t_unix_s
-    assert sleeps[0] == pytest.approx(gap / 2.0, rel=1e-9)
-    assert list(replay(path, sleep=sleeps.append)) == events and len(sleeps) == 2
 
 
 def test_sessions_folder_follows_xdg(monkeypatch, tmp_path: Path) -> None:
