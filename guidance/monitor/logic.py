@@ -29,6 +29,7 @@ from guidance.monitor.state import (
     ToolStatus,
     state_on_screen,
 )
+from guidance.record.screenshots import save_confirm_screenshots
 from guidance.record.session_log import SessionLog
 from guidance.registration.guided import GuidedRegistration
 from guidance.render.scene import (
@@ -263,6 +264,19 @@ class MonitorLogic:
             self.dose_service.close()
 
     # ---------------------------------------------------------------- actions
+    def save_screenshots(self, confirmed_seq: int, images: Mapping[str, np.ndarray]) -> int:
+        """Keep the views shown at a confirm (view name -> RGB image) for the treatment
+        record; returns how many were saved (0 without a session log or on a disk error,
+        which is logged as a warning: the confirm itself is already recorded)."""
+        if self.session_log is None or not images:
+            return 0
+        try:
+            return len(save_confirm_screenshots(self.session_log, confirmed_seq, images))
+        except (OSError, InputError) as exc:
+            self.warn(f"screenshots of confirm #{confirmed_seq} not saved: {exc}",
+                      source="confirm")
+            return 0
+
     def action(self, name: str, **detail: object) -> None:
         """Record a user action in the session log."""
         if self.session_log is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from guidance.record.screenshots import confirm_screenshots
 from guidance.record.session_log import SessionEvent, SessionLog
 from guidance.record.treatment_report import CoverageRow, ReportContent
 from guidance.treatment.dose_check import PlanLimits
@@ -158,6 +159,7 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
                     "time": _time(c)} for c in confirms],
         registration=_registration(events), dvh_curves=curves, dvh_colors=dict(colors or {}),
         prescription_gy=beam.get("prescription_gy"), coverage=rows,
+        images=confirm_screenshots(Path(path), events),
         warnings=_warnings(events), overrides=_overrides(events), notes=notes,
         versions={"schema": meta.get("schema_version", "?")})
 

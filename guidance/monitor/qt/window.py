@@ -421,6 +421,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
         if result.accepted:
             self.override_edit.clear()
         self._show_ack(result)
+        if result.accepted and result.seq is not None:
+            # what the team saw when they confirmed, for the treatment record
+            self.logic.save_screenshots(result.seq, {"window": _grab_rgb(self),
+                                                     "ar": _grab_rgb(self.ar_view)})
 
     def _show_ack(self, result) -> None:
         kind = "refused" if not result.accepted else "override" if result.override_reason \
@@ -691,3 +695,11 @@ def run_window(logic: MonitorLogic, *, full_screen: bool = False,
     finally:
         signal.signal(signal.SIGINT, previous)
     return INTERRUPTED if interrupted else code
+
+
+def _grab_rgb(widget: QtWidgets.QWidget) -> np.ndarray:
+    """What ``widget`` shows now, as an (H, W, 3) uint8 RGB array."""
+    image = widget.grab().toImage().convertToFormat(QtGui.QImage.Format_RGB888)
+    width, height, stride = image.width(), image.height(), image.bytesPerLine()
+    data = np.frombuffer(image.constBits().asstring(stride * height), np.uint8)
+    return data.reshape(height, stride)[:, : 3 * width].reshape(height, width, 3).copy()

@@ -140,6 +140,16 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
         assert confirmed.payload["beam"]["energy_mev"] == 12.0
         assert "CTV" in confirmed.payload["coverage"]
         assert confirmed.payload["distance_to_plan_mm"] < 5.0
+        # what was on screen at the confirm is kept for the treatment record
+        from guidance.record.session_report import content_from_session
+
+        shots = content_from_session(slog.path).images
+        assert sorted(p.name for p in shots) == [f"confirm_{confirmed.seq}_ar.png",
+                                                  f"confirm_{confirmed.seq}_window.png"]
+        window_file = next(p for p in shots if p.name.endswith("_window.png"))
+        window_shot = cv2.imread(str(window_file))
+        assert window_shot.shape[:2] == (window.height(), window.width())
+        assert window_shot.std() > 10 and window_file.stat().st_mode & 0o777 == 0o600
 
         # --- dropout of the applicator: banner, grey light, applicator and dose hidden, but
         # target and organs stay (the reference and the registration are valid)
