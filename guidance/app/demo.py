@@ -262,7 +262,10 @@ def _prepare(options: DemoOptions, out: Path) -> _Run:
                                               "phantom_spacing_mm": list(options.spacing_mm),
                                               "machine": options.machine,
                                               "dose_grid_mm": options.dose_grid_mm,
-                                              "ct_sha256": case.ct.digest_sha256()})
+                                              "ct_sha256": case.ct.digest_sha256(),
+                                              "plan_patient_from_applicator":
+                                                  scenario.planned_patient_from_applicator,
+                                              "planned_beam": asdict(choice)})
     recorder = record_tracking(loop, session_log)
     registration = PointerRegistration(
         loop, {n: case.fiducials_lps[n] for n in scenario.fiducial_names},

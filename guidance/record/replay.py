@@ -292,21 +292,31 @@ def replay_session(read: SessionRead, case: Case | None, *, speed: float = 0.0,
     return result
 
 
-def _replay_tracking(read: SessionRead, result: ReplayResult, *, speed: float,
-                     sleep: Callable[[float], None]) -> None:
+@dataclass
+class ReplayLoop:
+    """A guidance loop over a session's recorded tracking stream (see :func:`replay_loop`)."""
+
+    loop: GuidanceLoop
+    records: list[dict[str, Any]]
+    camera_matrix: np.ndarray
+    problems: list[str]
+
+
+def replay_loop(read: SessionRead, *, speed: float = 0.0,
+                sleep: Callable[[float], None] = time.sleep) -> ReplayLoop:
+    """A new :class:`GuidanceLoop` fed with the session's frames, registrations applied in
+    stream order (the monitor shows a replay through this loop).
+
+    Raises InputError when the session holds no tracking stream.
+    """
     setups = read.of_kind("tracker")
-    batches = read.of_kind("frames")
     if not setups:
-        if batches:
-            result.problems.append("frames recorded without their tracker set-up; tracking "
-                                   "not replayed")
-        return
-    try:
-        options, geometry, names, is_camera = tracker_setup(setups[0])
-    except InputError as exc:
-        result.problems.append(str(exc))
-        return
-    records = _frame_records(batches, result)
+        raise InputError(f"session log {read.path.name} holds no tracking stream (recorded "
+                         "by an older version, or the session never ran a loop): only its "
+                         "numbers can be rechecked (--headless)")
+    options, geometry, names, is_camera = tracker_setup(setups[0])
+    holder = ReplayResult()
+    records = _frame_records(read.of_kind("frames"), holder)
     device = ReplayDevice(records, geometry, names, is_camera)
     loop_box: list[GuidanceLoop] = []
 
@@ -317,12 +327,32 @@ def _replay_tracking(read: SessionRead, result: ReplayResult, *, speed: float,
                 None if reg is None else np.asarray(reg, dtype=np.float64).reshape(4, 4),
                 fre_mm=record.get("fre"), method=str(record.get("method", "replayed")))
 
+    payload = setups[0].payload
+    k = payload.get("camera_matrix")
+    camera_matrix = np.eye(3) if k is None else np.asarray(k, dtype=np.float64).reshape(3, 3)
     source = ReplaySource(records, on_record=apply, pace=_pacer(speed, sleep))
-    loop = GuidanceLoop(source, (), np.eye(3), device=device, options=options)
-    size = setups[0].payload.get("calibrated_size_px")
+    loop = GuidanceLoop(source, (), camera_matrix, device=device, options=options)
+    size = payload.get("calibrated_size_px")
     if size:
         loop.calibrated_size_px = (int(size[0]), int(size[1]))
     loop_box.append(loop)
+    return ReplayLoop(loop, records, camera_matrix, holder.problems)
+
+
+def _replay_tracking(read: SessionRead, result: ReplayResult, *, speed: float,
+                     sleep: Callable[[float], None]) -> None:
+    if not read.of_kind("tracker"):
+        if read.of_kind("frames"):
+            result.problems.append("frames recorded without their tracker set-up; tracking "
+                                   "not replayed")
+        return
+    try:
+        replay = replay_loop(read, speed=speed, sleep=sleep)
+    except InputError as exc:
+        result.problems.append(str(exc))
+        return
+    result.problems.extend(replay.problems)
+    loop, records = replay.loop, replay.records
     by_index = {int(r["i"]): r for r in records if "i" in r}
     is_demo = read.meta.get("program") == "iort demo" or any(
         e.payload.get("program") == "iort demo" for e in read.of_kind("session_start"))

@@ -26,7 +26,8 @@ Record layout (JSON in the ``frames`` payload, list ``records``):
   "method": str}``.
 
 The ``tracker`` event (written once, at attach time) holds the device's tool names, whether
-its frame is the camera's, each tool's geometry, the loop options and the calibrated size.
+its frame is the camera's, each tool's geometry, the loop options, the camera matrix and the
+calibrated size.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class TrackingRecorder:
             "tracker_is_camera": bool(device.tracker_is_camera),
             "geometry": geometry,
             "options": asdict(loop.options),
+            "camera_matrix": loop.camera_matrix,
             "calibrated_size_px": (None if loop.calibrated_size_px is None
                                    else list(loop.calibrated_size_px)),
             "max_clock_step_s": float(loop.MAX_CLOCK_STEP_S),

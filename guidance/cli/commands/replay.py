@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -41,8 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="pace of the tracking replay: 0 as fast as possible (default), "
                              "1 the recorded pace, 2 twice as fast")
     parser.add_argument("--headless", action="store_true",
-                        help="no window (the only mode so far: the monitor does not show "
-                             "a replay yet)")
+                        help="no window: recheck the session and print what was reproduced "
+                             "(default without a display)")
+    parser.add_argument("--quit-after", type=float, metavar="S",
+                        help="close the window after S seconds")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="write replay.json and the DVH of every confirmed pose "
                              "(dvh_confirm_<event>.png) here")
@@ -70,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
         wrong = case_check(read, case)
         if wrong:
             raise InputError(f"--case: {wrong}")
+    if not args.headless and os.environ.get("DISPLAY"):
+        if case is None:
+            raise InputError("--case: the monitor needs the session's case to show a replay")
+        if out is not None or args.json:
+            raise InputError("--out and --json are for --headless replays")
+        return _in_monitor(read, case, speed=speed or 1.0, quit_after_s=args.quit_after)
     on_confirm = _dvh_writer(out, case) if out is not None and case is not None else None
     result = replay_session(read, case, speed=speed, on_confirm=on_confirm)
     summary = result.summary()
@@ -80,6 +89,62 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print(summary, read.path.name)
     return 0 if result.reproduced else NOT_REPRODUCED
+
+
+def replay_monitor_logic(read, case, *, speed: float):
+    """Monitor logic over a new loop fed with the session's recorded frames: the same
+    views, the same dose service (computing live), nothing recorded (no session log, so
+    Confirm is refused). Started by the caller."""
+    import numpy as np
+
+    from guidance.monitor.feed import LoopFeed
+    from guidance.monitor.logic import MonitorLogic
+    from guidance.record.replay import LoggedDose, replay_loop
+    from guidance.treatment.dose_service import (
+        DEFAULT_MACHINE,
+        BeamChoice,
+        beam_options,
+        electron_dose_function,
+    )
+
+    start = read.of_kind("session_start")
+    meta = start[0].payload if start else {}
+    replay = replay_loop(read, speed=speed)
+    plan = meta.get("plan_patient_from_applicator")
+    if plan is None:
+        from models.patient.phantom import planned_patient_from_applicator
+
+        plan = planned_patient_from_applicator(case)
+    machine = str(meta.get("machine") or DEFAULT_MACHINE)
+    planned = meta.get("planned_beam")
+    doses = LoggedDose(case, default_machine=machine)
+    planned_beam = doses.choice_of(planned)[0] if isinstance(planned, dict) else BeamChoice()
+    logged = read.of_kind("dose")
+    beam = doses.choice_of(logged[0].payload.get("beam") or {})[0] if logged else planned_beam
+    feed = LoopFeed(replay.loop, replay.camera_matrix)
+    return MonitorLogic(case, np.asarray(plan, dtype=np.float64).reshape(4, 4), feed,
+                        dose_fn=electron_dose_function(machine), beam=beam,
+                        planned_beam=planned_beam, machine=machine,
+                        beam_options=beam_options(machine),
+                        plan_name=f"replay of {read.path.name}")
+
+
+def _in_monitor(read, case, *, speed: float, quit_after_s: float | None) -> int:
+    import sys
+
+    from guidance.monitor.qt.window import INTERRUPTED, run_window
+
+    logic = replay_monitor_logic(read, case, speed=speed)
+    print(f"replaying {read.path.name} at {speed:g}x in the monitor (Confirm is off)")
+    try:
+        logic.start()
+        code = run_window(logic, quit_after_s=quit_after_s)
+    finally:
+        logic.close()
+    if code == INTERRUPTED:
+        print("iort: interrupted", file=sys.stderr)
+        return code
+    return 0
 
 
 def _case(args: argparse.Namespace, read):

@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -380,6 +380,9 @@ def run(args: argparse.Namespace) -> int:
         session_log = SessionLog.create(log_path, case_id=args.case,
                                         metadata={"source": args.source,
                                                   "ct_sha256": inputs.case.ct.digest_sha256(),
+                                                  "plan_patient_from_applicator": inputs.plan,
+                                                  "planned_beam": asdict(planned.beam),
+                                                  "plan_name": planned.name,
                                                   "machine": planned.machine,
                                                   "tracker": args.tracker})
         print(f"session log: {log_path}")
