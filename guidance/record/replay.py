@@ -330,13 +330,21 @@ def replay_loop(read: SessionRead, *, speed: float = 0.0,
     payload = setups[0].payload
     k = payload.get("camera_matrix")
     camera_matrix = np.eye(3) if k is None else np.asarray(k, dtype=np.float64).reshape(3, 3)
-    source = ReplaySource(records, on_record=apply, pace=_pacer(speed, sleep))
+    video = payload.get("video")
+    source = ReplaySource(records, on_record=apply, pace=_pacer(speed, sleep),
+                          video=None if not video else _inside(read.path.parent, str(video)))
     loop = GuidanceLoop(source, (), camera_matrix, device=device, options=options)
     size = payload.get("calibrated_size_px")
     if size:
         loop.calibrated_size_px = (int(size[0]), int(size[1]))
     loop_box.append(loop)
     return ReplayLoop(loop, records, camera_matrix, holder.problems)
+
+
+def _inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` if it stays inside ``folder`` (a log cannot point elsewhere)."""
+    path = (folder / name).resolve()
+    return path if path.is_relative_to(folder.resolve()) else None
 
 
 def _replay_tracking(read: SessionRead, result: ReplayResult, *, speed: float,

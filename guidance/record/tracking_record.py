@@ -32,9 +32,11 @@ calibrated size.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,6 +57,11 @@ from models.base.errors import InputError
 FRAMES_PER_EVENT = 30
 
 
+def video_path(log_path: Path) -> Path:
+    """Where the camera video of a session log goes (beside it)."""
+    return log_path.with_name(log_path.name + ".camera.mp4")
+
+
 def _flat(matrix: np.ndarray | None) -> list[float] | None:
     return None if matrix is None else [float(v) for v in np.asarray(matrix).ravel()]
 
@@ -68,6 +75,81 @@ def _matrix(values: Sequence[float] | None, *, where: str) -> np.ndarray | None:
     return m.reshape(4, 4)
 
 
+class CameraVideo:
+    """The camera frames as an MP4 beside the session log, written on a worker thread.
+
+    :meth:`offer` never blocks the loop: a frame is queued (and numbered) or, when the
+    encoder is behind, dropped (None). Frames of another size than the first, and
+    frames that are not uint8 images, are not written. The file is owner-only.
+    """
+
+    def __init__(self, path: Path, *, fps: float = 30.0, queue_frames: int = 8) -> None:
+        import queue
+
+        self.path = Path(path)
+        self.fps = float(fps)
+        self._queue: queue.Queue = queue.Queue(maxsize=int(queue_frames))
+        self._size: tuple[int, int] | None = None
+        self.written = 0
+        self.dropped = 0
+        self._numbered = 0
+        self.error = ""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        self._thread = threading.Thread(target=self._run, name="camera-video", daemon=True)
+        self._thread.start()
+
+    def offer(self, image: np.ndarray) -> int | None:
+        """Queue one BGR (or grey) frame; its frame number in the video, or None."""
+        import queue
+
+        if self.error or not check_image(image):
+            return None
+        size = (int(image.shape[1]), int(image.shape[0]))
+        if self._size is None:
+            self._size = size
+        if size != self._size:
+            return None
+        try:
+            self._queue.put_nowait(np.array(image, copy=True))
+        except queue.Full:
+            self.dropped += 1
+            return None
+        number = self._numbered
+        self._numbered += 1
+        return number
+
+    def _run(self) -> None:
+        import cv2
+        import imageio.v2 as imageio
+
+        writer = None
+        try:
+            while True:
+                image = self._queue.get()
+                if image is None:
+                    break
+                if writer is None:
+                    writer = imageio.get_writer(str(self.path), format="FFMPEG", fps=self.fps,
+                                                codec="libx264", quality=6,
+                                                macro_block_size=1, ffmpeg_log_level="error")
+                rgb = (cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2
+                       else cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+                writer.append_data(rgb)
+                self.written += 1
+        except Exception as exc:  # a full disk must not stop the guidance
+            self.error = str(exc)
+        finally:
+            if writer is not None:
+                writer.close()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write what is queued and close the file."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout_s)
+
+
 class TrackingRecorder:
     """Collects frame records and writes them to a session log in ordered batches.
 
@@ -75,8 +157,10 @@ class TrackingRecorder:
     """
 
     def __init__(self, session_log: SessionLog, *,
-                 frames_per_event: int = FRAMES_PER_EVENT) -> None:
+                 frames_per_event: int = FRAMES_PER_EVENT,
+                 video: CameraVideo | None = None) -> None:
         self.session_log = session_log
+        self.video = video
         self.frames_per_event = int(frames_per_event)
         self._lock = threading.Lock()
         self._records: list[dict[str, Any]] = []
@@ -102,6 +186,8 @@ class TrackingRecorder:
             "calibrated_size_px": (None if loop.calibrated_size_px is None
                                    else list(loop.calibrated_size_px)),
             "max_clock_step_s": float(loop.MAX_CLOCK_STEP_S),
+            "video": (None if self.video is None else
+                      str(self.video.path.relative_to(self.session_log.path.parent))),
             "frames_per_event": self.frames_per_event})
 
     # -- fed by the wrappers and the loop's events (any thread) ------------------------
@@ -111,6 +197,8 @@ class TrackingRecorder:
             else [0, 0]
         record = {"i": int(frame.index), "t": float(frame.timestamp_s), "size": size,
                   "img": bool(check_image(image))}
+        if self.video is not None:
+            record["v"] = self.video.offer(image)
         with self._lock:
             self._current = record
             self._records.append(record)
@@ -189,6 +277,8 @@ class RecordingSource(FrameSource):
     def _close(self) -> None:
         self.inner.close()
         self.recorder.flush()
+        if self.recorder.video is not None:
+            self.recorder.video.close()
 
     def __getattr__(self, name: str) -> Any:  # fps, loop, ... of the wrapped source
         if name == "inner":
@@ -220,13 +310,17 @@ class RecordingTrackerDevice:
 
 
 def record_tracking(loop: GuidanceLoop, session_log: SessionLog, *,
-                    frames_per_event: int = FRAMES_PER_EVENT) -> TrackingRecorder:
+                    frames_per_event: int = FRAMES_PER_EVENT, video: bool = False,
+                    video_fps: float = 30.0) -> TrackingRecorder:
     """Record what ``loop`` reads, measures and publishes into ``session_log``.
 
     Call before the loop runs (after its registration, if one is given up front: that one
-    is written in the ``tracker`` event's stream as the first record).
+    is written in the ``tracker`` event's stream as the first record). ``video`` also
+    keeps the camera frames as ``<log>.camera.mp4`` beside the log (frame ``v`` of each
+    record), for a replay that shows the real video.
     """
-    recorder = TrackingRecorder(session_log, frames_per_event=frames_per_event)
+    camera = CameraVideo(video_path(session_log.path), fps=video_fps) if video else None
+    recorder = TrackingRecorder(session_log, frames_per_event=frames_per_event, video=camera)
     recorder.write_setup(loop, loop.device)
     if loop.patient_from_reference is not None:
         recorder.on_event(RegistrationChanged(loop.patient_from_reference,
@@ -260,7 +354,8 @@ def tracker_setup(event: SessionEvent) -> tuple[LoopOptions, dict[str, ToolGeome
 
 
 class ReplaySource(FrameSource):
-    """Frames rebuilt from frame records: the recorded index, stamp and size (black image).
+    """Frames rebuilt from frame records: the recorded index, stamp and size; the image
+    from the recorded camera video when there is one, else black.
 
     A record whose image was not a valid uint8 array gives a float image, so the loop
     skips it again. ``on_record(record)`` is called for every non-frame record (a
@@ -268,16 +363,48 @@ class ReplaySource(FrameSource):
     """
 
     def __init__(self, records: Sequence[Mapping[str, Any]], *, on_record=None,
-                 camera_id: str = "replay", pace=None) -> None:
+                 camera_id: str = "replay", pace=None, video: Path | None = None) -> None:
         super().__init__(camera_id)
         self.records = records
         self.on_record = on_record
         self.pace = pace
+        self.video = video
+        self._capture = None
+        self._video_pos = 0
         self._pos = 0
         self._images: dict[tuple[int, int, bool], np.ndarray] = {}
 
     def _open(self) -> None:
         self._pos = 0
+        if self.video is not None and self.video.is_file():
+            import cv2
+
+            self._capture = cv2.VideoCapture(str(self.video))
+            self._video_pos = 0
+
+    def _close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+    def _video_frame(self, number: int | None, size: Sequence[int]) -> np.ndarray | None:
+        """Frame ``number`` of the recorded video at the recorded size, or None."""
+        import cv2
+
+        if self._capture is None or number is None or number < self._video_pos:
+            return None
+        image = None
+        while self._video_pos <= number:
+            ok, image = self._capture.read()
+            self._video_pos += 1
+            if not ok:
+                self._capture.release()
+                self._capture = None
+                return None
+        want = (int(size[0]), int(size[1]))
+        if image is not None and (image.shape[1], image.shape[0]) != want:
+            image = cv2.resize(image, want, interpolation=cv2.INTER_AREA)
+        return image
 
     def _image(self, size: Sequence[int], valid: bool) -> np.ndarray:
         key = (int(size[0]), int(size[1]), bool(valid))
@@ -299,7 +426,10 @@ class ReplaySource(FrameSource):
             t_s = float("nan") if t is None else float(t)
             if self.pace is not None:
                 self.pace(t_s)
-            return Frame(image=self._image(record["size"], record["img"]), timestamp_s=t_s,
+            image = self._video_frame(record.get("v"), record["size"]) if record["img"] \
+                else None
+            return Frame(image=image if image is not None else
+                         self._image(record["size"], record["img"]), timestamp_s=t_s,
                          camera_id=self.camera_id, index=int(record["i"]))
         return None
 

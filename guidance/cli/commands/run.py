@@ -90,6 +90,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=int, default=600,
                         help="frames of the simulated procedure (default 600)")
     parser.add_argument("--full-screen", action="store_true", help="start full screen")
+    parser.add_argument("--record-video", action="store_true",
+                        help="keep the camera video beside the session log "
+                             "(<log>.camera.mp4, owner-only) for 'iort replay'; frames are "
+                             "dropped from the file, never from the guidance, when the "
+                             "encoder falls behind")
     parser.add_argument("--quit-after", type=float, metavar="S",
                         help="close the window after S seconds (smoke tests)")
     parser.set_defaults(func=run)
@@ -390,7 +395,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(feed, "loop", None) is not None:   # what 'iort replay' feeds back
             from guidance.record.tracking_record import record_tracking
 
-            record_tracking(feed.loop, session_log)
+            record_tracking(feed.loop, session_log, video=args.record_video)
         dose_fn = electron_dose_function(planned.machine)
         dose_fn(inputs.case, inputs.plan, beam)  # warm the kernel (JIT) before the window
         # the simulated camera renders ~3 frames/s on a 2-core CPU: its newest frame stays

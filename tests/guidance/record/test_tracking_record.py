@@ -134,3 +134,49 @@ def test_replay_paces_by_the_recorded_frame_stamps(tmp_path: Path) -> None:
     fast = time.monotonic() - start
     # 31 frames 1/30 s apart = 1 s recorded; twice the speed: 0.5 s
     assert 0.5 <= paced < 0.5 + fast + 0.3
+
+
+def test_camera_video_beside_the_log_is_replayed(tmp_path: Path) -> None:
+    """``--record-video``: the replayed frames are the recorded camera images (lossy)."""
+    import cv2
+
+    from guidance.record.replay import replay_loop
+    from guidance.record.tracking_record import video_path
+    from guidance.sim.scripted import ScriptedSource
+
+    camera_from_patient = np.eye(4)
+    camera_from_patient[2, 3] = 400.0
+    shots = [ScriptedShot(camera_from_patient, np.eye(4))] * 20
+    rng = np.random.default_rng(0)
+    # smooth images (a gradient that moves): what a codec keeps
+    x = np.linspace(0, 255, 320)[None, :, None]
+
+    def background(index: int, _shot) -> np.ndarray:
+        img = np.broadcast_to(np.roll(x, 8 * index, axis=1), (240, 320, 3))
+        return np.clip(img + rng.normal(0, 1, (240, 320, 3)), 0, 255).astype(np.uint8)
+
+    device = ScriptedTrackerDevice(shots)
+    source = ScriptedSource(shots, background, fps=0)
+    loop = GuidanceLoop(source, (), np.eye(3), device=device,
+                        patient_from_reference=device.patient_from_reference)
+    originals: list[np.ndarray] = []
+    loop.subscribe(lambda e: originals.append(e.result.frame.image.copy())
+                   if hasattr(e, "result") else None)
+    path = tmp_path / "v.sqlite"
+    with SessionLog.create(path) as slog:
+        recorder = record_tracking(loop, slog, video=True)
+        loop.run()
+    assert recorder.video.written == 20 and not recorder.video.error
+    assert video_path(path).stat().st_mode & 0o777 == 0o600
+    replay = replay_loop(read_session(path))
+    replayed: list[np.ndarray] = []
+    replay.loop.subscribe(lambda e: replayed.append(e.result.frame.image.copy())
+                          if hasattr(e, "result") else None)
+    replay.loop.run()
+    assert len(replayed) == 20
+    errors = [float(np.mean(np.abs(a.astype(int) - b.astype(int))))
+              for a, b in zip(originals, replayed, strict=True)]
+    assert max(errors) < 6.0                       # the same pictures, up to the codec
+    shifted = np.mean(np.abs(originals[0].astype(int) - replayed[5].astype(int)))
+    assert shifted > 3 * max(errors)               # and in the recorded order
+    assert cv2.VideoCapture(str(video_path(path))).isOpened()
