@@ -150,8 +150,13 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
     info = {"Case": meta.get("case_id", "") or "—", "Session": Path(path).name,
             "Started": _dt.datetime.fromtimestamp(float(meta.get("created_unix_s", 0)),
                                                   _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    start = next((e for e in events if e.kind == "session_start"), None)
+    planned = dict(start.payload.get("planned_beam") or {}) if start else {}
+    if planned and start is not None and start.payload.get("machine"):
+        planned.setdefault("machine", start.payload["machine"])
     return ReportContent(
         patient={**(patient or {}), **info}, beam=beam,
+        planned_beam={k: v for k, v in planned.items() if k in beam},
         mu_estimated=bool(beam.get("mu_estimated", False)),
         confirmed=[{**{k: c.payload.get(k) for k in ("distance_to_plan_mm",
                                                       "angle_to_plan_deg", "user",

@@ -77,6 +77,9 @@ class ReportContent:
     beam : mapping key -> value
         Machine, energy, applicator, bevel, disc, bolus, prescription, MU (keys of
         :data:`LABELS`).
+    planned_beam : mapping key -> value
+        The plan's beam (same keys); when given, the table shows planned next to delivered
+        and marks every difference.
     mu_estimated : bool
         The output factor behind the MU is an estimate (printed in red, "not for
         treatment").
@@ -99,6 +102,7 @@ class ReportContent:
     title: str = "IORT treatment record"
     patient: Mapping[str, str] = field(default_factory=dict)
     beam: Mapping[str, object] = field(default_factory=dict)
+    planned_beam: Mapping[str, object] = field(default_factory=dict)
     mu_estimated: bool = False
     confirmed: Sequence[Mapping[str, object]] = ()
     registration: Mapping[str, object] = field(default_factory=dict)
@@ -186,8 +190,20 @@ def _beam_section(content: ReportContent, st) -> list:
     out = [Paragraph("Beam and monitor units", st["h2"])]
     order = list(LABELS)
     keys = sorted(content.beam, key=lambda k: order.index(k) if k in order else len(order))
-    out.append(_table([(label(k), _text(content.beam[k], DIGITS.get(k, 2))) for k in keys
-                       if k != "mu_estimated"], header=False))
+    keys = [k for k in keys if k != "mu_estimated"]
+    planned = content.planned_beam
+    if planned:
+        rows = [("", "Planned", "Delivered", "")]
+        for k in keys:
+            was, now = planned.get(k), content.beam[k]
+            differs = k in planned and _text(was, DIGITS.get(k, 2)) != _text(
+                now, DIGITS.get(k, 2))
+            rows.append((label(k), _text(was, DIGITS.get(k, 2)) if k in planned else "",
+                         _text(now, DIGITS.get(k, 2)), "DIFFERS" if differs else ""))
+        out.append(_table(rows))
+    else:
+        out.append(_table([(label(k), _text(content.beam[k], DIGITS.get(k, 2)))
+                           for k in keys], header=False))
     if content.mu_estimated:
         out.append(Paragraph("ESTIMATED output factor: the monitor units are not measured "
                              "and are not for treatment until the beam data are "

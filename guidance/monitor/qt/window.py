@@ -423,8 +423,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._show_ack(result)
         if result.accepted and result.seq is not None:
             # what the team saw when they confirmed, for the treatment record
-            self.logic.save_screenshots(result.seq, {"window": _grab_rgb(self),
-                                                     "ar": _grab_rgb(self.ar_view)})
+            shots = {"window": _grab_rgb(self), "ar": _grab_rgb(self.ar_view)}
+            if self.slice_row.isVisible():
+                shots["slices"] = _grab_rgb(self.slice_row)
+            self.logic.save_screenshots(result.seq, shots)
 
     def _show_ack(self, result) -> None:
         kind = "refused" if not result.accepted else "override" if result.override_reason \

@@ -39,7 +39,10 @@ def _session(tmp_path, case, *, tamper_v90: float | None = None):
     if tamper_v90 is not None:
         coverage["CTV"]["v90_percent"] = tamper_v90
     path = tmp_path / f"session{tamper_v90 or ''}.sqlite"
-    with SessionLog.create(path, case_id="PHANTOM-1") as slog:
+    # the plan said 9 MeV, 8 MeV was delivered (an override the record must show)
+    planned = {**asdict(BEAM), "energy_mev": 9.0}
+    with SessionLog.create(path, case_id="PHANTOM-1",
+                           metadata={"planned_beam": planned, "machine": "liac"}) as slog:
         slog.log_registration(method="paired_point", fre_mm=0.41, accepted=True,
                               patient_from_reference=np.eye(4), tre_predicted_mm=0.62,
                               residuals_mm={"FID1": 0.3, "FID2": 0.5})
@@ -84,6 +87,9 @@ def test_recomputed_record_matches_the_log_and_renders(tmp_path, coarse_phantom)
     assert red > 150                                 # the CTV curve and legend drawn
     text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
                           check=True).stdout
+    assert content.planned_beam["energy_mev"] == 9.0
+    assert content.planned_beam["machine"] == "liac"
+    assert text.count("DIFFERS") == 1 and "Planned" in text and "Delivered" in text
     for words in ("Monitor units", "Energy (MeV)", "Predicted TRE", "Signatures",
                   "Medical physicist", "bowel retracted", "V90 (%)", "<= 12.4 Gy",
                   "PUBLISHED DEFAULTS"):

@@ -144,8 +144,8 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
         from guidance.record.session_report import content_from_session
 
         shots = content_from_session(slog.path).images
-        assert sorted(p.name for p in shots) == [f"confirm_{confirmed.seq}_ar.png",
-                                                  f"confirm_{confirmed.seq}_window.png"]
+        assert sorted(p.name for p in shots) == [f"confirm_{confirmed.seq}_{view}.png"
+                                                  for view in ("ar", "slices", "window")]
         window_file = next(p for p in shots if p.name.endswith("_window.png"))
         window_shot = cv2.imread(str(window_file))
         assert window_shot.shape[:2] == (window.height(), window.width())
