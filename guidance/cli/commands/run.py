@@ -171,6 +171,10 @@ def _planned_beam(args: argparse.Namespace, case, pose: np.ndarray) -> PlannedBe
             data = read_json_file(args.plan, what="--plan")
         except InputError:
             data = None   # a 4x4 text file: the pose only (read by _plan)
+        if isinstance(data, dict):
+            from models.dicom.rt_export import read_plan_file
+
+            data = read_plan_file(args.plan)
         plan_file = dict(data) if isinstance(data, dict) else {}
         plan_file["patient_from_applicator"] = pose
     try:
