@@ -273,7 +273,7 @@ def read_depth_dose_csv(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     dose_arr = np.asarray(doses)
     if not dose_arr.max() > 0.0:
         raise InputError(f"{path}: row 2: all doses are 0; give the measured doses")
-    return np.asarray(depths), 100.0 * dose_arr / dose_arr.max()
+    return np.asarray(depths), 100.0 * (dose_arr / dose_arr.max())
 
 
 def write_output_factors(beam_json: Path | str, rows: list[OutputFactorRow], *,
@@ -568,12 +568,12 @@ def read_mcc(path: Path | str, *, energy_mev: float, diameter_mm: float,
         if not centre > 0.0:
             raise InputError(f"{path}: line {scan['line']}: profile has no dose at 0 mm; "
                              "centre the profile on the clinical axis")
-        profiles[axis] = (pos, 100.0 * val / centre)
+        profiles[axis] = (pos, 100.0 * (val / centre))
     empty = (np.zeros(0), np.zeros(0))
     x, px = profiles.get("x", empty)
     y, py = profiles.get("y", empty)
     return BeamCurves(float(energy_mev), float(diameter_mm), float(bevel_deg), z,
-                      100.0 * dz / dz.max(), profile_depth, x, px, y, py)
+                      100.0 * (dz / dz.max()), profile_depth, x, px, y, py)
 
 
 def _mcc_scans(path: Path, lines: list[str]) -> list[dict]:

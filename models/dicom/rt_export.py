@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-
 from pydantic import Field
 
 from models.base.errors import InputError

@@ -230,9 +230,10 @@ _PLAN = {"patient_from_applicator": _POSE, "machine": "liac", "energy_mev": 10.0
 class _PlanCase:
     """The part of a Case that :func:`resolve_plan` reads (no stored plan)."""
 
-    patient_id = "FUZZ"
-    structures: dict = {}
-    plan = None
+    def __init__(self) -> None:
+        self.patient_id = "FUZZ"
+        self.structures: dict = {}
+        self.plan = None
 
 
 def check_plan_file(edit) -> None:

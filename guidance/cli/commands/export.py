@@ -28,7 +28,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from models.base.errors import InputError
 from models.base.files import output_folder
 
 log = logging.getLogger(__name__)
