@@ -127,3 +127,52 @@ def check_igtl(data: bytes) -> None:
 @given(igtl_message())
 def test_igtl_message_decoding(data) -> None:
     check_igtl(data)
+
+
+@st.composite
+def igtl_stream(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    """Several (edited) messages back to back, cut into random chunks as recv gives them."""
+    data = b"".join(draw(st.lists(igtl_message(), min_size=1, max_size=6)))
+    if draw(st.integers(0, 4)) == 0:
+        data = draw(mutated_bytes(data, max_edits=2))   # lies about sizes, lost bytes
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=8)))
+    return data, cuts
+
+
+def check_igtl_stream(case: tuple[bytes, list[int]]) -> None:
+    from guidance.igtl.server import (
+        IgtlServer,
+        MessageStream,
+        OversizedMessage,
+        _HeaderError,
+    )
+
+    data, cuts = case
+    server = IgtlServer(port=0, max_devices=4, received_queue_bytes=4096)
+    stream = MessageStream(max_body_bytes=2048)
+
+    def feed() -> int:
+        got = 0
+        for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
+            for message in stream.feed(data[start:end]):
+                got += 1
+                assert len(stream._buffer) <= 58 + 2048
+                if isinstance(message, OversizedMessage):
+                    assert message.body_size > 2048
+                    continue
+                assert len(message.body) <= 2048
+                server._handle(message.version, message.message_type, message.device_name,
+                               message.timestamp_s, message.body, message.crc, ("fuzz", 0))
+        return got
+
+    try:
+        run_case("igtl_stream", None, feed)
+    except _HeaderError:
+        pass   # out of sync: the server closes this connection
+    assert len(server._latest) <= 4 and server._received_bytes <= 4096 + 2048
+
+
+@fuzz_settings()
+@given(igtl_stream())
+def test_igtl_stream_cutting(case) -> None:
+    check_igtl_stream(case)
