@@ -543,6 +543,10 @@ class IgtlServer:
         """List a new client, or close it when :attr:`max_clients` are connected."""
         with self._lock:
             full = len(self._clients) >= self.max_clients
+        if full:   # peers that closed since the last read must not hold their places
+            self._reap_closed()
+            with self._lock:
+                full = len(self._clients) >= self.max_clients
         if full:
             self._count("refused_clients", f"{address}: {self.max_clients} clients connected")
             self._warn("full", "OpenIGTLink: %d clients connected; refused %s",
@@ -559,8 +563,25 @@ class IgtlServer:
             return
         with self._lock:
             self._clients.append(client)
+        if self._selector is not None:
+            self._selector.register(conn, selectors.EVENT_READ, client)
         self._count("connections")
         log.info("OpenIGTLink client connected: %s", address)
+
+    def _reap_closed(self) -> None:
+        """Disconnect the clients whose peer has closed (a zero-byte peek)."""
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            try:
+                data = client.sock.recv(1, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                self._disconnect(client, f"gone ({exc})")
+                continue
+            if not data:
+                self._disconnect(client, "closed by the peer")
 
     def _read(self, client: _Client) -> None:
         try:
