@@ -272,6 +272,9 @@ def _check_source(args: argparse.Namespace) -> None:
         if not args.igtl_port:
             raise InputError("--source igtl needs the OpenIGTLink server (--igtl-port N > 0)")
     elif kind == "webcam" and (not device or device.isdigit()):
+        from guidance.frames.opencv import check_camera_index
+
+        check_camera_index(int(device or 0), what=f"--source {source}:")
         return
     elif not Path(source).is_dir() and not Path(source).is_file():
         raise InputError(f"--source {source!r}: not sim, scripted, none, webcam[:N], "
