@@ -614,10 +614,14 @@ def _mcc_field(path: Path, number: int, scan: dict, key: str, value: str) -> Non
         scan["type"] = value.upper()
     elif key == "SCAN_DEPTH":
         try:
-            scan["depth"] = float(value)
+            depth = float(value)
         except ValueError:
             raise InputError(f"{path}: line {number}: SCAN_DEPTH={value!r} is not a number "
                              "in mm") from None
+        if not (math.isfinite(depth) and depth >= 0.0):
+            raise InputError(f"{path}: line {number}: SCAN_DEPTH={value!r} is not a depth "
+                             "in water (finite, >= 0 mm)")
+        scan["depth"] = depth
     elif key in ("UNIT", "DEPTH_UNIT", "SCAN_UNIT") and value.lower() not in ("mm", ""):
         raise InputError(f"{path}: line {number}: {key}={value!r}; positions must be in mm "
                          "(convert the file or export it in mm)")
