@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from models.base.errors import InputError
 
 #: Cases per parser in the normal test run (bounded profile).
-SUITE_CASES = 40
+SUITE_CASES = 100
 #: A single case taking longer than this (s, wall clock) is a hang.
 CASE_DEADLINE_S = float(os.environ.get("IORT_FUZZ_DEADLINE_S", "20"))
 

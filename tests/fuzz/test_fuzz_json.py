@@ -277,3 +277,36 @@ def check_plan_file(edit) -> None:
 @given(_edited(_PLAN))
 def test_plan_and_pose_file(edit) -> None:
     check_plan_file(edit)
+
+
+# ---------------------------------------------------------------------- board files
+
+def _board_doc() -> dict:
+    from assets import asset_path
+
+    return json.loads(asset_path("boards", "charuco_7x5_30mm.json").read_text())
+
+
+def check_board(edit) -> None:
+    from calibration.boards import load_board
+
+    doc, raw = edit
+    path = _write("board.json", doc, raw)
+    board = run_case("board_json", path, lambda: load_board(path))
+    if board is None:
+        return
+    if doc is None:
+        doc = json.loads(raw)
+    assert [board.squares_x, board.squares_y] == doc["squares"]
+    assert all(type(v) is int and v >= 2 for v in doc["squares"])
+    assert _number(doc["square_mm"]) and board.square_mm == doc["square_mm"]
+    assert _number(doc["marker_mm"]) and board.marker_mm == doc["marker_mm"]
+    assert 0 < board.marker_mm < board.square_mm
+    assert board.dictionary == doc["dictionary"]
+    assert board.legacy_pattern is bool(doc.get("legacy_pattern", False))
+
+
+@fuzz_settings()
+@given(st.data())
+def test_board_file(data) -> None:
+    check_board(data.draw(_edited(_board_doc())))
