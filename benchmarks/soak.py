@@ -56,6 +56,11 @@ FAULTS = ("disconnect", "frozen", "jump_ahead", "jump_inf", "jump_nan", "clock_r
 POSE_TOL_MM, POSE_TOL_DEG = 0.1, 0.05
 #: A fault must be followed by a correct tracked pose within this (s).
 RECOVER_S = 2.0
+#: A dose worker fault must be followed by a published dose within this (s). The service
+#: counts a failed computation as done for its pose and tries again when the applicator
+#: moves (every 4 s here): three failures in a row (two exceptions, one NaN dose) take
+#: three moves.
+DOSE_RECOVER_S = 16.0
 #: Frames and poses after a pose change or fault that are not judged (filter settling, s).
 SETTLE_S = 1.0
 #: The server's received-bytes bound in the soak (for :meth:`drain` and, separately, for
@@ -226,6 +231,8 @@ class _Soak:
         self.settled_after_s = time.monotonic() + SETTLE_S
         self.sent_poses: dict[int, np.ndarray] = {}
         self.pending_recovery: list[tuple[str, float]] = []
+        #: (dose sequence number, time) at the last dose worker fault, until a dose follows
+        self.dose_pending: tuple[int, float] | None = None
         self.threads: list[threading.Thread] = []
         self.stop_threads = threading.Event()
         self.index = 0
@@ -320,6 +327,9 @@ class _Soak:
         elif kind == "dose_exception":
             self.dose.fail_next, self.dose.nan_next = 2, 1
             self.service.invalidate()
+            self.dose_pending = (self.service.latest()[0], time.monotonic())
+            self.settled_after_s = time.monotonic() + SETTLE_S
+            return   # recovered when a dose is published again (_check_dose)
         elif kind == "igtl_flap":
             thread = threading.Thread(target=lambda: setattr(
                 self.result, "igtl_flap_cycles", self.result.igtl_flap_cycles
@@ -369,13 +379,29 @@ class _Soak:
             self.result.errors.append(f"OpenIGTLink pose {error_mm:.3f} mm off")
 
     def _check_dose(self) -> None:
-        _, update = self.service.latest()
+        seq, update = self.service.latest()
+        if self.dose_pending is not None:
+            since_seq, since_s = self.dose_pending
+            if seq > since_seq and self.dose.fail_next == self.dose.nan_next == 0:
+                self.result.recovered["dose_exception"] += 1
+                self.dose_pending = None
+            elif time.monotonic() - since_s > DOSE_RECOVER_S:
+                self.result.errors.append(f"no dose published within {DOSE_RECOVER_S:g} s "
+                                          "of the dose worker failures")
+                self.dose_pending = None
         if update is None:
             return
-        self.result.dose_updates = self.service._seq
+        self.result.dose_updates = seq
         if not np.all(np.isfinite(update.dose.array)):
             self.result.wrong_dose_poses += 1
             self.result.errors.append("a NaN dose was published")
+        # the analytic dose peaks at the applicator: the published dose is of its pose
+        peak = np.unravel_index(int(np.argmax(update.dose.array)), update.dose.shape)
+        peak_mm = (update.dose.patient_from_voxel @ [peak[2], peak[1], peak[0], 1.0])[:3]
+        offset_mm = float(np.linalg.norm(peak_mm - update.patient_from_applicator[:3, 3]))
+        if update.beam != self.beam or offset_mm > 0.5 * np.sqrt(3) * 5.0 + 1e-6:
+            self.result.wrong_dose_poses += 1
+            self.result.errors.append(f"dose peak {offset_mm:.1f} mm from its pose")
 
     # ------------------------------------------------------------ the run
     def run(self) -> SoakResult:
@@ -406,7 +432,7 @@ class _Soak:
                     self._check_igtl()
                     self._check_dose()
                     next_check = now + 1.0
-                if now >= next_fault and now < end - RECOVER_S - 2.0:
+                if now >= next_fault and now < end - DOSE_RECOVER_S - 2.0:
                     self._inject(kinds[sum(self.result.faults.values()) % len(kinds)])
                     next_fault = time.monotonic() + self.fault_period_s
                     next_s = time.monotonic()
