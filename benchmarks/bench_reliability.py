@@ -18,7 +18,8 @@ reliability.igtl_rss_bound_mb   the bound it must stay under (RSS before the flo
                                 flooding client + 100 MB), MB
 
 The fuzz targets are the hypothesis tests in ``tests/fuzz`` (run from a source checkout);
-see ``docs/reliability.md``.
+``IORT_FUZZ_ONLY=name,name`` runs some of them, ``SOAK_MIN=0`` skips the soak; see
+``docs/reliability.md``.
 """
 
 from __future__ import annotations
@@ -51,14 +52,17 @@ def _fuzz_targets() -> list[tuple[str, object]]:
     return sorted(targets, key=lambda t: t[0])
 
 
-def run_fuzz(cases: int) -> dict[str, float]:
-    """Run every fuzz target with ``cases`` cases; the fuzz keys."""
+def run_fuzz(cases: int, only: set[str] | None = None) -> dict[str, float]:
+    """Run every fuzz target (or those named in ``only``) with ``cases`` cases; the fuzz
+    keys."""
     os.environ["IORT_FUZZ_CASES"] = str(cases)
     from tests.fuzz.harness import CASES, FuzzHang
 
     crashes = hangs = wrong = 0
     counts: dict[str, int] = {}
     for name, test in _fuzz_targets():
+        if only and name not in only:
+            continue
         before = sum(CASES.values())
         start = time.perf_counter()
         try:
@@ -104,6 +108,9 @@ def run_soak_keys(minutes: float, fault_period_s: float) -> dict[str, float]:
 def run(*, quick: bool = False) -> dict[str, float]:
     cases = int(os.environ.get("IORT_FUZZ_CASES", "200" if quick else "10000"))
     minutes = float(os.environ.get("SOAK_MIN", "1.5" if quick else "30"))
-    results = run_fuzz(cases)
+    only = {n for n in os.environ.get("IORT_FUZZ_ONLY", "").split(",") if n}
+    results = run_fuzz(cases, only)
+    if os.environ.get("SOAK_MIN", "") == "0":
+        return results
     results.update(run_soak_keys(minutes, fault_period_s=4.0 if minutes < 5 else 6.0))
     return results
