@@ -41,6 +41,17 @@ CASE_DEADLINE_S = float(os.environ.get("IORT_FUZZ_DEADLINE_S", "20"))
 CASES: collections.Counter[str] = collections.Counter()
 
 
+def workspace(prefix: str) -> Path:
+    """A temporary folder for one fuzz module's files, removed when the process exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=f"iort-fuzz-{prefix}-"))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def fuzz_cases() -> int:
     """Cases per parser: ``IORT_FUZZ_CASES`` or the bounded suite budget."""
     text = os.environ.get("IORT_FUZZ_CASES", "").strip()

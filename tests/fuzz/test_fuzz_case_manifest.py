@@ -10,19 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import fuzz_settings, mutated_bytes, mutated_json, run_case
+from tests.fuzz.harness import fuzz_settings, mutated_bytes, mutated_json, run_case, workspace
 
 pytestmark = pytest.mark.fuzz
 
-_WORK = Path(tempfile.mkdtemp(prefix="iort-fuzz-case-"))
+_WORK = workspace("case")
 
 
 def _saved_case():

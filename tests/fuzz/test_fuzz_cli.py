@@ -15,18 +15,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import tempfile
-from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import CASES, deadline, fuzz_settings
+from tests.fuzz.harness import CASES, deadline, fuzz_settings, workspace
 
 pytestmark = pytest.mark.fuzz
 
-_WORK = Path(tempfile.mkdtemp(prefix="iort-fuzz-cli-"))
+_WORK = workspace("cli")
 (_WORK / "empty.json").write_text("")
 (_WORK / "garbage.dcm").write_bytes(b"\x00DICM\xff" * 10)
 (_WORK / "list.json").write_text("[1, 2, 3]")

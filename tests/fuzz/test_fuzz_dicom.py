@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,11 +23,11 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydicom.dataelem import DataElement
 
-from tests.fuzz.harness import fuzz_settings, mutated_bytes, run_case
+from tests.fuzz.harness import fuzz_settings, mutated_bytes, run_case, workspace
 
 pytestmark = pytest.mark.fuzz
 
-_WORK = Path(tempfile.mkdtemp(prefix="iort-fuzz-dicom-"))
+_WORK = workspace("dicom")
 _SHAPE = (5, 12, 14)   # slices, rows, columns
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import fuzz_settings, mutated_bytes, mutated_json, run_case
+from tests.fuzz.harness import fuzz_settings, mutated_bytes, mutated_json, run_case, workspace
 
 pytestmark = pytest.mark.fuzz
 
-_WORK = Path(tempfile.mkdtemp(prefix="iort-fuzz-json-"))
+_WORK = workspace("json")
 
 
 def _write(name: str, doc, raw: bytes | None = None) -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import fuzz_settings, mutated_bytes, run_case
+from tests.fuzz.harness import fuzz_settings, mutated_bytes, run_case, workspace
 
 pytestmark = pytest.mark.fuzz
 
-_WORK = Path(tempfile.mkdtemp(prefix="iort-fuzz-text-"))
+_WORK = workspace("text")
 _DATA = Path(__file__).resolve().parents[1] / "data"
 _NUMBER = re.compile(rb"(?<![\w.])-?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?(?![\w.])")
 
