@@ -218,46 +218,57 @@ def _read_opencv(path: Path) -> CameraCalibration:
     if not fs.isOpened():
         raise CalibrationError(f"{path}: cannot open as OpenCV YAML/XML")
     try:
-        missing = [k for k in _REQUIRED_CV if fs.getNode(k).empty()]
-        if missing:
-            raise CalibrationError(f"{path}: missing field(s) {', '.join(missing)}; expected "
-                                   f"OpenCV calibration keys {', '.join(_REQUIRED_CV)}")
-
-        def mat(key: str) -> np.ndarray:
-            try:
-                value = fs.getNode(key).mat()
-            except (cv2.error, SystemError) as exc:  # e.g. an !!opencv-matrix without rows
-                raise CalibrationError(f"{path}: field {key} is not a readable OpenCV matrix "
-                                       "(needs rows, cols, dt and data); re-run 'iort "
-                                       "calibrate camera' or fix the file") from exc
-            if value is None:
-                raise CalibrationError(f"{path}: field {key} is not a matrix")
-            return np.asarray(value, np.float64)
-
-        def real(key: str) -> float:
-            node = fs.getNode(key)
-            if not (node.isReal() or node.isInt()):
-                raise CalibrationError(f"{path}: field {key} must be a number")
-            return float(node.real())
-
-        per_view_node = fs.getNode("per_view_reprojection_errors")
-        std_node = fs.getNode("intrinsics_std_px")
-        coverage_node = fs.getNode("coverage_percent")
-        calibration = CameraCalibration(
-            camera_matrix=mat("camera_matrix"),
-            dist_coeffs=mat("distortion_coefficients").ravel(),
-            image_size=(real("image_width"), real("image_height")),
-            rms_px=real("avg_reprojection_error"),
-            per_view_px=(np.zeros(0) if per_view_node.empty()
-                         else mat("per_view_reprojection_errors").ravel()),
-            intrinsics_std_px=(np.full(4, np.nan) if std_node.empty()
-                               else mat("intrinsics_std_px").ravel()[:4]),
-            coverage_percent=float("nan") if coverage_node.empty() else real("coverage_percent"),
-        )
+        calibration = _read_opencv_fields(fs, path)
+    except (cv2.error, SystemError) as exc:  # e.g. a top-level node that is not a map
+        cause = exc.__cause__ or exc.__context__ or exc
+        detail = str(getattr(cause, "err", cause)).strip().splitlines()[0]
+        raise CalibrationError(f"{path}: not an OpenCV calibration file ({detail}); re-run "
+                               "'iort calibrate camera' or fix the file") from exc
     finally:
         fs.release()
     validate_calibration(calibration, source=str(path))
     return _normalised(calibration)
+
+
+def _read_opencv_fields(fs: cv2.FileStorage, path: Path) -> CameraCalibration:
+    """The calibration's fields from an open OpenCV file (not yet validated)."""
+    missing = [k for k in _REQUIRED_CV if fs.getNode(k).empty()]
+    if missing:
+        raise CalibrationError(f"{path}: missing field(s) {', '.join(missing)}; expected "
+                               f"OpenCV calibration keys {', '.join(_REQUIRED_CV)}")
+
+    def mat(key: str) -> np.ndarray:
+        try:
+            value = fs.getNode(key).mat()
+        except (cv2.error, SystemError) as exc:  # e.g. an !!opencv-matrix without rows
+            raise CalibrationError(f"{path}: field {key} is not a readable OpenCV matrix "
+                                   "(needs rows, cols, dt and data); re-run 'iort "
+                                   "calibrate camera' or fix the file") from exc
+        if value is None:
+            raise CalibrationError(f"{path}: field {key} is not a matrix")
+        return np.asarray(value, np.float64)
+
+    def real(key: str) -> float:
+        node = fs.getNode(key)
+        if not (node.isReal() or node.isInt()):
+            raise CalibrationError(f"{path}: field {key} must be a number")
+        return float(node.real())
+
+    per_view_node = fs.getNode("per_view_reprojection_errors")
+    std_node = fs.getNode("intrinsics_std_px")
+    coverage_node = fs.getNode("coverage_percent")
+    calibration = CameraCalibration(
+        camera_matrix=mat("camera_matrix"),
+        dist_coeffs=mat("distortion_coefficients").ravel(),
+        image_size=(real("image_width"), real("image_height")),
+        rms_px=real("avg_reprojection_error"),
+        per_view_px=(np.zeros(0) if per_view_node.empty()
+                     else mat("per_view_reprojection_errors").ravel()),
+        intrinsics_std_px=(np.full(4, np.nan) if std_node.empty()
+                           else mat("intrinsics_std_px").ravel()[:4]),
+        coverage_percent=float("nan") if coverage_node.empty() else real("coverage_percent"),
+    )
+    return calibration
 
 
 def save_calibration(calibration: CameraCalibration, path: str | Path) -> Path:

@@ -72,8 +72,13 @@ def as_camera_matrix(value: Any, *, name: str = "camera_matrix") -> np.ndarray:
     return k
 
 
+#: Largest image side (px) a calibration may be for: far beyond any camera sensor.
+MAX_IMAGE_SIDE_PX = 100_000
+
+
 def as_image_size(value: Any, *, name: str = "image_size") -> tuple[int, int]:
-    """Return ``(width, height)`` in pixels as two positive ints."""
+    """Return ``(width, height)`` in pixels as two positive ints up to
+    :data:`MAX_IMAGE_SIDE_PX`."""
     try:
         width, height = value
     except (TypeError, ValueError) as exc:
@@ -82,8 +87,9 @@ def as_image_size(value: Any, *, name: str = "image_size") -> tuple[int, int]:
     for v in (width, height):
         if isinstance(v, bool) or not isinstance(v, int | float | np.integer | np.floating):
             raise CalibrationError(f"{name} must be [width, height] in pixels, got {value!r}")
-        if not np.isfinite(v) or v != int(v) or int(v) <= 0:
-            raise CalibrationError(f"{name} must be two positive whole numbers, got {value!r}")
+        if not np.isfinite(v) or v != int(v) or not 0 < int(v) <= MAX_IMAGE_SIDE_PX:
+            raise CalibrationError(f"{name} must be two whole numbers from 1 to "
+                                   f"{MAX_IMAGE_SIDE_PX} px, got {value!r}")
         out.append(int(v))
     return out[0], out[1]
 

@@ -16,7 +16,7 @@ import numpy as np
 from guidance.treatment.dose_service import DEFAULT_MACHINE
 from models.base.errors import InputError
 from models.base.files import read_json_file
-from models.base.validation import as_transform
+from models.base.validation import MAX_TRANSLATION_MM, as_transform
 from models.patient.case import Case
 
 #: The CASE value that selects the built-in phantom.
@@ -106,7 +106,8 @@ def read_transform_file(path: str | Path, key: str, *, option: str) -> np.ndarra
             raise InputError(f"{where}: not a numeric 4x4 matrix ({exc}); {expected}") \
                 from exc
     try:
-        return as_transform(matrix, name=key, rigid=True)
+        return as_transform(matrix, name=key, rigid=True,
+                            max_translation_mm=MAX_TRANSLATION_MM)
     except ValueError as exc:
         raise InputError(f"{where}: {exc}") from exc
 

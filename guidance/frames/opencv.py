@@ -16,6 +16,20 @@ log = logging.getLogger(__name__)
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
+#: Largest camera index opened (V4L2 numbers /dev/video0..); OpenCV crashes the process
+#: (segmentation fault) on an index that does not fit a C int.
+MAX_CAMERA_INDEX = 1023
+
+
+def check_camera_index(device: object, *, what: str = "camera") -> int:
+    """A camera index as an int in ``0..MAX_CAMERA_INDEX``, or InputError naming ``what``."""
+    if isinstance(device, bool) or not isinstance(device, int) \
+            or not 0 <= device <= MAX_CAMERA_INDEX:
+        raise InputError(f"{what} {device!r}: a camera index is a whole number from 0 to "
+                         f"{MAX_CAMERA_INDEX} (/dev/video<N>)")
+    return device
+
+
 class WebcamSource(FrameSource):
     """A live camera through ``cv2.VideoCapture(device)``.
 
@@ -35,7 +49,7 @@ class WebcamSource(FrameSource):
     def __init__(self, device: int = 0, *, image_size: tuple[int, int] | None = None,
                  max_failures: int = 30, camera_id: str | None = None) -> None:
         super().__init__(camera_id or f"webcam{device}")
-        self.device = int(device)
+        self.device = check_camera_index(device)
         self.image_size = image_size
         self.max_consecutive_skips = max_failures
         self._cap: cv2.VideoCapture | None = None

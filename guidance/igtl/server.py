@@ -14,16 +14,20 @@ http://openigtlink.org/developers/spec. Message bodies are encoded and decoded w
 Robustness choices
 ------------------
 * Listens on ``127.0.0.1`` unless another host is given.
-* Sends with a *blocking* socket from one sender thread per client (``pyigtl``'s own
-  ``sendall`` on a socket with a 10 ms timeout fails for multi-megabyte IMAGEs). A client
-  that stops reading fills its bounded queue; the oldest messages are dropped (logged).
+* One event-loop thread (:mod:`selectors`) serves the listening socket and every client
+  with non-blocking sockets: 900 idle connections cost no thread each, and partial sends
+  are resumed where they stopped (``pyigtl``'s own ``sendall`` on a socket with a 10 ms
+  timeout fails for multi-megabyte IMAGEs). A client that stops reading fills its queue,
+  bounded in messages and bytes; the oldest messages are dropped (logged).
 * A message with a bad CRC, an unknown type or an undecodable body is dropped with a log
   line and the connection keeps going. A body larger than ``max_body_bytes`` is read and
   discarded in chunks (bounded memory) and logged. A header that is not OpenIGTLink at
   all (garbage type/name, absurd size) means the stream is out of sync: that connection is
   closed with a log line; the server keeps accepting others.
-* Every thread polls a stop flag at least every ``poll_s``; :meth:`IgtlServer.stop` joins
-  them all with a timeout.
+* The event loop checks a stop flag at least every ``poll_s`` (and at once when woken);
+  :meth:`IgtlServer.stop` joins it with a timeout. A failing ``accept`` (EMFILE) pauses
+  accepting briefly; connections beyond ``max_clients`` are closed at once; warnings of
+  one kind are rate-limited.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import collections
 import contextlib
 import logging
 import math
-import select
+import selectors
 import socket
 import struct
 import threading
@@ -179,132 +183,133 @@ def parse_header(header: bytes) -> tuple[int, str, str, float, int, int]:
     return version, type_text, device_text, timestamp, body_size, crc
 
 
+@dataclass(frozen=True)
+class StreamMessage:
+    """One complete message cut from a byte stream by :class:`MessageStream`."""
+
+    version: int
+    message_type: str
+    device_name: str
+    timestamp_s: float
+    body: bytes
+    crc: int
+
+
+@dataclass(frozen=True)
+class OversizedMessage:
+    """A message whose declared body exceeded the limit; its bytes were discarded."""
+
+    message_type: str
+    device_name: str
+    body_size: int
+
+
+class MessageStream:
+    """Cut an OpenIGTLink byte stream into messages, incrementally and in bounded memory.
+
+    :meth:`feed` takes whatever ``recv`` returned and gives back the messages it
+    completed. A body above ``max_body_bytes`` is skipped as it streams in (never held);
+    a header that is not OpenIGTLink raises ``_HeaderError`` (the connection must close:
+    the stream is out of sync). At most one header plus one body up to
+    ``max_body_bytes`` is buffered.
+
+    Examples
+    --------
+    >>> data = pyigtl.StringMessage("hi", device_name="Note").pack()
+    >>> stream = MessageStream(max_body_bytes=1024)
+    >>> stream.feed(data[:30]), [m.device_name for m in stream.feed(data[30:])]
+    ([], ['Note'])
+    """
+
+    def __init__(self, max_body_bytes: int) -> None:
+        self.max_body_bytes = int(max_body_bytes)
+        self._buffer = bytearray()
+        self._header: tuple[int, str, str, float, int, int] | None = None
+        self._skip = 0
+
+    @property
+    def mid_message(self) -> bool:
+        """Whether part of a message has arrived and the rest is awaited."""
+        return bool(self._buffer) or self._header is not None or self._skip > 0
+
+    def feed(self, data: bytes) -> list[StreamMessage | OversizedMessage]:
+        """Messages completed by ``data`` (in order)."""
+        out: list[StreamMessage | OversizedMessage] = []
+        view = memoryview(data)
+        while view.nbytes:
+            if self._skip:
+                used = min(self._skip, view.nbytes)
+                self._skip -= used
+                view = view[used:]
+                continue
+            if self._header is None:
+                need = HEADER_SIZE - len(self._buffer)
+                self._buffer += view[:need]
+                view = view[need:]
+                if len(self._buffer) < HEADER_SIZE:
+                    break
+                header = parse_header(bytes(self._buffer))
+                self._buffer.clear()
+                if header[4] > self.max_body_bytes:
+                    self._skip = header[4]
+                    out.append(OversizedMessage(header[1], header[2], header[4]))
+                    continue
+                self._header = header
+            size = self._header[4]
+            need = size - len(self._buffer)
+            self._buffer += view[:need]
+            view = view[need:]
+            if len(self._buffer) < size:
+                break
+            version, mtype, device, stamp, _, crc = self._header
+            out.append(StreamMessage(version, mtype, device, stamp, bytes(self._buffer), crc))
+            self._buffer.clear()
+            self._header = None
+        return out
+
+
 class _Client:
-    """One connected peer: a receive thread and a sender thread over one blocking socket."""
+    """One connected peer, served by the server's event loop (no thread of its own)."""
 
     def __init__(self, server: IgtlServer, sock: socket.socket, address: tuple) -> None:
         self.server = server
         self.sock = sock
         self.address = address
-        self.queue: collections.deque[bytes] = collections.deque()
-        self.cond = threading.Condition()
-        self.closed = threading.Event()
-        sock.setblocking(True)
+        self.stream = MessageStream(server.max_body_bytes)
+        #: Packed messages waiting to be sent; the first may be partly sent already.
+        self.queue: collections.deque[memoryview] = collections.deque()
+        self.queued_bytes = 0
+        #: 1 while the first queued message is partly on the wire (it is never dropped).
+        self.started = 0
+        self.last_progress_s = time.monotonic()
+        self.closed = False
+        sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.rx = threading.Thread(target=self._receive_loop, name=f"igtl-rx-{address}",
-                                   daemon=True)
-        self.tx = threading.Thread(target=self._send_loop, name=f"igtl-tx-{address}",
-                                   daemon=True)
 
-    def start(self) -> None:
-        """Start the threads (after the server has listed this client, so a peer that
-        closes at once is removed from the list, not left in it)."""
-        self.rx.start()
-        self.tx.start()
-
-    # ---------------------------------------------------------------- sending
     def enqueue(self, data: bytes) -> None:
-        with self.cond:
-            if len(self.queue) >= self.server.send_queue_size:
-                self.queue.popleft()
-                self.server._count("dropped_send_queue")
-                self.server._warn("send-queue", "OpenIGTLink client %s is not reading; "
-                                  "dropped the oldest queued message", self.address)
-            self.queue.append(data)
-            self.cond.notify()
-
-    def _send_loop(self) -> None:
-        while not self.closed.is_set():
-            with self.cond:
-                if not self.queue:
-                    self.cond.wait(self.server.poll_s)
-                    continue
-                data = self.queue.popleft()
-            try:
-                self.sock.sendall(data)  # blocking socket: no partial-send failure
-            except OSError as exc:
-                log.info("OpenIGTLink client %s: send failed (%s); closing", self.address, exc)
-                self.close()
-                return
-            self.server._count("sent")
-
-    # -------------------------------------------------------------- receiving
-    def _recv_exact(self, n: int, *, sink: bool = False, idle_ok: bool = False) -> bytes | None:
-        """Read exactly ``n`` bytes (or discard them with ``sink``); None on close/stop.
-
-        A peer silent for ``body_timeout_s`` in the middle of a message is dropped; with
-        ``idle_ok`` silence before the first byte is fine (waiting for the next message).
-        """
-        chunks: list[bytes] = []
-        remaining = n
-        last_progress = time.monotonic()
-        while remaining > 0:
-            if self.closed.is_set():
-                return None
-            readable, _, _ = select.select([self.sock], [], [], self.server.poll_s)
-            if not readable:
-                started = n > remaining or not idle_ok
-                if started and time.monotonic() - last_progress > self.server.body_timeout_s:
-                    log.warning("OpenIGTLink client %s stalled mid-message; closing",
-                                self.address)
-                    return None
-                continue
-            try:
-                chunk = self.sock.recv(min(remaining, 1 << 20))
-            except OSError:
-                return None
-            if not chunk:
-                return None
-            remaining -= len(chunk)
-            last_progress = time.monotonic()
-            if not sink:
-                chunks.append(chunk)
-        return b"" if sink else b"".join(chunks)
-
-    def _receive_loop(self) -> None:
-        try:
-            while not self.closed.is_set():
-                header = self._recv_exact(HEADER_SIZE, idle_ok=True)
-                if header is None:
-                    break
-                try:
-                    version, mtype, device, stamp, body_size, crc = parse_header(header)
-                except _HeaderError as exc:
-                    self.server._count("disconnected_garbage", f"not OpenIGTLink: {exc}")
-                    log.warning("OpenIGTLink client %s sent a header that is not OpenIGTLink "
-                                "(%s); closing this connection", self.address, exc)
-                    break
-                if body_size > self.server.max_body_bytes:
-                    self.server._count("dropped_oversized",
-                                       f"{mtype} {device!r}: {body_size} bytes")
-                    self.server._warn("oversized", "OpenIGTLink %s %r from %s: body of %d "
-                                      "bytes exceeds the limit of %d; dropped", mtype, device,
-                                      self.address, body_size, self.server.max_body_bytes)
-                    if self._recv_exact(body_size, sink=True) is None:
-                        break
-                    continue
-                body = self._recv_exact(body_size)
-                if body is None:
-                    break
-                self.server._handle(version, mtype, device, stamp, body, crc, self.address)
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.closed.is_set():
-            return
-        self.closed.set()
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        with contextlib.suppress(OSError):
-            self.sock.close()
-        with self.cond:
-            self.cond.notify_all()
-        self.server._forget(self)
+        """Queue a packed message, dropping the oldest not yet started beyond the bounds
+        (called with the server lock held)."""
+        server = self.server
+        while len(self.queue) > self.started and (
+                len(self.queue) >= server.send_queue_size
+                or self.queued_bytes + len(data) > server.send_queue_bytes):
+            dropped = self.queue[self.started]
+            del self.queue[self.started]
+            self.queued_bytes -= dropped.nbytes
+            server.stats.dropped_send_queue += 1
+            server._pending_warnings.append(("send-queue", "OpenIGTLink client %s is not "
+                                             "reading; dropped the oldest queued message",
+                                             (self.address,)))
+        self.queue.append(memoryview(data))
+        self.queued_bytes += len(data)
 
 
 class IgtlServer:
     """OpenIGTLink server (TCP) for tool poses, status and incoming images.
+
+    One event-loop thread (:mod:`selectors`) accepts, reads and writes every connection
+    with non-blocking sockets: idle or slow peers cost a socket and a few buffers, never
+    a thread, and a peer that stops reading only fills its own bounded queue.
 
     Parameters
     ----------
@@ -313,26 +318,29 @@ class IgtlServer:
     host : str, default "127.0.0.1"
         Interface to listen on. Only give another address on a trusted network.
     max_body_bytes : int, default 64 MiB
-        Larger incoming messages are discarded and logged.
+        Larger incoming messages are discarded as they stream in, and logged.
     on_message : callable, optional
-        Called from the receive thread with each :class:`ReceivedMessage`; keep it short.
+        Called from the event-loop thread with each :class:`ReceivedMessage`; keep it short.
     send_queue_size : int, default 256
         Messages queued per client before the oldest are dropped.
+    send_queue_bytes : int, default 64 MiB
+        Bytes queued per client before the oldest messages are dropped.
     poll_s : float, default 0.05
-        Longest time a thread waits before checking for :meth:`stop`.
-    max_clients : int, default 8
-        Connections beyond this are closed at once (two threads per client: the server's
-        threads stay bounded and a flood of idle connections cannot starve a good client).
+        Longest time the event loop waits before checking for :meth:`stop` and stalls.
+    body_timeout_s : float, default 5
+        A peer silent this long in the middle of a message is disconnected.
+    max_clients : int, default 32
+        Connections beyond this are closed at once.
     received_queue_bytes : int, default 64 MiB
-        Bodies kept for :meth:`drain` beyond this are dropped, oldest first (images fill a
-        count-bounded queue with gigabytes).
+        Bodies kept for :meth:`drain`, and separately for :meth:`latest`, beyond this are
+        dropped, oldest first (images fill a count-bounded queue with gigabytes).
     max_devices : int, default 256
         Distinct (type, device) pairs kept for :meth:`latest`; the least recently updated
         is forgotten beyond this.
 
     Warnings of one kind are logged at most :data:`WARNINGS_PER_S` times a second (the
     count of the others is in :attr:`stats`); a failing ``accept`` (e.g. EMFILE, out of file
-    descriptors) is retried after a pause instead of ending the accept thread.
+    descriptors) pauses accepting briefly instead of ending the server.
 
     Examples
     --------
@@ -347,8 +355,8 @@ class IgtlServer:
                  on_message: Callable[[ReceivedMessage], None] | None = None,
                  send_queue_size: int = 256, poll_s: float = 0.05,
                  body_timeout_s: float = 5.0, received_queue_size: int = 1000,
-                 max_clients: int = 8, received_queue_bytes: int = 64 << 20,
-                 max_devices: int = 256) -> None:
+                 max_clients: int = 32, received_queue_bytes: int = 64 << 20,
+                 max_devices: int = 256, send_queue_bytes: int = 64 << 20) -> None:
         if not 0 <= int(port) <= 65535:
             raise InputError(f"port must be 0..65535, got {port}")
         if int(max_body_bytes) <= 0:
@@ -358,10 +366,12 @@ class IgtlServer:
         self.max_body_bytes = int(max_body_bytes)
         self.on_message = on_message
         self.send_queue_size = int(send_queue_size)
+        self.send_queue_bytes = int(send_queue_bytes)
         self.poll_s = float(poll_s)
         self.body_timeout_s = float(body_timeout_s)
         self.stats = ServerStats()
-        self._latest: dict[tuple[str, str], ReceivedMessage] = {}
+        self._latest: dict[tuple[str, str], tuple[ReceivedMessage, int]] = {}
+        self._latest_bytes = 0
         self._received: collections.deque[tuple[ReceivedMessage, int]] = collections.deque(
             maxlen=received_queue_size)
         self._received_bytes = 0
@@ -369,15 +379,20 @@ class IgtlServer:
         self.received_queue_bytes = int(received_queue_bytes)
         self.max_devices = int(max_devices)
         self._warned_s: dict[str, tuple[float, int]] = {}
+        self._pending_warnings: list[tuple[str, str, tuple]] = []
         self._clients: list[_Client] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._listener: socket.socket | None = None
-        self._accept_thread: threading.Thread | None = None
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._accept_resume_s = 0.0
+        self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------- life cycle
     def start(self) -> IgtlServer:
-        """Bind, listen and start accepting clients (returns self)."""
+        """Bind, listen and start the event loop (returns self)."""
         if self._listener is not None:
             return self
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -388,34 +403,30 @@ class IgtlServer:
             sock.close()
             raise InputError(f"OpenIGTLink: cannot listen on {self.host}:{self.port} "
                           f"({exc.strerror}); choose another port with --igtl-port") from exc
-        sock.listen(8)
-        sock.settimeout(self.poll_s)
+        sock.listen(64)
+        sock.setblocking(False)
         self.port = sock.getsockname()[1]
         self._listener = sock
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(sock, selectors.EVENT_READ, "accept")
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stop.clear()
-        self._accept_thread = threading.Thread(target=self._accept_loop, name="igtl-accept",
-                                               daemon=True)
-        self._accept_thread.start()
+        self._thread = threading.Thread(target=self._run, name="igtl-io", daemon=True)
+        self._thread.start()
         log.info("OpenIGTLink server listening on %s:%d", self.host, self.port)
         return self
 
     def stop(self, timeout_s: float = 2.0) -> None:
-        """Close every connection and the listening socket; join the threads."""
+        """Close every connection and the listening socket; join the event loop."""
         self._stop.set()
-        with self._lock:
-            clients = list(self._clients)
-        for client in clients:
-            client.close()
-        threads = [t for c in clients for t in (c.rx, c.tx) if t.ident is not None]
-        if self._accept_thread is not None:
-            threads.append(self._accept_thread)
-        deadline = time.monotonic() + timeout_s
-        for thread in threads:
-            if thread is not threading.current_thread():
-                thread.join(max(0.0, deadline - time.monotonic()))
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+        self._thread = None
+        self._close_all()
 
     def __enter__(self) -> IgtlServer:
         return self.start()
@@ -429,28 +440,113 @@ class IgtlServer:
         with self._lock:
             return len(self._clients)
 
-    def _accept_loop(self) -> None:
+    def _wake(self) -> None:
+        """Make the event loop look at the send queues now."""
+        wake = self._wake_w
+        if wake is not None:
+            with contextlib.suppress(OSError):   # full: a wake-up is pending anyway
+                wake.send(b"\x00")
+
+    def _close_all(self) -> None:
+        with self._lock:
+            clients, self._clients = list(self._clients), []
+        for client in clients:
+            client.closed = True
+            with contextlib.suppress(OSError):
+                client.sock.close()
+        selector, self._selector = self._selector, None
+        if selector is not None:
+            with contextlib.suppress(Exception):
+                selector.close()
+        for name in ("_listener", "_wake_r", "_wake_w"):
+            sock = getattr(self, name)
+            setattr(self, name, None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    # ------------------------------------------------------------- event loop
+    def _run(self) -> None:
+        selector = self._selector
+        assert selector is not None
+        try:
+            while not self._stop.is_set():
+                self._update_interest(selector)
+                for key, events in selector.select(self.poll_s):
+                    if key.data == "accept":
+                        self._accept()
+                    elif key.data == "wake":
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(4096)   # type: ignore[union-attr]
+                    else:
+                        client: _Client = key.data
+                        if events & selectors.EVENT_WRITE and not client.closed:
+                            self._write(client)
+                        if events & selectors.EVENT_READ and not client.closed:
+                            self._read(client)
+                self._drop_stalled()
+                self._resume_accepting(selector)
+                self._flush_warnings()
+        except Exception:  # a defect here must not pass silently: log it, close all
+            log.exception("OpenIGTLink event loop failed; server stopped")
+        finally:
+            self._close_all()
+
+    def _update_interest(self, selector: selectors.BaseSelector) -> None:
+        """Watch a client for writing only while it has something queued."""
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            if client.closed:
+                continue
+            wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.queue else 0)
+            try:
+                key = selector.get_key(client.sock)
+            except KeyError:
+                selector.register(client.sock, wanted, client)
+                continue
+            if key.events != wanted:
+                selector.modify(client.sock, wanted, client)
+
+    def _accept(self) -> None:
         listener = self._listener
-        assert listener is not None
-        while not self._stop.is_set():
+        if listener is None:
+            return
+        for _ in range(64):   # a burst of connections, then serve the others again
             try:
                 conn, address = listener.accept()
-            except TimeoutError:
-                continue
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:  # EMFILE/ENFILE/ENOBUFS: wait for descriptors to free up
-                if self._stop.is_set() or listener.fileno() < 0:
-                    break
                 self._count("accept_errors", f"accept failed: {exc}")
                 self._warn("accept", "OpenIGTLink: accept failed (%s); retrying", exc)
-                self._stop.wait(min(1.0, 10 * self.poll_s))
-                continue
+                self._pause_accepting()
+                return
             self._admit(conn, address)
 
+    def _pause_accepting(self) -> None:
+        selector = self._selector
+        self._accept_resume_s = time.monotonic() + min(1.0, 10 * self.poll_s)
+        if selector is not None and self._listener is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                selector.unregister(self._listener)
+
+    def _resume_accepting(self, selector: selectors.BaseSelector) -> None:
+        if not self._accept_resume_s or time.monotonic() < self._accept_resume_s:
+            return
+        self._accept_resume_s = 0.0
+        if self._listener is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                selector.register(self._listener, selectors.EVENT_READ, "accept")
+
     def _admit(self, conn: socket.socket, address: tuple) -> None:
-        """List and start a new client, or close it when :attr:`max_clients` are connected."""
+        """List a new client, or close it when :attr:`max_clients` are connected."""
         with self._lock:
-            self._clients = [c for c in self._clients if not c.closed.is_set()]
             full = len(self._clients) >= self.max_clients
+        if full:   # peers that closed since the last read must not hold their places
+            self._reap_closed()
+            with self._lock:
+                full = len(self._clients) >= self.max_clients
         if full:
             self._count("refused_clients", f"{address}: {self.max_clients} clients connected")
             self._warn("full", "OpenIGTLink: %d clients connected; refused %s",
@@ -467,12 +563,109 @@ class IgtlServer:
             return
         with self._lock:
             self._clients.append(client)
-        if self._stop.is_set():  # stop() came in meanwhile: it did not see this client
-            client.close()
-            return
-        client.start()
+        if self._selector is not None:
+            self._selector.register(conn, selectors.EVENT_READ, client)
         self._count("connections")
         log.info("OpenIGTLink client connected: %s", address)
+
+    def _reap_closed(self) -> None:
+        """Disconnect the clients whose peer has closed (a zero-byte peek)."""
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            try:
+                data = client.sock.recv(1, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError as exc:
+                self._disconnect(client, f"gone ({exc})")
+                continue
+            if not data:
+                self._disconnect(client, "closed by the peer")
+
+    def _read(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._disconnect(client, f"receive failed ({exc})")
+            return
+        if not data:
+            self._disconnect(client, "closed by the peer")
+            return
+        client.last_progress_s = time.monotonic()
+        try:
+            messages = client.stream.feed(data)
+        except _HeaderError as exc:
+            self._count("disconnected_garbage", f"not OpenIGTLink: {exc}")
+            self._warn("garbage", "OpenIGTLink client %s sent a header that is not "
+                       "OpenIGTLink (%s); closing this connection", client.address, exc)
+            self._disconnect(client, "out of sync")
+            return
+        for message in messages:
+            if isinstance(message, OversizedMessage):
+                self._count("dropped_oversized", f"{message.message_type} "
+                            f"{message.device_name!r}: {message.body_size} bytes")
+                self._warn("oversized", "OpenIGTLink %s %r from %s: body of %d bytes exceeds "
+                           "the limit of %d; dropped", message.message_type,
+                           message.device_name, client.address, message.body_size,
+                           self.max_body_bytes)
+                continue
+            self._handle(message.version, message.message_type, message.device_name,
+                         message.timestamp_s, message.body, message.crc, client.address)
+
+    def _write(self, client: _Client) -> None:
+        while True:
+            with self._lock:
+                if not client.queue:
+                    return
+                view = client.queue[0]
+            try:
+                sent = client.sock.send(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.info("OpenIGTLink client %s: send failed (%s); closing", client.address,
+                         exc)
+                self._disconnect(client, "send failed")
+                return
+            with self._lock:
+                if not client.queue or client.queue[0] is not view:
+                    continue   # dropped meanwhile (only an unstarted message can be)
+                client.queued_bytes -= sent
+                if sent < view.nbytes:
+                    client.queue[0] = view[sent:]
+                    client.started = 1
+                    return
+                client.queue.popleft()
+                client.started = 0
+                self.stats.sent += 1
+
+    def _drop_stalled(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            stalled = [c for c in self._clients if c.stream.mid_message
+                       and now - c.last_progress_s > self.body_timeout_s]
+        for client in stalled:
+            self._warn("stalled", "OpenIGTLink client %s stalled mid-message; closing",
+                       client.address)
+            self._disconnect(client, "stalled")
+
+    def _disconnect(self, client: _Client, reason: str) -> None:
+        if client.closed:
+            return
+        client.closed = True
+        selector = self._selector
+        if selector is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                selector.unregister(client.sock)
+        with contextlib.suppress(OSError):
+            client.sock.close()
+        with self._lock:
+            if client in self._clients:
+                self._clients.remove(client)
+        log.info("OpenIGTLink client disconnected: %s (%s)", client.address, reason)
 
     def _warn(self, key: str, message: str, *args: object) -> None:
         """``log.warning``, at most :data:`WARNINGS_PER_S` a second per ``key`` (the rest
@@ -488,11 +681,12 @@ class IgtlServer:
             self._warned_s[key] = (start, count + 1)
         log.warning(message, *args)
 
-    def _forget(self, client: _Client) -> None:
+    def _flush_warnings(self) -> None:
+        """Log the warnings queued while the lock was held (send-queue drops)."""
         with self._lock:
-            if client in self._clients:
-                self._clients.remove(client)
-                log.info("OpenIGTLink client disconnected: %s", client.address)
+            pending, self._pending_warnings = self._pending_warnings, []
+        for key, message, args in pending:
+            self._warn(key, message, *args)
 
     def _count(self, name: str, error: str = "") -> None:
         with self._lock:
@@ -507,9 +701,11 @@ class IgtlServer:
             raise InputError(f"{message.message_type} message has no valid content")
         data = message.pack()
         with self._lock:
-            clients = list(self._clients)
-        for client in clients:
-            client.enqueue(data)
+            clients = [c for c in self._clients if not c.closed]
+            for client in clients:
+                client.enqueue(data)
+        if clients:
+            self._wake()
         return len(clients)
 
     def send_transform(self, device_name: str, matrix: np.ndarray, *,
@@ -566,13 +762,18 @@ class IgtlServer:
         self._keep(ReceivedMessage(mtype, device, stamp, message), len(body))
 
     def _keep(self, received: ReceivedMessage, size: int) -> None:
-        """Store a decoded message for :meth:`latest` and :meth:`drain`, within the bounds."""
+        """Store a decoded message for :meth:`latest` and :meth:`drain`, within the bounds
+        (devices in number, both stores in bytes)."""
         key = (received.message_type, received.device_name)
         with self._lock:
-            self._latest.pop(key, None)
-            self._latest[key] = received   # most recently updated last
-            while len(self._latest) > self.max_devices:
-                del self._latest[next(iter(self._latest))]
+            old = self._latest.pop(key, None)
+            if old is not None:
+                self._latest_bytes -= old[1]
+            self._latest[key] = (received, size)   # most recently updated last
+            self._latest_bytes += size
+            while len(self._latest) > 1 and (len(self._latest) > self.max_devices or
+                                             self._latest_bytes > self.received_queue_bytes):
+                self._latest_bytes -= self._latest.pop(next(iter(self._latest)))[1]
                 self.stats.dropped_devices += 1
             if len(self._received) == self._received.maxlen:
                 self._received_bytes -= self._received[0][1]
@@ -590,7 +791,8 @@ class IgtlServer:
     def latest(self, message_type: str, device_name: str) -> ReceivedMessage | None:
         """The most recent message of this type and device, or None."""
         with self._lock:
-            return self._latest.get((message_type, device_name))
+            found = self._latest.get((message_type, device_name))
+        return None if found is None else found[0]
 
     def drain(self) -> list[ReceivedMessage]:
         """All messages received since the last call, oldest first."""

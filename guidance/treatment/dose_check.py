@@ -76,12 +76,32 @@ class PlanLimits:
         return _limits_from_dict(data, what=what, base=self)
 
 
+#: Largest percentage or dose (Gy) a limit may hold: anything above is a typing error.
+MAX_LIMIT_VALUE = 1000.0
+
+
 def _number(section: Mapping[str, Any], key: str, default: float, what: str) -> float:
+    """``section[key]`` as a finite number in [0, MAX_LIMIT_VALUE] (``default`` if absent).
+
+    Strict: ``true``, ``"95"``, NaN and huge values are refused, not converted.
+    """
     value = section.get(key, default)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{what}: {key} must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or not 0.0 <= value <= MAX_LIMIT_VALUE:
+        raise InputError(f"{what}: {key} must be a number from 0 to {MAX_LIMIT_VALUE:g}, "
+                         f"got {value!r}; fix the value in the file")
+    return float(value)
+
+
+def _section(data: Mapping[str, Any], key: str, what: str) -> Mapping[str, Any]:
+    """``data[key]`` as an object (absent or null: empty)."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"{what}: {key} must be a JSON object, got {value!r}; see "
+                         "assets/plan_limits.json for the form")
+    return value
 
 
 def _limits_from_dict(data: Mapping[str, Any], *, what: str,
@@ -90,27 +110,34 @@ def _limits_from_dict(data: Mapping[str, Any], *, what: str,
     base = base or PlanLimits()
     if not isinstance(data, Mapping):
         raise InputError(f"{what}: limits must be a JSON object with target/hot_spot/organs")
-    target = data.get("target") or {}
-    hot = data.get("hot_spot") or {}
+    target = _section(data, "target", what)
+    hot = _section(data, "hot_spot", what)
     organs = {o.name: o for o in base.organs}
-    for name, entry in (data.get("organs") or {}).items():
+    for name, entry in _section(data, "organs", what).items():
         if not isinstance(entry, Mapping) or "dmax_gy" not in entry:
             raise InputError(f"{what}: organ {name!r} needs {{\"dmax_gy\": number}}")
-        organs[str(name)] = OrganLimit(str(name), _number(entry, "dmax_gy", 0.0, what),
-                                       str(entry.get("source", "")))
-    return PlanLimits(
-        v90_green_percent=_number(target, "v90_green_percent", base.v90_green_percent, what),
-        v90_red_percent=_number(target, "v90_red_percent", base.v90_red_percent, what),
-        d90_green_percent_of_rx=_number(target, "d90_green_percent_of_rx",
-                                        base.d90_green_percent_of_rx, what),
-        d90_red_percent_of_rx=_number(target, "d90_red_percent_of_rx",
-                                      base.d90_red_percent_of_rx, what),
-        hot_spot_amber_percent_of_rx=_number(hot, "amber_percent_of_rx",
-                                             base.hot_spot_amber_percent_of_rx, what),
-        hot_spot_red_percent_of_rx=_number(hot, "red_percent_of_rx",
-                                           base.hot_spot_red_percent_of_rx, what),
-        organs=tuple(organs.values()),
-        provenance=str(data.get("provenance", base.provenance)))
+        dmax_gy = _number(entry, "dmax_gy", 0.0, what)
+        if dmax_gy <= 0.0:
+            raise InputError(f"{what}: organ {name!r} dmax_gy must be above 0 Gy, got "
+                             f"{dmax_gy:g}")
+        organs[str(name)] = OrganLimit(str(name), dmax_gy, str(entry.get("source", "")))
+    try:
+        return PlanLimits(
+            v90_green_percent=_number(target, "v90_green_percent", base.v90_green_percent,
+                                      what),
+            v90_red_percent=_number(target, "v90_red_percent", base.v90_red_percent, what),
+            d90_green_percent_of_rx=_number(target, "d90_green_percent_of_rx",
+                                            base.d90_green_percent_of_rx, what),
+            d90_red_percent_of_rx=_number(target, "d90_red_percent_of_rx",
+                                          base.d90_red_percent_of_rx, what),
+            hot_spot_amber_percent_of_rx=_number(hot, "amber_percent_of_rx",
+                                                 base.hot_spot_amber_percent_of_rx, what),
+            hot_spot_red_percent_of_rx=_number(hot, "red_percent_of_rx",
+                                               base.hot_spot_red_percent_of_rx, what),
+            organs=tuple(organs.values()),
+            provenance=str(data.get("provenance", base.provenance)))
+    except InputError as exc:   # the pairs' order: name the file too
+        raise InputError(f"{what}: {exc}") from None
 
 
 def load_plan_limits(path: str | Path | None = None) -> PlanLimits:

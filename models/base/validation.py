@@ -67,11 +67,17 @@ def as_points(value: Any, *, name: str, dim: int = 3) -> np.ndarray:
     return arr
 
 
-def as_transform(value: Any, *, name: str, rigid: bool = False, atol: float = 1e-6) -> np.ndarray:
+#: Largest translation (mm) of a transform read from outside: 10 m, beyond any OR.
+MAX_TRANSLATION_MM = 10_000.0
+
+
+def as_transform(value: Any, *, name: str, rigid: bool = False, atol: float = 1e-6,
+                 max_translation_mm: float | None = None) -> np.ndarray:
     """Return a 4x4 float64 homogeneous transform, checking its last row.
 
     With ``rigid=True`` the upper 3x3 block must be a proper rotation
-    (orthonormal, determinant +1 within ``atol``).
+    (orthonormal, determinant +1 within ``atol``); with ``max_translation_mm`` every
+    translation component must lie within it (use :data:`MAX_TRANSLATION_MM` for files).
 
     Examples
     --------
@@ -87,6 +93,9 @@ def as_transform(value: Any, *, name: str, rigid: bool = False, atol: float = 1e
             raise InputError(f"{name} rotation block is not orthonormal")
         if np.linalg.det(rot) < 0:
             raise InputError(f"{name} rotation block is a reflection (det < 0)")
+    if max_translation_mm is not None and np.any(np.abs(arr[:3, 3]) > max_translation_mm):
+        raise InputError(f"{name} translation {arr[:3, 3].tolist()} mm is beyond "
+                         f"{max_translation_mm:g} mm (wrong units?)")
     return arr
 
 

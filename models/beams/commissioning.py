@@ -273,7 +273,7 @@ def read_depth_dose_csv(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
     dose_arr = np.asarray(doses)
     if not dose_arr.max() > 0.0:
         raise InputError(f"{path}: row 2: all doses are 0; give the measured doses")
-    return np.asarray(depths), 100.0 * dose_arr / dose_arr.max()
+    return np.asarray(depths), 100.0 * (dose_arr / dose_arr.max())
 
 
 def write_output_factors(beam_json: Path | str, rows: list[OutputFactorRow], *,
@@ -568,12 +568,12 @@ def read_mcc(path: Path | str, *, energy_mev: float, diameter_mm: float,
         if not centre > 0.0:
             raise InputError(f"{path}: line {scan['line']}: profile has no dose at 0 mm; "
                              "centre the profile on the clinical axis")
-        profiles[axis] = (pos, 100.0 * val / centre)
+        profiles[axis] = (pos, 100.0 * (val / centre))
     empty = (np.zeros(0), np.zeros(0))
     x, px = profiles.get("x", empty)
     y, py = profiles.get("y", empty)
     return BeamCurves(float(energy_mev), float(diameter_mm), float(bevel_deg), z,
-                      100.0 * dz / dz.max(), profile_depth, x, px, y, py)
+                      100.0 * (dz / dz.max()), profile_depth, x, px, y, py)
 
 
 def _mcc_scans(path: Path, lines: list[str]) -> list[dict]:
@@ -614,10 +614,14 @@ def _mcc_field(path: Path, number: int, scan: dict, key: str, value: str) -> Non
         scan["type"] = value.upper()
     elif key == "SCAN_DEPTH":
         try:
-            scan["depth"] = float(value)
+            depth = float(value)
         except ValueError:
             raise InputError(f"{path}: line {number}: SCAN_DEPTH={value!r} is not a number "
                              "in mm") from None
+        if not (math.isfinite(depth) and depth >= 0.0):
+            raise InputError(f"{path}: line {number}: SCAN_DEPTH={value!r} is not a depth "
+                             "in water (finite, >= 0 mm)")
+        scan["depth"] = depth
     elif key in ("UNIT", "DEPTH_UNIT", "SCAN_UNIT") and value.lower() not in ("mm", ""):
         raise InputError(f"{path}: line {number}: {key}={value!r}; positions must be in mm "
                          "(convert the file or export it in mm)")

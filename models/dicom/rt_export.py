@@ -25,11 +25,15 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import Field
 
 from models.base.errors import InputError
+from models.base.files import read_json_file
+from models.base.schema import FileSchema, bounded, check_file
+from models.base.validation import MAX_TRANSLATION_MM, as_transform
 from models.beams.library import ElectronBeam
 from models.dicom.common import Identity, ensure_uids, identity_of, new_uid
 from models.dicom.image_writer import write_image_series
@@ -99,6 +103,57 @@ class ExportResult:
     dose_computed: bool
 
 
+_MatrixEntry = Annotated[float, bounded(-MAX_TRANSLATION_MM, MAX_TRANSLATION_MM,
+                                        "pose entry (mm or cosine)", low_inclusive=True)]
+
+
+class PlanFile(FileSchema):
+    """Schema of a plan file (``iort dose case --write-plan``, read by ``--plan``).
+
+    Every key is optional here (options and the case's plan fill in the rest); the pose
+    must also be a rigid transform, checked by :func:`read_plan_file`.
+    """
+
+    patient_from_applicator: list[Annotated[list[_MatrixEntry],
+                                            Field(min_length=4, max_length=4)]] | None = \
+        Field(None, min_length=4, max_length=4)
+    machine: str | None = Field(None, min_length=1, strict=True)
+    energy_mev: float | None = bounded(0.0, 50.0, "nominal energy (MeV)", default=None)
+    applicator_diameter_mm: float | None = bounded(0.0, 300.0, "applicator diameter (mm)",
+                                                   default=None)
+    bevel_deg: float | None = bounded(0.0, 90.0, "bevel angle (deg)", low_inclusive=True,
+                                      default=None)
+    prescription_gy: float | None = bounded(0.0, 100.0, "prescription (Gy)", default=None)
+    isodose_percent: float | None = bounded(0.0, 100.0, "prescription isodose (%)",
+                                            default=None)
+    mu: float | None = bounded(0.0, 1e5, "monitor units", default=None)
+
+
+def read_plan_file(path: str | Path, *, what: str = "--plan") -> dict[str, Any]:
+    """A plan file as the plan dictionary :func:`resolve_plan` takes, every value checked.
+
+    Raises
+    ------
+    InputError
+        Unreadable, not a JSON object, a value of the wrong type or out of range, or a
+        pose that is not a rigid 4x4 transform; one line naming the file and the field.
+    """
+    where = f"{what} {path}"
+    data = read_json_file(path, what=what)
+    checked = check_file(PlanFile, data, source=where,
+                         hint='write {"patient_from_applicator": [[4x4]], "machine": ..., '
+                              '"energy_mev": ...} as `iort dose case --write-plan` does')
+    if checked.patient_from_applicator is not None:
+        try:
+            as_transform(np.asarray(checked.patient_from_applicator, dtype=np.float64),
+                         name="patient_from_applicator", rigid=True)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}; write a rigid pose") from None
+    out = dict(data)
+    out.update({k: v for k, v in checked.model_dump().items() if v is not None})
+    return out
+
+
 def resolve_plan(case: Any, *, plan_file: dict[str, Any] | None = None,
                  overrides: dict[str, Any] | None = None) -> PlanSpec:
     """Merge plan sources (overrides > plan file > case.plan > phantom defaults).
@@ -111,8 +166,6 @@ def resolve_plan(case: Any, *, plan_file: dict[str, Any] | None = None,
     InputError
         No pose known (not the phantom and no plan), or a value of the wrong type.
     """
-    from models.base.validation import as_transform
-
     merged: dict[str, Any] = {}
     if case.patient_id == PHANTOM_PATIENT_ID and "CTV" in case.structures:
         from models.patient.phantom import planned_patient_from_applicator

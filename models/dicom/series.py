@@ -320,7 +320,8 @@ def _int_attr(ds: Dataset, keyword: str, path: Path, default: int | None = None)
         return int(value)
     except KeyError:
         if default is None:
-            raise InputError(f"{path}: missing {keyword}") from None
+            raise InputError(f"{path}: missing {keyword} (Type 1 in an image); re-export "
+                             "the series") from None
         return default
     except Exception as exc:
         raise InputError(f"{path}: unreadable {keyword} ({exc})") from exc
@@ -575,7 +576,8 @@ def _pixels(f: SliceFile, rows: int, cols: int) -> np.ndarray:
     try:
         bits = _int_attr(ds, "BitsAllocated", f.path)
         stored = _int_attr(ds, "BitsStored", f.path, default=bits)
-        signed = _int_attr(ds, "PixelRepresentation", f.path, default=0) == 1
+        # Type 1: a default would read signed stored values as unsigned (HU off by 65,536)
+        signed = _int_attr(ds, "PixelRepresentation", f.path) == 1
         if syntax in _NATIVE_SYNTAXES and bits in (8, 16, 32) and (not signed or
                                                                     stored == bits):
             data = ds.PixelData

@@ -274,7 +274,10 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     if version not in READ_VERSIONS or isinstance(version, bool):
         raise InputError(f"{manifest_path}: format_version {version!r} is not supported "
                          f"(expected one of {', '.join(map(str, READ_VERSIONS))})")
-    if version >= 2 and manifest.get(DIGEST_KEY) != manifest_digest(manifest):
+    # a seal present is checked whatever the version says: setting format_version to 1
+    # must not switch the check off (only manifests written before sealing lack one)
+    if (version >= 2 or DIGEST_KEY in manifest) and \
+            manifest.get(DIGEST_KEY) != manifest_digest(manifest):
         what = "has no" if DIGEST_KEY not in manifest else "does not match its"
         raise InputError(f"{manifest_path}: the manifest {what} seal ({DIGEST_KEY}): it was "
                          "edited or damaged since the case was saved; do not use it, import "

@@ -91,7 +91,7 @@ def _write_json(tmp_path, calibration, **changes):
     ({"image_size": [640, 360]}, r"principal point .* outside the image size 640x360"),
     ({"image_size": [12800, 7200]}, r"implausible .*wrong image_size"),
     ({"image_size": [1280]}, r"image_size must be \[width, height\]"),
-    ({"image_size": [1280.5, 720]}, r"two positive whole numbers"),
+    ({"image_size": [1280.5, 720]}, r"two whole numbers from 1 to 100000 px"),
     ({"dist_coeffs": [0.1, 0.2, 0.3]}, r"dist_coeffs has 3 values"),
     ({"camera_matrix": [[900, 0, 640], [0, 900, 360]]}, r"camera_matrix must have shape 3x3"),
     ({"camera_matrix": [[-900, 0, 640], [0, 900, 360], [0, 0, 1]]}, r"focal lengths"),
@@ -208,3 +208,21 @@ def test_mutated_calibration_json_is_refused_in_one_line_never_a_traceback(tmp_p
             assert "\n" not in str(exc), what
             refused += 1
     assert refused >= 300
+
+
+def test_opencv_file_whose_top_node_is_not_a_map_is_refused(tmp_path) -> None:
+    """Found by the fuzzer: cv2.error (isMap assertion) escaped the YAML/XML reader."""
+    path = tmp_path / "camera.yaml"
+    path.write_text("%YAML:1.0\n---\n- 1\n- 2\n")
+    with pytest.raises(CalibrationError, match=r"camera\.yaml"):
+        load_calibration(path)
+
+
+def test_an_absurd_image_size_is_refused(tmp_path, calibration) -> None:
+    """Found by the fuzzer: an image height of 1.8e19 px was accepted."""
+    path = save_calibration(calibration, tmp_path / "camera.json")
+    data = json.loads(path.read_text())
+    data["image_size"] = [data["image_size"][0], 1.8446744073709552e19]
+    path.write_text(json.dumps(data))
+    with pytest.raises(CalibrationError, match=r"image_size.*100000 px"):
+        load_calibration(path)

@@ -160,7 +160,9 @@ def frames_from_video(path: Path, max_frames: int) -> Iterator[tuple[str, np.nda
 def frames_from_camera(index: int, max_frames: int,
                        interval_s: float) -> Iterator[tuple[str, np.ndarray]]:
     """Grab ``max_frames`` frames ``interval_s`` apart while the user moves the board."""
-    capture = cv2.VideoCapture(index)
+    from guidance.frames.opencv import check_camera_index
+
+    capture = cv2.VideoCapture(check_camera_index(index, what="--camera"))
     if not capture.isOpened():
         raise CalibrationError(f"--camera {index}: camera cannot be opened (is it connected "
                                f"and not used by another program?)")

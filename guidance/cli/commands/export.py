@@ -28,7 +28,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from models.base.errors import InputError
 from models.base.files import output_folder
 
 log = logging.getLogger(__name__)
@@ -92,9 +91,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _read_plan_file(path: Path) -> dict[str, Any]:
-    from models.base.files import read_json_file
+    from models.dicom.rt_export import read_plan_file
 
-    data = read_json_file(path, what="--plan")
-    if not isinstance(data, dict):
-        raise InputError(f"--plan {path}: expected a JSON object with patient_from_applicator")
-    return data
+    return read_plan_file(path)

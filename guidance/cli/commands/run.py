@@ -176,6 +176,10 @@ def _planned_beam(args: argparse.Namespace, case, pose: np.ndarray) -> PlannedBe
             data = read_json_file(args.plan, what="--plan")
         except InputError:
             data = None   # a 4x4 text file: the pose only (read by _plan)
+        if isinstance(data, dict):
+            from models.dicom.rt_export import read_plan_file
+
+            data = read_plan_file(args.plan)
         plan_file = dict(data) if isinstance(data, dict) else {}
         plan_file["patient_from_applicator"] = pose
     try:
@@ -273,6 +277,9 @@ def _check_source(args: argparse.Namespace) -> None:
         if not args.igtl_port:
             raise InputError("--source igtl needs the OpenIGTLink server (--igtl-port N > 0)")
     elif kind == "webcam" and (not device or device.isdigit()):
+        from guidance.frames.opencv import check_camera_index
+
+        check_camera_index(int(device or 0), what=f"--source {source}:")
         return
     elif not Path(source).is_dir() and not Path(source).is_file():
         raise InputError(f"--source {source!r}: not sim, scripted, none, webcam[:N], "

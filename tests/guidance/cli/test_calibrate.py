@@ -144,3 +144,15 @@ def test_missing_camera_and_video_are_clear_errors(tmp_path, capsys):
     assert main(["calibrate", "camera", "--images", str(empty),
                  "--out", str(tmp_path / "c.json")]) == 2
     assert "no .png" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["calibrate", "camera", "--camera", "2147483648"],
+                                  ["run", "phantom", "--source", "webcam:99999999999",
+                                   "--calibration", "x.json"]])
+def test_a_huge_camera_index_is_a_user_error_not_a_crash(tmp_path, capsys, argv) -> None:
+    """Found by the fuzzer: the index reached cv2.VideoCapture and crashed the process."""
+    from guidance.cli.main import main
+
+    out = ["--out", str(tmp_path / "cam.json")] if argv[0] == "calibrate" else []
+    assert main([*argv, *out]) == 2
+    assert "camera index is a whole number from 0 to 1023" in capsys.readouterr().err

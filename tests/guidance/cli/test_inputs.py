@@ -79,3 +79,13 @@ def test_missing_transform_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot read"):
         read_transform_file(tmp_path / "absent.json", "patient_from_reference",
                             option="--registration")
+
+
+def test_a_transform_beyond_ten_metres_is_refused(tmp_path) -> None:
+    """Found by the fuzzer: a translation of 1e308 mm was read as a valid rigid pose."""
+    pose = np.eye(4)
+    pose[2, 3] = 1e308
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"patient_from_applicator": pose.tolist()}))
+    with pytest.raises(InputError, match=r"--plan .*plan\.json.*beyond 10000 mm"):
+        read_transform_file(path, "patient_from_applicator", option="--plan")

@@ -134,3 +134,12 @@ def test_openigtlink_without_server_is_a_clear_error() -> None:
     assert image_from_message(np.zeros((1, 4, 5), np.uint16)).shape == (4, 5)
     with pytest.raises(ValueError, match="not a 2-D"):
         image_from_message(np.zeros((3, 4, 5)))
+
+
+@pytest.mark.parametrize("device", [-1, 1024, 2**31, True])
+def test_a_camera_index_opencv_cannot_take_is_refused(device) -> None:
+    """Found by the fuzzer: cv2.VideoCapture(2147483648) ends the process (segfault)."""
+    from guidance.frames.opencv import WebcamSource
+
+    with pytest.raises(InputError, match="camera index is a whole number from 0 to 1023"):
+        WebcamSource(device)

@@ -214,7 +214,7 @@ def test_idle_connections_beyond_the_limit_are_refused_good_client_served() -> N
             peer.stop()
 
 
-def test_accept_failure_does_not_end_the_accept_thread(monkeypatch) -> None:
+def test_accept_failure_does_not_end_the_server() -> None:
     """One EMFILE used to end the accept thread for the rest of the session."""
     import errno
 
@@ -233,17 +233,77 @@ def test_accept_failure_does_not_end_the_accept_thread(monkeypatch) -> None:
                 return real.fileno()
 
         srv._listener = Flaky()
-        srv._accept_thread.join(1.0)   # the old thread still serves the real socket ...
-        srv._stop.clear()
-        srv._accept_thread = threading.Thread(target=srv._accept_loop, daemon=True)
-        srv._accept_thread.start()    # ... this one meets the failures first
         sock = socket.create_connection(("127.0.0.1", srv.port), timeout=5.0)
         try:
             assert _wait(lambda: srv.stats.accept_errors == 3 and srv.n_clients >= 1)
-            assert srv._accept_thread.is_alive()
+            assert srv._thread.is_alive()
         finally:
             sock.close()
             srv._listener = real
+
+
+def test_idle_connections_cost_no_thread_and_the_good_client_is_served() -> None:
+    """900 idle connections used to make 1,810 threads and starve the good client."""
+    with IgtlServer(port=0, max_clients=300) as srv:
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=5.0)
+                for _ in range(250)]
+        try:
+            assert _wait(lambda: srv.n_clients == 250, timeout_s=10.0), srv.n_clients
+            assert [t.name for t in threading.enumerate() if t.name.startswith("igtl-")] \
+                == ["igtl-io"]
+            peer = pyigtl.OpenIGTLinkClient(host="127.0.0.1", port=srv.port)
+            try:
+                assert _wait(lambda: srv.n_clients == 251)
+                for k in range(20):
+                    srv.send_transform("Good", transform_from_rotvec([0, 0, 0.01 * k],
+                                                                     [k, 0, 0]))
+                got = peer.wait_for_message("Good", timeout=5.0)
+                assert got is not None
+                start = time.monotonic()
+                peer.send_message(pyigtl.TransformMessage(np.eye(4), device_name="Back"),
+                                  wait=True)
+                assert srv.wait_for("TRANSFORM", "Back", timeout_s=5.0) is not None
+                assert time.monotonic() - start < 2.0
+            finally:
+                peer.stop()
+        finally:
+            for sock in idle:
+                sock.close()
+        assert _wait(lambda: srv.n_clients == 0, timeout_s=10.0)
+
+
+def test_a_client_that_stops_reading_is_bounded_in_bytes(rng) -> None:
+    """A peer that never reads must not make the server queue gigabytes of IMAGEs."""
+    with IgtlServer(port=0, send_queue_bytes=4_000_000) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5.0) as lazy:
+            lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            assert _wait(lambda: srv.n_clients == 1)
+            image = rng.integers(0, 255, size=(1, 480, 640, 3), dtype=np.uint8)   # 0.9 MB
+            for _ in range(60):
+                srv.send_image("Video", image)
+            time.sleep(0.2)
+            client = srv._clients[0]
+            assert client.queued_bytes <= 4_000_000 + image.nbytes
+            assert srv.stats.dropped_send_queue >= 40
+
+
+def test_message_stream_cuts_messages_at_any_chunking(rng) -> None:
+    from guidance.igtl.server import MessageStream, OversizedMessage, StreamMessage
+
+    packed = [pyigtl.TransformMessage(np.eye(4), device_name=f"T{k}").pack() for k in range(5)]
+    packed.insert(2, _raw("IMAGE", "Huge", b"\x01" * 5000))
+    data = b"".join(packed)
+    cuts = np.sort(rng.choice(len(data), size=40, replace=False))
+    stream = MessageStream(max_body_bytes=1000)
+    out = []
+    for chunk in np.split(np.frombuffer(data, np.uint8), cuts):
+        out += stream.feed(chunk.tobytes())
+    assert [type(m) for m in out] == [StreamMessage] * 2 + [OversizedMessage] + \
+        [StreamMessage] * 3
+    assert [m.device_name for m in out] == ["T0", "T1", "Huge", "T2", "T3", "T4"]
+    assert all(m.body == packed[k][58:] for k, m in enumerate(out)
+               if isinstance(m, StreamMessage))
+    assert not stream.mid_message
 
 
 def test_received_images_are_bounded_in_bytes_and_devices_in_number(server: IgtlServer,

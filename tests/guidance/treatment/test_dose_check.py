@@ -76,3 +76,29 @@ def test_plan_overrides_limits_and_bad_files_name_themselves(tmp_path) -> None:
         load_plan_limits(bad)
     with pytest.raises(InputError, match="v90_red_percent"):
         PlanLimits(v90_red_percent=99.0, v90_green_percent=95.0)
+
+
+# --- found by the fuzzer (tests/fuzz/test_fuzz_json.py) -----------------------------------
+
+@pytest.mark.parametrize("edit, match", [
+    ({"target": True}, "target must be a JSON object"),
+    ({"target": {"v90_green_percent": True}}, "v90_green_percent must be a number"),
+    ({"target": {"v90_green_percent": "95"}}, "v90_green_percent must be a number"),
+    ({"hot_spot": {"red_percent_of_rx": 1e308}}, "red_percent_of_rx must be a number"),
+    ({"organs": {"BOWEL": {"dmax_gy": -1}}}, "dmax_gy must be a number"),
+    ({"organs": {"BOWEL": {"dmax_gy": 0}}}, "dmax_gy must be above 0"),
+    ({"organs": []}, "organs must be a JSON object"),
+    ({"target": {"v90_green_percent": 1.0}}, "v90_red_percent .* not above"),
+])
+def test_a_wrong_limits_file_is_refused_naming_it(tmp_path, edit, match) -> None:
+    """true, "95" and 1e308 used to be float()-converted; a list section raised
+    AttributeError; an order error did not name the file."""
+    from assets import asset_path
+
+    data = json.loads(asset_path("plan_limits.json").read_text())
+    data.update(edit)
+    path = tmp_path / "limits.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=match) as info:
+        load_plan_limits(path)
+    assert "limits.json" in str(info.value)

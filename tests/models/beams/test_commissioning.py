@@ -232,3 +232,11 @@ def test_csv_dose_column_may_name_its_unit(tmp_path):
     path.write_text("depth_mm,dose_gy\n0,0.8\n5,1.0\n")
     _, dose = read_depth_dose_csv(path)
     np.testing.assert_allclose(dose, [80.0, 100.0])
+
+
+def test_a_huge_dose_reading_still_normalises_to_finite_percent(tmp_path) -> None:
+    """Found by the fuzzer: a reading of 1.8e306 normalised to inf (100 x d overflowed)."""
+    path = tmp_path / "pdd.csv"
+    path.write_text("depth_mm,dose\n0,1.8e306\n2,0.9e306\n4,0.45e306\n")
+    _, dose = read_depth_dose_csv(path)
+    np.testing.assert_allclose(dose, [100.0, 50.0, 25.0], rtol=1e-12)

@@ -75,3 +75,14 @@ def test_csv_gives_depth_only_curves(tmp_path):
     curves = csv_beam_curves(path, energy_mev=6, diameter_mm=40)
     assert curves.depth_dose_percent.tolist() == [90, 100, 80, 40, 5]
     assert curves.x_mm.size == 0 and curves.key == (6.0, 40.0, 0.0)
+
+
+@pytest.mark.parametrize("depth", ["-1.0", "nan", "inf"])
+def test_a_profile_depth_above_the_water_or_not_finite_is_refused(tmp_path, depth) -> None:
+    """Found by the fuzzer: SCAN_DEPTH=-1.0 (and nan) were taken as the profiles' depth."""
+    text = DATA.read_text().replace("SCAN_DEPTH=20.00", f"SCAN_DEPTH={depth}")
+    assert f"SCAN_DEPTH={depth}" in text
+    path = tmp_path / "scan.mcc"
+    path.write_text(text)
+    with pytest.raises(InputError, match=r"scan\.mcc: line \d+: SCAN_DEPTH"):
+        read_mcc(path, energy_mev=12.0, diameter_mm=100.0)

@@ -188,3 +188,29 @@ def test_reference_point_is_the_deepest_axis_point_at_the_prescription():
     # nothing reaches the prescription: the axis maximum (the surface here)
     point = reference_point_lps(_DepthDose(pose, 5.0, 0.1), pose, 10.0)
     np.testing.assert_allclose(point, pose[:3, 3], atol=1e-9)
+
+
+@pytest.mark.parametrize("edit, match", [
+    ({"energy_mev": "12"}, "energy_mev"), ({"prescription_gy": True}, "prescription_gy"),
+    ({"isodose_percent": 900}, "isodose_percent"), ({"bevel_deg": -15}, "bevel_deg"),
+    ({"machine": 7}, "machine"), ({"patient_from_applicator": [[1, 0], [0, 1]]},
+                                  "patient_from_applicator"),
+    ({"patient_from_applicator": [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]},
+     "not orthonormal"),
+])
+def test_a_plan_file_with_a_wrong_value_is_refused_naming_it(tmp_path, edit, match) -> None:
+    """Found by the fuzzer: plan values were float()-converted unchecked ("12", true, 900 %)
+    and a refused pose did not name the file."""
+    import json
+
+    from models.dicom.rt_export import read_plan_file
+
+    plan = {"patient_from_applicator": np.eye(4).tolist(), "machine": "liac",
+            "energy_mev": 8.0, "applicator_diameter_mm": 70.0, "bevel_deg": 0.0,
+            "prescription_gy": 10.0, "isodose_percent": 90.0}
+    plan.update(edit)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    with pytest.raises(InputError, match=match) as info:
+        read_plan_file(path)
+    assert "plan.json" in str(info.value)

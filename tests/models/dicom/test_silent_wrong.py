@@ -269,3 +269,12 @@ def test_one_slice_with_another_pixel_format_is_refused(mini, keyword, value):
     _edit(victim, **{keyword: value})
     with pytest.raises(InputError, match=rf"{victim.name}.*{keyword}"):
         read_case(mini)
+
+
+def test_a_series_without_pixel_representation_is_refused(mini):
+    """Found by the fuzzer: PixelRepresentation (Type 1) missing on every slice defaulted to
+    unsigned, reading every negative stored value 65,536 too high."""
+    for path in _slices(mini):
+        _edit(path, PixelRepresentation=None)
+    with pytest.raises(InputError, match=r"CT_\d+\.dcm: missing PixelRepresentation"):
+        read_case(mini)

@@ -231,3 +231,16 @@ def test_a_failed_forced_save_keeps_the_old_case(case, tmp_path: Path, monkeypat
     back = load_case(folder)
     np.testing.assert_array_equal(back.ct.array, case.ct.array)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]   # no staging left behind
+
+
+def test_a_sealed_manifest_set_back_to_version_1_is_still_checked(case, tmp_path: Path):
+    """Found by the fuzzer: format_version 2 -> 1 switched the seal check off, so any edit
+    of a sealed manifest loaded (with only the warning meant for pre-seal cases)."""
+    folder = save_case(case, tmp_path / "case")
+    manifest_path = folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["format_version"] = 1
+    manifest["patient_id"] = "SOMEONE-ELSE"
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="seal"):
+        load_case(folder)
