@@ -116,6 +116,10 @@ DOSE_TO = ("water", "medium")
 #: Which model computed a dose: the full heterogeneity model, or the fast preview.
 MODELS = ("full", "preview")
 
+#: Grid spacing (mm) of the preview: the same physics on pencils and voxels at least this
+#: coarse (~1/8 of the voxels of a 2 mm grid), for the applicator being dragged.
+PREVIEW_GRID_MM = 4.0
+
 
 @dataclass(frozen=True)
 class ShieldingDisc:
@@ -340,6 +344,13 @@ class _Grid:
         return self.z0 + self.h * np.arange(self.nz)
 
 
+@lru_cache(maxsize=1)
+def _path_luts() -> np.ndarray:
+    """(3, N) stopping, scattering and backscatter-amplitude tables sampled along pencils."""
+    t = tissue_lookup()
+    return np.ascontiguousarray(np.stack([t.rsp, t.scatter, t.ebf_a]))
+
+
 def _make_grid(model: ElectronModel, h: float, bolus_mm: float, depth_factor: float,
                sigma_mcs_mm: float) -> _Grid:
     app = model.applicator
@@ -393,10 +404,11 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     h = float(grid_mm)
     numba_backend = backend == "numba"
     sample = kernels.sample_rsp if numba_backend else kernels.sample_rsp_numpy
-    sample_points = (kernels.sample_rsp_points if numba_backend
-                     else kernels.sample_rsp_points_numpy)
+    sample_points = (kernels.sample_luts_points if numba_backend
+                     else kernels.sample_luts_points_numpy)
     tissue = tissue_lookup()
     lut = tissue.rsp
+    path_luts = _path_luts()
     material = shield_material(disc.material) if disc is not None else None
     depth_factor = BASE_DEPTH_FACTOR
     sigma_water = float(model.sigma_mcs_mm.max())
@@ -411,17 +423,12 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         mids[:, :, 0] = pencils.i[None, :]
         mids[:, :, 1] = pencils.j[None, :]
         mids[:, :, 2] = np.arange(grid.nz - 1)[:, None] + 0.5
-        rsp_mid, n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
-                                                       mids.reshape(-1, 3), lut)
+        at_mids, n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
+                                                       mids.reshape(-1, 3), path_luts)
         if n_nan or n_nan_mid:
             raise InputError(f"CT contains NaN values at {n_nan + n_nan_mid} points in the "
                              "beam region; fix or re-import the CT")
-        rsp_mid = rsp_mid.reshape(grid.nz - 1, pencils.i.size)
-        flat = mids.reshape(-1, 3)
-        scatter_mid = sample_points(ct_hu, ct_from_grid, flat, tissue.scatter)[0].reshape(
-            rsp_mid.shape)
-        ebf_mid = sample_points(ct_hu, ct_from_grid, flat, tissue.ebf_a)[0].reshape(
-            rsp_mid.shape)
+        rsp_mid, scatter_mid, ebf_mid = at_mids.reshape(3, grid.nz - 1, pencils.i.size)
         paths = _water_depths(rsp_plane, rsp_mid, scatter_mid, grid, pencils, model,
                               bolus_mm, bolus_rsp, disc, material)
         zeff = paths.zeff
@@ -752,7 +759,7 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
                           disc: ShieldingDisc | None = None,
                           library: BeamLibrary | None = None,
                           backend: str = "numba", fast: bool = True,
-                          dose_to: str = "water") -> DoseResult:
+                          dose_to: str = "water", model: str = "full") -> DoseResult:
     """Electron dose (Gy) of an applicator at a pose in a CT (see the module docstring).
 
     Parameters
@@ -786,6 +793,10 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
         to water) or dose to the local medium (dose to water times the mass collision
         stopping-power ratio medium/water of each voxel: ~9 % lower in cortical bone). The
         100 % level and the MU are those of dose to water either way.
+    model : {"full", "preview"}, default "full"
+        ``"preview"`` computes the same physics with pencils and voxels of at least
+        :data:`PREVIEW_GRID_MM` (several times faster) for an applicator being dragged;
+        ``DoseResult.model`` says which one a result is, so a display can show it.
 
     Returns
     -------
@@ -805,8 +816,13 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
         raise InputError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     if dose_to not in DOSE_TO:
         raise InputError(f"unknown dose_to {dose_to!r}; choose one of: {', '.join(DOSE_TO)}")
+    if model not in MODELS:
+        raise InputError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
     rx, h, iso, bolus, bolus_r = _check_options(prescription_gy, grid_mm, isodose_percent,
                                                 bolus_mm, bolus_rsp, disc)
+    if model == "preview":
+        h = max(h, PREVIEW_GRID_MM)
+    which = model
     model = electron_model(beam, library)
     pose = _check_pose(ct, patient_from_applicator)
     hu = np.ascontiguousarray(ct.array, dtype=np.float32)   # one numba signature
@@ -835,4 +851,4 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
                       output_factor=factor, grid_mm=h,
                       compute_ms=1000.0 * (time.perf_counter() - start),
                       outside_ct_percent=rel.outside_ct_percent, mu_estimated=mu_estimated,
-                      dose_to=dose_to)
+                      dose_to=dose_to, model=which)
