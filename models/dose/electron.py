@@ -270,12 +270,41 @@ def electron_model(beam: ElectronBeam, library: BeamLibrary | None = None) -> El
     energy = machine.energy(beam.energy_mev)
     fitted = machine.commissioned_beam(beam)
     if fitted is None:
-        return build_electron_model(beam, machine, energy.depth_mm, energy.dose_percent)
+        depth, dose = bevel_depth_dose(energy.depth_mm, energy.dose_percent, beam.bevel_deg)
+        return build_electron_model(beam, machine, depth, dose)
     return build_electron_model(beam, machine, fitted.depth_mm, fitted.dose_percent,
                                 sigma_scale=fitted.sigma_scale,
                                 fluence_radius=fitted.fluence_radius, fluence=fitted.fluence,
                                 fluence_tilt=fitted.fluence_tilt, sigma0_mm=fitted.sigma0_mm,
                                 halo_fraction=fitted.halo_fraction)
+
+
+def bevel_depth_dose(depth_mm: np.ndarray, dose_percent: np.ndarray, bevel_deg: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Pencil depth dose of a bevelled beam from the flat beam's (uncommissioned bevels).
+
+    A pencil reaches the clinical-axis depth ``d`` after ``d / cos(bevel)`` of water, which
+    would shrink the R90-R50 fall-off by ``cos(bevel)``; but beyond R90 the electrons have
+    lost their direction, so the fall-off's width along the surface normal is the flat
+    beam's (the LIAC Monte Carlo: within 0-14 % at 15-45 deg). Beyond the curve's R90 the
+    pencil curve is stretched by ``1 / cos(bevel)``:
+    ``g_b(L) = g(R90 + (L - R90) cos(bevel))``. A flat beam is returned unchanged.
+    """
+    depth = np.asarray(depth_mm, dtype=np.float64)
+    dose = np.asarray(dose_percent, dtype=np.float64)
+    cos_b = math.cos(math.radians(float(bevel_deg)))
+    if bevel_deg <= 0.0:
+        return depth, dose
+    peak = int(np.argmax(dose))
+    below = np.nonzero(dose[peak:] < 0.9 * dose[peak])[0]
+    if below.size == 0:
+        return depth, dose
+    k = peak + int(below[0])
+    r90 = float(np.interp(0.9 * dose[peak], dose[k - 1:k + 1][::-1], depth[k - 1:k + 1][::-1]))
+    step = float(depth[1] - depth[0]) if depth.size > 1 else 0.5
+    out_depth = np.arange(0.0, r90 + (depth[-1] - r90) / cos_b + 1e-9, step)
+    source = np.where(out_depth <= r90, out_depth, r90 + (out_depth - r90) * cos_b)
+    return out_depth, np.interp(source, depth, dose)
 
 
 def build_electron_model(beam: ElectronBeam, machine: MachineData, depth_mm: np.ndarray,
@@ -534,9 +563,8 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.nd
     the segment middles. Where a segment scatters more than water of the same stopping
     (bone, metal), the electrons' mean direction cosine falls faster than in water and
     they penetrate less per path length: the segment's water-equivalent thickness is
-    multiplied by ``exp(A - A_w)``, ``A`` the accumulated one-plane angular variance
-    along the path and ``A_w`` water's at the same water depth (``<cos theta> =
-    exp(-A)``, Lewis 1950; :func:`detour_factor`). In water the factor is exactly 1.
+    multiplied by the ratio of the mean direction cosines of water and of the path at the
+    same water depth (:func:`detour_factor`). In water the factor is exactly 1.
     """
     h = grid.h
     z = grid.z
@@ -578,19 +606,33 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.nd
     return _Paths(zeff, _entry(zeff, z, pen.z0), seg, seg_s, mid, zeff_at_disc, in_disc)
 
 
-#: Cap (rad^2) on the extra angular variance of the detour factor: beyond it the electrons
-#: are diffused (mean cosine ~ 1/e relative to water) and the extra path saturates.
-MAX_EXTRA_ANGULAR_VARIANCE = 1.0
+#: Mean direction cosine of a fully diffused broad electron beam (forward hemisphere
+#: isotropic): more scattering does not reduce penetration below it.
+DIFFUSED_MEAN_COSINE = 0.5
+
+
+def mean_cosine(variance: np.ndarray) -> np.ndarray:
+    """Mean direction cosine after an accumulated one-plane angular variance (rad^2).
+
+    ``c + (1 - c) exp(-A / (1 - c))``, ``c`` = :data:`DIFFUSED_MEAN_COSINE`: ``1 - A`` for
+    small ``A`` (Lewis 1950, ``<cos> = exp(-A)``), and the diffusion limit ``c`` once the
+    electrons have lost their direction.
+    """
+    c = DIFFUSED_MEAN_COSINE
+    return c + (1.0 - c) * np.exp(-np.asarray(variance) / (1.0 - c))
 
 
 def detour_factor(seg_wet: np.ndarray, seg_scatter: np.ndarray, model: ElectronModel
                   ) -> np.ndarray:
     """Factor (nz - 1, P) on each segment's water-equivalent thickness for extra scattering.
 
-    ``exp(A - A_w)`` at the segment middle, with ``A - A_w = sum T_w(zeff) (scatter - wet)``
-    the one-plane angular variance accumulated beyond water's at the same water depth
-    (``T_w`` water's scattering power at Harder's energy, :mod:`models.dose.scattering`),
-    clipped to +-:data:`MAX_EXTRA_ANGULAR_VARIANCE`. 1 wherever scatter = stopping (water).
+    Range spent per unit depth is ``1 / <cos>``; water's own share is in the depth dose,
+    so a segment counts ``<cos>_w(A_w) / <cos>(A_w + dA)`` times its stopping thickness
+    (:func:`mean_cosine`), ``A_w`` water's accumulated angular variance at the segment's
+    water depth and ``dA = sum T_w(zeff) (scatter - wet)`` the variance gathered beyond it
+    (``T_w`` water's scattering power at Harder's energy, :mod:`models.dose.scattering`).
+    Exactly 1 wherever scatter = stopping (water); it fades once water's electrons are
+    diffused too (end of range).
     """
     extra = seg_scatter - seg_wet
     if not np.any(np.abs(extra) > 1e-9):
@@ -598,9 +640,11 @@ def detour_factor(seg_wet: np.ndarray, seg_scatter: np.ndarray, model: ElectronM
     zeff_mid = np.cumsum(seg_wet, axis=0) - 0.5 * seg_wet
     power = lookup_uniform(zeff_mid, model.depth_mm, model.scatter_power_per_mm,
                            beyond=float(model.scatter_power_per_mm[-1]))
+    own = power * seg_wet
     step = power * extra
-    excess = np.cumsum(step, axis=0) - 0.5 * step
-    return np.exp(np.clip(excess, -MAX_EXTRA_ANGULAR_VARIANCE, MAX_EXTRA_ANGULAR_VARIANCE))
+    a_water = np.cumsum(own, axis=0) - 0.5 * own
+    a_extra = np.cumsum(step, axis=0) - 0.5 * step
+    return mean_cosine(a_water) / mean_cosine(np.maximum(a_water + a_extra, 0.0))
 
 
 def _entry(zeff: np.ndarray, z: np.ndarray, z0: np.ndarray) -> np.ndarray:
