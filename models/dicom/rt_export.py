@@ -312,7 +312,8 @@ def write_plan_and_dose(out_dir: Path, spec: PlanSpec, mu: float, dose: Volume, 
                         identity: Identity, *, spacing_mm: float,
                         rtplan_name: str = "RP.dcm", rtdose_name: str = "RD.dcm",
                         structure_set_uid: str = "", plan_series_number: int = 1,
-                        dose_series_number: int = 1, mu_estimated: bool = False) -> PlanFiles:
+                        dose_series_number: int = 1, mu_estimated: bool = False,
+                        dose_to: str = "water") -> PlanFiles:
     """Write the RT Plan and, referencing it, the RT Dose on the CT's axes.
 
     Parameters
@@ -341,6 +342,8 @@ def write_plan_and_dose(out_dir: Path, spec: PlanSpec, mu: float, dose: Volume, 
     mu_estimated : bool
         ``mu`` rests on an estimated output factor (already accepted by the user): the plan
         is labelled :data:`ESTIMATED_MU_LABEL`.
+    dose_to : {"water", "medium"}
+        What ``dose`` is, written to the RT Dose's DoseComment.
     """
     plan = electron_plan(spec, mu, dose, mu_estimated=mu_estimated)
     plan_uid = new_uid()
@@ -350,7 +353,7 @@ def write_plan_and_dose(out_dir: Path, spec: PlanSpec, mu: float, dose: Volume, 
     on_ct_axes = resample_dose(dose, dose_grid_like(dose, ct, spacing_mm=spacing_mm))
     rtdose = write_rtdose(out_dir / rtdose_name, on_ct_axes, identity,
                           referenced_plan_uid=plan_uid,
-                          series_number=dose_series_number)
+                          series_number=dose_series_number, dose_to=dose_to)
     return PlanFiles(rtplan=rtplan, rtdose=rtdose, dose=on_ct_axes,
                      reference_point_lps=plan.reference_point_lps)
 
@@ -391,7 +394,8 @@ def write_dose_of_pose(case: Any, spec: PlanSpec, out_dir: Path, *, grid_mm: flo
     files = write_plan_and_dose(out_dir, spec, result.mu, result.dose, case.ct,
                                 identity_of(case), spacing_mm=result.grid_mm,
                                 rtplan_name="rtplan.dcm", rtdose_name="rtdose.dcm",
-                                mu_estimated=result.mu_estimated)
+                                mu_estimated=result.mu_estimated,
+                                dose_to=result.dose_to)
     return result, files
 
 

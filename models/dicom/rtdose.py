@@ -50,6 +50,9 @@ from models.patient.volume import Volume
 
 logger = logging.getLogger(__name__)
 
+#: DoseComment written for dose to water / dose to the local medium.
+DOSE_COMMENTS = {"water": "dose to water", "medium": "dose to medium"}
+
 #: Tolerance on the k axis being along the slice normal, and on uniform frame offsets (mm).
 _GEOMETRY_TOL_MM = 1e-3
 
@@ -72,6 +75,8 @@ class RtDose:
         SOP Instance UID of the referenced RT Plan ("" if none).
     instance : Instance
         Patient/study/Frame of Reference identity and series/SOP UIDs of the object.
+    comment : str
+        DoseComment ("" if none); this writer puts "dose to water" or "dose to medium".
     """
 
     dose: Volume
@@ -80,6 +85,7 @@ class RtDose:
     summation_type: str
     referenced_plan_uid: str
     instance: Instance
+    comment: str = ""
 
 
 def _stack_geometry(dose: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -106,7 +112,7 @@ def _stack_geometry(dose: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray, n
 def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
                  series_instance_uid: str = "", sop_instance_uid: str = "",
                  series_number: int = 1, description: str = "IORT electron dose",
-                 bits_allocated: int = 16) -> Dataset:
+                 bits_allocated: int = 16, dose_to: str = "water") -> Dataset:
     """Build an RT Dose dataset (with file meta) for a dose grid in Gy.
 
     Parameters
@@ -126,6 +132,10 @@ def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
         SeriesDescription.
     bits_allocated : {16, 32}
         Pixel word size; the dose step is ``max / (2**bits - 1)``.
+    dose_to : {"water", "medium"}
+        What the dose is; DICOM has no coded attribute for it, so ``DoseComment`` says
+        ``"dose to water"`` or ``"dose to medium"`` (:data:`DOSE_COMMENTS`) and
+        ``DoseType`` stays ``PHYSICAL``.
 
     Returns
     -------
@@ -150,6 +160,9 @@ def dose_dataset(dose: Volume, identity: Identity, *, referenced_plan_uid: str,
     # RT Dose
     ds.DoseUnits = "GY"
     ds.DoseType = "PHYSICAL"
+    if dose_to not in DOSE_COMMENTS:
+        raise InputError(f"dose_to must be one of {', '.join(DOSE_COMMENTS)}, got {dose_to!r}")
+    ds.DoseComment = DOSE_COMMENTS[dose_to]
     ds.DoseSummationType = "PLAN"
     ds.TissueHeterogeneityCorrection = "IMAGE"
     ds.GridFrameOffsetVector = ds_values(np.arange(nframes) * spacing[2])
@@ -207,13 +220,14 @@ def _scaled_pixels(array_gy: np.ndarray, bits_allocated: int) -> tuple[np.ndarra
 def write_rtdose(path: str | Path, dose: Volume, identity: Identity, *,
                  referenced_plan_uid: str, series_instance_uid: str = "",
                  sop_instance_uid: str = "", series_number: int = 1,
-                 description: str = "IORT electron dose", bits_allocated: int = 16) -> Path:
+                 description: str = "IORT electron dose", bits_allocated: int = 16,
+                 dose_to: str = "water") -> Path:
     """Write an RT Dose file; see :func:`dose_dataset`. Returns the path written."""
     ds = dose_dataset(dose, identity, referenced_plan_uid=referenced_plan_uid,
                       series_instance_uid=series_instance_uid,
                       sop_instance_uid=sop_instance_uid, series_number=series_number,
                       description=description,
-                      bits_allocated=bits_allocated)
+                      bits_allocated=bits_allocated, dose_to=dose_to)
     return write_dataset(ds, path)
 
 
@@ -270,7 +284,8 @@ def read_rtdose(source: str | Path | Dataset) -> RtDose:
         return RtDose(dose=dose, units=str(ds.get("DoseUnits", "")),
                       dose_type=str(ds.get("DoseType", "")),
                       summation_type=str(ds.get("DoseSummationType", "")),
-                      referenced_plan_uid=plan_uid, instance=instance_from_dataset(ds))
+                      referenced_plan_uid=plan_uid, instance=instance_from_dataset(ds),
+                      comment=str(ds.get("DoseComment", "")))
 
 
 def _frame_offsets(ds: Dataset, label: str, nframes: int, ipp: np.ndarray,

@@ -305,6 +305,25 @@ def _profile_columns(beam: ElectronBeam, machine: MachineData, curves: BeamCurve
     return np.concatenate(cols)
 
 
+def _profile_weights(curves: BeamCurves) -> np.ndarray:
+    """Least-squares weights of the x then y profile points, shaped like the gamma test.
+
+    A dose difference counts against the gamma's dose criterion only where the profile is
+    flat; on a gradient ``G`` (%/mm) the distance criterion forgives ``G x 2 mm``. So each
+    point weighs ``1 / sqrt(1 + (G d / D)^2)`` (``d`` = 2 mm, ``D`` = 2 %), times 0.3
+    below the 10 % cut-off: the fit spends the fluence knots on the plateau and shoulders
+    the gamma judges rather than on the steepest penumbra.
+    """
+    weights = []
+    for pos, dose in ((curves.x_mm, curves.profile_x_percent),
+                      (curves.y_mm, curves.profile_y_percent)):
+        grad = np.abs(np.gradient(dose, pos)) if pos.size > 1 else np.zeros(pos.size)
+        base = np.where(dose >= GAMMA_CUTOFF_PERCENT, 1.0, 0.3)
+        weights.append(base / np.sqrt(1.0 + (grad * GAMMA_DISTANCE_MM
+                                             / GAMMA_DOSE_PERCENT) ** 2))
+    return np.concatenate(weights)
+
+
 def _fit_fluence(beam: ElectronBeam, machine: MachineData, curves: BeamCurves,
                  entry: CommissionedBeam) -> CommissionedBeam:
     """Fluence knots (and a bevel's heel-to-toe slope) by bounded least squares on the two
@@ -320,8 +339,7 @@ def _fit_fluence(beam: ElectronBeam, machine: MachineData, curves: BeamCurves,
                              fluence_tilt=np.ones(k)))
     a = np.array([_profile_columns(beam, machine, curves, b) for b in bases]).T
     data = np.concatenate([curves.profile_x_percent, curves.profile_y_percent, [100.0]])
-    weight = np.where(data >= GAMMA_CUTOFF_PERCENT, 1.0, 0.3)
-    weight[-1] = 10.0
+    weight = np.concatenate([_profile_weights(curves), [10.0]])
     a = a * (100.0 / float(a[-1, :k].sum()))        # uniform fluence -> 100 % centre
     smooth = np.zeros((k - 2, len(bases)))
     for i in range(k - 2):
@@ -346,7 +364,7 @@ def _fit_halo(beam: ElectronBeam, machine: MachineData, curves: BeamCurves,
     plain = _profile_columns(beam, machine, curves, replace(entry, halo_fraction=0.0))
     halo = _profile_columns(beam, machine, curves, replace(entry, halo_fraction=1.0)) - plain
     data = np.concatenate([curves.profile_x_percent, curves.profile_y_percent])
-    weight = np.where(data >= GAMMA_CUTOFF_PERCENT, 1.0, 0.3)
+    weight = _profile_weights(curves)
     best = (np.inf, 0.0)
     for h in HALO_FRACTIONS:
         model = 100.0 * (plain[:-1] + h * halo[:-1]) / (plain[-1] + h * halo[-1])

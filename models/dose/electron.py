@@ -59,7 +59,12 @@ from models.beams.library import (
     default_library,
 )
 from models.dose import kernels
-from models.dose.materials import ShieldMaterial, rsp_lookup_table, shield_material
+from models.dose.materials import (
+    ShieldMaterial,
+    backscatter_constants,
+    shield_material,
+    tissue_lookup,
+)
 from models.dose.scattering import (
     fermi_eyges_along_path,
     fermi_eyges_sigma_mm,
@@ -104,6 +109,16 @@ HALO_SIGMA_MM = 12.0
 
 #: Allowed backends for the hot loops.
 BACKENDS = ("numba", "numpy")
+
+#: What the dose is reported as: dose to water (default) or to the local medium.
+DOSE_TO = ("water", "medium")
+
+#: Which model computed a dose: the full heterogeneity model, or the fast preview.
+MODELS = ("full", "preview")
+
+#: Grid spacing (mm) of the preview: the same physics on pencils and voxels at least this
+#: coarse (~1/8 of the voxels of a 2 mm grid), for the applicator being dragged.
+PREVIEW_GRID_MM = 4.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +215,11 @@ class DoseResult:
     outside_ct_percent : float
         Share of the pencils' path inside the dose grid that lies outside the CT (treated as
         air, so no dose there); above :data:`OUTSIDE_CT_WARN_PERCENT` a warning is logged.
+    dose_to : {"water", "medium"}
+        What ``dose`` is: dose to water (default) or dose to the local medium.
+    model : {"full", "preview"}
+        Which model computed it: the full heterogeneity model or the fast preview used
+        while the applicator is being dragged (see :data:`MODELS`).
     """
 
     dose: Volume
@@ -214,6 +234,8 @@ class DoseResult:
     compute_ms: float
     outside_ct_percent: float = 0.0
     mu_estimated: bool = False
+    dose_to: str = "water"
+    model: str = "full"
 
     def isodose_gy(self, percent: float | None = None) -> float:
         """Dose (Gy) of an isodose level in % of the central-axis maximum (default: Rx)."""
@@ -248,12 +270,41 @@ def electron_model(beam: ElectronBeam, library: BeamLibrary | None = None) -> El
     energy = machine.energy(beam.energy_mev)
     fitted = machine.commissioned_beam(beam)
     if fitted is None:
-        return build_electron_model(beam, machine, energy.depth_mm, energy.dose_percent)
+        depth, dose = bevel_depth_dose(energy.depth_mm, energy.dose_percent, beam.bevel_deg)
+        return build_electron_model(beam, machine, depth, dose)
     return build_electron_model(beam, machine, fitted.depth_mm, fitted.dose_percent,
                                 sigma_scale=fitted.sigma_scale,
                                 fluence_radius=fitted.fluence_radius, fluence=fitted.fluence,
                                 fluence_tilt=fitted.fluence_tilt, sigma0_mm=fitted.sigma0_mm,
                                 halo_fraction=fitted.halo_fraction)
+
+
+def bevel_depth_dose(depth_mm: np.ndarray, dose_percent: np.ndarray, bevel_deg: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Pencil depth dose of a bevelled beam from the flat beam's (uncommissioned bevels).
+
+    A pencil reaches the clinical-axis depth ``d`` after ``d / cos(bevel)`` of water, which
+    would shrink the R90-R50 fall-off by ``cos(bevel)``; but beyond R90 the electrons have
+    lost their direction, so the fall-off's width along the surface normal is the flat
+    beam's (the LIAC Monte Carlo: within 0-14 % at 15-45 deg). Beyond the curve's R90 the
+    pencil curve is stretched by ``1 / cos(bevel)``:
+    ``g_b(L) = g(R90 + (L - R90) cos(bevel))``. A flat beam is returned unchanged.
+    """
+    depth = np.asarray(depth_mm, dtype=np.float64)
+    dose = np.asarray(dose_percent, dtype=np.float64)
+    cos_b = math.cos(math.radians(float(bevel_deg)))
+    if bevel_deg <= 0.0:
+        return depth, dose
+    peak = int(np.argmax(dose))
+    below = np.nonzero(dose[peak:] < 0.9 * dose[peak])[0]
+    if below.size == 0:
+        return depth, dose
+    k = peak + int(below[0])
+    r90 = float(np.interp(0.9 * dose[peak], dose[k - 1:k + 1][::-1], depth[k - 1:k + 1][::-1]))
+    step = float(depth[1] - depth[0]) if depth.size > 1 else 0.5
+    out_depth = np.arange(0.0, r90 + (depth[-1] - r90) / cos_b + 1e-9, step)
+    source = np.where(out_depth <= r90, out_depth, r90 + (out_depth - r90) * cos_b)
+    return out_depth, np.interp(source, depth, dose)
 
 
 def build_electron_model(beam: ElectronBeam, machine: MachineData, depth_mm: np.ndarray,
@@ -322,6 +373,13 @@ class _Grid:
         return self.z0 + self.h * np.arange(self.nz)
 
 
+@lru_cache(maxsize=1)
+def _path_luts() -> np.ndarray:
+    """(3, N) stopping, scattering and backscatter-amplitude tables sampled along pencils."""
+    t = tissue_lookup()
+    return np.ascontiguousarray(np.stack([t.rsp, t.scatter, t.ebf_a]))
+
+
 def _make_grid(model: ElectronModel, h: float, bolus_mm: float, depth_factor: float,
                sigma_mcs_mm: float) -> _Grid:
     app = model.applicator
@@ -354,27 +412,32 @@ class _Relative:
     cax_backscatter: np.ndarray   # (nz,) backscatter factor of the central pencil (1: none)
     max_water_depth_mm: float     # deepest water-equivalent depth any pencil reached
     outside_ct_percent: float     # % of the pencils' path samples that lie outside the CT
+    cax_medium: np.ndarray | None = None   # (nz,) dose-to-medium / dose-to-water on the axis
 
 
 def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
                   model: ElectronModel, *, grid_mm: float, bolus_mm: float = 0.0,
                   bolus_rsp: float = 1.0, disc: ShieldingDisc | None = None,
                   backend: str = "numba", fast: bool = True,
-                  mask_air: bool = True) -> _Relative:
+                  mask_air: bool = True, dose_to: str = "water") -> _Relative:
     """Pencil-beam dose, unnormalised, on the beam-aligned grid (see module docstring).
 
     ``ct_hu`` is the CT array (nk, nj, ni) in HU; ``ct_voxel_from_applicator`` the 4x4
     map from applicator mm to continuous CT index (i, j, k). ``fast`` spreads pencils of
     similar sigma together (:func:`models.dose.kernels.spread_pencils_binned`), otherwise
     one by one. ``mask_air=False`` keeps the (extrapolated) dose in air and inside the tube,
-    for reading depth doses right at a water surface.
+    for reading depth doses right at a water surface. ``dose_to="medium"`` converts the
+    dose to water into dose to the local medium (times the mass collision stopping-power
+    ratio medium/water of each voxel).
     """
     h = float(grid_mm)
     numba_backend = backend == "numba"
     sample = kernels.sample_rsp if numba_backend else kernels.sample_rsp_numpy
-    sample_points = (kernels.sample_rsp_points if numba_backend
-                     else kernels.sample_rsp_points_numpy)
-    lut = rsp_lookup_table()
+    sample_points = (kernels.sample_luts_points if numba_backend
+                     else kernels.sample_luts_points_numpy)
+    tissue = tissue_lookup()
+    lut = tissue.rsp
+    path_luts = _path_luts()
     material = shield_material(disc.material) if disc is not None else None
     depth_factor = BASE_DEPTH_FACTOR
     sigma_water = float(model.sigma_mcs_mm.max())
@@ -389,14 +452,14 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         mids[:, :, 0] = pencils.i[None, :]
         mids[:, :, 1] = pencils.j[None, :]
         mids[:, :, 2] = np.arange(grid.nz - 1)[:, None] + 0.5
-        rsp_mid, n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
-                                                       mids.reshape(-1, 3), lut)
+        at_mids, n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
+                                                       mids.reshape(-1, 3), path_luts)
         if n_nan or n_nan_mid:
             raise InputError(f"CT contains NaN values at {n_nan + n_nan_mid} points in the "
                              "beam region; fix or re-import the CT")
-        rsp_mid = rsp_mid.reshape(grid.nz - 1, pencils.i.size)
-        paths = _water_depths(rsp_plane, rsp_mid, grid, pencils, bolus_mm, bolus_rsp, disc,
-                              material)
+        rsp_mid, scatter_mid, ebf_mid = at_mids.reshape(3, grid.nz - 1, pencils.i.size)
+        paths = _water_depths(rsp_plane, rsp_mid, scatter_mid, grid, pencils, model,
+                              bolus_mm, bolus_rsp, disc, material)
         zeff = paths.zeff
         # still in matter with dose above a few % at the grid's end: extend (low density)
         unfinished = (zeff[-1] < model.energy.points.rp_mm) & (
@@ -407,12 +470,17 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         # low density widens the spread beyond water's: widen the grid once if needed
         mcs = fermi_eyges_along_path(grid.z, paths.seg_wet, paths.seg_mid, zeff,
                                      model.depth_mm, model.scatter_power_per_mm,
-                                     model.energy.points.r50_mm)
+                                     model.energy.points.r50_mm,
+                                     seg_scatter=paths.seg_scatter)
         sigma_path = min(float(mcs.max()), MAX_SIGMA_WIDENING * sigma_water)
         if sigma_path <= 1.2 * sigma_grid or sigma_grid > sigma_water:
             break
         sigma_grid = sigma_path
     amp, sigma, boost = _amplitudes(model, grid, pencils, paths, material, mcs)
+    tissue_boost = tissue_backscatter(paths.zeff, ebf_mid, model)
+    if tissue_boost is not None:
+        amp *= tissue_boost
+        boost = boost * tissue_boost
     if fast:
         binned = (kernels.spread_pencils_binned if numba_backend
                   else kernels.spread_pencils_binned_numpy)
@@ -424,6 +492,10 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         dose += model.halo_fraction * gaussian_filter(
             dose, (0.0, HALO_SIGMA_MM / h, HALO_SIGMA_MM / h), mode="constant", truncate=3.0)
     _mask(dose, rsp_plane if mask_air else None, grid, model.applicator, disc)
+    medium = None
+    if dose_to == "medium":
+        medium = sample(ct_hu, ct_from_grid, (grid.nz, n, n), tissue.stopping_ratio)[0]
+        dose *= medium
     keep = int(np.max(np.nonzero(zeff.min(axis=1) <= model.cut_depth_mm)[0], initial=0)) + 2
     keep = min(keep, grid.nz)
     grid = _Grid(h=grid.h, x0=grid.x0, n_xy=grid.n_xy, z0=grid.z0, nz=keep)
@@ -431,7 +503,9 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     return _Relative(dose=dose[:keep], grid=grid, rsp=rsp_plane[:keep],
                      cax_backscatter=boost[:keep, central],
                      max_water_depth_mm=float(zeff[-1].max()),
-                     outside_ct_percent=100.0 * n_out_mid / max(rsp_mid.size, 1))
+                     outside_ct_percent=100.0 * n_out_mid / max(rsp_mid.size, 1),
+                     cax_medium=None if medium is None else np.where(
+                         medium[:keep, n // 2, n // 2] > 0, medium[:keep, n // 2, n // 2], 1.0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -473,43 +547,104 @@ class _Paths:
     zeff: np.ndarray              # (nz, P) water depth at each plane, mm
     entry: np.ndarray             # (P,) geometric depth where the pencil enters matter
     seg_wet: np.ndarray           # (nz - 1, P) water-equivalent thickness of each segment
+    seg_scatter: np.ndarray       # (nz - 1, P) scattering thickness (mm of water's power)
     seg_mid: np.ndarray           # (nz - 1, P) geometric middle of the traversed part, mm
     zeff_disc: np.ndarray | None  # (P,) water depth at the disc's upstream face
     in_disc: np.ndarray | None    # (P,) pencil hits the disc
 
 
-def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, grid: _Grid, pen: _Pencils,
-                  bolus_mm: float, bolus_rsp: float, disc: ShieldingDisc | None,
+def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.ndarray,
+                  grid: _Grid, pen: _Pencils, model: ElectronModel, bolus_mm: float,
+                  bolus_rsp: float, disc: ShieldingDisc | None,
                   material: ShieldMaterial | None) -> _Paths:
-    """Water-equivalent depth of every pencil at every plane, entry depth, disc data."""
+    """Water-equivalent depth of every pencil at every plane, entry depth, disc data.
+
+    ``rsp_mid`` / ``scatter_mid`` (nz - 1, P): relative stopping and scattering power at
+    the segment middles. Where a segment scatters more than water of the same stopping
+    (bone, metal), the electrons' mean direction cosine falls faster than in water and
+    they penetrate less per path length: the segment's water-equivalent thickness is
+    multiplied by the ratio of the mean direction cosines of water and of the path at the
+    same water depth (:func:`detour_factor`). In water the factor is exactly 1.
+    """
     h = grid.h
     z = grid.z
     lo = z[:-1, None]
     hi = lo + h
     z0 = pen.z0[None, :]
     r_mid = rsp_mid.astype(np.float64)
+    s_mid = scatter_mid.astype(np.float64)
     r_next = rsp_plane[1:, pen.j, pen.i].astype(np.float64)
-    r_seg = np.where(z0 > lo + 0.5 * h, r_next, r_mid)     # partial first segment
+    first = z0 > lo + 0.5 * h                              # partial first segment
+    r_seg = np.where(first, r_next, r_mid)
+    s_seg = np.where(first, r_next, s_mid)
     length = _overlap(lo, hi, z0, np.inf)
     mid = 0.5 * (np.maximum(lo, z0) + hi)
     bolus = _overlap(lo, hi, z0, z0 + bolus_mm) if bolus_mm > 0 else 0.0
     seg = r_seg * (length - bolus) + bolus_rsp * bolus
-    zeff_free = np.vstack([np.zeros((1, pen.z0.size)), np.cumsum(seg, axis=0)])
-    if disc is None or material is None:
-        return _Paths(zeff_free, _entry(zeff_free, z, pen.z0), seg, mid, None, None)
-    in_disc = np.hypot(pen.x, pen.y) <= 0.5 * disc.diameter_mm
-    d0 = np.maximum(disc.depth_mm, pen.z0 + bolus_mm)[None, :]
-    d1 = np.full_like(d0, disc.depth_mm + disc.thickness_mm)
-    metal = _overlap(lo, hi, d0, d1) * in_disc[None, :]
-    seg_disc = seg - r_seg * metal + material.water_equivalent_per_mm * metal
-    zeff = np.vstack([np.zeros((1, pen.z0.size)), np.cumsum(seg_disc, axis=0)])
-    # water depth where each pencil meets the disc (linear between planes)
+    seg_s = s_seg * (length - bolus) + bolus_rsp * bolus
+    in_disc = None
+    metal = 0.0
+    if disc is not None and material is not None:
+        in_disc = np.hypot(pen.x, pen.y) <= 0.5 * disc.diameter_mm
+        d0 = np.maximum(disc.depth_mm, pen.z0 + bolus_mm)[None, :]
+        d1 = np.full_like(d0, disc.depth_mm + disc.thickness_mm)
+        metal = _overlap(lo, hi, d0, d1) * in_disc[None, :]
+        seg = seg - r_seg * metal + material.water_equivalent_per_mm * metal
+        seg_s = seg_s - s_seg * metal + material.scatter_per_mm * metal
+    seg = seg * detour_factor(seg, seg_s, model)
+    zeff = np.vstack([np.zeros((1, pen.z0.size)), np.cumsum(seg, axis=0)])
+    if in_disc is None:
+        return _Paths(zeff, _entry(zeff, z, pen.z0), seg, seg_s, mid, None, None)
+    # water depth where each pencil meets the disc (linear between planes), metal left out
+    free = np.vstack([np.zeros((1, pen.z0.size)),
+                      np.cumsum(seg * (1.0 - np.minimum(metal / h, 1.0)), axis=0)])
     pos = np.clip((d0[0] - z[0]) / h, 0.0, z.size - 1.0)
     k_lo = np.minimum(pos.astype(np.int64), z.size - 2)
     frac = pos - k_lo
     cols = np.arange(pen.z0.size)
-    zeff_at_disc = (zeff_free[k_lo, cols] * (1.0 - frac) + zeff_free[k_lo + 1, cols] * frac)
-    return _Paths(zeff, _entry(zeff, z, pen.z0), seg_disc, mid, zeff_at_disc, in_disc)
+    zeff_at_disc = free[k_lo, cols] * (1.0 - frac) + free[k_lo + 1, cols] * frac
+    return _Paths(zeff, _entry(zeff, z, pen.z0), seg, seg_s, mid, zeff_at_disc, in_disc)
+
+
+#: Mean direction cosine of a fully diffused broad electron beam (forward hemisphere
+#: isotropic): more scattering does not reduce penetration below it.
+DIFFUSED_MEAN_COSINE = 0.5
+
+
+def mean_cosine(variance: np.ndarray) -> np.ndarray:
+    """Mean direction cosine after an accumulated one-plane angular variance (rad^2).
+
+    ``c + (1 - c) exp(-A / (1 - c))``, ``c`` = :data:`DIFFUSED_MEAN_COSINE`: ``1 - A`` for
+    small ``A`` (Lewis 1950, ``<cos> = exp(-A)``), and the diffusion limit ``c`` once the
+    electrons have lost their direction.
+    """
+    c = DIFFUSED_MEAN_COSINE
+    return c + (1.0 - c) * np.exp(-np.asarray(variance) / (1.0 - c))
+
+
+def detour_factor(seg_wet: np.ndarray, seg_scatter: np.ndarray, model: ElectronModel
+                  ) -> np.ndarray:
+    """Factor (nz - 1, P) on each segment's water-equivalent thickness for extra scattering.
+
+    Range spent per unit depth is ``1 / <cos>``; water's own share is in the depth dose,
+    so a segment counts ``<cos>_w(A_w) / <cos>(A_w + dA)`` times its stopping thickness
+    (:func:`mean_cosine`), ``A_w`` water's accumulated angular variance at the segment's
+    water depth and ``dA = sum T_w(zeff) (scatter - wet)`` the variance gathered beyond it
+    (``T_w`` water's scattering power at Harder's energy, :mod:`models.dose.scattering`).
+    Exactly 1 wherever scatter = stopping (water); it fades once water's electrons are
+    diffused too (end of range).
+    """
+    extra = seg_scatter - seg_wet
+    if not np.any(np.abs(extra) > 1e-9):
+        return np.ones_like(seg_wet)
+    zeff_mid = np.cumsum(seg_wet, axis=0) - 0.5 * seg_wet
+    power = lookup_uniform(zeff_mid, model.depth_mm, model.scatter_power_per_mm,
+                           beyond=float(model.scatter_power_per_mm[-1]))
+    own = power * seg_wet
+    step = power * extra
+    a_water = np.cumsum(own, axis=0) - 0.5 * own
+    a_extra = np.cumsum(step, axis=0) - 0.5 * step
+    return mean_cosine(a_water) / mean_cosine(np.maximum(a_water + a_extra, 0.0))
 
 
 def _entry(zeff: np.ndarray, z: np.ndarray, z0: np.ndarray) -> np.ndarray:
@@ -525,6 +660,32 @@ def _entry(zeff: np.ndarray, z: np.ndarray, z0: np.ndarray) -> np.ndarray:
     frac = np.where(w_b > w_a, (ENTRY_WET_MM - w_a) / np.maximum(w_b - w_a, 1e-12), 0.0)
     z_hit = z_a + frac * (z[k] - z_a) - ENTRY_WET_MM
     return np.where(any_reached, np.maximum(z_hit, z0), np.inf)
+
+
+def tissue_backscatter(zeff: np.ndarray, ebf_mid: np.ndarray, model: ElectronModel
+                       ) -> np.ndarray | None:
+    """Backscatter factor (nz, P) upstream of interfaces into higher-Z tissue (bone).
+
+    Where a pencil's backscatter amplitude ``a`` (``ebf_a`` of the tissue at the segment
+    middles, ``ebf_mid`` (nz - 1, P)) rises from one segment to the next, the planes
+    upstream get ``(a_down - a_up) exp(-b E_d) exp(-(zeff_i - zeff) / lambda)`` more dose
+    (``E_d = E0 (1 - zeff_i / Rp)`` Harder's energy at the interface, ``b`` and ``lambda``
+    from ``materials.json``, empirical). None when no pencil crosses such an interface.
+    """
+    a = ebf_mid.astype(np.float64)
+    rise = np.zeros((a.shape[0] + 1, a.shape[1]))
+    rise[1:-1] = np.maximum(a[1:] - a[:-1], 0.0)         # at plane k between segments
+    if not np.any(rise > 1e-4):
+        return None
+    b_per_mev, relax_mm = backscatter_constants()
+    e = model.energy
+    energy = np.maximum(e.mean_energy_mev * (1.0 - zeff / e.points.rp_mm), 0.0)
+    source = rise * np.exp(-b_per_mev * energy)
+    boost = np.zeros_like(source)
+    for k in range(source.shape[0] - 2, -1, -1):         # decays upstream in water depth
+        boost[k] = (boost[k + 1] + source[k + 1]) * np.exp(
+            -np.maximum(zeff[k + 1] - zeff[k], 0.0) / relax_mm)
+    return 1.0 + boost
 
 
 def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
@@ -641,7 +802,8 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
                           bolus_mm: float = 0.0, bolus_rsp: float = 1.0,
                           disc: ShieldingDisc | None = None,
                           library: BeamLibrary | None = None,
-                          backend: str = "numba", fast: bool = True) -> DoseResult:
+                          backend: str = "numba", fast: bool = True,
+                          dose_to: str = "water", model: str = "full") -> DoseResult:
     """Electron dose (Gy) of an applicator at a pose in a CT (see the module docstring).
 
     Parameters
@@ -670,6 +832,15 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
     fast : bool, default True
         Spread pencils of similar sigma (within 1 %) together; False spreads each pencil on
         its own (reference).
+    dose_to : {"water", "medium"}, default "water"
+        Report dose to water (the beam data, prescriptions and clinical experience are dose
+        to water) or dose to the local medium (dose to water times the mass collision
+        stopping-power ratio medium/water of each voxel: ~9 % lower in cortical bone). The
+        100 % level and the MU are those of dose to water either way.
+    model : {"full", "preview"}, default "full"
+        ``"preview"`` computes the same physics with pencils and voxels of at least
+        :data:`PREVIEW_GRID_MM` (several times faster) for an applicator being dragged;
+        ``DoseResult.model`` says which one a result is, so a display can show it.
 
     Returns
     -------
@@ -687,16 +858,27 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
         raise TypeError(f"ct must be a Volume, got {type(ct).__name__}")
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if dose_to not in DOSE_TO:
+        raise InputError(f"unknown dose_to {dose_to!r}; choose one of: {', '.join(DOSE_TO)}")
+    if model not in MODELS:
+        raise InputError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
     rx, h, iso, bolus, bolus_r = _check_options(prescription_gy, grid_mm, isodose_percent,
                                                 bolus_mm, bolus_rsp, disc)
+    if model == "preview":
+        h = max(h, PREVIEW_GRID_MM)
+    which = model
     model = electron_model(beam, library)
     pose = _check_pose(ct, patient_from_applicator)
     hu = np.ascontiguousarray(ct.array, dtype=np.float32)   # one numba signature
     rel = relative_dose(hu, ct.voxel_from_patient @ pose, model, grid_mm=h, bolus_mm=bolus,
-                        bolus_rsp=bolus_r, disc=disc, backend=backend, fast=fast)
+                        bolus_rsp=bolus_r, disc=disc, backend=backend, fast=fast,
+                        dose_to=dose_to)
     centre = rel.grid.n_xy // 2
     # 100 %: central-axis maximum without a disc's backscatter (the hot spot shows > 100 %)
-    cax_max = float((rel.dose[:, centre, centre] / rel.cax_backscatter).max())
+    cax = rel.dose[:, centre, centre] / rel.cax_backscatter
+    if rel.cax_medium is not None:
+        cax = cax / rel.cax_medium                       # the 100 % level is dose to water
+    cax_max = float(cax.max())
     if not cax_max > 0.0 or rel.max_water_depth_mm < MIN_TISSUE_DEPTH_MM:
         raise InputError("no dose on the central axis: the applicator does not face tissue "
                          "in the CT (check the pose: +z of the applicator must point into "
@@ -712,4 +894,5 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
                       prescription_gy=rx, isodose_percent=iso, dmax_gy=dmax_gy, mu=mu,
                       output_factor=factor, grid_mm=h,
                       compute_ms=1000.0 * (time.perf_counter() - start),
-                      outside_ct_percent=rel.outside_ct_percent, mu_estimated=mu_estimated)
+                      outside_ct_percent=rel.outside_ct_percent, mu_estimated=mu_estimated,
+                      dose_to=dose_to, model=which)

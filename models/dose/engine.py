@@ -61,10 +61,12 @@ class DoseRequest:
     isodose_percent: float = 90.0
     bolus_mm: float = 0.0
     disc: ShieldingDisc | None = None
+    dose_to: str = "water"
+    model: str = "full"
 
     def geometry(self) -> tuple:
         """What changes the dose distribution's shape (besides the pose)."""
-        return (self.beam, self.bolus_mm, self.disc)
+        return (self.beam, self.bolus_mm, self.disc, self.dose_to, self.model)
 
     def options(self) -> tuple:
         """The non-pose part, compared to decide whether a cached result can be reused."""
@@ -114,16 +116,19 @@ class ElectronDoseEngine:
 
     def compute(self, patient_from_applicator: np.ndarray, beam: ElectronBeam, *,
                 prescription_gy: float = 10.0, isodose_percent: float = 90.0,
-                bolus_mm: float = 0.0, disc: ShieldingDisc | None = None) -> DoseResult:
+                bolus_mm: float = 0.0, disc: ShieldingDisc | None = None,
+                dose_to: str = "water", model: str = "full") -> DoseResult:
         """Dose for a pose and beam (Gy on a beam-aligned grid).
 
         Reuses the last result when the pose moved less than the thresholds with the same
-        beam, bolus and disc; a changed prescription or isodose only rescales it.
+        beam, bolus, disc, ``dose_to`` and ``model``; a changed prescription or isodose only
+        rescales it. ``model="preview"`` while the applicator is dragged, ``"full"`` once it
+        rests (see :func:`models.dose.electron.compute_electron_dose`).
         """
         pose = as_transform(patient_from_applicator, name="patient_from_applicator",
                             rigid=True)
         request = DoseRequest(pose, beam, float(prescription_gy), float(isodose_percent),
-                              float(bolus_mm), disc)
+                              float(bolus_mm), disc, dose_to, model)
         with self._lock:
             last = self._last
         if last is not None and last[0].geometry() == request.geometry():
@@ -137,7 +142,8 @@ class ElectronDoseEngine:
                 return result
         result = compute_electron_dose(self.ct, pose, beam, prescription_gy=prescription_gy,
                                        grid_mm=self.grid_mm, isodose_percent=isodose_percent,
-                                       bolus_mm=bolus_mm, disc=disc, library=self.library)
+                                       bolus_mm=bolus_mm, disc=disc, library=self.library,
+                                       dose_to=dose_to, model=model)
         with self._lock:
             self._last = (request, result)
         return result

@@ -1,8 +1,18 @@
-"""Material data for dose calculation: CT number -> relative stopping power, shielding metals.
+"""Material data for dose calculation: CT number -> density -> tissue, shielding metals.
 
-Both tables live in ``assets/beams/materials.json`` with their provenance; nothing is
-buried in code. The HU -> RSP table is piecewise linear; :func:`rsp_lookup_table` turns it
-into a uniform 1-HU lookup table that the numba kernels index directly.
+Everything lives in ``assets/beams/materials.json`` with its provenance; nothing is buried
+in code. A CT number maps to a mass density (piecewise linear, Schneider et al. 2000) and a
+tissue (HU bins; from 100 HU a continuous soft-tissue/cortical-bone mixture by bone mass
+fraction), whose electron properties relative to water are
+
+* ``rsp``: linear stopping power (density x mass collision stopping-power ratio),
+* ``scatter``: linear angular scattering power (density x X0_water / X0_tissue),
+* ``stopping_ratio``: mass collision stopping-power ratio (dose to medium / dose to water),
+* ``ebf_a``: amplitude of the electron backscatter factor of an interface into the tissue,
+  ``a = k ln(Z_eff / Z_water)`` (0 for water and lighter tissue).
+
+:func:`tissue_lookup` tabulates them at every integer HU from :data:`LUT_HU_MIN` (uniform
+lookup tables that the numba kernels index directly).
 """
 
 from __future__ import annotations
@@ -52,6 +62,14 @@ class ShieldMaterial:
     ebf_a: float
     ebf_b_per_mev: float
     backscatter_relaxation_mm: float
+    density_g_cm3: float = 7.9
+    x0_g_cm2: float = 13.84
+    z_eff: float = 26.0
+
+    @property
+    def scatter_per_mm(self) -> float:
+        """Linear angular scattering power relative to water (density x X0_w / X0)."""
+        return self.density_g_cm3 * WATER_X0_G_CM2 / self.x0_g_cm2
 
     def backscatter_factor(self, energy_mev: float | np.ndarray) -> float | np.ndarray:
         """Electron backscatter factor (>= 1) at the interface for mean energy ``energy_mev``."""
@@ -69,23 +87,101 @@ def _materials() -> dict:
     return read_beam_asset("materials.json")
 
 
+@dataclass(frozen=True, eq=False)
+class TissueLookup:
+    """Electron properties of tissue at every integer HU from :data:`LUT_HU_MIN` (N,).
+
+    ``hu``, ``density_g_cm3``; ``rsp`` linear stopping power, ``scatter`` linear angular
+    scattering power, ``stopping_ratio`` mass collision stopping power (all relative to
+    water); ``ebf_a`` backscatter amplitude of an interface into the tissue; ``name`` the
+    tissue bin (``"bone mixture"`` from 100 HU). ``provenance`` of the table.
+    """
+
+    hu: np.ndarray
+    density_g_cm3: np.ndarray
+    rsp: np.ndarray
+    scatter: np.ndarray
+    stopping_ratio: np.ndarray
+    ebf_a: np.ndarray
+    name: tuple[str, ...]
+    provenance: str
+
+    def at(self, hu: np.ndarray, what: str) -> np.ndarray:
+        """Property ``what`` (a field name) at CT numbers ``hu`` (clamped, linear in HU)."""
+        return np.interp(np.asarray(hu, dtype=np.float64), self.hu, getattr(self, what))
+
+
+#: Radiation length of water (g/cm2), Particle Data Group.
+WATER_X0_G_CM2 = 36.08
+
+
+def _field(raw: dict, key: str, where: str) -> object:
+    if key not in raw:
+        raise InputError(f"materials.json {where}: missing {key!r}")
+    return raw[key]
+
+
+@lru_cache(maxsize=1)
+def tissue_lookup() -> TissueLookup:
+    """The shipped CT -> tissue table tabulated per integer HU (see the module docstring)."""
+    raw = _field(_materials(), "ct_to_tissue", "top level")
+    knots = np.asarray(_field(raw, "hu", "ct_to_tissue"), dtype=np.float64)
+    rho_knots = np.asarray(_field(raw, "density_g_cm3", "ct_to_tissue"), dtype=np.float64)
+    if (knots.shape != rho_knots.shape or np.any(np.diff(knots) <= 0)
+            or np.any(rho_knots <= 0)):
+        raise InputError("materials.json ct_to_tissue: hu must increase, density_g_cm3 be "
+                         "> 0, same length")
+    bins = _field(raw, "tissues", "ct_to_tissue")
+    bone = _field(raw, "bone", "ct_to_tissue")
+    water = _field(raw, "water", "ct_to_tissue")
+    k = float(_field(_materials().get("backscatter", {}), "ebf_a_per_ln_z", "backscatter"))
+    z_water = float(water["z_eff"])
+    hu = np.arange(LUT_HU_MIN, knots[-1] + 1.0)
+    rho = np.interp(hu, knots, rho_knots)
+    stop = np.ones_like(hu)
+    inv_x0 = np.full_like(hu, 1.0 / float(water["x0_g_cm2"]))
+    z_eff = np.full_like(hu, z_water)
+    names = np.full(hu.shape, "bone mixture", dtype=object)
+    lo = -np.inf
+    for row in bins:
+        sel = (hu >= lo) & (hu < float(row["hu_below"]))
+        stop[sel] = float(row["stopping_ratio"])
+        inv_x0[sel] = 1.0 / float(row["x0_g_cm2"])
+        z_eff[sel] = float(row["z_eff"])
+        names[sel] = str(row["name"])
+        lo = float(row["hu_below"])
+    soft = bins[-1]
+    mix = hu >= lo
+    # bone mass fraction of a soft-tissue/bone mixture of density rho (Schneider 2000)
+    rho_s, rho_b = float(np.interp(lo, knots, rho_knots)), float(bone["density_g_cm3"])
+    w = np.clip(rho_b * (rho[mix] - rho_s) / (rho[mix] * (rho_b - rho_s)), 0.0, 1.0)
+    stop[mix] = (1 - w) * float(soft["stopping_ratio"]) + w * float(bone["stopping_ratio"])
+    inv_x0[mix] = (1 - w) / float(soft["x0_g_cm2"]) + w / float(bone["x0_g_cm2"])
+    z_eff[mix] = (1 - w) * float(soft["z_eff"]) + w * float(bone["z_eff"])
+    ebf_a = k * np.log(np.maximum(z_eff / z_water, 1.0))
+    return TissueLookup(hu=hu, density_g_cm3=rho, rsp=rho * stop,
+                        scatter=rho * inv_x0 * WATER_X0_G_CM2, stopping_ratio=stop,
+                        ebf_a=ebf_a, name=tuple(names), provenance=str(raw["provenance"]))
+
+
 @lru_cache(maxsize=1)
 def hu_rsp_table() -> HuRspTable:
-    """The shipped HU -> relative stopping power table."""
-    raw = _materials()["hu_to_rsp"]
-    hu = np.asarray(raw["hu"], dtype=np.float64)
-    rsp = np.asarray(raw["rsp"], dtype=np.float64)
-    if hu.shape != rsp.shape or np.any(np.diff(hu) <= 0) or np.any(rsp < 0):
-        raise InputError("materials.json hu_to_rsp: hu must increase, rsp be >= 0, same length")
-    return HuRspTable(hu, rsp, str(raw["provenance"]))
+    """HU -> relative stopping power (from :func:`tissue_lookup`, every integer HU)."""
+    table = tissue_lookup()
+    return HuRspTable(table.hu, table.rsp, table.provenance)
 
 
 @lru_cache(maxsize=1)
 def rsp_lookup_table() -> np.ndarray:
     """RSP at integer HU from :data:`LUT_HU_MIN` to the table's last HU, shape (N,) float64."""
-    table = hu_rsp_table()
-    hu = np.arange(LUT_HU_MIN, table.hu[-1] + 1.0)
-    return table(hu)
+    return tissue_lookup().rsp
+
+
+@lru_cache(maxsize=1)
+def backscatter_constants() -> tuple[float, float]:
+    """(b per MeV, upstream relaxation length in mm of water) of tissue interfaces."""
+    raw = _field(_materials(), "backscatter", "top level")
+    return float(raw["ebf_b_per_mev"]), float(raw["relaxation_mm"])
 
 
 def shield_materials() -> dict[str, ShieldMaterial]:

@@ -62,15 +62,19 @@ def fermi_eyges_sigma_mm(depth_mm: np.ndarray, mean_energy_mev: float, rp_mm: fl
 
 def fermi_eyges_along_path(z_mm: np.ndarray, seg_wet: np.ndarray, seg_mid: np.ndarray,
                            zeff: np.ndarray, depth_mm: np.ndarray,
-                           power_per_mm: np.ndarray, r50_mm: float) -> np.ndarray:
+                           power_per_mm: np.ndarray, r50_mm: float, *,
+                           seg_scatter: np.ndarray | None = None) -> np.ndarray:
     """Multiple-scattering sigma (mm) of pencils through a heterogeneous path.
 
     Fermi-Eyges with the geometric lever arm (Hogstrom et al. 1981):
-    ``sigma^2(z) = sum_m T_w(zeff_m) wet_m (z - u_m)^2`` over the segments m before z, where
-    ``wet_m`` is the segment's water-equivalent thickness (scattering taken proportional to
-    stopping power) and ``u_m`` its geometric middle. In water this is the water table's
-    integral; in a uniform medium of relative stopping power rho it gives
-    ``sigma_w(rho z) / rho``. Beyond R50 of water depth sigma is held (as in water).
+    ``sigma^2(z) = sum_m T_w(zeff_m) s_m (z - u_m)^2`` over the segments m before z, where
+    ``s_m`` is the segment's scattering thickness (``seg_scatter``: length x linear
+    scattering power relative to water, e.g. 2.4 per mm of cortical bone against 1.7 of
+    stopping; default ``seg_wet``, scattering proportional to stopping power), ``T_w``
+    water's scattering power at the segment's water depth and ``u_m`` its geometric middle.
+    In water this is the water table's integral; in a uniform medium whose scattering and
+    stopping are both rho times water's it gives ``sigma_w(rho z) / rho``. Beyond R50 of
+    water depth sigma is held (as in water).
 
     Parameters
     ----------
@@ -78,6 +82,8 @@ def fermi_eyges_along_path(z_mm: np.ndarray, seg_wet: np.ndarray, seg_mid: np.nd
         (nz,) plane depths (mm, applicator frame).
     seg_wet, seg_mid : numpy.ndarray
         (nz - 1, P) segment water-equivalent thickness (mm) and geometric middle (mm).
+    seg_scatter : numpy.ndarray, optional
+        (nz - 1, P) segment scattering thickness (mm of water's scattering power).
     zeff : numpy.ndarray
         (nz, P) water depth at the planes.
     depth_mm, power_per_mm : numpy.ndarray
@@ -88,7 +94,8 @@ def fermi_eyges_along_path(z_mm: np.ndarray, seg_wet: np.ndarray, seg_mid: np.nd
     """
     zeff_mid = zeff[:-1] + 0.5 * seg_wet
     weight = lookup_uniform(zeff_mid, depth_mm, power_per_mm,
-                            beyond=float(power_per_mm[-1])) * seg_wet
+                            beyond=float(power_per_mm[-1])) * (
+        seg_wet if seg_scatter is None else seg_scatter)
     zeros = np.zeros((1, seg_wet.shape[1]))
     a0 = np.vstack([zeros, np.cumsum(weight, axis=0)])
     a1 = np.vstack([zeros, np.cumsum(weight * seg_mid, axis=0)])

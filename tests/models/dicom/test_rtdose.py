@@ -182,3 +182,16 @@ def test_dose_grid_like_covers_the_dose_on_the_image_axes(rng):
     on_grid = resample_dose(dose, grid)
     assert on_grid.array.max() <= dose.array.max() + 1e-12
     assert on_grid.array.max() > 0.9 * dose.array.max()
+
+
+@pytest.mark.parametrize("dose_to", ["water", "medium"])
+def test_dose_to_water_or_medium_is_written_in_the_dose_comment(tmp_path, rng, identity,
+                                                                 dose_to):
+    path = write_rtdose(tmp_path / "rd.dcm", _oblique_dose(rng), identity,
+                        referenced_plan_uid=new_uid(), dose_to=dose_to)
+    back = read_rtdose(path)
+    assert back.comment == f"dose to {dose_to}"
+    assert back.dose_type == "PHYSICAL"
+    with pytest.raises(InputError, match="dose_to"):
+        dose_dataset(_oblique_dose(rng), identity, referenced_plan_uid=new_uid(),
+                     dose_to="tissue")

@@ -74,6 +74,9 @@ def slab_phantom(hu: float, *, top_mm: float, thickness_mm: float) -> Volume:
 
 @pytest.mark.parametrize("hu", [1000.0, -700.0])     # cortical-like bone, lung
 def test_slab_shifts_r50_by_its_water_equivalent_thickness(water, hu):
+    """Lung scatters like its stopping: R50 moves by the stopping-power thickness. Bone
+    scatters ~1.3x more than it stops: its electrons lose direction faster and penetrate
+    less, so R50 moves further than stopping alone says (MC numbers: test_heterogeneity)."""
     beam = ElectronBeam("liac", 12, 100.0)
     thickness = 10.0
     r50_water = analyse_depth_dose(*cax_curve(
@@ -83,7 +86,10 @@ def test_slab_shifts_r50_by_its_water_equivalent_thickness(water, hu):
         compute_electron_dose(slab, water_pose(0.0), beam, grid_mm=1.0))).r50_mm
     rsp = float(hu_rsp_table()(hu))              # table value, independent of the kernel
     expected_shift = thickness * (1.0 - rsp)     # geometric = water depth - water-eq. thickness
-    assert r50_slab - r50_water == pytest.approx(expected_shift, abs=1.0)
+    if hu < 0:
+        assert r50_slab - r50_water == pytest.approx(expected_shift, abs=1.0)
+    else:
+        assert expected_shift - 3.0 < r50_slab - r50_water < expected_shift - 0.5
 
 
 def test_flat_applicator_dose_is_symmetric_on_water(water):
