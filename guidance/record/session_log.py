@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from models.base.errors import InputError
+from models.base.files import make_private_folders, private_file
 from models.base.validation import as_transform
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,6 @@ EVENT_KINDS: tuple[str, ...] = (
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Name of a new session log (``time.strftime`` format, then ``.sqlite``).
 SESSION_FILE_FORMAT = "session-%Y%m%d-%H%M%S"
-_PRIVATE_FILE = 0o600
-_PRIVATE_FOLDER = 0o700
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -199,28 +198,13 @@ def _refuse_existing(path: Path) -> None:
                          "overwritten — choose a new path (or open it to continue)")
 
 
-def _make_private_folders(folder: Path) -> None:
-    """Create ``folder`` and its missing parents owner-only (existing ones are left alone)."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    for new in reversed(missing):
-        new.mkdir(mode=_PRIVATE_FOLDER, exist_ok=True)
-        os.chmod(new, _PRIVATE_FOLDER)  # whatever the umask
-
-
 def _create_private_file(path: Path) -> None:
     """Create an empty owner-only file; refuse an existing one (no race with a second run)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_FILE)
+        private_file(path, exclusive=True)
     except FileExistsError:
         _refuse_existing(path)
         raise
-    try:
-        os.fchmod(fd, _PRIVATE_FILE)  # whatever the umask
-    finally:
-        os.close(fd)
 
 
 def _link_new(staging: Path, path: Path) -> None:
@@ -288,7 +272,7 @@ class SessionLog:
         """
         path = Path(path)
         _refuse_existing(path)
-        _make_private_folders(path.parent)
+        make_private_folders(path.parent)
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
         leftovers = [Path(f"{staging}{suffix}") for suffix in ("", "-journal", "-wal", "-shm")]
         for leftover in leftovers:

@@ -31,8 +31,12 @@ Migration
     data files against their checksums.
 
 Saving never destroys the previous case: the new case is written to a sibling folder
-and swapped in with two renames (``--force``); a kill in between leaves the old case
-under ``.<name>.old-*`` next to it.
+and swapped in (``--force``) with :func:`models.base.files.swap_in_folder`, one atomic
+exchange on Linux, so a kill at any moment leaves the old case or the new one.
+
+Permissions
+    A case holds the patient's name, ID, birth date and images: the folder is 0700 and
+    every file in it 0600, whatever the umask.
 """
 
 from __future__ import annotations
@@ -49,6 +53,12 @@ from typing import Any
 import numpy as np
 
 from models.base.errors import InputError
+from models.base.files import (
+    PRIVATE_FOLDER_MODE,
+    make_private_folders,
+    swap_in_folder,
+    write_private_bytes,
+)
 from models.patient.case import Case, Structure
 from models.patient.volume import Volume
 
@@ -83,15 +93,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def save_case(case: Case, out_dir: str | Path, *, force: bool = False) -> Path:
     """Save a case folder (see module docstring).
 
@@ -121,44 +122,18 @@ def save_case(case: Case, out_dir: str | Path, *, force: bool = False) -> Path:
     if foreign:
         raise InputError(f"--out {out}: holds files that are not part of a case "
                          f"({', '.join(foreign[:3])}); choose another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_private_folders(out.parent)
     staging = out.with_name(f".{out.name}.new-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    staging.mkdir(mode=PRIVATE_FOLDER_MODE)
+    os.chmod(staging, PRIVATE_FOLDER_MODE)
     try:
         _write_case_files(case, staging)
-        _swap_in(staging, out)
+        swap_in_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log.info("saved case %s to %s", case.patient_id, out)
     return out
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` so that a kill at any point leaves one whole case."""
-    _fsync_dir(staging)
-    if out.is_dir():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, out)
-    _fsync_dir(out.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_case_files(case: Case, out: Path) -> None:
@@ -166,16 +141,16 @@ def _write_case_files(case: Case, out: Path) -> None:
     files: dict[str, str] = {}
 
     ct = np.ascontiguousarray(case.ct.array, dtype=np.float32)
-    _atomic_write_bytes(out / "ct.npy", lambda h: np.save(h, ct))
+    write_private_bytes(out / "ct.npy", lambda h: np.save(h, ct))
     files["ct.npy"] = _sha256(out / "ct.npy")
     packed = {f"s{n}": np.packbits(s.mask.ravel()) for n, s in
               enumerate(case.structures.values())}
-    _atomic_write_bytes(out / "masks.npz", lambda h: np.savez(h, **packed))
+    write_private_bytes(out / "masks.npz", lambda h: np.savez(h, **packed))
     files["masks.npz"] = _sha256(out / "masks.npz")
     dose_entry = None
     if case.dose is not None:
         dose = np.ascontiguousarray(case.dose.array, dtype=np.float32)
-        _atomic_write_bytes(out / "dose.npy", lambda h: np.save(h, dose))
+        write_private_bytes(out / "dose.npy", lambda h: np.save(h, dose))
         files["dose.npy"] = _sha256(out / "dose.npy")
         dose_entry = {"file": "dose.npy", "shape": list(dose.shape),
                       "patient_from_voxel": case.dose.patient_from_voxel.tolist()}
@@ -208,7 +183,7 @@ def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     sealed["format_version"] = FORMAT_VERSION
     sealed[DIGEST_KEY] = manifest_digest(sealed)
     text = json.dumps(sealed, indent=1)
-    _atomic_write_bytes(out / MANIFEST, lambda h: h.write(text.encode()))
+    write_private_bytes(out / MANIFEST, lambda h: h.write(text.encode()))
 
 
 def seal_case(case_dir: str | Path) -> Path:

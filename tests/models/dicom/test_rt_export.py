@@ -11,6 +11,8 @@ import pydicom
 import pytest
 
 from models.base.errors import InputError
+from models.base.pseudonyms import SiteKey
+from models.dicom.deidentify import Deidentifier
 from models.dicom.reader import read_case
 from models.dicom.rt_export import export_case, reference_point_lps, resolve_plan
 from models.dicom.rtdose import read_rtdose
@@ -112,8 +114,8 @@ def test_exported_dose_gives_the_engine_dose_coverage(exported):
 def test_anonymised_package_holds_no_identifiers(case_dir, tmp_path):
     case = load_case(case_dir)
     original = [case.patient_id.encode(), case.patient_name.encode()]
-    result = export_case(case, resolve_plan(case), tmp_path / "anon", anonymise=True,
-                         with_ct=True)
+    result = export_case(case, resolve_plan(case), tmp_path / "anon", with_ct=True,
+                         deidentifier=Deidentifier(SiteKey(b"k" * 32)))
     files = sorted(result.out_dir.glob("*.dcm"))
     assert result.ct_files == case.ct.shape[0] and len(files) == result.ct_files + 3
     ids = set()
