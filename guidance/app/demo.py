@@ -54,6 +54,8 @@ from guidance.tracking.pose_filter import TrackingState
 from guidance.treatment.dose_check import load_plan_limits
 from guidance.treatment.dose_service import DEFAULT_MACHINE, DoseScheduler
 from models.base.errors import IortError
+from models.base.files import write_private_text
+from models.base.pseudonyms import SiteKey
 from models.base.transforms import apply_transform, invert_rigid, transform_difference
 from models.beams.library import ElectronBeam
 from models.dicom.reader import read_case
@@ -247,7 +249,9 @@ def _prepare(options: DemoOptions, out: Path) -> _Run:
                         calibration.dist_coeffs, options=LoopOptions())
     # a new log per run: earlier sessions in the same folder are never overwritten
     session_path = session_log_path(folder=out)
-    session_log = SessionLog.create(session_path, case_id=case.patient_id,
+    session_log = SessionLog.create(session_path,
+                                    case_id=SiteKey.load().pseudonym(case.patient_id,
+                                                                     prefix="case-"),
                                     metadata={"program": "iort demo", "seed": str(options.seed)})
     registration = PointerRegistration(
         loop, {n: case.fiducials_lps[n] for n in scenario.fiducial_names},
@@ -328,7 +332,7 @@ def _write_outputs(run: _Run, options: DemoOptions, out: Path, *, loop_s: float,
         summary["dose.mu"] = track.dose.mu
     summary["timing.wall_s"] = time.perf_counter() - start
     summary["session_log"] = run.session_path.name
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_private_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     colors = {name: s.color_rgb for name, s in run.case.structures.items()}
     report = write_report(out / "report.html", summary=summary, dvhs=dvhs, images=run.images,
                           warnings=track.warnings, colors=colors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -231,3 +232,17 @@ def test_a_failed_forced_save_keeps_the_old_case(case, tmp_path: Path, monkeypat
     back = load_case(folder)
     np.testing.assert_array_equal(back.ct.array, case.ct.array)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]   # no staging left behind
+
+
+def test_case_folder_is_owner_only_whatever_the_umask(case, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        folder = save_case(case, tmp_path / "new" / "Smithson_Johanna")
+        save_case(case, folder, force=True)   # the swapped-in folder too
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert "manifest.json" in modes and set(modes.values()) == {0o600}, modes
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["Smithson_Johanna"]
