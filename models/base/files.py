@@ -328,6 +328,7 @@ def replacing_folder(out: str | Path, *,
     """
     out = Path(out)
     make_private_folders(out.parent)
+    _remove_leftovers(out)
     staging = out.with_name(f".{out.name}.new-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(mode=PRIVATE_FOLDER_MODE)
@@ -341,6 +342,27 @@ def replacing_folder(out: str | Path, *,
         swap_in_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove staging folders beside ``out`` left by writers that were killed."""
+    for stale in [*out.parent.glob(f".{out.name}.new-*"), *out.parent.glob(f".{out.name}.old-*")]:
+        try:
+            pid = int(stale.name.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _alive(pid):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _carry(source: Path, target: Path) -> None:

@@ -31,8 +31,9 @@ Migration
     data files against their checksums.
 
 Saving never destroys the previous case: the new case is written to a sibling folder
-and swapped in (``--force``) with :func:`models.base.files.swap_in_folder`, one atomic
-exchange on Linux, so a kill at any moment leaves the old case or the new one.
+and swapped in (``--force``) by :func:`models.base.files.replacing_folder`, one atomic
+exchange on Linux, so a kill at any moment leaves the old case or the new one (staging
+folders left by a killed writer are removed by the next save).
 
 Permissions
     A case holds the patient's name, ID, birth date and images: the folder is 0700 and
@@ -44,8 +45,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -53,12 +52,7 @@ from typing import Any
 import numpy as np
 
 from models.base.errors import InputError
-from models.base.files import (
-    PRIVATE_FOLDER_MODE,
-    make_private_folders,
-    swap_in_folder,
-    write_private_bytes,
-)
+from models.base.files import replacing_folder, write_private_bytes
 from models.patient.case import Case, Structure
 from models.patient.volume import Volume
 
@@ -122,16 +116,8 @@ def save_case(case: Case, out_dir: str | Path, *, force: bool = False) -> Path:
     if foreign:
         raise InputError(f"--out {out}: holds files that are not part of a case "
                          f"({', '.join(foreign[:3])}); choose another folder")
-    make_private_folders(out.parent)
-    staging = out.with_name(f".{out.name}.new-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(mode=PRIVATE_FOLDER_MODE)
-    os.chmod(staging, PRIVATE_FOLDER_MODE)
-    try:
+    with replacing_folder(out) as staging:
         _write_case_files(case, staging)
-        swap_in_folder(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log.info("saved case %s to %s", case.patient_id, out)
     return out
 

@@ -190,3 +190,14 @@ def test_reference_point_is_the_deepest_axis_point_at_the_prescription():
     # nothing reaches the prescription: the axis maximum (the surface here)
     point = reference_point_lps(_DepthDose(pose, 5.0, 0.1), pose, 10.0)
     np.testing.assert_allclose(point, pose[:3, 3], atol=1e-9)
+
+
+def test_sigkill_during_forced_exports_leaves_one_whole_export(tmp_path):
+    """``export --force`` killed at 10 random moments: RS, RP, RD always of one export (their
+    references resolve), never a mix or a missing file."""
+    import random
+
+    from benchmarks.bench_integrity import export_kill_runs
+
+    runs, exports_left = export_kill_runs(tmp_path / "e", runs=10, rng=random.Random(11))
+    assert runs == 10 and exports_left >= 3   # kills landed before and after swaps
