@@ -24,7 +24,7 @@ Keys
     How many mutations were tried (both kinds).
 
 The kills fork the writer from this process (modules already imported), so one run costs
-milliseconds plus the write: :func:`sigkill_runs` is also what the kill tests use.
+milliseconds plus a few writes: :func:`sigkill_runs` is also what the kill tests use.
 """
 
 from __future__ import annotations
@@ -47,21 +47,29 @@ GROUP = "reliability"
 
 
 def sigkill_runs(write: Callable[[int], None], check: Callable[[int], None], *, runs: int,
-                 max_delay_s: float, rng: random.Random) -> int:
+                 max_delay_s: float, rng: random.Random, max_writes_before: int = 2) -> int:
     """Kill a forked writer ``runs`` times at random moments; check after each kill.
+
+    Each run forks a child that calls ``write(0)``, ``write(1)``... until killed. The
+    parent waits until the child has finished a random number of writes (0 to
+    ``max_writes_before``: so kills land in the first write and in later ones whatever the
+    machine's speed), then a uniform random ``[0, max_delay_s]`` s more (about one write:
+    the kill lands anywhere inside it), kills it with SIGKILL and calls ``check(run)``.
 
     Parameters
     ----------
     write : callable
-        ``write(generation)`` writes once; the child calls it with 0, 1, 2... until killed.
+        ``write(generation)`` writes once.
     check : callable
         ``check(run)`` after the kill: raises ``AssertionError`` when the data is damaged.
     runs : int
         Kills.
     max_delay_s : float
-        Each kill comes after a uniform random delay in ``[0, max_delay_s]`` s.
+        Longest extra delay before the kill (s).
     rng : random.Random
-        Seeded delays.
+        Seeded choices.
+    max_writes_before : int
+        Most writes the child finishes before the delay starts.
 
     Returns
     -------
@@ -74,21 +82,29 @@ def sigkill_runs(write: Callable[[int], None], check: Callable[[int], None], *, 
         A child ended before it was killed (its writer failed), or ``check`` failed.
     """
     for run in range(runs):
+        read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:   # the writer: never returns into the caller's code
             code = 0
             try:
+                os.close(read_end)
                 generation = 0
                 while True:
                     write(generation)
+                    os.write(write_end, b"w")
                     generation += 1
             except BaseException:
                 code = 3
             finally:
                 os._exit(code)
-        time.sleep(rng.uniform(0.0, max_delay_s))
-        os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb", buffering=0) as done:
+            for _ in range(rng.randint(0, max_writes_before)):
+                if not done.read(1):   # the child ended on its own
+                    break
+            time.sleep(rng.uniform(0.0, max_delay_s))
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
         if not os.WIFSIGNALED(status):
             raise AssertionError(f"kill run {run}: the writer ended on its own "
                                  f"(status {status}) before it was killed")
@@ -107,18 +123,22 @@ def _two_cases():
 
 
 def case_kill_runs(folder: Path, *, runs: int, rng: random.Random) -> tuple[int, set[str]]:
-    """Kill ``save_case(force=True)`` of alternating cases; the folder must hold one whole.
+    """Kill ``save_case(force=True)`` swapping two cases; the folder must hold one whole.
 
     Returns the kills and which of the two cases the kills left (both, when kills land
     before and after swaps)."""
-    from models.patient.case_store import CASE_FILES, load_case, save_case
+    from models.patient.case_store import CASE_FILES, MANIFEST, load_case, save_case
 
     cases = _two_cases()
     save_case(cases[0], folder)
+    start = time.perf_counter()
+    save_case(cases[0], folder, force=True)
+    once_s = time.perf_counter() - start
     seen: set[str] = set()
 
-    def write(generation: int) -> None:
-        save_case(cases[generation % 2], folder, force=True)
+    def write(generation: int) -> None:   # always the case that is not there now
+        there = json.loads((folder / MANIFEST).read_text())["patient_id"]
+        save_case(cases[0] if there == "SECOND" else cases[1], folder, force=True)
 
     def check(run: int) -> None:
         back = load_case(folder)   # verifies the seal and every checksum
@@ -130,7 +150,7 @@ def case_kill_runs(folder: Path, *, runs: int, rng: random.Random) -> tuple[int,
         if extra:
             raise AssertionError(f"kill run {run}: foreign files {extra} in the case")
 
-    return sigkill_runs(write, check, runs=runs, max_delay_s=0.15, rng=rng), seen
+    return sigkill_runs(write, check, runs=runs, max_delay_s=1.5 * once_s, rng=rng), seen
 
 
 # ----------------------------------------------------------------------------- exports
@@ -182,7 +202,7 @@ def export_kill_runs(folder: Path, *, runs: int, rng: random.Random) -> tuple[in
 
     seen: set[str] = set()
     done = sigkill_runs(write, lambda run: seen.add(check_export_whole(folder, run)),
-                        runs=runs, max_delay_s=min(1.5 * once_s, 0.6), rng=rng)
+                        runs=runs, max_delay_s=1.2 * once_s, rng=rng, max_writes_before=1)
     return done, len(seen)
 
 
@@ -213,7 +233,7 @@ def session_log_kill_runs(folder: Path, *, runs: int,
         def check(_run: int) -> None:
             pass
 
-        sigkill_runs(write, check, runs=1, max_delay_s=0.25, rng=rng)
+        sigkill_runs(write, check, runs=1, max_delay_s=0.05, rng=rng, max_writes_before=40)
         os.close(write_end)
         with os.fdopen(read_end, "rb") as pipe:
             acknowledged = [int(x) for x in pipe.read().split()]

@@ -43,8 +43,9 @@ UIDs
     every Referenced* UID, the file meta's Media Storage SOP Instance UID too).
 
 Patient identity
-    Patient ID and Patient's Name become the keyed pseudonym
-    (:meth:`models.base.pseudonyms.SiteKey.pseudonym`); Patient Identity Removed (0012,0062)
+    Patient ID becomes the keyed pseudonym (:meth:`models.base.pseudonyms.SiteKey.pseudonym`,
+    ``ANON-<16 hex>``) and Patient's Name the same digits as ``ANON^<16 hex>`` (a valid
+    Family^Given name); Patient Identity Removed (0012,0062)
     is YES and De-identification Method (0012,0063) names the profile and options.
 
 Beyond the table
@@ -244,7 +245,7 @@ class Deidentifier:
             meta.MediaStorageSOPInstanceUID = self.uid(meta.MediaStorageSOPInstanceUID)
         if "PatientID" in ds or "PatientName" in ds:
             ds.PatientID = self.pseudonym(patient_id)
-            ds.PatientName = ds.PatientID
+            ds.PatientName = "ANON^" + ds.PatientID.removeprefix("ANON-")   # Family^Given
         ds.PatientIdentityRemoved = "YES"
         ds.DeidentificationMethod = list(METHOD_TEXT)
         ds.DeidentificationMethodCodeSequence = Sequence([

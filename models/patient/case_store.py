@@ -26,7 +26,8 @@ Integrity (format version 2)
     it).
 
 Migration
-    A version-1 case (written before the seal) still loads, with a warning each time;
+    A version-1 case (written before the seal) still loads, with a warning each time (a
+    sealed manifest whose version was edited to 1 is refused);
     :func:`seal_case` (or importing it again) rewrites it as version 2 after checking its
     data files against their checksums.
 
@@ -118,7 +119,7 @@ def save_case(case: Case, out_dir: str | Path, *, force: bool = False) -> Path:
                          f"({', '.join(foreign[:3])}); choose another folder")
     with replacing_folder(out) as staging:
         _write_case_files(case, staging)
-    log.info("saved case %s to %s", case.patient_id, out)
+    log.info("saved a case to %s", out)
     return out
 
 
@@ -235,6 +236,10 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     if version not in READ_VERSIONS or isinstance(version, bool):
         raise InputError(f"{manifest_path}: format_version {version!r} is not supported "
                          f"(expected one of {', '.join(map(str, READ_VERSIONS))})")
+    if version == 1 and DIGEST_KEY in manifest:   # only version 2 was ever sealed
+        raise InputError(f"{manifest_path}: a sealed manifest marked format_version 1: the "
+                         "version was edited to skip the seal check; do not use it, import "
+                         "the case again")
     if version >= 2 and manifest.get(DIGEST_KEY) != manifest_digest(manifest):
         what = "has no" if DIGEST_KEY not in manifest else "does not match its"
         raise InputError(f"{manifest_path}: the manifest {what} seal ({DIGEST_KEY}): it was "

@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
           f"{result.mu:.1f} MU, {spec.prescription_gy:g} Gy to the "
           f"{spec.isodose_percent:g} % isodose, Dmax {result.dose_max_gy:.2f} Gy "
           f"({'computed for the planned pose' if result.dose_computed else 'stored dose'})")
+    if result.anonymised and not result.ct_files:
+        print("note: the anonymised objects reference the CT by its replaced UIDs; add "
+              "--with-ct (same site key) to include that CT in the package")
     return 0
 
 

@@ -125,7 +125,8 @@ def test_oblique_case_with_holes_round_trips(tmp_path: Path, rng: np.random.Gene
     write_case(case, tmp_path / "obl", deidentifier=Deidentifier(SiteKey(b"k" * 32)))
     back = read_case(tmp_path / "obl")
     assert back.modality == modality
-    assert back.patient_name == back.patient_id and back.patient_id.startswith("ANON-")
+    assert back.patient_id.startswith("ANON-")
+    assert back.patient_name == "ANON^" + back.patient_id.removeprefix("ANON-")
     assert back.patient_id != "OBL" and "Oblique" not in back.patient_name
     np.testing.assert_allclose(back.ct.patient_from_voxel, ct.patient_from_voxel, atol=1e-5)
     np.testing.assert_array_equal(back.ct.array, ct.array)

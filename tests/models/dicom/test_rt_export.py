@@ -193,11 +193,11 @@ def test_reference_point_is_the_deepest_axis_point_at_the_prescription():
 
 
 def test_sigkill_during_forced_exports_leaves_one_whole_export(tmp_path):
-    """``export --force`` killed at 10 random moments: RS, RP, RD always of one export (their
+    """``export --force`` killed at 6 random moments: RS, RP, RD always of one export (their
     references resolve), never a mix or a missing file."""
     import random
 
     from benchmarks.bench_integrity import export_kill_runs
 
-    runs, exports_left = export_kill_runs(tmp_path / "e", runs=10, rng=random.Random(11))
-    assert runs == 10 and exports_left >= 3   # kills landed before and after swaps
+    runs, exports_left = export_kill_runs(tmp_path / "e", runs=6, rng=random.Random(11))
+    assert runs == 6 and exports_left >= 2   # kills landed before and after swaps

@@ -260,3 +260,12 @@ def test_sigkill_during_forced_saves_leaves_one_whole_case(tmp_path: Path) -> No
     assert runs == 12
     assert seen == {"IORT-PHANTOM", "SECOND"}   # kills landed before and after swaps
     assert sorted(p.name for p in tmp_path.iterdir())[-1] == "c"
+
+
+def test_a_sealed_manifest_edited_down_to_version_1_is_refused(case, tmp_path: Path) -> None:
+    """Found by the integrity benchmark: format_version 2 -> 1 skipped the seal check."""
+    folder = save_case(case, tmp_path / "c")
+    _edit_manifest(folder, lambda m: (m.__setitem__("format_version", 1),
+                                      m.__setitem__("patient_id", "SOMEONE-ELSE")))
+    with pytest.raises(InputError, match="version was edited"):
+        load_case(folder)
