@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _site_key_in_tmp(tmp_path_factory):
+    """Every test (and every child process it starts) uses a throw-away site key file,
+    never the user's ``~/.config/iort/site-key``."""
+    from models.base.pseudonyms import SITE_KEY_ENV
+
+    old = os.environ.get(SITE_KEY_ENV)
+    os.environ[SITE_KEY_ENV] = str(tmp_path_factory.mktemp("site-key") / "site-key")
+    yield
+    if old is None:
+        os.environ.pop(SITE_KEY_ENV, None)
+    else:
+        os.environ[SITE_KEY_ENV] = old
 
 
 def random_rigid(rng: np.random.Generator, translation_mm: float = 200.0) -> np.ndarray:

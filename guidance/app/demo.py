@@ -63,6 +63,8 @@ from guidance.treatment.dose_service import (
     electron_dose_function,
 )
 from models.base.errors import IortError
+from models.base.files import write_private_text
+from models.base.pseudonyms import SiteKey
 from models.base.transforms import apply_transform, invert_rigid, transform_difference
 from models.beams.library import ElectronBeam
 from models.dicom.writer import load_phantom_case
@@ -257,7 +259,9 @@ def _prepare(options: DemoOptions, out: Path) -> _Run:
                         calibration.dist_coeffs, options=LoopOptions())
     # a new log per run: earlier sessions in the same folder are never overwritten
     session_path = session_log_path(folder=out)
-    session_log = SessionLog.create(session_path, case_id=case.patient_id,
+    session_log = SessionLog.create(session_path,
+                                    case_id=SiteKey.load().pseudonym(case.patient_id,
+                                                                     prefix="case-"),
                                     metadata={"program": "iort demo", "seed": str(options.seed),
                                               "phantom_spacing_mm": list(options.spacing_mm),
                                               "machine": options.machine,
@@ -346,7 +350,7 @@ def _write_outputs(run: _Run, options: DemoOptions, out: Path, dvhs: dict[str, D
         summary["dose.mu"] = track.dose.mu
     summary["timing.wall_s"] = time.perf_counter() - start
     summary["session_log"] = run.session_path.name
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_private_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     colors = {name: s.color_rgb for name, s in run.case.structures.items()}
     report = write_report(out / "report.html", summary=summary, dvhs=dvhs, images=run.images,
                           warnings=track.warnings, colors=colors)

@@ -125,3 +125,47 @@ def add_beam_arguments(parser: argparse.ArgumentParser, *, machine_required: boo
                         help="applicator diameter in mm")
     parser.add_argument("--bevel", type=float, default=0.0, metavar="DEG",
                         help="bevel angle in degrees (default 0)")
+
+
+def add_site_key_argument(parser: argparse.ArgumentParser) -> None:
+    """``--site-key FILE``: the secret behind pseudonyms (anonymised exports, session logs)."""
+    from models.base.pseudonyms import SITE_KEY_ENV
+
+    parser.add_argument("--site-key", type=Path, metavar="FILE",
+                        help="site key file behind the keyed pseudonyms and UIDs (default: "
+                             f"${SITE_KEY_ENV}, else ~/.config/iort/site-key; created "
+                             "owner-only on first use; keep it secret and backed up)")
+
+
+def add_anonymise_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--anonymise`` and ``--site-key FILE`` for commands that write DICOM."""
+    parser.add_argument("--anonymise", "--anonymize", action="store_true",
+                        help="de-identify every file written (DICOM PS3.15 Basic Profile: "
+                             "keyed pseudonym for patient name/ID, UIDs replaced "
+                             "consistently, dates shifted by a keyed per-patient offset, "
+                             "descriptions and names removed)")
+    add_site_key_argument(parser)
+
+
+def site_key(args: argparse.Namespace):
+    """The :class:`models.base.pseudonyms.SiteKey` named by ``--site-key`` (or the default)."""
+    from models.base.pseudonyms import SiteKey
+
+    return SiteKey.load(getattr(args, "site_key", None))
+
+
+def deidentifier(args: argparse.Namespace):
+    """A :class:`models.dicom.deidentify.Deidentifier` when ``--anonymise`` was given."""
+    if not getattr(args, "anonymise", False):
+        return None
+    from models.dicom.deidentify import Deidentifier
+
+    return Deidentifier(site_key(args))
+
+
+def case_label(case: Case, args: argparse.Namespace) -> str:
+    """How a session log or report names the case: the keyed pseudonym of its patient ID,
+    or -- with ``--log-identifiers`` -- the patient ID and the CASE argument as given."""
+    if getattr(args, "log_identifiers", False):
+        return f"{case.patient_id} ({args.case})"
+    return site_key(args).pseudonym(case.patient_id, prefix="case-")

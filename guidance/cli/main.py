@@ -4,6 +4,10 @@ Errors meant for the user (bad files, bad values: :class:`~models.base.errors.In
 and its subclasses) are printed as one line ``iort: error: ...`` with exit code 2. Any other
 exception is a defect of the program: one line ``iort: internal error: ...`` with exit code 1
 and a hint to rerun with ``--debug``, which shows the traceback.
+
+Everything a command writes may hold patient data, so ``main`` runs the command with the
+umask 077: files the program does not create through :mod:`models.base.files` (images,
+video, third-party writers) are owner-only too. The previous umask is restored on return.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -60,6 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    previous_umask = os.umask(0o077)   # patient data: owner-only, whatever writes it
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
@@ -77,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"iort: internal error: {type(exc).__name__}: {exc} (a defect of iort, not of your "
               "input; run again with --debug for the traceback and report it)", file=sys.stderr)
         return 1
+    finally:
+        os.umask(previous_umask)
 
 
 if __name__ == "__main__":  # pragma: no cover

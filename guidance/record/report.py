@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from guidance.render.plots import PRINT, render_dvh_plot
+from models.base.files import write_private_text
 from models.evaluation.dvh import DVH
 
 _PALETTE = ((230, 25, 75), (245, 130, 49), (200, 170, 0), (60, 180, 75), (30, 160, 200),
@@ -125,5 +126,4 @@ least the prescription dose.</p>
 <p style="color:#888">Units: mm, deg, Gy, ms, s as in the key names. {html.escape(version_text)}</p>
 </body></html>
 """
-    path.write_text(body, encoding="utf-8")
-    return path
+    return write_private_text(path, body)

@@ -9,7 +9,6 @@ log's folder, so a session folder can be moved as a whole.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from guidance.record.session_log import SessionEvent, SessionLog
 from models.base.errors import InputError
+from models.base.files import make_private_folders, write_private_bytes
 
 #: Suffix of the folder beside ``session-....sqlite`` that holds its screenshots.
 SHOTS_SUFFIX = ".shots"
@@ -35,8 +35,7 @@ def save_confirm_screenshots(session_log: SessionLog, confirmed_seq: int,
     ``confirmed_seq``; returns the files written (``confirm_<seq>_<view>.png``)."""
     import cv2
 
-    folder = shots_folder(session_log.path)
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder = make_private_folders(shots_folder(session_log.path))
     written: list[Path] = []
     for view, image in images.items():
         if not _NAME.match(view):
@@ -49,10 +48,7 @@ def save_confirm_screenshots(session_log: SessionLog, confirmed_seq: int,
         ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         if not ok:
             raise InputError(f"screenshot {view!r} could not be encoded as PNG")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.tobytes())
-        written.append(path)
+        written.append(write_private_bytes(path, data.tobytes()))
     session_log.log_action("screenshots", confirmed_seq=int(confirmed_seq),
                            files=[str(p.relative_to(session_log.path.parent))
                                   for p in written])

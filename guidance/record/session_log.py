@@ -34,14 +34,15 @@ A clean end is recorded: :meth:`SessionLog.close` (and leaving a ``with`` block)
 ``session_end`` to a log opened for writing, so a log without it is a session that
 crashed or was killed.
 
-Events are stored as ``(seq, t_unix_s, t_mono_s, kind, payload JSON)``; 4x4 transforms are
-stored as nested lists (row-major, mm). ``kind`` is one of :data:`EVENT_KINDS`; ``tracker``
-and ``frames`` hold the tracking stream a replay feeds back through the loop
-(:mod:`guidance.record.tracking_record`).
+Events are stored as ``(seq, t_unix_s, t_mono_s, kind, payload JSON, chain)``; 4x4
+transforms are stored as nested lists (row-major, mm). ``kind`` is one of
+:data:`EVENT_KINDS`; ``tracker`` and ``frames`` hold the tracking stream a replay feeds back
+through the loop (:mod:`guidance.record.tracking_record`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -57,12 +58,14 @@ from typing import Any
 import numpy as np
 
 from models.base.errors import InputError
+from models.base.files import make_private_folders, private_file
 from models.base.validation import as_transform
 
 log = logging.getLogger(__name__)
 
 #: Schema version written in the ``meta`` table; bump when the layout changes.
-SCHEMA_VERSION = 1
+#: 2 added the hash chain (``events.chain``, ``meta.chain_head``).
+SCHEMA_VERSION = 2
 #: Identifies our databases among other SQLite files (``PRAGMA application_id``).
 APPLICATION_ID = 0x494F5254  # "IORT"
 #: Event kinds a session log holds.
@@ -73,8 +76,6 @@ EVENT_KINDS: tuple[str, ...] = (
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Name of a new session log (``time.strftime`` format, then ``.sqlite``).
 SESSION_FILE_FORMAT = "session-%Y%m%d-%H%M%S"
-_PRIVATE_FILE = 0o600
-_PRIVATE_FOLDER = 0o700
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,7 +84,8 @@ CREATE TABLE events (
     t_unix_s REAL NOT NULL,
     t_mono_s REAL NOT NULL,
     kind TEXT NOT NULL,
-    payload TEXT NOT NULL
+    payload TEXT NOT NULL,
+    chain TEXT
 );
 CREATE INDEX events_kind ON events(kind);
 """
@@ -201,28 +203,13 @@ def _refuse_existing(path: Path) -> None:
                          "overwritten — choose a new path (or open it to continue)")
 
 
-def _make_private_folders(folder: Path) -> None:
-    """Create ``folder`` and its missing parents owner-only (existing ones are left alone)."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    for new in reversed(missing):
-        new.mkdir(mode=_PRIVATE_FOLDER, exist_ok=True)
-        os.chmod(new, _PRIVATE_FOLDER)  # whatever the umask
-
-
 def _create_private_file(path: Path) -> None:
     """Create an empty owner-only file; refuse an existing one (no race with a second run)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_FILE)
+        private_file(path, exclusive=True)
     except FileExistsError:
         _refuse_existing(path)
         raise
-    try:
-        os.fchmod(fd, _PRIVATE_FILE)  # whatever the umask
-    finally:
-        os.close(fd)
 
 
 def _link_new(staging: Path, path: Path) -> None:
@@ -249,6 +236,91 @@ def _check_file(path: Path) -> None:
                          "was left untouched — choose another path or restore a backup")
 
 
+def record_bytes(seq: int, t_unix_s: float, t_mono_s: float, kind: str, payload: str) -> bytes:
+    """The canonical bytes of one record that the hash chain covers (see module docstring)."""
+    return f"{int(seq)}\n{float(t_unix_s)!r}\n{float(t_mono_s)!r}\n{kind}\n{payload}".encode()
+
+
+def chain_link(previous: str, record: bytes) -> str:
+    """SHA-256 (hex) of the previous record's chain hash (hex) and this record's bytes."""
+    return hashlib.sha256(bytes.fromhex(previous) + record).hexdigest()
+
+
+def _genesis(meta: Mapping[str, str]) -> str:
+    """The hash the first record is chained to: the log's case and creation time."""
+    text = f"iort-session-log\n{meta.get('case_id', '')}\n{meta.get('created_unix_s', '')}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """What :meth:`SessionLog.verify` found.
+
+    Attributes
+    ----------
+    status : {"intact", "unchained", "broken"}
+        The chain holds; the log predates the chain (schema 1); or it does not hold.
+    records : int
+        Records checked.
+    message : str
+        One line for the user (empty when intact).
+    bad_seq : int or None
+        The first record that does not continue the chain (``broken`` only).
+    """
+
+    status: str
+    records: int
+    message: str = ""
+    bad_seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True unless the chain is broken."""
+        return self.status != "broken"
+
+
+def _check_rows(rows: list[tuple], meta: Mapping[str, str], path: Path) -> ChainCheck:
+    """Walk the chain of ``rows`` (seq, t_unix_s, t_mono_s, kind, payload, chain)."""
+    where = f"session log {path}"
+    previous, expected_seq = _genesis(meta), 1
+    for seq, t_unix, t_mono, kind, payload, chain in rows:
+        seq = int(seq)
+        label = f"record {seq} ({kind})"
+        if seq > expected_seq:
+            gap = (f"record {expected_seq}" if seq == expected_seq + 1
+                   else f"records {expected_seq}-{seq - 1}")
+            return ChainCheck("broken", len(rows), f"{where}: {gap} missing before {label} "
+                              "(deleted or renumbered); do not use it, keep it for inspection",
+                              seq)
+        if seq < expected_seq:
+            return ChainCheck("broken", len(rows), f"{where}: {label} out of order or "
+                              "inserted; do not use it, keep it for inspection", seq)
+        own = record_bytes(seq, t_unix, t_mono, kind, payload)
+        if chain is None or not isinstance(chain, str) or len(chain) != 64:
+            return ChainCheck("broken", len(rows), f"{where}: {label} has no chain hash: it "
+                              "was inserted by hand; do not use it, keep it for inspection",
+                              seq)
+        try:
+            link = chain_link(previous, own)
+        except ValueError:   # a previous hash that is not hex
+            link = ""
+        if link != chain:
+            return ChainCheck("broken", len(rows), f"{where}: {label} was edited, moved or "
+                              "inserted after it was written (its hash does not continue "
+                              "the chain); do not use it, keep it for inspection", seq)
+        previous, expected_seq = chain, seq + 1
+    head = meta.get("chain_head", "")
+    last = f"{expected_seq - 1}:{previous}" if rows else ""
+    if head != last:
+        what = ("the last record(s) were deleted or the head was edited" if rows else
+                "its records were deleted")
+        return ChainCheck("broken", len(rows), f"{where}: {what} (chain head "
+                          f"{head.split(':')[0] or 'missing'} != last record "
+                          f"{expected_seq - 1}); do not use it, keep it for inspection",
+                          expected_seq)
+    return ChainCheck("intact", len(rows))
+
+
 class SessionLog:
     """Append-only, crash-safe record of one session (SQLite WAL).
 
@@ -271,6 +343,9 @@ class SessionLog:
         self.readonly = readonly
         self._lock = threading.Lock()
         self._closed = False
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+        self._chained = "chain" in columns
+        self._genesis = _genesis(dict(conn.execute("SELECT key, value FROM meta").fetchall()))
 
     # ----------------------------------------------------------------- life cycle
     @classmethod
@@ -290,7 +365,7 @@ class SessionLog:
         """
         path = Path(path)
         _refuse_existing(path)
-        _make_private_folders(path.parent)
+        make_private_folders(path.parent)
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
         leftovers = [Path(f"{staging}{suffix}") for suffix in ("", "-journal", "-wal", "-shm")]
         for leftover in leftovers:
@@ -316,14 +391,26 @@ class SessionLog:
         return slog
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False) -> SessionLog:
+    def open(cls, path: str | os.PathLike[str], *, readonly: bool = False,
+             verify: bool = True) -> SessionLog:
         """Open an existing session log to read it back or continue appending.
+
+        Parameters
+        ----------
+        path : path-like
+            The log.
+        readonly : bool
+            Read only (reports, replays).
+        verify : bool
+            Check the hash chain (:meth:`verify`) and refuse a broken one; ``False`` opens a
+            tampered log for inspection (read-only only).
 
         Raises
         ------
         InputError
-            The file is missing, not SQLite, corrupt, or not a session log. Nothing is
-            written to the file before these checks pass.
+            The file is missing, not SQLite, corrupt, not a session log, or its hash chain
+            is broken (the message names the first bad record). Nothing is written to the
+            file before these checks pass.
         """
         path = Path(path)
         if not path.is_file():
@@ -335,6 +422,10 @@ class SessionLog:
                                 check_same_thread=False, isolation_level=None)
         try:
             cls._validate(probe, path)
+            if verify or not readonly:
+                check = cls(probe, path, readonly=True).verify()
+                if not check.ok:
+                    raise InputError(check.message)
         except sqlite3.DatabaseError as exc:
             probe.close()
             raise InputError(f"session log {path} is damaged ({exc}); the file was left "
@@ -369,6 +460,7 @@ class SessionLog:
                 ("schema_version", str(SCHEMA_VERSION)),
                 ("case_id", case_id),
                 ("created_unix_s", repr(time.time())),
+                ("chain_head", ""),
             ])
             conn.execute("COMMIT")
         finally:
@@ -442,10 +534,33 @@ class SessionLog:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"session log {self.path} is closed")
-            cur = self._conn.execute(
-                "INSERT INTO events(t_unix_s, t_mono_s, kind, payload) VALUES (?, ?, ?, ?)",
-                (time.time(), time.monotonic(), kind, text))
-            return int(cur.lastrowid)
+            t_unix, t_mono = time.time(), time.monotonic()
+            if not self._chained:   # a schema-1 log stays unchained
+                cur = self._conn.execute(
+                    "INSERT INTO events(t_unix_s, t_mono_s, kind, payload) VALUES (?, ?, ?, ?)",
+                    (t_unix, t_mono, kind, text))
+                return int(cur.lastrowid)
+            return self._append_chained(t_unix, t_mono, kind, text)
+
+    def _append_chained(self, t_unix: float, t_mono: float, kind: str, text: str) -> int:
+        """Insert one record and move the chain head, in one transaction."""
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT seq, chain FROM events ORDER BY seq DESC LIMIT 1"
+                               ).fetchone()
+            seq = 1 if row is None else int(row[0]) + 1
+            previous = self._genesis if row is None else str(row[1])
+            chain = chain_link(previous, record_bytes(seq, t_unix, t_mono, kind, text))
+            conn.execute("INSERT INTO events(seq, t_unix_s, t_mono_s, kind, payload, chain) "
+                         "VALUES (?, ?, ?, ?, ?, ?)", (seq, t_unix, t_mono, kind, text, chain))
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('chain_head', ?)",
+                         (f"{seq}:{chain}",))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return seq
 
     def log_registration(self, *, method: str, fre_mm: float,
                          patient_from_reference: np.ndarray, accepted: bool,
@@ -491,6 +606,28 @@ class SessionLog:
         return self.append("action", {"action": str(action), **detail})
 
     # ------------------------------------------------------------------ reading
+    def verify(self) -> ChainCheck:
+        """Walk the hash chain: intact, unchained (schema 1) or broken (which record).
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "s.sqlite"
+        >>> SessionLog.create(path).close()
+        >>> SessionLog.open(path, readonly=True).verify().status
+        'intact'
+        """
+        with self._lock:
+            if not self._chained:
+                count = self._conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+                return ChainCheck("unchained", int(count), f"session log {self.path}: written "
+                                  "before records were hash-chained (unchained): edits "
+                                  "cannot be detected")
+            rows = self._conn.execute("SELECT seq, t_unix_s, t_mono_s, kind, payload, chain "
+                                      "FROM events ORDER BY seq").fetchall()
+            meta = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        return _check_rows(rows, meta, self.path)
+
     def meta(self) -> dict[str, str]:
         """The ``meta`` table (schema_version, case_id, created_unix_s)."""
         with self._lock:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from guidance.record.screenshots import confirm_screenshots
-from guidance.record.session_log import SessionEvent, SessionLog
+from guidance.record.session_log import ChainCheck, SessionEvent, SessionLog
 from guidance.record.treatment_report import CoverageRow, ReportContent
 from guidance.treatment.dose_check import PlanLimits
 from models.evaluation.dvh import DVH
@@ -126,9 +126,10 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
     limits : PlanLimits, optional
         Coverage and organ limits to judge the table against (their provenance is noted).
     """
-    with SessionLog.open(path, readonly=True) as slog:
+    with SessionLog.open(path, readonly=True) as slog:   # refuses a broken hash chain
         meta = slog.meta()
         events = slog.events()
+        chain = slog.verify()
     confirms = [e for e in events if e.kind == "confirmed_pose"]
     last = confirms[-1].payload if confirms else None
     logged_beam = dict(last["beam"]) if last else {}
@@ -148,6 +149,7 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
         notes.append("DVH and monitor units not shown: give the case to recompute the "
                      "confirmed dose.")
     info = {"Case": meta.get("case_id", "") or "—", "Session": Path(path).name,
+            "Log integrity": _integrity(chain),
             "Started": _dt.datetime.fromtimestamp(float(meta.get("created_unix_s", 0)),
                                                   _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
     start = next((e for e in events if e.kind == "session_start"), None)
@@ -167,6 +169,13 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
         images=confirm_screenshots(Path(path), events),
         warnings=_warnings(events), overrides=_overrides(events), notes=notes,
         versions={"schema": meta.get("schema_version", "?")})
+
+
+def _integrity(check: ChainCheck) -> str:
+    """The report's line on the log's hash chain."""
+    if check.status == "intact":
+        return f"hash chain intact ({check.records} records)"
+    return "unchained (written before records were hash-chained; edits cannot be detected)"
 
 
 def _recomputed_differs(logged: Mapping[str, Mapping[str, float]],

@@ -32,7 +32,6 @@ calibrated size.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -52,6 +51,7 @@ from guidance.record.session_log import SessionEvent, SessionLog
 from guidance.tracking.devices import FrameUnusable, Measured, ToolGeometry, TrackerDevice
 from guidance.tracking.pose_filter import FilterOptions
 from models.base.errors import InputError
+from models.base.files import private_file
 
 #: Frames per ``frames`` event (about 1 s of video at 30 fps).
 FRAMES_PER_EVENT = 30
@@ -94,8 +94,7 @@ class CameraVideo:
         self.dropped = 0
         self._numbered = 0
         self.error = ""
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
+        private_file(self.path, exclusive=True)
         self._thread = threading.Thread(target=self._run, name="camera-video", daemon=True)
         self._thread.start()
 
@@ -311,7 +310,7 @@ class RecordingTrackerDevice:
 
 def record_tracking(loop: GuidanceLoop, session_log: SessionLog, *,
                     frames_per_event: int = FRAMES_PER_EVENT, video: bool = False,
-                    video_fps: float = 30.0) -> TrackingRecorder:
+                    video_fps: float = 30.0, video_queue_frames: int = 8) -> TrackingRecorder:
     """Record what ``loop`` reads, measures and publishes into ``session_log``.
 
     Call before the loop runs (after its registration, if one is given up front: that one
@@ -319,7 +318,8 @@ def record_tracking(loop: GuidanceLoop, session_log: SessionLog, *,
     keeps the camera frames as ``<log>.camera.mp4`` beside the log (frame ``v`` of each
     record), for a replay that shows the real video.
     """
-    camera = CameraVideo(video_path(session_log.path), fps=video_fps) if video else None
+    camera = CameraVideo(video_path(session_log.path), fps=video_fps,
+                         queue_frames=video_queue_frames) if video else None
     recorder = TrackingRecorder(session_log, frames_per_event=frames_per_event, video=camera)
     recorder.write_setup(loop, loop.device)
     if loop.patient_from_reference is not None:

@@ -27,6 +27,7 @@ import numpy as np
 
 from guidance.render.plots import PRINT, render_dvh_plot
 from models.base.errors import InputError
+from models.base.files import private_file
 
 #: Human labels of the beam and coverage keys the session log uses.
 LABELS: dict[str, str] = {
@@ -288,6 +289,7 @@ def write_pdf(content: ReportContent, path: str | Path) -> Path:
     versions = ", ".join(f"{k} {v}" for k, v in content.versions.items())
     story += [Spacer(1, 6 * mm), Paragraph(f"Generated {created}. {versions}", st["small"])]
     try:
+        private_file(path)   # owner-only before reportlab writes into it
         SimpleDocTemplate(str(path), pagesize=A4, leftMargin=18 * mm, rightMargin=18 * mm,
                           topMargin=15 * mm, bottomMargin=15 * mm,
                           title=content.title).build(story)

@@ -18,10 +18,10 @@ C.12.1 SOP Common). Type 2 attributes are always present (empty when unknown), s
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
-import hashlib
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,8 +31,10 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
 from models.base.errors import InputError
+from models.base.files import private_file
 
 if TYPE_CHECKING:  # pragma: no cover
+    from models.dicom.deidentify import Deidentifier
     from models.patient.case import Case
 
 #: UID root of objects this program creates (pydicom's registered root + our suffix).
@@ -72,8 +74,9 @@ def new_uid(*entropy: object) -> str:
 class Identity:
     """Patient / study / frame-of-reference identity shared by all objects of a case.
 
-    Build one from a case with :func:`identity_of`; ``anonymised()`` gives a copy with the
-    patient identifiers replaced (UIDs unchanged, so references still resolve).
+    Build one from a case with :func:`identity_of`. Anonymised objects are written with
+    these identifiers and de-identified as they are written (:func:`write_dataset` with a
+    :class:`models.dicom.deidentify.Deidentifier`).
     """
 
     patient_id: str
@@ -89,23 +92,13 @@ class Identity:
     referring_physician_name: str = ""
     study_description: str = ""
 
-    def anonymised(self, *, patient_id: str | None = None) -> Identity:
-        """Copy with PatientName/ID/birth date/sex/accession replaced.
-
-        The new PatientID is ``patient_id`` or a short hash of the old one (stable, so
-        several exports of one patient still group together).
-        """
-        new_id = patient_id or "ANON-" + hashlib.sha256(self.patient_id.encode()).hexdigest()[:8]
-        return replace(self, patient_id=new_id, patient_name="Anonymous", patient_birth_date="",
-                       patient_sex="", accession_number="", referring_physician_name="")
-
 
 _EXTRA_IDENTITY_FIELDS = ("patient_birth_date", "patient_sex", "study_id", "study_date",
                           "study_time", "accession_number", "referring_physician_name",
                           "study_description")
 
 
-def identity_of(case: Case, *, anonymise: bool = False) -> Identity:
+def identity_of(case: Case) -> Identity:
     """The :class:`Identity` of a case (its UIDs must be set, see :func:`ensure_uids`)."""
     if not case.study_instance_uid or not case.frame_of_reference_uid:
         raise InputError("case has no study / frame-of-reference UID yet: call ensure_uids(case)")
@@ -114,7 +107,7 @@ def identity_of(case: Case, *, anonymise: bool = False) -> Identity:
                      frame_of_reference_uid=case.frame_of_reference_uid,
                      **{k: str(v) for k, v in case.dicom_attributes.items()
                         if k in _EXTRA_IDENTITY_FIELDS})
-    return ident.anonymised() if anonymise else ident
+    return ident
 
 
 def ensure_uids(case: Case, *entropy: object) -> None:
@@ -251,9 +244,18 @@ def set_ds_array(ds: Dataset, keyword: str, values: np.ndarray, *, decimals: int
     ds[tag] = elem
 
 
-def write_dataset(ds: Dataset, path: str | Path) -> Path:
-    """Write a dataset as a DICOM Part 10 file (preamble + file meta)."""
+def write_dataset(ds: Dataset, path: str | Path, *,
+                  deidentifier: Deidentifier | None = None) -> Path:
+    """Write a dataset as a DICOM Part 10 file (preamble + file meta), owner-only (0600).
+
+    With ``deidentifier`` a de-identified copy is written (``ds`` itself is not changed):
+    the identifiers never reach the disk.
+    """
     path = Path(path)
+    if deidentifier is not None:
+        ds = copy.deepcopy(ds)
+        deidentifier.apply(ds)
+    private_file(path)
     ds.save_as(path, enforce_file_format=True)
     return path
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydicom.dataset import Dataset
 from tqdm import tqdm
 
 from models.base.errors import InputError
+from models.base.files import make_private_folders
 from models.dicom.common import (
     CT_IMAGE_STORAGE,
     MR_IMAGE_STORAGE,
@@ -36,6 +38,9 @@ from models.dicom.common import (
     write_dataset,
 )
 from models.patient.volume import Volume
+
+if TYPE_CHECKING:  # pragma: no cover
+    from models.dicom.deidentify import Deidentifier
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +87,8 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
                        series_instance_uid: str, modality: str = "CT",
                        instance_uids: list[str] | None = None, series_number: int = 1,
                        series_description: str = "", file_prefix: str | None = None,
-                       progress: bool = False) -> list[str]:
+                       progress: bool = False,
+                       deidentifier: Deidentifier | None = None) -> list[str]:
     """Write one DICOM file per slice into ``out_dir`` (created if needed).
 
     Parameters
@@ -107,16 +113,18 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
         File name prefix (default: the modality).
     progress : bool
         Show a progress bar.
+    deidentifier : models.dicom.deidentify.Deidentifier, optional
+        Write the slices de-identified (their UIDs replaced, consistently).
 
     Returns
     -------
     list of str
-        The SOPInstanceUID of each slice, in ``k`` order.
+        The SOPInstanceUID of each slice, in ``k`` order (the originals: references are
+        replaced the same way when the objects that hold them are de-identified).
     """
     if modality not in ("CT", "MR"):
         raise InputError(f"modality must be CT or MR, got {modality!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_private_folders(out_dir)
     nk, nj, ni = volume.shape
     row_dir, col_dir, spacing = _plane_geometry(volume)
     uids = list(instance_uids) if instance_uids else [
@@ -137,7 +145,7 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
         ds.SliceLocation = format_ds(float(position[:3] @ np.cross(row_dir, col_dir)))
         ds.InstanceNumber = k + 1
         ds.PixelData = rescale.encode(volume.array[k]).tobytes()
-        write_dataset(ds, out / f"{prefix}_{k + 1:04d}.dcm")
+        write_dataset(ds, out / f"{prefix}_{k + 1:04d}.dcm", deidentifier=deidentifier)
     log.info("wrote %d %s slices to %s", nk, modality, out)
     return uids
 

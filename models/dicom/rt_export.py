@@ -25,13 +25,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import Field
 
 from models.base.errors import InputError
-from models.base.files import read_json_file
+from models.base.files import make_private_folders, read_json_file, write_private_text
 from models.base.schema import FileSchema, bounded, check_file
 from models.base.validation import MAX_TRANSLATION_MM, as_transform
 from models.beams.library import ElectronBeam
@@ -40,10 +40,13 @@ from models.dicom.image_writer import write_image_series
 from models.dicom.rtdose import dose_grid_like, write_rtdose
 from models.dicom.rtplan import ElectronPlan, write_rtplan
 from models.dicom.rtstruct import write_rtstruct
-from models.dicom.writer import prepare_output_dir
+from models.dicom.writer import dicom_output
 from models.evaluation.dvh import resample_dose
 from models.patient.phantom import PHANTOM_PATIENT_ID
 from models.patient.volume import Volume
+
+if TYPE_CHECKING:  # pragma: no cover
+    from models.dicom.deidentify import Deidentifier
 
 log = logging.getLogger(__name__)
 
@@ -226,9 +229,7 @@ def write_plan_file(spec: PlanSpec, path: str | Path) -> Path:
     rows = ",\n    ".join(json.dumps(row) for row in pose)   # one matrix row per line
     text = (f'{{\n  "patient_from_applicator": [\n    {rows}\n  ],\n'
             + json.dumps(beam, indent=2)[2:] + "\n")
-    path = Path(path)
-    path.write_text(text)
-    return path
+    return write_private_text(path, text)
 
 
 def reference_point_lps(dose: Volume, patient_from_applicator: np.ndarray,
@@ -313,7 +314,8 @@ def write_plan_and_dose(out_dir: Path, spec: PlanSpec, mu: float, dose: Volume, 
                         rtplan_name: str = "RP.dcm", rtdose_name: str = "RD.dcm",
                         structure_set_uid: str = "", plan_series_number: int = 1,
                         dose_series_number: int = 1, mu_estimated: bool = False,
-                        dose_to: str = "water") -> PlanFiles:
+                        dose_to: str = "water",
+                        deidentifier: Deidentifier | None = None) -> PlanFiles:
     """Write the RT Plan and, referencing it, the RT Dose on the CT's axes.
 
     Parameters
@@ -344,22 +346,26 @@ def write_plan_and_dose(out_dir: Path, spec: PlanSpec, mu: float, dose: Volume, 
         is labelled :data:`ESTIMATED_MU_LABEL`.
     dose_to : {"water", "medium"}
         What ``dose`` is, written to the RT Dose's DoseComment.
+    deidentifier : models.dicom.deidentify.Deidentifier, optional
+        Write both objects de-identified (their references stay consistent).
     """
     plan = electron_plan(spec, mu, dose, mu_estimated=mu_estimated)
     plan_uid = new_uid()
     rtplan = write_rtplan(out_dir / rtplan_name, plan, identity,
                           structure_set_uid=structure_set_uid, sop_instance_uid=plan_uid,
-                          series_number=plan_series_number)
+                          series_number=plan_series_number, deidentifier=deidentifier)
     on_ct_axes = resample_dose(dose, dose_grid_like(dose, ct, spacing_mm=spacing_mm))
     rtdose = write_rtdose(out_dir / rtdose_name, on_ct_axes, identity,
                           referenced_plan_uid=plan_uid,
-                          series_number=dose_series_number, dose_to=dose_to)
+                          series_number=dose_series_number, dose_to=dose_to,
+                          deidentifier=deidentifier)
     return PlanFiles(rtplan=rtplan, rtdose=rtdose, dose=on_ct_axes,
                      reference_point_lps=plan.reference_point_lps)
 
 
 def write_dose_of_pose(case: Any, spec: PlanSpec, out_dir: Path, *, grid_mm: float,
-                       accept_estimated_mu: bool = False) -> tuple[Any, PlanFiles]:
+                       accept_estimated_mu: bool = False,
+                       deidentifier: Deidentifier | None = None) -> tuple[Any, PlanFiles]:
     """Compute the electron dose of a plan in a case and write ``rtplan.dcm`` + ``rtdose.dcm``.
 
     What ``iort dose case`` writes: no RT Structure Set; study and frame-of-reference UIDs
@@ -377,6 +383,9 @@ def write_dose_of_pose(case: Any, spec: PlanSpec, out_dir: Path, *, grid_mm: flo
         Dose grid spacing (mm), also the RT Dose spacing.
     accept_estimated_mu : bool
         Write MU that rest on an estimated output factor (see :func:`check_mu_usable`).
+    deidentifier : models.dicom.deidentify.Deidentifier, optional
+        Write both files de-identified (PS3.15 Basic Profile, keyed UIDs and pseudonyms:
+        with the same site key they match an anonymised export of the same case).
 
     Returns
     -------
@@ -390,12 +399,12 @@ def write_dose_of_pose(case: Any, spec: PlanSpec, out_dir: Path, *, grid_mm: flo
                                    isodose_percent=spec.isodose_percent)
     check_mu_usable(result, accept_estimated_mu=accept_estimated_mu)
     ensure_uids(case, "iort-dose", case.patient_id)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_private_folders(out_dir)
     files = write_plan_and_dose(out_dir, spec, result.mu, result.dose, case.ct,
                                 identity_of(case), spacing_mm=result.grid_mm,
                                 rtplan_name="rtplan.dcm", rtdose_name="rtdose.dcm",
                                 mu_estimated=result.mu_estimated,
-                                dose_to=result.dose_to)
+                                dose_to=result.dose_to, deidentifier=deidentifier)
     return result, files
 
 
@@ -424,8 +433,9 @@ def _plan_dose(case: Any, spec: PlanSpec, *, use_stored: bool, accept_estimated_
     return result.dose, result.mu, result.grid_mm, result.mu_estimated
 
 
-def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *, anonymise: bool = False,
-                with_ct: bool = False, force: bool = False, compute: bool = True,
+def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *,
+                deidentifier: Deidentifier | None = None, with_ct: bool = False,
+                force: bool = False, compute: bool = True,
                 accept_estimated_mu: bool = False) -> ExportResult:
     """Write RTSTRUCT, RTPLAN, RTDOSE (and the CT) of a case's plan.
 
@@ -441,8 +451,10 @@ def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *, anonymise: bo
         Beam, prescription and applicator pose (:func:`resolve_plan`).
     out_dir : str or Path
         Output folder (empty unless ``force``).
-    anonymise : bool
-        Replace patient identifiers in everything written.
+    deidentifier : models.dicom.deidentify.Deidentifier, optional
+        De-identify everything written (PS3.15 Basic Profile with the options of
+        :mod:`models.dicom.deidentify`; UIDs replaced consistently, so the package's
+        references still resolve).
     with_ct : bool
         Also write the CT series with the case's UIDs.
     force : bool
@@ -457,29 +469,30 @@ def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *, anonymise: bo
     # the dose (and the MU check) before anything is written: a refusal leaves no files
     source_dose, mu, spacing_mm, mu_estimated = _plan_dose(
         case, spec, use_stored=use_stored, accept_estimated_mu=accept_estimated_mu)
-    out = prepare_output_dir(out_dir, force=force)
+    out = Path(out_dir)
     if not with_ct and len(case.image_instance_uids) != case.ct.shape[0]:
         raise InputError("the case has no CT slice UIDs to reference (it was not imported "
                          "from DICOM); pass --with-ct to write the CT series as well")
     ensure_uids(case)
-    identity = identity_of(case, anonymise=anonymise)
+    identity = identity_of(case)
     ct_files = 0
-    if with_ct:
-        case.image_instance_uids = write_image_series(
-            case.ct, out, identity, series_instance_uid=case.series_instance_uid,
-            modality=case.modality, instance_uids=case.image_instance_uids or None,
-            series_description="IORT planning CT")
-        ct_files = len(case.image_instance_uids)
-    struct_uid = new_uid()
-    rtstruct = write_rtstruct(case, out / "RS.dcm", anonymise=anonymise,
-                              sop_instance_uid=struct_uid, series_number=2)
-    files = write_plan_and_dose(out, spec, mu, source_dose, case.ct, identity,
-                                spacing_mm=spacing_mm, structure_set_uid=struct_uid,
-                                plan_series_number=3, dose_series_number=4,
-                                mu_estimated=mu_estimated)
-    log.info("exported %s to %s (%.1f MU)", case.patient_id, out, mu)
-    return ExportResult(out_dir=out, rtstruct=rtstruct, rtplan=files.rtplan,
-                        rtdose=files.rtdose, ct_files=ct_files, mu=mu,
+    with dicom_output(out, force=force) as staging:
+        if with_ct:
+            case.image_instance_uids = write_image_series(
+                case.ct, staging, identity, series_instance_uid=case.series_instance_uid,
+                modality=case.modality, instance_uids=case.image_instance_uids or None,
+                series_description="IORT planning CT", deidentifier=deidentifier)
+            ct_files = len(case.image_instance_uids)
+        struct_uid = new_uid()
+        write_rtstruct(case, staging / "RS.dcm", deidentifier=deidentifier,
+                       sop_instance_uid=struct_uid, series_number=2)
+        files = write_plan_and_dose(staging, spec, mu, source_dose, case.ct, identity,
+                                    spacing_mm=spacing_mm, structure_set_uid=struct_uid,
+                                    plan_series_number=3, dose_series_number=4,
+                                    mu_estimated=mu_estimated, deidentifier=deidentifier)
+    log.info("exported a plan to %s (%.1f MU)", out, mu)
+    return ExportResult(out_dir=out, rtstruct=out / "RS.dcm", rtplan=out / files.rtplan.name,
+                        rtdose=out / files.rtdose.name, ct_files=ct_files, mu=mu,
                         dose_max_gy=float(files.dose.array.max()),
-                        reference_point_lps=files.reference_point_lps, anonymised=anonymise,
-                        dose_computed=not use_stored)
+                        reference_point_lps=files.reference_point_lps,
+                        anonymised=deidentifier is not None, dose_computed=not use_stored)

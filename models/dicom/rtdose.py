@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pydicom
@@ -47,6 +48,9 @@ from models.dicom.rtcommon import (
     rt_object,
 )
 from models.patient.volume import Volume
+
+if TYPE_CHECKING:  # pragma: no cover
+    from models.dicom.deidentify import Deidentifier
 
 logger = logging.getLogger(__name__)
 
@@ -221,14 +225,18 @@ def write_rtdose(path: str | Path, dose: Volume, identity: Identity, *,
                  referenced_plan_uid: str, series_instance_uid: str = "",
                  sop_instance_uid: str = "", series_number: int = 1,
                  description: str = "IORT electron dose", bits_allocated: int = 16,
-                 dose_to: str = "water") -> Path:
-    """Write an RT Dose file; see :func:`dose_dataset`. Returns the path written."""
+                 dose_to: str = "water", deidentifier: Deidentifier | None = None) -> Path:
+    """Write an RT Dose file; see :func:`dose_dataset`. Returns the path written.
+
+    With ``deidentifier`` the file is written de-identified
+    (:class:`models.dicom.deidentify.Deidentifier`).
+    """
     ds = dose_dataset(dose, identity, referenced_plan_uid=referenced_plan_uid,
                       series_instance_uid=series_instance_uid,
                       sop_instance_uid=sop_instance_uid, series_number=series_number,
                       description=description,
                       bits_allocated=bits_allocated, dose_to=dose_to)
-    return write_dataset(ds, path)
+    return write_dataset(ds, path, deidentifier=deidentifier)
 
 
 def read_rtdose(source: str | Path | Dataset) -> RtDose:

@@ -38,6 +38,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -58,6 +59,9 @@ from models.dicom.rtcommon import (
     rt_dataset,
     rt_object,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from models.dicom.deidentify import Deidentifier
 
 logger = logging.getLogger(__name__)
 
@@ -436,12 +440,18 @@ def _beam(plan: ElectronPlan) -> Dataset:
 
 def write_rtplan(path: str | Path, plan: ElectronPlan, identity: Identity, *,
                  structure_set_uid: str = "", series_instance_uid: str = "",
-                 sop_instance_uid: str = "", series_number: int = 1) -> Path:
-    """Write an RT Plan file; see :func:`plan_dataset`. Returns the path written."""
+                 sop_instance_uid: str = "", series_number: int = 1,
+                 deidentifier: Deidentifier | None = None) -> Path:
+    """Write an RT Plan file; see :func:`plan_dataset`. Returns the path written.
+
+    With ``deidentifier`` the file is written de-identified
+    (:class:`models.dicom.deidentify.Deidentifier`).
+    """
     return write_dataset(plan_dataset(plan, identity, structure_set_uid=structure_set_uid,
                                       series_instance_uid=series_instance_uid,
                                       sop_instance_uid=sop_instance_uid,
-                                      series_number=series_number), path)
+                                      series_number=series_number), path,
+                         deidentifier=deidentifier)
 
 
 def read_rtplan(source: str | Path | Dataset) -> RtPlan:

@@ -32,6 +32,7 @@ import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -55,6 +56,9 @@ from models.dicom.common import (
 from models.patient.case import Case, Structure
 from models.patient.volume import Volume
 
+if TYPE_CHECKING:  # pragma: no cover
+    from models.dicom.deidentify import Deidentifier
+
 log = logging.getLogger(__name__)
 
 
@@ -63,7 +67,7 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
                    fiducials: dict[str, np.ndarray] | None = None, label: str = "IORT",
                    series_instance_uid: str | None = None,
                    sop_instance_uid: str | None = None, series_number: int = 2,
-                   anonymise: bool = False) -> Path:
+                   deidentifier: Deidentifier | None = None) -> Path:
     """Write an RTSTRUCT for ``case`` (its CT series must already have UIDs).
 
     Parameters
@@ -85,8 +89,8 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
         UIDs of the new object (new random ones by default).
     series_number : int
         SeriesNumber of the RT series.
-    anonymise : bool
-        Replace patient identifiers (see :meth:`models.dicom.common.Identity.anonymised`).
+    deidentifier : models.dicom.deidentify.Deidentifier, optional
+        Write the object de-identified (PS3.15 Basic Profile, keyed UIDs and pseudonyms).
 
     Returns
     -------
@@ -98,7 +102,7 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
                          "series before its structure set")
     items = list(case.structures.values()) if structures is None else list(structures)
     points = case.fiducials_lps if fiducials is None else fiducials
-    identity = identity_of(case, anonymise=anonymise)
+    identity = identity_of(case)
     image_class = _image_sop_class(case)
     ds = new_dataset(RT_STRUCTURE_SET_STORAGE, sop_instance_uid or new_uid(),
                      modality="RTSTRUCT")
@@ -128,7 +132,7 @@ def write_rtstruct(case: Case, path: str | Path, *, structures: Iterable[Structu
     ds.ROIContourSequence = contour_seq
     ds.RTROIObservationsSequence = obs_seq
     ds.ApprovalStatus = "UNAPPROVED"
-    return write_dataset(ds, path)
+    return write_dataset(ds, path, deidentifier=deidentifier)
 
 
 def _referenced_frame_of_reference(case: Case, image_class: str) -> Dataset:

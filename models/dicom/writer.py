@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.base.errors import InputError
+from models.base.files import replacing_folder
 from models.dicom.common import ensure_uids, identity_of, new_uid, now_date_time
 from models.dicom.image_writer import write_image_series
 from models.dicom.rtstruct import write_rtstruct
 from models.patient.case import Case
 from models.patient.phantom import DEFAULT_SPACING_MM, make_phantom
+
+if TYPE_CHECKING:  # pragma: no cover
+    from models.dicom.deidentify import Deidentifier
 
 log = logging.getLogger(__name__)
 
@@ -19,27 +26,42 @@ RTSTRUCT_FILE = "RS.dcm"
 
 
 def prepare_output_dir(out_dir: str | Path, *, force: bool) -> Path:
-    """Create ``out_dir``; refuse a non-empty one unless ``force``.
+    """Check a DICOM output folder: refuse a file, or a non-empty folder unless ``force``.
 
-    With ``force`` the ``*.dcm`` files already there are removed (nothing else is touched),
-    so an old slice cannot end up mixed into the new series.
+    Nothing is created or removed here: :func:`dicom_output` writes the new content.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise InputError(f"--out {out}: folder is not empty; choose an empty folder or "
-                             "pass --force to overwrite")
-        for old in out.glob("*.dcm"):
-            old.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise InputError(f"--out {out}: folder is not empty; choose an empty folder or "
+                         "pass --force to overwrite")
     return out
+
+
+def _not_dicom(entry: Path) -> bool:
+    return entry.suffix.lower() != ".dcm"
+
+
+@contextmanager
+def dicom_output(out_dir: str | Path, *, force: bool) -> Iterator[Path]:
+    """Yield a staging folder for a DICOM output folder, swapped in whole at the end.
+
+    The folder is checked with :func:`prepare_output_dir`. The files are written to an
+    owner-only sibling folder, then replace the old folder in one step
+    (:func:`models.base.files.replacing_folder`): the old ``*.dcm`` files go (an old slice
+    never ends up mixed into the new series), anything else in it is kept, and a kill at
+    any moment leaves the old folder or the new one, never a mix.
+    """
+    out = prepare_output_dir(out_dir, force=force)
+    with replacing_folder(out, keep=_not_dicom) as staging:
+        yield staging
 
 
 def write_case(case: Case, out_dir: str | Path, *, force: bool = False,
                progress: bool = False, series_description: str = "",
-               structure_set_label: str = "IORT", anonymise: bool = False) -> Path:
+               structure_set_label: str = "IORT",
+               deidentifier: Deidentifier | None = None) -> Path:
     """Write ``case`` as a CT (or MR) series plus an RTSTRUCT into ``out_dir``.
 
     Missing UIDs are created (deterministically from the patient id and grid, so writing
@@ -58,30 +80,32 @@ def write_case(case: Case, out_dir: str | Path, *, force: bool = False,
         Progress bar while writing slices.
     series_description, structure_set_label : str
         Descriptive texts.
-    anonymise : bool
-        Replace patient identifiers in the written files.
+    deidentifier : models.dicom.deidentify.Deidentifier, optional
+        Write the files de-identified (PS3.15 Basic Profile; keyed UIDs and pseudonyms).
 
     Returns
     -------
     Path
         ``out_dir``.
     """
-    out = prepare_output_dir(out_dir, force=force)
     ensure_uids(case, case.patient_id, case.ct.shape, case.ct.patient_from_voxel.tolist())
     if not case.dicom_attributes.get("study_date"):
         date, time = now_date_time()
         case.dicom_attributes.update(study_date=date, study_time=time[:6])
-    identity = identity_of(case, anonymise=anonymise)
-    case.image_instance_uids = write_image_series(
-        case.ct, out, identity, series_instance_uid=case.series_instance_uid,
-        modality=case.modality, instance_uids=case.image_instance_uids or None,
-        series_description=series_description, progress=progress)
-    write_rtstruct(case, out / RTSTRUCT_FILE, label=structure_set_label,
-                   series_instance_uid=new_uid("rtstruct-series", case.series_instance_uid),
-                   sop_instance_uid=new_uid("rtstruct", case.series_instance_uid),
-                   anonymise=anonymise)
-    log.info("wrote case %s to %s", case.patient_id, out)
-    return out
+    identity = identity_of(case)
+    with dicom_output(out_dir, force=force) as staging:
+        case.image_instance_uids = write_image_series(
+            case.ct, staging, identity, series_instance_uid=case.series_instance_uid,
+            modality=case.modality, instance_uids=case.image_instance_uids or None,
+            series_description=series_description, progress=progress,
+            deidentifier=deidentifier)
+        write_rtstruct(case, staging / RTSTRUCT_FILE, label=structure_set_label,
+                       series_instance_uid=new_uid("rtstruct-series",
+                                                   case.series_instance_uid),
+                       sop_instance_uid=new_uid("rtstruct", case.series_instance_uid),
+                       deidentifier=deidentifier)
+    log.info("wrote a case to %s", out_dir)
+    return Path(out_dir)
 
 
 def write_phantom(out_dir: str | Path, *, spacing_mm: tuple[float, float, float] =

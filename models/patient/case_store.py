@@ -26,13 +26,19 @@ Integrity (format version 2)
     it).
 
 Migration
-    A version-1 case (written before the seal) still loads, with a warning each time;
+    A version-1 case (written before the seal) still loads, with a warning each time (a
+    sealed manifest whose version was edited to 1 is refused);
     :func:`seal_case` (or importing it again) rewrites it as version 2 after checking its
     data files against their checksums.
 
 Saving never destroys the previous case: the new case is written to a sibling folder
-and swapped in with two renames (``--force``); a kill in between leaves the old case
-under ``.<name>.old-*`` next to it.
+and swapped in (``--force``) by :func:`models.base.files.replacing_folder`, one atomic
+exchange on Linux, so a kill at any moment leaves the old case or the new one (staging
+folders left by a killed writer are removed by the next save).
+
+Permissions
+    A case holds the patient's name, ID, birth date and images: the folder is 0700 and
+    every file in it 0600, whatever the umask.
 """
 
 from __future__ import annotations
@@ -40,8 +46,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from models.base.errors import InputError
+from models.base.files import replacing_folder, write_private_bytes
 from models.patient.case import Case, Structure
 from models.patient.volume import Volume
 
@@ -83,15 +88,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def save_case(case: Case, out_dir: str | Path, *, force: bool = False) -> Path:
     """Save a case folder (see module docstring).
 
@@ -121,44 +117,10 @@ def save_case(case: Case, out_dir: str | Path, *, force: bool = False) -> Path:
     if foreign:
         raise InputError(f"--out {out}: holds files that are not part of a case "
                          f"({', '.join(foreign[:3])}); choose another folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.new-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with replacing_folder(out) as staging:
         _write_case_files(case, staging)
-        _swap_in(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    log.info("saved case %s to %s", case.patient_id, out)
+    log.info("saved a case to %s", out)
     return out
-
-
-def _swap_in(staging: Path, out: Path) -> None:
-    """Replace ``out`` by ``staging`` so that a kill at any point leaves one whole case."""
-    _fsync_dir(staging)
-    if out.is_dir():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, out)
-    _fsync_dir(out.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_case_files(case: Case, out: Path) -> None:
@@ -166,16 +128,16 @@ def _write_case_files(case: Case, out: Path) -> None:
     files: dict[str, str] = {}
 
     ct = np.ascontiguousarray(case.ct.array, dtype=np.float32)
-    _atomic_write_bytes(out / "ct.npy", lambda h: np.save(h, ct))
+    write_private_bytes(out / "ct.npy", lambda h: np.save(h, ct))
     files["ct.npy"] = _sha256(out / "ct.npy")
     packed = {f"s{n}": np.packbits(s.mask.ravel()) for n, s in
               enumerate(case.structures.values())}
-    _atomic_write_bytes(out / "masks.npz", lambda h: np.savez(h, **packed))
+    write_private_bytes(out / "masks.npz", lambda h: np.savez(h, **packed))
     files["masks.npz"] = _sha256(out / "masks.npz")
     dose_entry = None
     if case.dose is not None:
         dose = np.ascontiguousarray(case.dose.array, dtype=np.float32)
-        _atomic_write_bytes(out / "dose.npy", lambda h: np.save(h, dose))
+        write_private_bytes(out / "dose.npy", lambda h: np.save(h, dose))
         files["dose.npy"] = _sha256(out / "dose.npy")
         dose_entry = {"file": "dose.npy", "shape": list(dose.shape),
                       "patient_from_voxel": case.dose.patient_from_voxel.tolist()}
@@ -208,7 +170,7 @@ def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     sealed["format_version"] = FORMAT_VERSION
     sealed[DIGEST_KEY] = manifest_digest(sealed)
     text = json.dumps(sealed, indent=1)
-    _atomic_write_bytes(out / MANIFEST, lambda h: h.write(text.encode()))
+    write_private_bytes(out / MANIFEST, lambda h: h.write(text.encode()))
 
 
 def seal_case(case_dir: str | Path) -> Path:
@@ -274,10 +236,11 @@ def _read_manifest(root: Path) -> dict[str, Any]:
     if version not in READ_VERSIONS or isinstance(version, bool):
         raise InputError(f"{manifest_path}: format_version {version!r} is not supported "
                          f"(expected one of {', '.join(map(str, READ_VERSIONS))})")
-    # a seal present is checked whatever the version says: setting format_version to 1
-    # must not switch the check off (only manifests written before sealing lack one)
-    if (version >= 2 or DIGEST_KEY in manifest) and \
-            manifest.get(DIGEST_KEY) != manifest_digest(manifest):
+    if version == 1 and DIGEST_KEY in manifest:   # only version 2 was ever sealed
+        raise InputError(f"{manifest_path}: a sealed manifest marked format_version 1: the "
+                         "version was edited to skip the seal check; do not use it, import "
+                         "the case again")
+    if version >= 2 and manifest.get(DIGEST_KEY) != manifest_digest(manifest):
         what = "has no" if DIGEST_KEY not in manifest else "does not match its"
         raise InputError(f"{manifest_path}: the manifest {what} seal ({DIGEST_KEY}): it was "
                          "edited or damaged since the case was saved; do not use it, import "

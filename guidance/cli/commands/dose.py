@@ -4,9 +4,12 @@
   the applicator resting on a flat water phantom, depth dose along the normal to the water
   surface through the end-face centre; R90, R50, Rp and surface dose (at 0.5 mm).
 * ``iort dose case CASE --energy E --applicator D [--bevel B] [--pose FILE]
-  [--write-plan FILE]`` — electron dose in a case folder (or the built-in ``phantom``),
-  written as RT Plan + RT Dose, with target coverage and organ doses printed; the plan
-  file is the pose and beam as ``iort run --plan`` / ``iort export --plan`` read it.
+  [--write-plan FILE] [--anonymise [--site-key FILE]]`` — electron dose in a case folder
+  (or the built-in ``phantom``), written as RT Plan + RT Dose, with target coverage and
+  organ doses printed; the plan file is the pose and beam as ``iort run --plan`` /
+  ``iort export --plan`` read it. ``--anonymise`` de-identifies both files as
+  ``iort export --anonymise`` does (with the same site key their UIDs match an anonymised
+  export of the same case).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import numpy as np
 from guidance.cli.inputs import (
     NO_STRUCTURES,
     PHANTOM,
+    add_anonymise_arguments,
     add_beam_arguments,
+    deidentifier,
     load_case_spec,
     read_transform_file,
 )
@@ -81,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     case.add_argument("--accept-estimated-mu", action="store_true",
                       help="write MU although the output factor is an estimate (the RT "
                              "Plan is labelled 'ESTIMATED MU'; not for treatment)")
+    add_anonymise_arguments(case)
     case.set_defaults(func=run_case)
 
 
@@ -141,6 +147,7 @@ def run_case(args: argparse.Namespace) -> int:
     if args.write_plan is not None and args.write_plan.suffix.lower() != ".json":
         raise InputError(f"--write-plan {args.write_plan}: the plan file is JSON; give a "
                          "name ending in .json")
+    deid = deidentifier(args)   # a bad key file is refused before any work
     output_folder(args.out)   # inputs valid: the folder is made before the dose is computed
     if args.write_plan is not None:
         output_file(args.write_plan, what="--write-plan")
@@ -149,7 +156,8 @@ def run_case(args: argparse.Namespace) -> int:
                     bevel_deg=beam.bevel_deg, prescription_gy=args.prescription,
                     isodose_percent=90.0, patient_from_applicator=pose)
     result, files = write_dose_of_pose(case, spec, args.out, grid_mm=args.grid,
-                                       accept_estimated_mu=args.accept_estimated_mu)
+                                       accept_estimated_mu=args.accept_estimated_mu,
+                                       deidentifier=deid)
     dvhs = structure_dvhs(result.dose, case.ct, case.structures,
                           prescription_gy=result.prescription_gy,
                           isodose_percent=result.isodose_percent)

@@ -3,8 +3,15 @@
 All three objects carry the case's patient, study and the CT's Frame of Reference; the
 RTSTRUCT references the CT series slice by slice, the RTPLAN references the RTSTRUCT and
 the RTDOSE references the RTPLAN (DoseSummationType PLAN). ``--with-ct`` also writes the CT
-series with its original UIDs, so the folder is a complete package (recommended with
-``--anonymise``, which replaces patient name/ID/birth date/sex in every object it writes).
+series, so the folder is a complete package (recommended with ``--anonymise``).
+
+``--anonymise`` de-identifies every object as it is written (DICOM PS3.15 Basic
+Application Level Confidentiality Profile, :mod:`models.dicom.deidentify`): the patient's
+name and ID become a keyed pseudonym, every UID is replaced consistently (the package's
+references still resolve; the same ``--site-key`` gives the same UIDs in every export),
+dates are shifted by a keyed per-patient number of days, descriptions and names of people
+are removed. The key is the site key file (``--site-key``, ``$IORT_SITE_KEY`` or
+``~/.config/iort/site-key``, created owner-only on first use).
 
 Plan parameters come from, in order: the command-line options, the ``--plan`` JSON file,
 the case's stored plan (``case.plan``), and -- for the built-in phantom only -- the
@@ -28,6 +35,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from guidance.cli.inputs import add_anonymise_arguments, deidentifier
 from models.base.files import output_folder
 
 log = logging.getLogger(__name__)
@@ -43,8 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a case folder (iort case import), a DICOM folder or 'phantom'")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR",
                         help="output folder (must be empty unless --force)")
-    parser.add_argument("--anonymise", "--anonymize", action="store_true",
-                        help="replace patient name/ID/birth date/sex in the written files")
+    add_anonymise_arguments(parser)
     parser.add_argument("--with-ct", action="store_true",
                         help="also write the CT series (same UIDs), for a complete package")
     parser.add_argument("--force", action="store_true", help="write into a non-empty folder")
@@ -71,13 +78,14 @@ def run(args: argparse.Namespace) -> int:
     from models.dicom.rt_export import export_case, resolve_plan
 
     output_folder(args.out)
+    deid = deidentifier(args)   # a bad key file is refused before any work
     case = load_case_spec(args.case)
     overrides = {"machine": args.machine, "energy_mev": args.energy,
                  "applicator_diameter_mm": args.applicator, "bevel_deg": args.bevel,
                  "prescription_gy": args.prescription}
     plan_file = _read_plan_file(args.plan) if args.plan is not None else None
     spec = resolve_plan(case, plan_file=plan_file, overrides=overrides)
-    result = export_case(case, spec, args.out, anonymise=args.anonymise,
+    result = export_case(case, spec, args.out, deidentifier=deid,
                          with_ct=args.with_ct, force=args.force, compute=not args.no_compute,
                          accept_estimated_mu=args.accept_estimated_mu)
     print(f"exported {'anonymised ' if result.anonymised else ''}plan to {result.out_dir}: "
@@ -87,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
           f"{result.mu:.1f} MU, {spec.prescription_gy:g} Gy to the "
           f"{spec.isodose_percent:g} % isodose, Dmax {result.dose_max_gy:.2f} Gy "
           f"({'computed for the planned pose' if result.dose_computed else 'stored dose'})")
+    if result.anonymised and not result.ct_files:
+        print("note: the anonymised objects reference the CT by its replaced UIDs; add "
+              "--with-ct (same site key) to include that CT in the package")
     return 0
 
 

@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(default liac)")
     parser.add_argument("--target", default="CTV", metavar="NAME",
                         help="target structure (default CTV)")
+    parser.add_argument("--identifiers", action="store_true",
+                        help="print the patient's name and ID (from --case) in the record; "
+                             "by default it names the case only by the log's pseudonym")
     parser.set_defaults(func=run)
 
 
@@ -50,8 +53,9 @@ def run(args: argparse.Namespace) -> int:
         case = load_case_spec(args.case)
         dvh_fn = _dvh_function(case, args.machine)
         colors = {n: s.color_rgb for n, s in case.structures.items()}
-        patient = {"Patient": person_name(case.patient_name),
-                   "Patient ID": case.patient_id or "—"}
+        if args.identifiers:
+            patient = {"Patient": person_name(case.patient_name),
+                       "Patient ID": case.patient_id or "—"}
     from guidance.treatment.dose_check import load_plan_limits
 
     content = content_from_session(args.session, target=args.target, dvh_fn=dvh_fn,

@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from guidance.cli.inputs import load_case_spec, read_transform_file
+from guidance.cli.inputs import (
+    add_site_key_argument,
+    case_label,
+    load_case_spec,
+    read_transform_file,
+)
 from guidance.treatment.dose_service import DEFAULT_MACHINE
 from models.base.errors import InputError
 
@@ -86,7 +91,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--session-log", type=Path, metavar="FILE",
                         help="new session log (default: a new session-<time>.sqlite in "
                              "$XDG_DATA_HOME/iort/sessions, ~/.local/share/iort/sessions "
-                             "without XDG_DATA_HOME); owner-only, it names the patient")
+                             "without XDG_DATA_HOME); owner-only. It names the case by a "
+                             "keyed pseudonym of the patient ID, not by CASE")
+    parser.add_argument("--log-identifiers", action="store_true",
+                        help="record the patient ID and the CASE argument in the session "
+                             "log instead of the pseudonym")
+    add_site_key_argument(parser)
     parser.add_argument("--frames", type=int, default=600,
                         help="frames of the simulated procedure (default 600)")
     parser.add_argument("--full-screen", action="store_true", help="start full screen")
@@ -375,6 +385,7 @@ def run(args: argparse.Namespace) -> int:
     from guidance.treatment.dose_service import beam_options, electron_dose_function
 
     inputs = _read_inputs(args)
+    case_id = case_label(inputs.case, args)   # a bad site key is refused before any work
     planned = inputs.planned
     options = beam_options(planned.machine)
     limits = load_plan_limits().with_overrides(planned.limits, what=f"{planned.name} limits")
@@ -389,12 +400,11 @@ def run(args: argparse.Namespace) -> int:
             igtl = IgtlServer(args.igtl_port, host=args.igtl_host).start()
             print(f"OpenIGTLink server: {args.igtl_host}:{igtl.port}")
         frames = _camera_frames(args, inputs, igtl)
-        session_log = SessionLog.create(log_path, case_id=args.case,
+        session_log = SessionLog.create(log_path, case_id=case_id,
                                         metadata={"source": args.source,
                                                   "ct_sha256": inputs.case.ct.digest_sha256(),
                                                   "plan_patient_from_applicator": inputs.plan,
                                                   "planned_beam": asdict(planned.beam),
-                                                  "plan_name": planned.name,
                                                   "machine": planned.machine,
                                                   "tracker": args.tracker})
         print(f"session log: {log_path}")

@@ -71,3 +71,34 @@ def test_dose_case_and_export_write_the_same_reference_point(case_dir, tmp_path,
         atol=1e-6, rtol=0)
     assert (read_rtplan(dosed).electron_plan().prescription_gy
             == read_rtplan(exported).electron_plan().prescription_gy)
+
+
+def test_anonymised_export_and_dose_agree_under_one_site_key(case_dir, tmp_path, capsys):
+    """``export --anonymise`` and ``dose case --anonymise`` with one key: the same pseudonym
+    and the same replaced Frame of Reference, owner-only files; a key readable by others
+    is refused in one line."""
+    key = tmp_path / "keys" / "site-key"
+    pose_file = tmp_path / "pose.json"
+    pose_file.write_text(json.dumps(
+        {"patient_from_applicator": planned_patient_from_applicator().tolist()}))
+    assert main(["export", str(case_dir), "--out", str(tmp_path / "anon"), "--anonymise",
+                 "--with-ct", "--site-key", str(key), "--plan", str(pose_file)]) == 0
+    assert "exported anonymised plan" in capsys.readouterr().out
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert main(["dose", "case", str(case_dir), "--energy", "8", "--applicator", "70",
+                 "--pose", str(pose_file), "--out", str(tmp_path / "dose"), "--anonymise",
+                 "--site-key", str(key)]) == 0
+    capsys.readouterr()
+    exported = pydicom.dcmread(tmp_path / "anon" / "RS.dcm")
+    dosed = pydicom.dcmread(tmp_path / "dose" / "rtdose.dcm", stop_before_pixels=True)
+    assert dosed.PatientID == exported.PatientID and dosed.PatientID.startswith("ANON-")
+    assert dosed.FrameOfReferenceUID == exported.FrameOfReferenceUID
+    assert dosed.FrameOfReferenceUID.startswith("2.25.")
+    for folder in (tmp_path / "anon", tmp_path / "dose"):
+        assert folder.stat().st_mode & 0o777 == 0o700
+        assert {p.stat().st_mode & 0o777 for p in folder.iterdir()} == {0o600}
+    key.chmod(0o644)
+    assert main(["export", str(case_dir), "--out", str(tmp_path / "again"), "--anonymise",
+                 "--site-key", str(key)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "chmod 600" in err

@@ -89,3 +89,33 @@ def test_a_transform_beyond_ten_metres_is_refused(tmp_path) -> None:
     path.write_text(json.dumps({"patient_from_applicator": pose.tolist()}))
     with pytest.raises(InputError, match=r"--plan .*plan\.json.*beyond 10000 mm"):
         read_transform_file(path, "patient_from_applicator", option="--plan")
+
+def test_session_logs_name_a_case_by_its_keyed_pseudonym(tmp_path: Path) -> None:
+    """A case folder named after the patient: the log holds neither the folder nor the ID,
+    unless --log-identifiers asks for them."""
+    import argparse
+
+    from guidance.cli.inputs import case_label
+    from guidance.record.session_log import SessionLog
+    from models.base.pseudonyms import SiteKey
+    from models.patient.case_store import save_case
+    from models.patient.phantom import make_phantom
+
+    case = make_phantom(spacing_mm=(6.0, 6.0, 8.0))
+    case.patient_id, case.patient_name = "MRN-0047113", "Smithson^Johanna"
+    folder = save_case(case, tmp_path / "Smithson_Johanna_MRN-0047113")
+    key = tmp_path / "site-key"
+    args = argparse.Namespace(case=str(folder), site_key=key, log_identifiers=False)
+    label = case_label(load_case_spec(str(folder)), args)
+    assert label == SiteKey.load(key).pseudonym("MRN-0047113", prefix="case-")
+    assert label != case_label(case, argparse.Namespace(case="x", site_key=tmp_path / "k2",
+                                                        log_identifiers=False))
+    log_path = tmp_path / "s.sqlite"
+    with SessionLog.create(log_path, case_id=label) as slog:
+        slog.log_action("mode", mode="oncologist")
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("s.sqlite*"))
+    for secret in (b"Smithson", b"Johanna", b"MRN-0047113", str(folder).encode()):
+        assert secret not in data
+    named = case_label(case, argparse.Namespace(case=str(folder), site_key=key,
+                                                log_identifiers=True))
+    assert "MRN-0047113" in named and str(folder) in named

@@ -253,3 +253,23 @@ def test_one_default_machine_and_run_starts_on_the_plans_beam(tmp_path: Path) ->
     with pytest.raises(InputError, match="must carry its beam"):
         _planned_beam(parser.parse_args(["run", str(other), "--plan", str(bare)]),
                       replace(case, patient_id="SOMEONE"), pose)
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_session_log_holds_no_patient_identifier_unless_asked(qtbot, tmp_path: Path,
+                                                              data_home: Path) -> None:
+    """The log names the case by a keyed pseudonym: neither the patient's name nor ID (nor
+    the CASE argument) is in its bytes; --log-identifiers records them."""
+    quiet = tmp_path / "quiet.sqlite"
+    assert main(["run", "phantom", "--source", "scripted", "--igtl-port", "0",
+                 "--session-log", str(quiet), "--quit-after", "2"]) == 0
+    data = b"".join(p.read_bytes() for p in tmp_path.glob("quiet.sqlite*"))
+    for secret in (b"IORT-PHANTOM", b"Phantom", b"phantom"):
+        assert secret not in data, secret
+    case_id = SessionLog.open(quiet, readonly=True).meta()["case_id"]
+    assert case_id.startswith("case-") and len(case_id) == 21
+    named = tmp_path / "named.sqlite"
+    assert main(["run", "phantom", "--source", "scripted", "--igtl-port", "0",
+                 "--session-log", str(named), "--quit-after", "1", "--log-identifiers"]) == 0
+    assert SessionLog.open(named, readonly=True).meta()["case_id"] == "IORT-PHANTOM (phantom)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -287,3 +288,94 @@ def test_sigkill_during_create_never_leaves_an_unopenable_log(tmp_path: Path,
             SessionLog.open(path, readonly=True).close()   # raises if unopenable
         logs += len(created)
     assert logs >= 12
+
+
+# ----------------------------------------------------------------------------- hash chain
+def _chained_log(path: Path) -> Path:
+    with SessionLog.create(path, case_id="case-1") as slog:
+        slog.log_registration(method="paired_point", fre_mm=0.5, accepted=True,
+                              patient_from_reference=np.eye(4))
+        for i in range(4):
+            slog.log_confirmed_pose(patient_from_applicator=np.eye(4), beam={"energy_mev": 8},
+                                    coverage={"CTV": {"v90_percent": 90.0 + i}})
+    return path   # records: 1 start, 2 registration, 3-6 confirmed_pose, 7 end
+
+
+def _tamper(path: Path, *statements: str) -> None:
+    conn = sqlite3.connect(path)
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+
+def test_untouched_log_verifies_intact(tmp_path: Path) -> None:
+    path = _chained_log(tmp_path / "s.sqlite")
+    check = SessionLog.open(path, readonly=True).verify()
+    assert (check.status, check.records, check.ok) == ("intact", 7, True)
+    # continuing the log extends the chain
+    with SessionLog.open(path) as slog:
+        slog.log_action("resumed")
+    assert SessionLog.open(path, readonly=True).verify().records == 9
+
+
+_SWAP_4_5 = ("UPDATE events SET payload = (SELECT payload FROM events WHERE seq = 5), "
+             "seq = -4 WHERE seq = 4",
+             "UPDATE events SET payload = (SELECT payload FROM events WHERE seq = -4) "
+             "WHERE seq = 5", "UPDATE events SET seq = 4 WHERE seq = -4")
+
+
+@pytest.mark.parametrize(("statements", "bad_seq", "words"), [
+    (("UPDATE events SET payload = replace(payload, '92.0', '99.0') WHERE seq = 5",),
+     5, "record 5 (confirmed_pose) was edited"),
+    (("UPDATE events SET t_unix_s = t_unix_s + 60 WHERE seq = 2",),
+     2, "record 2 (registration) was edited"),
+    (("UPDATE events SET kind = 'dose' WHERE seq = 3",), 3, "record 3 (dose) was edited"),
+    (("DELETE FROM events WHERE seq = 4",), 5, "record 4 missing before record 5"),
+    (("DELETE FROM events WHERE seq = 7",), 7, "last record(s) were deleted"),
+    (_SWAP_4_5, 4, "record 4 (confirmed_pose) was edited"),
+    (("INSERT INTO events(seq, t_unix_s, t_mono_s, kind, payload) "
+      "VALUES (8, 0, 0, 'action', '{}')",), 8, "record 8 (action) has no chain hash"),
+    (("UPDATE events SET seq = seq + 10 WHERE seq = 7",), 17,
+     "records 7-16 missing before record 17"),
+    (("UPDATE meta SET value = 'someone-else' WHERE key = 'case_id'",), 1,
+     "record 1 (session_start) was edited"),
+], ids=["payload", "time", "kind", "delete", "delete-last", "reorder", "insert", "renumber",
+        "meta"])
+def test_tampering_is_detected_and_named(tmp_path: Path, statements, bad_seq, words) -> None:
+    path = _chained_log(tmp_path / "s.sqlite")
+    _tamper(path, *statements)
+    check = SessionLog.open(path, readonly=True, verify=False).verify()
+    assert check.status == "broken" and check.bad_seq == bad_seq, check
+    assert words in check.message and "\n" not in check.message
+    for readonly in (True, False):   # open (so every report and replay) refuses it
+        with pytest.raises(InputError, match=re.escape(words)):
+            SessionLog.open(path, readonly=readonly)
+    # a replay goes on with what is there, but says first that the log was altered
+    from guidance.record.replay import read_session
+
+    assert words in read_session(path).problems[0]
+
+
+_SCHEMA_1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, t_unix_s REAL NOT NULL,
+                     t_mono_s REAL NOT NULL, kind TEXT NOT NULL, payload TEXT NOT NULL);
+PRAGMA application_id = 1229935188;
+INSERT INTO meta VALUES ('schema_version', '1'), ('case_id', 'old'), ('created_unix_s', '0');
+INSERT INTO events(t_unix_s, t_mono_s, kind, payload) VALUES (1, 1, 'session_start', '{}');
+"""
+
+
+def test_a_log_from_before_the_chain_reads_as_unchained(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(_SCHEMA_1)
+    conn.close()
+    with SessionLog.open(path) as slog:   # still continued, still unchained
+        slog.log_action("later")
+    back = SessionLog.open(path, readonly=True)
+    check = back.verify()
+    assert check.status == "unchained" and check.ok and check.records == 3
+    assert "unchained" in check.message
+    assert [e.kind for e in back.events()] == ["session_start", "action", "session_end"]

@@ -164,7 +164,7 @@ def test_camera_video_beside_the_log_is_replayed(tmp_path: Path) -> None:
                    if hasattr(e, "result") else None)
     path = tmp_path / "v.sqlite"
     with SessionLog.create(path) as slog:
-        recorder = record_tracking(loop, slog, video=True)
+        recorder = record_tracking(loop, slog, video=True, video_queue_frames=64)
         loop.run()
     assert recorder.video.written == 20 and not recorder.video.error
     assert video_path(path).stat().st_mode & 0o777 == 0o600
@@ -180,3 +180,30 @@ def test_camera_video_beside_the_log_is_replayed(tmp_path: Path) -> None:
     shifted = np.mean(np.abs(originals[0].astype(int) - replayed[5].astype(int)))
     assert shifted > 3 * max(errors)               # and in the recorded order
     assert cv2.VideoCapture(str(video_path(path))).isOpened()
+
+
+def test_a_slow_video_encoder_drops_frames_from_the_file_not_from_the_guidance(
+        tmp_path: Path) -> None:
+    from guidance.record.replay import replay_loop
+    from guidance.sim.scripted import ScriptedSource
+
+    camera_from_patient = np.eye(4)
+    camera_from_patient[2, 3] = 400.0
+    shots = [ScriptedShot(camera_from_patient, np.eye(4))] * 60
+    device = ScriptedTrackerDevice(shots)
+    image = np.full((480, 640, 3), 128, np.uint8)
+    loop = GuidanceLoop(ScriptedSource(shots, image, fps=0), (), np.eye(3), device=device,
+                        patient_from_reference=device.patient_from_reference)
+    path = tmp_path / "slow.sqlite"
+    with SessionLog.create(path) as slog:
+        recorder = record_tracking(loop, slog, video=True, video_queue_frames=1)
+        loop.run()
+    assert loop.frames_processed == 60                      # the guidance saw every frame
+    assert recorder.video.dropped > 0                        # the encoder could not keep up
+    assert recorder.video.written + recorder.video.dropped == 60
+    replay = replay_loop(read_session(path))
+    grey = []
+    replay.loop.subscribe(lambda e: grey.append(int(e.result.frame.image.mean()))
+                          if hasattr(e, "result") else None)
+    replay.loop.run()
+    assert len(grey) == 60 and grey.count(0) == recorder.video.dropped   # black where dropped

@@ -116,3 +116,31 @@ def test_cli_report_without_case_and_bad_session(tmp_path, coarse_phantom, capsy
     err = capsys.readouterr().err
     assert "broken.sqlite" in err and len(err.strip().splitlines()) == 1
     assert main(["report", str(path), "--pdf", str(tmp_path / "r.txt")]) == 2
+
+
+def test_cli_report_names_the_patient_only_when_asked(tmp_path, coarse_phantom, capsys) -> None:
+    """``iort report --case``: the record names the case by the log's pseudonym and says
+    whether the log's hash chain holds; the patient's name and ID only with --identifiers.
+    The PDF is owner-only."""
+    from guidance.cli.main import main
+    from models.patient.case_store import save_case
+
+    path, _ = _session(tmp_path, coarse_phantom)
+    case_dir = save_case(coarse_phantom, tmp_path / "Phantom_Abdomen")
+    content = content_from_session(path)
+    assert content.patient["Log integrity"].startswith("hash chain intact")
+    assert content.patient["Case"] == "PHANTOM-1"
+    out = tmp_path / "rec.pdf"
+    assert main(["report", str(path), "--pdf", str(out), "--case", str(case_dir)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    if shutil.which("pdftotext") is None:
+        pytest.skip("pdftotext (poppler-utils) not installed")
+    text = subprocess.run(["pdftotext", str(out), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "IORT-PHANTOM" not in text and "Phantom" not in text
+    assert "hash chain intact" in text
+    assert main(["report", str(path), "--pdf", str(tmp_path / "named.pdf"), "--case",
+                 str(case_dir), "--identifiers"]) == 0
+    named = subprocess.run(["pdftotext", str(tmp_path / "named.pdf"), "-"],
+                           capture_output=True, text=True, check=True).stdout
+    assert "IORT-PHANTOM" in named

@@ -119,10 +119,15 @@ def test_oblique_case_with_holes_round_trips(tmp_path: Path, rng: np.random.Gene
                                    "BALL": Structure("BALL", ball, (4, 5, 6), "PTV")},
                 fiducials_lps={"F": pose[:3, 3] + [3.0, 4.0, 5.0]}, patient_id="OBL",
                 patient_name="Oblique^Test", modality=modality)
-    write_case(case, tmp_path / "obl", anonymise=True)
+    from models.base.pseudonyms import SiteKey
+    from models.dicom.deidentify import Deidentifier
+
+    write_case(case, tmp_path / "obl", deidentifier=Deidentifier(SiteKey(b"k" * 32)))
     back = read_case(tmp_path / "obl")
     assert back.modality == modality
-    assert back.patient_name == "Anonymous" and back.patient_id.startswith("ANON-")
+    assert back.patient_id.startswith("ANON-")
+    assert back.patient_name == "ANON^" + back.patient_id.removeprefix("ANON-")
+    assert back.patient_id != "OBL" and "Oblique" not in back.patient_name
     np.testing.assert_allclose(back.ct.patient_from_voxel, ct.patient_from_voxel, atol=1e-5)
     np.testing.assert_array_equal(back.ct.array, ct.array)
     for name in ("SHELL", "BALL"):

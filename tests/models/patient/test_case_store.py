@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -233,14 +234,38 @@ def test_a_failed_forced_save_keeps_the_old_case(case, tmp_path: Path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]   # no staging left behind
 
 
-def test_a_sealed_manifest_set_back_to_version_1_is_still_checked(case, tmp_path: Path):
-    """Found by the fuzzer: format_version 2 -> 1 switched the seal check off, so any edit
-    of a sealed manifest loaded (with only the warning meant for pre-seal cases)."""
-    folder = save_case(case, tmp_path / "case")
-    manifest_path = folder / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["format_version"] = 1
-    manifest["patient_id"] = "SOMEONE-ELSE"
-    manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(InputError, match="seal"):
+def test_case_folder_is_owner_only_whatever_the_umask(case, tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        folder = save_case(case, tmp_path / "new" / "Smithson_Johanna")
+        save_case(case, folder, force=True)   # the swapped-in folder too
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    modes = {p.name: p.stat().st_mode & 0o777 for p in folder.iterdir()}
+    assert "manifest.json" in modes and set(modes.values()) == {0o600}, modes
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == ["Smithson_Johanna"]
+
+
+@pytest.mark.slow
+def test_sigkill_during_forced_saves_leaves_one_whole_case(tmp_path: Path) -> None:
+    """``case import --force`` killed at 12 random moments: the folder always loads (seal
+    and checksums) as the old case or the new one, never a mix, with no stray files."""
+    import random
+
+    from benchmarks.bench_integrity import case_kill_runs
+
+    runs, seen = case_kill_runs(tmp_path / "c", runs=12, rng=random.Random(7))
+    assert runs == 12
+    assert seen == {"IORT-PHANTOM", "SECOND"}   # kills landed before and after swaps
+    assert sorted(p.name for p in tmp_path.iterdir())[-1] == "c"
+
+
+def test_a_sealed_manifest_edited_down_to_version_1_is_refused(case, tmp_path: Path) -> None:
+    """Found by the integrity benchmark: format_version 2 -> 1 skipped the seal check."""
+    folder = save_case(case, tmp_path / "c")
+    _edit_manifest(folder, lambda m: (m.__setitem__("format_version", 1),
+                                      m.__setitem__("patient_id", "SOMEONE-ELSE")))
+    with pytest.raises(InputError, match="version was edited"):
         load_case(folder)
