@@ -31,6 +31,7 @@ from guidance.treatment.dose_service import BeamChoice
 from models.base.errors import InputError
 from models.base.files import read_json_file
 from models.base.schema import FileSchema, bounded, check_file
+from models.base.transforms import transform_from_rotvec
 from models.patient.case import Case, Structure
 
 #: Folder of the shipped scenarios (under ``assets/``).
@@ -126,11 +127,9 @@ class ScenarioFile(FileSchema):
 
 
 def _rotation_about(axis: np.ndarray, angle_deg: float) -> np.ndarray:
-    """(3, 3) rotation by ``angle_deg`` about the unit ``axis`` (Rodrigues)."""
+    """(3, 3) rotation by ``angle_deg`` about ``axis``."""
     a = np.asarray(axis, float) / np.linalg.norm(axis)
-    k = np.array([[0.0, -a[2], a[1]], [a[2], 0.0, -a[0]], [-a[1], a[0], 0.0]])
-    t = np.radians(angle_deg)
-    return np.eye(3) + np.sin(t) * k + (1.0 - np.cos(t)) * (k @ k)
+    return transform_from_rotvec(np.radians(angle_deg) * a, np.zeros(3))[:3, :3]
 
 
 def tilt_toward(patient_from_applicator: np.ndarray, direction_lps: np.ndarray,

@@ -1,0 +1,780 @@
+"""Trainee mode: drive a simulated applicator through the real loop, get hints, meet faults,
+confirm, be scored. Plain logic (no Qt): the window's trainee panel and ``iort rehearse
+--headless`` both drive a :class:`TraineeSession`.
+
+* :class:`ApplicatorDriver` — the applicator the trainee moves, in patient LPS. Translate
+  and tilt commands are velocities integrated on the wall clock between press and release
+  (or for a given duration), so the motion does not depend on the frame or key-repeat rate.
+  Directions are the patient's (:data:`ANATOMICAL_DIRECTIONS_LPS`: left = +x,
+  posterior = +y, cranial = +z); a tilt turns the beam axis towards a direction about the
+  end-face centre.
+* :func:`hint_for` — "move 3 mm cranial, tilt 2° left" from the tracked pose to the plan.
+* :class:`TraineeSession` — the phantom seen by a scripted camera: every frame the tracker
+  device reports the driver's pose (:class:`~guidance.sim.scripted.ScriptedTrackerDevice`),
+  the :class:`~guidance.loop.guidance_loop.GuidanceLoop` composes it through the
+  reference plate and a simulated paired-point registration of the skin fiducials, and a
+  :class:`~guidance.monitor.logic.MonitorLogic` with the electron engine judges it. Faults
+  act on that chain (:meth:`TraineeSession.inject`): marker occlusion (the applicator's
+  markers hidden), a fiducial touched wrongly (a re-registration with one point off),
+  marker plate slip (the plate moves on the patient, the registration does not follow),
+  patient motion (the patient moves under the applicator held still), camera bump (the
+  camera moves, tracking drops for a moment). Reporting a fault re-registers.
+* :meth:`TraineeSession.confirm` — confirms (an override reason says it is a rehearsal),
+  scores the session log with :func:`guidance.record.score.score_session`, compares each
+  component with the simulation's truth (:class:`Debrief`) and records the score in the
+  trainee's history.
+* :func:`run_script` — a timed command list (:class:`ScriptFile`) through a session, for
+  ``iort rehearse --headless`` and tests.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from guidance.loop.guidance_loop import GuidanceLoop, LoopOptions
+from guidance.monitor.feed import LoopFeed
+from guidance.monitor.logic import MonitorLogic
+from guidance.monitor.rehearsal import PhantomView, phantom_view
+from guidance.monitor.trainee_scenario import (
+    ANATOMICAL_DIRECTIONS_LPS,
+    FAULT_KINDS,
+    Direction,
+    FaultKind,
+    Scenario,
+    load_scenario,
+    scenario_case,
+    scenario_names,
+    tilt_toward,
+)
+from guidance.record.score import (
+    APPLICATOR_MOVED,
+    FAULT_INJECTED,
+    FAULT_REPORTED,
+    PAUSED,
+    RUBRIC,
+    TraineeScore,
+    record_score,
+    score_session,
+)
+from guidance.record.session_log import SessionLog
+from guidance.registration.paired_point import register_paired_points
+from guidance.registration.tre import fle_from_fre_mm, predict_tre_mm
+from guidance.sim.scripted import ScriptedShot, ScriptedSource, ScriptedTrackerDevice
+from guidance.tracking.pose_filter import FilterOptions
+from guidance.treatment.dose_service import (
+    DoseFunction,
+    electron_dose_function,
+    evaluate_dose,
+)
+from guidance.treatment.plan_check import PlanTolerance, compare_to_plan
+from models.base.errors import InputError
+from models.base.files import read_json_file
+from models.base.schema import FileSchema, bounded, check_file
+from models.base.transforms import invert_rigid, transform_from_rotvec
+from models.base.validation import as_transform
+from models.evaluation.dvh import structure_bounds_mm
+
+log = logging.getLogger(__name__)
+
+MOTIONS = ("translate", "tilt")
+#: Localisation error (mm, RMS 3-D) of the simulated pointer on a skin fiducial.
+POINTER_FLE_MM = 0.5
+#: How long a camera bump blurs the markers (s).
+CAMERA_BUMP_DROPOUT_S = 0.3
+#: A script's confirm waits until the applicator rested this long (s): the frame confirmed
+#: then shows it where it stopped.
+STILL_BEFORE_CONFIRM_S = 0.15
+#: A motion starting after the applicator rested this long (s) is a new placement.
+REST_S = 0.5
+#: Which fiducial a "touched wrongly" fault displaces.
+WRONG_FIDUCIAL = "FID1"
+
+
+def _direction(name: str) -> np.ndarray:
+    try:
+        return np.array(ANATOMICAL_DIRECTIONS_LPS[name])
+    except KeyError:
+        raise InputError(f"direction {name!r} unknown; choose one of: "
+                         f"{', '.join(ANATOMICAL_DIRECTIONS_LPS)}") from None
+
+
+@dataclass(frozen=True)
+class DriveOptions:
+    """Speeds of the simulated applicator while a command is held."""
+
+    speed_mm_s: float = 10.0
+    tilt_deg_s: float = 5.0
+
+
+class ApplicatorDriver:
+    """The simulated applicator's pose (``patient_from_applicator``, LPS mm), moved by held
+    commands integrated on the wall clock (thread-safe: the capture thread reads it)."""
+
+    def __init__(self, patient_from_applicator: np.ndarray, *,
+                 options: DriveOptions | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._pose = as_transform(patient_from_applicator, name="patient_from_applicator",
+                                  rigid=True).copy()
+        self.options = options or DriveOptions()
+        self.clock = clock
+        self._t = clock()
+        self._active: dict[tuple[str, str], tuple[float, float | None]] = {}
+        self._lock = threading.Lock()
+
+    def _apply(self, motion: str, direction: str, amount: float) -> None:
+        if motion == "translate":
+            self._pose[:3, 3] += amount * _direction(direction)
+        elif motion == "tilt":
+            self._pose = tilt_toward(self._pose, _direction(direction), amount)
+        else:
+            raise InputError(f"motion {motion!r} unknown; choose one of: {', '.join(MOTIONS)}")
+
+    def _rate(self, motion: str) -> float:
+        return self.options.speed_mm_s if motion == "translate" else self.options.tilt_deg_s
+
+    def _integrate(self, now: float) -> None:
+        for key, (start, end) in list(self._active.items()):
+            a, b = max(start, self._t), now if end is None else min(end, now)
+            if b > a:
+                self._apply(*key, self._rate(key[0]) * (b - a))
+            if end is not None and end <= now:
+                del self._active[key]
+        self._t = max(self._t, now)
+
+    def pose(self, now_s: float | None = None) -> np.ndarray:
+        """The pose at ``now_s`` (default: the clock)."""
+        with self._lock:
+            self._integrate(self.clock() if now_s is None else now_s)
+            return self._pose.copy()
+
+    @property
+    def moving(self) -> bool:
+        with self._lock:
+            return bool(self._active)
+
+    def hold(self, motion: str, direction: str, *, now_s: float | None = None,
+             for_s: float | None = None) -> None:
+        """Start moving (``translate`` at ``speed_mm_s`` / ``tilt`` at ``tilt_deg_s``)
+        towards ``direction`` until :meth:`release`, or for ``for_s`` seconds."""
+        _direction(direction)
+        if motion not in MOTIONS:
+            raise InputError(f"motion {motion!r} unknown; choose one of: {', '.join(MOTIONS)}")
+        with self._lock:
+            now = self.clock() if now_s is None else now_s
+            self._integrate(now)
+            self._active[(motion, direction)] = (now, None if for_s is None else now + for_s)
+
+    def release(self, motion: str, direction: str, *, now_s: float | None = None) -> None:
+        with self._lock:
+            self._integrate(self.clock() if now_s is None else now_s)
+            self._active.pop((motion, direction), None)
+
+    def release_all(self, *, now_s: float | None = None) -> None:
+        with self._lock:
+            self._integrate(self.clock() if now_s is None else now_s)
+            self._active.clear()
+
+    def step(self, motion: str, direction: str, amount: float) -> None:
+        """Move at once by ``amount`` (mm or deg)."""
+        with self._lock:
+            self._integrate(self.clock())
+            self._apply(motion, direction, float(amount))
+
+    def move_patient(self, patient_new_from_patient_old: np.ndarray) -> None:
+        """The patient moved under the applicator held still: re-express the pose."""
+        with self._lock:
+            self._integrate(self.clock())
+            self._pose = patient_new_from_patient_old @ self._pose
+
+
+# --------------------------------------------------------------------- hints
+_AXIS_WORDS = (("left", "right"), ("posterior", "anterior"), ("cranial", "caudal"))
+
+
+def _words(vector: np.ndarray, minimum: float) -> tuple[tuple[str, float], ...]:
+    parts = [(_AXIS_WORDS[a][0 if v > 0 else 1], abs(float(v))) for a, v in enumerate(vector)
+             if abs(v) >= minimum]
+    return tuple(sorted(parts, key=lambda p: -p[1]))
+
+
+@dataclass(frozen=True)
+class Hint:
+    """What to do to reach the plan, in the patient's directions.
+
+    ``moves_mm`` / ``tilts_deg``: (direction, amount) pairs, largest first; ``move_lps_mm``
+    the translation still needed (LPS) and ``tilt_lps`` the beam-axis turn needed (LPS
+    vector, length in degrees) — what the overlay's arrows draw.
+    """
+
+    moves_mm: tuple[tuple[str, float], ...]
+    tilts_deg: tuple[tuple[str, float], ...]
+    move_lps_mm: tuple[float, float, float]
+    tilt_lps_deg: tuple[float, float, float]
+
+    @property
+    def on_plan(self) -> bool:
+        return not self.moves_mm and not self.tilts_deg
+
+    def text(self) -> str:
+        if self.on_plan:
+            return "on plan - hold still and confirm"
+        parts = []
+        if self.moves_mm:
+            parts.append("move " + ", ".join(f"{v:.0f} mm {d}" if v >= 1.0 else
+                                             f"{v:.1f} mm {d}" for d, v in self.moves_mm))
+        if self.tilts_deg:
+            parts.append("tilt " + ", ".join(f"{v:.0f}° {d}" if v >= 1.0 else
+                                             f"{v:.1f}° {d}" for d, v in self.tilts_deg))
+        return "; ".join(parts)
+
+
+def hint_for(patient_from_applicator: np.ndarray, planned_patient_from_applicator: np.ndarray,
+             *, min_mm: float = 0.5, min_deg: float = 0.5) -> Hint:
+    """The hint from a tracked pose to the plan (both LPS mm).
+
+    The move is the end-face centre's offset to the planned one, split on the patient axes;
+    the tilt turns the beam axis onto the planned one, the angle split on the patient axes
+    in proportion to the direction it must turn to (small-angle reading of
+    :func:`~guidance.monitor.trainee_scenario.tilt_toward`). Parts below ``min_mm`` /
+    ``min_deg`` are left out.
+
+    Examples
+    --------
+    >>> plan = np.eye(4)
+    >>> pose = np.eye(4); pose[:3, 3] = (0.0, 0.0, -3.0)
+    >>> hint_for(pose, plan).text()
+    'move 3 mm cranial'
+    """
+    pose = as_transform(patient_from_applicator, name="patient_from_applicator", rigid=True)
+    plan = as_transform(planned_patient_from_applicator,
+                        name="planned_patient_from_applicator", rigid=True)
+    move = plan[:3, 3] - pose[:3, 3]
+    current, wanted = pose[:3, 2], plan[:3, 2]
+    towards = wanted - (wanted @ current) * current
+    norm = float(np.linalg.norm(towards))
+    angle = float(np.degrees(np.arctan2(norm, float(wanted @ current))))
+    tilt = towards / norm * angle if norm > 1e-12 else np.zeros(3)
+    # a tilt "towards" the patient axis the beam runs along is not a direction to say
+    words = tilt.copy()
+    words[int(np.argmax(np.abs(current)))] = 0.0
+    if np.linalg.norm(words) > 1e-12:
+        words *= angle / np.linalg.norm(words)
+    return Hint(_words(move, min_mm), _words(words, min_deg), tuple(float(v) for v in move),
+                tuple(float(v) for v in tilt))
+
+
+# -------------------------------------------------------------- the session
+@dataclass
+class Fault:
+    """One injected fault (times on the session clock, s)."""
+
+    kind: str
+    started_s: float
+    magnitude: float
+    duration_s: float
+    scripted: bool = False
+    reported: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TraineeTruth:
+    """The simulation's truth at confirm: the real applicator pose and what it gives."""
+
+    patient_from_applicator: np.ndarray
+    position_error_mm: float
+    angle_error_deg: float
+    target_v90_percent: float
+    target_d90_percent_of_rx: float
+    registration_tre_mm: float
+    faults: tuple[dict, ...]
+
+
+#: Pass marks of the debrief per component: (value, "max" = must not exceed / "min").
+PASS_MARKS: dict[str, tuple[float, str]] = {
+    "position_error_mm": (3.0, "max"),
+    "angle_error_deg": (5.0, "max"),
+    "target_v90_percent": (95.0, "min"),
+    "target_d90_percent_of_rx": (100.0, "min"),
+    "organ_limit_violations": (0.0, "max"),
+    "repositionings": (5.0, "max"),
+    "registration_fre_mm": (2.0, "max"),
+    "registration_tre_mm": (2.0, "max"),
+    "faults_noticed_percent": (100.0, "min"),
+}
+LABELS = {"position_error_mm": ("position error", "mm"),
+          "angle_error_deg": ("beam-axis angle", "°"),
+          "target_v90_percent": ("target V90", "%"),
+          "target_d90_percent_of_rx": ("target D90", "% of Rx"),
+          "organ_limit_violations": ("organs over limit", ""),
+          "time_to_confirm_s": ("time to confirm", "s"),
+          "repositionings": ("repositionings", ""),
+          "registration_fre_mm": ("registration FRE", "mm"),
+          "registration_tre_mm": ("registration TRE", "mm"),
+          "faults_noticed_percent": ("faults noticed", "%")}
+
+
+@dataclass(frozen=True)
+class DebriefRow:
+    """One score component: logged value, the truth (None where the log is the truth),
+    pass mark, pass/fail, points."""
+
+    name: str
+    label: str
+    unit: str
+    value: float | None
+    truth: float | None
+    mark: str
+    passed: bool
+    points: float
+    full_points: float
+
+
+@dataclass(frozen=True)
+class Debrief:
+    """What the debrief screen shows after a confirm."""
+
+    scenario: str
+    trainee: str
+    score: TraineeScore
+    rows: tuple[DebriefRow, ...]
+    truth: TraineeTruth | None
+    session_path: str
+
+    @property
+    def passed(self) -> bool:
+        return self.score.confirmed and all(r.passed for r in self.rows)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.scenario} - {self.trainee}: score {self.score.total:.0f} / 100, "
+               f"{'PASS' if self.passed else 'FAIL'}"]
+        for r in self.rows:
+            shown = "-" if r.value is None else f"{r.value:.2f}"
+            truth = "" if r.truth is None else f"(truth {r.truth:.2f})"
+            out.append(f"  {r.label:<20} {shown:>8} {r.unit:<7} {truth:<16} "
+                       f"{'pass' if r.passed else 'FAIL'}  {r.mark:<10} "
+                       f"{r.points:4.1f}/{r.full_points:g}")
+        out += [f"  note: {n}" for n in self.score.notes]
+        return out
+
+    def to_dict(self) -> dict:
+        truth = None if self.truth is None else {
+            **asdict(self.truth),
+            "patient_from_applicator": self.truth.patient_from_applicator.tolist()}
+        return {"scenario": self.scenario, "trainee": self.trainee, "passed": self.passed,
+                "total": self.score.total, "score": asdict(self.score),
+                "rows": [asdict(r) for r in self.rows], "truth": truth,
+                "session": self.session_path}
+
+
+def _rows(score: TraineeScore, truth: TraineeTruth | None, time_limit_s: float
+          ) -> tuple[DebriefRow, ...]:
+    truths = {} if truth is None else {
+        "position_error_mm": truth.position_error_mm, "angle_error_deg": truth.angle_error_deg,
+        "target_v90_percent": truth.target_v90_percent,
+        "target_d90_percent_of_rx": truth.target_d90_percent_of_rx,
+        "registration_tre_mm": truth.registration_tre_mm}
+    marks = {**PASS_MARKS, "time_to_confirm_s": (time_limit_s, "max")}
+    rows = []
+    for name, value in score.components.items():
+        limit, kind = marks[name]
+        judged = truths.get(name, value)   # the truth where there is one
+        if judged is None:
+            passed = name in ("faults_noticed_percent", "target_d90_percent_of_rx",
+                              "registration_tre_mm") and value is None
+        else:
+            passed = judged <= limit + 1e-9 if kind == "max" else judged >= limit - 1e-9
+        label, unit = LABELS[name]
+        rows.append(DebriefRow(name, label, unit, value, truths.get(name),
+                               f"{'<=' if kind == 'max' else '>='} {limit:g}",
+                               bool(passed and score.confirmed), score.points.get(name, 0.0),
+                               RUBRIC[name][0]))
+    return tuple(rows)
+
+
+class _LiveShots(Sequence):
+    """One shot, always the current truth (the device and source index it per frame)."""
+
+    def __init__(self, session: TraineeSession) -> None:
+        self._session = session
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index):
+        return self._session.shot_now()
+
+
+class TraineeSession:
+    """One rehearsal of a scenario (see the module docstring).
+
+    Parameters
+    ----------
+    scenario : Scenario or str
+        The scenario (or its name / file).
+    trainee : str
+        Who rehearses (the score is recorded under this name).
+    session_log : SessionLog
+        Where the rehearsal is recorded (the score is computed from it).
+    scenarios : list of Scenario, optional
+        Scenarios the case must hold targets for (default: all shipped ones and this one).
+    view : PhantomView, optional
+        Phantom and camera (default :func:`~guidance.monitor.rehearsal.phantom_view`).
+    fps : float
+        Frame rate of the simulated camera.
+    seed : int
+        Seed of the pointer noise of the simulated registrations.
+    scores_folder : path, optional
+        Folder of the trainee histories (default: the sessions folder's ``trainees``).
+    """
+
+    def __init__(self, scenario: Scenario | str, *, trainee: str, session_log: SessionLog,
+                 scenarios: list[Scenario] | None = None, view: PhantomView | None = None,
+                 fps: float = 30.0, seed: int = 0, scores_folder: str | Path | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 drive: DriveOptions | None = None) -> None:
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self.trainee = trainee
+        self.session_log = session_log
+        self.scores_folder = scores_folder
+        self.clock = clock
+        self.rng = np.random.default_rng(seed)
+        view = view or phantom_view()
+        known = scenarios if scenarios is not None else [load_scenario(n)
+                                                         for n in scenario_names()]
+        self.case = scenario_case(view.case, [*known, self.scenario])
+        self.camera_matrix = view.camera_matrix
+        self.camera_from_patient = view.camera_from_patient.copy()
+        self.plan = self.scenario.plan(self.case)
+        self.driver = ApplicatorDriver(self.scenario.start_pose(self.case), options=drive,
+                                       clock=clock)
+        self.faults: list[Fault] = []
+        self.hints_on = self.scenario.spec.hints
+        self._hidden_until: dict[str, float] = {}
+        self._t0: float | None = None
+        self._scripted = list(self.scenario.spec.faults)
+        self.debrief: Debrief | None = None
+        self.paused = False
+        self._rest_since = -np.inf
+        shots = _LiveShots(self)
+        self.device = ScriptedTrackerDevice(shots)
+        self.true_patient_from_reference = self.device.patient_from_reference.copy()
+        options = LoopOptions(filter=FilterOptions(enabled=False))
+        self.loop = GuidanceLoop(ScriptedSource(shots, view.background(), fps=fps, loop=True),
+                                 (), view.camera_matrix, device=self.device, options=options)
+        self.feed = LoopFeed(self.loop, view.camera_matrix)
+        beam = self.scenario.beam()
+        self.dose_fn = self._dose_function()
+        self.logic = MonitorLogic(self.case, self.plan, self.feed, dose_fn=self.dose_fn,
+                                  beam=beam, planned_beam=beam, session_log=session_log,
+                                  limits=self.scenario.limits(),
+                                  target=self.scenario.target_name,
+                                  plan_name=f"scenario {self.scenario.name}",
+                                  tolerance=PlanTolerance(check_roll=beam.bevel_deg > 0))
+
+    def _dose_function(self) -> DoseFunction:
+        return electron_dose_function(disc_depth_mm=self.scenario.spec.beam.disc_depth_mm)
+
+    # ----------------------------------------------------------- life cycle
+    def start(self) -> TraineeSession:
+        """Register (simulated pointer on the fiducials), start the monitor logic."""
+        self._t0 = self.clock()
+        self.register()
+        self.logic.start()
+        self.logic.action("trainee_scenario", scenario=self.scenario.name, trainee=self.trainee,
+                          plan=self.plan, start=self.driver.pose())
+        return self
+
+    def close(self) -> None:
+        self.logic.close()
+
+    @property
+    def elapsed_s(self) -> float:
+        return 0.0 if self._t0 is None else self.clock() - self._t0
+
+    # ------------------------------------------------------------- the world
+    def shot_now(self) -> ScriptedShot:
+        """The truth of the frame being taken now."""
+        now = self.clock()
+        visible = tuple(t for t in ("reference", "applicator")
+                        if self._hidden_until.get(t, -np.inf) <= now)
+        return ScriptedShot(self.camera_from_patient, self.driver.pose(now), visible)
+
+    def register(self, *, wrong_mm: float = 0.0) -> float:
+        """A paired-point registration of the skin fiducials touched by the simulated
+        pointer (FLE :data:`POINTER_FLE_MM`; ``wrong_mm``: :data:`WRONG_FIDUCIAL` touched
+        that far off), applied to the loop and logged. Returns its true TRE at the target."""
+        names = sorted(self.case.fiducials_lps)
+        patient = np.array([self.case.fiducials_lps[n] for n in names])
+        reference_from_patient = invert_rigid(self.device.patient_from_reference)
+        touched = patient @ reference_from_patient[:3, :3].T + reference_from_patient[:3, 3]
+        touched += self.rng.normal(0.0, POINTER_FLE_MM / np.sqrt(3.0), touched.shape)
+        if wrong_mm and WRONG_FIDUCIAL in names:
+            touched[names.index(WRONG_FIDUCIAL)] += wrong_mm * np.array([0.6, 0.0, 0.8])
+        fit = register_paired_points(patient, touched)
+        target = self.case.centroid_lps(self.scenario.target_name)
+        tre = float(predict_tre_mm(patient, target, fle_from_fre_mm(fit.fre_mm, len(names)))[0])
+        self.loop.set_registration(fit.fixed_from_moving, fre_mm=fit.fre_mm)
+        self.feed.tre_mm = tre
+        self.session_log.log_registration(
+            method="paired_point", fre_mm=fit.fre_mm, accepted=True,
+            patient_from_reference=fit.fixed_from_moving, tre_predicted_mm=tre,
+            residuals_mm=dict(zip(names, map(float, fit.residuals_mm), strict=True)),
+            n_points=len(names))
+        self.logic.dose_service.invalidate()
+        return self.true_tre_mm()
+
+    def true_tre_mm(self) -> float:
+        """Distance (mm) between where the loop puts the target and where it is."""
+        if self.loop.patient_from_reference is None:
+            return float("nan")
+        error = self.loop.patient_from_reference @ invert_rigid(self.device.patient_from_reference)
+        target = self.case.centroid_lps(self.scenario.target_name)
+        return float(np.linalg.norm(error[:3, :3] @ target + error[:3, 3] - target))
+
+    # ----------------------------------------------------------------- faults
+    def inject(self, kind: str, *, magnitude: float | None = None,
+               duration_s: float = 2.0, scripted: bool = False) -> Fault:
+        """Inject a fault now (one of :data:`FAULT_KINDS`); ``magnitude`` in mm."""
+        if kind not in FAULT_KINDS:
+            raise InputError(f"fault {kind!r} unknown; choose one of: {', '.join(FAULT_KINDS)}")
+        size = float(6.0 if magnitude is None else magnitude)
+        now = self.clock()
+        if kind == "marker_occlusion":
+            self._hidden_until["applicator"] = now + duration_s
+        elif kind == "camera_bump":
+            bump = transform_from_rotvec(np.radians([1.5, -1.0, 0.5]), [size, -0.5 * size, 0.0])
+            self.camera_from_patient = bump @ self.camera_from_patient
+            for tool in ("reference", "applicator"):
+                self._hidden_until[tool] = now + CAMERA_BUMP_DROPOUT_S
+        elif kind == "patient_motion":
+            shift = np.eye(4)
+            shift[:3, 3] = size * np.array([0.0, -0.3, -0.95]) / np.linalg.norm([0.3, 0.95])
+            self.camera_from_patient = self.camera_from_patient @ shift
+            self.driver.move_patient(invert_rigid(shift))
+        elif kind == "plate_slip":
+            slip = np.eye(4)
+            slip[:3, 3] = size * np.array([0.8, 0.0, 0.6])
+            self.device.patient_from_reference = slip @ self.device.patient_from_reference
+        elif kind == "fiducial_wrong":
+            self.register(wrong_mm=size)
+        fault = Fault(kind, self.elapsed_s, size, duration_s, scripted)
+        self.faults.append(fault)
+        self.logic.action(FAULT_INJECTED, kind=kind, magnitude=size, scripted=scripted,
+                          notice_within_s=self.scenario.spec.notice_within_s)
+        log.info("fault injected: %s (%g)", kind, size)
+        return fault
+
+    def report_fault(self) -> None:
+        """The trainee says something is wrong: recorded; registration faults (a wrong
+        fiducial, a slipped plate) are cured by registering again."""
+        self.logic.action(FAULT_REPORTED, t_s=round(self.elapsed_s, 3))
+        recent = [f for f in self.faults if not f.reported]
+        for fault in recent:
+            fault.reported = True
+        if any(f.kind in ("fiducial_wrong", "plate_slip") for f in recent):
+            self.register()
+
+    def pause(self) -> None:
+        """Stop moving and look (counts as noticing a recent fault)."""
+        self.driver.release_all()
+        self.paused = not self.paused
+        self.logic.action(PAUSED, on=self.paused, t_s=round(self.elapsed_s, 3))
+
+    def tick(self) -> None:
+        """Fire the scenario's scripted faults that are due (call it often)."""
+        elapsed = self.elapsed_s
+        while self._scripted and self._scripted[0].t_s <= elapsed:
+            spec = self._scripted.pop(0)
+            self.inject(spec.kind, magnitude=spec.magnitude, duration_s=spec.duration_s,
+                        scripted=True)
+
+    # ------------------------------------------------------------------ drive
+    def _note_motion(self) -> None:
+        """Log the start of a motion burst (after a rest of :data:`REST_S`): the score
+        counts repositionings from these."""
+        now = self.clock()
+        if not self.driver.moving and now - self._rest_since >= REST_S:
+            self.logic.action(APPLICATOR_MOVED, t_s=round(self.elapsed_s, 3))
+        self.paused = False
+
+    def _note_rest(self) -> None:
+        if not self.driver.moving:
+            self._rest_since = self.clock()
+
+    def hold(self, motion: str, direction: str, *, for_s: float | None = None) -> None:
+        """Start moving the applicator (see :meth:`ApplicatorDriver.hold`)."""
+        self._note_motion()
+        self.driver.hold(motion, direction, for_s=for_s)
+        if for_s is not None:
+            self._rest_since = max(self._rest_since, self.clock() + for_s)
+
+    def release(self, motion: str, direction: str) -> None:
+        self.driver.release(motion, direction)
+        self._note_rest()
+
+    def step(self, motion: str, direction: str, amount: float) -> None:
+        """Move the applicator at once by ``amount`` (mm or deg)."""
+        self._note_motion()
+        self.driver.step(motion, direction, amount)
+        self._rest_since = self.clock()
+
+    # ------------------------------------------------------------------ hints
+    def hint(self, patient_from_applicator: np.ndarray | None) -> Hint | None:
+        """The hint for the tracked pose (None with hints off or nothing tracked)."""
+        if not self.hints_on or patient_from_applicator is None:
+            return None
+        return hint_for(patient_from_applicator, self.plan)
+
+    # ---------------------------------------------------------------- confirm
+    def confirm(self):
+        """Confirm the tracked pose; on success score it and build the debrief.
+
+        Returns the :class:`~guidance.monitor.logic.ConfirmResult` (refused while the
+        applicator is not tracked or its dose not computed). A light other than green is
+        confirmed with the override reason "rehearsal" (the debrief judges it).
+        """
+        result = self.logic.confirm(user=self.trainee)
+        if not result.accepted and result.needs_override:
+            light = self.logic.snapshot().light.value
+            result = self.logic.confirm(user=self.trainee,
+                                        override_reason=f"rehearsal ({light} light)")
+        if result.accepted:
+            self.driver.release_all()
+            self.debrief = self.finish()
+        return result
+
+    def _truth(self) -> TraineeTruth:
+        pose = self.driver.pose()
+        dev = compare_to_plan(pose, self.plan)
+        beam = self.logic.beam
+        result = self._dose_function()(self.case, pose, beam)
+        dose = getattr(result, "dose", result)
+        name = self.scenario.target_name
+        bounds = {name: structure_bounds_mm(self.case.ct, self.case.structures[name].mask)}
+        dvhs, _ = evaluate_dose(self.case, dose, beam, bounds)
+        metrics = dvhs[name].metrics if name in dvhs else None
+        return TraineeTruth(
+            pose, dev.distance_mm, dev.angle_deg,
+            0.0 if metrics is None else metrics.v90_percent,
+            0.0 if metrics is None else 100.0 * metrics.d90_gy / beam.prescription_gy,
+            self.true_tre_mm(), tuple(f.to_dict() for f in self.faults))
+
+    def finish(self) -> Debrief:
+        """Score the session log, compare with the truth, record the score."""
+        confirmed = self.session_log.last("confirmed_pose") is not None
+        truth = self._truth() if confirmed else None
+        score = score_session(self.session_log.path, self.plan, trainee=self.trainee,
+                              target=self.scenario.target_name, limits=self.logic.limits)
+        record_score(score, folder=self.scores_folder)
+        debrief = Debrief(self.scenario.name, self.trainee, score,
+                          _rows(score, truth, self.scenario.spec.time_limit_s), truth,
+                          str(self.session_log.path))
+        self.logic.action("trainee_debrief", total=score.total, passed=debrief.passed)
+        self.debrief = debrief
+        return debrief
+
+
+# ---------------------------------------------------------------- scripts
+class ScriptCommand(FileSchema):
+    """One timed command of a trainee script (``t_s`` after the start)."""
+
+    t_s: float = bounded(0.0, 3600.0, "command time after the start (s)", low_inclusive=True)
+    do: Literal["hold", "step", "fault", "report_fault", "pause", "confirm"]
+    motion: Literal["translate", "tilt"] = "translate"
+    toward: Direction | None = None
+    for_s: float = bounded(0.0, 600.0, "hold duration (s)", default=1.0)
+    amount: float = bounded(0.0, 200.0, "step size (mm or deg)", default=1.0)
+    kind: FaultKind | None = None
+    magnitude: float | None = bounded(0.0, 100.0, "fault size (mm)", default=None)
+    duration_s: float = bounded(0.0, 600.0, "fault duration (s)", default=2.0)
+
+
+class ScriptFile(FileSchema):
+    """``--script FILE.json``: ``{"commands": [{"t_s": 0.5, "do": "hold", "motion":
+    "translate", "toward": "cranial", "for_s": 0.8}, ..., {"t_s": 5, "do": "confirm"}]}``."""
+
+    commands: tuple[ScriptCommand, ...] = Field(min_length=1)
+    confirm_timeout_s: float = bounded(0.0, 600.0, "wait for a confirmable dose (s)",
+                                       default=30.0)
+
+
+def load_script(path: str | Path) -> ScriptFile:
+    """Read and check a trainee script (one line naming file and field when wrong)."""
+    data = read_json_file(path, what="trainee script")
+    script = check_file(ScriptFile, data, source=f"trainee script {Path(path).name}")
+    for n, c in enumerate(script.commands):
+        if c.do in ("hold", "step") and c.toward is None:
+            raise InputError(f"trainee script {Path(path).name}: field commands[{n}].toward "
+                             f"is needed for {c.do!r}; one of: "
+                             f"{', '.join(ANATOMICAL_DIRECTIONS_LPS)}")
+        if c.do == "fault" and c.kind is None:
+            raise InputError(f"trainee script {Path(path).name}: field commands[{n}].kind is "
+                             f"needed for 'fault'; one of: {', '.join(FAULT_KINDS)}")
+    return script
+
+
+def _do(session: TraineeSession, c: ScriptCommand) -> None:
+    if c.do == "hold":
+        session.hold(c.motion, c.toward, for_s=c.for_s)
+    elif c.do == "step":
+        session.step(c.motion, c.toward, c.amount)
+    elif c.do == "fault":
+        session.inject(c.kind, magnitude=c.magnitude, duration_s=c.duration_s)
+    elif c.do == "report_fault":
+        session.report_fault()
+    elif c.do == "pause":
+        session.pause()
+
+
+def run_script(session: TraineeSession, script: ScriptFile, *, poll_s: float = 0.01
+               ) -> Debrief:
+    """Run ``script`` through a started session in real time; returns the debrief (of an
+    unconfirmed session when no confirm got through within ``confirm_timeout_s``)."""
+    commands = sorted(script.commands, key=lambda c: c.t_s)
+    t0 = session.clock()
+    confirm_since: float | None = None
+    still_since: float | None = None
+    while True:
+        now = session.clock()
+        session.tick()
+        snap = session.logic.poll()
+        while commands and commands[0].t_s <= now - t0 and confirm_since is None:
+            command = commands.pop(0)
+            if command.do == "confirm":
+                confirm_since = now
+            else:
+                _do(session, command)
+        moving = session.driver.moving
+        still_since = None if moving else (still_since if still_since is not None else now)
+        # confirm once the frames show the applicator at rest and its dose is settled
+        ready = still_since is not None and now - still_since > STILL_BEFORE_CONFIRM_S \
+            and snap.applicator_pose is not None and snap.dose_check is not None
+        if confirm_since is not None and ready:
+            if session.confirm().accepted:
+                return session.debrief
+            if now - confirm_since > script.confirm_timeout_s:
+                log.warning("no confirm within %g s", script.confirm_timeout_s)
+                return session.finish()
+        if not commands and confirm_since is None:
+            last = max((c.t_s + (c.for_s if c.do == "hold" else 0.0)
+                        for c in script.commands), default=0.0)
+            if now - t0 > last + script.confirm_timeout_s:
+                return session.finish()
+        time.sleep(poll_s)
+
+
+__all__ = ["ApplicatorDriver", "Debrief", "DebriefRow", "DriveOptions", "Fault", "Hint",
+           "ScriptFile", "TraineeSession", "TraineeTruth", "hint_for", "load_script",
+           "run_script"]

@@ -1,0 +1,276 @@
+"""Trainee mode logic: wall-clock driving, hints, faults through the real loop, the score
+of a scripted run against the script's truth."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from guidance.monitor.rehearsal import phantom_view
+from guidance.monitor.trainee import (
+    ApplicatorDriver,
+    ScriptFile,
+    TraineeSession,
+    hint_for,
+    load_script,
+    run_script,
+)
+from guidance.monitor.trainee_scenario import load_scenario, tilt_toward
+from guidance.record.score import trainee_history
+from guidance.record.session_log import SessionLog
+from guidance.treatment.dose_service import electron_dose_function, evaluate_dose
+from guidance.treatment.plan_check import compare_to_plan
+from models.base.errors import InputError
+from models.base.transforms import transform_difference
+from models.evaluation.dvh import structure_bounds_mm
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(scope="module")
+def view():
+    return phantom_view()
+
+
+def _wait(session, condition, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        session.tick()
+        snap = session.logic.poll()
+        if condition(snap):
+            return snap
+        time.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+# ------------------------------------------------------------------ driving
+@pytest.mark.parametrize("update_every_s", [0.001, 0.013, 0.25])
+def test_a_held_command_moves_by_speed_times_duration_whatever_the_update_rate(
+        update_every_s) -> None:
+    clock = FakeClock()
+    driver = ApplicatorDriver(np.eye(4), clock=clock)
+    driver.hold("translate", "cranial", for_s=0.8)
+    driver.hold("tilt", "left", for_s=0.5)
+    while clock.t < 101.5:
+        clock.t += update_every_s
+        driver.pose()
+    pose = driver.pose()
+    np.testing.assert_allclose(pose[:3, 3], [0.0, 0.0, 8.0], atol=1e-9)   # 10 mm/s x 0.8 s
+    expected = tilt_toward(np.eye(4), np.array([1.0, 0.0, 0.0]), 2.5)    # 5 deg/s x 0.5 s
+    np.testing.assert_allclose(pose[:3, :3], expected[:3, :3], atol=1e-9)
+    assert not driver.moving
+
+
+def test_release_stops_at_the_release_time() -> None:
+    clock = FakeClock()
+    driver = ApplicatorDriver(np.eye(4), clock=clock)
+    driver.hold("translate", "left")
+    clock.t += 0.3
+    driver.release("translate", "left")
+    clock.t += 5.0
+    assert driver.pose()[0, 3] == pytest.approx(3.0, abs=1e-9)
+
+
+# -------------------------------------------------------------------- hints
+def test_the_hint_names_the_patient_directions_and_following_it_reaches_the_plan() -> None:
+    plan = load_scenario("pancreas_bed_8mev").plan()
+    pose = tilt_toward(plan, np.array([0.0, 0.0, -1.0]), 2.0)   # beam axis 2 deg caudal
+    pose[:3, 3] += (-3.0, 0.0, -4.0)                              # 3 mm right, 4 mm caudal
+    hint = hint_for(pose, plan)
+    assert hint.text() == "move 4 mm cranial, 3 mm left; tilt 2° cranial"
+    driver = ApplicatorDriver(pose)
+    for direction, mm in hint.moves_mm:
+        driver.step("translate", direction, mm)
+    for direction, deg in hint.tilts_deg:
+        driver.step("tilt", direction, deg)
+    move, turn = transform_difference(driver.pose(), plan)
+    assert move < 1e-9 and turn < 1e-6
+    assert hint_for(plan, plan).on_plan
+
+
+# --------------------------------------------------------------- acceptance
+@pytest.fixture(scope="module")
+def scripted_run(view, tmp_path_factory):
+    """Pancreas scenario, a known path that ends 4 mm caudal and 3 deg tilted caudal."""
+    folder = tmp_path_factory.mktemp("rehearse")
+    slog = SessionLog.create(folder / "session.sqlite", case_id="phantom")
+    session = TraineeSession("pancreas_bed_8mev", trainee="Ana", session_log=slog,
+                             view=view, scores_folder=folder / "scores").start()
+    script = ScriptFile.model_validate({"commands": [
+        {"t_s": 0.1, "do": "hold", "motion": "translate", "toward": "right", "for_s": 0.8},
+        {"t_s": 0.1, "do": "hold", "motion": "translate", "toward": "posterior", "for_s": 0.6},
+        {"t_s": 0.1, "do": "hold", "motion": "translate", "toward": "cranial", "for_s": 0.3},
+        {"t_s": 0.2, "do": "hold", "motion": "tilt", "toward": "cranial", "for_s": 0.6},
+        {"t_s": 1.2, "do": "confirm"}]})
+    try:
+        debrief = run_script(session, script)
+    finally:
+        session.close()
+    confirmed = slog.last("confirmed_pose")
+    slog.close()
+    start = load_scenario("pancreas_bed_8mev").start_pose()
+    truth = tilt_toward(start, np.array([0.0, 0.0, 1.0]), 3.0)
+    truth[:3, 3] += (-8.0, 6.0, 3.0)
+    return session, debrief, confirmed, truth
+
+
+def test_a_scripted_run_scores_the_scripts_truth(scripted_run) -> None:
+    """Acceptance: pose error within 1 mm / 0.5 deg of the script's truth, V90 equal to a
+    direct dose computation at the confirmed pose (same engine)."""
+    session, debrief, confirmed, truth = scripted_run
+    plan = session.plan
+    expected = compare_to_plan(truth, plan)
+    assert expected.distance_mm == pytest.approx(4.0, abs=1e-6)   # the path's own numbers
+    assert expected.angle_deg == pytest.approx(3.0, abs=1e-6)
+    c = debrief.score.components
+    assert c["position_error_mm"] == pytest.approx(expected.distance_mm, abs=1.0)
+    assert c["angle_error_deg"] == pytest.approx(expected.angle_deg, abs=0.5)
+    # the simulation's truth in the debrief is the scripted path, exactly
+    np.testing.assert_allclose(debrief.truth.patient_from_applicator, truth, atol=1e-9)
+    assert debrief.truth.position_error_mm == pytest.approx(4.0, abs=1e-6)
+    # V90: the electron engine at the confirmed pose, evaluated like the monitor
+    case = session.case
+    done = np.asarray(confirmed.payload["patient_from_applicator"], float)
+    beam = session.scenario.beam()
+    dose = electron_dose_function()(case, done, beam).dose
+    name = session.scenario.target_name
+    bounds = {name: structure_bounds_mm(case.ct, case.structures[name].mask)}
+    direct = evaluate_dose(case, dose, beam, bounds)[0][name].metrics
+    assert c["target_v90_percent"] == pytest.approx(direct.v90_percent, abs=0.1)
+    assert c["target_d90_percent_of_rx"] == pytest.approx(
+        100.0 * direct.d90_gy / beam.prescription_gy, abs=0.1)
+    assert c["repositionings"] == 0.0 and c["faults_noticed_percent"] is None
+
+
+def test_the_debrief_judges_each_component_and_the_score_is_stored(scripted_run) -> None:
+    session, debrief, _, _ = scripted_run
+    rows = {r.name: r for r in debrief.rows}
+    assert rows["position_error_mm"].passed is False    # 4 mm > 3 mm
+    assert rows["angle_error_deg"].passed is True       # 3 deg <= 5 deg
+    assert not debrief.passed
+    assert rows["position_error_mm"].points < 25.0
+    text = "\n".join(debrief.lines())
+    assert "position error" in text and "FAIL" in text
+    history = trainee_history("Ana", folder=session.scores_folder)
+    assert history[-1]["total"] == debrief.score.total
+    json.dumps(debrief.to_dict(), allow_nan=False)
+
+
+# ------------------------------------------------------------------- faults
+@pytest.fixture()
+def session(view, tmp_path):
+    slog = SessionLog.create(tmp_path / "s.sqlite", case_id="phantom")
+    s = TraineeSession("pancreas_bed_8mev", trainee="Bo", session_log=slog, view=view,
+                       scores_folder=tmp_path / "scores")
+    s._scripted.clear()         # faults on demand only
+    s.start()
+    yield s
+    s.close()
+    slog.close()
+
+
+def _shown_minus_true_mm(session, snap) -> float:
+    return float(np.linalg.norm(snap.applicator_pose[:3, 3] - session.driver.pose()[:3, 3]))
+
+
+def test_faults_act_through_the_loop(session) -> None:
+    tracked = _wait(session, lambda s: s.applicator_pose is not None)
+    assert _shown_minus_true_mm(session, tracked) < 1.0
+    # marker occlusion: the applicator is lost, then back
+    session.inject("marker_occlusion", duration_s=0.5)
+    _wait(session, lambda s: s.applicator_pose is None)
+    _wait(session, lambda s: s.applicator_pose is not None)
+    # plate slip: the shown pose leaves the truth by the slip; reporting re-registers
+    session.inject("plate_slip", magnitude=5.0)
+    snap = _wait(session, lambda s: s.applicator_pose is not None
+                 and _shown_minus_true_mm(session, s) > 4.0)
+    assert _shown_minus_true_mm(session, snap) == pytest.approx(5.0, abs=1.0)
+    session.report_fault()
+    _wait(session, lambda s: s.applicator_pose is not None
+          and _shown_minus_true_mm(session, s) < 1.0)
+    # patient motion: the applicator held still is now elsewhere on the patient
+    before = session.driver.pose()
+    session.inject("patient_motion", magnitude=4.0)
+    assert np.linalg.norm(session.driver.pose()[:3, 3] - before[:3, 3]) == pytest.approx(4.0)
+    _wait(session, lambda s: s.applicator_pose is not None
+          and _shown_minus_true_mm(session, s) < 1.0)
+    # camera bump: tracking drops, the pose on the patient does not change
+    session.inject("camera_bump", magnitude=8.0)
+    _wait(session, lambda s: s.applicator_pose is None)
+    snap = _wait(session, lambda s: s.applicator_pose is not None)
+    assert _shown_minus_true_mm(session, snap) < 1.0
+    # a fiducial touched wrongly: FRE and the true target error grow
+    fre_before = session.loop.registration_fre_mm
+    session.inject("fiducial_wrong", magnitude=10.0)
+    assert session.loop.registration_fre_mm > fre_before + 2.0
+    assert session.true_tre_mm() > 1.0
+    kinds = [e.payload["kind"] for e in session.session_log.events("action")
+             if e.payload["action"] == "fault_injected"]
+    assert kinds == ["marker_occlusion", "plate_slip", "patient_motion", "camera_bump",
+                     "fiducial_wrong"]
+
+
+def test_a_fault_is_noticed_only_when_reported_in_time(view, tmp_path) -> None:
+    data = load_scenario("pancreas_bed_8mev").spec.model_dump()
+    data.update(notice_within_s=0.3, faults=[])
+    (tmp_path / "quick.json").write_text(json.dumps(data))
+    slog = SessionLog.create(tmp_path / "s.sqlite")
+    s = TraineeSession(load_scenario(tmp_path / "quick.json"), trainee="Bo",
+                       session_log=slog, view=view, scores_folder=tmp_path / "scores")
+    try:
+        s.start()
+        _wait(s, lambda snap: snap.applicator_pose is not None)
+        s.inject("camera_bump")          # reported too late
+        time.sleep(0.6)
+        s.inject("marker_occlusion", duration_s=0.2)
+        s.report_fault()                 # in time for this one only
+        _wait(s, lambda snap: snap.applicator_pose is not None
+              and snap.dose_check is not None)
+        assert s.confirm().accepted
+        assert s.debrief.score.components["faults_noticed_percent"] == pytest.approx(50.0)
+        assert not {r.name: r for r in s.debrief.rows}["faults_noticed_percent"].passed
+    finally:
+        s.close()
+        slog.close()
+
+
+def test_scripted_scenario_faults_fire_on_time(view, tmp_path) -> None:
+    clock = FakeClock()
+    slog = SessionLog.create(tmp_path / "s.sqlite")
+    s = TraineeSession("shallow_bed_bolus", trainee="Cy", session_log=slog, view=view,
+                       clock=clock)
+    try:
+        s._t0 = clock.t
+        s.register()
+        clock.t += 19.9
+        s.tick()
+        assert s.faults == []
+        clock.t += 0.2
+        s.tick()
+        assert [f.kind for f in s.faults] == ["camera_bump"]
+        clock.t += 30.0
+        s.tick()
+        assert [f.kind for f in s.faults] == ["camera_bump", "fiducial_wrong"]
+    finally:
+        s.close()
+        slog.close()
+
+
+# ------------------------------------------------------------------ scripts
+def test_a_bad_script_names_the_field(tmp_path) -> None:
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({"commands": [{"t_s": 0, "do": "hold"}]}))
+    with pytest.raises(InputError, match=r"commands\[0\].toward"):
+        load_script(path)
+    path.write_text(json.dumps({"commands": [{"t_s": 0, "do": "jump"}]}))
+    with pytest.raises(InputError, match=r"path.json: field commands\[0\].do"):
+        load_script(path)
