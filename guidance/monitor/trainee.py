@@ -61,6 +61,7 @@ from guidance.record.score import (
     FAULT_REPORTED,
     PAUSED,
     RUBRIC,
+    TRAINEE_SCENARIO,
     TraineeScore,
     record_score,
     score_session,
@@ -467,6 +468,7 @@ class TraineeSession:
         self.debrief: Debrief | None = None
         self.paused = False
         self._rest_since = -np.inf
+        self._since_seq = 0
         shots = _LiveShots(self)
         self.device = ScriptedTrackerDevice(shots)
         self.true_patient_from_reference = self.device.patient_from_reference.copy()
@@ -488,13 +490,42 @@ class TraineeSession:
 
     # ----------------------------------------------------------- life cycle
     def start(self) -> TraineeSession:
-        """Register (simulated pointer on the fiducials), start the monitor logic."""
-        self._t0 = self.clock()
-        self.register()
+        """Start the monitor logic and the scenario (:meth:`restart`)."""
         self.logic.start()
-        self.logic.action("trainee_scenario", scenario=self.scenario.name, trainee=self.trainee,
-                          plan=self.plan, start=self.driver.pose())
+        self.restart()
         return self
+
+    def restart(self, scenario: Scenario | str | None = None) -> None:
+        """Begin the scenario (again, or another one): the applicator back at its start,
+        the plan, beam, limits and target of the scenario, a fresh registration, the
+        scripted faults re-armed. The score counts from here."""
+        if scenario is not None:
+            chosen = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+            if chosen.target_name not in self.case.structures:
+                self.case = scenario_case(self.case, [chosen])   # only before start()
+            self.scenario = chosen
+        spec = self.scenario.spec
+        self.plan = self.scenario.plan(self.case)
+        self.driver.release_all()
+        self.driver = ApplicatorDriver(self.scenario.start_pose(self.case),
+                                       options=self.driver.options, clock=self.clock)
+        self.hints_on = spec.hints
+        self._scripted = list(spec.faults)
+        self.faults = []
+        self._hidden_until = {}
+        self.debrief = None
+        self.paused = False
+        self.device.patient_from_reference = self.true_patient_from_reference.copy()
+        if self.logic.dose_service is not None:
+            self.logic.dose_service.dose_fn = self._dose_function()
+        self.logic.set_plan(self.plan, self.scenario.beam(), limits=self.scenario.limits(),
+                            target=self.scenario.target_name,
+                            plan_name=f"scenario {self.scenario.name}")
+        self._t0 = self.clock()
+        self._since_seq = self.session_log.log_action(
+            TRAINEE_SCENARIO, scenario=self.scenario.name, trainee=self.trainee,
+            plan=self.plan, start=self.driver.pose())
+        self.register()
 
     def close(self) -> None:
         self.logic.close()
@@ -643,13 +674,11 @@ class TraineeSession:
 
         Returns the :class:`~guidance.monitor.logic.ConfirmResult` (refused while the
         applicator is not tracked or its dose not computed). A light other than green is
-        confirmed with the override reason "rehearsal" (the debrief judges it).
+        confirmed with an override reason saying it is a rehearsal (the debrief judges it).
         """
-        result = self.logic.confirm(user=self.trainee)
-        if not result.accepted and result.needs_override:
-            light = self.logic.snapshot().light.value
-            result = self.logic.confirm(user=self.trainee,
-                                        override_reason=f"rehearsal ({light} light)")
+        # (the logic records the override only when the light is not green)
+        result = self.logic.confirm(user=self.trainee,
+                                    override_reason="rehearsal: the debrief judges it")
         if result.accepted:
             self.driver.release_all()
             self.debrief = self.finish()
@@ -673,10 +702,12 @@ class TraineeSession:
 
     def finish(self) -> Debrief:
         """Score the session log, compare with the truth, record the score."""
-        confirmed = self.session_log.last("confirmed_pose") is not None
+        last = self.session_log.last("confirmed_pose")
+        confirmed = last is not None and last.seq >= self._since_seq
         truth = self._truth() if confirmed else None
         score = score_session(self.session_log.path, self.plan, trainee=self.trainee,
-                              target=self.scenario.target_name, limits=self.logic.limits)
+                              target=self.scenario.target_name, limits=self.logic.limits,
+                              since_seq=self._since_seq)
         record_score(score, folder=self.scores_folder)
         debrief = Debrief(self.scenario.name, self.trainee, score,
                           _rows(score, truth, self.scenario.spec.time_limit_s), truth,

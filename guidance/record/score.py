@@ -52,6 +52,8 @@ FAULT_INJECTED, FAULT_REPORTED, PAUSED = "fault_injected", "fault_reported", "pa
 #: Session-log action of a simulated applicator starting to move after a rest; when a
 #: session has them, repositionings = their number - 1 (the first is the approach).
 APPLICATOR_MOVED = "applicator_moved"
+#: Session-log action starting one trainee rehearsal (scenario, trainee, plan).
+TRAINEE_SCENARIO = "trainee_scenario"
 #: Seconds to notice a fault when its event does not say.
 DEFAULT_NOTICE_WITHIN_S = 10.0
 
@@ -118,12 +120,11 @@ def _organ_violations(coverage: Mapping[str, Mapping[str, float]],
 
 def _repositionings(events: list, until_unix_s: float) -> float:
     """Placements after the first before ``until``: motion bursts of a simulated
-    applicator (:data:`APPLICATOR_MOVED`) when logged, else settled doses."""
+    applicator (:data:`APPLICATOR_MOVED`) in a trainee rehearsal, else settled doses."""
     before = [e for e in events if e.t_unix_s <= until_unix_s]
-    moves = sum(1 for e in before if e.kind == "action"
-                and e.payload.get("action") == APPLICATOR_MOVED)
-    if moves:
-        return float(moves - 1)
+    actions = [e.payload.get("action") for e in before if e.kind == "action"]
+    if APPLICATOR_MOVED in actions or TRAINEE_SCENARIO in actions:
+        return float(max(actions.count(APPLICATOR_MOVED) - 1, 0))
     return float(sum(1 for e in before if e.kind == "dose"))
 
 
@@ -145,10 +146,14 @@ def faults_noticed(events: list) -> tuple[int, int]:
 
 def score_session(path: str | Path, planned_patient_from_applicator: np.ndarray, *,
                   trainee: str = "", target: str = "CTV",
-                  limits: PlanLimits | None = None) -> TraineeScore:
-    """Score the rehearsal recorded in the session log at ``path`` against the plan."""
+                  limits: PlanLimits | None = None, since_seq: int = 0) -> TraineeScore:
+    """Score the rehearsal recorded in the session log at ``path`` against the plan.
+
+    ``since_seq``: only events from that sequence number on (one rehearsal of several in
+    one session log, e.g. scenarios started one after the other in the monitor).
+    """
     with SessionLog.open(path, readonly=True) as slog:
-        events = slog.events()
+        events = [e for e in slog.events() if e.seq >= since_seq]
     if not events:
         raise InputError(f"session {path}: no events recorded; nothing to score")
     start = events[0].t_unix_s

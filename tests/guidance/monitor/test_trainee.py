@@ -166,12 +166,20 @@ def test_the_debrief_judges_each_component_and_the_score_is_stored(scripted_run)
 
 
 # ------------------------------------------------------------------- faults
+def _quiet_scenario(tmp_path, **changes):
+    """The pancreas scenario without scripted faults (faults on demand only)."""
+    data = load_scenario("pancreas_bed_8mev").spec.model_dump()
+    data.update(faults=[], **changes)
+    path = tmp_path / "quiet.json"
+    path.write_text(json.dumps(data))
+    return load_scenario(path)
+
+
 @pytest.fixture()
 def session(view, tmp_path):
     slog = SessionLog.create(tmp_path / "s.sqlite", case_id="phantom")
-    s = TraineeSession("pancreas_bed_8mev", trainee="Bo", session_log=slog, view=view,
+    s = TraineeSession(_quiet_scenario(tmp_path), trainee="Bo", session_log=slog, view=view,
                        scores_folder=tmp_path / "scores")
-    s._scripted.clear()         # faults on demand only
     s.start()
     yield s
     s.close()
@@ -219,12 +227,27 @@ def test_faults_act_through_the_loop(session) -> None:
                      "fiducial_wrong"]
 
 
+def test_restart_on_another_scenario_scores_from_its_start(session) -> None:
+    """The monitor's scenario picker: one session log, each rehearsal scored on its own."""
+    _wait(session, lambda s: s.applicator_pose is not None and s.dose_check is not None)
+    assert session.confirm().accepted
+    session.restart("shallow_bed_bolus")
+    assert session.logic.target == "CTV_6MM" and session.logic.beam.bolus_mm == 5.0
+    np.testing.assert_allclose(session.logic.plan, session.scenario.plan(session.case))
+    assert session.logic.snapshot().confirm is None
+    snap = _wait(session, lambda s: s.applicator_pose is not None and s.dose_check is not None
+                 and s.dose.beam.bolus_mm == 5.0)
+    assert "CTV_6MM" in snap.dose.metrics
+    assert session.confirm().accepted
+    assert session.debrief.scenario == "shallow_bed_bolus"
+    assert session.debrief.score.components["repositionings"] == 0.0
+    first_confirm = session.session_log.events("confirmed_pose")[0]
+    assert session.debrief.score.when_unix_s > first_confirm.t_unix_s
+
+
 def test_a_fault_is_noticed_only_when_reported_in_time(view, tmp_path) -> None:
-    data = load_scenario("pancreas_bed_8mev").spec.model_dump()
-    data.update(notice_within_s=0.3, faults=[])
-    (tmp_path / "quick.json").write_text(json.dumps(data))
     slog = SessionLog.create(tmp_path / "s.sqlite")
-    s = TraineeSession(load_scenario(tmp_path / "quick.json"), trainee="Bo",
+    s = TraineeSession(_quiet_scenario(tmp_path, notice_within_s=0.3), trainee="Bo",
                        session_log=slog, view=view, scores_folder=tmp_path / "scores")
     try:
         s.start()
@@ -249,8 +272,7 @@ def test_scripted_scenario_faults_fire_on_time(view, tmp_path) -> None:
     s = TraineeSession("shallow_bed_bolus", trainee="Cy", session_log=slog, view=view,
                        clock=clock)
     try:
-        s._t0 = clock.t
-        s.register()
+        s.restart()
         clock.t += 19.9
         s.tick()
         assert s.faults == []
