@@ -59,6 +59,7 @@ from guidance.record.score import (
     APPLICATOR_MOVED,
     FAULT_INJECTED,
     FAULT_REPORTED,
+    OPTIONAL_COMPONENTS,
     PAUSED,
     RUBRIC,
     TRAINEE_SCENARIO,
@@ -340,6 +341,9 @@ class DebriefRow:
     passed: bool
     points: float
     full_points: float
+    #: False for an optional component the session does not have (no fault injected...):
+    #: it does not count in the total.
+    applies: bool = True
 
 
 @dataclass(frozen=True)
@@ -363,9 +367,9 @@ class Debrief:
         for r in self.rows:
             shown = "-" if r.value is None else f"{r.value:.2f}"
             truth = "" if r.truth is None else f"(truth {r.truth:.2f})"
+            points = f"{r.points:4.1f}/{r.full_points:g}" if r.applies else "n/a"
             out.append(f"  {r.label:<20} {shown:>8} {r.unit:<7} {truth:<16} "
-                       f"{'pass' if r.passed else 'FAIL'}  {r.mark:<10} "
-                       f"{r.points:4.1f}/{r.full_points:g}")
+                       f"{'pass' if r.passed else 'FAIL'}  {r.mark:<10} {points}")
         out += [f"  note: {n}" for n in self.score.notes]
         return out
 
@@ -392,15 +396,15 @@ def _rows(score: TraineeScore, truth: TraineeTruth | None, time_limit_s: float
         limit, kind = marks[name]
         judged = truths.get(name, value)   # the truth where there is one
         if judged is None:
-            passed = name in ("faults_noticed_percent", "target_d90_percent_of_rx",
-                              "registration_tre_mm") and value is None
+            passed = name in OPTIONAL_COMPONENTS   # does not apply: nothing to fail
         else:
             passed = judged <= limit + 1e-9 if kind == "max" else judged >= limit - 1e-9
         label, unit = LABELS[name]
         rows.append(DebriefRow(name, label, unit, value, truths.get(name),
                                f"{'<=' if kind == 'max' else '>='} {limit:g}",
                                bool(passed and score.confirmed), score.points.get(name, 0.0),
-                               RUBRIC[name][0]))
+                               RUBRIC[name][0],
+                               value is not None or name not in OPTIONAL_COMPONENTS))
     return tuple(rows)
 
 
