@@ -81,7 +81,7 @@ from guidance.treatment.plan_check import PlanTolerance, compare_to_plan
 from models.base.errors import InputError
 from models.base.files import read_json_file
 from models.base.schema import FileSchema, bounded, check_file
-from models.base.transforms import invert_rigid, transform_from_rotvec
+from models.base.transforms import invert_rigid, transform_difference, transform_from_rotvec
 from models.base.validation import as_transform
 from models.evaluation.dvh import structure_bounds_mm
 
@@ -95,8 +95,10 @@ CAMERA_BUMP_DROPOUT_S = 0.3
 #: A script's confirm waits until the applicator rested this long (s): the frame confirmed
 #: then shows it where it stopped.
 STILL_BEFORE_CONFIRM_S = 0.15
+#: A dose is the rest pose's when computed this close to it (mm and deg).
+EXACT_POSE = 1e-3
 #: A motion starting after the applicator rested this long (s) is a new placement.
-REST_S = 0.5
+REST_S = 1.0
 #: Which fiducial a "touched wrongly" fault displaces.
 WRONG_FIDUCIAL = "FID1"
 
@@ -473,6 +475,7 @@ class TraineeSession:
         self.paused = False
         self._rest_since = -np.inf
         self._since_seq = 0
+        self._exact_request: np.ndarray | None = None
         shots = _LiveShots(self)
         self.device = ScriptedTrackerDevice(shots)
         self.true_patient_from_reference = self.device.patient_from_reference.copy()
@@ -490,7 +493,9 @@ class TraineeSession:
                                   tolerance=PlanTolerance(check_roll=beam.bevel_deg > 0))
 
     def _dose_function(self) -> DoseFunction:
-        return electron_dose_function(disc_depth_mm=self.scenario.spec.beam.disc_depth_mm)
+        # never the previous result for a nearby pose: the score's dose is the pose's own
+        return electron_dose_function(disc_depth_mm=self.scenario.spec.beam.disc_depth_mm,
+                                      reuse_below=(0.0, 0.0))
 
     # ----------------------------------------------------------- life cycle
     def start(self) -> TraineeSession:
@@ -673,6 +678,30 @@ class TraineeSession:
         return hint_for(patient_from_applicator, self.plan)
 
     # ---------------------------------------------------------------- confirm
+    def ready_to_confirm(self, snap) -> bool:
+        """True once the monitor shows the dose of exactly the tracked pose, at rest.
+
+        The live dose is recomputed only after 1 mm / 1 deg, so the applicator may rest a
+        little away from the pose of the last dose; then this asks for the dose of the
+        rest pose (the score's V90 is then the rest pose's).
+        """
+        pose = None if snap is None else snap.applicator_pose
+        service = self.logic.dose_service
+        if pose is None or service is None or self.driver.moving:
+            return False
+        _, latest = service.latest()
+        exact = latest is not None and latest.metrics_ready and latest.beam == self.logic.beam \
+            and max(transform_difference(pose, latest.patient_from_applicator)) < EXACT_POSE
+        if exact:
+            return snap.dose is latest and snap.dose_check is not None
+        asked = self._exact_request
+        if not service.busy and (asked is None
+                                 or max(transform_difference(pose, asked)) >= EXACT_POSE):
+            self._exact_request = pose.copy()
+            service.invalidate()
+            service.request(pose, self.logic.beam)
+        return False
+
     def confirm(self):
         """Confirm the tracked pose; on success score it and build the debrief.
 
@@ -793,10 +822,10 @@ def run_script(session: TraineeSession, script: ScriptFile, *, poll_s: float = 0
                 _do(session, command)
         moving = session.driver.moving
         still_since = None if moving else (still_since if still_since is not None else now)
-        # confirm once the frames show the applicator at rest and its dose is settled
-        ready = still_since is not None and now - still_since > STILL_BEFORE_CONFIRM_S \
-            and snap.applicator_pose is not None and snap.dose_check is not None
-        if confirm_since is not None and ready:
+        # confirm once the frames show the applicator at rest with the dose of that pose
+        ready = confirm_since is not None and still_since is not None \
+            and now - still_since > STILL_BEFORE_CONFIRM_S and session.ready_to_confirm(snap)
+        if ready:
             if session.confirm().accepted:
                 return session.debrief
             if now - confirm_since > script.confirm_timeout_s:

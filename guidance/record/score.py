@@ -130,12 +130,13 @@ def _repositionings(events: list, until_unix_s: float) -> float:
 
 def faults_noticed(events: list) -> tuple[int, int]:
     """(noticed, injected): a fault is noticed when the trainee reported a fault or paused
-    within its ``notice_within_s`` (session-log actions :data:`FAULT_INJECTED`,
-    :data:`FAULT_REPORTED`, :data:`PAUSED`)."""
+    (not: resumed) within its ``notice_within_s`` (session-log actions
+    :data:`FAULT_INJECTED`, :data:`FAULT_REPORTED`, :data:`PAUSED`)."""
     actions = [e for e in events if e.kind == "action"]
     faults = [e for e in actions if e.payload.get("action") == FAULT_INJECTED]
     reactions = [e.t_unix_s for e in actions
-                 if e.payload.get("action") in (FAULT_REPORTED, PAUSED)]
+                 if e.payload.get("action") == FAULT_REPORTED
+                 or (e.payload.get("action") == PAUSED and e.payload.get("on", True))]
     noticed = 0
     for fault in faults:
         window = float(fault.payload.get("notice_within_s", DEFAULT_NOTICE_WITHIN_S))

@@ -350,7 +350,8 @@ def beam_options(machine: str = DEFAULT_MACHINE) -> BeamOptions:
 
 
 def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2.0,
-                           disc_depth_mm: float = 30.0) -> DoseFunction:
+                           disc_depth_mm: float = 30.0, reuse_below: tuple[float, float] = (
+                               0.2, 0.1)) -> DoseFunction:
     """A :data:`DoseFunction` running the project's electron pencil-beam engine.
 
     Uses one :class:`models.dose.engine.ElectronDoseEngine` per CT (a changed prescription only
@@ -358,6 +359,8 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
     ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm; the bolus
     is ``BeamChoice.bolus_mm``. Returns
     the engine's ``DoseResult`` (dose, MU and whether they are estimated).
+    ``reuse_below`` = (mm, deg): a pose moved less than both reuses the last result
+    (``(0, 0)``: always computed at the pose asked for).
     """
     from models.beams.library import ElectronBeam
     from models.dose.electron import ShieldingDisc
@@ -369,7 +372,9 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
         engine = engines.get(id(case.ct))
         if engine is None:
             engines.clear()
-            engine = engines[id(case.ct)] = ElectronDoseEngine(case.ct, grid_mm=grid_mm)
+            engine = engines[id(case.ct)] = ElectronDoseEngine(
+                case.ct, grid_mm=grid_mm, min_move_mm=reuse_below[0],
+                min_turn_deg=reuse_below[1])
         disc = None
         if beam.disc != "none":
             disc = ShieldingDisc(material=beam.disc,

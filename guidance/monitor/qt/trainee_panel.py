@@ -276,6 +276,7 @@ class TraineeMode(QtCore.QObject):
         self.session = session
         self.active = False
         self.hint = None
+        self._confirm_pending = False
         self.panel = TraineePanel(self)
         self.dock = QtWidgets.QDockWidget("Trainee", window)
         self.dock.setObjectName("trainee_dock")
@@ -305,6 +306,7 @@ class TraineeMode(QtCore.QObject):
         self.session.logic.action("trainee_mode", on=self.active)
 
     def start_scenario(self, scenario) -> None:
+        self._confirm_pending = False
         self.session.restart(scenario)
         self.panel.show_scenario()
         self.window.header.setText(self.session.logic.header())
@@ -318,6 +320,15 @@ class TraineeMode(QtCore.QObject):
         self.session.pause()
 
     def confirm(self) -> None:
+        """Confirm as soon as the dose of the applicator's rest pose is shown."""
+        self._confirm_pending = True
+        self.panel.message.setText("confirming: hold still...")
+        self._try_confirm()
+
+    def _try_confirm(self) -> None:
+        if not self._confirm_pending or not self.session.ready_to_confirm(self.window.snapshot):
+            return
+        self._confirm_pending = False
         result = self.session.confirm()
         self.panel.message.setText(result.message)
         if result.accepted:
@@ -332,6 +343,7 @@ class TraineeMode(QtCore.QObject):
         """Scripted faults, the hint, a confirm made with the monitor's own button."""
         session = self.session
         session.tick()
+        self._try_confirm()
         snap = self.window.snapshot
         pose = None if snap is None else snap.applicator_pose
         self.hint = session.hint(pose) if self.active else None

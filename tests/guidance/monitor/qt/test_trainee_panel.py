@@ -52,6 +52,10 @@ def test_start_drive_confirm_debrief(qtbot, tmp_path) -> None:
                         and window.snapshot.applicator_ok
                         and mode.overlay.move_arrow is not None, timeout=20000)
         assert "move" in mode.panel.hint_label.text()
+        # the start is 8 mm left, 7 mm caudal of the plan: the camera looks from anterior
+        # with cranial up, so the patient's right is screen left and cranial is up
+        (tail_x, tail_y), (head_x, head_y) = mode.overlay.move_arrow
+        assert head_x < tail_x - 5 and head_y < tail_y - 5
         qtbot.wait(200)
         ar = _qimage_to_numpy(window.ar_view.grab().toImage())
         assert _near(ar, MOVE_RGB).sum() > 150
