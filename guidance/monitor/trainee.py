@@ -462,6 +462,7 @@ class TraineeSession:
                                                          for n in scenario_names()]
         self.case = scenario_case(view.case, [*known, self.scenario])
         self.camera_matrix = view.camera_matrix
+        self._camera_from_patient_at_start = view.camera_from_patient.copy()
         self.camera_from_patient = view.camera_from_patient.copy()
         self.plan = self.scenario.plan(self.case)
         self.driver = ApplicatorDriver(self.scenario.start_pose(self.case), options=drive,
@@ -525,6 +526,7 @@ class TraineeSession:
         self.debrief = None
         self.paused = False
         self.device.patient_from_reference = self.true_patient_from_reference.copy()
+        self.camera_from_patient = self._camera_from_patient_at_start.copy()
         if self.logic.dose_service is not None:
             self.logic.dose_service.dose_fn = self._dose_function()
         self.logic.set_plan(self.plan, self.scenario.beam(), limits=self.scenario.limits(),

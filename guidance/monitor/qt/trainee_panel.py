@@ -40,6 +40,9 @@ DRIVE_KEYS: dict[int, str] = {
 #: Colours (RGB) of the overlay arrows and the pass/fail cells.
 MOVE_RGB, TILT_RGB = (255, 220, 0), (0, 220, 255)
 PASS_RGB, FAIL_RGB = (31, 111, 58), (176, 30, 30)
+#: Widgets whose keys are text, never driving.
+TEXT_INPUTS = (QtWidgets.QLineEdit, QtWidgets.QAbstractSpinBox, QtWidgets.QTextEdit,
+               QtWidgets.QPlainTextEdit)
 PANEL_STYLE = """
 QLabel#trainee_title { background-color: #4a2a6a; color: white; font-size: 20px;
     font-weight: bold; padding: 4px; }
@@ -360,6 +363,8 @@ class TraineeMode(QtCore.QObject):
         kind = event.type()
         if not self.active or kind not in (QtCore.QEvent.KeyPress, QtCore.QEvent.KeyRelease):
             return False
+        if isinstance(QtWidgets.QApplication.focusWidget(), TEXT_INPUTS):
+            return False    # typing (an override reason) is not driving
         key = event.key()
         if kind == QtCore.QEvent.KeyPress and not event.isAutoRepeat() and \
                 event.modifiers() in (QtCore.Qt.NoModifier, QtCore.Qt.KeypadModifier):

@@ -249,7 +249,11 @@ def test_restart_on_another_scenario_scores_from_its_start(session) -> None:
     """The monitor's scenario picker: one session log, each rehearsal scored on its own."""
     _wait(session, lambda s: s.applicator_pose is not None and s.dose_check is not None)
     assert session.confirm().accepted
+    camera_at_start = session.camera_from_patient.copy()
+    session.inject("camera_bump")
     session.restart("shallow_bed_bolus")
+    np.testing.assert_allclose(session.camera_from_patient, camera_at_start)
+    assert session.faults == []
     assert session.logic.target == "CTV_6MM" and session.logic.beam.bolus_mm == 5.0
     np.testing.assert_allclose(session.logic.plan, session.scenario.plan(session.case))
     assert session.logic.snapshot().confirm is None

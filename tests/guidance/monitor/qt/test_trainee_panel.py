@@ -76,6 +76,16 @@ def test_start_drive_confirm_debrief(qtbot, tmp_path) -> None:
         qtbot.wait(300)
         qtbot.keyRelease(window, QtCore.Qt.Key_Up, QtCore.Qt.ShiftModifier)
         assert session.driver.pose()[2, 2] > before[2] + 0.01
+        # typing an override reason is not driving
+        window.override_edit.setFocus()
+        qtbot.waitUntil(window.override_edit.hasFocus, timeout=3000)
+        here = session.driver.pose()
+        qtbot.keyClicks(window.override_edit, "fp")
+        qtbot.keyClick(window.override_edit, QtCore.Qt.Key_Left)
+        assert window.override_edit.text() == "fp"
+        np.testing.assert_allclose(session.driver.pose(), here)
+        window.override_edit.clear()
+        window.ar_view.setFocus()
         # report a fault with F
         qtbot.keyClick(window, QtCore.Qt.Key_F)
         assert any(e.payload["action"] == "fault_reported" for e in slog.events("action"))
