@@ -2,13 +2,15 @@
 confirm, be scored. Plain logic (no Qt): the window's trainee panel and ``iort rehearse
 --headless`` both drive a :class:`TraineeSession`.
 
-* :class:`ApplicatorDriver` — the applicator the trainee moves, in patient LPS. Translate
-  and tilt commands are velocities integrated on the wall clock between press and release
-  (or for a given duration), so the motion does not depend on the frame or key-repeat rate.
-  Directions are the patient's (:data:`ANATOMICAL_DIRECTIONS_LPS`: left = +x,
-  posterior = +y, cranial = +z); a tilt turns the beam axis towards a direction about the
-  end-face centre.
-* :func:`hint_for` — "move 3 mm cranial, tilt 2° left" from the tracked pose to the plan.
+* :class:`ApplicatorDriver` — the applicator the trainee moves, in patient LPS. Translate,
+  tilt and roll commands are velocities integrated on the wall clock between press and
+  release (or for a given duration), so the motion does not depend on the frame or
+  key-repeat rate. Directions are the patient's (:data:`ANATOMICAL_DIRECTIONS_LPS`: left =
+  +x, posterior = +y, cranial = +z); a tilt turns the beam axis towards a direction about
+  the end-face centre; a roll turns the applicator about its beam axis (clockwise looking
+  down the beam = about +z), which matters for a bevelled end.
+* :func:`hint_for` — "move 3 mm cranial; tilt 2° left; turn 5° clockwise" from the tracked
+  pose to the plan.
 * :class:`TraineeSession` — the phantom seen by a scripted camera: every frame the tracker
   device reports the driver's pose (:class:`~guidance.sim.scripted.ScriptedTrackerDevice`),
   the :class:`~guidance.loop.guidance_loop.GuidanceLoop` composes it through the
@@ -87,7 +89,9 @@ from models.evaluation.dvh import structure_bounds_mm
 
 log = logging.getLogger(__name__)
 
-MOTIONS = ("translate", "tilt")
+MOTIONS = ("translate", "tilt", "roll")
+#: Roll directions: about the beam axis, as seen looking down the beam (+z).
+ROLL_DIRECTIONS = ("clockwise", "counterclockwise")
 #: Localisation error (mm, RMS 3-D) of the simulated pointer on a skin fiducial.
 POINTER_FLE_MM = 0.5
 #: How long a camera bump blurs the markers (s).
@@ -111,12 +115,24 @@ def _direction(name: str) -> np.ndarray:
                          f"{', '.join(ANATOMICAL_DIRECTIONS_LPS)}") from None
 
 
+def _check_motion(motion: str, direction: str) -> None:
+    if motion not in MOTIONS:
+        raise InputError(f"motion {motion!r} unknown; choose one of: {', '.join(MOTIONS)}")
+    if motion == "roll":
+        if direction not in ROLL_DIRECTIONS:
+            raise InputError(f"roll direction {direction!r} unknown; choose one of: "
+                             f"{', '.join(ROLL_DIRECTIONS)}")
+    else:
+        _direction(direction)
+
+
 @dataclass(frozen=True)
 class DriveOptions:
     """Speeds of the simulated applicator while a command is held."""
 
     speed_mm_s: float = 10.0
     tilt_deg_s: float = 5.0
+    roll_deg_s: float = 10.0
 
 
 class ApplicatorDriver:
@@ -140,10 +156,14 @@ class ApplicatorDriver:
         elif motion == "tilt":
             self._pose = tilt_toward(self._pose, _direction(direction), amount)
         else:
-            raise InputError(f"motion {motion!r} unknown; choose one of: {', '.join(MOTIONS)}")
+            _check_motion(motion, direction)
+            sign = 1.0 if direction == "clockwise" else -1.0   # +z looking down the beam
+            turn = transform_from_rotvec(np.radians([0.0, 0.0, sign * amount]), np.zeros(3))
+            self._pose = self._pose @ turn
 
     def _rate(self, motion: str) -> float:
-        return self.options.speed_mm_s if motion == "translate" else self.options.tilt_deg_s
+        return {"translate": self.options.speed_mm_s, "tilt": self.options.tilt_deg_s,
+                "roll": self.options.roll_deg_s}[motion]
 
     def _integrate(self, now: float) -> None:
         for key, (start, end) in list(self._active.items()):
@@ -168,10 +188,9 @@ class ApplicatorDriver:
     def hold(self, motion: str, direction: str, *, now_s: float | None = None,
              for_s: float | None = None) -> None:
         """Start moving (``translate`` at ``speed_mm_s`` / ``tilt`` at ``tilt_deg_s``)
-        towards ``direction`` until :meth:`release`, or for ``for_s`` seconds."""
-        _direction(direction)
-        if motion not in MOTIONS:
-            raise InputError(f"motion {motion!r} unknown; choose one of: {', '.join(MOTIONS)}")
+        towards ``direction`` (``roll`` at ``roll_deg_s`` about the beam axis,
+        :data:`ROLL_DIRECTIONS`) until :meth:`release`, or for ``for_s`` seconds."""
+        _check_motion(motion, direction)
         with self._lock:
             now = self.clock() if now_s is None else now_s
             self._integrate(now)
@@ -223,10 +242,12 @@ class Hint:
     tilts_deg: tuple[tuple[str, float], ...]
     move_lps_mm: tuple[float, float, float]
     tilt_lps_deg: tuple[float, float, float]
+    #: (direction, deg) about the beam axis (a bevelled end's orientation), or None.
+    roll_deg: tuple[str, float] | None = None
 
     @property
     def on_plan(self) -> bool:
-        return not self.moves_mm and not self.tilts_deg
+        return not self.moves_mm and not self.tilts_deg and self.roll_deg is None
 
     def text(self) -> str:
         if self.on_plan:
@@ -238,18 +259,22 @@ class Hint:
         if self.tilts_deg:
             parts.append("tilt " + ", ".join(f"{v:.0f}° {d}" if v >= 1.0 else
                                              f"{v:.1f}° {d}" for d, v in self.tilts_deg))
+        if self.roll_deg is not None:
+            d, v = self.roll_deg
+            parts.append(f"turn {v:.0f}° {d}" if v >= 1.0 else f"turn {v:.1f}° {d}")
         return "; ".join(parts)
 
 
 def hint_for(patient_from_applicator: np.ndarray, planned_patient_from_applicator: np.ndarray,
-             *, min_mm: float = 0.5, min_deg: float = 0.5) -> Hint:
+             *, min_mm: float = 0.5, min_deg: float = 0.5, roll: bool = False) -> Hint:
     """The hint from a tracked pose to the plan (both LPS mm).
 
     The move is the end-face centre's offset to the planned one, split on the patient axes;
     the tilt turns the beam axis onto the planned one, the angle split on the patient axes
     in proportion to the direction it must turn to (small-angle reading of
-    :func:`~guidance.monitor.trainee_scenario.tilt_toward`). Parts below ``min_mm`` /
-    ``min_deg`` are left out.
+    :func:`~guidance.monitor.trainee_scenario.tilt_toward`). With ``roll`` (a bevelled
+    end) also the turn about the beam axis (:func:`compare_to_plan`'s roll). Parts below
+    ``min_mm`` / ``min_deg`` are left out.
 
     Examples
     --------
@@ -272,8 +297,13 @@ def hint_for(patient_from_applicator: np.ndarray, planned_patient_from_applicato
     words[int(np.argmax(np.abs(current)))] = 0.0
     if np.linalg.norm(words) > 1e-12:
         words *= angle / np.linalg.norm(words)
+    turn = None
+    if roll:
+        roll_deg = compare_to_plan(pose, plan).roll_deg   # tracked x about the planned axis
+        if abs(roll_deg) >= min_deg:
+            turn = ("counterclockwise" if roll_deg > 0 else "clockwise", abs(roll_deg))
     return Hint(_words(move, min_mm), _words(words, min_deg), tuple(float(v) for v in move),
-                tuple(float(v) for v in tilt))
+                tuple(float(v) for v in tilt), turn)
 
 
 # -------------------------------------------------------------- the session
@@ -677,7 +707,8 @@ class TraineeSession:
         """The hint for the tracked pose (None with hints off or nothing tracked)."""
         if not self.hints_on or patient_from_applicator is None:
             return None
-        return hint_for(patient_from_applicator, self.plan)
+        return hint_for(patient_from_applicator, self.plan,
+                        roll=self.logic.tolerance.check_roll)
 
     # ---------------------------------------------------------------- confirm
     def ready_to_confirm(self, snap) -> bool:
@@ -758,8 +789,8 @@ class ScriptCommand(FileSchema):
 
     t_s: float = bounded(0.0, 3600.0, "command time after the start (s)", low_inclusive=True)
     do: Literal["hold", "step", "fault", "report_fault", "pause", "confirm"]
-    motion: Literal["translate", "tilt"] = "translate"
-    toward: Direction | None = None
+    motion: Literal["translate", "tilt", "roll"] = "translate"
+    toward: Direction | Literal["clockwise", "counterclockwise"] | None = None
     for_s: float = bounded(0.0, 600.0, "hold duration (s)", default=1.0)
     amount: float = bounded(0.0, 200.0, "step size (mm or deg)", default=1.0)
     kind: FaultKind | None = None
@@ -781,10 +812,13 @@ def load_script(path: str | Path) -> ScriptFile:
     data = read_json_file(path, what="trainee script")
     script = check_file(ScriptFile, data, source=f"trainee script {Path(path).name}")
     for n, c in enumerate(script.commands):
-        if c.do in ("hold", "step") and c.toward is None:
-            raise InputError(f"trainee script {Path(path).name}: field commands[{n}].toward "
-                             f"is needed for {c.do!r}; one of: "
-                             f"{', '.join(ANATOMICAL_DIRECTIONS_LPS)}")
+        if c.do in ("hold", "step"):
+            rolling = c.motion == "roll"
+            if c.toward is None or rolling != (c.toward in ROLL_DIRECTIONS):
+                names = ROLL_DIRECTIONS if rolling else tuple(ANATOMICAL_DIRECTIONS_LPS)
+                raise InputError(f"trainee script {Path(path).name}: field "
+                                 f"commands[{n}].toward {c.toward!r} does not go with "
+                                 f"{c.do} {c.motion}; one of: {', '.join(names)}")
         if c.do == "fault" and c.kind is None:
             raise InputError(f"trainee script {Path(path).name}: field commands[{n}].kind is "
                              f"needed for 'fault'; one of: {', '.join(FAULT_KINDS)}")

@@ -13,8 +13,9 @@ Widgets only: every rule is in :class:`guidance.monitor.trainee.TraineeSession`.
 * the keys while trainee mode is on: arrows move the applicator (left/right = patient
   right/left as seen from the camera anterior with cranial up, up/down = cranial/caudal),
   Page Up/Down = anterior/posterior (out of / into the bed); with Shift the same keys tilt
-  the beam axis that way. A key moves the applicator while it is held (10 mm/s, 5 deg/s on
-  the wall clock, whatever the key repeat).
+  the beam axis that way; Ctrl+Left/Right roll the applicator about its axis (a bevel's
+  orientation). A key moves the applicator while it is held (10 mm/s, 5 deg/s, roll
+  10 deg/s on the wall clock, whatever the key repeat).
 
 A confirm from the monitor's own *Confirm* (Ctrl+Enter) is scored too.
 """
@@ -37,6 +38,9 @@ DRIVE_KEYS: dict[int, str] = {
     QtCore.Qt.Key_Left: "right", QtCore.Qt.Key_Right: "left",
     QtCore.Qt.Key_Up: "cranial", QtCore.Qt.Key_Down: "caudal",
     QtCore.Qt.Key_PageUp: "anterior", QtCore.Qt.Key_PageDown: "posterior"}
+#: Roll keys (with Ctrl): about the beam axis, as seen looking down the beam.
+ROLL_KEYS: dict[int, str] = {QtCore.Qt.Key_Left: "counterclockwise",
+                             QtCore.Qt.Key_Right: "clockwise"}
 #: Colours (RGB) of the overlay arrows and the pass/fail cells.
 MOVE_RGB, TILT_RGB = (255, 220, 0), (0, 220, 255)
 PASS_RGB, FAIL_RGB = (31, 111, 58), (176, 30, 30)
@@ -236,7 +240,7 @@ class TraineePanel(QtWidgets.QWidget):
         layout.addLayout(inject)
         layout.addWidget(QtWidgets.QLabel(
             "arrows: move (left/right, cranial/caudal), PgUp/PgDn: anterior/posterior, "
-            "Shift+keys: tilt"))
+            "Shift+keys: tilt, Ctrl+left/right: roll"))
         self.debrief = DebriefView()
         self.debrief.hide()
         layout.addWidget(self.debrief, 1)
@@ -379,7 +383,11 @@ class TraineeMode(QtCore.QObject):
         if event.isAutoRepeat():
             return True
         direction = DRIVE_KEYS[key]
+        roll = ROLL_KEYS.get(key) if event.modifiers() & QtCore.Qt.ControlModifier else None
         if kind == QtCore.QEvent.KeyPress:
+            if roll is not None:
+                self.session.hold("roll", roll)
+                return True
             tilt = bool(event.modifiers() & QtCore.Qt.ShiftModifier)
             if tilt and direction in ("anterior", "posterior"):
                 return True    # the beam axis cannot tilt along itself
@@ -387,6 +395,8 @@ class TraineeMode(QtCore.QObject):
         else:
             for motion in ("translate", "tilt"):
                 self.session.release(motion, direction)
+            if key in ROLL_KEYS:
+                self.session.release("roll", ROLL_KEYS[key])
         return True
 
 

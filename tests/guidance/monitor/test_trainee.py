@@ -101,6 +101,22 @@ def test_the_hint_names_the_patient_directions_and_following_it_reaches_the_plan
     assert hint_for(plan, plan).on_plan
 
 
+def test_a_bevel_hint_says_how_to_turn_it_and_the_turn_reaches_the_plan() -> None:
+    plan = load_scenario("pelvic_sidewall_bevel30").plan()
+    clock = FakeClock()
+    driver = ApplicatorDriver(plan, clock=clock)
+    driver.hold("roll", "clockwise", for_s=0.8)      # 10 deg/s looking down the beam
+    clock.t += 1.0
+    pose = driver.pose()
+    np.testing.assert_allclose(pose[:3, 2], plan[:3, 2], atol=1e-12)   # axis unchanged
+    assert compare_to_plan(pose, plan).roll_deg == pytest.approx(8.0)
+    hint = hint_for(pose, plan, roll=True)
+    assert hint.text() == "turn 8° counterclockwise"
+    assert hint_for(pose, plan).on_plan                # a flat end: roll does not matter
+    driver.step("roll", *hint.roll_deg)
+    assert max(transform_difference(driver.pose(), plan)) < 1e-6
+
+
 # --------------------------------------------------------------- acceptance
 #: Known paths: (scenario, translations (direction, hold s at 10 mm/s), tilt (direction,
 #: hold s at 5 deg/s)); each ends off the plan by a known amount.

@@ -16,6 +16,7 @@ from guidance.monitor.qt.window import MonitorWindow
 from guidance.monitor.rehearsal import phantom_view
 from guidance.monitor.trainee import TraineeSession
 from guidance.record.session_log import SessionLog
+from guidance.treatment.plan_check import compare_to_plan
 from tests.guidance.monitor.qt.test_window import _qimage_to_numpy, _save, show_active
 
 pytestmark = pytest.mark.gui
@@ -76,6 +77,15 @@ def test_start_drive_confirm_debrief(qtbot, tmp_path) -> None:
         qtbot.wait(300)
         qtbot.keyRelease(window, QtCore.Qt.Key_Up, QtCore.Qt.ShiftModifier)
         assert session.driver.pose()[2, 2] > before[2] + 0.01
+        # Ctrl+Right rolls about the beam axis (clockwise looking down the beam)
+        before = session.driver.pose()
+        qtbot.keyPress(window, QtCore.Qt.Key_Right, QtCore.Qt.ControlModifier)
+        qtbot.wait(300)
+        qtbot.keyRelease(window, QtCore.Qt.Key_Right, QtCore.Qt.ControlModifier)
+        after = session.driver.pose()
+        np.testing.assert_allclose(after[:3, 2], before[:3, 2], atol=1e-9)
+        np.testing.assert_allclose(after[:3, 3], before[:3, 3], atol=1e-9)
+        assert compare_to_plan(after, before).roll_deg > 1.0
         # typing an override reason is not driving
         window.override_edit.setFocus()
         qtbot.waitUntil(window.override_edit.hasFocus, timeout=3000)
