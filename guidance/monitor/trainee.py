@@ -2,15 +2,7 @@
 confirm, be scored. Plain logic (no Qt): the window's trainee panel and ``iort rehearse
 --headless`` both drive a :class:`TraineeSession`.
 
-* :class:`ApplicatorDriver` — the applicator the trainee moves, in patient LPS. Translate,
-  tilt and roll commands are velocities integrated on the wall clock between press and
-  release (or for a given duration), so the motion does not depend on the frame or
-  key-repeat rate. Directions are the patient's (:data:`ANATOMICAL_DIRECTIONS_LPS`: left =
-  +x, posterior = +y, cranial = +z); a tilt turns the beam axis towards a direction about
-  the end-face centre; a roll turns the applicator about its beam axis (clockwise looking
-  down the beam = about +z), which matters for a bevelled end.
-* :func:`hint_for` — "move 3 mm cranial; tilt 2° left; turn 5° clockwise" from the tracked
-  pose to the plan.
+* the simulated applicator and its hints are :mod:`guidance.monitor.trainee_drive`;
 * :class:`TraineeSession` — the phantom seen by a scripted camera: every frame the tracker
   device reports the driver's pose (:class:`~guidance.sim.scripted.ScriptedTrackerDevice`),
   the :class:`~guidance.loop.guidance_loop.GuidanceLoop` composes it through the
@@ -25,37 +17,31 @@ confirm, be scored. Plain logic (no Qt): the window's trainee panel and ``iort r
   scores the session log with :func:`guidance.record.score.score_session`, compares each
   component with the simulation's truth (:class:`Debrief`) and records the score in the
   trainee's history.
-* :func:`run_script` — a timed command list (:class:`ScriptFile`) through a session, for
-  ``iort rehearse --headless`` and tests.
+* timed command lists through a session (``iort rehearse --headless``) are
+  :mod:`guidance.monitor.trainee_script`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from guidance.loop.guidance_loop import GuidanceLoop, LoopOptions
 from guidance.monitor.feed import LoopFeed
 from guidance.monitor.logic import MonitorLogic
 from guidance.monitor.rehearsal import PhantomView, phantom_view
+from guidance.monitor.trainee_drive import ApplicatorDriver, DriveOptions, Hint, hint_for
 from guidance.monitor.trainee_scenario import (
-    ANATOMICAL_DIRECTIONS_LPS,
     FAULT_KINDS,
-    Direction,
-    FaultKind,
     Scenario,
     load_scenario,
     scenario_case,
     scenario_names,
-    tilt_toward,
 )
 from guidance.record.score import (
     APPLICATOR_MOVED,
@@ -81,229 +67,21 @@ from guidance.treatment.dose_service import (
 )
 from guidance.treatment.plan_check import PlanTolerance, compare_to_plan
 from models.base.errors import InputError
-from models.base.files import read_json_file
-from models.base.schema import FileSchema, bounded, check_file
 from models.base.transforms import invert_rigid, transform_difference, transform_from_rotvec
-from models.base.validation import as_transform
 from models.evaluation.dvh import structure_bounds_mm
 
 log = logging.getLogger(__name__)
 
-MOTIONS = ("translate", "tilt", "roll")
-#: Roll directions: about the beam axis, as seen looking down the beam (+z).
-ROLL_DIRECTIONS = ("clockwise", "counterclockwise")
 #: Localisation error (mm, RMS 3-D) of the simulated pointer on a skin fiducial.
 POINTER_FLE_MM = 0.5
 #: How long a camera bump blurs the markers (s).
 CAMERA_BUMP_DROPOUT_S = 0.3
-#: A script's confirm waits until the applicator rested this long (s): the frame confirmed
-#: then shows it where it stopped.
-STILL_BEFORE_CONFIRM_S = 0.15
 #: A dose is the rest pose's when computed this close to it (mm and deg).
 EXACT_POSE = 1e-3
 #: A motion starting after the applicator rested this long (s) is a new placement.
 REST_S = 1.0
 #: Which fiducial a "touched wrongly" fault displaces.
 WRONG_FIDUCIAL = "FID1"
-
-
-def _direction(name: str) -> np.ndarray:
-    try:
-        return np.array(ANATOMICAL_DIRECTIONS_LPS[name])
-    except KeyError:
-        raise InputError(f"direction {name!r} unknown; choose one of: "
-                         f"{', '.join(ANATOMICAL_DIRECTIONS_LPS)}") from None
-
-
-def _check_motion(motion: str, direction: str) -> None:
-    if motion not in MOTIONS:
-        raise InputError(f"motion {motion!r} unknown; choose one of: {', '.join(MOTIONS)}")
-    if motion == "roll":
-        if direction not in ROLL_DIRECTIONS:
-            raise InputError(f"roll direction {direction!r} unknown; choose one of: "
-                             f"{', '.join(ROLL_DIRECTIONS)}")
-    else:
-        _direction(direction)
-
-
-@dataclass(frozen=True)
-class DriveOptions:
-    """Speeds of the simulated applicator while a command is held."""
-
-    speed_mm_s: float = 10.0
-    tilt_deg_s: float = 5.0
-    roll_deg_s: float = 10.0
-
-
-class ApplicatorDriver:
-    """The simulated applicator's pose (``patient_from_applicator``, LPS mm), moved by held
-    commands integrated on the wall clock (thread-safe: the capture thread reads it)."""
-
-    def __init__(self, patient_from_applicator: np.ndarray, *,
-                 options: DriveOptions | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._pose = as_transform(patient_from_applicator, name="patient_from_applicator",
-                                  rigid=True).copy()
-        self.options = options or DriveOptions()
-        self.clock = clock
-        self._t = clock()
-        self._active: dict[tuple[str, str], tuple[float, float | None]] = {}
-        self._lock = threading.Lock()
-
-    def _apply(self, motion: str, direction: str, amount: float) -> None:
-        if motion == "translate":
-            self._pose[:3, 3] += amount * _direction(direction)
-        elif motion == "tilt":
-            self._pose = tilt_toward(self._pose, _direction(direction), amount)
-        else:
-            _check_motion(motion, direction)
-            sign = 1.0 if direction == "clockwise" else -1.0   # +z looking down the beam
-            turn = transform_from_rotvec(np.radians([0.0, 0.0, sign * amount]), np.zeros(3))
-            self._pose = self._pose @ turn
-
-    def _rate(self, motion: str) -> float:
-        return {"translate": self.options.speed_mm_s, "tilt": self.options.tilt_deg_s,
-                "roll": self.options.roll_deg_s}[motion]
-
-    def _integrate(self, now: float) -> None:
-        for key, (start, end) in list(self._active.items()):
-            a, b = max(start, self._t), now if end is None else min(end, now)
-            if b > a:
-                self._apply(*key, self._rate(key[0]) * (b - a))
-            if end is not None and end <= now:
-                del self._active[key]
-        self._t = max(self._t, now)
-
-    def pose(self, now_s: float | None = None) -> np.ndarray:
-        """The pose at ``now_s`` (default: the clock)."""
-        with self._lock:
-            self._integrate(self.clock() if now_s is None else now_s)
-            return self._pose.copy()
-
-    @property
-    def moving(self) -> bool:
-        with self._lock:
-            return bool(self._active)
-
-    def hold(self, motion: str, direction: str, *, now_s: float | None = None,
-             for_s: float | None = None) -> None:
-        """Start moving (``translate`` at ``speed_mm_s`` / ``tilt`` at ``tilt_deg_s``)
-        towards ``direction`` (``roll`` at ``roll_deg_s`` about the beam axis,
-        :data:`ROLL_DIRECTIONS`) until :meth:`release`, or for ``for_s`` seconds."""
-        _check_motion(motion, direction)
-        with self._lock:
-            now = self.clock() if now_s is None else now_s
-            self._integrate(now)
-            self._active[(motion, direction)] = (now, None if for_s is None else now + for_s)
-
-    def release(self, motion: str, direction: str, *, now_s: float | None = None) -> None:
-        with self._lock:
-            self._integrate(self.clock() if now_s is None else now_s)
-            self._active.pop((motion, direction), None)
-
-    def release_all(self, *, now_s: float | None = None) -> None:
-        with self._lock:
-            self._integrate(self.clock() if now_s is None else now_s)
-            self._active.clear()
-
-    def step(self, motion: str, direction: str, amount: float) -> None:
-        """Move at once by ``amount`` (mm or deg)."""
-        with self._lock:
-            self._integrate(self.clock())
-            self._apply(motion, direction, float(amount))
-
-    def move_patient(self, patient_new_from_patient_old: np.ndarray) -> None:
-        """The patient moved under the applicator held still: re-express the pose."""
-        with self._lock:
-            self._integrate(self.clock())
-            self._pose = patient_new_from_patient_old @ self._pose
-
-
-# --------------------------------------------------------------------- hints
-_AXIS_WORDS = (("left", "right"), ("posterior", "anterior"), ("cranial", "caudal"))
-
-
-def _words(vector: np.ndarray, minimum: float) -> tuple[tuple[str, float], ...]:
-    parts = [(_AXIS_WORDS[a][0 if v > 0 else 1], abs(float(v))) for a, v in enumerate(vector)
-             if abs(v) >= minimum]
-    return tuple(sorted(parts, key=lambda p: -p[1]))
-
-
-@dataclass(frozen=True)
-class Hint:
-    """What to do to reach the plan, in the patient's directions.
-
-    ``moves_mm`` / ``tilts_deg``: (direction, amount) pairs, largest first; ``move_lps_mm``
-    the translation still needed (LPS) and ``tilt_lps`` the beam-axis turn needed (LPS
-    vector, length in degrees) — what the overlay's arrows draw.
-    """
-
-    moves_mm: tuple[tuple[str, float], ...]
-    tilts_deg: tuple[tuple[str, float], ...]
-    move_lps_mm: tuple[float, float, float]
-    tilt_lps_deg: tuple[float, float, float]
-    #: (direction, deg) about the beam axis (a bevelled end's orientation), or None.
-    roll_deg: tuple[str, float] | None = None
-
-    @property
-    def on_plan(self) -> bool:
-        return not self.moves_mm and not self.tilts_deg and self.roll_deg is None
-
-    def text(self) -> str:
-        if self.on_plan:
-            return "on plan - hold still and confirm"
-        parts = []
-        if self.moves_mm:
-            parts.append("move " + ", ".join(f"{v:.0f} mm {d}" if v >= 1.0 else
-                                             f"{v:.1f} mm {d}" for d, v in self.moves_mm))
-        if self.tilts_deg:
-            parts.append("tilt " + ", ".join(f"{v:.0f}° {d}" if v >= 1.0 else
-                                             f"{v:.1f}° {d}" for d, v in self.tilts_deg))
-        if self.roll_deg is not None:
-            d, v = self.roll_deg
-            parts.append(f"turn {v:.0f}° {d}" if v >= 1.0 else f"turn {v:.1f}° {d}")
-        return "; ".join(parts)
-
-
-def hint_for(patient_from_applicator: np.ndarray, planned_patient_from_applicator: np.ndarray,
-             *, min_mm: float = 0.5, min_deg: float = 0.5, roll: bool = False) -> Hint:
-    """The hint from a tracked pose to the plan (both LPS mm).
-
-    The move is the end-face centre's offset to the planned one, split on the patient axes;
-    the tilt turns the beam axis onto the planned one, the angle split on the patient axes
-    in proportion to the direction it must turn to (small-angle reading of
-    :func:`~guidance.monitor.trainee_scenario.tilt_toward`). With ``roll`` (a bevelled
-    end) also the turn about the beam axis (:func:`compare_to_plan`'s roll). Parts below
-    ``min_mm`` / ``min_deg`` are left out.
-
-    Examples
-    --------
-    >>> plan = np.eye(4)
-    >>> pose = np.eye(4); pose[:3, 3] = (0.0, 0.0, -3.0)
-    >>> hint_for(pose, plan).text()
-    'move 3 mm cranial'
-    """
-    pose = as_transform(patient_from_applicator, name="patient_from_applicator", rigid=True)
-    plan = as_transform(planned_patient_from_applicator,
-                        name="planned_patient_from_applicator", rigid=True)
-    move = plan[:3, 3] - pose[:3, 3]
-    current, wanted = pose[:3, 2], plan[:3, 2]
-    towards = wanted - (wanted @ current) * current
-    norm = float(np.linalg.norm(towards))
-    angle = float(np.degrees(np.arctan2(norm, float(wanted @ current))))
-    tilt = towards / norm * angle if norm > 1e-12 else np.zeros(3)
-    # a tilt "towards" the patient axis the beam runs along is not a direction to say
-    words = tilt.copy()
-    words[int(np.argmax(np.abs(current)))] = 0.0
-    if np.linalg.norm(words) > 1e-12:
-        words *= angle / np.linalg.norm(words)
-    turn = None
-    if roll:
-        roll_deg = compare_to_plan(pose, plan).roll_deg   # tracked x about the planned axis
-        if abs(roll_deg) >= min_deg:
-            turn = ("counterclockwise" if roll_deg > 0 else "clockwise", abs(roll_deg))
-    return Hint(_words(move, min_mm), _words(words, min_deg), tuple(float(v) for v in move),
-                tuple(float(v) for v in tilt), turn)
 
 
 # -------------------------------------------------------------- the session
@@ -781,100 +559,3 @@ class TraineeSession:
         self.logic.action("trainee_debrief", total=score.total, passed=debrief.passed)
         self.debrief = debrief
         return debrief
-
-
-# ---------------------------------------------------------------- scripts
-class ScriptCommand(FileSchema):
-    """One timed command of a trainee script (``t_s`` after the start)."""
-
-    t_s: float = bounded(0.0, 3600.0, "command time after the start (s)", low_inclusive=True)
-    do: Literal["hold", "step", "fault", "report_fault", "pause", "confirm"]
-    motion: Literal["translate", "tilt", "roll"] = "translate"
-    toward: Direction | Literal["clockwise", "counterclockwise"] | None = None
-    for_s: float = bounded(0.0, 600.0, "hold duration (s)", default=1.0)
-    amount: float = bounded(0.0, 200.0, "step size (mm or deg)", default=1.0)
-    kind: FaultKind | None = None
-    magnitude: float | None = bounded(0.0, 100.0, "fault size (mm)", default=None)
-    duration_s: float = bounded(0.0, 600.0, "fault duration (s)", default=2.0)
-
-
-class ScriptFile(FileSchema):
-    """``--script FILE.json``: ``{"commands": [{"t_s": 0.5, "do": "hold", "motion":
-    "translate", "toward": "cranial", "for_s": 0.8}, ..., {"t_s": 5, "do": "confirm"}]}``."""
-
-    commands: tuple[ScriptCommand, ...] = Field(min_length=1)
-    confirm_timeout_s: float = bounded(0.0, 600.0, "wait for a confirmable dose (s)",
-                                       default=30.0)
-
-
-def load_script(path: str | Path) -> ScriptFile:
-    """Read and check a trainee script (one line naming file and field when wrong)."""
-    data = read_json_file(path, what="trainee script")
-    script = check_file(ScriptFile, data, source=f"trainee script {Path(path).name}")
-    for n, c in enumerate(script.commands):
-        if c.do in ("hold", "step"):
-            rolling = c.motion == "roll"
-            if c.toward is None or rolling != (c.toward in ROLL_DIRECTIONS):
-                names = ROLL_DIRECTIONS if rolling else tuple(ANATOMICAL_DIRECTIONS_LPS)
-                raise InputError(f"trainee script {Path(path).name}: field "
-                                 f"commands[{n}].toward {c.toward!r} does not go with "
-                                 f"{c.do} {c.motion}; one of: {', '.join(names)}")
-        if c.do == "fault" and c.kind is None:
-            raise InputError(f"trainee script {Path(path).name}: field commands[{n}].kind is "
-                             f"needed for 'fault'; one of: {', '.join(FAULT_KINDS)}")
-    return script
-
-
-def _do(session: TraineeSession, c: ScriptCommand) -> None:
-    if c.do == "hold":
-        session.hold(c.motion, c.toward, for_s=c.for_s)
-    elif c.do == "step":
-        session.step(c.motion, c.toward, c.amount)
-    elif c.do == "fault":
-        session.inject(c.kind, magnitude=c.magnitude, duration_s=c.duration_s)
-    elif c.do == "report_fault":
-        session.report_fault()
-    elif c.do == "pause":
-        session.pause()
-
-
-def run_script(session: TraineeSession, script: ScriptFile, *, poll_s: float = 0.01
-               ) -> Debrief:
-    """Run ``script`` through a started session in real time; returns the debrief (of an
-    unconfirmed session when no confirm got through within ``confirm_timeout_s``)."""
-    commands = sorted(script.commands, key=lambda c: c.t_s)
-    t0 = session.clock()
-    confirm_since: float | None = None
-    still_since: float | None = None
-    while True:
-        now = session.clock()
-        session.tick()
-        snap = session.logic.poll()
-        while commands and commands[0].t_s <= now - t0 and confirm_since is None:
-            command = commands.pop(0)
-            if command.do == "confirm":
-                confirm_since = now
-            else:
-                _do(session, command)
-        moving = session.driver.moving
-        still_since = None if moving else (still_since if still_since is not None else now)
-        # confirm once the frames show the applicator at rest with the dose of that pose
-        ready = confirm_since is not None and still_since is not None \
-            and now - still_since > STILL_BEFORE_CONFIRM_S and session.ready_to_confirm(snap)
-        if ready:
-            if session.confirm().accepted:
-                return session.debrief
-            if now - confirm_since > script.confirm_timeout_s:
-                log.warning("no confirm within %g s", script.confirm_timeout_s)
-                return session.finish()
-        if not commands and confirm_since is None:
-            last = max((c.t_s + (c.for_s if c.do == "hold" else 0.0)
-                        for c in script.commands), default=0.0)
-            if now - t0 > last + script.confirm_timeout_s:
-                return session.finish()
-        time.sleep(poll_s)
-
-
-__all__ = ["ApplicatorDriver", "Debrief", "DebriefRow", "DriveOptions", "Fault", "Hint",
-           "ScriptFile", "TraineeSession", "TraineeTruth", "hint_for", "load_script",
-           "run_script"]

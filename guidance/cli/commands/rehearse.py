@@ -53,8 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _check(args: argparse.Namespace):
     """Every input checked before anything is created; returns (scenario, script)."""
-    from guidance.monitor.trainee import load_script
     from guidance.monitor.trainee_scenario import load_scenario
+    from guidance.monitor.trainee_script import load_script
     from guidance.record.score import trainee_file
 
     if args.case != PHANTOM:
@@ -79,7 +79,8 @@ def _check(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     """Rehearse; returns 0 once the score is recorded (pass or fail)."""
     scenario, script = _check(args)
-    from guidance.monitor.trainee import TraineeSession, run_script
+    from guidance.monitor.trainee import TraineeSession
+    from guidance.monitor.trainee_script import run_script
     from guidance.record.session_log import SessionLog, session_log_path
 
     log_path = session_log_path(args.session_log, folder=args.out)

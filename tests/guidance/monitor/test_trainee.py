@@ -10,25 +10,17 @@ import numpy as np
 import pytest
 
 from guidance.monitor.rehearsal import phantom_view
-from guidance.monitor.trainee import (
-    ApplicatorDriver,
-    ScriptFile,
-    TraineeSession,
-    hint_for,
-    load_script,
-    run_script,
-)
+from guidance.monitor.trainee import TraineeSession
 from guidance.monitor.trainee_scenario import (
     ANATOMICAL_DIRECTIONS_LPS,
     load_scenario,
     tilt_toward,
 )
+from guidance.monitor.trainee_script import ScriptFile, run_script
 from guidance.record.score import trainee_history
 from guidance.record.session_log import SessionLog
 from guidance.treatment.dose_service import electron_dose_function, evaluate_dose
 from guidance.treatment.plan_check import compare_to_plan
-from models.base.errors import InputError
-from models.base.transforms import transform_difference
 from models.evaluation.dvh import structure_bounds_mm
 
 
@@ -54,67 +46,6 @@ def _wait(session, condition, timeout_s=10.0):
             return snap
         time.sleep(0.01)
     raise AssertionError("condition not reached")
-
-
-# ------------------------------------------------------------------ driving
-@pytest.mark.parametrize("update_every_s", [0.001, 0.013, 0.25])
-def test_a_held_command_moves_by_speed_times_duration_whatever_the_update_rate(
-        update_every_s) -> None:
-    clock = FakeClock()
-    driver = ApplicatorDriver(np.eye(4), clock=clock)
-    driver.hold("translate", "cranial", for_s=0.8)
-    driver.hold("tilt", "left", for_s=0.5)
-    while clock.t < 101.5:
-        clock.t += update_every_s
-        driver.pose()
-    pose = driver.pose()
-    np.testing.assert_allclose(pose[:3, 3], [0.0, 0.0, 8.0], atol=1e-9)   # 10 mm/s x 0.8 s
-    expected = tilt_toward(np.eye(4), np.array([1.0, 0.0, 0.0]), 2.5)    # 5 deg/s x 0.5 s
-    np.testing.assert_allclose(pose[:3, :3], expected[:3, :3], atol=1e-9)
-    assert not driver.moving
-
-
-def test_release_stops_at_the_release_time() -> None:
-    clock = FakeClock()
-    driver = ApplicatorDriver(np.eye(4), clock=clock)
-    driver.hold("translate", "left")
-    clock.t += 0.3
-    driver.release("translate", "left")
-    clock.t += 5.0
-    assert driver.pose()[0, 3] == pytest.approx(3.0, abs=1e-9)
-
-
-# -------------------------------------------------------------------- hints
-def test_the_hint_names_the_patient_directions_and_following_it_reaches_the_plan() -> None:
-    plan = load_scenario("pancreas_bed_8mev").plan()
-    pose = tilt_toward(plan, np.array([0.0, 0.0, -1.0]), 2.0)   # beam axis 2 deg caudal
-    pose[:3, 3] += (-3.0, 0.0, -4.0)                              # 3 mm right, 4 mm caudal
-    hint = hint_for(pose, plan)
-    assert hint.text() == "move 4 mm cranial, 3 mm left; tilt 2° cranial"
-    driver = ApplicatorDriver(pose)
-    for direction, mm in hint.moves_mm:
-        driver.step("translate", direction, mm)
-    for direction, deg in hint.tilts_deg:
-        driver.step("tilt", direction, deg)
-    move, turn = transform_difference(driver.pose(), plan)
-    assert move < 1e-9 and turn < 1e-6
-    assert hint_for(plan, plan).on_plan
-
-
-def test_a_bevel_hint_says_how_to_turn_it_and_the_turn_reaches_the_plan() -> None:
-    plan = load_scenario("pelvic_sidewall_bevel30").plan()
-    clock = FakeClock()
-    driver = ApplicatorDriver(plan, clock=clock)
-    driver.hold("roll", "clockwise", for_s=0.8)      # 10 deg/s looking down the beam
-    clock.t += 1.0
-    pose = driver.pose()
-    np.testing.assert_allclose(pose[:3, 2], plan[:3, 2], atol=1e-12)   # axis unchanged
-    assert compare_to_plan(pose, plan).roll_deg == pytest.approx(8.0)
-    hint = hint_for(pose, plan, roll=True)
-    assert hint.text() == "turn 8° counterclockwise"
-    assert hint_for(pose, plan).on_plan                # a flat end: roll does not matter
-    driver.step("roll", *hint.roll_deg)
-    assert max(transform_difference(driver.pose(), plan)) < 1e-6
 
 
 # --------------------------------------------------------------- acceptance
@@ -323,14 +254,3 @@ def test_scripted_scenario_faults_fire_on_time(view, tmp_path) -> None:
     finally:
         s.close()
         slog.close()
-
-
-# ------------------------------------------------------------------ scripts
-def test_a_bad_script_names_the_field(tmp_path) -> None:
-    path = tmp_path / "path.json"
-    path.write_text(json.dumps({"commands": [{"t_s": 0, "do": "hold"}]}))
-    with pytest.raises(InputError, match=r"commands\[0\].toward"):
-        load_script(path)
-    path.write_text(json.dumps({"commands": [{"t_s": 0, "do": "jump"}]}))
-    with pytest.raises(InputError, match=r"path.json: field commands\[0\].do"):
-        load_script(path)
