@@ -480,6 +480,23 @@ class TraineeSession:
         self.driver.step(motion, direction, amount)
         self._rest_since = self.clock()
 
+    def drag(self, du_px: float, dv_px: float, frame) -> np.ndarray | None:
+        """Move the applicator parallel to the image plane by an image drag of (du, dv)
+        pixels of ``frame`` (a :class:`~guidance.monitor.feed.FrameUpdate`), at the depth of
+        its end face; returns the move (patient LPS, mm), None without a camera pose."""
+        camera_from_patient = None if frame is None else frame.camera_from_patient
+        if camera_from_patient is None:
+            return None
+        origin = self.driver.pose()[:3, 3]
+        depth_mm = float(camera_from_patient[2, :3] @ origin + camera_from_patient[2, 3])
+        k = frame.camera_matrix
+        move_camera = np.array([du_px * depth_mm / k[0, 0], dv_px * depth_mm / k[1, 1], 0.0])
+        move = camera_from_patient[:3, :3].T @ move_camera
+        self._note_motion()
+        self.driver.translate_by(move)
+        self._rest_since = self.clock()
+        return move
+
     # ------------------------------------------------------------------ hints
     def hint(self, patient_from_applicator: np.ndarray | None) -> Hint | None:
         """The hint for the tracked pose (None with hints off or nothing tracked)."""

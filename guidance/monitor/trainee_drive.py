@@ -136,6 +136,13 @@ class ApplicatorDriver:
             self._integrate(self.clock())
             self._apply(motion, direction, float(amount))
 
+    def translate_by(self, offset_lps_mm: np.ndarray) -> None:
+        """Move at once by a vector (patient LPS, mm), e.g. a mouse drag."""
+        offset = np.asarray(offset_lps_mm, dtype=np.float64).reshape(3)
+        with self._lock:
+            self._integrate(self.clock())
+            self._pose[:3, 3] += offset
+
     def move_patient(self, patient_new_from_patient_old: np.ndarray) -> None:
         """The patient moved under the applicator held still: re-express the pose."""
         with self._lock:

@@ -31,9 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the OR monitor opens in trainee mode; --headless runs a script.")
     parser.add_argument("case", metavar="CASE", nargs="?", default=PHANTOM,
                         help="the built-in phantom (scenarios are defined on it; default)")
-    parser.add_argument("--trainee", required=True, metavar="NAME")
+    from guidance.monitor.trainee_scenario import scenario_names
+
+    parser.add_argument("--trainee", required=True, metavar="NAME",
+                        help="who rehearses: the score goes to this trainee's history")
     parser.add_argument("--scenario", required=True, metavar="S",
-                        help="a shipped scenario name or a scenario .json file")
+                        help="a shipped scenario (" + ", ".join(scenario_names())
+                             + ") or a scenario .json file")
     parser.add_argument("--headless", action="store_true",
                         help="no window: run --script and print the score")
     parser.add_argument("--script", type=Path, metavar="FILE.json",

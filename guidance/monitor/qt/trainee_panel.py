@@ -15,7 +15,8 @@ Widgets only: every rule is in :class:`guidance.monitor.trainee.TraineeSession`.
   Page Up/Down = anterior/posterior (out of / into the bed); with Shift the same keys tilt
   the beam axis that way; Ctrl+Left/Right roll the applicator about its axis (a bevel's
   orientation). A key moves the applicator while it is held (10 mm/s, 5 deg/s, roll
-  10 deg/s on the wall clock, whatever the key repeat).
+  10 deg/s on the wall clock, whatever the key repeat). A left-drag in the AR view moves the
+  applicator parallel to the image, at the depth of its end face.
 
 A confirm from the monitor's own *Confirm* (Ctrl+Enter) is scored too.
 """
@@ -284,6 +285,7 @@ class TraineeMode(QtCore.QObject):
         self.active = False
         self.hint = None
         self._confirm_pending = False
+        self._drag_from: QtCore.QPoint | None = None
         self.panel = TraineePanel(self)
         self.dock = QtWidgets.QDockWidget("Trainee", window)
         self.dock.setObjectName("trainee_dock")
@@ -362,9 +364,35 @@ class TraineeMode(QtCore.QObject):
         self.panel.refresh()
         self.overlay.update()
 
-    # ----------------------------------------------------------------- keys
+    # ---------------------------------------------------------- mouse, keys
+    def _mouse(self, event) -> bool:
+        """Left-drag in the AR view moves the applicator parallel to the image."""
+        kind = event.type()
+        if kind == QtCore.QEvent.MouseButtonPress and event.button() == QtCore.Qt.LeftButton:
+            self._drag_from = event.pos()
+            return True
+        if self._drag_from is None:
+            return False
+        if kind in (QtCore.QEvent.MouseMove, QtCore.QEvent.MouseButtonRelease):
+            view = self.window.ar_view
+            rect = view.image_rect()
+            snap = self.window.snapshot
+            if rect.width() > 0 and snap is not None and snap.frame is not None:
+                scale = rect.width() / snap.frame.image_rgb.shape[1]   # widget px per image px
+                delta = event.pos() - self._drag_from
+                self.session.drag(delta.x() / scale, delta.y() / scale, snap.frame)
+            self._drag_from = event.pos()
+            if kind == QtCore.QEvent.MouseButtonRelease:
+                self._drag_from = None
+            return True
+        return False
+
     def eventFilter(self, obj, event) -> bool:
         kind = event.type()
+        if self.active and obj is self.window.ar_view and kind in (
+                QtCore.QEvent.MouseButtonPress, QtCore.QEvent.MouseMove,
+                QtCore.QEvent.MouseButtonRelease):
+            return self._mouse(event)
         if not self.active or kind not in (QtCore.QEvent.KeyPress, QtCore.QEvent.KeyRelease):
             return False
         if isinstance(QtWidgets.QApplication.focusWidget(), TEXT_INPUTS):

@@ -86,6 +86,22 @@ def test_start_drive_confirm_debrief(qtbot, tmp_path) -> None:
         np.testing.assert_allclose(after[:3, 2], before[:3, 2], atol=1e-9)
         np.testing.assert_allclose(after[:3, 3], before[:3, 3], atol=1e-9)
         assert compare_to_plan(after, before).roll_deg > 1.0
+        # a left-drag in the AR view moves the applicator with the picture: 60 px to the
+        # right at the end face's depth (the camera looks from anterior: patient left)
+        frame = window.snapshot.frame
+        scale = window.ar_view.image_rect().width() / frame.image_rgb.shape[1]
+        origin = session.driver.pose()[:3, 3]
+        depth = (frame.camera_from_patient[:3, :3] @ origin + frame.camera_from_patient[:3, 3])[2]
+        expected_mm = 60.0 / scale * depth / frame.camera_matrix[0, 0]
+        centre = window.ar_view.rect().center()
+        qtbot.mousePress(window.ar_view, QtCore.Qt.LeftButton, pos=centre)
+        qtbot.mouseMove(window.ar_view, centre + QtCore.QPoint(30, 0))
+        qtbot.mouseRelease(window.ar_view, QtCore.Qt.LeftButton,
+                           pos=centre + QtCore.QPoint(60, 0))
+        moved = session.driver.pose()[:3, 3] - origin
+        camera_x = frame.camera_from_patient[0, :3]          # image right, in the patient
+        assert moved @ camera_x == pytest.approx(expected_mm, rel=0.02)
+        assert moved[0] > 0.5 * expected_mm                  # mostly towards patient left
         # typing an override reason is not driving
         window.override_edit.setFocus()
         qtbot.waitUntil(window.override_edit.hasFocus, timeout=3000)
