@@ -85,8 +85,8 @@ class HintOverlay(QtWidgets.QWidget):
         self.move_arrow: tuple[tuple[float, float], tuple[float, float]] | None = None
 
     def eventFilter(self, obj, event) -> bool:
-        if obj is self.ar_view and event.type() == QtCore.QEvent.Resize:
-            self.setGeometry(self.ar_view.rect())
+        if getattr(self, "ar_view", None) is obj and event.type() == QtCore.QEvent.Resize:
+            self.setGeometry(obj.rect())
         return False
 
     def _arrow(self, painter: QtGui.QPainter, tail, head, rgb) -> None:
@@ -388,6 +388,27 @@ class TraineeMode(QtCore.QObject):
         return False
 
     def eventFilter(self, obj, event) -> bool:
+        """Keys and AR-view mouse while trainee mode is on (an application-wide filter:
+        the keys drive whichever widget has the focus); let go when the window closes."""
+        if not hasattr(self, "active"):   # being torn down
+            return False
+        if obj is self.window and event.type() == QtCore.QEvent.Close:
+            self._detach()
+            return False
+        try:
+            return self._filter(obj, event)
+        except Exception:   # an exception out of a Qt virtual aborts the program
+            log.exception("trainee mode: event %s not handled", event.type())
+            return False
+
+    def _detach(self) -> None:
+        self._timer.stop()
+        self.session.driver.release_all()
+        app = QtWidgets.QApplication.instance()
+        if app is not None:
+            app.removeEventFilter(self)
+
+    def _filter(self, obj, event) -> bool:
         kind = event.type()
         if self.active and obj is self.window.ar_view and kind in (
                 QtCore.QEvent.MouseButtonPress, QtCore.QEvent.MouseMove,

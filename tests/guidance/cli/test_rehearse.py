@@ -45,6 +45,12 @@ def test_headless_rehearsal_writes_the_score(tmp_path, script, capsys) -> None:
     assert result["score"]["components"]["faults_noticed_percent"] == 100.0
     assert len(list(out.glob("session-*.sqlite"))) == 1
     assert trainee_history("Ana", folder=scores)[-1]["total"] == result["total"]
+    # scoring the log again reads the scenario's plan, target and limits from it
+    session = next(out.glob("session-*.sqlite"))
+    assert main(["trainee", "score", str(session), "--trainee", "Ana",
+                 "--scores", str(scores)]) == 0
+    again = trainee_history("Ana", folder=scores)[-1]
+    assert again["components"] == result["score"]["components"]
 
 
 @pytest.mark.parametrize("argv, message", [
