@@ -3,8 +3,10 @@
 * with a display: the OR monitor in trainee mode (F3 shows/hides the trainee panel: scenario
   picker, hints, faults, debrief after confirm);
 * ``--headless --script FILE.json``: the script's timed commands drive the simulated
-  applicator through the same loop and dose engine; prints the debrief and writes
-  ``DIR/score.json`` with ``--out DIR`` (the session log goes there too).
+  applicator through the same loop and dose engine.
+
+Either prints the (last) debrief and, with ``--out DIR``, writes ``DIR/score.json`` (the
+session log goes there too).
 
 The score is added to the trainee's history (``iort trainee progress NAME``).
 """
@@ -80,6 +82,16 @@ def _check(args: argparse.Namespace):
     return scenario, script
 
 
+def _report(debrief, out: Path | None) -> None:
+    """Print the debrief; write ``out/score.json`` (score, debrief rows, truth)."""
+    print("\n".join(debrief.lines()))
+    if out is not None:
+        path = out / "score.json"
+        path.write_text(json.dumps(debrief.to_dict(), indent=2, allow_nan=False),
+                        encoding="utf-8")
+        print(f"wrote {path}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Rehearse; returns 0 once the score is recorded (pass or fail)."""
     scenario, script = _check(args)
@@ -101,13 +113,7 @@ def run(args: argparse.Namespace) -> int:
         session.dose_fn(session.case, session.plan, scenario.beam())
         session.start()
         if script is not None:
-            debrief = run_script(session, script)
-            print("\n".join(debrief.lines()))
-            if args.out is not None:
-                path = args.out / "score.json"
-                path.write_text(json.dumps(debrief.to_dict(), indent=2, allow_nan=False),
-                                encoding="utf-8")
-                print(f"wrote {path}")
+            _report(run_script(session, script), args.out)
             code = 0
         else:
             from guidance.monitor.qt.trainee_panel import attach_trainee_mode
@@ -118,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
             if code == INTERRUPTED:
                 print("iort: interrupted", file=sys.stderr)
             if session.debrief is not None:
-                print("\n".join(session.debrief.lines()))
+                _report(session.debrief, args.out)
     finally:
         if session is not None:
             session.close()

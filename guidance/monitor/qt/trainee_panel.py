@@ -207,6 +207,7 @@ class TraineePanel(QtWidgets.QWidget):
         self.description.setWordWrap(True)
         layout.addWidget(self.description)
         self.clock_label = QtWidgets.QLabel("")
+        self._late = False
         layout.addWidget(self.clock_label)
         self.hints_box = QtWidgets.QCheckBox("hints")
         self.hints_box.toggled.connect(self._hints_toggled)
@@ -269,8 +270,14 @@ class TraineePanel(QtWidgets.QWidget):
         limit = session.scenario.spec.time_limit_s
         faults = len(session.faults)
         paused = "  PAUSED" if session.paused else ""
-        self.clock_label.setText(f"time {session.elapsed_s:5.0f} / {limit:g} s   "
+        elapsed = session.elapsed_s
+        self.clock_label.setText(f"time {elapsed:5.0f} / {limit:g} s   "
                                  f"faults {faults}{paused}")
+        late = elapsed > limit and session.debrief is None
+        if late != self._late:   # (a style sheet change re-polishes: only on a change)
+            self._late = late
+            self.clock_label.setStyleSheet("color: #ff5050; font-weight: bold;" if late
+                                           else "")
         hint = self.mode.hint
         self.hint_label.setText("" if hint is None else hint.text())
 
