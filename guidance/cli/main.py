@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "sweep",
     "report",
     "replay",
+    "rehearse",
     "trainee",
 )
 

@@ -306,6 +306,28 @@ class MonitorLogic:
                 snap.applicator_pose is not None:
             self.dose_service.request(snap.applicator_pose, self.beam)
 
+    def set_plan(self, planned_patient_from_applicator: np.ndarray, beam: BeamChoice, *,
+                 limits: PlanLimits | None = None, target: str | None = None,
+                 plan_name: str | None = None) -> None:
+        """Start over on another plan (a trainee scenario): the planned pose, its beam (also
+        selected now), limits and target; earlier confirms no longer count."""
+        self.plan = as_transform(planned_patient_from_applicator,
+                                 name="planned_patient_from_applicator", rigid=True)
+        self.planned_beam = beam
+        self.limits = self.limits if limits is None else limits
+        self.target = self.target if target is None else target
+        self.plan_name = self.plan_name if plan_name is None else plan_name
+        item = self.scene.items.get("planned_applicator")
+        if item is not None:
+            self.scene.add(replace(item, patient_from_item=self.plan))
+        self._confirmed_pose, self._confirm, self._confirmed_count = None, None, 0
+        self._check_cache = None
+        self.set_beam(beam)
+        if self.dose_service is not None:
+            self.dose_service.invalidate()
+        self.action("plan", plan_name=self.plan_name, patient_from_applicator=self.plan,
+                    target=self.target)
+
     def confirm(self, user: str = "", override_reason: str = "") -> ConfirmResult:
         """Record the current applicator pose, beam and coverage (*Confirm*).
 
@@ -535,6 +557,7 @@ class MonitorLogic:
         for label, attr, unit in (("energy", "energy_mev", " MeV"),
                                   ("applicator", "applicator_diameter_mm", " mm"),
                                   ("bevel", "bevel_deg", "°"), ("disc", "disc", ""),
+                                  ("bolus", "bolus_mm", " mm"),
                                   ("prescription", "prescription_gy", " Gy"),
                                   ("isodose", "isodose_percent", " %")):
             a, b = getattr(cur, attr), getattr(plan, attr)

@@ -38,7 +38,24 @@ RUBRIC: dict[str, tuple[float, float, float]] = {
     "time_to_confirm_s": (5.0, 120.0, 600.0),
     "repositionings": (5.0, 1.0, 8.0),
     "registration_fre_mm": (5.0, 1.0, 3.0),
+    "target_d90_percent_of_rx": (5.0, 100.0, 90.0),
+    "registration_tre_mm": (5.0, 1.0, 3.0),
+    "faults_noticed_percent": (10.0, 100.0, 0.0),
 }
+#: Components that count only when the session has them (a D90 logged at confirm, a
+#: predicted TRE, an injected fault); without them the total is out of the others.
+OPTIONAL_COMPONENTS = ("target_d90_percent_of_rx", "registration_tre_mm",
+                       "faults_noticed_percent")
+#: Session-log actions of a rehearsal: a fault injected, the trainee reporting a fault or
+#: pausing (either within the fault's ``notice_within_s`` counts as noticing it).
+FAULT_INJECTED, FAULT_REPORTED, PAUSED = "fault_injected", "fault_reported", "paused"
+#: Session-log action of a simulated applicator starting to move after a rest; when a
+#: session has them, repositionings = their number - 1 (the first is the approach).
+APPLICATOR_MOVED = "applicator_moved"
+#: Session-log action starting one trainee rehearsal (scenario, trainee, plan).
+TRAINEE_SCENARIO = "trainee_scenario"
+#: Seconds to notice a fault when its event does not say.
+DEFAULT_NOTICE_WITHIN_S = 10.0
 
 
 def _points(component: str, value: float | None) -> float:
@@ -67,8 +84,11 @@ class TraineeScore:
 
     @property
     def total(self) -> float:
-        """Points out of 100."""
-        return round(sum(self.points.values()), 1)
+        """Points out of 100: the points over the full points of the components that
+        apply (an optional component without a value does not)."""
+        full = sum(RUBRIC[name][0] for name, value in self.components.items()
+                   if value is not None or name not in OPTIONAL_COMPONENTS)
+        return round(100.0 * sum(self.points.values()) / full, 1) if full else 0.0
 
     def lines(self) -> list[str]:
         """The debrief: one line per component."""
@@ -83,22 +103,58 @@ class TraineeScore:
 
 def _organ_violations(coverage: Mapping[str, Mapping[str, float]],
                       limits: PlanLimits | None) -> int:
+    """Organs over their Dmax or V90 limit (each organ counts once)."""
     if limits is None:
         return 0
     count = 0
     for name, metrics in coverage.items():
         organ = limits.organ(name)
-        if organ is not None and float(metrics.get("dmax_gy", 0.0)) > organ.dmax_gy:
+        if organ is None:
+            continue
+        over_v90 = organ.v90_max_percent is not None and \
+            float(metrics.get("v90_percent", 0.0)) > organ.v90_max_percent
+        if float(metrics.get("dmax_gy", 0.0)) > organ.dmax_gy or over_v90:
             count += 1
     return count
 
 
+def _repositionings(events: list, until_unix_s: float) -> float:
+    """Placements after the first before ``until``: motion bursts of a simulated
+    applicator (:data:`APPLICATOR_MOVED`) in a trainee rehearsal, else settled doses."""
+    before = [e for e in events if e.t_unix_s <= until_unix_s]
+    actions = [e.payload.get("action") for e in before if e.kind == "action"]
+    if APPLICATOR_MOVED in actions or TRAINEE_SCENARIO in actions:
+        return float(max(actions.count(APPLICATOR_MOVED) - 1, 0))
+    return float(sum(1 for e in before if e.kind == "dose"))
+
+
+def faults_noticed(events: list) -> tuple[int, int]:
+    """(noticed, injected): a fault is noticed when the trainee reported a fault or paused
+    (not: resumed) within its ``notice_within_s`` (session-log actions
+    :data:`FAULT_INJECTED`, :data:`FAULT_REPORTED`, :data:`PAUSED`)."""
+    actions = [e for e in events if e.kind == "action"]
+    faults = [e for e in actions if e.payload.get("action") == FAULT_INJECTED]
+    reactions = [e.t_unix_s for e in actions
+                 if e.payload.get("action") == FAULT_REPORTED
+                 or (e.payload.get("action") == PAUSED and e.payload.get("on", True))]
+    noticed = 0
+    for fault in faults:
+        window = float(fault.payload.get("notice_within_s", DEFAULT_NOTICE_WITHIN_S))
+        if any(fault.t_unix_s <= t <= fault.t_unix_s + window for t in reactions):
+            noticed += 1
+    return noticed, len(faults)
+
+
 def score_session(path: str | Path, planned_patient_from_applicator: np.ndarray, *,
                   trainee: str = "", target: str = "CTV",
-                  limits: PlanLimits | None = None) -> TraineeScore:
-    """Score the rehearsal recorded in the session log at ``path`` against the plan."""
+                  limits: PlanLimits | None = None, since_seq: int = 0) -> TraineeScore:
+    """Score the rehearsal recorded in the session log at ``path`` against the plan.
+
+    ``since_seq``: only events from that sequence number on (one rehearsal of several in
+    one session log, e.g. scenarios started one after the other in the monitor).
+    """
     with SessionLog.open(path, readonly=True) as slog:
-        events = slog.events()
+        events = [e for e in slog.events() if e.seq >= since_seq]
     if not events:
         raise InputError(f"session {path}: no events recorded; nothing to score")
     start = events[0].t_unix_s
@@ -106,26 +162,34 @@ def score_session(path: str | Path, planned_patient_from_applicator: np.ndarray,
     confirms = [e for e in events if e.kind == "confirmed_pose"]
     components: dict[str, float | None] = dict.fromkeys(RUBRIC)
     components["registration_fre_mm"] = regs[-1].payload.get("fre_mm") if regs else None
+    components["registration_tre_mm"] = (regs[-1].payload.get("tre_predicted_mm")
+                                         if regs else None)
     notes = []
     if confirms:
         first = confirms[0]
         pose = np.asarray(first.payload["patient_from_applicator"], float)
         dev = compare_to_plan(pose, planned_patient_from_applicator)
         coverage = first.payload.get("coverage", {})
+        d90_gy = coverage.get(target, {}).get("d90_gy")
+        rx_gy = first.payload.get("beam", {}).get("prescription_gy")
+        noticed, injected = faults_noticed([e for e in events
+                                            if e.t_unix_s <= first.t_unix_s])
         components.update(
             position_error_mm=dev.distance_mm, angle_error_deg=dev.angle_deg,
             target_v90_percent=coverage.get(target, {}).get("v90_percent"),
+            target_d90_percent_of_rx=(100.0 * d90_gy / rx_gy if d90_gy is not None and rx_gy
+                                      else None),
+            faults_noticed_percent=100.0 * noticed / injected if injected else None,
             organ_limit_violations=float(_organ_violations(coverage, limits)),
             time_to_confirm_s=first.t_unix_s - start,
-            repositionings=float(sum(1 for e in events if e.kind == "dose"
-                                     and e.t_unix_s <= first.t_unix_s)))
+            repositionings=_repositionings(events, first.t_unix_s))
         if len(confirms) > 1:
             notes.append(f"{len(confirms)} confirms; the first is scored")
     else:
         notes.append("no pose was confirmed")
     points = {name: _points(name, value) for name, value in components.items()}
     if not confirms:
-        points = {k: (v if k == "registration_fre_mm" else 0.0) for k, v in points.items()}
+        points = {k: (v if k.startswith("registration_") else 0.0) for k, v in points.items()}
     return TraineeScore(session=Path(path).name, trainee=trainee, confirmed=bool(confirms),
                         components=components, points=points,
                         warnings=sum(1 for e in events if e.kind == "warning"),

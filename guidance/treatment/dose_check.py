@@ -12,7 +12,8 @@ Rules of :func:`check_dose` (each failed rule gives one reason on screen):
 * target V90 (volume inside 90 % of the reference dose) ``>= v90_green_percent`` and D90
   ``>= d90_green_percent_of_rx`` of the prescription: green; below, amber; below the
   ``*_red_*`` values: red;
-* an organ with a limit whose Dmax exceeds it: red;
+* an organ with a limit whose Dmax exceeds it, or (``v90_max_percent``) whose share inside
+  the prescription isodose exceeds it: red;
 * the dose maximum above ``hot_spot.amber_percent_of_rx`` of the prescription: amber, above
   ``red_percent_of_rx``: red (e.g. backscatter upstream of a lead shielding disc);
 * monitor units from an output factor that is not measured (``mu_estimated``): amber.
@@ -36,11 +37,16 @@ DEFAULT_LIMITS_ASSET = ("plan_limits.json",)
 
 @dataclass(frozen=True)
 class OrganLimit:
-    """Maximum dose (Gy) an organ at risk may receive, and where the number comes from."""
+    """Maximum dose (Gy) an organ at risk may receive, and where the number comes from.
+
+    ``v90_max_percent`` (optional) limits the share of the organ inside the prescription
+    isodose (its V90, %), e.g. the tissue under a shallow tumour bed.
+    """
 
     name: str
-    dmax_gy: float
+    dmax_gy: float = math.inf
     source: str = ""
+    v90_max_percent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,13 +120,20 @@ def _limits_from_dict(data: Mapping[str, Any], *, what: str,
     hot = _section(data, "hot_spot", what)
     organs = {o.name: o for o in base.organs}
     for name, entry in _section(data, "organs", what).items():
-        if not isinstance(entry, Mapping) or "dmax_gy" not in entry:
-            raise InputError(f"{what}: organ {name!r} needs {{\"dmax_gy\": number}}")
-        dmax_gy = _number(entry, "dmax_gy", 0.0, what)
+        if not isinstance(entry, Mapping) or not ({"dmax_gy", "v90_max_percent"} & set(entry)):
+            raise InputError(f"{what}: organ {name!r} needs {{\"dmax_gy\": number}} "
+                             "and/or {\"v90_max_percent\": number}")
+        before = organs.get(str(name), OrganLimit(str(name)))
+        dmax_gy = _number(entry, "dmax_gy", 0.0, what) if "dmax_gy" in entry \
+            else before.dmax_gy   # (no Dmax limit: infinite)
         if dmax_gy <= 0.0:
             raise InputError(f"{what}: organ {name!r} dmax_gy must be above 0 Gy, got "
                              f"{dmax_gy:g}")
-        organs[str(name)] = OrganLimit(str(name), dmax_gy, str(entry.get("source", "")))
+        v90_max = entry.get("v90_max_percent")
+        organs[str(name)] = OrganLimit(
+            str(name), dmax_gy, str(entry.get("source", before.source)),
+            before.v90_max_percent if v90_max is None
+            else _number(entry, "v90_max_percent", 0.0, what))
     try:
         return PlanLimits(
             v90_green_percent=_number(target, "v90_green_percent", base.v90_green_percent,
@@ -227,6 +240,11 @@ def check_dose(metrics: Mapping[str, object], *, target: str, prescription_gy: f
         if limit is not None and dmax > limit.dmax_gy:
             lights.append(Light.RED)
             reasons.append(f"{name} Dmax {dmax:.1f} Gy over limit {limit.dmax_gy:g} Gy")
+        v90 = float(getattr(organ_metrics, "v90_percent", 0.0))
+        if limit is not None and limit.v90_max_percent is not None \
+                and v90 > limit.v90_max_percent:
+            lights.append(Light.RED)
+            reasons.append(f"{name} V90 {v90:.1f} % over limit {limit.v90_max_percent:g} %")
     hot_pct = 100.0 * dose_max_gy / prescription_gy
     if hot_pct > limits.hot_spot_amber_percent_of_rx:
         lights.append(Light.RED if hot_pct > limits.hot_spot_red_percent_of_rx

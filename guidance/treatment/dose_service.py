@@ -112,11 +112,15 @@ class BeamChoice:
     disc: str = "none"
     prescription_gy: float = 10.0
     isodose_percent: float = 90.0
+    #: Water-equivalent bolus under the end face (mm); the applicator then sits on the
+    #: bolus, ``bolus_mm`` above the tissue.
+    bolus_mm: float = 0.0
 
     def __post_init__(self) -> None:
         as_positive(self.energy_mev, name="energy_mev")
         as_positive(self.applicator_diameter_mm, name="applicator_diameter_mm")
         as_positive(self.prescription_gy, name="prescription_gy")
+        as_positive(self.bolus_mm, name="bolus_mm", allow_zero=True)
         if not 0.0 <= self.bevel_deg < 60.0:
             raise InputError(f"bevel_deg must be in [0, 60), got {self.bevel_deg}")
 
@@ -382,13 +386,17 @@ def beam_options(machine: str = DEFAULT_MACHINE) -> BeamOptions:
 
 
 def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2.0,
-                           disc_depth_mm: float = 30.0) -> DoseFunction:
+                           disc_depth_mm: float = 30.0, reuse_below: tuple[float, float] = (
+                               0.2, 0.1)) -> DoseFunction:
     """A :data:`DoseFunction` running the project's electron pencil-beam engine.
 
     Uses one :class:`models.dose.engine.ElectronDoseEngine` per CT (a changed prescription only
     rescales the last result). The shielding disc (``BeamChoice.disc`` = material) sits
-    ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm. Returns
+    ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm; the bolus
+    is ``BeamChoice.bolus_mm``. Returns
     the engine's ``DoseResult`` (dose, MU and whether they are estimated).
+    ``reuse_below`` = (mm, deg): a pose moved less than both reuses the last result
+    (``(0, 0)``: always computed at the pose asked for).
     """
     from models.beams.library import ElectronBeam
     from models.dose.electron import ShieldingDisc
@@ -400,7 +408,9 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
         engine = engines.get(id(case.ct))
         if engine is None:
             engines.clear()
-            engine = engines[id(case.ct)] = ElectronDoseEngine(case.ct, grid_mm=grid_mm)
+            engine = engines[id(case.ct)] = ElectronDoseEngine(
+                case.ct, grid_mm=grid_mm, min_move_mm=reuse_below[0],
+                min_turn_deg=reuse_below[1])
         disc = None
         if beam.disc != "none":
             disc = ShieldingDisc(material=beam.disc,
@@ -410,7 +420,7 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
             patient_from_applicator,
             ElectronBeam(machine, beam.energy_mev, beam.applicator_diameter_mm, beam.bevel_deg),
             prescription_gy=beam.prescription_gy, isodose_percent=beam.isodose_percent,
-            disc=disc)
+            bolus_mm=beam.bolus_mm, disc=disc)
         return result
 
     return dose_fn

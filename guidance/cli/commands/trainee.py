@@ -1,8 +1,9 @@
 """``iort trainee``: score a rehearsal and follow a trainee's progress.
 
 * ``iort trainee score SESSION --trainee NAME [--case phantom | --plan FILE]`` — scores the
-  session log against the plan (the phantom's planned pose by default), prints the debrief
-  and adds the score to the trainee's history;
+  session log against the plan (an ``iort rehearse`` log: its last scenario's plan, target
+  and limits; else the phantom's planned pose), prints the debrief and adds the score to
+  the trainee's history;
 * ``iort trainee progress NAME [--png FILE]`` — every recorded score, oldest first, and a
   plot of the totals.
 """
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     score.add_argument("--trainee", required=True, metavar="NAME")
     score.add_argument("--plan", type=Path, metavar="FILE",
                        help="JSON with the planned 'patient_from_applicator' (default: the "
-                            "phantom's planned pose)")
+                            "rehearsed scenario's plan, else the phantom's planned pose)")
     score.add_argument("--target", default="CTV", metavar="NAME")
     score.add_argument("--scores", type=Path, metavar="DIR",
                        help="folder of trainee histories (default: <sessions>/trainees)")
@@ -53,17 +54,37 @@ def run_score(args: argparse.Namespace) -> int:
     trainee_file(args.trainee, args.scores)      # a bad name is refused before the work
     if not args.session.is_file():
         raise InputError(f"SESSION {args.session}: file not found")
+    rehearsal = _last_rehearsal(args.session)
+    target, limits, since = args.target, load_plan_limits(), 0
     if args.plan is not None:
         plan = read_transform_file(args.plan, "patient_from_applicator", option="--plan")
+    elif rehearsal is not None:
+        # a trainee rehearsal: its scenario's plan, target and limits, from its start
+        from guidance.monitor.trainee_scenario import load_scenario
+
+        plan = rehearsal.transform("plan")
+        scenario = load_scenario(rehearsal.payload.get("scenario", ""))
+        target, limits, since = scenario.target_name, scenario.limits(), rehearsal.seq
     else:
         from models.patient.phantom import planned_patient_from_applicator
 
         plan = planned_patient_from_applicator(load_case_spec(PHANTOM))
-    score = score_session(args.session, plan, trainee=args.trainee, target=args.target,
-                          limits=load_plan_limits())
+    score = score_session(args.session, plan, trainee=args.trainee, target=target,
+                          limits=limits, since_seq=since)
     print("\n".join(score.lines()))
     print(f"recorded in {record_score(score, folder=args.scores)}")
     return 0
+
+
+def _last_rehearsal(path: Path):
+    """The last trainee-scenario start recorded in a session log (None: not a rehearsal)."""
+    from guidance.record.score import TRAINEE_SCENARIO
+    from guidance.record.session_log import SessionLog
+
+    with SessionLog.open(path, readonly=True) as slog:
+        starts = [e for e in slog.events("action")
+                  if e.payload.get("action") == TRAINEE_SCENARIO and "plan" in e.payload]
+    return starts[-1] if starts else None
 
 
 def run_progress(args: argparse.Namespace) -> int:

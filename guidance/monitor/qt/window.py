@@ -655,13 +655,14 @@ INTERRUPTED = 130
 
 
 def run_window(logic: MonitorLogic, *, full_screen: bool = False,
-               quit_after_s: float | None = None) -> int:
+               quit_after_s: float | None = None, setup=None) -> int:
     """Create the Qt application and window, run the event loop; returns the exit code
     (:data:`INTERRUPTED` after Ctrl+C).
 
     Ctrl+C closes the window like Ctrl+Q (workers stopped, the caller closes the session
     log) instead of raising KeyboardInterrupt inside a Qt slot, which aborts the process.
-    ``quit_after_s`` closes the window after that many seconds (smoke tests).
+    ``quit_after_s`` closes the window after that many seconds (smoke tests); ``setup``
+    is called with the window before it is shown (e.g. trainee mode adds its panel).
     """
     import signal
 
@@ -677,6 +678,8 @@ def run_window(logic: MonitorLogic, *, full_screen: bool = False,
     try:
         app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["iort"])
         window = MonitorWindow(logic)
+        if setup is not None:
+            setup(window)
         window.resize(1600, 900)
         if full_screen:
             window.showFullScreen()

@@ -110,3 +110,19 @@ def test_a_session_without_confirm_scores_only_the_registration(tmp_path) -> Non
     score = score_session(path, np.eye(4), trainee="Bo")
     assert not score.confirmed and score.total == pytest.approx(2.5)
     assert record_score(score, folder=tmp_path / "t").is_file()
+
+
+def test_faults_are_noticed_by_a_report_or_a_pause_in_time(tmp_path) -> None:
+    from guidance.record.score import faults_noticed
+
+    path = tmp_path / "f.sqlite"
+    with SessionLog.create(path) as slog:
+        slog.log_action("fault_injected", kind="camera_bump", notice_within_s=60.0)
+        slog.log_action("paused", on=False)          # resuming is not noticing
+        slog.log_action("fault_injected", kind="plate_slip", notice_within_s=60.0)
+        events = slog.events()
+        assert faults_noticed(events) == (0, 2)
+        slog.log_action("paused", on=True)
+        assert faults_noticed(slog.events()) == (2, 2)
+        slog.log_action("fault_injected", kind="patient_motion", notice_within_s=0.0)
+        assert faults_noticed(slog.events()) == (2, 3)
