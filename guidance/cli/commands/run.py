@@ -131,6 +131,17 @@ class PlannedBeam:
     limits: dict | None = None   # the plan's or case's 'limits' (plan_limits.json form)
     name: str = ""
 
+def _source_label(args: argparse.Namespace) -> str:
+    """The frame source as the session log records it: a video file or image folder only by
+    its kind (its name may be the patient's), unless --log-identifiers."""
+    source = str(args.source)
+    kind = source.partition(":")[0]
+    if getattr(args, "log_identifiers", False) or \
+            kind in ("none", "sim", "scripted", "igtl", "webcam"):
+        return source
+    return "folder" if Path(source).is_dir() else "file"
+
+
 def _read_inputs(args: argparse.Namespace) -> _Inputs:
     """Read the case and every file named by the options (raises InputError on a bad one)."""
     case = load_case_spec(args.case)
@@ -401,7 +412,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"OpenIGTLink server: {args.igtl_host}:{igtl.port}")
         frames = _camera_frames(args, inputs, igtl)
         session_log = SessionLog.create(log_path, case_id=case_id,
-                                        metadata={"source": args.source,
+                                        metadata={"source": _source_label(args),
                                                   "ct_sha256": inputs.case.ct.digest_sha256(),
                                                   "plan_patient_from_applicator": inputs.plan,
                                                   "planned_beam": asdict(planned.beam),

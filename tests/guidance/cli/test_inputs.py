@@ -119,3 +119,18 @@ def test_session_logs_name_a_case_by_its_keyed_pseudonym(tmp_path: Path) -> None
     named = case_label(case, argparse.Namespace(case=str(folder), site_key=key,
                                                 log_identifiers=True))
     assert "MRN-0047113" in named and str(folder) in named
+
+
+def test_the_log_names_a_video_source_only_by_its_kind(tmp_path: Path) -> None:
+    import argparse
+
+    from guidance.cli.commands.run import _source_label
+
+    video = tmp_path / "Smithson_Johanna.mp4"
+    video.write_bytes(b"")
+    for source, logged in ((str(video), "file"), (str(tmp_path), "folder"), ("sim", "sim"),
+                           ("webcam:1", "webcam:1"), ("igtl:Video", "igtl:Video")):
+        args = argparse.Namespace(source=source, log_identifiers=False)
+        assert _source_label(args) == logged
+    assert _source_label(argparse.Namespace(source=str(video), log_identifiers=True)) == \
+        str(video)

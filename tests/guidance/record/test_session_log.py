@@ -349,7 +349,7 @@ def test_tampering_is_detected_and_named(tmp_path: Path, statements, bad_seq, wo
     assert check.status == "broken" and check.bad_seq == bad_seq, check
     assert words in check.message and "\n" not in check.message
     for readonly in (True, False):   # open (so every report and replay) refuses it
-        with pytest.raises(InputError, match=re.escape(words)):
+        with pytest.raises(InputError, match=re.escape(words) + ".*keep it for inspection"):
             SessionLog.open(path, readonly=readonly)
     # a replay goes on with what is there, but says first that the log was altered
     from guidance.record.replay import read_session

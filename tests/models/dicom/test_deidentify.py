@@ -3,6 +3,7 @@ pseudonyms are keyed."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -88,10 +89,12 @@ def anonymised(originals, tmp_path_factory) -> Path:
     """The same case exported (CT, RTSTRUCT, RTPLAN, RTDOSE) with --anonymise."""
     folder, _ = originals
     case = read_case(folder)
+    ramp = np.linspace(0.0, 12.0, case.ct.array.size, dtype=np.float32)
+    case.dose = case.ct.with_array(ramp.reshape(case.ct.shape))   # a stored dose: no engine run
+    spec = dataclasses.replace(resolve_plan(case, plan_file=_phantom_plan()), mu=150.0)
     key = SiteKey(b"site-key-for-tests-0123456789abc")
     out = tmp_path_factory.mktemp("anon") / "export"
-    export_case(case, resolve_plan(case, plan_file=_phantom_plan()), out, with_ct=True,
-                deidentifier=Deidentifier(key))
+    export_case(case, spec, out, with_ct=True, deidentifier=Deidentifier(key))
     return out
 
 
