@@ -13,6 +13,16 @@ Edits
   now. The moved tissue carries its HU; the space it vacated is filled with ``fill``
   (``"air"`` for an open abdomen, ``"saline"`` / ``"soft_tissue"`` for packing).
 * :class:`Resection` — a structure (GTV, cavity) emptied and filled with ``fill``.
+* :class:`DiscPlacement` — a shielding disc (material, diameter, thickness) put in the
+  patient at ``patient_from_disc``. It does not change the CT (a metal's HU would saturate
+  it): the edited case carries it as ``Case.disc`` and the dose engine models it (water-
+  equivalent thickness and backscatter, :mod:`models.dose.disc`). The last placement wins:
+  placing the disc again moves it; undo puts it back where it was.
+
+Bad input is refused when an edit is checked against its case (:meth:`EditList.add` with
+``case=``, and :meth:`EditList.apply`): a structure the case does not have, a move that
+takes part of an organ outside the CT grid, a disc centred outside the CT. A transform
+that is not rigid is refused when the edit is made (unless ``affine=True``).
 
 Overlaps (applied in list order, each edit on the result of the previous ones):
 
@@ -54,7 +64,7 @@ import numpy as np
 from scipy import ndimage
 
 from models.base.errors import InputError
-from models.base.validation import as_transform
+from models.base.validation import as_positive, as_transform
 from models.patient.case import Case, Structure
 
 #: HU of the materials a vacated or resected region can be filled with.
@@ -94,9 +104,18 @@ class Retraction:
 
     def __post_init__(self) -> None:
         _check_fill(self.fill)
-        object.__setattr__(self, "patient_from_retracted", as_transform(
-            self.patient_from_retracted, name="patient_from_retracted",
-            rigid=not self.affine, atol=1e-5))
+        try:
+            matrix = as_transform(self.patient_from_retracted, name="patient_from_retracted",
+                                  rigid=not self.affine, atol=1e-5)
+        except InputError as exc:
+            hint = ("" if self.affine else "; a retraction is rigid unless affine=True: "
+                    "check the matrix (rotation rows of unit length, at right angles)")
+            raise InputError(f"retraction of {self.structure}: {exc}{hint}; nothing "
+                             "applied") from None
+        if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix[:3, :3])) < 1e-6:
+            raise InputError(f"retraction of {self.structure}: patient_from_retracted is "
+                             "singular or not finite; nothing applied")
+        object.__setattr__(self, "patient_from_retracted", matrix)
 
     @property
     def moved_mm(self) -> float:
@@ -130,7 +149,57 @@ class Resection:
         return f"{self.structure} resected, filled with {self.fill}"
 
 
-Edit = Retraction | Resection
+@dataclass(frozen=True)
+class DiscPlacement:
+    """A shielding disc placed in the patient.
+
+    Parameters
+    ----------
+    material : str
+        ``"lead"`` or ``"steel"`` (the dose engine's shielding materials).
+    diameter_mm, thickness_mm : float
+        Disc size (mm).
+    patient_from_disc : (4, 4) array
+        Rigid pose of the disc frame in patient LPS (mm): origin at the disc's centre
+        (half-way through its thickness), +z along its axis.
+    """
+
+    material: str
+    diameter_mm: float
+    thickness_mm: float
+    patient_from_disc: np.ndarray
+    provenance: Provenance = field(default_factory=Provenance)
+
+    #: What the edit acts on (the edit list shows it like a structure name).
+    structure = "DISC"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.material, str) or not self.material:
+            raise InputError(f"disc material must be a name (lead, steel), got "
+                             f"{self.material!r}")
+        for name in ("diameter_mm", "thickness_mm"):
+            object.__setattr__(self, name, as_positive(getattr(self, name), name=f"disc {name}"))
+        try:
+            pose = as_transform(self.patient_from_disc, name="patient_from_disc", rigid=True,
+                                atol=1e-5)
+        except InputError as exc:
+            raise InputError(f"disc placement: {exc}; nothing applied") from None
+        object.__setattr__(self, "patient_from_disc", pose)
+
+    @property
+    def centre_lps(self) -> np.ndarray:
+        """Disc centre (patient LPS, mm)."""
+        return self.patient_from_disc[:3, 3].copy()
+
+    def describe(self, centroid_lps: np.ndarray | None = None) -> str:
+        """"lead disc 80 mm x 3 mm placed at (x, y, z) mm"."""
+        c = np.round(self.centre_lps).astype(int).tolist()
+        return (f"{self.material} disc {self.diameter_mm:g} mm x {self.thickness_mm:g} mm "
+                f"placed at ({c[0]}, {c[1]}, {c[2]}) mm")
+
+
+Edit = Retraction | Resection | DiscPlacement
+EDIT_TYPES = (Retraction, Resection, DiscPlacement)
 
 
 def _moved_mask_and_hu(case: Case, ct: np.ndarray, mask: np.ndarray, edit: Retraction
@@ -149,12 +218,34 @@ def _moved_mask_and_hu(case: Case, ct: np.ndarray, mask: np.ndarray, edit: Retra
     return moved, hu.astype(np.float32)
 
 
+def _check_inside_ct(case: Case, mask: np.ndarray, edit: Retraction) -> None:
+    """InputError when the move takes any voxel of the organ outside the CT grid."""
+    kji = np.argwhere(mask)
+    if not len(kji):
+        return
+    ijk = kji[:, ::-1].astype(np.float64)
+    voxel_from_voxel = (case.ct.voxel_from_patient @ edit.patient_from_retracted
+                        @ case.ct.patient_from_voxel)
+    moved = ijk @ voxel_from_voxel[:3, :3].T + voxel_from_voxel[:3, 3]
+    upper = np.array(case.ct.shape[::-1], dtype=np.float64) - 1.0
+    # half a voxel of slack: a mask that touches the grid's edge may stay at the edge
+    beyond = np.maximum(np.maximum(-0.5 - moved, moved - upper - 0.5), 0.0)
+    outside = np.any(beyond > 0.0, axis=1)
+    if outside.any():
+        far_mm = float(np.max(np.linalg.norm(beyond * case.ct.spacing_mm, axis=1)))
+        raise InputError(f"retraction of {edit.structure}: the move takes "
+                         f"{100.0 * outside.mean():.0f} % of it outside the CT (up to "
+                         f"{far_mm:.0f} mm beyond its edge); check the transform; nothing "
+                         "applied")
+
+
 def _apply_retraction(case: Case, ct: np.ndarray, masks: dict[str, np.ndarray],
                       edit: Retraction) -> None:
     if edit.structure not in masks:
         raise InputError(f"retraction of {edit.structure!r}: no such structure; have: "
                          f"{', '.join(masks) or 'none'}")
     before = masks[edit.structure]
+    _check_inside_ct(case, before, edit)
     moved, hu = _moved_mask_and_hu(case, ct, before, edit)
     vacated = before & ~moved
     ct[vacated] = FILL_HU[edit.fill]
@@ -178,7 +269,7 @@ class EditList:
 
     Parameters
     ----------
-    edits : iterable of Retraction or Resection, optional
+    edits : iterable of Retraction, Resection or DiscPlacement, optional
     """
 
     def __init__(self, edits: Iterable[Edit] = ()) -> None:
@@ -191,12 +282,38 @@ class EditList:
     def __iter__(self):
         return iter(self._edits)
 
-    def add(self, edit: Edit) -> None:
-        """Append an edit (clears the redo stack)."""
-        if not isinstance(edit, Retraction | Resection):
+    def add(self, edit: Edit, case: Case | None = None) -> None:
+        """Append an edit (clears the redo stack).
+
+        With ``case`` the list is first applied to it with the new edit: an edit the case
+        refuses (:class:`InputError`) is not added and the list stays as it was.
+        """
+        if not isinstance(edit, EDIT_TYPES):
             raise InputError(f"not an anatomy edit: {type(edit).__name__}")
+        if case is not None:
+            EditList([*self._edits, edit]).apply(case)
         self._edits.append(edit)
         self._undone.clear()
+
+    @property
+    def disc(self) -> DiscPlacement | None:
+        """The shielding disc in place now (the last placement), or None."""
+        for edit in reversed(self._edits):
+            if isinstance(edit, DiscPlacement):
+                return edit
+        return None
+
+    def descriptions(self, case: Case) -> list[str]:
+        """One line per edit, in order ("BOWEL moved 35 mm, 4 deg"): a retraction's
+        distance is that of the organ's preoperative centroid in ``case``."""
+        out = []
+        for edit in self._edits:
+            centroid = None
+            if isinstance(edit, Retraction) and edit.structure in case.structures \
+                    and case.structures[edit.structure].mask.any():
+                centroid = case.centroid_lps(edit.structure)
+            out.append(edit.describe(centroid))
+        return out
 
     def undo(self) -> Edit | None:
         """Take back the last edit; returns it (None when there is none)."""
@@ -222,27 +339,21 @@ class EditList:
         for edit in self._edits:
             if isinstance(edit, Retraction):
                 _apply_retraction(case, ct, masks, edit)
-            else:
+            elif isinstance(edit, Resection):
                 _apply_resection(ct, masks, edit)
+        disc = self.disc
+        if disc is not None and not bool(case.ct.contains(disc.centre_lps[None])[0]):
+            raise InputError(f"disc placement: centre {np.round(disc.centre_lps, 1).tolist()} "
+                             "mm (LPS) is outside the CT; check its pose; nothing applied")
         structures = {n: Structure(n, masks[n], s.color_rgb, s.roi_type)
                       for n, s in case.structures.items()}
         return replace(case, ct=case.ct.with_array(ct), structures=structures,
-                       image_instance_uids=list(case.image_instance_uids))
+                       image_instance_uids=list(case.image_instance_uids), disc=disc)
 
     # ------------------------------------------------------------ persistence
     def to_json(self) -> list[dict[str, Any]]:
         """The edits as JSON-able dicts (for the case folder and the session log)."""
-        out = []
-        for e in self._edits:
-            item: dict[str, Any] = {"kind": type(e).__name__.lower(), "structure": e.structure,
-                                    "fill": e.fill, "who": e.provenance.who,
-                                    "when_unix_s": e.provenance.when_unix_s,
-                                    "how": e.provenance.how}
-            if isinstance(e, Retraction):
-                item["patient_from_retracted"] = e.patient_from_retracted.tolist()
-                item["affine"] = e.affine
-            out.append(item)
-        return out
+        return [edit_to_json(e) for e in self._edits]
 
     @classmethod
     def from_json(cls, data: Any, *, source: str = "edits") -> EditList:
@@ -262,8 +373,34 @@ class EditList:
                 elif item["kind"] == "resection":
                     edits.append(Resection(str(item["structure"]),
                                            str(item.get("fill", "air")), prov))
+                elif item["kind"] == "disc":
+                    edits.append(DiscPlacement(str(item["material"]),
+                                               float(item["diameter_mm"]),
+                                               float(item["thickness_mm"]),
+                                               np.asarray(item["patient_from_disc"], float),
+                                               prov))
                 else:
-                    raise InputError(f"kind {item['kind']!r} is not retraction or resection")
+                    raise InputError(f"kind {item['kind']!r} is not retraction, resection "
+                                     "or disc")
             except (KeyError, TypeError, ValueError, AttributeError, InputError) as exc:
                 raise InputError(f"{source}: entry {n} is not a valid edit ({exc})") from exc
         return cls(edits)
+
+
+def edit_to_json(edit: Edit) -> dict[str, Any]:
+    """One edit as a JSON-able dict (what :meth:`EditList.from_json` reads back)."""
+    item: dict[str, Any] = {"kind": "disc" if isinstance(edit, DiscPlacement)
+                            else type(edit).__name__.lower(),
+                            "structure": edit.structure, "who": edit.provenance.who,
+                            "when_unix_s": edit.provenance.when_unix_s,
+                            "how": edit.provenance.how}
+    if isinstance(edit, Retraction):
+        item.update(fill=edit.fill, patient_from_retracted=edit.patient_from_retracted.tolist(),
+                    affine=edit.affine)
+    elif isinstance(edit, Resection):
+        item["fill"] = edit.fill
+    else:
+        item.update(material=edit.material, diameter_mm=edit.diameter_mm,
+                    thickness_mm=edit.thickness_mm,
+                    patient_from_disc=edit.patient_from_disc.tolist())
+    return item

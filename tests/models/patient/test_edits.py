@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from models.base.errors import InputError
-from models.patient.edits import FILL_HU, EditList, Provenance, Resection, Retraction
+from models.patient.edits import (
+    FILL_HU,
+    DiscPlacement,
+    EditList,
+    Provenance,
+    Resection,
+    Retraction,
+)
 
 
 def _shift(mm) -> np.ndarray:
@@ -88,3 +95,50 @@ def test_bowel_moved_into_the_field_gets_dose(coarse_phantom) -> None:
                            prescription_gy=10.0).metrics.dmax_gy
     assert bowel_dmax(case) < 1.0
     assert bowel_dmax(edited) > 8.0
+
+
+def _disc(centre) -> DiscPlacement:
+    pose = np.eye(4)
+    pose[:3, 3] = centre
+    return DiscPlacement("lead", 80.0, 3.0, pose, Provenance("RO", 5.0, "pointer"))
+
+
+def test_disc_placement_is_an_undoable_edit_carried_by_the_edited_case(coarse_phantom) -> None:
+    case = coarse_phantom
+    first = _disc(case.centroid_lps("CTV") + np.array([0.0, 30.0, 0.0]))
+    second = _disc(case.centroid_lps("CTV") + np.array([0.0, 40.0, 0.0]))
+    edits = EditList()
+    edits.add(first, case)
+    edits.add(second, case)
+    edited = edits.apply(case)
+    assert edited.disc is second and case.disc is None      # the last placement wins
+    np.testing.assert_array_equal(edited.ct.array, case.ct.array)   # the CT is not burnt
+    edits.undo()
+    assert edits.apply(case).disc is first
+    again = EditList.from_json(edits.to_json())
+    assert again.to_json() == edits.to_json() and again.disc.diameter_mm == 80.0
+    assert edits.descriptions(case)[0].startswith("lead disc 80 mm x 3 mm placed at")
+
+
+def test_bad_edits_are_refused_with_one_message_and_nothing_applied(coarse_phantom) -> None:
+    case = coarse_phantom
+    edits = EditList([Retraction("BOWEL", _shift([0.0, -10.0, 0.0]))])
+    before = edits.to_json()
+    # a move that takes the bowel outside the CT
+    lo, hi = case.ct.bounds_mm()
+    with pytest.raises(InputError, match=r"retraction of BOWEL: the move takes \d+ % of it "
+                                         r"outside the CT.*nothing applied"):
+        edits.add(Retraction("BOWEL", _shift([0.0, 0.0, float(hi[2] - lo[2])])), case)
+    # a matrix that is not rigid (a 10 % stretch)
+    stretch = np.diag([1.1, 1.0, 1.0, 1.0])
+    with pytest.raises(InputError, match=r"not orthonormal.*affine=True.*nothing applied"):
+        edits.add(Retraction("BOWEL", stretch), case)
+    # an organ the case does not have, a disc outside the CT
+    with pytest.raises(InputError, match="no such structure"):
+        edits.add(Retraction("SPLEEN", _shift([1.0, 0.0, 0.0])), case)
+    with pytest.raises(InputError, match=r"disc placement: centre .* outside the CT"):
+        edits.add(_disc(hi + 50.0), case)
+    assert edits.to_json() == before
+    # an affine retraction is allowed when asked for
+    edits.add(Retraction("BOWEL", stretch, affine=True), case)
+    assert len(edits) == 2
