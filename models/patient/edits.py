@@ -21,7 +21,8 @@ Edits
 
 Bad input is refused when an edit is checked against its case (:meth:`EditList.add` with
 ``case=``, and :meth:`EditList.apply`): a structure the case does not have, a move that
-takes part of an organ outside the CT grid, a disc centred outside the CT. A transform
+takes more than :data:`MAX_OUTSIDE_PERCENT` of an organ outside the CT grid, a disc
+centred outside the CT. A transform
 that is not rigid is refused when the edit is made (unless ``affine=True``).
 
 Overlaps (applied in list order, each edit on the result of the previous ones):
@@ -70,6 +71,9 @@ from models.patient.case import Case, Structure
 #: HU of the materials a vacated or resected region can be filled with.
 FILL_HU: dict[str, float] = {"air": -1000.0, "saline": 0.0, "soft_tissue": 40.0,
                              "fat": -100.0}
+#: Largest share (%) of a moved organ's voxels that may leave the CT grid: an organ the CT
+#: cuts off (small bowel at the last slice) may slide a sliver over the edge; more is refused.
+MAX_OUTSIDE_PERCENT = 1.0
 #: Structures whose mask never loses voxels to a moved organ.
 KEEPS_ITS_VOXELS = ("EXTERNAL",)
 
@@ -213,7 +217,7 @@ def _moved_mask_and_hu(case: Case, ct: np.ndarray, mask: np.ndarray, edit: Retra
     perm = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]])
     kji = perm @ before_from_now @ perm
     moved = ndimage.affine_transform(mask.astype(np.float32), kji[:3, :3], kji[:3, 3],
-                                     order=0, mode="constant", cval=0.0) > 0.5
+                                     order=1, mode="constant", cval=0.0) >= 0.5
     hu = ndimage.affine_transform(ct, kji[:3, :3], kji[:3, 3], order=1, mode="nearest")
     return moved, hu.astype(np.float32)
 
@@ -231,7 +235,7 @@ def _check_inside_ct(case: Case, mask: np.ndarray, edit: Retraction) -> None:
     # half a voxel of slack: a mask that touches the grid's edge may stay at the edge
     beyond = np.maximum(np.maximum(-0.5 - moved, moved - upper - 0.5), 0.0)
     outside = np.any(beyond > 0.0, axis=1)
-    if outside.any():
+    if 100.0 * outside.mean() > MAX_OUTSIDE_PERCENT:
         far_mm = float(np.max(np.linalg.norm(beyond * case.ct.spacing_mm, axis=1)))
         raise InputError(f"retraction of {edit.structure}: the move takes "
                          f"{100.0 * outside.mean():.0f} % of it outside the CT (up to "
