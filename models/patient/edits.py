@@ -208,7 +208,12 @@ EDIT_TYPES = (Retraction, Resection, DiscPlacement)
 
 def _moved_mask_and_hu(case: Case, ct: np.ndarray, mask: np.ndarray, edit: Retraction
                        ) -> tuple[np.ndarray, np.ndarray]:
-    """The structure's mask where it is now and the HU it carries there (CT grid)."""
+    """The structure's mask where it is now (CT grid) and the HU it carries there (one
+    value per voxel of that mask, in C order).
+
+    Only the organ's box is resampled (where it was, with a margin, and where it is now),
+    so the cost follows the organ's size, not the CT's.
+    """
     voxel_from_patient = case.ct.voxel_from_patient
     # voxel now -> patient now -> patient before -> voxel before
     before_from_now = (voxel_from_patient @ np.linalg.inv(edit.patient_from_retracted)
@@ -216,10 +221,30 @@ def _moved_mask_and_hu(case: Case, ct: np.ndarray, mask: np.ndarray, edit: Retra
     # ndimage works in (k, j, i) order: reorder the (i, j, k) affine
     perm = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]])
     kji = perm @ before_from_now @ perm
-    moved = ndimage.affine_transform(mask.astype(np.float32), kji[:3, :3], kji[:3, 3],
-                                     order=1, mode="constant", cval=0.0) >= 0.5
-    hu = ndimage.affine_transform(ct, kji[:3, :3], kji[:3, 3], order=1, mode="nearest")
-    return moved, hu.astype(np.float32)
+    moved = np.zeros(mask.shape, dtype=bool)
+    inside = np.argwhere(mask)
+    if not len(inside):
+        return moved, np.zeros(0, np.float32)
+    shape = np.array(mask.shape)
+    in_lo = np.maximum(inside.min(axis=0) - 2, 0)
+    in_hi = np.minimum(inside.max(axis=0) + 3, shape)
+    corners = np.array([[a, b, c] for a in (in_lo[0], in_hi[0]) for b in (in_lo[1], in_hi[1])
+                        for c in (in_lo[2], in_hi[2])], dtype=np.float64)
+    now = corners @ np.linalg.inv(kji)[:3, :3].T + np.linalg.inv(kji)[:3, 3]
+    lo = np.clip(np.floor(now.min(axis=0)).astype(int) - 1, 0, shape)
+    hi = np.clip(np.ceil(now.max(axis=0)).astype(int) + 2, 0, shape)
+    if np.any(hi <= lo):
+        return moved, np.zeros(0, np.float32)
+    box_in = tuple(slice(a, b) for a, b in zip(in_lo, in_hi, strict=True))
+    offset = kji[:3, :3] @ lo + kji[:3, 3] - in_lo
+    out_shape = tuple(int(n) for n in hi - lo)
+    sub = ndimage.affine_transform(mask[box_in].astype(np.float32), kji[:3, :3], offset,
+                                   output_shape=out_shape, order=1, mode="constant",
+                                   cval=0.0) >= 0.5
+    hu = ndimage.affine_transform(ct[box_in], kji[:3, :3], offset, output_shape=out_shape,
+                                  order=1, mode="nearest")
+    moved[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = sub
+    return moved, hu[sub].astype(np.float32)
 
 
 def _check_inside_ct(case: Case, mask: np.ndarray, edit: Retraction) -> None:
@@ -253,7 +278,7 @@ def _apply_retraction(case: Case, ct: np.ndarray, masks: dict[str, np.ndarray],
     moved, hu = _moved_mask_and_hu(case, ct, before, edit)
     vacated = before & ~moved
     ct[vacated] = FILL_HU[edit.fill]
-    ct[moved] = hu[moved]
+    ct[moved] = hu
     for name, mask in masks.items():
         if name != edit.structure and case.structures[name].roi_type not in KEEPS_ITS_VOXELS:
             mask &= ~moved

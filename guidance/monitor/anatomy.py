@@ -1,0 +1,278 @@
+"""Intraoperative anatomy in the OR: the edit list the team works with, without Qt.
+
+:class:`AnatomyEditor` holds the preoperative case and its
+:class:`~models.patient.edits.EditList`, and does what every edit needs, in one place:
+
+1. check it against the case (:meth:`EditList.add` with the case: refused edits raise
+   :class:`~models.base.errors.InputError` and change nothing);
+2. derive the edited case (CT, labelmaps, disc) from the original;
+3. record it in the session log (``anatomy_edit`` with the edit's JSON, ``anatomy_undo`` /
+   ``anatomy_redo``) and, when a case folder is given, save the list there (sealed);
+4. hand the edited case to the dose service, which recomputes the dose for the last
+   applicator pose at once and reports the organ doses where they are now and where the
+   CT saw them (``DoseUpdate.metrics_preoperative``).
+
+The views read :meth:`AnatomyEditor.outlines` (which structures moved: the preoperative
+outline drawn dashed, the current one solid) and :meth:`AnatomyEditor.descriptions` (the
+edit list: "BOWEL moved 35 mm, 4 deg").
+
+A retraction in progress (an organ following the tracked retractor, or dragged in the 3D
+view) is a *preview*: :meth:`AnatomyEditor.preview` shows it and recomputes the dose, but
+logs nothing; :meth:`AnatomyEditor.commit_preview` turns it into an edit. Quick corrections
+from the mouse are :func:`drag_retraction` (translate in the view plane) and
+:func:`rotate_retraction` (turn about the view direction through the organ's centre).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from guidance.record.session_log import SessionLog
+from guidance.treatment.dose_service import DoseService
+from models.base.errors import InputError
+from models.base.transforms import transform_from_rotvec
+from models.base.validation import as_transform
+from models.patient.case import Case
+from models.patient.edits import Edit, EditList, Provenance, Retraction, edit_to_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OrganOutline:
+    """A structure the edits changed: draw ``before`` dashed and ``now`` solid.
+
+    Attributes
+    ----------
+    structure : str
+    patient_from_retracted : (4, 4) array
+        Where the preoperative organ went (the product of its retractions, in order).
+    description : str
+        "BOWEL moved 35 mm, 4 deg" for the organ's whole move.
+    """
+
+    structure: str
+    patient_from_retracted: np.ndarray
+    description: str
+
+
+class AnatomyEditor:
+    """The case's anatomy edits with their derived case, log, case folder and dose.
+
+    Parameters
+    ----------
+    case : Case
+        The preoperative case (never modified).
+    edits : EditList, optional
+        Edits already made (e.g. :func:`models.patient.case_store.load_edits`).
+    session_log : SessionLog, optional
+        Where each edit, undo and redo is recorded.
+    dose_service : DoseService, optional
+        Told the edited case after every change (``set_case``).
+    case_dir : str or Path, optional
+        A case folder the list is saved into after every change
+        (:func:`models.patient.case_store.save_edits`).
+    who : str
+        Default author of the edits made here.
+    """
+
+    def __init__(self, case: Case, *, edits: EditList | None = None,
+                 session_log: SessionLog | None = None,
+                 dose_service: DoseService | None = None,
+                 case_dir: str | Path | None = None, who: str = "") -> None:
+        self.original = case
+        self.edits = EditList() if edits is None else edits
+        self.session_log = session_log
+        self.dose_service = dose_service
+        self.case_dir = None if case_dir is None else Path(case_dir)
+        self.who = who
+        self._edited = self.edits.apply(case)
+        self._preview: Retraction | None = None
+        #: Called after every change (no arguments), e.g. the window redraws.
+        self.listeners: list[Callable[[], None]] = []
+
+    # ---------------------------------------------------------------- queries
+    @property
+    def case(self) -> Case:
+        """The anatomy now: the edited case (with a preview on top, while there is one)."""
+        return self._edited
+
+    @property
+    def previewing(self) -> bool:
+        return self._preview is not None
+
+    def descriptions(self) -> list[str]:
+        """The edit list, in order ("BOWEL moved 35 mm, 4 deg")."""
+        return self.edits.descriptions(self.original)
+
+    def retraction_of(self, structure: str) -> np.ndarray:
+        """``patient_from_retracted`` of the organ now (identity when it has not moved)."""
+        total = np.eye(4)
+        edits = [*self.edits, *([self._preview] if self._preview is not None else [])]
+        for edit in edits:
+            if isinstance(edit, Retraction) and edit.structure == structure:
+                total = edit.patient_from_retracted @ total
+        return total
+
+    def outlines(self) -> list[OrganOutline]:
+        """Every structure moved by the edits (or the preview), with its whole move."""
+        names = []
+        edits = [*self.edits, *([self._preview] if self._preview is not None else [])]
+        for edit in edits:
+            if isinstance(edit, Retraction) and edit.structure not in names:
+                names.append(edit.structure)
+        out = []
+        for name in names:
+            total = self.retraction_of(name)
+            centroid = (self.original.centroid_lps(name)
+                        if self.original.structures[name].mask.any() else None)
+            out.append(OrganOutline(name, total, Retraction(name, total, affine=True)
+                                    .describe(centroid)))
+        return out
+
+    # ---------------------------------------------------------------- changes
+    def add(self, edit: Edit) -> Case:
+        """Check, apply, log and save an edit; returns the edited case.
+
+        Raises
+        ------
+        InputError
+            The case refuses the edit (nothing changes, nothing is logged).
+        """
+        edited = EditList([*self.edits, edit]).apply(self.original)   # the check, once
+        self.edits.add(edit)
+        self._preview = None
+        self._changed(edited)
+        if self.session_log is not None:
+            self.session_log.log_anatomy_edit(edit_to_json(edit),
+                                              description=self.descriptions()[-1],
+                                              n_edits=len(self.edits))
+        return self._edited
+
+    def retract(self, structure: str, patient_from_retracted: np.ndarray, *,
+                fill: str = "air", how: str = "manual", who: str | None = None) -> Case:
+        """Add a :class:`Retraction` made here (provenance: ``who``, now, ``how``)."""
+        return self.add(Retraction(structure, patient_from_retracted, fill=fill,
+                                   provenance=Provenance(who=self.who if who is None else who,
+                                                         how=how)))
+
+    def undo(self) -> Edit | None:
+        """Take back the last edit (logged); None when there is none."""
+        self._preview = None
+        edit = self.edits.undo()
+        if edit is not None:
+            self._changed()
+            if self.session_log is not None:
+                self.session_log.log_anatomy_undo(
+                    edit_to_json(edit), description=edit.describe(self._centroid(edit)),
+                    n_edits=len(self.edits))
+        return edit
+
+    def redo(self) -> Edit | None:
+        """Put back the last undone edit (logged)."""
+        edit = self.edits.redo()
+        if edit is not None:
+            self._changed()
+            if self.session_log is not None:
+                self.session_log.log_anatomy_undo(
+                    edit_to_json(edit), description=edit.describe(self._centroid(edit)),
+                    n_edits=len(self.edits), redo=True)
+        return edit
+
+    def preview(self, structure: str, patient_from_retracted: np.ndarray, *,
+                fill: str = "air") -> Case:
+        """Show the organ moved by ``patient_from_retracted`` on top of the edits
+        (relative to where the edits put it), without recording it.
+
+        Raises
+        ------
+        InputError
+            The case refuses the move (the last accepted preview stays).
+        """
+        edit = Retraction(structure, patient_from_retracted, fill=fill,
+                          provenance=Provenance(who=self.who, how="preview"))
+        candidate = EditList([*self.edits, edit]).apply(self.original)
+        self._preview = edit
+        self._set_case(candidate)
+        return candidate
+
+    def commit_preview(self, *, how: str = "manual") -> Case | None:
+        """Record the preview as an edit (None when there is none)."""
+        if self._preview is None:
+            return None
+        p = self._preview
+        return self.add(Retraction(p.structure, p.patient_from_retracted, fill=p.fill,
+                                   provenance=Provenance(who=self.who, how=how)))
+
+    def cancel_preview(self) -> None:
+        """Drop the preview: the anatomy is the edits' again."""
+        if self._preview is not None:
+            self._preview = None
+            self._changed(save=False)
+
+    # ---------------------------------------------------------------- internals
+    def _centroid(self, edit: Edit) -> np.ndarray | None:
+        s = self.original.structures.get(edit.structure)
+        return None if s is None or not s.mask.any() else self.original.centroid_lps(s.name)
+
+    def _changed(self, edited: Case | None = None, *, save: bool = True) -> None:
+        self._set_case(self.edits.apply(self.original) if edited is None else edited)
+        if save and self.case_dir is not None:
+            from models.patient.case_store import save_edits
+
+            save_edits(self.case_dir, self.edits)
+
+    def _set_case(self, case: Case) -> None:
+        self._edited = case
+        if self.dose_service is not None:
+            self.dose_service.set_case(case, preoperative=self.original)
+        for listener in list(self.listeners):
+            try:
+                listener()
+            except Exception:  # a broken view must not lose the edit
+                log.exception("anatomy listener %r failed", listener)
+
+
+def drag_retraction(patient_from_retracted: np.ndarray, right_lps: np.ndarray,
+                    up_lps: np.ndarray, dx_mm: float, dy_mm: float) -> np.ndarray:
+    """The retraction moved by a mouse drag in the 3D view: ``dx_mm`` along the view's
+    right, ``dy_mm`` along its up (both unit vectors in patient LPS).
+
+    Examples
+    --------
+    >>> m = drag_retraction(np.eye(4), np.array([1.0, 0, 0]), np.array([0, 0, 1.0]), 5, -2)
+    >>> m[:3, 3].tolist()
+    [5.0, 0.0, -2.0]
+    """
+    m = as_transform(patient_from_retracted, name="patient_from_retracted", rigid=True,
+                     atol=1e-5)
+    right, up = _unit(right_lps, "right_lps"), _unit(up_lps, "up_lps")
+    move = np.eye(4)
+    move[:3, 3] = float(dx_mm) * right + float(dy_mm) * up
+    return move @ m
+
+
+def rotate_retraction(patient_from_retracted: np.ndarray, centre_lps: np.ndarray,
+                      axis_lps: np.ndarray, angle_deg: float) -> np.ndarray:
+    """The retraction turned by ``angle_deg`` about ``axis_lps`` (the view direction)
+    through ``centre_lps`` (the organ's current centre; patient LPS mm)."""
+    m = as_transform(patient_from_retracted, name="patient_from_retracted", rigid=True,
+                     atol=1e-5)
+    axis = _unit(axis_lps, "axis_lps")
+    c = np.asarray(centre_lps, dtype=np.float64).reshape(3)
+    turn = transform_from_rotvec(np.radians(float(angle_deg)) * axis, np.zeros(3))
+    turn[:3, 3] = c - turn[:3, :3] @ c
+    return turn @ m
+
+
+def _unit(v: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(v, dtype=np.float64).reshape(3)
+    norm = float(np.linalg.norm(arr))
+    if not np.isfinite(norm) or norm < 1e-9:
+        raise InputError(f"{name} must be a non-zero direction, got {arr.tolist()}")
+    return arr / norm

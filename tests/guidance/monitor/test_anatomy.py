@@ -1,0 +1,100 @@
+"""The OR's anatomy editor: edits checked, derived, logged, saved and handed to the dose."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from guidance.monitor.anatomy import AnatomyEditor, drag_retraction, rotate_retraction
+from guidance.record.session_log import SessionLog
+from models.base.errors import InputError
+from models.base.transforms import angle_between_transforms_deg
+
+
+class _Dose:
+    """Stands in for the dose service: records what it was told."""
+
+    def __init__(self) -> None:
+        self.cases = []
+
+    def set_case(self, case, *, preoperative=None) -> bool:
+        self.cases.append((case, preoperative))
+        return True
+
+
+def _move(case, mm=(0.0, -21.0, 28.0), deg=4.0) -> np.ndarray:
+    c = case.centroid_lps("BOWEL")
+    m = np.eye(4)
+    m[:3, :3] = Rotation.from_euler("y", deg, degrees=True).as_matrix()
+    m[:3, 3] = c - m[:3, :3] @ c + np.asarray(mm)
+    return m
+
+
+def test_an_edit_reaches_the_log_the_case_folder_and_the_dose(coarse_phantom, tmp_path) -> None:
+    from models.patient.case_store import load_edits, save_case
+
+    case = coarse_phantom
+    folder = save_case(case, tmp_path / "case")
+    dose = _Dose()
+    with SessionLog.create(tmp_path / "s.sqlite") as session:
+        editor = AnatomyEditor(case, session_log=session, dose_service=dose, case_dir=folder,
+                               who="surgeon")
+        edited = editor.retract("BOWEL", _move(case), how="pointer sweep")
+        assert editor.descriptions() == ["BOWEL moved 35 mm, 4 deg"]
+        assert dose.cases[-1] == (edited, case)
+        assert len(load_edits(folder)) == 1
+        # refused: nothing applied, logged or saved
+        far = np.eye(4)
+        far[2, 3] = 1000.0
+        with pytest.raises(InputError, match="outside the CT"):
+            editor.retract("BOWEL", far)
+        assert len(editor.edits) == 1 and len(dose.cases) == 1
+        editor.undo()
+        assert len(load_edits(folder)) == 0
+        np.testing.assert_array_equal(editor.case.ct.array, case.ct.array)
+        np.testing.assert_array_equal(editor.case.structures["BOWEL"].mask,
+                                      case.structures["BOWEL"].mask)
+        editor.redo()
+    back = SessionLog.open(tmp_path / "s.sqlite", readonly=True)
+    kinds = [e.kind for e in back.events() if e.kind.startswith("anatomy")]
+    assert kinds == ["anatomy_edit", "anatomy_undo", "anatomy_redo"]
+    logged = back.last("anatomy_edit").payload
+    assert logged["edit"]["how"] == "pointer sweep" and logged["edit"]["who"] == "surgeon"
+    assert logged["description"] == "BOWEL moved 35 mm, 4 deg"
+    back.close()
+
+
+def test_a_preview_moves_the_organ_without_recording_it(coarse_phantom) -> None:
+    case = coarse_phantom
+    editor = AnatomyEditor(case)
+    first = _move(case, (0.0, -10.0, 0.0), 0.0)
+    editor.retract("BOWEL", first)
+    second = _move(case, (0.0, 0.0, 15.0), 3.0)
+    editor.preview("BOWEL", second)
+    assert editor.previewing and len(editor.edits) == 1
+    np.testing.assert_allclose(editor.retraction_of("BOWEL"), second @ first, atol=1e-12)
+    [outline] = editor.outlines()
+    assert outline.structure == "BOWEL"
+    editor.cancel_preview()
+    np.testing.assert_allclose(editor.retraction_of("BOWEL"), first, atol=1e-12)
+    editor.preview("BOWEL", second)
+    editor.commit_preview(how="tracked retractor")
+    assert not editor.previewing and len(editor.edits) == 2
+    assert next(reversed(list(editor.edits))).provenance.how == "tracked retractor"
+
+
+def test_drag_and_rotate_in_the_view_plane() -> None:
+    right, up = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0])
+    start = np.eye(4)
+    start[:3, 3] = (1.0, 2.0, 3.0)
+    dragged = drag_retraction(start, right, up, 10.0, -4.0)
+    np.testing.assert_allclose(dragged[:3, 3], (1.0 - 4.0, 2.0, 3.0 + 10.0))
+    centre = np.array([5.0, 5.0, 5.0])
+    turned = rotate_retraction(dragged, centre, np.array([0.0, 2.0, 0.0]), 12.0)
+    assert angle_between_transforms_deg(turned, dragged) == pytest.approx(12.0, abs=1e-9)
+    # the centre of rotation stays where it is
+    rel = turned @ np.linalg.inv(dragged)
+    np.testing.assert_allclose(rel[:3, :3] @ centre + rel[:3, 3], centre, atol=1e-9)
+    with pytest.raises(InputError, match="axis_lps must be a non-zero direction"):
+        rotate_retraction(dragged, centre, np.zeros(3), 5.0)
