@@ -102,6 +102,25 @@ def _warnings(events: list[SessionEvent]) -> list[str]:
     return [m if n == 1 else f"{m} (x{n})" for m, n in counts.items()]
 
 
+def _anatomy(events: list[SessionEvent]) -> list[str]:
+    """The anatomy edits in force at the end of the session, replayed from the log's
+    ``anatomy_edit`` / ``anatomy_undo`` / ``anatomy_redo`` records ("BOWEL moved 35 mm,
+    4 deg, by tracked retractor")."""
+    done: list[str] = []
+    undone: list[str] = []
+    for e in events:
+        if e.kind == "anatomy_edit":
+            how = e.payload.get("edit", {}).get("how", "")
+            done.append(f"{e.payload.get('description', '')}, by {how}, {_time(e)}"
+                        if how else str(e.payload.get("description", "")))
+            undone.clear()
+        elif e.kind == "anatomy_undo" and done:
+            undone.append(done.pop())
+        elif e.kind == "anatomy_redo" and undone:
+            done.append(undone.pop())
+    return done
+
+
 def content_from_session(path: str | Path, *, target: str = "CTV",
                          dvh_fn: DvhFunction | None = None,
                          colors: Mapping[str, tuple[int, int, int]] | None = None,
@@ -158,7 +177,7 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
         registration=_registration(events), dvh_curves=curves, dvh_colors=dict(colors or {}),
         prescription_gy=beam.get("prescription_gy"), coverage=rows,
         warnings=_warnings(events), overrides=_overrides(events), notes=notes,
-        versions={"schema": meta.get("schema_version", "?")})
+        versions={"schema": meta.get("schema_version", "?")}, anatomy=_anatomy(events))
 
 
 def _recomputed_differs(logged: Mapping[str, Mapping[str, float]],
