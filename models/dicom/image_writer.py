@@ -14,6 +14,7 @@ usual CT convention); other values are scaled linearly into 0..65535.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,9 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
                        series_instance_uid: str, modality: str = "CT",
                        instance_uids: list[str] | None = None, series_number: int = 1,
                        series_description: str = "", file_prefix: str | None = None,
-                       progress: bool = False) -> list[str]:
+                       progress: bool = False,
+                       add_attributes: Callable[[Dataset, int], None] | None = None
+                       ) -> list[str]:
     """Write one DICOM file per slice into ``out_dir`` (created if needed).
 
     Parameters
@@ -107,6 +110,9 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
         File name prefix (default: the modality).
     progress : bool
         Show a progress bar.
+    add_attributes : callable(dataset, k), optional
+        Adds attributes to slice ``k`` before it is written (e.g. the derivation of a
+        derived series, :mod:`models.dicom.derived`).
 
     Returns
     -------
@@ -137,6 +143,8 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
         ds.SliceLocation = format_ds(float(position[:3] @ np.cross(row_dir, col_dir)))
         ds.InstanceNumber = k + 1
         ds.PixelData = rescale.encode(volume.array[k]).tobytes()
+        if add_attributes is not None:
+            add_attributes(ds, k)
         write_dataset(ds, out / f"{prefix}_{k + 1:04d}.dcm")
     log.info("wrote %d %s slices to %s", nk, modality, out)
     return uids
