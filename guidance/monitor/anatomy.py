@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -220,6 +220,20 @@ class AnatomyEditor:
         s = self.original.structures.get(edit.structure)
         return None if s is None or not s.mask.any() else self.original.centroid_lps(s.name)
 
+    def preoperative_outlines(self) -> dict[str, object]:
+        """Dashed slice outlines (:class:`guidance.render.slices.Outline`) of every moved
+        organ where the preoperative CT saw it, keyed ``"NAME:preoperative"``."""
+        from guidance.render.anatomy_view import PREOPERATIVE_SUFFIX
+        from guidance.render.slices import Outline
+
+        out = {}
+        for o in self.outlines():
+            s = self.original.structures.get(o.structure)
+            if s is not None:
+                out[o.structure + PREOPERATIVE_SUFFIX] = Outline(s.mask, s.color_rgb,
+                                                                 dashed=True)
+        return out
+
     def _changed(self, edited: Case | None = None, *, save: bool = True) -> None:
         self._set_case(self.edits.apply(self.original) if edited is None else edited)
         if save and self.case_dir is not None:
@@ -276,3 +290,49 @@ def _unit(v: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(norm) or norm < 1e-9:
         raise InputError(f"{name} must be a non-zero direction, got {arr.tolist()}")
     return arr / norm
+
+
+def attach_anatomy(logic, *, edits: EditList | None = None,
+                   case_dir: str | Path | None = None, who: str = "") -> AnatomyEditor:
+    """Give the OR monitor's logic an :class:`AnatomyEditor` and keep its views in step.
+
+    ``logic`` is a :class:`guidance.monitor.logic.MonitorLogic` (its case, scene, session
+    log and dose service are used). After every change of the anatomy: ``logic.case`` is
+    the edited case (the slices show the edited CT and the organs where they are now),
+    moved organs' scene meshes move rigidly (3D and AR; their silhouettes too) and get a
+    dashed outline at their preoperative position, the slices a dashed preoperative outline
+    (``logic.slice_outlines``), and the dose is recomputed on the edited case. Sets and
+    returns ``logic.anatomy``.
+    """
+    from guidance.render.anatomy_view import dashed_outline_mesh, show_retractions
+
+    editor = AnatomyEditor(logic.case, edits=edits, session_log=logic.session_log,
+                           dose_service=logic.dose_service, case_dir=case_dir, who=who)
+    scene = logic.scene
+    originals: dict[str, np.ndarray] = {}
+    colors: dict[str, tuple[float, float, float]] = {}
+    outlines: dict[str, object] = {}
+    for name in editor.original.structures:
+        item = scene.items.get(name)
+        if item is None or name == logic.target:
+            continue
+        # a copy of its own: the mesh is moved in place (every actor of it follows)
+        scene.add(replace(item, mesh=item.mesh.copy()))
+        originals[name] = np.asarray(scene.items[name].mesh.points, dtype=np.float64).copy()
+        colors[name] = item.color
+
+    def refresh() -> None:
+        logic.case = editor.case
+        moves = {o.structure: o.patient_from_retracted for o in editor.outlines()}
+        for name in moves:
+            if name in originals and name not in outlines:
+                before = scene.items[name].mesh.copy()
+                before.points = originals[name]
+                outlines[name] = dashed_outline_mesh(before)
+        show_retractions(scene, originals, moves, outlines, colors)
+
+    editor.listeners.append(refresh)
+    logic.anatomy = editor
+    if len(editor.edits):
+        editor._changed(save=False)
+    return editor

@@ -98,3 +98,61 @@ def test_drag_and_rotate_in_the_view_plane() -> None:
     np.testing.assert_allclose(rel[:3, :3] @ centre + rel[:3, 3], centre, atol=1e-9)
     with pytest.raises(InputError, match="axis_lps must be a non-zero direction"):
         rotate_retraction(dragged, centre, np.zeros(3), 5.0)
+
+
+def test_the_monitor_shows_the_retracted_organ_solid_and_its_old_place_dashed(tmp_path) -> None:
+    from guidance.monitor.anatomy import attach_anatomy
+    from guidance.monitor.feed import ScriptedFeed
+    from guidance.monitor.logic import MonitorLogic
+    from guidance.monitor.rehearsal import phantom_view, slab_dose
+    from guidance.render.slices import render_slice
+
+    view = phantom_view()
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)] * 5), view.camera_matrix,
+                        view.background(), fps=30.0, fre_mm=0.5, tre_mm=0.9, loop=True)
+    logic = MonitorLogic(view.case, view.plan, feed, dose_fn=slab_dose)
+    try:
+        editor = attach_anatomy(logic)
+        case = logic.case
+        before_pts = np.asarray(logic.scene.items["BOWEL"].mesh.points).copy()
+        move = _move(case)
+        editor.retract("BOWEL", move)
+        # the scene mesh moved rigidly, a dashed outline stays at the preoperative place
+        now = np.asarray(logic.scene.items["BOWEL"].mesh.points)
+        np.testing.assert_allclose(now, before_pts @ move[:3, :3].T + move[:3, 3], atol=1e-3)
+        dashed = logic.scene.items["BOWEL:preoperative"].mesh
+        assert dashed.n_lines > 20 and dashed.n_cells == dashed.n_lines
+        lo = np.asarray(dashed.bounds)[::2]
+        assert np.all(lo >= before_pts.min(axis=0) - 2.0)     # at the old place
+        # the logic's case is the edited one; the slices get solid + dashed bowel outlines
+        assert logic.case is editor.case
+        outlines = logic.slice_outlines()
+        assert outlines["BOWEL:preoperative"].dashed and not outlines["BOWEL"].dashed
+        centre = case.centroid_lps("BOWEL") + np.array([6.0, -16.0, 0.0])
+        image = render_slice(logic.case.ct, "axial", centre, outlines=outlines,
+                             size_px=200, pixel_mm=1.0)
+        bowel_rgb = np.array(case.structures["BOWEL"].color_rgb)
+
+        def drawn(outline) -> np.ndarray:
+            return np.all(render_slice(logic.case.ct, "axial", centre, outlines={"x": outline},
+                                       size_px=200, pixel_mm=1.0).rgb == bowel_rgb, axis=2)
+        from guidance.render.slices import Outline
+
+        old_mask = case.structures["BOWEL"].mask
+        dashes = drawn(outlines["BOWEL:preoperative"])
+        full = drawn(Outline(old_mask, case.structures["BOWEL"].color_rgb))
+        now_solid = drawn(outlines["BOWEL"])
+        # the dashed line is the old outline with gaps (4 px on, 3 off), the solid one is
+        # elsewhere (the bowel moved 35 mm)
+        assert full.sum() > 100 and (dashes & ~full).sum() == 0
+        assert 0.45 < dashes.sum() / full.sum() < 0.7
+        assert (now_solid & full).sum() < 0.2 * now_solid.sum()
+        assert image.rgb.shape == (200, 200, 3)
+        # undo: everything back, the dashed outline gone
+        editor.undo()
+        np.testing.assert_allclose(np.asarray(logic.scene.items["BOWEL"].mesh.points),
+                                   before_pts, atol=1e-3)
+        assert "BOWEL:preoperative" not in logic.scene.items
+        assert "BOWEL:preoperative" not in logic.slice_outlines()
+    finally:
+        logic.close()
