@@ -106,6 +106,11 @@ class AnatomyEditor:
     def previewing(self) -> bool:
         return self._preview is not None
 
+    @property
+    def preview_structure(self) -> str | None:
+        """The organ being moved in a preview (None without one)."""
+        return None if self._preview is None else self._preview.structure
+
     def descriptions(self) -> list[str]:
         """The edit list, in order ("BOWEL moved 35 mm, 4 deg")."""
         return self.edits.descriptions(self.original)
@@ -336,3 +341,35 @@ def attach_anatomy(logic, *, edits: EditList | None = None,
     if len(editor.edits):
         editor._changed(save=False)
     return editor
+
+
+def view_drag(camera_position_lps: np.ndarray, focal_point_lps: np.ndarray,
+              view_up_lps: np.ndarray, view_angle_deg: float, height_px: int,
+              centre_lps: np.ndarray, dx_px: float, dy_px: float, *,
+              rotate: bool = False, deg_per_px: float = 0.5) -> np.ndarray:
+    """The organ move for a mouse drag in a perspective 3D view (patient LPS, mm).
+
+    A plain drag translates the organ in the view plane so that its centre follows the
+    mouse (``dx_px`` right, ``dy_px`` down on screen, scaled at the centre's depth: the
+    visible height there is ``2 d tan(view_angle / 2)``); with ``rotate`` (shift-drag) it
+    turns about the viewing direction through its centre, ``deg_per_px`` per pixel of
+    horizontal motion (to the right: clockwise as seen).
+
+    Returns
+    -------
+    (4, 4) array
+        The move to put on top of the organ's current position.
+    """
+    position = np.asarray(camera_position_lps, dtype=np.float64).reshape(3)
+    forward = _unit(np.asarray(focal_point_lps, dtype=np.float64) - position, "view direction")
+    up = np.asarray(view_up_lps, dtype=np.float64).reshape(3)
+    up = _unit(up - (up @ forward) * forward, "view_up_lps")
+    right = np.cross(forward, up)
+    centre = np.asarray(centre_lps, dtype=np.float64).reshape(3)
+    if rotate:
+        return rotate_retraction(np.eye(4), centre, forward, float(dx_px) * deg_per_px)
+    depth_mm = max(float((centre - position) @ forward), 1.0)
+    mm_per_px = 2.0 * depth_mm * np.tan(np.radians(float(view_angle_deg)) / 2.0) / max(
+        int(height_px), 1)
+    return drag_retraction(np.eye(4), right, up, float(dx_px) * mm_per_px,
+                           -float(dy_px) * mm_per_px)

@@ -95,9 +95,6 @@ class OverlayRenderer:
         pose = as_transform(camera_from_patient, name="camera_from_patient", rigid=True)
         self.sync()
         apply_to_vtk_camera(self._plotter.camera, self.camera_matrix, self.image_size, pose)
-        # pyvista's screenshot renders only the first time: later frames (new pose, hidden
-        # items) need the render asked for (a no-op before the first screenshot)
-        self._plotter.render()
         # light from the camera, like a head lamp over the surgical field
         rgba = self._plotter.screenshot(transparent_background=True, return_img=True)
         return np.asarray(rgba)

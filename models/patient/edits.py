@@ -334,13 +334,18 @@ class EditList:
 
     def descriptions(self, case: Case) -> list[str]:
         """One line per edit, in order ("BOWEL moved 35 mm, 4 deg"): a retraction's
-        distance is that of the organ's preoperative centroid in ``case``."""
+        distance is that of the organ's centroid where the edits before it had put it
+        (the preoperative centroid in ``case`` for its first move)."""
         out = []
+        so_far: dict[str, np.ndarray] = {}
         for edit in self._edits:
             centroid = None
             if isinstance(edit, Retraction) and edit.structure in case.structures \
                     and case.structures[edit.structure].mask.any():
-                centroid = case.centroid_lps(edit.structure)
+                before = so_far.get(edit.structure, np.eye(4))
+                c = case.centroid_lps(edit.structure)
+                centroid = before[:3, :3] @ c + before[:3, 3]
+                so_far[edit.structure] = edit.patient_from_retracted @ before
             out.append(edit.describe(centroid))
         return out
 
