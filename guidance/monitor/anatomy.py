@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from guidance.record.session_log import SessionLog
+from guidance.registration.retraction import RetractionFit
 from guidance.treatment.dose_service import DoseService
 from models.base.errors import InputError
 from models.base.transforms import transform_from_rotvec
@@ -165,6 +166,25 @@ class AnatomyEditor:
         return self.add(Retraction(structure, patient_from_retracted, fill=fill,
                                    provenance=Provenance(who=self.who if who is None else who,
                                                          how=how)))
+
+    def retract_from_sweep(self, fit: RetractionFit, *, fill: str = "air") -> Case:
+        """Add the organ move a pointer sweep found
+        (:func:`guidance.registration.retraction.fit_retraction`, fitted to the organ's
+        preoperative surface): the edit takes the organ from where the edits put it to the
+        fitted pose, so the organ ends where the sweep found it.
+
+        Raises
+        ------
+        InputError
+            The fit was refused (its reason, e.g. too few points or the wrong organ):
+            nothing is applied.
+        """
+        if not fit.accepted:
+            raise InputError(f"pointer sweep of {fit.structure} not applied: {fit.reason}")
+        relative = fit.patient_from_retracted @ np.linalg.inv(self.retraction_of(fit.structure))
+        return self.add(Retraction(fit.structure, relative, fill=fill, provenance=Provenance(
+            who=self.who, how=f"pointer sweep ({fit.n_points} points, "
+                              f"residual {fit.rms_mm:.1f} mm)")))
 
     def undo(self) -> Edit | None:
         """Take back the last edit (logged); None when there is none."""

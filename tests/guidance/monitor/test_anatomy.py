@@ -156,3 +156,26 @@ def test_the_monitor_shows_the_retracted_organ_solid_and_its_old_place_dashed(tm
         assert "BOWEL:preoperative" not in logic.slice_outlines()
     finally:
         logic.close()
+
+
+def test_a_refused_sweep_is_one_message_and_nothing_applied(coarse_phantom, rng) -> None:
+    from guidance.registration.retraction import fit_retraction
+    from tests.guidance.registration.test_retraction import _bowel_move, _exposed_sweep
+
+    case = coarse_phantom
+    dose = _Dose()
+    editor = AnatomyEditor(case, dose_service=dose)
+    editor.retract("BOWEL", _move(case, (0.0, -10.0, 0.0), 0.0))    # an earlier rough move
+    move = _bowel_move(case)
+    few = fit_retraction(case, "BOWEL", _exposed_sweep(case, "BOWEL", move, rng, n=40))
+    with pytest.raises(InputError, match=r"^pointer sweep of BOWEL not applied: 40 sweep "
+                                         r"points, need 50"):
+        editor.retract_from_sweep(few)
+    assert len(editor.edits) == 1 and len(dose.cases) == 1
+    fit = fit_retraction(case, "BOWEL", _exposed_sweep(case, "BOWEL", move, rng))
+    editor.retract_from_sweep(fit)
+    # the organ ends where the sweep found it, whatever the earlier move
+    np.testing.assert_allclose(editor.retraction_of("BOWEL"), fit.patient_from_retracted,
+                               atol=1e-9)
+    assert next(reversed(list(editor.edits))).provenance.how.startswith(
+        "pointer sweep (300 points")
