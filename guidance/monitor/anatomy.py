@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from guidance.record.session_log import SessionLog
-from guidance.registration.retraction import RetractionFit
+from guidance.registration.retraction import RetractionFit, RetractorCoupling
 from guidance.treatment.dose_service import DoseService
 from models.base.errors import InputError
-from models.base.transforms import transform_from_rotvec
+from models.base.transforms import invert_rigid, transform_difference, transform_from_rotvec
 from models.base.validation import as_transform
 from models.patient.case import Case
 from models.patient.edits import Edit, EditList, Provenance, Retraction, edit_to_json
@@ -393,3 +393,109 @@ def view_drag(camera_position_lps: np.ndarray, focal_point_lps: np.ndarray,
         int(height_px), 1)
     return drag_retraction(np.eye(4), right, up, float(dx_px) * mm_per_px,
                            -float(dy_px) * mm_per_px)
+
+
+class RetractorFollower:
+    """The tracked retractor in the live monitor: "grab" couples an organ to it, the organ
+    follows it (a preview, dose included), "release" records the edit.
+
+    Runs on the UI thread with the monitor's newest frame (:class:`FrameUpdate`): the
+    retractor's pose in the patient is ``inv(camera_from_patient) @ camera_from_tool`` of
+    that frame, used only while the retractor is TRACKING (a held pose never moves an
+    organ; while it is hidden the organ stays where it was last seen).
+
+    Parameters
+    ----------
+    editor : AnatomyEditor
+    tool : str
+        The retractor's tool name.
+    min_move_mm, min_turn_deg : float
+        A new preview (and dose) only when the organ moved this much since the last one.
+    """
+
+    def __init__(self, editor: AnatomyEditor, *, tool: str = "retractor",
+                 min_move_mm: float = 0.5, min_turn_deg: float = 0.5) -> None:
+        self.editor = editor
+        self.tool = tool
+        self.min_move_mm = min_move_mm
+        self.min_turn_deg = min_turn_deg
+        self.coupling: RetractorCoupling | None = None
+        self._shown: np.ndarray | None = None
+
+    @property
+    def coupled(self) -> bool:
+        return self.coupling is not None and self.coupling.coupled
+
+    def pose_in(self, update) -> np.ndarray | None:
+        """``patient_from_retractor`` in a monitor frame, or None (not tracked now)."""
+        from guidance.tracking.pose_filter import TrackingState
+
+        result = getattr(update, "result", None)
+        if result is None or result.camera_from_patient is None:
+            return None
+        status = result.tools.get(self.tool)
+        if status is None or status.state is not TrackingState.TRACKING \
+                or status.camera_from_tool is None:
+            return None
+        return invert_rigid(result.camera_from_patient) @ status.camera_from_tool
+
+    def grab(self, structure: str, update) -> None:
+        """Couple ``structure`` to the retractor as seen in ``update``.
+
+        Raises
+        ------
+        InputError
+            The retractor is not tracked in that frame, or the structure is unknown.
+        """
+        if structure not in self.editor.original.structures:
+            raise InputError(f"no structure {structure!r} to grab")
+        pose = self.pose_in(update)
+        if pose is None:
+            raise InputError(f"the {self.tool} is not tracked: show its markers to the "
+                             "camera, then grab")
+        self.coupling = RetractorCoupling(structure)
+        self.coupling.grab(pose)
+        self._shown = None
+        if self.editor.session_log is not None:
+            self.editor.session_log.log_action("retractor_grab", structure=structure)
+
+    def update(self, update) -> bool:
+        """Follow the retractor in ``update``; True when the organ was moved."""
+        if not self.coupled:
+            return False
+        moved = self.coupling.follow(self.pose_in(update))
+        if self._shown is not None:
+            move_mm, turn_deg = transform_difference(moved, self._shown)
+            if move_mm < self.min_move_mm and turn_deg < self.min_turn_deg:
+                return False
+        try:
+            self.editor.preview(self.coupling.structure, moved)
+        except InputError as exc:   # e.g. pulled out of the CT: the last good preview stays
+            log.warning("retractor preview refused: %s", exc)
+            return False
+        self._shown = moved.copy()
+        return True
+
+    def release(self) -> Case | None:
+        """Freeze the organ where it is and record the edit (None when not coupled).
+
+        Raises
+        ------
+        InputError
+            The case refuses the move (nothing is recorded; the organ goes back).
+        """
+        if not self.coupled:
+            return None
+        coupling, self.coupling = self.coupling, None
+        coupling.release(who=self.editor.who)
+        if self.editor.session_log is not None:
+            self.editor.session_log.log_action("retractor_release",
+                                               structure=coupling.structure)
+        if self._shown is None:
+            self.editor.cancel_preview()
+            return None
+        try:
+            return self.editor.commit_preview(how="tracked retractor")
+        except InputError:
+            self.editor.cancel_preview()
+            raise

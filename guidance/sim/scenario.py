@@ -217,13 +217,15 @@ class Scenario:
     @property
     def retraction_frames(self) -> int:
         """Number of frames of the retraction phase (after the registration)."""
+        frames = self.options.frames         # None (no end): as many as the most
         wanted = self.options.retraction_frames
         if wanted is None:
-            wanted = 0 if self.options.frames < 12 else int(np.clip(self.options.frames // 6,
-                                                                     2, 12))
+            wanted = 12 if frames is None else (0 if frames < 12 else
+                                                int(np.clip(frames // 6, 2, 12)))
         if wanted and self.options.retraction_structure not in self.case.structures:
             return 0
-        room = self.options.frames - self.registration_frames - 1   # leave the treatment one
+        # leave at least one frame to the treatment
+        room = wanted if frames is None else frames - self.registration_frames - 1
         return max(0, min(int(wanted), room)) if wanted >= 2 and room >= 2 else 0
 
     @property

@@ -1,10 +1,12 @@
-"""The anatomy edit list in the OR monitor, and quick corrections by mouse in the 3D view.
+"""The anatomy edit list in the OR monitor, the tracked retractor, and the mouse in 3D.
 
-:class:`EditsPanel` lists the edits ("BOWEL moved 35 mm, 4 deg") with Undo and Redo, and a
-"Move in 3D" mode: pick an organ, then in the 3D view a left drag moves it in the view
-plane (its centre follows the mouse), a shift + left drag turns it about the viewing
-direction; releasing the button records the move as an edit ("3D view"). While the mode is
-on the mouse moves the organ, not the camera. Everything is done by
+:class:`EditsPanel` lists the edits ("BOWEL moved 35 mm, 4 deg") with Undo and Redo; "Grab"
+couples the picked organ to the tracked retractor (it follows the retractor live, dose
+included) until the button is released, which records the edit; and a "Move in 3D" mode:
+pick an organ, then in the 3D view a left drag moves it in the view plane (its centre
+follows the mouse), a shift + left drag turns it about the viewing direction; releasing the
+mouse button records the move as an edit ("3D view"). While the mode is on the mouse moves
+the organ, not the camera. Everything is done by
 :class:`guidance.monitor.anatomy.AnatomyEditor` (logic); these widgets only read the mouse
 and the buttons. :func:`install_edits_panel` is the window's one hook.
 """
@@ -17,7 +19,12 @@ import logging
 import numpy as np
 from PyQt5 import QtCore, QtWidgets
 
-from guidance.monitor.anatomy import AnatomyEditor, attach_anatomy, view_drag
+from guidance.monitor.anatomy import (
+    AnatomyEditor,
+    RetractorFollower,
+    attach_anatomy,
+    view_drag,
+)
 from models.base.errors import IortError
 
 log = logging.getLogger(__name__)
@@ -36,10 +43,13 @@ class EditsPanel(QtWidgets.QWidget):
     """
 
     def __init__(self, editor: AnatomyEditor, organs: list[str], *, on_change=None,
-                 parent: QtWidgets.QWidget | None = None) -> None:
+                 frame=None, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.editor = editor
         self.on_change = on_change
+        #: ``frame() -> FrameUpdate or None``: the monitor's newest frame (the retractor).
+        self.frame = frame or (lambda: None)
+        self.follower = RetractorFollower(editor)
         layout = QtWidgets.QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QtWidgets.QLabel("anatomy edits", objectName="caption"), 0, 0, 1, 4)
@@ -54,14 +64,21 @@ class EditsPanel(QtWidgets.QWidget):
         self.move_button.setCheckable(True)
         self.move_button.setToolTip("drag: move the organ in the view plane; shift+drag: "
                                     "turn it; release records the edit")
+        self.grab_button = QtWidgets.QPushButton("Grab", objectName="grab_retractor")
+        self.grab_button.setCheckable(True)
+        self.grab_button.setToolTip("the organ follows the tracked retractor until released")
         for col, widget in enumerate((self.undo_button, self.redo_button, self.organ,
-                                      self.move_button)):
+                                      self.grab_button, self.move_button)):
             layout.addWidget(widget, 2, col)
         self.message = QtWidgets.QLabel("", objectName="edit_message")
         self.message.setWordWrap(True)
-        layout.addWidget(self.message, 3, 0, 1, 4)
+        layout.addWidget(self.message, 3, 0, 1, 5)
         self.undo_button.clicked.connect(self.undo)
         self.redo_button.clicked.connect(self.redo)
+        self.grab_button.toggled.connect(self._grab_toggled)
+        self._follow_timer = QtCore.QTimer(self)
+        self._follow_timer.timeout.connect(self.follow)
+        self._follow_timer.start(100)
         editor.listeners.append(self.refresh)
         self.refresh()
 
@@ -78,6 +95,26 @@ class EditsPanel(QtWidgets.QWidget):
         self.undo_button.setEnabled(len(self.editor.edits) > 0)
         if self.on_change is not None:
             self.on_change()
+
+    def _grab_toggled(self, on: bool) -> None:
+        try:
+            if on:
+                self.follower.grab(self.organ.currentText(), self.frame())
+                self.show_message(f"{self.organ.currentText()} follows the retractor: "
+                                  "release to record")
+            else:
+                self.follower.release()
+                self.show_message("")
+        except IortError as exc:
+            self.show_message(str(exc), error=True)
+            self.grab_button.blockSignals(True)
+            self.grab_button.setChecked(False)
+            self.grab_button.blockSignals(False)
+
+    def follow(self) -> None:
+        """Move the grabbed organ to the retractor's newest pose (UI thread, 10 Hz)."""
+        if self.follower.coupled:
+            self.follower.update(self.frame())
 
     def undo(self) -> None:
         self.editor.undo()
@@ -163,7 +200,8 @@ def install_edits_panel(window, layout: QtWidgets.QBoxLayout) -> EditsPanel:
     editor = logic.anatomy if logic.anatomy is not None else attach_anatomy(logic)
     organs = [n for n in logic.scene.items if n in editor.original.structures
               and n != logic.target]
-    panel = EditsPanel(editor, organs, on_change=window._scene_changed)
+    panel = EditsPanel(editor, organs, on_change=window._scene_changed,
+                       frame=lambda: None if window.snapshot is None else window.snapshot.frame)
     layout.addWidget(panel)
     window.view_dragger = (ViewDragger(window.view3d, panel)
                            if window.view3d is not None else None)

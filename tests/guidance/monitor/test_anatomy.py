@@ -179,3 +179,47 @@ def test_a_refused_sweep_is_one_message_and_nothing_applied(coarse_phantom, rng)
                                atol=1e-9)
     assert next(reversed(list(editor.edits))).provenance.how.startswith(
         "pointer sweep (300 points")
+
+
+def _frame_with_retractor(camera_from_patient, patient_from_retractor, *, tracked=True):
+    """A monitor frame as the loop gives it: the retractor seen by the camera."""
+    from types import SimpleNamespace
+
+    from guidance.loop.guidance_loop import ToolStatus
+    from guidance.tracking.pose_filter import TrackingState
+
+    state = TrackingState.TRACKING if tracked else TrackingState.STALE
+    tools = {"retractor": ToolStatus(state, camera_from_patient @ patient_from_retractor, 0.0)}
+    return SimpleNamespace(result=SimpleNamespace(camera_from_patient=camera_from_patient,
+                                                  tools=tools))
+
+
+def test_the_live_retractor_moves_the_organ_only_while_grabbed_and_tracked(
+        coarse_phantom, rng, tmp_path) -> None:
+    from guidance.monitor.anatomy import RetractorFollower
+    from tests.conftest import random_rigid
+
+    case = coarse_phantom
+    with SessionLog.create(tmp_path / "s.sqlite") as session:
+        editor = AnatomyEditor(case, session_log=session)
+        follower = RetractorFollower(editor)
+        camera = random_rigid(rng, 300.0)
+        blade = random_rigid(rng, 50.0)
+        with pytest.raises(InputError, match="retractor is not tracked"):
+            follower.grab("BOWEL", _frame_with_retractor(camera, blade, tracked=False))
+        follower.grab("BOWEL", _frame_with_retractor(camera, blade))
+        pull = _move(case)                              # the blade pulls 35 mm, 4 deg
+        assert follower.update(_frame_with_retractor(camera, pull @ blade))
+        np.testing.assert_allclose(editor.retraction_of("BOWEL"), pull, atol=1e-9)
+        assert editor.previewing and len(editor.edits) == 0
+        # a held (STALE) pose does not move it
+        assert not follower.update(_frame_with_retractor(camera, blade, tracked=False))
+        np.testing.assert_allclose(editor.retraction_of("BOWEL"), pull, atol=1e-9)
+        follower.release()
+        assert len(editor.edits) == 1 and not editor.previewing
+        assert next(iter(editor.edits)).provenance.how == "tracked retractor"
+        assert not follower.update(_frame_with_retractor(camera, blade))   # released
+        np.testing.assert_allclose(editor.retraction_of("BOWEL"), pull, atol=1e-9)
+    with SessionLog.open(tmp_path / "s.sqlite", readonly=True) as back:
+        actions = [e.payload["action"] for e in back.events("action")]
+    assert actions == ["retractor_grab", "retractor_release"]

@@ -109,3 +109,34 @@ def test_edit_list_undo_and_a_drag_that_moves_the_bowel_with_the_mouse(qtbot, tm
         kinds = [e.kind for e in back.events() if e.kind.startswith("anatomy")]
     assert kinds == ["anatomy_edit", "anatomy_undo", "anatomy_redo", "anatomy_edit",
                      "anatomy_edit"]
+
+
+def test_grab_button_couples_the_bowel_to_the_tracked_retractor(qtbot, monkeypatch) -> None:
+    from tests.guidance.monitor.test_anatomy import _frame_with_retractor
+
+    view = phantom_view()
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)] * 4), view.camera_matrix,
+                        view.background(), fps=15.0, fre_mm=0.5, tre_mm=0.9, loop=True)
+    logic = MonitorLogic(view.case, view.plan, feed, dose_fn=slab_dose)
+    window = MonitorWindow(logic, with_3d=False)
+    qtbot.addWidget(window)
+    window.show()
+    panel = window.edits_panel
+    camera, blade = np.eye(4), np.eye(4)
+    camera[2, 3] = 400.0
+    frames = {"now": _frame_with_retractor(camera, blade, tracked=False)}
+    monkeypatch.setattr(panel, "frame", lambda: frames["now"])
+    panel.organ.setCurrentText("BOWEL")
+    qtbot.mouseClick(panel.grab_button, QtCore.Qt.LeftButton)      # not tracked: refused
+    assert not panel.grab_button.isChecked() and "not tracked" in panel.message.text()
+    frames["now"] = _frame_with_retractor(camera, blade)
+    qtbot.mouseClick(panel.grab_button, QtCore.Qt.LeftButton)
+    assert panel.grab_button.isChecked() and panel.follower.coupled
+    pull = np.eye(4)
+    pull[:3, 3] = (0.0, -30.0, 10.0)
+    frames["now"] = _frame_with_retractor(camera, pull)
+    qtbot.waitUntil(lambda: logic.anatomy.previewing, timeout=3000)  # the 10 Hz follow
+    assert _rows(panel)[-1].startswith("moving: BOWEL moved 32 mm")
+    qtbot.mouseClick(panel.grab_button, QtCore.Qt.LeftButton)      # release: recorded
+    assert _rows(panel) == ["1. BOWEL moved 32 mm, 0 deg, by tracked retractor"]
+    window.close()
