@@ -206,13 +206,36 @@ Edit = Retraction | Resection | DiscPlacement
 EDIT_TYPES = (Retraction, Resection, DiscPlacement)
 
 
-def _moved_mask_and_hu(case: Case, ct: np.ndarray, mask: np.ndarray, edit: Retraction
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """The structure's mask where it is now (CT grid) and the HU it carries there (one
-    value per voxel of that mask, in C order).
+def _nonzero_in_box(mask: np.ndarray) -> np.ndarray:
+    """``np.argwhere(mask)`` (k, j, i), searching only the mask's box."""
+    box = _box(mask)
+    if box is None:
+        return np.zeros((0, 3), dtype=np.int64)
+    return np.argwhere(mask[box]) + np.array([b.start for b in box])
+
+
+@dataclass(frozen=True)
+class _Moved:
+    """Where a moved organ is now: its box (k, j, i slices) on the CT grid, its mask inside
+    the box and the HU it carries at those voxels (C order)."""
+
+    box: tuple[slice, ...]
+    inside: np.ndarray
+    hu: np.ndarray
+
+    def full(self, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.zeros(shape, dtype=bool)
+        out[self.box] = self.inside
+        return out
+
+
+def _moved_mask_and_hu(case: Case, ct: np.ndarray, inside_kji: np.ndarray,
+                       mask: np.ndarray, edit: Retraction) -> _Moved | None:
+    """The structure where it is now and the HU it carries there (None: nowhere).
 
     Only the organ's box is resampled (where it was, with a margin, and where it is now),
-    so the cost follows the organ's size, not the CT's.
+    so the cost follows the organ's size, not the CT's; the HU only at the voxels the organ
+    now fills.
     """
     voxel_from_patient = case.ct.voxel_from_patient
     # voxel now -> patient now -> patient before -> voxel before
@@ -221,35 +244,33 @@ def _moved_mask_and_hu(case: Case, ct: np.ndarray, mask: np.ndarray, edit: Retra
     # ndimage works in (k, j, i) order: reorder the (i, j, k) affine
     perm = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]])
     kji = perm @ before_from_now @ perm
-    moved = np.zeros(mask.shape, dtype=bool)
-    inside = np.argwhere(mask)
-    if not len(inside):
-        return moved, np.zeros(0, np.float32)
+    if not len(inside_kji):
+        return None
     shape = np.array(mask.shape)
-    in_lo = np.maximum(inside.min(axis=0) - 2, 0)
-    in_hi = np.minimum(inside.max(axis=0) + 3, shape)
+    in_lo = np.maximum(inside_kji.min(axis=0) - 2, 0)
+    in_hi = np.minimum(inside_kji.max(axis=0) + 3, shape)
     corners = np.array([[a, b, c] for a in (in_lo[0], in_hi[0]) for b in (in_lo[1], in_hi[1])
                         for c in (in_lo[2], in_hi[2])], dtype=np.float64)
     now = corners @ np.linalg.inv(kji)[:3, :3].T + np.linalg.inv(kji)[:3, 3]
     lo = np.clip(np.floor(now.min(axis=0)).astype(int) - 1, 0, shape)
     hi = np.clip(np.ceil(now.max(axis=0)).astype(int) + 2, 0, shape)
     if np.any(hi <= lo):
-        return moved, np.zeros(0, np.float32)
+        return None
     box_in = tuple(slice(a, b) for a, b in zip(in_lo, in_hi, strict=True))
     offset = kji[:3, :3] @ lo + kji[:3, 3] - in_lo
     out_shape = tuple(int(n) for n in hi - lo)
     sub = ndimage.affine_transform(mask[box_in].astype(np.float32), kji[:3, :3], offset,
                                    output_shape=out_shape, order=1, mode="constant",
                                    cval=0.0) >= 0.5
-    hu = ndimage.affine_transform(ct[box_in], kji[:3, :3], offset, output_shape=out_shape,
-                                  order=1, mode="nearest")
-    moved[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))] = sub
-    return moved, hu[sub].astype(np.float32)
+    # the HU (trilinear, edge values beyond the box) only where the organ now is
+    points = np.argwhere(sub).astype(np.float64) @ kji[:3, :3].T + offset
+    hu = ndimage.map_coordinates(ct[box_in], points.T, order=1, mode="nearest")
+    return _Moved(tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)), sub,
+                  hu.astype(np.float32))
 
 
-def _check_inside_ct(case: Case, mask: np.ndarray, edit: Retraction) -> None:
-    """InputError when the move takes any voxel of the organ outside the CT grid."""
-    kji = np.argwhere(mask)
+def _check_inside_ct(case: Case, kji: np.ndarray, edit: Retraction) -> None:
+    """InputError when the move takes the organ (voxels ``kji``) outside the CT grid."""
     if not len(kji):
         return
     ijk = kji[:, ::-1].astype(np.float64)
@@ -268,21 +289,51 @@ def _check_inside_ct(case: Case, mask: np.ndarray, edit: Retraction) -> None:
                          "applied")
 
 
+def _box(*masks: np.ndarray) -> tuple[slice, ...] | None:
+    """The (k, j, i) slices of the box holding every True voxel of ``masks`` (None: none)."""
+    union = np.logical_or.reduce([m.any(axis=(1, 2)) for m in masks]), \
+        np.logical_or.reduce([m.any(axis=(0, 2)) for m in masks]), \
+        np.logical_or.reduce([m.any(axis=(0, 1)) for m in masks])
+    out = []
+    for axis in union:
+        idx = np.flatnonzero(axis)
+        if not len(idx):
+            return None
+        out.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(out)
+
+
 def _apply_retraction(case: Case, ct: np.ndarray, masks: dict[str, np.ndarray],
-                      edit: Retraction) -> None:
+                      edit: Retraction, owned: set[str]) -> None:
+    """Move one organ (in place on ``ct`` and ``masks``; a mask not in ``owned`` is still
+    the original's and is copied before it is changed)."""
     if edit.structure not in masks:
         raise InputError(f"retraction of {edit.structure!r}: no such structure; have: "
                          f"{', '.join(masks) or 'none'}")
     before = masks[edit.structure]
-    _check_inside_ct(case, before, edit)
-    moved, hu = _moved_mask_and_hu(case, ct, before, edit)
-    vacated = before & ~moved
-    ct[vacated] = FILL_HU[edit.fill]
-    ct[moved] = hu
-    for name, mask in masks.items():
-        if name != edit.structure and case.structures[name].roi_type not in KEEPS_ITS_VOXELS:
-            mask &= ~moved
+    inside_kji = _nonzero_in_box(before)
+    _check_inside_ct(case, inside_kji, edit)
+    result = _moved_mask_and_hu(case, ct, inside_kji, before, edit)
+    moved = np.zeros(before.shape, dtype=bool) if result is None else result.full(before.shape)
+    box = _box(before, moved)
+    if box is None:
+        return
+    vacated = before[box] & ~moved[box]
+    ct[box][vacated] = FILL_HU[edit.fill]
+    if result is not None:
+        ct[result.box][result.inside] = result.hu
+    taken = moved[box]
+    for name in list(masks):
+        if name == edit.structure or case.structures[name].roi_type in KEEPS_ITS_VOXELS:
+            continue
+        if not (masks[name][box] & taken).any():
+            continue
+        if name not in owned:
+            masks[name] = masks[name].copy()
+            owned.add(name)
+        masks[name][box] &= ~taken
     masks[edit.structure] = moved
+    owned.add(edit.structure)
 
 
 def _apply_resection(ct: np.ndarray, masks: Mapping[str, np.ndarray],
@@ -291,6 +342,13 @@ def _apply_resection(ct: np.ndarray, masks: Mapping[str, np.ndarray],
         raise InputError(f"resection of {edit.structure!r}: no such structure; have: "
                          f"{', '.join(masks) or 'none'}")
     ct[masks[edit.structure]] = FILL_HU[edit.fill]
+
+
+def _read_only(mask: np.ndarray) -> np.ndarray:
+    """A view of ``mask`` that cannot be written (the original's mask, shared)."""
+    view = mask.view()
+    view.flags.writeable = False
+    return view
 
 
 class EditList:
@@ -369,17 +427,21 @@ class EditList:
         """The edited case: CT and labelmaps derived from ``case`` and the edits in order
         (``case`` itself is not modified)."""
         ct = np.array(case.ct.array, dtype=np.float32, copy=True)
-        masks = {n: s.mask.copy() for n, s in case.structures.items()}
+        # a mask no edit changes is shared with the original, read-only; the others are
+        # copied when first changed
+        masks = {n: s.mask for n, s in case.structures.items()}
+        owned: set[str] = set()
         for edit in self._edits:
             if isinstance(edit, Retraction):
-                _apply_retraction(case, ct, masks, edit)
+                _apply_retraction(case, ct, masks, edit, owned)
             elif isinstance(edit, Resection):
                 _apply_resection(ct, masks, edit)
         disc = self.disc
         if disc is not None and not bool(case.ct.contains(disc.centre_lps[None])[0]):
             raise InputError(f"disc placement: centre {np.round(disc.centre_lps, 1).tolist()} "
                              "mm (LPS) is outside the CT; check its pose; nothing applied")
-        structures = {n: Structure(n, masks[n], s.color_rgb, s.roi_type)
+        structures = {n: Structure(n, masks[n] if n in owned else _read_only(masks[n]),
+                                   s.color_rgb, s.roi_type)
                       for n, s in case.structures.items()}
         return replace(case, ct=case.ct.with_array(ct), structures=structures,
                        image_instance_uids=list(case.image_instance_uids), disc=disc)
