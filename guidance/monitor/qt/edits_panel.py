@@ -200,7 +200,11 @@ def install_edits_panel(window, layout: QtWidgets.QBoxLayout) -> EditsPanel:
     editor = logic.anatomy if logic.anatomy is not None else attach_anatomy(logic)
     organs = [n for n in logic.scene.items if n in editor.original.structures
               and n != logic.target]
-    panel = EditsPanel(editor, organs, on_change=window._scene_changed,
+    def changed() -> None:
+        window._scene_changed()      # the 3D view now
+        window._slice_key = None     # the slices at their next refresh (edited CT, outlines)
+
+    panel = EditsPanel(editor, organs, on_change=changed,
                        frame=lambda: None if window.snapshot is None else window.snapshot.frame)
     layout.addWidget(panel)
     window.view_dragger = (ViewDragger(window.view3d, panel)

@@ -68,6 +68,28 @@ def test_edit_list_undo_and_a_drag_that_moves_the_bowel_with_the_mouse(qtbot, tm
     editor.retract("BOWEL", move, how="pointer sweep")
     assert _rows(panel) == ["1. BOWEL moved 35 mm, 0 deg, by pointer sweep"]
     assert "BOWEL:preoperative" in window._scene3d.actors      # dashed, where it was
+    # the coronal slice through the plan (y = -12 mm) cut the bowel; after the move its
+    # outline there is the dashed preoperative one (the bowel itself now lies anterior)
+    bowel_rgb = np.array(view.case.structures["BOWEL"].color_rgb)
+
+    def coronal_bowel_px() -> int:
+        image = window.slice_views["coronal"].image
+        return -1 if image is None else int(np.all(image == bowel_rgb, axis=2).sum())
+    qtbot.waitUntil(lambda: window._slice_key is not None and coronal_bowel_px() >= 0,
+                    timeout=20000)
+    editor.undo()
+    qtbot.waitUntil(lambda: window._slice_key is not None, timeout=20000)
+    qtbot.waitUntil(lambda: window._slice_future is None or window._slice_future.done(),
+                    timeout=20000)
+    window.tick()
+    solid_px = coronal_bowel_px()
+    editor.redo()
+    qtbot.waitUntil(lambda: window._slice_key is not None, timeout=20000)
+    qtbot.waitUntil(lambda: window._slice_future is None or window._slice_future.done(),
+                    timeout=20000)
+    window.tick()
+    dashed_px = coronal_bowel_px()
+    assert solid_px > 100 and 0.4 * solid_px < dashed_px < 0.75 * solid_px
     qtbot.mouseClick(panel.undo_button, QtCore.Qt.LeftButton)
     assert _rows(panel) == ["(none: the preoperative anatomy)"]
     assert "BOWEL:preoperative" not in window._scene3d.actors
@@ -107,8 +129,8 @@ def test_edit_list_undo_and_a_drag_that_moves_the_bowel_with_the_mouse(qtbot, tm
     window.close()
     with SessionLog.open(tmp_path / "s.sqlite", readonly=True) as back:
         kinds = [e.kind for e in back.events() if e.kind.startswith("anatomy")]
-    assert kinds == ["anatomy_edit", "anatomy_undo", "anatomy_redo", "anatomy_edit",
-                     "anatomy_edit"]
+    assert kinds == ["anatomy_edit", "anatomy_undo", "anatomy_redo", "anatomy_undo",
+                     "anatomy_redo", "anatomy_edit", "anatomy_edit"]
 
 
 def test_grab_button_couples_the_bowel_to_the_tracked_retractor(qtbot, monkeypatch) -> None:
