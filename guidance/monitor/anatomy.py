@@ -264,7 +264,13 @@ class AnatomyEditor:
         if save and self.case_dir is not None:
             from models.patient.case_store import save_edits
 
-            save_edits(self.case_dir, self.edits)
+            try:
+                save_edits(self.case_dir, self.edits)
+            except InputError as exc:   # the live anatomy goes on; the log has the edit
+                message = f"anatomy edits not saved in the case folder: {exc}"
+                log.warning("%s", message)
+                if self.session_log is not None:
+                    self.session_log.log_warning(message, source="anatomy")
 
     def _set_case(self, case: Case) -> None:
         self._edited = case

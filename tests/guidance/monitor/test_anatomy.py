@@ -223,3 +223,39 @@ def test_the_live_retractor_moves_the_organ_only_while_grabbed_and_tracked(
     with SessionLog.open(tmp_path / "s.sqlite", readonly=True) as back:
         actions = [e.payload["action"] for e in back.events("action")]
     assert actions == ["retractor_grab", "retractor_release"]
+
+
+def test_iort_run_shows_and_saves_the_edits_of_a_case_folder(tmp_path) -> None:
+    """``iort run CASE`` on a case folder: its saved edits are applied from the start and
+    a new one is saved there (a folder that cannot take it: a warning, the edit stays)."""
+    from guidance.cli.commands.run import _attach_anatomy
+    from guidance.monitor.feed import ScriptedFeed
+    from guidance.monitor.logic import MonitorLogic
+    from guidance.monitor.rehearsal import phantom_view, slab_dose
+    from models.patient.case_store import load_edits, save_case, save_edits
+    from models.patient.edits import EditList, Retraction
+
+    view = phantom_view()
+    folder = save_case(view.case, tmp_path / "case")
+    first = _move(view.case, (0.0, -10.0, 0.0), 0.0)
+    save_edits(folder, EditList([Retraction("BOWEL", first)]))
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)] * 3), view.camera_matrix,
+                        view.background(), fps=30.0, fre_mm=0.5, tre_mm=0.9, loop=True)
+    with SessionLog.create(tmp_path / "s.sqlite") as session:
+        logic = MonitorLogic(view.case, view.plan, feed, dose_fn=slab_dose,
+                             session_log=session)
+        try:
+            _attach_anatomy(logic, str(folder))
+            editor = logic.anatomy
+            np.testing.assert_allclose(editor.retraction_of("BOWEL"), first, atol=1e-12)
+            assert "BOWEL:preoperative" in logic.scene.items      # shown from the start
+            editor.retract("STOMACH", _move(view.case, (0.0, -5.0, 0.0), 0.0))
+            assert len(load_edits(folder)) == 2
+            (folder / "edits.json").write_text("damaged")       # the folder breaks
+            editor.undo()
+            assert len(editor.edits) == 1                        # the live anatomy goes on
+        finally:
+            logic.close()
+    with SessionLog.open(tmp_path / "s.sqlite", readonly=True) as back:
+        assert any("not saved in the case folder" in e.payload["message"]
+                   for e in back.events("warning"))
