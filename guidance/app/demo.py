@@ -4,11 +4,15 @@ Steps (each the same code a clinical case uses):
 
 1. write the phantom as real DICOM (CT series + RTSTRUCT) and import it back;
 2. simulate the procedure (:mod:`guidance.sim.scenario`): the pointer touches each skin
-   fiducial, then the applicator settles on the tumour bed, seen by a hand-held camera;
+   fiducial, the tracked retractor pulls the small bowel out of the field (grab, pull,
+   release: the bowel follows the tracked retractor and the edit is recorded), then the
+   applicator settles on the tumour bed, seen by a hand-held camera;
 3. run the :class:`~guidance.loop.guidance_loop.GuidanceLoop` on those frames: marker detection,
 tool
    poses, pose filtering; collect the fiducials and register (Arun/Umeyama), report FRE;
-4. compute the electron dose whenever the tracked applicator moved (pencil beam on the CT);
+4. compute the electron dose whenever the tracked applicator moved (pencil beam on the CT
+   as edited: the bowel where the retractor left it), organ doses beside those of the
+   preoperative positions;
 5. draw target, organs, applicator and the prescription isodose over the undistorted video
    from the tracked camera pose;
 6. write ``overlay_NNNN.png``, ``demo.mp4``, ``summary.json`` and ``report.html``.
@@ -31,6 +35,7 @@ import numpy as np
 
 from calibration.undistort import undistorter_for
 from guidance.loop.guidance_loop import FrameResult, GuidanceLoop, LoopOptions
+from guidance.monitor.anatomy import AnatomyEditor
 from guidance.record.replay import LoggedDose
 from guidance.record.report import write_report
 from guidance.record.session_log import SessionLog, session_log_path
@@ -43,6 +48,7 @@ from guidance.record.treatment_report import (
 )
 from guidance.registration.fiducials import FiducialRegistration
 from guidance.registration.pointer import PointerRegistration
+from guidance.registration.retraction import RetractorCoupling
 from guidance.render.overlay import OverlayRenderer, OverlayStatus
 from guidance.render.scene import (
     STYLE_ISODOSE,
@@ -139,6 +145,11 @@ class _Track:
     target_errors_px: list[float] = field(default_factory=list)
     stale_frames: int = 0
     warnings: list[str] = field(default_factory=list)
+    #: The retracted organ's centre: tracked (retractor) against the simulation's truth (mm).
+    organ_follow_errors_mm: list[float] = field(default_factory=list)
+    retractor_errors_mm: list[float] = field(default_factory=list)
+    retraction_error_mm: float | None = None
+    retraction_error_deg: float | None = None
 
 
 @dataclass
@@ -204,6 +215,9 @@ class _Run:
     session_log: SessionLog
     registration: PointerRegistration
     recorder: TrackingRecorder
+    anatomy: AnatomyEditor
+    coupling: RetractorCoupling | None = None
+    grab_truth: np.ndarray | None = None      # the organ's true move when it was grabbed
     doses: DoseScheduler = field(default_factory=DoseScheduler)  # recompute after 1 mm/1 deg
     track: _Track = field(default_factory=_Track)
     images: list[Path] = field(default_factory=list)
@@ -222,7 +236,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
     try:
         _run_frames(run, options, out, writer)
         run.recorder.flush()
-        dvhs = _dvhs(run)
+        dvhs = _dvhs(run, run.anatomy.case)   # on the anatomy as it is now (edited)
         _log_final_pose(run, dvhs)
     finally:
         run.loop.source.close()
@@ -275,10 +289,11 @@ def _prepare(options: DemoOptions, out: Path) -> _Run:
         loop, {n: case.fiducials_lps[n] for n in scenario.fiducial_names},
         scenario.fiducial_at, target_lps=target_lps,
         samples_per_fiducial=scenario.frames_per_fiducial,
-        give_up=lambda i: scenario.phase_at(i) == "treatment", session_log=session_log)
+        give_up=lambda i: scenario.phase_at(i) != "registration", session_log=session_log)
+    anatomy = AnatomyEditor(case, session_log=session_log, who="surgeon (simulated)")
     return _Run(case, beam, target_lps, calibration, scenario, dose_fn, choice, scene,
                 renderer, undistorter_for(calibration), loop, session_path, session_log,
-                registration, recorder)
+                registration, recorder, anatomy)
 
 
 def _run_frames(run: _Run, options: DemoOptions, out: Path, writer) -> None:
@@ -305,6 +320,7 @@ def _one_frame(run: _Run, options: DemoOptions, result: FrameResult) -> np.ndarr
     """Registration, dose, truth comparison and the composed overlay (RGB) of one frame."""
     index, track, scene = result.frame.index, run.track, run.scene
     run.registration(result)
+    _retraction_step(run, result)
     pose = result.patient_from_applicator
     trigger = dose_trigger(run.doses, result, run.choice)
     if trigger is not None:
@@ -322,6 +338,9 @@ def _one_frame(run: _Run, options: DemoOptions, result: FrameResult) -> np.ndarr
     track.stale_frames += int(not status.tracking_ok)
     video_rgb = cv2.cvtColor(run.undistorter.undistort(result.frame.image), cv2.COLOR_BGR2RGB)
     camera_from_patient = result.camera_from_patient  # None until registered
+    # pyvista's screenshot renders only the first time: without this an item shown since
+    # (the applicator after the retraction step, a new isodose) would be missing
+    run.renderer.plotter.render()
     composed = run.renderer.render(video_rgb, camera_from_patient, status)
     if camera_from_patient is not None and status.tracking_ok:
         track.overlay_frames += 1
@@ -329,6 +348,59 @@ def _one_frame(run: _Run, options: DemoOptions, result: FrameResult) -> np.ndarr
             run.calibration.camera_matrix, camera_from_patient,
             result.frame.truth.camera_from_patient, run.target_lps))
     return composed
+
+
+def _retraction_step(run: _Run, result: FrameResult) -> None:
+    """The retraction phase: grab at the first tracked frame, the organ follows the tracked
+    retractor (a preview), release freezes it as an edit; errors against the truth."""
+    scenario, index, track = run.scenario, result.frame.index, run.track
+    if scenario.phase_at(index) != "retraction":
+        return
+    name = scenario.options.retraction_structure
+    pose = run.loop.patient_from_tool(result, "retractor")
+    truth = scenario.patient_from_retractor_at(index)
+    centre = run.case.centroid_lps(name)
+    if pose is not None and truth is not None:
+        track.retractor_errors_mm.append(float(np.linalg.norm(
+            apply_transform(pose @ invert_rigid(truth), centre[None])[0] - centre)))
+    if run.coupling is None and pose is not None:
+        run.coupling = RetractorCoupling(name)
+        run.coupling.grab(pose)
+        run.session_log.log_action("retractor_grab", structure=name)
+        run.grab_truth = scenario.patient_from_retracted_at(index)
+    if run.coupling is None:
+        return
+    if run.coupling.coupled:
+        moved = run.coupling.follow(pose)
+        try:
+            run.anatomy.preview(name, moved)
+        except IortError as exc:
+            log.warning("retraction preview refused: %s", exc)
+        want = scenario.patient_from_retracted_at(index) @ invert_rigid(run.grab_truth)
+        track.organ_follow_errors_mm.append(float(np.linalg.norm(
+            apply_transform(moved @ invert_rigid(want), centre[None])[0] - centre)))
+    if scenario.retraction_event_at(index) == "release" and run.coupling.coupled:
+        edit = run.coupling.release(who=run.anatomy.who)
+        try:
+            run.anatomy.add(edit)
+        except IortError as exc:
+            track.warnings.append(f"retraction not applied: {exc}")
+            run.session_log.log_warning(f"retraction not applied: {exc}", source="anatomy")
+            run.anatomy.cancel_preview()
+            return
+        run.session_log.log_action("retractor_release", structure=name)
+        want = scenario.patient_from_retracted_at(index)
+        track.retraction_error_mm, track.retraction_error_deg = transform_difference(
+            run.anatomy.retraction_of(name), want)
+        # the dose follows the edited anatomy (the dose function keeps an engine per CT)
+        run.doses.invalidate()
+    _show_retraction(run, name)
+
+
+def _show_retraction(run: _Run, name: str) -> None:
+    """The retracted organ where it is now in the overlay (its mesh moved rigidly)."""
+    if name in run.scene.items:
+        run.scene.set_pose(name, run.anatomy.retraction_of(name))
 
 
 def _write_outputs(run: _Run, options: DemoOptions, out: Path, dvhs: dict[str, DVH], *,
@@ -344,6 +416,11 @@ def _write_outputs(run: _Run, options: DemoOptions, out: Path, dvhs: dict[str, D
     summary = _summary(options, run.case, run.beam, run.scenario, track,
                        run.registration.result, run.loop, loop_s, time.perf_counter() - start,
                        run.target_lps)
+    # organ doses where the preoperative CT saw them, beside where they are now
+    moved = {o.structure for o in run.anatomy.outlines()}
+    before = ({n: d for n, d in _dvhs(run, run.case).items() if n in moved}
+              if track.dose is not None and moved else {})
+    summary.update(_anatomy_summary(run, dvhs, before))
     if track.dose is not None:
         summary["dose.target_v90_percent"] = dvhs[TARGET].metrics.v90_percent
         summary["dose.target_d90_gy"] = dvhs[TARGET].metrics.d90_gy
@@ -353,13 +430,40 @@ def _write_outputs(run: _Run, options: DemoOptions, out: Path, dvhs: dict[str, D
     write_private_text(out / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
     colors = {name: s.color_rgb for name, s in run.case.structures.items()}
     report = write_report(out / "report.html", summary=summary, dvhs=dvhs, images=run.images,
-                          warnings=track.warnings, colors=colors)
-    write_pdf(_record(run, summary, dvhs, colors), out / "report.pdf")
+                          warnings=track.warnings, colors=colors,
+                          anatomy=_edit_lines(run), preoperative=before)
+    write_pdf(_record(run, summary, dvhs, colors, before), out / "report.pdf")
     return DemoResult(summary=summary, out_dir=out, images=run.images,
                       video=(out / "demo.mp4") if options.video else None, report=report)
 
+def _edit_lines(run: _Run) -> list[str]:
+    """The edit list as the reports print it ("BOWEL moved 35 mm, 4 deg, by tracked
+    retractor")."""
+    return [f"{text}, by {edit.provenance.how}"
+            for text, edit in zip(run.anatomy.descriptions(), run.anatomy.edits, strict=True)]
+
+
+def _anatomy_summary(run: _Run, dvhs: dict[str, DVH], before: dict[str, DVH]) -> dict:
+    """summary.json keys of the retraction step, against the simulation's truth."""
+    track = run.track
+    out: dict = {"anatomy.edits": _edit_lines(run), "anatomy.edit_count": len(run.anatomy.edits)}
+    if track.organ_follow_errors_mm:
+        out["anatomy.follow_error_max_mm"] = float(np.max(track.organ_follow_errors_mm))
+        out["anatomy.retractor_error_max_mm"] = (float(np.max(track.retractor_errors_mm))
+                                                 if track.retractor_errors_mm else None)
+    if track.retraction_error_mm is not None:
+        out["anatomy.retraction_error_mm"] = track.retraction_error_mm
+        out["anatomy.retraction_error_deg"] = track.retraction_error_deg
+    for name in before:
+        # (an organ moved entirely out of the dose grid has no DVH: 0 Gy, evaluate_dose's rule)
+        out[f"anatomy.{name}_dmax_gy"] = dvhs[name].metrics.dmax_gy if name in dvhs else 0.0
+        out[f"anatomy.{name}_preoperative_dmax_gy"] = before[name].metrics.dmax_gy
+    return out
+
+
 def _record(run: _Run, summary: dict, dvhs: dict[str, DVH],
-            colors: dict[str, tuple[int, int, int]]) -> ReportContent:
+            colors: dict[str, tuple[int, int, int]],
+            before: dict[str, DVH] | None = None) -> ReportContent:
     """The demo's treatment record (report.pdf): the numbers it has in hand."""
     dose = run.track.dose
     beam: dict[str, object] = {"machine": run.beam.machine, "energy_mev": run.beam.energy_mev,
@@ -387,6 +491,9 @@ def _record(run: _Run, summary: dict, dvhs: dict[str, DVH],
         dvh_curves={n: (d.dose_edges_gy, d.cumulative_percent) for n, d in dvhs.items()},
         dvh_colors=colors, prescription_gy=float(summary["beam.prescription_gy"]),
         coverage=rows, images=shown, warnings=list(run.track.warnings),
+        anatomy=_edit_lines(run),
+        anatomy_doses=[(n, dvhs[n].metrics.dmax_gy, b.metrics.dmax_gy)
+                       for n, b in (before or {}).items() if n in dvhs],
         notes=["Simulated procedure on the built-in phantom: the pose errors are against the "
                "simulation's truth. Not a clinical record.", f"Limits: {limits.provenance}"],
         versions={k: str(v) for k, v in summary.get("versions", {}).items()})
@@ -411,7 +518,7 @@ def _logged_beam(run: _Run, computed_from: np.ndarray) -> dict:
 def _update_dose(run: _Run, patient_from_applicator: np.ndarray) -> None:
     track = run.track
     try:
-        dose = run.dose_fn(run.case, patient_from_applicator, run.choice)
+        dose = run.dose_fn(run.anatomy.case, patient_from_applicator, run.choice)
     except IortError as exc:
         track.dose_failures.append(str(exc))
         log.warning("dose not computed: %s", exc)
@@ -430,14 +537,15 @@ def _update_dose(run: _Run, patient_from_applicator: np.ndarray) -> None:
                             STYLE_ISODOSE["color"], STYLE_ISODOSE["opacity"]))
 
 
-def _dvhs(run: _Run) -> dict[str, DVH]:
-    """DVHs of the last dose: the monitor's rule (the same numbers a replay recomputes)."""
+def _dvhs(run: _Run, case: Case) -> dict[str, DVH]:
+    """DVHs of the last dose on ``case`` (the edited anatomy, or the preoperative one to
+    compare): the monitor's rule, the same numbers a replay recomputes."""
     dose = run.track.dose
     if dose is None:
         return {}
     names = [n for n in (TARGET, *REPORT_ORGANS)
-             if n in run.case.structures and run.case.structures[n].mask.any()]
-    dvhs, _ = LoggedDose(run.case, default_machine=run.beam.machine).evaluate(
+             if n in case.structures and case.structures[n].mask.any()]
+    dvhs, _ = LoggedDose(case, default_machine=run.beam.machine).evaluate(
         dose.dose, run.choice, names)
     return dvhs
 

@@ -388,6 +388,24 @@ class GuidanceLoop:
     _first_size_px: tuple[int, int] | None = None
     _clock_candidate_s: float | None = None
 
+    def patient_from_tool(self, result: FrameResult, tool: str) -> np.ndarray | None:
+        """A tracked tool's pose in patient LPS (mm) in ``result``, through the reference.
+
+        ``patient_from_reference @ inv(tracker_from_reference) @ tracker_from_tool`` — only
+        when registered and both the reference and the tool are TRACKING in this frame (a
+        held pose must not move an organ); None otherwise. Used for tools the loop does not
+        compose itself (the retractor).
+        """
+        reg = self.patient_from_reference
+        ref = result.tools.get(self.options.reference_tool)
+        status = result.tools.get(tool)
+        if (reg is None or ref is None or status is None or ref.tracker_from_tool is None
+                or status.tracker_from_tool is None
+                or ref.state is not TrackingState.TRACKING
+                or status.state is not TrackingState.TRACKING):
+            return None
+        return reg @ invert_rigid(ref.tracker_from_tool) @ status.tracker_from_tool
+
     def process(self, frame: Frame) -> FrameResult | None:
         """Run one frame through the pipeline; None (and a FrameSkipped event) if unusable.
 

@@ -224,6 +224,8 @@ class MonitorLogic:
         self._confirmed_pose: np.ndarray | None = None
         self._confirm: ConfirmResult | None = None
         self._confirmed_count = 0
+        #: The intraoperative anatomy edits (:func:`guidance.monitor.anatomy.attach_anatomy`).
+        self.anatomy = None
 
     # ------------------------------------------------------------------ scene
     def _build_scene(self, max_triangles: int) -> Scene:
@@ -237,9 +239,13 @@ class MonitorLogic:
 
     # ------------------------------------------------------ what views draw
     def slice_outlines(self) -> dict[str, Outline]:
-        """Structures outlined on the CT slices, in their RTSTRUCT colours."""
-        return {n: Outline(s.mask, s.color_rgb) for n, s in self.case.structures.items()
-                if s.roi_type not in NOT_OUTLINED_ROI_TYPES}
+        """Structures outlined on the CT slices, in their RTSTRUCT colours (moved organs
+        also dashed where the preoperative CT saw them)."""
+        out = {n: Outline(s.mask, s.color_rgb) for n, s in self.case.structures.items()
+               if s.roi_type not in NOT_OUTLINED_ROI_TYPES}
+        if self.anatomy is not None:
+            out.update(self.anatomy.preoperative_outlines())
+        return out
 
     @staticmethod
     def isodose_levels(prescription_gy: float) -> list[IsodoseLevel]:

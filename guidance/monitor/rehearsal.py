@@ -119,7 +119,7 @@ def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int]
         loop, {n: case.fiducials_lps[n] for n in scenario.fiducial_names},
         scenario.fiducial_at, target_lps=case.centroid_lps("CTV"),
         samples_per_fiducial=scenario.frames_per_fiducial,
-        give_up=lambda i: scenario.phase_at(i) == "treatment", session_log=session_log)
+        give_up=lambda i: scenario.phase_at(i) != "registration", session_log=session_log)
     undistorter = undistorter_for(calibration)
     feed = LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort,
                     on_result=registration)

@@ -284,12 +284,39 @@ def replay_session(read: SessionRead, case: Case | None, *, speed: float = 0.0,
     start = read.of_kind("session_start")
     meta = start[0].payload if start else {}
     grid = float(grid_mm if grid_mm is not None else meta.get("dose_grid_mm") or 2.0)
-    doses = LoggedDose(case, default_machine=str(meta.get("machine") or DEFAULT_MACHINE),
-                       grid_mm=grid)
+    machine = str(meta.get("machine") or DEFAULT_MACHINE)
+    doses = LoggedDose(case, default_machine=machine, grid_mm=grid)
+    so_far: list[SessionEvent] = []
     for event in read.events:
-        if event.kind in ("dose", "confirmed_pose"):
+        so_far.append(event)
+        if event.kind in ANATOMY_KINDS:
+            # the dose after an edit is the dose on the edited anatomy
+            edited = _edited_case(case, so_far, result)
+            doses = LoggedDose(edited, default_machine=machine, grid_mm=grid)
+        elif event.kind in ("dose", "confirmed_pose"):
             _check_dose_event(event, doses, result, on_confirm)
     return result
+
+
+#: Session-log kinds that change the anatomy the dose is computed on.
+ANATOMY_KINDS = ("anatomy_edit", "anatomy_undo", "anatomy_redo")
+
+
+def _edited_case(case: Case, events: Sequence[SessionEvent], result: ReplayResult) -> Case:
+    """``case`` with the anatomy edits in force after ``events`` (the same derivation as
+    the live monitor: :meth:`models.patient.edits.EditList.apply` of the original)."""
+    from guidance.record.session_report import anatomy_in_force
+    from models.patient.edits import EditList
+
+    in_force = anatomy_in_force(list(events))
+    try:
+        edits = EditList.from_json([dict(e.payload.get("edit", {})) for e in in_force],
+                                   source=f"session log event #{events[-1].seq}")
+        return edits.apply(case)
+    except InputError as exc:
+        result.problems.append(f"anatomy edits up to event #{events[-1].seq} not applied "
+                               f"({exc}); later doses are rechecked on the anatomy before")
+        return case
 
 
 @dataclass

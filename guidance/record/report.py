@@ -64,7 +64,9 @@ def dvh_png_uri(dvhs: Mapping[str, DVH], *, prescription_gy: float | None = None
 def write_report(path: Path, *, summary: Mapping[str, object], dvhs: Mapping[str, DVH],
                  images: Sequence[Path], warnings: Sequence[str] = (),
                  title: str = "IORT guidance report",
-                 colors: Mapping[str, tuple[int, int, int]] | None = None) -> Path:
+                 colors: Mapping[str, tuple[int, int, int]] | None = None,
+                 anatomy: Sequence[str] = (),
+                 preoperative: Mapping[str, DVH] | None = None) -> Path:
     """Write the HTML report.
 
     Parameters
@@ -82,6 +84,11 @@ def write_report(path: Path, *, summary: Mapping[str, object], dvhs: Mapping[str
     title : str
     colors : mapping name -> RGB, optional
         DVH curve colours (the structures' own); a palette for the others.
+    anatomy : sequence of str
+        The intraoperative anatomy edits the dose was computed on ("BOWEL moved 35 mm,
+        4 deg, by tracked retractor").
+    preoperative : mapping name -> DVH, optional
+        The same dose on the preoperative structure positions (Dmax shown beside).
     """
     path = Path(path)
     rows = []
@@ -105,6 +112,7 @@ def write_report(path: Path, *, summary: Mapping[str, object], dvhs: Mapping[str
         if isinstance(versions, dict) else ""
     warning_html = "".join(f'<p class="warn">&#9888; {html.escape(w)}</p>' for w in warnings)
     rx = summary.get("beam.prescription_gy")
+    anatomy_html = _anatomy_html(anatomy, dvhs, preoperative or {})
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_CSS}</style></head><body>
@@ -114,6 +122,7 @@ def write_report(path: Path, *, summary: Mapping[str, object], dvhs: Mapping[str
 <p>Target (red), organs at risk, applicator and the prescription isodose drawn over the
 undistorted camera view from the tracked pose.</p>
 {''.join(f'<img src="{html.escape(p.name)}" alt="{html.escape(p.name)}">' for p in shown)}
+{anatomy_html}
 <h2>Dose-volume histograms</h2>
 <p>Prescription {_fmt(rx, 1)} Gy at the 90 % isodose; V90 = share of the structure receiving at
 least the prescription dose.</p>
@@ -127,3 +136,19 @@ least the prescription dose.</p>
 </body></html>
 """
     return write_private_text(path, body)
+
+
+def _anatomy_html(anatomy: Sequence[str], dvhs: Mapping[str, DVH],
+                  preoperative: Mapping[str, DVH]) -> str:
+    """The edit list and the organ maxima now vs at the preoperative position."""
+    if not anatomy:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in anatomy)
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{_fmt(dvhs[n].metrics.dmax_gy)}</td>"
+        f"<td>{_fmt(d.metrics.dmax_gy)}</td></tr>"
+        for n, d in preoperative.items() if n in dvhs)
+    table = ("<table><tr><th>structure</th><th>Dmax now (Gy)</th><th>Dmax at the "
+             f"preoperative position (Gy)</th></tr>{rows}</table>") if rows else ""
+    return ("<h2>Intraoperative anatomy</h2><p>The dose was computed on the preoperative CT "
+            f"edited as follows (in order):</p><ol>{items}</ol>{table}")

@@ -71,7 +71,7 @@ APPLICATION_ID = 0x494F5254  # "IORT"
 #: Event kinds a session log holds.
 EVENT_KINDS: tuple[str, ...] = (
     "session_start", "registration", "confirmed_pose", "dose", "warning", "action",
-    "session_end", "tracker", "frames",
+    "session_end", "tracker", "frames", "anatomy_edit", "anatomy_undo", "anatomy_redo",
 )
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: Name of a new session log (``time.strftime`` format, then ``.sqlite``).
@@ -604,6 +604,24 @@ class SessionLog:
     def log_action(self, action: str, **detail: Any) -> int:
         """Record a user action (mode switch, energy change, confirm, ...)."""
         return self.append("action", {"action": str(action), **detail})
+
+    def log_anatomy_edit(self, edit: Mapping[str, Any], *, description: str = "",
+                         n_edits: int | None = None) -> int:
+        """Record an intraoperative anatomy edit as it was made.
+
+        ``edit`` is the edit's JSON (:func:`models.patient.edits.edit_to_json`: kind,
+        structure, transform or disc, who/when/how); ``description`` the list line shown
+        ("BOWEL moved 35 mm, 4 deg"); ``n_edits`` the length of the list after it.
+        """
+        return self.append("anatomy_edit", {"edit": dict(edit), "description": description,
+                                            "n_edits": n_edits})
+
+    def log_anatomy_undo(self, edit: Mapping[str, Any], *, description: str = "",
+                         n_edits: int | None = None, redo: bool = False) -> int:
+        """Record an edit taken back (``redo``: put back) with its JSON, as it was logged."""
+        return self.append("anatomy_redo" if redo else "anatomy_undo",
+                           {"edit": dict(edit), "description": description,
+                            "n_edits": n_edits})
 
     # ------------------------------------------------------------------ reading
     def verify(self) -> ChainCheck:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,6 +104,41 @@ def _warnings(events: list[SessionEvent]) -> list[str]:
     return [m if n == 1 else f"{m} (x{n})" for m, n in counts.items()]
 
 
+def anatomy_in_force(events: list[SessionEvent]) -> list[SessionEvent]:
+    """The ``anatomy_edit`` records still in force at the end of the session: edits
+    replayed in order with their ``anatomy_undo`` / ``anatomy_redo`` records."""
+    done: list[SessionEvent] = []
+    undone: list[SessionEvent] = []
+    for e in events:
+        if e.kind == "anatomy_edit":
+            done.append(e)
+            undone.clear()
+        elif e.kind == "anatomy_undo" and done:
+            undone.append(done.pop())
+        elif e.kind == "anatomy_redo" and undone:
+            done.append(undone.pop())
+    return done
+
+
+def edits_from_session(path: str | Path) -> list[dict[str, Any]]:
+    """The edit JSON (:func:`models.patient.edits.edit_to_json`) of the anatomy edits in
+    force at the end of a session log, for :meth:`models.patient.edits.EditList.from_json`."""
+    with SessionLog.open(path, readonly=True) as slog:
+        events = slog.events()
+    return [dict(e.payload.get("edit", {})) for e in anatomy_in_force(events)]
+
+
+def _anatomy(events: list[SessionEvent]) -> list[str]:
+    """The edit list of the record ("BOWEL moved 35 mm, 4 deg, by tracked retractor,
+    10:32:05 UTC")."""
+    out = []
+    for e in anatomy_in_force(events):
+        how = e.payload.get("edit", {}).get("how", "")
+        text = str(e.payload.get("description", ""))
+        out.append(f"{text}, by {how}, {_time(e)}" if how else text)
+    return out
+
+
 def content_from_session(path: str | Path, *, target: str = "CTV",
                          dvh_fn: DvhFunction | None = None,
                          colors: Mapping[str, tuple[int, int, int]] | None = None,
@@ -168,7 +204,7 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
         prescription_gy=beam.get("prescription_gy"), coverage=rows,
         images=confirm_screenshots(Path(path), events),
         warnings=_warnings(events), overrides=_overrides(events), notes=notes,
-        versions={"schema": meta.get("schema_version", "?")})
+        versions={"schema": meta.get("schema_version", "?")}, anatomy=_anatomy(events))
 
 
 def _integrity(check: ChainCheck) -> str:

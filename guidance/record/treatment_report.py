@@ -98,6 +98,11 @@ class ReportContent:
     notes : list of str
         Anything else the reader must know (e.g. what could not be recomputed).
     versions : mapping name -> version
+    anatomy : list of str
+        The intraoperative anatomy edits the dose was computed on, in order ("BOWEL moved
+        35 mm, 4 deg, by tracked retractor").
+    anatomy_doses : list of (name, dmax_gy, preoperative_dmax_gy)
+        Organ maxima where the organs are now and where the preoperative CT saw them.
     """
 
     title: str = "IORT treatment record"
@@ -116,6 +121,8 @@ class ReportContent:
     overrides: Sequence[str] = ()
     notes: Sequence[str] = ()
     versions: Mapping[str, str] = field(default_factory=dict)
+    anatomy: Sequence[str] = ()
+    anatomy_doses: Sequence[tuple[str, float, float]] = ()
 
 
 def _text(value: object, digits: int = 2) -> str:
@@ -245,6 +252,24 @@ def _coverage_section(content: ReportContent, st, width_pt: float) -> list:
     return out
 
 
+def _anatomy_section(content: ReportContent, st) -> list:
+    """The edits of the intraoperative anatomy, and organ doses now vs preoperative."""
+    from reportlab.platypus import Paragraph
+
+    if not content.anatomy:
+        return []
+    out = [Paragraph("Intraoperative anatomy", st["h2"]),
+           Paragraph("The dose was computed on the preoperative CT edited as follows "
+                     "(in order):", st["body"])]
+    out += [Paragraph(f"{n}. {line}", st["body"]) for n, line in enumerate(content.anatomy, 1)]
+    if content.anatomy_doses:
+        rows = [("organ", "Dmax now (Gy)", "Dmax at the preoperative position (Gy)")]
+        rows += [(name, _text(now), _text(before))
+                 for name, now, before in content.anatomy_doses]
+        out.append(_table(rows))
+    return out
+
+
 def _signature_block(st) -> list:
     from reportlab.platypus import Paragraph
 
@@ -277,6 +302,7 @@ def write_pdf(content: ReportContent, path: str | Path) -> Path:
         story += [Paragraph("Registration", st["h2"]), _table(
             [(label(k), _text(v)) for k, v in content.registration.items()], header=False)]
     story += _coverage_section(content, st, width_pt)
+    story += _anatomy_section(content, st)
     if content.overrides:
         story.append(Paragraph("Overrides", st["h2"]))
         story += [Paragraph(o, st["warn"]) for o in content.overrides]

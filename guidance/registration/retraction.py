@@ -27,6 +27,9 @@ from models.base.validation import as_points, as_transform
 from models.patient.case import Case
 from models.patient.edits import Provenance, Retraction
 
+#: Fewest pointer tips a sweep needs: fewer cannot pin down an organ's pose (refused).
+MIN_SWEEP_POINTS = 50
+
 
 @dataclass(frozen=True)
 class RetractionFit:
@@ -76,7 +79,7 @@ def _guesses(points: np.ndarray, surface: np.ndarray,
 def fit_retraction(case: Case, structure: str, sweep_lps: np.ndarray, *,
                    initial_patient_from_retracted: np.ndarray | None = None,
                    max_rms_mm: float = 1.5, min_fitness: float = 0.8,
-                   min_points: int = 30) -> RetractionFit:
+                   min_points: int = MIN_SWEEP_POINTS) -> RetractionFit:
     """Fit ``structure``'s preoperative surface to pointer-sweep points (patient LPS, mm).
 
     Parameters

@@ -37,10 +37,13 @@ _AXES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] 
 
 @dataclass(frozen=True)
 class Outline:
-    """A structure to outline: boolean mask on the CT grid and its colour (RGB 0-255)."""
+    """A structure to outline: boolean mask on the CT grid and its colour (RGB 0-255);
+    ``dashed`` draws it dashed (e.g. an organ's preoperative position, where it was before
+    it was retracted)."""
 
     mask: np.ndarray
     color_rgb: tuple[int, int, int]
+    dashed: bool = False
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,10 @@ def render_slice(ct: Volume, orientation: str, centre_lps: np.ndarray, *,
     rgb = np.repeat(window_ct(hu, level_hu=level_hu, width_hu=width_hu)[..., None], 3, axis=2)
     for outline in (outlines or {}).values():
         inside = sample_plane(ct.with_array(outline.mask), frame, size_px, order=0) > 0.5
-        _draw_contours(rgb, inside, outline.color_rgb, thickness=1)
+        if outline.dashed:
+            _draw_dashed_contours(rgb, inside, outline.color_rgb)
+        else:
+            _draw_contours(rgb, inside, outline.color_rgb, thickness=1)
     if dose is not None:
         dose_plane = sample_plane(dose, frame, size_px, order=1)
         for iso in isodoses:
@@ -166,6 +172,26 @@ def _draw_contours(rgb: np.ndarray, inside: np.ndarray, color: tuple[int, int, i
     contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_LIST,
                                    cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(rgb, contours, -1, tuple(int(c) for c in color), thickness)
+
+
+#: Dashed outlines: pixels drawn, then pixels skipped, along each contour.
+DASH_PX = (4, 3)
+
+
+def _draw_dashed_contours(rgb: np.ndarray, inside: np.ndarray,
+                          color: tuple[int, int, int]) -> None:
+    """1-px contours of ``inside`` drawn :data:`DASH_PX` on/off along their length."""
+    if not inside.any():
+        return
+    contours, _ = cv2.findContours(inside.astype(np.uint8), cv2.RETR_LIST,
+                                   cv2.CHAIN_APPROX_NONE)
+    on, off = DASH_PX
+    colour = np.array(color, dtype=rgb.dtype)
+    for contour in contours:
+        points = contour.reshape(-1, 2)
+        keep = (np.arange(len(points)) % (on + off)) < on
+        cols, rows = points[keep, 0], points[keep, 1]
+        rgb[rows, cols] = colour
 
 
 def _draw_axis(rgb: np.ndarray, patient_from_pixel: np.ndarray,

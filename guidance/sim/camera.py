@@ -1,7 +1,7 @@
 """Simulated camera: the surgical field and the tracked tools rendered with known truth.
 
 Renders, offscreen with pyvista/VTK, a list of meshes in patient LPS (skin, cavity, organs;
-passed in by the caller) and the tools (reference plate, pointer, applicator) with their
+passed in by the caller) and the tools (reference plate, pointer, applicator, retractor) with their
 ArUco marker textures at known poses, from a camera with known intrinsics
 (:mod:`guidance.render.vtk_camera`, exact to 0.01 px). Then applies, in this order, the imaging
 effects of a real camera: hand occlusion and marker dropout, motion blur, lens distortion

@@ -5,7 +5,12 @@ registration, dose, overlay) on these frames and compare what it finds with the 
 
 1. **Registration phase** — the pointer tip touches each skin fiducial in turn
    (``frames_per_fiducial`` frames each) while the hand-held camera sways over the field.
-2. **Treatment phase** — the applicator comes in from above and to the side, tilted, and
+2. **Retraction phase** — the surgeon puts the tracked retractor's blade on the small
+   bowel, grabs it (first frame of the phase), pulls it 35 mm out of the way while turning
+   it 4 deg, holds, and releases it (last frame). :meth:`Scenario.retraction_event_at`
+   says which frame grabs and releases, :meth:`Scenario.patient_from_retracted_at` is the
+   organ's true move. ``retraction_frames=0`` leaves it out.
+3. **Treatment phase** — the applicator comes in from above and to the side, tilted, and
    settles on its planned pose on the tumour bed (then only a small hand tremor).
 
 A reference marker plate stands on a post of the table-mounted retractor, fixed to the
@@ -29,6 +34,7 @@ from guidance.sim.camera import (
     SimEffects,
     SimulatedCamera,
     facing_pose,
+    pointer_touching,
 )
 from guidance.sim.source import RegistrationScenario, ScenePose, SimulatedSource
 from guidance.tracking.tools import ToolDefinition, load_builtin_tools
@@ -73,6 +79,14 @@ class ScenarioOptions:
         Tilt of the applicator at the start of its approach.
     max_triangles : int
         Triangle budget of the rendered anatomy.
+    retraction_frames : int or None
+        Frames of the retraction phase; ``None`` picks ``frames // 6`` (2 to 12, none when
+        fewer than 12 frames); 0 leaves it out.
+    retraction_structure : str
+        The organ the retractor holds.
+    retraction_mm, retraction_deg : (3,) float, float
+        Its move at release: translation of its centre (LPS mm) and turn about the patient's
+        superior axis through its centre (deg).
     """
 
     frames: int = 60
@@ -86,6 +100,10 @@ class ScenarioOptions:
     approach_offset_mm: tuple[float, float, float] = (12.0, -35.0, -8.0)
     approach_tilt_deg: float = 10.0
     max_triangles: int = 60_000
+    retraction_frames: int | None = None
+    retraction_structure: str = "BOWEL"
+    retraction_mm: tuple[float, float, float] = (12.0, -33.0, 0.0)
+    retraction_deg: float = 4.0
 
 
 #: Smoothing of the surfaces the simulated camera films: stronger than the clinical meshes
@@ -173,6 +191,15 @@ class Scenario:
             frames_per_fiducial=self.frames_per_fiducial, applicator_frames=0,
             lean_toward_mm=self.cavity_centre_lps)
         self._applicator_poses: dict[int, np.ndarray] = {}
+        self._retractor_grab_pose = np.eye(4)
+        if self.retraction_frames:
+            if "retractor" not in self.tools:
+                raise InputError("the scenario's retraction step needs the 'retractor' tool "
+                                 "(or retraction_frames=0)")
+            camera_side = self.cavity_centre_lps + VIEW_DIRECTION * 400.0
+            self._retractor_grab_pose = pointer_touching(
+                self.tools["retractor"], self._blade_point(), camera_side,
+                lean_toward_mm=self.cavity_centre_lps)
 
     # -- layout -------------------------------------------------------------------------
     @property
@@ -186,6 +213,25 @@ class Scenario:
     def registration_frames(self) -> int:
         """Number of frames of the registration phase."""
         return min(self.options.frames, self.frames_per_fiducial * len(self.fiducial_names))
+
+    @property
+    def retraction_frames(self) -> int:
+        """Number of frames of the retraction phase (after the registration)."""
+        frames = self.options.frames         # None (no end): as many as the most
+        wanted = self.options.retraction_frames
+        if wanted is None:
+            wanted = 12 if frames is None else (0 if frames < 12 else
+                                                int(np.clip(frames // 6, 2, 12)))
+        if wanted and self.options.retraction_structure not in self.case.structures:
+            return 0
+        # leave at least one frame to the treatment
+        room = wanted if frames is None else frames - self.registration_frames - 1
+        return max(0, min(int(wanted), room)) if wanted >= 2 and room >= 2 else 0
+
+    @property
+    def treatment_start(self) -> int:
+        """Index of the first frame of the treatment phase."""
+        return self.registration_frames + self.retraction_frames
 
     def _cavity_opening_centre(self) -> np.ndarray:
         """Centre of the cavity at skin level: the point the camera looks at (LPS mm)."""
@@ -219,8 +265,61 @@ class Scenario:
 
     # -- frames -------------------------------------------------------------------------
     def phase_at(self, index: int) -> str:
-        """``"registration"`` or ``"treatment"`` for frame ``index``."""
-        return "registration" if index < self.registration_frames else "treatment"
+        """``"registration"``, ``"retraction"`` or ``"treatment"`` for frame ``index``."""
+        if index < self.registration_frames:
+            return "registration"
+        return "retraction" if index < self.treatment_start else "treatment"
+
+    # -- retraction -----------------------------------------------------------------------
+    def retraction_event_at(self, index: int) -> str | None:
+        """``"grab"`` on the retraction phase's first frame, ``"release"`` on its last."""
+        if not self.retraction_frames:
+            return None
+        if index == self.registration_frames:
+            return "grab"
+        if index == self.treatment_start - 1:
+            return "release"
+        return None
+
+    def _retraction_share(self, index: int) -> float:
+        """0 at the grab, 1 from the end of the pull (a smooth step over 20-80 %)."""
+        n = self.retraction_frames
+        if not n or index < self.registration_frames:
+            return 0.0
+        if index >= self.treatment_start:
+            return 1.0
+        x = (index - self.registration_frames) / max(1, n - 1)
+        x = float(np.clip((x - 0.2) / 0.6, 0.0, 1.0))
+        return x * x * (3.0 - 2.0 * x)
+
+    def patient_from_retracted_at(self, index: int) -> np.ndarray:
+        """The held organ's true move in frame ``index`` (identity before the grab)."""
+        share = self._retraction_share(index)
+        centre = self._retraction_centre
+        move = transform_from_rotvec(
+            np.radians([0.0, 0.0, self.options.retraction_deg * share]), np.zeros(3))
+        move[:3, 3] = (centre - move[:3, :3] @ centre
+                       + share * np.asarray(self.options.retraction_mm, dtype=np.float64))
+        return move
+
+    @property
+    def _retraction_centre(self) -> np.ndarray:
+        return self.case.centroid_lps(self.options.retraction_structure)
+
+    def patient_from_retractor_at(self, index: int) -> np.ndarray | None:
+        """True pose of the retractor tool in frame ``index`` (None outside the phase)."""
+        if self.phase_at(index) != "retraction":
+            return None
+        return self.patient_from_retracted_at(index) @ self._retractor_grab_pose
+
+    def _blade_point(self) -> np.ndarray:
+        """Where the blade takes the organ: its most anterior voxel near the field."""
+        name = self.options.retraction_structure
+        kji = np.argwhere(self.case.structure(name).mask)
+        pts = self.case.ct.voxel_to_patient(kji[:, ::-1].astype(np.float64))
+        near = np.linalg.norm(pts - self.cavity_centre_lps, axis=1)
+        close = pts[near <= np.percentile(near, 5)]
+        return close[np.argmin(close[:, 1])]
 
     def fiducial_at(self, index: int) -> str | None:
         """Fiducial the pointer touches in frame ``index`` (None in the treatment phase)."""
@@ -229,12 +328,12 @@ class Scenario:
 
     def patient_from_applicator_at(self, index: int) -> np.ndarray | None:
         """True applicator pose in frame ``index`` (None in the registration phase)."""
-        if index < self.registration_frames or index >= self.options.frames:
+        if index < self.treatment_start or index >= self.options.frames:
             return None
         if index not in self._applicator_poses:
-            n_reg = self.registration_frames
+            n_start = self.treatment_start
             self._applicator_poses[index] = self._applicator_pose(
-                index - n_reg, self.options.frames - n_reg)
+                index - n_start, self.options.frames - n_start)
         return self._applicator_poses[index]
 
     def __call__(self, index: int, t_s: float) -> ScenePose | None:
@@ -243,6 +342,10 @@ class Scenario:
             return None
         if index < self.registration_frames:
             return self._registration(index, t_s)
+        if index < self.treatment_start:
+            return ScenePose(self._path.camera_from_frame(t_s),
+                             {"reference": self.patient_from_reference,
+                              "retractor": self.patient_from_retractor_at(index)})
         tool_from_applicator = self.tools["applicator"].tool_from_applicator
         poses = {"reference": self.patient_from_reference,
                  "applicator": self.patient_from_applicator_at(index)

@@ -28,7 +28,7 @@ from models.base.files import read_json_file
 from models.base.schema import FileSchema, bounded, check_file
 
 #: Names of the tools shipped in ``assets/tools``.
-BUILTIN_TOOLS: tuple[str, ...] = ("reference", "pointer", "applicator")
+BUILTIN_TOOLS: tuple[str, ...] = ("reference", "pointer", "applicator", "retractor")
 
 #: Marker sizes outside this range (mm) are almost certainly a unit error (cm or m).
 _SIZE_RANGE_MM = (5.0, 300.0)
@@ -242,7 +242,7 @@ def load_tool(path_or_name: str | Path) -> ToolDefinition:
 
 
 def load_builtin_tools() -> dict[str, ToolDefinition]:
-    """The shipped reference plate, pointer and applicator, keyed by name."""
+    """The shipped reference plate, pointer, applicator and retractor, keyed by name."""
     return check_tool_set([load_tool(name) for name in BUILTIN_TOOLS])
 
 

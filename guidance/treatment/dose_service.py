@@ -176,6 +176,12 @@ class DoseUpdate:
     #: Pose the engine actually computed this dose at (it reuses a result for a pose that
     #: barely moved): what a replay recomputes to reproduce the numbers exactly.
     computed_from_applicator: np.ndarray | None = None
+    #: Version of the anatomy the dose was computed on (:meth:`DoseService.set_case`
+    #: counts up from 0) and, once the anatomy is edited, the organ metrics of the same dose
+    #: on the preoperative structure masks (organs where the CT saw them), beside
+    #: ``metrics`` (organs where they are now).
+    anatomy_version: int = 0
+    metrics_preoperative: dict[str, DoseMetrics] = field(default_factory=dict)
 
     @property
     def dose_max_gy(self) -> float:
@@ -222,6 +228,10 @@ class DoseService:
         self.structures = [n for n in names if n in case.structures]
         self._bounds = {n: structure_bounds_mm(case.ct, case.structures[n].mask)
                         for n in self.structures}
+        #: (version, case, bounds, preoperative case or None, its bounds): the anatomy a
+        #: job computes on, swapped as one by :meth:`set_case`.
+        self._anatomy: tuple = (0, case, self._bounds, None, {})
+        self._last_request: tuple[np.ndarray, BeamChoice] | None = None
         self.scheduler = scheduler or DoseScheduler()
         self.dvh_oversample = dvh_oversample
         self.failures = 0
@@ -235,9 +245,40 @@ class DoseService:
         self._thread = threading.Thread(target=self._run, name="monitor-dose", daemon=True)
         self._thread.start()
 
+    def set_case(self, case: Case, *, preoperative: Case | None = None) -> bool:
+        """Compute on ``case`` from now on (the edited anatomy), at once for the last pose.
+
+        ``preoperative``: the case before the edits; each update's DVH metrics then also
+        hold ``metrics_preoperative`` (the same dose on its structure masks). The running
+        computation finishes on the old anatomy; its result is published, then the dose on
+        the new anatomy. Returns True when a computation for the last requested pose was
+        started (False before the first request).
+        """
+        bounds = {n: structure_bounds_mm(case.ct, case.structures[n].mask)
+                  for n in self.structures if n in case.structures}
+        pre_bounds = {} if preoperative is None else {
+            n: structure_bounds_mm(preoperative.ct, preoperative.structures[n].mask)
+            for n in self.structures if n in preoperative.structures}
+        with self._lock:
+            version = self._anatomy[0] + 1
+            self._anatomy = (version, case, bounds, preoperative, pre_bounds)
+            self.case, self._bounds = case, bounds
+            self.scheduler.invalidate()
+            last = self._last_request
+        if last is None:
+            return False
+        return self.request(*last)
+
+    @property
+    def anatomy_version(self) -> int:
+        """How many times the anatomy was replaced (:meth:`set_case`)."""
+        with self._lock:
+            return self._anatomy[0]
+
     def request(self, patient_from_applicator: np.ndarray, beam: BeamChoice) -> bool:
         """Offer the newest pose; True if a computation was started for it."""
         with self._lock:
+            self._last_request = (np.array(patient_from_applicator, dtype=np.float64), beam)
             start = self.scheduler.offer(patient_from_applicator, beam)
             if start:
                 self._jobs.append((np.array(patient_from_applicator), beam, time.monotonic()))
@@ -282,7 +323,9 @@ class DoseService:
                 with self._lock:
                     moved_on = self.scheduler.has_pending
                 if not moved_on:
-                    self._publish(self._add_metrics(update))
+                    full = self._add_metrics(update)
+                    if full is not update:
+                        self._publish(full)
             except Exception as exc:  # the monitor keeps running without a new dose
                 self.failures += 1
                 self.last_error = str(exc)
@@ -295,7 +338,9 @@ class DoseService:
     def _compute_dose(self, pose: np.ndarray, beam: BeamChoice, requested: float
                       ) -> DoseUpdate:
         start = time.perf_counter()
-        out = self.dose_fn(self.case, pose, beam)
+        with self._lock:
+            version, case = self._anatomy[0], self._anatomy[1]
+        out = self.dose_fn(case, pose, beam)
         dose = out if isinstance(out, Volume) else out.dose
         mu = None if isinstance(out, Volume) else getattr(out, "mu", None)
         bad = int(np.count_nonzero(~np.isfinite(dose.array)))
@@ -309,13 +354,25 @@ class DoseService:
                           mu=None if mu is None else float(mu),
                           mu_estimated=bool(getattr(out, "mu_estimated", False)),
                           computed_from_applicator=np.array(
-                              getattr(out, "patient_from_applicator", pose), dtype=np.float64))
+                              getattr(out, "patient_from_applicator", pose), dtype=np.float64),
+                          anatomy_version=version)
 
     def _add_metrics(self, update: DoseUpdate) -> DoseUpdate:
         start = time.perf_counter()
-        dvhs, outside = evaluate_dose(self.case, update.dose, update.beam, self._bounds,
+        with self._lock:
+            anatomy = self._anatomy
+        if anatomy[0] != update.anatomy_version:  # edited meanwhile: its dose follows
+            return update
+        _, case, bounds, preoperative, pre_bounds = anatomy
+        dvhs, outside = evaluate_dose(case, update.dose, update.beam, bounds,
                                       oversample=self.dvh_oversample)
+        before = {}
+        if preoperative is not None:
+            pre, _ = evaluate_dose(preoperative, update.dose, update.beam, pre_bounds,
+                                   oversample=self.dvh_oversample)
+            before = {n: d.metrics for n, d in pre.items()}
         return replace(update, metrics={n: d.metrics for n, d in dvhs.items()},
+                       metrics_preoperative=before,
                        curves={n: (d.dose_edges_gy, d.cumulative_percent)
                                for n, d in dvhs.items()},
                        outside_beam=tuple(outside), metrics_ready=True,
@@ -391,28 +448,37 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
     """A :data:`DoseFunction` running the project's electron pencil-beam engine.
 
     Uses one :class:`models.dose.engine.ElectronDoseEngine` per CT (a changed prescription only
-    rescales the last result). The shielding disc (``BeamChoice.disc`` = material) sits
-    ``disc_depth_mm`` below the end face with the applicator's diameter + 20 mm; the bolus
+    rescales the last result). The shielding disc is the one placed in the case
+    (``case.disc``, a :class:`models.patient.edits.DiscPlacement` edit: material, size and
+    pose, see :func:`models.dose.disc.disc_in_beam`); a case without a placed disc takes the
+    selector's quick default (``BeamChoice.disc`` = material): centred on the beam
+    ``disc_depth_mm`` below the end face, the applicator's diameter + 20 mm wide. The bolus
     is ``BeamChoice.bolus_mm``. Returns
     the engine's ``DoseResult`` (dose, MU and whether they are estimated).
     ``reuse_below`` = (mm, deg): a pose moved less than both reuses the last result
     (``(0, 0)``: always computed at the pose asked for).
     """
     from models.beams.library import ElectronBeam
+    from models.dose.disc import disc_in_beam
     from models.dose.electron import ShieldingDisc
     from models.dose.engine import ElectronDoseEngine
 
-    engines: dict[int, ElectronDoseEngine] = {}
+    # (the CT is kept with its engine: an id() alone could be reused by a new CT once the
+    # old one is freed, e.g. after an anatomy edit)
+    engines: dict[int, tuple[Volume, ElectronDoseEngine]] = {}
 
     def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
-        engine = engines.get(id(case.ct))
-        if engine is None:
+        held = engines.get(id(case.ct))
+        if held is None or held[0] is not case.ct:
             engines.clear()
-            engine = engines[id(case.ct)] = ElectronDoseEngine(
+            held = engines[id(case.ct)] = (case.ct, ElectronDoseEngine(
                 case.ct, grid_mm=grid_mm, min_move_mm=reuse_below[0],
-                min_turn_deg=reuse_below[1])
+                min_turn_deg=reuse_below[1]))
+        engine = held[1]
         disc = None
-        if beam.disc != "none":
+        if getattr(case, "disc", None) is not None:
+            disc = disc_in_beam(case.disc, patient_from_applicator)
+        elif beam.disc != "none":
             disc = ShieldingDisc(material=beam.disc,
                                  diameter_mm=beam.applicator_diameter_mm + 20.0,
                                  depth_mm=disc_depth_mm)

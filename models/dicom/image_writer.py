@@ -14,6 +14,7 @@ usual CT convention); other values are scaled linearly into 0..65535.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,7 +89,9 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
                        instance_uids: list[str] | None = None, series_number: int = 1,
                        series_description: str = "", file_prefix: str | None = None,
                        progress: bool = False,
-                       deidentifier: Deidentifier | None = None) -> list[str]:
+                       deidentifier: Deidentifier | None = None,
+                       add_attributes: Callable[[Dataset, int], None] | None = None
+                       ) -> list[str]:
     """Write one DICOM file per slice into ``out_dir`` (created if needed).
 
     Parameters
@@ -115,6 +118,9 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
         Show a progress bar.
     deidentifier : models.dicom.deidentify.Deidentifier, optional
         Write the slices de-identified (their UIDs replaced, consistently).
+    add_attributes : callable(dataset, k), optional
+        Adds attributes to slice ``k`` before it is written (e.g. the derivation of a
+        derived series, :mod:`models.dicom.derived`).
 
     Returns
     -------
@@ -145,6 +151,8 @@ def write_image_series(volume: Volume, out_dir: str | Path, identity: Identity, 
         ds.SliceLocation = format_ds(float(position[:3] @ np.cross(row_dir, col_dir)))
         ds.InstanceNumber = k + 1
         ds.PixelData = rescale.encode(volume.array[k]).tobytes()
+        if add_attributes is not None:
+            add_attributes(ds, k)
         write_dataset(ds, out / f"{prefix}_{k + 1:04d}.dcm", deidentifier=deidentifier)
     log.info("wrote %d %s slices to %s", nk, modality, out)
     return uids

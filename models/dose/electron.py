@@ -123,7 +123,7 @@ PREVIEW_GRID_MM = 4.0
 
 @dataclass(frozen=True)
 class ShieldingDisc:
-    """A metal disc under the target, normal to the beam axis, centred on it.
+    """A metal disc under the target, normal to the beam axis (centred on it by default).
 
     Parameters
     ----------
@@ -134,12 +134,17 @@ class ShieldingDisc:
     depth_mm : float
         Distance (mm) along the beam axis from the end-face centre to the disc's upstream
         face (applicator frame ``z``).
+    centre_x_mm, centre_y_mm : float
+        Disc centre off the beam axis (applicator frame ``x``, ``y``; default on the axis).
+        A disc placed in the patient (:func:`models.dose.disc.disc_in_beam`) sets them.
     """
 
     material: str = "lead"
     diameter_mm: float = 80.0
     thickness_mm: float = 3.0
     depth_mm: float = 30.0
+    centre_x_mm: float = 0.0
+    centre_y_mm: float = 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -585,7 +590,8 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.nd
     in_disc = None
     metal = 0.0
     if disc is not None and material is not None:
-        in_disc = np.hypot(pen.x, pen.y) <= 0.5 * disc.diameter_mm
+        in_disc = np.hypot(pen.x - disc.centre_x_mm, pen.y - disc.centre_y_mm) \
+            <= 0.5 * disc.diameter_mm
         d0 = np.maximum(disc.depth_mm, pen.z0 + bolus_mm)[None, :]
         d1 = np.full_like(d0, disc.depth_mm + disc.thickness_mm)
         metal = _overlap(lo, hi, d0, d1) * in_disc[None, :]
@@ -743,7 +749,8 @@ def _mask(dose: np.ndarray, rsp_plane: np.ndarray | None, grid: _Grid, app: Appl
         tube = app.inside_aperture(xx, yy)[None] & (z < app.face_z_mm(xx, yy)[None] - 1e-9)
         dose[tube] = 0.0
     if disc is not None:
-        in_disc = (np.hypot(xx, yy) <= 0.5 * disc.diameter_mm)[None]
+        in_disc = (np.hypot(xx - disc.centre_x_mm, yy - disc.centre_y_mm)
+                   <= 0.5 * disc.diameter_mm)[None]
         in_metal = (z > disc.depth_mm) & (z < disc.depth_mm + disc.thickness_mm)
         dose[in_disc & in_metal] = 0.0
 

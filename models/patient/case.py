@@ -103,6 +103,9 @@ class Case:
         A dose grid in Gy belonging to the case (its own grid), if any.
     plan : dict or None
         JSON-serialisable plan description owned by the planning code, if any.
+    disc : models.patient.edits.DiscPlacement or None
+        A shielding disc placed in the patient (set on an edited case by
+        :meth:`models.patient.edits.EditList.apply`; the dose engine takes it from here).
     """
 
     ct: Volume
@@ -118,6 +121,7 @@ class Case:
     dicom_attributes: dict[str, str] = field(default_factory=dict)
     dose: Volume | None = None
     plan: dict[str, Any] | None = None
+    disc: Any = None
     _mesh_cache: dict[tuple[str, int | None], Any] = field(default_factory=dict, repr=False,
                                                            init=False)
 

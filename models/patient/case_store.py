@@ -7,6 +7,7 @@ Layout of a case folder::
       ct.npy             float32 (nk, nj, ni) image
       masks.npz          one bit-packed uint8 array per structure (np.packbits)
       dose.npy           float32 dose grid (optional)
+      edits.json         intraoperative anatomy edits (optional, :func:`save_edits`)
 
 ``manifest.json`` holds every affine (``patient_from_voxel``), the structure names,
 colours and types, fiducials (LPS mm), DICOM identity and slice instance UIDs, an optional
@@ -31,6 +32,14 @@ Migration
     :func:`seal_case` (or importing it again) rewrites it as version 2 after checking its
     data files against their checksums.
 
+Anatomy edits
+    The intraoperative edits (:class:`models.patient.edits.EditList`: retractions,
+    resections, the disc) are their own file, ``edits.json``, listed in ``files`` like the
+    data files: :func:`save_edits` writes it and re-seals the manifest (the CT and masks
+    stay as they are: the original is never overwritten), :func:`load_edits` reads them
+    back after the same seal and checksum checks as :func:`load_case`. An edits file that
+    is not listed, or changed since, is refused.
+
 Saving never destroys the previous case: the new case is written to a sibling folder
 and swapped in (``--force``) by :func:`models.base.files.replacing_folder`, one atomic
 exchange on Linux, so a kill at any moment leaves the old case or the new one (staging
@@ -53,8 +62,9 @@ from typing import Any
 import numpy as np
 
 from models.base.errors import InputError
-from models.base.files import replacing_folder, write_private_bytes
+from models.base.files import fsync_folder, replacing_folder, write_private_bytes
 from models.patient.case import Case, Structure
+from models.patient.edits import EditList
 from models.patient.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -67,7 +77,9 @@ MANIFEST = "manifest.json"
 #: Manifest key holding :func:`manifest_digest`.
 DIGEST_KEY = "manifest_sha256"
 #: The files a case folder may hold (a forced save replaces a folder holding only these).
-CASE_FILES = (MANIFEST, "ct.npy", "masks.npz", "dose.npy")
+#: File of the anatomy edits (see :func:`save_edits`).
+EDITS_FILE = "edits.json"
+CASE_FILES = (MANIFEST, "ct.npy", "masks.npz", "dose.npy", EDITS_FILE)
 
 
 def manifest_digest(manifest: dict[str, Any]) -> str:
@@ -217,6 +229,70 @@ def load_case(case_dir: str | Path, *, verify: bool = True) -> Case:
                     "and plan are not protected against editing; import it again (or seal "
                     "it) to protect it", root)
     return _load(root, manifest, verify)
+
+
+def save_edits(case_dir: str | Path, edits: EditList) -> Path:
+    """Write the anatomy edits into a (sealed) case folder and re-seal its manifest.
+
+    The case is checked first (seal and checksums, as :func:`load_case`), then every edit
+    is checked against it (:meth:`EditList.apply`), so a folder never holds edits its case
+    refuses. An empty list removes the file. Returns the edits file's path.
+
+    Raises
+    ------
+    InputError
+        What :func:`load_case` raises for the folder, a version-1 case (seal it first), or
+        an edit the case refuses.
+    """
+    root = Path(case_dir)
+    manifest = _read_manifest(root)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{root}: case saved before manifests were sealed; seal it "
+                         "(`iort case import` again) before saving edits in it")
+    case = _load(root, manifest, True)
+    edits.apply(case)
+    path = root / EDITS_FILE
+    files = dict(manifest["files"])
+    if len(edits):
+        text = json.dumps({"format": "iort-edits", "edits": edits.to_json()}, indent=1)
+        write_private_bytes(path, text.encode("utf-8"))
+        files[EDITS_FILE] = _sha256(path)
+    else:
+        files.pop(EDITS_FILE, None)
+    manifest["files"] = files
+    _write_manifest(root, manifest)
+    if not len(edits):
+        path.unlink(missing_ok=True)
+    fsync_folder(root)
+    log.info("%s: %d anatomy edit(s) saved", root, len(edits))
+    return path
+
+
+def load_edits(case_dir: str | Path) -> EditList:
+    """The anatomy edits of a case folder (empty when it has none); see :func:`save_edits`.
+
+    Raises
+    ------
+    InputError
+        A broken seal or checksum, an edits file not covered by the manifest, or an entry
+        that is not a valid edit (the message names the file and entry).
+    """
+    root = Path(case_dir)
+    manifest = _read_manifest(root)
+    _check_files(root, manifest, True)
+    path = root / EDITS_FILE
+    if EDITS_FILE not in manifest["files"]:
+        if path.exists():
+            raise InputError(f"{path}: not covered by a checksum in {MANIFEST} 'files'; "
+                             "the edits were not saved by iort: do not use them")
+        return EditList()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise InputError(f"{path}: unreadable edits ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != "iort-edits":
+        raise InputError(f"{path}: not an iort-edits file")
+    return EditList.from_json(data.get("edits"), source=str(path))
 
 
 def _read_manifest(root: Path) -> dict[str, Any]:

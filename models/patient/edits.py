@@ -13,6 +13,17 @@ Edits
   now. The moved tissue carries its HU; the space it vacated is filled with ``fill``
   (``"air"`` for an open abdomen, ``"saline"`` / ``"soft_tissue"`` for packing).
 * :class:`Resection` — a structure (GTV, cavity) emptied and filled with ``fill``.
+* :class:`DiscPlacement` — a shielding disc (material, diameter, thickness) put in the
+  patient at ``patient_from_disc``. It does not change the CT (a metal's HU would saturate
+  it): the edited case carries it as ``Case.disc`` and the dose engine models it (water-
+  equivalent thickness and backscatter, :mod:`models.dose.disc`). The last placement wins:
+  placing the disc again moves it; undo puts it back where it was.
+
+Bad input is refused when an edit is checked against its case (:meth:`EditList.add` with
+``case=``, and :meth:`EditList.apply`): a structure the case does not have, a move that
+takes more than :data:`MAX_OUTSIDE_PERCENT` of an organ outside the CT grid, a disc
+centred outside the CT. A transform
+that is not rigid is refused when the edit is made (unless ``affine=True``).
 
 Overlaps (applied in list order, each edit on the result of the previous ones):
 
@@ -54,12 +65,15 @@ import numpy as np
 from scipy import ndimage
 
 from models.base.errors import InputError
-from models.base.validation import as_transform
+from models.base.validation import as_positive, as_transform
 from models.patient.case import Case, Structure
 
 #: HU of the materials a vacated or resected region can be filled with.
 FILL_HU: dict[str, float] = {"air": -1000.0, "saline": 0.0, "soft_tissue": 40.0,
                              "fat": -100.0}
+#: Largest share (%) of a moved organ's voxels that may leave the CT grid: an organ the CT
+#: cuts off (small bowel at the last slice) may slide a sliver over the edge; more is refused.
+MAX_OUTSIDE_PERCENT = 1.0
 #: Structures whose mask never loses voxels to a moved organ.
 KEEPS_ITS_VOXELS = ("EXTERNAL",)
 
@@ -94,9 +108,18 @@ class Retraction:
 
     def __post_init__(self) -> None:
         _check_fill(self.fill)
-        object.__setattr__(self, "patient_from_retracted", as_transform(
-            self.patient_from_retracted, name="patient_from_retracted",
-            rigid=not self.affine, atol=1e-5))
+        try:
+            matrix = as_transform(self.patient_from_retracted, name="patient_from_retracted",
+                                  rigid=not self.affine, atol=1e-5)
+        except InputError as exc:
+            hint = ("" if self.affine else "; a retraction is rigid unless affine=True: "
+                    "check the matrix (rotation rows of unit length, at right angles)")
+            raise InputError(f"retraction of {self.structure}: {exc}{hint}; nothing "
+                             "applied") from None
+        if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix[:3, :3])) < 1e-6:
+            raise InputError(f"retraction of {self.structure}: patient_from_retracted is "
+                             "singular or not finite; nothing applied")
+        object.__setattr__(self, "patient_from_retracted", matrix)
 
     @property
     def moved_mm(self) -> float:
@@ -130,12 +153,90 @@ class Resection:
         return f"{self.structure} resected, filled with {self.fill}"
 
 
-Edit = Retraction | Resection
+@dataclass(frozen=True)
+class DiscPlacement:
+    """A shielding disc placed in the patient.
+
+    Parameters
+    ----------
+    material : str
+        ``"lead"`` or ``"steel"`` (the dose engine's shielding materials).
+    diameter_mm, thickness_mm : float
+        Disc size (mm).
+    patient_from_disc : (4, 4) array
+        Rigid pose of the disc frame in patient LPS (mm): origin at the disc's centre
+        (half-way through its thickness), +z along its axis.
+    """
+
+    material: str
+    diameter_mm: float
+    thickness_mm: float
+    patient_from_disc: np.ndarray
+    provenance: Provenance = field(default_factory=Provenance)
+
+    #: What the edit acts on (the edit list shows it like a structure name).
+    structure = "DISC"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.material, str) or not self.material:
+            raise InputError(f"disc material must be a name (lead, steel), got "
+                             f"{self.material!r}")
+        for name in ("diameter_mm", "thickness_mm"):
+            object.__setattr__(self, name, as_positive(getattr(self, name), name=f"disc {name}"))
+        try:
+            pose = as_transform(self.patient_from_disc, name="patient_from_disc", rigid=True,
+                                atol=1e-5)
+        except InputError as exc:
+            raise InputError(f"disc placement: {exc}; nothing applied") from None
+        object.__setattr__(self, "patient_from_disc", pose)
+
+    @property
+    def centre_lps(self) -> np.ndarray:
+        """Disc centre (patient LPS, mm)."""
+        return self.patient_from_disc[:3, 3].copy()
+
+    def describe(self, centroid_lps: np.ndarray | None = None) -> str:
+        """"lead disc 80 mm x 3 mm placed at (x, y, z) mm"."""
+        c = np.round(self.centre_lps).astype(int).tolist()
+        return (f"{self.material} disc {self.diameter_mm:g} mm x {self.thickness_mm:g} mm "
+                f"placed at ({c[0]}, {c[1]}, {c[2]}) mm")
 
 
-def _moved_mask_and_hu(case: Case, ct: np.ndarray, mask: np.ndarray, edit: Retraction
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """The structure's mask where it is now and the HU it carries there (CT grid)."""
+Edit = Retraction | Resection | DiscPlacement
+EDIT_TYPES = (Retraction, Resection, DiscPlacement)
+
+
+def _nonzero_in_box(mask: np.ndarray) -> np.ndarray:
+    """``np.argwhere(mask)`` (k, j, i), searching only the mask's box."""
+    box = _box(mask)
+    if box is None:
+        return np.zeros((0, 3), dtype=np.int64)
+    return np.argwhere(mask[box]) + np.array([b.start for b in box])
+
+
+@dataclass(frozen=True)
+class _Moved:
+    """Where a moved organ is now: its box (k, j, i slices) on the CT grid, its mask inside
+    the box and the HU it carries at those voxels (C order)."""
+
+    box: tuple[slice, ...]
+    inside: np.ndarray
+    hu: np.ndarray
+
+    def full(self, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.zeros(shape, dtype=bool)
+        out[self.box] = self.inside
+        return out
+
+
+def _moved_mask_and_hu(case: Case, ct: np.ndarray, inside_kji: np.ndarray,
+                       mask: np.ndarray, edit: Retraction) -> _Moved | None:
+    """The structure where it is now and the HU it carries there (None: nowhere).
+
+    Only the organ's box is resampled (where it was, with a margin, and where it is now),
+    so the cost follows the organ's size, not the CT's; the HU only at the voxels the organ
+    now fills.
+    """
     voxel_from_patient = case.ct.voxel_from_patient
     # voxel now -> patient now -> patient before -> voxel before
     before_from_now = (voxel_from_patient @ np.linalg.inv(edit.patient_from_retracted)
@@ -143,26 +244,96 @@ def _moved_mask_and_hu(case: Case, ct: np.ndarray, mask: np.ndarray, edit: Retra
     # ndimage works in (k, j, i) order: reorder the (i, j, k) affine
     perm = np.array([[0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1.0]])
     kji = perm @ before_from_now @ perm
-    moved = ndimage.affine_transform(mask.astype(np.float32), kji[:3, :3], kji[:3, 3],
-                                     order=0, mode="constant", cval=0.0) > 0.5
-    hu = ndimage.affine_transform(ct, kji[:3, :3], kji[:3, 3], order=1, mode="nearest")
-    return moved, hu.astype(np.float32)
+    if not len(inside_kji):
+        return None
+    shape = np.array(mask.shape)
+    in_lo = np.maximum(inside_kji.min(axis=0) - 2, 0)
+    in_hi = np.minimum(inside_kji.max(axis=0) + 3, shape)
+    corners = np.array([[a, b, c] for a in (in_lo[0], in_hi[0]) for b in (in_lo[1], in_hi[1])
+                        for c in (in_lo[2], in_hi[2])], dtype=np.float64)
+    now = corners @ np.linalg.inv(kji)[:3, :3].T + np.linalg.inv(kji)[:3, 3]
+    lo = np.clip(np.floor(now.min(axis=0)).astype(int) - 1, 0, shape)
+    hi = np.clip(np.ceil(now.max(axis=0)).astype(int) + 2, 0, shape)
+    if np.any(hi <= lo):
+        return None
+    box_in = tuple(slice(a, b) for a, b in zip(in_lo, in_hi, strict=True))
+    offset = kji[:3, :3] @ lo + kji[:3, 3] - in_lo
+    out_shape = tuple(int(n) for n in hi - lo)
+    sub = ndimage.affine_transform(mask[box_in].astype(np.float32), kji[:3, :3], offset,
+                                   output_shape=out_shape, order=1, mode="constant",
+                                   cval=0.0) >= 0.5
+    # the HU (trilinear, edge values beyond the box) only where the organ now is
+    points = np.argwhere(sub).astype(np.float64) @ kji[:3, :3].T + offset
+    hu = ndimage.map_coordinates(ct[box_in], points.T, order=1, mode="nearest")
+    return _Moved(tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)), sub,
+                  hu.astype(np.float32))
+
+
+def _check_inside_ct(case: Case, kji: np.ndarray, edit: Retraction) -> None:
+    """InputError when the move takes the organ (voxels ``kji``) outside the CT grid."""
+    if not len(kji):
+        return
+    ijk = kji[:, ::-1].astype(np.float64)
+    voxel_from_voxel = (case.ct.voxel_from_patient @ edit.patient_from_retracted
+                        @ case.ct.patient_from_voxel)
+    moved = ijk @ voxel_from_voxel[:3, :3].T + voxel_from_voxel[:3, 3]
+    upper = np.array(case.ct.shape[::-1], dtype=np.float64) - 1.0
+    # half a voxel of slack: a mask that touches the grid's edge may stay at the edge
+    beyond = np.maximum(np.maximum(-0.5 - moved, moved - upper - 0.5), 0.0)
+    outside = np.any(beyond > 0.0, axis=1)
+    if 100.0 * outside.mean() > MAX_OUTSIDE_PERCENT:
+        far_mm = float(np.max(np.linalg.norm(beyond * case.ct.spacing_mm, axis=1)))
+        raise InputError(f"retraction of {edit.structure}: the move takes "
+                         f"{100.0 * outside.mean():.0f} % of it outside the CT (up to "
+                         f"{far_mm:.0f} mm beyond its edge); check the transform; nothing "
+                         "applied")
+
+
+def _box(*masks: np.ndarray) -> tuple[slice, ...] | None:
+    """The (k, j, i) slices of the box holding every True voxel of ``masks`` (None: none)."""
+    union = np.logical_or.reduce([m.any(axis=(1, 2)) for m in masks]), \
+        np.logical_or.reduce([m.any(axis=(0, 2)) for m in masks]), \
+        np.logical_or.reduce([m.any(axis=(0, 1)) for m in masks])
+    out = []
+    for axis in union:
+        idx = np.flatnonzero(axis)
+        if not len(idx):
+            return None
+        out.append(slice(int(idx[0]), int(idx[-1]) + 1))
+    return tuple(out)
 
 
 def _apply_retraction(case: Case, ct: np.ndarray, masks: dict[str, np.ndarray],
-                      edit: Retraction) -> None:
+                      edit: Retraction, owned: set[str]) -> None:
+    """Move one organ (in place on ``ct`` and ``masks``; a mask not in ``owned`` is still
+    the original's and is copied before it is changed)."""
     if edit.structure not in masks:
         raise InputError(f"retraction of {edit.structure!r}: no such structure; have: "
                          f"{', '.join(masks) or 'none'}")
     before = masks[edit.structure]
-    moved, hu = _moved_mask_and_hu(case, ct, before, edit)
-    vacated = before & ~moved
-    ct[vacated] = FILL_HU[edit.fill]
-    ct[moved] = hu[moved]
-    for name, mask in masks.items():
-        if name != edit.structure and case.structures[name].roi_type not in KEEPS_ITS_VOXELS:
-            mask &= ~moved
+    inside_kji = _nonzero_in_box(before)
+    _check_inside_ct(case, inside_kji, edit)
+    result = _moved_mask_and_hu(case, ct, inside_kji, before, edit)
+    moved = np.zeros(before.shape, dtype=bool) if result is None else result.full(before.shape)
+    box = _box(before, moved)
+    if box is None:
+        return
+    vacated = before[box] & ~moved[box]
+    ct[box][vacated] = FILL_HU[edit.fill]
+    if result is not None:
+        ct[result.box][result.inside] = result.hu
+    taken = moved[box]
+    for name in list(masks):
+        if name == edit.structure or case.structures[name].roi_type in KEEPS_ITS_VOXELS:
+            continue
+        if not (masks[name][box] & taken).any():
+            continue
+        if name not in owned:
+            masks[name] = masks[name].copy()
+            owned.add(name)
+        masks[name][box] &= ~taken
     masks[edit.structure] = moved
+    owned.add(edit.structure)
 
 
 def _apply_resection(ct: np.ndarray, masks: Mapping[str, np.ndarray],
@@ -173,12 +344,19 @@ def _apply_resection(ct: np.ndarray, masks: Mapping[str, np.ndarray],
     ct[masks[edit.structure]] = FILL_HU[edit.fill]
 
 
+def _read_only(mask: np.ndarray) -> np.ndarray:
+    """A view of ``mask`` that cannot be written (the original's mask, shared)."""
+    view = mask.view()
+    view.flags.writeable = False
+    return view
+
+
 class EditList:
     """Ordered, undoable intraoperative edits of one case.
 
     Parameters
     ----------
-    edits : iterable of Retraction or Resection, optional
+    edits : iterable of Retraction, Resection or DiscPlacement, optional
     """
 
     def __init__(self, edits: Iterable[Edit] = ()) -> None:
@@ -191,12 +369,43 @@ class EditList:
     def __iter__(self):
         return iter(self._edits)
 
-    def add(self, edit: Edit) -> None:
-        """Append an edit (clears the redo stack)."""
-        if not isinstance(edit, Retraction | Resection):
+    def add(self, edit: Edit, case: Case | None = None) -> None:
+        """Append an edit (clears the redo stack).
+
+        With ``case`` the list is first applied to it with the new edit: an edit the case
+        refuses (:class:`InputError`) is not added and the list stays as it was.
+        """
+        if not isinstance(edit, EDIT_TYPES):
             raise InputError(f"not an anatomy edit: {type(edit).__name__}")
+        if case is not None:
+            EditList([*self._edits, edit]).apply(case)
         self._edits.append(edit)
         self._undone.clear()
+
+    @property
+    def disc(self) -> DiscPlacement | None:
+        """The shielding disc in place now (the last placement), or None."""
+        for edit in reversed(self._edits):
+            if isinstance(edit, DiscPlacement):
+                return edit
+        return None
+
+    def descriptions(self, case: Case) -> list[str]:
+        """One line per edit, in order ("BOWEL moved 35 mm, 4 deg"): a retraction's
+        distance is that of the organ's centroid where the edits before it had put it
+        (the preoperative centroid in ``case`` for its first move)."""
+        out = []
+        so_far: dict[str, np.ndarray] = {}
+        for edit in self._edits:
+            centroid = None
+            if isinstance(edit, Retraction) and edit.structure in case.structures \
+                    and case.structures[edit.structure].mask.any():
+                before = so_far.get(edit.structure, np.eye(4))
+                c = case.centroid_lps(edit.structure)
+                centroid = before[:3, :3] @ c + before[:3, 3]
+                so_far[edit.structure] = edit.patient_from_retracted @ before
+            out.append(edit.describe(centroid))
+        return out
 
     def undo(self) -> Edit | None:
         """Take back the last edit; returns it (None when there is none)."""
@@ -218,31 +427,29 @@ class EditList:
         """The edited case: CT and labelmaps derived from ``case`` and the edits in order
         (``case`` itself is not modified)."""
         ct = np.array(case.ct.array, dtype=np.float32, copy=True)
-        masks = {n: s.mask.copy() for n, s in case.structures.items()}
+        # a mask no edit changes is shared with the original, read-only; the others are
+        # copied when first changed
+        masks = {n: s.mask for n, s in case.structures.items()}
+        owned: set[str] = set()
         for edit in self._edits:
             if isinstance(edit, Retraction):
-                _apply_retraction(case, ct, masks, edit)
-            else:
+                _apply_retraction(case, ct, masks, edit, owned)
+            elif isinstance(edit, Resection):
                 _apply_resection(ct, masks, edit)
-        structures = {n: Structure(n, masks[n], s.color_rgb, s.roi_type)
+        disc = self.disc
+        if disc is not None and not bool(case.ct.contains(disc.centre_lps[None])[0]):
+            raise InputError(f"disc placement: centre {np.round(disc.centre_lps, 1).tolist()} "
+                             "mm (LPS) is outside the CT; check its pose; nothing applied")
+        structures = {n: Structure(n, masks[n] if n in owned else _read_only(masks[n]),
+                                   s.color_rgb, s.roi_type)
                       for n, s in case.structures.items()}
         return replace(case, ct=case.ct.with_array(ct), structures=structures,
-                       image_instance_uids=list(case.image_instance_uids))
+                       image_instance_uids=list(case.image_instance_uids), disc=disc)
 
     # ------------------------------------------------------------ persistence
     def to_json(self) -> list[dict[str, Any]]:
         """The edits as JSON-able dicts (for the case folder and the session log)."""
-        out = []
-        for e in self._edits:
-            item: dict[str, Any] = {"kind": type(e).__name__.lower(), "structure": e.structure,
-                                    "fill": e.fill, "who": e.provenance.who,
-                                    "when_unix_s": e.provenance.when_unix_s,
-                                    "how": e.provenance.how}
-            if isinstance(e, Retraction):
-                item["patient_from_retracted"] = e.patient_from_retracted.tolist()
-                item["affine"] = e.affine
-            out.append(item)
-        return out
+        return [edit_to_json(e) for e in self._edits]
 
     @classmethod
     def from_json(cls, data: Any, *, source: str = "edits") -> EditList:
@@ -262,8 +469,34 @@ class EditList:
                 elif item["kind"] == "resection":
                     edits.append(Resection(str(item["structure"]),
                                            str(item.get("fill", "air")), prov))
+                elif item["kind"] == "disc":
+                    edits.append(DiscPlacement(str(item["material"]),
+                                               float(item["diameter_mm"]),
+                                               float(item["thickness_mm"]),
+                                               np.asarray(item["patient_from_disc"], float),
+                                               prov))
                 else:
-                    raise InputError(f"kind {item['kind']!r} is not retraction or resection")
+                    raise InputError(f"kind {item['kind']!r} is not retraction, resection "
+                                     "or disc")
             except (KeyError, TypeError, ValueError, AttributeError, InputError) as exc:
                 raise InputError(f"{source}: entry {n} is not a valid edit ({exc})") from exc
         return cls(edits)
+
+
+def edit_to_json(edit: Edit) -> dict[str, Any]:
+    """One edit as a JSON-able dict (what :meth:`EditList.from_json` reads back)."""
+    item: dict[str, Any] = {"kind": "disc" if isinstance(edit, DiscPlacement)
+                            else type(edit).__name__.lower(),
+                            "structure": edit.structure, "who": edit.provenance.who,
+                            "when_unix_s": edit.provenance.when_unix_s,
+                            "how": edit.provenance.how}
+    if isinstance(edit, Retraction):
+        item.update(fill=edit.fill, patient_from_retracted=edit.patient_from_retracted.tolist(),
+                    affine=edit.affine)
+    elif isinstance(edit, Resection):
+        item["fill"] = edit.fill
+    else:
+        item.update(material=edit.material, diameter_mm=edit.diameter_mm,
+                    thickness_mm=edit.thickness_mm,
+                    patient_from_disc=edit.patient_from_disc.tolist())
+    return item

@@ -26,6 +26,12 @@ The dose stored in the case is exported when it belongs to the stored plan (the 
 electron engine (its MU go into the RTPLAN), or refused with ``--no-compute``. The RTDOSE
 is written on a grid of the CT's axes covering the dose. The export itself is
 :mod:`models.dicom.rt_export`; this module parses, calls it and prints.
+
+``--edited`` (the anatomy edits saved in the case folder) or ``--edits FILE`` (an edits
+JSON file, or a session log whose anatomy edits are replayed) exports the intraoperative
+anatomy instead (:mod:`models.dicom.derived`): the edited CT as a derived series referencing
+the original, the RTSTRUCT of the structures where they are now, and the RTPLAN/RTDOSE
+computed on the edited CT.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from guidance.cli.inputs import add_anonymise_arguments, deidentifier
+from models.base.errors import InputError
 from models.base.files import output_folder
 
 log = logging.getLogger(__name__)
@@ -69,6 +76,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--applicator", type=float, help="applicator diameter (mm)")
     parser.add_argument("--bevel", type=float, help="applicator bevel (deg)")
     parser.add_argument("--prescription", type=float, help="prescribed dose (Gy)")
+    edited = parser.add_mutually_exclusive_group()
+    edited.add_argument("--edited", action="store_true",
+                        help="export the intraoperative anatomy saved in the case folder: "
+                             "edited CT as a derived series, RTSTRUCT and RTDOSE on it")
+    edited.add_argument("--edits", type=Path, metavar="FILE",
+                        help="like --edited, with the edits from FILE (edits JSON, or a "
+                             "session log whose anatomy edits are replayed)")
     parser.set_defaults(func=run)
 
 
@@ -85,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
                  "prescription_gy": args.prescription}
     plan_file = _read_plan_file(args.plan) if args.plan is not None else None
     spec = resolve_plan(case, plan_file=plan_file, overrides=overrides)
+    if args.edited or args.edits is not None:
+        return _export_edited(args, case, spec, deid)
     result = export_case(case, spec, args.out, deidentifier=deid,
                          with_ct=args.with_ct, force=args.force, compute=not args.no_compute,
                          accept_estimated_mu=args.accept_estimated_mu)
@@ -105,3 +121,47 @@ def _read_plan_file(path: Path) -> dict[str, Any]:
     from models.dicom.rt_export import read_plan_file
 
     return read_plan_file(path)
+
+
+def _read_edits(args: argparse.Namespace):
+    """The anatomy edits ``--edited`` / ``--edits`` name (an EditList)."""
+    from models.patient.edits import EditList
+
+    if args.edited:
+        from models.patient.case_store import MANIFEST, load_edits
+
+        if not (Path(args.case) / MANIFEST).is_file():
+            raise InputError(f"--edited: {args.case} is not a case folder (the edits are "
+                             "saved in one); give the edits with --edits FILE")
+        return load_edits(args.case)
+    path = args.edits
+    if path.suffix in (".sqlite", ".db"):
+        from guidance.record.session_report import edits_from_session
+
+        return EditList.from_json(edits_from_session(path), source=f"--edits {path}")
+    from models.base.files import read_json_file
+
+    data = read_json_file(path, what="--edits")
+    if isinstance(data, dict) and data.get("format") == "iort-edits":
+        data = data.get("edits")
+    return EditList.from_json(data, source=f"--edits {path}")
+
+
+def _export_edited(args: argparse.Namespace, case, spec, deid) -> int:
+    """The intraoperative anatomy as DICOM (derived CT, RTSTRUCT, RTPLAN, RTDOSE)."""
+    from models.dicom.derived import export_edited_case
+
+    if args.no_compute:
+        raise InputError("--no-compute: the dose of an edited anatomy is always computed on "
+                         "the edited CT; drop --no-compute")
+    edits = _read_edits(args)
+    result = export_edited_case(case, edits, spec, args.out, deidentifier=deid,
+                                with_ct=args.with_ct, force=args.force,
+                                accept_estimated_mu=args.accept_estimated_mu)
+    print(f"exported {'anonymised ' if args.anonymise else ''}intraoperative anatomy to "
+          f"{result.out_dir}: {result.derived_files} edited CT slices (derived series), "
+          f"{result.rtstruct.name}, {result.rtplan.name}, {result.rtdose.name}"
+          f"{f', {result.original_files} original CT slices' if result.original_files else ''}"
+          f"; {len(edits)} edit(s); {result.mu:.1f} MU, Dmax {result.dose_max_gy:.2f} Gy "
+          "on the edited CT")
+    return 0

@@ -377,6 +377,17 @@ def _guided_of(feed):
     return hook if isinstance(hook, GuidedRegistration) else None
 
 
+def _attach_anatomy(logic, case_arg: str) -> None:
+    """Anatomy edits of a case folder: shown from the start, and every new one saved there
+    (docs/anatomy.md); other cases keep their edits in the session log only."""
+    from guidance.monitor.anatomy import attach_anatomy
+    from models.patient.case_store import MANIFEST, load_edits
+
+    folder = Path(case_arg)
+    if case_arg != "phantom" and (folder / MANIFEST).is_file():
+        attach_anatomy(logic, edits=load_edits(folder), case_dir=folder)
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the monitor; returns when the window is closed.
 
@@ -435,6 +446,7 @@ def run(args: argparse.Namespace) -> int:
                              plan_name=planned.name, beam_options=options,
                              session_log=session_log, igtl=igtl, stall_limit_s=stall_s,
                              registration=_guided_of(feed))
+        _attach_anatomy(logic, args.case)
         from guidance.monitor.qt.window import INTERRUPTED, run_window
 
         logic.start()

@@ -233,6 +233,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self._build_3d(side, side_layout)
         self._build_slices(left_layout)
         self._build_oncologist_panel(side_layout)
+        from guidance.monitor.qt.edits_panel import install_edits_panel
+        self.edits_panel = install_edits_panel(self, side_layout)   # anatomy edits
         # surgeon mode: the panel at the top, the rest empty (set_mode switches it off)
         side_layout.addStretch(1)
         self._side_layout = side_layout

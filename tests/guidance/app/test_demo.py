@@ -45,6 +45,23 @@ def test_outputs_written(demo_run) -> None:
     assert len(registrations) == 1 and len(doses) == summary["dose.updates"]
 
 
+def test_the_retraction_step_is_shown_and_reported(demo_run) -> None:
+    """The tracked retractor pulls the bowel out of the way; the edit reaches the summary,
+    both reports and the session log."""
+    s, out = demo_run.summary, demo_run.out_dir
+    assert s["anatomy.edit_count"] == 1
+    [line] = s["anatomy.edits"]
+    assert line.startswith("BOWEL moved 3") and line.endswith("4 deg, by tracked retractor")
+    assert s["anatomy.retraction_error_mm"] < 2.0 and s["anatomy.retraction_error_deg"] < 1.0
+    assert "BOWEL_preoperative_dmax_gy" in " ".join(s)
+    assert "Intraoperative anatomy" in (out / "report.html").read_text()
+    from guidance.record.session_log import SessionLog
+
+    with SessionLog.open(out / s["session_log"], readonly=True) as log:
+        [edit] = log.events("anatomy_edit")
+    assert edit.payload["edit"]["how"] == "tracked retractor"
+
+
 def test_registration_and_tracking_against_truth(demo_run) -> None:
     s = demo_run.summary
     assert s["registration.fiducials"] == 5

@@ -27,7 +27,7 @@ def test_pdf_pages_are_a4_at_true_scale(tmp_path, capsys):
     out = tmp_path / "board.pdf"
     assert main(["board", "--out", str(out)]) == 0
     pages = pdf_pages(out)
-    assert len(pages) == 2  # board + one sheet for the three shipped tools
+    assert len(pages) == 3  # board + two sheets for the four shipped tools (at true size)
     (box, width_px, height_px) = pages[0]
     assert box[2] / PT_PER_MM == pytest.approx(297.0, abs=0.01)  # landscape board page
     assert box[3] / PT_PER_MM == pytest.approx(210.0, abs=0.01)

@@ -102,3 +102,40 @@ def test_anonymised_export_and_dose_agree_under_one_site_key(case_dir, tmp_path,
                  "--site-key", str(key)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "chmod 600" in err
+
+def test_cli_exports_the_edited_anatomy_from_the_case_folder_or_a_session_log(
+        case_dir, tmp_path, capsys):
+    import shutil
+
+    from guidance.record.session_log import SessionLog
+    from models.patient.case_store import save_edits
+    from models.patient.edits import EditList, Retraction, edit_to_json
+
+    folder = tmp_path / "case"
+    shutil.copytree(case_dir, folder)
+    assert main(["export", str(folder), "--out", str(tmp_path / "none"), "--edited"]) == 2
+    assert "no anatomy edits" in capsys.readouterr().err
+    move = np.eye(4)
+    move[:3, 3] = (12.0, -33.0, 0.0)
+    edit = Retraction("BOWEL", move)
+    save_edits(folder, EditList([edit]))
+    assert main(["export", str(folder), "--out", str(tmp_path / "ed"), "--edited"]) == 0
+    out = capsys.readouterr().out
+    assert "edited CT slices (derived series)" in out and "1 edit(s)" in out
+    slices = sorted((tmp_path / "ed").glob("CT_EDITED_*.dcm"))
+    assert slices and "BOWEL moved 35 mm" in pydicom.dcmread(slices[0]).DerivationDescription
+    # the same edits replayed from a session log (an undone one left out)
+    log = tmp_path / "s.sqlite"
+    with SessionLog.create(log) as s:
+        s.log_anatomy_edit(edit_to_json(edit), description="BOWEL moved 35 mm, 0 deg")
+        s.log_anatomy_edit(edit_to_json(Retraction("STOMACH", move)), description="x")
+        s.log_anatomy_undo(edit_to_json(Retraction("STOMACH", move)), description="x")
+    assert main(["export", str(case_dir), "--out", str(tmp_path / "log"), "--edits",
+                 str(log)]) == 0
+    assert "1 edit(s)" in capsys.readouterr().out
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"kind": "retraction", "structure": "BOWEL"}]))
+    assert main(["export", str(case_dir), "--out", str(tmp_path / "bad"), "--edits",
+                 str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "entry 0 is not a valid edit" in err and len(err.strip().splitlines()) == 1

@@ -379,3 +379,22 @@ def test_a_log_from_before_the_chain_reads_as_unchained(tmp_path: Path) -> None:
     assert check.status == "unchained" and check.ok and check.records == 3
     assert "unchained" in check.message
     assert [e.kind for e in back.events()] == ["session_start", "action", "session_end"]
+
+def test_anatomy_edits_and_undo_are_logged_with_their_json(tmp_path: Path) -> None:
+    from models.patient.edits import EditList, Provenance, Retraction, edit_to_json
+
+    move = transform_from_rotvec([0.0, 0.0, np.radians(4.0)], [0.0, -35.0, 0.0])
+    edit = Retraction("BOWEL", move, provenance=Provenance("surgeon", 12.0, "tracked retractor"))
+    path = tmp_path / "s.sqlite"
+    with SessionLog.create(path) as s:
+        s.log_anatomy_edit(edit_to_json(edit), description="BOWEL moved 35 mm, 4 deg",
+                           n_edits=1)
+        s.log_anatomy_undo(edit_to_json(edit), description="BOWEL moved 35 mm, 4 deg",
+                           n_edits=0)
+    back = SessionLog.open(path, readonly=True)
+    logged = back.last("anatomy_edit")
+    again = EditList.from_json([logged.payload["edit"]])
+    np.testing.assert_array_equal(next(iter(again)).patient_from_retracted, move)
+    assert logged.payload["description"] == "BOWEL moved 35 mm, 4 deg"
+    assert back.last("anatomy_undo").payload["n_edits"] == 0
+    back.close()

@@ -132,3 +132,33 @@ def test_a_non_finite_dose_is_never_published(water_case, bad_value) -> None:
         assert service.latest() == (0, None)
     finally:
         service.close()
+
+
+def test_an_edited_anatomy_is_computed_at_once_with_the_preoperative_doses_alongside(
+        coarse_phantom) -> None:
+    """Bowel moved under the applicator: the service recomputes for the last pose on the
+    edited case and reports the bowel where it is now and where the CT saw it."""
+    from models.patient.edits import EditList, Retraction
+    from models.patient.phantom import planned_patient_from_applicator
+
+    case = coarse_phantom
+    plan = planned_patient_from_applicator(case)
+    goal = plan[:3, :3] @ np.array([0.0, 0.0, 15.0]) + plan[:3, 3]
+    move = np.eye(4)
+    move[:3, 3] = goal - case.centroid_lps("BOWEL")
+    edited = EditList([Retraction("BOWEL", move)]).apply(case)
+    beam = BeamChoice(energy_mev=8.0, applicator_diameter_mm=70.0)
+    service = DoseService(case, electron_dose_function("liac"), structures=["CTV", "BOWEL"])
+    try:
+        service.request(plan, beam)
+        first = _wait_for(service, lambda u: u.metrics_ready)
+        assert first.anatomy_version == 0 and first.metrics_preoperative == {}
+        assert service.set_case(edited, preoperative=case)     # recomputed without a move
+        update = _wait_for(service, lambda u: u.metrics_ready and u.anatomy_version == 1)
+    finally:
+        service.close()
+    np.testing.assert_allclose(update.patient_from_applicator, plan)
+    assert update.metrics["BOWEL"].dmax_gy > 8.0                # now under the applicator
+    assert update.metrics_preoperative["BOWEL"].dmax_gy == pytest.approx(
+        first.metrics["BOWEL"].dmax_gy, abs=0.5)               # where the CT saw it: ~0
+    assert first.metrics["BOWEL"].dmax_gy < 1.0

@@ -269,3 +269,37 @@ def test_a_sealed_manifest_edited_down_to_version_1_is_refused(case, tmp_path: P
                                       m.__setitem__("patient_id", "SOMEONE-ELSE")))
     with pytest.raises(InputError, match="version was edited"):
         load_case(folder)
+
+def test_edits_are_saved_in_the_sealed_case_folder(case, tmp_path: Path) -> None:
+    from models.patient.case_store import EDITS_FILE, load_edits, save_edits
+    from models.patient.edits import EditList, Retraction
+
+    folder = save_case(case, tmp_path / "c")
+    assert len(load_edits(folder)) == 0
+    move = np.eye(4)
+    move[:3, 3] = (0.0, -20.0, 0.0)
+    edits = EditList([Retraction("BOWEL", move)])
+    save_edits(folder, edits)
+    assert load_edits(folder).to_json() == edits.to_json()
+    load_case(folder)                                   # the case still loads, sealed
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert EDITS_FILE in manifest["files"]
+    # an edited edits file is refused, as is one the manifest does not list
+    path = folder / EDITS_FILE
+    text = path.read_text()
+    path.write_text(text.replace("-20.0", "-40.0"))
+    with pytest.raises(InputError, match="checksum mismatch"):
+        load_edits(folder)
+    path.write_text(text)
+    save_edits(folder, EditList())                      # none left: the file goes
+    assert not path.exists() and len(load_edits(folder)) == 0
+    path.write_text(text)
+    with pytest.raises(InputError, match="not covered by a checksum"):
+        load_edits(folder)
+    path.unlink()
+    # an edit the case refuses is not saved
+    far = np.eye(4)
+    far[:3, 3] = (0.0, 0.0, 5000.0)
+    with pytest.raises(InputError, match="outside the CT"):
+        save_edits(folder, EditList([Retraction("BOWEL", far)]))
+    assert not path.exists()
