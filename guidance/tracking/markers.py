@@ -11,6 +11,14 @@ A tool's pose comes from every detected corner of its markers together:
   seen nearly face-on).
 * non-planar tools: SQPnP initialisation (Terzakis & Lourakis 2020) + LM refinement.
 
+A marker that does not fit the others is dropped and the pose solved again without it: a
+marker half hidden by a hand or glare can still be "detected" with a corner slid along the
+occluder's edge, and one such corner would pull the whole pose by millimetres. While some
+corner misses its reprojection by more than ``MARKER_RESIDUAL_PX``, each marker is left out
+in turn and the one whose absence lets the others fit best is dropped; a single marker left
+that still fails gives no pose. The pose is then *degraded* (fewer markers, listed in
+``ToolPose.rejected_marker_ids``) rather than wrong.
+
 Quality per pose: reprojection RMS (px), number of markers and corners used, ambiguity.
 """
 
@@ -37,6 +45,9 @@ _AMBIGUITY_RMS_RATIO = 1.5
 _AMBIGUITY_MARGIN_PX = 0.3
 _AMBIGUOUS_MIN_ANGLE_DEG = 2.0
 _LM_CRITERIA = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_COUNT, 30, 1e-10)
+#: Largest corner reprojection residual (px) of an accepted marker fit; beyond it the
+#: marker that fits worst is left out (about 5x the corner noise of a sharp 720p image).
+MARKER_RESIDUAL_PX = 1.5
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,8 @@ class ToolPose:
         The rejected planar solution (``camera_from_tool``), to disambiguate with history.
     alternative_rms_px : float
         RMS of the rejected planar solution (inf when not planar).
+    rejected_marker_ids : tuple of int
+        Detected markers left out because they did not fit the others (partly hidden).
     """
 
     tool: str
@@ -114,6 +127,7 @@ class ToolPose:
     ambiguous: bool = False
     alternative: np.ndarray | None = None
     alternative_rms_px: float = float("inf")
+    rejected_marker_ids: tuple[int, ...] = ()
 
     @property
     def n_markers(self) -> int:
@@ -261,24 +275,68 @@ def solve_pose(object_points_mm: np.ndarray, image_points_px: np.ndarray,
     return PnPSolution(pose, best_rms, ambiguous, alternative, alt_rms)
 
 
+def _marker_residuals_px(object_points: np.ndarray, image_points: np.ndarray,
+                         camera_from_object: np.ndarray, camera_matrix: np.ndarray,
+                         dist_coeffs: np.ndarray | None) -> np.ndarray:
+    """(N, 4) distance (px) of each marker corner from its reprojection."""
+    rvec = cv2.Rodrigues(camera_from_object[:3, :3])[0]
+    dist = np.zeros(5) if dist_coeffs is None else dist_coeffs
+    proj, _ = cv2.projectPoints(object_points, rvec, camera_from_object[:3, 3], camera_matrix,
+                                dist)
+    return np.linalg.norm(proj.reshape(-1, 2) - image_points, axis=1).reshape(-1, 4)
+
+
 def estimate_tool_pose(tool: ToolDefinition, detections: MarkerDetections,
                        camera_matrix: np.ndarray, dist_coeffs: np.ndarray | None = None, *,
                        min_markers: int = 1) -> ToolPose | None:
-    """Pose of one tool from all its detected markers jointly; None if too few are seen."""
+    """Pose of one tool from all its detected markers jointly; None if too few are seen.
+
+    Markers that do not fit the others are dropped (see the module docstring); None when
+    fewer than ``min_markers`` remain or a lone marker does not fit itself.
+    """
     mine = detections.select(tool.marker_ids)
     if len(mine) < min_markers or len(mine) == 0:
         return None
-    ids = tuple(int(i) for i in mine.ids)
-    obj = tool.object_points(ids)
-    img = mine.corners_px.reshape(-1, 2)
-    try:
-        sol = solve_pose(obj, img, camera_matrix, dist_coeffs, planar=tool.is_planar)
-    except (ValueError, cv2.error) as exc:
-        log.debug("pose of %s failed: %s", tool.name, exc)
+    ids = [int(i) for i in mine.ids]
+    corners = {int(i): c for i, c in zip(mine.ids, mine.corners_px, strict=True)}
+
+    def fit(subset: list[int]) -> tuple[PnPSolution, float] | None:
+        obj = tool.object_points(tuple(subset))
+        img = np.concatenate([corners[i] for i in subset])
+        try:
+            sol = solve_pose(obj, img, camera_matrix, dist_coeffs, planar=tool.is_planar)
+        except (ValueError, cv2.error) as exc:
+            log.debug("pose of %s failed: %s", tool.name, exc)
+            return None
+        worst = _marker_residuals_px(obj, img, sol.camera_from_object, camera_matrix,
+                                     dist_coeffs).max()
+        return sol, float(worst)
+
+    rejected: list[int] = []
+    best = fit(ids)
+    while best is not None and best[1] > MARKER_RESIDUAL_PX:
+        if len(ids) == 1:       # a lone marker that does not fit a square: no pose
+            log.debug("%s: marker %d does not fit (%.2f px)", tool.name, ids[0], best[1])
+            return None
+        # leave each marker out in turn; drop the one whose absence fits the rest best
+        trials = [(fit(ids[:k] + ids[k + 1:]), k) for k in range(len(ids))]
+        trials = [(t, k) for t, k in trials if t is not None]
+        if not trials:
+            return None
+        best, k = min(trials, key=lambda tk: tk[0][1])
+        log.debug("%s: dropping marker %d (the rest fit to %.2f px)", tool.name, ids[k],
+                  best[1])
+        rejected.append(ids.pop(k))
+        if len(ids) < min_markers:
+            return None
+    if best is None:
         return None
+    sol = best[0]
+    img = np.concatenate([corners[i] for i in ids])
     return ToolPose(tool=tool.name, camera_from_tool=sol.camera_from_object, rms_px=sol.rms_px,
-                    marker_ids=ids, n_corners=len(img), ambiguous=sol.ambiguous,
-                    alternative=sol.alternative, alternative_rms_px=sol.alternative_rms_px)
+                    marker_ids=tuple(ids), n_corners=len(img), ambiguous=sol.ambiguous,
+                    alternative=sol.alternative, alternative_rms_px=sol.alternative_rms_px,
+                    rejected_marker_ids=tuple(rejected))
 
 
 @dataclass

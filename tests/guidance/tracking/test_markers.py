@@ -93,12 +93,35 @@ def test_tool_without_detections_has_no_pose(tools: dict) -> None:
         tracker.track(np.zeros((0, 0), np.uint8))
 
 
-def test_wrong_marker_corners_are_rejected_by_rms(tools: dict) -> None:
-    """A detection that does not fit the tool geometry (id clash) gives no pose."""
+def test_a_marker_that_does_not_fit_is_dropped(tools: dict) -> None:
+    """One marker 25 px off (id clash, or a corner slid along a hand's edge): the pose comes
+    from the three that fit, and says which marker it left out."""
     tool = tools["reference"]
     truth = transform_from_rotvec(np.zeros(3), [0.0, 0.0, 400.0])
     img = _project(tool.object_points(), truth).reshape(4, 4, 2)
-    img[2] += 25.0  # one marker 25 px off: not this rigid tool
+    img[2] += 25.0
+    tracker = MarkerTracker({"reference": tool}, K, max_rms_px=2.0)
+    pose = tracker.estimate(MarkerDetections(np.array([0, 1, 2, 3]), img))["reference"]
+    assert pose.marker_ids == (0, 1, 3) and pose.rejected_marker_ids == (2,)
+    position_mm, angle_deg = transform_difference(pose.camera_from_tool, truth)
+    assert position_mm < 1e-3 and angle_deg < 1e-4
+
+
+def test_one_slid_corner_degrades_the_pose_instead_of_pulling_it(tools: dict) -> None:
+    tool = tools["reference"]
+    truth = transform_from_rotvec(np.array([0.2, -0.1, 0.3]), [20.0, -10.0, 420.0])
+    img = _project(tool.object_points(), truth).reshape(4, 4, 2)
+    img[1, 2] += (5.0, -3.0)        # marker 1's third corner on the edge of an occluder
+    pose = estimate_tool_pose(tool, MarkerDetections(np.array([0, 1, 2, 3]), img), K)
+    assert pose.rejected_marker_ids == (1,)
+    assert transform_difference(pose.camera_from_tool, truth)[0] < 1e-3
+
+
+def test_detections_that_fit_no_square_give_no_pose(tools: dict) -> None:
+    """Quads that are not this tool's squares (wrong detection): no pose at all."""
+    tool = tools["reference"]
+    rng = np.random.default_rng(0)
+    img = rng.uniform(100.0, 600.0, (4, 4, 2))
     tracker = MarkerTracker({"reference": tool}, K, max_rms_px=2.0)
     assert tracker.estimate(MarkerDetections(np.array([0, 1, 2, 3]), img)) == {}
 
