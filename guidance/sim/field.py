@@ -66,7 +66,7 @@ _BOWL_TEXELS = 720     # side of the cavity texture (azimuthal map of the bowl)
 _BOWL_RADIUS_RAD = 1.75  # azimuthal map extent (the rim is at pi/2)
 _PLATE_TEXELS_PER_MM = 12.0
 _MIP_LEVELS = 5
-_GLOVE_BGR = (128, 158, 182)
+_GLOVE_BGR = (150, 182, 200)
 _CUFF_BGR = (150, 110, 60)
 _LABEL_FIELD = 0
 
@@ -189,16 +189,17 @@ def _colour(bgr: tuple[float, float, float]) -> np.ndarray:
     return np.asarray(bgr, np.float32)
 
 
-@dataclass
-class _Texture:
-    """A texture and its wetness (strength of the specular highlights), uint8."""
-
-    colour: np.ndarray   # (H, W, 3) BGR
-    wet: np.ndarray      # (H, W)
+def _bgra(colour: np.ndarray, wet: np.ndarray) -> np.ndarray:
+    """(H, W, 4) uint8: BGR and, as the 4th channel, the wetness (strength of the specular
+    highlights); one 4-channel ``cv2.remap`` samples both (and is faster than 3 channels)."""
+    out = np.empty((*wet.shape, 4), np.uint8)
+    out[..., :3] = np.clip(colour, 0, 255)
+    out[..., 3] = np.clip(wet, 0, 255)
+    return out
 
 
 def _skin_texture(layout: FieldLayout, rng: np.random.Generator, light_dir: np.ndarray,
-                  half_extent_mm: tuple[float, float]) -> _Texture:
+                  half_extent_mm: tuple[float, float]) -> np.ndarray:
     """Top view of the draped patient (x right-left, z), opening centre in the middle."""
     hx, hz = half_extent_mm
     width, height = round(2 * hx / _SKIN_TEXEL_MM), round(2 * hz / _SKIN_TEXEL_MM)
@@ -212,20 +213,33 @@ def _skin_texture(layout: FieldLayout, rng: np.random.Generator, light_dir: np.n
     # drapes: blue-green cloth with folds
     folds = 1.0 - np.abs(2.0 * _noise(rng, (height, width), 3, octaves=3) - 1.0)
     drape = _colour((118, 122, 52)) * (0.72 + 0.3 * folds[..., None] + 0.05 * n_fine[..., None])
+    # white surgical towels around the skin window (woven, folded, a blue stripe, blood)
+    tx, tz = rx + 120.0, rz + 140.0
+    towel_box = np.maximum(np.abs(dx) / tx, np.abs(dz) / tz) + 0.05 * (n_mid - 0.5)
+    weave = _noise(rng, (height, width), 220, octaves=1)
+    towel_folds = 1.0 - np.abs(2.0 * _noise(rng, (height, width), 9, octaves=3) - 1.0)
+    towel = _colour((198, 204, 208)) * (0.78 + 0.18 * towel_folds[..., None]
+                                        + 0.06 * weave[..., None])
+    stripe = np.abs(np.maximum(np.abs(dx) / (tx - 20.0), np.abs(dz) / (tz - 20.0)) - 1.0) \
+        < 0.012
+    towel[stripe] = towel[stripe] * 0.5 + _colour((150, 95, 40)) * 0.5
+    towel_blood = _smoothstep(0.74, 0.86, _noise(rng, (height, width), 14, octaves=4))
+    towel = _mix(towel, _colour((35, 35, 105)), 0.85 * towel_blood)
+    image = _mix(drape, towel, _smoothstep(1.0, 0.985, towel_box))
     # skin window: iodine-prepped skin, rounded rectangle with a ragged towel edge
-    wx, wz = rx + 75.0, rz + 95.0
-    box = np.maximum(np.abs(dx) / wx, np.abs(dz) / wz) + 0.06 * (n_mid - 0.5)
+    wx, wz = rx + 32.0, rz + 40.0
+    box = np.maximum(np.abs(dx) / wx, np.abs(dz) / wz) + 0.08 * (n_mid - 0.5)
     iodine = _smoothstep(0.2, 0.8, n_mid)
-    skin = _mix(_colour((120, 150, 200)), _colour((45, 95, 165)), 0.35 + 0.5 * iodine)
-    skin = skin * (0.92 + 0.12 * n_fine[..., None])
+    skin = _mix(_colour((125, 150, 205)), _colour((55, 100, 170)), 0.2 + 0.5 * iodine)
+    skin = skin * (0.9 + 0.14 * n_fine[..., None])
     window = _smoothstep(1.0, 0.985, box)
-    image = _mix(drape, skin, window)
-    # drape edge shadow on the skin
-    image *= (1.0 - 0.35 * _smoothstep(0.93, 0.985, box) * window)[..., None]
+    image = _mix(image, skin, window)
+    # towel edge shadow on the skin
+    image *= (1.0 - 0.35 * _smoothstep(0.9, 0.985, box) * window)[..., None]
     # wound edge: skin margin reddened, then yellow fat, then red muscle toward the opening
     edge = (ell - 1.0) * min(rx, rz)                # mm outside the opening edge
     edge = edge + 3.0 * (n_mid - 0.5)
-    fat = _mix(_colour((80, 175, 220)), _colour((60, 140, 205)), n_fine)
+    fat = _mix(_colour((70, 150, 200)), _colour((55, 120, 185)), n_fine)
     muscle = _mix(_colour((40, 45, 150)), _colour((55, 60, 175)), n_fine)
     image = _mix(image, _mix(_colour((80, 100, 190)), image, _smoothstep(6, 16, edge)),
                  _smoothstep(20, 8, edge))
@@ -233,7 +247,7 @@ def _skin_texture(layout: FieldLayout, rng: np.random.Generator, light_dir: np.n
     image = _mix(image, muscle, _smoothstep(2.5, 0.5, edge))
     # blood smears near the wound
     blood = (_noise(rng, (height, width), 25, octaves=3) > 0.78) & (edge < 30) & (edge > -5)
-    image[blood] = image[blood] * 0.45 + _colour((25, 25, 120)) * 0.55
+    image[blood] = image[blood] * 0.3 + _colour((20, 20, 95)) * 0.7
     # baked diffuse light on the cylinder (beyond it: drapes hanging down the sides)
     a, b = layout.body_semi_axes_mm
     x_abs = dx + layout.opening_centre_mm[0] - layout.body_centre_mm[0]
@@ -243,15 +257,14 @@ def _skin_texture(layout: FieldLayout, rng: np.random.Generator, light_dir: np.n
     norm = np.sqrt(nx ** 2 + ny ** 2)
     lambert = np.clip((nx * light_dir[0] + ny * light_dir[1]) / norm, 0.0, 1.0)
     image *= (0.45 + 0.6 * lambert)[..., None]
-    wet = np.where(edge < 8.0, 150.0, 25.0) * (0.5 + n_fine) * (window > 0.5)
+    wet = np.where(edge < 8.0, 150.0, 35.0) * (0.5 + n_fine)
     wet[blood] = 230.0
-    wet = np.where(window > 0.5, wet, 0.0)
-    return _Texture(np.clip(image, 0, 255).astype(np.uint8),
-                    np.clip(wet, 0, 255).astype(np.uint8))
+    wet = np.where(window > 0.5, wet, 25.0 * towel_blood)
+    return _bgra(image, wet)
 
 
 def _bowl_texture(rng: np.random.Generator, layout: FieldLayout,
-                  light_dir: np.ndarray) -> _Texture:
+                  light_dir: np.ndarray) -> np.ndarray:
     """The cavity as an azimuthal map: centre = deepest point, radius pi/2 = the rim."""
     size = _BOWL_TEXELS
     coords = ((np.arange(size, dtype=np.float32) + 0.5) / size * 2.0 - 1.0) * _BOWL_RADIUS_RAD
@@ -281,8 +294,8 @@ def _bowl_texture(rng: np.random.Generator, layout: FieldLayout,
     image = _mix(bed, wall, _smoothstep(0.55, 0.8, phi + 0.08 * (n_mid - 0.5)))
     # rim: the cut abdominal wall (fat then muscle) toward the skin
     rim = _smoothstep(1.3, 1.5, phi + 0.05 * (n_mid - 0.5))
-    image = _mix(image, _mix(_colour((80, 170, 215)), _colour((45, 50, 160)),
-                             _smoothstep(1.42, 1.55, phi))[...] * 1.0, rim)
+    image = _mix(image, _mix(_colour((65, 140, 190)), _colour((40, 45, 145)),
+                             _smoothstep(1.42, 1.55, phi)), rim)
     # baked light: bowl normal (inward) from the azimuthal coordinates, and occlusion
     rx, rz = layout.opening_semi_axes_mm
     depth = layout.cavity_depth_mm
@@ -298,8 +311,15 @@ def _bowl_texture(rng: np.random.Generator, layout: FieldLayout,
     image *= ((0.3 + 0.8 * lambert) * occlusion)[..., None]
     wet = (120.0 + 120.0 * pool) * (0.4 + n_fine) * (1.0 - 0.8 * fibrin)
     wet = wet * (1.0 - 0.6 * fatty * (phi > 0.6)) * (1.0 - 0.5 * rim)
-    return _Texture(np.clip(image, 0, 255).astype(np.uint8),
-                    np.clip(wet, 0, 255).astype(np.uint8))
+    return _bgra(image, wet)
+
+
+def _cylinder_strip(base_bgr: np.ndarray, n: int = 96) -> np.ndarray:
+    """(1, n, 3) uint8 shading across a lit cylinder, silhouette edge to edge."""
+    s = np.linspace(-1.0, 1.0, n)
+    body = np.sqrt(np.clip(1.0 - s * s, 0.0, 1.0))
+    light = 0.35 + 0.55 * body * (0.8 - 0.25 * s) + 0.9 * np.exp(-((s + 0.35) / 0.12) ** 2)
+    return np.clip(light[None, :, None] * base_bgr, 0, 255).astype(np.uint8)
 
 
 def _steel_colour(shade: float) -> tuple[float, float, float]:
@@ -346,6 +366,14 @@ def _plate(tool: ToolDefinition) -> _Plate:
     return _Plate(levels=levels, tool_from_texel=tex.tool_from_texel(),
                   texels_per_mm=tex.texels_per_mm, corners_mm=tex.corners_mm(),
                   normal=tex.normal)
+
+
+@dataclass
+class _Blade:
+    """A retractor blade: facets (N, 4, 3) and their unit normals (N, 3), patient mm."""
+
+    quads: np.ndarray
+    normals: np.ndarray
 
 
 @dataclass
@@ -430,7 +458,8 @@ class RealisticField:
         # the lamp: above the patient, a little superior and to the patient's right
         self._lamp_mm = self.layout.opening_centre_mm + np.array([-120.0, -1100.0, 250.0])
         self._light_dir = _unit(self._lamp_mm - self.layout.opening_centre_mm)
-        self._rays_full = self._pixel_rays(np.arange(width), np.arange(height))
+        self._rays_full = np.ascontiguousarray(
+            self._pixel_rays(np.arange(width), np.arange(height))[..., :2])
         grid_x = np.arange(width // _BLOCK_PX) * _BLOCK_PX + (_BLOCK_PX - 1) / 2.0
         grid_y = np.arange(height // _BLOCK_PX) * _BLOCK_PX + (_BLOCK_PX - 1) / 2.0
         self._grid_shape = (len(grid_y), len(grid_x))
@@ -442,6 +471,10 @@ class RealisticField:
         self._bowl = _bowl_texture(self.rng, self.layout, self._light_dir)
         self._plates = {name: _plate(tool) for name, tool in self.tools.items()}
         self._labels = {name: k + 2 for k, name in enumerate(self.tools)}
+        self._blade_cache: list[_Blade] | None = None
+        self._opening: tuple | None = None   # (roi slices, alpha) of the opening this frame
+        self._strips = {name: _cylinder_strip(_colour(bgr))
+                        for name, bgr in (("pmma", (200, 196, 186)), ("steel", (175, 178, 185)))}
         self._previous_camera_from_patient: np.ndarray | None = None
         self._noise_bank: tuple[np.ndarray, np.ndarray] | None = None
         self._closed = False
@@ -529,7 +562,8 @@ class RealisticField:
                                                              truth_tools[item.payload],
                                                              item.label)
             elif item.kind == "cylinder":
-                self._draw_cylinder(image, labels, cam_from_pat, *item.payload, item.label)
+                self._draw_cylinder(image, labels, cam_from_pat, *item.payload,
+                                    label=item.label)
             elif item.kind == "blade":
                 self._draw_blade(image, labels, cam_from_pat, item.payload)
             elif item.kind == "hand":
@@ -630,15 +664,13 @@ class RealisticField:
         gain = cv2.resize(gain_grid.astype(np.uint8), (width, height),
                           interpolation=cv2.INTER_LINEAR)
 
-        def full(values: np.ndarray) -> np.ndarray:
-            return cv2.resize(values.reshape(gh, gw).astype(np.float32), (width, height),
-                              interpolation=cv2.INTER_LINEAR)
+        def full(*values: np.ndarray) -> np.ndarray:
+            grid = np.dstack([v.reshape(gh, gw) for v in values]).astype(np.float32)
+            return cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
 
-        map_u, map_v = full(skin_u), full(skin_v)
-        image = cv2.remap(self._skin.colour, map_u, map_v, cv2.INTER_LINEAR,
+        image = cv2.remap(self._skin, full(skin_u, skin_v), None, cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
-        wet = cv2.remap(self._skin.wet, map_u, map_v, cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE)
+        self._opening = None
         opening = inside.reshape(gh, gw) > -0.15
         if np.any(opening):
             rows = np.flatnonzero(opening.any(axis=1))
@@ -648,18 +680,18 @@ class RealisticField:
             x0 = max(0, (cols[0] - 1) * _BLOCK_PX)
             x1 = min(width, (cols[-1] + 2) * _BLOCK_PX)
             roi = (slice(y0, y1), slice(x0, x1))
-            bu, bv = full(bowl_u)[roi], full(bowl_v)[roi]
-            bowl = cv2.remap(self._bowl.colour, bu, bv, cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
-            bowl_wet = cv2.remap(self._bowl.wet, bu, bv, cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REPLICATE)
-            alpha = np.clip(full(inside)[roi] * 40.0 + 0.5, 0.0, 1.0)
+            maps = full(bowl_u, bowl_v, inside)[roi]
+            bowl = cv2.remap(self._bowl, np.ascontiguousarray(maps[..., :2]), None,
+                             cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            alpha = np.clip(maps[..., 2] * 40.0 + 0.5, 0.0, 1.0)
             image[roi] = cv2.blendLinear(bowl, image[roi], alpha, 1.0 - alpha)
-            wet[roi] = cv2.blendLinear(bowl_wet, wet[roi], alpha, 1.0 - alpha)
-        lobe_u8 = np.clip(full(lobe) * 255.0, 0, 255).astype(np.uint8)
-        spec = cv2.multiply(wet, lobe_u8, scale=1.0 / 255.0)
-        cv2.add(image, cv2.cvtColor(spec, cv2.COLOR_GRAY2BGR), dst=image)
-        return image, gain
+            self._opening = (roi, alpha)
+        lobe_u8 = cv2.resize(np.clip(lobe * 255.0, 0, 255).astype(np.uint8).reshape(gh, gw),
+                             (width, height), interpolation=cv2.INTER_LINEAR)
+        spec = cv2.multiply(cv2.extractChannel(image, 3), lobe_u8, scale=1.0 / 255.0)
+        bgr = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        cv2.add(bgr, cv2.cvtColor(spec, cv2.COLOR_GRAY2BGR), dst=bgr)
+        return bgr, gain
 
     # -- objects over the field -------------------------------------------------------------
     def _items(self, cam_from_pat: np.ndarray, camera_from_tool: Mapping[str, np.ndarray],
@@ -671,7 +703,8 @@ class RealisticField:
             return float(cam_from_pat[2, :3] @ point_patient + cam_from_pat[2, 3])
 
         for blade in self._blades():
-            items.append(_Item(depth_of(blade.mean(axis=0)), "blade", blade))
+            items.append(_Item(depth_of(blade.quads.reshape(-1, 3).mean(axis=0)), "blade",
+                               blade))
         post = self.patient_from_reference_post
         if post is not None:
             top = post[:3, 3] + post[:3, :3] @ np.array([0.0, 0.0, -6.0])
@@ -694,21 +727,29 @@ class RealisticField:
             elif tool.tool_from_applicator is not None:
                 end = (pose @ tool.tool_from_applicator)[:3, 3]
                 start = pose[:3, :3] @ (centre_tool - 5.0 * plate.normal) + pose[:3, 3]
+                radius = self.applicator_diameter_mm / 2
+                skin_y = self.layout.opening_centre_mm[1]
+                if start[1] < skin_y < end[1]:     # the part in the wound shows through it
+                    cut = start + (end - start) * (skin_y - start[1]) / (end[1] - start[1])
+                    items.append(_Item(depth_of(0.5 * (cut + end)) + 500.0, "cylinder",
+                                       (cut, end, radius, "pmma", True), label))
+                    end = cut
                 items.append(_Item(max(depth_of(start) + 1.0, depth_of(0.5 * (start + end))),
-                                   "cylinder", (start, end, self.applicator_diameter_mm / 2,
-                                                "pmma"), label))
+                                   "cylinder", (start, end, radius, "pmma"), label))
         for k, hand in enumerate(hands):
             centre = as_transform(hand.patient_from_hand, name="patient_from_hand")[:3, 3]
             items.append(_Item(depth_of(centre), "hand", hand, label=200 + k))
         return items
 
-    def _blades(self) -> list[np.ndarray]:
-        """Retractor blades on the wound edges: (N, 3) polylines (centre line, patient mm),
-        each point paired with a width direction in :meth:`_draw_blade`."""
+    def _blades(self) -> list[_Blade]:
+        """Retractor blades on the wound edges (patient mm), built once."""
+        if self._blade_cache is not None:
+            return self._blade_cache
         layout = self.layout
         c = layout.opening_centre_mm
         rx, rz = layout.opening_semi_axes_mm
         depth = layout.cavity_depth_mm
+        up = np.array([0.0, -1.0, 0.0])
         blades = []
         for azimuth in (0.0, np.pi, 1.5 * np.pi):
             out = np.array([np.cos(azimuth), 0.0, np.sin(azimuth)])
@@ -723,37 +764,45 @@ class RealisticField:
                 else:
                     w = (s - 0.55) / 0.45
                     radius = np.array([rx, 0.0, rz]) * out
-                    pts.append(c + radius + out * (8.0 + 38.0 * w)
+                    pts.append(c + radius + out * (4.0 + 26.0 * w)
                                + np.array([0.0, -6.0 - 10.0 * w, 0.0]))
-            blades.append(np.array(pts))
+            line = np.array(pts)
+            tangent = np.gradient(line, axis=0)
+            quads, normals = [], []
+            for i in range(len(line) - 1):
+                t = _unit(tangent[i] + tangent[i + 1])
+                across = _unit(np.cross(t, up))
+                normal = _unit(np.cross(across, t))
+                normal = normal if normal @ up >= 0 else -normal
+                quads.append([line[i] - 22 * across, line[i] + 22 * across,
+                              line[i + 1] + 22 * across, line[i + 1] - 22 * across])
+                normals.append(normal)
+            blades.append(_Blade(np.array(quads), np.array(normals)))
+        self._blade_cache = blades
         return blades
 
     def _draw_blade(self, image: np.ndarray, labels: np.ndarray, cam_from_pat: np.ndarray,
-                    centre_line: np.ndarray) -> None:
-        tangent = np.gradient(centre_line, axis=0)
-        up = np.array([0.0, -1.0, 0.0])
-        view = invert_rigid(cam_from_pat)[:3, 3]
-        for i in range(len(centre_line) - 1):
-            seg = centre_line[i:i + 2]
-            t = _unit(tangent[i] + tangent[i + 1])
-            across = _unit(np.cross(t, up)) if abs(t[1]) < 0.99 else np.array([1.0, 0, 0])
-            normal = _unit(np.cross(across, t))
-            if normal @ up < 0:
-                normal = -normal
-            quad = np.array([seg[0] - 27 * across, seg[0] + 27 * across,
-                             seg[1] + 27 * across, seg[1] - 27 * across])
-            pix = self._project(cam_from_pat, quad)
-            diffuse = max(0.0, float(normal @ self._light_dir))
-            half = _unit(self._light_dir + _unit(view - seg.mean(axis=0)))
-            spec = max(0.0, float(normal @ half)) ** 30
-            colour = _steel_colour(0.25 + 0.45 * diffuse + 0.6 * spec)
-            poly = np.round(pix * 16).astype(np.int32)
-            cv2.fillConvexPoly(image, poly, colour, lineType=cv2.LINE_AA, shift=4)
-            cv2.fillConvexPoly(labels, np.round(pix).astype(np.int32), 1)
+                    blade: _Blade) -> None:
+        """Brushed steel, one flat-shaded facet per segment (Lambert + Phong)."""
+        eye = invert_rigid(cam_from_pat)[:3, 3]
+        centres = blade.quads.mean(axis=1)
+        to_eye = eye - centres
+        to_eye /= np.linalg.norm(to_eye, axis=1, keepdims=True)
+        half = self._light_dir + to_eye
+        half /= np.linalg.norm(half, axis=1, keepdims=True)
+        diffuse = np.clip(blade.normals @ self._light_dir, 0.0, 1.0)
+        spec = np.clip(np.sum(blade.normals * half, axis=1), 0.0, 1.0) ** 30
+        shade = 0.12 + 0.3 * diffuse + 0.45 * spec
+        pix = self._project(cam_from_pat, blade.quads.reshape(-1, 3)).reshape(-1, 4, 2)
+        for quad, value in zip(pix, shade, strict=True):
+            cv2.fillConvexPoly(image, np.round(quad * 16).astype(np.int32),
+                               _steel_colour(value), lineType=cv2.LINE_AA, shift=4)
+            cv2.fillConvexPoly(labels, np.round(quad).astype(np.int32), 1)
 
     def _draw_cylinder(self, image: np.ndarray, labels: np.ndarray, cam_from_pat: np.ndarray,
                        start: np.ndarray, end: np.ndarray, radius_mm: float, material: str,
-                       label: int) -> None:
+                       in_wound: bool = False, label: int = 1) -> None:
+        """A shaded cylinder; ``in_wound``: only where the opening shows (below the skin)."""
         axis = end - start
         length = float(np.linalg.norm(axis))
         if length < 1e-6:
@@ -782,20 +831,28 @@ class RealisticField:
         norm = np.linalg.norm(direction)
         side = np.array([-direction[1], direction[0]]) / norm if norm > 1e-6 else \
             np.array([1.0, 0.0])
-        offsets = (hull - ends[0]) @ side
-        half_width = max(float(np.max(np.abs(offsets))), 1.0)
-        xs, ys = np.meshgrid(np.arange(x0, x1, dtype=np.float32),
-                             np.arange(y0, y1, dtype=np.float32))
-        s = np.clip(((xs - ends[0][0]) * side[0] + (ys - ends[0][1]) * side[1]) / half_width,
-                    -1.0, 1.0)
-        body = np.sqrt(1.0 - s * s)
-        light = 0.35 + 0.55 * body * (0.8 - 0.25 * s) + 0.9 * np.exp(-((s + 0.35) / 0.12) ** 2)
-        base = _colour((200, 196, 186)) if material == "pmma" else _colour((175, 178, 185))
-        shaded = np.clip(light[..., None] * base, 0, 255)
-        alpha = mask.astype(np.float32)[..., None] / 255.0
+        half_width = max(float(np.max(np.abs((hull - ends[0]) @ side))), 1.0)
+        strip = self._strips[material]
+        # ROI pixel -> strip column: across the projected axis, -1..1 -> 0..n-1
+        n = strip.shape[1]
+        k = 0.5 * (n - 1) / half_width
+        m = np.array([[side[0] * k, side[1] * k,
+                       0.5 * (n - 1) + k * ((x0 - ends[0][0]) * side[0]
+                                            + (y0 - ends[0][1]) * side[1])],
+                      [0.0, 0.0, 0.0]], np.float64)
+        shaded = cv2.warpAffine(strip, m, (x1 - x0, y1 - y0),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
         roi = image[y0:y1, x0:x1]
-        roi[:] = (shaded * alpha + roi * (1.0 - alpha)).astype(np.uint8)
-        labels[y0:y1, x0:x1][mask > 127] = label
+        alpha = mask.astype(np.float32) / 255.0
+        if in_wound:
+            opening = np.zeros(image.shape[:2], np.float32)
+            if self._opening is not None:
+                opening[self._opening[0]] = self._opening[1]
+            alpha *= opening[y0:y1, x0:x1]
+            shaded = cv2.multiply(shaded, np.full(3, 0.7), dtype=cv2.CV_8U)  # in the shade
+        roi[:] = cv2.blendLinear(shaded, roi, alpha, 1.0 - alpha)
+        labels[y0:y1, x0:x1][alpha > 0.5] = label
 
     def _draw_plate(self, image: np.ndarray, labels: np.ndarray, name: str,
                     camera_from_tool: np.ndarray, label: int) -> list[np.ndarray]:
@@ -830,18 +887,17 @@ class RealisticField:
         px_per_texel = self.camera_matrix[0, 0] / (plate.texels_per_mm * float(cam[:, 2].mean()))
         level = int(np.clip(np.round(np.log2(1.0 / px_per_texel)), 0, _MIP_LEVELS - 1))
         scale = 2.0 ** level
-        # normalised camera coords -> level-0 texel (homography), then to the level
+        # normalised camera coords -> level-0 texel (homography) -> texel of the level
+        to_level = np.array([[1.0 / scale, 0.0, 0.5 / scale - 0.5],
+                             [0.0, 1.0 / scale, 0.5 / scale - 0.5], [0.0, 0.0, 1.0]])
         camera_from_texel = camera_from_tool[:3, :] @ plate.tool_from_texel   # (3, 3)
-        texel_from_camera = np.linalg.inv(camera_from_texel)
-        rays = self._rays_full[y0:y1, x0:x1]
-        tex = rays @ texel_from_camera.T.astype(np.float32)
-        w = tex[..., 2]
-        map_x = (tex[..., 0] / w + 0.5) / scale - 0.5
-        map_y = (tex[..., 1] / w + 0.5) / scale - 0.5
+        level_from_camera = to_level @ np.linalg.inv(camera_from_texel)
+        maps = cv2.perspectiveTransform(self._rays_full[y0:y1, x0:x1], level_from_camera)
         texture = plate.levels[level]
         th, tw = texture.shape
+        map_x, map_y = maps[..., 0], maps[..., 1]
         valid = (map_x >= -0.5) & (map_x <= tw - 0.5) & (map_y >= -0.5) & (map_y <= th - 0.5)
-        grey = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR,
+        grey = cv2.remap(texture, maps, None, cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
         # the plate is lit a little less than the wet field and slightly warm
         roi = image[y0:y1, x0:x1]
@@ -866,8 +922,7 @@ class RealisticField:
             start = np.array([x, 30.0, 0.0])
             fingers.append((start, start + length * np.array([np.sin(ang), np.cos(ang), 0.0]),
                             r))
-        palm = [(np.array([-16.0, -25.0, 0.0]), np.array([-16.0, 28.0, 0.0]), 24.0),
-                (np.array([16.0, -25.0, 0.0]), np.array([16.0, 28.0, 0.0]), 24.0)]
+        palm = [(np.array([0.0, -18.0, 0.0]), np.array([0.0, 16.0, 0.0]), 38.0)]
         thumb = [(np.array([-30.0, -12.0, 0.0]),
                   np.array([-58.0 - 10 * spread, 32.0, -6.0]), 11.0)]
         cuff = [(np.array([0.0, -45.0, 0.0]), np.array([0.0, -190.0, 10.0]), 33.0)]
@@ -885,8 +940,9 @@ class RealisticField:
                 out.append((pix, r * fx / float(cam[:, 2].mean())))
             return out
 
-        shapes = {"cuff": capsules_px(cuff), "glove": capsules_px(palm + fingers + thumb)}
-        every = [p for caps in shapes.values() for p in caps]
+        shapes = [("cuff", capsules_px(cuff)), ("glove", capsules_px(palm + thumb)),
+                  ("finger", capsules_px(fingers))]
+        every = [p for _, caps in shapes for p in caps]
         if not every:
             return
         pts = np.vstack([p for p, _ in every])
@@ -897,32 +953,31 @@ class RealisticField:
         if x1 - x0 < 2 or y1 - y0 < 2:
             return
         roi = image[y0:y1, x0:x1]
-        half = 0.5                                   # shapes and shading at half resolution
-        small = (max(1, int((x1 - x0) * half)), max(1, int((y1 - y0) * half)))
-        colour = np.zeros((small[1], small[0], 3), np.float32)
-        cover = np.zeros((small[1], small[0]), np.float32)
-        for name, caps in shapes.items():
-            mask = np.zeros((small[1], small[0]), np.uint8)
+        scale = 1.0 / 3.0                            # drawn at a third of the resolution
+        small = (max(1, int((x1 - x0) * scale)), max(1, int((y1 - y0) * scale)))
+        colour = np.zeros((small[1], small[0], 3), np.uint8)
+        cover = np.zeros((small[1], small[0]), np.uint8)
+        # each capsule shaded as a lit tube: concentric strokes, dark rim to bright core,
+        # so fingers stand apart from the palm and from each other
+        rings = ((1.0, 0.5), (0.82, 0.68), (0.6, 0.82), (0.35, 0.95), (0.15, 1.05))
+        for name, caps in shapes:
+            base = _colour(_CUFF_BGR if name == "cuff" else _GLOVE_BGR)
             for pix, r in caps:
-                a, b = np.round((pix - (x0, y0)) * half * 16).astype(int)
-                thick = max(1, round(2 * r * half))
-                cv2.line(mask, tuple(a), tuple(b), 255, thick, cv2.LINE_AA, shift=4)
-                for end_px in (a, b):
-                    cv2.circle(mask, tuple(end_px), round(r * half * 16), 255, -1,
-                               cv2.LINE_AA, shift=4)
-            soft = max(3, int(fx * 14.0 * half / max(cam_from_hand[2, 3], 1.0)) | 1)
-            dome = cv2.GaussianBlur(mask, (soft, soft), 0).astype(np.float32) / 255.0
-            base = _colour(_GLOVE_BGR if name == "glove" else _CUFF_BGR)
-            shaded = (0.45 + 0.55 * dome)[..., None] * base
-            if name == "glove":                       # latex sheen
-                shaded += 35.0 * (dome ** 6)[..., None]
-            alpha = mask.astype(np.float32) / 255.0
-            colour = colour * (1.0 - alpha[..., None]) + shaded * alpha[..., None]
-            cover = np.maximum(cover, alpha)
+                a, b = np.round((pix - (x0, y0)) * scale * 16).astype(int)
+                offset = np.array([-0.25 * r * scale * 16, -0.25 * r * scale * 16]).astype(int)
+                for k, (size, light) in enumerate(rings):
+                    thick = max(1, round(2 * r * scale * size))
+                    tone = tuple(float(v) for v in np.clip(base * light, 0, 255))
+                    shift = offset * k // len(rings)          # highlight up and to the left
+                    cv2.line(colour, tuple(a + shift), tuple(b + shift), tone, thick,
+                             cv2.LINE_AA, shift=4)
+                    if k == 0:
+                        cv2.line(cover, tuple(a), tuple(b), 255, thick, cv2.LINE_AA, shift=4)
+        colour = cv2.GaussianBlur(colour, (3, 3), 0)
         size = (x1 - x0, y1 - y0)
-        colour_full = cv2.resize(np.clip(colour, 0, 255).astype(np.uint8), size,
-                                 interpolation=cv2.INTER_LINEAR)
-        alpha_full = cv2.resize(cover, size, interpolation=cv2.INTER_LINEAR)
+        colour_full = cv2.resize(colour, size, interpolation=cv2.INTER_LINEAR)
+        alpha_full = cv2.resize(cover, size, interpolation=cv2.INTER_LINEAR).astype(
+            np.float32) / 255.0
         roi[:] = cv2.blendLinear(colour_full, roi, alpha_full, 1.0 - alpha_full)
         labels[y0:y1, x0:x1][alpha_full > 0.5] = label
 
