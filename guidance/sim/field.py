@@ -355,6 +355,7 @@ def _plate(tool: ToolDefinition) -> _Plate:
     height, width = tex.image.shape
     padded = cv2.copyMakeBorder(tex.image, 0, (-height) % block, 0, (-width) % block,
                                 cv2.BORDER_CONSTANT, value=255)
+    padded = (padded.astype(np.float32) * 0.93 + 0.5).astype(np.uint8)   # matte print
     levels = [padded]
     for _ in range(_MIP_LEVELS - 1):
         prev = levels[-1]
@@ -668,8 +669,13 @@ class RealisticField:
             grid = np.dstack([v.reshape(gh, gw) for v in values]).astype(np.float32)
             return cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
 
-        image = cv2.remap(self._skin, full(skin_u, skin_v), None, cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
+        # drapes, towels and skin are smooth: sampled at half resolution, then enlarged
+        half_size = (width // 2, height // 2)
+        skin_map = cv2.resize(np.dstack([skin_u.reshape(gh, gw), skin_v.reshape(gh, gw)])
+                              .astype(np.float32), half_size, interpolation=cv2.INTER_LINEAR)
+        image = cv2.resize(cv2.remap(self._skin, skin_map, None, cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REPLICATE), (width, height),
+                           interpolation=cv2.INTER_LINEAR)
         self._opening = None
         opening = inside.reshape(gh, gw) > -0.15
         if np.any(opening):
@@ -895,16 +901,12 @@ class RealisticField:
         maps = cv2.perspectiveTransform(self._rays_full[y0:y1, x0:x1], level_from_camera)
         texture = plate.levels[level]
         th, tw = texture.shape
-        map_x, map_y = maps[..., 0], maps[..., 1]
-        valid = (map_x >= -0.5) & (map_x <= tw - 0.5) & (map_y >= -0.5) & (map_y <= th - 0.5)
+        valid = cv2.inRange(maps, (-0.5, -0.5), (tw - 0.5, th - 0.5))
         grey = cv2.remap(texture, maps, None, cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
-        # the plate is lit a little less than the wet field and slightly warm
         roi = image[y0:y1, x0:x1]
-        plate_bgr = cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
-        np.copyto(roi, cv2.multiply(plate_bgr, np.full(3, 0.93), dtype=cv2.CV_8U),
-                  where=valid[..., None])
-        labels[y0:y1, x0:x1][valid] = label
+        cv2.copyTo(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), valid, roi)
+        cv2.copyTo(np.full(valid.shape, label, np.uint8), valid, labels[y0:y1, x0:x1])
         return [self._project(camera_from_tool, m.corners_mm) for m in tool.markers]
 
     def _draw_hand(self, image: np.ndarray, labels: np.ndarray, cam_from_pat: np.ndarray,
