@@ -11,7 +11,7 @@ image, vignetting and flicker; then sensor noise and (optionally) motion blur.
 It is a 2.5-D compositor (OpenCV, no 3-D renderer), so a 1280x720 frame takes ~10-20 ms on
 two CPU cores instead of the ~200 ms of :class:`~guidance.sim.camera.SimulatedCamera`:
 
-* **The field surfaces are ray cast** from the camera, on a grid of 4x4-pixel blocks, against
+* **The field surfaces are ray cast** from the camera, on a grid of 16x16-pixel blocks, against
   analytic surfaces in patient LPS: the body as an elliptic cylinder along the patient's
   z axis (draped beyond the skin window), the opening as an ellipsoidal bowl below the
   skin. The rays are those of the *distorted* pixels (``cv2.undistortPoints`` of the
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 #: meshes ("plain") or this compositor ("realistic").
 FIELD_KINDS: tuple[str, ...] = ("plain", "realistic")
 
-_BLOCK_PX = 8          # ray-casting grid step (px)
+_BLOCK_PX = 16         # ray-casting grid step (px)
 _SKIN_TEXEL_MM = 0.7   # resolution of the skin / drape texture
 _BOWL_TEXELS = 720     # side of the cavity texture (azimuthal map of the bowl)
 _BOWL_RADIUS_RAD = 1.75  # azimuthal map extent (the rim is at pi/2)
@@ -474,6 +474,7 @@ class RealisticField:
         self._labels = {name: k + 2 for k, name in enumerate(self.tools)}
         self._blade_cache: list[_Blade] | None = None
         self._opening: tuple | None = None   # (roi slices, alpha) of the opening this frame
+        self._gain: np.ndarray | None = None    # light on the tools this frame (128 = 1)
         self._strips = {name: _cylinder_strip(_colour(bgr))
                         for name, bgr in (("pmma", (200, 196, 186)), ("steel", (175, 178, 185)))}
         self._previous_camera_from_patient: np.ndarray | None = None
@@ -553,7 +554,7 @@ class RealisticField:
         truth_tools = {name: cam_from_pat @ as_transform(pose, name=f"patient_from_tool[{name}]",
                                                          rigid=True)
                        for name, pose in patient_from_tool.items()}
-        image, gain = self._field(cam_from_pat)
+        image, self._gain = self._field(cam_from_pat)
         labels = np.zeros(image.shape[:2], np.uint8)
         items = self._items(cam_from_pat, truth_tools, patient_from_tool, patient_from_hands)
         plate_quads: dict[str, list] = {}
@@ -571,7 +572,6 @@ class RealisticField:
                 self._draw_hand(image, labels, cam_from_pat, item.payload, item.label)
         occluded = self._occluded(labels, plate_quads)
         occluded |= self._glare(image, truth_tools)
-        cv2.multiply(image, gain, dst=image, scale=1.0 / 128.0)
         image, blur_px = self._blur(image, cam_from_pat, truth_tools)
         if self.effects.noise_sigma > 0:
             self._add_noise(image)
@@ -661,43 +661,55 @@ class RealisticField:
                                     0.3, 2.0))
         light = (pool.reshape(gh, gw) * self._vignette * (0.78 * flicker)).astype(np.float32)
         gain_grid = np.clip(light * 128.0, 0, 255)
-        gain_grid = np.dstack([gain_grid * 0.97, gain_grid, gain_grid * 1.02])
-        gain = cv2.resize(gain_grid.astype(np.uint8), (width, height),
-                          interpolation=cv2.INTER_LINEAR)
+        gain_grid = np.dstack([gain_grid * 0.97, gain_grid, gain_grid * 1.02]).astype(np.uint8)
+        gain = cv2.resize(gain_grid, (width, height), interpolation=cv2.INTER_LINEAR)
+        # the field is composed, lit and given its highlights at half resolution, then
+        # enlarged: tissue, towels and drapes are smooth at the camera's scale; the tools
+        # drawn over it (the marker plates above all) are full resolution
+        hw, hh = width // 2, height // 2
+        step = _BLOCK_PX // 2
 
-        def full(*values: np.ndarray) -> np.ndarray:
+        def half(*values: np.ndarray) -> np.ndarray:
             grid = np.dstack([v.reshape(gh, gw) for v in values]).astype(np.float32)
-            return cv2.resize(grid, (width, height), interpolation=cv2.INTER_LINEAR)
+            return cv2.resize(grid, (hw, hh), interpolation=cv2.INTER_LINEAR)
 
-        # drapes, towels and skin are smooth: sampled at half resolution, then enlarged
-        half_size = (width // 2, height // 2)
-        skin_map = cv2.resize(np.dstack([skin_u.reshape(gh, gw), skin_v.reshape(gh, gw)])
-                              .astype(np.float32), half_size, interpolation=cv2.INTER_LINEAR)
-        image = cv2.resize(cv2.remap(self._skin, skin_map, None, cv2.INTER_LINEAR,
-                                     borderMode=cv2.BORDER_REPLICATE), (width, height),
-                           interpolation=cv2.INTER_LINEAR)
+        image = cv2.remap(self._skin, half(skin_u, skin_v), None, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
         self._opening = None
         opening = inside.reshape(gh, gw) > -0.15
         if np.any(opening):
             rows = np.flatnonzero(opening.any(axis=1))
             cols = np.flatnonzero(opening.any(axis=0))
-            y0 = max(0, (rows[0] - 1) * _BLOCK_PX)
-            y1 = min(height, (rows[-1] + 2) * _BLOCK_PX)
-            x0 = max(0, (cols[0] - 1) * _BLOCK_PX)
-            x1 = min(width, (cols[-1] + 2) * _BLOCK_PX)
+            y0, y1 = max(0, (rows[0] - 1) * step), min(hh, (rows[-1] + 2) * step)
+            x0, x1 = max(0, (cols[0] - 1) * step), min(hw, (cols[-1] + 2) * step)
             roi = (slice(y0, y1), slice(x0, x1))
-            maps = full(bowl_u, bowl_v, inside)[roi]
+            maps = half(bowl_u, bowl_v, inside)[roi]
             bowl = cv2.remap(self._bowl, np.ascontiguousarray(maps[..., :2]), None,
                              cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             alpha = np.clip(maps[..., 2] * 40.0 + 0.5, 0.0, 1.0)
             image[roi] = cv2.blendLinear(bowl, image[roi], alpha, 1.0 - alpha)
-            self._opening = (roi, alpha)
+            self._opening = ((slice(2 * y0, 2 * y1), slice(2 * x0, 2 * x1)), alpha)
         lobe_u8 = cv2.resize(np.clip(lobe * 255.0, 0, 255).astype(np.uint8).reshape(gh, gw),
-                             (width, height), interpolation=cv2.INTER_LINEAR)
+                             (hw, hh), interpolation=cv2.INTER_LINEAR)
         spec = cv2.multiply(cv2.extractChannel(image, 3), lobe_u8, scale=1.0 / 255.0)
         bgr = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        cv2.multiply(bgr, cv2.resize(gain_grid, (hw, hh), interpolation=cv2.INTER_LINEAR),
+                     dst=bgr, scale=1.0 / 128.0)
         cv2.add(bgr, cv2.cvtColor(spec, cv2.COLOR_GRAY2BGR), dst=bgr)
-        return bgr, gain
+        return cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR), gain
+
+    def _lit(self, patch: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """A BGR patch drawn at ``[y0:y1, x0:x1]`` under this frame's light."""
+        return cv2.multiply(patch, self._gain[y0:y1, x0:x1], scale=1.0 / 128.0)
+
+    def _lit_colour(self, bgr: tuple[float, float, float], at_px: np.ndarray
+                    ) -> tuple[float, float, float]:
+        """A flat colour under the light at one pixel."""
+        width, height = self.image_size
+        x = int(np.clip(at_px[0], 0, width - 1))
+        y = int(np.clip(at_px[1], 0, height - 1))
+        g = self._gain[y, x].astype(np.float64) / 128.0
+        return tuple(float(min(255.0, c * k)) for c, k in zip(bgr, g, strict=True))
 
     # -- objects over the field -------------------------------------------------------------
     def _items(self, cam_from_pat: np.ndarray, camera_from_tool: Mapping[str, np.ndarray],
@@ -802,7 +814,8 @@ class RealisticField:
         pix = self._project(cam_from_pat, blade.quads.reshape(-1, 3)).reshape(-1, 4, 2)
         for quad, value in zip(pix, shade, strict=True):
             cv2.fillConvexPoly(image, np.round(quad * 16).astype(np.int32),
-                               _steel_colour(value), lineType=cv2.LINE_AA, shift=4)
+                               self._lit_colour(_steel_colour(value), quad.mean(axis=0)),
+                               lineType=cv2.LINE_AA, shift=4)
             cv2.fillConvexPoly(labels, np.round(quad).astype(np.int32), 1)
 
     def _draw_cylinder(self, image: np.ndarray, labels: np.ndarray, cam_from_pat: np.ndarray,
@@ -851,10 +864,14 @@ class RealisticField:
                                 borderMode=cv2.BORDER_REPLICATE)
         roi = image[y0:y1, x0:x1]
         alpha = mask.astype(np.float32) / 255.0
+        shaded = self._lit(shaded, y0, y1, x0, x1)
         if in_wound:
             opening = np.zeros(image.shape[:2], np.float32)
             if self._opening is not None:
-                opening[self._opening[0]] = self._opening[1]
+                (rows, cols), alpha_half = self._opening
+                patch = opening[rows, cols]
+                patch[:] = cv2.resize(alpha_half, (patch.shape[1], patch.shape[0]),
+                                      interpolation=cv2.INTER_LINEAR)
             alpha *= opening[y0:y1, x0:x1]
             shaded = cv2.multiply(shaded, np.full(3, 0.7), dtype=cv2.CV_8U)  # in the shade
         roi[:] = cv2.blendLinear(shaded, roi, alpha, 1.0 - alpha)
@@ -879,7 +896,8 @@ class RealisticField:
         back = grown - 4.4 * plate.normal
         edge = self._project(camera_from_tool, np.vstack([grown, back]))
         hull = cv2.convexHull(edge.astype(np.float32)).reshape(-1, 2)
-        cv2.fillConvexPoly(image, np.round(hull * 16).astype(np.int32), (92, 96, 102),
+        cv2.fillConvexPoly(image, np.round(hull * 16).astype(np.int32),
+                           self._lit_colour((92, 96, 102), hull.mean(axis=0)),
                            lineType=cv2.LINE_AA, shift=4)
         cv2.fillConvexPoly(labels, np.round(hull).astype(np.int32), label)
         pix = self._project(camera_from_tool, corners)
@@ -905,7 +923,8 @@ class RealisticField:
         grey = cv2.remap(texture, maps, None, cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE)
         roi = image[y0:y1, x0:x1]
-        cv2.copyTo(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), valid, roi)
+        cv2.copyTo(self._lit(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), y0, y1, x0, x1), valid,
+                   roi)
         cv2.copyTo(np.full(valid.shape, label, np.uint8), valid, labels[y0:y1, x0:x1])
         return [self._project(camera_from_tool, m.corners_mm) for m in tool.markers]
 
@@ -961,7 +980,7 @@ class RealisticField:
         cover = np.zeros((small[1], small[0]), np.uint8)
         # each capsule shaded as a lit tube: concentric strokes, dark rim to bright core,
         # so fingers stand apart from the palm and from each other
-        rings = ((1.0, 0.5), (0.82, 0.68), (0.6, 0.82), (0.35, 0.95), (0.15, 1.05))
+        rings = ((1.0, 0.5), (0.75, 0.72), (0.45, 0.9), (0.2, 1.02))
         for name, caps in shapes:
             base = _colour(_CUFF_BGR if name == "cuff" else _GLOVE_BGR)
             for pix, r in caps:
@@ -977,11 +996,13 @@ class RealisticField:
                         cv2.line(cover, tuple(a), tuple(b), 255, thick, cv2.LINE_AA, shift=4)
         colour = cv2.GaussianBlur(colour, (3, 3), 0)
         size = (x1 - x0, y1 - y0)
-        colour_full = cv2.resize(colour, size, interpolation=cv2.INTER_LINEAR)
-        alpha_full = cv2.resize(cover, size, interpolation=cv2.INTER_LINEAR).astype(
-            np.float32) / 255.0
-        roi[:] = cv2.blendLinear(colour_full, roi, alpha_full, 1.0 - alpha_full)
-        labels[y0:y1, x0:x1][alpha_full > 0.5] = label
+        colour_full = self._lit(cv2.resize(colour, size, interpolation=cv2.INTER_LINEAR),
+                                y0, y1, x0, x1)
+        # the enlarged mask, thresholded, has a smooth outline
+        inside = cv2.compare(cv2.resize(cover, size, interpolation=cv2.INTER_LINEAR), 127,
+                             cv2.CMP_GT)
+        cv2.copyTo(colour_full, inside, roi)
+        cv2.copyTo(np.full(inside.shape, label, np.uint8), inside, labels[y0:y1, x0:x1])
 
     # -- truth and imaging effects -----------------------------------------------------------
     def _occluded(self, labels: np.ndarray, plate_quads: Mapping[str, list]) -> set[int]:
