@@ -283,10 +283,10 @@ def _bowl_texture(rng: np.random.Generator, layout: FieldLayout,
     pool = _smoothstep(0.68, 0.8, n_big) * _smoothstep(0.9, 0.5, phi)
     bed = _mix(bed, _colour((18, 18, 95)), 0.9 * pool)
     # walls: retracted bowel loops (pink tubes circling the cavity) and mesenteric fat
-    loops = np.abs(np.sin(7.0 * phi + 2.5 * n_big + 0.7 * np.sin(3.0 * azimuth)))
+    loops = np.abs(np.sin(16.0 * phi + 2.5 * n_big + 0.9 * np.sin(3.0 * azimuth)))
     tube = np.sqrt(np.clip(loops, 0.0, 1.0))
-    bowel = _mix(_colour((95, 105, 185)), _colour((135, 145, 225)), n_fine) * \
-        (0.45 + 0.55 * tube[..., None])
+    bowel = _mix(_colour((100, 110, 195)), _colour((140, 150, 230)), n_fine) * \
+        (0.3 + 0.7 * tube[..., None])
     fatty = _smoothstep(0.55, 0.7, _noise(rng, (size, size), 10, octaves=3))
     wall = _mix(bowel, _colour((85, 180, 225)) * (0.8 + 0.25 * n_fine[..., None]), 0.85 * fatty)
     vessels = np.abs(_noise(rng, (size, size), 12, octaves=3) - 0.5) < 0.012
@@ -817,6 +817,11 @@ class RealisticField:
                                self._lit_colour(_steel_colour(value), quad.mean(axis=0)),
                                lineType=cv2.LINE_AA, shift=4)
             cv2.fillConvexPoly(labels, np.round(quad).astype(np.int32), 1)
+        # the blade's rolled edges catch less light
+        for side in (np.r_[pix[:, 0], pix[-1:, 3]], np.r_[pix[:, 1], pix[-1:, 2]]):
+            cv2.polylines(image, [np.round(side * 16).astype(np.int32)], False,
+                          self._lit_colour((55, 58, 62), side.mean(axis=0)), 2, cv2.LINE_AA,
+                          shift=4)
 
     def _draw_cylinder(self, image: np.ndarray, labels: np.ndarray, cam_from_pat: np.ndarray,
                        start: np.ndarray, end: np.ndarray, radius_mm: float, material: str,
@@ -1083,8 +1088,8 @@ class SurgeonHands:
 
     * the assistant's hand rests on the inferior retractor blade, swaying a few mm;
     * the surgeon's hand reaches over the opening every ``period_s`` (from the patient's
-      right, at a height drawn per pass between 50 and 170 mm above the skin), stays
-      ``0.3 * period_s`` and withdraws, hiding markers on its way.
+      left, at a height drawn per pass between 50 and 170 mm above the skin) and withdraws,
+      ``0.3 * period_s`` in all, hiding markers on its way.
 
     Parameters
     ----------
@@ -1127,13 +1132,13 @@ class SurgeonHands:
         if local >= 0 and self.period_s > 0:
             k = int(local // self.period_s) % len(self._heights)
             phase = (local % self.period_s) / self.period_s
-            duration = 0.5                               # of the period: in, stay, out
+            duration = 0.3                               # of the period: in, stay, out
             if phase < duration:
                 w = phase / duration
                 reach = np.sin(np.pi * w) ** 0.6         # 0 outside, 1 over the field
                 target = c + np.array([rx * self._reach[k, 0], -self._heights[k],
                                        rz * self._reach[k, 1]])
-                outside = c + np.array([-rx - 330.0, -self._heights[k] * 0.6, 20.0])
+                outside = c + np.array([rx + 330.0, -self._heights[k] * 0.6, -40.0])
                 palm = outside + (target - outside) * reach
-                hands.append(self._hand(palm, np.array([1.0, 0.1, 0.25]), 0.6))
+                hands.append(self._hand(palm, np.array([-1.0, 0.1, 0.25]), 0.6))
         return tuple(hands)
