@@ -173,6 +173,107 @@ def detect_markers(detector: cv2.aruco.ArucoDetector, image: np.ndarray) -> Mark
     return MarkerDetections.from_opencv(corners, ids)
 
 
+def refine_corners_by_edges(grey: np.ndarray, detections: MarkerDetections,
+                            camera_matrix: np.ndarray, dist_coeffs: np.ndarray | None = None,
+                            *, max_shift_px: float = 1.5) -> MarkerDetections:
+    """Marker corners as intersections of the four border edges, each fitted to sub-pixel
+    edge points (straight in the undistorted image).
+
+    Gradient-based corner refinement (``cornerSubPix``) places the corner of a *blurred*
+    convex square inside the true corner (the blur rounds it off): at 50 cm the markers
+    come out ~0.2 % small and the pose ~1 mm too far. An edge's 50 % level does not move
+    under symmetric blur, and lines through many edge points average the noise. Along each
+    side, between 12 % and 88 % of its length, the intensity profile across the edge
+    (+-4 px, dark border inside, white margin outside) gives the sub-pixel crossing of
+    the mid level; the points are undistorted, a line is fitted (twice, dropping points
+    more than 3 sigma off, e.g. where a hand covers the edge), and neighbouring lines
+    intersect at the corners, distorted back. A corner that would move more than
+    ``max_shift_px`` keeps its first estimate.
+
+    Parameters
+    ----------
+    grey : (H, W) uint8 array
+    detections : MarkerDetections
+        Corners from the detector (distorted pixels).
+    camera_matrix, dist_coeffs :
+        The camera model of ``grey``.
+    """
+    if len(detections) == 0:
+        return detections
+    k = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
+    dist = np.zeros(5) if dist_coeffs is None else np.asarray(dist_coeffs, np.float64).ravel()
+    corners = detections.corners_px
+    n_s, offsets = 12, np.arange(-4.0, 4.01, 0.5)
+    t = np.linspace(0.12, 0.88, n_s)
+    start = corners                                      # (M, 4, 2)
+    end = np.roll(corners, -1, axis=1)
+    direction = end - start
+    length = np.linalg.norm(direction, axis=2, keepdims=True)
+    direction = direction / np.maximum(length, 1e-9)
+    normal = np.stack([direction[..., 1], -direction[..., 0]], axis=-1)
+    centre = corners.mean(axis=1, keepdims=True)
+    mid = 0.5 * (start + end)
+    flip = np.sum((mid - centre) * normal, axis=2, keepdims=True) < 0
+    normal = np.where(flip, -normal, normal)              # outward
+    base = start[:, :, None, :] + t[None, None, :, None] * (end - start)[:, :, None, :]
+    samples = base[:, :, :, None, :] + offsets[None, None, None, :, None] \
+        * normal[:, :, None, None, :]                    # (M, 4, n_s, n_o, 2)
+    grid = samples.reshape(-1, len(offsets), 2).astype(np.float32)
+    profile = cv2.remap(grey, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
+    inner = profile[:, :3].mean(axis=1)
+    outer = profile[:, -3:].mean(axis=1)
+    level = 0.5 * (inner + outer)
+    above = profile >= level[:, None]
+    # first offset where the profile rises through the mid level
+    first = np.argmax(above[:, 1:] & ~above[:, :-1], axis=1)
+    rows = np.arange(len(profile))
+    p0, p1 = profile[rows, first], profile[rows, first + 1]
+    frac = np.clip((level - p0) / np.maximum(p1 - p0, 1e-9), 0.0, 1.0)
+    good = (outer - inner > 40.0) & np.any(above[:, 1:] & ~above[:, :-1], axis=1)
+    shift = offsets[first] + frac * (offsets[1] - offsets[0])
+    edge = base.reshape(-1, 2) + shift[:, None] * np.repeat(normal.reshape(-1, 2), n_s, axis=0)
+    ideal = cv2.undistortPoints(edge.reshape(-1, 1, 2), k, dist).reshape(
+        *base.shape[:3], 2)
+    good = good.reshape(base.shape[:3])
+    refined = corners.copy()
+    for m in range(len(corners)):
+        lines = []
+        for side in range(4):
+            line = _fit_line(ideal[m, side][good[m, side]])
+            lines.append(line)
+        for c in range(4):
+            a, b = lines[(c - 1) % 4], lines[c]
+            if a is None or b is None:
+                continue
+            x = np.cross(a, b)
+            if abs(x[2]) < 1e-12:
+                continue
+            point = np.array([[x[0] / x[2], x[1] / x[2], 1.0]])
+            pix, _ = cv2.projectPoints(point, np.zeros(3), np.zeros(3), k, dist)
+            pix = pix.reshape(2)
+            if np.linalg.norm(pix - corners[m, c]) <= max_shift_px:
+                refined[m, c] = pix
+    return MarkerDetections(detections.ids, refined)
+
+
+def _fit_line(points: np.ndarray) -> np.ndarray | None:
+    """Homogeneous line (a, b, c), a x + b y + c = 0, through (N, 2) points; total least
+    squares, refitted once without points more than 3 sigma (at least 1e-4) off."""
+    for _ in range(2):
+        if len(points) < 4:
+            return None
+        centre = points.mean(axis=0)
+        _, _, vt = np.linalg.svd(points - centre)
+        normal = vt[1]
+        residual = (points - centre) @ normal
+        keep = np.abs(residual) <= max(3.0 * residual.std(), 1e-4)
+        if keep.all():
+            break
+        points = points[keep]
+    return np.array([normal[0], normal[1], -normal @ centre])
+
+
 def _as_image_points(points: np.ndarray) -> np.ndarray:
     """(N, 2) float64 from (N, 2), (N, 1, 2) or (M, 4, 2) corner arrays."""
     arr = np.asarray(points, dtype=np.float64)
@@ -357,6 +458,9 @@ class MarkerTracker:
         Poses with a larger reprojection RMS are discarded (wrong detection or id clash).
     corner_refinement : str
         Passed to :func:`make_detector`.
+    edge_refinement : bool
+        Then place each corner where its two border edges meet
+        (:func:`refine_corners_by_edges`).
 
     Examples
     --------
@@ -373,6 +477,7 @@ class MarkerTracker:
     min_markers: int = 1
     max_rms_px: float = 3.0
     corner_refinement: str = "subpix"
+    edge_refinement: bool = True
     _detector: cv2.aruco.ArucoDetector = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -388,7 +493,12 @@ class MarkerTracker:
 
     def detect(self, image: np.ndarray) -> MarkerDetections:
         """Markers in one image."""
-        return detect_markers(self._detector, image)
+        detections = detect_markers(self._detector, image)
+        if self.edge_refinement and len(detections):
+            grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+            detections = refine_corners_by_edges(grey, detections, self.camera_matrix,
+                                                 self.dist_coeffs)
+        return detections
 
     def estimate(self, detections: MarkerDetections) -> dict[str, ToolPose]:
         """Pose of every tool with enough markers in ``detections`` (name -> ToolPose)."""
