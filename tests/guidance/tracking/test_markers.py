@@ -156,3 +156,30 @@ def test_acceptance_two_of_four_markers_occluded(tools: dict, rng: np.random.Gen
     errors = _accuracy(tools, rng, SimEffects(noise_sigma=2.0, occluded_marker_ids=(0, 3)),
                        n=10)
     assert np.median(errors[:, 0]) <= 2.0
+
+
+def test_edge_refinement_removes_the_blur_bias_of_corner_refinement() -> None:
+    """A blurred marker (a distant or slightly defocused print): cornerSubPix puts its
+    corners inside the square; the corners where the fitted border edges meet are where
+    the square's corners are."""
+    from guidance.tracking.markers import detect_markers, make_detector, refine_corners_by_edges
+
+    dictionary = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)
+    side = 600
+    marker = cv2.aruco.generateImageMarker(dictionary, 7, side, borderBits=1)
+    truth = np.array([[400.3, 200.7], [560.1, 215.2], [548.6, 372.9], [392.2, 361.4]])
+    src = np.array([[0, 0], [side, 0], [side, side], [0, side]], np.float32) - 0.5
+    homography = cv2.getPerspectiveTransform(src, truth.astype(np.float32))
+    # drawn 4x larger, then reduced: an area-sampled image of the exact quad
+    up = np.array([[4.0, 0, 1.5], [0, 4.0, 1.5], [0, 0, 1.0]]) @ homography
+    big = cv2.warpPerspective(marker, up, (1280 * 4, 720 * 4), flags=cv2.INTER_LINEAR,
+                              borderValue=255)
+    image = cv2.resize(big, (1280, 720), interpolation=cv2.INTER_AREA)
+    image = cv2.GaussianBlur(image, (0, 0), 1.6)
+    subpix = detect_markers(make_detector(), image)
+    assert list(subpix.ids) == [7]
+    edges = refine_corners_by_edges(image, subpix, K)
+    error_subpix = np.linalg.norm(subpix.corners_px[0] - truth, axis=1)
+    error_edges = np.linalg.norm(edges.corners_px[0] - truth, axis=1)
+    assert error_edges.max() < 0.1
+    assert error_edges.mean() < 0.5 * error_subpix.mean()
