@@ -1099,7 +1099,8 @@ class SurgeonHands:
     period_s : float
         Time between the surgeon's passes.
     start_s : float
-        No pass before this time (e.g. after the registration).
+        No pass before this time (e.g. the end of the registration); the first comes half
+        a period later.
     """
 
     def __init__(self, layout: FieldLayout, rng: np.random.Generator, *,
@@ -1128,7 +1129,7 @@ class SurgeonHands:
                          3.0 * np.cos(0.9 * t_s)])
         rest = c + np.array([0.0, -28.0, -rz - 70.0]) + sway
         hands = [self._hand(rest, np.array([0.05, 0.15, 1.0]), 0.3)]
-        local = t_s - self.start_s
+        local = t_s - self.start_s - 0.5 * self.period_s   # the first pass half a period in
         if local >= 0 and self.period_s > 0:
             k = int(local // self.period_s) % len(self._heights)
             phase = (local % self.period_s) / self.period_s

@@ -160,5 +160,6 @@ def test_same_seed_same_frames_other_seed_other_frames(tools: dict) -> None:
 def test_surgeon_hand_waits_for_start_then_passes() -> None:
     hands = SurgeonHands(LAYOUT, np.random.default_rng(0), period_s=4.0, start_s=10.0)
     assert len(hands.at(5.0)) == 1                       # the assistant's hand only
-    assert len(hands.at(11.0)) == 2                      # the surgeon reaches in
-    assert len(hands.at(13.5)) == 1                      # and has withdrawn
+    assert len(hands.at(11.0)) == 1                      # half a period after the start
+    assert len(hands.at(13.0)) == 2                      # the surgeon reaches in
+    assert len(hands.at(15.5)) == 1                      # and has withdrawn
