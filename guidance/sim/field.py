@@ -370,6 +370,20 @@ def _plate(tool: ToolDefinition) -> _Plate:
 
 
 @dataclass
+class _Grid:
+    """Per block of the ray-casting grid (flat arrays): skin and bowl texture coordinates
+    (texels), how far inside the opening (> 0 in it), specular lobe, lamp pool gain."""
+
+    skin_u: np.ndarray
+    skin_v: np.ndarray
+    inside: np.ndarray
+    bowl_u: np.ndarray
+    bowl_v: np.ndarray
+    lobe: np.ndarray
+    pool: np.ndarray
+
+
+@dataclass
 class _Blade:
     """A retractor blade: facets (N, 4, 3) and their unit normals (N, 3), patient mm."""
 
@@ -583,9 +597,11 @@ class RealisticField:
     # -- the field: ray cast, textures, lighting --------------------------------------------
     def _field(self, cam_from_pat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The field image (BGR uint8) and the light gain (BGR uint8, 128 = 1)."""
+        return self._compose(self._cast(cam_from_pat))
+
+    def _cast(self, cam_from_pat: np.ndarray) -> _Grid:
+        """Ray cast the grid of pixel blocks against the body and the bowl."""
         layout = self.layout
-        width, height = self.image_size
-        gh, gw = self._grid_shape
         pat_from_cam = invert_rigid(cam_from_pat)
         eye = pat_from_cam[:3, 3]
         dirs = self._rays_grid @ pat_from_cam[:3, :3].T.astype(np.float32)
@@ -655,11 +671,21 @@ class RealisticField:
         off[:, 1] = hit[:, 2] - centre[2] - 40.0
         pool = 1.0 + self.options.lamp_pool * np.exp(-np.sum(off * off, axis=1)
                                                      / (2 * pool_r ** 2))
+        return _Grid(skin_u=skin_u, skin_v=skin_v, inside=inside, bowl_u=bowl_u,
+                     bowl_v=bowl_v, lobe=lobe, pool=pool)
+
+    def _compose(self, grid: _Grid) -> tuple[np.ndarray, np.ndarray]:
+        """Sample the textures, light the field (half resolution), enlarge it."""
+        width, height = self.image_size
+        gh, gw = self._grid_shape
+        skin_u, skin_v, inside = grid.skin_u, grid.skin_v, grid.inside
+        bowl_u, bowl_v, lobe = grid.bowl_u, grid.bowl_v, grid.lobe
         flicker = 1.0
         if self.effects.brightness_jitter > 0:
             flicker = float(np.clip(1.0 + self.rng.normal(0.0, self.effects.brightness_jitter),
                                     0.3, 2.0))
-        light = (pool.reshape(gh, gw) * self._vignette * (0.78 * flicker)).astype(np.float32)
+        light = (grid.pool.reshape(gh, gw) * self._vignette * (0.78 * flicker)).astype(
+            np.float32)
         gain_grid = np.clip(light * 128.0, 0, 255)
         gain_grid = np.dstack([gain_grid * 0.97, gain_grid, gain_grid * 1.02]).astype(np.uint8)
         gain = cv2.resize(gain_grid, (width, height), interpolation=cv2.INTER_LINEAR)

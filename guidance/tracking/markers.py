@@ -203,45 +203,11 @@ def refine_corners_by_edges(grey: np.ndarray, detections: MarkerDetections,
     k = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
     dist = np.zeros(5) if dist_coeffs is None else np.asarray(dist_coeffs, np.float64).ravel()
     corners = detections.corners_px
-    n_s, offsets = 12, np.arange(-4.0, 4.01, 0.5)
-    t = np.linspace(0.12, 0.88, n_s)
-    start = corners                                      # (M, 4, 2)
-    end = np.roll(corners, -1, axis=1)
-    direction = end - start
-    length = np.linalg.norm(direction, axis=2, keepdims=True)
-    direction = direction / np.maximum(length, 1e-9)
-    normal = np.stack([direction[..., 1], -direction[..., 0]], axis=-1)
-    centre = corners.mean(axis=1, keepdims=True)
-    mid = 0.5 * (start + end)
-    flip = np.sum((mid - centre) * normal, axis=2, keepdims=True) < 0
-    normal = np.where(flip, -normal, normal)              # outward
-    base = start[:, :, None, :] + t[None, None, :, None] * (end - start)[:, :, None, :]
-    samples = base[:, :, :, None, :] + offsets[None, None, None, :, None] \
-        * normal[:, :, None, None, :]                    # (M, 4, n_s, n_o, 2)
-    grid = samples.reshape(-1, len(offsets), 2).astype(np.float32)
-    profile = cv2.remap(grey, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR,
-                        borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
-    inner = profile[:, :3].mean(axis=1)
-    outer = profile[:, -3:].mean(axis=1)
-    level = 0.5 * (inner + outer)
-    above = profile >= level[:, None]
-    # first offset where the profile rises through the mid level
-    first = np.argmax(above[:, 1:] & ~above[:, :-1], axis=1)
-    rows = np.arange(len(profile))
-    p0, p1 = profile[rows, first], profile[rows, first + 1]
-    frac = np.clip((level - p0) / np.maximum(p1 - p0, 1e-9), 0.0, 1.0)
-    good = (outer - inner > 40.0) & np.any(above[:, 1:] & ~above[:, :-1], axis=1)
-    shift = offsets[first] + frac * (offsets[1] - offsets[0])
-    edge = base.reshape(-1, 2) + shift[:, None] * np.repeat(normal.reshape(-1, 2), n_s, axis=0)
-    ideal = cv2.undistortPoints(edge.reshape(-1, 1, 2), k, dist).reshape(
-        *base.shape[:3], 2)
-    good = good.reshape(base.shape[:3])
+    edge, good = _edge_points(grey, corners)
+    ideal = cv2.undistortPoints(edge.reshape(-1, 1, 2), k, dist).reshape(edge.shape)
     refined = corners.copy()
     for m in range(len(corners)):
-        lines = []
-        for side in range(4):
-            line = _fit_line(ideal[m, side][good[m, side]])
-            lines.append(line)
+        lines = [_fit_line(ideal[m, side][good[m, side]]) for side in range(4)]
         for c in range(4):
             a, b = lines[(c - 1) % 4], lines[c]
             if a is None or b is None:
@@ -255,6 +221,45 @@ def refine_corners_by_edges(grey: np.ndarray, detections: MarkerDetections,
             if np.linalg.norm(pix - corners[m, c]) <= max_shift_px:
                 refined[m, c] = pix
     return MarkerDetections(detections.ids, refined)
+
+
+def _edge_points(grey: np.ndarray, corners: np.ndarray, n_samples: int = 12
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel points on the four border edges of each marker (distorted px).
+
+    Returns (M, 4, n_samples, 2) points, side k from corner k to corner k+1, and a (M, 4,
+    n_samples) mask of the usable ones (a dark-to-bright step of at least 40 grey levels).
+    """
+    offsets = np.arange(-4.0, 4.01, 0.5)
+    t = np.linspace(0.12, 0.88, n_samples)
+    start = corners                                      # (M, 4, 2)
+    end = np.roll(corners, -1, axis=1)
+    direction = end - start
+    direction = direction / np.maximum(np.linalg.norm(direction, axis=2, keepdims=True), 1e-9)
+    normal = np.stack([direction[..., 1], -direction[..., 0]], axis=-1)
+    centre = corners.mean(axis=1, keepdims=True)
+    flip = np.sum((0.5 * (start + end) - centre) * normal, axis=2, keepdims=True) < 0
+    normal = np.where(flip, -normal, normal)              # outward
+    base = start[:, :, None, :] + t[None, None, :, None] * (end - start)[:, :, None, :]
+    samples = base[:, :, :, None, :] + offsets[None, None, None, :, None] \
+        * normal[:, :, None, None, :]                    # (M, 4, n_s, n_o, 2)
+    grid = samples.reshape(-1, len(offsets), 2).astype(np.float32)
+    profile = cv2.remap(grey, grid[..., 0], grid[..., 1], cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_REPLICATE).astype(np.float64)
+    inner = profile[:, :3].mean(axis=1)
+    outer = profile[:, -3:].mean(axis=1)
+    level = 0.5 * (inner + outer)
+    above = profile >= level[:, None]
+    rising = above[:, 1:] & ~above[:, :-1]
+    first = np.argmax(rising, axis=1)                    # first rise through the mid level
+    rows = np.arange(len(profile))
+    p0, p1 = profile[rows, first], profile[rows, first + 1]
+    frac = np.clip((level - p0) / np.maximum(p1 - p0, 1e-9), 0.0, 1.0)
+    good = (outer - inner > 40.0) & np.any(rising, axis=1)
+    shift = offsets[first] + frac * (offsets[1] - offsets[0])
+    edge = base.reshape(-1, 2) + shift[:, None] * np.repeat(normal.reshape(-1, 2), n_samples,
+                                                            axis=0)
+    return edge.reshape(base.shape), good.reshape(base.shape[:3])
 
 
 def _fit_line(points: np.ndarray) -> np.ndarray | None:
