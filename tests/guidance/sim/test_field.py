@@ -163,3 +163,31 @@ def test_surgeon_hand_waits_for_start_then_passes() -> None:
     assert len(hands.at(11.0)) == 1                      # half a period after the start
     assert len(hands.at(13.0)) == 2                      # the surgeon reaches in
     assert len(hands.at(15.5)) == 1                      # and has withdrawn
+
+
+def test_scenario_on_the_realistic_field() -> None:
+    """The simulated procedure with field="realistic": frames carry the truth, the hands
+    join after the registration, the reference plate is tracked to its truth."""
+    from guidance.sim.scenario import Scenario, ScenarioOptions
+    from models.base.errors import InputError
+    from models.patient.phantom import make_phantom
+
+    case = make_phantom(spacing_mm=(3.0, 3.0, 4.0))
+    with pytest.raises(InputError, match="field"):
+        Scenario(case, CAL, ScenarioOptions(frames=4, field="cartoon"))
+    scenario = Scenario(case, CAL, ScenarioOptions(frames=12, field="realistic",
+                                                   hand_period_s=0.4))
+    tracker = MarkerTracker(scenario.tools, CAL.camera_matrix, CAL.dist_coeffs)
+    source = scenario.source()
+    with source:
+        frames = [source.read() for _ in range(12)]
+        assert source.read() is None
+    assert all(f.image.shape == (720, 1280, 3) for f in frames)
+    first = frames[0]
+    pose = tracker.track(first.image).poses["reference"]
+    position_mm, angle_deg = transform_difference(pose.camera_from_tool,
+                                                  first.truth.camera_from_tool["reference"])
+    assert position_mm < 1.0 and angle_deg < 0.5
+    dt = scenario.options.frame_interval_s
+    assert all(len(scenario(i, i * dt).hands) == 1 for i in range(scenario.registration_frames))
+    assert max(len(scenario(i, i * dt).hands) for i in range(12)) == 2
