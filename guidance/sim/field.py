@@ -724,6 +724,22 @@ class RealisticField:
         cv2.add(bgr, cv2.cvtColor(spec, cv2.COLOR_GRAY2BGR), dst=bgr)
         return cv2.resize(bgr, (width, height), interpolation=cv2.INTER_LINEAR), gain
 
+    def _opening_alpha(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """How much of each pixel of ``[y0:y1, x0:x1]`` sees into the opening (0..1)."""
+        out = np.zeros((y1 - y0, x1 - x0), np.float32)
+        if self._opening is None:
+            return out
+        (rows, cols), alpha_half = self._opening
+        oy0, oy1 = max(y0, rows.start), min(y1, rows.stop)
+        ox0, ox1 = max(x0, cols.start), min(x1, cols.stop)
+        if oy1 <= oy0 or ox1 <= ox0:
+            return out
+        full = cv2.resize(alpha_half, (cols.stop - cols.start, rows.stop - rows.start),
+                          interpolation=cv2.INTER_LINEAR)
+        out[oy0 - y0:oy1 - y0, ox0 - x0:ox1 - x0] = full[oy0 - rows.start:oy1 - rows.start,
+                                                         ox0 - cols.start:ox1 - cols.start]
+        return out
+
     def _lit(self, patch: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         """A BGR patch drawn at ``[y0:y1, x0:x1]`` under this frame's light."""
         return cv2.multiply(patch, self._gain[y0:y1, x0:x1], scale=1.0 / 128.0)
@@ -897,13 +913,7 @@ class RealisticField:
         alpha = mask.astype(np.float32) / 255.0
         shaded = self._lit(shaded, y0, y1, x0, x1)
         if in_wound:
-            opening = np.zeros(image.shape[:2], np.float32)
-            if self._opening is not None:
-                (rows, cols), alpha_half = self._opening
-                patch = opening[rows, cols]
-                patch[:] = cv2.resize(alpha_half, (patch.shape[1], patch.shape[0]),
-                                      interpolation=cv2.INTER_LINEAR)
-            alpha *= opening[y0:y1, x0:x1]
+            alpha *= self._opening_alpha(y0, y1, x0, x1)
             shaded = cv2.multiply(shaded, np.full(3, 0.7), dtype=cv2.CV_8U)  # in the shade
         roi[:] = cv2.blendLinear(shaded, roi, alpha, 1.0 - alpha)
         labels[y0:y1, x0:x1][alpha > 0.5] = label
