@@ -1017,24 +1017,7 @@ class RealisticField:
         roi = image[y0:y1, x0:x1]
         scale = 1.0 / 3.0                            # drawn at a third of the resolution
         small = (max(1, int((x1 - x0) * scale)), max(1, int((y1 - y0) * scale)))
-        colour = np.zeros((small[1], small[0], 3), np.uint8)
-        cover = np.zeros((small[1], small[0]), np.uint8)
-        # each capsule shaded as a lit tube: concentric strokes, dark rim to bright core,
-        # so fingers stand apart from the palm and from each other
-        rings = ((1.0, 0.5), (0.75, 0.72), (0.45, 0.9), (0.2, 1.02))
-        for name, caps in shapes:
-            base = _colour(_CUFF_BGR if name == "cuff" else _GLOVE_BGR)
-            for pix, r in caps:
-                a, b = np.round((pix - (x0, y0)) * scale * 16).astype(int)
-                offset = np.array([-0.25 * r * scale * 16, -0.25 * r * scale * 16]).astype(int)
-                for k, (size, light) in enumerate(rings):
-                    thick = max(1, round(2 * r * scale * size))
-                    tone = tuple(float(v) for v in np.clip(base * light, 0, 255))
-                    shift = offset * k // len(rings)          # highlight up and to the left
-                    cv2.line(colour, tuple(a + shift), tuple(b + shift), tone, thick,
-                             cv2.LINE_AA, shift=4)
-                    if k == 0:
-                        cv2.line(cover, tuple(a), tuple(b), 255, thick, cv2.LINE_AA, shift=4)
+        colour, cover = _shade_hand(shapes, (x0, y0), scale, small)
         colour = cv2.GaussianBlur(colour, (3, 3), 0)
         size = (x1 - x0, y1 - y0)
         colour_full = self._lit(cv2.resize(colour, size, interpolation=cv2.INTER_LINEAR),
@@ -1117,6 +1100,56 @@ class RealisticField:
         if length < 0.5:
             return image, 0.0
         return cv2.filter2D(image, -1, motion_kernel(dx, dy)), length
+
+
+def _shade_hand(shapes: list, origin_px: tuple[int, int], scale: float,
+                small: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Colour (BGR) and coverage (0/255) of a hand's capsules in a reduced patch.
+
+    Each part (cuff, palm with thumb, every finger) is shaded as a lit tube from its own
+    distance transform, the fingers over the palm, so their edges part them; latex sheen on
+    the crests, creases across the fingers.
+    """
+    colour = np.zeros((small[1], small[0], 3), np.float32)
+    cover = np.zeros((small[1], small[0]), np.uint8)
+    x0, y0 = origin_px
+    for name, caps in shapes:
+        parts = [caps] if name != "finger" else [[c] for c in caps]
+        base = _colour(_CUFF_BGR if name == "cuff" else _GLOVE_BGR)
+        for part in parts:
+            pts = np.vstack([(pix - (x0, y0)) * scale for pix, _ in part])
+            radius = max(1.0, max(r * scale for _, r in part))
+            bx0, by0 = np.maximum(np.floor(pts.min(axis=0) - radius - 2), 0).astype(int)
+            bx1, by1 = np.minimum(np.ceil(pts.max(axis=0) + radius + 2), small).astype(int)
+            if bx1 <= bx0 or by1 <= by0:
+                continue
+            mask = np.zeros((by1 - by0, bx1 - bx0), np.uint8)
+            for pix, r in part:
+                a, b = np.round(((pix - (x0, y0)) * scale - (bx0, by0)) * 16).astype(int)
+                thick = max(1, round(2 * r * scale))
+                cv2.line(mask, tuple(a), tuple(b), 255, thick, cv2.LINE_AA, shift=4)
+            if not mask.any():
+                continue
+            depth = np.clip(cv2.distanceTransform((mask > 127).astype(np.uint8),
+                                                  cv2.DIST_L2, 3) / radius, 0.0, 1.0)
+            dome = np.sqrt(np.clip(depth * (2.0 - depth), 0.0, 1.0))
+            shaded = (0.38 + 0.62 * dome)[..., None] * base
+            if name != "cuff":
+                shaded += (45.0 * dome ** 10)[..., None]
+            if name == "finger":                       # creases across the knuckles
+                (pa, pb), _r = part[0]
+                for f in (0.35, 0.62):
+                    c = (pa + (pb - pa) * f - (x0, y0)) * scale - (bx0, by0)
+                    d = (pb - pa) / max(np.linalg.norm(pb - pa), 1e-6)
+                    n = np.array([-d[1], d[0]]) * radius
+                    cv2.line(shaded, tuple(np.round((c - n) * 16).astype(int)),
+                             tuple(np.round((c + n) * 16).astype(int)),
+                             tuple(float(v) for v in base * 0.55), 1, cv2.LINE_AA, shift=4)
+            alpha = (mask.astype(np.float32) / 255.0)[..., None]
+            box = colour[by0:by1, bx0:bx1]
+            box[:] = box * (1.0 - alpha) + shaded * alpha
+            np.maximum(cover[by0:by1, bx0:bx1], mask, out=cover[by0:by1, bx0:bx1])
+    return np.clip(colour, 0, 255).astype(np.uint8), cover
 
 
 class SurgeonHands:
