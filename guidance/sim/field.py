@@ -283,7 +283,7 @@ def _bowl_texture(rng: np.random.Generator, layout: FieldLayout,
     pool = _smoothstep(0.68, 0.8, n_big) * _smoothstep(0.9, 0.5, phi)
     bed = _mix(bed, _colour((18, 18, 95)), 0.9 * pool)
     # walls: retracted bowel loops (pink tubes circling the cavity) and mesenteric fat
-    loops = np.abs(np.sin(16.0 * phi + 2.5 * n_big + 0.9 * np.sin(3.0 * azimuth)))
+    loops = np.abs(np.sin(11.0 * phi + 6.0 * n_big + 1.6 * np.sin(4.0 * azimuth + 3.0 * n_mid)))
     tube = np.sqrt(np.clip(loops, 0.0, 1.0))
     bowel = _mix(_colour((100, 110, 195)), _colour((140, 150, 230)), n_fine) * \
         (0.3 + 0.7 * tube[..., None])
