@@ -205,22 +205,42 @@ def refine_corners_by_edges(grey: np.ndarray, detections: MarkerDetections,
     corners = detections.corners_px
     edge, good = _edge_points(grey, corners)
     ideal = cv2.undistortPoints(edge.reshape(-1, 1, 2), k, dist).reshape(edge.shape)
-    refined = corners.copy()
-    for m in range(len(corners)):
-        lines = [_fit_line(ideal[m, side][good[m, side]]) for side in range(4)]
-        for c in range(4):
-            a, b = lines[(c - 1) % 4], lines[c]
-            if a is None or b is None:
-                continue
-            x = np.cross(a, b)
-            if abs(x[2]) < 1e-12:
-                continue
-            point = np.array([[x[0] / x[2], x[1] / x[2], 1.0]])
-            pix, _ = cv2.projectPoints(point, np.zeros(3), np.zeros(3), k, dist)
-            pix = pix.reshape(2)
-            if np.linalg.norm(pix - corners[m, c]) <= max_shift_px:
-                refined[m, c] = pix
-    return MarkerDetections(detections.ids, refined)
+    lines = _fit_lines(ideal, good)                       # (M, 4, 3), side k: corner k -> k+1
+    meet = np.cross(np.roll(lines, 1, axis=1), lines)     # corner c: sides c-1 and c
+    ok = (np.abs(meet[..., 2]) > 1e-12) & np.all(np.isfinite(meet), axis=2)
+    point = meet[..., :2] / np.where(ok, meet[..., 2], 1.0)[..., None]
+    pix, _ = cv2.projectPoints(np.c_[point.reshape(-1, 2), np.ones(point.size // 2)],
+                               np.zeros(3), np.zeros(3), k, dist)
+    pix = pix.reshape(corners.shape)
+    ok &= np.linalg.norm(pix - corners, axis=2) <= max_shift_px
+    return MarkerDetections(detections.ids, np.where(ok[..., None], pix, corners))
+
+
+def _fit_lines(points: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Homogeneous lines (a, b, c), a x + b y + c = 0, through each side's points.
+
+    ``points`` (M, 4, N, 2), ``usable`` (M, 4, N). Total least squares (the normal is the
+    covariance's minor eigenvector), refitted once without points more than 3 sigma (at
+    least 1e-4) off; NaN for a side with fewer than 4 usable points.
+    """
+    weight = usable.astype(np.float64)
+    for _ in range(2):
+        count = weight.sum(axis=2)
+        total = np.maximum(count, 1.0)[..., None]
+        centre = np.sum(points * weight[..., None], axis=2) / total
+        d = (points - centre[:, :, None, :]) * np.sqrt(weight)[..., None]
+        sxx = np.sum(d[..., 0] ** 2, axis=2)
+        syy = np.sum(d[..., 1] ** 2, axis=2)
+        sxy = np.sum(d[..., 0] * d[..., 1], axis=2)
+        # minor eigenvector of [[sxx, sxy], [sxy, syy]]: the line's normal
+        angle = 0.5 * np.arctan2(2.0 * sxy, sxx - syy) + 0.5 * np.pi
+        normal = np.stack([np.cos(angle), np.sin(angle)], axis=-1)
+        residual = np.sum((points - centre[:, :, None, :]) * normal[:, :, None, :], axis=3)
+        sigma = np.sqrt(np.sum(weight * residual ** 2, axis=2) / total[..., 0])
+        weight = weight * (np.abs(residual) <= np.maximum(3.0 * sigma, 1e-4)[..., None])
+    lines = np.concatenate([normal, -np.sum(normal * centre, axis=2, keepdims=True)], axis=2)
+    lines[count < 4] = np.nan
+    return lines
 
 
 def _edge_points(grey: np.ndarray, corners: np.ndarray, n_samples: int = 12
@@ -260,23 +280,6 @@ def _edge_points(grey: np.ndarray, corners: np.ndarray, n_samples: int = 12
     edge = base.reshape(-1, 2) + shift[:, None] * np.repeat(normal.reshape(-1, 2), n_samples,
                                                             axis=0)
     return edge.reshape(base.shape), good.reshape(base.shape[:3])
-
-
-def _fit_line(points: np.ndarray) -> np.ndarray | None:
-    """Homogeneous line (a, b, c), a x + b y + c = 0, through (N, 2) points; total least
-    squares, refitted once without points more than 3 sigma (at least 1e-4) off."""
-    for _ in range(2):
-        if len(points) < 4:
-            return None
-        centre = points.mean(axis=0)
-        _, _, vt = np.linalg.svd(points - centre)
-        normal = vt[1]
-        residual = (points - centre) @ normal
-        keep = np.abs(residual) <= max(3.0 * residual.std(), 1e-4)
-        if keep.all():
-            break
-        points = points[keep]
-    return np.array([normal[0], normal[1], -normal @ centre])
 
 
 def _as_image_points(points: np.ndarray) -> np.ndarray:
