@@ -115,6 +115,8 @@ class DemoOptions:
         Write ``demo.mp4``.
     progress : bool
         Show progress bars on the long steps.
+    field : {"plain", "realistic"}
+        How the simulated camera renders the field (:class:`ScenarioOptions`).
     """
 
     out_dir: Path = Path("demo_out")
@@ -129,6 +131,7 @@ class DemoOptions:
     dose_grid_mm: float = 2.0
     video: bool = True
     progress: bool = True
+    field: str = "plain"
 
 
 @dataclass
@@ -257,7 +260,8 @@ def _prepare(options: DemoOptions, out: Path) -> _Run:
     target_lps = case.centroid_lps(TARGET)
     calibration = default_camera()
     scenario = Scenario(case, calibration, ScenarioOptions(frames=options.frames,
-                                                           seed=options.seed),
+                                                           seed=options.seed,
+                                                           field=options.field),
                         applicator_diameter_mm=options.applicator_mm)
     # compile/load the dose kernels before the loop needs them
     dose_fn = electron_dose_function(options.machine, grid_mm=options.dose_grid_mm)

@@ -93,10 +93,11 @@ def phantom_view(*, spacing_mm=(3.0, 3.0, 4.0), image_size=(640, 400)) -> Phanto
 
 
 def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int] = (1280, 720),
-                   seed: int = 0, session_log=None):
+                   seed: int = 0, session_log=None, field: str = "plain"):
     """The simulated procedure (:class:`guidance.sim.scenario.Scenario`) through the real loop.
 
-    Frames are rendered by the simulated camera (lens distortion, noise...), tracked by
+    Frames are rendered by the simulated camera (lens distortion, noise...; ``field`` =
+    ``"plain"`` or ``"realistic"``, the latter at 30 frames/s on the wall clock), tracked by
     :class:`guidance.loop.guidance_loop.GuidanceLoop`, registered from the pointer touching the
     fiducials (:class:`guidance.registration.pointer.PointerRegistration`, recorded in
     ``session_log``) and undistorted for the overlay.
@@ -112,7 +113,11 @@ def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int]
     from guidance.sim.scenario import Scenario, ScenarioOptions, default_camera
 
     calibration = default_camera(image_size)
-    scenario = Scenario(case, calibration, ScenarioOptions(frames=frames, seed=seed))
+    realistic = field == "realistic"
+    options = ScenarioOptions(frames=frames, seed=seed, field=field,
+                              frame_interval_s=1.0 / 30.0 if realistic else 1.0 / 15.0,
+                              realtime=realistic)
+    scenario = Scenario(case, calibration, options)
     loop = GuidanceLoop(scenario.source(), scenario.tools, calibration.camera_matrix,
                         calibration.dist_coeffs)
     registration = PointerRegistration(

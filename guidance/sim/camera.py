@@ -126,15 +126,61 @@ class SimulatedImage:
     truth: SimTruth
 
 
-@dataclass
-class _PlateGeometry:
-    quad: pv.PolyData
-    texture: pv.Texture
-    backing: pv.PolyData
+@dataclass(frozen=True)
+class PlateTexture:
+    """The printed face of a planar tool: all its markers on a white plate.
+
+    Attributes
+    ----------
+    image : (H, W) uint8 array
+        Grey texture; row 0 is the plate's top edge (``v = v_range_mm[1]``).
+    origin_mm : (3,) array
+        Tool-frame point of ``u = v = 0`` (the first marker's first corner).
+    ex, ey, normal : (3,) arrays
+        Unit axes of the plate in the tool frame (``u`` along ``ex``, ``v`` along ``ey``,
+        the normal toward the viewer).
+    u_range_mm, v_range_mm : (float, float)
+        Extent of the texture in plate coordinates (mm), margin included.
+    texels_per_mm : float
+        Texture resolution.
+    """
+
+    image: np.ndarray
+    origin_mm: np.ndarray
+    ex: np.ndarray
+    ey: np.ndarray
+    normal: np.ndarray
+    u_range_mm: tuple[float, float]
+    v_range_mm: tuple[float, float]
+    texels_per_mm: float
+
+    def corners_mm(self) -> np.ndarray:
+        """(4, 3) tool-frame corners of the texture: (u0, v0), (u1, v0), (u1, v1), (u0, v1)."""
+        (u0, u1), (v0, v1) = self.u_range_mm, self.v_range_mm
+        return np.array([self.origin_mm + u * self.ex + v * self.ey
+                         for u, v in ((u0, v0), (u1, v0), (u1, v1), (u0, v1))])
+
+    def tool_from_texel(self) -> np.ndarray:
+        """(4, 3) matrix taking texel ``(col, row, 1)`` (pixel centres at integers, OpenCV
+        convention) to the tool-frame point (mm, homogeneous ``(x, y, z, 1)``)."""
+        (u0, _), (_, v1) = self.u_range_mm, self.v_range_mm
+        step = 1.0 / self.texels_per_mm
+        out = np.zeros((4, 3))
+        out[:3, 0] = self.ex * step
+        out[:3, 1] = -self.ey * step
+        out[:3, 2] = self.origin_mm + (u0 + 0.5 * step) * self.ex + (v1 - 0.5 * step) * self.ey
+        out[3, 2] = 1.0
+        return out
 
 
-def _plate_geometry(tool: ToolDefinition) -> _PlateGeometry:
-    """A textured quad holding all markers of a planar tool, and a grey backing box."""
+def plate_texture(tool: ToolDefinition, texels_per_mm: float = _TEXELS_PER_MM) -> PlateTexture:
+    """The marker plate of a planar tool as a texture (markers drawn by exact homographies).
+
+    Raises
+    ------
+    InputError
+        The tool is not planar.
+    """
     if not tool.is_planar:
         raise InputError(f"tool {tool.name!r}: the simulated camera renders planar marker "
                          "plates only")
@@ -151,18 +197,20 @@ def _plate_geometry(tool: ToolDefinition) -> _PlateGeometry:
     margin = _PLATE_MARGIN * max(m.size_mm for m in tool.markers)
     u0, v0 = uv.min(axis=0) - margin
     u1, v1 = uv.max(axis=0) + margin
-    width_px = round((u1 - u0) * _TEXELS_PER_MM)
-    height_px = round((v1 - v0) * _TEXELS_PER_MM)
+    width_px = round((u1 - u0) * texels_per_mm)
+    height_px = round((v1 - v0) * texels_per_mm)
+    u1 = u0 + width_px / texels_per_mm   # whole texels: the texel grid is exact
+    v0 = v1 - height_px / texels_per_mm
     plate = np.full((height_px, width_px), 255, np.uint8)
     aruco_dict = tool.aruco_dictionary()
     cells = aruco_dict.markerSize + 2
     for marker in tool.markers:
-        cell_px = max(4, round(marker.size_mm / cells * _TEXELS_PER_MM))
+        cell_px = max(4, round(marker.size_mm / cells * texels_per_mm))
         side = cell_px * cells
         image = cv2.aruco.generateImageMarker(aruco_dict, marker.marker_id, side, borderBits=1)
         src = np.array([[0, 0], [side, 0], [side, side], [0, side]], np.float32) - 0.5
         muv = np.c_[(marker.corners_mm - origin) @ ex, (marker.corners_mm - origin) @ ey]
-        dst = np.c_[(muv[:, 0] - u0) * _TEXELS_PER_MM, (v1 - muv[:, 1]) * _TEXELS_PER_MM] - 0.5
+        dst = np.c_[(muv[:, 0] - u0) * texels_per_mm, (v1 - muv[:, 1]) * texels_per_mm] - 0.5
         homography = cv2.getPerspectiveTransform(src, dst.astype(np.float32))
         mask = cv2.warpPerspective(np.full_like(image, 255), homography, (width_px, height_px),
                                    flags=cv2.INTER_LINEAR, borderValue=0)
@@ -170,16 +218,31 @@ def _plate_geometry(tool: ToolDefinition) -> _PlateGeometry:
                                      flags=cv2.INTER_LINEAR, borderValue=255)
         alpha = mask.astype(np.float32) / 255.0
         plate = (plate * (1 - alpha) + warped * alpha).astype(np.uint8)
-    corners = np.array([origin + u0 * ex + v0 * ey, origin + u1 * ex + v0 * ey,
-                        origin + u1 * ex + v1 * ey, origin + u0 * ex + v1 * ey])
-    quad = pv.PolyData(corners, faces=np.array([4, 0, 1, 2, 3]))
+    return PlateTexture(image=plate, origin_mm=origin, ex=ex, ey=ey, normal=normal,
+                        u_range_mm=(float(u0), float(u1)), v_range_mm=(float(v0), float(v1)),
+                        texels_per_mm=float(texels_per_mm))
+
+
+@dataclass
+class _PlateGeometry:
+    quad: pv.PolyData
+    texture: pv.Texture
+    backing: pv.PolyData
+
+
+def _plate_geometry(tool: ToolDefinition) -> _PlateGeometry:
+    """A textured quad holding all markers of a planar tool, and a grey backing box."""
+    tex = plate_texture(tool)
+    (u0, u1), (v0, v1) = tex.u_range_mm, tex.v_range_mm
+    ex, ey, normal = tex.ex, tex.ey, tex.normal
+    quad = pv.PolyData(tex.corners_mm(), faces=np.array([4, 0, 1, 2, 3]))
     quad.active_texture_coordinates = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
     # pyvista puts image row 0 at texture t = 1 (the top edge v1), as the plate is drawn
-    texture = pv.Texture(np.ascontiguousarray(np.repeat(plate[:, :, None], 3, axis=2)))
+    texture = pv.Texture(np.ascontiguousarray(np.repeat(tex.image[:, :, None], 3, axis=2)))
     texture.interpolate = True
     texture.mipmap = True
     texture.maximum_anisotropic_filtering = 8
-    centre = origin + 0.5 * (u0 + u1) * ex + 0.5 * (v0 + v1) * ey - 2.5 * normal
+    centre = tex.origin_mm + 0.5 * (u0 + u1) * ex + 0.5 * (v0 + v1) * ey - 2.5 * normal
     backing = pv.Box(bounds=(-0.5 * (u1 - u0), 0.5 * (u1 - u0), -0.5 * (v1 - v0),
                              0.5 * (v1 - v0), -2.2, 2.2))
     rot = np.eye(4)
@@ -234,7 +297,8 @@ def distortion_maps(camera_matrix: np.ndarray, dist_coeffs: np.ndarray,
     return ideal[..., 0], ideal[..., 1]
 
 
-def _motion_kernel(dx: float, dy: float) -> np.ndarray:
+def motion_kernel(dx: float, dy: float) -> np.ndarray:
+    """Line kernel (odd square, sums to 1) of a motion blur ``(dx, dy)`` px long."""
     length = float(np.hypot(dx, dy))
     size = int(np.ceil(length)) | 1
     kernel = np.zeros((size, size), np.float32)
@@ -495,7 +559,7 @@ class SimulatedCamera:
         length = float(np.hypot(dx, dy))
         if length < 0.5:
             return image, 0.0
-        return cv2.filter2D(image, -1, _motion_kernel(dx, dy)), length
+        return cv2.filter2D(image, -1, motion_kernel(dx, dy)), length
 
 
 def look_at(eye_mm: np.ndarray, target_mm: np.ndarray,

@@ -17,6 +17,12 @@ A reference marker plate stands on a post of the table-mounted retractor, fixed 
 patient, in view of the camera. Frames are BGR uint8 with lens distortion, noise, vignetting
 and light flicker (:class:`guidance.sim.camera.SimEffects`); everything random comes from
 one seeded generator, so a run is repeatable.
+
+Two renderings of the field (``ScenarioOptions.field``): ``"plain"``, the phantom's skin mesh
+rendered by VTK (:class:`guidance.sim.camera.SimulatedCamera`), and ``"realistic"``, the open
+abdomen with retractors, moving gloved hands and OR lighting
+(:class:`guidance.sim.field.RealisticField`, ~10x faster). In the realistic field the
+surgeon's hand starts reaching over the field once the registration phase is over.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from guidance.sim.camera import (
     facing_pose,
     pointer_touching,
 )
+from guidance.sim.field import FIELD_KINDS, FieldLayout, RealisticField, SurgeonHands
 from guidance.sim.source import RegistrationScenario, ScenePose, SimulatedSource
 from guidance.tracking.tools import ToolDefinition, load_builtin_tools
 from models.base.errors import InputError
@@ -78,7 +85,13 @@ class ScenarioOptions:
     approach_tilt_deg : float
         Tilt of the applicator at the start of its approach.
     max_triangles : int
-        Triangle budget of the rendered anatomy.
+        Triangle budget of the rendered anatomy (plain field).
+    field : {"plain", "realistic"}
+        How the field is rendered (see the module docstring).
+    hand_period_s : float
+        Realistic field: time between the surgeon's hand passes over the field.
+    realtime : bool
+        Deliver frames on the wall clock (``frame_interval_s`` apart), as a camera does.
     retraction_frames : int or None
         Frames of the retraction phase; ``None`` picks ``frames // 6`` (2 to 12, none when
         fewer than 12 frames); 0 leaves it out.
@@ -100,6 +113,9 @@ class ScenarioOptions:
     approach_offset_mm: tuple[float, float, float] = (12.0, -35.0, -8.0)
     approach_tilt_deg: float = 10.0
     max_triangles: int = 60_000
+    field: str = "plain"
+    hand_period_s: float = 8.0
+    realtime: bool = False
     retraction_frames: int | None = None
     retraction_structure: str = "BOWEL"
     retraction_mm: tuple[float, float, float] = (12.0, -33.0, 0.0)
@@ -163,6 +179,8 @@ class Scenario:
         self.options = options or ScenarioOptions()
         if self.options.frames < 1:
             raise InputError(f"frames must be at least 1, got {self.options.frames}")
+        if self.options.field not in FIELD_KINDS:
+            raise InputError(f"field {self.options.field!r} is not one of {list(FIELD_KINDS)}")
         self.tools = tools or load_builtin_tools()
         missing = {"reference", "pointer", "applicator"} - set(self.tools)
         if missing:
@@ -174,12 +192,8 @@ class Scenario:
         self.cavity_centre_lps = self._cavity_opening_centre()
         self.patient_from_reference = self._reference_pose()
         self._rng = np.random.default_rng(self.options.seed)
-        meshes = [SceneMesh(_camera_surface(case, name, self.options.max_triangles), colour)
-                  for name, colour in VISIBLE_ANATOMY.items()]
-        self._camera = SimulatedCamera(
-            meshes, self.tools, calibration.camera_matrix, image_size=calibration.image_size,
-            dist_coeffs=calibration.dist_coeffs, effects=self.options.effects, rng=self._rng,
-            applicator_diameter_mm=applicator_diameter_mm)
+        self.hands: SurgeonHands | None = None
+        self._camera = self._renderer(applicator_diameter_mm)
         self._path = CameraPath(target_mm=self.cavity_centre_lps,
                                 view_dir=VIEW_DIRECTION,
                                 distance_mm=self.options.camera_distance_mm, sway_mm=30.0,
@@ -200,6 +214,27 @@ class Scenario:
             self._retractor_grab_pose = pointer_touching(
                 self.tools["retractor"], self._blade_point(), camera_side,
                 lean_toward_mm=self.cavity_centre_lps)
+
+    def _renderer(self, applicator_diameter_mm: float) -> SimulatedCamera | RealisticField:
+        """The simulated camera of ``options.field``."""
+        calibration = self.calibration
+        if self.options.field == "realistic":
+            layout = FieldLayout.for_case(self.case, self.cavity_centre_lps)
+            self.hands = SurgeonHands(layout, np.random.default_rng(self.options.seed + 1),
+                                      period_s=self.options.hand_period_s,
+                                      start_s=self.registration_frames
+                                      * self.options.frame_interval_s)
+            return RealisticField(
+                self.tools, calibration.camera_matrix, image_size=calibration.image_size,
+                dist_coeffs=calibration.dist_coeffs, effects=self.options.effects,
+                rng=self._rng, layout=layout, applicator_diameter_mm=applicator_diameter_mm,
+                patient_from_reference_post=self.patient_from_reference)
+        meshes = [SceneMesh(_camera_surface(self.case, name, self.options.max_triangles),
+                            colour) for name, colour in VISIBLE_ANATOMY.items()]
+        return SimulatedCamera(
+            meshes, self.tools, calibration.camera_matrix, image_size=calibration.image_size,
+            dist_coeffs=calibration.dist_coeffs, effects=self.options.effects, rng=self._rng,
+            applicator_diameter_mm=applicator_diameter_mm)
 
     # -- layout -------------------------------------------------------------------------
     @property
@@ -340,22 +375,25 @@ class Scenario:
         """The scene of frame ``index`` (a :class:`SimulatedSource` script)."""
         if index >= self.options.frames:
             return None
+        hands = self.hands.at(t_s) if self.hands is not None else ()
         if index < self.registration_frames:
-            return self._registration(index, t_s)
+            scene = self._registration(index, t_s)
+            return ScenePose(scene.camera_from_patient, scene.patient_from_tool, hands)
         if index < self.treatment_start:
             return ScenePose(self._path.camera_from_frame(t_s),
                              {"reference": self.patient_from_reference,
-                              "retractor": self.patient_from_retractor_at(index)})
+                              "retractor": self.patient_from_retractor_at(index)}, hands)
         tool_from_applicator = self.tools["applicator"].tool_from_applicator
         poses = {"reference": self.patient_from_reference,
                  "applicator": self.patient_from_applicator_at(index)
                  @ invert_rigid(tool_from_applicator)}
-        return ScenePose(self._path.camera_from_frame(t_s), poses)
+        return ScenePose(self._path.camera_from_frame(t_s), poses, hands)
 
     def source(self) -> SimulatedSource:
         """A frame source that renders this procedure (it owns the renderer)."""
         return SimulatedSource(self._camera, self, n_frames=self.options.frames,
-                               fps=1.0 / self.options.frame_interval_s)
+                               fps=1.0 / self.options.frame_interval_s,
+                               realtime=self.options.realtime)
 
     def close(self) -> None:
         """Release the renderer."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,18 +23,21 @@ class ScenePose:
     camera_from_patient : (4, 4) array
     patient_from_tool : mapping name -> (4, 4) array
         Tools not listed are not in the scene.
+    hands : sequence of guidance.sim.field.HandPose
+        Gloved hands (drawn by the realistic field only).
     """
 
     camera_from_patient: np.ndarray
     patient_from_tool: Mapping[str, np.ndarray]
+    hands: Sequence = ()
 
 
 class SimulatedSource(FrameSource):
-    """Frames from a :class:`SimulatedCamera` following a script.
+    """Frames from a simulated camera following a script.
 
     Parameters
     ----------
-    camera : SimulatedCamera
+    camera : SimulatedCamera or guidance.sim.field.RealisticField
         The renderer (closed together with the source unless ``own_camera=False``).
     script : callable (index, t_s) -> ScenePose or None
         Scene at frame ``index`` / time ``t_s``; None ends the stream.
@@ -40,6 +45,9 @@ class SimulatedSource(FrameSource):
         Stop after this many frames.
     fps : float
         Simulation clock: ``t_s = index / fps``.
+    realtime : bool
+        Deliver frame ``index`` no earlier than ``index / fps`` after the first read (the
+        wall clock of a camera, for the monitor); False renders as fast as asked.
 
     Each frame carries its :class:`~guidance.sim.camera.SimTruth` in ``Frame.truth``.
     """
@@ -47,17 +55,30 @@ class SimulatedSource(FrameSource):
     def __init__(self, camera: SimulatedCamera,
                  script: Callable[[int, float], ScenePose | None], *,
                  n_frames: int | None = None, fps: float = 30.0, camera_id: str = "simulated",
-                 own_camera: bool = True) -> None:
+                 own_camera: bool = True, realtime: bool = False) -> None:
         super().__init__(camera_id)
         self.camera = camera
         self.script = script
         self.n_frames = n_frames
         self.fps = float(fps)
         self.own_camera = own_camera
+        self.realtime = bool(realtime)
         self._index = 0
+        self._start_s: float | None = None
+        self._closed = threading.Event()
 
     def _open(self) -> None:
         self._index = 0
+        self._start_s = None
+        self._closed.clear()
+
+    def _pace(self, t_s: float) -> bool:
+        """Wait until ``t_s`` after the first frame (False when closed meanwhile)."""
+        now = time.monotonic()
+        if self._start_s is None:
+            self._start_s = now
+        wait = self._start_s + t_s - now
+        return not (wait > 0 and self._closed.wait(wait))
 
     def _read(self) -> Frame | None:
         if self.n_frames is not None and self._index >= self.n_frames:
@@ -68,11 +89,15 @@ class SimulatedSource(FrameSource):
         if scene is None:
             return None
         self._index += 1
-        shot = self.camera.render(scene.camera_from_patient, scene.patient_from_tool)
+        hands = {"patient_from_hands": scene.hands} if scene.hands else {}
+        shot = self.camera.render(scene.camera_from_patient, scene.patient_from_tool, **hands)
+        if self.realtime and not self._pace(t_s):
+            return None
         return Frame(image=shot.image, timestamp_s=t_s, camera_id=self.camera_id, index=index,
                      truth=shot.truth)
 
     def _close(self) -> None:
+        self._closed.set()
         if self.own_camera:
             self.camera.close()
 

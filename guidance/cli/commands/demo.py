@@ -59,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"dose at the 90%% isodose, Gy ({plans}, 10). With a display "
                              "the beam options go into --out/plan.json, the plan the "
                              "monitor starts on")
+    parser.add_argument("--field", choices=("plain", "realistic"), default="plain",
+                        help="how the simulated camera renders the field: plain (the "
+                             "phantom's skin) or realistic (open abdomen, retractors, moving "
+                             "gloved hands, OR lighting; default plain)")
     parser.add_argument("--no-video", action="store_true", help="do not write demo.mp4")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -88,7 +92,7 @@ def window_argv(args: argparse.Namespace) -> list[str]:
                          "monitor runs the standard phantom and writes no video); add "
                          "--headless or leave them out")
     argv = ["run", "phantom", "--source", "sim", "--frames", str(args.frames),
-            "--session-log", str(session_log_path(folder=args.out))]
+            "--field", args.field, "--session-log", str(session_log_path(folder=args.out))]
     overrides = {key: getattr(args, option) for option, key in _BEAM_OPTIONS.items()}
     if all(value is None for value in overrides.values()):
         return argv                              # the phantom's own plan
@@ -129,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
                           applicator_mm=beam["applicator_diameter_mm"],
                           bevel_deg=beam["bevel_deg"],
                           prescription_gy=beam["prescription_gy"], video=not args.no_video,
-                          progress=not args.quiet)
+                          progress=not args.quiet, field=args.field)
     result = run_demo(options)
     s = result.summary
 

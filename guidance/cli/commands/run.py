@@ -99,6 +99,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_site_key_argument(parser)
     parser.add_argument("--frames", type=int, default=600,
                         help="frames of the simulated procedure (default 600)")
+    parser.add_argument("--field", choices=("plain", "realistic"), default="plain",
+                        help="--source sim: how the simulated camera renders the field: plain "
+                             "(the phantom's skin, VTK, a few frames/s) or realistic (the open "
+                             "abdomen with retractors, moving gloved hands and OR lighting, "
+                             "30 frames/s; default plain)")
     parser.add_argument("--full-screen", action="store_true", help="start full screen")
     parser.add_argument("--record-video", action="store_true",
                         help="keep the camera video beside the session log "
@@ -352,7 +357,8 @@ def _feed(args: argparse.Namespace, inputs: _Inputs, frames, session_log, igtl):
     if source == "sim":
         from guidance.monitor.rehearsal import simulated_feed
 
-        return simulated_feed(inputs.case, frames=args.frames, session_log=session_log)[0]
+        return simulated_feed(inputs.case, frames=args.frames, session_log=session_log,
+                              field=args.field)[0]
     from calibration.undistort import undistorter_for
     from guidance.loop.guidance_loop import GuidanceLoop
     from guidance.monitor.feed import LoopFeed
@@ -437,10 +443,13 @@ def run(args: argparse.Namespace) -> int:
             record_tracking(feed.loop, session_log, video=args.record_video)
         dose_fn = electron_dose_function(planned.machine)
         dose_fn(inputs.case, inputs.plan, beam)  # warm the kernel (JIT) before the window
-        # the simulated camera renders ~3 frames/s on a 2-core CPU: its newest frame stays
-        # on screen longer before the capture counts as stalled (a real camera: 200 ms);
-        # tool states themselves are the loop's
-        stall_s = 1.0 if args.source == "sim" else 0.2
+        # the plain simulated camera renders ~3 frames/s on a 2-core CPU, the realistic field
+        # ~30 but with hiccups when the machine is busy: their newest frame stays on screen
+        # longer before the capture counts as stalled (a real camera: 200 ms); tool states
+        # themselves are the loop's
+        stall_s = 0.2
+        if args.source == "sim":
+            stall_s = 1.0 if args.field == "plain" else 0.5
         logic = MonitorLogic(inputs.case, inputs.plan, feed, dose_fn=dose_fn, beam=beam,
                              planned_beam=beam, machine=planned.machine, limits=limits,
                              plan_name=planned.name, beam_options=options,

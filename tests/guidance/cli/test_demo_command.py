@@ -92,3 +92,12 @@ def test_headless_demo_applies_the_beam_options(tmp_path: Path, capsys) -> None:
                                     "beam.bevel_deg", "beam.prescription_gy")} == {
         "beam.machine": "mobetron", "beam.energy_mev": 9.0, "beam.applicator_mm": 60.0,
         "beam.bevel_deg": 15.0, "beam.prescription_gy": 12.0}
+
+
+def test_demo_field_option_reaches_the_monitor(monkeypatch, tmp_path: Path) -> None:
+    calls = _window_runs(monkeypatch, tmp_path)
+    assert main(["demo", "--out", str(tmp_path / "out"), "--frames", "3",
+                 "--field", "realistic"]) == 0
+    (argv,) = calls
+    assert argv[argv.index("--field") + 1] == "realistic"
+    assert cli_main.build_parser().parse_args(argv).field == "realistic"

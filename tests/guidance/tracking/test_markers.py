@@ -93,12 +93,35 @@ def test_tool_without_detections_has_no_pose(tools: dict) -> None:
         tracker.track(np.zeros((0, 0), np.uint8))
 
 
-def test_wrong_marker_corners_are_rejected_by_rms(tools: dict) -> None:
-    """A detection that does not fit the tool geometry (id clash) gives no pose."""
+def test_a_marker_that_does_not_fit_is_dropped(tools: dict) -> None:
+    """One marker 25 px off (id clash, or a corner slid along a hand's edge): the pose comes
+    from the three that fit, and says which marker it left out."""
     tool = tools["reference"]
     truth = transform_from_rotvec(np.zeros(3), [0.0, 0.0, 400.0])
     img = _project(tool.object_points(), truth).reshape(4, 4, 2)
-    img[2] += 25.0  # one marker 25 px off: not this rigid tool
+    img[2] += 25.0
+    tracker = MarkerTracker({"reference": tool}, K, max_rms_px=2.0)
+    pose = tracker.estimate(MarkerDetections(np.array([0, 1, 2, 3]), img))["reference"]
+    assert pose.marker_ids == (0, 1, 3) and pose.rejected_marker_ids == (2,)
+    position_mm, angle_deg = transform_difference(pose.camera_from_tool, truth)
+    assert position_mm < 1e-3 and angle_deg < 1e-4
+
+
+def test_one_slid_corner_degrades_the_pose_instead_of_pulling_it(tools: dict) -> None:
+    tool = tools["reference"]
+    truth = transform_from_rotvec(np.array([0.2, -0.1, 0.3]), [20.0, -10.0, 420.0])
+    img = _project(tool.object_points(), truth).reshape(4, 4, 2)
+    img[1, 2] += (5.0, -3.0)        # marker 1's third corner on the edge of an occluder
+    pose = estimate_tool_pose(tool, MarkerDetections(np.array([0, 1, 2, 3]), img), K)
+    assert pose.rejected_marker_ids == (1,)
+    assert transform_difference(pose.camera_from_tool, truth)[0] < 1e-3
+
+
+def test_detections_that_fit_no_square_give_no_pose(tools: dict) -> None:
+    """Quads that are not this tool's squares (wrong detection): no pose at all."""
+    tool = tools["reference"]
+    rng = np.random.default_rng(0)
+    img = rng.uniform(100.0, 600.0, (4, 4, 2))
     tracker = MarkerTracker({"reference": tool}, K, max_rms_px=2.0)
     assert tracker.estimate(MarkerDetections(np.array([0, 1, 2, 3]), img)) == {}
 
@@ -133,3 +156,30 @@ def test_acceptance_two_of_four_markers_occluded(tools: dict, rng: np.random.Gen
     errors = _accuracy(tools, rng, SimEffects(noise_sigma=2.0, occluded_marker_ids=(0, 3)),
                        n=10)
     assert np.median(errors[:, 0]) <= 2.0
+
+
+def test_edge_refinement_removes_the_blur_bias_of_corner_refinement() -> None:
+    """A blurred marker (a distant or slightly defocused print): cornerSubPix puts its
+    corners inside the square; the corners where the fitted border edges meet are where
+    the square's corners are."""
+    from guidance.tracking.markers import detect_markers, make_detector, refine_corners_by_edges
+
+    dictionary = cv2.aruco.getPredefinedDictionary(cv2.aruco.DICT_4X4_50)
+    side = 600
+    marker = cv2.aruco.generateImageMarker(dictionary, 7, side, borderBits=1)
+    truth = np.array([[400.3, 200.7], [560.1, 215.2], [548.6, 372.9], [392.2, 361.4]])
+    src = np.array([[0, 0], [side, 0], [side, side], [0, side]], np.float32) - 0.5
+    homography = cv2.getPerspectiveTransform(src, truth.astype(np.float32))
+    # drawn 4x larger, then reduced: an area-sampled image of the exact quad
+    up = np.array([[4.0, 0, 1.5], [0, 4.0, 1.5], [0, 0, 1.0]]) @ homography
+    big = cv2.warpPerspective(marker, up, (1280 * 4, 720 * 4), flags=cv2.INTER_LINEAR,
+                              borderValue=255)
+    image = cv2.resize(big, (1280, 720), interpolation=cv2.INTER_AREA)
+    image = cv2.GaussianBlur(image, (0, 0), 1.6)
+    subpix = detect_markers(make_detector(), image)
+    assert list(subpix.ids) == [7]
+    edges = refine_corners_by_edges(image, subpix, K)
+    error_subpix = np.linalg.norm(subpix.corners_px[0] - truth, axis=1)
+    error_edges = np.linalg.norm(edges.corners_px[0] - truth, axis=1)
+    assert error_edges.max() < 0.1
+    assert error_edges.mean() < 0.5 * error_subpix.mean()
