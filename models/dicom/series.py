@@ -332,11 +332,15 @@ def _float_attr(ds: Dataset, keyword: str, path: Path, default: float) -> float:
         value = ds[keyword].value
     except KeyError:
         return default
+    if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+        if len(value) != 1:   # one value (VM 1): which of several would be a guess
+            raise InputError(f"{path}: {keyword} holds {len(value)} values, not one: the "
+                             "file is damaged; re-export the series")
+        value = value[0]
     try:
         if value is None or value == "":
             return default
-        out = float(value[0] if isinstance(value, list | tuple | pydicom.multival.MultiValue)
-                    else value)
+        out = float(value)
     except Exception as exc:
         raise InputError(f"{path}: unreadable {keyword} ({exc})") from exc
     if not np.isfinite(out):

@@ -278,3 +278,13 @@ def test_a_series_without_pixel_representation_is_refused(mini):
         _edit(path, PixelRepresentation=None)
     with pytest.raises(InputError, match=r"CT_\d+\.dcm: missing PixelRepresentation"):
         read_case(mini)
+
+
+@pytest.mark.parametrize("keyword", ["RescaleSlope", "RescaleIntercept"])
+def test_a_rescale_with_two_values_is_refused(mini, keyword):
+    """Found by the fuzzer: RescaleIntercept "1\\2" (two values where one belongs) was read
+    as its first value."""
+    victim = _slices(mini)[2]
+    _edit(victim, **{keyword: ["1", "2"]})
+    with pytest.raises(InputError, match=rf"{victim.name}: {keyword} holds 2 values"):
+        read_case(mini)
