@@ -65,3 +65,22 @@ def test_engine_keeps_preview_and_full_apart():
         engine.compute(water_pose(0.0), beam, model="fast")
     with pytest.raises(InputError, match="dose_to"):
         engine.compute(water_pose(0.0), beam, dose_to="bone")
+
+
+def test_uncommissioned_bevel_keeps_the_flat_fall_off_width():
+    """Read along the clinical axis (L = d / cos b) the stretched pencil curve has the flat
+    curve's R90-R50 width; its R90 moves to R90 cos b (the pencils' geometry)."""
+    from models.beams.depth_dose import analyse_depth_dose
+    from models.dose.electron import bevel_depth_dose
+
+    depth = np.arange(0.0, 80.0, 0.5)
+    flat = 100.0 / (1.0 + np.exp((depth - 40.0) / 3.0)) * np.minimum(1.0, 0.85 + depth / 60)
+    flat = 100.0 * flat / flat.max()
+    same_depth, same = bevel_depth_dose(depth, flat, 0.0)
+    assert np.array_equal(same, flat) and np.array_equal(same_depth, depth)
+    ref = analyse_depth_dose(depth, flat)
+    cos_b = np.cos(np.radians(30.0))
+    lb, gb = bevel_depth_dose(depth, flat, 30.0)
+    on_axis = analyse_depth_dose(depth, np.interp(depth / cos_b, lb, gb))
+    assert on_axis.r50_mm - on_axis.r90_mm == pytest.approx(ref.r50_mm - ref.r90_mm, abs=0.3)
+    assert on_axis.r90_mm == pytest.approx(ref.r90_mm * cos_b, abs=0.3)
