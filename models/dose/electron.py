@@ -681,11 +681,12 @@ def tissue_backscatter(zeff: np.ndarray, ebf_mid: np.ndarray, model: ElectronMod
     e = model.energy
     energy = np.maximum(e.mean_energy_mev * (1.0 - zeff / e.points.rp_mm), 0.0)
     source = rise * np.exp(-b_per_mev * energy)
-    boost = np.zeros_like(source)
-    for k in range(source.shape[0] - 2, -1, -1):         # decays upstream in water depth
-        boost[k] = (boost[k + 1] + source[k + 1]) * np.exp(
-            -np.maximum(zeff[k + 1] - zeff[k], 0.0) / relax_mm)
-    return 1.0 + boost
+    # boost[k] = sum over i > k of source[i] exp(-(zeff[i] - zeff[k]) / lambda), as a
+    # reverse cumulative sum (zeff never decreases along a pencil)
+    depth = zeff / relax_mm
+    weighted = source * np.exp(-(depth - depth[:1]))
+    after = np.cumsum(weighted[::-1], axis=0)[::-1] - weighted
+    return 1.0 + after * np.exp(depth - depth[:1])
 
 
 def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
