@@ -15,7 +15,9 @@ What the fit sets, per combination, is
   more penetrating beam);
 * the **fluence profile** across the aperture: relative pencil weight against
   radius / aperture radius at :data:`FLUENCE_KNOTS` (the PMMA wall's scatter raises the
-  rim), least squares on the two lateral profiles;
+  rim), least squares on the two lateral profiles with the points weighted like the gamma
+  test (:func:`_profile_weights`; plain weights are tried too where that fit misses the
+  criteria, the better kept);
 * ``sigma0_mm`` (the pencils' spread at the end face, :data:`SIGMA0_MM`) and
   ``sigma_scale``, a factor on the multiple-scattering spread (:data:`SIGMA_SCALES`),
   chosen for the best profile gamma;
@@ -305,27 +307,30 @@ def _profile_columns(beam: ElectronBeam, machine: MachineData, curves: BeamCurve
     return np.concatenate(cols)
 
 
-def _profile_weights(curves: BeamCurves) -> np.ndarray:
+def _profile_weights(curves: BeamCurves, gamma_shaped: bool = True) -> np.ndarray:
     """Least-squares weights of the x then y profile points, shaped like the gamma test.
 
     A dose difference counts against the gamma's dose criterion only where the profile is
     flat; on a gradient ``G`` (%/mm) the distance criterion forgives ``G x 2 mm``. So each
     point weighs ``1 / sqrt(1 + (G d / D)^2)`` (``d`` = 2 mm, ``D`` = 2 %), times 0.3
     below the 10 % cut-off: the fit spends the fluence knots on the plateau and shoulders
-    the gamma judges rather than on the steepest penumbra.
+    the gamma judges rather than on the steepest penumbra. ``gamma_shaped=False``: 1 (0.3
+    below the cut-off) everywhere.
     """
     weights = []
     for pos, dose in ((curves.x_mm, curves.profile_x_percent),
                       (curves.y_mm, curves.profile_y_percent)):
         grad = np.abs(np.gradient(dose, pos)) if pos.size > 1 else np.zeros(pos.size)
         base = np.where(dose >= GAMMA_CUTOFF_PERCENT, 1.0, 0.3)
+        if not gamma_shaped:
+            grad = 0.0 * grad
         weights.append(base / np.sqrt(1.0 + (grad * GAMMA_DISTANCE_MM
                                              / GAMMA_DOSE_PERCENT) ** 2))
     return np.concatenate(weights)
 
 
 def _fit_fluence(beam: ElectronBeam, machine: MachineData, curves: BeamCurves,
-                 entry: CommissionedBeam) -> CommissionedBeam:
+                 entry: CommissionedBeam, gamma_shaped: bool = True) -> CommissionedBeam:
     """Fluence knots (and a bevel's heel-to-toe slope) by bounded least squares on the two
     profiles, the dose being linear in them; a second-difference penalty keeps the
     fluence smooth across the knots."""
@@ -339,7 +344,7 @@ def _fit_fluence(beam: ElectronBeam, machine: MachineData, curves: BeamCurves,
                              fluence_tilt=np.ones(k)))
     a = np.array([_profile_columns(beam, machine, curves, b) for b in bases]).T
     data = np.concatenate([curves.profile_x_percent, curves.profile_y_percent, [100.0]])
-    weight = np.concatenate([_profile_weights(curves), [10.0]])
+    weight = np.concatenate([_profile_weights(curves, gamma_shaped), [10.0]])
     a = a * (100.0 / float(a[-1, :k].sum()))        # uniform fluence -> 100 % centre
     smooth = np.zeros((k - 2, len(bases)))
     for i in range(k - 2):
@@ -358,13 +363,13 @@ def _fit_fluence(beam: ElectronBeam, machine: MachineData, curves: BeamCurves,
 
 
 def _fit_halo(beam: ElectronBeam, machine: MachineData, curves: BeamCurves,
-              entry: CommissionedBeam) -> CommissionedBeam:
+              entry: CommissionedBeam, gamma_shaped: bool = True) -> CommissionedBeam:
     """Weight of the applicator-scatter halo: the profile is ``(D + h B) / (Dc + h Bc)``,
     ``B`` the halo of unit weight; ``h`` by a 1-D search on the weighted residual."""
     plain = _profile_columns(beam, machine, curves, replace(entry, halo_fraction=0.0))
     halo = _profile_columns(beam, machine, curves, replace(entry, halo_fraction=1.0)) - plain
     data = np.concatenate([curves.profile_x_percent, curves.profile_y_percent])
-    weight = _profile_weights(curves)
+    weight = _profile_weights(curves, gamma_shaped)
     best = (np.inf, 0.0)
     for h in HALO_FRACTIONS:
         model = 100.0 * (plain[:-1] + h * halo[:-1]) / (plain[-1] + h * halo[-1])
@@ -382,6 +387,20 @@ def fit_beam(curves: BeamCurves, machine: MachineData | None = None
     machine = machine if machine is not None else default_library().machine("liac")
     beam = _beam(machine, curves)
     has_profiles = curves.x_mm.size > 0 and curves.y_mm.size > 0
+    entry, check, mc, score = _fit_weighted(beam, machine, curves, has_profiles, True)
+    if has_profiles and not check.passed:
+        # the gamma-shaped weights missed: try plain least squares, keep the better
+        other = _fit_weighted(beam, machine, curves, has_profiles, False)
+        if other[3] < score:
+            entry, check, mc, score = other
+    return entry, check, mc
+
+
+def _fit_weighted(beam: ElectronBeam, machine: MachineData, curves: BeamCurves,
+                  has_profiles: bool, gamma_shaped: bool
+                  ) -> tuple[CommissionedBeam, Comparison, ModelCurves, tuple]:
+    """The trials of :func:`fit_beam` with one kind of profile weights; the best by the
+    profile gamma, then the profile residual."""
     best: tuple[tuple[float, float], CommissionedBeam] | None = None
     trials = ([(s0, 1.0) for s0 in SIGMA0_MM] if has_profiles
               else [(machine.spread.sigma0_mm, 1.0)])
@@ -390,9 +409,9 @@ def fit_beam(curves: BeamCurves, machine: MachineData | None = None
             entry = replace(_start(machine, curves), sigma_scale=scale, sigma0_mm=sigma0)
             entry = _refine_depth(beam, machine, curves, entry)
             if has_profiles:
-                entry = _fit_fluence(beam, machine, curves, entry)
-                entry = _fit_halo(beam, machine, curves, entry)
-                entry = _fit_fluence(beam, machine, curves, entry)
+                entry = _fit_fluence(beam, machine, curves, entry, gamma_shaped)
+                entry = _fit_halo(beam, machine, curves, entry, gamma_shaped)
+                entry = _fit_fluence(beam, machine, curves, entry, gamma_shaped)
                 entry = _refine_depth(beam, machine, curves, entry)
             mc = model_curves(beam, curves, _model(beam, machine, entry))
             check = compare(curves, mc)
@@ -403,7 +422,7 @@ def fit_beam(curves: BeamCurves, machine: MachineData | None = None
         trials = [(best[1].sigma0_mm, scale) for scale in SIGMA_SCALES if scale != 1.0]
     entry = best[1]
     mc = model_curves(beam, curves, _model(beam, machine, entry))
-    return entry, compare(curves, mc), mc
+    return entry, compare(curves, mc), mc, best[0]
 
 
 def check_beam(curves: BeamCurves, machine: MachineData | None = None,

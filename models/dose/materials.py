@@ -9,7 +9,7 @@ fraction), whose electron properties relative to water are
 * ``scatter``: linear angular scattering power (density x X0_water / X0_tissue),
 * ``stopping_ratio``: mass collision stopping-power ratio (dose to medium / dose to water),
 * ``ebf_a``: amplitude of the electron backscatter factor of an interface into the tissue,
-  ``a = k ln(Z_eff / Z_water)`` (0 for water and lighter tissue).
+  ``a = k (Z_eff / Z_water - 1)`` (0 for water and lighter tissue).
 
 :func:`tissue_lookup` tabulates them at every integer HU from :data:`LUT_HU_MIN` (uniform
 lookup tables that the numba kernels index directly).
@@ -134,7 +134,7 @@ def tissue_lookup() -> TissueLookup:
     bins = _field(raw, "tissues", "ct_to_tissue")
     bone = _field(raw, "bone", "ct_to_tissue")
     water = _field(raw, "water", "ct_to_tissue")
-    k = float(_field(_materials().get("backscatter", {}), "ebf_a_per_ln_z", "backscatter"))
+    k = float(_field(_materials().get("backscatter", {}), "ebf_a_per_z", "backscatter"))
     z_water = float(water["z_eff"])
     hu = np.arange(LUT_HU_MIN, knots[-1] + 1.0)
     rho = np.interp(hu, knots, rho_knots)
@@ -158,7 +158,7 @@ def tissue_lookup() -> TissueLookup:
     stop[mix] = (1 - w) * float(soft["stopping_ratio"]) + w * float(bone["stopping_ratio"])
     inv_x0[mix] = (1 - w) / float(soft["x0_g_cm2"]) + w / float(bone["x0_g_cm2"])
     z_eff[mix] = (1 - w) * float(soft["z_eff"]) + w * float(bone["z_eff"])
-    ebf_a = k * np.log(np.maximum(z_eff / z_water, 1.0))
+    ebf_a = k * np.maximum(z_eff / z_water - 1.0, 0.0)
     return TissueLookup(hu=hu, density_g_cm3=rho, rsp=rho * stop,
                         scatter=rho * inv_x0 * WATER_X0_G_CM2, stopping_ratio=stop,
                         ebf_a=ebf_a, name=tuple(names), provenance=str(raw["provenance"]))

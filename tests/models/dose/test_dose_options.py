@@ -65,3 +65,40 @@ def test_engine_keeps_preview_and_full_apart():
         engine.compute(water_pose(0.0), beam, model="fast")
     with pytest.raises(InputError, match="dose_to"):
         engine.compute(water_pose(0.0), beam, dose_to="bone")
+
+
+def test_uncommissioned_bevel_keeps_the_flat_fall_off_width():
+    """Read along the clinical axis (L = d / cos b) the stretched pencil curve has the flat
+    curve's R90-R50 width; its R90 moves to R90 cos b (the pencils' geometry)."""
+    from models.beams.depth_dose import analyse_depth_dose
+    from models.dose.electron import bevel_depth_dose
+
+    depth = np.arange(0.0, 80.0, 0.5)
+    flat = 100.0 / (1.0 + np.exp((depth - 40.0) / 3.0)) * np.minimum(1.0, 0.85 + depth / 60)
+    flat = 100.0 * flat / flat.max()
+    same_depth, same = bevel_depth_dose(depth, flat, 0.0)
+    assert np.array_equal(same, flat) and np.array_equal(same_depth, depth)
+    ref = analyse_depth_dose(depth, flat)
+    cos_b = np.cos(np.radians(30.0))
+    lb, gb = bevel_depth_dose(depth, flat, 30.0)
+    on_axis = analyse_depth_dose(depth, np.interp(depth / cos_b, lb, gb))
+    assert on_axis.r50_mm - on_axis.r90_mm == pytest.approx(ref.r50_mm - ref.r90_mm, abs=0.3)
+    assert on_axis.r90_mm == pytest.approx(ref.r90_mm * cos_b, abs=0.3)
+
+
+def test_tissue_backscatter_decays_upstream_of_one_interface():
+    from models.dose.electron import electron_model, tissue_backscatter
+    from models.dose.materials import backscatter_constants
+
+    model = electron_model(ElectronBeam("liac", 12.0, 100.0))
+    zeff = np.repeat(np.arange(0.0, 41.0, 1.0)[:, None], 3, axis=1)   # 1 mm water steps
+    a = np.zeros((40, 3))
+    a[20:, 1] = 0.12                                  # bone from 20 mm in pencil 1 only
+    boost = tissue_backscatter(zeff, a, model)
+    b, relax = backscatter_constants()
+    e20 = model.energy.mean_energy_mev * (1.0 - 20.0 / model.energy.points.rp_mm)
+    for k in (19, 15, 5):
+        expected = 0.12 * np.exp(-b * e20) * np.exp(-(20.0 - k) / relax)
+        assert boost[k, 1] - 1.0 == pytest.approx(expected, rel=1e-9)
+    assert np.all(boost[:, [0, 2]] == 1.0) and np.all(boost[20:, 1] == 1.0)
+    assert tissue_backscatter(zeff, np.zeros((40, 3)), model) is None

@@ -295,8 +295,10 @@ def test_fermi_eyges_along_a_uniform_path_obeys_density_scaling(rho):
     sigma = fermi_eyges_along_path(z, seg_wet, seg_mid, zeff, model.depth_mm,
                                    model.scatter_power_per_mm, e.points.r50_mm)[:, 0]
     fine = np.arange(0.0, 40.0, 0.01)
+    fitted = model.machine.commissioned_beam(model.beam)     # its multiple-scattering scale
+    scale = fitted.sigma_scale if fitted is not None else 1.0
     water = fermi_eyges_sigma_mm(fine, e.mean_energy_mev, e.points.rp_mm,
-                                 model.machine.spread.scattering_energy_mev)
+                                 model.machine.spread.scattering_energy_mev * scale)
     expected = np.interp(rho * z, fine, water) / rho
     check = (rho * z > 5.0) & (rho * z < e.points.r50_mm)
     np.testing.assert_allclose(sigma[check], expected[check], rtol=0.02)
