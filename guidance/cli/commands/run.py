@@ -259,19 +259,29 @@ def _check_source(args: argparse.Namespace) -> None:
         raise InputError("--source scripted only works with the phantom")
     if source == "sim" and args.case != "phantom":
         raise InputError("--source sim only works with the phantom (it renders it)")
+    if source in ("scripted", "sim") and args.registration is not None:
+        raise InputError(f"--registration {args.registration}: not used with --source "
+                         f"{source} (the simulated procedure registers itself); drop it")
+    if args.tracker_devices and args.tracker != "igtl":
+        raise InputError("--tracker-devices is only used with --tracker igtl; drop it or add "
+                         "--tracker igtl")
     if source in ("none", "scripted", "sim"):
         return
-    if args.calibration is None:
-        raise InputError(f"--source {source}: --calibration FILE is required for a real camera")
     kind, _, device = source.partition(":")
     if kind == "igtl":
         if not args.igtl_port:
             raise InputError("--source igtl needs the OpenIGTLink server (--igtl-port N > 0)")
-    elif kind == "webcam" and (not device or device.isdigit()):
-        return
+    elif kind == "webcam":
+        if device and not device.isdigit():
+            raise InputError(f"--source {source!r}: the webcam number must be an integer "
+                             "(webcam:0)")
     elif not Path(source).is_dir() and not Path(source).is_file():
-        raise InputError(f"--source {source!r}: not sim, scripted, none, webcam[:N], "
-                         "igtl[:DEVICE], a video file or an image folder")
+        if Path(source).suffix or os.sep in source:
+            raise InputError(f"--source {source}: file or folder not found; check the path")
+        raise InputError(f"--source {source!r}: unknown source; use sim, scripted, none, "
+                         "webcam[:N], igtl[:DEVICE], a video file or an image folder")
+    if args.calibration is None:
+        raise InputError(f"--source {source}: --calibration FILE is required for a real camera")
 
 
 def _camera_frames(args: argparse.Namespace, inputs: _Inputs, igtl):
