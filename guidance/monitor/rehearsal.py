@@ -92,8 +92,15 @@ def phantom_view(*, spacing_mm=(3.0, 3.0, 4.0), image_size=(640, 400)) -> Phanto
                        invert_rigid(look_at(eye, target)))
 
 
-def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int] = (1280, 720),
-                   seed: int = 0, session_log=None):
+#: The simulated procedure in real time (15 frames/s clock): the pointer rests 1.5 s on
+#: each fiducial, the applicator comes in over 6 s, then stays on its plan.
+REALTIME_FRAMES_PER_FIDUCIAL = 22
+REALTIME_APPROACH_FRAMES = 90
+
+
+def simulated_feed(case: Case, *, frames: int | None = 600,
+                   image_size: tuple[int, int] = (1280, 720), seed: int = 0,
+                   session_log=None, realtime: bool = False):
     """The simulated procedure (:class:`guidance.sim.scenario.Scenario`) through the real loop.
 
     Frames are rendered by the simulated camera (lens distortion, noise...), tracked by
@@ -101,26 +108,35 @@ def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int]
     fiducials (:class:`guidance.registration.pointer.PointerRegistration`, recorded in
     ``session_log``) and undistorted for the overlay.
 
+    ``realtime`` runs the procedure on the wall clock (a slow renderer skips frames; 1.5 s
+    per fiducial, 6 s of approach); ``frames=None`` gives it no end (the applicator stays
+    on its plan; :meth:`SimulatedFeed.restart` starts the approach again).
+
     Returns
     -------
-    (LoopFeed, Scenario)
+    (SimulatedFeed, Scenario)
     """
     from calibration.undistort import undistorter_for
     from guidance.loop.guidance_loop import GuidanceLoop
-    from guidance.monitor.feed import LoopFeed
+    from guidance.monitor.feed import SimulatedFeed
     from guidance.registration.pointer import PointerRegistration
     from guidance.sim.scenario import Scenario, ScenarioOptions, default_camera
 
     calibration = default_camera(image_size)
-    scenario = Scenario(case, calibration, ScenarioOptions(frames=frames, seed=seed))
-    loop = GuidanceLoop(scenario.source(), scenario.tools, calibration.camera_matrix,
-                        calibration.dist_coeffs)
+    options = ScenarioOptions(frames=frames, seed=seed)
+    if realtime:
+        options = ScenarioOptions(frames=frames, seed=seed,
+                                  frames_per_fiducial=REALTIME_FRAMES_PER_FIDUCIAL,
+                                  approach_frames=REALTIME_APPROACH_FRAMES)
+    scenario = Scenario(case, calibration, options)
+    loop = GuidanceLoop(scenario.source(realtime=realtime), scenario.tools,
+                        calibration.camera_matrix, calibration.dist_coeffs)
     registration = PointerRegistration(
         loop, {n: case.fiducials_lps[n] for n in scenario.fiducial_names},
         scenario.fiducial_at, target_lps=case.centroid_lps("CTV"),
-        samples_per_fiducial=scenario.frames_per_fiducial,
+        samples_per_fiducial=2 if realtime else scenario.frames_per_fiducial,
         give_up=lambda i: scenario.phase_at(i) == "treatment", session_log=session_log)
     undistorter = undistorter_for(calibration)
-    feed = LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort,
-                    on_result=registration)
+    feed = SimulatedFeed(loop, undistorter.camera_matrix, scenario=scenario,
+                         undistort=undistorter.undistort, on_result=registration)
     return feed, scenario

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -40,6 +41,10 @@ class SimulatedSource(FrameSource):
         Stop after this many frames.
     fps : float
         Simulation clock: ``t_s = index / fps``.
+    realtime : bool
+        Follow the wall clock: frame ``index`` is the one due ``t_s`` seconds after the first
+        read, so a renderer slower than ``fps`` skips frames instead of slowing the
+        procedure down.
 
     Each frame carries its :class:`~guidance.sim.camera.SimTruth` in ``Frame.truth``.
     """
@@ -47,19 +52,27 @@ class SimulatedSource(FrameSource):
     def __init__(self, camera: SimulatedCamera,
                  script: Callable[[int, float], ScenePose | None], *,
                  n_frames: int | None = None, fps: float = 30.0, camera_id: str = "simulated",
-                 own_camera: bool = True) -> None:
+                 own_camera: bool = True, realtime: bool = False) -> None:
         super().__init__(camera_id)
         self.camera = camera
         self.script = script
         self.n_frames = n_frames
         self.fps = float(fps)
         self.own_camera = own_camera
+        self.realtime = realtime
         self._index = 0
+        self._start_s: float | None = None
 
     def _open(self) -> None:
         self._index = 0
+        self._start_s = None
 
     def _read(self) -> Frame | None:
+        if self.realtime:
+            now = time.monotonic()
+            if self._start_s is None:
+                self._start_s = now
+            self._index = max(self._index, int((now - self._start_s) * self.fps))
         if self.n_frames is not None and self._index >= self.n_frames:
             return None
         index = self._index

@@ -87,8 +87,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="new session log (default: a new session-<time>.sqlite in "
                              "$XDG_DATA_HOME/iort/sessions, ~/.local/share/iort/sessions "
                              "without XDG_DATA_HOME); owner-only, it names the patient")
-    parser.add_argument("--frames", type=int, default=600,
-                        help="frames of the simulated procedure (default 600)")
+    parser.add_argument("--frames", type=int, default=None, metavar="N",
+                        help="end the simulated procedure after N frames of its 15 "
+                             "frames/s clock (default: it runs in real time until the "
+                             "window closes; R restarts the applicator's approach)")
     parser.add_argument("--full-screen", action="store_true", help="start full screen")
     parser.add_argument("--quit-after", type=float, metavar="S",
                         help="close the window after S seconds (smoke tests)")
@@ -255,6 +257,8 @@ def _check_source(args: argparse.Namespace) -> None:
     """Reject a ``--source`` that cannot work with the case and options, before anything
     is opened or created."""
     source = args.source
+    if args.frames is not None and (args.frames < 1 or source != "sim"):
+        raise InputError(f"--frames {args.frames}: a number >= 1, and only for --source sim")
     if source == "scripted" and args.case != "phantom":
         raise InputError("--source scripted only works with the phantom")
     if source == "sim" and args.case != "phantom":
@@ -325,11 +329,12 @@ def _feed(args: argparse.Namespace, inputs: _Inputs, frames, session_log, igtl):
         path = [(8.0 * np.cos(t), 8.0 * np.sin(t), 0.0)
                 for t in np.linspace(0, 2 * np.pi, 90)]
         return ScriptedFeed(view.shots(path), view.camera_matrix, view.background(),
-                            fps=30.0, loop=True)
+                            fps=30.0, loop=True, realtime=True)
     if source == "sim":
         from guidance.monitor.rehearsal import simulated_feed
 
-        return simulated_feed(inputs.case, frames=args.frames, session_log=session_log)[0]
+        return simulated_feed(inputs.case, frames=args.frames, session_log=session_log,
+                              realtime=True)[0]
     from calibration.undistort import undistorter_for
     from guidance.loop.guidance_loop import GuidanceLoop
     from guidance.monitor.feed import LoopFeed

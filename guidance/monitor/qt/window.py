@@ -65,6 +65,7 @@ QLabel#registration { font-family: monospace; font-size: 16px; padding: 4px; }
 QLabel#header { background-color: #1d2733; color: #ffffff; font-size: 22px; font-weight: bold;
     padding: 4px 10px; }
 QLabel#phase { color: #9ad0ff; font-size: 22px; font-weight: bold; }
+QLabel#simulation { color: #c9b3ff; font-size: 20px; font-weight: bold; }
 QLabel#reasons { font-size: 20px; font-weight: bold; }
 QLabel#plan_beam { font-size: 17px; }
 QLabel#ack { font-size: 28px; font-weight: bold; padding: 6px 10px; border-radius: 4px; }
@@ -247,9 +248,14 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.deviation_label = QtWidgets.QLabel("—", objectName="deviation")
         self.deviation_label.setWordWrap(True)
         self.phase_label = QtWidgets.QLabel("", objectName="phase")
+        # what a simulated procedure is doing now (hidden for a real camera)
+        self.sim_label = QtWidgets.QLabel("", objectName="simulation")
+        self.sim_label.setWordWrap(True)
+        self.sim_label.setVisible(hasattr(self.logic.capture.feed, "simulation_text"))
         self.reasons_label = QtWidgets.QLabel("", objectName="reasons")
         self.reasons_label.setWordWrap(True)
         sp.addWidget(self.phase_label)
+        sp.addWidget(self.sim_label)
         sp.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
         sp.addWidget(self.deviation_label)
         sp.addWidget(self.reasons_label)
@@ -369,6 +375,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
             shortcut = QtWidgets.QShortcut(QtGui.QKeySequence(keys), self, activated=slot)
             # work whichever widget (or the 3D view) has the focus
             shortcut.setContext(QtCore.Qt.ApplicationShortcut)
+        feed = self.logic.capture.feed
+        if hasattr(feed, "restart"):   # a simulated procedure: R plays it again
+            QtWidgets.QShortcut(QtGui.QKeySequence("R"), self, activated=self._restart_sim
+                                ).setContext(QtCore.Qt.ApplicationShortcut)
         # guided registration keys, only while it runs (they would steal Space/Backspace
         # from the selectors otherwise)
         self.registration_shortcuts: list[QtWidgets.QShortcut] = []
@@ -397,6 +407,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
                                else [int(total * 0.5), int(total * 0.5)])
         self.mode_label.setText(f"{mode.upper()}  (F1/F2 mode, F11 full screen, "
                                 "Ctrl+Enter confirm)")
+
+    def _restart_sim(self) -> None:
+        if self.logic.capture.feed.restart():
+            self.logic.action("simulation_restart")
 
     def toggle_full_screen(self) -> None:
         if self.isFullScreen():
@@ -482,6 +496,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.deviation_label.setText(snap.deviation.text() if snap.deviation is not None
                                      else "applicator not tracked")
         self._show_judgement(snap)
+        if self.sim_label.isVisibleTo(self.surgeon_panel):
+            self.sim_label.setText(self.logic.capture.feed.simulation_text())
         # re-render on a new frame, and also when tracking turns stale without a new frame
         # (a frozen camera must not leave a confident overlay on screen)
         if snap.frame is not None and (snap.frame_seq != self._rendered_frame_seq
