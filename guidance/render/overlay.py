@@ -42,6 +42,13 @@ class OverlayStatus:
     banner: str = ""
 
 
+def stale_video(background_rgb: np.ndarray) -> np.ndarray:
+    """The video greyed (half towards the stale tint): nothing may be drawn on it from an
+    old pose."""
+    return (0.5 * np.asarray(background_rgb).astype(np.float32)
+            + 0.5 * STALE_TINT).astype(np.uint8)
+
+
 class OverlayRenderer:
     """Render a :class:`Scene` over video frames from a calibrated camera.
 
@@ -114,7 +121,7 @@ class OverlayRenderer:
                              f" the overlay was set up for {width}x{height}")
         status = status or OverlayStatus()
         if not status.tracking_ok:
-            out = (0.5 * background.astype(np.float32) + 0.5 * STALE_TINT).astype(np.uint8)
+            out = stale_video(background)
             draw_banner(out, status.banner or "TRACKING LOST - overlay hidden", alarm=True)
             return out
         if camera_from_patient is None:  # nothing registered yet: the plain video

@@ -76,6 +76,40 @@ class SliceImage:
         return (pixel_from_patient[:3, :3] @ p + pixel_from_patient[:3, 3])[:2]
 
 
+#: Patient direction letters (LPS: +x left, +y posterior, +z superior).
+_LETTERS = {(0, 1): "L", (0, -1): "R", (1, 1): "P", (1, -1): "A", (2, 1): "S", (2, -1): "I"}
+
+
+def _letter(direction: np.ndarray) -> str:
+    axis = int(np.argmax(np.abs(direction)))
+    return _LETTERS[(axis, 1 if direction[axis] > 0 else -1)]
+
+
+def edge_labels(orientation: str) -> dict[str, str]:
+    """Which patient direction each edge of a slice image faces.
+
+    Returns
+    -------
+    dict
+        ``{"left", "right", "top", "bottom"}`` to ``"A"``/``"P"``/``"L"``/``"R"``/``"S"``/
+        ``"I"``.
+
+    Examples
+    --------
+    >>> edge_labels("axial")
+    {'left': 'R', 'right': 'L', 'top': 'A', 'bottom': 'P'}
+    """
+    col, row = (np.asarray(a) for a in _AXES[orientation])
+    return {"left": _letter(-col), "right": _letter(col), "top": _letter(-row),
+            "bottom": _letter(row)}
+
+
+def slice_normal(orientation: str) -> np.ndarray:
+    """Unit normal (LPS) of a slice orientation: the direction a positive scroll moves."""
+    col, row = (np.asarray(a) for a in _AXES[orientation])
+    return np.cross(col, row)
+
+
 def plane_frame(orientation: str, centre_lps: np.ndarray, *, size_px: int,
                 pixel_mm: float) -> np.ndarray:
     """``patient_from_pixel`` of a square slice of ``size_px`` pixels centred on a point."""

@@ -38,12 +38,14 @@ import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from guidance.monitor.logic import ISODOSE_LINES, MonitorLogic, MonitorSnapshot
+from guidance.monitor.qt.image_view import ImageView, numpy_to_qimage  # noqa: F401
+from guidance.monitor.qt.slice_view import SliceView
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
-from guidance.render.overlay import OverlayRenderer, OverlayStatus
+from guidance.render.overlay import OverlayRenderer, stale_video
 from guidance.render.plots import render_dvh_plot
 from guidance.render.scene_actors import SceneActors, add_organ_outlines
-from guidance.render.slices import ORIENTATIONS, SliceImage, render_slice
+from guidance.render.slices import ORIENTATIONS, SliceImage, render_slice, slice_normal
 from guidance.treatment.plan_check import LIGHT_RGB, Light
 
 log = logging.getLogger(__name__)
@@ -79,51 +81,12 @@ ACK_STYLE = {"ok": "background-color: #1f6f3a; color: white;",
 
 
 
-def numpy_to_qimage(rgb: np.ndarray) -> QtGui.QImage:
-    """Copy an (H, W, 3) uint8 RGB array into a QImage."""
-    rgb = np.ascontiguousarray(rgb)
-    height, width = rgb.shape[:2]
-    return QtGui.QImage(rgb.data, width, height, 3 * width,
-                        QtGui.QImage.Format_RGB888).copy()
-
-
-class ImageView(QtWidgets.QWidget):
-    """Shows an RGB image scaled uniformly to fit, centred on black (letterbox)."""
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None, *, min_size=(160, 120)):
-        super().__init__(parent)
-        self.setMinimumSize(*min_size)
-        self.image: np.ndarray | None = None
-        self._qimage: QtGui.QImage | None = None
-        self.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Expanding)
-
-    def set_image(self, rgb: np.ndarray) -> None:
-        self.image = rgb
-        self._qimage = numpy_to_qimage(rgb)
-        self.update()
-
-    def image_rect(self) -> QtCore.QRectF:
-        """Where the image is drawn in widget coordinates (uniform scale)."""
-        if self._qimage is None:
-            return QtCore.QRectF()
-        w, h = self._qimage.width(), self._qimage.height()
-        scale = min(self.width() / w, self.height() / h)
-        dw, dh = w * scale, h * scale
-        return QtCore.QRectF((self.width() - dw) / 2.0, (self.height() - dh) / 2.0, dw, dh)
-
-    def widget_point(self, u_px: float, v_px: float) -> tuple[float, float]:
-        """Widget coordinates of image pixel centre (u, v) (OpenCV convention)."""
-        rect = self.image_rect()
-        scale = rect.width() / self._qimage.width()
-        return rect.x() + (u_px + 0.5) * scale, rect.y() + (v_px + 0.5) * scale
-
-    def paintEvent(self, event: QtGui.QPaintEvent) -> None:
-        painter = QtGui.QPainter(self)
-        painter.fillRect(self.rect(), QtGui.QColor(0, 0, 0))
-        if self._qimage is not None:
-            painter.setRenderHint(QtGui.QPainter.SmoothPixmapTransform, True)
-            painter.drawImage(self.image_rect(), self._qimage)
-        painter.end()
+def _lines_px(lines: int, pixel_size: int, *, family: str = "", bold: bool = False) -> int:
+    """Height (px) of ``lines`` lines of text in a font of ``pixel_size`` px."""
+    font = QtGui.QFont(family) if family else QtGui.QFont()
+    font.setPixelSize(pixel_size)
+    font.setBold(bold)
+    return int(np.ceil(QtGui.QFontMetricsF(font).lineSpacing() * lines)) + 4
 
 
 class TrafficLight(QtWidgets.QLabel):
@@ -171,6 +134,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._slice_key: tuple | None = None
         self.ar_frames = 0
         self.snapshot: MonitorSnapshot | None = None
+        self.quit_box: QtWidgets.QMessageBox | None = None
+        self._quit_confirmed = False
         self._build(with_3d)
         self._shortcuts()
         self.set_mode(logic.mode)
@@ -216,7 +181,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         outer.addWidget(self.registration_label)
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         outer.addWidget(self.splitter, 1)
-        self.ar_view = ImageView(min_size=(320, 180))
+        self.ar_view = ImageView(min_size=(320, 180),
+                                 placeholder="starting the camera and the tracking ...")
         # left column: the AR view, and in oncologist mode the CT slices under it (the
         # video is 16:9, so the column has room below it)
         left = QtWidgets.QWidget()
@@ -252,8 +218,15 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.sim_label = QtWidgets.QLabel("", objectName="simulation")
         self.sim_label.setWordWrap(True)
         self.sim_label.setVisible(hasattr(self.logic.capture.feed, "simulation_text"))
+        # fixed heights: a text that appears, changes or wraps does not move what is below
+        self.phase_label.setMinimumHeight(_lines_px(1, 22, bold=True))
+        self.sim_label.setMinimumHeight(_lines_px(2, 20, bold=True))
+        self.deviation_label.setMinimumHeight(_lines_px(2, 30, bold=True))
         self.reasons_label = QtWidgets.QLabel("", objectName="reasons")
         self.reasons_label.setWordWrap(True)
+        self.reasons_label.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
+        # room for 5 reasons: a shorter or longer list does not move what is below
+        self.reasons_label.setMinimumHeight(_lines_px(5, 20, bold=True))
         sp.addWidget(self.phase_label)
         sp.addWidget(self.sim_label)
         sp.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
@@ -278,6 +251,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.view3d.camera.position = tuple(focus + np.array([0.0, -260.0, 150.0]))
         self.view3d.camera.up = (0.0, 0.0, 1.0)
         self.view3d.reset_camera_clipping_range()
+        # which way is the patient: LPS axes in the corner (x left, y posterior, z superior)
+        self.view3d.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=3,
+                             viewport=(0.0, 0.0, 0.15, 0.5))
         side_layout.addWidget(self.view3d, 2)
 
     def _build_slices(self, side_layout: QtWidgets.QVBoxLayout) -> None:
@@ -289,11 +265,14 @@ class MonitorWindow(QtWidgets.QMainWindow):
         column.addWidget(self.slice_legend)
         sr = QtWidgets.QHBoxLayout()
         column.addLayout(sr, 1)
-        self.slice_views: dict[str, ImageView] = {}
+        self.slice_views: dict[str, SliceView] = {}
         for orientation in ORIENTATIONS:
             box = QtWidgets.QVBoxLayout()
-            caption = QtWidgets.QLabel(orientation, objectName="caption")
-            view = ImageView(min_size=(160, 160))
+            caption = QtWidgets.QLabel(f"{orientation} (wheel: move, Ctrl+wheel: zoom)"
+                                       if orientation == ORIENTATIONS[0] else orientation,
+                                       objectName="caption")
+            view = SliceView(orientation, min_size=(160, 160))
+            view.view_changed.connect(self._slices_moved)
             box.addWidget(caption)
             box.addWidget(view, 1)
             sr.addLayout(box)
@@ -335,6 +314,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
         op.addWidget(self.dvh_view, 2, 0, 1, 3)
         self.coverage_label = QtWidgets.QLabel("no dose yet", objectName="coverage")
         self.coverage_label.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
+        # every structure, the outside-beam line and MU: the table never changes height
+        self.coverage_label.setMinimumHeight(
+            _lines_px(len(self.logic.case.structures) + 3, 16, family="monospace"))
         op.addWidget(self.coverage_label, 2, 3, 1, 2)
         self.plan_beam_label = QtWidgets.QLabel("", objectName="plan_beam")
         self.plan_beam_label.setWordWrap(True)
@@ -371,7 +353,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
                            ("F11", self.toggle_full_screen),
                            ("Escape", self.showNormal),
                            ("Ctrl+Return", self.confirm),
-                           ("Ctrl+Q", self.close)]:
+                           ("Ctrl+Q", self.ask_quit)]:
             shortcut = QtWidgets.QShortcut(QtGui.QKeySequence(keys), self, activated=slot)
             # work whichever widget (or the 3D view) has the focus
             shortcut.setContext(QtCore.Qt.ApplicationShortcut)
@@ -411,6 +393,33 @@ class MonitorWindow(QtWidgets.QMainWindow):
     def _restart_sim(self) -> None:
         if self.logic.capture.feed.restart():
             self.logic.action("simulation_restart")
+
+    def ask_quit(self) -> None:
+        """Ctrl+Q (or the window's close button): during a session, ask first."""
+        if self.logic.session_log is None:
+            self.close()
+            return
+        if self.quit_box is None:
+            box = QtWidgets.QMessageBox(
+                QtWidgets.QMessageBox.Question, "Quit the OR monitor?",
+                "Quit the OR monitor? The session will be closed and its log ended.",
+                QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No, self)
+            box.setDefaultButton(QtWidgets.QMessageBox.No)
+            box.setStyleSheet("QLabel { font-size: 22px; } QPushButton { font-size: 20px; "
+                              "min-width: 120px; padding: 8px; }")
+            box.finished.connect(self._quit_answered)
+            self.quit_box = box
+        self.quit_box.open()   # not modal-blocking: the monitor keeps updating behind it
+
+    def _quit_answered(self, _code: int) -> None:
+        if self.quit_box.clickedButton() is self.quit_box.button(QtWidgets.QMessageBox.Yes):
+            self._quit_confirmed = True
+            self.logic.action("quit_confirmed")
+            self.close()
+
+    def _slices_moved(self) -> None:
+        if self.snapshot is not None:
+            self._update_slices(self.snapshot)
 
     def toggle_full_screen(self) -> None:
         if self.isFullScreen():
@@ -560,10 +569,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         if ok:
             layer = self._renderer.render_layer(frame.camera_from_patient)
             image = blend_layer(frame.image_rgb, layer)
-        else:  # greyed video, no anatomy from an old pose, red banner
-            banner = snap.banner or "TRACKING LOST - overlay hidden"
-            image = self._renderer.render(frame.image_rgb, None,
-                                          OverlayStatus(tracking_ok=False, banner=banner))
+        else:  # greyed video, no anatomy from an old pose (the window's banner says why)
+            image = stale_video(frame.image_rgb)
         self.ar_view.set_image(image)
         self.ar_frames += 1
 
@@ -614,7 +621,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
             try:
                 images: list[SliceImage] = self._slice_future.result()
                 for image in images:
-                    self.slice_views[image.orientation].set_image(image.rgb)
+                    view = self.slice_views[image.orientation]
+                    view.patient_from_pixel = image.patient_from_pixel
+                    view.set_image(image.rgb)
             except Exception:
                 log.exception("slice rendering failed")
             self._slice_future = None
@@ -623,7 +632,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
             pose = snap.dose.patient_from_applicator
         if pose is None:
             pose = self.logic.plan
-        key = (tuple(np.round(pose[:3, 3] / 2.0).astype(int)), snap.dose_seq)
+        views = self.slice_views
+        key = (tuple(np.round(pose[:3, 3] / 2.0).astype(int)), snap.dose_seq,
+               tuple((v.offset_mm, v.zoom) for v in views.values()))
         if key == self._slice_key:
             return
         self._slice_key = key
@@ -635,15 +646,25 @@ class MonitorWindow(QtWidgets.QMainWindow):
         centre = pose[:3, 3].copy()
         size = self.slice_px
 
+        where = {o: (centre + views[o].offset_mm * slice_normal(o), 160.0 / size / views[o].zoom)
+                 for o in ORIENTATIONS}
+
         def work() -> list[SliceImage]:
-            return [render_slice(case.ct, o, centre, outlines=outlines, dose=dose,
+            return [render_slice(case.ct, o, where[o][0], outlines=outlines, dose=dose,
                                  isodoses=isodoses, patient_from_applicator=pose,
-                                 size_px=size, pixel_mm=160.0 / size) for o in ORIENTATIONS]
+                                 size_px=size, pixel_mm=where[o][1]) for o in ORIENTATIONS]
 
         self._slice_future = self._slice_pool.submit(work)
 
     # --------------------------------------------------------------- shutdown
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if event.spontaneous() and not self._quit_confirmed and \
+                self.logic.session_log is not None:   # the window manager's close button
+            event.ignore()
+            self.ask_quit()
+            return
+        if self.quit_box is not None:
+            self.quit_box.close()
         self._closed = True   # signals already queued from the workers are ignored
         self._timer.stop()
         self.logic.capture.on_frame = None
