@@ -38,6 +38,7 @@ import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
 from guidance.monitor.logic import ISODOSE_LINES, MonitorLogic, MonitorSnapshot
+from guidance.monitor.qt.disc_panel import DiscPanel
 from guidance.monitor.qt.image_view import ImageView, numpy_to_qimage  # noqa: F401
 from guidance.monitor.qt.slice_view import SliceView
 from guidance.monitor.state import coverage_table
@@ -296,38 +297,41 @@ class MonitorWindow(QtWidgets.QMainWindow):
                                     opts.diameters_mm, self.logic.beam.applicator_diameter_mm)
         self.bevel = self._combo([f"{b:g}°" for b in opts.bevels_deg], opts.bevels_deg,
                                  self.logic.beam.bevel_deg)
-        self.disc = self._combo(list(opts.discs), opts.discs, self.logic.beam.disc)
+        self.disc_panel = DiscPanel(opts, self.logic.beam)
+        self.disc = self.disc_panel.material
         self.prescription = QtWidgets.QDoubleSpinBox()
         self.prescription.setRange(1.0, 30.0)
         self.prescription.setSuffix(" Gy")
         self.prescription.setValue(self.logic.beam.prescription_gy)
         for col, (label, widget) in enumerate([("energy", self.energy),
                                                ("applicator", self.diameter),
-                                               ("bevel", self.bevel), ("disc", self.disc),
+                                               ("bevel", self.bevel),
                                                ("prescription", self.prescription)]):
             op.addWidget(QtWidgets.QLabel(label, objectName="caption"), 0, col)
             op.addWidget(widget, 1, col)
-        for widget in (self.energy, self.diameter, self.bevel, self.disc):
+        for widget in (self.energy, self.diameter, self.bevel):
             widget.currentIndexChanged.connect(self._beam_changed)
         self.prescription.valueChanged.connect(self._beam_changed)
+        self.disc_panel.changed.connect(self._beam_changed)
+        op.addWidget(self.disc_panel, 2, 0, 1, 5)
         self.dvh_view = ImageView(min_size=(240, 140))
-        op.addWidget(self.dvh_view, 2, 0, 1, 3)
+        op.addWidget(self.dvh_view, 3, 0, 1, 3)
         self.coverage_label = QtWidgets.QLabel("no dose yet", objectName="coverage")
         self.coverage_label.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
         # every structure, the outside-beam line and MU: the table never changes height
         self.coverage_label.setMinimumHeight(
             _lines_px(len(self.logic.case.structures) + 3, 16, family="monospace"))
-        op.addWidget(self.coverage_label, 2, 3, 1, 2)
+        op.addWidget(self.coverage_label, 3, 3, 1, 2)
         self.plan_beam_label = QtWidgets.QLabel("", objectName="plan_beam")
         self.plan_beam_label.setWordWrap(True)
-        op.addWidget(self.plan_beam_label, 3, 0, 1, 5)
+        op.addWidget(self.plan_beam_label, 4, 0, 1, 5)
         self.override_edit = QtWidgets.QLineEdit(objectName="override")
         self.override_edit.setPlaceholderText("override reason (needed to confirm a plan "
                                               "that is not green)")
-        op.addWidget(self.override_edit, 4, 0, 1, 3)
+        op.addWidget(self.override_edit, 5, 0, 1, 3)
         self.confirm_button = QtWidgets.QPushButton("Confirm pose + dose", objectName="confirm")
         self.confirm_button.clicked.connect(self.confirm)
-        op.addWidget(self.confirm_button, 4, 3, 1, 2)
+        op.addWidget(self.confirm_button, 5, 3, 1, 2)
         side_layout.addWidget(self.oncologist_panel, 3)
 
     def _build_status_bar(self) -> None:
@@ -429,11 +433,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.logic.action("full_screen", on=self.isFullScreen())
 
     def _beam_changed(self) -> None:
-        beam = replace(self.logic.beam, energy_mev=float(self.energy.currentData()),
-                       applicator_diameter_mm=float(self.diameter.currentData()),
-                       bevel_deg=float(self.bevel.currentData()),
-                       disc=str(self.disc.currentData()),
-                       prescription_gy=float(self.prescription.value()))
+        beam = self.disc_panel.apply(replace(
+            self.logic.beam, energy_mev=float(self.energy.currentData()),
+            applicator_diameter_mm=float(self.diameter.currentData()),
+            bevel_deg=float(self.bevel.currentData()),
+            prescription_gy=float(self.prescription.value())))
         self.logic.set_beam(beam)
         self._scene_changed()
 
@@ -530,13 +534,19 @@ class MonitorWindow(QtWidgets.QMainWindow):
         plan, cur = self.logic.planned_beam, self.logic.beam
 
         def beam_text(b) -> str:
+            if b.kv_diameter_mm is not None:
+                return f"kV sphere {b.kv_diameter_mm:g} mm, {b.prescription_gy:g} Gy at surface"
+            disc = "none" if b.disc_size_mm is None else \
+                "{} {:g}x{:g} mm at {:g} mm".format(b.disc, *b.disc_size_mm)
+            bolus = f", bolus {b.bolus_mm:g} mm" if b.bolus_mm else ""
             return (f"{self.logic.machine} {b.energy_mev:g} MeV, {b.applicator_diameter_mm:g} "
-                    f"mm, bevel {b.bevel_deg:g}°, disc {b.disc}, {b.prescription_gy:g} Gy")
+                    f"mm, bevel {b.bevel_deg:g}°, disc {disc}{bolus}, {b.prescription_gy:g} Gy")
 
         text = f"plan:    {beam_text(plan)}\ncurrent: {beam_text(cur)}"
         if snap.beam_deviations:
             text += "\nDIFFERS FROM PLAN: " + ", ".join(snap.beam_deviations)
         self.plan_beam_label.setText(text)
+        self.disc_panel.show_reasons(snap.light_reasons)
         self.plan_beam_label.setStyleSheet("color: #f0c81e;" if snap.beam_deviations else "")
 
     def _update_3d(self, snap: MonitorSnapshot) -> None:
@@ -634,7 +644,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
             pose = self.logic.plan
         views = self.slice_views
         key = (tuple(np.round(pose[:3, 3] / 2.0).astype(int)), snap.dose_seq,
-               tuple((v.offset_mm, v.zoom) for v in views.values()))
+               tuple((v.offset_mm, v.zoom) for v in views.values()),
+               self.logic.beam.disc_size_mm)
         if key == self._slice_key:
             return
         self._slice_key = key
@@ -649,10 +660,13 @@ class MonitorWindow(QtWidgets.QMainWindow):
         where = {o: (centre + views[o].offset_mm * slice_normal(o), 160.0 / size / views[o].zoom)
                  for o in ORIENTATIONS}
 
+        disc = self.logic.beam.disc_size_mm
+
         def work() -> list[SliceImage]:
             return [render_slice(case.ct, o, where[o][0], outlines=outlines, dose=dose,
                                  isodoses=isodoses, patient_from_applicator=pose,
-                                 size_px=size, pixel_mm=where[o][1]) for o in ORIENTATIONS]
+                                 disc_mm=disc, size_px=size, pixel_mm=where[o][1])
+                    for o in ORIENTATIONS]
 
         self._slice_future = self._slice_pool.submit(work)
 
