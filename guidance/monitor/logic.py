@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -194,6 +194,10 @@ class MonitorLogic:
         Guided pointer registration for a real camera (the feed must hand it every frame,
         e.g. ``LoopFeed(on_result=registration)``); its prompt becomes the banner until a
         registration is accepted, and the ``registration_*`` methods drive it.
+    notices : sequence of str
+        Standing cautions shown on screen for the whole session and logged once as
+        warnings (e.g. ``CameraCalibration.warnings()``: a lens model uncertain at the
+        image edges).
     """
 
     def __init__(self, case: Case, planned_patient_from_applicator: np.ndarray,
@@ -206,8 +210,9 @@ class MonitorLogic:
                  registration: GuidedRegistration | None = None,
                  planned_beam: BeamChoice | None = None, machine: str = DEFAULT_MACHINE,
                  limits: PlanLimits | None = None, plan_name: str = "",
-                 light_dwell_s: float = 0.5) -> None:
+                 light_dwell_s: float = 0.5, notices: Sequence[str] = ()) -> None:
         self.case = case
+        self.notices = tuple(str(n) for n in notices)
         self.machine = machine
         self.plan_name = plan_name
         self.limits = limits if limits is not None else load_plan_limits()
@@ -293,6 +298,8 @@ class MonitorLogic:
     def start(self) -> MonitorLogic:
         self.capture.start()
         self.action("session_started", mode=self.mode)
+        for notice in self.notices:
+            self.warn(notice, source="calibration")
         return self
 
     def close(self) -> None:

@@ -408,7 +408,9 @@ def run(args: argparse.Namespace) -> int:
                              planned_beam=beam, machine=planned.machine, limits=limits,
                              plan_name=planned.name, beam_options=options,
                              session_log=session_log, igtl=igtl, stall_limit_s=stall_s,
-                             registration=_guided_of(feed))
+                             registration=_guided_of(feed),
+                             notices=inputs.calibration.warnings()
+                             if inputs.calibration is not None else ())
         from guidance.monitor.qt.window import INTERRUPTED, run_window
 
         logic.start()

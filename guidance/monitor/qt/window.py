@@ -67,6 +67,8 @@ QLabel#legend { font-size: 17px; font-weight: bold; }
 QLabel#registration { font-family: monospace; font-size: 16px; padding: 4px; }
 QLabel#header { background-color: #1d2733; color: #ffffff; font-size: 22px; font-weight: bold;
     padding: 4px 10px; }
+QLabel#notice { background-color: #5a4300; color: #ffe08a; font-size: 20px;
+    font-weight: bold; padding: 4px 10px; }
 QLabel#phase { color: #9ad0ff; font-size: 22px; font-weight: bold; }
 QLabel#simulation { color: #c9b3ff; font-size: 20px; font-weight: bold; }
 QLabel#reasons { font-size: 20px; font-weight: bold; }
@@ -167,6 +169,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
         # patient and plan, always in view
         self.header = QtWidgets.QLabel(self.logic.header(), objectName="header")
         outer.addWidget(self.header)
+        # standing cautions (e.g. the camera calibration's), for the whole session
+        self.notice_label = QtWidgets.QLabel("\n".join(f"CAUTION: {n}" for n in
+                                                       self.logic.notices), objectName="notice")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setVisible(bool(self.logic.notices))
+        outer.addWidget(self.notice_label)
         # what the last Confirm did, large (hidden before the first press)
         self.ack_label = QtWidgets.QLabel("", objectName="ack")
         self.ack_label.setWordWrap(True)

@@ -173,3 +173,36 @@ def test_slices_letters_scroll_zoom_orientation_marker_and_steady_layout(qtbot, 
         assert red.sum() > 20
     finally:
         window.close()
+
+
+def test_calibration_warnings_on_screen_and_in_the_log(qtbot, view, tmp_path) -> None:
+    """Item 17 on screen: a calibration from views far from the edges says so all along."""
+    from dataclasses import replace
+
+    from guidance.sim.scenario import default_camera
+
+    calibration = replace(default_camera(), coverage_percent=29.0, edge_uncertainty_px=6.5,
+                          distortion_model="k1, k2 (k3 fixed at 0: the board covered only "
+                                           "29 % of the image)")
+    notices = calibration.warnings()
+    assert len(notices) == 2
+    slog = SessionLog.create(tmp_path / "s.sqlite", case_id="phantom")
+    logic = MonitorLogic(view.case, view.plan, _feed(view), session_log=slog,
+                         stall_limit_s=1.0, notices=notices)
+    window = MonitorWindow(logic, with_3d=False)
+    show_active(qtbot, window, (1920, 1080))
+    logic.start()
+    try:
+        qtbot.waitUntil(lambda: window.ar_frames >= 1, timeout=20000)
+        label = window.notice_label
+        assert label.isVisible() and label.fontInfo().pixelSize() >= 20
+        assert "k3 fixed at 0" in label.text() and "± 6.5 px" in label.text()
+        for mode in (QtCore.Qt.Key_F2, QtCore.Qt.Key_F1):   # in both modes
+            qtbot.keyClick(window, mode)
+            assert label.isVisible()
+        logged = [e.payload["message"] for e in slog.events("warning")
+                  if e.payload.get("source") == "calibration"]
+        assert logged == notices
+    finally:
+        window.close()
+        slog.close()
