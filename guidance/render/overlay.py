@@ -92,6 +92,11 @@ class OverlayRenderer:
         self._actors.sync()
 
     @property
+    def actors(self) -> SceneActors:
+        """The scene's actors in this view (``actors.hidden``: items this view leaves out)."""
+        return self._actors
+
+    @property
     def plotter(self) -> pv.Plotter:
         """The offscreen plotter: a hook for extra view-dependent actors (e.g. organ
         silhouettes), which then follow the calibrated camera like the scene."""
@@ -102,6 +107,9 @@ class OverlayRenderer:
         pose = as_transform(camera_from_patient, name="camera_from_patient", rigid=True)
         self.sync()
         apply_to_vtk_camera(self._plotter.camera, self.camera_matrix, self.image_size, pose)
+        # pyvista's screenshot renders only the first time: later frames (new pose, hidden
+        # items) need the render asked for (a no-op before the first screenshot)
+        self._plotter.render()
         # light from the camera, like a head lamp over the surgical field
         rgba = self._plotter.screenshot(transparent_background=True, return_img=True)
         return np.asarray(rgba)

@@ -37,14 +37,17 @@ from dataclasses import replace
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
+from guidance.monitor.declutter import default_ar_items
 from guidance.monitor.logic import ISODOSE_LINES, MonitorLogic, MonitorSnapshot
 from guidance.monitor.qt.disc_panel import DiscPanel
 from guidance.monitor.qt.image_view import ImageView, numpy_to_qimage  # noqa: F401
 from guidance.monitor.qt.slice_view import SliceView
+from guidance.monitor.qt.structure_panel import StructureToggles
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
 from guidance.render.overlay import OverlayRenderer, stale_video
 from guidance.render.plots import render_dvh_plot
+from guidance.render.scene import STYLE_ISODOSE
 from guidance.render.scene_actors import SceneActors, add_organ_outlines
 from guidance.render.slices import ORIENTATIONS, SliceImage, render_slice, slice_normal
 from guidance.treatment.plan_check import LIGHT_RGB, Light
@@ -126,6 +129,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("IORT guidance — OR monitor")
         self.setStyleSheet(DARK_STYLE)
         self._renderer: OverlayRenderer | None = None
+        self._ar_outlines: dict[str, object] = {}
         self._rendered_frame_seq = -1
         self._rendered_ok: bool | None = None
         self._rendered_app_ok: bool | None = None
@@ -241,6 +245,19 @@ class MonitorWindow(QtWidgets.QMainWindow):
         sp.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
         sp.addWidget(self.deviation_label)
         sp.addWidget(self.reasons_label)
+        # AR decluttering: target, Rx isodose, planned ghost and the organs near the beam by
+        # default; each structure can be switched
+        scene = self.logic.scene
+        beam = self.logic.beam
+        self._ar_default = default_ar_items(scene, self.logic.plan, target=self.logic.target,
+                                            applicator_diameter_mm=beam.applicator_diameter_mm,
+                                            energy_mev=beam.energy_mev)
+        items = [(n, scene.items[n].color) for n in scene.items
+                 if n not in ("applicator", "disc")]
+        items.append(("isodose", STYLE_ISODOSE["color"]))
+        self.ar_toggles = StructureToggles(items, self._ar_default | {"isodose"})
+        self.ar_toggles.changed.connect(self._ar_structures_changed)
+        sp.addWidget(self.ar_toggles)
         self.surgeon_panel.setSizePolicy(QtWidgets.QSizePolicy.Preferred,
                                          QtWidgets.QSizePolicy.Minimum)
         side_layout.addWidget(self.surgeon_panel)
@@ -594,7 +611,27 @@ class MonitorWindow(QtWidgets.QMainWindow):
 
     def _outline_organs(self, renderer: OverlayRenderer) -> None:
         """Organs at risk get a view-dependent outline in the AR view."""
-        add_organ_outlines(renderer.plotter, self.logic.scene, target=self.logic.target)
+        self._ar_outlines = add_organ_outlines(renderer.plotter, self.logic.scene,
+                                               target=self.logic.target)
+        self._apply_ar_hidden()
+
+    def ar_hidden(self) -> set[str]:
+        """Scene items the AR view leaves out (switched off by the structure toggles)."""
+        return set(self.ar_toggles.buttons) - self.ar_toggles.shown()
+
+    def _apply_ar_hidden(self) -> None:
+        if self._renderer is None:
+            return
+        hidden = self.ar_hidden()
+        self._renderer.actors.hidden = hidden
+        for name, actor in self._ar_outlines.items():
+            actor.SetVisibility(name not in hidden)
+
+    def _ar_structures_changed(self) -> None:
+        self._apply_ar_hidden()
+        self.logic.action("ar_structures", shown=sorted(self.ar_toggles.shown()))
+        if self.snapshot is not None and self.snapshot.frame is not None:
+            self._render_ar(self.snapshot)
 
     def _show_dose(self, snap: MonitorSnapshot) -> None:
         dose = snap.dose

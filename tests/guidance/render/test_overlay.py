@@ -80,3 +80,20 @@ def test_unregistered_shows_plain_video_with_banner() -> None:
         out = renderer.render(video, None, OverlayStatus(banner="Registration: FID1"))
     assert tuple(out[120, 160]) == (200, 200, 200)
     assert out[5, 300].max() < 60  # dark information banner, not the red alarm
+
+
+def test_every_frame_is_rendered_anew_pose_and_hidden_items() -> None:
+    """The second and later frames follow the new camera pose and hidden items (pyvista's
+    screenshot renders only the first time by itself)."""
+    renderer = _ball_renderer(10.0)
+    try:
+        first = renderer.render_layer(BALL_POSE)
+        moved = BALL_POSE.copy()
+        moved[0, 3] = 40.0                              # ball 40 mm to the camera's right
+        second = renderer.render_layer(moved)
+        shift = _blob_centroid(second[..., 3] > 127) - _blob_centroid(first[..., 3] > 127)
+        np.testing.assert_allclose(shift, (500.0 * 40.0 / 300.0, 0.0), atol=1.0)
+        renderer.actors.hidden = {"ball"}
+        assert renderer.render_layer(moved)[..., 3].max() == 0
+    finally:
+        renderer.close()

@@ -206,3 +206,47 @@ def test_calibration_warnings_on_screen_and_in_the_log(qtbot, view, tmp_path) ->
     finally:
         window.close()
         slog.close()
+
+
+def test_ar_decluttered_by_default_with_per_structure_switches(qtbot, view, tmp_path) -> None:
+    """Item 9: the AR view shows target, Rx isodose, planned ghost and the organs near the
+    beam; the far ones (spine, liver) come back with their switch, where they project."""
+    import cv2
+
+    slog = SessionLog.create(tmp_path / "s.sqlite", case_id="phantom")
+    logic = MonitorLogic(view.case, view.plan, _feed(view), session_log=slog,
+                         stall_limit_s=1.0)
+    window = MonitorWindow(logic, with_3d=False)
+    show_active(qtbot, window, (1600, 900))
+    logic.start()
+    try:
+        buttons = window.ar_toggles.buttons
+        assert window.ar_toggles.isVisible()
+        on = {name for name, b in buttons.items() if b.isChecked()}
+        assert {"CTV", "PANCREAS", "planned_applicator", "isodose"} <= on
+        assert not on & {"SPINE", "LIVER", "KIDNEY_R", "PELVIS"}
+        qtbot.waitUntil(lambda: window.ar_frames >= 2 and window.snapshot.overlay_ok,
+                        timeout=20000)
+        assert not window._renderer.actors.actors["SPINE"].GetVisibility()
+        assert window._renderer.actors.actors["CTV"].GetVisibility()
+        before = window.ar_view.image.astype(int)
+        frames = window.ar_frames
+        buttons["SPINE"].click()
+        qtbot.waitUntil(lambda: window.ar_frames > frames, timeout=10000)
+        assert window._renderer.actors.actors["SPINE"].GetVisibility()
+        changed = np.abs(window.ar_view.image.astype(int) - before).max(axis=2) > 10
+        assert changed.sum() > 300
+        pose = window.snapshot.frame.camera_from_patient
+        points = np.asarray(logic.scene.items["SPINE"].mesh.points)
+        uv, _ = cv2.projectPoints(points, cv2.Rodrigues(pose[:3, :3])[0], pose[:3, 3],
+                                  window.snapshot.frame.camera_matrix, None)
+        uv = uv.reshape(-1, 2)
+        rows, cols = np.nonzero(changed)
+        assert cols.min() >= uv[:, 0].min() - 3 and cols.max() <= uv[:, 0].max() + 3
+        assert rows.min() >= uv[:, 1].min() - 3 and rows.max() <= uv[:, 1].max() + 3
+        shown = [e.payload for e in slog.events("action")
+                 if e.payload["action"] == "ar_structures"][-1]["shown"]
+        assert "SPINE" in shown
+    finally:
+        window.close()
+        slog.close()
