@@ -85,6 +85,11 @@ class OverlayRenderer:
         self._plotter.disable_anti_aliasing()
         self._plotter.set_background("black")
         self._actors = SceneActors(self._plotter, scene, smooth_shading=True)
+        self._last_key: tuple | None = None
+        self._last_layer: np.ndarray | None = None
+        self._extra_version = 0
+        #: Number of real renders (cached frames not counted).
+        self.renders = 0
         self.sync()
 
     def sync(self) -> None:
@@ -102,17 +107,44 @@ class OverlayRenderer:
         silhouettes), which then follow the calibrated camera like the scene."""
         return self._plotter
 
+    def _state_key(self, pose: np.ndarray) -> tuple:
+        """What the layer depends on: camera pose, every item's mesh, look, visibility and
+        pose, and the items this view hides."""
+        items = tuple((name, id(item.mesh), item.mesh.n_cells, bool(item.visible),
+                       tuple(item.color), float(item.opacity),
+                       None if item.patient_from_item is None
+                       else np.round(item.patient_from_item, 6).tobytes())
+                      for name, item in self.scene.items.items())
+        return (np.round(pose, 6).tobytes(), items, frozenset(self._actors.hidden),
+                self._extra_version)
+
+    def changed(self) -> None:
+        """Say that something outside the scene changed (e.g. an extra actor's visibility):
+        the next :meth:`render_layer` renders anew."""
+        self._extra_version += 1
+
     def render_layer(self, camera_from_patient: np.ndarray) -> np.ndarray:
-        """The scene alone as RGBA (H, W, 4) uint8, alpha 0 where nothing is drawn."""
+        """The scene alone as RGBA (H, W, 4) uint8, alpha 0 where nothing is drawn.
+
+        Rendered only when the pose or the scene changed since the last call (a still
+        camera over a still scene costs nothing); otherwise the last layer is returned.
+        """
         pose = as_transform(camera_from_patient, name="camera_from_patient", rigid=True)
+        key = self._state_key(pose)
+        if key == self._last_key and self._last_layer is not None:
+            return self._last_layer
         self.sync()
         apply_to_vtk_camera(self._plotter.camera, self.camera_matrix, self.image_size, pose)
         # pyvista's screenshot renders only the first time: later frames (new pose, hidden
         # items) need the render asked for (a no-op before the first screenshot)
         self._plotter.render()
         # light from the camera, like a head lamp over the surgical field
-        rgba = self._plotter.screenshot(transparent_background=True, return_img=True)
-        return np.asarray(rgba)
+        rgba = np.asarray(self._plotter.screenshot(transparent_background=True,
+                                                   return_img=True))
+        rgba.setflags(write=False)   # shared by the calls until the next change
+        self._last_key, self._last_layer = key, rgba
+        self.renders += 1
+        return rgba
 
     def render(self, background_rgb: np.ndarray, camera_from_patient: np.ndarray | None,
                status: OverlayStatus | None = None) -> np.ndarray:

@@ -139,6 +139,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._slice_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._slice_future: concurrent.futures.Future | None = None
         self._slice_key: tuple | None = None
+        self._dvh_future: concurrent.futures.Future | None = None
         self.ar_frames = 0
         self.snapshot: MonitorSnapshot | None = None
         self.quit_box: QtWidgets.QMessageBox | None = None
@@ -484,7 +485,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
     def _scene_changed(self) -> None:
         if self.view3d is not None:
             self._scene3d.sync()
-            self.view3d.render()
+            # one render, by Qt's next paint (render() renders, and the paint again)
+            self.view3d.update()
 
     # ------------------------------------------------------------------ update
     @staticmethod
@@ -547,6 +549,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self._show_dose(snap)
         self._update_slices(snap)
         self._update_3d(snap)
+        if self._dvh_future is not None and self._dvh_future.done():
+            future, self._dvh_future = self._dvh_future, None
+            try:
+                self.dvh_view.set_image(future.result())
+            except Exception:
+                log.exception("DVH plot failed")
 
     def _show_judgement(self, snap: MonitorSnapshot) -> None:
         """Phase, why the light is not green, planned beam next to the current one."""
@@ -626,6 +634,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._renderer.actors.hidden = hidden
         for name, actor in self._ar_outlines.items():
             actor.SetVisibility(name not in hidden)
+        self._renderer.changed()
 
     def _ar_structures_changed(self) -> None:
         self._apply_ar_hidden()
@@ -642,8 +651,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
         colors = self.logic.structure_colors()
         width = max(320, self.dvh_view.width())
         height = max(180, self.dvh_view.height())
-        self.dvh_view.set_image(render_dvh_plot(dose.curves, colors, size=(width, height),
-                                                prescription_gy=dose.beam.prescription_gy))
+        # the plot is drawn on the slice worker (tens of ms), shown by _refresh when ready
+        self._dvh_future = self._slice_pool.submit(
+            render_dvh_plot, dose.curves, colors, size=(width, height),
+            prescription_gy=dose.beam.prescription_gy)
         lines = [self._coloured(line, colors)
                  for line in coverage_table(dose.metrics, target=self.logic.target)]
         if dose.outside_beam:

@@ -97,3 +97,21 @@ def test_every_frame_is_rendered_anew_pose_and_hidden_items() -> None:
         assert renderer.render_layer(moved)[..., 3].max() == 0
     finally:
         renderer.close()
+
+
+def test_layer_rendered_only_when_pose_or_scene_changed() -> None:
+    """A still camera over a still scene costs no render (issue 13 item 12)."""
+    renderer = _ball_renderer(10.0)
+    try:
+        first = renderer.render_layer(BALL_POSE)
+        again = renderer.render_layer(BALL_POSE.copy())
+        assert renderer.renders == 1 and again is first
+        renderer.scene.items["ball"].visible = False
+        assert renderer.render_layer(BALL_POSE)[..., 3].max() == 0 and renderer.renders == 2
+        renderer.scene.items["ball"].visible = True
+        renderer.scene.add(SceneItem("ball", pv.Sphere(radius=20.0), (1.0, 0.0, 0.0)))
+        bigger = renderer.render_layer(BALL_POSE)
+        assert renderer.renders == 3
+        assert (bigger[..., 3] > 127).sum() > 3 * (first[..., 3] > 127).sum()
+    finally:
+        renderer.close()
