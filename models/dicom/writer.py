@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from models.base.errors import InputError
-from models.dicom.common import ensure_uids, identity_of, new_uid, now_date_time
+from models.dicom.common import ensure_study_date, ensure_uids, identity_of, new_uid
 from models.dicom.image_writer import write_image_series
 from models.dicom.rtstruct import write_rtstruct
 from models.patient.case import Case
@@ -68,9 +68,7 @@ def write_case(case: Case, out_dir: str | Path, *, force: bool = False,
     """
     out = prepare_output_dir(out_dir, force=force)
     ensure_uids(case, case.patient_id, case.ct.shape, case.ct.patient_from_voxel.tolist())
-    if not case.dicom_attributes.get("study_date"):
-        date, time = now_date_time()
-        case.dicom_attributes.update(study_date=date, study_time=time[:6])
+    ensure_study_date(case)
     identity = identity_of(case, anonymise=anonymise)
     case.image_instance_uids = write_image_series(
         case.ct, out, identity, series_instance_uid=case.series_instance_uid,

@@ -71,3 +71,34 @@ def test_dose_case_and_export_write_the_same_reference_point(case_dir, tmp_path,
         atol=1e-6, rtol=0)
     assert (read_rtplan(dosed).electron_plan().prescription_gy
             == read_rtplan(exported).electron_plan().prescription_gy)
+
+
+def test_export_phantom_without_with_ct_passes_dciodvfy(tmp_path, capsys):
+    """Issue 13 item 16: the phantom exports without --with-ct (its CT is written, it has no
+    other DICOM), every object carries StudyDate/StudyTime, the machine name is the one
+    given; dciodvfy (dicom3tools) reports no warning and no error."""
+    import shutil
+    import subprocess
+
+    out = tmp_path / "rt"
+    assert main(["export", "phantom", "--out", str(out), "--machine-name", "LIAC_OR3"]) == 0
+    assert "CT slices" in capsys.readouterr().out
+    plan = pydicom.dcmread(out / "RP.dcm")
+    assert plan.BeamSequence[0].TreatmentMachineName == "LIAC_OR3"
+    files = [out / "RS.dcm", out / "RP.dcm", out / "RD.dcm", sorted(out.glob("CT_*.dcm"))[0]]
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert len(ds.StudyDate) == 8 and len(ds.StudyTime) >= 6, path.name
+    assert len({pydicom.dcmread(p, stop_before_pixels=True).StudyDate for p in files}) == 1
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) not installed")
+    for path in files:
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True,
+                                timeout=60)
+        text = report.stdout + report.stderr
+        problems = [line for line in text.splitlines()
+                    if line.startswith(("Warning", "Error"))]
+        assert problems == [], (path.name, problems)
+    assert main(["export", "phantom", "--out", str(tmp_path / "x"), "--machine-name",
+                 "A_NAME_LONGER_THAN_16"]) == 2
+    assert "at most 16" in capsys.readouterr().err
