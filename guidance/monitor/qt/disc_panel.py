@@ -95,7 +95,7 @@ class DiscPanel(QtWidgets.QWidget):
     def show_reasons(self, reasons: tuple[str, ...] | list[str]) -> None:
         """Show the hot-spot reason of the light, if any, large and red."""
         hot = [r for r in reasons if r.startswith("hot spot")]
-        self.hot_label.setText(("HOT SPOT: " + hot[0]) if hot else "")
+        self.hot_label.setText(("HOT SPOT" + hot[0][len("hot spot"):]) if hot else "")
         self.hot_label.setVisible(bool(hot))
 
     def _edited(self) -> None:

@@ -50,6 +50,7 @@ from guidance.render.plots import render_dvh_plot
 from guidance.render.scene import STYLE_ISODOSE
 from guidance.render.scene_actors import SceneActors, add_organ_outlines
 from guidance.render.slices import ORIENTATIONS, SliceImage, render_slice, slice_normal
+from guidance.treatment.dose_service import HIDDEN_ROI_TYPES
 from guidance.treatment.plan_check import LIGHT_RGB, Light
 
 log = logging.getLogger(__name__)
@@ -234,18 +235,24 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.sim_label.setVisible(hasattr(self.logic.capture.feed, "simulation_text"))
         # fixed heights: a text that appears, changes or wraps does not move what is below
         self.phase_label.setMinimumHeight(_lines_px(1, 22, bold=True))
-        self.sim_label.setMinimumHeight(_lines_px(2, 20, bold=True))
+        self.sim_label.setMinimumHeight(_lines_px(1, 20, bold=True))
         self.deviation_label.setMinimumHeight(_lines_px(2, 30, bold=True))
         self.reasons_label = QtWidgets.QLabel("", objectName="reasons")
         self.reasons_label.setWordWrap(True)
         self.reasons_label.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
-        # room for 5 reasons: a shorter or longer list does not move what is below
-        self.reasons_label.setMinimumHeight(_lines_px(5, 20, bold=True))
+        # room for 4 reasons: a shorter or longer list does not move what is below
+        self.reasons_label.setMinimumHeight(_lines_px(4, 20, bold=True))
         sp.addWidget(self.phase_label)
         sp.addWidget(self.sim_label)
-        sp.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
-        sp.addWidget(self.deviation_label)
-        sp.addWidget(self.reasons_label)
+        # the light above its reading (surgeon mode, a narrow column) or beside it
+        # (oncologist mode: the column is wide and its height goes to the dose)
+        self._light_row = QtWidgets.QBoxLayout(QtWidgets.QBoxLayout.TopToBottom)
+        self._light_row.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
+        reading = QtWidgets.QVBoxLayout()
+        reading.addWidget(self.deviation_label)
+        reading.addWidget(self.reasons_label)
+        self._light_row.addLayout(reading, 1)
+        sp.addLayout(self._light_row)
         # AR decluttering: target, Rx isodose, planned ghost and the organs near the beam by
         # default; each structure can be switched
         scene = self.logic.scene
@@ -278,9 +285,17 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.view3d.camera.position = tuple(focus + np.array([0.0, -260.0, 150.0]))
         self.view3d.camera.up = (0.0, 0.0, 1.0)
         self.view3d.reset_camera_clipping_range()
-        # which way is the patient: LPS axes in the corner (x left, y posterior, z superior)
-        self.view3d.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=3,
-                             viewport=(0.0, 0.0, 0.15, 0.5))
+        # which way is the patient: a cube with the LPS faces in the corner (+x left,
+        # +y posterior, +z superior), turning with the view
+        import pyvista as pv
+
+        cube = pv.create_axes_orientation_box(
+            xlabel="L", ylabel="P", zlabel="S", x_color="#e03c3c", y_color="#3cb44b",
+            z_color="#3c64e0", opacity=1.0, label_color="white", text_scale=0.5)
+        cube.SetXMinusFaceText("R")
+        cube.SetYMinusFaceText("A")
+        cube.SetZMinusFaceText("I")
+        self.view3d.add_orientation_widget(cube, viewport=(0.0, 0.0, 0.2, 0.6))
         side_layout.addWidget(self.view3d, 2)
 
     def _build_slices(self, side_layout: QtWidgets.QVBoxLayout) -> None:
@@ -289,15 +304,14 @@ class MonitorWindow(QtWidgets.QMainWindow):
         column.setContentsMargins(0, 0, 0, 0)
         # what the line colours mean: isodoses (percent of the prescription) and outlines
         self.slice_legend = QtWidgets.QLabel(self._slice_legend_html(), objectName="legend")
+        self.slice_legend.setWordWrap(True)   # never wider than the column
         column.addWidget(self.slice_legend)
         sr = QtWidgets.QHBoxLayout()
         column.addLayout(sr, 1)
         self.slice_views: dict[str, SliceView] = {}
         for orientation in ORIENTATIONS:
             box = QtWidgets.QVBoxLayout()
-            caption = QtWidgets.QLabel(f"{orientation} (wheel: move, Ctrl+wheel: zoom)"
-                                       if orientation == ORIENTATIONS[0] else orientation,
-                                       objectName="caption")
+            caption = QtWidgets.QLabel(orientation, objectName="caption")
             view = SliceView(orientation, min_size=(160, 160))
             view.view_changed.connect(self._slices_moved)
             box.addWidget(caption)
@@ -311,7 +325,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         iso = "&nbsp;&nbsp;".join(f"<span style='color: rgb{rgb}'>&#9473;&#9473; {pct:g} %</span>"
                                   for pct, rgb in ISODOSE_LINES)
         return (f"isodose (of Rx): {iso}&nbsp;&nbsp;&nbsp; outlines: structures in their "
-                "colours (table below)")
+                "colours (table) &nbsp;&nbsp; <span style='color: #9aa0a6'>wheel: move, "
+                "Ctrl+wheel: zoom, double click: back</span>")
 
     def _build_oncologist_panel(self, side_layout: QtWidgets.QVBoxLayout) -> None:
         self.oncologist_panel = QtWidgets.QWidget()
@@ -345,8 +360,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.coverage_label = QtWidgets.QLabel("no dose yet", objectName="coverage")
         self.coverage_label.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
         # every structure, the outside-beam line and MU: the table never changes height
-        self.coverage_label.setMinimumHeight(
-            _lines_px(len(self.logic.case.structures) + 3, 16, family="monospace"))
+        shown = [s for s in self.logic.case.structures.values()
+                 if s.roi_type not in HIDDEN_ROI_TYPES]
+        self.coverage_label.setMinimumHeight(_lines_px(len(shown) + 2, 16, family="monospace"))
         op.addWidget(self.coverage_label, 3, 3, 1, 2)
         self.plan_beam_label = QtWidgets.QLabel("", objectName="plan_beam")
         self.plan_beam_label.setWordWrap(True)
@@ -358,7 +374,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.confirm_button = QtWidgets.QPushButton("Confirm pose + dose", objectName="confirm")
         self.confirm_button.clicked.connect(self.confirm)
         op.addWidget(self.confirm_button, 5, 3, 1, 2)
-        side_layout.addWidget(self.oncologist_panel, 3)
+        side_layout.addWidget(self.oncologist_panel, 0)   # its height; the rest to the 3D view
 
     def _build_status_bar(self) -> None:
         self.status_labels: dict[str, QtWidgets.QLabel] = {}
@@ -411,6 +427,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
         oncologist = mode == "oncologist"
         self.slice_row.setVisible(oncologist)
         self.oncologist_panel.setVisible(oncologist)
+        self.ar_toggles.setVisible(not oncologist)   # the surgeon's AR switches
+        self._light_row.setDirection(QtWidgets.QBoxLayout.LeftToRight if oncologist
+                                     else QtWidgets.QBoxLayout.TopToBottom)
         self._side_layout.setStretch(self._side_layout.count() - 1, 0 if oncologist else 1)
         if self.view3d is not None:
             self.view3d.setVisible(oncologist)

@@ -162,15 +162,16 @@ def test_slices_letters_scroll_zoom_orientation_marker_and_steady_layout(qtbot, 
         ratio = np.linalg.norm(before[:3, 0]) / np.linalg.norm(axial.patient_from_pixel[:3, 0])
         assert ratio == pytest.approx(1.25 ** 2, rel=1e-6)
 
-        # 3D orientation marker (LPS axes, red x) in the lower left corner
+        # 3D orientation marker (an LPS cube, its anterior face A) in the lower left corner
         window.view3d.render()
         assert window.view3d.renderer.axes_widget is not None
         shot = window.view3d.screenshot(return_img=True)
         h, w = shot.shape[:2]
-        corner = shot[h // 2:, :int(0.15 * w)].astype(int)
+        corner = shot[int(0.4 * h):, :int(0.2 * w)].astype(int)
         r, g, b = corner[..., 0], corner[..., 1], corner[..., 2]
-        red = (r > 180) & (r - g > 90) & (b < 120)
-        assert red.sum() > 20
+        green = (g > 140) & (g - r > 60) & (g - b > 50)   # the "A" face seen from anterior
+        white = (r > 200) & (g > 200) & (b > 200)          # the cube
+        assert green.sum() > 20 and white.sum() > 200
     finally:
         window.close()
 
