@@ -41,6 +41,9 @@ class PlotStyle:
 #: For the OR monitor's dark panels.
 SCREEN = PlotStyle(background=(24, 24, 24), grid=(70, 70, 70), text=(200, 200, 200),
                    prescription=(255, 255, 255))
+#: For the OR monitor's DVH, read from about 3 m: tick digits ~16 px high at 1:1.
+SCREEN_LARGE = PlotStyle(background=SCREEN.background, grid=SCREEN.grid, text=SCREEN.text,
+                         prescription=SCREEN.prescription, font_scale=1.0)
 #: For the report (printed, light background).
 PRINT = PlotStyle(background=(255, 255, 255), grid=(215, 215, 215), text=(40, 40, 40),
                   prescription=(90, 90, 90))

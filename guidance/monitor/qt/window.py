@@ -46,7 +46,7 @@ from guidance.monitor.qt.structure_panel import StructureToggles
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
 from guidance.render.overlay import OverlayRenderer, stale_video
-from guidance.render.plots import render_dvh_plot
+from guidance.render.plots import SCREEN_LARGE, render_dvh_plot
 from guidance.render.scene import STYLE_ISODOSE
 from guidance.render.scene_actors import SceneActors, add_organ_outlines
 from guidance.render.slices import ORIENTATIONS, SliceImage, render_slice, slice_normal
@@ -673,7 +673,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         # the plot is drawn on the slice worker (tens of ms), shown by _refresh when ready
         self._dvh_future = self._slice_pool.submit(
             render_dvh_plot, dose.curves, colors, size=(width, height),
-            prescription_gy=dose.beam.prescription_gy)
+            prescription_gy=dose.beam.prescription_gy, style=SCREEN_LARGE)
         lines = [self._coloured(line, colors)
                  for line in coverage_table(dose.metrics, target=self.logic.target)]
         if dose.outside_beam:

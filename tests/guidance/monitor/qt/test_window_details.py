@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -126,6 +127,13 @@ def test_slices_letters_scroll_zoom_orientation_marker_and_steady_layout(qtbot, 
                                               window.coverage_label,
                                               window.plan_beam_label)] == geometry
         assert "," not in window.deviation_label.text()
+        # the DVH's axis numbers readable from 3 m: digits >= 12 px tall as shown
+        qtbot.waitUntil(lambda: window.dvh_view.image is not None, timeout=20000)
+        dvh = window.dvh_view.image
+        scale = window.dvh_view.image_rect().height() / dvh.shape[0]
+        strip = (dvh[:, :40].astype(int).min(axis=2) > 120).astype(np.uint8)
+        _n, _labels, stats, _c = cv2.connectedComponentsWithStats(strip)
+        assert stats[1:, cv2.CC_STAT_HEIGHT].max() * scale >= 12
 
         # direction letters (LPS, radiological): drawn in yellow at the edges
         assert axial.labels == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
@@ -212,8 +220,6 @@ def test_calibration_warnings_on_screen_and_in_the_log(qtbot, view, tmp_path) ->
 def test_ar_decluttered_by_default_with_per_structure_switches(qtbot, view, tmp_path) -> None:
     """Item 9: the AR view shows target, Rx isodose, planned ghost and the organs near the
     beam; the far ones (spine, liver) come back with their switch, where they project."""
-    import cv2
-
     slog = SessionLog.create(tmp_path / "s.sqlite", case_id="phantom")
     logic = MonitorLogic(view.case, view.plan, _feed(view), session_log=slog,
                          stall_limit_s=1.0)
