@@ -157,11 +157,9 @@ def _run_kv_case(args: argparse.Namespace, case, pose: np.ndarray) -> int:
     return 0
 
 
-def run_case(args: argparse.Namespace) -> int:
-    """Compute the dose in a case, write RT Plan + RT Dose, print coverage."""
+def _checked_beam(args: argparse.Namespace):
+    """The electron beam of ``dose case`` (None with ``--kv-applicator``), checked."""
     from models.beams.library import ElectronBeam, default_library
-    from models.dicom.rt_export import PlanSpec, write_dose_of_pose, write_plan_file
-    from models.evaluation.dvh import structure_dvhs
 
     if args.kv_applicator is None and (args.energy is None or args.applicator is None):
         raise InputError("--energy and --applicator are required (or --kv-applicator MM "
@@ -173,9 +171,18 @@ def run_case(args: argparse.Namespace) -> int:
             raise InputError("--kv-applicator replaces the electron beam: leave out "
                              "--energy and --applicator")
         kv_applicator(args.kv_applicator)   # a catalogue diameter, or the list of them
-    else:
-        beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
-        default_library().validate(beam)
+        return None
+    beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
+    default_library().validate(beam)
+    return beam
+
+
+def run_case(args: argparse.Namespace) -> int:
+    """Compute the dose in a case, write RT Plan + RT Dose, print coverage."""
+    from models.dicom.rt_export import PlanSpec, write_dose_of_pose, write_plan_file
+    from models.evaluation.dvh import structure_dvhs
+
+    beam = _checked_beam(args)
     case = load_case_spec(args.case)
     if args.pose is not None:
         pose = read_transform_file(args.pose, "patient_from_applicator", option="--pose")
