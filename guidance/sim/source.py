@@ -43,8 +43,8 @@ class SimulatedSource(FrameSource):
         Simulation clock: ``t_s = index / fps``.
     realtime : bool
         Follow the wall clock: frame ``index`` is the one due ``t_s`` seconds after the first
-        read, so a renderer slower than ``fps`` skips frames instead of slowing the
-        procedure down.
+        frame was rendered, so a renderer slower than ``fps`` skips frames instead of
+        slowing the procedure down.
 
     Each frame carries its :class:`~guidance.sim.camera.SimTruth` in ``Frame.truth``.
     """
@@ -68,10 +68,8 @@ class SimulatedSource(FrameSource):
         self._start_s = None
 
     def _read(self) -> Frame | None:
-        if self.realtime:
+        if self.realtime and self._start_s is not None:
             now = time.monotonic()
-            if self._start_s is None:
-                self._start_s = now
             self._index = max(self._index, int((now - self._start_s) * self.fps))
         if self.n_frames is not None and self._index >= self.n_frames:
             return None
@@ -82,6 +80,10 @@ class SimulatedSource(FrameSource):
             return None
         self._index += 1
         shot = self.camera.render(scene.camera_from_patient, scene.patient_from_tool)
+        if self.realtime and self._start_s is None:
+            # the clock starts once the first frame is out (the renderer's start-up, often
+            # seconds, would otherwise skip the first fiducial)
+            self._start_s = time.monotonic()
         return Frame(image=shot.image, timestamp_s=t_s, camera_id=self.camera_id, index=index,
                      truth=shot.truth)
 
