@@ -131,6 +131,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.setStyleSheet(DARK_STYLE)
         self._renderer: OverlayRenderer | None = None
         self._ar_outlines: dict[str, object] = {}
+        self._renderer_scale = 1.0
         self._rendered_frame_seq = -1
         self._rendered_ok: bool | None = None
         self._rendered_app_ok: bool | None = None
@@ -620,12 +621,15 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._rendered_frame_seq = snap.frame_seq
         self._rendered_ok = snap.overlay_ok
         self._rendered_app_ok = snap.applicator_ok
+        scale = self._ar_render_scale(frame.image_size)
         if self._renderer is None or self._renderer.image_size != frame.image_size or \
-                not np.array_equal(self._renderer.camera_matrix, frame.camera_matrix):
+                not np.array_equal(self._renderer.camera_matrix, frame.camera_matrix) or \
+                self._renderer_scale != scale:
             if self._renderer is not None:
                 self._renderer.close()
             self._renderer = OverlayRenderer(self.logic.scene, frame.camera_matrix,
-                                             frame.image_size)
+                                             frame.image_size, render_scale=scale)
+            self._renderer_scale = scale
             self._outline_organs(self._renderer)
         ok = snap.overlay_ok and frame.camera_from_patient is not None
         if ok:
@@ -635,6 +639,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
             image = stale_video(frame.image_rgb)
         self.ar_view.set_image(image)
         self.ar_frames += 1
+
+    def _ar_render_scale(self, image_size: tuple[int, int]) -> float:
+        """Render the AR scene at about the size the video is shown (oncologist mode shows
+        it at ~0.7): 1, 0.75 or 0.5 of the video, never less than shown."""
+        shown = min(self.ar_view.width() / image_size[0], self.ar_view.height() / image_size[1])
+        return next((s for s in (0.5, 0.75) if shown <= s), 1.0)
 
     def _outline_organs(self, renderer: OverlayRenderer) -> None:
         """Organs at risk get a view-dependent outline in the AR view."""
