@@ -15,6 +15,11 @@ Keys
     pose being in the scene and rendered in the AR view (median of several stops).
 ``monitor.dose_engine_real``
     1 when the project's electron dose engine was used, 0 for the analytic stand-in.
+``monitor.oncologist_fps`` / ``monitor.surgeon_fps``
+    AR frames drawn per second in the real window (1920x1080, 3D view, slices, DVH) in
+    oncologist / surgeon mode, 1280x720 video at 30 frames/s, the applicator circling 8 mm
+    around the plan (so the dose is recomputed all along by the electron engine); needs a
+    display (Xvfb): NaN without one.
 """
 
 from __future__ import annotations
@@ -183,6 +188,60 @@ def _dose_visible_ms(quick: bool) -> tuple[float, float]:
     return (float(np.median(latencies)) if latencies else float("inf")), real
 
 
+def window_fps(mode: str, *, seconds: float = 15.0, quick: bool = False,
+               profile: str | None = None) -> float:
+    """AR frames per second of the real monitor window in ``mode`` (see the module
+    docstring); ``profile`` writes a cProfile of the UI thread to that file."""
+    import os
+
+    if not os.environ.get("DISPLAY"):
+        log.warning("no display: monitor.%s_fps not measured", mode)
+        return float("nan")
+    from PyQt5 import QtWidgets
+
+    from guidance.monitor.feed import ScriptedFeed
+    from guidance.monitor.logic import MonitorLogic
+    from guidance.monitor.qt.window import MonitorWindow
+    from guidance.monitor.rehearsal import phantom_view
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["bench"])
+    view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
+                        image_size=(1280, 720))
+    dose_fn, _real = _dose_function()
+    path = [(8.0 * np.cos(t), 8.0 * np.sin(t), 0.0) for t in np.linspace(0, 2 * np.pi, 90)]
+    feed = ScriptedFeed(view.shots(path), view.camera_matrix, view.background(), fps=30.0,
+                        loop=True, realtime=True, fre_mm=0.5)
+    logic = MonitorLogic(view.case, view.plan, feed, dose_fn=dose_fn, stall_limit_s=1.0)
+    window = MonitorWindow(logic)
+    window.resize(1920, 1080)
+    window.show()
+    window.set_mode(mode)
+    logic.start()
+    profiler = None
+    try:
+        end = time.monotonic() + 3.0   # warm up: first frames, first dose, JIT
+        while time.monotonic() < end:
+            app.processEvents()
+            time.sleep(0.002)
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        start_frames, start = window.ar_frames, time.monotonic()
+        while time.monotonic() - start < seconds:
+            app.processEvents()
+            time.sleep(0.002)
+        fps = (window.ar_frames - start_frames) / (time.monotonic() - start)
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile)
+        window.close()
+        app.processEvents()
+    return fps
+
+
 def run(*, quick: bool = False) -> dict[str, float]:
     """Run the monitor benchmarks (see module docstring for the keys)."""
     rng = np.random.default_rng(8)
@@ -195,4 +254,8 @@ def run(*, quick: bool = False) -> dict[str, float]:
         "monitor.overlay_max_px": max(errors),
         "monitor.dose_visible_ms": dose_ms,
         "monitor.dose_engine_real": real,
+        "monitor.oncologist_fps": window_fps("oncologist", seconds=5.0 if quick else 15.0,
+                                             quick=quick),
+        "monitor.surgeon_fps": window_fps("surgeon", seconds=5.0 if quick else 15.0,
+                                          quick=quick),
     }

@@ -342,9 +342,6 @@ def _one_frame(run: _Run, options: DemoOptions, result: FrameResult) -> np.ndarr
     track.stale_frames += int(not status.tracking_ok)
     video_rgb = cv2.cvtColor(run.undistorter.undistort(result.frame.image), cv2.COLOR_BGR2RGB)
     camera_from_patient = result.camera_from_patient  # None until registered
-    # pyvista's screenshot renders only the first time: without this an item shown since
-    # (the applicator after the retraction step, a new isodose) would be missing
-    run.renderer.plotter.render()
     composed = run.renderer.render(video_rgb, camera_from_patient, status)
     if camera_from_patient is not None and status.tracking_ok:
         track.overlay_frames += 1

@@ -112,16 +112,18 @@ def read_transform_file(path: str | Path, key: str, *, option: str) -> np.ndarra
         raise InputError(f"{where}: {exc}") from exc
 
 
-def add_beam_arguments(parser: argparse.ArgumentParser, *, machine_required: bool) -> None:
-    """``--machine``, ``--energy``, ``--applicator``, ``--bevel`` (one spelling everywhere)."""
+def add_beam_arguments(parser: argparse.ArgumentParser, *, machine_required: bool,
+                       beam_required: bool = True) -> None:
+    """``--machine``, ``--energy``, ``--applicator``, ``--bevel`` (one spelling everywhere);
+    ``beam_required=False`` leaves energy and applicator to the command to check."""
     if machine_required:
         parser.add_argument("--machine", required=True, help="machine (e.g. liac, mobetron)")
     else:
         parser.add_argument("--machine", default=DEFAULT_MACHINE,
                             help=f"machine (default {DEFAULT_MACHINE})")
-    parser.add_argument("--energy", type=float, required=True, metavar="MEV",
+    parser.add_argument("--energy", type=float, required=beam_required, metavar="MEV",
                         help="nominal energy in MeV")
-    parser.add_argument("--applicator", type=float, required=True, metavar="MM",
+    parser.add_argument("--applicator", type=float, required=beam_required, metavar="MM",
                         help="applicator diameter in mm")
     parser.add_argument("--bevel", type=float, default=0.0, metavar="DEG",
                         help="bevel angle in degrees (default 0)")

@@ -286,22 +286,70 @@ class ScriptedFeed(LoopFeed):
     registered : bool
         Give the loop the registration of the scripted reference plate (default); False
         leaves the loop unregistered (no overlay, no applicator pose).
+    realtime : bool
+        Shots follow the wall clock (``ScriptedSource(realtime=True)``): a slow reader
+        skips shots; :meth:`restart` plays the script again.
     """
 
     def __init__(self, shots: Sequence[ScriptedShot], camera_matrix: np.ndarray,
                  background: Background, *, fps: float = 30.0, fre_mm: float | None = None,
                  tre_mm: float | None = None, loop: bool = False,
                  staleness_limit_s: float = DEFAULT_STALENESS_LIMIT_S,
-                 registered: bool = True) -> None:
+                 registered: bool = True, realtime: bool = False) -> None:
         self.shots = list(shots)
         device = ScriptedTrackerDevice(self.shots)
         options = LoopOptions(filter=FilterOptions(enabled=False,
                                                    staleness_limit_s=staleness_limit_s))
         guidance_loop = GuidanceLoop(
-            ScriptedSource(self.shots, background, fps=fps, loop=loop), (), camera_matrix,
+            ScriptedSource(self.shots, background, fps=fps, loop=loop, realtime=realtime), (),
+            camera_matrix,
             device=device, options=options,
             patient_from_reference=device.patient_from_reference if registered else None)
         if registered:
             guidance_loop.registration_fre_mm = fre_mm
         super().__init__(guidance_loop, camera_matrix)
         self.tre_mm = tre_mm
+
+    def simulation_text(self) -> str:
+        """``SIMULATION scripted poses: shot N/M - R restarts`` for the screen."""
+        source = self.loop.source
+        return (f"SIMULATION scripted poses: shot {source.position() + 1}/{len(self.shots)}"
+                " - R restarts")
+
+    def restart(self) -> bool:
+        """Play the script again from its first shot (R)."""
+        self.loop.source.restart()
+        return True
+
+
+class SimulatedFeed(LoopFeed):
+    """The simulated procedure (:class:`guidance.sim.scenario.Scenario`) through the loop: a
+    :class:`LoopFeed` that can say what the simulation does and restart its approach.
+
+    Parameters
+    ----------
+    loop, camera_matrix, undistort, on_result
+        As for :class:`LoopFeed`.
+    scenario : Scenario
+        The procedure the loop's source renders.
+    """
+
+    def __init__(self, loop, camera_matrix: np.ndarray, *, scenario,
+                 undistort: Callable[[np.ndarray], np.ndarray] | None = None,
+                 on_result: Callable[[object], None] | None = None) -> None:
+        super().__init__(loop, camera_matrix, undistort=undistort, on_result=on_result)
+        self.scenario = scenario
+
+    def simulation_text(self) -> str:
+        """``SIMULATION <what happens now> - R restarts the approach`` for the screen."""
+        index = self.scenario.last_index
+        if index < 0:
+            return "SIMULATION: starting the simulated camera"
+        text = f"SIMULATION {self.scenario.describe(index)}"
+        if index >= self.scenario.registration_frames:
+            text += " - R restarts the approach"
+        return text
+
+    def restart(self) -> bool:
+        """Start the applicator's approach again (R); False during the registration."""
+        return self.scenario.restart_approach()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -38,7 +38,13 @@ from guidance.render.scene import (
     SceneItem,
     isodose_surface,
 )
-from guidance.render.scene_builder import applicator_view_mesh, build_scene
+from guidance.render.scene_builder import (
+    STYLE_DISC,
+    applicator_view_mesh,
+    build_scene,
+    disc_view_mesh,
+    kv_view_mesh,
+)
 from guidance.render.slices import IsodoseLevel, Outline
 from guidance.tracking.pose_filter import DEFAULT_STALENESS_LIMIT_S, TrackingState
 from guidance.treatment.dose_check import DoseCheck, PlanLimits, check_dose, load_plan_limits
@@ -150,6 +156,19 @@ class MonitorSnapshot:
         return self.applicator_pose is not None
 
 
+def _value_text(value, unit: str) -> str:
+    """A beam parameter for the screen: ``30°``, ``8 MeV``, ``none``."""
+    if value is None:
+        return "none"
+    return f"{value:g}{unit}" if isinstance(value, float | int) else str(value)
+
+
+def _disc_text(beam: BeamChoice) -> str:
+    """``90 mm x 3 mm at 30 mm`` (diameter x thickness at depth)."""
+    diameter, thickness, depth = beam.disc_size_mm
+    return f"{diameter:g} mm x {thickness:g} mm at {depth:g} mm"
+
+
 class MonitorLogic:
     """Wires feed, dose, plan check, session log and OpenIGTLink for the OR monitor.
 
@@ -173,6 +192,10 @@ class MonitorLogic:
         Guided pointer registration for a real camera (the feed must hand it every frame,
         e.g. ``LoopFeed(on_result=registration)``); its prompt becomes the banner until a
         registration is accepted, and the ``registration_*`` methods drive it.
+    notices : sequence of str
+        Standing cautions shown on screen for the whole session and logged once as
+        warnings (e.g. ``CameraCalibration.warnings()``: a lens model uncertain at the
+        image edges).
     """
 
     def __init__(self, case: Case, planned_patient_from_applicator: np.ndarray,
@@ -185,8 +208,9 @@ class MonitorLogic:
                  registration: GuidedRegistration | None = None,
                  planned_beam: BeamChoice | None = None, machine: str = DEFAULT_MACHINE,
                  limits: PlanLimits | None = None, plan_name: str = "",
-                 light_dwell_s: float = 0.5) -> None:
+                 light_dwell_s: float = 0.5, notices: Sequence[str] = ()) -> None:
         self.case = case
+        self.notices = tuple(str(n) for n in notices)
         self.machine = machine
         self.plan_name = plan_name
         self.limits = limits if limits is not None else load_plan_limits()
@@ -229,12 +253,28 @@ class MonitorLogic:
 
     # ------------------------------------------------------------------ scene
     def _build_scene(self, max_triangles: int) -> Scene:
-        return build_scene(self.case, applicator_diameter_mm=self.beam.applicator_diameter_mm,
-                           bevel_deg=self.beam.bevel_deg, target=self.target,
-                           planned_patient_from_applicator=self.plan,
-                           max_triangles=max_triangles)
+        scene = build_scene(self.case, applicator_diameter_mm=self.beam.applicator_diameter_mm,
+                            bevel_deg=self.beam.bevel_deg, target=self.target,
+                            planned_patient_from_applicator=self.plan,
+                            max_triangles=max_triangles)
+        self._scene_disc(scene)
+        if self.beam.kv_diameter_mm is not None:
+            scene.add(replace(scene.items["applicator"], mesh=self._applicator_mesh()))
+        return scene
+
+    def _scene_disc(self, scene: Scene) -> None:
+        """The shielding disc as an item that follows the tracked applicator (or none)."""
+        size = self.beam.disc_size_mm
+        if size is None:
+            scene.items.pop("disc", None)
+            return
+        app = scene.items["applicator"]
+        scene.add(SceneItem("disc", disc_view_mesh(*size), **STYLE_DISC,
+                            patient_from_item=app.patient_from_item, visible=app.visible))
 
     def _applicator_mesh(self) -> object:
+        if self.beam.kv_diameter_mm is not None:
+            return kv_view_mesh(self.beam.kv_diameter_mm)
         return applicator_view_mesh(self.beam.applicator_diameter_mm, self.beam.bevel_deg)
 
     # ------------------------------------------------------ what views draw
@@ -262,6 +302,8 @@ class MonitorLogic:
     def start(self) -> MonitorLogic:
         self.capture.start()
         self.action("session_started", mode=self.mode)
+        for notice in self.notices:
+            self.warn(notice, source="calibration")
         return self
 
     def close(self) -> None:
@@ -299,13 +341,18 @@ class MonitorLogic:
         """Change energy/applicator/bevel/disc: the dose is recomputed at once."""
         if beam == self.beam:
             return
-        geometry_changed = (beam.applicator_diameter_mm, beam.bevel_deg) != (
-            self.beam.applicator_diameter_mm, self.beam.bevel_deg)
+        geometry_changed = (beam.applicator_diameter_mm, beam.bevel_deg,
+                            beam.kv_diameter_mm) != (self.beam.applicator_diameter_mm,
+                                                     self.beam.bevel_deg,
+                                                     self.beam.kv_diameter_mm)
+        disc_changed = beam.disc_size_mm != self.beam.disc_size_mm
         self.beam = beam
         if geometry_changed:
             for name in ("applicator", "planned_applicator"):
                 item = self.scene.items[name]
                 self.scene.add(replace(item, mesh=self._applicator_mesh()))
+        if disc_changed or geometry_changed:
+            self._scene_disc(self.scene)
         self.action("beam", **asdict(beam))
         snap = self._latest_snapshot
         if self.dose_service is not None and snap is not None and \
@@ -460,11 +507,13 @@ class MonitorLogic:
                                                              now))
         # what depends on the applicator is hidden while it is not tracked; target, organs
         # and the planned ghost stay (they need only the reference and the registration)
-        for name in ("applicator", "isodose"):
+        for name in ("applicator", "isodose", "disc"):
             if name in self.scene.items:
                 self.scene.items[name].visible = snap.applicator_pose is not None
         if snap.applicator_pose is not None:
             self.scene.set_pose("applicator", snap.applicator_pose)
+            if "disc" in self.scene.items:
+                self.scene.set_pose("disc", snap.applicator_pose)
         self._record_staleness(bool(snap.tracking_banner), snap.tracking_banner, now)
         self._latest_snapshot = snap
         return snap
@@ -565,12 +614,15 @@ class MonitorLogic:
                                   ("bevel", "bevel_deg", "°"), ("disc", "disc", ""),
                                   ("bolus", "bolus_mm", " mm"),
                                   ("prescription", "prescription_gy", " Gy"),
-                                  ("isodose", "isodose_percent", " %")):
+                                  ("isodose", "isodose_percent", " %"),
+                                  ("bolus", "bolus_mm", " mm"),
+                                  ("kV applicator", "kv_diameter_mm", " mm")):
             a, b = getattr(cur, attr), getattr(plan, attr)
             if a != b:
-                now, then = (f"{a:g}{unit}", f"{b:g}{unit}") if isinstance(a, float) \
-                    else (str(a), str(b))
-                out.append(f"{label} {now} (plan {then})")
+                out.append(f"{label} {_value_text(a, unit)} (plan {_value_text(b, unit)})")
+        if cur.disc != "none" and cur.disc == plan.disc and \
+                cur.disc_size_mm != plan.disc_size_mm:
+            out.append(f"disc size {_disc_text(cur)} (plan {_disc_text(plan)})")
         return tuple(out)
 
     def _dose_for(self, pose: np.ndarray | None) -> DoseUpdate | None:

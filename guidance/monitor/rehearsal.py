@@ -92,8 +92,15 @@ def phantom_view(*, spacing_mm=(3.0, 3.0, 4.0), image_size=(640, 400)) -> Phanto
                        invert_rigid(look_at(eye, target)))
 
 
-def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int] = (1280, 720),
-                   seed: int = 0, session_log=None, field: str = "plain"):
+#: The simulated procedure in real time (15 frames/s clock): the pointer rests 1.5 s on
+#: each fiducial, the applicator comes in over 6 s, then stays on its plan.
+REALTIME_FRAMES_PER_FIDUCIAL = 22
+REALTIME_APPROACH_FRAMES = 90
+
+
+def simulated_feed(case: Case, *, frames: int | None = 600,
+                   image_size: tuple[int, int] = (1280, 720), seed: int = 0,
+                   session_log=None, realtime: bool = False, field: str = "plain"):
     """The simulated procedure (:class:`guidance.sim.scenario.Scenario`) through the real loop.
 
     Frames are rendered by the simulated camera (lens distortion, noise...; ``field`` =
@@ -102,30 +109,40 @@ def simulated_feed(case: Case, *, frames: int = 600, image_size: tuple[int, int]
     fiducials (:class:`guidance.registration.pointer.PointerRegistration`, recorded in
     ``session_log``) and undistorted for the overlay.
 
+    ``realtime`` runs the procedure on the wall clock (a slow renderer skips frames; 1.5 s
+    per fiducial, 6 s of approach); ``frames=None`` gives it no end (the applicator stays
+    on its plan; :meth:`SimulatedFeed.restart` starts the approach again).
+
     Returns
     -------
-    (LoopFeed, Scenario)
+    (SimulatedFeed, Scenario)
     """
     from calibration.undistort import undistorter_for
     from guidance.loop.guidance_loop import GuidanceLoop
-    from guidance.monitor.feed import LoopFeed
+    from guidance.monitor.feed import SimulatedFeed
     from guidance.registration.pointer import PointerRegistration
     from guidance.sim.scenario import Scenario, ScenarioOptions, default_camera
 
     calibration = default_camera(image_size)
     realistic = field == "realistic"
+    # the realistic field renders at 30 frames/s: its clock runs at 30 (twice the frames)
+    rate = 2 if realistic else 1
+    timing = {}
+    if realtime or realistic:
+        timing = dict(frames_per_fiducial=REALTIME_FRAMES_PER_FIDUCIAL * rate,
+                      approach_frames=REALTIME_APPROACH_FRAMES * rate)
     options = ScenarioOptions(frames=frames, seed=seed, field=field,
-                              frame_interval_s=1.0 / 30.0 if realistic else 1.0 / 15.0,
-                              realtime=realistic)
+                              frame_interval_s=1.0 / (15.0 * rate),
+                              realtime=realtime or realistic, **timing)
     scenario = Scenario(case, calibration, options)
-    loop = GuidanceLoop(scenario.source(), scenario.tools, calibration.camera_matrix,
-                        calibration.dist_coeffs)
+    loop = GuidanceLoop(scenario.source(realtime=realtime), scenario.tools,
+                        calibration.camera_matrix, calibration.dist_coeffs)
     registration = PointerRegistration(
         loop, {n: case.fiducials_lps[n] for n in scenario.fiducial_names},
         scenario.fiducial_at, target_lps=case.centroid_lps("CTV"),
-        samples_per_fiducial=scenario.frames_per_fiducial,
+        samples_per_fiducial=2 if (realtime or realistic) else scenario.frames_per_fiducial,
         give_up=lambda i: scenario.phase_at(i) != "registration", session_log=session_log)
     undistorter = undistorter_for(calibration)
-    feed = LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort,
-                    on_result=registration)
+    feed = SimulatedFeed(loop, undistorter.camera_matrix, scenario=scenario,
+                         undistort=undistorter.undistort, on_result=registration)
     return feed, scenario

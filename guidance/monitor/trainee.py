@@ -303,8 +303,7 @@ class TraineeSession:
 
     def _dose_function(self) -> DoseFunction:
         # never the previous result for a nearby pose: the score's dose is the pose's own
-        return electron_dose_function(disc_depth_mm=self.scenario.spec.beam.disc_depth_mm,
-                                      reuse_below=(0.0, 0.0))
+        return electron_dose_function(reuse_below=(0.0, 0.0))
 
     # ----------------------------------------------------------- life cycle
     def start(self) -> TraineeSession:

@@ -169,7 +169,8 @@ class Scenario:
         b = self.spec.beam
         return BeamChoice(energy_mev=b.energy_mev, applicator_diameter_mm=b.applicator_diameter_mm,
                           bevel_deg=b.bevel_deg, disc=b.disc, prescription_gy=b.prescription_gy,
-                          isodose_percent=b.isodose_percent, bolus_mm=b.bolus_mm)
+                          isodose_percent=b.isodose_percent, bolus_mm=b.bolus_mm,
+                          disc_depth_mm=b.disc_depth_mm)
 
     def limits(self, base: PlanLimits | None = None) -> PlanLimits:
         """The plan limits (shipped defaults) with the scenario's organs and overrides."""

@@ -42,6 +42,24 @@ class OverlayStatus:
     banner: str = ""
 
 
+def scaled_camera_matrix(camera_matrix: np.ndarray, image_size: tuple[int, int],
+                         new_size: tuple[int, int]) -> np.ndarray:
+    """Intrinsics (px) of the same camera for an image resized from ``image_size`` to
+    ``new_size`` (pixel centres: ``u' = (u + 0.5) * s - 0.5``, as ``cv2.resize`` maps them)."""
+    sx, sy = new_size[0] / image_size[0], new_size[1] / image_size[1]
+    k = np.array(camera_matrix, dtype=np.float64)
+    return np.array([[k[0, 0] * sx, k[0, 1] * sx, (k[0, 2] + 0.5) * sx - 0.5],
+                     [0.0, k[1, 1] * sy, (k[1, 2] + 0.5) * sy - 0.5],
+                     [0.0, 0.0, 1.0]])
+
+
+def stale_video(background_rgb: np.ndarray) -> np.ndarray:
+    """The video greyed (half towards the stale tint): nothing may be drawn on it from an
+    old pose."""
+    return (0.5 * np.asarray(background_rgb).astype(np.float32)
+            + 0.5 * STALE_TINT).astype(np.uint8)
+
+
 class OverlayRenderer:
     """Render a :class:`Scene` over video frames from a calibrated camera.
 
@@ -70,14 +88,28 @@ class OverlayRenderer:
     """
 
     def __init__(self, scene: Scene, camera_matrix: np.ndarray,
-                 image_size: tuple[int, int]) -> None:
+                 image_size: tuple[int, int], *, render_scale: float = 1.0) -> None:
         self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.scene = scene
-        self._plotter = pv.Plotter(off_screen=True, window_size=self.image_size)
+        if not 0.1 <= float(render_scale) <= 1.0:
+            raise InputError(f"render_scale must be in [0.1, 1], got {render_scale!r}")
+        #: Size (px) the scene is rendered at; the layer is then resized to ``image_size``
+        #: (a CPU rasteriser's time grows with the pixels; the monitor renders at the size
+        #: the video is shown).
+        self.render_size = (max(1, round(self.image_size[0] * render_scale)),
+                            max(1, round(self.image_size[1] * render_scale)))
+        self._render_k = scaled_camera_matrix(self.camera_matrix, self.image_size,
+                                              self.render_size)
+        self._plotter = pv.Plotter(off_screen=True, window_size=self.render_size)
         self._plotter.disable_anti_aliasing()
         self._plotter.set_background("black")
         self._actors = SceneActors(self._plotter, scene, smooth_shading=True)
+        self._last_key: tuple | None = None
+        self._last_layer: np.ndarray | None = None
+        self._extra_version = 0
+        #: Number of real renders (cached frames not counted).
+        self.renders = 0
         self.sync()
 
     def sync(self) -> None:
@@ -85,19 +117,56 @@ class OverlayRenderer:
         self._actors.sync()
 
     @property
+    def actors(self) -> SceneActors:
+        """The scene's actors in this view (``actors.hidden``: items this view leaves out)."""
+        return self._actors
+
+    @property
     def plotter(self) -> pv.Plotter:
         """The offscreen plotter: a hook for extra view-dependent actors (e.g. organ
         silhouettes), which then follow the calibrated camera like the scene."""
         return self._plotter
 
+    def _state_key(self, pose: np.ndarray) -> tuple:
+        """What the layer depends on: camera pose, every item's mesh, look, visibility and
+        pose, and the items this view hides."""
+        items = tuple((name, id(item.mesh), item.mesh.n_cells, bool(item.visible),
+                       tuple(item.color), float(item.opacity),
+                       None if item.patient_from_item is None
+                       else np.round(item.patient_from_item, 6).tobytes())
+                      for name, item in self.scene.items.items())
+        return (np.round(pose, 6).tobytes(), items, frozenset(self._actors.hidden),
+                self._extra_version)
+
+    def changed(self) -> None:
+        """Say that something outside the scene changed (e.g. an extra actor's visibility):
+        the next :meth:`render_layer` renders anew."""
+        self._extra_version += 1
+
     def render_layer(self, camera_from_patient: np.ndarray) -> np.ndarray:
-        """The scene alone as RGBA (H, W, 4) uint8, alpha 0 where nothing is drawn."""
+        """The scene alone as RGBA (H, W, 4) uint8, alpha 0 where nothing is drawn.
+
+        Rendered only when the pose or the scene changed since the last call (a still
+        camera over a still scene costs nothing); otherwise the last layer is returned.
+        """
         pose = as_transform(camera_from_patient, name="camera_from_patient", rigid=True)
+        key = self._state_key(pose)
+        if key == self._last_key and self._last_layer is not None:
+            return self._last_layer
         self.sync()
-        apply_to_vtk_camera(self._plotter.camera, self.camera_matrix, self.image_size, pose)
+        apply_to_vtk_camera(self._plotter.camera, self._render_k, self.render_size, pose)
+        # pyvista's screenshot renders only the first time: later frames (new pose, hidden
+        # items) need the render asked for (a no-op before the first screenshot)
+        self._plotter.render()
         # light from the camera, like a head lamp over the surgical field
-        rgba = self._plotter.screenshot(transparent_background=True, return_img=True)
-        return np.asarray(rgba)
+        rgba = np.asarray(self._plotter.screenshot(transparent_background=True,
+                                                   return_img=True))
+        if self.render_size != self.image_size:
+            rgba = cv2.resize(rgba, self.image_size, interpolation=cv2.INTER_LINEAR)
+        rgba.setflags(write=False)   # shared by the calls until the next change
+        self._last_key, self._last_layer = key, rgba
+        self.renders += 1
+        return rgba
 
     def render(self, background_rgb: np.ndarray, camera_from_patient: np.ndarray | None,
                status: OverlayStatus | None = None) -> np.ndarray:
@@ -114,7 +183,7 @@ class OverlayRenderer:
                              f" the overlay was set up for {width}x{height}")
         status = status or OverlayStatus()
         if not status.tracking_ok:
-            out = (0.5 * background.astype(np.float32) + 0.5 * STALE_TINT).astype(np.uint8)
+            out = stale_video(background)
             draw_banner(out, status.banner or "TRACKING LOST - overlay hidden", alarm=True)
             return out
         if camera_from_patient is None:  # nothing registered yet: the plain video

@@ -41,6 +41,9 @@ class PlotStyle:
 #: For the OR monitor's dark panels.
 SCREEN = PlotStyle(background=(24, 24, 24), grid=(70, 70, 70), text=(200, 200, 200),
                    prescription=(255, 255, 255))
+#: For the OR monitor's DVH, read from about 3 m: tick digits ~16 px high at 1:1.
+SCREEN_LARGE = PlotStyle(background=SCREEN.background, grid=SCREEN.grid, text=SCREEN.text,
+                         prescription=SCREEN.prescription, font_scale=1.0)
 #: For the report (printed, light background).
 PRINT = PlotStyle(background=(255, 255, 255), grid=(215, 215, 215), text=(40, 40, 40),
                   prescription=(90, 90, 90))
@@ -97,7 +100,8 @@ def dvh_axes(size: tuple[int, int], max_dose_gy: float, *, legend_px: int = 0,
     top_dose = max(float(max_dose_gy), 1e-6)
     step = nice_step(top_dose, ticks=6)
     ticks = tuple(round(k * step, 10) for k in range(int(top_dose / step + 1e-9) + 1))
-    return DvhAxes(left=int(30 + 40 * font_scale), right=width - 12 - legend_px, top=12,
+    right = width - int(3 + 20 * font_scale) - legend_px   # room for the last tick label
+    return DvhAxes(left=int(30 + 40 * font_scale), right=right, top=12,
                    bottom=height - int(17 + 29 * font_scale), max_dose_gy=top_dose,
                    dose_ticks_gy=ticks)
 
@@ -174,7 +178,8 @@ def _draw_grid(img: np.ndarray, axes: DvhAxes, style: PlotStyle) -> None:
         cv2.line(img, (x, axes.bottom), (x, axes.bottom + 4), style.text, 1)
         cv2.putText(img, f"{dose:g}", (x - 8, axes.bottom + int(36 * scale)), font, scale * 0.8,
                     style.text, 1, cv2.LINE_AA)
-    cv2.putText(img, "Gy", (axes.right - 18, img.shape[0] - 4), font, scale, style.text, 1,
+    # the unit left of the dose axis, where no tick label can run into it
+    cv2.putText(img, "Gy", (4, img.shape[0] - 4), font, scale * 0.8, style.text, 1,
                 cv2.LINE_AA)
 
 

@@ -31,6 +31,9 @@ class SceneActors:
         self.smooth_shading = smooth_shading
         self.actors: dict[str, object] = {}
         self._mesh_ids: dict[str, int] = {}
+        #: Items this view leaves out although the scene shows them (e.g. the AR view's
+        #: decluttering); the others follow ``SceneItem.visible``.
+        self.hidden: set[str] = set()
 
     def sync(self) -> None:
         """Make the actors match the scene's items (mesh, visibility, pose)."""
@@ -46,7 +49,7 @@ class SceneActors:
             actor = self.actors[name]
             if actor is None:
                 continue
-            actor.SetVisibility(bool(item.visible))
+            actor.SetVisibility(bool(item.visible) and name not in self.hidden)
             if item.patient_from_item is not None:
                 actor.user_matrix = item.patient_from_item
 
@@ -66,16 +69,17 @@ class SceneActors:
 
 
 def add_organ_outlines(plotter, scene: Scene, *, target: str = "CTV",
-                       line_width: float = 2.0) -> int:
+                       line_width: float = 2.0) -> dict[str, object]:
     """Add a view-dependent outline (VTK silhouette) of every organ of ``scene``.
 
     The outline follows the plotter's camera at every render; at 1280x720 with the
-    phantom's organs it costs no measurable frame rate. Returns the number added.
+    phantom's organs it costs no measurable frame rate. Returns the outline actors by
+    organ name (to hide one with its organ).
     """
-    skip = {target, "applicator", "planned_applicator", "isodose"}
-    added = 0
+    skip = {target, "applicator", "planned_applicator", "isodose", "disc"}
+    added = {}
     for name, item in scene.items.items():
         if name not in skip and item.mesh.n_points:
-            plotter.add_silhouette(item.mesh, color=item.color, line_width=line_width)
-            added += 1
+            added[name] = plotter.add_silhouette(item.mesh, color=item.color,
+                                                 line_width=line_width)
     return added

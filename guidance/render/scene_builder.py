@@ -35,6 +35,27 @@ def applicator_view_mesh(diameter_mm: float, bevel_deg: float = 0.0):
     return applicator_mesh(diameter_mm, bevel_deg=bevel_deg, resolution=32)
 
 
+#: The shielding disc in the views: metal grey, nearly opaque.
+STYLE_DISC = {"color": (0.62, 0.66, 0.74), "opacity": 0.85}
+
+
+def disc_view_mesh(diameter_mm: float, thickness_mm: float, depth_mm: float):
+    """The shielding disc in the applicator frame: a slab normal to the beam axis whose
+    upstream face is ``depth_mm`` below the end face (mm)."""
+    import pyvista as pv
+
+    return pv.Cylinder(center=(0.0, 0.0, depth_mm + thickness_mm / 2.0),
+                       direction=(0.0, 0.0, 1.0), radius=diameter_mm / 2.0,
+                       height=thickness_mm, resolution=48).triangulate()
+
+
+def kv_view_mesh(diameter_mm: float):
+    """A kV spherical applicator in its frame (origin = the sphere's centre, mm)."""
+    import pyvista as pv
+
+    return pv.Sphere(radius=diameter_mm / 2.0, theta_resolution=32, phi_resolution=24)
+
+
 def build_scene(case: Case, *, applicator_diameter_mm: float, bevel_deg: float = 0.0,
                 target: str = "CTV", organs: Iterable[str] | None = None,
                 planned_patient_from_applicator: np.ndarray | None = None,

@@ -79,6 +79,40 @@ class SliceImage:
         return (pixel_from_patient[:3, :3] @ p + pixel_from_patient[:3, 3])[:2]
 
 
+#: Patient direction letters (LPS: +x left, +y posterior, +z superior).
+_LETTERS = {(0, 1): "L", (0, -1): "R", (1, 1): "P", (1, -1): "A", (2, 1): "S", (2, -1): "I"}
+
+
+def _letter(direction: np.ndarray) -> str:
+    axis = int(np.argmax(np.abs(direction)))
+    return _LETTERS[(axis, 1 if direction[axis] > 0 else -1)]
+
+
+def edge_labels(orientation: str) -> dict[str, str]:
+    """Which patient direction each edge of a slice image faces.
+
+    Returns
+    -------
+    dict
+        ``{"left", "right", "top", "bottom"}`` to ``"A"``/``"P"``/``"L"``/``"R"``/``"S"``/
+        ``"I"``.
+
+    Examples
+    --------
+    >>> edge_labels("axial")
+    {'left': 'R', 'right': 'L', 'top': 'A', 'bottom': 'P'}
+    """
+    col, row = (np.asarray(a) for a in _AXES[orientation])
+    return {"left": _letter(-col), "right": _letter(col), "top": _letter(-row),
+            "bottom": _letter(row)}
+
+
+def slice_normal(orientation: str) -> np.ndarray:
+    """Unit normal (LPS) of a slice orientation: the direction a positive scroll moves."""
+    col, row = (np.asarray(a) for a in _AXES[orientation])
+    return np.cross(col, row)
+
+
 def plane_frame(orientation: str, centre_lps: np.ndarray, *, size_px: int,
                 pixel_mm: float) -> np.ndarray:
     """``patient_from_pixel`` of a square slice of ``size_px`` pixels centred on a point."""
@@ -123,6 +157,7 @@ def render_slice(ct: Volume, orientation: str, centre_lps: np.ndarray, *,
                  dose: Volume | None = None,
                  isodoses: Sequence[IsodoseLevel] = (),
                  patient_from_applicator: np.ndarray | None = None,
+                 disc_mm: tuple[float, float, float] | None = None,
                  size_px: int = 256, pixel_mm: float = 1.0,
                  level_hu: float = 40.0, width_hu: float = 400.0) -> SliceImage:
     """Render one slice view (see module docstring).
@@ -141,6 +176,9 @@ def render_slice(ct: Volume, orientation: str, centre_lps: np.ndarray, *,
         Dose in Gy (any grid); with ``isodoses`` drawn as 2-px lines.
     patient_from_applicator : (4, 4) array, optional
         Draws the beam axis (dashed behind the end face, solid 60 mm into tissue).
+    disc_mm : (diameter, thickness, depth), optional
+        A shielding disc in the applicator frame (mm), drawn filled in :data:`DISC_RGB`
+        with a white edge where the slice cuts it (needs ``patient_from_applicator``).
     size_px, pixel_mm : int, float
         Image size (square) and pixel size.
     """
@@ -160,9 +198,34 @@ def render_slice(ct: Volume, orientation: str, centre_lps: np.ndarray, *,
         for iso in isodoses:
             _draw_contours(rgb, dose_plane >= iso.level_gy, iso.color_rgb, thickness=2)
     if patient_from_applicator is not None:
-        _draw_axis(rgb, frame, as_transform(patient_from_applicator,
-                                            name="patient_from_applicator", rigid=True))
+        pose = as_transform(patient_from_applicator, name="patient_from_applicator",
+                            rigid=True)
+        if disc_mm is not None:
+            _draw_disc(rgb, frame, pose, disc_mm)
+        _draw_axis(rgb, frame, pose)
     return SliceImage(orientation, np.ascontiguousarray(rgb), frame)
+
+
+#: Fill colour of a shielding disc cut by a slice (metal grey-blue; edge white).
+DISC_RGB = (150, 160, 190)
+
+
+def _draw_disc(rgb: np.ndarray, patient_from_pixel: np.ndarray,
+               patient_from_applicator: np.ndarray, disc_mm: tuple[float, float, float]
+               ) -> None:
+    """Fill the pixels inside the disc (applicator frame: |xy| <= r, depth <= z <= depth +
+    thickness) and outline them."""
+    diameter, thickness, depth = (float(v) for v in disc_mm)
+    size = rgb.shape[0]
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64)
+    pixel = np.stack([cols.ravel(), rows.ravel(), np.zeros(cols.size), np.ones(cols.size)])
+    app = (np.linalg.inv(patient_from_applicator) @ patient_from_pixel @ pixel)[:3]
+    inside = ((np.hypot(app[0], app[1]) <= diameter / 2.0)
+              & (app[2] >= depth) & (app[2] <= depth + thickness)).reshape(size, size)
+    if not inside.any():
+        return
+    rgb[inside] = DISC_RGB
+    _draw_contours(rgb, inside, (255, 255, 255), thickness=1)
 
 
 def _draw_contours(rgb: np.ndarray, inside: np.ndarray, color: tuple[int, int, int], *,

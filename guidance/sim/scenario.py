@@ -66,10 +66,13 @@ class ScenarioOptions:
 
     Attributes
     ----------
-    frames : int
-        Total frames (registration + treatment).
+    frames : int or None
+        Total frames (registration + treatment); None: no end, the applicator stays on its
+        plan (with tremor) after its approach until :meth:`Scenario.restart_approach`.
     frames_per_fiducial : int or None
         Frames with the pointer on each fiducial; ``None`` picks 1–3 from ``frames``.
+    approach_frames : int or None
+        Frames of the applicator's approach; ``None``: 40 % of the treatment phase.
     frame_interval_s : float
         Time between frames (s); 1/15 s is a typical camera stream.
     seed : int
@@ -102,8 +105,9 @@ class ScenarioOptions:
         superior axis through its centre (deg).
     """
 
-    frames: int = 60
+    frames: int | None = 60
     frames_per_fiducial: int | None = None
+    approach_frames: int | None = None
     frame_interval_s: float = 1.0 / 15.0
     seed: int = 0
     effects: SimEffects = field(default_factory=SimEffects)
@@ -177,7 +181,7 @@ class Scenario:
         self.case = case
         self.calibration = calibration
         self.options = options or ScenarioOptions()
-        if self.options.frames < 1:
+        if self.options.frames is not None and self.options.frames < 1:
             raise InputError(f"frames must be at least 1, got {self.options.frames}")
         if self.options.field not in FIELD_KINDS:
             raise InputError(f"field {self.options.field!r} is not one of {list(FIELD_KINDS)}")
@@ -214,6 +218,8 @@ class Scenario:
             self._retractor_grab_pose = pointer_touching(
                 self.tools["retractor"], self._blade_point(), camera_side,
                 lean_toward_mm=self.cavity_centre_lps)
+        self._approach_start: int | None = None   # frame where a restarted approach began
+        self.last_index = -1                      # newest frame scripted
 
     def _renderer(self, applicator_diameter_mm: float) -> SimulatedCamera | RealisticField:
         """The simulated camera of ``options.field``."""
@@ -236,18 +242,25 @@ class Scenario:
             dist_coeffs=calibration.dist_coeffs, effects=self.options.effects, rng=self._rng,
             applicator_diameter_mm=applicator_diameter_mm)
 
+    @property
+    def end_index(self) -> float:
+        """First frame past the procedure (``inf`` without an end)."""
+        return np.inf if self.options.frames is None else self.options.frames
+
     # -- layout -------------------------------------------------------------------------
     @property
     def frames_per_fiducial(self) -> int:
         """Frames the pointer rests on each fiducial."""
         if self.options.frames_per_fiducial is not None:
             return max(1, int(self.options.frames_per_fiducial))
+        if self.options.frames is None:
+            return 3
         return int(np.clip(self.options.frames // 20, 1, 3))
 
     @property
     def registration_frames(self) -> int:
         """Number of frames of the registration phase."""
-        return min(self.options.frames, self.frames_per_fiducial * len(self.fiducial_names))
+        return int(min(self.end_index, self.frames_per_fiducial * len(self.fiducial_names)))
 
     @property
     def retraction_frames(self) -> int:
@@ -286,7 +299,8 @@ class Scenario:
     def _applicator_pose(self, step: int, steps: int) -> np.ndarray:
         """True applicator pose: approach over the first 40 % of the phase, then tremor."""
         planned = self.planned_patient_from_applicator
-        approach = max(1, int(0.4 * steps))
+        approach = max(1, int(self.options.approach_frames if self.options.approach_frames
+                              is not None else 0.4 * steps))
         remaining = max(0.0, 1.0 - step / approach)
         ease = remaining ** 2 * (3.0 - 2.0 * remaining)  # smooth step
         tilt = transform_from_rotvec(
@@ -363,19 +377,51 @@ class Scenario:
 
     def patient_from_applicator_at(self, index: int) -> np.ndarray | None:
         """True applicator pose in frame ``index`` (None in the registration phase)."""
-        if index < self.treatment_start or index >= self.options.frames:
+        if index < self.treatment_start or index >= self.end_index:
             return None
         if index not in self._applicator_poses:
-            n_start = self.treatment_start
+            start = self.treatment_start if self._approach_start is None \
+                else self._approach_start
+            steps = self.end_index - self.treatment_start
             self._applicator_poses[index] = self._applicator_pose(
-                index - n_start, self.options.frames - n_start)
+                max(0, index - start), int(min(steps, 10 ** 9)))
         return self._applicator_poses[index]
+
+    def restart_approach(self) -> bool:
+        """Start the applicator's approach again from the next frame (the registration and
+        the retraction are kept); False (nothing done) before the treatment phase."""
+        if self.last_index < self.treatment_start:
+            return False
+        self._approach_start = self.last_index + 1
+        self._applicator_poses.clear()
+        return True
+
+    def describe(self, index: int) -> str:
+        """What the simulated procedure does at frame ``index``, for the screen."""
+        if index < self.registration_frames:
+            name = self.fiducial_at(index)
+            k = self.fiducial_names.index(name) + 1 if name in self.fiducial_names else 0
+            return f"registration: pointer on {name} ({k}/{len(self.fiducial_names)})"
+        if index >= self.end_index:
+            return "ended"
+        if index < self.treatment_start:
+            return (f"retraction: the retractor pulls the "
+                    f"{self.options.retraction_structure} out of the field")
+        start = self.treatment_start if self._approach_start is None \
+            else self._approach_start
+        steps = self.end_index - self.treatment_start
+        approach = self.options.approach_frames if self.options.approach_frames is not None \
+            else 0.4 * steps
+        if index - start < approach:
+            return "approach: applicator coming in to the plan"
+        return "placement: applicator on the plan (hand tremor)"
 
     def __call__(self, index: int, t_s: float) -> ScenePose | None:
         """The scene of frame ``index`` (a :class:`SimulatedSource` script)."""
-        if index >= self.options.frames:
+        if index >= self.end_index:
             return None
         hands = self.hands.at(t_s) if self.hands is not None else ()
+        self.last_index = max(self.last_index, index)
         if index < self.registration_frames:
             scene = self._registration(index, t_s)
             return ScenePose(scene.camera_from_patient, scene.patient_from_tool, hands)
@@ -389,11 +435,13 @@ class Scenario:
                  @ invert_rigid(tool_from_applicator)}
         return ScenePose(self._path.camera_from_frame(t_s), poses, hands)
 
-    def source(self) -> SimulatedSource:
-        """A frame source that renders this procedure (it owns the renderer)."""
+    def source(self, *, realtime: bool = False) -> SimulatedSource:
+        """A frame source that renders this procedure (it owns the renderer); ``realtime``
+        (or ``options.realtime``) follows the wall clock (frames the renderer is too slow
+        for are skipped)."""
         return SimulatedSource(self._camera, self, n_frames=self.options.frames,
                                fps=1.0 / self.options.frame_interval_s,
-                               realtime=self.options.realtime)
+                               realtime=realtime or self.options.realtime)
 
     def close(self) -> None:
         """Release the renderer."""

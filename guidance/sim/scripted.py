@@ -89,10 +89,13 @@ class ScriptedSource(FrameSource):
         Frame rate (0 = as fast as read).
     loop : bool
         Start again after the last shot instead of ending the stream.
+    realtime : bool
+        Shot ``index`` is the one due ``index / fps`` seconds after the first read (or the
+        last :meth:`restart`): a slow reader skips shots instead of slowing the script.
     """
 
     def __init__(self, shots: Sequence[ScriptedShot], background: Background, *,
-                 fps: float = 30.0, loop: bool = False) -> None:
+                 fps: float = 30.0, loop: bool = False, realtime: bool = False) -> None:
         super().__init__("scripted")
         if not shots:
             raise InputError("a script needs at least one shot")
@@ -100,17 +103,43 @@ class ScriptedSource(FrameSource):
         self.background = background
         self.period_s = 1.0 / fps if fps > 0 else 0.0
         self.loop = loop
+        self.realtime = realtime and fps > 0
+        self.fps = float(fps)
         self._index = 0
         self._next_s: float | None = None
+        self._start_s: float | None = None
+        self._offset = 0
         self._closed = threading.Event()
+
+    def restart(self) -> None:
+        """Play the script again from its first shot at the next read (frame indices keep
+        growing: the next one that shows shot 0)."""
+        self._start_s = None
+
+    def position(self) -> int:
+        """Which shot of the script is shown now (0-based)."""
+        return max(0, self._index - 1 - self._offset) % len(self.shots)
 
     def _open(self) -> None:
         self._closed.clear()
 
     def _read(self) -> Frame | None:
-        if self._index >= len(self.shots) and not self.loop:
+        if self._index >= len(self.shots) and not self.loop and not self.realtime:
             return None
-        if self.period_s:
+        if self.realtime:
+            now = time.monotonic()
+            if self._start_s is None:   # first read, or restart(): the script's time zero
+                n = len(self.shots)
+                self._offset = -(-self._index // n) * n   # next index showing shot 0
+                self._start_s = now
+            ahead_s = (self._index - self._offset) / self.fps - (now - self._start_s)
+            if ahead_s > 0 and self._closed.wait(ahead_s):
+                return None
+            due = self._offset + int((time.monotonic() - self._start_s) * self.fps)
+            self._index = max(self._index, due)
+            if self._index - self._offset >= len(self.shots) and not self.loop:
+                return None
+        elif self.period_s:
             now = time.monotonic()
             if self._next_s is None:
                 self._next_s = now

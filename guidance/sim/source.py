@@ -46,8 +46,9 @@ class SimulatedSource(FrameSource):
     fps : float
         Simulation clock: ``t_s = index / fps``.
     realtime : bool
-        Deliver frame ``index`` no earlier than ``index / fps`` after the first read (the
-        wall clock of a camera, for the monitor); False renders as fast as asked.
+        Follow the wall clock: frame ``index`` is the one due ``t_s`` seconds after the first
+        frame was rendered. A renderer slower than ``fps`` skips frames instead of slowing
+        the procedure down; a faster one waits for each frame's time (as a camera does).
 
     Each frame carries its :class:`~guidance.sim.camera.SimTruth` in ``Frame.truth``.
     """
@@ -81,6 +82,9 @@ class SimulatedSource(FrameSource):
         return not (wait > 0 and self._closed.wait(wait))
 
     def _read(self) -> Frame | None:
+        if self.realtime and self._start_s is not None:
+            now = time.monotonic()
+            self._index = max(self._index, int((now - self._start_s) * self.fps))
         if self.n_frames is not None and self._index >= self.n_frames:
             return None
         index = self._index
@@ -91,8 +95,13 @@ class SimulatedSource(FrameSource):
         self._index += 1
         hands = {"patient_from_hands": scene.hands} if scene.hands else {}
         shot = self.camera.render(scene.camera_from_patient, scene.patient_from_tool, **hands)
-        if self.realtime and not self._pace(t_s):
-            return None
+        if self.realtime:
+            if self._start_s is None:
+                # the clock starts once the first frame is out (the renderer's start-up, often
+                # seconds, would otherwise skip the first fiducial)
+                self._start_s = time.monotonic() - t_s
+            elif not self._pace(t_s):
+                return None
         return Frame(image=shot.image, timestamp_s=t_s, camera_id=self.camera_id, index=index,
                      truth=shot.truth)
 

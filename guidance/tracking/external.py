@@ -130,6 +130,9 @@ def parse_device_names(text: str) -> dict[str, str]:
         if not sep or not tool:
             raise InputError(f"--tracker-devices: {item!r} is not TOOL=DEVICE (e.g. "
                              "reference=ReferenceToTracker)")
+        if tool not in DEFAULT_DEVICE_NAMES:
+            raise InputError(f"--tracker-devices: unknown tool {tool!r} in {item!r}; the "
+                             f"tools are {', '.join(DEFAULT_DEVICE_NAMES)}")
         if len(device.encode("utf8")) > 20:
             raise InputError(f"--tracker-devices: device name {device!r} is longer than the "
                              "20 bytes OpenIGTLink allows")

@@ -187,6 +187,20 @@ def _grade(value: float, green: float, red: float) -> Light:
     return Light.YELLOW if value >= red else Light.RED
 
 
+def _hot_organ(metrics: Mapping[str, object], prescription_gy: float,
+               limits: PlanLimits) -> str:
+    """`` in PANCREAS (Dmax 156 %)``: the structure with the highest Dmax over the hot-spot
+    limit, '' when none is (the maximum lies outside every structure)."""
+    dmax = {name: 100.0 * float(getattr(m, "dmax_gy", 0.0)) / prescription_gy
+            for name, m in metrics.items()}
+    hot = {name: pct for name, pct in dmax.items()
+           if pct > limits.hot_spot_amber_percent_of_rx}
+    if not hot:
+        return ""
+    name = max(hot, key=hot.get)
+    return f" in {name} (Dmax {hot[name]:.0f} %)"
+
+
 def check_dose(metrics: Mapping[str, object], *, target: str, prescription_gy: float,
                dose_max_gy: float, limits: PlanLimits, mu_estimated: bool = False,
                disc: str = "none") -> DoseCheck:
@@ -250,7 +264,8 @@ def check_dose(metrics: Mapping[str, object], *, target: str, prescription_gy: f
         lights.append(Light.RED if hot_pct > limits.hot_spot_red_percent_of_rx
                       else Light.YELLOW)
         cause = f" ({disc} disc backscatter?)" if disc != "none" else ""
-        reasons.append(f"hot spot {hot_pct:.1f} % of Rx "
+        where = _hot_organ(metrics, prescription_gy, limits)
+        reasons.append(f"hot spot {hot_pct:.1f} % of Rx{where} "
                        f"(limit {limits.hot_spot_amber_percent_of_rx:g} %){cause}")
     if mu_estimated:
         lights.append(Light.YELLOW)

@@ -112,9 +112,17 @@ class BeamChoice:
     disc: str = "none"
     prescription_gy: float = 10.0
     isodose_percent: float = 90.0
+    #: Shielding disc (with ``disc`` a material): diameter (None: the applicator's + 20 mm),
+    #: thickness, and depth of its upstream face below the end face along the beam (mm).
+    disc_diameter_mm: float | None = None
+    disc_thickness_mm: float = 3.0
+    disc_depth_mm: float = 30.0
     #: Water-equivalent bolus under the end face (mm); the applicator then sits on the
     #: bolus, ``bolus_mm`` above the tissue.
     bolus_mm: float = 0.0
+    #: A kV spherical applicator of this diameter (mm) instead of the electron beam; its
+    #: sphere's centre is the applicator frame's origin, ``prescription_gy`` at its surface.
+    kv_diameter_mm: float | None = None
 
     def __post_init__(self) -> None:
         as_positive(self.energy_mev, name="energy_mev")
@@ -123,6 +131,23 @@ class BeamChoice:
         as_positive(self.bolus_mm, name="bolus_mm", allow_zero=True)
         if not 0.0 <= self.bevel_deg < 60.0:
             raise InputError(f"bevel_deg must be in [0, 60), got {self.bevel_deg}")
+        if self.disc_diameter_mm is not None:
+            as_positive(self.disc_diameter_mm, name="disc_diameter_mm")
+        as_positive(self.disc_thickness_mm, name="disc_thickness_mm")
+        as_positive(self.disc_depth_mm, name="disc_depth_mm")
+        as_positive(self.bolus_mm, name="bolus_mm", allow_zero=True)
+        if self.kv_diameter_mm is not None:
+            as_positive(self.kv_diameter_mm, name="kv_diameter_mm")
+
+    @property
+    def disc_size_mm(self) -> tuple[float, float, float] | None:
+        """(diameter, thickness, depth) of the shielding disc in mm; None without one (or
+        with a kV applicator, which takes no disc)."""
+        if self.disc == "none" or self.kv_diameter_mm is not None:
+            return None
+        diameter = self.disc_diameter_mm if self.disc_diameter_mm is not None \
+            else self.applicator_diameter_mm + 20.0
+        return diameter, self.disc_thickness_mm, self.disc_depth_mm
 
     @property
     def key(self) -> tuple:
@@ -138,6 +163,7 @@ class BeamOptions:
     diameters_mm: tuple[float, ...] = (40.0, 50.0, 60.0, 70.0, 80.0, 100.0)
     bevels_deg: tuple[float, ...] = (0.0, 15.0, 30.0, 45.0)
     discs: tuple[str, ...] = ("none", "lead", "steel")
+    kv_diameters_mm: tuple[float, ...] = ()
 
 
 #: ``dose_fn(case, patient_from_applicator, beam) -> dose Volume in Gy`` or an engine result
@@ -434,34 +460,35 @@ def evaluate_dose(case: Case, dose: Volume, beam: BeamChoice,
 def beam_options(machine: str = DEFAULT_MACHINE) -> BeamOptions:
     """Selector contents from the shipped beam library for one machine."""
     from models.beams.library import default_library
+    from models.dose.kv import kv_diameters_mm
 
     data = default_library().machine(machine)
     return BeamOptions(energies_mev=tuple(float(e) for e in data.energies_mev),
                        diameters_mm=tuple(float(d) for d in data.applicator_diameters_mm),
                        bevels_deg=tuple(float(b) for b in data.bevels_deg),
-                       discs=("none", "lead", "steel"))
+                       discs=("none", "lead", "steel"), kv_diameters_mm=kv_diameters_mm())
 
 
 def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2.0,
-                           disc_depth_mm: float = 30.0, reuse_below: tuple[float, float] = (
-                               0.2, 0.1)) -> DoseFunction:
-    """A :data:`DoseFunction` running the project's electron pencil-beam engine.
+                           reuse_below: tuple[float, float] = (0.2, 0.1)) -> DoseFunction:
+    """A :data:`DoseFunction` running the project's electron pencil-beam engine, or the kV
+    spherical-applicator model when ``BeamChoice.kv_diameter_mm`` is set.
 
     Uses one :class:`models.dose.engine.ElectronDoseEngine` per CT (a changed prescription only
     rescales the last result). The shielding disc is the one placed in the case
     (``case.disc``, a :class:`models.patient.edits.DiscPlacement` edit: material, size and
     pose, see :func:`models.dose.disc.disc_in_beam`); a case without a placed disc takes the
-    selector's quick default (``BeamChoice.disc`` = material): centred on the beam
-    ``disc_depth_mm`` below the end face, the applicator's diameter + 20 mm wide. The bolus
-    is ``BeamChoice.bolus_mm``. Returns
-    the engine's ``DoseResult`` (dose, MU and whether they are estimated).
-    ``reuse_below`` = (mm, deg): a pose moved less than both reuses the last result
-    (``(0, 0)``: always computed at the pose asked for).
+    selector's (``BeamChoice.disc`` = material, centred on the beam, of
+    ``BeamChoice.disc_size_mm``). The bolus is ``BeamChoice.bolus_mm``. Returns the engine's
+    ``DoseResult`` (dose, MU and whether they are estimated), or the kV model's
+    ``KvDoseResult`` (no MU: a treatment time). ``reuse_below`` = (mm, deg): a pose moved
+    less than both reuses the last result (``(0, 0)``: always computed at the pose asked for).
     """
     from models.beams.library import ElectronBeam
     from models.dose.disc import disc_in_beam
     from models.dose.electron import ShieldingDisc
     from models.dose.engine import ElectronDoseEngine
+    from models.dose.kv import compute_kv_dose
 
     # (the CT is kept with its engine: an id() alone could be reused by a new CT once the
     # old one is freed, e.g. after an anatomy edit)
@@ -475,13 +502,16 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
                 case.ct, grid_mm=grid_mm, min_move_mm=reuse_below[0],
                 min_turn_deg=reuse_below[1]))
         engine = held[1]
+        if beam.kv_diameter_mm is not None:
+            return compute_kv_dose(case.ct, patient_from_applicator, beam.kv_diameter_mm,
+                                   prescription_gy=beam.prescription_gy, grid_mm=grid_mm)
         disc = None
         if getattr(case, "disc", None) is not None:
             disc = disc_in_beam(case.disc, patient_from_applicator)
-        elif beam.disc != "none":
-            disc = ShieldingDisc(material=beam.disc,
-                                 diameter_mm=beam.applicator_diameter_mm + 20.0,
-                                 depth_mm=disc_depth_mm)
+        elif beam.disc_size_mm is not None:
+            diameter, thickness, depth = beam.disc_size_mm
+            disc = ShieldingDisc(material=beam.disc, diameter_mm=diameter,
+                                 thickness_mm=thickness, depth_mm=depth)
         result = engine.compute(
             patient_from_applicator,
             ElectronBeam(machine, beam.energy_mev, beam.applicator_diameter_mm, beam.bevel_deg),

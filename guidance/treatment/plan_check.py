@@ -110,8 +110,9 @@ class PlanDeviation:
     def text(self) -> str:
         """One line for the screen, every number with its unit."""
         depth = round(self.depth_mm, 1) + 0.0   # never "-0.0 mm"
+        # no comma to strand at a line break; a narrow panel wraps between the two groups
         return (f"{self.distance_mm:.1f} mm  {self.angle_deg:.1f}°\n"
-                f"lateral {self.lateral_mm:.1f} mm, depth {depth:+.1f} mm")
+                f"lateral\u00a0{self.lateral_mm:.1f}\u00a0mm  depth\u00a0{depth:+.1f}\u00a0mm")
 
 
 def compare_to_plan(patient_from_applicator: np.ndarray,

@@ -123,6 +123,14 @@ def ensure_uids(case: Case, *entropy: object) -> None:
         case.frame_of_reference_uid = new_uid("for", *entropy) if entropy else new_uid()
 
 
+def ensure_study_date(case: Case) -> None:
+    """Give a case a StudyDate/StudyTime (now) when it has none: every object written for it
+    then carries the same (dciodvfy warns about objects without)."""
+    if not case.dicom_attributes.get("study_date"):
+        date, time = now_date_time()
+        case.dicom_attributes.update(study_date=date, study_time=time[:6])
+
+
 def now_date_time() -> tuple[str, str]:
     """Current local (DA, TM) strings, e.g. ``("20261123", "142501.000000")``."""
     now = _dt.datetime.now()

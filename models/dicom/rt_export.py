@@ -35,7 +35,7 @@ from models.base.files import make_private_folders, read_json_file, write_privat
 from models.base.schema import FileSchema, bounded, check_file
 from models.base.validation import MAX_TRANSLATION_MM, as_transform
 from models.beams.library import ElectronBeam
-from models.dicom.common import Identity, ensure_uids, identity_of, new_uid
+from models.dicom.common import Identity, ensure_study_date, ensure_uids, identity_of, new_uid
 from models.dicom.image_writer import write_image_series
 from models.dicom.rtdose import dose_grid_like, write_rtdose
 from models.dicom.rtplan import ElectronPlan, write_rtplan
@@ -72,6 +72,15 @@ class PlanSpec:
     isodose_percent: float
     patient_from_applicator: np.ndarray
     mu: float | None = None  # known MU of a dose stored with the plan
+    #: The institution's name of the treatment machine (RT Plan TreatmentMachineName, at
+    #: most 16 characters); empty: the beam data's machine name.
+    treatment_machine_name: str = ""
+
+    def __post_init__(self) -> None:
+        name = self.treatment_machine_name
+        if len(name) > 16 or "\\" in name or not name.isprintable():
+            raise InputError(f"treatment machine name {name!r}: at most 16 printable "
+                             "characters without a backslash (DICOM SH)")
 
     @property
     def beam(self) -> ElectronBeam:
@@ -199,7 +208,9 @@ def resolve_plan(case: Any, *, plan_file: dict[str, Any] | None = None,
                         prescription_gy=float(merged["prescription_gy"]),
                         isodose_percent=float(merged["isodose_percent"]),
                         patient_from_applicator=pose,
-                        mu=float(merged["mu"]) if merged.get("mu") is not None else None)
+                        mu=float(merged["mu"]) if merged.get("mu") is not None else None,
+                        treatment_machine_name=str(merged.get("treatment_machine_name")
+                                                   or ""))
     except (TypeError, ValueError) as exc:
         raise InputError(f"plan: {exc}") from exc
 
@@ -226,6 +237,8 @@ def write_plan_file(spec: PlanSpec, path: str | Path) -> Path:
             "applicator_diameter_mm": spec.applicator_diameter_mm,
             "bevel_deg": spec.bevel_deg, "prescription_gy": spec.prescription_gy,
             "isodose_percent": spec.isodose_percent}
+    if spec.treatment_machine_name:
+        beam["treatment_machine_name"] = spec.treatment_machine_name
     rows = ",\n    ".join(json.dumps(row) for row in pose)   # one matrix row per line
     text = (f'{{\n  "patient_from_applicator": [\n    {rows}\n  ],\n'
             + json.dumps(beam, indent=2)[2:] + "\n")
@@ -298,7 +311,7 @@ def electron_plan(spec: PlanSpec, mu: float, dose: Volume, *,
     estimated output factor label the plan :data:`ESTIMATED_MU_LABEL`.
     """
     return ElectronPlan(
-        machine=spec.machine, energy_mev=spec.energy_mev,
+        machine=spec.treatment_machine_name or spec.machine, energy_mev=spec.energy_mev,
         applicator_id=f"A{spec.applicator_diameter_mm:g}B{spec.bevel_deg:g}",
         applicator_diameter_mm=spec.applicator_diameter_mm, bevel_deg=spec.bevel_deg,
         mu=mu, prescription_gy=spec.prescription_gy,
@@ -399,6 +412,7 @@ def write_dose_of_pose(case: Any, spec: PlanSpec, out_dir: Path, *, grid_mm: flo
                                    isodose_percent=spec.isodose_percent)
     check_mu_usable(result, accept_estimated_mu=accept_estimated_mu)
     ensure_uids(case, "iort-dose", case.patient_id)
+    ensure_study_date(case)
     make_private_folders(out_dir)
     files = write_plan_and_dose(out_dir, spec, result.mu, result.dose, case.ct,
                                 identity_of(case), spacing_mm=result.grid_mm,
@@ -466,6 +480,9 @@ def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *,
     """
     use_stored = case.dose is not None and spec.mu is not None
     _refuse_unless_exportable(case, use_stored=use_stored, compute=compute)
+    if not with_ct and len(case.image_instance_uids) != case.ct.shape[0]:
+        raise InputError("the case has no CT slice UIDs to reference (it was not imported "
+                         "from DICOM); pass --with-ct to write the CT series as well")
     # the dose (and the MU check) before anything is written: a refusal leaves no files
     source_dose, mu, spacing_mm, mu_estimated = _plan_dose(
         case, spec, use_stored=use_stored, accept_estimated_mu=accept_estimated_mu)
@@ -474,6 +491,7 @@ def export_case(case: Any, spec: PlanSpec, out_dir: str | Path, *,
         raise InputError("the case has no CT slice UIDs to reference (it was not imported "
                          "from DICOM); pass --with-ct to write the CT series as well")
     ensure_uids(case)
+    ensure_study_date(case)
     identity = identity_of(case)
     ct_files = 0
     with dicom_output(out, force=force) as staging:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from models.base.errors import InputError
 from models.base.files import replacing_folder
-from models.dicom.common import ensure_uids, identity_of, new_uid, now_date_time
+from models.dicom.common import ensure_study_date, ensure_uids, identity_of, new_uid
 from models.dicom.image_writer import write_image_series
 from models.dicom.rtstruct import write_rtstruct
 from models.patient.case import Case
@@ -89,9 +89,7 @@ def write_case(case: Case, out_dir: str | Path, *, force: bool = False,
         ``out_dir``.
     """
     ensure_uids(case, case.patient_id, case.ct.shape, case.ct.patient_from_voxel.tolist())
-    if not case.dicom_attributes.get("study_date"):
-        date, time = now_date_time()
-        case.dicom_attributes.update(study_date=date, study_time=time[:6])
+    ensure_study_date(case)
     identity = identity_of(case)
     with dicom_output(out_dir, force=force) as staging:
         case.image_instance_uids = write_image_series(

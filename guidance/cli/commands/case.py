@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from models.base.errors import InputError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``case phantom`` and ``case import``."""
@@ -66,7 +68,14 @@ def run_import(args: argparse.Namespace) -> int:
         prepare_output_dir(args.out, force=False)  # raises the one-line refusal
     case = read_case(args.source, series_uid=args.series, resample=args.resample,
                      progress=sys.stderr.isatty())
+    if case.ct.shape[0] < 2:
+        raise InputError(f"{args.source}: only one {case.modality} slice; a case needs the "
+                         "whole series (copy every slice of the series into the folder)")
     save_case(case, args.out, force=args.force)
+    if not case.structures:
+        print(f"iort: warning: {args.source}: no RTSTRUCT for this series: the case has no "
+              "structures or fiducials (no target, no DVH, no pointer registration)",
+              file=sys.stderr)
     spacing = " x ".join(f"{s:.3g}" for s in case.ct.spacing_mm)
     print(f"imported {case.modality} {case.ct.shape[2]}x{case.ct.shape[1]}x{case.ct.shape[0]} "
           f"({spacing} mm), {len(case.structures)} structures, {len(case.fiducials_lps)} "

@@ -40,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "log to --out (with a display the session log goes there too).")
     parser.add_argument("--headless", action="store_true",
                         help="never open a window, even when a display exists")
-    parser.add_argument("--frames", type=int, default=60, help="frames to simulate (60)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames to simulate (headless: 60; with a display the "
+                             "procedure runs in real time until the window closes unless "
+                             "given)")
     parser.add_argument("--out", type=Path, default=Path("demo_out"),
                         help="output folder, also of the session log (demo_out)")
     parser.add_argument("--seed", type=int, default=0, help="phantom and simulation seed (0)")
@@ -91,7 +94,8 @@ def window_argv(args: argparse.Namespace) -> list[str]:
         raise InputError(f"{', '.join(headless_only)}: only for the headless demo (the "
                          "monitor runs the standard phantom and writes no video); add "
                          "--headless or leave them out")
-    argv = ["run", "phantom", "--source", "sim", "--frames", str(args.frames),
+    argv = ["run", "phantom", "--source", "sim",
+            *(["--frames", str(args.frames)] if args.frames is not None else []),
             "--field", args.field, "--session-log", str(session_log_path(folder=args.out))]
     overrides = {key: getattr(args, option) for option, key in _BEAM_OPTIONS.items()}
     if all(value is None for value in overrides.values()):
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from models.dicom.rt_export import PHANTOM_DEFAULTS
     from models.patient.phantom import DEFAULT_SPACING_MM
 
-    if args.frames < 1:
+    if args.frames is not None and args.frames < 1:
         raise InputError(f"--frames must be at least 1, got {args.frames}")
     if not args.headless and os.environ.get("DISPLAY"):
         # a screen: the OR monitor on the simulated procedure, like `iort run phantom`,
@@ -127,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     default_library().validate(ElectronBeam(beam["machine"], beam["energy_mev"],
                                             beam["applicator_diameter_mm"],
                                             beam["bevel_deg"]))
-    options = DemoOptions(out_dir=args.out, frames=args.frames,
+    options = DemoOptions(out_dir=args.out, frames=60 if args.frames is None else args.frames,
                           spacing_mm=args.spacing or DEFAULT_SPACING_MM, seed=args.seed,
                           machine=beam["machine"], energy_mev=beam["energy_mev"],
                           applicator_mm=beam["applicator_diameter_mm"],

@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(CASE = phantom). Writes RT Plan and RT Dose and prints coverage.")
     case.add_argument("case", metavar="CASE",
                       help="'phantom', a case folder (iort case import) or a DICOM folder")
-    add_beam_arguments(case, machine_required=False)
+    add_beam_arguments(case, machine_required=False, beam_required=False)
     case.add_argument("--pose", type=Path, metavar="FILE",
                       help="patient_from_applicator 4x4 (JSON: a 4x4 list or an object with "
                            "'patient_from_applicator'; or text with 4 rows); default: the "
@@ -87,6 +87,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="write MU although the output factor is an estimate (the RT "
                              "Plan is labelled 'ESTIMATED MU'; not for treatment)")
     add_anonymise_arguments(case)
+    case.add_argument("--kv-applicator", type=float, metavar="MM",
+                      help="a kV spherical applicator of this diameter instead of the "
+                           "electron beam (the pose's origin is the sphere's centre; "
+                           "--prescription is the surface dose): coverage and treatment "
+                           "time only, no RT Plan/RT Dose")
     case.set_defaults(func=run_case)
 
 
@@ -120,14 +125,70 @@ def run_depth_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_kv_case(args: argparse.Namespace, case, pose: np.ndarray) -> int:
+    """``dose case --kv-applicator MM``: the kV sphere's dose, coverage and time."""
+    from models.dose.kv import compute_kv_dose
+    from models.evaluation.dvh import structure_dvhs
+
+    if args.write_plan is not None:
+        raise InputError("--write-plan: plan files describe electron beams; leave it out "
+                         "with --kv-applicator")
+    result = compute_kv_dose(case.ct, pose, args.kv_applicator,
+                             prescription_gy=args.prescription, grid_mm=args.grid)
+    dvhs = structure_dvhs(result.dose, case.ct, case.structures,
+                          prescription_gy=args.prescription, isodose_percent=90.0)
+    target = dvhs[args.target].metrics
+    summary = {
+        "kv_applicator_mm": result.applicator.diameter_mm,
+        "prescription_gy": result.prescription_gy,
+        "surface_dose_gy": round(result.surface_dose_gy, 3),
+        "treatment_time_min": round(result.treatment_time_min, 2),
+        "target": args.target, "target_v90_percent": round(target.v90_percent, 2),
+        "target_d90_gy": round(target.d90_gy, 3),
+        "organs": {name: {"dmax_gy": round(d.metrics.dmax_gy, 3),
+                          "dmean_gy": round(d.metrics.dmean_gy, 3)}
+                   for name, d in sorted(dvhs.items()) if name != args.target},
+        "compute_ms": round(result.compute_ms, 1)}
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    print(f"kV spherical applicator {result.applicator.diameter_mm:g} mm: "
+          f"{result.surface_dose_gy:.2f} Gy at the surface, "
+          f"{result.treatment_time_min:.1f} min")
+    print(f"{args.target}: V90 {target.v90_percent:.1f} %  D90 {target.d90_gy:.2f} Gy "
+          f"(90 % of {args.prescription:g} Gy)")
+    for name, organ in summary["organs"].items():
+        print(f"  {name:<10} Dmax {organ['dmax_gy']:6.2f} Gy  Dmean {organ['dmean_gy']:6.2f} Gy")
+    print("no RT Plan/RT Dose written: the DICOM-RT export is for electron beams")
+    return 0
+
+
+def _checked_beam(args: argparse.Namespace):
+    """The electron beam of ``dose case`` (None with ``--kv-applicator``), checked."""
+    from models.beams.library import ElectronBeam, default_library
+
+    if args.kv_applicator is None and (args.energy is None or args.applicator is None):
+        raise InputError("--energy and --applicator are required (or --kv-applicator MM "
+                         "for a kV spherical applicator)")
+    if args.kv_applicator is not None:
+        from models.dose.kv import kv_applicator
+
+        if args.energy is not None or args.applicator is not None:
+            raise InputError("--kv-applicator replaces the electron beam: leave out "
+                             "--energy and --applicator")
+        kv_applicator(args.kv_applicator)   # a catalogue diameter, or the list of them
+        return None
+    beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
+    default_library().validate(beam)
+    return beam
+
+
 def run_case(args: argparse.Namespace) -> int:
     """Compute the dose in a case, write RT Plan + RT Dose, print coverage."""
-    from models.beams.library import ElectronBeam, default_library
     from models.dicom.rt_export import PlanSpec, write_dose_of_pose, write_plan_file
     from models.evaluation.dvh import structure_dvhs
 
-    beam = ElectronBeam(args.machine, args.energy, args.applicator, args.bevel)
-    default_library().validate(beam)
+    beam = _checked_beam(args)
     case = load_case_spec(args.case)
     if args.pose is not None:
         pose = read_transform_file(args.pose, "patient_from_applicator", option="--pose")
@@ -148,6 +209,8 @@ def run_case(args: argparse.Namespace) -> int:
         raise InputError(f"--write-plan {args.write_plan}: the plan file is JSON; give a "
                          "name ending in .json")
     deid = deidentifier(args)   # a bad key file is refused before any work
+    if args.kv_applicator is not None:
+        return _run_kv_case(args, case, pose)
     output_folder(args.out)   # inputs valid: the folder is made before the dose is computed
     if args.write_plan is not None:
         output_file(args.write_plan, what="--write-plan")

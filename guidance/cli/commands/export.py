@@ -60,7 +60,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="output folder (must be empty unless --force)")
     add_anonymise_arguments(parser)
     parser.add_argument("--with-ct", action="store_true",
-                        help="also write the CT series (same UIDs), for a complete package")
+                        help="also write the CT series (same UIDs), for a complete package "
+                             "(always for the built-in phantom)")
+    parser.add_argument("--machine-name", metavar="NAME",
+                        help="the treatment machine's name in the RT Plan (the one the "
+                             "record-and-verify system knows, up to 16 characters; default: "
+                             "the beam data's machine, e.g. liac); also a plan-file key "
+                             "'treatment_machine_name'")
     parser.add_argument("--force", action="store_true", help="write into a non-empty folder")
     parser.add_argument("--no-compute", action="store_true",
                         help="refuse instead of computing the dose when the case has none")
@@ -96,13 +102,16 @@ def run(args: argparse.Namespace) -> int:
     case = load_case_spec(args.case)
     overrides = {"machine": args.machine, "energy_mev": args.energy,
                  "applicator_diameter_mm": args.applicator, "bevel_deg": args.bevel,
-                 "prescription_gy": args.prescription}
+                 "prescription_gy": args.prescription,
+                 "treatment_machine_name": args.machine_name}
     plan_file = _read_plan_file(args.plan) if args.plan is not None else None
     spec = resolve_plan(case, plan_file=plan_file, overrides=overrides)
     if args.edited or args.edits is not None:
         return _export_edited(args, case, spec, deid)
+    # the built-in phantom exists as DICOM nowhere else: its CT series is always written
+    with_ct = args.with_ct or args.case == "phantom"
     result = export_case(case, spec, args.out, deidentifier=deid,
-                         with_ct=args.with_ct, force=args.force, compute=not args.no_compute,
+                         with_ct=with_ct, force=args.force, compute=not args.no_compute,
                          accept_estimated_mu=args.accept_estimated_mu)
     print(f"exported {'anonymised ' if result.anonymised else ''}plan to {result.out_dir}: "
           f"{result.rtstruct.name}, {result.rtplan.name}, {result.rtdose.name}"

@@ -97,8 +97,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="record the patient ID and the CASE argument in the session "
                              "log instead of the pseudonym")
     add_site_key_argument(parser)
-    parser.add_argument("--frames", type=int, default=600,
-                        help="frames of the simulated procedure (default 600)")
+    parser.add_argument("--frames", type=int, default=None, metavar="N",
+                        help="end the simulated procedure after N frames of its clock "
+                             "(default: it runs in real time until the window closes; R "
+                             "restarts the applicator's approach)")
     parser.add_argument("--field", choices=("plain", "realistic"), default="plain",
                         help="--source sim: how the simulated camera renders the field: plain "
                              "(the phantom's skin, VTK, a few frames/s) or realistic (the open "
@@ -290,26 +292,39 @@ def _check_source(args: argparse.Namespace) -> None:
     """Reject a ``--source`` that cannot work with the case and options, before anything
     is opened or created."""
     source = args.source
+    if args.frames is not None and (args.frames < 1 or source != "sim"):
+        raise InputError(f"--frames {args.frames}: a number >= 1, and only for --source sim")
     if source == "scripted" and args.case != "phantom":
         raise InputError("--source scripted only works with the phantom")
     if source == "sim" and args.case != "phantom":
         raise InputError("--source sim only works with the phantom (it renders it)")
+    if source in ("scripted", "sim") and args.registration is not None:
+        raise InputError(f"--registration {args.registration}: not used with --source "
+                         f"{source} (the simulated procedure registers itself); drop it")
+    if args.tracker_devices and args.tracker != "igtl":
+        raise InputError("--tracker-devices is only used with --tracker igtl; drop it or add "
+                         "--tracker igtl")
     if source in ("none", "scripted", "sim"):
         return
-    if args.calibration is None:
-        raise InputError(f"--source {source}: --calibration FILE is required for a real camera")
     kind, _, device = source.partition(":")
     if kind == "igtl":
         if not args.igtl_port:
             raise InputError("--source igtl needs the OpenIGTLink server (--igtl-port N > 0)")
-    elif kind == "webcam" and (not device or device.isdigit()):
+    elif kind == "webcam":
+        if device and not device.isdigit():
+            raise InputError(f"--source {source!r}: the webcam number must be an integer "
+                             "(webcam:0)")
         from guidance.frames.opencv import check_camera_index
 
         check_camera_index(int(device or 0), what=f"--source {source}:")
         return
     elif not Path(source).is_dir() and not Path(source).is_file():
-        raise InputError(f"--source {source!r}: not sim, scripted, none, webcam[:N], "
-                         "igtl[:DEVICE], a video file or an image folder")
+        if Path(source).suffix or os.sep in source:
+            raise InputError(f"--source {source}: file or folder not found; check the path")
+        raise InputError(f"--source {source!r}: unknown source; use sim, scripted, none, "
+                         "webcam[:N], igtl[:DEVICE], a video file or an image folder")
+    if args.calibration is None:
+        raise InputError(f"--source {source}: --calibration FILE is required for a real camera")
 
 
 def _camera_frames(args: argparse.Namespace, inputs: _Inputs, igtl):
@@ -353,12 +368,12 @@ def _feed(args: argparse.Namespace, inputs: _Inputs, frames, session_log, igtl):
         path = [(8.0 * np.cos(t), 8.0 * np.sin(t), 0.0)
                 for t in np.linspace(0, 2 * np.pi, 90)]
         return ScriptedFeed(view.shots(path), view.camera_matrix, view.background(),
-                            fps=30.0, loop=True)
+                            fps=30.0, loop=True, realtime=True)
     if source == "sim":
         from guidance.monitor.rehearsal import simulated_feed
 
         return simulated_feed(inputs.case, frames=args.frames, session_log=session_log,
-                              field=args.field)[0]
+                              field=args.field, realtime=True)[0]
     from calibration.undistort import undistorter_for
     from guidance.loop.guidance_loop import GuidanceLoop
     from guidance.monitor.feed import LoopFeed
@@ -454,7 +469,9 @@ def run(args: argparse.Namespace) -> int:
                              planned_beam=beam, machine=planned.machine, limits=limits,
                              plan_name=planned.name, beam_options=options,
                              session_log=session_log, igtl=igtl, stall_limit_s=stall_s,
-                             registration=_guided_of(feed))
+                             registration=_guided_of(feed),
+                             notices=inputs.calibration.warnings()
+                             if inputs.calibration is not None else ())
         _attach_anatomy(logic, args.case)
         from guidance.monitor.qt.window import INTERRUPTED, run_window
 

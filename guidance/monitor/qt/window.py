@@ -37,13 +37,20 @@ from dataclasses import replace
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
+from guidance.monitor.declutter import default_ar_items
 from guidance.monitor.logic import ISODOSE_LINES, MonitorLogic, MonitorSnapshot
+from guidance.monitor.qt.disc_panel import DiscPanel
+from guidance.monitor.qt.image_view import ImageView, numpy_to_qimage  # noqa: F401
+from guidance.monitor.qt.slice_view import SliceView
+from guidance.monitor.qt.structure_panel import StructureToggles
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
-from guidance.render.overlay import OverlayRenderer, OverlayStatus
-from guidance.render.plots import render_dvh_plot
+from guidance.render.overlay import OverlayRenderer, stale_video
+from guidance.render.plots import SCREEN_LARGE, render_dvh_plot
+from guidance.render.scene import STYLE_ISODOSE
 from guidance.render.scene_actors import SceneActors, add_organ_outlines
-from guidance.render.slices import ORIENTATIONS, SliceImage, render_slice
+from guidance.render.slices import ORIENTATIONS, SliceImage, render_slice, slice_normal
+from guidance.treatment.dose_service import HIDDEN_ROI_TYPES
 from guidance.treatment.plan_check import LIGHT_RGB, Light
 
 log = logging.getLogger(__name__)
@@ -64,7 +71,10 @@ QLabel#legend { font-size: 17px; font-weight: bold; }
 QLabel#registration { font-family: monospace; font-size: 16px; padding: 4px; }
 QLabel#header { background-color: #1d2733; color: #ffffff; font-size: 22px; font-weight: bold;
     padding: 4px 10px; }
+QLabel#notice { background-color: #5a4300; color: #ffe08a; font-size: 20px;
+    font-weight: bold; padding: 4px 10px; }
 QLabel#phase { color: #9ad0ff; font-size: 22px; font-weight: bold; }
+QLabel#simulation { color: #c9b3ff; font-size: 20px; font-weight: bold; }
 QLabel#reasons { font-size: 20px; font-weight: bold; }
 QLabel#plan_beam { font-size: 17px; }
 QLabel#ack { font-size: 28px; font-weight: bold; padding: 6px 10px; border-radius: 4px; }
@@ -78,51 +88,12 @@ ACK_STYLE = {"ok": "background-color: #1f6f3a; color: white;",
 
 
 
-def numpy_to_qimage(rgb: np.ndarray) -> QtGui.QImage:
-    """Copy an (H, W, 3) uint8 RGB array into a QImage."""
-    rgb = np.ascontiguousarray(rgb)
-    height, width = rgb.shape[:2]
-    return QtGui.QImage(rgb.data, width, height, 3 * width,
-                        QtGui.QImage.Format_RGB888).copy()
-
-
-class ImageView(QtWidgets.QWidget):
-    """Shows an RGB image scaled uniformly to fit, centred on black (letterbox)."""
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None, *, min_size=(160, 120)):
-        super().__init__(parent)
-        self.setMinimumSize(*min_size)
-        self.image: np.ndarray | None = None
-        self._qimage: QtGui.QImage | None = None
-        self.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Expanding)
-
-    def set_image(self, rgb: np.ndarray) -> None:
-        self.image = rgb
-        self._qimage = numpy_to_qimage(rgb)
-        self.update()
-
-    def image_rect(self) -> QtCore.QRectF:
-        """Where the image is drawn in widget coordinates (uniform scale)."""
-        if self._qimage is None:
-            return QtCore.QRectF()
-        w, h = self._qimage.width(), self._qimage.height()
-        scale = min(self.width() / w, self.height() / h)
-        dw, dh = w * scale, h * scale
-        return QtCore.QRectF((self.width() - dw) / 2.0, (self.height() - dh) / 2.0, dw, dh)
-
-    def widget_point(self, u_px: float, v_px: float) -> tuple[float, float]:
-        """Widget coordinates of image pixel centre (u, v) (OpenCV convention)."""
-        rect = self.image_rect()
-        scale = rect.width() / self._qimage.width()
-        return rect.x() + (u_px + 0.5) * scale, rect.y() + (v_px + 0.5) * scale
-
-    def paintEvent(self, event: QtGui.QPaintEvent) -> None:
-        painter = QtGui.QPainter(self)
-        painter.fillRect(self.rect(), QtGui.QColor(0, 0, 0))
-        if self._qimage is not None:
-            painter.setRenderHint(QtGui.QPainter.SmoothPixmapTransform, True)
-            painter.drawImage(self.image_rect(), self._qimage)
-        painter.end()
+def _lines_px(lines: int, pixel_size: int, *, family: str = "", bold: bool = False) -> int:
+    """Height (px) of ``lines`` lines of text in a font of ``pixel_size`` px."""
+    font = QtGui.QFont(family) if family else QtGui.QFont()
+    font.setPixelSize(pixel_size)
+    font.setBold(bold)
+    return int(np.ceil(QtGui.QFontMetricsF(font).lineSpacing() * lines)) + 4
 
 
 class TrafficLight(QtWidgets.QLabel):
@@ -159,6 +130,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("IORT guidance — OR monitor")
         self.setStyleSheet(DARK_STYLE)
         self._renderer: OverlayRenderer | None = None
+        self._ar_outlines: dict[str, object] = {}
+        self._renderer_scale = 1.0
         self._rendered_frame_seq = -1
         self._rendered_ok: bool | None = None
         self._rendered_app_ok: bool | None = None
@@ -168,8 +141,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._slice_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._slice_future: concurrent.futures.Future | None = None
         self._slice_key: tuple | None = None
+        self._dvh_future: concurrent.futures.Future | None = None
         self.ar_frames = 0
         self.snapshot: MonitorSnapshot | None = None
+        self.quit_box: QtWidgets.QMessageBox | None = None
+        self._quit_confirmed = False
         self._build(with_3d)
         self._shortcuts()
         self.set_mode(logic.mode)
@@ -200,6 +176,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
         # patient and plan, always in view
         self.header = QtWidgets.QLabel(self.logic.header(), objectName="header")
         outer.addWidget(self.header)
+        # standing cautions (e.g. the camera calibration's), for the whole session
+        self.notice_label = QtWidgets.QLabel("\n".join(f"CAUTION: {n}" for n in
+                                                       self.logic.notices), objectName="notice")
+        self.notice_label.setWordWrap(True)
+        self.notice_label.setVisible(bool(self.logic.notices))
+        outer.addWidget(self.notice_label)
         # what the last Confirm did, large (hidden before the first press)
         self.ack_label = QtWidgets.QLabel("", objectName="ack")
         self.ack_label.setWordWrap(True)
@@ -215,7 +197,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         outer.addWidget(self.registration_label)
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         outer.addWidget(self.splitter, 1)
-        self.ar_view = ImageView(min_size=(320, 180))
+        self.ar_view = ImageView(min_size=(320, 180),
+                                 placeholder="starting the camera and the tracking ...")
         # left column: the AR view, and in oncologist mode the CT slices under it (the
         # video is 16:9, so the column has room below it)
         left = QtWidgets.QWidget()
@@ -249,12 +232,43 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.deviation_label = QtWidgets.QLabel("—", objectName="deviation")
         self.deviation_label.setWordWrap(True)
         self.phase_label = QtWidgets.QLabel("", objectName="phase")
+        # what a simulated procedure is doing now (hidden for a real camera)
+        self.sim_label = QtWidgets.QLabel("", objectName="simulation")
+        self.sim_label.setWordWrap(True)
+        self.sim_label.setVisible(hasattr(self.logic.capture.feed, "simulation_text"))
+        # fixed heights: a text that appears, changes or wraps does not move what is below
+        self.phase_label.setMinimumHeight(_lines_px(1, 22, bold=True))
+        self.sim_label.setMinimumHeight(_lines_px(1, 20, bold=True))
+        self.deviation_label.setMinimumHeight(_lines_px(2, 30, bold=True))
         self.reasons_label = QtWidgets.QLabel("", objectName="reasons")
         self.reasons_label.setWordWrap(True)
+        self.reasons_label.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
+        # room for 4 reasons: a shorter or longer list does not move what is below
+        self.reasons_label.setMinimumHeight(_lines_px(4, 20, bold=True))
         sp.addWidget(self.phase_label)
-        sp.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
-        sp.addWidget(self.deviation_label)
-        sp.addWidget(self.reasons_label)
+        sp.addWidget(self.sim_label)
+        # the light above its reading (surgeon mode, a narrow column) or beside it
+        # (oncologist mode: the column is wide and its height goes to the dose)
+        self._light_row = QtWidgets.QBoxLayout(QtWidgets.QBoxLayout.TopToBottom)
+        self._light_row.addWidget(self.light, 0, QtCore.Qt.AlignHCenter)
+        reading = QtWidgets.QVBoxLayout()
+        reading.addWidget(self.deviation_label)
+        reading.addWidget(self.reasons_label)
+        self._light_row.addLayout(reading, 1)
+        sp.addLayout(self._light_row)
+        # AR decluttering: target, Rx isodose, planned ghost and the organs near the beam by
+        # default; each structure can be switched
+        scene = self.logic.scene
+        beam = self.logic.beam
+        self._ar_default = default_ar_items(scene, self.logic.plan, target=self.logic.target,
+                                            applicator_diameter_mm=beam.applicator_diameter_mm,
+                                            energy_mev=beam.energy_mev)
+        items = [(n, scene.items[n].color) for n in scene.items
+                 if n not in ("applicator", "disc")]
+        items.append(("isodose", STYLE_ISODOSE["color"]))
+        self.ar_toggles = StructureToggles(items, self._ar_default | {"isodose"})
+        self.ar_toggles.changed.connect(self._ar_structures_changed)
+        sp.addWidget(self.ar_toggles)
         self.surgeon_panel.setSizePolicy(QtWidgets.QSizePolicy.Preferred,
                                          QtWidgets.QSizePolicy.Minimum)
         side_layout.addWidget(self.surgeon_panel)
@@ -274,6 +288,17 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.view3d.camera.position = tuple(focus + np.array([0.0, -260.0, 150.0]))
         self.view3d.camera.up = (0.0, 0.0, 1.0)
         self.view3d.reset_camera_clipping_range()
+        # which way is the patient: a cube with the LPS faces in the corner (+x left,
+        # +y posterior, +z superior), turning with the view
+        import pyvista as pv
+
+        cube = pv.create_axes_orientation_box(
+            xlabel="L", ylabel="P", zlabel="S", x_color="#e03c3c", y_color="#3cb44b",
+            z_color="#3c64e0", opacity=1.0, label_color="white", text_scale=0.5)
+        cube.SetXMinusFaceText("R")
+        cube.SetYMinusFaceText("A")
+        cube.SetZMinusFaceText("I")
+        self.view3d.add_orientation_widget(cube, viewport=(0.0, 0.0, 0.2, 0.6))
         side_layout.addWidget(self.view3d, 2)
 
     def _build_slices(self, side_layout: QtWidgets.QVBoxLayout) -> None:
@@ -282,14 +307,16 @@ class MonitorWindow(QtWidgets.QMainWindow):
         column.setContentsMargins(0, 0, 0, 0)
         # what the line colours mean: isodoses (percent of the prescription) and outlines
         self.slice_legend = QtWidgets.QLabel(self._slice_legend_html(), objectName="legend")
+        self.slice_legend.setWordWrap(True)   # never wider than the column
         column.addWidget(self.slice_legend)
         sr = QtWidgets.QHBoxLayout()
         column.addLayout(sr, 1)
-        self.slice_views: dict[str, ImageView] = {}
+        self.slice_views: dict[str, SliceView] = {}
         for orientation in ORIENTATIONS:
             box = QtWidgets.QVBoxLayout()
             caption = QtWidgets.QLabel(orientation, objectName="caption")
-            view = ImageView(min_size=(160, 160))
+            view = SliceView(orientation, min_size=(160, 160))
+            view.view_changed.connect(self._slices_moved)
             box.addWidget(caption)
             box.addWidget(view, 1)
             sr.addLayout(box)
@@ -301,7 +328,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         iso = "&nbsp;&nbsp;".join(f"<span style='color: rgb{rgb}'>&#9473;&#9473; {pct:g} %</span>"
                                   for pct, rgb in ISODOSE_LINES)
         return (f"isodose (of Rx): {iso}&nbsp;&nbsp;&nbsp; outlines: structures in their "
-                "colours (table below)")
+                "colours (table) &nbsp;&nbsp; <span style='color: #9aa0a6'>wheel: move, "
+                "Ctrl+wheel: zoom, double click: back</span>")
 
     def _build_oncologist_panel(self, side_layout: QtWidgets.QVBoxLayout) -> None:
         self.oncologist_panel = QtWidgets.QWidget()
@@ -313,36 +341,43 @@ class MonitorWindow(QtWidgets.QMainWindow):
                                     opts.diameters_mm, self.logic.beam.applicator_diameter_mm)
         self.bevel = self._combo([f"{b:g}°" for b in opts.bevels_deg], opts.bevels_deg,
                                  self.logic.beam.bevel_deg)
-        self.disc = self._combo(list(opts.discs), opts.discs, self.logic.beam.disc)
+        self.disc_panel = DiscPanel(opts, self.logic.beam)
+        self.disc = self.disc_panel.material
         self.prescription = QtWidgets.QDoubleSpinBox()
         self.prescription.setRange(1.0, 30.0)
         self.prescription.setSuffix(" Gy")
         self.prescription.setValue(self.logic.beam.prescription_gy)
         for col, (label, widget) in enumerate([("energy", self.energy),
                                                ("applicator", self.diameter),
-                                               ("bevel", self.bevel), ("disc", self.disc),
+                                               ("bevel", self.bevel),
                                                ("prescription", self.prescription)]):
             op.addWidget(QtWidgets.QLabel(label, objectName="caption"), 0, col)
             op.addWidget(widget, 1, col)
-        for widget in (self.energy, self.diameter, self.bevel, self.disc):
+        for widget in (self.energy, self.diameter, self.bevel):
             widget.currentIndexChanged.connect(self._beam_changed)
         self.prescription.valueChanged.connect(self._beam_changed)
+        self.disc_panel.changed.connect(self._beam_changed)
+        op.addWidget(self.disc_panel, 2, 0, 1, 5)
         self.dvh_view = ImageView(min_size=(240, 140))
-        op.addWidget(self.dvh_view, 2, 0, 1, 3)
+        op.addWidget(self.dvh_view, 3, 0, 1, 3)
         self.coverage_label = QtWidgets.QLabel("no dose yet", objectName="coverage")
         self.coverage_label.setAlignment(QtCore.Qt.AlignTop | QtCore.Qt.AlignLeft)
-        op.addWidget(self.coverage_label, 2, 3, 1, 2)
+        # every structure, the outside-beam line and MU: the table never changes height
+        shown = [s for s in self.logic.case.structures.values()
+                 if s.roi_type not in HIDDEN_ROI_TYPES]
+        self.coverage_label.setMinimumHeight(_lines_px(len(shown) + 2, 16, family="monospace"))
+        op.addWidget(self.coverage_label, 3, 3, 1, 2)
         self.plan_beam_label = QtWidgets.QLabel("", objectName="plan_beam")
         self.plan_beam_label.setWordWrap(True)
-        op.addWidget(self.plan_beam_label, 3, 0, 1, 5)
+        op.addWidget(self.plan_beam_label, 4, 0, 1, 5)
         self.override_edit = QtWidgets.QLineEdit(objectName="override")
         self.override_edit.setPlaceholderText("override reason (needed to confirm a plan "
                                               "that is not green)")
-        op.addWidget(self.override_edit, 4, 0, 1, 3)
+        op.addWidget(self.override_edit, 5, 0, 1, 3)
         self.confirm_button = QtWidgets.QPushButton("Confirm pose + dose", objectName="confirm")
         self.confirm_button.clicked.connect(self.confirm)
-        op.addWidget(self.confirm_button, 4, 3, 1, 2)
-        side_layout.addWidget(self.oncologist_panel, 3)
+        op.addWidget(self.confirm_button, 5, 3, 1, 2)
+        side_layout.addWidget(self.oncologist_panel, 0)   # its height; the rest to the 3D view
 
     def _build_status_bar(self) -> None:
         self.status_labels: dict[str, QtWidgets.QLabel] = {}
@@ -367,10 +402,14 @@ class MonitorWindow(QtWidgets.QMainWindow):
                            ("F11", self.toggle_full_screen),
                            ("Escape", self.showNormal),
                            ("Ctrl+Return", self.confirm),
-                           ("Ctrl+Q", self.close)]:
+                           ("Ctrl+Q", self.ask_quit)]:
             shortcut = QtWidgets.QShortcut(QtGui.QKeySequence(keys), self, activated=slot)
             # work whichever widget (or the 3D view) has the focus
             shortcut.setContext(QtCore.Qt.ApplicationShortcut)
+        feed = self.logic.capture.feed
+        if hasattr(feed, "restart"):   # a simulated procedure: R plays it again
+            QtWidgets.QShortcut(QtGui.QKeySequence("R"), self, activated=self._restart_sim
+                                ).setContext(QtCore.Qt.ApplicationShortcut)
         # guided registration keys, only while it runs (they would steal Space/Backspace
         # from the selectors otherwise)
         self.registration_shortcuts: list[QtWidgets.QShortcut] = []
@@ -391,6 +430,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
         oncologist = mode == "oncologist"
         self.slice_row.setVisible(oncologist)
         self.oncologist_panel.setVisible(oncologist)
+        self.ar_toggles.setVisible(not oncologist)   # the surgeon's AR switches
+        self._light_row.setDirection(QtWidgets.QBoxLayout.LeftToRight if oncologist
+                                     else QtWidgets.QBoxLayout.TopToBottom)
         self._side_layout.setStretch(self._side_layout.count() - 1, 0 if oncologist else 1)
         if self.view3d is not None:
             self.view3d.setVisible(oncologist)
@@ -400,6 +442,37 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.mode_label.setText(f"{mode.upper()}  (F1/F2 mode, F11 full screen, "
                                 "Ctrl+Enter confirm)")
 
+    def _restart_sim(self) -> None:
+        if self.logic.capture.feed.restart():
+            self.logic.action("simulation_restart")
+
+    def ask_quit(self) -> None:
+        """Ctrl+Q (or the window's close button): during a session, ask first."""
+        if self.logic.session_log is None:
+            self.close()
+            return
+        if self.quit_box is None:
+            box = QtWidgets.QMessageBox(
+                QtWidgets.QMessageBox.Question, "Quit the OR monitor?",
+                "Quit the OR monitor? The session will be closed and its log ended.",
+                QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No, self)
+            box.setDefaultButton(QtWidgets.QMessageBox.No)
+            box.setStyleSheet("QLabel { font-size: 22px; } QPushButton { font-size: 20px; "
+                              "min-width: 120px; padding: 8px; }")
+            box.finished.connect(self._quit_answered)
+            self.quit_box = box
+        self.quit_box.open()   # not modal-blocking: the monitor keeps updating behind it
+
+    def _quit_answered(self, _code: int) -> None:
+        if self.quit_box.clickedButton() is self.quit_box.button(QtWidgets.QMessageBox.Yes):
+            self._quit_confirmed = True
+            self.logic.action("quit_confirmed")
+            self.close()
+
+    def _slices_moved(self) -> None:
+        if self.snapshot is not None:
+            self._update_slices(self.snapshot)
+
     def toggle_full_screen(self) -> None:
         if self.isFullScreen():
             self.showNormal()
@@ -408,11 +481,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.logic.action("full_screen", on=self.isFullScreen())
 
     def _beam_changed(self) -> None:
-        beam = replace(self.logic.beam, energy_mev=float(self.energy.currentData()),
-                       applicator_diameter_mm=float(self.diameter.currentData()),
-                       bevel_deg=float(self.bevel.currentData()),
-                       disc=str(self.disc.currentData()),
-                       prescription_gy=float(self.prescription.value()))
+        beam = self.disc_panel.apply(replace(
+            self.logic.beam, energy_mev=float(self.energy.currentData()),
+            applicator_diameter_mm=float(self.diameter.currentData()),
+            bevel_deg=float(self.bevel.currentData()),
+            prescription_gy=float(self.prescription.value())))
         self.logic.set_beam(beam)
         self._scene_changed()
 
@@ -440,7 +513,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
     def _scene_changed(self) -> None:
         if self.view3d is not None:
             self._scene3d.sync()
-            self.view3d.render()
+            # one render, by Qt's next paint (render() renders, and the paint again)
+            self.view3d.update()
 
     # ------------------------------------------------------------------ update
     @staticmethod
@@ -490,6 +564,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.deviation_label.setText(snap.deviation.text() if snap.deviation is not None
                                      else "applicator not tracked")
         self._show_judgement(snap)
+        if self.sim_label.isVisibleTo(self.surgeon_panel):
+            self.sim_label.setText(self.logic.capture.feed.simulation_text())
         # re-render on a new frame, and also when tracking turns stale without a new frame
         # (a frozen camera must not leave a confident overlay on screen)
         if snap.frame is not None and (snap.frame_seq != self._rendered_frame_seq
@@ -501,6 +577,12 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self._show_dose(snap)
         self._update_slices(snap)
         self._update_3d(snap)
+        if self._dvh_future is not None and self._dvh_future.done():
+            future, self._dvh_future = self._dvh_future, None
+            try:
+                self.dvh_view.set_image(future.result())
+            except Exception:
+                log.exception("DVH plot failed")
 
     def _show_judgement(self, snap: MonitorSnapshot) -> None:
         """Phase, why the light is not green, planned beam next to the current one."""
@@ -513,13 +595,19 @@ class MonitorWindow(QtWidgets.QMainWindow):
         plan, cur = self.logic.planned_beam, self.logic.beam
 
         def beam_text(b) -> str:
+            if b.kv_diameter_mm is not None:
+                return f"kV sphere {b.kv_diameter_mm:g} mm, {b.prescription_gy:g} Gy at surface"
+            disc = "none" if b.disc_size_mm is None else \
+                "{} {:g}x{:g} mm at {:g} mm".format(b.disc, *b.disc_size_mm)
+            bolus = f", bolus {b.bolus_mm:g} mm" if b.bolus_mm else ""
             return (f"{self.logic.machine} {b.energy_mev:g} MeV, {b.applicator_diameter_mm:g} "
-                    f"mm, bevel {b.bevel_deg:g}°, disc {b.disc}, {b.prescription_gy:g} Gy")
+                    f"mm, bevel {b.bevel_deg:g}°, disc {disc}{bolus}, {b.prescription_gy:g} Gy")
 
         text = f"plan:    {beam_text(plan)}\ncurrent: {beam_text(cur)}"
         if snap.beam_deviations:
             text += "\nDIFFERS FROM PLAN: " + ", ".join(snap.beam_deviations)
         self.plan_beam_label.setText(text)
+        self.disc_panel.show_reasons(snap.light_reasons)
         self.plan_beam_label.setStyleSheet("color: #f0c81e;" if snap.beam_deviations else "")
 
     def _update_3d(self, snap: MonitorSnapshot) -> None:
@@ -541,27 +629,55 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._rendered_frame_seq = snap.frame_seq
         self._rendered_ok = snap.overlay_ok
         self._rendered_app_ok = snap.applicator_ok
+        scale = self._ar_render_scale(frame.image_size)
         if self._renderer is None or self._renderer.image_size != frame.image_size or \
-                not np.array_equal(self._renderer.camera_matrix, frame.camera_matrix):
+                not np.array_equal(self._renderer.camera_matrix, frame.camera_matrix) or \
+                self._renderer_scale != scale:
             if self._renderer is not None:
                 self._renderer.close()
             self._renderer = OverlayRenderer(self.logic.scene, frame.camera_matrix,
-                                             frame.image_size)
+                                             frame.image_size, render_scale=scale)
+            self._renderer_scale = scale
             self._outline_organs(self._renderer)
         ok = snap.overlay_ok and frame.camera_from_patient is not None
         if ok:
             layer = self._renderer.render_layer(frame.camera_from_patient)
             image = blend_layer(frame.image_rgb, layer)
-        else:  # greyed video, no anatomy from an old pose, red banner
-            banner = snap.banner or "TRACKING LOST - overlay hidden"
-            image = self._renderer.render(frame.image_rgb, None,
-                                          OverlayStatus(tracking_ok=False, banner=banner))
+        else:  # greyed video, no anatomy from an old pose (the window's banner says why)
+            image = stale_video(frame.image_rgb)
         self.ar_view.set_image(image)
         self.ar_frames += 1
 
+    def _ar_render_scale(self, image_size: tuple[int, int]) -> float:
+        """Render the AR scene at about the size the video is shown (oncologist mode shows
+        it at ~0.7): 1, 0.75 or 0.5 of the video, never less than shown."""
+        shown = min(self.ar_view.width() / image_size[0], self.ar_view.height() / image_size[1])
+        return next((s for s in (0.5, 0.75) if shown <= s), 1.0)
+
     def _outline_organs(self, renderer: OverlayRenderer) -> None:
         """Organs at risk get a view-dependent outline in the AR view."""
-        add_organ_outlines(renderer.plotter, self.logic.scene, target=self.logic.target)
+        self._ar_outlines = add_organ_outlines(renderer.plotter, self.logic.scene,
+                                               target=self.logic.target)
+        self._apply_ar_hidden()
+
+    def ar_hidden(self) -> set[str]:
+        """Scene items the AR view leaves out (switched off by the structure toggles)."""
+        return set(self.ar_toggles.buttons) - self.ar_toggles.shown()
+
+    def _apply_ar_hidden(self) -> None:
+        if self._renderer is None:
+            return
+        hidden = self.ar_hidden()
+        self._renderer.actors.hidden = hidden
+        for name, actor in self._ar_outlines.items():
+            actor.SetVisibility(name not in hidden)
+        self._renderer.changed()
+
+    def _ar_structures_changed(self) -> None:
+        self._apply_ar_hidden()
+        self.logic.action("ar_structures", shown=sorted(self.ar_toggles.shown()))
+        if self.snapshot is not None and self.snapshot.frame is not None:
+            self._render_ar(self.snapshot)
 
     def _show_dose(self, snap: MonitorSnapshot) -> None:
         dose = snap.dose
@@ -572,8 +688,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
         colors = self.logic.structure_colors()
         width = max(320, self.dvh_view.width())
         height = max(180, self.dvh_view.height())
-        self.dvh_view.set_image(render_dvh_plot(dose.curves, colors, size=(width, height),
-                                                prescription_gy=dose.beam.prescription_gy))
+        # the plot is drawn on the slice worker (tens of ms), shown by _refresh when ready
+        self._dvh_future = self._slice_pool.submit(
+            render_dvh_plot, dose.curves, colors, size=(width, height),
+            prescription_gy=dose.beam.prescription_gy, style=SCREEN_LARGE)
         lines = [self._coloured(line, colors)
                  for line in coverage_table(dose.metrics, target=self.logic.target)]
         if dose.outside_beam:
@@ -606,7 +724,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
             try:
                 images: list[SliceImage] = self._slice_future.result()
                 for image in images:
-                    self.slice_views[image.orientation].set_image(image.rgb)
+                    view = self.slice_views[image.orientation]
+                    view.patient_from_pixel = image.patient_from_pixel
+                    view.set_image(image.rgb)
             except Exception:
                 log.exception("slice rendering failed")
             self._slice_future = None
@@ -615,7 +735,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
             pose = snap.dose.patient_from_applicator
         if pose is None:
             pose = self.logic.plan
-        key = (tuple(np.round(pose[:3, 3] / 2.0).astype(int)), snap.dose_seq)
+        views = self.slice_views
+        key = (tuple(np.round(pose[:3, 3] / 2.0).astype(int)), snap.dose_seq,
+               tuple((v.offset_mm, v.zoom) for v in views.values()),
+               self.logic.beam.disc_size_mm)
         if key == self._slice_key:
             return
         self._slice_key = key
@@ -627,15 +750,28 @@ class MonitorWindow(QtWidgets.QMainWindow):
         centre = pose[:3, 3].copy()
         size = self.slice_px
 
+        where = {o: (centre + views[o].offset_mm * slice_normal(o), 160.0 / size / views[o].zoom)
+                 for o in ORIENTATIONS}
+
+        disc = self.logic.beam.disc_size_mm
+
         def work() -> list[SliceImage]:
-            return [render_slice(case.ct, o, centre, outlines=outlines, dose=dose,
+            return [render_slice(case.ct, o, where[o][0], outlines=outlines, dose=dose,
                                  isodoses=isodoses, patient_from_applicator=pose,
-                                 size_px=size, pixel_mm=160.0 / size) for o in ORIENTATIONS]
+                                 disc_mm=disc, size_px=size, pixel_mm=where[o][1])
+                    for o in ORIENTATIONS]
 
         self._slice_future = self._slice_pool.submit(work)
 
     # --------------------------------------------------------------- shutdown
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:
+        if event.spontaneous() and not self._quit_confirmed and \
+                self.logic.session_log is not None:   # the window manager's close button
+            event.ignore()
+            self.ask_quit()
+            return
+        if self.quit_box is not None:
+            self.quit_box.close()
         self._closed = True   # signals already queued from the workers are ignored
         self._timer.stop()
         self.logic.capture.on_frame = None

@@ -45,3 +45,33 @@ def test_bad_spacing_and_unknown_option(tmp_path: Path, capsys) -> None:
         main(["case", "phantom", "--out", str(tmp_path / "b"), "--bogus"])
     assert exc.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+def test_import_of_one_slice_refused_and_ct_without_rtstruct_said(tmp_path: Path,
+                                                                  capsys) -> None:
+    """Issue 13 item 15: one slice is refused in one line naming the folder; a CT series
+    without RTSTRUCT imports with a warning that it has no structures."""
+    import shutil
+
+    import pydicom
+
+    dicom = tmp_path / "dicom"
+    assert main(["case", "phantom", "--out", str(dicom), "--spacing", "4", "4", "5"]) == 0
+    one, ct_only = tmp_path / "one", tmp_path / "ct_only"
+    one.mkdir()
+    ct_only.mkdir()
+    ct_files = [f for f in sorted(dicom.glob("*.dcm"))
+                if pydicom.dcmread(f, stop_before_pixels=True).Modality == "CT"]
+    assert len(ct_files) > 2
+    shutil.copy(ct_files[0], one)
+    for f in ct_files:
+        shutil.copy(f, ct_only)
+    capsys.readouterr()
+    assert main(["case", "import", str(one), "--out", str(tmp_path / "c1")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(one) in err and "only one CT slice" in err
+    assert not (tmp_path / "c1").exists()
+    assert main(["case", "import", str(ct_only), "--out", str(tmp_path / "c2")]) == 0
+    captured = capsys.readouterr()
+    assert "0 structures" in captured.out
+    assert f"{ct_only}: no RTSTRUCT" in captured.err and captured.err.count("\n") == 1

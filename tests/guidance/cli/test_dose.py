@@ -175,3 +175,26 @@ def test_write_plan_is_read_back_by_run_and_export(case_dir, tmp_path, capsys):
                  "--write-plan", str(tmp_path / "plan.txt")]) == 2
     assert "--write-plan" in capsys.readouterr().err
     assert not (tmp_path / "o2").exists()               # refused before anything is made
+
+
+def test_dose_case_kv_applicator(capsys, tmp_path) -> None:
+    """Issue 13 item 13: the kV spherical applicator from the command line."""
+    from models.dose.materials import read_beam_asset
+
+    out = tmp_path / "out"
+    assert main(["dose", "case", "phantom", "--kv-applicator", "30", "--prescription", "20",
+                 "--json", "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    catalogue = read_beam_asset("kv_spherical.json")
+    rate = next(a["surface_dose_rate_gy_per_min"] for a in catalogue["applicators"]
+                if a["diameter_mm"] == 30)
+    assert summary["kv_applicator_mm"] == 30.0 and summary["surface_dose_gy"] == 20.0
+    assert summary["treatment_time_min"] == pytest.approx(20.0 / rate, abs=0.01)
+    assert summary["organs"]["PANCREAS"]["dmax_gy"] <= 20.0 + 1e-6
+    assert not out.exists()                           # no RT export for kV
+    for argv, message in [(["--kv-applicator", "31"], "choose one of: 15, 20"),
+                          (["--kv-applicator", "30", "--energy", "8"], "leave out --energy"),
+                          ([], "--energy and --applicator are required")]:
+        assert main(["dose", "case", "phantom", *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err

@@ -139,3 +139,33 @@ def test_cli_exports_the_edited_anatomy_from_the_case_folder_or_a_session_log(
                  str(bad)]) == 2
     err = capsys.readouterr().err
     assert "entry 0 is not a valid edit" in err and len(err.strip().splitlines()) == 1
+
+def test_export_phantom_without_with_ct_passes_dciodvfy(tmp_path, capsys):
+    """Issue 13 item 16: the phantom exports without --with-ct (its CT is written, it has no
+    other DICOM), every object carries StudyDate/StudyTime, the machine name is the one
+    given; dciodvfy (dicom3tools) reports no warning and no error."""
+    import shutil
+    import subprocess
+
+    out = tmp_path / "rt"
+    assert main(["export", "phantom", "--out", str(out), "--machine-name", "LIAC_OR3"]) == 0
+    assert "CT slices" in capsys.readouterr().out
+    plan = pydicom.dcmread(out / "RP.dcm")
+    assert plan.BeamSequence[0].TreatmentMachineName == "LIAC_OR3"
+    files = [out / "RS.dcm", out / "RP.dcm", out / "RD.dcm", sorted(out.glob("CT_*.dcm"))[0]]
+    for path in files:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert len(ds.StudyDate) == 8 and len(ds.StudyTime) >= 6, path.name
+    assert len({pydicom.dcmread(p, stop_before_pixels=True).StudyDate for p in files}) == 1
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (dicom3tools) not installed")
+    for path in files:
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True,
+                                timeout=60)
+        text = report.stdout + report.stderr
+        problems = [line for line in text.splitlines()
+                    if line.startswith(("Warning", "Error"))]
+        assert problems == [], (path.name, problems)
+    assert main(["export", "phantom", "--out", str(tmp_path / "x"), "--machine-name",
+                 "A_NAME_LONGER_THAN_16"]) == 2
+    assert "at most 16" in capsys.readouterr().err

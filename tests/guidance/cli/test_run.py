@@ -53,6 +53,31 @@ def test_bad_arguments_leave_no_sessions_folder(monkeypatch, capsys, tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.json", "frames"]  # no log here
 
 
+def test_bad_source_options_name_the_option(monkeypatch, capsys, tmp_path: Path,
+                                            data_home: Path) -> None:
+    """Issue 13 item 15: one line naming the file or option, nothing silently ignored."""
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reg.json").write_text(json.dumps(
+        {"patient_from_reference": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}))
+    bad = [
+        (["--source", "missing.mp4"], "--source missing.mp4: file or folder not found"),
+        (["--source", "foo"], "--source 'foo': unknown source"),
+        (["--source", "webcam:x"], "webcam number"),
+        (["--registration", "reg.json"], "--registration reg.json: not used with --source sim"),
+        (["--source", "scripted", "--registration", "reg.json"], "not used with --source "
+                                                                 "scripted"),
+        (["--tracker-devices", "pointer=Stylus"], "only used with --tracker igtl"),
+        (["--tracker", "igtl", "--tracker-devices", "foo=bar"],
+         "--tracker-devices: unknown tool 'foo'"),
+    ]
+    for argv, message in bad:
+        assert main(["run", "phantom", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err and "calibration" not in err, (argv, err)
+    assert not data_home.exists()
+
+
 def test_bad_case_and_port(monkeypatch, capsys, tmp_path: Path) -> None:
     monkeypatch.setenv("DISPLAY", ":99")
     assert main(["run", str(tmp_path / "nope")]) == 2

@@ -80,3 +80,57 @@ def test_unregistered_shows_plain_video_with_banner() -> None:
         out = renderer.render(video, None, OverlayStatus(banner="Registration: FID1"))
     assert tuple(out[120, 160]) == (200, 200, 200)
     assert out[5, 300].max() < 60  # dark information banner, not the red alarm
+
+
+def test_every_frame_is_rendered_anew_pose_and_hidden_items() -> None:
+    """The second and later frames follow the new camera pose and hidden items (pyvista's
+    screenshot renders only the first time by itself)."""
+    renderer = _ball_renderer(10.0)
+    try:
+        first = renderer.render_layer(BALL_POSE)
+        moved = BALL_POSE.copy()
+        moved[0, 3] = 40.0                              # ball 40 mm to the camera's right
+        second = renderer.render_layer(moved)
+        shift = _blob_centroid(second[..., 3] > 127) - _blob_centroid(first[..., 3] > 127)
+        np.testing.assert_allclose(shift, (500.0 * 40.0 / 300.0, 0.0), atol=1.0)
+        renderer.actors.hidden = {"ball"}
+        assert renderer.render_layer(moved)[..., 3].max() == 0
+    finally:
+        renderer.close()
+
+
+def test_layer_rendered_only_when_pose_or_scene_changed() -> None:
+    """A still camera over a still scene costs no render (issue 13 item 12)."""
+    renderer = _ball_renderer(10.0)
+    try:
+        first = renderer.render_layer(BALL_POSE)
+        again = renderer.render_layer(BALL_POSE.copy())
+        assert renderer.renders == 1 and again is first
+        renderer.scene.items["ball"].visible = False
+        assert renderer.render_layer(BALL_POSE)[..., 3].max() == 0 and renderer.renders == 2
+        renderer.scene.items["ball"].visible = True
+        renderer.scene.add(SceneItem("ball", pv.Sphere(radius=20.0), (1.0, 0.0, 0.0)))
+        bigger = renderer.render_layer(BALL_POSE)
+        assert renderer.renders == 3
+        assert (bigger[..., 3] > 127).sum() > 3 * (first[..., 3] > 127).sum()
+    finally:
+        renderer.close()
+
+
+@pytest.mark.parametrize("scale", [0.5, 0.75])
+def test_reduced_render_size_keeps_the_projection(scale: float, rng) -> None:
+    """Rendered at a fraction of the video size and resized back, the scene stays where
+    cv2.projectPoints puts it (issue 13 item 12: fewer pixels for a CPU rasteriser)."""
+    k = np.array([[700.0, 0, 330.0], [0, 700.0, 230.0], [0, 0, 1]])
+    centre = np.array([12.0, -30.0, 25.0])
+    scene = Scene()
+    scene.add(SceneItem("ball", pv.Sphere(radius=6.0, center=centre, theta_resolution=60,
+                                          phi_resolution=60), (1.0, 1.0, 1.0)))
+    pose = transform_from_rotvec(rng.normal(size=3) * 0.3, [5.0, 20.0, 350.0])
+    with OverlayRenderer(scene, k, (640, 480), render_scale=scale) as renderer:
+        assert renderer.render_size == (round(640 * scale), round(480 * scale))
+        layer = renderer.render_layer(pose)
+    assert layer.shape == (480, 640, 4)
+    truth, _ = cv2.projectPoints(centre[None], cv2.Rodrigues(pose[:3, :3])[0], pose[:3, 3],
+                                 k, None)
+    np.testing.assert_allclose(_blob_centroid(layer[..., 3] > 127), truth.reshape(2), atol=1.0)

@@ -61,6 +61,12 @@ def test_hot_spot_and_estimated_mu() -> None:
     amber = _check(good, dose_max_gy=12.5, disc="lead")
     assert amber.light is Light.YELLOW and "lead disc" in amber.reasons[0]
     assert _check(good, dose_max_gy=15.6).light is Light.RED  # 156 % of Rx
+    # the organ where it is, named (issue 13 item 13: lead, pancreas at 156 % of Rx)
+    lead = _check({**good, "PANCREAS": _organ(15.6), "BOWEL": _organ(12.8)},
+                  dose_max_gy=15.6, disc="lead")
+    assert lead.light is Light.RED
+    assert lead.reasons == ("hot spot 156.0 % of Rx in PANCREAS (Dmax 156 %) (limit 120 %) "
+                            "(lead disc backscatter?)",)
     mu = _check(good, mu_estimated=True)
     assert mu.light is Light.YELLOW and mu.reasons == ("MU ESTIMATED: output factor not measured",)
 

@@ -23,7 +23,8 @@ def test_known_offsets_split_along_planned_axis(rng: np.random.Generator) -> Non
     assert dev.distance_mm == pytest.approx(5.0, abs=1e-9)
     assert dev.angle_deg == pytest.approx(0.0, abs=1e-6)
     assert dev.light is Light.YELLOW
-    assert "5.0 mm" in dev.text() and "depth -4.0 mm" in dev.text()
+    text = dev.text().replace("\u00a0", " ")
+    assert "5.0 mm" in text and "depth -4.0 mm" in text and "," not in text
 
 
 @pytest.mark.parametrize("tilt_deg", [0.5, 7.0, 30.0, 179.0])
