@@ -36,7 +36,8 @@ Overlaps (applied in list order, each edit on the result of the previous ones):
    structure's mask;
 3. a resection sets the fill HU inside the structure and keeps its mask (the region stays
    visible as the cavity it is now); a region resection sets it at the region's voxels
-   inside the external contour (all of them without one) and changes no mask.
+   inside the external contour or a ``CAVITY`` structure (all of them without an external
+   contour) and changes no mask.
 
 Examples
 --------
@@ -79,6 +80,9 @@ FILL_HU: dict[str, float] = {"air": -1000.0, "saline": 0.0, "soft_tissue": 40.0,
 MAX_OUTSIDE_PERCENT = 1.0
 #: Structures whose mask never loses voxels to a moved organ.
 KEEPS_ITS_VOXELS = ("EXTERNAL",)
+#: Structure types that are space in the patient (a drawn region is filled there too,
+#: besides the external contour).
+OPEN_SPACES = ("CAVITY",)
 
 
 @dataclass(frozen=True)
@@ -275,9 +279,10 @@ class Resection:
     """A structure emptied (tumour removed) and filled with ``fill``.
 
     With ``region`` (a drawn :class:`ResectionRegion`) the region is emptied instead of a
-    structure: its voxels inside the body (the ``EXTERNAL`` contour, when the case has one)
-    get the fill; no structure is added or changed, and ``structure`` is only its name in
-    the list (:data:`REGION_NAME` by default).
+    structure: its voxels inside the body (the ``EXTERNAL`` contour and any ``CAVITY``
+    structure, when the case has an external contour; all of them otherwise) get the fill;
+    no structure is added or changed, and ``structure`` is only its name in the list
+    (:data:`REGION_NAME` by default).
     """
 
     structure: str
@@ -501,9 +506,13 @@ def _apply_resection(case: Case, ct: np.ndarray, masks: Mapping[str, np.ndarray]
         if not region.any():
             raise InputError(f"resection of the {edit.region.describe()}: it lies outside the "
                              "CT; check its centre and size; nothing applied")
-        for name, s in case.structures.items():     # only inside the body
-            if s.roi_type in KEEPS_ITS_VOXELS:
-                region &= masks[name]
+        body = [masks[n] for n, s in case.structures.items() if s.roi_type in KEEPS_ITS_VOXELS]
+        if body:     # only inside the body or an (open) cavity
+            body += [masks[n] for n, s in case.structures.items() if s.roi_type in OPEN_SPACES]
+            region &= np.logical_or.reduce(body)
+            if not region.any():
+                raise InputError(f"resection of the {edit.region.describe()}: it lies outside "
+                                 "the body; check its centre and size; nothing applied")
         ct[region] = FILL_HU[edit.fill]
         return
     if edit.structure not in masks:

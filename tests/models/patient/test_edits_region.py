@@ -35,7 +35,8 @@ def test_a_sphere_at_the_applicator_tip_fills_its_voxels_inside_the_body(coarse_
     k, j, i = np.indices(case.ct.shape)
     pts = case.ct.voxel_to_patient(np.column_stack([i.ravel(), j.ravel(), k.ravel()]))
     ball = (np.linalg.norm(pts - region.centre_lps, axis=1) <= 12.0).reshape(case.ct.shape)
-    body = case.structures["EXTERNAL"].mask if "EXTERNAL" in case.structures else True
+    body = np.logical_or.reduce([s.mask for s in case.structures.values()
+                                 if s.roi_type in ("EXTERNAL", "CAVITY")])
     inside = ball & body
     assert inside.sum() > 50
     assert np.all(edited.ct.array[inside] == FILL_HU["saline"])
@@ -61,6 +62,11 @@ def test_bad_regions_are_refused_with_one_message(coarse_phantom) -> None:
         ResectionRegion("cylinder", np.eye(4), 10.0)
     with pytest.raises(InputError, match="region depth_mm"):
         ResectionRegion.below_applicator("sphere", np.eye(4), -1.0, 10.0)
+    # a sphere in the air around the body (the CT's corner): nothing to fill
+    corner = coarse_phantom.ct.voxel_to_patient(np.zeros((1, 3)))[0]
+    with pytest.raises(InputError, match=r"outside the body; .* nothing applied"):
+        EditList([Resection(REGION_NAME, region=ResectionRegion(
+            "sphere", _pose(corner), 10.0))]).apply(coarse_phantom)
     far = ResectionRegion("sphere", _pose([5000.0, 0.0, 0.0]), 10.0)
     edits = EditList()
     with pytest.raises(InputError, match=r"outside the CT; .* nothing applied"):
