@@ -135,7 +135,7 @@ class EditsPanel(QtWidgets.QWidget):
 
     def _region_tab(self) -> QtWidgets.QWidget:
         tab = QtWidgets.QWidget()
-        row = QtWidgets.QHBoxLayout(tab)
+        row = QtWidgets.QGridLayout(tab)
         self.region_shape = QtWidgets.QComboBox(objectName="region_shape")
         self.region_shape.addItems(list(REGION_SHAPES))
         self.region_radius = self._mm_box("region_radius_mm", 15.0, 1.0, 100.0)
@@ -149,17 +149,25 @@ class EditsPanel(QtWidgets.QWidget):
         self.region_shape.currentTextChanged.connect(
             lambda shape: self.region_length.setEnabled(shape == "cylinder"))
         self.region_length.setEnabled(self.region_shape.currentText() == "cylinder")
-        for w in (self.region_shape, QtWidgets.QLabel("r"), self.region_radius,
-                  QtWidgets.QLabel("len"), self.region_length, QtWidgets.QLabel("depth"),
-                  self.region_depth, self.region_fill, self.region_button):
-            row.addWidget(w)
+        self._rows(row, [(self.region_shape, QtWidgets.QLabel("r"), self.region_radius,
+                          QtWidgets.QLabel("len"), self.region_length),
+                         (QtWidgets.QLabel("depth"), self.region_depth, self.region_fill,
+                          self.region_button)])
         return tab
+
+    @staticmethod
+    def _rows(grid: QtWidgets.QGridLayout, rows) -> None:
+        """Two short rows rather than one wide one (the side panel stays narrow)."""
+        grid.setContentsMargins(4, 2, 4, 2)
+        for r, widgets in enumerate(rows):
+            for c, w in enumerate(widgets):
+                grid.addWidget(w, r, c)
 
     def _disc_tab(self) -> QtWidgets.QWidget:
         from models.dose.materials import shield_materials
 
         tab = QtWidgets.QWidget()
-        row = QtWidgets.QHBoxLayout(tab)
+        row = QtWidgets.QGridLayout(tab)
         self.disc_material = QtWidgets.QComboBox(objectName="disc_material")
         self.disc_material.addItems(list(shield_materials()))
         self.disc_diameter = self._mm_box("disc_diameter_mm", 80.0, 10.0, 200.0)
@@ -169,10 +177,9 @@ class EditsPanel(QtWidgets.QWidget):
         self.disc_button.setToolTip("normal to the beam, its upstream face the depth below "
                                     "the applicator's end face")
         self.disc_button.clicked.connect(self.place_disc)
-        for w in (self.disc_material, QtWidgets.QLabel("\u2300"), self.disc_diameter,
-                  QtWidgets.QLabel("t"), self.disc_thickness, QtWidgets.QLabel("depth"),
-                  self.disc_depth, self.disc_button):
-            row.addWidget(w)
+        self._rows(row, [(self.disc_material, QtWidgets.QLabel("\u2300"), self.disc_diameter,
+                          QtWidgets.QLabel("t"), self.disc_thickness),
+                         (QtWidgets.QLabel("depth"), self.disc_depth, self.disc_button)])
         return tab
 
     def _applicator_pose(self) -> tuple[np.ndarray, str]:
