@@ -39,7 +39,17 @@ from models.base.errors import InputError
 from models.base.transforms import invert_rigid, transform_difference, transform_from_rotvec
 from models.base.validation import as_transform
 from models.patient.case import Case
-from models.patient.edits import Edit, EditList, Provenance, Retraction, edit_to_json
+from models.patient.edits import (
+    REGION_NAME,
+    DiscPlacement,
+    Edit,
+    EditList,
+    Provenance,
+    Resection,
+    ResectionRegion,
+    Retraction,
+    edit_to_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +176,43 @@ class AnatomyEditor:
         return self.add(Retraction(structure, patient_from_retracted, fill=fill,
                                    provenance=Provenance(who=self.who if who is None else who,
                                                          how=how)))
+
+    def resect(self, structure: str, *, fill: str = "air", how: str = "manual",
+               who: str | None = None) -> Case:
+        """Add a :class:`Resection` of a structure of the case (GTV, CAVITY...) filled with
+        ``fill`` (a key of :data:`models.patient.edits.FILL_HU`)."""
+        return self.add(Resection(structure, fill=fill, provenance=self._provenance(how, who)))
+
+    def resect_region(self, region: ResectionRegion, *, fill: str = "air",
+                      how: str = "manual", who: str | None = None) -> Case:
+        """Add a :class:`Resection` of a drawn region (no structure), e.g.
+        :meth:`ResectionRegion.below_applicator` at the applicator's tip."""
+        return self.add(Resection(REGION_NAME, fill=fill, region=region,
+                                  provenance=self._provenance(how, who)))
+
+    def place_disc(self, material: str, diameter_mm: float, thickness_mm: float,
+                   patient_from_applicator: np.ndarray, depth_mm: float, *,
+                   how: str = "manual", who: str | None = None) -> Case:
+        """Add a :class:`DiscPlacement` normal to the applicator's axis, its upstream face
+        ``depth_mm`` below the end face (:meth:`DiscPlacement.below_applicator`).
+
+        Raises
+        ------
+        InputError
+            A material the dose engine does not have, a size or depth that is not
+            positive, a disc outside the CT: nothing applied.
+        """
+        from models.dose.materials import shield_materials
+
+        if material not in shield_materials():
+            raise InputError(f"disc material {material!r} is not one of: "
+                             f"{', '.join(shield_materials())}; nothing applied")
+        return self.add(DiscPlacement.below_applicator(
+            material, diameter_mm, thickness_mm, patient_from_applicator, depth_mm,
+            provenance=self._provenance(how, who)))
+
+    def _provenance(self, how: str, who: str | None) -> Provenance:
+        return Provenance(who=self.who if who is None else who, how=how)
 
     def retract_from_sweep(self, fit: RetractionFit, *, fill: str = "air") -> Case:
         """Add the organ move a pointer sweep found

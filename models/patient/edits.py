@@ -12,7 +12,9 @@ Edits
   ``patient_from_retracted`` maps a point of the organ where the CT saw it to where it is
   now. The moved tissue carries its HU; the space it vacated is filled with ``fill``
   (``"air"`` for an open abdomen, ``"saline"`` / ``"soft_tissue"`` for packing).
-* :class:`Resection` — a structure (GTV, cavity) emptied and filled with ``fill``.
+* :class:`Resection` — a structure (GTV, cavity) emptied and filled with ``fill``; or,
+  with ``region``, a drawn :class:`ResectionRegion` (a sphere or cylinder placed in the
+  patient, e.g. at the applicator's tip) without a structure.
 * :class:`DiscPlacement` — a shielding disc (material, diameter, thickness) put in the
   patient at ``patient_from_disc``. It does not change the CT (a metal's HU would saturate
   it): the edited case carries it as ``Case.disc`` and the dose engine models it (water-
@@ -33,7 +35,9 @@ Overlaps (applied in list order, each edit on the result of the previous ones):
 2. the vacated voxels (the organ before minus after) get the fill HU and leave the moved
    structure's mask;
 3. a resection sets the fill HU inside the structure and keeps its mask (the region stays
-   visible as the cavity it is now).
+   visible as the cavity it is now); a region resection sets it at the region's voxels
+   inside the external contour or a ``CAVITY`` structure (all of them without an external
+   contour) and changes no mask.
 
 Examples
 --------
@@ -76,6 +80,9 @@ FILL_HU: dict[str, float] = {"air": -1000.0, "saline": 0.0, "soft_tissue": 40.0,
 MAX_OUTSIDE_PERCENT = 1.0
 #: Structures whose mask never loses voxels to a moved organ.
 KEEPS_ITS_VOXELS = ("EXTERNAL",)
+#: Structure types that are space in the patient (a drawn region is filled there too,
+#: besides the external contour).
+OPEN_SPACES = ("CAVITY",)
 
 
 @dataclass(frozen=True)
@@ -138,18 +145,157 @@ class Retraction:
         return f"{self.structure} moved {dist:.0f} mm, {angle:.0f} deg"
 
 
+def _below(patient_from_applicator: np.ndarray, depth_mm: float, name: str) -> np.ndarray:
+    """The applicator frame moved ``depth_mm`` down its axis (+z), in the patient."""
+    pose = as_transform(patient_from_applicator, name="patient_from_applicator", rigid=True,
+                        atol=1e-5)
+    depth = as_positive(depth_mm, name=name, allow_zero=True)
+    shift = np.eye(4)
+    shift[2, 3] = depth
+    return pose @ shift
+
+
+#: The shapes of a drawn resection region.
+REGION_SHAPES = ("sphere", "cylinder")
+
+
+@dataclass(frozen=True)
+class ResectionRegion:
+    """A region drawn in the patient without a structure: a sphere or a cylinder.
+
+    Parameters
+    ----------
+    shape : str
+        ``"sphere"`` or ``"cylinder"``.
+    patient_from_region : (4, 4) array
+        Rigid pose of the region frame in patient LPS (mm): origin at the region's centre,
+        +z the cylinder's axis (a sphere uses only the origin).
+    radius_mm : float
+        Sphere or cylinder radius (mm).
+    length_mm : float
+        Cylinder length along its axis (mm), centred on the origin; ignored for a sphere.
+
+    Examples
+    --------
+    >>> from models.patient.volume import Volume
+    >>> ct = Volume.from_grid(np.zeros((9, 9, 9), np.float32), spacing_mm=(1.0, 1.0, 1.0))
+    >>> pose = np.eye(4); pose[:3, 3] = ct.voxel_to_patient(np.array([[4.0, 4.0, 4.0]]))[0]
+    >>> int(ResectionRegion("sphere", pose, 1.0).mask_on(ct).sum())   # centre + 6 faces
+    7
+    """
+
+    shape: str
+    patient_from_region: np.ndarray
+    radius_mm: float
+    length_mm: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.shape not in REGION_SHAPES:
+            raise InputError(f"resection region shape {self.shape!r} is not one of: "
+                             f"{', '.join(REGION_SHAPES)}")
+        object.__setattr__(self, "radius_mm", as_positive(self.radius_mm,
+                                                          name="region radius_mm"))
+        length = (as_positive(self.length_mm, name="cylinder length_mm")
+                  if self.shape == "cylinder" else 0.0)
+        object.__setattr__(self, "length_mm", float(length))
+        try:
+            pose = as_transform(self.patient_from_region, name="patient_from_region",
+                                rigid=True, atol=1e-5)
+        except InputError as exc:
+            raise InputError(f"resection region: {exc}; nothing applied") from None
+        object.__setattr__(self, "patient_from_region", pose)
+
+    @classmethod
+    def below_applicator(cls, shape: str, patient_from_applicator: np.ndarray,
+                         depth_mm: float, radius_mm: float,
+                         length_mm: float = 0.0) -> ResectionRegion:
+        """A region centred ``depth_mm`` below the applicator's end face on its axis (a
+        cylinder along the beam).
+
+        ``patient_from_applicator``: rigid applicator pose (end-face centre, +z into tissue;
+        LPS mm). The depth may be 0 (centred on the end face) but not negative.
+        """
+        return cls(shape, _below(patient_from_applicator, depth_mm, "region depth_mm"),
+                   radius_mm, length_mm)
+
+    @property
+    def centre_lps(self) -> np.ndarray:
+        """Region centre (patient LPS, mm)."""
+        return self.patient_from_region[:3, 3].copy()
+
+    def mask_on(self, ct) -> np.ndarray:
+        """The voxels (k, j, i) of ``ct`` (a :class:`~models.patient.volume.Volume`) whose
+        centres lie inside the region (only the region's box on the grid is tested)."""
+        half = np.array([self.radius_mm, self.radius_mm,
+                         self.radius_mm if self.shape == "sphere" else 0.5 * self.length_mm])
+        corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1)
+                            for sz in (-1, 1)], dtype=np.float64) * half
+        corners_lps = corners @ self.patient_from_region[:3, :3].T + self.centre_lps
+        ijk = corners_lps @ ct.voxel_from_patient[:3, :3].T + ct.voxel_from_patient[:3, 3]
+        shape_ijk = np.array(ct.shape[::-1])
+        lo = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, shape_ijk)
+        hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, 0, shape_ijk)
+        out = np.zeros(ct.shape, dtype=bool)
+        if np.any(hi <= lo):
+            return out
+        i, j, k = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi, strict=True)),
+                              indexing="ij")
+        pts = np.column_stack([i.ravel(), j.ravel(), k.ravel()]).astype(np.float64)
+        local = (pts @ (np.linalg.inv(self.patient_from_region) @ ct.patient_from_voxel)
+                 [:3, :3].T + (np.linalg.inv(self.patient_from_region)
+                               @ ct.patient_from_voxel)[:3, 3])
+        if self.shape == "sphere":
+            inside = np.sum(local ** 2, axis=1) <= self.radius_mm ** 2 + 1e-9
+        else:
+            inside = (np.sum(local[:, :2] ** 2, axis=1) <= self.radius_mm ** 2 + 1e-9) \
+                & (np.abs(local[:, 2]) <= 0.5 * self.length_mm + 1e-9)
+        sel = pts[inside].astype(np.int64)
+        out[sel[:, 2], sel[:, 1], sel[:, 0]] = True
+        return out
+
+    def describe(self) -> str:
+        """"sphere r 15 mm at (x, y, z) mm" / "cylinder r 10 mm x 20 mm at (...) mm"."""
+        c = np.round(self.centre_lps).astype(int).tolist()
+        size = (f"r {self.radius_mm:g} mm" if self.shape == "sphere"
+                else f"r {self.radius_mm:g} mm x {self.length_mm:g} mm")
+        return f"{self.shape} {size} at ({c[0]}, {c[1]}, {c[2]}) mm"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shape": self.shape, "patient_from_region": self.patient_from_region.tolist(),
+                "radius_mm": self.radius_mm, "length_mm": self.length_mm}
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> ResectionRegion:
+        return cls(str(item["shape"]), np.asarray(item["patient_from_region"], float),
+                   float(item["radius_mm"]), float(item.get("length_mm", 0.0)))
+
+
+#: What a region resection is called in the edit list (it is not a structure of the case).
+REGION_NAME = "REGION"
+
+
 @dataclass(frozen=True)
 class Resection:
-    """A structure emptied (tumour removed) and filled with ``fill``."""
+    """A structure emptied (tumour removed) and filled with ``fill``.
+
+    With ``region`` (a drawn :class:`ResectionRegion`) the region is emptied instead of a
+    structure: its voxels inside the body (the ``EXTERNAL`` contour and any ``CAVITY``
+    structure, when the case has an external contour; all of them otherwise) get the fill;
+    no structure is added or changed, and ``structure`` is only its name in the list
+    (:data:`REGION_NAME` by default).
+    """
 
     structure: str
     fill: str = "air"
     provenance: Provenance = field(default_factory=Provenance)
+    region: ResectionRegion | None = None
 
     def __post_init__(self) -> None:
         _check_fill(self.fill)
 
     def describe(self, centroid_lps: np.ndarray | None = None) -> str:
+        if self.region is not None:
+            return f"{self.region.describe()} resected, filled with {self.fill}"
         return f"{self.structure} resected, filled with {self.fill}"
 
 
@@ -189,6 +335,23 @@ class DiscPlacement:
         except InputError as exc:
             raise InputError(f"disc placement: {exc}; nothing applied") from None
         object.__setattr__(self, "patient_from_disc", pose)
+
+    @classmethod
+    def below_applicator(cls, material: str, diameter_mm: float, thickness_mm: float,
+                         patient_from_applicator: np.ndarray, depth_mm: float, *,
+                         provenance: Provenance | None = None) -> DiscPlacement:
+        """A disc normal to the beam, on its axis, its upstream face ``depth_mm`` below the
+        applicator's end face (the engine's :class:`models.dose.electron.ShieldingDisc`
+        depth): the centre lies ``depth_mm + thickness_mm / 2`` down the axis.
+
+        ``patient_from_applicator``: rigid applicator pose (end-face centre, +z into tissue;
+        LPS mm).
+        """
+        depth = as_positive(depth_mm, name="disc depth_mm")
+        thickness = as_positive(thickness_mm, name="disc thickness_mm")
+        pose = _below(patient_from_applicator, depth + 0.5 * thickness, "disc depth_mm")
+        return cls(material, diameter_mm, thickness, pose,
+                   Provenance() if provenance is None else provenance)
 
     @property
     def centre_lps(self) -> np.ndarray:
@@ -336,8 +499,22 @@ def _apply_retraction(case: Case, ct: np.ndarray, masks: dict[str, np.ndarray],
     owned.add(edit.structure)
 
 
-def _apply_resection(ct: np.ndarray, masks: Mapping[str, np.ndarray],
+def _apply_resection(case: Case, ct: np.ndarray, masks: Mapping[str, np.ndarray],
                      edit: Resection) -> None:
+    if edit.region is not None:
+        region = edit.region.mask_on(case.ct)
+        if not region.any():
+            raise InputError(f"resection of the {edit.region.describe()}: it lies outside the "
+                             "CT; check its centre and size; nothing applied")
+        body = [masks[n] for n, s in case.structures.items() if s.roi_type in KEEPS_ITS_VOXELS]
+        if body:     # only inside the body or an (open) cavity
+            body += [masks[n] for n, s in case.structures.items() if s.roi_type in OPEN_SPACES]
+            region &= np.logical_or.reduce(body)
+            if not region.any():
+                raise InputError(f"resection of the {edit.region.describe()}: it lies outside "
+                                 "the body; check its centre and size; nothing applied")
+        ct[region] = FILL_HU[edit.fill]
+        return
     if edit.structure not in masks:
         raise InputError(f"resection of {edit.structure!r}: no such structure; have: "
                          f"{', '.join(masks) or 'none'}")
@@ -435,7 +612,7 @@ class EditList:
             if isinstance(edit, Retraction):
                 _apply_retraction(case, ct, masks, edit, owned)
             elif isinstance(edit, Resection):
-                _apply_resection(ct, masks, edit)
+                _apply_resection(case, ct, masks, edit)
         disc = self.disc
         if disc is not None and not bool(case.ct.contains(disc.centre_lps[None])[0]):
             raise InputError(f"disc placement: centre {np.round(disc.centre_lps, 1).tolist()} "
@@ -467,8 +644,11 @@ class EditList:
                                             str(item.get("fill", "air")),
                                             bool(item.get("affine", False)), prov))
                 elif item["kind"] == "resection":
+                    region = item.get("region")
                     edits.append(Resection(str(item["structure"]),
-                                           str(item.get("fill", "air")), prov))
+                                           str(item.get("fill", "air")), prov,
+                                           None if region is None
+                                           else ResectionRegion.from_json(region)))
                 elif item["kind"] == "disc":
                     edits.append(DiscPlacement(str(item["material"]),
                                                float(item["diameter_mm"]),
@@ -495,6 +675,8 @@ def edit_to_json(edit: Edit) -> dict[str, Any]:
                     affine=edit.affine)
     elif isinstance(edit, Resection):
         item["fill"] = edit.fill
+        if edit.region is not None:
+            item["region"] = edit.region.to_json()
     else:
         item.update(material=edit.material, diameter_mm=edit.diameter_mm,
                     thickness_mm=edit.thickness_mm,

@@ -6,7 +6,12 @@ included) until the button is released, which records the edit; and a "Move in 3
 pick an organ, then in the 3D view a left drag moves it in the view plane (its centre
 follows the mouse), a shift + left drag turns it about the viewing direction; releasing the
 mouse button records the move as an edit ("3D view"). While the mode is on the mouse moves
-the organ, not the camera. Everything is done by
+the organ, not the camera. Below, three tabs make the other edits: **Resect** (a structure
+of the case filled with air, saline, soft tissue or fat), **Region** (a sphere or cylinder,
+along the beam, centred a depth below the applicator's end face, resected with a fill) and
+**Disc** (material, diameter, thickness, its upstream face a depth below the end face, on
+the beam axis). Region and disc use the applicator as tracked now, else the planned pose.
+Everything is done by
 :class:`guidance.monitor.anatomy.AnatomyEditor` (logic); these widgets only read the mouse
 and the buttons. :func:`install_edits_panel` is the window's one hook.
 """
@@ -26,6 +31,10 @@ from guidance.monitor.anatomy import (
     view_drag,
 )
 from models.base.errors import IortError
+from models.patient.edits import FILL_HU, KEEPS_ITS_VOXELS, REGION_SHAPES, ResectionRegion
+
+#: How the panel's own edits are recorded (provenance ``how``).
+PANEL_HOW = "monitor panel"
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +52,16 @@ class EditsPanel(QtWidgets.QWidget):
     """
 
     def __init__(self, editor: AnatomyEditor, organs: list[str], *, on_change=None,
-                 frame=None, parent: QtWidgets.QWidget | None = None) -> None:
+                 frame=None, applicator=None,
+                 parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
         self.editor = editor
         self.on_change = on_change
         #: ``frame() -> FrameUpdate or None``: the monitor's newest frame (the retractor).
         self.frame = frame or (lambda: None)
+        #: ``applicator() -> (patient_from_applicator, "tracked" | "planned") or None``:
+        #: where the region and the disc are put.
+        self.applicator = applicator or (lambda: None)
         self.follower = RetractorFollower(editor)
         layout = QtWidgets.QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -70,9 +83,14 @@ class EditsPanel(QtWidgets.QWidget):
         for col, widget in enumerate((self.undo_button, self.redo_button, self.organ,
                                       self.grab_button, self.move_button)):
             layout.addWidget(widget, 2, col)
+        self.tools = QtWidgets.QTabWidget(objectName="edit_tools")
+        self.tools.addTab(self._resect_tab(), "Resect")
+        self.tools.addTab(self._region_tab(), "Region")
+        self.tools.addTab(self._disc_tab(), "Disc")
+        layout.addWidget(self.tools, 3, 0, 1, 5)
         self.message = QtWidgets.QLabel("", objectName="edit_message")
         self.message.setWordWrap(True)
-        layout.addWidget(self.message, 3, 0, 1, 5)
+        layout.addWidget(self.message, 4, 0, 1, 5)
         self.undo_button.clicked.connect(self.undo)
         self.redo_button.clicked.connect(self.redo)
         self.grab_button.toggled.connect(self._grab_toggled)
@@ -81,6 +99,129 @@ class EditsPanel(QtWidgets.QWidget):
         self._follow_timer.start(100)
         editor.listeners.append(self.refresh)
         self.refresh()
+
+    # ------------------------------------------------------------ the edit tabs
+    @staticmethod
+    def _fill_box(name: str) -> QtWidgets.QComboBox:
+        box = QtWidgets.QComboBox(objectName=name)
+        for fill in FILL_HU:
+            box.addItem(fill.replace("_", " "), fill)
+        return box
+
+    @staticmethod
+    def _mm_box(name: str, value: float, lo: float, hi: float) -> QtWidgets.QDoubleSpinBox:
+        box = QtWidgets.QDoubleSpinBox(objectName=name)
+        box.setRange(lo, hi)
+        box.setDecimals(1)
+        box.setSuffix(" mm")
+        box.setValue(value)
+        return box
+
+    def _resect_tab(self) -> QtWidgets.QWidget:
+        tab = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(tab)
+        self.resect_structure = QtWidgets.QComboBox(objectName="resect_structure")
+        self.resect_structure.addItems(
+            [n for n, s in self.editor.original.structures.items()
+             if s.roi_type not in KEEPS_ITS_VOXELS])
+        self.resect_fill = self._fill_box("resect_fill")
+        self.resect_button = QtWidgets.QPushButton("Resect", objectName="resect")
+        self.resect_button.setToolTip("empty the structure and fill it with the material")
+        self.resect_button.clicked.connect(self.resect)
+        for w in (self.resect_structure, QtWidgets.QLabel("fill"), self.resect_fill,
+                  self.resect_button):
+            row.addWidget(w)
+        return tab
+
+    def _region_tab(self) -> QtWidgets.QWidget:
+        tab = QtWidgets.QWidget()
+        row = QtWidgets.QGridLayout(tab)
+        self.region_shape = QtWidgets.QComboBox(objectName="region_shape")
+        self.region_shape.addItems(list(REGION_SHAPES))
+        self.region_radius = self._mm_box("region_radius_mm", 15.0, 1.0, 100.0)
+        self.region_length = self._mm_box("region_length_mm", 20.0, 1.0, 200.0)
+        self.region_depth = self._mm_box("region_depth_mm", 15.0, 0.0, 150.0)
+        self.region_fill = self._fill_box("region_fill")
+        self.region_button = QtWidgets.QPushButton("Resect region", objectName="resect_region")
+        self.region_button.setToolTip("a sphere or cylinder (along the beam) centred the "
+                                      "depth below the applicator's end face")
+        self.region_button.clicked.connect(self.resect_region)
+        self.region_shape.currentTextChanged.connect(
+            lambda shape: self.region_length.setEnabled(shape == "cylinder"))
+        self.region_length.setEnabled(self.region_shape.currentText() == "cylinder")
+        self._rows(row, [(self.region_shape, QtWidgets.QLabel("r"), self.region_radius,
+                          QtWidgets.QLabel("len"), self.region_length),
+                         (QtWidgets.QLabel("depth"), self.region_depth, self.region_fill,
+                          self.region_button)])
+        return tab
+
+    @staticmethod
+    def _rows(grid: QtWidgets.QGridLayout, rows) -> None:
+        """Two short rows rather than one wide one (the side panel stays narrow)."""
+        grid.setContentsMargins(4, 2, 4, 2)
+        for r, widgets in enumerate(rows):
+            for c, w in enumerate(widgets):
+                grid.addWidget(w, r, c)
+
+    def _disc_tab(self) -> QtWidgets.QWidget:
+        from models.dose.materials import shield_materials
+
+        tab = QtWidgets.QWidget()
+        row = QtWidgets.QGridLayout(tab)
+        self.disc_material = QtWidgets.QComboBox(objectName="disc_material")
+        self.disc_material.addItems(list(shield_materials()))
+        self.disc_diameter = self._mm_box("disc_diameter_mm", 80.0, 10.0, 200.0)
+        self.disc_thickness = self._mm_box("disc_thickness_mm", 3.0, 0.5, 20.0)
+        self.disc_depth = self._mm_box("disc_depth_mm", 30.0, 1.0, 150.0)
+        self.disc_button = QtWidgets.QPushButton("Place disc", objectName="place_disc")
+        self.disc_button.setToolTip("normal to the beam, its upstream face the depth below "
+                                    "the applicator's end face")
+        self.disc_button.clicked.connect(self.place_disc)
+        self._rows(row, [(self.disc_material, QtWidgets.QLabel("\u2300"), self.disc_diameter,
+                          QtWidgets.QLabel("t"), self.disc_thickness),
+                         (QtWidgets.QLabel("depth"), self.disc_depth, self.disc_button)])
+        return tab
+
+    def _applicator_pose(self) -> tuple[np.ndarray, str]:
+        got = self.applicator()
+        if got is None:
+            raise IortError("no applicator pose (neither tracked nor planned): show the "
+                            "applicator to the camera")
+        return got
+
+    def resect(self) -> None:
+        """The Resect button: the chosen structure filled with the chosen material."""
+        name = self.resect_structure.currentText()
+        self._try(lambda: self.editor.resect(name, fill=self.resect_fill.currentData(),
+                                             how=PANEL_HOW))
+
+    def resect_region(self) -> None:
+        """The Resect region button: a sphere / cylinder at the applicator's tip."""
+        def make() -> None:
+            pose, source = self._applicator_pose()
+            region = ResectionRegion.below_applicator(
+                self.region_shape.currentText(), pose, self.region_depth.value(),
+                self.region_radius.value(), self.region_length.value())
+            self.editor.resect_region(region, fill=self.region_fill.currentData(),
+                                      how=f"{PANEL_HOW}, {source} applicator")
+        self._try(make)
+
+    def place_disc(self) -> None:
+        """The Place disc button: the disc on the applicator's axis, at the depth."""
+        def make() -> None:
+            pose, source = self._applicator_pose()
+            self.editor.place_disc(self.disc_material.currentText(),
+                                   self.disc_diameter.value(), self.disc_thickness.value(),
+                                   pose, self.disc_depth.value(),
+                                   how=f"{PANEL_HOW}, {source} applicator")
+        self._try(make)
+
+    def _try(self, make) -> None:
+        try:
+            make()
+            self.show_message("")
+        except IortError as exc:      # refused: one message, nothing applied
+            self.show_message(str(exc), error=True)
 
     def refresh(self) -> None:
         """Show the edit list as it is now."""
@@ -204,8 +345,15 @@ def install_edits_panel(window, layout: QtWidgets.QBoxLayout) -> EditsPanel:
         window._scene_changed()      # the 3D view now
         window._slice_key = None     # the slices at their next refresh (edited CT, outlines)
 
+    def applicator() -> tuple[np.ndarray, str]:
+        snap = window.snapshot
+        if snap is not None and snap.applicator_pose is not None:
+            return snap.applicator_pose, "tracked"
+        return logic.plan, "planned"
+
     panel = EditsPanel(editor, organs, on_change=changed,
-                       frame=lambda: None if window.snapshot is None else window.snapshot.frame)
+                       frame=lambda: None if window.snapshot is None else window.snapshot.frame,
+                       applicator=applicator)
     layout.addWidget(panel)
     window.view_dragger = (ViewDragger(window.view3d, panel)
                            if window.view3d is not None else None)
