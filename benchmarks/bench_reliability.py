@@ -52,11 +52,23 @@ def _fuzz_targets() -> list[tuple[str, object]]:
     return sorted(targets, key=lambda t: t[0])
 
 
+def _kind(exc: BaseException) -> str:
+    """"hang", "silent wrong" (an oracle's AssertionError) or "crash" (anything else)."""
+    from tests.fuzz.harness import FuzzHang
+
+    inner = list(exc.exceptions) if isinstance(exc, BaseExceptionGroup) else [exc]
+    if any(isinstance(e, FuzzHang) or "ran longer than" in str(e) for e in inner):
+        return "hang"
+    if all(isinstance(e, AssertionError) for e in inner):
+        return "silent wrong"
+    return "crash"
+
+
 def run_fuzz(cases: int, only: set[str] | None = None) -> dict[str, float]:
     """Run every fuzz target (or those named in ``only``) with ``cases`` cases; the fuzz
     keys."""
     os.environ["IORT_FUZZ_CASES"] = str(cases)
-    from tests.fuzz.harness import CASES, FuzzHang
+    from tests.fuzz.harness import CASES
 
     crashes = hangs = wrong = 0
     counts: dict[str, int] = {}
@@ -65,26 +77,20 @@ def run_fuzz(cases: int, only: set[str] | None = None) -> dict[str, float]:
             continue
         before = sum(CASES.values())
         start = time.perf_counter()
+        outcome = "ok"
         try:
             test()
-        except FuzzHang:
-            hangs += 1
-        except AssertionError:
-            wrong += 1
-        except BaseException as exc:  # any other escape is a crash
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            text = str(exc)
-            if "ran longer than" in text:
-                hangs += 1
-            elif isinstance(exc, ExceptionGroup) and all(
-                    isinstance(e, AssertionError) for e in exc.exceptions):
-                wrong += 1
-            else:
-                crashes += 1
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # any escape: a hang, a wrong result or a crash
+            kind = _kind(exc)
+            hangs += kind == "hang"
+            wrong += kind == "silent wrong"
+            crashes += kind == "crash"
+            outcome = f"{kind}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
         counts[name] = sum(CASES.values()) - before
         print(f"[bench] fuzz {name}: {counts[name]} cases, "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
+              f"{time.perf_counter() - start:.0f} s, {outcome}", flush=True)
     return {"reliability.fuzz_cases": float(min(counts.values(), default=0)),
             "reliability.fuzz_parsers": float(len(counts)),
             "reliability.fuzz_crashes": float(crashes),

@@ -45,6 +45,7 @@ Files without the DICM preamble are parsed only when they start like a DICOM dat
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -720,14 +721,21 @@ def read_image_folder(root: str | Path, *, series_uid: str | None = None,
                        progress=progress)
 
 
+def _may_be_of(series_uid: str, damaged_uid: str) -> bool:
+    """Whether a damaged file's SeriesInstanceUID may be ``series_uid``: unknown, cut short
+    (a file cut inside it) or run on into the bytes after it (a damaged length field)."""
+    core = re.match(r"[0-9.]*", damaged_uid).group(0)   # a UID is digits and dots
+    return not core or series_uid.startswith(core) or core.startswith(series_uid)
+
+
 def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
                   ) -> list[SliceFile]:
     """The files of the requested series; InputError listing the choices if ambiguous.
 
     An unusable file blocks the import when it may belong to the chosen series (same
-    SeriesInstanceUID or a cut-off beginning of it, as a file cut inside that UID has, or
-    one that cannot be read): a missing slice at either end of a stack could not be
-    detected otherwise.
+    SeriesInstanceUID, a cut-off beginning of it as a file cut inside that UID has, that UID
+    followed by garbage as after a damaged length field, or one that cannot be read): a
+    missing slice at either end of a stack could not be detected otherwise.
     """
     if not scan.series and not scan.unreadable:
         found = ", ".join(sorted({m for _, m in scan.other})) or "no DICOM objects"
@@ -740,8 +748,7 @@ def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
         raise InputError(f"{root}: {len(scan.series)} image series found, choose one with "
                          "--series UID: " + "; ".join(scan.describe_series()))
     chosen = series_uid if series_uid is not None else next(iter(scan.series), None)
-    blocking = [u for u in scan.unreadable
-                if chosen is None or not u[2] or chosen.startswith(u[2])]
+    blocking = [u for u in scan.unreadable if chosen is None or _may_be_of(chosen, u[2])]
     if blocking:
         path, reason, _ = blocking[0]
         more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""

@@ -275,7 +275,27 @@ def check_dicom(edit: tuple[dict[str, bytes], str]) -> None:
             np.testing.assert_array_equal(point, _TRUTH.fiducials_lps[name])
 
 
+def _dump(files: dict[str, bytes], edited: str) -> None:
+    """Keep a failing case's files in ``IORT_FUZZ_DUMP`` (the last one kept is the
+    shrunk example hypothesis reports)."""
+    import os
+
+    target = os.environ.get("IORT_FUZZ_DUMP")
+    if not target:
+        return
+    out = Path(target) / "dicom"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    for name, data in files.items():
+        (out / name).write_bytes(data)
+    (out / "EDITED").write_text(edited)
+
+
 @fuzz_settings()
 @given(dicom_edit())
 def test_dicom_import(edit) -> None:
-    check_dicom(edit)
+    try:
+        check_dicom(edit)
+    except AssertionError:
+        _dump(*edit)
+        raise

@@ -288,3 +288,16 @@ def test_a_rescale_with_two_values_is_refused(mini, keyword):
     _edit(victim, **{keyword: ["1", "2"]})
     with pytest.raises(InputError, match=rf"{victim.name}: {keyword} holds 2 values"):
         read_case(mini)
+
+
+def test_an_end_slice_whose_series_uid_runs_on_is_refused(mini):
+    """Found by the fuzzer: a damaged length of SeriesInstanceUID made the UID run on into
+    the next bytes; the slice no longer matched its series and was dropped silently."""
+    victim = _slices(mini)[-1]
+    data = bytearray(victim.read_bytes())
+    start, _ = _value_offset(bytes(data), 0x0020000E)
+    length = int.from_bytes(data[start + 6:start + 8], "little")
+    data[start + 6:start + 8] = (length + 4).to_bytes(2, "little")
+    victim.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=rf"{victim.name}: unusable DICOM file"):
+        read_case(mini)
