@@ -721,11 +721,17 @@ def read_image_folder(root: str | Path, *, series_uid: str | None = None,
                        progress=progress)
 
 
+#: A well-formed UID: digit groups separated by dots (PS3.5 9.1), at most 64 characters.
+_UID = re.compile(r"[0-9]+(\.[0-9]+)*")
+
+
 def _may_be_of(series_uid: str, damaged_uid: str) -> bool:
-    """Whether a damaged file's SeriesInstanceUID may be ``series_uid``: unknown, cut short
-    (a file cut inside it) or run on into the bytes after it (a damaged length field)."""
-    core = re.match(r"[0-9.]*", damaged_uid).group(0)   # a UID is digits and dots
-    return not core or series_uid.startswith(core) or core.startswith(series_uid)
+    """Whether a damaged file's SeriesInstanceUID may be ``series_uid``: unknown or not a
+    well-formed UID (shifted or run on into other bytes by a damaged length field), or cut
+    short (a file cut inside it). Only an intact UID of another series is not."""
+    if len(damaged_uid) > 64 or not _UID.fullmatch(damaged_uid):
+        return True
+    return series_uid.startswith(damaged_uid) or damaged_uid.startswith(series_uid)
 
 
 def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
@@ -733,9 +739,9 @@ def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
     """The files of the requested series; InputError listing the choices if ambiguous.
 
     An unusable file blocks the import when it may belong to the chosen series (same
-    SeriesInstanceUID, a cut-off beginning of it as a file cut inside that UID has, that UID
-    followed by garbage as after a damaged length field, or one that cannot be read): a
-    missing slice at either end of a stack could not be detected otherwise.
+    SeriesInstanceUID, a cut-off beginning of it as a file cut inside that UID has, a UID
+    that is not well formed as after a damaged length field, or one that cannot be read):
+    a missing slice at either end of a stack could not be detected otherwise.
     """
     if not scan.series and not scan.unreadable:
         found = ", ".join(sorted({m for _, m in scan.other})) or "no DICOM objects"

@@ -301,3 +301,16 @@ def test_an_end_slice_whose_series_uid_runs_on_is_refused(mini):
     victim.write_bytes(bytes(data))
     with pytest.raises(InputError, match=rf"{victim.name}: unusable DICOM file"):
         read_case(mini)
+
+
+def test_an_end_slice_whose_series_uid_is_shifted_is_refused(mini):
+    """Found by the fuzzer: a length field one byte short shifted SeriesInstanceUID
+    ("1.2.8..." read as ".2.8..."); the slice was dropped silently."""
+    victim = _slices(mini)[-1]
+    data = bytearray(victim.read_bytes())
+    start, _ = _value_offset(bytes(data), 0x0020000E)
+    length = int.from_bytes(data[start + 6:start + 8], "little")
+    data[start + 6:start + 8] = (length - 1).to_bytes(2, "little")
+    victim.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=rf"{victim.name}"):
+        read_case(mini)
