@@ -727,11 +727,12 @@ _UID = re.compile(r"[0-9]+(\.[0-9]+)*")
 
 def _may_be_of(series_uid: str, damaged_uid: str) -> bool:
     """Whether a damaged file's SeriesInstanceUID may be ``series_uid``: unknown or not a
-    well-formed UID (shifted or run on into other bytes by a damaged length field), or cut
-    short (a file cut inside it). Only an intact UID of another series is not."""
+    well-formed UID, or a part of it or it a part of that UID (cut short by a file cut
+    inside it, shifted or run on into other bytes by a damaged length field). Only an
+    unrelated intact UID of another series is not."""
     if len(damaged_uid) > 64 or not _UID.fullmatch(damaged_uid):
         return True
-    return series_uid.startswith(damaged_uid) or damaged_uid.startswith(series_uid)
+    return damaged_uid in series_uid or series_uid in damaged_uid
 
 
 def select_series(scan: FolderScan, root: str | Path, series_uid: str | None

@@ -314,3 +314,14 @@ def test_an_end_slice_whose_series_uid_is_shifted_is_refused(mini):
     victim.write_bytes(bytes(data))
     with pytest.raises(InputError, match=rf"{victim.name}"):
         read_case(mini)
+
+
+def test_an_end_slice_whose_series_uid_lost_its_first_digits_is_refused(mini):
+    """Found by the fuzzer: a shifted SeriesInstanceUID read as a well-formed UID, the
+    series UID without its leading "1." ; the slice was dropped silently."""
+    from models.dicom.series import _may_be_of
+
+    uid = "1.2.826.0.1.3680043.8.498.106"
+    assert _may_be_of(uid, uid[2:]) and _may_be_of(uid, uid[:-3]) and _may_be_of(uid, uid + "7")
+    assert _may_be_of(uid, uid + " \x00") and _may_be_of(uid, "")
+    assert not _may_be_of(uid, "1.2.840.99.7")
