@@ -751,8 +751,9 @@ def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
         raise InputError(f"{root}: no series {series_uid}; found: "
                          + ("; ".join(scan.describe_series()) or "none"))
     if series_uid is None and len(scan.series) > 1:
+        listed = "; ".join(scan.describe_series())   # damaged UIDs may hold line breaks
         raise InputError(f"{root}: {len(scan.series)} image series found, choose one with "
-                         "--series UID: " + "; ".join(scan.describe_series()))
+                         "--series UID: " + listed.encode("unicode_escape").decode("ascii"))
     chosen = series_uid if series_uid is not None else next(iter(scan.series), None)
     blocking = [u for u in scan.unreadable if _may_be_of(u[2], chosen, scan,
                                                           chosen_by_user=series_uid is not None)]

@@ -332,3 +332,17 @@ def test_a_damaged_slice_whose_series_uid_lost_a_dot_is_refused(mini):
     # with --series given, a damaged file of an unrelated series does not block
     scan.unreadable[-1] = (victim.path, "damaged", "1.2.840.99.7")
     assert select_series(scan, mini, uid) is scan.series[uid]
+
+
+def test_the_list_of_series_is_one_line_even_with_a_damaged_uid(mini):
+    """Found by the fuzzer: a damaged SeriesInstanceUID holding a line break made the
+    "choose one with --series" refusal two lines."""
+    from models.dicom.series import scan_folder, select_series
+
+    scan = scan_folder(mini)
+    (uid,) = scan.series
+    victim = scan.series[uid].pop()
+    scan.series["1\n2.826"] = [victim]
+    with pytest.raises(InputError, match="2 image series found") as info:
+        select_series(scan, mini, None)
+    assert "\n" not in str(info.value) and "1\\n2.826" in str(info.value)
