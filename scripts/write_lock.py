@@ -22,7 +22,8 @@ HEADER = """\
 # versions tested. Regenerate with `make lock` after changing pyproject.toml or upgrading;
 # `make lint` audits it for known vulnerabilities (pip-audit). `make setup` installs from
 # pyproject.toml; to reproduce exactly this set:
-#   .venv/bin/python -m pip install -r requirements.lock && .venv/bin/python -m pip install -e . --no-deps
+#   .venv/bin/python -m pip install -r requirements.lock
+#   .venv/bin/python -m pip install -e . --no-deps
 """
 
 
