@@ -28,6 +28,7 @@ import importlib
 import os
 import pkgutil
 import time
+from pathlib import Path
 
 GROUP = "reliability"
 
@@ -64,6 +65,18 @@ def _kind(exc: BaseException) -> str:
     return "crash"
 
 
+def _where(exc: BaseException) -> str:
+    """Exception type, first line of its message and the line that raised it."""
+    import traceback
+
+    inner = exc.exceptions[0] if isinstance(exc, BaseExceptionGroup) else exc
+    frames = traceback.extract_tb(inner.__traceback__)
+    at = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno} {frames[-1].line}" \
+        if frames else ""
+    lines = str(inner).splitlines()
+    return f"{type(inner).__name__}: {lines[0][:200] if lines else ''}{at}"
+
+
 def run_fuzz(cases: int, only: set[str] | None = None) -> dict[str, float]:
     """Run every fuzz target (or those named in ``only``) with ``cases`` cases; the fuzz
     keys."""
@@ -87,7 +100,7 @@ def run_fuzz(cases: int, only: set[str] | None = None) -> dict[str, float]:
             hangs += kind == "hang"
             wrong += kind == "silent wrong"
             crashes += kind == "crash"
-            outcome = f"{kind}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            outcome = f"{kind}: {_where(exc)}"
         counts[name] = sum(CASES.values()) - before
         print(f"[bench] fuzz {name}: {counts[name]} cases, "
               f"{time.perf_counter() - start:.0f} s, {outcome}", flush=True)

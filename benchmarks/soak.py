@@ -287,7 +287,7 @@ class _Soak:
                 self.pending_recovery.remove((kind, since))
         self.service.request(pose, self.beam)
         self.server.send_transform("ApplicatorToPatient", pose, timestamp_s=float(self.index))
-        self.sent_poses[self.index] = self.truth
+        self.sent_poses[self.index] = pose   # what was sent (filtered, maybe settling)
         self.sent_poses.pop(self.index - 600, None)
         return frame
 
@@ -374,7 +374,7 @@ class _Soak:
         if truth is None:
             return
         error_mm, _ = _pose_error(np.asarray(message.matrix, float), truth)
-        if error_mm > 0.01 + POSE_TOL_MM:
+        if error_mm > 0.01:   # float32 on the wire: ~1e-4 mm at 300 mm
             self.result.igtl_wrong += 1
             self.result.errors.append(f"OpenIGTLink pose {error_mm:.3f} mm off")
 

@@ -151,6 +151,11 @@ class BoardSpec:
         squares = data["squares"]
         if not (isinstance(squares, list) and len(squares) == 2):
             raise CalibrationError(f"{source}: squares must be [columns, rows], got {squares!r}")
+        for key in ("square_mm", "marker_mm"):   # "22" or true would be taken as a size
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise CalibrationError(f"{source}: {key} must be a number (mm), got "
+                                       f"{value!r}")
         try:
             return cls(name=str(data["name"]), squares_x=squares[0], squares_y=squares[1],
                        square_mm=data["square_mm"], marker_mm=data["marker_mm"],

@@ -560,6 +560,9 @@ def read_mcc(path: Path | str, *, energy_mev: float, diameter_mm: float,
         axis = MCC_PROFILE_AXES.get(scan["type"])
         if axis is None or axis in profiles:
             continue
+        if not math.isfinite(scan["depth"]):
+            raise InputError(f"{path}: line {scan['line']}: profile scan without SCAN_DEPTH; "
+                             "give the depth (mm) it was measured at")
         if profiles and abs(scan["depth"] - profile_depth) > 1e-6:
             continue
         profile_depth = scan["depth"]

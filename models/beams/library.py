@@ -423,6 +423,11 @@ def _parse_machine(raw: dict, path: Path) -> MachineData:
     from models.beams.depth_dose import analyse_depth_dose
 
     check_file(MachineFile, raw, source=f"beam data file {path}")
+    for key in ("energies_mev", "applicator_diameters_mm", "bevels_deg"):
+        values = [float(v) for v in raw[key]]
+        if len(set(values)) != len(values):   # a repeat would be merged silently
+            raise InputError(f"beam data file {path}: {key} lists a value twice "
+                             f"({values}); list each once")
     name = str(_field(raw, "machine", path))
     spread_raw = _field(raw, "lateral_spread", path)
     try:

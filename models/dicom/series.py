@@ -45,7 +45,6 @@ Files without the DICM preamble are parsed only when they start like a DICOM dat
 from __future__ import annotations
 
 import logging
-import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -721,11 +720,18 @@ def read_image_folder(root: str | Path, *, series_uid: str | None = None,
                        progress=progress)
 
 
-def _may_be_of(series_uid: str, damaged_uid: str) -> bool:
-    """Whether a damaged file's SeriesInstanceUID may be ``series_uid``: unknown, cut short
-    (a file cut inside it) or run on into the bytes after it (a damaged length field)."""
-    core = re.match(r"[0-9.]*", damaged_uid).group(0)   # a UID is digits and dots
-    return not core or series_uid.startswith(core) or core.startswith(series_uid)
+def _may_be_of(damaged_uid: str, chosen: str | None, scan: FolderScan, *,
+               chosen_by_user: bool) -> bool:
+    """Whether a damaged file (SeriesInstanceUID ``damaged_uid`` as far as it could be
+    read) may be a slice of the series ``chosen``. Damage cuts, shifts or runs on a UID in
+    any way, so when the folder's only series was taken, every damaged file blocks unless
+    it is of another series found intact; with ``--series`` given, those whose UID is
+    unknown or a part of the chosen one (or it of theirs)."""
+    if chosen is None or not damaged_uid or damaged_uid == chosen:
+        return True
+    if not chosen_by_user:
+        return damaged_uid not in scan.series
+    return damaged_uid in chosen or chosen in damaged_uid
 
 
 def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
@@ -733,8 +739,8 @@ def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
     """The files of the requested series; InputError listing the choices if ambiguous.
 
     An unusable file blocks the import when it may belong to the chosen series (same
-    SeriesInstanceUID, a cut-off beginning of it as a file cut inside that UID has, that UID
-    followed by garbage as after a damaged length field, or one that cannot be read): a
+    SeriesInstanceUID or any other that is not the UID of another series found in the
+    folder -- damage cuts, shifts or runs on the UID --, or one that cannot be read): a
     missing slice at either end of a stack could not be detected otherwise.
     """
     if not scan.series and not scan.unreadable:
@@ -745,10 +751,12 @@ def select_series(scan: FolderScan, root: str | Path, series_uid: str | None
         raise InputError(f"{root}: no series {series_uid}; found: "
                          + ("; ".join(scan.describe_series()) or "none"))
     if series_uid is None and len(scan.series) > 1:
+        listed = "; ".join(scan.describe_series())   # damaged UIDs may hold line breaks
         raise InputError(f"{root}: {len(scan.series)} image series found, choose one with "
-                         "--series UID: " + "; ".join(scan.describe_series()))
+                         "--series UID: " + listed.encode("unicode_escape").decode("ascii"))
     chosen = series_uid if series_uid is not None else next(iter(scan.series), None)
-    blocking = [u for u in scan.unreadable if chosen is None or _may_be_of(chosen, u[2])]
+    blocking = [u for u in scan.unreadable if _may_be_of(u[2], chosen, scan,
+                                                          chosen_by_user=series_uid is not None)]
     if blocking:
         path, reason, _ = blocking[0]
         more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""

@@ -67,3 +67,19 @@ def test_squares_argument_is_parsed():
     assert board_from_values("10x7", 25, 18, "DICT_5X5_100").n_corners == 54
     with pytest.raises(CalibrationError, match="--squares must look like 7x5"):
         board_from_values("7,5", 25, 18, "DICT_5X5_100")
+
+
+@pytest.mark.parametrize("value", ["22", True, None])
+def test_a_board_size_that_is_not_a_number_is_refused(tmp_path, value) -> None:
+    """Found by the fuzzer: marker_mm "22" (a string) or true was kept as the size."""
+    import json
+
+    from assets import asset_path
+    from calibration.boards import load_board
+
+    data = json.loads(asset_path("boards", "charuco_7x5_30mm.json").read_text())
+    data["marker_mm"] = value
+    path = tmp_path / "board.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(CalibrationError, match=r"board\.json: marker_mm must be a number"):
+        load_board(path)

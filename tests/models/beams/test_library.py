@@ -161,3 +161,19 @@ def test_commissioned_fluence_must_not_be_negative(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(raw))
     with pytest.raises(InputError, match=r"commissioned\.beams\[1\]\.fluence\[0\]"):
         BeamLibrary(tmp_path)
+
+
+@pytest.mark.parametrize("key", ["energies_mev", "applicator_diameters_mm", "bevels_deg"])
+def test_a_machine_file_listing_a_value_twice_is_refused(tmp_path, key) -> None:
+    """Found by the fuzzer: a repeated energy was merged silently."""
+    import json
+
+    from assets import asset_path
+    from models.beams.library import read_machine_file
+
+    raw = json.loads(asset_path("beams", "mobetron.json").read_text())
+    raw[key] = [*raw[key], raw[key][0]]
+    path = tmp_path / "machine.json"
+    path.write_text(json.dumps(raw))
+    with pytest.raises(InputError, match=rf"machine\.json: {key} lists a value twice"):
+        read_machine_file(path)

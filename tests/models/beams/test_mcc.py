@@ -86,3 +86,12 @@ def test_a_profile_depth_above_the_water_or_not_finite_is_refused(tmp_path, dept
     path.write_text(text)
     with pytest.raises(InputError, match=r"scan\.mcc: line \d+: SCAN_DEPTH"):
         read_mcc(path, energy_mev=12.0, diameter_mm=100.0)
+
+
+def test_a_profile_without_scan_depth_is_refused(tmp_path) -> None:
+    """Found by the fuzzer: a profile scan without SCAN_DEPTH gave profiles at depth NaN."""
+    text = DATA.read_text().replace("SCAN_DEPTH=20.00", "SCAN_DIPTH=20.00")
+    path = tmp_path / "scan.mcc"
+    path.write_text(text)
+    with pytest.raises(InputError, match=r"scan\.mcc: line \d+: profile scan without SCAN_DEPTH"):
+        read_mcc(path, energy_mev=12.0, diameter_mm=100.0)

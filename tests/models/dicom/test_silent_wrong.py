@@ -301,3 +301,48 @@ def test_an_end_slice_whose_series_uid_runs_on_is_refused(mini):
     victim.write_bytes(bytes(data))
     with pytest.raises(InputError, match=rf"{victim.name}: unusable DICOM file"):
         read_case(mini)
+
+
+def test_an_end_slice_whose_series_uid_is_shifted_is_refused(mini):
+    """Found by the fuzzer: a length field one byte short shifted SeriesInstanceUID
+    ("1.2.8..." read as ".2.8..."); the slice was dropped silently."""
+    victim = _slices(mini)[-1]
+    data = bytearray(victim.read_bytes())
+    start, _ = _value_offset(bytes(data), 0x0020000E)
+    length = int.from_bytes(data[start + 6:start + 8], "little")
+    data[start + 6:start + 8] = (length - 1).to_bytes(2, "little")
+    victim.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=rf"{victim.name}"):
+        read_case(mini)
+
+
+def test_a_damaged_slice_whose_series_uid_lost_a_dot_is_refused(mini):
+    """Found by the fuzzer: damage left a well-formed SeriesInstanceUID ("12.826..." from
+    "1.2.826..."), no longer the series'; the slice was dropped silently."""
+    from models.dicom.series import scan_folder, select_series
+
+    scan = scan_folder(mini)
+    (uid,) = scan.series
+    victim = scan.series[uid].pop()
+    damaged = uid[0] + uid[2:]
+    scan.unreadable.append((victim.path, "incomplete DICOM file: image without Pixel Data "
+                                         "(7FE0,0010)", damaged))
+    with pytest.raises(InputError, match=rf"{victim.path.name}: unusable DICOM file"):
+        select_series(scan, mini, None)
+    # with --series given, a damaged file of an unrelated series does not block
+    scan.unreadable[-1] = (victim.path, "damaged", "1.2.840.99.7")
+    assert select_series(scan, mini, uid) is scan.series[uid]
+
+
+def test_the_list_of_series_is_one_line_even_with_a_damaged_uid(mini):
+    """Found by the fuzzer: a damaged SeriesInstanceUID holding a line break made the
+    "choose one with --series" refusal two lines."""
+    from models.dicom.series import scan_folder, select_series
+
+    scan = scan_folder(mini)
+    (uid,) = scan.series
+    victim = scan.series[uid].pop()
+    scan.series["1\n2.826"] = [victim]
+    with pytest.raises(InputError, match="2 image series found") as info:
+        select_series(scan, mini, None)
+    assert "\n" not in str(info.value) and "1\\n2.826" in str(info.value)
