@@ -87,6 +87,33 @@ def derivation_text(case: Case, edits: EditList) -> str:
     return text if len(text) <= _ST_MAX else text[:_ST_MAX - 3] + "..."
 
 
+def _reference(uid: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = CT_IMAGE_STORAGE
+    item.ReferencedSOPInstanceUID = uid
+    return item
+
+
+def _derivation(case: Case, derivation: str):
+    """``add_attributes`` of the derived slices: the derivation, the original series and
+    each slice's source image (PS3.3 C.7.6.1.1.4)."""
+    sources = list(case.image_instance_uids)
+    ref_series = Dataset()
+    ref_series.SeriesInstanceUID = case.series_instance_uid
+    ref_series.ReferencedInstanceSequence = [_reference(uid) for uid in sources]
+
+    def derive(ds: Dataset, k: int) -> None:
+        ds.DerivationDescription = derivation
+        ds.ReferencedSeriesSequence = [ref_series]
+        src = _reference(sources[k])
+        purpose = Dataset()
+        purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = \
+            SOURCE_PURPOSE
+        src.PurposeOfReferenceCodeSequence = [purpose]
+        ds.SourceImageSequence = [src]
+    return derive
+
+
 def export_edited_case(case: Case, edits: EditList, spec: PlanSpec, out_dir: str | Path, *,
                        deidentifier: Deidentifier | None = None, with_ct: bool = False,
                        force: bool = False,
@@ -156,28 +183,7 @@ def export_edited_case(case: Case, edits: EditList, spec: PlanSpec, out_dir: str
                 series_description="IORT planning CT", file_prefix="CT",
                 deidentifier=deidentifier)
             original_files = len(case.image_instance_uids)
-        sources = list(case.image_instance_uids)
-
-        def reference(uid: str) -> Dataset:
-            item = Dataset()
-            item.ReferencedSOPClassUID = CT_IMAGE_STORAGE
-            item.ReferencedSOPInstanceUID = uid
-            return item
-
-        ref_series = Dataset()
-        ref_series.SeriesInstanceUID = case.series_instance_uid
-        ref_series.ReferencedInstanceSequence = [reference(uid) for uid in sources]
-
-        def derive(ds: Dataset, k: int) -> None:
-            ds.DerivationDescription = derivation
-            ds.ReferencedSeriesSequence = [ref_series]
-            src = reference(sources[k])
-            purpose = Dataset()
-            purpose.CodeValue, purpose.CodingSchemeDesignator, purpose.CodeMeaning = \
-                SOURCE_PURPOSE
-            src.PurposeOfReferenceCodeSequence = [purpose]
-            ds.SourceImageSequence = [src]
-
+        derive = _derivation(case, derivation)
         derived_uids = write_image_series(
             edited.ct, staging, identity, series_instance_uid=derived_uid, modality="CT",
             series_number=5, series_description=DERIVED_DESCRIPTION, file_prefix="CT_EDITED",

@@ -420,6 +420,31 @@ class _Relative:
     cax_medium: np.ndarray | None = None   # (nz,) dose-to-medium / dose-to-water on the axis
 
 
+def _mid_points(pencils, grid) -> np.ndarray:
+    """(i, j, k + 0.5) grid coordinates of every pencil's segment midpoints, (N, 3)."""
+    mids = np.empty((grid.nz - 1, pencils.i.size, 3))
+    mids[:, :, 0] = pencils.i[None, :]
+    mids[:, :, 1] = pencils.j[None, :]
+    mids[:, :, 2] = np.arange(grid.nz - 1)[:, None] + 0.5
+    return mids.reshape(-1, 3)
+
+
+def _spread(amp: np.ndarray, sigma: np.ndarray, pencils, h: float, n: int,
+            halo_fraction: float, *, fast: bool, numba_backend: bool) -> np.ndarray:
+    """The pencils spread laterally on the grid, plus the wall-scatter halo."""
+    if fast:
+        binned = (kernels.spread_pencils_binned if numba_backend
+                  else kernels.spread_pencils_binned_numpy)
+        dose = binned(amp, sigma, pencils.i, pencils.j, h, n, n, SIGMA_STEP)
+    else:
+        one_by_one = kernels.spread_pencils if numba_backend else kernels.spread_pencils_numpy
+        dose = one_by_one(amp, sigma, pencils.i, pencils.j, h, n, n)
+    if halo_fraction > 0.0:
+        dose += halo_fraction * gaussian_filter(
+            dose, (0.0, HALO_SIGMA_MM / h, HALO_SIGMA_MM / h), mode="constant", truncate=3.0)
+    return dose
+
+
 def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
                   model: ElectronModel, *, grid_mm: float, bolus_mm: float = 0.0,
                   bolus_rsp: float = 1.0, disc: ShieldingDisc | None = None,
@@ -453,12 +478,8 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         ct_from_grid = ct_voxel_from_applicator @ grid.applicator_from_voxel()
         rsp_plane, _n_out, n_nan = sample(ct_hu, ct_from_grid, (grid.nz, n, n), lut)
         pencils = _pencils(model, grid)
-        mids = np.empty((grid.nz - 1, pencils.i.size, 3))
-        mids[:, :, 0] = pencils.i[None, :]
-        mids[:, :, 1] = pencils.j[None, :]
-        mids[:, :, 2] = np.arange(grid.nz - 1)[:, None] + 0.5
         at_mids, n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
-                                                       mids.reshape(-1, 3), path_luts)
+                                                       _mid_points(pencils, grid), path_luts)
         if n_nan or n_nan_mid:
             raise InputError(f"CT contains NaN values at {n_nan + n_nan_mid} points in the "
                              "beam region; fix or re-import the CT")
@@ -486,16 +507,8 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     if tissue_boost is not None:
         amp *= tissue_boost
         boost = boost * tissue_boost
-    if fast:
-        binned = (kernels.spread_pencils_binned if numba_backend
-                  else kernels.spread_pencils_binned_numpy)
-        dose = binned(amp, sigma, pencils.i, pencils.j, h, n, n, SIGMA_STEP)
-    else:
-        one_by_one = kernels.spread_pencils if numba_backend else kernels.spread_pencils_numpy
-        dose = one_by_one(amp, sigma, pencils.i, pencils.j, h, n, n)
-    if model.halo_fraction > 0.0:
-        dose += model.halo_fraction * gaussian_filter(
-            dose, (0.0, HALO_SIGMA_MM / h, HALO_SIGMA_MM / h), mode="constant", truncate=3.0)
+    dose = _spread(amp, sigma, pencils, h, n, model.halo_fraction, fast=fast,
+                   numba_backend=numba_backend)
     _mask(dose, rsp_plane if mask_air else None, grid, model.applicator, disc)
     medium = None
     if dose_to == "medium":
@@ -764,6 +777,35 @@ def _mask(dose: np.ndarray, rsp_plane: np.ndarray | None, grid: _Grid, app: Appl
         dose[in_disc & in_metal] = 0.0
 
 
+def _check_choices(ct: Volume, backend: str, dose_to: str, model: str) -> None:
+    if not isinstance(ct, Volume):
+        raise TypeError(f"ct must be a Volume, got {type(ct).__name__}")
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    if dose_to not in DOSE_TO:
+        raise InputError(f"unknown dose_to {dose_to!r}; choose one of: {', '.join(DOSE_TO)}")
+    if model not in MODELS:
+        raise InputError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+
+
+def _central_axis_max(rel: _Relative) -> float:
+    """The 100 % level: central-axis maximum of dose to water without a disc's
+    backscatter (the hot spot shows > 100 %); refuses a beam that meets no tissue."""
+    centre = rel.grid.n_xy // 2
+    cax = rel.dose[:, centre, centre] / rel.cax_backscatter
+    if rel.cax_medium is not None:
+        cax = cax / rel.cax_medium
+    cax_max = float(cax.max())
+    if not cax_max > 0.0 or rel.max_water_depth_mm < MIN_TISSUE_DEPTH_MM:
+        raise InputError("no dose on the central axis: the applicator does not face tissue "
+                         "in the CT (check the pose: +z of the applicator must point into "
+                         "the patient)")
+    if rel.outside_ct_percent > OUTSIDE_CT_WARN_PERCENT:
+        log.warning("%.0f %% of the beam path lies outside the CT (no dose there): the CT "
+                    "does not cover the irradiated region", rel.outside_ct_percent)
+    return cax_max
+
+
 def _check_pose(ct: Volume, patient_from_applicator: np.ndarray) -> np.ndarray:
     pose = as_transform(patient_from_applicator, name="patient_from_applicator", rigid=True)
     origin = pose[:3, 3]
@@ -870,14 +912,7 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
         outside the CT, NaN in the CT along the beam, no tissue on the central axis.
     """
     start = time.perf_counter()
-    if not isinstance(ct, Volume):
-        raise TypeError(f"ct must be a Volume, got {type(ct).__name__}")
-    if backend not in BACKENDS:
-        raise InputError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    if dose_to not in DOSE_TO:
-        raise InputError(f"unknown dose_to {dose_to!r}; choose one of: {', '.join(DOSE_TO)}")
-    if model not in MODELS:
-        raise InputError(f"unknown model {model!r}; choose one of: {', '.join(MODELS)}")
+    _check_choices(ct, backend, dose_to, model)
     rx, h, iso, bolus, bolus_r = _check_options(prescription_gy, grid_mm, isodose_percent,
                                                 bolus_mm, bolus_rsp, disc)
     if model == "preview":
@@ -889,19 +924,7 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
     rel = relative_dose(hu, ct.voxel_from_patient @ pose, model, grid_mm=h, bolus_mm=bolus,
                         bolus_rsp=bolus_r, disc=disc, backend=backend, fast=fast,
                         dose_to=dose_to)
-    centre = rel.grid.n_xy // 2
-    # 100 %: central-axis maximum without a disc's backscatter (the hot spot shows > 100 %)
-    cax = rel.dose[:, centre, centre] / rel.cax_backscatter
-    if rel.cax_medium is not None:
-        cax = cax / rel.cax_medium                       # the 100 % level is dose to water
-    cax_max = float(cax.max())
-    if not cax_max > 0.0 or rel.max_water_depth_mm < MIN_TISSUE_DEPTH_MM:
-        raise InputError("no dose on the central axis: the applicator does not face tissue "
-                         "in the CT (check the pose: +z of the applicator must point into "
-                         "the patient)")
-    if rel.outside_ct_percent > OUTSIDE_CT_WARN_PERCENT:
-        log.warning("%.0f %% of the beam path lies outside the CT (no dose there): the CT "
-                    "does not cover the irradiated region", rel.outside_ct_percent)
+    cax_max = _central_axis_max(rel)
     dmax_gy = rx / (iso / 100.0)
     dose_gy = (rel.dose * (dmax_gy / cax_max)).astype(np.float32)
     affine = pose @ rel.grid.applicator_from_voxel()

@@ -317,7 +317,6 @@ def _check_source(args: argparse.Namespace) -> None:
         from guidance.frames.opencv import check_camera_index
 
         check_camera_index(int(device or 0), what=f"--source {source}:")
-        return
     elif not Path(source).is_dir() and not Path(source).is_file():
         if Path(source).suffix or os.sep in source:
             raise InputError(f"--source {source}: file or folder not found; check the path")

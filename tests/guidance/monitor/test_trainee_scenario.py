@@ -40,7 +40,7 @@ def world():
 
 
 def _metrics(case, bounds, scenario, pose, beam):
-    result = electron_dose_function(disc_depth_mm=scenario.spec.beam.disc_depth_mm)(
+    result = electron_dose_function()(
         case, pose, beam)
     dvhs, _ = evaluate_dose(case, result.dose, beam, bounds)
     metrics = {n: d.metrics for n, d in dvhs.items()}
