@@ -15,7 +15,7 @@ time, fit residual) and ``tests/data/mc/commissioning_mc.json`` (the Monte Carlo
 the comparison numbers of every applicator run).
 
 Run: ``OMP_NUM_THREADS=2 python -m benchmarks.mc.commission_source [--energies 6 12]
-[--cache DIR]`` (about 1 min per run on 2 free cores; 4 bins + 3 checks per energy).
+[--cache DIR]`` (about 1 min per run on 2 free cores; 2 x 4 bins + 3 checks per energy).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from assets import asset_path
 from models.beams.commissioning import read_beam_curves
 from models.beams.library import ElectronBeam, default_library
 from models.dose.montecarlo.engine import McOptions, build_phantom, run_phantom
-from models.dose.montecarlo.source import SourceModel
+from models.dose.montecarlo.source import SCATTER_SOURCE_SIGMA_MM, SourceModel
 from models.dose.montecarlo.water import axis_radius_mm, compare_mc, mc_water_curves
 from models.dose.water import water_phantom, water_pose
 from models.patient.volume import Volume
@@ -47,17 +47,22 @@ OUT_SOURCE = ROOT / "assets" / "beams" / "mc_source.json"
 MACHINE = "liac"
 GRID_MM = 2.0
 #: Energy-bin edges (MeV) per nominal energy.
-BINS = {6.0: [3.8, 5.0, 5.7, 6.3, 6.9], 12.0: [7.5, 9.5, 10.5, 11.3, 12.1]}
+BINS = {6.0: [3.8, 5.0, 5.7, 6.3, 6.9], 8.0: [5.0, 6.5, 7.3, 8.0, 8.7],
+        12.0: [7.5, 9.5, 10.5, 11.3, 12.1]}
 #: Histories of one run per applicator diameter (mm).
-HISTORIES = {100.0: 40_000, 80.0: 36_000, 60.0: 30_000}
-#: Applicators (diameter mm, bevel deg) checked with the fitted source.
-CHECKS = [(60.0, 0.0), (80.0, 0.0), (60.0, 30.0)]
+HISTORIES = {100.0: 40_000}
+#: Histories of a check run with the fitted source.
+CHECK_HISTORIES = 120_000
+#: Applicators (diameter mm, bevel deg) checked with the fitted source, per energy.
+CHECKS = {6.0: [(60.0, 0.0), (80.0, 0.0), (60.0, 30.0)], 8.0: [(70.0, 0.0)],
+          12.0: [(60.0, 0.0), (80.0, 0.0), (60.0, 30.0)]}
 
 
 def _water_run(beam: ElectronBeam, source: SourceModel, histories: int, cache: Path | None):
     key = (f"{beam.energy_mev:g}_{beam.applicator_diameter_mm:g}_{beam.bevel_deg:g}_"
-           f"{source.edges_mev[0]:g}_{source.edges_mev[-1]:g}_{len(source.weights)}_"
-           f"{source.source_sigma_mm:g}_{histories}")
+           f"{source.edges_mev[0]:g}_{source.edges_mev[-1]:g}_{source.weights.shape[1]}_"
+           f"{'-'.join(f'{s:g}' for s in source.source_sigma_mm)}_"
+           f"{'-'.join(f'{w:.4f}' for w in source.weights[:, 0])}_{histories}")
     if cache is not None and (cache / f"{key}.npz").exists():
         z = np.load(cache / f"{key}.npz")
         return Volume(z["dose"], z["affine"]), int(z["n"]), float(z["s"])
@@ -97,14 +102,16 @@ def commission_energy(energy: float, curves_by_key: dict, cache: Path | None) ->
     ref = curves_by_key[(energy, 100.0, 0.0)]
     beam = ElectronBeam(MACHINE, energy, 100.0, 0.0)
     columns, volumes, hist, secs = [], [], 0, 0.0
-    for lo, hi in itertools.pairwise(edges):
-        src = SourceModel(MACHINE, energy, np.array([lo, hi]), np.array([1.0]), ssd, sigma,
-                          True, "energy bin")
-        vol, n, s = _water_run(beam, src, HISTORIES[100.0], cache)
-        volumes.append(vol)
-        columns.append(_axis_raw(vol, ref.depth_mm, axis_radius_mm(100.0)))
-        hist += n
-        secs += s
+    sigmas = (sigma, SCATTER_SOURCE_SIGMA_MM)
+    for sig in sigmas:
+        for lo, hi in itertools.pairwise(edges):
+            src = SourceModel(MACHINE, energy, np.array([lo, hi]), np.array([[1.0]]), ssd,
+                              (sig,), True, "energy bin")
+            vol, n, s = _water_run(beam, src, HISTORIES[100.0], cache)
+            volumes.append(vol)
+            columns.append(_axis_raw(vol, ref.depth_mm, axis_radius_mm(100.0)))
+            hist += n
+            secs += s
     a = np.stack(columns, axis=1)
     weights, _ = nnls(a, ref.depth_dose_percent)
     fit = a @ weights
@@ -112,20 +119,24 @@ def commission_energy(energy: float, curves_by_key: dict, cache: Path | None) ->
     weights = weights / weights.sum()
     combined = Volume(sum(w * v.array for w, v in zip(weights, volumes, strict=True)),
                       volumes[0].patient_from_voxel)
-    source = SourceModel(MACHINE, energy, edges, weights, ssd, sigma, True, "fitted")
+    weights = weights.reshape(len(sigmas), edges.size - 1)
+    source = SourceModel(MACHINE, energy, edges, weights, ssd, sigmas, True, "fitted")
     results = [_result(ref, combined, hist, secs, "fit (spectrum bins combined)")]
-    for diameter, bevel in CHECKS:
+    for diameter, bevel in CHECKS[energy]:
         data = curves_by_key[(energy, diameter, bevel)]
         b = ElectronBeam(MACHINE, energy, diameter, bevel)
-        vol, n, s = _water_run(b, source, HISTORIES[diameter], cache)
+        vol, n, s = _water_run(b, source, CHECK_HISTORIES, cache)
         results.append(_result(data, vol, n, s, "check (fitted source, unchanged)"))
     entry = {"machine": MACHINE, "energy_mev": energy,
              "edges_mev": [round(float(e), 4) for e in edges],
-             "weights": [round(float(w), 5) for w in weights],
+             "components": [{"role": role, "source_sigma_mm": round(float(sig), 3),
+                             "weights": [round(float(w), 5) for w in weights[c]]}
+                            for c, (role, sig) in enumerate(zip(
+                                ("direct", "applicator wall scatter"), sigmas, strict=True))],
              "mean_energy_mev": round(float(source.mean_energy_mev), 3),
-             "virtual_ssd_mm": ssd, "source_sigma_mm": round(sigma, 3),
+             "virtual_ssd_mm": ssd,
              "fit": {"applicator_mm": 100.0, "bevel_deg": 0.0,
-                     "histories_per_bin": HISTORIES[100.0], "bins": len(weights),
+                     "histories_per_bin": HISTORIES[100.0], "bins": int(weights.size),
                      "histories": hist, "time_s": round(secs, 1),
                      "depth_dose_rms_residual_percent": round(residual, 3)}}
     return entry, results
@@ -186,11 +197,13 @@ def _write(models: dict, results: list) -> None:
             "to the clinical-axis depth dose of the LIAC 100 mm flat applicator in "
             "assets/beams/liac_kali_mc_curves.json (Kali MC, penEasy/PENELOPE, MIT licence; "
             "the pencil beam's commissioning data): one run per energy bin, non-negative "
-            "least squares on the bin weights. Electrons leave a virtual point source at the "
-            "machine's virtual source distance, blurred in the aperture plane by "
-            "sigma_theta x SSD (liac.json lateral_spread), towards the aperture. Checked "
-            "unchanged on 60 and 80 mm flat and 60 mm 30 deg (tests/data/mc/"
-            "commissioning_mc.json)."),
+            "least squares on the bin weights of two components. Electrons leave a virtual point "
+            "source at the machine's virtual source distance towards the aperture; the source "
+            "is blurred in the aperture plane by sigma_theta x SSD (liac.json lateral_spread) "
+            "for the direct beam and by 300 mm (about 0.5 rad) for the electrons scattered "
+            "by the applicator wall. Checked "
+            "unchanged on 60 and 80 mm flat and 60 mm 30 deg at 6 and 12 MeV and 70 mm flat at "
+            "8 MeV (tests/data/mc/commissioning_mc.json)."),
         "models": [models[k] for k in sorted(models)]}
     OUT_SOURCE.write_text(json.dumps(source, indent=1) + "\n")
     OUT_CURVES.write_text(json.dumps({

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 LATERAL_MARGIN_MM = 20.0
 
 #: Depth (in units of the practical range Rp) the phantom reaches below the end face.
-DEPTH_RP_FACTOR = 1.25
+DEPTH_RP_FACTOR = 1.35
 
 #: Electron and photon transport cut-offs (MeV, total / kinetic) of every run.
 ECUT_MEV = 0.7
@@ -285,9 +285,9 @@ def _quiet_native_stdout() -> Iterator[None]:
         os.close(saved)
 
 
-def _transport(ompmc, phantom: McPhantom, beamlets, spectrum, source: SourceModel,
-               histories: int, seeds: tuple[int, int],
-               progress: Callable[[float], bool | None] | None):
+def _transport_one(ompmc, phantom: McPhantom, beamlets, spectrum, sigma_mm: float,
+                   histories: int, seeds: tuple[int, int],
+                   progress: Callable[[float], bool | None] | None):
     geometry = ompmc.Geometry(phantom.x_mm / 10.0, phantom.y_mm / 10.0, phantom.z_mm / 10.0,
                               list(phantom.media), phantom.density, phantom.material)
     src = ompmc.BeamletSource(
@@ -303,17 +303,35 @@ def _transport(ompmc, phantom: McPhantom, beamlets, spectrum, source: SourceMode
         dose, unc = ompmc.calc_forward(
             geometry, src, np.full(beamlets.count, 1.0 / beamlets.count), spectrum,
             physics, n_histories=int(histories), n_batches=BATCHES, charge=-1,
-            gaussian_source=source.source_sigma_mm > 0,
-            source_width=max(source.source_sigma_mm, 1e-6) / 10.0, progress=progress)
+            gaussian_source=sigma_mm > 0, source_width=max(sigma_mm, 1e-6) / 10.0,
+            progress=progress)
     return np.asarray(dose, dtype=np.float64), np.asarray(unc, dtype=np.float64), histories
 
 
-def spectrum_of(ompmc, source: SourceModel):
-    """ompmc histogram spectrum of a source model."""
-    keep = source.weights > 0
-    edges = source.edges_mev
-    return ompmc.Spectrum.from_histogram(edges[1:], np.where(keep, source.weights, 0.0),
-                                         e_min=float(edges[0]))
+def _transport(ompmc, phantom: McPhantom, beamlets, source: SourceModel, histories: int,
+               seeds: tuple[int, int], progress: Callable[[float], bool | None] | None):
+    """All components of the source, histories shared by their weight; per-electron dose."""
+    parts = [source.component(c) for c in range(len(source.source_sigma_mm))]
+    parts = [p for p in parts if p[0] > 0]
+    dose = np.zeros(phantom.material.shape)
+    var = np.zeros(phantom.material.shape)
+    done, total = 0.0, 0
+    for k, (share, weights, sigma) in enumerate(parts):
+        spectrum = ompmc.Spectrum.from_histogram(source.edges_mev[1:], weights,
+                                                 e_min=float(source.edges_mev[0]))
+
+        def callback(fraction: float, lo=done, width=share):
+            return progress(lo + width * fraction) if progress is not None else True
+        d, u, n = _transport_one(ompmc, phantom, beamlets, spectrum, sigma,
+                                 max(1000, round(histories * share)),
+                                 (seeds[0] + 7 * k, seeds[1]), callback)
+        dose += share * d
+        var += (share * d * u) ** 2
+        total += n
+        done += share
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = np.where(dose > 0, np.sqrt(var) / np.where(dose > 0, dose, 1.0), 1.0)
+    return dose, rel, total
 
 
 def mean_uncertainty(dose: np.ndarray, unc: np.ndarray, level: float = UNCERTAINTY_LEVEL
@@ -355,7 +373,6 @@ def run_phantom(phantom: McPhantom, beam: ElectronBeam, source: SourceModel | No
     source = source or source_model(beam)
     app = Applicator(beam.applicator_diameter_mm, beam.bevel_deg)
     beamlets = aperture_beamlets(app, source.virtual_ssd_mm)
-    spectrum = spectrum_of(ompmc, source)
     start = time.perf_counter()
 
     def make_callback(lo: float, hi: float):
@@ -367,13 +384,12 @@ def run_phantom(phantom: McPhantom, beam: ElectronBeam, source: SourceModel | No
 
     try:
         if options.histories is not None:
-            dose, unc, n = _transport(ompmc, phantom, beamlets, spectrum, source,
-                                      options.histories, options.seeds,
-                                      make_callback(0.0, 1.0))
+            dose, unc, n = _transport(ompmc, phantom, beamlets, source, options.histories,
+                                      options.seeds, make_callback(0.0, 1.0))
         else:
             pilot_n = min(PILOT_HISTORIES, options.max_histories)
-            pilot = _transport(ompmc, phantom, beamlets, spectrum, source, pilot_n,
-                               options.seeds, make_callback(0.0, 0.05))
+            pilot = _transport(ompmc, phantom, beamlets, source, pilot_n, options.seeds,
+                               make_callback(0.0, 0.05))
             u0 = mean_uncertainty(pilot[0], pilot[1])
             target = options.uncertainty_percent / 100.0
             total = min(options.max_histories, int(pilot[2] * (u0 / target) ** 2 * 1.05))
@@ -381,8 +397,8 @@ def run_phantom(phantom: McPhantom, beam: ElectronBeam, source: SourceModel | No
                      pilot[2], 100 * u0, total, 100 * target)
             if total > pilot[2] * 1.1:
                 seeds = (options.seeds[0] + 1, options.seeds[1] + 1)
-                main = _transport(ompmc, phantom, beamlets, spectrum, source,
-                                  total - pilot[2], seeds, make_callback(0.05, 1.0))
+                main = _transport(ompmc, phantom, beamlets, source, total - pilot[2], seeds,
+                                  make_callback(0.05, 1.0))
                 dose, unc, n = _combine(pilot, main)
             else:
                 dose, unc, n = pilot

@@ -10,8 +10,11 @@ The model (per machine and nominal energy, ``assets/beams/mc_source.json``):
   axis, ``virtual_ssd_mm`` upstream of the end-face centre, towards a uniformly sampled
   point of the aperture; the point source is blurred by a 2-D Gaussian of
   ``source_sigma_mm`` in the aperture plane (ompmc's ``gaussian_source``), which gives the
-  beam an angular spread of about ``source_sigma_mm / virtual_ssd_mm`` rad, fitted to the
-  penumbra of the commissioning profiles;
+  beam an angular spread of about ``source_sigma_mm / virtual_ssd_mm`` rad. There are two
+  **components**, each with its own spectrum weights: the direct beam (the machine's
+  angular spread) and the electrons scattered by the applicator wall (a wide angular
+  spread, :data:`SCATTER_SOURCE_SIGMA_MM`), which raise the surface dose and broaden the
+  maximum of an IORT applicator's depth dose;
 * **aperture**: square beamlets tiling the applicator's circular cross-section, each lying
   in the (bevelled) end face ``z = y tan(bevel)`` of the applicator frame
   (:class:`models.beams.applicator.Applicator`), so a bevel is geometry, not a correction.
@@ -42,6 +45,9 @@ FALLBACK_SIGMA = 0.05
 #: Source spread (mm at the virtual source) of the fallback model.
 FALLBACK_SOURCE_SIGMA_MM = 12.0
 
+#: Source spread (mm at the virtual source) of the wall-scatter component.
+SCATTER_SOURCE_SIGMA_MM = 300.0
+
 
 @dataclass(frozen=True, eq=False)
 class SourceModel:
@@ -55,11 +61,12 @@ class SourceModel:
     edges_mev : numpy.ndarray
         (B+1,) increasing kinetic-energy bin edges (MeV).
     weights : numpy.ndarray
-        (B,) relative number of electrons per bin (non-negative, sum 1).
+        (C, B) relative number of electrons per component and bin (non-negative, sum 1).
     virtual_ssd_mm : float
         Distance (mm) from the virtual point source to the end-face centre.
-    source_sigma_mm : float
-        Gaussian spread (mm, one axis) of the source position in the aperture plane.
+    source_sigma_mm : tuple of float
+        (C,) Gaussian spread (mm, one axis) of the source position in the aperture plane,
+        per component.
     commissioned : bool
         Fitted to the machine's commissioning data (False: fallback estimate).
     provenance : str
@@ -71,20 +78,31 @@ class SourceModel:
     edges_mev: np.ndarray
     weights: np.ndarray
     virtual_ssd_mm: float
-    source_sigma_mm: float
+    source_sigma_mm: tuple[float, ...]
     commissioned: bool
     provenance: str
 
-    @property
-    def mean_energy_mev(self) -> float:
-        """Mean kinetic energy (MeV) of the histogram."""
-        centres = 0.5 * (self.edges_mev[1:] + self.edges_mev[:-1])
-        return float(np.sum(centres * self.weights))
+    def __post_init__(self) -> None:
+        w = np.atleast_2d(np.asarray(self.weights, dtype=np.float64))
+        object.__setattr__(self, "weights", w)
+        object.__setattr__(self, "source_sigma_mm",
+                           tuple(float(v) for v in np.atleast_1d(self.source_sigma_mm)))
+        if w.shape != (len(self.source_sigma_mm), self.edges_mev.size - 1):
+            raise InputError(f"source model {self.machine} {self.energy_mev:g} MeV: weights "
+                             f"{w.shape} do not match {len(self.source_sigma_mm)} components "
+                             f"x {self.edges_mev.size - 1} bins")
 
     @property
-    def angular_sigma_rad(self) -> float:
-        """Approximate angular spread (rad) from the blurred virtual source."""
-        return self.source_sigma_mm / self.virtual_ssd_mm
+    def mean_energy_mev(self) -> float:
+        """Mean kinetic energy (MeV) of the histogram (all components)."""
+        centres = 0.5 * (self.edges_mev[1:] + self.edges_mev[:-1])
+        return float(np.sum(centres * self.weights.sum(axis=0)) / self.weights.sum())
+
+    def component(self, index: int) -> tuple[float, np.ndarray, float]:
+        """(share of the electrons, spectrum weights (B,) summing to 1, source sigma mm)."""
+        w = self.weights[index]
+        share = float(w.sum() / self.weights.sum())
+        return share, (w / w.sum() if w.sum() > 0 else w), self.source_sigma_mm[index]
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,8 +155,9 @@ def _fallback(beam: ElectronBeam) -> SourceModel:
     edges = np.linspace(e0 * (1 - 3 * FALLBACK_SIGMA), e0 * (1 + 3 * FALLBACK_SIGMA), 13)
     centres = 0.5 * (edges[1:] + edges[:-1])
     weights = np.exp(-0.5 * ((centres - e0) / (FALLBACK_SIGMA * e0)) ** 2)
-    return SourceModel(beam.machine, float(beam.energy_mev), edges, weights / weights.sum(),
-                       float(machine.virtual_source_distance_mm), FALLBACK_SOURCE_SIGMA_MM,
+    return SourceModel(beam.machine, float(beam.energy_mev), edges,
+                       (weights / weights.sum())[None, :],
+                       float(machine.virtual_source_distance_mm), (FALLBACK_SOURCE_SIGMA_MM,),
                        False, f"not commissioned: Gaussian spectrum around E0 = 2.33 MeV/cm x "
                               f"R50 = {e0:.2f} MeV (sigma {100 * FALLBACK_SIGMA:g} %)")
 
@@ -159,19 +178,20 @@ def source_model(beam: ElectronBeam) -> SourceModel:
                 float(entry.get("energy_mev", -1)), float(beam.energy_mev)):
             try:
                 edges = np.asarray(entry["edges_mev"], dtype=np.float64)
-                weights = np.asarray(entry["weights"], dtype=np.float64)
+                comps = entry["components"]
+                weights = np.array([c["weights"] for c in comps], dtype=np.float64)
+                sigma = np.array([c["source_sigma_mm"] for c in comps], dtype=np.float64)
                 ssd = float(entry["virtual_ssd_mm"])
-                sigma = float(entry["source_sigma_mm"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise InputError(f"mc_source.json {beam.machine} {beam.energy_mev:g} MeV: "
                                  f"malformed entry ({exc})") from exc
-            if (edges.ndim != 1 or weights.shape != (edges.size - 1,)
+            if (edges.ndim != 1 or weights.ndim != 2 or weights.shape[1] != edges.size - 1
                     or np.any(np.diff(edges) <= 0) or np.any(weights < 0)
-                    or not weights.sum() > 0 or ssd <= 0 or sigma < 0):
+                    or not weights.sum() > 0 or ssd <= 0 or np.any(sigma < 0)):
                 raise InputError(f"mc_source.json {beam.machine} {beam.energy_mev:g} MeV: "
                                  "edges must increase, weights be one per bin and >= 0, "
                                  "virtual_ssd_mm > 0, source_sigma_mm >= 0")
             return SourceModel(beam.machine, float(beam.energy_mev), edges,
-                               weights / weights.sum(), ssd, sigma, True,
+                               weights / weights.sum(), ssd, tuple(sigma), True,
                                str(raw.get("provenance", "")))
     return _fallback(beam)

@@ -29,8 +29,10 @@ def test_beamlets_tile_the_aperture_on_the_end_face(diameter, bevel):
 
 def test_shipped_and_fallback_models():
     liac = source_model(ElectronBeam("liac", 12.0, 100.0))
+    assert liac.commissioned
     assert liac.weights.sum() == pytest.approx(1.0)
-    assert np.all(liac.weights >= 0) and liac.edges_mev.size == liac.weights.size + 1
+    assert np.all(liac.weights >= 0) and liac.edges_mev.size == liac.weights.shape[1] + 1
+    assert liac.weights.shape[0] == len(liac.source_sigma_mm) == 2
     # mean surface energy near E0 = 2.33 MeV/cm x R50 (43.2 mm) of the commissioning data
     assert liac.mean_energy_mev == pytest.approx(2.33 * 4.32, abs=1.0)
     mob = source_model(ElectronBeam("mobetron", 9.0, 50.0))
