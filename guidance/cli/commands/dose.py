@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "mc-check", help="independent Monte Carlo second check of a plan (needs ompmc)",
         description="Runs the Monte Carlo (ompmc, EGSnrc-derived; pip install "
                     "'iort-guidance[mc]') of the plan in the case CT and compares it with the "
-                    "pencil beam: 3-D gamma 3%%/2mm and 2%%/2mm in the 10%% isodose, target "
+                    "pencil beam: 3-D gamma 3%/2mm and 2%/2mm in the 10% isodose, target "
                     "D90/V90 and organ Dmax/D2 differences, and a verdict (agree / disagree "
                     "/ inconclusive; thresholds in docs/montecarlo.md). Ctrl+C stops it "
                     "cleanly. Writes rtplan.dcm, rtdose_pb.dcm, rtdose_mc.dcm and "
