@@ -142,6 +142,76 @@ def _round(a, n=5):
     return [round(float(v), n) for v in np.asarray(a)]
 
 
+def _slab_metrics(result: dict, z_mm, dd_w, dd_h) -> None:
+    r50_w, r90_w = _r(z_mm, dd_w)
+    r50_h, r90_h = _r(z_mm, dd_h)
+    result["heterogeneity"] = {"medium": BONE, "density_g_cm3": 1.85,
+                               "z_mm": [10.0, 20.0], "extent": "whole phantom"}
+    result["metrics"] = {"r50_water_mm": round(r50_w, 2), "r50_mm": round(r50_h, 2),
+                         "r50_shift_mm": round(r50_h - r50_w, 2),
+                         "r90_water_mm": round(r90_w, 2), "r90_mm": round(r90_h, 2),
+                         "r90_shift_mm": round(r90_h - r90_w, 2),
+                         # 10 mm of bone acts like this much water (R50 shift + 10 mm)
+                         "water_equivalent_thickness_mm": round(10.0 - (r50_h - r50_w), 2)}
+
+
+def _edge_metrics(result: dict, wat: dict, het: dict) -> None:
+    xc = _centres(wat["x"])
+    yc = _centres(wat["y"])
+    zc = _centres(wat["z"])
+    iz = (zc > 2.4) & (zc < 2.6)
+    sel_x = np.abs(xc) < 2.4
+    def prof(run):
+        d = run["dose"][np.ix_(sel_x, np.abs(yc) < 3.0, iz)]
+        s = (run["dose"] * run["unc"])[np.ix_(sel_x, np.abs(yc) < 3.0, iz)]
+        n = d.shape[1] * d.shape[2]
+        return d.mean(axis=(1, 2)), np.sqrt((s ** 2).sum(axis=(1, 2))) / n
+    p_w, ps_w = prof(wat)
+    p_h, ps_h = prof(het)
+    # the water maximum of the profile plane is the reference (flat field: mean |x|<20mm)
+    ref = float(p_w[np.abs(xc[sel_x]) < 2.0].mean())
+    # the clinical-axis depth dose is not scored finely here (2 mm slabs)
+    diff = (p_h - p_w) / ref
+    result["heterogeneity"] = {"medium": BONE, "density_g_cm3": 1.85,
+                               "z_mm": [10.0, 20.0], "extent": "x > 0 only"}
+    result["profile_depth_mm"] = [24.0, 26.0]
+    result["profile_x_mm"] = _round(10 * xc[sel_x], 2)
+    result["profile_water"] = _round(p_w / ref)
+    result["profile_water_sigma"] = _round(ps_w / ref)
+    result["profile"] = _round(p_h / ref)
+    result["profile_sigma"] = _round(ps_h / ref)
+    result["profile_norm"] = ("fraction of the water profile's mean over |x| < 20 mm at "
+                              "the same depth")
+    inner = np.abs(xc[sel_x]) < 2.4
+    result["metrics"] = {
+        "hot_spot_percent": round(100 * float(diff[inner].max()), 2),
+        "hot_spot_x_mm": round(float(10 * xc[sel_x][inner][np.argmax(diff[inner])]), 1),
+        "cold_spot_percent": round(100 * float(diff[inner].min()), 2),
+        "cold_spot_x_mm": round(float(10 * xc[sel_x][inner][np.argmin(diff[inner])]), 1),
+        "sigma_percent": round(100 * float(np.hypot(ps_h, ps_w)[inner].mean() / ref), 2),
+        "window_mm": [-24.0, 24.0]}
+
+
+def _disc_metrics(result: dict, case: str, z_mm, dd_w, s_w, dd_h, s_h, norm) -> None:
+    metal = "PB700ICRU" if "lead" in case else "STEEL700ICRU"
+    up = int(np.searchsorted(z_mm, 20.0)) - 1          # 19-20 mm bin
+    down = up + 4                                     # 23-24 mm bin
+    result["heterogeneity"] = {"medium": metal, "density_g_cm3": MEDIA_DENSITY[metal],
+                               "z_mm": [20.0, 23.0], "extent": "whole phantom"}
+    result["metrics"] = {
+        "backscatter_depth_mm": [19.0, 20.0],
+        "backscatter_factor": round(float(dd_h[up] / dd_w[up]), 4),
+        "backscatter_sigma": round(float(math.hypot(s_h[up] / dd_h[up],
+                                                    s_w[up] / dd_w[up])
+                                         * dd_h[up] / dd_w[up]), 4),
+        "transmission_depth_mm": [23.0, 24.0],
+        "transmission": round(float(dd_h[down] / dd_w[down]), 4),
+        "transmission_of_water_max": round(float(dd_h[down] / norm), 4),
+        "transmission_sigma": round(float(math.hypot(s_h[down] / max(dd_h[down], 1e-30),
+                                                     s_w[down] / dd_w[down])
+                                          * dd_h[down] / dd_w[down]), 4)}
+
+
 def run_case(case: str, histories: int) -> dict:
     import ompmc
 
@@ -180,69 +250,11 @@ def run_case(case: str, histories: int) -> dict:
     result["depth_dose_sigma"] = _round(s_h / norm)
     result["depth_dose_columns_mm"] = {"x": [-20.0, 20.0], "y": [-30.0, 30.0]}
     if case.startswith("slab"):
-        r50_w, r90_w = _r(z_mm, dd_w)
-        r50_h, r90_h = _r(z_mm, dd_h)
-        result["heterogeneity"] = {"medium": BONE, "density_g_cm3": 1.85,
-                                   "z_mm": [10.0, 20.0], "extent": "whole phantom"}
-        result["metrics"] = {"r50_water_mm": round(r50_w, 2), "r50_mm": round(r50_h, 2),
-                             "r50_shift_mm": round(r50_h - r50_w, 2),
-                             "r90_water_mm": round(r90_w, 2), "r90_mm": round(r90_h, 2),
-                             "r90_shift_mm": round(r90_h - r90_w, 2),
-                             # 10 mm of bone acts like this much water (R50 shift + 10 mm)
-                             "water_equivalent_thickness_mm": round(10.0 - (r50_h - r50_w), 2)}
+        _slab_metrics(result, z_mm, dd_w, dd_h)
     elif case.startswith("edge"):
-        xc = _centres(wat["x"])
-        yc = _centres(wat["y"])
-        zc = _centres(wat["z"])
-        iz = (zc > 2.4) & (zc < 2.6)
-        sel_x = np.abs(xc) < 2.4
-        def prof(run):
-            d = run["dose"][np.ix_(sel_x, np.abs(yc) < 3.0, iz)]
-            s = (run["dose"] * run["unc"])[np.ix_(sel_x, np.abs(yc) < 3.0, iz)]
-            n = d.shape[1] * d.shape[2]
-            return d.mean(axis=(1, 2)), np.sqrt((s ** 2).sum(axis=(1, 2))) / n
-        p_w, ps_w = prof(wat)
-        p_h, ps_h = prof(het)
-        # the water maximum of the profile plane is the reference (flat field: mean |x|<20mm)
-        ref = float(p_w[np.abs(xc[sel_x]) < 2.0].mean())
-        # the clinical-axis depth dose is not scored finely here (2 mm slabs)
-        diff = (p_h - p_w) / ref
-        result["heterogeneity"] = {"medium": BONE, "density_g_cm3": 1.85,
-                                   "z_mm": [10.0, 20.0], "extent": "x > 0 only"}
-        result["profile_depth_mm"] = [24.0, 26.0]
-        result["profile_x_mm"] = _round(10 * xc[sel_x], 2)
-        result["profile_water"] = _round(p_w / ref)
-        result["profile_water_sigma"] = _round(ps_w / ref)
-        result["profile"] = _round(p_h / ref)
-        result["profile_sigma"] = _round(ps_h / ref)
-        result["profile_norm"] = ("fraction of the water profile's mean over |x| < 20 mm at "
-                                  "the same depth")
-        inner = np.abs(xc[sel_x]) < 2.4
-        result["metrics"] = {
-            "hot_spot_percent": round(100 * float(diff[inner].max()), 2),
-            "hot_spot_x_mm": round(float(10 * xc[sel_x][inner][np.argmax(diff[inner])]), 1),
-            "cold_spot_percent": round(100 * float(diff[inner].min()), 2),
-            "cold_spot_x_mm": round(float(10 * xc[sel_x][inner][np.argmin(diff[inner])]), 1),
-            "sigma_percent": round(100 * float(np.hypot(ps_h, ps_w)[inner].mean() / ref), 2),
-            "window_mm": [-24.0, 24.0]}
+        _edge_metrics(result, wat, het)
     else:
-        metal = "PB700ICRU" if "lead" in case else "STEEL700ICRU"
-        up = int(np.searchsorted(z_mm, 20.0)) - 1          # 19-20 mm bin
-        down = up + 4                                     # 23-24 mm bin
-        result["heterogeneity"] = {"medium": metal, "density_g_cm3": MEDIA_DENSITY[metal],
-                                   "z_mm": [20.0, 23.0], "extent": "whole phantom"}
-        result["metrics"] = {
-            "backscatter_depth_mm": [19.0, 20.0],
-            "backscatter_factor": round(float(dd_h[up] / dd_w[up]), 4),
-            "backscatter_sigma": round(float(math.hypot(s_h[up] / dd_h[up],
-                                                        s_w[up] / dd_w[up])
-                                             * dd_h[up] / dd_w[up]), 4),
-            "transmission_depth_mm": [23.0, 24.0],
-            "transmission": round(float(dd_h[down] / dd_w[down]), 4),
-            "transmission_of_water_max": round(float(dd_h[down] / norm), 4),
-            "transmission_sigma": round(float(math.hypot(s_h[down] / max(dd_h[down], 1e-30),
-                                                         s_w[down] / dd_w[down])
-                                              * dd_h[down] / dd_w[down]), 4)}
+        _disc_metrics(result, case, z_mm, dd_w, s_w, dd_h, s_h, norm)
     return result
 
 

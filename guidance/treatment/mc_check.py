@@ -122,6 +122,34 @@ def _target_uncertainty(case: Case, mc, target: str) -> float:
     return 100.0 * float(unc[sel].mean()) if sel.any() else float("nan")
 
 
+def _reasons(g3: float, g2: float, target: str, t_pb, t_mc, organs, rx: float,
+             th: McCheckThresholds) -> list[str]:
+    """The failed rules of the verdict, one line each."""
+    reasons = []
+    if not g3 >= th.gamma_3_2_min_percent:
+        reasons.append(f"gamma 3%/2mm {g3:.1f} % < {th.gamma_3_2_min_percent:g} %")
+    if not g2 >= th.gamma_2_2_min_percent:
+        reasons.append(f"gamma 2%/2mm {g2:.1f} % < {th.gamma_2_2_min_percent:g} %")
+    d90 = 100.0 * (t_mc.d90_gy - t_pb.d90_gy) / rx
+    if not abs(d90) <= th.d90_max_percent:
+        reasons.append(f"{target} D90 differs by {d90:+.1f} % of the prescription "
+                       f"(limit {th.d90_max_percent:g} %)")
+    v90 = t_mc.v90_percent - t_pb.v90_percent
+    if not abs(v90) <= th.v90_max_points:
+        reasons.append(f"{target} V90 differs by {v90:+.1f} points (limit "
+                       f"{th.v90_max_points:g})")
+    for o in organs:
+        if max(o.pb_dmax_gy, o.mc_dmax_gy) < ORGAN_FLOOR_PERCENT / 100.0 * rx:
+            continue
+        for what, a, b in (("Dmax", o.pb_dmax_gy, o.mc_dmax_gy), ("D2", o.pb_d2_gy,
+                                                                  o.mc_d2_gy)):
+            diff = 100.0 * (b - a) / rx
+            if not abs(diff) <= th.organ_max_percent:
+                reasons.append(f"{o.name} {what} differs by {diff:+.1f} % of the "
+                               f"prescription (limit {th.organ_max_percent:g} %)")
+    return reasons
+
+
 def compare_doses(case: Case, pb, mc, choice: BeamChoice, *, target: str,
                   thresholds: McCheckThresholds = McCheckThresholds(),
                   mc_beam: ElectronBeam | None = None, total_seconds: float = 0.0
@@ -162,29 +190,9 @@ def compare_doses(case: Case, pb, mc, choice: BeamChoice, *, target: str,
                                    mc_dvh[name].metrics.d2_gy)
                    for name in sorted(pb_dvh) if name != target and name in mc_dvh)
     t_unc = _target_uncertainty(case, mc, target)
-    reasons = []
+    reasons = _reasons(g3.pass_percent, g2.pass_percent, target, t_pb, t_mc, organs, rx,
+                       thresholds)
     th = thresholds
-    if not g3.pass_percent >= th.gamma_3_2_min_percent:
-        reasons.append(f"gamma 3%/2mm {g3.pass_percent:.1f} % < {th.gamma_3_2_min_percent:g} %")
-    if not g2.pass_percent >= th.gamma_2_2_min_percent:
-        reasons.append(f"gamma 2%/2mm {g2.pass_percent:.1f} % < {th.gamma_2_2_min_percent:g} %")
-    d90 = 100.0 * (t_mc.d90_gy - t_pb.d90_gy) / rx
-    if not abs(d90) <= th.d90_max_percent:
-        reasons.append(f"{target} D90 differs by {d90:+.1f} % of the prescription "
-                       f"(limit {th.d90_max_percent:g} %)")
-    v90 = t_mc.v90_percent - t_pb.v90_percent
-    if not abs(v90) <= th.v90_max_points:
-        reasons.append(f"{target} V90 differs by {v90:+.1f} points (limit "
-                       f"{th.v90_max_points:g})")
-    for o in organs:
-        if max(o.pb_dmax_gy, o.mc_dmax_gy) < ORGAN_FLOOR_PERCENT / 100.0 * rx:
-            continue
-        for what, a, b in (("Dmax", o.pb_dmax_gy, o.mc_dmax_gy), ("D2", o.pb_d2_gy,
-                                                                  o.mc_d2_gy)):
-            diff = 100.0 * (b - a) / rx
-            if not abs(diff) <= th.organ_max_percent:
-                reasons.append(f"{o.name} {what} differs by {diff:+.1f} % of the "
-                               f"prescription (limit {th.organ_max_percent:g} %)")
     if reasons:
         verdict = "disagree"
     elif not (math.isfinite(t_unc) and t_unc <= th.max_uncertainty_percent):

@@ -85,7 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="write MU although the output factor is an estimate (the RT "
                              "Plan is labelled 'ESTIMATED MU'; not for treatment)")
     case.set_defaults(func=run_case)
+    _register_mc_check(sub)
 
+
+def _register_mc_check(sub: argparse._SubParsersAction) -> None:
     mc = sub.add_parser(
         "mc-check", help="independent Monte Carlo second check of a plan (needs ompmc)",
         description="Runs the Monte Carlo (ompmc, EGSnrc-derived; pip install "
@@ -227,11 +230,8 @@ def run_mc_check(args: argparse.Namespace) -> int:
 
     from guidance.treatment.mc_check import run_mc_check as check
     from models.base.files import read_json_file
-    from models.dicom.common import ensure_uids, identity_of
-    from models.dicom.rt_export import resolve_plan, write_plan_and_dose
-    from models.dicom.rtdose import dose_grid_like, write_rtdose
+    from models.dicom.rt_export import resolve_plan
     from models.dose.montecarlo.engine import McCancelled, ompmc_available
-    from models.evaluation.dvh import resample_dose
 
     if not ompmc_available():
         raise InputError("iort dose mc-check needs the optional package ompmc: install it "
@@ -275,13 +275,28 @@ def run_mc_check(args: argparse.Namespace) -> int:
         return 130
     if not quiet:
         print(file=sys.stderr)
+    summary = _write_mc_outputs(args, case, spec, result, pb, mc)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    _print_mc_result(result, summary)
+    return 0
+
+
+def _write_mc_outputs(args: argparse.Namespace, case, spec, result, pb, mc) -> dict:
+    """rtplan.dcm, rtdose_pb.dcm, rtdose_mc.dcm and mc_check.json; returns the summary."""
+    import pydicom
+
+    from models.dicom.common import ensure_uids, identity_of
+    from models.dicom.rt_export import write_plan_and_dose
+    from models.dicom.rtdose import dose_grid_like, write_rtdose
+    from models.evaluation.dvh import resample_dose
+
     ensure_uids(case, "iort-dose", case.patient_id)
     identity = identity_of(case)
     files = write_plan_and_dose(args.out, spec, pb.mu, pb.dose, case.ct, identity,
                                 spacing_mm=args.grid, rtplan_name="rtplan.dcm",
                                 rtdose_name="rtdose_pb.dcm", mu_estimated=pb.mu_estimated)
-    import pydicom
-
     plan_uid = str(pydicom.dcmread(files.rtplan, stop_before_pixels=True).SOPInstanceUID)
     on_ct = resample_dose(mc.dose, dose_grid_like(mc.dose, case.ct, spacing_mm=args.grid))
     mc_path = write_rtdose(args.out / "rtdose_mc.dcm", on_ct, identity,
@@ -291,9 +306,10 @@ def run_mc_check(args: argparse.Namespace) -> int:
     summary.update(rtplan=str(files.rtplan), rtdose_pb=str(files.rtdose),
                    rtdose_mc=str(mc_path))
     (args.out / "mc_check.json").write_text(json.dumps(summary, indent=1) + "\n")
-    if args.json:
-        print(json.dumps(summary))
-        return 0
+    return summary
+
+
+def _print_mc_result(result, summary: dict) -> None:
     b = result.beam
     print(f"{b['machine']} {b['energy_mev']:g} MeV, applicator {b['applicator_mm']:g} mm, "
           f"bevel {b['bevel_deg']:g} deg: Monte Carlo {result.histories} histories in "
@@ -311,5 +327,4 @@ def run_mc_check(args: argparse.Namespace) -> int:
               f"D2 {o.pb_d2_gy:6.2f} vs {o.mc_d2_gy:6.2f} Gy")
     print(f"verdict: {result.verdict.upper()}"
           + "".join(f"\n  - {r}" for r in result.reasons))
-    print(f"wrote {files.rtplan}, {files.rtdose}, {mc_path}")
-    return 0
+    print(f"wrote {summary['rtplan']}, {summary['rtdose_pb']}, {summary['rtdose_mc']}")
