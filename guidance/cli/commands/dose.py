@@ -10,6 +10,9 @@
   ``iort export --plan`` read it. ``--anonymise`` de-identifies both files as
   ``iort export --anonymise`` does (with the same site key their UIDs match an anonymised
   export of the same case).
+* ``iort dose mc-check CASE --plan PLAN.json [--uncertainty 2] [--out DIR] [--json]`` —
+  independent Monte Carlo (ompmc, optional extra ``mc``) of the plan compared with the
+  pencil beam: 3-D gamma, DVH differences, verdict; writes both RT Doses.
 """
 
 from __future__ import annotations
@@ -93,6 +96,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                            "--prescription is the surface dose): coverage and treatment "
                            "time only, no RT Plan/RT Dose")
     case.set_defaults(func=run_case)
+    _register_mc_check(sub)
+
+
+def _register_mc_check(sub: argparse._SubParsersAction) -> None:
+    mc = sub.add_parser(
+        "mc-check", help="independent Monte Carlo second check of a plan (needs ompmc)",
+        description="Runs the Monte Carlo (ompmc, EGSnrc-derived; pip install "
+                    "'iort-guidance[mc]') of the plan in the case CT and compares it with the "
+                    "pencil beam: 3-D gamma 3%/2mm and 2%/2mm in the 10% isodose, target "
+                    "D90/V90 and organ Dmax/D2 differences, and a verdict (agree / disagree "
+                    "/ inconclusive; thresholds in docs/montecarlo.md). Ctrl+C stops it "
+                    "cleanly. Writes rtplan.dcm, rtdose_pb.dcm, rtdose_mc.dcm and "
+                    "mc_check.json.")
+    mc.add_argument("case", metavar="CASE",
+                    help="'phantom', a case folder (iort case import) or a DICOM folder")
+    mc.add_argument("--plan", type=Path, metavar="FILE",
+                    help="plan JSON as 'iort dose case --write-plan' writes it (pose, beam, "
+                         "prescription); optional for the phantom (its planned pose)")
+    mc.add_argument("--uncertainty", type=float, default=2.0, metavar="PERCENT",
+                    help="target Monte Carlo uncertainty, mean over voxels above 50 %% of "
+                         "the maximum (default 2)")
+    mc.add_argument("--histories", type=int, default=None, metavar="N",
+                    help="fixed number of histories instead of --uncertainty")
+    mc.add_argument("--grid", type=float, default=2.0, metavar="MM",
+                    help="voxel size of both engines in mm (default 2)")
+    mc.add_argument("--target", default="CTV", metavar="NAME",
+                    help="target structure (default CTV)")
+    mc.add_argument("--pencil-beam-energy", type=float, default=None, metavar="MEV",
+                    help="give the pencil beam another energy than the plan's (a deliberate "
+                         "error, to see the check catch it)")
+    mc.add_argument("--out", type=Path, default=Path("iort_mc_check"), metavar="DIR",
+                    help="output folder (default ./iort_mc_check)")
+    mc.add_argument("--json", action="store_true", help="print the result as JSON")
+    mc.set_defaults(func=run_mc_check)
 
 
 def run_depth_curve(args: argparse.Namespace) -> int:
@@ -256,3 +293,109 @@ def run_case(args: argparse.Namespace) -> int:
     print(f"wrote {plan_path} and {dose_path}"
           + (f"; plan file {args.write_plan}" if args.write_plan is not None else ""))
     return 0
+
+
+def run_mc_check(args: argparse.Namespace) -> int:
+    """Monte Carlo second check of a plan: compare, write RT Doses, print the verdict."""
+    import sys
+
+    from guidance.treatment.mc_check import run_mc_check as check
+    from models.base.files import read_json_file
+    from models.dicom.rt_export import resolve_plan
+    from models.dose.montecarlo.engine import McCancelled, ompmc_available
+
+    if not ompmc_available():
+        raise InputError("iort dose mc-check needs the optional package ompmc: install it "
+                         "with  pip install 'iort-guidance[mc]'")
+    case = load_case_spec(args.case)
+    plan = None
+    if args.plan is not None:
+        plan = read_json_file(args.plan, what="--plan")
+        if not isinstance(plan, dict):
+            raise InputError(f"--plan {args.plan}: expected a JSON object with "
+                             "patient_from_applicator (as 'iort dose case --write-plan' "
+                             "writes it)")
+    elif args.case != PHANTOM:
+        raise InputError("--plan FILE is required for a case (only the built-in phantom has "
+                         "a planned pose)")
+    spec = resolve_plan(case, plan_file=plan)
+    from models.beams.library import ElectronBeam, default_library
+
+    default_library().validate(spec.beam)
+    pb_beam = None
+    if args.pencil_beam_energy is not None:
+        pb_beam = ElectronBeam(spec.machine, args.pencil_beam_energy,
+                               spec.applicator_diameter_mm, spec.bevel_deg)
+        default_library().validate(pb_beam)
+    if not np.isfinite(args.grid) or not 1.0 <= args.grid <= 5.0:
+        raise InputError(f"--grid must be between 1 and 5 mm, got {args.grid!r}")
+    output_folder(args.out)
+    quiet = args.json
+
+    def progress(fraction: float) -> None:
+        if not quiet:
+            print(f"\rMonte Carlo {100 * fraction:5.1f} %", end="", file=sys.stderr,
+                  flush=True)
+
+    try:
+        result, pb, mc = check(case, spec, target=args.target, grid_mm=args.grid,
+                               uncertainty_percent=args.uncertainty,
+                               histories=args.histories, pb_beam=pb_beam, progress=progress)
+    except (McCancelled, KeyboardInterrupt):
+        print("\nMonte Carlo stopped: nothing written", file=sys.stderr)
+        return 130
+    if not quiet:
+        print(file=sys.stderr)
+    summary = _write_mc_outputs(args, case, spec, result, pb, mc)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    _print_mc_result(result, summary)
+    return 0
+
+
+def _write_mc_outputs(args: argparse.Namespace, case, spec, result, pb, mc) -> dict:
+    """rtplan.dcm, rtdose_pb.dcm, rtdose_mc.dcm and mc_check.json; returns the summary."""
+    import pydicom
+
+    from models.dicom.common import ensure_uids, identity_of
+    from models.dicom.rt_export import write_plan_and_dose
+    from models.dicom.rtdose import dose_grid_like, write_rtdose
+    from models.evaluation.dvh import resample_dose
+
+    ensure_uids(case, "iort-dose", case.patient_id)
+    identity = identity_of(case)
+    files = write_plan_and_dose(args.out, spec, pb.mu, pb.dose, case.ct, identity,
+                                spacing_mm=args.grid, rtplan_name="rtplan.dcm",
+                                rtdose_name="rtdose_pb.dcm", mu_estimated=pb.mu_estimated)
+    plan_uid = str(pydicom.dcmread(files.rtplan, stop_before_pixels=True).SOPInstanceUID)
+    on_ct = resample_dose(mc.dose, dose_grid_like(mc.dose, case.ct, spacing_mm=args.grid))
+    mc_path = write_rtdose(args.out / "rtdose_mc.dcm", on_ct, identity,
+                           referenced_plan_uid=plan_uid, series_number=3,
+                           description="IORT electron dose, Monte Carlo check (ompmc)")
+    summary = result.as_json()
+    summary.update(rtplan=str(files.rtplan), rtdose_pb=str(files.rtdose),
+                   rtdose_mc=str(mc_path))
+    (args.out / "mc_check.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _print_mc_result(result, summary: dict) -> None:
+    b = result.beam
+    print(f"{b['machine']} {b['energy_mev']:g} MeV, applicator {b['applicator_mm']:g} mm, "
+          f"bevel {b['bevel_deg']:g} deg: Monte Carlo {result.histories} histories in "
+          f"{result.mc_seconds:.0f} s, uncertainty {result.target_uncertainty_percent:.1f} % "
+          f"in {result.target}"
+          + ("" if result.source_commissioned else " (source model NOT commissioned)"))
+    print(f"gamma 3%/2mm {result.gamma_3_2_percent:.1f} %  2%/2mm "
+          f"{result.gamma_2_2_percent:.1f} %  ({result.gamma_points} voxels in the 10 % "
+          "isodose)")
+    print(f"{result.target}: D90 {result.pb_d90_gy:.2f} Gy (pencil beam) vs "
+          f"{result.mc_d90_gy:.2f} Gy (Monte Carlo); V90 {result.pb_v90_percent:.1f} % vs "
+          f"{result.mc_v90_percent:.1f} %")
+    for o in result.organs:
+        print(f"  {o.name:<10} Dmax {o.pb_dmax_gy:6.2f} vs {o.mc_dmax_gy:6.2f} Gy  "
+              f"D2 {o.pb_d2_gy:6.2f} vs {o.mc_d2_gy:6.2f} Gy")
+    print(f"verdict: {result.verdict.upper()}"
+          + "".join(f"\n  - {r}" for r in result.reasons))
+    print(f"wrote {summary['rtplan']}, {summary['rtdose_pb']}, {summary['rtdose_mc']}")

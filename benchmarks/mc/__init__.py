@@ -1,0 +1,1 @@
+"""Monte Carlo (ompmc) scripts: heterogeneity references and source-model commissioning."""

@@ -1,0 +1,197 @@
+"""Electron source model at the applicator end for the Monte Carlo check.
+
+The model (per machine and nominal energy, ``assets/beams/mc_source.json``):
+
+* **energy spectrum**: a histogram (bin edges in MeV, relative number of electrons per
+  bin) at the applicator end, fitted by non-negative least squares to the commissioning
+  depth dose in water (``benchmarks/mc/commission_source.py``: one ompmc run per energy
+  bin, the water depth dose being linear in the bin weights);
+* **spatial and angular spread**: electrons leave a virtual point source on the applicator
+  axis, ``virtual_ssd_mm`` upstream of the end-face centre, towards a uniformly sampled
+  point of the aperture; the point source is blurred by a 2-D Gaussian of
+  ``source_sigma_mm`` in the aperture plane (ompmc's ``gaussian_source``), which gives the
+  beam an angular spread of about ``source_sigma_mm / virtual_ssd_mm`` rad. There are two
+  **components**, each with its own spectrum weights: the direct beam (the machine's
+  angular spread) and the electrons scattered by the applicator wall (a wide angular
+  spread, :data:`SCATTER_SOURCE_SIGMA_MM`), which raise the surface dose and broaden the
+  maximum of an IORT applicator's depth dose;
+* **aperture**: square beamlets tiling the applicator's circular cross-section, each lying
+  in the (bevelled) end face ``z = y tan(bevel)`` of the applicator frame
+  (:class:`models.beams.applicator.Applicator`), so a bevel is geometry, not a correction.
+
+A machine without a fitted model falls back on a Gaussian spectrum around the mean
+surface energy E0 = 2.33 MeV/cm x R50 of its beam data, flagged ``commissioned = False``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from models.base.errors import InputError
+from models.beams.applicator import Applicator
+from models.beams.library import E0_PER_R50_MEV_PER_MM, ElectronBeam, default_library
+from models.dose.materials import read_beam_asset
+
+#: Side (mm) of the square beamlets tiling the aperture.
+BEAMLET_MM = 2.0
+
+#: Relative width (sigma / E0) of the fallback Gaussian spectrum.
+FALLBACK_SIGMA = 0.05
+
+#: Source spread (mm at the virtual source) of the fallback model.
+FALLBACK_SOURCE_SIGMA_MM = 12.0
+
+#: Source spread (mm at the virtual source) of the wall-scatter component.
+SCATTER_SOURCE_SIGMA_MM = 300.0
+
+
+@dataclass(frozen=True, eq=False)
+class SourceModel:
+    """Commissioned (or fallback) source of one machine and nominal energy.
+
+    Attributes
+    ----------
+    machine : str
+    energy_mev : float
+        Nominal energy (MeV).
+    edges_mev : numpy.ndarray
+        (B+1,) increasing kinetic-energy bin edges (MeV).
+    weights : numpy.ndarray
+        (C, B) relative number of electrons per component and bin (non-negative, sum 1).
+    virtual_ssd_mm : float
+        Distance (mm) from the virtual point source to the end-face centre.
+    source_sigma_mm : tuple of float
+        (C,) Gaussian spread (mm, one axis) of the source position in the aperture plane,
+        per component.
+    commissioned : bool
+        Fitted to the machine's commissioning data (False: fallback estimate).
+    provenance : str
+        How the numbers were obtained.
+    """
+
+    machine: str
+    energy_mev: float
+    edges_mev: np.ndarray
+    weights: np.ndarray
+    virtual_ssd_mm: float
+    source_sigma_mm: tuple[float, ...]
+    commissioned: bool
+    provenance: str
+
+    def __post_init__(self) -> None:
+        w = np.atleast_2d(np.asarray(self.weights, dtype=np.float64))
+        object.__setattr__(self, "weights", w)
+        object.__setattr__(self, "source_sigma_mm",
+                           tuple(float(v) for v in np.atleast_1d(self.source_sigma_mm)))
+        if w.shape != (len(self.source_sigma_mm), self.edges_mev.size - 1):
+            raise InputError(f"source model {self.machine} {self.energy_mev:g} MeV: weights "
+                             f"{w.shape} do not match {len(self.source_sigma_mm)} components "
+                             f"x {self.edges_mev.size - 1} bins")
+
+    @property
+    def mean_energy_mev(self) -> float:
+        """Mean kinetic energy (MeV) of the histogram (all components)."""
+        centres = 0.5 * (self.edges_mev[1:] + self.edges_mev[:-1])
+        return float(np.sum(centres * self.weights.sum(axis=0)) / self.weights.sum())
+
+    def component(self, index: int) -> tuple[float, np.ndarray, float]:
+        """(share of the electrons, spectrum weights (B,) summing to 1, source sigma mm)."""
+        w = self.weights[index]
+        share = float(w.sum() / self.weights.sum())
+        return share, (w / w.sum() if w.sum() > 0 else w), self.source_sigma_mm[index]
+
+
+@dataclass(frozen=True, eq=False)
+class Beamlets:
+    """Aperture beamlets in the applicator frame (mm).
+
+    ``source_mm`` (3,) the virtual source; ``corner_mm``, ``side1_mm``, ``side2_mm`` (N, 3)
+    one parallelogram per beamlet in the end-face plane.
+    """
+
+    source_mm: np.ndarray
+    corner_mm: np.ndarray
+    side1_mm: np.ndarray
+    side2_mm: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """Number of beamlets."""
+        return int(self.corner_mm.shape[0])
+
+
+def aperture_beamlets(applicator: Applicator, virtual_ssd_mm: float, *,
+                      beamlet_mm: float = BEAMLET_MM) -> Beamlets:
+    """Square beamlets (side ``beamlet_mm`` seen along the beam) tiling the aperture.
+
+    A beamlet is kept when its centre lies inside the aperture circle; every beamlet lies
+    in the end face ``z = y tan(bevel)``, so sampled points are uniform across the beam's
+    cross-section and start on the bevelled face.
+    """
+    r = applicator.radius_mm
+    n = math.ceil(r / beamlet_mm)
+    lo = -n * beamlet_mm + 0.5 * beamlet_mm
+    centres = lo + beamlet_mm * np.arange(2 * n)
+    cx, cy = np.meshgrid(centres, centres, indexing="ij")
+    keep = applicator.inside_aperture(cx, cy)
+    cx, cy = cx[keep], cy[keep]
+    slope = applicator.slope
+    x0 = cx - 0.5 * beamlet_mm
+    y0 = cy - 0.5 * beamlet_mm
+    corner = np.stack([x0, y0, y0 * slope], axis=1)
+    side1 = np.tile([beamlet_mm, 0.0, 0.0], (cx.size, 1))
+    side2 = np.tile([0.0, beamlet_mm, beamlet_mm * slope], (cx.size, 1))
+    return Beamlets(np.array([0.0, 0.0, -float(virtual_ssd_mm)]), corner, side1, side2)
+
+
+def _fallback(beam: ElectronBeam) -> SourceModel:
+    machine = default_library().machine(beam.machine)
+    energy = machine.energy(beam.energy_mev)
+    e0 = E0_PER_R50_MEV_PER_MM * energy.points.r50_mm
+    edges = np.linspace(e0 * (1 - 3 * FALLBACK_SIGMA), e0 * (1 + 3 * FALLBACK_SIGMA), 13)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    weights = np.exp(-0.5 * ((centres - e0) / (FALLBACK_SIGMA * e0)) ** 2)
+    return SourceModel(beam.machine, float(beam.energy_mev), edges,
+                       (weights / weights.sum())[None, :],
+                       float(machine.virtual_source_distance_mm), (FALLBACK_SOURCE_SIGMA_MM,),
+                       False, f"not commissioned: Gaussian spectrum around E0 = 2.33 MeV/cm x "
+                              f"R50 = {e0:.2f} MeV (sigma {100 * FALLBACK_SIGMA:g} %)")
+
+
+@lru_cache(maxsize=32)
+def source_model(beam: ElectronBeam) -> SourceModel:
+    """The source model of ``beam``'s machine and energy (fitted if shipped, else fallback).
+
+    Raises
+    ------
+    InputError
+        Unknown machine or energy, or a malformed ``mc_source.json``.
+    """
+    default_library().validate(beam)
+    raw = read_beam_asset("mc_source.json")
+    for entry in raw.get("models", []):
+        if entry.get("machine") == beam.machine and math.isclose(
+                float(entry.get("energy_mev", -1)), float(beam.energy_mev)):
+            try:
+                edges = np.asarray(entry["edges_mev"], dtype=np.float64)
+                comps = entry["components"]
+                weights = np.array([c["weights"] for c in comps], dtype=np.float64)
+                sigma = np.array([c["source_sigma_mm"] for c in comps], dtype=np.float64)
+                ssd = float(entry["virtual_ssd_mm"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputError(f"mc_source.json {beam.machine} {beam.energy_mev:g} MeV: "
+                                 f"malformed entry ({exc})") from exc
+            if (edges.ndim != 1 or weights.ndim != 2 or weights.shape[1] != edges.size - 1
+                    or np.any(np.diff(edges) <= 0) or np.any(weights < 0)
+                    or not weights.sum() > 0 or ssd <= 0 or np.any(sigma < 0)):
+                raise InputError(f"mc_source.json {beam.machine} {beam.energy_mev:g} MeV: "
+                                 "edges must increase, weights be one per bin and >= 0, "
+                                 "virtual_ssd_mm > 0, source_sigma_mm >= 0")
+            return SourceModel(beam.machine, float(beam.energy_mev), edges,
+                               weights / weights.sum(), ssd, tuple(sigma), True,
+                               str(raw.get("provenance", "")))
+    return _fallback(beam)
