@@ -114,6 +114,33 @@ def _derivation(case: Case, derivation: str):
     return derive
 
 
+def _edited_dose(case: Case, edits: EditList, spec: PlanSpec, *, grid_mm: float,
+                 with_ct: bool, accept_estimated_mu: bool):
+    """Check the export can be made and compute the plan's dose on the edited anatomy
+    (before anything is written): ``(edited case, DoseResult)``."""
+    from models.dose.disc import disc_in_beam
+    from models.dose.electron import compute_electron_dose
+
+    if not len(edits):
+        raise InputError("the case has no anatomy edits: export it as it is (without "
+                         "--edited), or edit it first")
+    if case.modality != "CT":
+        raise InputError(f"the case's images are {case.modality}, not CT: an edited CT and "
+                         "its electron dose need CT numbers")
+    edited = edits.apply(case)
+    disc = None if edited.disc is None else disc_in_beam(edited.disc,
+                                                         spec.patient_from_applicator)
+    result = compute_electron_dose(edited.ct, spec.patient_from_applicator, spec.beam,
+                                   prescription_gy=spec.prescription_gy, grid_mm=grid_mm,
+                                   isodose_percent=spec.isodose_percent, disc=disc)
+    check_mu_usable(result, accept_estimated_mu=accept_estimated_mu)
+    if not with_ct and len(case.image_instance_uids) != case.ct.shape[0]:
+        raise InputError("the case has no CT slice UIDs for the derived series to reference "
+                         "(it was not imported from DICOM); pass --with-ct to write the "
+                         "original CT series as well")
+    return edited, result
+
+
 def export_edited_case(case: Case, edits: EditList, spec: PlanSpec, out_dir: str | Path, *,
                        deidentifier: Deidentifier | None = None, with_ct: bool = False,
                        force: bool = False,
@@ -149,26 +176,8 @@ def export_edited_case(case: Case, edits: EditList, spec: PlanSpec, out_dir: str
         No edits, an MR case, an edit the case refuses, estimated MU not accepted; nothing
         is written then.
     """
-    from models.dose.disc import disc_in_beam
-    from models.dose.electron import compute_electron_dose
-
-    if not len(edits):
-        raise InputError("the case has no anatomy edits: export it as it is (without "
-                         "--edited), or edit it first")
-    if case.modality != "CT":
-        raise InputError(f"the case's images are {case.modality}, not CT: an edited CT and "
-                         "its electron dose need CT numbers")
-    edited = edits.apply(case)
-    disc = None if edited.disc is None else disc_in_beam(edited.disc,
-                                                         spec.patient_from_applicator)
-    result = compute_electron_dose(edited.ct, spec.patient_from_applicator, spec.beam,
-                                   prescription_gy=spec.prescription_gy, grid_mm=grid_mm,
-                                   isodose_percent=spec.isodose_percent, disc=disc)
-    check_mu_usable(result, accept_estimated_mu=accept_estimated_mu)
-    if not with_ct and len(case.image_instance_uids) != case.ct.shape[0]:
-        raise InputError("the case has no CT slice UIDs for the derived series to reference "
-                         "(it was not imported from DICOM); pass --with-ct to write the "
-                         "original CT series as well")
+    edited, result = _edited_dose(case, edits, spec, grid_mm=grid_mm, with_ct=with_ct,
+                                  accept_estimated_mu=accept_estimated_mu)
     out = Path(out_dir)
     ensure_uids(case)
     identity = identity_of(case)

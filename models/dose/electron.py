@@ -888,8 +888,7 @@ def compute_electron_dose(ct: Volume, patient_from_applicator: np.ndarray,
     backend : {"numba", "numpy"}
         Hot loops in numba (fast) or plain numpy (reference twin).
     fast : bool, default True
-        Spread pencils of similar sigma (within 1 %) together; False spreads each pencil on
-        its own (reference).
+        Spread pencils of similar sigma (within 1 %) together (False: one by one).
     dose_to : {"water", "medium"}, default "water"
         Report dose to water (the beam data, prescriptions and clinical experience are dose
         to water) or dose to the local medium (dose to water times the mass collision

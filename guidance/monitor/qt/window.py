@@ -221,7 +221,14 @@ class MonitorWindow(QtWidgets.QMainWindow):
         # surgeon mode: the panel at the top, the rest empty (set_mode switches it off)
         side_layout.addStretch(1)
         self._side_layout = side_layout
-        self.splitter.addWidget(side)
+        # the side column scrolls when its panels (disc, edits, trainee) are taller than the
+        # screen, so the window itself never grows beyond it
+        scroll = QtWidgets.QScrollArea()
+        scroll.setWidget(side)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QtWidgets.QFrame.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
+        self.splitter.addWidget(scroll)
         self.setCentralWidget(central)
         self._build_status_bar()
 
