@@ -31,12 +31,11 @@ OUTSIDE_RSP = 0.0
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _rsp_at(ct: np.ndarray, fi: float, fj: float, fk: float,
-            lut: np.ndarray) -> tuple[float, int]:
-    """RSP at continuous CT index (fi, fj, fk): (value, 0 ok / 1 outside / 2 NaN)."""
+def _hu_at(ct: np.ndarray, fi: float, fj: float, fk: float) -> tuple[float, int]:
+    """Trilinear HU at continuous CT index: (value, 0 ok / 1 outside / 2 NaN)."""
     ck, cj, ci = ct.shape
     if fi < 0.0 or fj < 0.0 or fk < 0.0 or fi > ci - 1 or fj > cj - 1 or fk > ck - 1:
-        return OUTSIDE_RSP, 1
+        return 0.0, 1
     i0 = min(int(fi), ci - 2) if ci > 1 else 0
     j0 = min(int(fj), cj - 2) if cj > 1 else 0
     k0 = min(int(fk), ck - 2) if ck > 1 else 0
@@ -52,7 +51,17 @@ def _rsp_at(ct: np.ndarray, fi: float, fj: float, fk: float,
     c11 = ct[k1, j1, i0] * (1 - ti) + ct[k1, j1, i1] * ti
     hu = (c00 * (1 - tj) + c01 * tj) * (1 - tk) + (c10 * (1 - tj) + c11 * tj) * tk
     if hu != hu:
-        return OUTSIDE_RSP, 2
+        return 0.0, 2
+    return hu, 0
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _rsp_at(ct: np.ndarray, fi: float, fj: float, fk: float,
+            lut: np.ndarray) -> tuple[float, int]:
+    """RSP at continuous CT index (fi, fj, fk): (value, 0 ok / 1 outside / 2 NaN)."""
+    hu, flag = _hu_at(ct, fi, fj, fk)
+    if flag:
+        return OUTSIDE_RSP, flag
     n_lut = lut.shape[0]
     x = hu - LUT_HU_MIN
     if x <= 0.0:
@@ -127,31 +136,6 @@ def sample_rsp_points(ct: np.ndarray, ct_from_grid: np.ndarray, points: np.ndarr
         out[q] = value
         counts[flag] += 1
     return out, counts[1], counts[2]
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _hu_at(ct: np.ndarray, fi: float, fj: float, fk: float) -> tuple[float, int]:
-    """Trilinear HU at continuous CT index: (value, 0 ok / 1 outside / 2 NaN)."""
-    ck, cj, ci = ct.shape
-    if fi < 0.0 or fj < 0.0 or fk < 0.0 or fi > ci - 1 or fj > cj - 1 or fk > ck - 1:
-        return 0.0, 1
-    i0 = min(int(fi), ci - 2) if ci > 1 else 0
-    j0 = min(int(fj), cj - 2) if cj > 1 else 0
-    k0 = min(int(fk), ck - 2) if ck > 1 else 0
-    ti = fi - i0
-    tj = fj - j0
-    tk = fk - k0
-    i1 = min(i0 + 1, ci - 1)
-    j1 = min(j0 + 1, cj - 1)
-    k1 = min(k0 + 1, ck - 1)
-    c00 = ct[k0, j0, i0] * (1 - ti) + ct[k0, j0, i1] * ti
-    c01 = ct[k0, j1, i0] * (1 - ti) + ct[k0, j1, i1] * ti
-    c10 = ct[k1, j0, i0] * (1 - ti) + ct[k1, j0, i1] * ti
-    c11 = ct[k1, j1, i0] * (1 - ti) + ct[k1, j1, i1] * ti
-    hu = (c00 * (1 - tj) + c01 * tj) * (1 - tk) + (c10 * (1 - tj) + c11 * tj) * tk
-    if hu != hu:
-        return 0.0, 2
-    return hu, 0
 
 
 @numba.njit(cache=True, nogil=True)
