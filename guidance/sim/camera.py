@@ -280,6 +280,21 @@ def _hand_mask(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     return mask.astype(bool)
 
 
+def hidden_markers(tools: Mapping[str, ToolDefinition],
+                   camera_from_tool: Mapping[str, np.ndarray], effects: SimEffects,
+                   rng: np.random.Generator):
+    """Yield ``(camera_from_tool, marker)`` of every marker the effects hide in this frame
+    (listed in ``occluded_marker_ids``, or dropped with ``marker_dropout_prob``; one draw
+    of ``rng`` per marker when dropout is on)."""
+    for name, pose in camera_from_tool.items():
+        for marker in tools[name].markers:
+            hide = marker.marker_id in effects.occluded_marker_ids
+            if effects.marker_dropout_prob > 0:
+                hide = bool(rng.random() < effects.marker_dropout_prob) or hide
+            if hide:
+                yield pose, marker
+
+
 def distortion_maps(camera_matrix: np.ndarray, dist_coeffs: np.ndarray,
                     image_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """``cv2.remap`` maps that turn an ideal pinhole image into a distorted one.
@@ -499,19 +514,13 @@ class SimulatedCamera:
                  ) -> tuple[np.ndarray, tuple[int, ...]]:
         eff = self.effects
         occluded = []
-        for name, pose in camera_from_tool.items():
-            for marker in self.tools[name].markers:
-                hide = marker.marker_id in eff.occluded_marker_ids
-                if eff.marker_dropout_prob > 0:
-                    hide = bool(self.rng.random() < eff.marker_dropout_prob) or hide
-                if not hide:
-                    continue
-                occluded.append(marker.marker_id)
-                centre = marker.corners_mm.mean(axis=0)
-                grown = centre + 1.15 * (marker.corners_mm - centre)
-                poly = self._ideal_project(pose, grown)
-                if np.all(np.isfinite(poly)):
-                    cv2.fillConvexPoly(image, np.round(poly).astype(np.int32), _HAND_BGR)
+        for pose, marker in hidden_markers(self.tools, camera_from_tool, eff, self.rng):
+            occluded.append(marker.marker_id)
+            centre = marker.corners_mm.mean(axis=0)
+            grown = centre + 1.15 * (marker.corners_mm - centre)
+            poly = self._ideal_project(pose, grown)
+            if np.all(np.isfinite(poly)):
+                cv2.fillConvexPoly(image, np.round(poly).astype(np.int32), _HAND_BGR)
         if eff.hand_prob > 0 and self.rng.random() < eff.hand_prob:
             mask = _hand_mask(image.shape[:2], self.rng)
             image[mask] = _HAND_BGR

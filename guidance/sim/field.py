@@ -46,6 +46,7 @@ from guidance.sim.camera import (
     SimEffects,
     SimTruth,
     SimulatedImage,
+    hidden_markers,
     motion_kernel,
     plate_texture,
 )
@@ -1052,21 +1053,15 @@ class RealisticField:
 
     def _glare(self, image: np.ndarray, camera_from_tool: Mapping[str, np.ndarray]) -> set[int]:
         """Lamp glare washing out markers (``occluded_marker_ids`` and dropout)."""
-        eff = self.effects
         hidden = set()
-        for name, pose in camera_from_tool.items():
-            for marker in self.tools[name].markers:
-                hide = marker.marker_id in eff.occluded_marker_ids
-                if eff.marker_dropout_prob > 0:
-                    hide = bool(self.rng.random() < eff.marker_dropout_prob) or hide
-                if not hide:
-                    continue
-                hidden.add(marker.marker_id)
-                centre = marker.corners_mm.mean(axis=0)
-                grown = centre + 0.8 * (marker.corners_mm - centre)
-                poly = self._project(pose, grown)
-                cv2.fillConvexPoly(image, np.round(poly * 16).astype(np.int32),
-                                   (250, 252, 255), lineType=cv2.LINE_AA, shift=4)
+        for pose, marker in hidden_markers(self.tools, camera_from_tool, self.effects,
+                                           self.rng):
+            hidden.add(marker.marker_id)
+            centre = marker.corners_mm.mean(axis=0)
+            grown = centre + 0.8 * (marker.corners_mm - centre)
+            poly = self._project(pose, grown)
+            cv2.fillConvexPoly(image, np.round(poly * 16).astype(np.int32),
+                               (250, 252, 255), lineType=cv2.LINE_AA, shift=4)
         return hidden
 
     def _add_noise(self, image: np.ndarray) -> None:
