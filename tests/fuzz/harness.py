@@ -19,8 +19,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import logging
 import math
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -89,6 +91,35 @@ def deadline(seconds: float = CASE_DEADLINE_S) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def fresh_folder(folder: Path, files: dict[str, bytes]) -> Path:
+    """``folder`` emptied and filled with ``files`` (name -> bytes): one case on disk."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return folder
+
+
+class _Warnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def logged_warnings(logger: str) -> Iterator[list[str]]:
+    """The warning messages ``logger`` (and its children) log inside the block."""
+    handler = _Warnings()
+    logging.getLogger(logger).addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        logging.getLogger(logger).removeHandler(handler)
 
 
 def run_case(target: str, path: Path | str | None, read: Callable[[], Any]) -> Any | None:

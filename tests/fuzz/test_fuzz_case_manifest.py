@@ -8,15 +8,21 @@ JSON) and the data files are unchanged; whatever it loads equals the saved case.
 from __future__ import annotations
 
 import json
-import logging
-import shutil
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import fuzz_settings, mutated_bytes, mutated_json, run_case, workspace
+from tests.fuzz.harness import (
+    fresh_folder,
+    fuzz_settings,
+    logged_warnings,
+    mutated_bytes,
+    mutated_json,
+    run_case,
+    workspace,
+)
 
 pytestmark = pytest.mark.fuzz
 
@@ -45,15 +51,6 @@ _CASE, _FILES = _saved_case()
 _MANIFEST = json.loads(_FILES["manifest.json"])
 
 
-class _Warnings(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 def _canonical(doc) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
@@ -75,23 +72,15 @@ def case_edit(draw: st.DrawFn) -> dict[str, bytes]:
 def check_case(files: dict[str, bytes]) -> None:
     from models.patient.case_store import load_case
 
-    folder = _WORK / "case"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir()
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    warned = _Warnings()
-    logging.getLogger("models.patient.case_store").addHandler(warned)
-    try:
+    folder = fresh_folder(_WORK / "case", files)
+    with logged_warnings("models.patient.case_store") as warned:
         case = run_case("case_manifest", folder, lambda: load_case(folder))
-    finally:
-        logging.getLogger("models.patient.case_store").removeHandler(warned)
     if case is None:
         return
     manifest = json.loads(files["manifest.json"])
     if manifest.get("format_version") == 1 and "manifest_sha256" not in manifest:
         # a case saved before manifests were sealed: loaded as it says, with a warning
-        assert any("not protected against editing" in line for line in warned.lines)
+        assert any("not protected against editing" in line for line in warned)
         return
     assert _canonical(json.loads(files["manifest.json"])) == _canonical(_MANIFEST), \
         "an edited manifest was loaded"

@@ -12,7 +12,6 @@ silently missing, a fiducial exactly its one contour point.
 from __future__ import annotations
 
 import io
-import logging
 import shutil
 from pathlib import Path
 
@@ -23,7 +22,14 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydicom.dataelem import DataElement
 
-from tests.fuzz.harness import fuzz_settings, mutated_bytes, run_case, workspace
+from tests.fuzz.harness import (
+    fresh_folder,
+    fuzz_settings,
+    logged_warnings,
+    mutated_bytes,
+    run_case,
+    workspace,
+)
 
 pytestmark = pytest.mark.fuzz
 
@@ -228,30 +234,13 @@ def _independent_volume(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([s[3] for s in slices]), affine
 
 
-class _Warnings(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 def check_dicom(edit: tuple[dict[str, bytes], str]) -> None:
     from models.dicom.reader import read_case
 
     files, edited = edit
-    folder = _WORK / "case"
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir()
-    for name, data in files.items():
-        (folder / name).write_bytes(data)
-    warned = _Warnings()
-    logging.getLogger("models.dicom").addHandler(warned)
-    try:
+    folder = fresh_folder(_WORK / "case", files)
+    with logged_warnings("models.dicom") as warned:
         case = run_case("dicom_import", folder, lambda: read_case(folder))
-    finally:
-        logging.getLogger("models.dicom").removeHandler(warned)
     if case is None:
         return
     assert case.ct.shape == _SHAPE, f"slices dropped or size changed: {case.ct.shape}"
@@ -266,7 +255,7 @@ def check_dicom(edit: tuple[dict[str, bytes], str]) -> None:
             np.testing.assert_array_equal(structure.mask, _TRUTH.structures[name].mask)
         assert sorted(case.fiducials_lps) == sorted(_TRUTH.fiducials_lps)
     if not case.structures:
-        assert any(_RS in line for line in warned.lines), "structure set silently ignored"
+        assert any(_RS in line for line in warned), "structure set silently ignored"
     for name, structure in case.structures.items():
         assert structure.mask.any(), f"structure {name} imported empty"
     for name, point in case.fiducials_lps.items():
