@@ -199,6 +199,15 @@ class ReplayResult:
                 "problems": list(self.problems), "reproduced": self.reproduced}
 
 
+def beam_choice_of(beam: Mapping[str, Any]) -> BeamChoice:
+    """The :class:`BeamChoice` of a logged beam payload (other keys ignored; the old
+    ``applicator_mm`` key read as the diameter)."""
+    values = {k: v for k, v in beam.items() if k in _BEAM_FIELDS}
+    if "applicator_diameter_mm" not in values and "applicator_mm" in beam:
+        values["applicator_diameter_mm"] = beam["applicator_mm"]
+    return BeamChoice(**values)
+
+
 class LoggedDose:
     """Recomputes a logged dose (a ``dose`` or ``confirmed_pose`` event) on the case.
 
@@ -230,10 +239,7 @@ class LoggedDose:
         return m.reshape(4, 4) if m.size == 16 and np.all(np.isfinite(m)) else None
 
     def choice_of(self, beam: Mapping[str, Any]) -> tuple[BeamChoice, str]:
-        values = {k: v for k, v in beam.items() if k in _BEAM_FIELDS}
-        if "applicator_diameter_mm" not in values and "applicator_mm" in beam:
-            values["applicator_diameter_mm"] = beam["applicator_mm"]
-        return BeamChoice(**values), str(beam.get("machine") or self.default_machine)
+        return beam_choice_of(beam), str(beam.get("machine") or self.default_machine)
 
     def dose(self, pose: np.ndarray, beam: Mapping[str, Any]):
         """The engine's result (dose, MU, ...) for a logged pose and beam payload."""
@@ -440,9 +446,8 @@ def _demo_beam(read: SessionRead) -> BeamChoice | None:
     doses = read.of_kind("dose")
     if not doses:
         return None
-    values = {k: v for k, v in doses[0].payload.get("beam", {}).items() if k in _BEAM_FIELDS}
     try:
-        return BeamChoice(**values)
+        return beam_choice_of(doses[0].payload.get("beam", {}))
     except (TypeError, InputError):
         return None
 
