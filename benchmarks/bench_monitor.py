@@ -4,7 +4,8 @@ Keys
 ----
 ``monitor.ar_fps``
     AR view frames per second at 1280x720 (MSAA off, phantom structures decimated to
-    4000 triangles each, isodose and applicator included): offscreen render + blend over
+    4000 triangles each and drawn from LIVE_MAX_TRIANGLES copies, closed surfaces front
+    faces only, isodose and applicator included): offscreen render + blend over
     the video frame, the exact path the monitor runs for every frame.
 ``monitor.overlay_max_px``
     Largest distance (px) between where small spheres at CT points are drawn and
@@ -91,7 +92,7 @@ def _ar_fps(quick: bool) -> float:
     from guidance.monitor.logic import MonitorLogic
     from guidance.monitor.rehearsal import phantom_view, slab_dose
     from guidance.render.compositing import blend_layer
-    from guidance.render.overlay import OverlayRenderer
+    from guidance.render.overlay import LIVE_MAX_TRIANGLES, OverlayRenderer
     from guidance.render.scene_actors import add_organ_outlines
 
     view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
@@ -108,8 +109,10 @@ def _ar_fps(quick: bool) -> float:
     log.info("AR scene: %d triangles", n_tri)
     background = view.background()
     frames = 10 if quick else 40
-    with OverlayRenderer(logic.scene, view.camera_matrix, view.image_size) as renderer:
-        add_organ_outlines(renderer.plotter, logic.scene)  # as the monitor does
+    with OverlayRenderer(logic.scene, view.camera_matrix, view.image_size,
+                         max_triangles=LIVE_MAX_TRIANGLES) as renderer:
+        add_organ_outlines(renderer.plotter, logic.scene,   # as the monitor does
+                           actors=renderer.actors)
         renderer.render_layer(view.camera_from_patient)  # warm up
 
         def run() -> None:  # the monitor's per-frame AR path

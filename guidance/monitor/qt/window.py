@@ -45,7 +45,7 @@ from guidance.monitor.qt.slice_view import SliceView
 from guidance.monitor.qt.structure_panel import StructureToggles
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
-from guidance.render.overlay import OverlayRenderer, stale_video
+from guidance.render.overlay import LIVE_MAX_TRIANGLES, OverlayRenderer, stale_video
 from guidance.render.plots import SCREEN_LARGE, render_dvh_plot
 from guidance.render.scene import STYLE_ISODOSE
 from guidance.render.scene_actors import SceneActors, add_organ_outlines
@@ -287,7 +287,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.view3d.set_background("#101214")
         self.view3d.disable_anti_aliasing()
         self.view3d.setMinimumSize(200, 160)
-        self._scene3d = SceneActors(self.view3d, self.logic.scene, name_prefix="3d_")
+        self._scene3d = SceneActors(self.view3d, self.logic.scene, name_prefix="3d_",
+                                    max_triangles=LIVE_MAX_TRIANGLES, cull_back_faces=True)
         self._scene3d.sync()
         # from anterior-superior, centred on the planned applicator end face
         focus = self.logic.plan[:3, 3]
@@ -643,7 +644,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
             if self._renderer is not None:
                 self._renderer.close()
             self._renderer = OverlayRenderer(self.logic.scene, frame.camera_matrix,
-                                             frame.image_size, render_scale=scale)
+                                             frame.image_size, render_scale=scale,
+                                             max_triangles=LIVE_MAX_TRIANGLES)
             self._renderer_scale = scale
             self._outline_organs(self._renderer)
         ok = snap.overlay_ok and frame.camera_from_patient is not None
@@ -664,7 +666,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
     def _outline_organs(self, renderer: OverlayRenderer) -> None:
         """Organs at risk get a view-dependent outline in the AR view."""
         self._ar_outlines = add_organ_outlines(renderer.plotter, self.logic.scene,
-                                               target=self.logic.target)
+                                               target=self.logic.target,
+                                               actors=renderer.actors)
         self._apply_ar_hidden()
 
     def ar_hidden(self) -> set[str]:
