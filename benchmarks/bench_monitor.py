@@ -5,8 +5,9 @@ Keys
 ``monitor.ar_fps``
     AR view frames per second at 1280x720 (MSAA off, phantom structures decimated to
     4000 triangles each and drawn from LIVE_MAX_TRIANGLES copies, closed surfaces front
-    faces only, isodose and applicator included): offscreen render + blend over
-    the video frame, the exact path the monitor runs for every frame.
+    faces only, translucent items in live_layers order, isodose and applicator included):
+    offscreen render + blend over the video frame, the exact path the monitor runs for
+    every frame.
 ``monitor.overlay_max_px``
     Largest distance (px) between where small spheres at CT points are drawn and
     ``cv2.projectPoints`` for the same intrinsics and pose, over an off-centre principal
@@ -92,7 +93,7 @@ def _ar_fps(quick: bool) -> float:
     from guidance.monitor.logic import MonitorLogic
     from guidance.monitor.rehearsal import phantom_view, slab_dose
     from guidance.render.compositing import blend_layer
-    from guidance.render.overlay import LIVE_MAX_TRIANGLES, OverlayRenderer
+    from guidance.render.overlay import LIVE_MAX_TRIANGLES, OverlayRenderer, live_layers
     from guidance.render.scene_actors import add_organ_outlines
 
     view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
@@ -110,7 +111,8 @@ def _ar_fps(quick: bool) -> float:
     background = view.background()
     frames = 10 if quick else 40
     with OverlayRenderer(logic.scene, view.camera_matrix, view.image_size,
-                         max_triangles=LIVE_MAX_TRIANGLES) as renderer:
+                         max_triangles=LIVE_MAX_TRIANGLES,
+                         layers=live_layers(logic.target)) as renderer:
         add_organ_outlines(renderer.plotter, logic.scene,   # as the monitor does
                            actors=renderer.actors)
         renderer.render_layer(view.camera_from_patient)  # warm up

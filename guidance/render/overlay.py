@@ -41,6 +41,20 @@ STALE_TINT = np.array([90, 90, 90], dtype=np.float32)
 LIVE_MAX_TRIANGLES = 1500
 
 
+def live_layers(target: str) -> tuple[str, ...]:
+    """Draw order of the live views' translucent items, the last on top: organs (scene
+    order), then the prescription isodose, the target, the disc, the planned ghost, the
+    tracked applicator and the retractor. What must never hide behind a translucent organ
+    or the isodose (the target, the applicator) is drawn over them.
+
+    Examples
+    --------
+    >>> live_layers("CTV")[:2]
+    ('isodose', 'CTV')
+    """
+    return ("isodose", target, "disc", "planned_applicator", "applicator", "retractor")
+
+
 @dataclass(frozen=True)
 class OverlayStatus:
     """What the overlay says in its banner: tracking state and numbers with units."""
@@ -83,6 +97,11 @@ class OverlayRenderer:
     max_triangles : int or None
         Triangle budget per item (:data:`LIVE_MAX_TRIANGLES` for live views); ``None`` draws the
         meshes as given (reports, the demo's video).
+    layers : sequence of str or None
+        Live views (:func:`live_layers`): translucent items blended in this fixed order,
+        the last on top (the target and the applicator always visible), without the
+        order-independent transparency passes that cost the CPU rasteriser a third of the
+        frame. ``None``: order-independent transparency (depth-correct mixing).
 
     Closed surfaces are drawn front faces only, at the opacity their two layers had (the
     same look at half the fill cost); the applicator, disc and retractor keep both sides.
@@ -104,7 +123,8 @@ class OverlayRenderer:
 
     def __init__(self, scene: Scene, camera_matrix: np.ndarray,
                  image_size: tuple[int, int], *, render_scale: float = 1.0,
-                 max_triangles: int | None = None) -> None:
+                 max_triangles: int | None = None,
+                 layers: tuple[str, ...] | None = None) -> None:
         self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.scene = scene
@@ -120,8 +140,11 @@ class OverlayRenderer:
         self._plotter = pv.Plotter(off_screen=True, window_size=self.render_size)
         self._plotter.disable_anti_aliasing()
         self._plotter.set_background("black")
+        if layers is not None:   # plain blending in a fixed order instead of OIT passes
+            self._plotter.renderer.SetUseOIT(False)
         self._actors = SceneActors(self._plotter, scene, smooth_shading=True,
-                                   max_triangles=max_triangles, cull_back_faces=True)
+                                   max_triangles=max_triangles, cull_back_faces=True,
+                                   layers=layers)
         self._last_key: tuple | None = None
         self._last_layer: np.ndarray | None = None
         self._extra_version = 0

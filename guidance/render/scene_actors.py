@@ -31,6 +31,10 @@ class SceneActors:
         Live-view triangle budget: a mesh with more triangles is drawn from a decimated copy
         (quadric error, :func:`models.patient.anatomy.decimate_mesh`, made once per mesh).
         A CPU rasteriser's time grows with the triangles; ``None`` draws the meshes as given.
+    layers : sequence of str or None
+        Draw order of the translucent items, for views without depth sorting: the items
+        named here are drawn last, in this order (on top), the others first in scene
+        order. ``None`` leaves the order to the plotter.
     cull_back_faces : bool
         Draw only the front faces of closed surfaces (organs, target, isodose), at the
         opacity two layers had (``1 - (1 - a)^2``): the same look at half the pixels.
@@ -53,13 +57,15 @@ class SceneActors:
 
     def __init__(self, plotter, scene: Scene, *, name_prefix: str = "",
                  smooth_shading: bool = False, max_triangles: int | None = None,
-                 cull_back_faces: bool = False) -> None:
+                 cull_back_faces: bool = False,
+                 layers: tuple[str, ...] | None = None) -> None:
         self.plotter = plotter
         self.scene = scene
         self.name_prefix = name_prefix
         self.smooth_shading = smooth_shading
         self.max_triangles = None if max_triangles is None else int(max_triangles)
         self.cull_back_faces = bool(cull_back_faces)
+        self.layers = None if layers is None else tuple(layers)
         self._shown: dict[str, pv.PolyData] = {}
         self._shown_mtime: dict[str, int] = {}
         self.actors: dict[str, object] = {}
@@ -73,12 +79,14 @@ class SceneActors:
         for name in list(self.actors):
             if name not in self.scene.items:
                 self._remove(name)
+        added = False
         for name, item in self.scene.items.items():
             if self._mesh_ids.get(name) != id(item.mesh):
                 if name in self.actors:
                     self._remove(name)
                 self.actors[name] = self._add(item)
                 self._mesh_ids[name] = id(item.mesh)
+                added = True
             actor = self.actors[name]
             if actor is None:
                 continue
@@ -87,6 +95,18 @@ class SceneActors:
             actor.SetVisibility(bool(item.visible) and name not in self.hidden)
             if item.patient_from_item is not None:
                 actor.user_matrix = item.patient_from_item
+        if added and self.layers is not None:
+            self._restack()
+
+    def _restack(self) -> None:
+        """Put the actors in the renderer in :attr:`layers` order (drawn in that order)."""
+        rank = {name: k for k, name in enumerate(self.layers or ())}
+        names = sorted((n for n, a in self.actors.items() if a is not None),
+                       key=lambda n: rank.get(n, -1))     # stable: scene order first
+        renderer = self.plotter.renderer
+        for name in names:
+            renderer.RemoveActor(self.actors[name])
+            renderer.AddActor(self.actors[name])
 
     def shown_mesh(self, name: str) -> pv.PolyData:
         """The mesh this view draws for item ``name`` (its decimated copy when the item

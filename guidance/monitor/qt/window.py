@@ -45,7 +45,12 @@ from guidance.monitor.qt.slice_view import SliceView
 from guidance.monitor.qt.structure_panel import StructureToggles
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
-from guidance.render.overlay import LIVE_MAX_TRIANGLES, OverlayRenderer, stale_video
+from guidance.render.overlay import (
+    LIVE_MAX_TRIANGLES,
+    OverlayRenderer,
+    live_layers,
+    stale_video,
+)
 from guidance.render.plots import SCREEN_LARGE, render_dvh_plot
 from guidance.render.scene import STYLE_ISODOSE
 from guidance.render.scene_actors import SceneActors, add_organ_outlines
@@ -287,8 +292,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.view3d.set_background("#101214")
         self.view3d.disable_anti_aliasing()
         self.view3d.setMinimumSize(200, 160)
+        self.view3d.renderer.SetUseOIT(False)   # fixed layers instead (see live_layers)
         self._scene3d = SceneActors(self.view3d, self.logic.scene, name_prefix="3d_",
-                                    max_triangles=LIVE_MAX_TRIANGLES, cull_back_faces=True)
+                                    max_triangles=LIVE_MAX_TRIANGLES, cull_back_faces=True,
+                                    layers=live_layers(self.logic.target))
         self._scene3d.sync()
         # from anterior-superior, centred on the planned applicator end face
         focus = self.logic.plan[:3, 3]
@@ -645,7 +652,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
                 self._renderer.close()
             self._renderer = OverlayRenderer(self.logic.scene, frame.camera_matrix,
                                              frame.image_size, render_scale=scale,
-                                             max_triangles=LIVE_MAX_TRIANGLES)
+                                             max_triangles=LIVE_MAX_TRIANGLES,
+                                             layers=live_layers(self.logic.target))
             self._renderer_scale = scale
             self._outline_organs(self._renderer)
         ok = snap.overlay_ok and frame.camera_from_patient is not None

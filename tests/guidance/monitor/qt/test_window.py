@@ -84,8 +84,7 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
         ar = window.ar_view.image
         assert ar.shape == (view.image_size[1], view.image_size[0], 3)
         patch = _reddish(ar[int(v) - 3:int(v) + 4, int(u) - 3:int(u) + 4])
-        # (an organ's outline may cross the 7x7 patch: most of it, not all, is the target)
-        assert patch.mean() > 0.6, "target not drawn at its projection"
+        assert patch.mean() > 0.8, "target not drawn at its projection"
         _, labels, _, centroids = cv2.connectedComponentsWithStats(
             _reddish(ar).astype(np.uint8))
         blob = centroids[labels[round(v), round(u)]]
