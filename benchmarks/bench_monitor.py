@@ -93,7 +93,8 @@ def _ar_fps(quick: bool) -> float:
     from guidance.monitor.logic import MonitorLogic
     from guidance.monitor.rehearsal import phantom_view, slab_dose
     from guidance.render.compositing import blend_layer
-    from guidance.render.overlay import LIVE_MAX_TRIANGLES, OverlayRenderer, live_layers
+    from guidance.render.overlay import OverlayRenderer, live_layers
+    from guidance.render.scene import LIVE_MAX_TRIANGLES
     from guidance.render.scene_actors import add_organ_outlines
 
     view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),

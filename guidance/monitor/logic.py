@@ -13,6 +13,7 @@ split).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,7 @@ from guidance.record.screenshots import save_confirm_screenshots
 from guidance.record.session_log import SessionLog
 from guidance.registration.guided import GuidedRegistration
 from guidance.render.scene import (
+    LIVE_MAX_TRIANGLES,
     STYLE_ISODOSE,
     Scene,
     SceneItem,
@@ -230,7 +232,8 @@ class MonitorLogic:
         self.frame_rate = RateMeter()
         self.scene = self._build_scene(max_triangles)
         self.capture = CaptureWorker(feed)
-        self.dose_service = (DoseService(case, dose_fn, isodose_fn=isodose_surface)
+        live_isodose = functools.partial(isodose_surface, max_triangles=LIVE_MAX_TRIANGLES)
+        self.dose_service = (DoseService(case, dose_fn, isodose_fn=live_isodose)
                              if dose_fn is not None else None)
         self.warn_after_s = 0.5
         self._stale_since: float | None = None

@@ -41,6 +41,9 @@ def blend_layer(background_rgb: np.ndarray, layer_rgba: np.ndarray) -> np.ndarra
             background.shape[2:] != (3,):
         raise InputError(f"layer {layer.shape} and background {background.shape} must be "
                          "(H, W, 4) and (H, W, 3) of the same size")
-    alpha = layer[..., 3].astype(np.float32) * np.float32(1.0 / 255.0)
-    return cv2.blendLinear(np.ascontiguousarray(layer[..., :3]), background, alpha,
+    layer = np.ascontiguousarray(layer, dtype=np.uint8)
+    # channel split and weights in OpenCV: numpy's strided [..., :3] copy alone took 7 ms
+    alpha = cv2.extractChannel(layer, 3).astype(np.float32)
+    alpha *= np.float32(1.0 / 255.0)
+    return cv2.blendLinear(cv2.cvtColor(layer, cv2.COLOR_RGBA2RGB), background, alpha,
                            1.0 - alpha)

@@ -33,12 +33,6 @@ import pyvista as pv  # noqa: E402  (after choosing the render window type)
 
 STALE_TINT = np.array([90, 90, 90], dtype=np.float32)
 
-#: Triangle budget per scene item in the live views (the monitor's AR and 3D views and their
-#: benchmark). Decimating the phantom's meshes from 4000 to 1500 triangles moves a vertex by
-#: at most 0.09 mm on the CTV and 1.25 mm on the bowel and body (0.1-0.9 mm on the other
-#: organs; tests/guidance/render/test_scene_actors.py), while the CPU rasteriser draws the
-#: 1280x720 AR layer 1.5-2 times as fast. Reports and the demo's video draw full meshes.
-LIVE_MAX_TRIANGLES = 1500
 
 
 def live_layers(target: str) -> tuple[str, ...]:

@@ -46,13 +46,12 @@ from guidance.monitor.qt.structure_panel import StructureToggles
 from guidance.monitor.state import coverage_table
 from guidance.render.compositing import blend_layer
 from guidance.render.overlay import (
-    LIVE_MAX_TRIANGLES,
     OverlayRenderer,
     live_layers,
     stale_video,
 )
 from guidance.render.plots import SCREEN_LARGE, render_dvh_plot
-from guidance.render.scene import STYLE_ISODOSE
+from guidance.render.scene import LIVE_MAX_TRIANGLES, STYLE_ISODOSE
 from guidance.render.scene_actors import SceneActors, add_organ_outlines
 from guidance.render.slices import ORIENTATIONS, SliceImage, render_slice, slice_normal
 from guidance.treatment.dose_service import HIDDEN_ROI_TYPES

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import pyvista as pv
 
-from guidance.render.overlay import LIVE_MAX_TRIANGLES, OverlayRenderer
-from guidance.render.scene import Scene, SceneItem
+from guidance.render.overlay import OverlayRenderer
+from guidance.render.scene import LIVE_MAX_TRIANGLES, Scene, SceneItem
 from guidance.render.scene_actors import SceneActors
 
 
