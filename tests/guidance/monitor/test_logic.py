@@ -217,7 +217,9 @@ def _registered_feed(view, *, reference_age_s: float | None) -> LoopFeed:
         patient_from_reference) @ view.plan
     poses = _TrackerPoses(tracker_from_reference, tracker_from_applicator,
                           with_reference=reference_age_s is not None)
-    frames = ListSource([np.zeros((40, 60), np.uint8)] * 400, fps=50.0)
+    # ListSource is not paced: enough frames that the video cannot end before the first
+    # snapshot on a loaded machine (400 ran out in under 3 s, "VIDEO ENDED")
+    frames = ListSource([np.zeros((40, 60), np.uint8)] * 50_000, fps=50.0)
     loop = GuidanceLoop(frames, (), view.camera_matrix, tool_poses=poses,
                         patient_from_reference=patient_from_reference)
     return LoopFeed(loop, view.camera_matrix)
