@@ -1,4 +1,7 @@
-"""Read and write camera calibrations: JSON (ours) and OpenCV YAML/XML (``cv2.FileStorage``).
+"""Read and write camera calibrations: JSON (ours) and OpenCV YAML/XML.
+
+OpenCV files are written with ``cv2.FileStorage`` and read with the pure-Python
+:mod:`calibration.opencv_storage` (OpenCV's parser can abort the process on a bad file).
 
 JSON layout (``"format": "iort-camera-calibration"``, ``"version": 1``)::
 
@@ -40,6 +43,7 @@ from calibration.camera import (
     validate_calibration,
 )
 from calibration.errors import CalibrationError
+from calibration.opencv_storage import read_opencv_storage
 from models.base.files import read_json_file
 from models.base.schema import FileSchema, bounded, check_file
 
@@ -208,67 +212,42 @@ def _write_opencv(calibration: CameraCalibration, path: Path) -> None:
 
 
 def _read_opencv(path: Path) -> CameraCalibration:
-    try:
-        fs = cv2.FileStorage(str(path), cv2.FILE_STORAGE_READ)
-    except (cv2.error, SystemError) as exc:  # parse errors surface as SystemError in 5.0
-        cause = exc.__cause__ or exc.__context__ or exc
-        detail = getattr(cause, "err", str(cause)).strip()
-        raise CalibrationError(f"{path}: not a readable OpenCV YAML/XML file "
-                               f"({detail})") from exc
-    if not fs.isOpened():
-        raise CalibrationError(f"{path}: cannot open as OpenCV YAML/XML")
-    try:
-        calibration = _read_opencv_fields(fs, path)
-    except (cv2.error, SystemError) as exc:  # e.g. a top-level node that is not a map
-        cause = exc.__cause__ or exc.__context__ or exc
-        detail = str(getattr(cause, "err", cause)).strip().splitlines()[0]
-        raise CalibrationError(f"{path}: not an OpenCV calibration file ({detail}); re-run "
-                               "'iort calibrate camera' or fix the file") from exc
-    finally:
-        fs.release()
-    validate_calibration(calibration, source=str(path))
-    return _normalised(calibration)
-
-
-def _read_opencv_fields(fs: cv2.FileStorage, path: Path) -> CameraCalibration:
-    """The calibration's fields from an open OpenCV file (not yet validated)."""
-    missing = [k for k in _REQUIRED_CV if fs.getNode(k).empty()]
+    """Read an OpenCV YAML/XML calibration with the pure-Python reader (OpenCV's own
+    parser can abort the process on a malformed file)."""
+    nodes = read_opencv_storage(path)
+    missing = [k for k in _REQUIRED_CV if k not in nodes]
     if missing:
         raise CalibrationError(f"{path}: missing field(s) {', '.join(missing)}; expected "
                                f"OpenCV calibration keys {', '.join(_REQUIRED_CV)}")
 
     def mat(key: str) -> np.ndarray:
-        try:
-            value = fs.getNode(key).mat()
-        except (cv2.error, SystemError) as exc:  # e.g. an !!opencv-matrix without rows
+        value = nodes[key]
+        if not isinstance(value, np.ndarray):
             raise CalibrationError(f"{path}: field {key} is not a readable OpenCV matrix "
-                                   "(needs rows, cols, dt and data); re-run 'iort "
-                                   "calibrate camera' or fix the file") from exc
-        if value is None:
-            raise CalibrationError(f"{path}: field {key} is not a matrix")
-        return np.asarray(value, np.float64)
+                                   "(needs !!opencv-matrix with rows, cols, dt and data); "
+                                   "re-run 'iort calibrate camera' or fix the file")
+        return value
 
     def real(key: str) -> float:
-        node = fs.getNode(key)
-        if not (node.isReal() or node.isInt()):
+        value = nodes[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise CalibrationError(f"{path}: field {key} must be a number")
-        return float(node.real())
+        return float(value)
 
-    per_view_node = fs.getNode("per_view_reprojection_errors")
-    std_node = fs.getNode("intrinsics_std_px")
-    coverage_node = fs.getNode("coverage_percent")
     calibration = CameraCalibration(
         camera_matrix=mat("camera_matrix"),
         dist_coeffs=mat("distortion_coefficients").ravel(),
         image_size=(real("image_width"), real("image_height")),
         rms_px=real("avg_reprojection_error"),
-        per_view_px=(np.zeros(0) if per_view_node.empty()
+        per_view_px=(np.zeros(0) if "per_view_reprojection_errors" not in nodes
                      else mat("per_view_reprojection_errors").ravel()),
-        intrinsics_std_px=(np.full(4, np.nan) if std_node.empty()
+        intrinsics_std_px=(np.full(4, np.nan) if "intrinsics_std_px" not in nodes
                            else mat("intrinsics_std_px").ravel()[:4]),
-        coverage_percent=float("nan") if coverage_node.empty() else real("coverage_percent"),
+        coverage_percent=(float("nan") if "coverage_percent" not in nodes
+                          else real("coverage_percent")),
     )
-    return calibration
+    validate_calibration(calibration, source=str(path))
+    return _normalised(calibration)
 
 
 def save_calibration(calibration: CameraCalibration, path: str | Path) -> Path:
