@@ -69,7 +69,7 @@ import numpy as np
 from scipy import ndimage
 
 from models.base.errors import InputError
-from models.base.validation import as_positive, as_transform
+from models.base.validation import as_array, as_positive, as_transform
 from models.patient.case import Case, Structure
 
 #: HU of the materials a vacated or resected region can be filled with.
@@ -155,25 +155,61 @@ def _below(patient_from_applicator: np.ndarray, depth_mm: float, name: str) -> n
     return pose @ shift
 
 
-#: The shapes of a drawn resection region.
-REGION_SHAPES = ("sphere", "cylinder")
+#: The shapes of a drawn resection region ("contour": a free-hand outline drawn on a slice,
+#: extruded through ``length_mm`` about that slice).
+REGION_SHAPES = ("sphere", "cylinder", "contour")
+#: Smallest area (mm^2) of a drawn outline: below it the drawing is a line or a click.
+MIN_OUTLINE_AREA_MM2 = 4.0
+
+
+def _polygon_area_mm2(xy: np.ndarray) -> float:
+    """Area (mm^2) of a closed polygon (shoelace formula, either orientation)."""
+    x, y = xy[:, 0], xy[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def points_in_polygon(points_xy: np.ndarray, polygon_xy: np.ndarray) -> np.ndarray:
+    """Which of ``points_xy`` (N, 2) lie inside the closed ``polygon_xy`` (M, 2), by the
+    even-odd rule (a self-crossing outline leaves its doubly wound parts out, as a
+    scanline fill does). Same units for both (mm).
+
+    Examples
+    --------
+    >>> square = np.array([[0.0, 0.0], [2.0, 0.0], [2.0, 2.0], [0.0, 2.0]])
+    >>> points_in_polygon(np.array([[1.0, 1.0], [3.0, 1.0]]), square).tolist()
+    [True, False]
+    """
+    px, py = points_xy[:, 0][:, None], points_xy[:, 1][:, None]
+    x0, y0 = polygon_xy[:, 0][None, :], polygon_xy[:, 1][None, :]
+    x1, y1 = np.roll(polygon_xy[:, 0], -1)[None, :], np.roll(polygon_xy[:, 1], -1)[None, :]
+    straddles = (y0 > py) != (y1 > py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x_cross = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
+    crossings = straddles & (px < x_cross)
+    return (np.count_nonzero(crossings, axis=1) % 2) == 1
 
 
 @dataclass(frozen=True)
 class ResectionRegion:
-    """A region drawn in the patient without a structure: a sphere or a cylinder.
+    """A region drawn in the patient without a structure: a sphere, a cylinder, or a
+    free-hand outline drawn on a slice and extruded through a thickness about it.
 
     Parameters
     ----------
     shape : str
-        ``"sphere"`` or ``"cylinder"``.
+        ``"sphere"``, ``"cylinder"`` or ``"contour"``.
     patient_from_region : (4, 4) array
         Rigid pose of the region frame in patient LPS (mm): origin at the region's centre,
-        +z the cylinder's axis (a sphere uses only the origin).
+        +z the cylinder's axis or the drawn slice's normal (a sphere uses only the origin).
     radius_mm : float
-        Sphere or cylinder radius (mm).
+        Sphere or cylinder radius (mm); for a contour, the largest distance of its outline
+        from the origin (set by :meth:`drawn`).
     length_mm : float
-        Cylinder length along its axis (mm), centred on the origin; ignored for a sphere.
+        Cylinder length, or contour thickness, along +z (mm), centred on the origin;
+        ignored for a sphere.
+    outline_mm : tuple of (x, y) or None
+        A contour's closed outline in the region frame's x-y plane (mm); only for
+        ``"contour"`` (use :meth:`drawn` to make one from points on a slice).
 
     Examples
     --------
@@ -188,15 +224,17 @@ class ResectionRegion:
     patient_from_region: np.ndarray
     radius_mm: float
     length_mm: float = 0.0
+    outline_mm: tuple[tuple[float, float], ...] | None = None
 
     def __post_init__(self) -> None:
         if self.shape not in REGION_SHAPES:
             raise InputError(f"resection region shape {self.shape!r} is not one of: "
                              f"{', '.join(REGION_SHAPES)}")
+        self._check_outline()
         object.__setattr__(self, "radius_mm", as_positive(self.radius_mm,
                                                           name="region radius_mm"))
-        length = (as_positive(self.length_mm, name="cylinder length_mm")
-                  if self.shape == "cylinder" else 0.0)
+        length = (as_positive(self.length_mm, name=f"{self.shape} length_mm")
+                  if self.shape in ("cylinder", "contour") else 0.0)
         object.__setattr__(self, "length_mm", float(length))
         try:
             pose = as_transform(self.patient_from_region, name="patient_from_region",
@@ -204,6 +242,75 @@ class ResectionRegion:
         except InputError as exc:
             raise InputError(f"resection region: {exc}; nothing applied") from None
         object.__setattr__(self, "patient_from_region", pose)
+
+    def _check_outline(self) -> None:
+        """A contour needs a closed outline of at least 3 finite points and some area;
+        the other shapes none."""
+        if self.shape != "contour":
+            if self.outline_mm is not None:
+                raise InputError(f"a {self.shape} region has no outline_mm (only a contour)")
+            return
+        try:
+            xy = np.asarray(self.outline_mm, dtype=np.float64)
+        except (TypeError, ValueError):
+            xy = np.zeros((0, 0))
+        if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) < 3:
+            raise InputError("a drawn region needs an outline of at least 3 (x, y) points "
+                             "in mm; draw a closed shape on the slice")
+        if not np.all(np.isfinite(xy)):
+            raise InputError("a drawn region's outline has a NaN or infinite point")
+        area = _polygon_area_mm2(xy)
+        if area < MIN_OUTLINE_AREA_MM2:
+            raise InputError(f"the drawn outline encloses {area:.2g} mm^2 (at least "
+                             f"{MIN_OUTLINE_AREA_MM2:g}): draw around the region, not a line")
+        object.__setattr__(self, "outline_mm", tuple((float(x), float(y)) for x, y in xy))
+
+    @classmethod
+    def drawn(cls, points_lps: np.ndarray, normal_lps: np.ndarray,
+              thickness_mm: float) -> ResectionRegion:
+        """A contour region from an outline drawn on a slice.
+
+        Parameters
+        ----------
+        points_lps : (N, 3) array
+            The outline's points in patient LPS (mm), in drawing order (closed back to the
+            first point); they are projected onto the plane through their mean normal to
+            ``normal_lps``.
+        normal_lps : (3,) array
+            The slice's normal (any length).
+        thickness_mm : float
+            Extent along the normal, centred on the slice (mm).
+
+        Examples
+        --------
+        >>> square = np.array([[0, 0, 5.0], [10, 0, 5], [10, 10, 5], [0, 10, 5]])
+        >>> r = ResectionRegion.drawn(square, np.array([0, 0, 1.0]), 4.0)
+        >>> r.centre_lps.tolist(), round(r.radius_mm, 3)
+        ([5.0, 5.0, 5.0], 7.071)
+        """
+        pts = as_array(points_lps, name="drawn outline points_lps")
+        if pts.ndim != 2 or pts.shape[1] != 3 or len(pts) < 3:
+            raise InputError("a drawn region needs at least 3 points (x, y, z) mm; draw a "
+                             "closed shape on the slice")
+        if not np.all(np.isfinite(pts)):
+            raise InputError("a drawn region's outline has a NaN or infinite point")
+        z = as_array(normal_lps, name="slice normal_lps", shape=(3,))
+        if not np.all(np.isfinite(z)) or np.linalg.norm(z) < 1e-12:
+            raise InputError("the slice normal of a drawn region must be a finite non-zero "
+                             "vector")
+        z = z / np.linalg.norm(z)
+        helper = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+        x = np.cross(helper, z)
+        x /= np.linalg.norm(x)
+        y = np.cross(z, x)
+        pose = np.eye(4)
+        pose[:3, 0], pose[:3, 1], pose[:3, 2] = x, y, z
+        pose[:3, 3] = pts.mean(axis=0)
+        rel = pts - pose[:3, 3]
+        xy = np.column_stack([rel @ x, rel @ y])
+        radius = float(np.max(np.hypot(xy[:, 0], xy[:, 1])))
+        return cls("contour", pose, max(radius, 1e-6), thickness_mm,
+                   tuple((float(a), float(b)) for a, b in xy))
 
     @classmethod
     def below_applicator(cls, shape: str, patient_from_applicator: np.ndarray,
@@ -228,6 +335,7 @@ class ResectionRegion:
         centres lie inside the region (only the region's box on the grid is tested)."""
         half = np.array([self.radius_mm, self.radius_mm,
                          self.radius_mm if self.shape == "sphere" else 0.5 * self.length_mm])
+        half = half + (1e-6 if self.shape == "contour" else 0.0)
         corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1)
                             for sz in (-1, 1)], dtype=np.float64) * half
         corners_lps = corners @ self.patient_from_region[:3, :3].T + self.centre_lps
@@ -246,6 +354,9 @@ class ResectionRegion:
                                @ ct.patient_from_voxel)[:3, 3])
         if self.shape == "sphere":
             inside = np.sum(local ** 2, axis=1) <= self.radius_mm ** 2 + 1e-9
+        elif self.shape == "contour":
+            inside = (np.abs(local[:, 2]) <= 0.5 * self.length_mm + 1e-9) \
+                & points_in_polygon(local[:, :2], np.asarray(self.outline_mm))
         else:
             inside = (np.sum(local[:, :2] ** 2, axis=1) <= self.radius_mm ** 2 + 1e-9) \
                 & (np.abs(local[:, 2]) <= 0.5 * self.length_mm + 1e-9)
@@ -256,18 +367,27 @@ class ResectionRegion:
     def describe(self) -> str:
         """"sphere r 15 mm at (x, y, z) mm" / "cylinder r 10 mm x 20 mm at (...) mm"."""
         c = np.round(self.centre_lps).astype(int).tolist()
+        if self.shape == "contour":
+            area = _polygon_area_mm2(np.asarray(self.outline_mm))
+            return (f"drawn region {area / 100.0:.3g} cm^2 x {self.length_mm:g} mm at "
+                    f"({c[0]}, {c[1]}, {c[2]}) mm")
         size = (f"r {self.radius_mm:g} mm" if self.shape == "sphere"
                 else f"r {self.radius_mm:g} mm x {self.length_mm:g} mm")
         return f"{self.shape} {size} at ({c[0]}, {c[1]}, {c[2]}) mm"
 
     def to_json(self) -> dict[str, Any]:
-        return {"shape": self.shape, "patient_from_region": self.patient_from_region.tolist(),
-                "radius_mm": self.radius_mm, "length_mm": self.length_mm}
+        out = {"shape": self.shape, "patient_from_region": self.patient_from_region.tolist(),
+               "radius_mm": self.radius_mm, "length_mm": self.length_mm}
+        if self.outline_mm is not None:
+            out["outline_mm"] = [list(p) for p in self.outline_mm]
+        return out
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> ResectionRegion:
+        outline = item.get("outline_mm")
         return cls(str(item["shape"]), np.asarray(item["patient_from_region"], float),
-                   float(item["radius_mm"]), float(item.get("length_mm", 0.0)))
+                   float(item["radius_mm"]), float(item.get("length_mm", 0.0)),
+                   None if outline is None else tuple(tuple(map(float, p)) for p in outline))
 
 
 #: What a region resection is called in the edit list (it is not a structure of the case).
