@@ -8,7 +8,9 @@ follows the mouse), a shift + left drag turns it about the viewing direction; re
 mouse button records the move as an edit ("3D view"). While the mode is on the mouse moves
 the organ, not the camera. Below, three tabs make the other edits: **Resect** (a structure
 of the case filled with air, saline, soft tissue or fat), **Region** (a sphere or cylinder,
-along the beam, centred a depth below the applicator's end face, resected with a fill) and
+along the beam, centred a depth below the applicator's end face, or a "contour": an outline
+drawn on a CT slice with the mouse, extruded through the thickness 'len' about that slice;
+resected with a fill) and
 **Disc** (material, diameter, thickness, its upstream face a depth below the end face, on
 the beam axis). Region and disc use the applicator as tracked now, else the planned pose.
 Everything is done by
@@ -146,9 +148,12 @@ class EditsPanel(QtWidgets.QWidget):
         self.region_button.setToolTip("a sphere or cylinder (along the beam) centred the "
                                       "depth below the applicator's end face")
         self.region_button.clicked.connect(self.resect_region)
-        self.region_shape.currentTextChanged.connect(
-            lambda shape: self.region_length.setEnabled(shape == "cylinder"))
+        self.region_shape.currentTextChanged.connect(self._shape_changed)
         self.region_length.setEnabled(self.region_shape.currentText() == "cylinder")
+        #: The outline drawn on a slice for a "contour" region: (points_lps, normal_lps).
+        self.drawn_outline: tuple[np.ndarray, np.ndarray] | None = None
+        #: Slice views that draw when the shape is "contour" (set by install_edits_panel).
+        self.slice_views: list = []
         self._rows(row, [(self.region_shape, QtWidgets.QLabel("r"), self.region_radius,
                           QtWidgets.QLabel("len"), self.region_length),
                          (QtWidgets.QLabel("depth"), self.region_depth, self.region_fill,
@@ -195,8 +200,35 @@ class EditsPanel(QtWidgets.QWidget):
         self._try(lambda: self.editor.resect(name, fill=self.resect_fill.currentData(),
                                              how=PANEL_HOW))
 
+    def _shape_changed(self, shape: str) -> None:
+        """Cylinder: length; contour: thickness, and the slices draw."""
+        self.region_length.setEnabled(shape in ("cylinder", "contour"))
+        self.region_radius.setEnabled(shape != "contour")
+        self.region_depth.setEnabled(shape != "contour")
+        for view in self.slice_views:
+            view.drawing = shape == "contour"
+        if shape == "contour":
+            self.show_message("draw the region's outline on a slice (press, drag around it, "
+                              "release); 'len' is its thickness", error=False)
+
+    def outline_drawn(self, points_lps: np.ndarray, normal_lps: np.ndarray) -> None:
+        """A slice view's outline: kept for the next Resect region (checked now)."""
+        try:
+            ResectionRegion.drawn(points_lps, normal_lps, self.region_length.value())
+        except IortError as exc:
+            self.drawn_outline = None
+            self.show_message(f"drawing refused: {exc}", error=True)
+            return
+        self.drawn_outline = (np.asarray(points_lps, float), np.asarray(normal_lps, float))
+        self.show_message(f"outline of {len(points_lps)} points drawn: press Resect region")
+
     def resect_region(self) -> None:
-        """The Resect region button: a sphere / cylinder at the applicator's tip."""
+        """The Resect region button: a sphere / cylinder at the applicator's tip, or the
+        outline drawn on a slice extruded through the thickness ("contour")."""
+        if self.region_shape.currentText() == "contour":
+            self._try(self._resect_drawn)
+            return
+
         def make() -> None:
             pose, source = self._applicator_pose()
             region = ResectionRegion.below_applicator(
@@ -205,6 +237,19 @@ class EditsPanel(QtWidgets.QWidget):
             self.editor.resect_region(region, fill=self.region_fill.currentData(),
                                       how=f"{PANEL_HOW}, {source} applicator")
         self._try(make)
+
+    def _resect_drawn(self) -> None:
+        if self.drawn_outline is None:
+            raise IortError("no outline drawn: with the shape 'contour', draw around the "
+                            "region on a slice first")
+        points, normal = self.drawn_outline
+        region = ResectionRegion.drawn(points, normal, self.region_length.value())
+        self.editor.resect_region(region, fill=self.region_fill.currentData(),
+                                  how=f"{PANEL_HOW}, drawn on a slice")
+        self.drawn_outline = None
+        for view in self.slice_views:
+            view.outline_px = []
+            view.update()
 
     def place_disc(self) -> None:
         """The Place disc button: the disc on the applicator's axis, at the depth."""
@@ -355,6 +400,9 @@ def install_edits_panel(window, layout: QtWidgets.QBoxLayout) -> EditsPanel:
                        frame=lambda: None if window.snapshot is None else window.snapshot.frame,
                        applicator=applicator)
     layout.addWidget(panel)
+    panel.slice_views = list(getattr(window, "slice_views", {}).values())
+    for view in panel.slice_views:
+        view.outline_drawn.connect(panel.outline_drawn)
     window.view_dragger = (ViewDragger(window.view3d, panel)
                            if window.view3d is not None else None)
     return panel

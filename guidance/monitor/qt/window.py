@@ -742,6 +742,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
                 images: list[SliceImage] = self._slice_future.result()
                 for image in images:
                     view = self.slice_views[image.orientation]
+                    if view.outline_px and not (QtWidgets.QApplication.mouseButtons()
+                                                & QtCore.Qt.LeftButton) and \
+                            not np.array_equal(view.patient_from_pixel,
+                                               image.patient_from_pixel):
+                        view.outline_px = []   # drawn on the slice shown before
                     view.patient_from_pixel = image.patient_from_pixel
                     view.set_image(image.rgb)
             except Exception:

@@ -122,3 +122,76 @@ def test_resect_a_region_and_place_a_disc_from_the_panel(qtbot, tmp_path) -> Non
     assert [e["kind"] for e in edits] == ["resection", "resection", "disc"]
     assert edits[1]["region"]["shape"] == "sphere" and edits[1]["region"]["radius_mm"] == 12.0
     assert edits[2]["who"] == "surgeon"
+
+
+def _drag(widget, points) -> None:
+    """Press at the first point, move through the others with the left button held,
+    release at the last (widget coordinates)."""
+    from PyQt5 import QtGui, QtWidgets
+
+    def send(kind, p, button, buttons) -> None:
+        QtWidgets.QApplication.sendEvent(widget, QtGui.QMouseEvent(
+            kind, QtCore.QPointF(*p), button, buttons, QtCore.Qt.NoModifier))
+
+    left = QtCore.Qt.LeftButton
+    send(QtCore.QEvent.MouseButtonPress, points[0], left, left)
+    for p in points[1:]:
+        send(QtCore.QEvent.MouseMove, p, QtCore.Qt.NoButton, left)
+    send(QtCore.QEvent.MouseButtonRelease, points[-1], left, QtCore.Qt.NoButton)
+
+
+def test_a_region_drawn_on_a_slice_is_resected_and_undone(qtbot, tmp_path) -> None:
+    from models.patient.edits import ResectionRegion
+
+    view = phantom_view()
+    case = view.case
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)] * 4), view.camera_matrix,
+                        view.background(), fps=15.0, fre_mm=0.5, tre_mm=0.9, loop=True)
+    logic = MonitorLogic(case, view.plan, feed, dose_fn=slab_dose)
+    attach_anatomy(logic, who="physicist")
+    window = MonitorWindow(logic, with_3d=False)
+    qtbot.addWidget(window)
+    window.resize(1600, 1000)
+    window.show()
+    window.set_mode("oncologist")
+    logic.start()
+    try:
+        axial = window.slice_views["axial"]
+        qtbot.waitUntil(lambda: axial.patient_from_pixel is not None
+                        and axial.image is not None, timeout=20000)
+        panel = window.edits_panel
+        panel.tools.setCurrentIndex(1)
+        _pick(panel.region_shape, "contour")
+        assert axial.drawing and not panel.region_depth.isEnabled()
+        panel.region_length.setValue(6.0)
+        _pick(panel.region_fill, "air")
+        # a circle of 30 px radius around the slice centre, drawn with the mouse
+        cx, cy = axial.width() / 2.0, axial.height() / 2.0
+        t = np.linspace(0.0, 2.0 * np.pi, 40)
+        _drag(axial, [(cx + 30.0 * np.cos(a), cy + 30.0 * np.sin(a)) for a in t])
+        assert panel.drawn_outline is not None, panel.message.text()
+        points, normal = panel.drawn_outline
+        np.testing.assert_allclose(np.abs(normal), [0.0, 0.0, 1.0], atol=1e-9)  # axial
+        # the outline is drawn on the slice (cyan pixels on its ring)
+        shot = axial.grab().toImage()
+        ring = [shot.pixelColor(int(cx + 30 * np.cos(a)), int(cy + 30 * np.sin(a)))
+                for a in t[::5]]
+        assert sum(c.blue() > 200 and c.green() > 180 and c.red() < 80 for c in ring) >= 5
+        original_hu = logic.case.ct.array.copy()
+        qtbot.mouseClick(panel.region_button, QtCore.Qt.LeftButton)
+        rows = _rows(panel)
+        assert len(rows) == 1 and "drawn region" in rows[0], (rows, panel.message.text())
+        # independent truth: the same outline through the model, inside the body
+        region = ResectionRegion.drawn(points, normal, 6.0)
+        inside = region.mask_on(case.ct)
+        changed = logic.case.ct.array != original_hu
+        assert changed.any() and np.all(inside[changed])
+        assert np.all(logic.case.ct.array[changed] == -1000.0)
+        assert logic.dose_service.case is logic.case              # the dose follows
+        qtbot.mouseClick(panel.undo_button, QtCore.Qt.LeftButton)
+        np.testing.assert_array_equal(logic.case.ct.array, original_hu)
+        # a scribble (no area) is refused in one line, nothing kept
+        _drag(axial, [(cx, cy), (cx + 40.0, cy), (cx + 80.0, cy)])
+        assert panel.drawn_outline is None and "refused" in panel.message.text()
+    finally:
+        logic.close()
