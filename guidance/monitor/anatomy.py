@@ -552,3 +552,51 @@ class RetractorFollower:
         except InputError:
             self.editor.cancel_preview()
             raise
+
+
+class ScenarioRetraction:
+    """Drives a :class:`RetractorFollower` through a simulated procedure's retraction phase,
+    so the windowed demo grabs, pulls and releases the organ by itself as ``iort demo``
+    does headless.
+
+    Grabs at the first frame of the phase in which the retractor is tracked, lets the
+    follower move the organ with the retractor, releases (recording the edit) at the first
+    frame after the phase. Once released it does nothing more (a restarted approach does
+    not grab again), and it never takes over a grab the user made.
+
+    Parameters
+    ----------
+    follower : RetractorFollower
+    scenario : guidance.sim.scenario.Scenario
+        ``phase_at(index)`` and ``options.retraction_structure`` are used.
+    """
+
+    def __init__(self, follower: RetractorFollower, scenario) -> None:
+        self.follower = follower
+        self.scenario = scenario
+        self.structure = scenario.options.retraction_structure
+        self.grabbed = False
+        self.done = False
+
+    def step(self, update) -> str | None:
+        """Look at monitor frame ``update``; ``"grab"`` or ``"release"`` when it did one."""
+        result = getattr(update, "result", None)
+        if self.done or result is None or result.frame is None:
+            return None
+        phase = self.scenario.phase_at(result.frame.index)
+        if phase == "retraction" and not self.grabbed:
+            if self.follower.coupled:          # the user grabbed: theirs, not the script's
+                self.done = True
+                return None
+            try:
+                self.follower.grab(self.structure, update)
+            except InputError:
+                return None                    # retractor not seen yet: the next frame
+            self.grabbed = True
+            return "grab"
+        if phase == "treatment" and self.grabbed:
+            self.done = True
+            if self.follower.coupled:
+                self.follower.release()
+                return "release"
+        return None

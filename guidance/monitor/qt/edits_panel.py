@@ -29,6 +29,7 @@ from PyQt5 import QtCore, QtWidgets
 from guidance.monitor.anatomy import (
     AnatomyEditor,
     RetractorFollower,
+    ScenarioRetraction,
     attach_anatomy,
     view_drag,
 )
@@ -65,6 +66,8 @@ class EditsPanel(QtWidgets.QWidget):
         #: where the region and the disc are put.
         self.applicator = applicator or (lambda: None)
         self.follower = RetractorFollower(editor)
+        #: A simulated procedure's retraction step (:class:`ScenarioRetraction`), or None.
+        self.script: ScenarioRetraction | None = None
         layout = QtWidgets.QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QtWidgets.QLabel("anatomy edits", objectName="caption"), 0, 0, 1, 4)
@@ -298,9 +301,27 @@ class EditsPanel(QtWidgets.QWidget):
             self.grab_button.blockSignals(False)
 
     def follow(self) -> None:
-        """Move the grabbed organ to the retractor's newest pose (UI thread, 10 Hz)."""
+        """Move the grabbed organ to the retractor's newest pose (UI thread, 10 Hz); a
+        simulated procedure's retraction step grabs and releases by itself."""
+        if self.script is not None:
+            try:
+                done = self.script.step(self.frame())
+            except IortError as exc:           # e.g. the release refused by the case
+                self.show_message(f"simulated retraction: {exc}", error=True)
+                done = None
+            if done is not None:
+                self._show_grab(done == "grab")
         if self.follower.coupled:
             self.follower.update(self.frame())
+
+    def _show_grab(self, on: bool) -> None:
+        """The Grab button and message as the simulated retractor grabs / releases."""
+        self.grab_button.blockSignals(True)
+        self.grab_button.setChecked(on)
+        self.grab_button.blockSignals(False)
+        organ = self.script.structure
+        self.show_message(f"{organ} follows the simulated retractor" if on
+                          else f"{organ} released by the simulated retractor: edit recorded")
 
     def undo(self) -> None:
         self.editor.undo()
@@ -400,6 +421,9 @@ def install_edits_panel(window, layout: QtWidgets.QBoxLayout) -> EditsPanel:
                        frame=lambda: None if window.snapshot is None else window.snapshot.frame,
                        applicator=applicator)
     layout.addWidget(panel)
+    scenario = getattr(logic.capture.feed, "scenario", None)
+    if scenario is not None and getattr(scenario, "retraction_frames", 0):
+        panel.script = ScenarioRetraction(panel.follower, scenario)
     panel.slice_views = list(getattr(window, "slice_views", {}).values())
     for view in panel.slice_views:
         view.outline_drawn.connect(panel.outline_drawn)

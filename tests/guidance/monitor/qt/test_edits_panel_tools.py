@@ -195,3 +195,39 @@ def test_a_region_drawn_on_a_slice_is_resected_and_undone(qtbot, tmp_path) -> No
         assert panel.drawn_outline is None and "refused" in panel.message.text()
     finally:
         logic.close()
+
+
+@pytest.mark.slow
+def test_the_windowed_simulation_retracts_the_bowel_by_itself(qtbot) -> None:
+    """With a display the demo runs the simulated procedure in the window: its retraction
+    step grabs the bowel with the tracked retractor, pulls it and releases it, as the
+    headless demo does, and the edit is in the list."""
+    from guidance.monitor.rehearsal import simulated_feed
+    from models.base.transforms import transform_difference
+    from models.patient.phantom import make_phantom
+
+    case = make_phantom(spacing_mm=(3.0, 3.0, 4.0))
+    feed, scenario = simulated_feed(case, frames=160, image_size=(640, 360))
+    assert scenario.retraction_frames > 10
+    logic = MonitorLogic(case, scenario.planned_patient_from_applicator, feed,
+                         dose_fn=slab_dose, stall_limit_s=1.5)
+    window = MonitorWindow(logic, with_3d=False)
+    qtbot.addWidget(window)
+    window.resize(1200, 700)
+    window.show()
+    logic.start()
+    try:
+        panel, editor = window.edits_panel, logic.anatomy
+        assert panel.script is not None and panel.script.structure == "BOWEL"
+        qtbot.waitUntil(lambda: panel.script.grabbed, timeout=120000)
+        assert panel.grab_button.isChecked() and "follows" in panel.message.text()
+        qtbot.waitUntil(lambda: panel.script.done, timeout=120000)
+        assert not panel.grab_button.isChecked() and "released" in panel.message.text()
+        rows = _rows(panel)
+        assert len(rows) == 1 and rows[0].startswith("1. BOWEL moved"), rows
+        want = scenario.patient_from_retracted_at(scenario.treatment_start)
+        move_mm, turn_deg = transform_difference(editor.retraction_of("BOWEL"), want)
+        assert move_mm < 2.0 and turn_deg < 2.0, (move_mm, turn_deg)   # tracking error
+        assert logic.dose_service.case is logic.case                  # the dose follows
+    finally:
+        logic.close()
