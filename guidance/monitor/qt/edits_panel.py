@@ -68,6 +68,7 @@ class EditsPanel(QtWidgets.QWidget):
         self.follower = RetractorFollower(editor)
         #: A simulated procedure's retraction step (:class:`ScenarioRetraction`), or None.
         self.script: ScenarioRetraction | None = None
+        self._scripted = None          # the last frame the script saw
         layout = QtWidgets.QGridLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(QtWidgets.QLabel("anatomy edits", objectName="caption"), 0, 0, 1, 4)
@@ -303,9 +304,11 @@ class EditsPanel(QtWidgets.QWidget):
     def follow(self) -> None:
         """Move the grabbed organ to the retractor's newest pose (UI thread, 10 Hz); a
         simulated procedure's retraction step grabs and releases by itself."""
-        if self.script is not None:
+        frame = self.frame()
+        if self.script is not None and frame is not None and frame is not self._scripted:
+            self._scripted = frame     # each new frame once (none after the monitor stops)
             try:
-                done = self.script.step(self.frame())
+                done = self.script.step(frame)
             except IortError as exc:           # e.g. the release refused by the case
                 self.show_message(f"simulated retraction: {exc}", error=True)
                 done = None
