@@ -129,3 +129,21 @@ def test_xml_with_entities_binary_and_huge_files_are_refused(tmp_path) -> None:
     wrong_root.write_text("<?xml version='1.0'?><svg></svg>")
     with pytest.raises(CalibrationError, match="<opencv_storage>"):
         read_opencv_storage(wrong_root)
+
+
+@pytest.mark.parametrize("misspelt", ["cls", "rws"])
+def test_a_misspelt_matrix_key_is_refused_every_time_in_one_process(tmp_path, calibration,  # noqa: F811
+                                                                      misspelt) -> None:
+    """``cls: 3`` for ``cols: 3`` made OpenCV 5.1's FileNode.mat() corrupt the heap (the
+    process aborted a few reads later); read 300 times here, it is one line each time."""
+    from calibration.io import load_calibration, save_calibration
+
+    path = save_calibration(calibration, tmp_path / "cam.yaml")
+    right = "cols" if misspelt == "cls" else "rows"
+    text = path.read_text().replace(f"   {right}: 3", f"   {misspelt}: 3", 1)
+    assert text != path.read_text()
+    path.write_text(text)
+    for _ in range(300):
+        with pytest.raises(CalibrationError, match=f"without {right}") as info:
+            load_calibration(path)
+        assert "\n" not in str(info.value)
