@@ -305,8 +305,11 @@ class EditsPanel(QtWidgets.QWidget):
         """Move the grabbed organ to the retractor's newest pose (UI thread, 10 Hz); a
         simulated procedure's retraction step grabs and releases by itself."""
         frame = self.frame()
-        if self.script is not None and frame is not None and frame is not self._scripted:
-            self._scripted = frame     # each new frame once (none after the monitor stops)
+        # the script steps once per new frame, and not in a closed window (frames still
+        # queued when the monitor stopped must not grab: its session log may be closed)
+        if self.script is not None and frame is not None and frame is not self._scripted \
+                and self.isVisible():
+            self._scripted = frame
             try:
                 done = self.script.step(frame)
             except IortError as exc:           # e.g. the release refused by the case

@@ -202,20 +202,13 @@ def test_the_windowed_simulation_retracts_the_bowel_by_itself(qtbot) -> None:
     """With a display the demo runs the simulated procedure in the window: its retraction
     step grabs the bowel with the tracked retractor, pulls it and releases it, as the
     headless demo does, and the edit is in the list."""
-    from guidance.monitor.rehearsal import simulated_feed
     from models.base.transforms import transform_difference
     from models.patient.phantom import make_phantom
+    from tests.guidance.monitor.qt.simulated import open_simulated_window
 
     case = make_phantom(spacing_mm=(3.0, 3.0, 4.0))
-    feed, scenario = simulated_feed(case, frames=160, image_size=(640, 360))
+    window, logic, scenario = open_simulated_window(qtbot, case, frames=160)
     assert scenario.retraction_frames > 10
-    logic = MonitorLogic(case, scenario.planned_patient_from_applicator, feed,
-                         dose_fn=slab_dose, stall_limit_s=1.5)
-    window = MonitorWindow(logic, with_3d=False)
-    qtbot.addWidget(window)
-    window.resize(1200, 700)
-    window.show()
-    logic.start()
     try:
         panel, editor = window.edits_panel, logic.anatomy
         assert panel.script is not None and panel.script.structure == "BOWEL"

@@ -222,19 +222,12 @@ def test_overlay_points_match_projectpoints(size, shift, rng) -> None:
 @pytest.mark.slow
 def test_simulated_camera_through_the_loop(qtbot, tmp_path) -> None:
     """Simulated camera -> marker tracking -> pointer registration -> AR overlay in the window."""
-    from guidance.monitor.rehearsal import simulated_feed
     from models.patient.phantom import make_phantom
+    from tests.guidance.monitor.qt.simulated import open_simulated_window
 
     case = make_phantom(spacing_mm=(3.0, 3.0, 4.0))
     slog = SessionLog.create(tmp_path / "sim.sqlite", case_id="phantom")
-    feed, scenario = simulated_feed(case, frames=40, image_size=(640, 360), session_log=slog)
-    logic = MonitorLogic(case, scenario.planned_patient_from_applicator, feed,
-                         dose_fn=slab_dose, session_log=slog, stall_limit_s=1.5)
-    window = MonitorWindow(logic, with_3d=False)
-    qtbot.addWidget(window)
-    window.resize(1200, 700)
-    window.show()
-    logic.start()
+    window, logic, _ = open_simulated_window(qtbot, case, frames=40, session_log=slog)
     try:
         qtbot.waitUntil(lambda: window.snapshot is not None and window.snapshot.overlay_ok
                         and window._rendered_frame_seq == window.snapshot.frame_seq,
@@ -259,6 +252,7 @@ def test_simulated_camera_through_the_loop(qtbot, tmp_path) -> None:
         assert "FRE" in window.status_labels["registration"].text()
     finally:
         window.close()
+        logic.close()       # before its session log: nothing may log to a closed one
         slog.close()
 
 
