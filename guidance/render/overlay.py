@@ -34,7 +34,6 @@ import pyvista as pv  # noqa: E402  (after choosing the render window type)
 STALE_TINT = np.array([90, 90, 90], dtype=np.float32)
 
 
-
 def live_layers(target: str) -> tuple[str, ...]:
     """Draw order of the live views' translucent items, the last on top: organs (scene
     order), then the prescription isodose, the target, the disc, the planned ghost, the
