@@ -9,8 +9,9 @@ module reads the subset of the two formats that camera calibrations use:
   ``key: value`` lines; scalars are integers, reals (``.Nan``, ``.Inf``, ``-.Inf``
   included), quoted or plain strings; ``key: !!opencv-matrix`` followed by an indented map
   of ``rows``, ``cols``, ``dt`` and ``data: [ ... ]`` (the list may span lines); flow
-  sequences ``[ ... ]``; nested maps and sequences of other keys are kept as text-free
-  placeholders (skipped), never interpreted.
+  sequences ``[ ... ]``. A key whose value is a nested map or block sequence (OpenCV
+  tools write such extras; no calibration field is one) reads as :data:`SKIPPED`, so a
+  calibration field given that way is refused by its reader as "not a matrix / number".
 * XML: ``<opencv_storage>`` with one element per key; ``type_id="opencv-matrix"`` elements
   with ``rows``, ``cols``, ``dt`` and ``data`` children; DOCTYPE and entities are refused.
 

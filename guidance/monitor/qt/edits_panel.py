@@ -152,12 +152,12 @@ class EditsPanel(QtWidgets.QWidget):
         self.region_button.setToolTip("a sphere or cylinder (along the beam) centred the "
                                       "depth below the applicator's end face")
         self.region_button.clicked.connect(self.resect_region)
-        self.region_shape.currentTextChanged.connect(self._shape_changed)
-        self.region_length.setEnabled(self.region_shape.currentText() == "cylinder")
         #: The outline drawn on a slice for a "contour" region: (points_lps, normal_lps).
         self.drawn_outline: tuple[np.ndarray, np.ndarray] | None = None
         #: Slice views that draw when the shape is "contour" (set by install_edits_panel).
         self.slice_views: list = []
+        self.region_shape.currentTextChanged.connect(self._shape_changed)
+        self._shape_changed(self.region_shape.currentText())
         self._rows(row, [(self.region_shape, QtWidgets.QLabel("r"), self.region_radius,
                           QtWidgets.QLabel("len"), self.region_length),
                          (QtWidgets.QLabel("depth"), self.region_depth, self.region_fill,
@@ -318,7 +318,7 @@ class EditsPanel(QtWidgets.QWidget):
             if done is not None:
                 self._show_grab(done == "grab")
         if self.follower.coupled:
-            self.follower.update(self.frame())
+            self.follower.update(frame)
 
     def _show_grab(self, on: bool) -> None:
         """The Grab button and message as the simulated retractor grabs / releases."""

@@ -41,7 +41,6 @@ class SliceView(ImageView):
         self.drawing = False
         #: The outline being drawn, or the last one drawn, in image pixels (u, v).
         self.outline_px: list[tuple[float, float]] = []
-        self.setMouseTracking(False)
 
     def image_pixel(self, x: float, y: float) -> tuple[float, float]:
         """Image pixel (u, v) under widget point (x, y) (the inverse of widget_point)."""
