@@ -130,13 +130,38 @@ def plane_frame(orientation: str, centre_lps: np.ndarray, *, size_px: int,
     return out
 
 
+def _plane_voxels(volume: Volume, patient_from_pixel: np.ndarray, size_px: int) -> np.ndarray:
+    """Voxel coordinates (i, j, k) of a plane's pixel centres, shape (3, size_px**2)."""
+    rows, cols = np.mgrid[0:size_px, 0:size_px].astype(np.float64)
+    pixel = np.stack([cols.ravel(), rows.ravel(), np.zeros(cols.size), np.ones(cols.size)])
+    return (volume.voxel_from_patient @ patient_from_pixel @ pixel)[:3]
+
+
+def sample_masks(grid: Volume, masks: Sequence[np.ndarray], patient_from_pixel: np.ndarray,
+                 size_px: int) -> list[np.ndarray]:
+    """Boolean masks on ``grid``'s voxels at the pixel centres of a plane (nearest voxel,
+    False outside the grid), each (size_px, size_px).
+
+    The same values as ``sample_plane(grid.with_array(mask), ..., order=0) > 0.5`` away
+    from the grid's outer half voxel, with the voxel lookup computed once for all masks
+    (a slice with a dozen outlined structures: about 4 ms a mask otherwise).
+    """
+    ijk = np.floor(_plane_voxels(grid, patient_from_pixel, size_px) + 0.5).astype(np.intp)
+    shape_ijk = np.array(grid.array.shape[::-1])[:, None]
+    inside = np.all((ijk >= 0) & (ijk < shape_ijk), axis=0)
+    flat = np.ravel_multi_index(tuple(np.clip(ijk, 0, shape_ijk - 1)[::-1]), grid.array.shape)
+    out = []
+    for mask in masks:
+        values = np.asarray(mask).reshape(-1)[flat].astype(bool)
+        values &= inside
+        out.append(values.reshape(size_px, size_px))
+    return out
+
+
 def sample_plane(volume: Volume, patient_from_pixel: np.ndarray, size_px: int, *,
                  order: int, fill_value: float = 0.0) -> np.ndarray:
     """Values of ``volume`` at the pixel centres of a plane, shape (size_px, size_px) float32."""
-    rows, cols = np.mgrid[0:size_px, 0:size_px].astype(np.float64)
-    pixel = np.stack([cols.ravel(), rows.ravel(), np.zeros(cols.size), np.ones(cols.size)])
-    voxel_from_pixel = volume.voxel_from_patient @ patient_from_pixel
-    ijk = (voxel_from_pixel @ pixel)[:3]
+    ijk = _plane_voxels(volume, patient_from_pixel, size_px)
     array = volume.array
     if array.dtype == np.bool_:
         array = array.view(np.uint8)
@@ -187,8 +212,9 @@ def render_slice(ct: Volume, orientation: str, centre_lps: np.ndarray, *,
     frame = plane_frame(orientation, centre, size_px=size_px, pixel_mm=pixel_mm)
     hu = sample_plane(ct, frame, size_px, order=1, fill_value=-1000.0)
     rgb = np.repeat(window_ct(hu, level_hu=level_hu, width_hu=width_hu)[..., None], 3, axis=2)
-    for outline in (outlines or {}).values():
-        inside = sample_plane(ct.with_array(outline.mask), frame, size_px, order=0) > 0.5
+    shown = list((outlines or {}).values())
+    for outline, inside in zip(shown, sample_masks(ct, [o.mask for o in shown], frame,
+                                                    size_px), strict=True):
         if outline.dashed:
             _draw_dashed_contours(rgb, inside, outline.color_rgb)
         else:

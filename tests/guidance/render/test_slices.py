@@ -10,6 +10,7 @@ from guidance.render.slices import (
     Outline,
     plane_frame,
     render_slice,
+    sample_masks,
     sample_plane,
 )
 from models.patient.volume import Volume
@@ -45,6 +46,35 @@ def test_sample_plane_matches_analytic_ct(ct: Volume) -> None:
     values = sample_plane(ct, frame, 41, order=1)
     x_mm = 0.3 + np.arange(41) - 20.0
     np.testing.assert_allclose(values[20], 10.0 * x_mm, atol=1e-3)
+
+
+def test_sample_masks_is_scipy_nearest_neighbour_on_an_oblique_plane(ct: Volume) -> None:
+    """One voxel lookup for all masks gives scipy's order-0 values (away from the grid's
+    outer half voxel, where scipy's constant mode decides by its own rule)."""
+    from scipy import ndimage
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(5)
+    masks = [rng.random(ct.array.shape) > 0.5 for _ in range(3)]
+    frame = plane_frame("axial", np.array([-36.3, -1.1, -20.7]), size_px=64, pixel_mm=0.9)
+    tilt = np.eye(4)
+    tilt[:3, :3] = Rotation.from_rotvec([0.3, -0.4, 0.2]).as_matrix()
+    frame = tilt @ frame
+    got = sample_masks(ct, masks, frame, 64)
+    rows, cols = np.mgrid[0:64, 0:64]
+    pixel = np.stack([cols.ravel(), rows.ravel(), np.zeros(cols.size), np.ones(cols.size)])
+    ijk = (ct.voxel_from_patient @ frame @ pixel)[:3]
+    inner = np.all((ijk > 0.5) & (ijk < np.array(ct.array.shape[::-1])[:, None] - 1.5),
+                   axis=0).reshape(64, 64)
+    outside = np.any((ijk < -0.5) | (ijk > np.array(ct.array.shape[::-1])[:, None] - 0.5),
+                     axis=0).reshape(64, 64)
+    assert inner.sum() > 1000 and outside.sum() > 100
+    for mask, values in zip(masks, got, strict=True):
+        want = ndimage.map_coordinates(mask.view(np.uint8), ijk[::-1], order=0,
+                                       mode="constant", cval=0).reshape(64, 64) > 0
+        assert values.dtype == bool and values.shape == (64, 64)
+        np.testing.assert_array_equal(values[inner], want[inner])
+        assert not values[outside].any()
 
 
 def test_outline_and_isodose_drawn_where_they_are(ct: Volume) -> None:
