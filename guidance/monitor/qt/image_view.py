@@ -28,12 +28,20 @@ class ImageView(QtWidgets.QWidget):
         self.setMinimumSize(*min_size)
         self.placeholder = placeholder
         self.image: np.ndarray | None = None
+        self.source_size: tuple[int, int] | None = None
         self._qimage: QtGui.QImage | None = None
         self._shown: QtGui.QImage | None = None    # the image at the size it is drawn
         self.setSizePolicy(QtWidgets.QSizePolicy.Expanding, QtWidgets.QSizePolicy.Expanding)
 
-    def set_image(self, rgb: np.ndarray) -> None:
+    def set_image(self, rgb: np.ndarray, *, source_size: tuple[int, int] | None = None
+                  ) -> None:
+        """Show ``rgb`` (H, W, 3 uint8). ``source_size`` (w, h) px: the pixel grid that
+        :meth:`widget_point` and :meth:`image_pixel` speak of, when ``rgb`` is a resized
+        copy of it (the AR view gets the video already at the size it is shown); by
+        default the image's own."""
         self.image = rgb
+        self.source_size = (rgb.shape[1], rgb.shape[0]) if source_size is None else \
+            (int(source_size[0]), int(source_size[1]))
         self._qimage = numpy_to_qimage(rgb)
         self._shown = None
         self.update()
@@ -61,10 +69,18 @@ class ImageView(QtWidgets.QWidget):
         return QtCore.QRectF((self.width() - dw) / 2.0, (self.height() - dh) / 2.0, dw, dh)
 
     def widget_point(self, u_px: float, v_px: float) -> tuple[float, float]:
-        """Widget coordinates of image pixel centre (u, v) (OpenCV convention)."""
+        """Widget coordinates of pixel centre (u, v) of the source image (OpenCV
+        convention)."""
         rect = self.image_rect()
-        scale = rect.width() / self._qimage.width()
+        scale = rect.width() / self.source_size[0]
         return rect.x() + (u_px + 0.5) * scale, rect.y() + (v_px + 0.5) * scale
+
+    def image_pixel(self, x: float, y: float) -> tuple[float, float]:
+        """Source image pixel (u, v) under widget point (x, y) (the inverse of
+        :meth:`widget_point`)."""
+        rect = self.image_rect()
+        scale = rect.width() / self.source_size[0]
+        return (x - rect.x()) / scale - 0.5, (y - rect.y()) / scale - 0.5
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:
         painter = QtGui.QPainter(self)

@@ -42,12 +42,6 @@ class SliceView(ImageView):
         #: The outline being drawn, or the last one drawn, in image pixels (u, v).
         self.outline_px: list[tuple[float, float]] = []
 
-    def image_pixel(self, x: float, y: float) -> tuple[float, float]:
-        """Image pixel (u, v) under widget point (x, y) (the inverse of widget_point)."""
-        rect = self.image_rect()
-        scale = rect.width() / self._qimage.width()
-        return (x - rect.x()) / scale - 0.5, (y - rect.y()) / scale - 0.5
-
     def mousePressEvent(self, event: QtGui.QMouseEvent) -> None:
         if not (self.drawing and event.button() == QtCore.Qt.LeftButton
                 and self._qimage is not None and self.patient_from_pixel is not None):

@@ -34,6 +34,7 @@ import threading
 import time
 from dataclasses import replace
 
+import cv2
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
@@ -48,6 +49,7 @@ from guidance.render.compositing import blend_layer
 from guidance.render.overlay import (
     OverlayRenderer,
     live_layers,
+    scaled_camera_matrix,
     stale_video,
 )
 from guidance.render.plots import SCREEN_LARGE, render_dvh_plot
@@ -135,7 +137,6 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.setStyleSheet(DARK_STYLE)
         self._renderer: OverlayRenderer | None = None
         self._ar_outlines: dict[str, object] = {}
-        self._renderer_scale = 1.0
         self._rendered_frame_seq = -1
         self._rendered_ok: bool | None = None
         self._rendered_app_ok: bool | None = None
@@ -643,32 +644,35 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._rendered_frame_seq = snap.frame_seq
         self._rendered_ok = snap.overlay_ok
         self._rendered_app_ok = snap.applicator_ok
-        scale = self._ar_render_scale(frame.image_size)
-        if self._renderer is None or self._renderer.image_size != frame.image_size or \
-                not np.array_equal(self._renderer.camera_matrix, frame.camera_matrix) or \
-                self._renderer_scale != scale:
+        size = self._ar_shown_size(frame.image_size)
+        camera_matrix = scaled_camera_matrix(frame.camera_matrix, frame.image_size, size)
+        if self._renderer is None or self._renderer.image_size != size or \
+                not np.array_equal(self._renderer.camera_matrix, camera_matrix):
             if self._renderer is not None:
                 self._renderer.close()
-            self._renderer = OverlayRenderer(self.logic.scene, frame.camera_matrix,
-                                             frame.image_size, render_scale=scale,
+            self._renderer = OverlayRenderer(self.logic.scene, camera_matrix, size,
                                              max_triangles=LIVE_MAX_TRIANGLES,
                                              layers=live_layers(self.logic.target))
-            self._renderer_scale = scale
             self._outline_organs(self._renderer)
+        video = frame.image_rgb
+        if size != frame.image_size:   # area average down, as the view would show it
+            video = cv2.resize(video, size, interpolation=cv2.INTER_AREA)
         ok = snap.overlay_ok and frame.camera_from_patient is not None
         if ok:
             layer = self._renderer.render_layer(frame.camera_from_patient)
-            image = blend_layer(frame.image_rgb, layer)
+            image = blend_layer(video, layer)
         else:  # greyed video, no anatomy from an old pose (the window's banner says why)
-            image = stale_video(frame.image_rgb)
-        self.ar_view.set_image(image)
+            image = stale_video(video)
+        self.ar_view.set_image(image, source_size=frame.image_size)
         self.ar_frames += 1
 
-    def _ar_render_scale(self, image_size: tuple[int, int]) -> float:
-        """Render the AR scene at about the size the video is shown (oncologist mode shows
-        it at ~0.7): 1, 0.75 or 0.5 of the video, never less than shown."""
-        shown = min(self.ar_view.width() / image_size[0], self.ar_view.height() / image_size[1])
-        return next((s for s in (0.5, 0.75) if shown <= s), 1.0)
+    def _ar_shown_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """The size (w, h) px the video is shown at in the AR view, never above its own:
+        the scene is rendered and blended at that size (the CPU rasteriser's and the
+        blend's time grow with the pixels; oncologist mode shows the video at ~0.75)."""
+        shown = min(1.0, self.ar_view.width() / image_size[0],
+                    self.ar_view.height() / image_size[1])
+        return (max(1, round(image_size[0] * shown)), max(1, round(image_size[1] * shown)))
 
     def _outline_organs(self, renderer: OverlayRenderer) -> None:
         """Organs at risk get a view-dependent outline in the AR view."""

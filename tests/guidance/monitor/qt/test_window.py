@@ -184,6 +184,42 @@ def test_window_modes_overlay_dose_and_dropout(qtbot, view, tmp_path) -> None:
     slog.close()
 
 
+def test_ar_rendered_and_blended_at_the_size_it_is_shown(qtbot) -> None:
+    """A 1280x720 video in a smaller view: the scene is rendered at the shown size (no
+    resize up, then down again) and the target is still where cv2.projectPoints puts it,
+    in the image and on the widget."""
+    small = phantom_view(spacing_mm=(3.0, 3.0, 4.0), image_size=(1280, 720))
+    feed = ScriptedFeed(small.shots([(0.0, 0.0, 0.0)] * 5), small.camera_matrix,
+                        small.background(), fps=30.0, loop=True)
+    logic = MonitorLogic(small.case, small.plan, feed, stall_limit_s=1.0)
+    window = MonitorWindow(logic, with_3d=False)
+    show_active(qtbot, window, (1000, 640))
+    logic.start()
+    try:
+        qtbot.waitUntil(lambda: window.ar_frames >= 2 and window.snapshot.overlay_ok
+                        and window._rendered_ok is True, timeout=20000)
+        ar = window.ar_view.image
+        rect = window.ar_view.image_rect()
+        assert ar.shape[1] < 1200 and window.ar_view.source_size == (1280, 720)
+        assert (ar.shape[1], ar.shape[0]) == (round(rect.width()), round(rect.height()))
+        assert window._renderer.image_size == (ar.shape[1], ar.shape[0])
+        pose = small.camera_from_patient
+        uv, _ = cv2.projectPoints(small.case.centroid_lps("CTV")[None],
+                                  cv2.Rodrigues(pose[:3, :3])[0], pose[:3, 3],
+                                  small.camera_matrix, None)
+        u, v = uv.reshape(2)
+        s = ar.shape[1] / 1280.0
+        col, row = (u + 0.5) * s - 0.5, (v + 0.5) * s - 0.5
+        assert _reddish(ar[round(row) - 2:round(row) + 3, round(col) - 2:round(col) + 3]
+                        ).mean() > 0.8
+        grab = _qimage_to_numpy(window.ar_view.grab().toImage())
+        wx, wy = window.ar_view.widget_point(u, v)
+        assert _reddish(grab[int(wy) - 2:int(wy) + 3, int(wx) - 2:int(wx) + 3]).mean() > 0.8
+        assert window.ar_view.image_pixel(wx, wy) == pytest.approx((u, v), abs=1e-6)
+    finally:
+        window.close()
+
+
 def test_frozen_camera_greys_the_overlay(qtbot, view) -> None:
     """The feed stops delivering frames: the last overlay must not stay on screen."""
     feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)] * 10), view.camera_matrix,
