@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from guidance.igtl.server import IgtlServer
 from guidance.monitor.feed import CaptureWorker, FrameFeed, FrameUpdate
@@ -303,6 +304,10 @@ class MonitorLogic:
 
     # ------------------------------------------------------------- life cycle
     def start(self) -> MonitorLogic:
+        # BLAS single-threaded for the live session: its matrices are 4x4 to 3xN, and
+        # OpenBLAS's second thread spins after each call (a quarter of a core, measured in
+        # the oncologist view, that the UI and the dose worker need)
+        threadpool_limits(1, user_api="blas")
         self.capture.start()
         self.action("session_started", mode=self.mode)
         for notice in self.notices:
