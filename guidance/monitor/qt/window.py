@@ -6,11 +6,11 @@ this module only builds widgets, polls the logic on a timer and copies values in
 Views
 -----
 * **AR view** — the video frame with the scene rendered over it by
-  :class:`guidance.render.overlay.OverlayRenderer` (offscreen VTK render window of exactly the
-  image size, VTK camera from the intrinsics and ``camera_from_patient`` via
-  :mod:`guidance.render.vtk_camera`), shown scaled *uniformly* (letterboxed) so a CT point stays
-  on the pixel ``cv2.projectPoints`` gives. Stale tracking: greyed video, no anatomy,
-  red banner.
+  :class:`guidance.render.ar_compositor.ArCompositor` on its own thread (offscreen VTK
+  render window of the size the video is shown, VTK camera from the scaled intrinsics and
+  ``camera_from_patient`` via :mod:`guidance.render.vtk_camera`), shown scaled *uniformly*
+  (letterboxed) so a CT point stays on the pixel ``cv2.projectPoints`` gives. Stale
+  tracking: greyed video, no anatomy, red banner.
 * **3D view** — pyvistaqt ``QtInteractor`` with the same scene (organs, target, planned
   and tracked applicator, isodose surface).
 * **Slices** — axial, sagittal, coronal CT through the applicator end face with structure
@@ -34,7 +34,6 @@ import threading
 import time
 from dataclasses import replace
 
-import cv2
 import numpy as np
 from PyQt5 import QtCore, QtGui, QtWidgets
 
@@ -45,16 +44,11 @@ from guidance.monitor.qt.image_view import ImageView, numpy_to_qimage  # noqa: F
 from guidance.monitor.qt.slice_view import SliceView
 from guidance.monitor.qt.structure_panel import StructureToggles
 from guidance.monitor.state import coverage_table
-from guidance.render.compositing import blend_layer
-from guidance.render.overlay import (
-    OverlayRenderer,
-    live_layers,
-    scaled_camera_matrix,
-    stale_video,
-)
+from guidance.render.ar_compositor import ArCompositor, ArJob
+from guidance.render.overlay import live_layers
 from guidance.render.plots import SCREEN_LARGE, render_dvh_plot
 from guidance.render.scene import LIVE_MAX_TRIANGLES, STYLE_ISODOSE
-from guidance.render.scene_actors import SceneActors, add_organ_outlines
+from guidance.render.scene_actors import SceneActors
 from guidance.render.slices import ORIENTATIONS, SliceImage, render_slice, slice_normal
 from guidance.treatment.dose_service import HIDDEN_ROI_TYPES
 from guidance.treatment.plan_check import LIGHT_RGB, Light
@@ -126,6 +120,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
     #: The capture and dose workers signal these from their threads; Qt queues them to the
     #: UI thread (as Slicer's OpenIGTLinkIF queues connector events).
     frame_arrived = QtCore.pyqtSignal()
+    ar_ready = QtCore.pyqtSignal()
+    #: Shortest time (s) between two re-slicings that follow the applicator or the dose.
+    SLICE_INTERVAL_S = 0.25
     dose_arrived = QtCore.pyqtSignal()
 
     def __init__(self, logic: MonitorLogic, *, clock_ms: int = 100, with_3d: bool = True,
@@ -135,8 +132,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.slice_px = slice_px
         self.setWindowTitle("IORT guidance — OR monitor")
         self.setStyleSheet(DARK_STYLE)
-        self._renderer: OverlayRenderer | None = None
-        self._ar_outlines: dict[str, object] = {}
+        self._submitted: tuple | None = None   # (frame seq, overlay ok, applicator ok)
         self._rendered_frame_seq = -1
         self._rendered_ok: bool | None = None
         self._rendered_app_ok: bool | None = None
@@ -146,6 +142,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self._slice_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._slice_future: concurrent.futures.Future | None = None
         self._slice_key: tuple | None = None
+        self._last_slices_s = 0.0
         self._dvh_future: concurrent.futures.Future | None = None
         self.ar_frames = 0
         self.snapshot: MonitorSnapshot | None = None
@@ -158,6 +155,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
         # a slow clock only ages what is on screen (a stalled camera) and the prompts
         self._closed = False
         self.frame_arrived.connect(self._on_frame)
+        self.ar_ready.connect(self._on_ar_ready)
+        self._ar_queued = threading.Event()
+        self._compositor = ArCompositor(
+            target=logic.target, max_triangles=LIVE_MAX_TRIANGLES,
+            on_done=lambda: self._signal_once(self._ar_queued, self.ar_ready))
         self.dose_arrived.connect(self._on_dose)
         # one queued signal at a time per worker: when drawing is slower than the camera the
         # queue would otherwise grow without bound (growing latency, timers and Ctrl+C
@@ -554,8 +556,10 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self._refresh(self.logic.on_clock())
 
     def tick(self) -> None:
-        """Handle whatever arrived and refresh (tests drive the window with it)."""
+        """Handle whatever arrived and refresh, and show the AR frame it asked for (tests
+        drive the window with it)."""
         self._refresh(self.logic.poll())
+        self._show_ar(self._compositor.wait())
 
     def _refresh(self, snap: MonitorSnapshot) -> None:
         """Copy a snapshot into the widgets; re-render what changed (UI thread, no waits)."""
@@ -583,9 +587,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self.sim_label.setText(self.logic.capture.feed.simulation_text())
         # re-render on a new frame, and also when tracking turns stale without a new frame
         # (a frozen camera must not leave a confident overlay on screen)
-        if snap.frame is not None and (snap.frame_seq != self._rendered_frame_seq
-                                       or snap.overlay_ok != self._rendered_ok
-                                       or snap.applicator_ok != self._rendered_app_ok):
+        if snap.frame is not None and \
+                self._submitted != (snap.frame_seq, snap.overlay_ok, snap.applicator_ok):
             self._render_ar(snap)
         if snap.dose is not None and snap.dose_seq != self._rendered_dose_seq:
             self._rendered_dose_seq = snap.dose_seq
@@ -640,30 +643,30 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self._scene_changed()
 
     def _render_ar(self, snap: MonitorSnapshot) -> None:
+        """Hand the frame to the compositor (its image arrives with ``ar_ready``)."""
         frame = snap.frame
-        self._rendered_frame_seq = snap.frame_seq
-        self._rendered_ok = snap.overlay_ok
-        self._rendered_app_ok = snap.applicator_ok
-        size = self._ar_shown_size(frame.image_size)
-        camera_matrix = scaled_camera_matrix(frame.camera_matrix, frame.image_size, size)
-        if self._renderer is None or self._renderer.image_size != size or \
-                not np.array_equal(self._renderer.camera_matrix, camera_matrix):
-            if self._renderer is not None:
-                self._renderer.close()
-            self._renderer = OverlayRenderer(self.logic.scene, camera_matrix, size,
-                                             max_triangles=LIVE_MAX_TRIANGLES,
-                                             layers=live_layers(self.logic.target))
-            self._outline_organs(self._renderer)
-        video = frame.image_rgb
-        if size != frame.image_size:   # area average down, as the view would show it
-            video = cv2.resize(video, size, interpolation=cv2.INTER_AREA)
+        self._submitted = (snap.frame_seq, snap.overlay_ok, snap.applicator_ok)
         ok = snap.overlay_ok and frame.camera_from_patient is not None
-        if ok:
-            layer = self._renderer.render_layer(frame.camera_from_patient)
-            image = blend_layer(video, layer)
-        else:  # greyed video, no anatomy from an old pose (the window's banner says why)
-            image = stale_video(video)
-        self.ar_view.set_image(image, source_size=frame.image_size)
+        self._compositor.submit(ArJob(
+            snap.frame_seq, frame.image_rgb, frame.camera_matrix,
+            self._ar_shown_size(frame.image_size),
+            # not ok: greyed video, no anatomy from an old pose (the banner says why)
+            frame.camera_from_patient if ok else None,
+            self._compositor.snapshot(self.logic.scene), frozenset(self.ar_hidden()),
+            tag=(snap.overlay_ok, snap.applicator_ok, frame.image_size)))
+
+    def _on_ar_ready(self) -> None:
+        self._ar_queued.clear()
+        if not self._closed:
+            self._show_ar(self._compositor.take())
+
+    def _show_ar(self, result) -> None:
+        if result is None:
+            return
+        overlay_ok, applicator_ok, video_size = result.job.tag
+        self.ar_view.set_image(result.image_rgb, source_size=video_size)
+        self._rendered_frame_seq = result.job.seq
+        self._rendered_ok, self._rendered_app_ok = overlay_ok, applicator_ok
         self.ar_frames += 1
 
     def _ar_shown_size(self, image_size: tuple[int, int]) -> tuple[int, int]:
@@ -674,28 +677,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
                     self.ar_view.height() / image_size[1])
         return (max(1, round(image_size[0] * shown)), max(1, round(image_size[1] * shown)))
 
-    def _outline_organs(self, renderer: OverlayRenderer) -> None:
-        """Organs at risk get a view-dependent outline in the AR view."""
-        self._ar_outlines = add_organ_outlines(renderer.plotter, self.logic.scene,
-                                               target=self.logic.target,
-                                               actors=renderer.actors)
-        self._apply_ar_hidden()
-
     def ar_hidden(self) -> set[str]:
         """Scene items the AR view leaves out (switched off by the structure toggles)."""
         return set(self.ar_toggles.buttons) - self.ar_toggles.shown()
 
-    def _apply_ar_hidden(self) -> None:
-        if self._renderer is None:
-            return
-        hidden = self.ar_hidden()
-        self._renderer.actors.hidden = hidden
-        for name, actor in self._ar_outlines.items():
-            actor.SetVisibility(name not in hidden)
-        self._renderer.changed()
-
     def _ar_structures_changed(self) -> None:
-        self._apply_ar_hidden()
         self.logic.action("ar_structures", shown=sorted(self.ar_toggles.shown()))
         if self.snapshot is not None and self.snapshot.frame is not None:
             self._render_ar(self.snapshot)
@@ -767,7 +753,15 @@ class MonitorWindow(QtWidgets.QMainWindow):
                self.logic.beam.disc_size_mm)
         if key == self._slice_key:
             return
+        # a moving applicator or a new dose re-slices at most SLICE_INTERVAL_S apart (the
+        # slices take CPU and the interpreter lock from the live view); the oncologist's own
+        # scroll and zoom at once
+        now = time.monotonic()
+        if self._slice_key is not None and key[2] == self._slice_key[2] and \
+                now - self._last_slices_s < self.SLICE_INTERVAL_S:
+            return
         self._slice_key = key
+        self._last_slices_s = now
         case = self.logic.case
         outlines = self.logic.slice_outlines()
         dose = snap.dose.dose if snap.dose is not None else None
@@ -806,9 +800,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
             self.logic.dose_service.listeners.remove(self._dose_listener)
         self._slice_pool.shutdown(wait=True, cancel_futures=True)
         self.logic.close()
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        self._compositor.close()
         if self.view3d is not None:
             self.view3d.close()
         super().closeEvent(event)

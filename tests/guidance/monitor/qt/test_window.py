@@ -202,7 +202,7 @@ def test_ar_rendered_and_blended_at_the_size_it_is_shown(qtbot) -> None:
         rect = window.ar_view.image_rect()
         assert ar.shape[1] < 1200 and window.ar_view.source_size == (1280, 720)
         assert (ar.shape[1], ar.shape[0]) == (round(rect.width()), round(rect.height()))
-        assert window._renderer.image_size == (ar.shape[1], ar.shape[0])
+        assert window._compositor.renderer.image_size == (ar.shape[1], ar.shape[0])
         pose = small.camera_from_patient
         uv, _ = cv2.projectPoints(small.case.centroid_lps("CTV")[None],
                                   cv2.Rodrigues(pose[:3, :3])[0], pose[:3, 3],

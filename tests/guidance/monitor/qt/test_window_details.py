@@ -234,13 +234,13 @@ def test_ar_decluttered_by_default_with_per_structure_switches(qtbot, view, tmp_
         assert not on & {"SPINE", "LIVER", "KIDNEY_R", "PELVIS"}
         qtbot.waitUntil(lambda: window.ar_frames >= 2 and window.snapshot.overlay_ok,
                         timeout=20000)
-        assert not window._renderer.actors.actors["SPINE"].GetVisibility()
-        assert window._renderer.actors.actors["CTV"].GetVisibility()
+        assert not window._compositor.renderer.actors.actors["SPINE"].GetVisibility()
+        assert window._compositor.renderer.actors.actors["CTV"].GetVisibility()
         before = window.ar_view.image.astype(int)
         frames = window.ar_frames
         buttons["SPINE"].click()
         qtbot.waitUntil(lambda: window.ar_frames > frames, timeout=10000)
-        assert window._renderer.actors.actors["SPINE"].GetVisibility()
+        assert window._compositor.renderer.actors.actors["SPINE"].GetVisibility()
         changed = np.abs(window.ar_view.image.astype(int) - before).max(axis=2) > 10
         assert changed.sum() > 300
         pose = window.snapshot.frame.camera_from_patient
