@@ -56,6 +56,7 @@ from guidance.treatment.dose_service import (
     BeamChoice,
     BeamOptions,
     DoseFunction,
+    DoseScheduler,
     DoseService,
     DoseUpdate,
     coverage_numbers,
@@ -83,6 +84,9 @@ PHASES = ("registration", "approach", "placement", "confirmed")
 PHASE_TOOLS: dict[str, tuple[str, ...]] = {
     "registration": ("reference",), "approach": ("reference",),
     "placement": ("reference", "applicator"), "confirmed": ("reference", "applicator")}
+#: While the applicator is carried, live doses start at least this far apart (s); at rest
+#: at once (see :class:`DoseScheduler`).
+LIVE_DOSE_INTERVAL_S = 0.25
 #: A settled dose is judged for the current pose while the applicator stays this close
 #: (mm, deg) to the pose it was computed for (the scheduler recomputes past 1 mm / 1 deg).
 DOSE_POSE_MATCH = (2.0, 2.0)
@@ -234,7 +238,10 @@ class MonitorLogic:
         self.scene = self._build_scene(max_triangles)
         self.capture = CaptureWorker(feed)
         live_isodose = functools.partial(isodose_surface, max_triangles=LIVE_MAX_TRIANGLES)
-        self.dose_service = (DoseService(case, dose_fn, isodose_fn=live_isodose)
+        self.dose_service = (DoseService(case, dose_fn, isodose_fn=live_isodose,
+                                         scheduler=DoseScheduler(
+                                             min_interval_s=LIVE_DOSE_INTERVAL_S),
+                                         preview_while_moving=True)
                              if dose_fn is not None else None)
         self.warn_after_s = 0.5
         self._stale_since: float | None = None
@@ -564,6 +571,7 @@ class MonitorLogic:
             tre_mm=frame.tre_mm if frame else None, fps=self.frame_rate.rate_hz,
             dose_age_s=None if dose is None else now - dose.finished_s,
             dose_pending=self.dose_service.busy if self.dose_service else False,
+            dose_model="full" if dose is None else dose.model,
             overlay_tools=PHASE_TOOLS[phase])
         banner, tracking_banner, reg_lines = self._banners(frame, status, by_name, overlay_ok)
         deviation = compare_to_plan(pose, self.plan, self.tolerance) if pose is not None \

@@ -117,6 +117,9 @@ class MonitorStatus:
     fps: float = 0.0
     dose_age_s: float | None = None
     dose_pending: bool = False
+    #: The dose shown: ``"full"`` or ``"preview"`` (the fast model while the applicator
+    #: moves; no DVH numbers until the full model follows).
+    dose_model: str = "full"
     overlay_tools: tuple[str, ...] = ("reference", "applicator")
 
     @property
@@ -147,8 +150,9 @@ class MonitorStatus:
         if self.dose_age_s is None:
             dose = "dose: none"
         else:
-            dose = f"dose age {self.dose_age_s:.1f} s" + (" (updating)" if self.dose_pending
-                                                          else "")
+            dose = ("dose: PREVIEW model (moving)  " if self.dose_model == "preview"
+                    else "dose: full model  ") + f"age {self.dose_age_s:.1f} s" + \
+                (" (updating)" if self.dose_pending else "")
         return {
             "tools": "   ".join(t.text() for t in self.tools) or "no tools",
             "registration": f"FRE {mm(self.fre_mm)}  TRE {mm(self.tre_mm)}",

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 
@@ -49,39 +50,109 @@ class DoseScheduler:
     beam parameters) changed by more than the thresholds since the last computed one. When
     the applicator stops, at most one stale computation is still running, so the dose for
     the final pose is visible after at most two computation times.
+
+    ``min_interval_s`` paces a moving applicator: while the pose keeps changing,
+    computations start at least that far apart (the live monitor: a few doses a second
+    while the applicator is carried, instead of one after the other, which took the CPU the
+    live view needs on 2 cores). A pose that holds still -- offered again within the
+    thresholds of the one waiting -- starts at once, so resting costs no latency, and so
+    does a change of the beam.
     """
 
     min_move_mm: float = 1.0
     min_turn_deg: float = 1.0
+    min_interval_s: float = 0.0
+    #: A pose this close (mm, deg) to the one waiting holds still (the tracked pose's
+    #: jitter is about 0.1 mm / 0.05 deg).
+    still_mm: float = 0.3
+    still_deg: float = 0.3
     _computed_pose: np.ndarray | None = None
     _computed_params: object = None
     busy: bool = False
     _pending: tuple[np.ndarray, object] | None = field(default=None, repr=False)
+    _started_s: float = field(default=-np.inf, repr=False)
+    #: The running computation was started for a pose that came while the applicator was
+    #: moving: one that waited (for the worker or the pace), replaced a waiting one, or
+    #: came within :attr:`MOVING_WITHIN_S` of the last start; not one holding still, the
+    #: first after a pause, or a beam change.
+    started_moving: bool = False
+    #: Two starts this close (s) are one movement.
+    MOVING_WITHIN_S: ClassVar[float] = 0.5
+    #: The last computed dose was the preview model's: a pose within the thresholds of it
+    #: (the applicator rests) starts the full model.
+    computed_preview: bool = False
+    #: With no pose offered this long (s) after a preview, the full model follows anyway.
+    REFINE_AFTER_S: ClassVar[float] = 0.1
 
     def needs(self, patient_from_applicator: np.ndarray, params: object) -> bool:
-        """True when this pose/params differs enough from the last computed one."""
+        """True when this pose/params differs enough from the last computed one, or that
+        one was only a preview (:attr:`computed_preview`)."""
         if self._computed_pose is None or params != self._computed_params:
             return True
         move, turn = transform_difference(patient_from_applicator, self._computed_pose)
-        return move > self.min_move_mm or turn > self.min_turn_deg
+        return move > self.min_move_mm or turn > self.min_turn_deg or self.computed_preview
 
-    def offer(self, patient_from_applicator: np.ndarray, params: object) -> bool:
+    def offer(self, patient_from_applicator: np.ndarray, params: object, *,
+              now_s: float | None = None, _waited: bool = False) -> bool:
         """Offer the newest pose; True means: start a computation with it now.
 
         ``params`` is anything comparable with ``==`` (the beam choice): a change forces
-        a recomputation.
+        a recomputation. ``now_s``: the monotonic clock (s), for the pacing.
         """
         if not self.needs(patient_from_applicator, params):
             self._pending = None
             return False
-        if self.busy:
+        now_s = time.monotonic() if now_s is None else now_s
+        still = not _waited and self._holds_still(patient_from_applicator, params)
+        # only motion is paced: a beam change (the oncologist's choice) starts when free
+        same_beam = params == self._computed_params
+        paced = same_beam and now_s - self._started_s < self.min_interval_s and not still
+        if self.busy or paced:
             self._pending = (np.array(patient_from_applicator, dtype=np.float64), params)
             return False
         self.busy = True
+        near = not self.needs_move(patient_from_applicator)
+        self.started_moving = same_beam and not still and not near and (
+            _waited or self._pending is not None
+            or now_s - self._started_s < self.MOVING_WITHIN_S)
+        self.computed_preview = False
+        self._started_s = now_s
         self._computed_pose = np.array(patient_from_applicator, dtype=np.float64)
         self._computed_params = params
         self._pending = None
         return True
+
+    def needs_move(self, patient_from_applicator: np.ndarray) -> bool:
+        """True when this pose moved past the thresholds from the last computed one."""
+        if self._computed_pose is None:
+            return True
+        move, turn = transform_difference(patient_from_applicator, self._computed_pose)
+        return move > self.min_move_mm or turn > self.min_turn_deg
+
+    def _holds_still(self, patient_from_applicator: np.ndarray, params: object) -> bool:
+        """True when this pose is the one waiting, within :attr:`still_mm` and
+        :attr:`still_deg` (a slow drag moves more than that from frame to frame)."""
+        if self._pending is None or params != self._pending[1]:
+            return False
+        move, turn = transform_difference(patient_from_applicator, self._pending[0])
+        return move <= self.still_mm and turn <= self.still_deg
+
+    def due(self, now_s: float | None = None) -> tuple[np.ndarray, object] | None:
+        """The waiting pose, started now when the worker is free and its pacing interval
+        has passed (the worker asks while idle); None otherwise."""
+        pending = self._pending
+        now_s = time.monotonic() if now_s is None else now_s
+        if pending is None and self.computed_preview and not self.busy and \
+                now_s - self._started_s >= max(self.min_interval_s, self.REFINE_AFTER_S):
+            # no newer pose (the camera stopped, or the tool is not offered any more): the
+            # full model for the previewed one
+            pending = (self._computed_pose, self._computed_params)
+        if self.busy or pending is None:
+            return None
+        if now_s - self._started_s < self.min_interval_s:
+            return None
+        self._pending = None
+        return pending if self.offer(*pending, now_s=now_s, _waited=True) else None
 
     @property
     def has_pending(self) -> bool:
@@ -92,7 +163,7 @@ class DoseScheduler:
         """Mark the running computation done; returns the pose to compute next, if any."""
         self.busy = False
         pending, self._pending = self._pending, None
-        if pending is not None and self.offer(*pending):
+        if pending is not None and self.offer(*pending, _waited=True):
             return pending
         return None
 
@@ -167,7 +238,9 @@ class BeamOptions:
 
 
 #: ``dose_fn(case, patient_from_applicator, beam) -> dose Volume in Gy`` or an engine result
-#: with ``.dose`` (Volume, Gy), ``.mu`` and ``.mu_estimated`` (e.g. ``DoseResult``).
+#: with ``.dose`` (Volume, Gy), ``.mu`` and ``.mu_estimated`` (e.g. ``DoseResult``). A
+#: function with ``supports_preview = True`` also takes ``model="preview"`` (a faster
+#: model for a moving applicator) or ``model="full"``.
 DoseFunction = Callable[[Case, np.ndarray, BeamChoice], object]
 #: ``isodose_fn(dose, level_gy) -> surface mesh`` for the views.
 IsodoseFunction = Callable[[Volume, float], object]
@@ -208,6 +281,9 @@ class DoseUpdate:
     #: ``metrics`` (organs where they are now).
     anatomy_version: int = 0
     metrics_preoperative: dict[str, DoseMetrics] = field(default_factory=dict)
+    #: ``"full"``, or ``"preview"``: the engine's fast model while the applicator moved
+    #: (no DVH metrics; the full model follows when it rests, and the views say which).
+    model: str = "full"
 
     @property
     def dose_max_gy(self) -> float:
@@ -241,9 +317,14 @@ class DoseService:
     def __init__(self, case: Case, dose_fn: DoseFunction, *,
                  structures: Iterable[str] | None = None, target: str = "CTV",
                  scheduler: DoseScheduler | None = None, dvh_oversample: int | None = 1,
-                 isodose_fn: IsodoseFunction | None = None) -> None:
+                 isodose_fn: IsodoseFunction | None = None,
+                 preview_while_moving: bool = False) -> None:
         self.case = case
         self.dose_fn = dose_fn
+        #: Doses for a moving applicator use the engine's preview model (when ``dose_fn``
+        #: has one); the full model follows for the pose it rests at.
+        self.preview_while_moving = bool(preview_while_moving) and \
+            bool(getattr(dose_fn, "supports_preview", False))
         self.isodose_fn = isodose_fn
         #: Called (on the worker thread, no arguments) after every publication; e.g. the
         #: window queues a Qt signal to take the dose on its own thread.
@@ -339,16 +420,26 @@ class DoseService:
         while True:
             with self._lock:
                 while not self._jobs and not self._stop:
-                    self._wake.wait(0.1)
+                    due = self.scheduler.due()   # a paced pose whose turn has come
+                    if due is not None:
+                        self._jobs.append((due[0], due[1], time.monotonic()))
+                        break
+                    self._wake.wait(0.1 if not self.scheduler.has_pending
+                                    else max(0.005, self.scheduler.min_interval_s / 4))
                 if self._stop:
                     return
                 pose, beam, requested = self._jobs.pop(0)
+            with self._lock:
+                preview = self.preview_while_moving and self.scheduler.started_moving
             try:
-                update = self._compute_dose(pose, beam, requested)
+                update = self._compute_dose(pose, beam, requested,
+                                            "preview" if preview else "full")
                 self._publish(update)
                 with self._lock:
                     moved_on = self.scheduler.has_pending
-                if not moved_on:
+                    if preview:   # the full model follows where the applicator rests
+                        self.scheduler.computed_preview = True
+                if not moved_on and not preview:
                     full = self._add_metrics(update)
                     if full is not update:
                         self._publish(full)
@@ -361,12 +452,13 @@ class DoseService:
                 if nxt is not None:
                     self._jobs.append((nxt[0], nxt[1], time.monotonic()))
 
-    def _compute_dose(self, pose: np.ndarray, beam: BeamChoice, requested: float
-                      ) -> DoseUpdate:
+    def _compute_dose(self, pose: np.ndarray, beam: BeamChoice, requested: float,
+                      model: str = "full") -> DoseUpdate:
         start = time.perf_counter()
         with self._lock:
             version, case = self._anatomy[0], self._anatomy[1]
-        out = self.dose_fn(case, pose, beam)
+        out = self.dose_fn(case, pose, beam, model=model) if self.preview_while_moving \
+            else self.dose_fn(case, pose, beam)
         dose = out if isinstance(out, Volume) else out.dose
         mu = None if isinstance(out, Volume) else getattr(out, "mu", None)
         bad = int(np.count_nonzero(~np.isfinite(dose.array)))
@@ -381,7 +473,7 @@ class DoseService:
                           mu_estimated=bool(getattr(out, "mu_estimated", False)),
                           computed_from_applicator=np.array(
                               getattr(out, "patient_from_applicator", pose), dtype=np.float64),
-                          anatomy_version=version)
+                          anatomy_version=version, model=model)
 
     def _add_metrics(self, update: DoseUpdate) -> DoseUpdate:
         start = time.perf_counter()
@@ -483,6 +575,7 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
     ``DoseResult`` (dose, MU and whether they are estimated), or the kV model's
     ``KvDoseResult`` (no MU: a treatment time). ``reuse_below`` = (mm, deg): a pose moved
     less than both reuses the last result (``(0, 0)``: always computed at the pose asked for).
+    ``model="preview"`` (keyword) runs the engine's fast model for a moving applicator.
     """
     from models.beams.library import ElectronBeam
     from models.dose.disc import disc_in_beam
@@ -494,7 +587,8 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
     # old one is freed, e.g. after an anatomy edit)
     engines: dict[int, tuple[Volume, ElectronDoseEngine]] = {}
 
-    def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice) -> Volume:
+    def dose_fn(case: Case, patient_from_applicator: np.ndarray, beam: BeamChoice, *,
+                model: str = "full") -> Volume:
         held = engines.get(id(case.ct))
         if held is None or held[0] is not case.ct:
             engines.clear()
@@ -516,7 +610,8 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
             patient_from_applicator,
             ElectronBeam(machine, beam.energy_mev, beam.applicator_diameter_mm, beam.bevel_deg),
             prescription_gy=beam.prescription_gy, isodose_percent=beam.isodose_percent,
-            bolus_mm=beam.bolus_mm, disc=disc)
+            bolus_mm=beam.bolus_mm, disc=disc, model=model)
         return result
 
+    dose_fn.supports_preview = True   # the electron engine's preview (the kV model ignores it)
     return dose_fn

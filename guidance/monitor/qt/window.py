@@ -123,6 +123,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
     ar_ready = QtCore.pyqtSignal()
     #: Shortest time (s) between two re-slicings that follow the applicator or the dose.
     SLICE_INTERVAL_S = 0.25
+    #: Shortest time (s) between two re-renders of the 3D view.
+    VIEW3D_INTERVAL_S = 0.5
     dose_arrived = QtCore.pyqtSignal()
 
     def __init__(self, logic: MonitorLogic, *, clock_ms: int = 100, with_3d: bool = True,
@@ -629,15 +631,16 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.plan_beam_label.setStyleSheet("color: #f0c81e;" if snap.beam_deviations else "")
 
     def _update_3d(self, snap: MonitorSnapshot) -> None:
-        """Re-render the 3D view when the applicator moved (> 2 mm) or a dose arrived,
-        at most twice a second (each render costs tens of ms on a CPU)."""
+        """Re-render the 3D view when the applicator moved (> 2 mm) or a dose arrived, at
+        most every :attr:`VIEW3D_INTERVAL_S` (each render costs tens of ms on a CPU, and
+        the UI thread waits for it)."""
         if self.view3d is None or not self.view3d.isVisible():
             return
         pose = snap.applicator_pose
         key = (None if pose is None else tuple(np.round(pose[:3, 3] / 2.0).astype(int)),
                snap.dose_seq)
         now = time.monotonic()
-        if key != self._3d_key and now - self._last_3d_s > 0.5:
+        if key != self._3d_key and now - self._last_3d_s > self.VIEW3D_INTERVAL_S:
             self._3d_key = key
             self._last_3d_s = now
             self._scene_changed()

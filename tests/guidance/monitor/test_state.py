@@ -57,7 +57,9 @@ def test_status_texts_have_units_and_banner_on_dropout() -> None:
     assert not ok.stale and ok.banner() == ""
     fields = ok.fields()
     assert fields["registration"] == "FRE 0.61 mm  TRE 1.23 mm"
-    assert fields["fps"] == "29.7 fps" and fields["dose"] == "dose age 0.4 s"
+    assert fields["fps"] == "29.7 fps" and fields["dose"] == "dose: full model  age 0.4 s"
+    moving = MonitorStatus(dose_age_s=0.1, dose_pending=True, dose_model="preview")
+    assert moving.fields()["dose"] == "dose: PREVIEW model (moving)  age 0.1 s (updating)"
     dropped = MonitorStatus(tools=(ToolStatus("reference", TRACKING, 0.01),
                                    ToolStatus("applicator", STALE, 0.35)))
     assert dropped.stale

@@ -48,6 +48,50 @@ def test_dose_scheduler_latest_wins() -> None:
     assert sched.offer(small, (12.0, 60.0))
 
 
+def test_dose_scheduler_paces_a_moving_pose_and_starts_a_resting_one_at_once() -> None:
+    sched = DoseScheduler(min_interval_s=0.25)
+    params = (9.0, 60.0)
+
+    def at(x_mm: float) -> np.ndarray:
+        pose = np.eye(4)
+        pose[0, 3] = x_mm
+        return pose
+
+    assert sched.offer(at(0.0), params, now_s=10.0)
+    assert sched.finished() is None                         # done after 50 ms
+    # carried on, 2 mm a frame: nothing starts before 0.25 s after the last start
+    for k, t in enumerate((10.05, 10.083, 10.116, 10.15, 10.183, 10.216), start=1):
+        assert not sched.offer(at(2.0 * k), params, now_s=t)
+        assert sched.due(t) is None
+    assert sched.has_pending
+    nxt = sched.due(10.25)                                  # its turn: the newest pose
+    assert nxt is not None and nxt[0][0, 3] == 12.0 and sched.busy
+    assert sched.started_moving                              # a preview will do
+    sched.finished()
+    assert not sched.offer(at(14.0), params, now_s=10.30)   # moving again: paced
+    # it stops: the same pose offered again starts at once, 20 ms later, not at 10.50
+    assert sched.offer(at(14.0), params, now_s=10.32)
+    assert not sched.started_moving                          # at rest: the full model
+    sched.finished()
+    # a preview computed there: the same pose, held still, now asks for the full model
+    assert sched.offer(at(20.0), params, now_s=11.0) and not sched.started_moving
+    sched.finished()
+    sched.computed_preview = True
+    assert sched.offer(at(20.2), params, now_s=11.5)          # within 1 mm: the full one
+    assert not sched.started_moving and not sched.computed_preview
+    sched.finished()
+    sched.computed_preview = True                            # ...or, with no pose offered,
+    assert sched.due(11.6) is None and sched.due(11.8)[0][0, 3] == 20.2   # after the pace
+    sched.finished()
+    # a beam change is not motion: it starts as soon as the worker is free
+    assert sched.offer(at(14.0), (12.0, 60.0), now_s=10.33)
+    # without pacing (the default) every free moment starts the newest pose
+    free = DoseScheduler()
+    assert free.offer(at(0.0), params, now_s=0.0)
+    free.finished()
+    assert free.offer(at(5.0), params, now_s=0.001)
+
+
 @pytest.fixture(scope="module")
 def water_case() -> Case:
     return Case(ct=water_phantom(half_width_mm=60.0, depth_mm=80.0, spacing_mm=2.0),
@@ -83,6 +127,55 @@ def test_latest_request_wins_and_request_does_not_block(water_case) -> None:
         assert update.isodose_mesh is None    # no surface builder given
     finally:
         service.close()
+
+
+def test_a_moving_applicator_gets_the_preview_and_the_resting_one_the_full_model(
+        water_case) -> None:
+    """The real engine: doses for poses that came while the applicator moved use the preview
+    model (and get no DVH); where it rests, the full model follows at once, with DVH, and is
+    the same dose as a direct full computation."""
+    from models.beams.library import ElectronBeam
+    from models.dose.engine import ElectronDoseEngine
+
+    engine_fn = electron_dose_function("liac", grid_mm=3.0)
+    models = []
+
+    def recording(case, pose, beam, *, model="full"):
+        models.append(model)
+        return engine_fn(case, pose, beam, model=model)
+
+    recording.supports_preview = True
+    beam = BeamChoice(energy_mev=8.0, applicator_diameter_mm=70.0)
+    engine_fn(water_case, water_pose(0.0), beam)   # JIT warm-up outside the timing
+    seen = []
+    service = DoseService(water_case, recording, preview_while_moving=True,
+                          scheduler=DoseScheduler(min_interval_s=0.05))
+    service.listeners.append(lambda: seen.append(service.latest()[1]))
+    try:
+        for k in range(30):   # carried 1.5 mm a frame at 30 frames/s...
+            pose = water_pose(0.0)
+            pose[0, 3] = 1.5 * k
+            service.request(pose, beam)
+            time.sleep(1.0 / 30.0)
+        for _ in range(10):   # ...then held still
+            service.request(pose, beam)
+            time.sleep(1.0 / 30.0)
+        final = _wait_for(service, lambda u: u.metrics_ready
+                          and u.patient_from_applicator[0, 3] == 1.5 * 29, timeout_s=30.0)
+    finally:
+        service.close()
+    assert "preview" in models and models.count("full") >= 1
+    previews = [u for u in seen if u.model == "preview"]
+    assert previews and not any(u.metrics_ready for u in previews)
+    assert final.model == "full"
+    direct = ElectronDoseEngine(water_case.ct, grid_mm=3.0).compute(
+        pose, ElectronBeam("liac", 8.0, 70.0), prescription_gy=beam.prescription_gy)
+    np.testing.assert_allclose(final.dose.array, direct.dose.array, rtol=1e-6, atol=1e-9)
+    # a dose function without a preview is never asked for one
+    plain = DoseService(water_case, lambda case, pose, beam: case.ct,
+                        preview_while_moving=True)
+    assert not plain.preview_while_moving
+    plain.close()
 
 
 def test_a_failing_engine_is_counted_and_the_service_keeps_running(water_case) -> None:
