@@ -72,11 +72,19 @@ FLUENCE_SMOOTHING = 5.0
 #: Candidate weights of the applicator-scatter halo.
 HALO_FRACTIONS = np.linspace(0.0, 0.3, 31)
 
+#: Heel-to-toe slope of the tilt probe of the fluence fit: on a uniform fluence every
+#: pencil weight stays positive, so the engine's clipping does not bend the basis.
+TILT_PROBE = 0.5
+
 #: Candidate factors on the multiple-scattering spread (tried at the best sigma0).
 SIGMA_SCALES = (0.9, 1.0, 1.1)
 
 #: Candidate spreads (mm) of the pencils at the end face (the applicator's edge penumbra).
 SIGMA0_MM = (1.0, 2.0, 3.0, 4.5)
+
+#: Fluence fits alternated with the depth-dose deconvolution: the in-plane profile of a
+#: bevel crosses pencils at different depths, so it moves with the depth dose.
+FLUENCE_PASSES = 3
 
 #: Deconvolution iterations of the broad-beam depth dose.
 DEPTH_ITERATIONS = 3
@@ -339,14 +347,22 @@ def _fit_fluence(beam: ElectronBeam, machine: MachineData, curves: BeamCurves,
     tilted = curves.bevel_deg > 0.0
     bases = [replace(entry, fluence_radius=FLUENCE_KNOTS, fluence=np.eye(k)[i],
                      fluence_tilt=zero) for i in range(k)]
+    columns = [_profile_columns(beam, machine, curves, b) for b in bases]
     if tilted:
-        bases.append(replace(entry, fluence_radius=FLUENCE_KNOTS, fluence=zero,
-                             fluence_tilt=np.ones(k)))
-    a = np.array([_profile_columns(beam, machine, curves, b) for b in bases]).T
+        # the engine clips negative pencil weights, so a tilt alone (negative on the heel
+        # half) is not a linear basis: it loses its heel half and the fit misplaces the
+        # slope. Take it on top of a uniform fluence that keeps every weight positive,
+        # minus that uniform fluence.
+        uniform = replace(entry, fluence_radius=FLUENCE_KNOTS, fluence=np.ones(k),
+                          fluence_tilt=zero)
+        probe = replace(uniform, fluence_tilt=np.full(k, TILT_PROBE))
+        columns.append((_profile_columns(beam, machine, curves, probe)
+                        - _profile_columns(beam, machine, curves, uniform)) / TILT_PROBE)
+    a = np.array(columns).T
     data = np.concatenate([curves.profile_x_percent, curves.profile_y_percent, [100.0]])
     weight = np.concatenate([_profile_weights(curves, gamma_shaped), [10.0]])
     a = a * (100.0 / float(a[-1, :k].sum()))        # uniform fluence -> 100 % centre
-    smooth = np.zeros((k - 2, len(bases)))
+    smooth = np.zeros((k - 2, len(columns)))
     for i in range(k - 2):
         smooth[i, i:i + 3] = FLUENCE_SMOOTHING * np.array([1.0, -2.0, 1.0])
     lhs = np.vstack([a * weight[:, None], smooth])
@@ -413,6 +429,9 @@ def _fit_weighted(beam: ElectronBeam, machine: MachineData, curves: BeamCurves,
                 entry = _fit_halo(beam, machine, curves, entry, gamma_shaped)
                 entry = _fit_fluence(beam, machine, curves, entry, gamma_shaped)
                 entry = _refine_depth(beam, machine, curves, entry)
+                for _ in range(FLUENCE_PASSES - 1):
+                    entry = _fit_fluence(beam, machine, curves, entry, gamma_shaped)
+                    entry = _refine_depth(beam, machine, curves, entry)
             mc = model_curves(beam, curves, _model(beam, machine, entry))
             check = compare(curves, mc)
             score = ((-min(check.gamma_x_percent, check.gamma_y_percent),

@@ -55,10 +55,21 @@ def test_gamma_distance_criterion_on_a_shifted_falloff():
 
 
 @pytest.mark.parametrize("key", [(12.0, 30.0, 0.0), (6.0, 70.0, 0.0), (10.0, 120.0, 0.0),
-                                 (8.0, 100.0, 30.0), (12.0, 60.0, 45.0)])
+                                 (8.0, 100.0, 30.0), (12.0, 60.0, 45.0), (8.0, 30.0, 45.0),
+                                 (12.0, 120.0, 45.0)])
 def test_shipped_fit_meets_the_water_criteria(curves, key):
     check, _ = check_beam(curves[key])
     assert check.passed, check
+
+
+def test_fit_places_the_heel_to_toe_slope_of_a_small_45_degree_beam(curves):
+    """8 MeV, 30 mm, 45 deg: the Monte Carlo in-plane profile rises ~10 % from heel to
+    toe. A tilt basis taken alone lost its heel half to the engine's clipping of negative
+    pencil weights, and the fit misplaced the slope (y gamma 72.7 %); the fitted weights
+    must also stay positive, or the fit's linear model is not the engine's."""
+    entry, check, _ = fit_beam(curves[(8.0, 30.0, 45.0)])
+    assert check.gamma_y_percent >= 95.0 and check.passed, check
+    assert np.all(entry.fluence + entry.fluence_tilt > 0.0)
 
 
 @pytest.mark.parametrize("energy", [6.0, 12.0])
