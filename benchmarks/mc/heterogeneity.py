@@ -17,15 +17,20 @@ Cases (``tests/data/mc/heterogeneity_<case>.json``):
   |x| < 20 mm, |y| < 30 mm) -> R50/R90 shift.
 * ``edge_12mev``: the same bone slab under the half x > 0 only; lateral profile along x
   through the axis at 24-26 mm depth (mean over |y| < 30 mm, 2 mm bins over |x| < 24 mm,
-  2 mm slabs) -> hot and cold spots relative to the water maximum.
+  2 mm slabs) -> hot and cold spots relative to the water maximum; 1.5e6 histories (the
+  per-bin sigma is ~1 %; 3e5 left it at 2.2 %). ``edge_deep_12mev``: the same geometry with
+  other seeds, scored at 30-32 mm (8e5 histories), to check at another depth a model fitted
+  at 24-26 mm.
 * ``disc_steel_12mev`` (and ``disc_lead_12mev`` when the installed ompmc can transport
   Z > 50): a 3 mm metal disc (STEEL700ICRU 8.06 g/cm3 / PB700ICRU 11.34 g/cm3) across the
   phantom under 20 mm of water, 20 mm water behind it; backscatter = dose in the 1 mm just
   upstream of the disc against water at the same depth; transmission = dose in the 1 mm just
   downstream against water at the same depth (and the dose curve behind the disc).
 
-Run: ``OMP_NUM_THREADS=2 python -m benchmarks.mc.heterogeneity [CASE ...] [--histories N]``
-(each pair of runs takes 2-6 min on 2 cores at the default histories).
+Run: ``OMP_NUM_THREADS=1 python -m benchmarks.mc.heterogeneity [CASE ...] [--histories N]``
+(each pair of runs takes 2-6 min on 2 cores at the default histories; the edge cases
+15 and 10 min on one core). ``disc_lead_12mev`` crashes ompmc 0.4.0: it reads the photon
+cross sections of Z = 1-50 only (see docs/dose.md).
 """
 
 from __future__ import annotations

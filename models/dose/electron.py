@@ -30,8 +30,15 @@ Model (Hogstrom, Mills & Almond 1981, doi:10.1088/0031-9155/26/3/008, simplified
   :class:`InputError` when it has none); ``DoseResult.mu_estimated`` flags MU whose factor
   is not measured.
 
-Limits: central-axis approximation of heterogeneities (no lateral scatter disequilibrium
-beyond the pencils' own depth), no scattering in the disc, dose beyond the electron range
+* At lateral edges of tissue that scatters more than water (bone) the dose is multiplied
+  by the fluence of a uniform field redefined plane by plane on the grid columns
+  (:func:`lateral_redistribution`, Shiu & Hogstrom 1991; empirical strength). Below a disc
+  the dose is multiplied by the diffusion-theory share of electrons that come through
+  (:func:`disc_transmission`).
+
+Limits: central-axis approximation of heterogeneities (the redistribution above is a
+fluence factor, the same strength at every depth), no lateral transport in the disc, dose
+beyond the electron range
 (bremsstrahlung tail under ~1 %) is not computed past ``R50 + 2 (Rp - R50)`` + 5 mm.
 """
 
