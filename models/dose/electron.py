@@ -33,7 +33,8 @@ Model (Hogstrom, Mills & Almond 1981, doi:10.1088/0031-9155/26/3/008, simplified
 * At lateral edges of tissue that scatters more than water (bone) the dose is multiplied
   by the fluence of a uniform field redefined plane by plane on the grid columns
   (:func:`lateral_redistribution`, Shiu & Hogstrom 1991; empirical strength). Below a disc
-  the dose is multiplied by the diffusion-theory share of electrons that come through
+  the electron part of the dose (not the bremsstrahlung tail) is multiplied by the
+  diffusion-theory share of electrons that come through
   (:func:`disc_transmission`).
 
 Limits: central-axis approximation of heterogeneities (the redistribution above is a
@@ -832,9 +833,13 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
                                               / material.backscatter_relaxation_mm)
         factor = np.where(upstream, 1.0 + boost, 1.0)
         amp *= factor
+        # the electrons' share of the dose below comes through diffused; the
+        # bremsstrahlung tail of the depth dose does not
         below = (z >= disc.depth_mm + disc.thickness_mm) & in_disc[None, :]
-        amp *= np.where(below, disc_transmission(material, disc.thickness_mm,
-                                                  zeff_disc, model)[None, :], 1.0)
+        eta = disc_transmission(material, disc.thickness_mm, zeff_disc, model)[None, :]
+        tail = np.minimum(g, model.energy.points.bremsstrahlung_percent / 100.0)
+        share = np.where(g > 0.0, (eta * (g - tail) + tail) / np.maximum(g, 1e-12), 1.0)
+        amp *= np.where(below, share, 1.0)
     else:
         factor = np.ones_like(amp)
     sp = model.spread
