@@ -524,9 +524,12 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         lo = max(int(min(pencils.i.min(), pencils.j.min())) - REDEFINE_MARGIN_CELLS, 0)
         hi = min(int(max(pencils.i.max(), pencils.j.max())) + REDEFINE_MARGIN_CELLS + 1, n)
         box = (slice(0, keep), slice(lo, hi), slice(lo, hi))
-        scatter_plane = sample(ct_hu, ct_from_grid, (keep, n, n), tissue.scatter)[0]
-        dose[box] *= lateral_redistribution(rsp_plane[box], scatter_plane[:, lo:hi, lo:hi],
-                                            model, h, numba_backend=numba_backend)
+        shift = np.eye(4)
+        shift[:2, 3] = lo
+        scatter_box = sample(ct_hu, ct_from_grid @ shift, (keep, hi - lo, hi - lo),
+                             tissue.scatter)[0]
+        dose[box] *= lateral_redistribution(rsp_plane[box], scatter_box, model, h,
+                                            numba_backend=numba_backend)
     _mask(dose, rsp_plane if mask_air else None, grid, model.applicator, disc)
     medium = None
     if dose_to == "medium":
