@@ -513,3 +513,224 @@ def kv_wepl_numpy(rsp: np.ndarray, centre_ijk: np.ndarray, spacing: float, radiu
                                        mode="nearest").reshape(rsp.shape)
         wepl += np.where(active, h * vals, 0.0)
     return depth, wepl
+
+
+#: Half width (cells) of the lateral stencil of one redefinition step.
+REDEFINE_CELLS = 2
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _cell_moments(m: float, s: float, spacing: float, w: np.ndarray, d1: np.ndarray,
+                  d2: np.ndarray) -> None:
+    """Share, mean and mean square offset from the landing centre of a Gaussian
+    N(m, s^2) in the cells o h +- h/2, o = -REDEFINE_CELLS..REDEFINE_CELLS (normalised)."""
+    n = 2 * REDEFINE_CELLS + 1
+    inv = 1.0 / s
+    c_erf = 1.0 / math.sqrt(2.0)
+    c_pdf = 1.0 / math.sqrt(2.0 * math.pi)
+    a = ((-REDEFINE_CELLS - 0.5) * spacing - m) * inv
+    ea = math.erf(a * c_erf)
+    pa = math.exp(-0.5 * a * a) * c_pdf
+    total = 0.0
+    for q in range(n):
+        b = a + spacing * inv
+        eb = math.erf(b * c_erf)
+        pb = math.exp(-0.5 * b * b) * c_pdf
+        z = 0.5 * (eb - ea)
+        w[q] = z
+        if z > 1e-12:
+            d1[q] = s * (pa - pb) / z
+            d2[q] = s * s * (1.0 + (a * pa - b * pb) / z)
+        else:
+            c = (q - REDEFINE_CELLS) * spacing - m
+            d1[q] = c
+            d2[q] = c * c
+        total += z
+        a = b
+        ea = eb
+        pa = pb
+    for q in range(n):
+        w[q] /= total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def redefine_fluence(d_var: np.ndarray, spacing: float, var0: float,
+                     var_max: float) -> np.ndarray:
+    """Relative fluence of a broad beam redistributed by laterally varying scattering.
+
+    Pencil-beam redefinition (Shiu & Hogstrom 1991, doi:10.1118/1.596698) of a laterally
+    unbounded uniform field on the grid's columns: in every plane each column holds a
+    fluence ``F``, a mean direction (ux, uy) and an angular variance ``A`` (per axis);
+    over one step ``dz = spacing`` the column's electrons gain ``dA`` (its medium's
+    scattering, ``d_var``), land around ``u dz`` with the Fermi-Eyges spread
+    ``s^2 = A dz^2 + dA dz^2 / 3`` and are redefined as new columns: fluence, mean
+    direction (the conditional mean angle of the electrons landing in each cell, with the
+    position-angle covariance ``A dz + dA dz / 2``) and angular variance. Columns at the
+    grid border see copies of themselves outside (the field continues), so a laterally
+    uniform medium keeps ``F = 1`` exactly.
+
+    Parameters
+    ----------
+    d_var : numpy.ndarray
+        (nz - 1, ny, nx) angular variance (rad^2, per axis) gathered in each column over
+        each step.
+    spacing : float
+        Lateral cell size = step (mm).
+    var0 : float
+        Angular variance at the first plane.
+    var_max : float
+        Diffusion limit of the angular variance: a step adds ``dA (1 - A / var_max)``, so
+        ``A = var_max (1 - exp(-sum dA / var_max))`` saturates as the electrons lose their
+        direction (``1 - <cos>`` of :func:`models.dose.electron.mean_cosine`).
+
+    Returns
+    -------
+    numpy.ndarray
+        (nz, ny, nx) fluence relative to the uniform field (1 in the first plane).
+    """
+    n_seg, ny, nx = d_var.shape
+    nc = 2 * REDEFINE_CELLS + 1
+    out = np.empty((n_seg + 1, ny, nx))
+    fl = np.ones((ny, nx))
+    ux = np.zeros((ny, nx))
+    uy = np.zeros((ny, nx))
+    var = np.full((ny, nx), var0)
+    wx = np.empty((ny, nx, nc))
+    wy = np.empty((ny, nx, nc))
+    mx = np.empty((ny, nx, nc))   # mean angle of the landing cell's electrons
+    my = np.empty((ny, nx, nc))
+    qx = np.empty((ny, nx, nc))   # their mean square angle
+    qy = np.empty((ny, nx, nc))
+    w = np.empty(nc)
+    d1 = np.empty(nc)
+    d2 = np.empty(nc)
+    dz = spacing
+    out[0] = fl
+    for k in range(n_seg):
+        for j in range(ny):
+            for i in range(nx):
+                a = var[j, i]
+                da = d_var[k, j, i] * max(1.0 - a / var_max, 0.0)
+                s2 = a * dz * dz + da * dz * dz / 3.0
+                s = math.sqrt(max(s2, 1e-12 * dz * dz))
+                cov = a * dz + 0.5 * da * dz
+                kappa = cov / (s * s)
+                cond = max(a + da - cov * kappa, 0.0)
+                for axis in range(2):
+                    u = ux[j, i] if axis == 0 else uy[j, i]
+                    _cell_moments(u * dz, s, spacing, w, d1, d2)
+                    for q in range(nc):
+                        mean = u + kappa * d1[q]
+                        sq = cond + u * u + 2.0 * u * kappa * d1[q] + kappa * kappa * d2[q]
+                        if axis == 0:
+                            wx[j, i, q] = w[q]
+                            mx[j, i, q] = mean
+                            qx[j, i, q] = sq
+                        else:
+                            wy[j, i, q] = w[q]
+                            my[j, i, q] = mean
+                            qy[j, i, q] = sq
+        new_f = np.zeros((ny, nx))
+        for j in range(ny):
+            for i in range(nx):
+                f_sum = 0.0
+                sx = 0.0
+                sy = 0.0
+                s2x = 0.0
+                s2y = 0.0
+                for qj in range(nc):
+                    sj = min(max(j - (qj - REDEFINE_CELLS), 0), ny - 1)
+                    for qi in range(nc):
+                        si = min(max(i - (qi - REDEFINE_CELLS), 0), nx - 1)
+                        f = fl[sj, si] * wx[sj, si, qi] * wy[sj, si, qj]
+                        if f <= 0.0:
+                            continue
+                        f_sum += f
+                        sx += f * mx[sj, si, qi]
+                        sy += f * my[sj, si, qj]
+                        s2x += f * qx[sj, si, qi]
+                        s2y += f * qy[sj, si, qj]
+                new_f[j, i] = f_sum
+                if f_sum > 0.0:
+                    mux = sx / f_sum
+                    muy = sy / f_sum
+                    ux[j, i] = mux
+                    uy[j, i] = muy
+                    var[j, i] = max(0.5 * (s2x / f_sum - mux * mux + s2y / f_sum - muy * muy),
+                                    0.0)
+        fl = new_f
+        out[k + 1] = fl
+    return out
+
+
+def redefine_fluence_numpy(d_var: np.ndarray, spacing: float, var0: float,
+                           var_max: float) -> np.ndarray:
+    """Numpy twin of :func:`redefine_fluence` (same steps, vectorised over columns)."""
+    n_seg, ny, nx = d_var.shape
+    r = REDEFINE_CELLS
+    offs = np.arange(-r, r + 1, dtype=np.float64)
+    out = np.empty((n_seg + 1, ny, nx))
+    fl = np.ones((ny, nx))
+    ux = np.zeros((ny, nx))
+    uy = np.zeros((ny, nx))
+    var = np.full((ny, nx), float(var0))
+    dz = spacing
+    out[0] = fl
+    rows = np.arange(ny)
+    cols = np.arange(nx)
+    for k in range(n_seg):
+        da = d_var[k] * np.maximum(1.0 - var / var_max, 0.0)
+        s = np.sqrt(np.maximum(var * dz * dz + da * dz * dz / 3.0, 1e-12 * dz * dz))
+        cov = var * dz + 0.5 * da * dz
+        kappa = cov / (s * s)
+        cond = np.maximum(var + da - cov * kappa, 0.0)
+
+        def moments(u, s=s, kappa=kappa, cond=cond):
+            m = (u * dz)[..., None]
+            sd = s[..., None]
+            a = ((offs - 0.5) * spacing - m) / sd
+            b = ((offs + 0.5) * spacing - m) / sd
+            z = 0.5 * (erf(b / np.sqrt(2.0)) - erf(a / np.sqrt(2.0)))
+            pa = np.exp(-0.5 * a * a) / np.sqrt(2.0 * np.pi)
+            pb = np.exp(-0.5 * b * b) / np.sqrt(2.0 * np.pi)
+            ok = z > 1e-12
+            safe = np.where(ok, z, 1.0)
+            c = offs * spacing - m
+            d1 = np.where(ok, sd * (pa - pb) / safe, c)
+            d2 = np.where(ok, sd * sd * (1.0 + (a * pa - b * pb) / safe), c * c)
+            w = z / z.sum(axis=-1, keepdims=True)
+            uu = u[..., None]
+            kk = kappa[..., None]
+            mean = uu + kk * d1
+            sq = cond[..., None] + uu * uu + 2.0 * uu * kk * d1 + kk * kk * d2
+            return w, mean, sq
+
+        wx, mx, qx = moments(ux)
+        wy, my, qy = moments(uy)
+        f_sum = np.zeros((ny, nx))
+        sx = np.zeros((ny, nx))
+        sy = np.zeros((ny, nx))
+        s2x = np.zeros((ny, nx))
+        s2y = np.zeros((ny, nx))
+        for qj in range(2 * r + 1):
+            sj = np.clip(rows - (qj - r), 0, ny - 1)
+            for qi in range(2 * r + 1):
+                si = np.clip(cols - (qi - r), 0, nx - 1)
+                sel = np.ix_(sj, si)
+                f = fl[sel] * wx[sel][..., qi] * wy[sel][..., qj]
+                f_sum += f
+                sx += f * mx[sel][..., qi]
+                sy += f * my[sel][..., qj]
+                s2x += f * qx[sel][..., qi]
+                s2y += f * qy[sel][..., qj]
+        pos = f_sum > 0.0
+        safe = np.where(pos, f_sum, 1.0)
+        mux = sx / safe
+        muy = sy / safe
+        ux = np.where(pos, mux, ux)
+        uy = np.where(pos, muy, uy)
+        var = np.where(pos, np.maximum(0.5 * (s2x / safe - mux * mux + s2y / safe
+                                              - muy * muy), 0.0), var)
+        fl = f_sum
+        out[k + 1] = fl
+    return out

@@ -105,3 +105,36 @@ def test_kv_wepl_in_water_equals_the_distance():
     depth, wepl = kernels.kv_wepl(rsp, np.array([10.0, 10.0, 10.0]), 2.0, 5.0, 1.0, 12.0)
     inside = (depth > 0) & (depth <= 12.0)
     np.testing.assert_allclose(wepl[inside], depth[inside], rtol=1e-6)
+
+
+def _bone_stripe(n: int = 24, nz: int = 30, h: float = 1.0) -> np.ndarray:
+    """Angular variance per step: water (0.01 rad^2/mm) with bone (2.4x) at 10-20 mm, x > 0."""
+    d_var = np.full((nz - 1, 6, n), 0.01 * h)
+    d_var[int(10 / h):int(20 / h), :, n // 2:] *= 2.4
+    return d_var
+
+
+def test_redefinition_keeps_a_uniform_medium_uniform():
+    d_var = np.full((20, 8, 9), 0.02)
+    for f in (kernels.redefine_fluence, kernels.redefine_fluence_numpy):
+        assert np.allclose(f(d_var, 1.0, 0.0, 0.5), 1.0, atol=1e-12)
+
+
+def test_redefinition_numba_matches_numpy_twin():
+    d_var = _bone_stripe()
+    a = kernels.redefine_fluence(d_var, 1.0, 0.001, 0.5)
+    b = kernels.redefine_fluence_numpy(d_var, 1.0, 0.001, 0.5)
+    assert np.allclose(a, b, atol=1e-9)
+
+
+def test_redefinition_scatters_electrons_out_of_the_bone():
+    """Beside a lateral bone edge the stronger scatterer loses electrons to the weaker:
+    a hot spot on the water side, a cold one under the bone, the total conserved away from
+    the grid border, and nothing above the bone."""
+    n = 24
+    f = kernels.redefine_fluence(_bone_stripe(n), 1.0, 0.0, 0.5)
+    row = f[25, 3]
+    assert np.allclose(f[:10], 1.0)
+    assert row[: n // 2].max() > 1.03 and row[n // 2:].min() < 0.97
+    assert n // 2 - 8 <= int(np.argmax(row)) < n // 2 <= int(np.argmin(row)) < n // 2 + 8
+    assert row[2:-2].sum() == pytest.approx(n - 4, rel=0.01)
