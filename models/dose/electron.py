@@ -470,9 +470,8 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     """
     h = float(grid_mm)
     numba_backend = backend == "numba"
-    sample = kernels.sample_rsp if numba_backend else kernels.sample_rsp_numpy
-    sample_points = (kernels.sample_luts_points if numba_backend
-                     else kernels.sample_luts_points_numpy)
+    sample, sample_points = ((kernels.sample_rsp, kernels.sample_luts_points) if numba_backend
+                             else (kernels.sample_rsp_numpy, kernels.sample_luts_points_numpy))
     tissue = tissue_lookup()
     lut = tissue.rsp
     path_luts = _path_luts()
@@ -513,23 +512,14 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     amp, sigma, boost = _amplitudes(model, grid, pencils, paths, material, mcs, disc)
     tissue_boost = tissue_backscatter(paths.zeff, ebf_mid, model)
     if tissue_boost is not None:
-        amp *= tissue_boost
-        boost = boost * tissue_boost
+        amp, boost = amp * tissue_boost, boost * tissue_boost
     dose = _spread(amp, sigma, pencils, h, n, model.halo_fraction, fast=fast,
                    numba_backend=numba_backend)
     keep = int(np.max(np.nonzero(zeff.min(axis=1) <= model.cut_depth_mm)[0], initial=0)) + 2
     keep = min(keep, grid.nz)
     if np.any(scatter_mid[:keep] > rsp_mid[:keep] + LATERAL_SCATTER_EXCESS):
-        # the pencils' columns and a few more: the dose beyond is penumbra tail
-        lo = max(int(min(pencils.i.min(), pencils.j.min())) - REDEFINE_MARGIN_CELLS, 0)
-        hi = min(int(max(pencils.i.max(), pencils.j.max())) + REDEFINE_MARGIN_CELLS + 1, n)
-        box = (slice(0, keep), slice(lo, hi), slice(lo, hi))
-        shift = np.eye(4)
-        shift[:2, 3] = lo
-        scatter_box = sample(ct_hu, ct_from_grid @ shift, (keep, hi - lo, hi - lo),
-                             tissue.scatter)[0]
-        dose[box] *= lateral_redistribution(rsp_plane[box], scatter_box, model, h,
-                                            numba_backend=numba_backend)
+        _redistribute_at_edges(dose, ct_hu, ct_from_grid, rsp_plane, pencils, model, h,
+                               keep, numba_backend=numba_backend)
     _mask(dose, rsp_plane if mask_air else None, grid, model.applicator, disc)
     medium = None
     if dose_to == "medium":
@@ -543,6 +533,25 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
                      outside_ct_percent=100.0 * n_out_mid / max(rsp_mid.size, 1),
                      cax_medium=None if medium is None else np.where(
                          medium[:keep, n // 2, n // 2] > 0, medium[:keep, n // 2, n // 2], 1.0))
+
+
+def _redistribute_at_edges(dose: np.ndarray, ct_hu: np.ndarray, ct_from_grid: np.ndarray,
+                           rsp_plane: np.ndarray, pencils, model: ElectronModel, h: float,
+                           keep: int, *, numba_backend: bool) -> None:
+    """Scale ``dose`` in place by the lateral redistribution of :func:`lateral_redistribution`
+    over the pencils' columns and a few more (the dose beyond is penumbra tail), on the first
+    ``keep`` planes, where some pencil crosses tissue that scatters more than it stops."""
+    sample = kernels.sample_rsp if numba_backend else kernels.sample_rsp_numpy
+    n = rsp_plane.shape[1]
+    lo = max(int(min(pencils.i.min(), pencils.j.min())) - REDEFINE_MARGIN_CELLS, 0)
+    hi = min(int(max(pencils.i.max(), pencils.j.max())) + REDEFINE_MARGIN_CELLS + 1, n)
+    box = (slice(0, keep), slice(lo, hi), slice(lo, hi))
+    shift = np.eye(4)
+    shift[:2, 3] = lo
+    scatter_box = sample(ct_hu, ct_from_grid @ shift, (keep, hi - lo, hi - lo),
+                         tissue_lookup().scatter)[0]
+    dose[box] *= lateral_redistribution(rsp_plane[box], scatter_box, model, h,
+                                        numba_backend=numba_backend)
 
 
 @dataclass(frozen=True, eq=False)

@@ -604,63 +604,89 @@ def redefine_fluence(d_var: np.ndarray, spacing: float, var0: float,
     w = np.empty(nc)
     d1 = np.empty(nc)
     d2 = np.empty(nc)
-    dz = spacing
     out[0] = fl
     for k in range(n_seg):
-        for j in range(ny):
-            for i in range(nx):
-                a = var[j, i]
-                da = d_var[k, j, i] * max(1.0 - a / var_max, 0.0)
-                s2 = a * dz * dz + da * dz * dz / 3.0
-                s = math.sqrt(max(s2, 1e-12 * dz * dz))
-                cov = a * dz + 0.5 * da * dz
-                kappa = cov / (s * s)
-                cond = max(a + da - cov * kappa, 0.0)
-                for axis in range(2):
-                    u = ux[j, i] if axis == 0 else uy[j, i]
-                    _cell_moments(u * dz, s, spacing, w, d1, d2)
-                    for q in range(nc):
-                        mean = u + kappa * d1[q]
-                        sq = cond + u * u + 2.0 * u * kappa * d1[q] + kappa * kappa * d2[q]
-                        if axis == 0:
-                            wx[j, i, q] = w[q]
-                            mx[j, i, q] = mean
-                            qx[j, i, q] = sq
-                        else:
-                            wy[j, i, q] = w[q]
-                            my[j, i, q] = mean
-                            qy[j, i, q] = sq
-        new_f = np.zeros((ny, nx))
-        for j in range(ny):
-            for i in range(nx):
-                f_sum = 0.0
-                sx = 0.0
-                sy = 0.0
-                s2x = 0.0
-                s2y = 0.0
-                for qj in range(nc):
-                    sj = min(max(j - (qj - REDEFINE_CELLS), 0), ny - 1)
-                    for qi in range(nc):
-                        si = min(max(i - (qi - REDEFINE_CELLS), 0), nx - 1)
-                        f = fl[sj, si] * wx[sj, si, qi] * wy[sj, si, qj]
-                        if f <= 0.0:
-                            continue
-                        f_sum += f
-                        sx += f * mx[sj, si, qi]
-                        sy += f * my[sj, si, qj]
-                        s2x += f * qx[sj, si, qi]
-                        s2y += f * qy[sj, si, qj]
-                new_f[j, i] = f_sum
-                if f_sum > 0.0:
-                    mux = sx / f_sum
-                    muy = sy / f_sum
-                    ux[j, i] = mux
-                    uy[j, i] = muy
-                    var[j, i] = max(0.5 * (s2x / f_sum - mux * mux + s2y / f_sum - muy * muy),
-                                    0.0)
-        fl = new_f
+        _landing_moments(d_var[k], ux, uy, var, spacing, var_max, wx, wy, mx, my, qx, qy,
+                         w, d1, d2)
+        fl = _redefined_columns(fl, ux, uy, var, wx, wy, mx, my, qx, qy)
         out[k + 1] = fl
     return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _landing_moments(d_var: np.ndarray, ux: np.ndarray, uy: np.ndarray, var: np.ndarray,
+                     spacing: float, var_max: float, wx: np.ndarray, wy: np.ndarray,
+                     mx: np.ndarray, my: np.ndarray, qx: np.ndarray, qy: np.ndarray,
+                     w: np.ndarray, d1: np.ndarray, d2: np.ndarray) -> None:
+    """One step of :func:`redefine_fluence`: for every column, the share of its electrons
+    landing in each neighbouring cell per axis (``wx``, ``wy``), their mean angle (``mx``,
+    ``my``) and mean square angle (``qx``, ``qy``), filled in place."""
+    ny, nx = var.shape
+    nc = w.size
+    dz = spacing
+    for j in range(ny):
+        for i in range(nx):
+            a = var[j, i]
+            da = d_var[j, i] * max(1.0 - a / var_max, 0.0)
+            s2 = a * dz * dz + da * dz * dz / 3.0
+            s = math.sqrt(max(s2, 1e-12 * dz * dz))
+            cov = a * dz + 0.5 * da * dz
+            kappa = cov / (s * s)
+            cond = max(a + da - cov * kappa, 0.0)
+            for axis in range(2):
+                u = ux[j, i] if axis == 0 else uy[j, i]
+                _cell_moments(u * dz, s, spacing, w, d1, d2)
+                for q in range(nc):
+                    mean = u + kappa * d1[q]
+                    sq = cond + u * u + 2.0 * u * kappa * d1[q] + kappa * kappa * d2[q]
+                    if axis == 0:
+                        wx[j, i, q] = w[q]
+                        mx[j, i, q] = mean
+                        qx[j, i, q] = sq
+                    else:
+                        wy[j, i, q] = w[q]
+                        my[j, i, q] = mean
+                        qy[j, i, q] = sq
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _redefined_columns(fl: np.ndarray, ux: np.ndarray, uy: np.ndarray, var: np.ndarray,
+                       wx: np.ndarray, wy: np.ndarray, mx: np.ndarray, my: np.ndarray,
+                       qx: np.ndarray, qy: np.ndarray) -> np.ndarray:
+    """The next plane of :func:`redefine_fluence`: each column gathers what lands in it
+    (border columns see copies of themselves outside); returns its fluence and updates its
+    mean direction and angular variance in place."""
+    ny, nx = fl.shape
+    nc = wx.shape[2]
+    new_f = np.zeros((ny, nx))
+    for j in range(ny):
+        for i in range(nx):
+            f_sum = 0.0
+            sx = 0.0
+            sy = 0.0
+            s2x = 0.0
+            s2y = 0.0
+            for qj in range(nc):
+                sj = min(max(j - (qj - REDEFINE_CELLS), 0), ny - 1)
+                for qi in range(nc):
+                    si = min(max(i - (qi - REDEFINE_CELLS), 0), nx - 1)
+                    f = fl[sj, si] * wx[sj, si, qi] * wy[sj, si, qj]
+                    if f <= 0.0:
+                        continue
+                    f_sum += f
+                    sx += f * mx[sj, si, qi]
+                    sy += f * my[sj, si, qj]
+                    s2x += f * qx[sj, si, qi]
+                    s2y += f * qy[sj, si, qj]
+            new_f[j, i] = f_sum
+            if f_sum > 0.0:
+                mux = sx / f_sum
+                muy = sy / f_sum
+                ux[j, i] = mux
+                uy[j, i] = muy
+                var[j, i] = max(0.5 * (s2x / f_sum - mux * mux + s2y / f_sum - muy * muy),
+                                0.0)
+    return new_f
 
 
 def redefine_fluence_numpy(d_var: np.ndarray, spacing: float, var0: float,

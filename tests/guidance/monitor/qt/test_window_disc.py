@@ -21,7 +21,7 @@ from tests.guidance.monitor.qt.test_window import _qimage_to_numpy, show_active
 
 pytestmark = pytest.mark.gui
 
-PLAN_BEAM = BeamChoice(energy_mev=8.0, applicator_diameter_mm=80.0)
+PLAN_BEAM = BeamChoice(energy_mev=10.0, applicator_diameter_mm=80.0)   # CTV V90 96.8 %
 
 
 def test_disc_edited_drawn_and_its_hot_spot_named_bolus_and_kv(qtbot) -> None:
