@@ -87,10 +87,8 @@ class DoseScheduler:
     def needs(self, patient_from_applicator: np.ndarray, params: object) -> bool:
         """True when this pose/params differs enough from the last computed one, or that
         one was only a preview (:attr:`computed_preview`)."""
-        if self._computed_pose is None or params != self._computed_params:
-            return True
-        move, turn = transform_difference(patient_from_applicator, self._computed_pose)
-        return move > self.min_move_mm or turn > self.min_turn_deg or self.computed_preview
+        return params != self._computed_params or self.computed_preview or \
+            self.needs_move(patient_from_applicator)
 
     def offer(self, patient_from_applicator: np.ndarray, params: object, *,
               now_s: float | None = None, _waited: bool = False) -> bool:
