@@ -302,6 +302,5 @@ class ArCompositor:
                                                 target=self.target, actors=renderer.actors)
             self._renderer, self._hidden = renderer, None
         else:
-            renderer.scene = job.scene
-            renderer.actors.scene = job.scene
+            renderer.use_scene(job.scene)
         return renderer

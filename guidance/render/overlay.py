@@ -153,6 +153,12 @@ class OverlayRenderer:
         """Create, replace or remove actors so they match the scene's items."""
         self._actors.sync()
 
+    def use_scene(self, scene: Scene) -> None:
+        """Draw ``scene`` from now on (e.g. the next snapshot of a live scene): actors whose
+        item keeps its mesh object are kept, the rest follow at the next render."""
+        self.scene = scene
+        self._actors.scene = scene
+
     @property
     def actors(self) -> SceneActors:
         """The scene's actors in this view (``actors.hidden``: items this view leaves out)."""

@@ -656,7 +656,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
             # not ok: greyed video, no anatomy from an old pose (the banner says why)
             frame.camera_from_patient if ok else None,
             self._compositor.snapshot(self.logic.scene), frozenset(self.ar_hidden()),
-            tag=(snap.overlay_ok, snap.applicator_ok, frame.image_size)))
+            tag=(snap.overlay_ok, snap.applicator_ok)))
 
     def _on_ar_ready(self) -> None:
         self._ar_queued.clear()
@@ -666,8 +666,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
     def _show_ar(self, result) -> None:
         if result is None:
             return
-        overlay_ok, applicator_ok, video_size = result.job.tag
-        self.ar_view.set_image(result.image_rgb, source_size=video_size)
+        overlay_ok, applicator_ok = result.job.tag
+        video = result.job.video_rgb
+        self.ar_view.set_image(result.image_rgb, source_size=(video.shape[1], video.shape[0]))
         self._rendered_frame_seq = result.job.seq
         self._rendered_ok, self._rendered_app_ok = overlay_ok, applicator_ok
         self.ar_frames += 1
