@@ -3,8 +3,9 @@
 The scene is rendered with a VTK camera built from the calibrated intrinsics and the
 tracked ``camera_from_patient`` (:mod:`guidance.render.vtk_camera`), on a transparent background,
 then alpha-blended over the (undistorted) video frame, so a CT point lands on the pixel
-``cv2.projectPoints`` gives. Used by ``iort demo`` and reports; the OR monitor reuses
-:class:`Scene` and :mod:`guidance.render.vtk_camera` in its own Qt views.
+``cv2.projectPoints`` gives. Used by ``iort demo`` and reports, and by the OR monitor's AR
+view through :class:`guidance.render.ar_compositor.ArCompositor` (on its own thread); the
+monitor's 3D view reuses :class:`Scene` in its Qt widget.
 """
 
 from __future__ import annotations
@@ -88,9 +89,9 @@ class OverlayRenderer:
     camera_matrix : (3, 3) array
         Intrinsics in pixels of the (undistorted) video.
     image_size : (int, int)
-        ``(width, height)`` of the video frames in pixels.
-    render_scale : float
-        Render at this fraction of ``image_size`` (then resized up).
+        ``(width, height)`` of the video frames in pixels. To render fewer pixels (a CPU
+        rasteriser's time grows with them), give the size the video is shown at and the
+        intrinsics for it (:func:`scaled_camera_matrix`), as the live view does.
     max_triangles : int or None
         Triangle budget per item (:data:`LIVE_MAX_TRIANGLES` for live views); ``None`` draws the
         meshes as given (reports, the demo's video).
@@ -119,22 +120,13 @@ class OverlayRenderer:
     """
 
     def __init__(self, scene: Scene, camera_matrix: np.ndarray,
-                 image_size: tuple[int, int], *, render_scale: float = 1.0,
+                 image_size: tuple[int, int], *,
                  max_triangles: int | None = None,
                  layers: tuple[str, ...] | None = None) -> None:
         self.camera_matrix = as_array(camera_matrix, name="camera_matrix", shape=(3, 3))
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.scene = scene
-        if not 0.1 <= float(render_scale) <= 1.0:
-            raise InputError(f"render_scale must be in [0.1, 1], got {render_scale!r}")
-        #: Size (px) the scene is rendered at; the layer is then resized to ``image_size``
-        #: (a CPU rasteriser's time grows with the pixels; the monitor renders at the size
-        #: the video is shown).
-        self.render_size = (max(1, round(self.image_size[0] * render_scale)),
-                            max(1, round(self.image_size[1] * render_scale)))
-        self._render_k = scaled_camera_matrix(self.camera_matrix, self.image_size,
-                                              self.render_size)
-        self._plotter = pv.Plotter(off_screen=True, window_size=self.render_size)
+        self._plotter = pv.Plotter(off_screen=True, window_size=self.image_size)
         self._plotter.disable_anti_aliasing()
         self._plotter.set_background("black")
         if layers is not None:   # plain blending in a fixed order instead of OIT passes
@@ -197,15 +189,13 @@ class OverlayRenderer:
         if key == self._last_key and self._last_layer is not None:
             return self._last_layer
         self.sync()
-        apply_to_vtk_camera(self._plotter.camera, self._render_k, self.render_size, pose)
+        apply_to_vtk_camera(self._plotter.camera, self.camera_matrix, self.image_size, pose)
         # pyvista's screenshot renders only the first time: later frames (new pose, hidden
         # items) need the render asked for (a no-op before the first screenshot)
         self._plotter.render()
         # light from the camera, like a head lamp over the surgical field
         rgba = np.asarray(self._plotter.screenshot(transparent_background=True,
                                                    return_img=True))
-        if self.render_size != self.image_size:
-            rgba = cv2.resize(rgba, self.image_size, interpolation=cv2.INTER_LINEAR)
         rgba.setflags(write=False)   # shared by the calls until the next change
         self._last_key, self._last_layer = key, rgba
         self.renders += 1

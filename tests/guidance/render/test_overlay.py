@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import pyvista as pv
 
-from guidance.render.overlay import OverlayRenderer, OverlayStatus
+from guidance.render.overlay import OverlayRenderer, OverlayStatus, scaled_camera_matrix
 from guidance.render.scene import Scene, SceneItem
 from models.base.transforms import transform_from_rotvec
 
@@ -119,18 +119,21 @@ def test_layer_rendered_only_when_pose_or_scene_changed() -> None:
 
 @pytest.mark.parametrize("scale", [0.5, 0.75])
 def test_reduced_render_size_keeps_the_projection(scale: float, rng) -> None:
-    """Rendered at a fraction of the video size and resized back, the scene stays where
-    cv2.projectPoints puts it (issue 13 item 12: fewer pixels for a CPU rasteriser)."""
+    """Rendered at a fraction of the video size with the intrinsics scaled for it (as the
+    live view renders at the size it shows), the scene stays where cv2.projectPoints puts
+    it (issue 13 item 12: fewer pixels for a CPU rasteriser)."""
     k = np.array([[700.0, 0, 330.0], [0, 700.0, 230.0], [0, 0, 1]])
     centre = np.array([12.0, -30.0, 25.0])
     scene = Scene()
     scene.add(SceneItem("ball", pv.Sphere(radius=6.0, center=centre, theta_resolution=60,
                                           phi_resolution=60), (1.0, 1.0, 1.0)))
     pose = transform_from_rotvec(rng.normal(size=3) * 0.3, [5.0, 20.0, 350.0])
-    with OverlayRenderer(scene, k, (640, 480), render_scale=scale) as renderer:
-        assert renderer.render_size == (round(640 * scale), round(480 * scale))
+    size = (round(640 * scale), round(480 * scale))
+    with OverlayRenderer(scene, scaled_camera_matrix(k, (640, 480), size), size) as renderer:
         layer = renderer.render_layer(pose)
-    assert layer.shape == (480, 640, 4)
+    assert layer.shape == (size[1], size[0], 4)
     truth, _ = cv2.projectPoints(centre[None], cv2.Rodrigues(pose[:3, :3])[0], pose[:3, 3],
                                  k, None)
-    np.testing.assert_allclose(_blob_centroid(layer[..., 3] > 127), truth.reshape(2), atol=1.0)
+    # back to video pixels (pixel centres: u = (u' + 0.5) / s - 0.5, as cv2.resize maps them)
+    found = (_blob_centroid(layer[..., 3] > 127) + 0.5) / scale - 0.5
+    np.testing.assert_allclose(found, truth.reshape(2), atol=1.0)
