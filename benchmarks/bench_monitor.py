@@ -6,8 +6,9 @@ Keys
     AR view frames per second at 1280x720 (MSAA off, phantom structures decimated to
     4000 triangles each and drawn from LIVE_MAX_TRIANGLES copies, closed surfaces front
     faces only, translucent items in live_layers order, isodose and applicator included):
-    offscreen render + blend over the video frame, the exact path the monitor runs for
-    every frame.
+    offscreen render + blend over the video frame, one after the other on one thread: the
+    work the monitor's AR compositor does per frame when the video is shown at full size
+    (in the window render and blend run on two threads, at the shown size).
 ``monitor.overlay_max_px``
     Largest distance (px) between where small spheres at CT points are drawn and
     ``cv2.projectPoints`` for the same intrinsics and pose, over an off-centre principal
@@ -122,7 +123,7 @@ def _ar_fps(quick: bool) -> float:
                            actors=renderer.actors)
         renderer.render_layer(view.camera_from_patient)  # warm up
 
-        def run() -> None:  # the monitor's per-frame AR path
+        def run() -> None:  # the AR compositor's per-frame work, on this thread
             for k in range(frames):
                 pose = view.camera_from_patient.copy()
                 pose[0, 3] += 0.2 * k
@@ -184,7 +185,7 @@ def _dose_visible_ms(quick: bool) -> tuple[float, float, float]:
                         snap.applicator_pose is not None and \
                         np.allclose(snap.applicator_pose, final):
                     stop_s = snap.frame.timestamp_s
-                if snap.frame is not None:  # the monitor's AR path
+                if snap.frame is not None:  # an AR frame drawn per frame, as the monitor
                     blend_layer(snap.frame.image_rgb,
                                 renderer.render_layer(snap.frame.camera_from_patient))
                 if stop_s is not None and snap.dose is not None and \
