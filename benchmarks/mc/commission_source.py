@@ -1,27 +1,35 @@
 """Commission the Monte Carlo source model to the pencil beam's water data (issue 16).
 
-Method (``docs/montecarlo.md``): the water depth dose is linear in the weights of the
-energy spectrum, so ompmc is run once per energy bin (a flat histogram over the bin) for
-the 100 mm flat applicator in water, and non-negative least squares
-(:func:`scipy.optimize.nnls`) fits the bin weights to the shipped commissioning depth
-dose (``assets/beams/liac_kali_mc_curves.json``, the same data the pencil beam is
-commissioned to). The angular spread is the machine's (``lateral_spread.sigma_theta_rad``
-of ``assets/beams/liac.json``: a source blur of sigma_theta x virtual SSD), checked on the
-profiles. The fitted source is then run, unchanged, for the other applicators and
-compared with their data (R50/R90, surface dose, 1-D gamma 2 %/2 mm).
+Method (``docs/montecarlo.md``); the data are the pencil beam's commissioning curves
+(``assets/beams/liac_kali_mc_curves.json``), and the water dose is linear in everything
+fitted, so each fit is one ompmc run per basis element and non-negative least squares
+(:func:`scipy.optimize.nnls`):
 
-Writes ``assets/beams/mc_source.json`` (the source model with provenance: histories,
-time, fit residual) and ``tests/data/mc/commissioning_mc.json`` (the Monte Carlo curves and
-the comparison numbers of every applicator run).
+1. **spectrum** (``--spectrum``): per energy, one run per energy bin (a flat histogram over
+   the bin) and component for the 100 mm flat applicator; the bin weights are fitted to
+   its clinical-axis depth dose. Without ``--spectrum`` the shipped spectra are kept.
+2. **radial fluence**, per applicator: one run per component and node of the fluence
+   against the distance from the rim (a piecewise-linear basis function,
+   :data:`models.dose.montecarlo.source.RIM_NODES_MM`; the spectrum fixed); the node
+   values are fitted to the applicator's depth dose and both profiles.
+3. **check**: the fitted source is run again with other seeds and more histories for every
+   fitted applicator, and for applicators it was not fitted to (the radial fluence then
+   interpolated in diameter), and compared with the data the way the pencil beam is
+   (:func:`models.dose.montecarlo.water.compare_mc`: dR90, dR50, surface dose, 1-D gamma
+   2 %/2 mm with a 10 % cut-off on the depth dose and both profiles).
+
+Writes ``assets/beams/mc_source.json`` (the model with provenance: histories, time, fit
+residuals) and ``tests/data/mc/commissioning_mc.json`` (the check runs' curves and numbers).
 
 Run: ``OMP_NUM_THREADS=2 python -m benchmarks.mc.commission_source [--energies 6 12]
-[--cache DIR]`` (about 1 min per run on 2 free cores; 2 x 4 bins + 3 checks per energy).
+[--spectrum] [--cache DIR]`` (12 MeV: about 15 min on 2 free cores, 6 MeV about 6).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import itertools
 import json
 import sys
@@ -32,11 +40,26 @@ import numpy as np
 from scipy.optimize import nnls
 
 from assets import asset_path
-from models.beams.commissioning import read_beam_curves
+from models.beams.applicator import Applicator
+from models.beams.commissioning import BeamCurves, read_beam_curves
 from models.beams.library import ElectronBeam, default_library
 from models.dose.montecarlo.engine import McOptions, build_phantom, run_phantom
-from models.dose.montecarlo.source import SCATTER_SOURCE_SIGMA_MM, SourceModel
-from models.dose.montecarlo.water import axis_radius_mm, compare_mc, mc_water_curves
+from models.dose.montecarlo.source import (
+    RIM_NODES_MM,
+    SCATTER_SOURCE_SIGMA_MM,
+    RadialFluence,
+    SourceModel,
+    aperture_beamlets,
+    rim_distance_mm,
+    source_model,
+)
+from models.dose.montecarlo.water import (
+    McWaterCurves,
+    axis_radius_mm,
+    compare_mc,
+    mc_water_raw,
+    normalised,
+)
 from models.dose.water import water_phantom, water_pose
 from models.patient.volume import Volume
 
@@ -46,23 +69,39 @@ OUT_SOURCE = ROOT / "assets" / "beams" / "mc_source.json"
 
 MACHINE = "liac"
 GRID_MM = 2.0
-#: Energy-bin edges (MeV) per nominal energy.
+#: Energy-bin edges (MeV) per nominal energy (``--spectrum``).
 BINS = {6.0: [3.8, 5.0, 5.7, 6.3, 6.9], 8.0: [5.0, 6.5, 7.3, 8.0, 8.7],
         12.0: [7.5, 9.5, 10.5, 11.3, 12.1]}
-#: Histories of one run per applicator diameter (mm).
-HISTORIES = {100.0: 40_000}
-#: Histories of a check run with the fitted source.
-CHECK_HISTORIES = 120_000
-#: Applicators (diameter mm, bevel deg) checked with the fitted source, per energy.
-CHECKS = {6.0: [(60.0, 0.0), (80.0, 0.0), (60.0, 30.0)], 8.0: [(70.0, 0.0)],
-          12.0: [(60.0, 0.0), (80.0, 0.0), (60.0, 30.0)]}
+#: Histories of one spectrum-bin run (100 mm flat).
+SPECTRUM_HISTORIES = 40_000
+#: Applicators (diameter mm, bevel deg) whose radial fluence is fitted, per energy.
+FITS = {6.0: [(60.0, 0.0), (80.0, 0.0), (100.0, 0.0), (60.0, 30.0)],
+        8.0: [(70.0, 0.0)],
+        12.0: [(60.0, 0.0), (80.0, 0.0), (100.0, 0.0), (60.0, 30.0)]}
+#: Applicators checked with an interpolated radial fluence (not fitted), per energy.
+INTERPOLATED = {6.0: [(70.0, 0.0)], 12.0: [(70.0, 0.0)]}
+#: Histories per component of a fit run, for the 100 mm aperture (scaled by area).
+FIT_HISTORIES_100MM = 200_000
+#: Histories of a check run for the 100 mm aperture (scaled by area).
+CHECK_HISTORIES_100MM = 400_000
+#: Seeds of the check runs (the fit runs use the engine's default seeds).
+CHECK_SEEDS = (4711, 815)
+ROLES = ("direct", "applicator wall scatter")
 
 
-def _water_run(beam: ElectronBeam, source: SourceModel, histories: int, cache: Path | None):
-    key = (f"{beam.energy_mev:g}_{beam.applicator_diameter_mm:g}_{beam.bevel_deg:g}_"
-           f"{source.edges_mev[0]:g}_{source.edges_mev[-1]:g}_{source.weights.shape[1]}_"
-           f"{'-'.join(f'{s:g}' for s in source.source_sigma_mm)}_"
-           f"{'-'.join(f'{w:.4f}' for w in source.weights[:, 0])}_{histories}")
+def _histories(diameter_mm: float, per_100mm: int) -> int:
+    return max(20_000, round(per_100mm * (diameter_mm / 100.0) ** 2))
+
+
+def _water_dose(beam: ElectronBeam, source: SourceModel, histories: int,
+                seeds: tuple[int, int], cache: Path | None) -> tuple[Volume, int, float]:
+    """Monte Carlo dose per electron of ``beam`` in water (water frame), cached by the
+    source's numbers."""
+    text = repr((beam, source.edges_mev.tolist(), source.weights.round(6).tolist(),
+                 source.source_sigma_mm, [(r.diameter_mm, r.bevel_deg,
+                                           r.fluence.round(6).tolist())
+                                          for r in source.radial], histories, seeds))
+    key = hashlib.sha1(text.encode()).hexdigest()[:16]
     if cache is not None and (cache / f"{key}.npz").exists():
         z = np.load(cache / f"{key}.npz")
         return Volume(z["dose"], z["affine"]), int(z["n"]), float(z["s"])
@@ -71,7 +110,7 @@ def _water_run(beam: ElectronBeam, source: SourceModel, histories: int, cache: P
     ct = water_phantom(half_width_mm=r + 40.0, depth_mm=1.4 * energy.points.rp_mm + 20.0,
                        spacing_mm=GRID_MM)
     pose = water_pose(beam.bevel_deg)
-    options = McOptions(grid_mm=GRID_MM, histories=histories)
+    options = McOptions(grid_mm=GRID_MM, histories=histories, seeds=seeds)
     phantom = build_phantom(ct, pose, beam, options)
     dose, _unc, n, seconds = run_phantom(phantom, beam, source, options)
     volume = Volume(np.ascontiguousarray(dose.transpose(2, 1, 0)),
@@ -80,7 +119,8 @@ def _water_run(beam: ElectronBeam, source: SourceModel, histories: int, cache: P
         cache.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(cache / f"{key}.npz", dose=volume.array,
                             affine=volume.patient_from_voxel, n=n, s=seconds)
-    print(f"  run {key}: {n} histories, {seconds:.0f} s", flush=True)
+    print(f"  run {beam.energy_mev:g} MeV {beam.applicator_diameter_mm:g} mm "
+          f"{beam.bevel_deg:g} deg: {n} histories, {seconds:.0f} s", flush=True)
     return volume, n, seconds
 
 
@@ -94,73 +134,162 @@ def _axis_raw(volume: Volume, depth_mm: np.ndarray, radius_mm: float) -> np.ndar
     return volume.sample(pts).reshape(len(off), depth_mm.size).mean(axis=0)
 
 
-def commission_energy(energy: float, curves_by_key: dict, cache: Path | None) -> tuple:
+def fit_spectrum(energy: float, ref: BeamCurves, cache: Path | None) -> tuple[SourceModel, dict]:
+    """Spectrum bin weights of both components fitted to the 100 mm depth dose."""
     machine = default_library().machine(MACHINE)
     ssd = float(machine.virtual_source_distance_mm)
-    sigma = float(machine.spread.sigma_theta_rad) * ssd
+    sigmas = (float(machine.spread.sigma_theta_rad) * ssd, SCATTER_SOURCE_SIGMA_MM)
     edges = np.asarray(BINS[energy])
-    ref = curves_by_key[(energy, 100.0, 0.0)]
     beam = ElectronBeam(MACHINE, energy, 100.0, 0.0)
-    columns, volumes, hist, secs = [], [], 0, 0.0
-    sigmas = (sigma, SCATTER_SOURCE_SIGMA_MM)
+    columns, hist, secs = [], 0, 0.0
     for sig in sigmas:
         for lo, hi in itertools.pairwise(edges):
             src = SourceModel(MACHINE, energy, np.array([lo, hi]), np.array([[1.0]]), ssd,
                               (sig,), True, "energy bin")
-            vol, n, s = _water_run(beam, src, HISTORIES[100.0], cache)
-            volumes.append(vol)
+            vol, n, s = _water_dose(beam, src, SPECTRUM_HISTORIES, (97, 33), cache)
             columns.append(_axis_raw(vol, ref.depth_mm, axis_radius_mm(100.0)))
-            hist += n
-            secs += s
+            hist, secs = hist + n, secs + s
     a = np.stack(columns, axis=1)
     weights, _ = nnls(a, ref.depth_dose_percent)
-    fit = a @ weights
-    residual = float(np.sqrt(np.mean((fit - ref.depth_dose_percent) ** 2)))
-    weights = weights / weights.sum()
-    combined = Volume(sum(w * v.array for w, v in zip(weights, volumes, strict=True)),
-                      volumes[0].patient_from_voxel)
-    weights = weights.reshape(len(sigmas), edges.size - 1)
+    residual = float(np.sqrt(np.mean((a @ weights - ref.depth_dose_percent) ** 2)))
+    weights = (weights / weights.sum()).reshape(len(sigmas), edges.size - 1)
     source = SourceModel(MACHINE, energy, edges, weights, ssd, sigmas, True, "fitted")
-    results = [_result(ref, combined, hist, secs, "fit (spectrum bins combined)")]
-    for diameter, bevel in CHECKS[energy]:
-        data = curves_by_key[(energy, diameter, bevel)]
-        b = ElectronBeam(MACHINE, energy, diameter, bevel)
-        vol, n, s = _water_run(b, source, CHECK_HISTORIES, cache)
-        results.append(_result(data, vol, n, s, "check (fitted source, unchanged)"))
-    entry = {"machine": MACHINE, "energy_mev": energy,
-             "edges_mev": [round(float(e), 4) for e in edges],
-             "components": [{"role": role, "source_sigma_mm": round(float(sig), 3),
-                             "weights": [round(float(w), 5) for w in weights[c]]}
-                            for c, (role, sig) in enumerate(zip(
-                                ("direct", "applicator wall scatter"), sigmas, strict=True))],
-             "mean_energy_mev": round(float(source.mean_energy_mev), 3),
-             "virtual_ssd_mm": ssd,
-             "fit": {"applicator_mm": 100.0, "bevel_deg": 0.0,
-                     "histories_per_bin": HISTORIES[100.0], "bins": int(weights.size),
-                     "histories": hist, "time_s": round(secs, 1),
-                     "depth_dose_rms_residual_percent": round(residual, 3)}}
-    return entry, results
+    return source, {"applicator_mm": 100.0, "bevel_deg": 0.0,
+                    "histories_per_bin": SPECTRUM_HISTORIES, "bins": int(weights.size),
+                    "histories": hist, "time_s": round(secs, 1),
+                    "depth_dose_rms_residual_percent": round(residual, 3)}
 
 
-def _result(data, volume: Volume, histories: int, seconds: float, role: str) -> dict:
-    mc = mc_water_curves(volume, data, grid_mm=GRID_MM)
+def _targets(data: BeamCurves) -> tuple[np.ndarray, list[slice]]:
+    """Data in % of the depth-dose maximum: depth dose, then the profiles scaled by the
+    depth dose at their depth; and the slice of each curve."""
+    level = float(np.interp(data.profile_depth_mm, data.depth_mm, data.depth_dose_percent))
+    parts = [data.depth_dose_percent, data.profile_x_percent * level / 100.0,
+             data.profile_y_percent * level / 100.0]
+    bounds = np.cumsum([0] + [p.size for p in parts])
+    return np.concatenate(parts), [slice(a, b) for a, b in itertools.pairwise(bounds)]
+
+
+def _columns(data: BeamCurves, raw: McWaterCurves) -> np.ndarray:
+    """A run's raw curves at the data's points (same order as :func:`_targets`)."""
+    return np.concatenate([np.interp(data.depth_mm, raw.depth_mm, raw.depth_dose),
+                           np.interp(data.x_mm, raw.lateral_mm, raw.profile_x),
+                           np.interp(data.y_mm, raw.lateral_mm, raw.profile_y)])
+
+
+def fit_radial(spectrum: SourceModel, data: BeamCurves, cache: Path | None
+               ) -> tuple[RadialFluence, dict]:
+    """Fluence per component at the rim nodes of one applicator, fitted to its curves."""
+    beam = ElectronBeam(MACHINE, data.energy_mev, data.diameter_mm, data.bevel_deg)
+    app = Applicator(data.diameter_mm, data.bevel_deg)
+    beamlets = aperture_beamlets(app, spectrum.virtual_ssd_mm)
+    n_comp, n_node = len(spectrum.source_sigma_mm), len(RIM_NODES_MM)
+    shape = RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM,
+                          np.ones((n_comp, n_node)))
+    distance = rim_distance_mm(app, beamlets)
+    target, curves = _targets(data)
+    keep = target >= 0.05 * target.max()
+    weight = np.ones_like(target)
+    for part in curves:                   # each curve weighs the same in the fit
+        weight[part] = 1.0 / np.sqrt(max(1, int(keep[part].sum())))
+    columns, index, size, hist, secs = [], [], [], 0, 0.0
+    for c, k in itertools.product(range(n_comp), range(n_node)):
+        one = np.zeros((n_comp, n_node))
+        one[c, k] = 1.0
+        electrons = float(shape.at(distance, one).sum())     # beamlet-equivalents
+        if electrons < 1.0:
+            continue
+        src = _with_radial(spectrum, RadialFluence(data.diameter_mm, data.bevel_deg,
+                                                   RIM_NODES_MM, one))
+        share = electrons / beamlets.count
+        vol, n, s = _water_dose(beam, src, round(_histories(data.diameter_mm,
+                                                            FIT_HISTORIES_100MM) * share),
+                                (97, 33), cache)
+        columns.append(_columns(data, mc_water_raw(vol, data, grid_mm=GRID_MM)))
+        index.append((c, k))
+        size.append(electrons)
+        hist, secs = hist + n, secs + s
+    a = np.stack(columns, axis=1)
+    alpha, _ = nnls((a * weight[:, None])[keep], (target * weight)[keep])
+    fluence = np.zeros((n_comp, n_node))
+    for (c, k), e, m in zip(index, alpha, size, strict=True):
+        fluence[c, k] = e / m                    # electrons per unit area at the node
+    fluence /= fluence.max()
+    fit = a @ alpha
+    rms = [float(np.sqrt(np.mean((fit[p] - target[p])[keep[p]] ** 2))) for p in curves]
+    return (RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM, fluence),
+            {"diameter_mm": data.diameter_mm, "bevel_deg": data.bevel_deg,
+             "fluence": [[round(float(v), 5) for v in row] for row in fluence],
+             "runs": len(index), "histories": hist, "time_s": round(secs, 1),
+             "rms_residual_percent": {"depth": round(rms[0], 2), "x": round(rms[1], 2),
+                                      "y": round(rms[2], 2)}})
+
+
+def _with_radial(source: SourceModel, *radial: RadialFluence) -> SourceModel:
+    return SourceModel(source.machine, source.energy_mev, source.edges_mev, source.weights,
+                       source.virtual_ssd_mm, source.source_sigma_mm, True, "fitted",
+                       tuple(radial))
+
+
+def _result(data: BeamCurves, source: SourceModel, role: str, cache: Path | None) -> dict:
+    beam = ElectronBeam(MACHINE, data.energy_mev, data.diameter_mm, data.bevel_deg)
+    volume, n, seconds = _water_dose(beam, source, _histories(data.diameter_mm,
+                                                              CHECK_HISTORIES_100MM),
+                                     CHECK_SEEDS, cache)
+    mc = normalised(mc_water_raw(volume, data, grid_mm=GRID_MM), data.diameter_mm)
     c = compare_mc(data, mc)
+    _, how = source.radial_fluence(Applicator(data.diameter_mm, data.bevel_deg))
     return {"energy_mev": data.energy_mev, "diameter_mm": data.diameter_mm,
-            "bevel_deg": data.bevel_deg, "role": role, "histories": histories,
-            "time_s": round(seconds, 1),
+            "bevel_deg": data.bevel_deg, "role": role, "radial_fluence": how,
+            "histories": n, "time_s": round(seconds, 1),
             "d_r90_mm": round(c.d_r90_mm, 2), "d_r50_mm": round(c.d_r50_mm, 2),
             "d_surface_percent": round(c.d_surface_percent, 2),
             "gamma_depth_percent": round(c.gamma_depth_percent, 1),
             "gamma_x_percent": round(c.gamma_x_percent, 1),
             "gamma_y_percent": round(c.gamma_y_percent, 1),
             "passed_ranges_1mm": bool(abs(c.d_r90_mm) <= 1 and abs(c.d_r50_mm) <= 1),
-            "passed_gamma_depth_95": bool(c.gamma_depth_percent >= 95.0),
+            "passed_gamma_95": bool(min(c.gamma_depth_percent, c.gamma_x_percent,
+                                        c.gamma_y_percent) >= 95.0),
             "curves": mc.as_json()}
+
+
+def commission_energy(energy: float, curves: dict, old: dict | None, refit_spectrum: bool,
+                      cache: Path | None) -> tuple[dict, list[dict]]:
+    """The mc_source.json entry of one energy and its check results."""
+    if refit_spectrum or old is None:
+        spectrum, spectrum_fit = fit_spectrum(energy, curves[(energy, 100.0, 0.0)], cache)
+    else:
+        spectrum = source_model(ElectronBeam(MACHINE, energy, 100.0, 0.0))
+        spectrum_fit = old["fit"]
+    radial, radial_fits = [], []
+    for diameter, bevel in FITS[energy]:
+        fit, info = fit_radial(spectrum, curves[(energy, diameter, bevel)], cache)
+        radial.append(fit)
+        radial_fits.append(info)
+        print(f"  fitted {energy:g} MeV {diameter:g} mm {bevel:g} deg: {info}", flush=True)
+    source = _with_radial(spectrum, *radial)
+    results = [_result(curves[(energy, d, b)], source, "check of the fit (new seeds)", cache)
+               for d, b in FITS[energy]]
+    results += [_result(curves[(energy, d, b)], source,
+                        "check, not fitted (fluence interpolated)", cache)
+                for d, b in INTERPOLATED.get(energy, [])]
+    entry = {"machine": MACHINE, "energy_mev": energy,
+             "edges_mev": [round(float(e), 4) for e in spectrum.edges_mev],
+             "components": [{"role": role, "source_sigma_mm": round(float(sig), 3),
+                             "weights": [round(float(w), 5) for w in spectrum.weights[c]]}
+                            for c, (role, sig) in enumerate(zip(
+                                ROLES, spectrum.source_sigma_mm, strict=True))],
+             "mean_energy_mev": round(float(spectrum.mean_energy_mev), 3),
+             "virtual_ssd_mm": spectrum.virtual_ssd_mm, "fit": spectrum_fit,
+             "radial": {"nodes_mm": list(RIM_NODES_MM), "applicators": radial_fits}}
+    return entry, results
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--energies", type=float, nargs="*", default=[12.0, 6.0])
+    parser.add_argument("--energies", type=float, nargs="*", default=[12.0, 6.0, 8.0])
+    parser.add_argument("--spectrum", action="store_true",
+                        help="refit the spectra too (else the shipped ones are kept)")
     parser.add_argument("--cache", type=Path, default=None)
     args = parser.parse_args(argv)
     curves = {c.key: c for c in read_beam_curves(asset_path("beams",
@@ -172,11 +301,12 @@ def main(argv=None) -> int:
     results = [r for r in old_curves.get("results", [])
                if r["energy_mev"] not in args.energies]
     for energy in args.energies:
-        entry, res = commission_energy(float(energy), curves, args.cache)
+        entry, res = commission_energy(float(energy), curves, models.get(float(energy)),
+                                       args.spectrum, args.cache)
         models[float(energy)] = entry
         results.extend(res)
         for r in res:
-            print(energy, r["diameter_mm"], r["bevel_deg"], r["role"][:5],
+            print(energy, r["diameter_mm"], r["bevel_deg"], r["role"][:9],
                   {k: r[k] for k in ("d_r90_mm", "d_r50_mm", "d_surface_percent",
                                      "gamma_depth_percent", "gamma_x_percent",
                                      "gamma_y_percent")}, flush=True)
@@ -194,22 +324,25 @@ def _write(models: dict, results: list) -> None:
         "provenance": (
             f"Fitted {now} by benchmarks/mc/commission_source.py with ompmc "
             f"{ompmc.__version__} (700icru PEGS4, ECUT 0.7 MeV, PCUT 0.01 MeV, 2 mm voxels) "
-            "to the clinical-axis depth dose of the LIAC 100 mm flat applicator in "
-            "assets/beams/liac_kali_mc_curves.json (Kali MC, penEasy/PENELOPE, MIT licence; "
-            "the pencil beam's commissioning data): one run per energy bin, non-negative "
-            "least squares on the bin weights of two components. Electrons leave a virtual point "
-            "source at the machine's virtual source distance towards the aperture; the source "
-            "is blurred in the aperture plane by sigma_theta x SSD (liac.json lateral_spread) "
-            "for the direct beam and by 300 mm (about 0.5 rad) for the electrons scattered "
-            "by the applicator wall. Checked "
-            "unchanged on 60 and 80 mm flat and 60 mm 30 deg at 6 and 12 MeV and 70 mm flat at "
-            "8 MeV (tests/data/mc/commissioning_mc.json)."),
+            "to assets/beams/liac_kali_mc_curves.json (Kali MC, penEasy/PENELOPE, MIT "
+            "licence; the pencil beam's commissioning data). Spectrum: one run per energy "
+            "bin and component, non-negative least squares on the bin weights against the "
+            "100 mm flat depth dose. Electrons leave a virtual point source at the machine's "
+            "virtual source distance towards the aperture, blurred in the aperture plane by "
+            "sigma_theta x SSD (liac.json lateral_spread) for the direct beam and by 300 mm "
+            "(about 0.5 rad) for the electrons scattered by the applicator wall. Radial "
+            "fluence per applicator: one run per component and node of a piecewise-linear "
+            "fluence against the distance from the rim, non-negative least squares against "
+            "the applicator's depth dose and both profiles. Checked with new seeds on every "
+            "fitted applicator and on 70 mm (interpolated fluence) "
+            "(tests/data/mc/commissioning_mc.json)."),
         "models": [models[k] for k in sorted(models)]}
     OUT_SOURCE.write_text(json.dumps(source, indent=1) + "\n")
     OUT_CURVES.write_text(json.dumps({
         "description": "Monte Carlo (ompmc, fitted source model) in water against the "
                        "commissioning curves: curves on fine axes and comparison numbers",
-        "grid_mm": GRID_MM, "axis_average_radius": "0.15 x diameter", "profile_band_mm": 4.0,
+        "grid_mm": GRID_MM, "axis_average_radius": "0.15 x diameter",
+        "profiles": "flat: mean over circles about the axis; bevel: 4 mm band, mirrored",
         "results": sorted(results, key=lambda r: (r["energy_mev"], r["bevel_deg"],
                                                   r["diameter_mm"]))}) + "\n")
 

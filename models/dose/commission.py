@@ -178,7 +178,9 @@ def gamma_pass_percent(ref_pos: np.ndarray, ref_dose: np.ndarray, eval_pos: np.n
     return 100.0 * float(np.mean(gamma2.min(axis=1) <= 1.0 + 1e-12))
 
 
-def _box_offsets(size_mm: float, n: int = 3) -> np.ndarray:
+def box_offsets(size_mm: float, n: int = 3) -> np.ndarray:
+    """(n,) offsets (mm) at the centres of n equal parts of a detector/voxel side
+    (``[0]`` for a point detector): the sample points of a box average."""
     if size_mm <= 0.0:
         return np.zeros(1)
     return size_mm * ((np.arange(n) + 0.5) / n - 0.5)
@@ -187,7 +189,7 @@ def _box_offsets(size_mm: float, n: int = 3) -> np.ndarray:
 def _box_average(dose, centres: np.ndarray, voxel_mm: tuple[float, float, float]
                  ) -> np.ndarray:
     """Mean of the trilinear dose over a voxel box around each centre (M, 3)."""
-    ox, oy, oz = (_box_offsets(v) for v in voxel_mm)
+    ox, oy, oz = (box_offsets(v) for v in voxel_mm)
     grid = np.stack(np.meshgrid(ox, oy, oz, indexing="ij"), axis=-1).reshape(-1, 3)
     pts = centres[:, None, :] + grid[None, :, :]
     values = dose.sample(pts.reshape(-1, 3), order=1)

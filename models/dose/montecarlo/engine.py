@@ -285,44 +285,69 @@ def _quiet_native_stdout() -> Iterator[None]:
         os.close(saved)
 
 
-def _transport_one(ompmc, phantom: McPhantom, beamlets, spectrum, sigma_mm: float,
-                   histories: int, seeds: tuple[int, int],
+def _weighted_histories(weights: np.ndarray, histories: int, seed: int
+                        ) -> tuple[np.ndarray, int]:
+    """Beamlet weights (sum 1) and histories such that every weighted beamlet starts at
+    least two electrons per batch (ompmc drops a beamlet below one per batch).
+
+    Histories are raised to give each beamlet of the mean weight two electrons per batch.
+    A beamlet still weaker is kept with the probability of its share (at the weight of
+    two electrons per batch) -- random thinning, unbiased on average, reproducible by
+    ``seed``: the tails of a fitted fluence cost no extra histories.
+    """
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum()
+    histories = max(int(histories), 2 * BATCHES * int(np.count_nonzero(w)))
+    floor = 2.0 / (histories // BATCHES)
+    weak = (w > 0) & (w < floor)
+    if weak.any():
+        keep = np.random.default_rng(seed).random(int(weak.sum())) < w[weak] / floor
+        w[weak] = np.where(keep, floor, 0.0)
+    return w / w.sum(), histories
+
+
+def _transport_one(ompmc, phantom: McPhantom, beamlets, weights: np.ndarray, spectrum,
+                   sigma_mm: float, histories: int, seeds: tuple[int, int],
                    progress: Callable[[float], bool | None] | None):
+    """One component: dose per incident electron (``weights`` (N,) per beamlet, any
+    scale), its relative uncertainty and the histories run."""
     geometry = ompmc.Geometry(phantom.x_mm / 10.0, phantom.y_mm / 10.0, phantom.z_mm / 10.0,
                               list(phantom.media), phantom.density, phantom.material)
     src = ompmc.BeamletSource(
         i_beam=np.zeros(beamlets.count, dtype=np.int32),
         source=beamlets.source_mm[None, :] / 10.0, corner=beamlets.corner_mm / 10.0,
         side1=beamlets.side1_mm / 10.0, side2=beamlets.side2_mm / 10.0)
-    # equal weights: ompmc drops beamlets below 1/(histories per batch); keep every one
-    if histories // BATCHES < 2 * beamlets.count:
-        histories = 2 * beamlets.count * BATCHES
+    weights, histories = _weighted_histories(weights, histories, seeds[0])
     physics = ompmc.Physics(seeds=tuple(int(s) for s in seeds), global_ecut=ECUT_MEV,
                             global_pcut=PCUT_MEV)
     with _quiet_native_stdout():
         dose, unc = ompmc.calc_forward(
-            geometry, src, np.full(beamlets.count, 1.0 / beamlets.count), spectrum,
+            geometry, src, weights, spectrum,
             physics, n_histories=int(histories), n_batches=BATCHES, charge=-1,
             gaussian_source=sigma_mm > 0, source_width=max(sigma_mm, 1e-6) / 10.0,
             progress=progress)
     return np.asarray(dose, dtype=np.float64), np.asarray(unc, dtype=np.float64), histories
 
 
-def _transport(ompmc, phantom: McPhantom, beamlets, source: SourceModel, histories: int,
-               seeds: tuple[int, int], progress: Callable[[float], bool | None] | None):
-    """All components of the source, histories shared by their weight; per-electron dose."""
-    parts = [source.component(c) for c in range(len(source.source_sigma_mm))]
-    parts = [p for p in parts if p[0] > 0]
+def _transport(ompmc, phantom: McPhantom, beamlets, fluence: np.ndarray,
+               source: SourceModel, histories: int, seeds: tuple[int, int],
+               progress: Callable[[float], bool | None] | None):
+    """All components of the source, histories shared by their electrons; per-electron
+    dose. ``fluence`` (C, N): electrons per component and beamlet
+    (:meth:`SourceModel.beamlet_fluence`)."""
+    shares = fluence.sum(axis=1) / fluence.sum()
+    parts = [(float(shares[c]), source.component(c)[1], source.source_sigma_mm[c],
+              fluence[c]) for c in range(len(source.source_sigma_mm)) if shares[c] > 0]
     dose = np.zeros(phantom.material.shape)
     var = np.zeros(phantom.material.shape)
     done, total = 0.0, 0
-    for k, (share, weights, sigma) in enumerate(parts):
+    for k, (share, weights, sigma, per_beamlet) in enumerate(parts):
         spectrum = ompmc.Spectrum.from_histogram(source.edges_mev[1:], weights,
                                                  e_min=float(source.edges_mev[0]))
 
         def callback(fraction: float, lo=done, width=share):
             return progress(lo + width * fraction) if progress is not None else True
-        d, u, n = _transport_one(ompmc, phantom, beamlets, spectrum, sigma,
+        d, u, n = _transport_one(ompmc, phantom, beamlets, per_beamlet, spectrum, sigma,
                                  max(1000, round(histories * share)),
                                  (seeds[0] + 7 * k, seeds[1]), callback)
         dose += share * d
@@ -373,6 +398,7 @@ def run_phantom(phantom: McPhantom, beam: ElectronBeam, source: SourceModel | No
     source = source or source_model(beam)
     app = Applicator(beam.applicator_diameter_mm, beam.bevel_deg)
     beamlets = aperture_beamlets(app, source.virtual_ssd_mm)
+    fluence = source.beamlet_fluence(app, beamlets)
     start = time.perf_counter()
 
     def make_callback(lo: float, hi: float):
@@ -382,14 +408,16 @@ def run_phantom(phantom: McPhantom, beam: ElectronBeam, source: SourceModel | No
             return not (cancel is not None and cancel())
         return callback
 
+    def transport(histories: int, seeds: tuple[int, int], lo: float, hi: float):
+        return _transport(ompmc, phantom, beamlets, fluence, source, histories, seeds,
+                          make_callback(lo, hi))
+
     try:
         if options.histories is not None:
-            dose, unc, n = _transport(ompmc, phantom, beamlets, source, options.histories,
-                                      options.seeds, make_callback(0.0, 1.0))
+            dose, unc, n = transport(options.histories, options.seeds, 0.0, 1.0)
         else:
             pilot_n = min(PILOT_HISTORIES, options.max_histories)
-            pilot = _transport(ompmc, phantom, beamlets, source, pilot_n, options.seeds,
-                               make_callback(0.0, 0.05))
+            pilot = transport(pilot_n, options.seeds, 0.0, 0.05)
             u0 = mean_uncertainty(pilot[0], pilot[1])
             target = options.uncertainty_percent / 100.0
             total = min(options.max_histories, int(pilot[2] * (u0 / target) ** 2 * 1.05))
@@ -397,8 +425,7 @@ def run_phantom(phantom: McPhantom, beam: ElectronBeam, source: SourceModel | No
                      pilot[2], 100 * u0, total, 100 * target)
             if total > pilot[2] * 1.1:
                 seeds = (options.seeds[0] + 1, options.seeds[1] + 1)
-                main = _transport(ompmc, phantom, beamlets, source, total - pilot[2], seeds,
-                                  make_callback(0.05, 1.0))
+                main = transport(total - pilot[2], seeds, 0.05, 1.0)
                 dose, unc, n = _combine(pilot, main)
             else:
                 dose, unc, n = pilot

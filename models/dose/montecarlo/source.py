@@ -17,7 +17,15 @@ The model (per machine and nominal energy, ``assets/beams/mc_source.json``):
   maximum of an IORT applicator's depth dose;
 * **aperture**: square beamlets tiling the applicator's circular cross-section, each lying
   in the (bevelled) end face ``z = y tan(bevel)`` of the applicator frame
-  (:class:`models.beams.applicator.Applicator`), so a bevel is geometry, not a correction.
+  (:class:`models.beams.applicator.Applicator`), so a bevel is geometry, not a correction;
+* **radial fluence** (:class:`RadialFluence`, per applicator): the relative number of
+  electrons per unit area of each component against the distance from the aperture rim
+  (piecewise linear between :data:`RIM_NODES_MM`), fitted by non-negative least squares
+  to the applicator's depth dose and profiles (the dose is linear in them too). The
+  applicator wall scatters electrons inwards near the rim, which a uniform fluence
+  does not have: without it the Monte Carlo profiles are domed. An applicator without
+  its own fit takes the fluence interpolated in diameter between the fitted ones of the
+  same bevel (nearest bevel otherwise), and says so.
 
 A machine without a fitted model falls back on a Gaussian spectrum around the mean
 surface energy E0 = 2.33 MeV/cm x R50 of its beam data, flagged ``commissioned = False``.
@@ -48,6 +56,56 @@ FALLBACK_SOURCE_SIGMA_MM = 12.0
 #: Source spread (mm at the virtual source) of the wall-scatter component.
 SCATTER_SOURCE_SIGMA_MM = 300.0
 
+#: Nodes (mm, distance of a beamlet centre from the aperture rim) of the radial fluence:
+#: piecewise linear between them, constant beyond the last one (towards the axis).
+RIM_NODES_MM = (0.0, 4.0, 10.0, 20.0)
+
+
+@dataclass(frozen=True, eq=False)
+class RadialFluence:
+    """Fitted fluence of one applicator by component, against the distance from the rim.
+
+    Attributes
+    ----------
+    diameter_mm, bevel_deg : float
+        The applicator it was fitted for.
+    nodes_mm : tuple of float
+        Distances from the rim (mm), increasing from 0, where the fluence is given.
+    fluence : numpy.ndarray
+        (C, K) relative electrons per unit aperture area at the nodes, per component
+        (>= 0); linear between the nodes, constant beyond the last.
+    """
+
+    diameter_mm: float
+    bevel_deg: float
+    nodes_mm: tuple[float, ...]
+    fluence: np.ndarray
+
+    def __post_init__(self) -> None:
+        f = np.atleast_2d(np.asarray(self.fluence, dtype=np.float64))
+        object.__setattr__(self, "fluence", f)
+        nodes = tuple(float(e) for e in self.nodes_mm)
+        object.__setattr__(self, "nodes_mm", nodes)
+        if (f.shape[1] != len(nodes) or nodes[0] != 0.0 or np.any(np.diff(nodes) <= 0)
+                or np.any(~np.isfinite(f)) or np.any(f < 0) or not f.sum() > 0):
+            raise InputError(f"radial fluence {self.diameter_mm:g} mm {self.bevel_deg:g} deg:"
+                             " nodes must increase from 0, one fluence per node, all >= 0")
+
+    def at(self, rim_distance_mm: np.ndarray, fluence: np.ndarray | None = None
+           ) -> np.ndarray:
+        """(C, N) fluence at distances from the rim (N,) mm (``fluence`` (C, K) instead of
+        the fitted one, e.g. one node's basis function)."""
+        f = self.fluence if fluence is None else np.atleast_2d(fluence)
+        d = np.asarray(rim_distance_mm, dtype=np.float64)
+        return np.stack([np.interp(d, self.nodes_mm, row) for row in f])
+
+
+def rim_distance_mm(applicator: Applicator, beamlets: Beamlets) -> np.ndarray:
+    """(N,) distance (mm) of each beamlet's centre from the aperture rim, seen along the
+    beam (negative outside)."""
+    centre = beamlets.corner_mm + 0.5 * (beamlets.side1_mm + beamlets.side2_mm)
+    return applicator.radius_mm - np.hypot(centre[:, 0], centre[:, 1])
+
 
 @dataclass(frozen=True, eq=False)
 class SourceModel:
@@ -71,6 +129,9 @@ class SourceModel:
         Fitted to the machine's commissioning data (False: fallback estimate).
     provenance : str
         How the numbers were obtained.
+    radial : tuple of RadialFluence
+        Fitted radial fluences per applicator (empty: uniform fluence, components shared
+        by the rows of ``weights``).
     """
 
     machine: str
@@ -81,6 +142,7 @@ class SourceModel:
     source_sigma_mm: tuple[float, ...]
     commissioned: bool
     provenance: str
+    radial: tuple[RadialFluence, ...] = ()
 
     def __post_init__(self) -> None:
         w = np.atleast_2d(np.asarray(self.weights, dtype=np.float64))
@@ -99,10 +161,50 @@ class SourceModel:
         return float(np.sum(centres * self.weights.sum(axis=0)) / self.weights.sum())
 
     def component(self, index: int) -> tuple[float, np.ndarray, float]:
-        """(share of the electrons, spectrum weights (B,) summing to 1, source sigma mm)."""
+        """(share of the electrons with a uniform fluence, spectrum weights (B,) summing
+        to 1, source sigma mm)."""
         w = self.weights[index]
         share = float(w.sum() / self.weights.sum())
         return share, (w / w.sum() if w.sum() > 0 else w), self.source_sigma_mm[index]
+
+    def radial_fluence(self, applicator: Applicator) -> tuple[np.ndarray | None, str]:
+        """(C, K) fluence per component at the rim nodes for ``applicator`` and how it was
+        obtained; ``(None, "uniform ...")`` when the model has no radial fit.
+
+        Exact fit if there is one; else linear in diameter between the two nearest fitted
+        diameters of the nearest fitted bevel (held constant beyond the fitted range).
+        """
+        if not self.radial:
+            return None, "uniform fluence (no radial fit)"
+        bevels = sorted({r.bevel_deg for r in self.radial})
+        bevel = min(bevels, key=lambda b: abs(b - applicator.bevel_deg))
+        fits = sorted((r for r in self.radial if r.bevel_deg == bevel),
+                      key=lambda r: r.diameter_mm)
+        d = applicator.diameter_mm
+        for r in fits:
+            if math.isclose(r.diameter_mm, d) and bevel == applicator.bevel_deg:
+                return r.fluence, f"fitted for {d:g} mm {bevel:g} deg"
+        sizes = np.array([r.diameter_mm for r in fits])
+        hi = int(np.clip(np.searchsorted(sizes, d), 1, max(1, sizes.size - 1)))
+        lo = hi - 1 if sizes.size > 1 else 0
+        hi = min(hi, sizes.size - 1)
+        t = 0.0 if hi == lo else float(np.clip((d - sizes[lo]) / (sizes[hi] - sizes[lo]),
+                                               0.0, 1.0))
+        fluence = (1 - t) * fits[lo].fluence + t * fits[hi].fluence
+        return fluence, (f"interpolated from the fits for {sizes[lo]:g} and {sizes[hi]:g} mm "
+                         f"{bevel:g} deg" if hi != lo else
+                         f"taken from the fit for {sizes[lo]:g} mm {bevel:g} deg")
+
+    def beamlet_fluence(self, applicator: Applicator, beamlets: Beamlets) -> np.ndarray:
+        """(C, N) electrons per component and beamlet (sum 1 over both axes)."""
+        fluence, _how = self.radial_fluence(applicator)
+        n = beamlets.count
+        if fluence is None:
+            shares = self.weights.sum(axis=1) / self.weights.sum()
+            out = np.repeat(shares[:, None] / n, n, axis=1)
+        else:
+            out = self.radial[0].at(rim_distance_mm(applicator, beamlets), fluence)
+        return out / out.sum()
 
 
 @dataclass(frozen=True, eq=False)
@@ -193,5 +295,25 @@ def source_model(beam: ElectronBeam) -> SourceModel:
                                  "virtual_ssd_mm > 0, source_sigma_mm >= 0")
             return SourceModel(beam.machine, float(beam.energy_mev), edges,
                                weights / weights.sum(), ssd, tuple(sigma), True,
-                               str(raw.get("provenance", "")))
+                               str(raw.get("provenance", "")),
+                               _radial_fits(entry, beam, weights.shape[0]))
     return _fallback(beam)
+
+
+def _radial_fits(entry: dict, beam: ElectronBeam, components: int
+                 ) -> tuple[RadialFluence, ...]:
+    radial = entry.get("radial")
+    if radial is None:
+        return ()
+    where = f"mc_source.json {beam.machine} {beam.energy_mev:g} MeV radial"
+    try:
+        nodes = tuple(float(e) for e in radial["nodes_mm"])
+        fits = tuple(RadialFluence(float(a["diameter_mm"]), float(a["bevel_deg"]), nodes,
+                                   np.asarray(a["fluence"], dtype=np.float64))
+                     for a in radial["applicators"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{where}: malformed entry ({exc}); expected nodes_mm and "
+                         "applicators with diameter_mm, bevel_deg, fluence") from exc
+    if any(f.fluence.shape[0] != components for f in fits):
+        raise InputError(f"{where}: one fluence row per component ({components}) needed")
+    return fits

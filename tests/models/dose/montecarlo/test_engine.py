@@ -74,3 +74,24 @@ def test_cancel_stops_the_run(water):
     with pytest.raises(McCancelled):
         compute_mc_dose(water, water_pose(0.0), BEAM, options=McOptions(histories=20_000),
                         cancel=lambda: True)
+
+
+def test_weak_beamlets_are_thinned_without_bias():
+    """Every kept beamlet gets >= 2 electrons a batch; on average the fluence is kept."""
+    from models.dose.montecarlo.engine import BATCHES, _weighted_histories
+
+    w = np.concatenate([np.full(100, 1.0), np.linspace(1e-4, 0.05, 400)])
+    runs = [_weighted_histories(w, 20_000, seed) for seed in range(400)]
+    histories = runs[0][1]
+    assert histories == 20_000
+    floor = 2.0 / (histories // BATCHES)
+    for weights, _ in runs[:5]:
+        assert weights.sum() == pytest.approx(1.0)
+        assert np.all((weights == 0) | (weights >= floor * 0.99))
+    mean = np.mean([r[0] for r in runs], axis=0)
+    weak = w / w.sum() < floor
+    assert weak.sum() > 300
+    # the weak group's share of the electrons, on average, is the one asked for
+    assert mean[weak].sum() == pytest.approx((w / w.sum())[weak].sum(), rel=0.03)
+    # a uniform fluence keeps the old rule: two electrons per beamlet and batch
+    assert _weighted_histories(np.ones(3000), 1000, 0)[1] == 2 * BATCHES * 3000

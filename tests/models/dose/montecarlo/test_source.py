@@ -1,15 +1,26 @@
-"""Source model: aperture beamlets (flat and bevelled), shipped and fallback models."""
+"""Source model: aperture beamlets (flat and bevelled), radial fluence, shipped and fallback
+models."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from models.base.errors import InputError
 from models.beams.applicator import Applicator
 from models.beams.library import ElectronBeam
-from models.dose.montecarlo.source import aperture_beamlets, source_model
+from models.dose.montecarlo.source import (
+    RIM_NODES_MM,
+    RadialFluence,
+    SourceModel,
+    _radial_fits,
+    aperture_beamlets,
+    rim_distance_mm,
+    source_model,
+)
 
 
 @pytest.mark.parametrize("diameter, bevel", [(30.0, 0.0), (100.0, 0.0), (60.0, 30.0)])
@@ -37,3 +48,65 @@ def test_shipped_and_fallback_models():
     assert liac.mean_energy_mev == pytest.approx(2.33 * 4.32, abs=1.0)
     mob = source_model(ElectronBeam("mobetron", 9.0, 50.0))
     assert not mob.commissioned and "not commissioned" in mob.provenance
+
+
+def _model_with(*fits: RadialFluence) -> SourceModel:
+    base = source_model(ElectronBeam("liac", 12.0, 100.0))
+    return replace(base, radial=fits)
+
+
+def test_radial_fluence_is_piecewise_linear_in_the_rim_distance():
+    f = RadialFluence(60.0, 0.0, (0.0, 4.0, 10.0), np.array([[1.0, 0.5, 0.2],
+                                                             [0.0, 1.0, 0.0]]))
+    d = np.array([-1.0, 0.0, 2.0, 4.0, 7.0, 10.0, 25.0])
+    got = f.at(d)
+    assert got[0].tolist() == pytest.approx([1.0, 1.0, 0.75, 0.5, 0.35, 0.2, 0.2])
+    assert got[1].tolist() == pytest.approx([0.0, 0.0, 0.5, 1.0, 0.5, 0.0, 0.0])
+    with pytest.raises(InputError, match="nodes must increase"):
+        RadialFluence(60.0, 0.0, (0.0, 4.0, 4.0), np.ones((2, 3)))
+    with pytest.raises(InputError, match=">= 0"):
+        RadialFluence(60.0, 0.0, (0.0, 4.0), np.array([[1.0, -0.1]]))
+
+
+def test_beamlet_fluence_follows_the_fit_and_sums_to_one():
+    app = Applicator(60.0, 0.0)
+    rim_heavy = RadialFluence(60.0, 0.0, RIM_NODES_MM, np.array([[2.0, 1.0, 1.0, 1.0],
+                                                                 [1.0, 0.0, 0.0, 0.0]]))
+    model = _model_with(rim_heavy)
+    b = aperture_beamlets(app, model.virtual_ssd_mm)
+    f = model.beamlet_fluence(app, b)
+    assert f.shape == (2, b.count) and f.sum() == pytest.approx(1.0)
+    d = rim_distance_mm(app, b)
+    # direct: twice as many electrons per beamlet at the rim as inside 4 mm from it
+    assert f[0, d.argmin()] / f[0, d.argmax()] == pytest.approx(2.0 * (1 - d.min() / 4.0)
+                                                                + d.min() / 4.0, rel=1e-6)
+    assert np.all(f[1, d >= 4.0] == 0.0) and f[1, d < 1.0].min() > 0
+    # no radial fit: uniform, the components shared like the spectrum weights
+    uniform = replace(model, radial=()).beamlet_fluence(app, b)
+    assert np.ptp(uniform[0]) == 0 and uniform.sum(axis=1) == pytest.approx(
+        model.weights.sum(axis=1))
+
+
+def test_radial_fluence_is_interpolated_between_fitted_diameters():
+    a = RadialFluence(60.0, 0.0, RIM_NODES_MM, np.full((2, 4), 1.0))
+    b = RadialFluence(100.0, 0.0, RIM_NODES_MM, np.full((2, 4), 3.0))
+    bevel = RadialFluence(60.0, 30.0, RIM_NODES_MM, np.full((2, 4), 7.0))
+    model = _model_with(a, b, bevel)
+    f, how = model.radial_fluence(Applicator(60.0, 0.0))
+    assert f[0, 0] == 1.0 and how == "fitted for 60 mm 0 deg"
+    f, how = model.radial_fluence(Applicator(70.0, 0.0))
+    assert f[0, 0] == pytest.approx(1.5) and "interpolated from the fits for 60 and 100" in how
+    f, how = model.radial_fluence(Applicator(120.0, 0.0))
+    assert f[0, 0] == pytest.approx(3.0)
+    f, how = model.radial_fluence(Applicator(80.0, 45.0))      # nearest bevel: 30 deg
+    assert f[0, 0] == pytest.approx(7.0) and "30 deg" in how
+
+
+def test_malformed_radial_entry_names_the_file():
+    beam = ElectronBeam("liac", 12.0, 100.0)
+    with pytest.raises(InputError, match=r"mc_source\.json liac 12 MeV radial"):
+        _radial_fits({"radial": {"nodes_mm": [0, 4], "applicators": [{"diameter_mm": 60}]}},
+                     beam, 2)
+    with pytest.raises(InputError, match="one fluence row per component"):
+        _radial_fits({"radial": {"nodes_mm": [0, 4], "applicators": [
+            {"diameter_mm": 60, "bevel_deg": 0, "fluence": [[1, 1]]}]}}, beam, 2)

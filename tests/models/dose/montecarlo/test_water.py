@@ -7,6 +7,7 @@ The pencil beam is commissioned to the same curves, so its water dose read throu
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from assets import asset_path
@@ -35,3 +36,22 @@ def test_wrong_energy_fails_the_comparison(curves):
     c = compare_mc(curves[(12.0, 100.0, 0.0)], mc_water_curves(dose,
                                                               curves[(12.0, 100.0, 0.0)]))
     assert c.d_r50_mm < -4.0 and c.gamma_depth_percent < 80.0
+
+
+def test_raw_curves_are_linear_in_the_dose_and_normalise_like_the_data(curves):
+    """What the source commissioning relies on: curves of a sum of runs = sum of curves."""
+    from models.dose.montecarlo.water import mc_water_raw, normalised
+    from models.patient.volume import Volume
+
+    key = (12.0, 60.0, 30.0)
+    a = water_dose(ElectronBeam("liac", *key), grid_mm=2.0).dose
+    ramp = np.linspace(0.5, 1.5, a.array.shape[0])[:, None, None]   # another dose
+    b = Volume(a.array * ramp, a.patient_from_voxel)
+    both = Volume(2.0 * a.array + 0.5 * b.array, a.patient_from_voxel)
+    ra, rb, rab = (mc_water_raw(v, curves[key]) for v in (a, b, both))
+    for name in ("depth_dose", "profile_x", "profile_y"):
+        assert getattr(rab, name) == pytest.approx(2.0 * getattr(ra, name)
+                                                   + 0.5 * getattr(rb, name), rel=1e-5)
+    n = normalised(ra, 60.0)
+    assert n.depth_dose.max() == pytest.approx(100.0)
+    assert n.profile_x[np.abs(n.lateral_mm) <= 10.0].mean() == pytest.approx(100.0)
