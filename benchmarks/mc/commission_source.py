@@ -83,24 +83,32 @@ INTERPOLATED = {6.0: [(70.0, 0.0)], 12.0: [(70.0, 0.0)]}
 #: Histories per component of a fit run, for the 100 mm aperture (scaled by area).
 FIT_HISTORIES_100MM = 200_000
 #: Histories of a check run for the 100 mm aperture (scaled by area).
-CHECK_HISTORIES_100MM = 400_000
+CHECK_HISTORIES_100MM = 1_000_000
+#: Strength of the fluence smoothness penalty of the radial fit (:func:`_smooth_nnls`).
+SMOOTHING = 2.0
+#: More histories for a bevel (twice the basis functions, less averaging across its
+#: asymmetric profile).
+BEVEL_HISTORY_FACTOR = 3
 #: Seeds of the check runs (the fit runs use the engine's default seeds).
 CHECK_SEEDS = (4711, 815)
 ROLES = ("direct", "applicator wall scatter")
 
 
-def _histories(diameter_mm: float, per_100mm: int) -> int:
-    return max(20_000, round(per_100mm * (diameter_mm / 100.0) ** 2))
+def _histories(diameter_mm: float, per_100mm: int, bevel_deg: float = 0.0) -> int:
+    factor = BEVEL_HISTORY_FACTOR if bevel_deg > 0 else 1
+    return max(20_000, round(factor * per_100mm * (diameter_mm / 100.0) ** 2))
 
 
 def _water_dose(beam: ElectronBeam, source: SourceModel, histories: int,
                 seeds: tuple[int, int], cache: Path | None) -> tuple[Volume, int, float]:
     """Monte Carlo dose per electron of ``beam`` in water (water frame), cached by the
     source's numbers."""
+    toes = [r.toe_fluence.round(6).tolist() for r in source.radial
+            if r.toe_fluence is not None]
     text = repr((beam, source.edges_mev.tolist(), source.weights.round(6).tolist(),
                  source.source_sigma_mm, [(r.diameter_mm, r.bevel_deg,
                                            r.fluence.round(6).tolist())
-                                          for r in source.radial], histories, seeds))
+                                          for r in source.radial], histories, seeds, *toes))
     key = hashlib.sha1(text.encode()).hexdigest()[:16]
     if cache is not None and (cache / f"{key}.npz").exists():
         z = np.load(cache / f"{key}.npz")
@@ -179,13 +187,14 @@ def _columns(data: BeamCurves, raw: McWaterCurves) -> np.ndarray:
 
 def fit_radial(spectrum: SourceModel, data: BeamCurves, cache: Path | None
                ) -> tuple[RadialFluence, dict]:
-    """Fluence per component at the rim nodes of one applicator, fitted to its curves."""
+    """Fluence per component at the rim nodes of one applicator (heel and toe for a
+    bevel), fitted to its curves."""
     beam = ElectronBeam(MACHINE, data.energy_mev, data.diameter_mm, data.bevel_deg)
     app = Applicator(data.diameter_mm, data.bevel_deg)
     beamlets = aperture_beamlets(app, spectrum.virtual_ssd_mm)
+    centre_y = (beamlets.corner_mm + 0.5 * (beamlets.side1_mm + beamlets.side2_mm))[:, 1]
     n_comp, n_node = len(spectrum.source_sigma_mm), len(RIM_NODES_MM)
-    shape = RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM,
-                          np.ones((n_comp, n_node)))
+    sides = 2 if data.bevel_deg > 0 else 1
     distance = rim_distance_mm(app, beamlets)
     target, curves = _targets(data)
     keep = target >= 0.05 * target.max()
@@ -193,36 +202,73 @@ def fit_radial(spectrum: SourceModel, data: BeamCurves, cache: Path | None
     for part in curves:                   # each curve weighs the same in the fit
         weight[part] = 1.0 / np.sqrt(max(1, int(keep[part].sum())))
     columns, index, size, hist, secs = [], [], [], 0, 0.0
-    for c, k in itertools.product(range(n_comp), range(n_node)):
-        one = np.zeros((n_comp, n_node))
+    for side, c, k in itertools.product(range(sides), range(n_comp), range(n_node)):
+        one, zero = np.zeros((n_comp, n_node)), np.zeros((n_comp, n_node))
         one[c, k] = 1.0
-        electrons = float(shape.at(distance, one).sum())     # beamlet-equivalents
+        heel, toe = (one, zero) if side == 0 else (zero, one)
+        basis = RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM, heel,
+                              toe if sides == 2 else None)
+        electrons = float(basis.at(distance, centre_y).sum())   # beamlet-equivalents
         if electrons < 1.0:
             continue
-        src = _with_radial(spectrum, RadialFluence(data.diameter_mm, data.bevel_deg,
-                                                   RIM_NODES_MM, one))
-        share = electrons / beamlets.count
-        vol, n, s = _water_dose(beam, src, round(_histories(data.diameter_mm,
-                                                            FIT_HISTORIES_100MM) * share),
-                                (97, 33), cache)
+        vol, n, s = _water_dose(beam, _with_radial(spectrum, basis),
+                                round(_histories(data.diameter_mm, FIT_HISTORIES_100MM,
+                                                 data.bevel_deg)
+                                      * electrons / beamlets.count / sides), (97, 33), cache)
         columns.append(_columns(data, mc_water_raw(vol, data, grid_mm=GRID_MM)))
-        index.append((c, k))
+        index.append((side, c, k))
         size.append(electrons)
         hist, secs = hist + n, secs + s
     a = np.stack(columns, axis=1)
-    alpha, _ = nnls((a * weight[:, None])[keep], (target * weight)[keep])
-    fluence = np.zeros((n_comp, n_node))
-    for (c, k), e, m in zip(index, alpha, size, strict=True):
-        fluence[c, k] = e / m                    # electrons per unit area at the node
+    alpha = _smooth_nnls((a * weight[:, None])[keep], (target * weight)[keep], index,
+                         np.asarray(size))
+    fluence = np.zeros((sides, n_comp, n_node))
+    for (side, c, k), e, m in zip(index, alpha, size, strict=True):
+        fluence[side, c, k] = e / m        # the basis function's coefficient
     fluence /= fluence.max()
     fit = a @ alpha
     rms = [float(np.sqrt(np.mean((fit[p] - target[p])[keep[p]] ** 2))) for p in curves]
-    return (RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM, fluence),
-            {"diameter_mm": data.diameter_mm, "bevel_deg": data.bevel_deg,
-             "fluence": [[round(float(v), 5) for v in row] for row in fluence],
-             "runs": len(index), "histories": hist, "time_s": round(secs, 1),
-             "rms_residual_percent": {"depth": round(rms[0], 2), "x": round(rms[1], 2),
-                                      "y": round(rms[2], 2)}})
+    fitted = RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM, fluence[0],
+                           fluence[1] if sides == 2 else None)
+
+    def rows(f: np.ndarray) -> list:
+        return [[round(float(v), 5) for v in row] for row in f]
+
+    return fitted, {"diameter_mm": data.diameter_mm, "bevel_deg": data.bevel_deg,
+                    "fluence": rows(fluence[0]),
+                    "toe_fluence": rows(fluence[1]) if sides == 2 else None,
+                    "runs": len(index), "histories": hist, "time_s": round(secs, 1),
+                    "rms_residual_percent": {"depth": round(rms[0], 2), "x": round(rms[1], 2),
+                                             "y": round(rms[2], 2)}}
+
+
+def _smooth_nnls(a: np.ndarray, b: np.ndarray, index: list, size: np.ndarray
+                 ) -> np.ndarray:
+    """Non-negative least squares with a penalty on the fluence's changes between
+    neighbouring nodes (and heel against toe) of each component.
+
+    The data inside the field are flat within ~1 %: a zig-zag of the node values is Monte
+    Carlo noise fitted, not the applicator. Columns are electrons of a basis function;
+    its fluence is electrons / ``size``. The penalty weighs a change of
+    10 % of the mean fluence like a (:data:`SMOOTHING` / 10) % rms residual of one curve.
+    """
+    alpha0, _ = nnls(a, b)
+    phi0 = alpha0 / size
+    scale = float(phi0[phi0 > 0].mean()) if np.any(phi0 > 0) else 1.0
+    rows = []
+    position = {key: i for i, key in enumerate(index)}
+    for i, (side, c, k) in enumerate(index):
+        for other in ((side, c, k + 1), (side + 1, c, k)):
+            j = position.get(other)
+            if j is None:
+                continue
+            row = np.zeros(len(index))
+            row[i], row[j] = 1.0 / (size[i] * scale), -1.0 / (size[j] * scale)
+            rows.append(SMOOTHING * row)
+    if not rows:
+        return alpha0
+    alpha, _ = nnls(np.vstack([a, *rows]), np.concatenate([b, np.zeros(len(rows))]))
+    return alpha
 
 
 def _with_radial(source: SourceModel, *radial: RadialFluence) -> SourceModel:
@@ -233,9 +279,8 @@ def _with_radial(source: SourceModel, *radial: RadialFluence) -> SourceModel:
 
 def _result(data: BeamCurves, source: SourceModel, role: str, cache: Path | None) -> dict:
     beam = ElectronBeam(MACHINE, data.energy_mev, data.diameter_mm, data.bevel_deg)
-    volume, n, seconds = _water_dose(beam, source, _histories(data.diameter_mm,
-                                                              CHECK_HISTORIES_100MM),
-                                     CHECK_SEEDS, cache)
+    volume, n, seconds = _water_dose(beam, source, _histories(
+        data.diameter_mm, CHECK_HISTORIES_100MM, data.bevel_deg), CHECK_SEEDS, cache)
     mc = normalised(mc_water_raw(volume, data, grid_mm=GRID_MM), data.diameter_mm)
     c = compare_mc(data, mc)
     _, how = source.radial_fluence(Applicator(data.diameter_mm, data.bevel_deg))
@@ -315,6 +360,12 @@ def main(argv=None) -> int:
     return 0
 
 
+def model_digest(entry: dict) -> str:
+    """Digest of one energy's mc_source.json entry: the check results carry it, so a test
+    sees when the shipped source was changed without running the checks again."""
+    return hashlib.sha1(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def _write(models: dict, results: list) -> None:
     import ompmc
 
@@ -343,6 +394,7 @@ def _write(models: dict, results: list) -> None:
                        "commissioning curves: curves on fine axes and comparison numbers",
         "grid_mm": GRID_MM, "axis_average_radius": "0.15 x diameter",
         "profiles": "flat: mean over circles about the axis; bevel: 4 mm band, mirrored",
+        "source_digest": {f"{k:g}": model_digest(models[k]) for k in sorted(models)},
         "results": sorted(results, key=lambda r: (r["energy_mev"], r["bevel_deg"],
                                                   r["diameter_mm"]))}) + "\n")
 

@@ -25,7 +25,8 @@ The model (per machine and nominal energy, ``assets/beams/mc_source.json``):
   applicator wall scatters electrons inwards near the rim, which a uniform fluence
   does not have: without it the Monte Carlo profiles are domed. An applicator without
   its own fit takes the fluence interpolated in diameter between the fitted ones of the
-  same bevel (nearest bevel otherwise), and says so.
+  same bevel (nearest bevel otherwise), and says so. A bevelled applicator's fluence
+  also changes linearly from heel to toe (fitted at both ends).
 
 A machine without a fitted model falls back on a Gaussian spectrum around the mean
 surface energy E0 = 2.33 MeV/cm x R50 of its beam data, flagged ``commissioned = False``.
@@ -73,31 +74,52 @@ class RadialFluence:
         Distances from the rim (mm), increasing from 0, where the fluence is given.
     fluence : numpy.ndarray
         (C, K) relative electrons per unit aperture area at the nodes, per component
-        (>= 0); linear between the nodes, constant beyond the last.
+        (>= 0); linear between the nodes, constant beyond the last. For a bevel: at the
+        heel (y = -radius, seen along the beam).
+    toe_fluence : numpy.ndarray or None
+        (C, K) the same at the toe (y = +radius) of a bevelled applicator, the fluence
+        linear in y between heel and toe (the bevel's heel-to-toe gradient); None: no
+        gradient.
     """
 
     diameter_mm: float
     bevel_deg: float
     nodes_mm: tuple[float, ...]
     fluence: np.ndarray
+    toe_fluence: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         f = np.atleast_2d(np.asarray(self.fluence, dtype=np.float64))
         object.__setattr__(self, "fluence", f)
+        toe = (None if self.toe_fluence is None
+               else np.atleast_2d(np.asarray(self.toe_fluence, dtype=np.float64)))
+        object.__setattr__(self, "toe_fluence", toe)
         nodes = tuple(float(e) for e in self.nodes_mm)
         object.__setattr__(self, "nodes_mm", nodes)
+        both = f if toe is None else np.concatenate([f, toe])
         if (f.shape[1] != len(nodes) or nodes[0] != 0.0 or np.any(np.diff(nodes) <= 0)
-                or np.any(~np.isfinite(f)) or np.any(f < 0) or not f.sum() > 0):
+                or (toe is not None and toe.shape != f.shape)
+                or np.any(~np.isfinite(both)) or np.any(both < 0) or not both.sum() > 0):
             raise InputError(f"radial fluence {self.diameter_mm:g} mm {self.bevel_deg:g} deg:"
-                             " nodes must increase from 0, one fluence per node, all >= 0")
+                             " nodes must increase from 0, one fluence per node (heel and toe"
+                             " alike), all >= 0")
 
-    def at(self, rim_distance_mm: np.ndarray, fluence: np.ndarray | None = None
+    def at(self, rim_distance_mm: np.ndarray, y_mm: np.ndarray | None = None, *,
+           fluence: np.ndarray | None = None, toe_fluence: np.ndarray | None = None
            ) -> np.ndarray:
-        """(C, N) fluence at distances from the rim (N,) mm (``fluence`` (C, K) instead of
-        the fitted one, e.g. one node's basis function)."""
+        """(C, N) fluence at beamlet centres: distances from the rim (N,) mm and, for the
+        heel-to-toe gradient, y (N,) mm seen along the beam. ``fluence``/``toe_fluence``
+        (C, K) replace the fitted ones (e.g. one node's basis function)."""
         f = self.fluence if fluence is None else np.atleast_2d(fluence)
+        toe = self.toe_fluence if fluence is None else toe_fluence
         d = np.asarray(rim_distance_mm, dtype=np.float64)
-        return np.stack([np.interp(d, self.nodes_mm, row) for row in f])
+        heel = np.stack([np.interp(d, self.nodes_mm, row) for row in f])
+        if toe is None or y_mm is None:
+            return heel
+        t = np.clip(0.5 + 0.5 * np.asarray(y_mm, dtype=np.float64)
+                    / (0.5 * self.diameter_mm), 0.0, 1.0)
+        toe_part = np.stack([np.interp(d, self.nodes_mm, row) for row in np.atleast_2d(toe)])
+        return (1.0 - t) * heel + t * toe_part
 
 
 def rim_distance_mm(applicator: Applicator, beamlets: Beamlets) -> np.ndarray:
@@ -167,9 +189,11 @@ class SourceModel:
         share = float(w.sum() / self.weights.sum())
         return share, (w / w.sum() if w.sum() > 0 else w), self.source_sigma_mm[index]
 
-    def radial_fluence(self, applicator: Applicator) -> tuple[np.ndarray | None, str]:
-        """(C, K) fluence per component at the rim nodes for ``applicator`` and how it was
-        obtained; ``(None, "uniform ...")`` when the model has no radial fit.
+    def radial_fluence(self, applicator: Applicator
+                       ) -> tuple[tuple[np.ndarray, np.ndarray | None] | None, str]:
+        """``((heel, toe), how)``: the (C, K) fluence at the rim nodes for ``applicator``
+        (toe None without a heel-to-toe gradient) and how it was obtained;
+        ``(None, "uniform ...")`` when the model has no radial fit.
 
         Exact fit if there is one; else linear in diameter between the two nearest fitted
         diameters of the nearest fitted bevel (held constant beyond the fitted range).
@@ -183,17 +207,22 @@ class SourceModel:
         d = applicator.diameter_mm
         for r in fits:
             if math.isclose(r.diameter_mm, d) and bevel == applicator.bevel_deg:
-                return r.fluence, f"fitted for {d:g} mm {bevel:g} deg"
+                return (r.fluence, r.toe_fluence), f"fitted for {d:g} mm {bevel:g} deg"
         sizes = np.array([r.diameter_mm for r in fits])
         hi = int(np.clip(np.searchsorted(sizes, d), 1, max(1, sizes.size - 1)))
         lo = hi - 1 if sizes.size > 1 else 0
         hi = min(hi, sizes.size - 1)
         t = 0.0 if hi == lo else float(np.clip((d - sizes[lo]) / (sizes[hi] - sizes[lo]),
                                                0.0, 1.0))
-        fluence = (1 - t) * fits[lo].fluence + t * fits[hi].fluence
-        return fluence, (f"interpolated from the fits for {sizes[lo]:g} and {sizes[hi]:g} mm "
-                         f"{bevel:g} deg" if hi != lo else
-                         f"taken from the fit for {sizes[lo]:g} mm {bevel:g} deg")
+
+        def mix(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None or b is None else (1 - t) * a + t * b
+
+        heel = mix(fits[lo].fluence, fits[hi].fluence)
+        toe = mix(fits[lo].toe_fluence, fits[hi].toe_fluence)
+        return (heel, toe), (f"interpolated from the fits for {sizes[lo]:g} and "
+                             f"{sizes[hi]:g} mm {bevel:g} deg" if hi != lo else
+                             f"taken from the fit for {sizes[lo]:g} mm {bevel:g} deg")
 
     def beamlet_fluence(self, applicator: Applicator, beamlets: Beamlets) -> np.ndarray:
         """(C, N) electrons per component and beamlet (sum 1 over both axes)."""
@@ -203,7 +232,9 @@ class SourceModel:
             shares = self.weights.sum(axis=1) / self.weights.sum()
             out = np.repeat(shares[:, None] / n, n, axis=1)
         else:
-            out = self.radial[0].at(rim_distance_mm(applicator, beamlets), fluence)
+            centre = beamlets.corner_mm + 0.5 * (beamlets.side1_mm + beamlets.side2_mm)
+            out = self.radial[0].at(rim_distance_mm(applicator, beamlets), centre[:, 1],
+                                    fluence=fluence[0], toe_fluence=fluence[1])
         return out / out.sum()
 
 
@@ -309,7 +340,9 @@ def _radial_fits(entry: dict, beam: ElectronBeam, components: int
     try:
         nodes = tuple(float(e) for e in radial["nodes_mm"])
         fits = tuple(RadialFluence(float(a["diameter_mm"]), float(a["bevel_deg"]), nodes,
-                                   np.asarray(a["fluence"], dtype=np.float64))
+                                   np.asarray(a["fluence"], dtype=np.float64),
+                                   None if a.get("toe_fluence") is None else
+                                   np.asarray(a["toe_fluence"], dtype=np.float64))
                      for a in radial["applicators"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{where}: malformed entry ({exc}); expected nodes_mm and "

@@ -80,8 +80,9 @@ def _profile_points(lateral_mm: np.ndarray, axis: int, curves: BeamCurves,
     ``lateral_mm`` (L,), averaged over the data's voxel like the data.
 
     A flat applicator's beam is symmetric about the clinical axis: the profile at
-    ``lateral`` is the mean over the circle of radius ``|lateral|`` (``PROFILE_ANGLES``
-    directions per half turn, the sign kept), the voxel box turned with the direction. A
+    ``lateral`` is the mean over the whole circle of radius ``|lateral|``
+    (``PROFILE_ANGLES`` directions per half turn), the voxel box turned with the
+    direction. A
     bevelled one is symmetric in x only: the mean over a band of :data:`PROFILE_BAND_MM`
     across the profile, mirrored in x.
     """
@@ -89,11 +90,11 @@ def _profile_points(lateral_mm: np.ndarray, axis: int, curves: BeamCurves,
     along = box_offsets(vx if axis == 0 else vy)
     depth = curves.profile_depth_mm + box_offsets(vz)
     if curves.bevel_deg == 0:
-        angles = np.pi * np.arange(PROFILE_ANGLES) / PROFILE_ANGLES
+        angles = np.pi * np.arange(2 * PROFILE_ANGLES) / PROFILE_ANGLES
         across = box_offsets(vy if axis == 0 else vx)
         a, u, v, w = np.meshgrid(angles, along, across, depth, indexing="ij")
         a, u, v, w = (t.ravel()[:, None] for t in (a, u, v, w))
-        r = lateral_mm[None, :] + u
+        r = np.abs(lateral_mm)[None, :] + u
         pts = np.stack([r * np.cos(a) - v * np.sin(a), r * np.sin(a) + v * np.cos(a),
                         np.broadcast_to(w, r.shape)], axis=-1)
         return pts
@@ -120,6 +121,9 @@ def mc_water_raw(dose: Volume, curves: BeamCurves, *, grid_mm: float = 2.0
     z = np.arange(0.5 * FINE_STEP_MM, float(curves.depth_mm[-1]) + 3.0, FINE_STEP_MM)
     off = _offsets(axis_radius_mm(curves.diameter_mm), 0.5 * grid_mm,
                    x_only=curves.bevel_deg > 0)
+    if curves.bevel_deg > 0:        # across the line, the data's voxel in y
+        off = np.concatenate([off + np.array([0.0, oy])
+                              for oy in box_offsets(curves.voxel_mm[1])])
     # averaged over the data's voxel depth; the first half Monte Carlo voxel reads the
     # surface voxel (its mean over the first grid_mm), not an interpolation into the
     # vacuum above it

@@ -90,16 +90,30 @@ def test_beamlet_fluence_follows_the_fit_and_sums_to_one():
 def test_radial_fluence_is_interpolated_between_fitted_diameters():
     a = RadialFluence(60.0, 0.0, RIM_NODES_MM, np.full((2, 4), 1.0))
     b = RadialFluence(100.0, 0.0, RIM_NODES_MM, np.full((2, 4), 3.0))
-    bevel = RadialFluence(60.0, 30.0, RIM_NODES_MM, np.full((2, 4), 7.0))
+    bevel = RadialFluence(60.0, 30.0, RIM_NODES_MM, np.full((2, 4), 7.0),
+                          np.full((2, 4), 5.0))
     model = _model_with(a, b, bevel)
-    f, how = model.radial_fluence(Applicator(60.0, 0.0))
-    assert f[0, 0] == 1.0 and how == "fitted for 60 mm 0 deg"
-    f, how = model.radial_fluence(Applicator(70.0, 0.0))
+    (f, toe), how = model.radial_fluence(Applicator(60.0, 0.0))
+    assert f[0, 0] == 1.0 and toe is None and how == "fitted for 60 mm 0 deg"
+    (f, _), how = model.radial_fluence(Applicator(70.0, 0.0))
     assert f[0, 0] == pytest.approx(1.5) and "interpolated from the fits for 60 and 100" in how
-    f, how = model.radial_fluence(Applicator(120.0, 0.0))
+    (f, _), how = model.radial_fluence(Applicator(120.0, 0.0))
     assert f[0, 0] == pytest.approx(3.0)
-    f, how = model.radial_fluence(Applicator(80.0, 45.0))      # nearest bevel: 30 deg
-    assert f[0, 0] == pytest.approx(7.0) and "30 deg" in how
+    (f, toe), how = model.radial_fluence(Applicator(80.0, 45.0))   # nearest bevel: 30 deg
+    assert f[0, 0] == pytest.approx(7.0) and toe[0, 0] == 5.0 and "30 deg" in how
+
+
+def test_bevel_fluence_runs_linearly_from_heel_to_toe():
+    app = Applicator(60.0, 30.0)
+    fit = RadialFluence(60.0, 30.0, RIM_NODES_MM, np.full((2, 4), 2.0), np.full((2, 4), 1.0))
+    model = _model_with(fit)
+    b = aperture_beamlets(app, model.virtual_ssd_mm)
+    f = model.beamlet_fluence(app, b)
+    y = (b.corner_mm + 0.5 * (b.side1_mm + b.side2_mm))[:, 1]
+    heel, toe, mid = f[0, y.argmin()], f[0, y.argmax()], f[0, np.abs(y).argmin()]
+    t = lambda v: 0.5 + 0.5 * v / 30.0          # noqa: E731 -- heel 0 .. toe 1
+    assert heel / toe == pytest.approx((2 - t(y.min())) / (2 - t(y.max())))
+    assert mid / toe == pytest.approx((2 - t(y[np.abs(y).argmin()])) / (2 - t(y.max())))
 
 
 def test_malformed_radial_entry_names_the_file():
