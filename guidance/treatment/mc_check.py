@@ -32,6 +32,7 @@ import numpy as np
 
 from guidance.treatment.dose_service import BeamChoice, evaluate_dose
 from models.base.errors import InputError
+from models.beams.applicator import Applicator
 from models.beams.library import ElectronBeam
 from models.evaluation.dvh import structure_bounds_mm
 from models.evaluation.gamma import gamma_pass_rate
@@ -96,6 +97,7 @@ class McCheckResult:
     reasons: tuple[str, ...]
     source_commissioned: bool
     thresholds: McCheckThresholds = field(default_factory=McCheckThresholds)
+    source_fluence: str = ""
 
     def as_json(self) -> dict:
         """Plain dictionary (rounded) for ``--json`` and the report."""
@@ -106,6 +108,12 @@ class McCheckResult:
         out["organs"] = [{k: (round(v, 3) if isinstance(v, float) else v)
                           for k, v in asdict(o).items()} for o in self.organs]
         return out
+
+
+def _fluence_note(mc) -> str:
+    """How the Monte Carlo source's radial fluence was obtained for the plan's applicator."""
+    b = mc.beam
+    return mc.source.radial_fluence(Applicator(b.applicator_diameter_mm, b.bevel_deg))[1]
 
 
 def _beam_dict(beam: ElectronBeam) -> dict:
@@ -210,7 +218,7 @@ def compare_doses(case: Case, pb, mc, choice: BeamChoice, *, target: str,
         pb_d90_gy=t_pb.d90_gy, mc_d90_gy=t_mc.d90_gy, pb_v90_percent=t_pb.v90_percent,
         mc_v90_percent=t_mc.v90_percent, organs=organs, verdict=verdict,
         reasons=tuple(reasons), source_commissioned=mc.source.commissioned,
-        thresholds=thresholds)
+        thresholds=thresholds, source_fluence=_fluence_note(mc))
 
 
 def run_mc_check(case: Case, spec, *, target: str = "CTV", grid_mm: float = 2.0,

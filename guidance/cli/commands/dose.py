@@ -386,7 +386,8 @@ def _print_mc_result(result, summary: dict) -> None:
           f"bevel {b['bevel_deg']:g} deg: Monte Carlo {result.histories} histories in "
           f"{result.mc_seconds:.0f} s, uncertainty {result.target_uncertainty_percent:.1f} % "
           f"in {result.target}"
-          + ("" if result.source_commissioned else " (source model NOT commissioned)"))
+          + ("" if result.source_commissioned else " (source model NOT commissioned)")
+          + (f"; source fluence {result.source_fluence}" if result.source_fluence else ""))
     print(f"gamma 3%/2mm {result.gamma_3_2_percent:.1f} %  2%/2mm "
           f"{result.gamma_2_2_percent:.1f} %  ({result.gamma_points} voxels in the 10 % "
           "isodose)")
