@@ -21,16 +21,26 @@ Cases (``tests/data/mc/heterogeneity_<case>.json``):
   per-bin sigma is ~1 %; 3e5 left it at 2.2 %). ``edge_deep_12mev``: the same geometry with
   other seeds, scored at 30-32 mm (8e5 histories), to check at another depth a model fitted
   at 24-26 mm.
-* ``disc_steel_12mev`` (and ``disc_lead_12mev`` when the installed ompmc can transport
-  Z > 50): a 3 mm metal disc (STEEL700ICRU 8.06 g/cm3 / PB700ICRU 11.34 g/cm3) across the
+* ``disc_steel_12mev``, ``disc_lead_12mev``: a 3 mm metal disc
+  (STEEL700ICRU 8.06 g/cm3 / PB700ICRU 11.34 g/cm3) across the
   phantom under 20 mm of water, 20 mm water behind it; backscatter = dose in the 1 mm just
   upstream of the disc against water at the same depth; transmission = dose in the 1 mm just
   downstream against water at the same depth (and the dose curve behind the disc).
 
 Run: ``OMP_NUM_THREADS=1 python -m benchmarks.mc.heterogeneity [CASE ...] [--histories N]``
 (each pair of runs takes 2-6 min on 2 cores at the default histories; the edge cases
-15 and 10 min on one core). ``disc_lead_12mev`` crashes ompmc 0.4.0: it reads the photon
-cross sections of Z = 1-50 only (see docs/dose.md).
+15 and 10 min on one core).
+
+Lead: the ompmc 0.4.0 release reads the XCOM photon cross sections and the Rayleigh form
+factors of Z = 1-50 only (``MXELEMENT``, the per-medium element limit, also sized those
+per-Z tables) and crashes on a lead medium (Z = 82). ``disc_lead_12mev`` was run with the
+0.4.0 sdist patched by ``benchmarks/mc/ompmc-0.4.0-elements.patch`` (a separate constant
+``MXZ = 100`` for the per-Z tables; nothing else changed). Reproduce: download the sdist
+(``pip download --no-binary :all: --no-deps ompmc==0.4.0``), unpack it, apply the patch
+with ``patch -p1`` inside it, ``pip install --target DIR .`` (a C compiler and CMake), and
+run ``PYTHONPATH=DIR:. OMP_NUM_THREADS=1 python -m benchmarks.mc.heterogeneity
+disc_lead_12mev``. With the same seeds the patched build reproduces the stock build's water
+and steel doses bit for bit (checked at 2e3 histories).
 """
 
 from __future__ import annotations
