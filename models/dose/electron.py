@@ -598,6 +598,7 @@ class _Paths:
     zeff_disc: np.ndarray | None  # (P,) water depth at the disc's upstream face
     in_disc: np.ndarray | None    # (P,) pencil hits the disc
     detour: np.ndarray | None = None   # (nz, P) detour factor at the planes (None: all 1)
+    straggling: np.ndarray | None = None   # (nz, P) extra range spread, mm (None: water)
 
 
 def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.ndarray,
@@ -642,13 +643,15 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.nd
         seg = seg - r_seg * metal + material.water_equivalent_per_mm * metal
         seg_s = seg_s - s_seg * metal + material.scatter_per_mm * metal
     factor = detour_factor(seg, seg_s, model)
+    straggling = detour_straggling_mm(seg, seg_s, model)
     seg = seg * factor
     zeff = np.vstack([np.zeros((1, pen.z0.size)), np.cumsum(seg, axis=0)])
     detour = None
     if not np.all(factor == 1.0):                 # at the planes: the segment before each
         detour = np.vstack([np.ones((1, pen.z0.size)), factor])
     if in_disc is None:
-        return _Paths(zeff, _entry(zeff, z, pen.z0), seg, seg_s, mid, None, None, detour)
+        return _Paths(zeff, _entry(zeff, z, pen.z0), seg, seg_s, mid, None, None, detour,
+                      straggling)
     # water depth where each pencil meets the disc (linear between planes), metal left out
     free = np.vstack([np.zeros((1, pen.z0.size)),
                       np.cumsum(seg * (1.0 - np.minimum(metal / h, 1.0)), axis=0)])
@@ -658,7 +661,7 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.nd
     cols = np.arange(pen.z0.size)
     zeff_at_disc = free[k_lo, cols] * (1.0 - frac) + free[k_lo + 1, cols] * frac
     return _Paths(zeff, _entry(zeff, z, pen.z0), seg, seg_s, mid, zeff_at_disc, in_disc,
-                  detour)
+                  detour, straggling)
 
 
 #: Mean direction cosine of a fully diffused broad electron beam (forward hemisphere
@@ -677,6 +680,38 @@ def mean_cosine(variance: np.ndarray) -> np.ndarray:
     return c + (1.0 - c) * np.exp(-np.asarray(variance) / (1.0 - c))
 
 
+#: Scattering constant Es (MeV) of the electrons' angular transport (detour, range spread,
+#: redistribution): the physical ``Es = 21.2 MeV`` (Rossi & Greisen; ICRU 35), since the
+#: angular variance saturates at the diffusion limit there, unlike the pencils' Fermi-Eyges
+#: sigma, whose effective Es is fitted to the measured spread
+#: (``LateralSpread.scattering_energy_mev``).
+REDEFINE_SCATTERING_ENERGY_MEV = 21.2
+
+
+def angular_power_per_mm(zeff_mm: np.ndarray, model: ElectronModel) -> np.ndarray:
+    """Water's one-plane angular scattering power (rad^2 per mm) at water depth ``zeff_mm``
+    with the physical ``Es`` (:data:`REDEFINE_SCATTERING_ENERGY_MEV`), for the electrons'
+    directions (detour, range spread, redistribution); the pencils' Fermi-Eyges sigma uses
+    the machine's effective ``Es`` instead. Held at its value at Rp beyond it."""
+    e = model.energy
+    return scattering_power_per_mm(np.minimum(zeff_mm, e.points.rp_mm), e.mean_energy_mev,
+                                   e.points.rp_mm, REDEFINE_SCATTERING_ENERGY_MEV)
+
+
+def _angular_steps(seg_wet: np.ndarray, seg_scatter: np.ndarray, model: ElectronModel
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """One-plane angular variance (rad^2) water gathers over each segment and what the
+    segment gathers beyond it (both (nz - 1, P)); None where nothing scatters more or less
+    than it stops."""
+    extra = seg_scatter - seg_wet
+    if not np.any(np.abs(extra) > 1e-9):
+        return None
+    power = angular_power_per_mm(np.cumsum(seg_wet, axis=0) - 0.5 * seg_wet, model)
+    own = power * seg_wet
+    step = power * extra
+    return own, step
+
+
 def detour_factor(seg_wet: np.ndarray, seg_scatter: np.ndarray, model: ElectronModel
                   ) -> np.ndarray:
     """Factor (nz - 1, P) on each segment's water-equivalent thickness for extra scattering.
@@ -685,32 +720,67 @@ def detour_factor(seg_wet: np.ndarray, seg_scatter: np.ndarray, model: ElectronM
     so a segment counts ``<cos>_w(A_w) / <cos>(A_w + dA)`` times its stopping thickness
     (:func:`mean_cosine`), ``A_w`` water's accumulated angular variance at the segment's
     water depth and ``dA = sum T_w(zeff) (scatter - wet)`` the variance gathered beyond it
-    (``T_w`` water's scattering power at Harder's energy, :mod:`models.dose.scattering`).
+    (``T_w`` water's scattering power at Harder's energy with the physical Es,
+    :func:`angular_power_per_mm`).
     Exactly 1 wherever scatter = stopping (water); it fades once water's electrons are
     diffused too (end of range).
     """
-    extra = seg_scatter - seg_wet
-    if not np.any(np.abs(extra) > 1e-9):
+    steps = _angular_steps(seg_wet, seg_scatter, model)
+    if steps is None:
         return np.ones_like(seg_wet)
-    zeff_mid = np.cumsum(seg_wet, axis=0) - 0.5 * seg_wet
-    power = lookup_uniform(zeff_mid, model.depth_mm, model.scatter_power_per_mm,
-                           beyond=float(model.scatter_power_per_mm[-1]))
-    own = power * seg_wet
-    step = power * extra
+    own, step = steps
     a_water = np.cumsum(own, axis=0) - 0.5 * own
     a_extra = np.cumsum(step, axis=0) - 0.5 * step
     return mean_cosine(a_water) / mean_cosine(np.maximum(a_water + a_extra, 0.0))
 
 
+def _penetration_variance(d_lambda: np.ndarray, ds: np.ndarray) -> np.ndarray:
+    """Variance (nz - 1, P; mm^2) of the depth reached after each segment's path, Lewis
+    1950: ``<u(s).u(t)> = exp(-(L(t) - L(s)))`` with ``L = int k1 ds`` (``d_lambda`` per
+    segment) and ``<cos^2>(s) = (1 + 2 exp(-L2(s))) / 3``, ``L2 = 3 L`` (small-angle
+    ratio of the second to the first transport moment), so ``<z^2> = 2 int dt
+    exp(-L(t)) int_0^t <cos^2> exp(L(s)) ds``, ``<z> = int exp(-L) ds``."""
+    lam = np.cumsum(d_lambda, axis=0) - 0.5 * d_lambda        # at the segment middles
+    decay = np.exp(-np.minimum(lam, 50.0))
+    cos2 = (1.0 + 2.0 * np.exp(-3.0 * np.minimum(lam, 50.0))) / 3.0
+    k = np.zeros(ds.shape[1])          # int_0^t <cos^2> exp(-(L(t) - L(s))) ds, t at the end
+    second = np.zeros(ds.shape[1])
+    out = np.empty_like(ds)
+    for m in range(ds.shape[0]):
+        half = np.exp(-0.5 * d_lambda[m])
+        second = second + 2.0 * ds[m] * k * half + cos2[m] * ds[m] * ds[m]
+        k = k * half * half + cos2[m] * ds[m] * half
+        out[m] = second
+    mean = np.cumsum(decay * ds, axis=0)
+    return np.maximum(out - mean * mean, 0.0)
+
+
+def detour_straggling_mm(seg_wet: np.ndarray, seg_scatter: np.ndarray,
+                         model: ElectronModel) -> np.ndarray | None:
+    """Spread (nz, P; mm of water) of the depth the electrons reach beyond water's own, at
+    the planes; None in water (no extra spread).
+
+    The detour (:func:`detour_factor`) is the mean loss of penetration per path; its
+    fluctuation is Lewis's (1950) variance of the depth reached after a fixed path
+    (:func:`_penetration_variance`, with ``k1 ds`` the one-plane angular variance gathered,
+    the physical scattering power). Water's share is in the depth dose, so the extra
+    spread is ``sqrt(Var_z(tissue) - Var_z(water))`` along the pencil's path (in mm of
+    water): electrons made oblique by bone spread their residual ranges, and the depth
+    dose behind it falls less steeply. None wherever scatter = stopping everywhere.
+    """
+    steps = _angular_steps(seg_wet, seg_scatter, model)
+    if steps is None:
+        return None
+    own, step = steps
+    var_t = _penetration_variance(own + step, seg_wet)
+    var_w = _penetration_variance(own, seg_wet)
+    var = np.maximum(var_t - var_w, 0.0)
+    return np.vstack([np.zeros((1, seg_wet.shape[1])), np.sqrt(var)])
+
+
 #: Scattering power above stopping power (relative to water, per mm) along some pencil
 #: from which the lateral redistribution (:func:`lateral_redistribution`) is computed.
 LATERAL_SCATTER_EXCESS = 0.05
-
-#: Scattering constant Es (MeV) of the redefinition's angular transport: the physical
-#: ``Es = 21.2 MeV`` (Rossi & Greisen; ICRU 35), since the angular variance saturates at
-#: the diffusion limit there, unlike the pencils' Fermi-Eyges sigma, whose effective Es is
-#: fitted to the measured spread (``LateralSpread.scattering_energy_mev``).
-REDEFINE_SCATTERING_ENERGY_MEV = 21.2
 
 #: Share of a tissue's scattering beyond water's that drives the redistribution. Empirical,
 #: fitted to the ompmc bone edge at 12 MeV (tests/data/mc/heterogeneity_edge_*): with the
@@ -747,9 +817,7 @@ def lateral_redistribution(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
     r_seg = 0.5 * (rsp_plane[1:] + rsp_plane[:-1]).astype(np.float64)
     s_seg = 0.5 * (scatter_plane[1:] + scatter_plane[:-1]).astype(np.float64)
     zeff_mid = np.cumsum(r_seg, axis=0) * h - 0.5 * r_seg * h
-    e = model.energy
-    power = scattering_power_per_mm(np.minimum(zeff_mid, e.points.rp_mm), e.mean_energy_mev,
-                                    e.points.rp_mm, REDEFINE_SCATTERING_ENERGY_MEV)
+    power = angular_power_per_mm(zeff_mid, model)
     d_var = np.ascontiguousarray(power * h * (1.0 + REDEFINE_EXCESS_WEIGHT
                                                 * np.maximum(s_seg - 1.0, 0.0)))
     var_max = 1.0 - DIFFUSED_MEAN_COSINE
@@ -809,6 +877,34 @@ def tissue_backscatter(zeff: np.ndarray, ebf_mid: np.ndarray, model: ElectronMod
     return 1.0 + after * np.exp(depth - depth[:1])
 
 
+#: Gauss-Hermite order of the depth dose averaged over the extra range spread.
+STRAGGLING_NODES = 9
+
+#: Extra range spread (mm) below which a pencil keeps its plain depth dose.
+STRAGGLING_MIN_MM = 0.05
+
+
+def straggled_depth_dose(zeff: np.ndarray, straggling_mm: np.ndarray | None,
+                         model: ElectronModel) -> np.ndarray:
+    """Central dose fraction at water depth ``zeff`` (nz, P) averaged over a Gaussian spread
+    of the range spent (:func:`detour_straggling_mm`; None or 0: the plain depth dose)."""
+    g = lookup_uniform(zeff, model.depth_mm, model.dose_fraction)
+    if straggling_mm is None:
+        return g
+    spread = straggling_mm > STRAGGLING_MIN_MM
+    if not np.any(spread):
+        return g
+    x, w = np.polynomial.hermite.hermgauss(STRAGGLING_NODES)
+    z_s, s_s = zeff[spread], straggling_mm[spread]
+    acc = np.zeros_like(z_s)
+    for xi, wi in zip(x, w, strict=True):
+        acc += wi * lookup_uniform(np.maximum(z_s + math.sqrt(2.0) * xi * s_s, 0.0),
+                                   model.depth_mm, model.dose_fraction)
+    g = g.copy()
+    g[spread] = acc / math.sqrt(math.pi)
+    return g
+
+
 def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
                 material: ShieldMaterial | None, mcs: np.ndarray,
                 disc: ShieldingDisc | None = None
@@ -822,7 +918,7 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
     zeff_disc, in_disc = paths.zeff_disc, paths.in_disc
     z = grid.z[:, None]
     vsd = model.machine.virtual_source_distance_mm
-    g = lookup_uniform(zeff, model.depth_mm, model.dose_fraction)
+    g = straggled_depth_dose(zeff, paths.straggling, model)
     s = np.where(np.isfinite(s_entry), s_entry, 0.0)[None, :]
     isq = ((vsd + np.maximum(z, s) - s) / (vsd + np.maximum(z, s))) ** 2
     weight = pen.weight
