@@ -559,6 +559,28 @@ def beam_options(machine: str = DEFAULT_MACHINE) -> BeamOptions:
                        discs=("none", "lead", "steel"), kv_diameters_mm=kv_diameters_mm())
 
 
+def selector_disc(beam: BeamChoice):
+    """The disc chosen in the beam selector as the engine's
+    :class:`~models.dose.electron.ShieldingDisc` (centred on the beam), None without one.
+
+    A disc placed in the patient (``case.disc``) takes precedence where the dose is computed.
+
+    Examples
+    --------
+    >>> selector_disc(BeamChoice(disc="lead", disc_diameter_mm=80.0)).depth_mm
+    30.0
+    >>> selector_disc(BeamChoice()) is None
+    True
+    """
+    from models.dose.electron import ShieldingDisc
+
+    if beam.disc_size_mm is None:
+        return None
+    diameter, thickness, depth = beam.disc_size_mm
+    return ShieldingDisc(material=beam.disc, diameter_mm=diameter, thickness_mm=thickness,
+                         depth_mm=depth)
+
+
 def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2.0,
                            reuse_below: tuple[float, float] = (0.2, 0.1)) -> DoseFunction:
     """A :data:`DoseFunction` running the project's electron pencil-beam engine, or the kV
@@ -577,7 +599,6 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
     """
     from models.beams.library import ElectronBeam
     from models.dose.disc import disc_in_beam
-    from models.dose.electron import ShieldingDisc
     from models.dose.engine import ElectronDoseEngine
     from models.dose.kv import compute_kv_dose
 
@@ -597,13 +618,9 @@ def electron_dose_function(machine: str = DEFAULT_MACHINE, *, grid_mm: float = 2
         if beam.kv_diameter_mm is not None:
             return compute_kv_dose(case.ct, patient_from_applicator, beam.kv_diameter_mm,
                                    prescription_gy=beam.prescription_gy, grid_mm=grid_mm)
-        disc = None
+        disc = selector_disc(beam)
         if getattr(case, "disc", None) is not None:
             disc = disc_in_beam(case.disc, patient_from_applicator)
-        elif beam.disc_size_mm is not None:
-            diameter, thickness, depth = beam.disc_size_mm
-            disc = ShieldingDisc(material=beam.disc, diameter_mm=diameter,
-                                 thickness_mm=thickness, depth_mm=depth)
         result = engine.compute(
             patient_from_applicator,
             ElectronBeam(machine, beam.energy_mev, beam.applicator_diameter_mm, beam.bevel_deg),

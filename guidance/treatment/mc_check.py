@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -98,6 +98,8 @@ class McCheckResult:
     source_commissioned: bool
     thresholds: McCheckThresholds = field(default_factory=McCheckThresholds)
     source_fluence: str = ""
+    #: The shielding disc both engines had ("" without one).
+    disc: str = ""
 
     def as_json(self) -> dict:
         """Plain dictionary (rounded) for ``--json`` and the report."""
@@ -224,7 +226,7 @@ def compare_doses(case: Case, pb, mc, choice: BeamChoice, *, target: str,
 def run_mc_check(case: Case, spec, *, target: str = "CTV", grid_mm: float = 2.0,
                  uncertainty_percent: float = 2.0, histories: int | None = None,
                  pb_beam: ElectronBeam | None = None,
-                 thresholds: McCheckThresholds = McCheckThresholds(),
+                 thresholds: McCheckThresholds = McCheckThresholds(), disc=None,
                  progress: Callable[[float], None] | None = None,
                  cancel: Callable[[], bool] | None = None):
     """Pencil beam and Monte Carlo of a plan in a case, compared.
@@ -246,6 +248,9 @@ def run_mc_check(case: Case, spec, *, target: str = "CTV", grid_mm: float = 2.0,
     pb_beam : ElectronBeam, optional
         Beam given to the pencil beam (default: the plan's) -- a wrong one must be caught.
     thresholds : McCheckThresholds
+    disc : models.dose.electron.ShieldingDisc, optional
+        Shielding disc in both engines (applicator frame); default: the disc placed in the
+        case (``case.disc``, an intraoperative edit), if any.
     progress, cancel : callable, optional
         Monte Carlo progress (fraction) and stop request.
 
@@ -266,15 +271,22 @@ def run_mc_check(case: Case, spec, *, target: str = "CTV", grid_mm: float = 2.0,
                         applicator_diameter_mm=beam.applicator_diameter_mm,
                         bevel_deg=beam.bevel_deg, prescription_gy=spec.prescription_gy,
                         isodose_percent=spec.isodose_percent)
+    if disc is None and getattr(case, "disc", None) is not None:
+        from models.dose.disc import disc_in_beam
+
+        disc = disc_in_beam(case.disc, spec.patient_from_applicator)
     pb = compute_electron_dose(case.ct, spec.patient_from_applicator, pb_beam or beam,
                                prescription_gy=spec.prescription_gy, grid_mm=grid_mm,
-                               isodose_percent=spec.isodose_percent)
+                               isodose_percent=spec.isodose_percent, disc=disc)
     options = McOptions(grid_mm=grid_mm, histories=histories,
                         uncertainty_percent=uncertainty_percent)
     mc = compute_mc_dose(case.ct, spec.patient_from_applicator, beam,
                          prescription_gy=spec.prescription_gy,
                          isodose_percent=spec.isodose_percent, options=options,
-                         progress=progress, cancel=cancel)
+                         disc=disc, progress=progress, cancel=cancel)
     result = compare_doses(case, pb, mc, choice, target=target, thresholds=thresholds,
                            total_seconds=time.perf_counter() - start)
+    if disc is not None:
+        result = replace(result, disc=f"{disc.material} {disc.diameter_mm:g} mm x "
+                                      f"{disc.thickness_mm:g} mm at {disc.depth_mm:g} mm")
     return result, pb, mc

@@ -218,7 +218,8 @@ def build_phantom(ct: Volume, patient_from_applicator: np.ndarray, beam: Electro
     beam : ElectronBeam
     options : McOptions
     disc : models.dose.electron.ShieldingDisc, optional
-        Metal disc normal to the beam axis, centred on it (applicator frame).
+        Metal disc normal to the beam axis, at its ``centre_x_mm``/``centre_y_mm``
+        (applicator frame).
     """
     machine = default_library().validate(beam)
     energy = machine.energy(beam.energy_mev)
@@ -254,7 +255,8 @@ def build_phantom(ct: Volume, patient_from_applicator: np.ndarray, beam: Electro
                              f"{', '.join(sorted(table.shielding))}")
         name, rho = table.shielding[disc.material]
         media.append(name)
-        inside = ((pts[:, 0] ** 2 + pts[:, 1] ** 2 <= (0.5 * disc.diameter_mm) ** 2)
+        inside = (((pts[:, 0] - disc.centre_x_mm) ** 2 + (pts[:, 1] - disc.centre_y_mm) ** 2
+                   <= (0.5 * disc.diameter_mm) ** 2)
                   & (pts[:, 2] >= disc.depth_mm)
                   & (pts[:, 2] < disc.depth_mm + disc.thickness_mm))
         material[inside] = len(media)

@@ -48,6 +48,26 @@ def test_lumen_is_vacuum_and_tissue_is_water(water):
     assert ph.media[ph.material[i, i, below][0] - 1] == "H2O700ICRU"
 
 
+def test_disc_lies_where_it_was_placed(water):
+    """A disc off the axis (a disc placed in the patient) is metal at its own centre."""
+    from models.dose.electron import ShieldingDisc
+
+    disc = ShieldingDisc("lead", diameter_mm=20.0, thickness_mm=4.0, depth_mm=20.0,
+                         centre_x_mm=12.0, centre_y_mm=-6.0)
+    ph = build_phantom(water, water_pose(0.0), BEAM, McOptions(), disc=disc)
+    lead = len(ph.media)                       # the disc's medium comes last
+    xc = 0.5 * (ph.x_mm[1:] + ph.x_mm[:-1])
+    yc = 0.5 * (ph.y_mm[1:] + ph.y_mm[:-1])
+    zc = 0.5 * (ph.z_mm[1:] + ph.z_mm[:-1])
+    i, j = np.nonzero((ph.material == lead).any(axis=2))
+    assert i.size > 0
+    assert xc[i].mean() == pytest.approx(12.0, abs=1.0)
+    assert yc[j].mean() == pytest.approx(-6.0, abs=1.0)
+    assert np.hypot(xc[i] - 12.0, yc[j] + 6.0).max() <= 10.0
+    k = np.nonzero((ph.material == lead).any(axis=(0, 1)))[0]
+    assert zc[k].min() > 20.0 and zc[k].max() < 24.0
+
+
 def test_depth_dose_in_water_matches_the_commissioning_r50(water_run):
     from assets import asset_path
 
