@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from guidance.igtl.server import IgtlServer
 from guidance.monitor.feed import CaptureWorker, FrameFeed, FrameUpdate
+from guidance.monitor.mc_monitor import McCheckMonitor, McCheckStatus
 from guidance.monitor.state import (
     LightFilter,
     MonitorStatus,
@@ -60,6 +61,7 @@ from guidance.treatment.dose_service import (
     DoseService,
     DoseUpdate,
     coverage_numbers,
+    selector_disc,
 )
 from guidance.treatment.plan_check import (
     Light,
@@ -156,6 +158,8 @@ class MonitorSnapshot:
     beam_deviations: tuple[str, ...] = ()
     #: The newest Confirm press (None before the first).
     confirm: ConfirmResult | None = None
+    #: The Monte Carlo check of the newest confirm (None: none started or the check is off).
+    mc_check: McCheckStatus | None = None
 
     @property
     def applicator_ok(self) -> bool:
@@ -203,6 +207,9 @@ class MonitorLogic:
         Standing cautions shown on screen for the whole session and logged once as
         warnings (e.g. ``CameraCalibration.warnings()``: a lens model uncertain at the
         image edges).
+    mc_check : McCheckMonitor, optional
+        Runs the Monte Carlo second check of each accepted confirm in a background process
+        (:mod:`guidance.monitor.mc_monitor`); its status is in every snapshot.
     """
 
     def __init__(self, case: Case, planned_patient_from_applicator: np.ndarray,
@@ -215,7 +222,8 @@ class MonitorLogic:
                  registration: GuidedRegistration | None = None,
                  planned_beam: BeamChoice | None = None, machine: str = DEFAULT_MACHINE,
                  limits: PlanLimits | None = None, plan_name: str = "",
-                 light_dwell_s: float = 0.5, notices: Sequence[str] = ()) -> None:
+                 light_dwell_s: float = 0.5, notices: Sequence[str] = (),
+                 mc_check: McCheckMonitor | None = None) -> None:
         self.case = case
         self.notices = tuple(str(n) for n in notices)
         self.machine = machine
@@ -261,6 +269,8 @@ class MonitorLogic:
         self._confirmed_count = 0
         #: The intraoperative anatomy edits (:func:`guidance.monitor.anatomy.attach_anatomy`).
         self.anatomy = None
+        #: Monte Carlo second check started by every accepted confirm (None: off).
+        self.mc_check = mc_check
 
     # ------------------------------------------------------------------ scene
     def _build_scene(self, max_triangles: int) -> Scene:
@@ -325,6 +335,8 @@ class MonitorLogic:
         self.capture.stop()
         if self.dose_service is not None:
             self.dose_service.close()
+        if self.mc_check is not None:
+            self.mc_check.close()
 
     # ---------------------------------------------------------------- actions
     def save_screenshots(self, confirmed_seq: int, images: Mapping[str, np.ndarray]) -> int:
@@ -435,7 +447,36 @@ class MonitorLogic:
             message += f" - OVERRIDE: {override}"
         self._confirm = ConfirmResult(True, message, seq, self._confirmed_count, override,
                                       time_s=now)
+        if self.mc_check is not None:
+            self._start_mc_check(snap.applicator_pose, seq)
         return self._confirm
+
+    def _start_mc_check(self, patient_from_applicator: np.ndarray, seq: int) -> None:
+        """The Monte Carlo check of the plan just confirmed, in the anatomy as it is now
+        (edits, placed disc; else the selector's disc)."""
+        from models.dicom.rt_export import PlanSpec
+
+        beam = self.beam
+        why = ""
+        if beam.kv_diameter_mm is not None:
+            why = "kV applicator (the Monte Carlo models the electron beam)"
+        elif beam.bolus_mm:
+            why = "a bolus is not modelled by the Monte Carlo"
+        case = self.anatomy.case if self.anatomy is not None else self.case
+        options: dict[str, object] = {"target": self.target}
+        disc = selector_disc(beam)
+        if disc is not None and getattr(case, "disc", None) is None:
+            options["disc"] = disc
+        spec = PlanSpec(self.machine, beam.energy_mev, beam.applicator_diameter_mm,
+                        beam.bevel_deg, beam.prescription_gy, beam.isodose_percent,
+                        np.array(patient_from_applicator, dtype=np.float64))
+        try:
+            self.mc_check.start(case, spec, confirmed_seq=seq, number=self._confirmed_count,
+                                not_applicable=why, **options)
+        except Exception as exc:   # the confirm is recorded; the check's failure is shown
+            log.exception("Monte Carlo check not started")
+            self.warn(f"Monte Carlo check of confirm #{self._confirmed_count} not started: "
+                      f"{exc}", source="mc_check")
 
     def _confirm_refusal(self, snap: MonitorSnapshot | None) -> str | None:
         """Why Confirm cannot record anything now (None: it can)."""
@@ -530,6 +571,8 @@ class MonitorLogic:
             if "disc" in self.scene.items:
                 self.scene.set_pose("disc", snap.applicator_pose)
         self._record_staleness(bool(snap.tracking_banner), snap.tracking_banner, now)
+        if self.mc_check is not None:
+            snap = replace(snap, mc_check=self.mc_check.poll())
         self._latest_snapshot = snap
         return snap
 
@@ -584,7 +627,8 @@ class MonitorLogic:
             applicator_pose=pose, banner=banner, registration_lines=reg_lines,
             tracking_banner=tracking_banner, light_reasons=judged.reasons,
             raw_light=judged.raw, strict_light=judged.strict, dose_check=judged.dose_check,
-            phase=phase, beam_deviations=self.beam_deviations(), confirm=self._confirm)
+            phase=phase, beam_deviations=self.beam_deviations(), confirm=self._confirm,
+            mc_check=None if self.mc_check is None else self.mc_check.status)
 
     def _phase(self, frame: FrameUpdate | None, pose: np.ndarray | None) -> str:
         """registration -> approach (applicator not yet seen) -> placement -> confirmed

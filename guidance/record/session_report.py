@@ -188,6 +188,7 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
             "Log integrity": _integrity(chain),
             "Started": _dt.datetime.fromtimestamp(float(meta.get("created_unix_s", 0)),
                                                   _dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    mc_result, mc_note = mc_check_of(events, len(confirms))
     start = next((e for e in events if e.kind == "session_start"), None)
     planned = dict(start.payload.get("planned_beam") or {}) if start else {}
     if planned and start is not None and start.payload.get("machine"):
@@ -204,7 +205,45 @@ def content_from_session(path: str | Path, *, target: str = "CTV",
         prescription_gy=beam.get("prescription_gy"), coverage=rows,
         images=confirm_screenshots(Path(path), events),
         warnings=_warnings(events), overrides=_overrides(events), notes=notes,
-        versions={"schema": meta.get("schema_version", "?")}, anatomy=_anatomy(events))
+        versions={"schema": meta.get("schema_version", "?")}, anatomy=_anatomy(events),
+        mc_check=mc_result, mc_check_note=mc_note)
+
+
+#: Session-log actions of the monitor's Monte Carlo check (guidance.monitor.mc_monitor).
+MC_CHECK_ACTIONS = ("mc_check_started", "mc_check", "mc_check_failed", "mc_check_cancelled",
+                    "mc_check_not_run")
+
+
+def mc_check_of(events: list[SessionEvent], confirms: int) -> tuple[dict | None, str]:
+    """The newest Monte Carlo check in a session: ``(result or None, note)``.
+
+    The note says what a reader must know: no result (not run, failed, cancelled, or still
+    running when the session ended), or a result that checks an earlier confirm than the
+    last of the ``confirms``. ``(None, '')``: no check was asked for.
+    """
+    runs = [e for e in events if e.kind == "action" and e.payload.get("action") in
+            MC_CHECK_ACTIONS]
+    if not runs:
+        return None, ""
+    last = runs[-1].payload
+    number = last.get("confirmed_number")
+    action = last.get("action")
+    result = None
+    if action == "mc_check":
+        result = {**dict(last.get("result") or {}), "confirmed_number": number}
+        note = ""
+    elif action == "mc_check_started":
+        note = (f"The Monte Carlo check of confirm #{number} was started but the session "
+                "ended before its result: no independent check is on record.")
+    else:
+        what = {"mc_check_failed": "failed", "mc_check_cancelled": "was cancelled",
+                "mc_check_not_run": "was not run"}[action]
+        note = (f"The Monte Carlo check of confirm #{number} {what}: "
+                f"{last.get('reason', '')}. No independent check is on record.")
+    if number is not None and number != confirms and confirms:
+        note = (note + " " if note else "") + (
+            f"This check is of confirm #{number}; the last confirm (#{confirms}) has none.")
+    return result, note
 
 
 def _integrity(check: ChainCheck) -> str:

@@ -103,6 +103,12 @@ class ReportContent:
         35 mm, 4 deg, by tracked retractor").
     anatomy_doses : list of (name, dmax_gy, preoperative_dmax_gy)
         Organ maxima where the organs are now and where the preoperative CT saw them.
+    mc_check : mapping, optional
+        The Monte Carlo second check's result (``McCheckResult.as_json()``, with
+        ``confirmed_number``), as the monitor recorded it.
+    mc_check_note : str
+        What happened to the Monte Carlo check when there is no result (not run, failed,
+        cancelled, still running when the session ended); '' when it was not asked for.
     """
 
     title: str = "IORT treatment record"
@@ -123,6 +129,8 @@ class ReportContent:
     versions: Mapping[str, str] = field(default_factory=dict)
     anatomy: Sequence[str] = ()
     anatomy_doses: Sequence[tuple[str, float, float]] = ()
+    mc_check: Mapping[str, object] | None = None
+    mc_check_note: str = ""
 
 
 def _text(value: object, digits: int = 2) -> str:
@@ -270,6 +278,58 @@ def _anatomy_section(content: ReportContent, st) -> list:
     return out
 
 
+def _mc_rows(mc: Mapping[str, object]) -> list[tuple[str, str, str, str]]:
+    """Pencil beam against Monte Carlo: gamma, target and organ rows of the table."""
+    limits = dict(mc.get("thresholds") or {})
+    target = str(mc.get("target", "target"))
+    rows = [("", "pencil beam", "Monte Carlo", "limit"),
+            ("gamma 3%/2mm pass (%)", "", _text(mc.get("gamma_3_2_percent"), 1),
+             f">= {_text(limits.get('gamma_3_2_min_percent'), 0)}"),
+            ("gamma 2%/2mm pass (%)", "", _text(mc.get("gamma_2_2_percent"), 1),
+             f">= {_text(limits.get('gamma_2_2_min_percent'), 0)}"),
+            (f"{target} D90 (Gy)", _text(mc.get("pb_d90_gy")), _text(mc.get("mc_d90_gy")),
+             f"± {_text(limits.get('d90_max_percent'), 0)} % of Rx"),
+            (f"{target} V90 (%)", _text(mc.get("pb_v90_percent"), 1),
+             _text(mc.get("mc_v90_percent"), 1),
+             f"± {_text(limits.get('v90_max_points'), 0)} points")]
+    for organ in mc.get("organs") or ():
+        if max(organ.get("pb_dmax_gy", 0.0), organ.get("mc_dmax_gy", 0.0)) <= 0.0:
+            continue
+        rows.append((f"{organ.get('name')} Dmax / D2 (Gy)",
+                     f"{_text(organ.get('pb_dmax_gy'))} / {_text(organ.get('pb_d2_gy'))}",
+                     f"{_text(organ.get('mc_dmax_gy'))} / {_text(organ.get('mc_d2_gy'))}",
+                     f"± {_text(limits.get('organ_max_percent'), 0)} % of Rx"))
+    return rows
+
+
+def _mc_section(content: ReportContent, st) -> list:
+    """The independent Monte Carlo check of the confirmed plan (or why there is none)."""
+    from reportlab.platypus import Paragraph
+
+    mc = content.mc_check
+    if mc is None and not content.mc_check_note:
+        return []
+    out = [Paragraph("Independent Monte Carlo check", st["h2"])]
+    if mc is None:
+        return [*out, Paragraph(content.mc_check_note, st["warn"])]
+    verdict = str(mc.get("verdict", "?")).upper()
+    out.append(Paragraph(f"Confirm #{_text(mc.get('confirmed_number'), 0)}: verdict "
+                         f"<b>{verdict}</b>", st["body" if verdict == "AGREE" else "warn"]))
+    out += [Paragraph(f"- {r}", st["warn"]) for r in mc.get("reasons") or ()]
+    disc = f", disc {mc['disc']}" if mc.get("disc") else ""
+    out.append(Paragraph(
+        f"ompmc, {_text(mc.get('histories'), 0)} histories in {_text(mc.get('mc_seconds'), 0)}"
+        f" s; uncertainty in the {mc.get('target', 'target')} "
+        f"{_text(mc.get('target_uncertainty_percent'), 1)} % (1 sigma); source "
+        f"{mc.get('source_fluence') or 'as shipped'}"
+        f"{'' if mc.get('source_commissioned') else ' (NOT commissioned)'}{disc}.",
+        st["body"]))
+    out.append(_table(_mc_rows(mc)))
+    if content.mc_check_note:
+        out.append(Paragraph(content.mc_check_note, st["warn"]))
+    return out
+
+
 def _signature_block(st) -> list:
     from reportlab.platypus import Paragraph
 
@@ -303,6 +363,7 @@ def write_pdf(content: ReportContent, path: str | Path) -> Path:
             [(label(k), _text(v)) for k, v in content.registration.items()], header=False)]
     story += _coverage_section(content, st, width_pt)
     story += _anatomy_section(content, st)
+    story += _mc_section(content, st)
     if content.overrides:
         story.append(Paragraph("Overrides", st["h2"]))
         story += [Paragraph(o, st["warn"]) for o in content.overrides]

@@ -4,8 +4,10 @@
 **process** (never the UI thread: the transport holds the CPU for minutes), reports its
 progress through a queue that :meth:`McCheckRunner.poll` drains without blocking, and
 stops it on :meth:`McCheckRunner.cancel` (the child's progress callback sees the event
-and ompmc stops after the current batch). The monitor can poll it from its clock and show
-the fraction, then the verdict.
+and ompmc stops after the current batch). The child runs at a lower priority
+(:data:`CHILD_NICENESS`) so the monitor's UI and live dose keep their share of the CPU.
+:mod:`guidance.monitor.mc_monitor` polls it from the monitor's clock and shows the
+fraction, then the verdict.
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ class McProgress:
         return self.result is not None or self.error is not None
 
 
+#: Scheduling niceness of the child: the transport uses every core, the monitor's UI and
+#: live dose come first.
+CHILD_NICENESS = 10
+
+
 def _child(case, spec, kwargs: dict, out: mp.Queue, stop) -> None:   # pragma: no cover
+    import os
+
+    if hasattr(os, "nice"):
+        os.nice(CHILD_NICENESS)
     from guidance.treatment.mc_check import run_mc_check
     from models.base.errors import InputError
     from models.dose.montecarlo.engine import McCancelled
@@ -44,6 +55,8 @@ def _child(case, spec, kwargs: dict, out: mp.Queue, stop) -> None:   # pragma: n
         out.put(McProgress(0.0, error="cancelled"))
     except InputError as exc:
         out.put(McProgress(0.0, error=str(exc)))
+    except Exception as exc:   # reported to the monitor, not a silent exit code
+        out.put(McProgress(0.0, error=f"{type(exc).__name__}: {exc}"))
 
 
 class McCheckRunner:

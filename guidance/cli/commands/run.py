@@ -112,9 +112,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(<log>.camera.mp4, owner-only) for 'iort replay'; frames are "
                              "dropped from the file, never from the guidance, when the "
                              "encoder falls behind")
+    parser.add_argument("--mc-check", action=argparse.BooleanOptionalAction, default=None,
+                        help="after every accepted Confirm, run the Monte Carlo second "
+                             "check (ompmc, extra [mc]) in a background process and show its "
+                             "progress and verdict (default: on when ompmc is installed)")
+    parser.add_argument("--mc-uncertainty", type=float, default=2.0, metavar="PERCENT",
+                        help="target Monte Carlo uncertainty of that check (default 2 %%)")
     parser.add_argument("--quit-after", type=float, metavar="S",
                         help="close the window after S seconds (smoke tests)")
     parser.set_defaults(func=run)
+
+
+def mc_check_monitor(args: argparse.Namespace, session_log):
+    """The monitor's Monte Carlo check as the arguments ask (None: ``--no-mc-check``).
+
+    Raises InputError for ``--mc-check`` without ompmc or an uncertainty outside 0.5-10 %.
+    """
+    from guidance.monitor.mc_monitor import McCheckMonitor
+    from models.dose.montecarlo.engine import ompmc_available
+
+    if args.mc_check is False:
+        return None
+    if not (np.isfinite(args.mc_uncertainty) and 0.5 <= args.mc_uncertainty <= 10.0):
+        raise InputError(f"--mc-uncertainty {args.mc_uncertainty!r}: must be 0.5-10 %")
+    missing = "" if ompmc_available() else \
+        "ompmc is not installed (pip install 'iort-guidance[mc]')"
+    if missing and args.mc_check:
+        raise InputError(f"--mc-check: {missing}")
+    return McCheckMonitor(session_log=session_log, unavailable=missing,
+                          uncertainty_percent=args.mc_uncertainty)
 
 
 @dataclass(frozen=True)
@@ -420,6 +446,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.igtl_port <= 65535:
         raise InputError(f"--igtl-port {args.igtl_port}: must be 0..65535")
     _check_tracker(args)
+    mc_check_monitor(args, None)   # a wrong --mc-check is refused before any work
     from guidance.igtl.server import IgtlServer
     from guidance.monitor.logic import MonitorLogic
     from guidance.record.session_log import SessionLog, session_log_path
@@ -470,7 +497,8 @@ def run(args: argparse.Namespace) -> int:
                              session_log=session_log, igtl=igtl, stall_limit_s=stall_s,
                              registration=_guided_of(feed),
                              notices=inputs.calibration.warnings()
-                             if inputs.calibration is not None else ())
+                             if inputs.calibration is not None else (),
+                             mc_check=mc_check_monitor(args, session_log))
         _attach_anatomy(logic, args.case)
         from guidance.monitor.qt.window import INTERRUPTED, run_window
 

@@ -78,6 +78,7 @@ QLabel#simulation { color: #c9b3ff; font-size: 20px; font-weight: bold; }
 QLabel#reasons { font-size: 20px; font-weight: bold; }
 QLabel#plan_beam { font-size: 17px; }
 QLabel#ack { font-size: 28px; font-weight: bold; padding: 6px 10px; border-radius: 4px; }
+QLabel#mc_check { font-size: 22px; font-weight: bold; padding: 2px 10px; }
 QLineEdit#override { background-color: #25282d; border: 1px solid #8a6d1f; padding: 4px;
     font-size: 16px; }
 """
@@ -196,6 +197,11 @@ class MonitorWindow(QtWidgets.QMainWindow):
         self.ack_label.setWordWrap(True)
         self.ack_label.hide()
         outer.addWidget(self.ack_label)
+        # the Monte Carlo second check of the newest confirm: progress, then its verdict
+        self.mc_label = QtWidgets.QLabel("", objectName="mc_check")
+        self.mc_label.setWordWrap(True)
+        self.mc_label.hide()
+        outer.addWidget(self.mc_label)
         self.banner = QtWidgets.QLabel("", objectName="banner")
         self.banner.setAlignment(QtCore.Qt.AlignCenter)
         self.banner.setWordWrap(True)   # a long prompt must not widen the window
@@ -582,6 +588,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
             for shortcut in self.registration_shortcuts:
                 shortcut.setEnabled(False)
         self.light.set_light(snap.light)
+        self._show_mc_check(snap)
         self.deviation_label.setText(snap.deviation.text() if snap.deviation is not None
                                      else "applicator not tracked")
         self._show_judgement(snap)
@@ -603,6 +610,17 @@ class MonitorWindow(QtWidgets.QMainWindow):
                 self.dvh_view.set_image(future.result())
             except Exception:
                 log.exception("DVH plot failed")
+
+    def _show_mc_check(self, snap: MonitorSnapshot) -> None:
+        """The Monte Carlo check's line (hidden before the first confirm)."""
+        status = snap.mc_check
+        if status is None:
+            self.mc_label.hide()
+            return
+        if self.mc_label.text() != status.line:
+            self.mc_label.setText(status.line)
+            self.mc_label.setStyleSheet(f"color: {status.color};")
+        self.mc_label.show()
 
     def _show_judgement(self, snap: MonitorSnapshot) -> None:
         """Phase, why the light is not green, planned beam next to the current one."""

@@ -45,6 +45,8 @@ def test_bad_arguments_leave_no_sessions_folder(monkeypatch, capsys, tmp_path: P
         (["phantom", "--source", "sim", "--registration", str(tmp_path / "r.json")],
          "--registration"),
         (["phantom", "--tracker", "igtl", "--source", "sim"], "--tracker igtl"),
+        (["phantom", "--mc-uncertainty", "0"], "--mc-uncertainty 0.0: must be 0.5-10 %"),
+        (["phantom", "--mc-uncertainty", "nan"], "--mc-uncertainty"),
     ]
     for argv, message in bad:
         assert main(["run", *argv]) == 2, argv
@@ -298,3 +300,24 @@ def test_session_log_holds_no_patient_identifier_unless_asked(qtbot, tmp_path: P
     assert main(["run", "phantom", "--source", "scripted", "--igtl-port", "0",
                  "--session-log", str(named), "--quit-after", "1", "--log-identifiers"]) == 0
     assert SessionLog.open(named, readonly=True).meta()["case_id"] == "IORT-PHANTOM (phantom)"
+
+
+def test_mc_check_option(monkeypatch) -> None:
+    """--no-mc-check: none; --mc-check without ompmc: refused by name; default: on, or
+    'not installed' shown at each confirm."""
+    import argparse
+
+    import models.dose.montecarlo.engine as engine
+    from guidance.cli.commands.run import mc_check_monitor
+
+    def args(flag):
+        return argparse.Namespace(mc_check=flag, mc_uncertainty=1.5)
+
+    assert mc_check_monitor(args(False), None) is None
+    monkeypatch.setattr(engine, "ompmc_available", lambda: True)
+    on = mc_check_monitor(args(None), None)
+    assert on.unavailable == "" and on.options == {"uncertainty_percent": 1.5}
+    monkeypatch.setattr(engine, "ompmc_available", lambda: False)
+    with pytest.raises(InputError, match="--mc-check: ompmc is not installed"):
+        mc_check_monitor(args(True), None)
+    assert "iort-guidance[mc]" in mc_check_monitor(args(None), None).unavailable
