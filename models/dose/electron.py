@@ -32,15 +32,16 @@ Model (Hogstrom, Mills & Almond 1981, doi:10.1088/0031-9155/26/3/008, simplified
 
 * At lateral edges of tissue that scatters more than water (bone) the dose is multiplied
   by the fluence of a uniform field redefined plane by plane on the grid columns
-  (:func:`lateral_redistribution`, Shiu & Hogstrom 1991; empirical strength). Below a disc
+  (:func:`lateral_redistribution`, Shiu & Hogstrom 1991; empirical strength), its excess
+  with the depth dose of the columns it was scattered from. Below a disc
   the electron part of the dose (not the bremsstrahlung tail) is multiplied by the
   diffusion-theory share of electrons that come through
   (:func:`disc_transmission`).
 
-Limits: central-axis approximation of heterogeneities (the redistribution above is a
-fluence factor, the same strength at every depth), no lateral transport in the disc, dose
-beyond the electron range
-(bremsstrahlung tail under ~1 %) is not computed past ``R50 + 2 (Rp - R50)`` + 5 mm.
+Limits: central-axis approximation of heterogeneities (the pencils' own spread at a bone
+edge; the redistribution above is a fluence factor of one strength at every depth), no
+lateral transport in the disc, dose beyond the electron range (bremsstrahlung tail under
+~1 %) is not computed past ``R50 + 2 (Rp - R50)`` + 5 mm.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, uniform_filter
 
 from models.base.errors import InputError
 from models.base.validation import as_positive, as_transform
@@ -518,8 +519,8 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     keep = int(np.max(np.nonzero(zeff.min(axis=1) <= model.cut_depth_mm)[0], initial=0)) + 2
     keep = min(keep, grid.nz)
     if np.any(scatter_mid[:keep] > rsp_mid[:keep] + LATERAL_SCATTER_EXCESS):
-        _redistribute_at_edges(dose, ct_hu, ct_from_grid, rsp_plane, pencils, model, h,
-                               keep, numba_backend=numba_backend)
+        _redistribute_at_edges(dose, ct_hu, ct_from_grid, rsp_plane, pencils, zeff, model,
+                               h, keep, numba_backend=numba_backend)
     _mask(dose, rsp_plane if mask_air else None, grid, model.applicator, disc)
     medium = None
     if dose_to == "medium":
@@ -536,11 +537,13 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
 
 
 def _redistribute_at_edges(dose: np.ndarray, ct_hu: np.ndarray, ct_from_grid: np.ndarray,
-                           rsp_plane: np.ndarray, pencils, model: ElectronModel, h: float,
-                           keep: int, *, numba_backend: bool) -> None:
+                           rsp_plane: np.ndarray, pencils, zeff: np.ndarray,
+                           model: ElectronModel, h: float, keep: int, *,
+                           numba_backend: bool) -> None:
     """Scale ``dose`` in place by the lateral redistribution of :func:`lateral_redistribution`
     over the pencils' columns and a few more (the dose beyond is penumbra tail), on the first
-    ``keep`` planes, where some pencil crosses tissue that scatters more than it stops."""
+    ``keep`` planes, where some pencil crosses tissue that scatters more than it stops;
+    ``zeff`` (nz, P) is the pencils' water depth (with the detour)."""
     sample = kernels.sample_rsp if numba_backend else kernels.sample_rsp_numpy
     n = rsp_plane.shape[1]
     lo = max(int(min(pencils.i.min(), pencils.j.min())) - REDEFINE_MARGIN_CELLS, 0)
@@ -550,8 +553,10 @@ def _redistribute_at_edges(dose: np.ndarray, ct_hu: np.ndarray, ct_from_grid: np
     shift[:2, 3] = lo
     scatter_box = sample(ct_hu, ct_from_grid @ shift, (keep, hi - lo, hi - lo),
                          tissue_lookup().scatter)[0]
+    depth = np.full((keep, hi - lo, hi - lo), np.nan)
+    depth[:, pencils.j - lo, pencils.i - lo] = zeff[:keep]
     dose[box] *= lateral_redistribution(rsp_plane[box], scatter_box, model, h,
-                                        numba_backend=numba_backend)
+                                        water_depth=depth, numba_backend=numba_backend)
 
 
 @dataclass(frozen=True, eq=False)
@@ -783,10 +788,13 @@ def detour_straggling_mm(seg_wet: np.ndarray, seg_scatter: np.ndarray,
 LATERAL_SCATTER_EXCESS = 0.05
 
 #: Share of a tissue's scattering beyond water's that drives the redistribution. Empirical,
-#: fitted to the ompmc bone edge at 12 MeV (tests/data/mc/heterogeneity_edge_*): with the
-#: full excess (1) the hot / cold spot is +11.9 / -20.2 % at 24-26 mm where the Monte Carlo
-#: has +6.2 / -14.3 %; 0.4 matches 24-26 mm (+6.0 %) but puts +5.7 % at 30-32 mm, where the
-#: Monte Carlo has no hot spot (-0.2 %); 0.2 gives +3.5 / +3.7 % at the two depths.
+#: fitted to the ompmc bone edge at 12 MeV (tests/data/mc/heterogeneity_edge_*; MC hot /
+#: cold spot +6.2 / -14.3 % at 24-26 mm, -0.2 / -33.2 % at 30-32 mm), first with the LIAC
+#: depth dose (full excess, 1: +11.9 / -20.2 % at 24-26 mm; 0.4: +6.0 % there but +5.7 % at
+#: 30-32 mm; 0.2: +3.5 / +3.7 % at the two depths). With the MC's water curve, the range
+#: spread and the excess ranging out (:func:`_range_out_excess`) 0.2 gives +6.8 / -14.0 %
+#: and +3.6 / -35.4 %; 0.1: +5.5 / -13.1 % and +2.9 / -34.9 %; 0: +4.3 / -12.1 % and
+#: +2.5 / -34.4 % (the pencils alone).
 REDEFINE_EXCESS_WEIGHT = 0.2
 
 #: Grid columns beyond the outermost pencils on which the redistribution is computed.
@@ -794,8 +802,9 @@ REDEFINE_MARGIN_CELLS = 4
 
 
 def lateral_redistribution(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
-                           model: ElectronModel, h: float, *, numba_backend: bool = True
-                           ) -> np.ndarray:
+                           model: ElectronModel, h: float, *,
+                           water_depth: np.ndarray | None = None,
+                           numba_backend: bool = True) -> np.ndarray:
     """Fluence factor (nz, n, n) of the electrons scattered across lateral edges of tissue
     that scatters more than water (bone).
 
@@ -809,10 +818,12 @@ def lateral_redistribution(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
     own water depth, with the physical Es, and ``k`` = :data:`REDEFINE_EXCESS_WEIGHT` of
     the medium's relative linear scattering power beyond water's; lung, air gaps and the
     tube scatter as water here and are left to the pencils), and the dose is multiplied by
-    the resulting fluence. In a laterally uniform medium the factor is exactly 1; it is
-    only computed when some pencil crosses tissue scattering more than it stops
-    (:data:`LATERAL_SCATTER_EXCESS`), so water costs nothing. The shielding disc is not
-    part of it (its metal is not in the CT).
+    the resulting fluence, its excess over 1 ranging out with the water depth of the
+    columns it was scattered from (:func:`_range_out_excess`; ``water_depth`` (nz, n, n):
+    the pencils' own, NaN where the rsp's sum stands in). In a laterally uniform medium
+    the factor is exactly 1; it is only computed when some pencil crosses tissue
+    scattering more than it stops (:data:`LATERAL_SCATTER_EXCESS`), so water costs
+    nothing. The shielding disc is not part of it (its metal is not in the CT).
     """
     r_seg = 0.5 * (rsp_plane[1:] + rsp_plane[:-1]).astype(np.float64)
     s_seg = 0.5 * (scatter_plane[1:] + scatter_plane[:-1]).astype(np.float64)
@@ -832,6 +843,52 @@ def lateral_redistribution(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
         redefine = (kernels.redefine_fluence if numba_backend
                     else kernels.redefine_fluence_numpy)
         out[start:] = redefine(np.ascontiguousarray(d_var[start:]), h, var0, var_max)
+        plain = np.concatenate([np.zeros((1, *r_seg.shape[1:])),
+                                np.cumsum(r_seg * h, axis=0)])
+        depth = plain if water_depth is None else np.where(np.isnan(water_depth), plain,
+                                                           water_depth)
+        out = _range_out_excess(out, depth, s_seg, model, h)
+    return out
+
+
+def _range_out_excess(fluence: np.ndarray, depth: np.ndarray, s_seg: np.ndarray,
+                      model: ElectronModel, h: float) -> np.ndarray:
+    """The redistributed fluence (nz, n, n) with the excess ``F - 1 > 0`` in units of the
+    local electrons' dose: ``1 + (F - 1) g(z_src) / g(z)``.
+
+    The electrons beside a bone edge in excess of the uniform field were scattered out of
+    the tissue that scatters more (the deficit ``F < 1`` is of the local electrons); they
+    crossed it and range out with its water depth, not with that of the column they land
+    in (Shiu & Hogstrom 1991 carry each redefined pencil's own energy). One mean direction
+    per column shares their outward angle with the column's own electrons, so their water
+    depth is not carried by the transport: ``z_src`` is the mean water depth ``depth``
+    (nz, n, n; the pencils' own, with the detour) of the columns around, weighted by the
+    scattering beyond water's each has gathered (``s_seg`` (nz - 1, n, n), relative to
+    water per mm), over a box of the variance of water's Fermi-Eyges spread at the plane's
+    depth (where the excess electrons come from); ``g`` is the broad-beam depth dose. No
+    fitted constant; in a laterally uniform medium ``F = 1`` and nothing changes.
+    """
+    hot = fluence > 1.0
+    if not np.any(hot):
+        return fluence
+    zero = np.zeros((1, *s_seg.shape[1:]))
+    excess = np.concatenate([zero, np.cumsum(np.maximum(s_seg - 1.0, 0.0), axis=0)])
+    # a box of the same variance as water's Fermi-Eyges spread at the plane's depth
+    sigma = np.interp(np.median(depth.reshape(depth.shape[0], -1), axis=1), model.depth_mm,
+                      model.sigma_mcs_mm)
+    source = depth.copy()
+    for k in np.nonzero(hot.any(axis=(1, 2)))[0]:
+        size = 2 * round(math.sqrt(3.0) * sigma[k] / h) + 1
+        w = uniform_filter(excess[k], size, mode="nearest")
+        wz = uniform_filter(excess[k] * depth[k], size, mode="nearest")
+        found = w > 1e-9
+        source[k][found] = wz[found] / w[found]
+    z_hot = depth[hot]
+    g = lookup_uniform(z_hot, model.depth_mm, model.dose_fraction)
+    g_src = lookup_uniform(source[hot], model.depth_mm, model.dose_fraction)
+    out = fluence.copy()
+    out[hot] = 1.0 + (fluence[hot] - 1.0) * np.divide(g_src, g, out=np.ones_like(g),
+                                                       where=g > 1e-3)
     return out
 
 

@@ -12,9 +12,14 @@ import pytest
 from assets import asset_path
 from models.base.errors import InputError
 from models.beams.commissioning import read_beam_curves
-from models.beams.depth_dose import analyse_depth_dose
+from models.beams.depth_dose import analyse_depth_dose, lookup_uniform
 from models.beams.library import ElectronBeam
-from models.dose.electron import ShieldingDisc, compute_electron_dose, electron_model
+from models.dose.electron import (
+    ShieldingDisc,
+    _range_out_excess,
+    compute_electron_dose,
+    electron_model,
+)
 from models.dose.materials import hu_rsp_table, shield_material
 from models.dose.water import bevel_metrics, depth_curve, water_phantom, water_pose
 from models.patient.volume import Volume
@@ -319,3 +324,23 @@ def test_lung_widens_the_penumbra_below_it(water):
     below_lung = compute_electron_dose(lung, water_pose(0.0), beam, grid_mm=1.0)
     # same water depth (20 mm): 20 mm in water, 20 + 20 (1 - 0.3) = 34 mm below the lung
     assert _penumbra_mm(below_lung, 34.0) > 1.3 * _penumbra_mm(in_water, 20.0)
+
+
+def test_excess_beside_bone_ranges_out_with_the_bone_columns_depth():
+    """The fluence in excess of 1 beside a bone stripe gets the depth dose of the bone
+    columns (deeper in water, in the fall-off); the deficit and uniform columns keep F."""
+    model = electron_model(ElectronBeam("liac", 12, 100.0))
+    n = 21
+    s_seg = np.ones((1, 1, n))
+    s_seg[..., n // 2:] = 2.4                          # bone on the right half
+    depth = np.where(s_seg[0] > 1.0, 45.0, 30.0)[None].repeat(2, axis=0)
+    depth[0] = 0.0
+    fluence = np.ones((2, 1, n))
+    fluence[1, 0, n // 2 - 1] = 1.1                    # beside the edge, water side
+    fluence[1, 0, n // 2] = 0.9                        # under the bone
+    out = _range_out_excess(fluence, depth, s_seg, model, 1.0)
+    g = lookup_uniform(np.array([30.0, 45.0]), model.depth_mm, model.dose_fraction)
+    assert out[1, 0, n // 2 - 1] == pytest.approx(1.0 + 0.1 * g[1] / g[0])
+    assert g[1] < 0.8 * g[0]
+    assert out[1, 0, n // 2] == pytest.approx(0.9)
+    np.testing.assert_array_equal(np.delete(out[1, 0], [n // 2 - 1, n // 2]), 1.0)
