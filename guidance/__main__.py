@@ -4,4 +4,5 @@ import sys
 
 from guidance.cli.main import main
 
-sys.exit(main())
+if __name__ == "__main__":   # not when a spawned child (the Monte Carlo check) imports it
+    sys.exit(main())

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,9 @@ STATE_COLORS = {"starting": "#9ad0ff", "running": "#9ad0ff", "agree": "#7be39a",
                 "cancelled": "#c0c0c0", "unavailable": "#8a8f96", "not_applicable": "#8a8f96"}
 #: Seconds :meth:`McCheckMonitor.close` waits for the child to stop before ending it.
 CLOSE_TIMEOUT_S = 5.0
+#: Seconds the child may take to start (read the pickled case, import the engine) before
+#: the check is called failed.
+START_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,8 @@ class McCheckMonitor:
         self._starter: threading.Thread | None = None
         self._start_error: str | None = None
         self._seq: int | None = None
+        self._started_at = 0.0
+        self.start_timeout_s = START_TIMEOUT_S
         self.status: McCheckStatus | None = None
 
     # ------------------------------------------------------------------ actions
@@ -138,6 +144,7 @@ class McCheckMonitor:
             self._record("mc_check_not_run", reason=why)
             return self.status
         self._start_error = None
+        self._started_at = time.monotonic()
         self._runner = self.runner_factory(case, spec, **{**self.options, **options})
         self._starter = threading.Thread(target=self._start_runner, name="mc-check-start",
                                          daemon=True)
@@ -177,6 +184,9 @@ class McCheckMonitor:
         if status is None or status.finished or self._runner is None:
             return status
         if self._starter is not None and self._starter.is_alive():
+            if time.monotonic() - self._started_at > self.start_timeout_s:
+                return self._finish("failed", error=f"did not start within "
+                                                    f"{self.start_timeout_s:g} s")
             return status
         if self._start_error is not None:
             return self._finish("failed", error=self._start_error)

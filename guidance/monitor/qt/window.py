@@ -200,6 +200,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         # the Monte Carlo second check of the newest confirm: progress, then its verdict
         self.mc_label = QtWidgets.QLabel("", objectName="mc_check")
         self.mc_label.setWordWrap(True)
+        # progress, then verdict and reasons: two lines from the start, nothing jumps
+        self.mc_label.setMinimumHeight(_lines_px(2, 22, bold=True))
         self.mc_label.hide()
         outer.addWidget(self.mc_label)
         self.banner = QtWidgets.QLabel("", objectName="banner")

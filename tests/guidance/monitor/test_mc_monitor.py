@@ -139,10 +139,17 @@ def test_new_confirm_supersedes_and_failures_are_shown(view, tmp_path) -> None:
     broken.start(view.case, spec, confirmed_seq=11, number=3)
     _wait(lambda: broken.poll().finished)
     assert broken.poll().state == "failed" and "did not start" in broken.poll().line
+    # a child that never comes up (e.g. it died reading the case) fails after the timeout
+    stuck = McCheckMonitor(lambda *a, **k: _hanging_runner(*a, **k), session_log=slog)
+    stuck.start_timeout_s = 0.2
+    stuck.start(view.case, spec, confirmed_seq=11, number=3)
+    _wait(lambda: stuck.poll().finished)
+    assert stuck.poll().state == "failed" and "did not start within 0.2 s" in stuck.poll().line
+    _hanging_runner.release.set()
     # not installed / not applicable: said on screen and in the log, nothing started
     off = McCheckMonitor(FakeRunner, session_log=slog, unavailable="ompmc is not installed")
     assert off.start(view.case, spec, confirmed_seq=12, number=4).state == "unavailable"
-    assert FakeRunner.made == [_raising_runner.last]
+    assert FakeRunner.made == [_raising_runner.last, _hanging_runner.last]
     assert _actions(slog)[-1]["reason"] == "ompmc is not installed"
     slog.close()
 
@@ -152,6 +159,16 @@ def _raising_runner(case, spec, **options) -> FakeRunner:
     runner.start_error = RuntimeError("cannot pickle 'Lock'")
     _raising_runner.last = runner
     return runner
+
+
+def _hanging_runner(case, spec, **options) -> FakeRunner:
+    runner = FakeRunner(case, spec, **options)
+    runner.start = _hanging_runner.release.wait
+    _hanging_runner.last = runner
+    return runner
+
+
+_hanging_runner.release = threading.Event()
 
 
 def _confirmed_logic(view, tmp_path, beam_change=None, mc_factory=None):

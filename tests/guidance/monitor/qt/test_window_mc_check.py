@@ -56,6 +56,11 @@ def test_confirm_shows_mc_progress_then_verdict(qtbot, tmp_path) -> None:
         qtbot.waitUntil(lambda: "DISAGREE" in window.mc_label.text(), timeout=5000)
         assert window.mc_label.isVisible()
         assert window.mc_label.fontInfo().pixelSize() >= 22   # legible from 3 m
+        qtbot.wait(50)
+        # both lines (verdict, then the reasons) fit: nothing cut off
+        lines = window.mc_label.text().splitlines()
+        assert len(lines) == 2
+        assert window.mc_label.height() >= 2 * window.mc_label.fontMetrics().lineSpacing()
         label = _qimage_to_numpy(window.mc_label.grab().toImage()).astype(int)
         red = (label[..., 0] > 200) & (label[..., 1] < 140) & (label[..., 2] < 140)
         assert red.sum() > 300                            # the verdict is drawn in red
