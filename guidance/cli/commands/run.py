@@ -390,10 +390,8 @@ def _feed(args: argparse.Namespace, inputs: _Inputs, frames, session_log, igtl):
         from guidance.monitor.rehearsal import phantom_view
 
         view = phantom_view(spacing_mm=(1.5, 1.5, 2.5), image_size=(1280, 720))
-        path = [(8.0 * np.cos(t), 8.0 * np.sin(t), 0.0)
-                for t in np.linspace(0, 2 * np.pi, 90)]
-        return ScriptedFeed(view.shots(path), view.camera_matrix, view.background(),
-                            fps=30.0, loop=True, realtime=True)
+        return ScriptedFeed(view.shots(scripted_path_mm()), view.camera_matrix,
+                            view.background(), fps=30.0, loop=True, realtime=True)
     if source == "sim":
         from guidance.monitor.rehearsal import simulated_feed
 
@@ -413,6 +411,29 @@ def _feed(args: argparse.Namespace, inputs: _Inputs, frames, session_log, igtl):
     undistorter = undistorter_for(calibration)
     return LoopFeed(loop, undistorter.camera_matrix, undistort=undistorter.undistort,
                     on_result=_guided(loop, inputs, session_log))
+
+
+def scripted_path_mm(radius_mm: float = 8.0, rest_shots: int = 30,
+                     move_shots: int = 22) -> list[tuple[float, float, float]]:
+    """Applicator offsets (mm, patient) of ``--source scripted``: around the plan on a
+    circle, resting ``rest_shots`` (1 s at 30 frames/s) at every quarter and moving
+    ``move_shots`` between them, as a hand places, holds and moves again. The monitor shows
+    the preview while it moves and the full model's dose (recorded) while it rests.
+
+    Examples
+    --------
+    >>> path = scripted_path_mm()
+    >>> len(path), path[0] == path[29], path[30] == path[0]
+    (208, True, False)
+    """
+    path: list[tuple[float, float, float]] = []
+    for quarter in range(4):
+        start = 0.5 * np.pi * quarter
+        path += [(radius_mm * np.cos(start), radius_mm * np.sin(start), 0.0)] * rest_shots
+        path += [(radius_mm * np.cos(t), radius_mm * np.sin(t), 0.0)
+                 for t in start + 0.5 * np.pi * np.arange(1, move_shots + 1)
+                 / (move_shots + 1)]
+    return path
 
 
 def _guided_of(feed):
