@@ -467,7 +467,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.igtl_port <= 65535:
         raise InputError(f"--igtl-port {args.igtl_port}: must be 0..65535")
     _check_tracker(args)
-    mc_check_monitor(args, None)   # a wrong --mc-check is refused before any work
+    mc_check = mc_check_monitor(args, None)   # a wrong --mc-check: refused before any work
     from guidance.igtl.server import IgtlServer
     from guidance.monitor.logic import MonitorLogic
     from guidance.record.session_log import SessionLog, session_log_path
@@ -498,6 +498,8 @@ def run(args: argparse.Namespace) -> int:
                                                   "machine": planned.machine,
                                                   "tracker": args.tracker})
         print(f"session log: {log_path}")
+        if mc_check is not None:
+            mc_check.session_log = session_log
         feed = _feed(args, inputs, frames, session_log, igtl)
         if getattr(feed, "loop", None) is not None:   # what 'iort replay' feeds back
             from guidance.record.tracking_record import record_tracking
@@ -519,7 +521,7 @@ def run(args: argparse.Namespace) -> int:
                              registration=_guided_of(feed),
                              notices=inputs.calibration.warnings()
                              if inputs.calibration is not None else (),
-                             mc_check=mc_check_monitor(args, session_log))
+                             mc_check=mc_check)
         _attach_anatomy(logic, args.case)
         from guidance.monitor.qt.window import INTERRUPTED, run_window
 
