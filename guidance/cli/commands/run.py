@@ -455,6 +455,32 @@ def _attach_anatomy(logic, case_arg: str) -> None:
         attach_anatomy(logic, edits=load_edits(folder), case_dir=folder)
 
 
+def _open_session_log(args: argparse.Namespace, inputs: _Inputs, case_id: str, log_path):
+    """Create the session log with what identifies the session (source, CT digest, plan)."""
+    from guidance.record.session_log import SessionLog
+
+    planned = inputs.planned
+    return SessionLog.create(log_path, case_id=case_id,
+                             metadata={"source": _source_label(args),
+                                       "ct_sha256": inputs.case.ct.digest_sha256(),
+                                       "plan_patient_from_applicator": inputs.plan,
+                                       "planned_beam": asdict(planned.beam),
+                                       "machine": planned.machine,
+                                       "tracker": args.tracker})
+
+
+def _stall_limit_s(args: argparse.Namespace) -> float:
+    """How long (s) the newest camera frame may stay on screen before capture is stalled.
+
+    The plain simulated camera renders ~3 frames/s on a 2-core CPU, the realistic field ~30
+    but with hiccups when the machine is busy: their newest frame stays on screen longer
+    (a real camera: 200 ms); tool states themselves are the loop's.
+    """
+    if args.source == "sim":
+        return 1.0 if args.field == "plain" else 0.5
+    return 0.2
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the monitor; returns when the window is closed.
 
@@ -470,7 +496,7 @@ def run(args: argparse.Namespace) -> int:
     mc_check = mc_check_monitor(args, None)   # a wrong --mc-check: refused before any work
     from guidance.igtl.server import IgtlServer
     from guidance.monitor.logic import MonitorLogic
-    from guidance.record.session_log import SessionLog, session_log_path
+    from guidance.record.session_log import session_log_path
     from guidance.treatment.dose_check import load_plan_limits
     from guidance.treatment.dose_service import beam_options, electron_dose_function
 
@@ -490,13 +516,7 @@ def run(args: argparse.Namespace) -> int:
             igtl = IgtlServer(args.igtl_port, host=args.igtl_host).start()
             print(f"OpenIGTLink server: {args.igtl_host}:{igtl.port}")
         frames = _camera_frames(args, inputs, igtl)
-        session_log = SessionLog.create(log_path, case_id=case_id,
-                                        metadata={"source": _source_label(args),
-                                                  "ct_sha256": inputs.case.ct.digest_sha256(),
-                                                  "plan_patient_from_applicator": inputs.plan,
-                                                  "planned_beam": asdict(planned.beam),
-                                                  "machine": planned.machine,
-                                                  "tracker": args.tracker})
+        session_log = _open_session_log(args, inputs, case_id, log_path)
         print(f"session log: {log_path}")
         if mc_check is not None:
             mc_check.session_log = session_log
@@ -507,13 +527,7 @@ def run(args: argparse.Namespace) -> int:
             record_tracking(feed.loop, session_log, video=args.record_video)
         dose_fn = electron_dose_function(planned.machine)
         dose_fn(inputs.case, inputs.plan, beam)  # warm the kernel (JIT) before the window
-        # the plain simulated camera renders ~3 frames/s on a 2-core CPU, the realistic field
-        # ~30 but with hiccups when the machine is busy: their newest frame stays on screen
-        # longer before the capture counts as stalled (a real camera: 200 ms); tool states
-        # themselves are the loop's
-        stall_s = 0.2
-        if args.source == "sim":
-            stall_s = 1.0 if args.field == "plain" else 0.5
+        stall_s = _stall_limit_s(args)
         logic = MonitorLogic(inputs.case, inputs.plan, feed, dose_fn=dose_fn, beam=beam,
                              planned_beam=beam, machine=planned.machine, limits=limits,
                              plan_name=planned.name, beam_options=options,
