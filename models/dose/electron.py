@@ -842,7 +842,10 @@ def lateral_redistribution(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
     if start < d_var.shape[0]:
         redefine = (kernels.redefine_fluence if numba_backend
                     else kernels.redefine_fluence_numpy)
-        out[start:] = redefine(np.ascontiguousarray(d_var[start:]), h, var0, var_max)
+        # a column beyond the model's cut depth has no dose left: its transport ends there
+        live_steps = np.sum(zeff_mid[start:] < model.cut_depth_mm, axis=0).astype(np.int64)
+        out[start:] = redefine(np.ascontiguousarray(d_var[start:]), h, var0, var_max,
+                               live_steps)
         plain = np.concatenate([np.zeros((1, *r_seg.shape[1:])),
                                 np.cumsum(r_seg * h, axis=0)])
         depth = plain if water_depth is None else np.where(np.isnan(water_depth), plain,

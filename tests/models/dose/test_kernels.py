@@ -114,17 +114,47 @@ def _bone_stripe(n: int = 24, nz: int = 30, h: float = 1.0) -> np.ndarray:
     return d_var
 
 
+def _all_live(d_var: np.ndarray) -> np.ndarray:
+    return np.full(d_var.shape[1:], d_var.shape[0], dtype=np.int64)
+
+
+def _ranging_out(d_var: np.ndarray) -> np.ndarray:
+    """Columns whose transport ends at different steps (an oblique end of range)."""
+    ny, nx = d_var.shape[1:]
+    return (12 + np.arange(nx)[None, :] // 2 + np.zeros((ny, 1), dtype=np.int64)).astype(
+        np.int64)
+
+
 def test_redefinition_keeps_a_uniform_medium_uniform():
     d_var = np.full((20, 8, 9), 0.02)
     for f in (kernels.redefine_fluence, kernels.redefine_fluence_numpy):
-        assert np.allclose(f(d_var, 1.0, 0.0, 0.5), 1.0, atol=1e-12)
+        for live in (_all_live(d_var), _ranging_out(d_var)):
+            assert np.allclose(f(d_var, 1.0, 0.0, 0.5, live), 1.0, atol=1e-12)
 
 
 def test_redefinition_numba_matches_numpy_twin():
     d_var = _bone_stripe()
-    a = kernels.redefine_fluence(d_var, 1.0, 0.001, 0.5)
-    b = kernels.redefine_fluence_numpy(d_var, 1.0, 0.001, 0.5)
-    assert np.allclose(a, b, atol=1e-9)
+    for live in (_all_live(d_var), _ranging_out(d_var)):
+        a = kernels.redefine_fluence(d_var, 1.0, 0.001, 0.5, live)
+        b = kernels.redefine_fluence_numpy(d_var, 1.0, 0.001, 0.5, live)
+        assert np.allclose(a, b, atol=1e-9)
+
+
+def test_redefinition_holds_a_column_after_its_last_step():
+    """A column whose electrons have ranged out keeps its last fluence; until the first
+    column stops, the transport is the full one, and after it the neighbours differ by
+    little (they see copies of themselves in place of the stopped columns)."""
+    d_var = _bone_stripe()
+    live = _ranging_out(d_var)
+    f = kernels.redefine_fluence(d_var, 1.0, 0.001, 0.5, live)
+    full = kernels.redefine_fluence(d_var, 1.0, 0.001, 0.5, _all_live(d_var))
+    for i in range(d_var.shape[2]):
+        last = live[0, i]
+        assert np.all(f[last:, :, i] == f[last, :, i])
+        assert np.abs(f[: last + 1, :, i] - full[: last + 1, :, i]).max() < 0.02
+    first = int(live.min())
+    np.testing.assert_array_equal(f[: first + 1], full[: first + 1])
+    assert not np.array_equal(f, full)
 
 
 def test_redefinition_scatters_electrons_out_of_the_bone():
@@ -132,7 +162,8 @@ def test_redefinition_scatters_electrons_out_of_the_bone():
     a hot spot on the water side, a cold one under the bone, the total conserved away from
     the grid border, and nothing above the bone."""
     n = 24
-    f = kernels.redefine_fluence(_bone_stripe(n), 1.0, 0.0, 0.5)
+    d_var = _bone_stripe(n)
+    f = kernels.redefine_fluence(d_var, 1.0, 0.0, 0.5, _all_live(d_var))
     row = f[25, 3]
     assert np.allclose(f[:10], 1.0)
     assert row[: n // 2].max() > 1.03 and row[n // 2:].min() < 0.97
