@@ -68,6 +68,7 @@ from models.beams.library import (
     default_library,
 )
 from models.dose import kernels
+from models.dose.depth_sums import cumsum_planes
 from models.dose.materials import (
     ShieldMaterial,
     backscatter_constants,
@@ -650,7 +651,7 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.nd
     factor = detour_factor(seg, seg_s, model)
     straggling = detour_straggling_mm(seg, seg_s, model)
     seg = seg * factor
-    zeff = np.vstack([np.zeros((1, pen.z0.size)), np.cumsum(seg, axis=0)])
+    zeff = np.vstack([np.zeros((1, pen.z0.size)), cumsum_planes(seg)])
     detour = None
     if not np.all(factor == 1.0):                 # at the planes: the segment before each
         detour = np.vstack([np.ones((1, pen.z0.size)), factor])
@@ -659,7 +660,7 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.nd
                       straggling)
     # water depth where each pencil meets the disc (linear between planes), metal left out
     free = np.vstack([np.zeros((1, pen.z0.size)),
-                      np.cumsum(seg * (1.0 - np.minimum(metal / h, 1.0)), axis=0)])
+                      cumsum_planes(seg * (1.0 - np.minimum(metal / h, 1.0)))])
     pos = np.clip((d0[0] - z[0]) / h, 0.0, z.size - 1.0)
     k_lo = np.minimum(pos.astype(np.int64), z.size - 2)
     frac = pos - k_lo
@@ -711,7 +712,7 @@ def _angular_steps(seg_wet: np.ndarray, seg_scatter: np.ndarray, model: Electron
     extra = seg_scatter - seg_wet
     if not np.any(np.abs(extra) > 1e-9):
         return None
-    power = angular_power_per_mm(np.cumsum(seg_wet, axis=0) - 0.5 * seg_wet, model)
+    power = angular_power_per_mm(cumsum_planes(seg_wet) - 0.5 * seg_wet, model)
     own = power * seg_wet
     step = power * extra
     return own, step
@@ -734,8 +735,8 @@ def detour_factor(seg_wet: np.ndarray, seg_scatter: np.ndarray, model: ElectronM
     if steps is None:
         return np.ones_like(seg_wet)
     own, step = steps
-    a_water = np.cumsum(own, axis=0) - 0.5 * own
-    a_extra = np.cumsum(step, axis=0) - 0.5 * step
+    a_water = cumsum_planes(own) - 0.5 * own
+    a_extra = cumsum_planes(step) - 0.5 * step
     return mean_cosine(a_water) / mean_cosine(np.maximum(a_water + a_extra, 0.0))
 
 
@@ -745,7 +746,7 @@ def _penetration_variance(d_lambda: np.ndarray, ds: np.ndarray) -> np.ndarray:
     segment) and ``<cos^2>(s) = (1 + 2 exp(-L2(s))) / 3``, ``L2 = 3 L`` (small-angle
     ratio of the second to the first transport moment), so ``<z^2> = 2 int dt
     exp(-L(t)) int_0^t <cos^2> exp(L(s)) ds``, ``<z> = int exp(-L) ds``."""
-    lam = np.cumsum(d_lambda, axis=0) - 0.5 * d_lambda        # at the segment middles
+    lam = cumsum_planes(d_lambda) - 0.5 * d_lambda        # at the segment middles
     decay = np.exp(-np.minimum(lam, 50.0))
     cos2 = (1.0 + 2.0 * np.exp(-3.0 * np.minimum(lam, 50.0))) / 3.0
     k = np.zeros(ds.shape[1])          # int_0^t <cos^2> exp(-(L(t) - L(s))) ds, t at the end
@@ -756,7 +757,7 @@ def _penetration_variance(d_lambda: np.ndarray, ds: np.ndarray) -> np.ndarray:
         second = second + 2.0 * ds[m] * k * half + cos2[m] * ds[m] * ds[m]
         k = k * half * half + cos2[m] * ds[m] * half
         out[m] = second
-    mean = np.cumsum(decay * ds, axis=0)
+    mean = cumsum_planes(decay * ds)
     return np.maximum(out - mean * mean, 0.0)
 
 
@@ -827,7 +828,7 @@ def lateral_redistribution(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
     """
     r_seg = 0.5 * (rsp_plane[1:] + rsp_plane[:-1]).astype(np.float64)
     s_seg = 0.5 * (scatter_plane[1:] + scatter_plane[:-1]).astype(np.float64)
-    zeff_mid = np.cumsum(r_seg, axis=0) * h - 0.5 * r_seg * h
+    zeff_mid = cumsum_planes(r_seg) * h - 0.5 * r_seg * h
     power = angular_power_per_mm(zeff_mid, model)
     d_var = np.ascontiguousarray(power * h * (1.0 + REDEFINE_EXCESS_WEIGHT
                                                 * np.maximum(s_seg - 1.0, 0.0)))
@@ -847,7 +848,7 @@ def lateral_redistribution(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
         out[start:] = redefine(np.ascontiguousarray(d_var[start:]), h, var0, var_max,
                                live_steps)
         plain = np.concatenate([np.zeros((1, *r_seg.shape[1:])),
-                                np.cumsum(r_seg * h, axis=0)])
+                                cumsum_planes(r_seg * h)])
         depth = plain if water_depth is None else np.where(np.isnan(water_depth), plain,
                                                            water_depth)
         out = _range_out_excess(out, depth, s_seg, model, h)
@@ -875,7 +876,7 @@ def _range_out_excess(fluence: np.ndarray, depth: np.ndarray, s_seg: np.ndarray,
     if not np.any(hot):
         return fluence
     zero = np.zeros((1, *s_seg.shape[1:]))
-    excess = np.concatenate([zero, np.cumsum(np.maximum(s_seg - 1.0, 0.0), axis=0)])
+    excess = np.concatenate([zero, cumsum_planes(np.maximum(s_seg - 1.0, 0.0))])
     # a box of the same variance as water's Fermi-Eyges spread at the plane's depth
     sigma = np.interp(np.median(depth.reshape(depth.shape[0], -1), axis=1), model.depth_mm,
                       model.sigma_mcs_mm)
@@ -933,7 +934,7 @@ def tissue_backscatter(zeff: np.ndarray, ebf_mid: np.ndarray, model: ElectronMod
     # reverse cumulative sum (zeff never decreases along a pencil)
     depth = zeff / relax_mm
     weighted = source * np.exp(-(depth - depth[:1]))
-    after = np.cumsum(weighted[::-1], axis=0)[::-1] - weighted
+    after = cumsum_planes(weighted[::-1])[::-1] - weighted
     return 1.0 + after * np.exp(depth - depth[:1])
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.beams.depth_dose import lookup_uniform
+from models.dose.depth_sums import cumsum_planes
 
 #: Radiation length of water (mm), Particle Data Group.
 WATER_X0_MM = 360.8
@@ -97,9 +98,9 @@ def fermi_eyges_along_path(z_mm: np.ndarray, seg_wet: np.ndarray, seg_mid: np.nd
                             beyond=float(power_per_mm[-1])) * (
         seg_wet if seg_scatter is None else seg_scatter)
     zeros = np.zeros((1, seg_wet.shape[1]))
-    a0 = np.vstack([zeros, np.cumsum(weight, axis=0)])
-    a1 = np.vstack([zeros, np.cumsum(weight * seg_mid, axis=0)])
-    a2 = np.vstack([zeros, np.cumsum(weight * seg_mid * seg_mid, axis=0)])
+    a0 = np.vstack([zeros, cumsum_planes(weight)])
+    a1 = np.vstack([zeros, cumsum_planes(weight * seg_mid)])
+    a2 = np.vstack([zeros, cumsum_planes(weight * seg_mid * seg_mid)])
     z = z_mm[:, None]
     sigma = np.sqrt(np.maximum(z * z * a0 - 2.0 * z * a1 + a2, 0.0))
     last_below = np.maximum(np.count_nonzero(zeff <= r50_mm, axis=0) - 1, 0)
