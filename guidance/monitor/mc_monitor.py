@@ -29,15 +29,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from guidance.monitor.state import LIGHT_TEXT_COLORS
+
 log = logging.getLogger(__name__)
 
 #: States of :class:`McCheckStatus`; the last five are final.
 STATES = ("starting", "running", "agree", "disagree", "inconclusive", "failed", "cancelled",
           "unavailable", "not_applicable")
 #: Colour of the status line per state (CSS, for the window).
-STATE_COLORS = {"starting": "#9ad0ff", "running": "#9ad0ff", "agree": "#7be39a",
-                "disagree": "#ff6a6a", "inconclusive": "#f0c81e", "failed": "#ff6a6a",
-                "cancelled": "#c0c0c0", "unavailable": "#8a8f96", "not_applicable": "#8a8f96"}
+#: A verdict takes its light's colour; a check under way the phase line's blue.
+STATE_COLORS = {"starting": "#9ad0ff", "running": "#9ad0ff",
+                "agree": LIGHT_TEXT_COLORS["green"], "disagree": LIGHT_TEXT_COLORS["red"],
+                "inconclusive": LIGHT_TEXT_COLORS["yellow"], "failed": LIGHT_TEXT_COLORS["red"],
+                "cancelled": LIGHT_TEXT_COLORS["grey"], "unavailable": "#8a8f96",
+                "not_applicable": "#8a8f96"}
 #: Seconds :meth:`McCheckMonitor.close` waits for the child to stop before ending it.
 CLOSE_TIMEOUT_S = 5.0
 #: Seconds the child may take to start (read the pickled case, import the engine) before
@@ -65,7 +70,7 @@ class McCheckStatus:
     @property
     def color(self) -> str:
         """CSS colour of the line."""
-        return STATE_COLORS.get(self.state, "#c0c0c0")
+        return STATE_COLORS.get(self.state, LIGHT_TEXT_COLORS["grey"])
 
 
 def result_line(number: int, result: dict) -> str:

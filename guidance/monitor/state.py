@@ -17,6 +17,11 @@ from dataclasses import dataclass
 from guidance.tracking.pose_filter import TrackingState
 from guidance.treatment.plan_check import SEVERITY, Light
 
+#: Text colour (CSS) of each light on the monitor's dark background: the reasons under
+#: the light and every verdict that reads like one (e.g. the Monte Carlo check).
+LIGHT_TEXT_COLORS = {"green": "#7be39a", "yellow": "#f0c81e", "red": "#ff6a6a",
+                     "grey": "#c0c0c0"}
+
 
 class RateMeter:
     """Events per second over a sliding time window (frame rate of the views)."""

@@ -43,7 +43,7 @@ from guidance.monitor.qt.disc_panel import DiscPanel
 from guidance.monitor.qt.image_view import ImageView, numpy_to_qimage  # noqa: F401
 from guidance.monitor.qt.slice_view import SliceView
 from guidance.monitor.qt.structure_panel import StructureToggles
-from guidance.monitor.state import coverage_table
+from guidance.monitor.state import LIGHT_TEXT_COLORS, coverage_table
 from guidance.render.ar_compositor import ArCompositor, ArJob
 from guidance.render.overlay import live_layers
 from guidance.render.plots import SCREEN_LARGE, render_dvh_plot
@@ -627,8 +627,7 @@ class MonitorWindow(QtWidgets.QMainWindow):
     def _show_judgement(self, snap: MonitorSnapshot) -> None:
         """Phase, why the light is not green, planned beam next to the current one."""
         self.phase_label.setText(f"PHASE: {snap.phase.upper()}")
-        color = {"green": "#7be39a", "yellow": "#f0c81e", "red": "#ff6a6a"}.get(
-            snap.light.value, "#c0c0c0")
+        color = LIGHT_TEXT_COLORS.get(snap.light.value, LIGHT_TEXT_COLORS["grey"])
         self.reasons_label.setStyleSheet(f"color: {color};")
         self.reasons_label.setText("\n".join(snap.light_reasons) if snap.light_reasons
                                    else "plan, coverage and organ limits met")

@@ -183,12 +183,15 @@ class McDose:
 
 
 def ompmc_available() -> bool:
-    """True when the optional ``ompmc`` package can be imported."""
-    try:
-        import ompmc  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """True when the optional ``ompmc`` package is installed.
+
+    Looked up, not imported: the monitor asks on the UI thread, and importing loads the
+    native transport library (and its OpenMP runtime) into the process that only starts
+    the check's child. A broken installation fails in the child, as a failed check.
+    """
+    import importlib.util
+
+    return importlib.util.find_spec("ompmc") is not None
 
 
 def _ompmc():
