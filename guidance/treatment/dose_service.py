@@ -71,13 +71,13 @@ class DoseScheduler:
     busy: bool = False
     _pending: tuple[np.ndarray, object] | None = field(default=None, repr=False)
     _started_s: float = field(default=-np.inf, repr=False)
-    #: The running computation was started for a pose that came while the applicator was
-    #: moving: one that waited (for the worker or the pace), replaced a waiting one, or
-    #: came within :attr:`MOVING_WITHIN_S` of the last start; not one holding still, the
-    #: first after a pause, or a beam change.
+    #: The running computation was started for a pose that moved past the thresholds
+    #: from the last computed one (a preview will do): not the first pose, not one holding
+    #: still, not a beam change. The first pose of a move after a pause counts as moving
+    #: too: a full model started there would still be running when the applicator comes
+    #: to rest (a worst-case full dose takes ~0.3 s, the preview ~0.05 s), and the full
+    #: model follows the preview as soon as the pose holds still.
     started_moving: bool = False
-    #: Two starts this close (s) are one movement.
-    MOVING_WITHIN_S: ClassVar[float] = 0.5
     #: The last computed dose was the preview model's: a pose within the thresholds of it
     #: (the applicator rests) starts the full model.
     computed_preview: bool = False
@@ -110,9 +110,8 @@ class DoseScheduler:
             return False
         self.busy = True
         near = not self.needs_move(patient_from_applicator)
-        self.started_moving = same_beam and not still and not near and (
-            _waited or self._pending is not None
-            or now_s - self._started_s < self.MOVING_WITHIN_S)
+        self.started_moving = (same_beam and not still and not near
+                               and self._computed_pose is not None)
         self.computed_preview = False
         self._started_s = now_s
         self._computed_pose = np.array(patient_from_applicator, dtype=np.float64)

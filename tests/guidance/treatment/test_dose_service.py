@@ -58,6 +58,7 @@ def test_dose_scheduler_paces_a_moving_pose_and_starts_a_resting_one_at_once() -
         return pose
 
     assert sched.offer(at(0.0), params, now_s=10.0)
+    assert not sched.started_moving                          # the first pose: full model
     assert sched.finished() is None                         # done after 50 ms
     # carried on, 2 mm a frame: nothing starts before 0.25 s after the last start
     for k, t in enumerate((10.05, 10.083, 10.116, 10.15, 10.183, 10.216), start=1):
@@ -73,8 +74,8 @@ def test_dose_scheduler_paces_a_moving_pose_and_starts_a_resting_one_at_once() -
     assert sched.offer(at(14.0), params, now_s=10.32)
     assert not sched.started_moving                          # at rest: the full model
     sched.finished()
-    # a preview computed there: the same pose, held still, now asks for the full model
-    assert sched.offer(at(20.0), params, now_s=11.0) and not sched.started_moving
+    # after a pause the applicator is moved again: its first pose is motion, a preview
+    assert sched.offer(at(20.0), params, now_s=11.0) and sched.started_moving
     sched.finished()
     sched.computed_preview = True
     assert sched.offer(at(20.2), params, now_s=11.5)          # within 1 mm: the full one
