@@ -26,7 +26,8 @@ Writes ``assets/beams/mc_source.json`` (the model with provenance: histories, ti
 residuals) and ``tests/data/mc/commissioning_mc.json`` (the check runs' curves and numbers).
 
 Run: ``OMP_NUM_THREADS=2 python -m benchmarks.mc.commission_source [--energies 6 12]
-[--spectrum] [--cache DIR]`` (12 MeV: about 15 min on 2 free cores, 6 MeV about 6).
+[--spectrum] [--cache DIR]`` (with the checks on 2 free cores: 12 MeV about 36 min,
+6 MeV about 20).
 """
 
 from __future__ import annotations
