@@ -12,6 +12,10 @@ fitted, so each fit is one ompmc run per basis element and non-negative least sq
    against the distance from the rim (a piecewise-linear basis function,
    :data:`models.dose.montecarlo.source.RIM_NODES_MM`; the spectrum fixed); the node
    values are fitted to the applicator's depth dose and both profiles.
+   For the applicators of :data:`SPECTRUM_FITS` then **the applicator's own spectrum**:
+   one run per energy bin and component with that fluence fixed, the bin weights fitted
+   to the same curves (:func:`fit_applicator_spectrum`), and the fluence fitted once more
+   with the new spectrum.
 3. **check**: the fitted source is run again with other seeds and more histories for every
    fitted applicator, and for applicators it was not fitted to (the radial fluence then
    interpolated in diameter), and compared with the data the way the pencil beam is
@@ -22,7 +26,8 @@ Writes ``assets/beams/mc_source.json`` (the model with provenance: histories, ti
 residuals) and ``tests/data/mc/commissioning_mc.json`` (the check runs' curves and numbers).
 
 Run: ``OMP_NUM_THREADS=2 python -m benchmarks.mc.commission_source [--energies 6 12]
-[--spectrum] [--cache DIR]`` (12 MeV: about 15 min on 2 free cores, 6 MeV about 6).
+[--spectrum] [--cache DIR]`` (with the checks on 2 free cores: 12 MeV about 36 min,
+6 MeV about 20).
 """
 
 from __future__ import annotations
@@ -78,6 +83,13 @@ SPECTRUM_HISTORIES = 40_000
 FITS = {6.0: [(60.0, 0.0), (80.0, 0.0), (100.0, 0.0), (60.0, 30.0)],
         8.0: [(70.0, 0.0)],
         12.0: [(60.0, 0.0), (80.0, 0.0), (100.0, 0.0), (60.0, 30.0)]}
+#: Fitted applicators that get their own spectrum (:func:`fit_applicator_spectrum`), per
+#: energy; the others keep the energy's (fitted on 100 mm flat).
+SPECTRUM_FITS = {6.0: [(60.0, 0.0), (60.0, 30.0)],
+                 12.0: [(60.0, 0.0), (60.0, 30.0)]}
+#: Histories of one run of an applicator's spectrum fit, for the 100 mm aperture (scaled
+#: by area).
+SPECTRUM_FIT_HISTORIES_100MM = 200_000
 #: Applicators checked with an interpolated radial fluence (not fitted), per energy.
 INTERPOLATED = {6.0: [(70.0, 0.0)], 12.0: [(70.0, 0.0)]}
 #: Histories per component of a fit run, for the 100 mm aperture (scaled by area).
@@ -105,6 +117,8 @@ def _water_dose(beam: ElectronBeam, source: SourceModel, histories: int,
     source's numbers."""
     toes = [r.toe_fluence.round(6).tolist() for r in source.radial
             if r.toe_fluence is not None]
+    toes += [r.spectrum_weights.round(6).tolist() for r in source.radial
+             if r.spectrum_weights is not None]
     text = repr((beam, source.edges_mev.tolist(), source.weights.round(6).tolist(),
                  source.source_sigma_mm, [(r.diameter_mm, r.bevel_deg,
                                            r.fluence.round(6).tolist())
@@ -185,10 +199,23 @@ def _columns(data: BeamCurves, raw: McWaterCurves) -> np.ndarray:
                            np.interp(data.y_mm, raw.lateral_mm, raw.profile_y)])
 
 
-def fit_radial(spectrum: SourceModel, data: BeamCurves, cache: Path | None
-               ) -> tuple[RadialFluence, dict]:
+def _weighting(data: BeamCurves) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[slice]]:
+    """``(target, keep, weight, curves)`` of a fit to one applicator's curves: the data
+    (:func:`_targets`), the points above 5 % of the maximum, and weights giving each
+    curve the same say."""
+    target, curves = _targets(data)
+    keep = target >= 0.05 * target.max()
+    weight = np.ones_like(target)
+    for part in curves:
+        weight[part] = 1.0 / np.sqrt(max(1, int(keep[part].sum())))
+    return target, keep, weight, curves
+
+
+def fit_radial(spectrum: SourceModel, data: BeamCurves, cache: Path | None,
+               spectrum_weights: np.ndarray | None = None) -> tuple[RadialFluence, dict]:
     """Fluence per component at the rim nodes of one applicator (heel and toe for a
-    bevel), fitted to its curves."""
+    bevel), fitted to its curves; with ``spectrum_weights`` (C, B) the applicator's own
+    spectrum (else the energy's)."""
     beam = ElectronBeam(MACHINE, data.energy_mev, data.diameter_mm, data.bevel_deg)
     app = Applicator(data.diameter_mm, data.bevel_deg)
     beamlets = aperture_beamlets(app, spectrum.virtual_ssd_mm)
@@ -196,18 +223,14 @@ def fit_radial(spectrum: SourceModel, data: BeamCurves, cache: Path | None
     n_comp, n_node = len(spectrum.source_sigma_mm), len(RIM_NODES_MM)
     sides = 2 if data.bevel_deg > 0 else 1
     distance = rim_distance_mm(app, beamlets)
-    target, curves = _targets(data)
-    keep = target >= 0.05 * target.max()
-    weight = np.ones_like(target)
-    for part in curves:                   # each curve weighs the same in the fit
-        weight[part] = 1.0 / np.sqrt(max(1, int(keep[part].sum())))
+    target, keep, weight, curves = _weighting(data)
     columns, index, size, hist, secs = [], [], [], 0, 0.0
     for side, c, k in itertools.product(range(sides), range(n_comp), range(n_node)):
         one, zero = np.zeros((n_comp, n_node)), np.zeros((n_comp, n_node))
         one[c, k] = 1.0
         heel, toe = (one, zero) if side == 0 else (zero, one)
         basis = RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM, heel,
-                              toe if sides == 2 else None)
+                              toe if sides == 2 else None, spectrum_weights)
         electrons = float(basis.at(distance, centre_y).sum())   # beamlet-equivalents
         if electrons < 1.0:
             continue
@@ -229,17 +252,71 @@ def fit_radial(spectrum: SourceModel, data: BeamCurves, cache: Path | None
     fit = a @ alpha
     rms = [float(np.sqrt(np.mean((fit[p] - target[p])[keep[p]] ** 2))) for p in curves]
     fitted = RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM, fluence[0],
-                           fluence[1] if sides == 2 else None)
-
-    def rows(f: np.ndarray) -> list:
-        return [[round(float(v), 5) for v in row] for row in f]
-
+                           fluence[1] if sides == 2 else None, spectrum_weights)
+    own = {} if spectrum_weights is None else {
+        "spectrum_weights": _rows(fitted.spectrum_weights)}
     return fitted, {"diameter_mm": data.diameter_mm, "bevel_deg": data.bevel_deg,
-                    "fluence": rows(fluence[0]),
-                    "toe_fluence": rows(fluence[1]) if sides == 2 else None,
+                    "fluence": _rows(fluence[0]),
+                    "toe_fluence": _rows(fluence[1]) if sides == 2 else None, **own,
                     "runs": len(index), "histories": hist, "time_s": round(secs, 1),
                     "rms_residual_percent": {"depth": round(rms[0], 2), "x": round(rms[1], 2),
                                              "y": round(rms[2], 2)}}
+
+
+def _rows(f: np.ndarray) -> list:
+    return [[round(float(v), 5) for v in row] for row in f]
+
+
+def fit_applicator_spectrum(spectrum: SourceModel, radial: RadialFluence, data: BeamCurves,
+                            cache: Path | None) -> tuple[np.ndarray, dict]:
+    """One applicator's own spectrum (C, B): with its fitted radial fluence fixed, one
+    run per component and energy bin, the bin weights fitted by non-negative least
+    squares to its depth dose and both profiles (weighted like :func:`fit_radial`).
+
+    A small applicator's depth dose has a different shoulder from the 100 mm one the
+    energy's spectrum was fitted on (more low-energy electrons scattered by its wall,
+    less lateral equilibrium); the components' shares are refitted with the fluence
+    afterwards (only each component's spectrum is kept). A component the fit leaves
+    empty keeps the energy's spectrum.
+    """
+    beam = ElectronBeam(MACHINE, data.energy_mev, data.diameter_mm, data.bevel_deg)
+    energy_rows = spectrum.spectrum(Applicator(data.diameter_mm, data.bevel_deg))[0]
+    n_comp, n_bin = spectrum.weights.shape
+    target, keep, weight, curves = _weighting(data)
+    columns, index, hist, secs = [], [], 0, 0.0
+    for c, b in itertools.product(range(n_comp), range(n_bin)):
+        if not radial.fluence[c].sum() > 0:
+            continue
+        only = np.zeros_like(radial.fluence)
+        only[c] = radial.fluence[c]
+        toe = None
+        if radial.toe_fluence is not None:
+            toe = np.zeros_like(radial.toe_fluence)
+            toe[c] = radial.toe_fluence[c]
+        rows = energy_rows.copy()
+        rows[c] = np.eye(n_bin)[b]
+        basis = RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM, only, toe,
+                              np.where(rows.sum(axis=1, keepdims=True) > 0, rows, 1.0))
+        vol, n, s = _water_dose(beam, _with_radial(spectrum, basis), _histories(
+            data.diameter_mm, SPECTRUM_FIT_HISTORIES_100MM), (97, 33), cache)
+        columns.append(_columns(data, mc_water_raw(vol, data, grid_mm=GRID_MM)))
+        index.append((c, b))
+        hist, secs = hist + n, secs + s
+    a = np.stack(columns, axis=1)
+    alpha, _ = nnls((a * weight[:, None])[keep], (target * weight)[keep])
+    weights = energy_rows.copy()
+    for c in range(n_comp):
+        got = np.zeros(n_bin)
+        for (cc, b), v in zip(index, alpha, strict=True):
+            if cc == c:
+                got[b] = v
+        if got.sum() > 0:
+            weights[c] = got / got.sum()
+    fit = a @ alpha
+    rms = [float(np.sqrt(np.mean((fit[p] - target[p])[keep[p]] ** 2))) for p in curves]
+    return weights, {"runs": len(index), "histories": hist, "time_s": round(secs, 1),
+                     "rms_residual_percent": {"depth": round(rms[0], 2),
+                                              "x": round(rms[1], 2), "y": round(rms[2], 2)}}
 
 
 def _smooth_nnls(a: np.ndarray, b: np.ndarray, index: list, size: np.ndarray
@@ -298,17 +375,34 @@ def _result(data: BeamCurves, source: SourceModel, role: str, cache: Path | None
             "curves": mc.as_json()}
 
 
+def fit_applicator(spectrum: SourceModel, data: BeamCurves, cache: Path | None
+                   ) -> tuple[RadialFluence, dict]:
+    """Radial fluence of one applicator with the energy's spectrum; for the applicators of
+    :data:`SPECTRUM_FITS` then its own spectrum with that fluence fixed, and the fluence
+    refitted once with the new spectrum."""
+    fit, info = fit_radial(spectrum, data, cache)
+    if (data.diameter_mm, data.bevel_deg) not in SPECTRUM_FITS.get(data.energy_mev, []):
+        return fit, info
+    print(f"  radial fit with the energy's spectrum: {info}", flush=True)
+    weights, spectrum_info = fit_applicator_spectrum(spectrum, fit, data, cache)
+    refit, refit_info = fit_radial(spectrum, data, cache, weights)
+    first = {k: info[k] for k in ("runs", "histories", "time_s", "rms_residual_percent")}
+    refit_info["spectrum_fit"] = {**spectrum_info,
+                                  "radial_fit_with_the_energy_spectrum": first}
+    return refit, refit_info
+
+
 def commission_energy(energy: float, curves: dict, old: dict | None, refit_spectrum: bool,
                       cache: Path | None) -> tuple[dict, list[dict]]:
     """The mc_source.json entry of one energy and its check results."""
     if refit_spectrum or old is None:
         spectrum, spectrum_fit = fit_spectrum(energy, curves[(energy, 100.0, 0.0)], cache)
     else:
-        spectrum = source_model(ElectronBeam(MACHINE, energy, 100.0, 0.0))
+        spectrum = _with_radial(source_model(ElectronBeam(MACHINE, energy, 100.0, 0.0)))
         spectrum_fit = old["fit"]
     radial, radial_fits = [], []
     for diameter, bevel in FITS[energy]:
-        fit, info = fit_radial(spectrum, curves[(energy, diameter, bevel)], cache)
+        fit, info = fit_applicator(spectrum, curves[(energy, diameter, bevel)], cache)
         radial.append(fit)
         radial_fits.append(info)
         print(f"  fitted {energy:g} MeV {diameter:g} mm {bevel:g} deg: {info}", flush=True)
@@ -384,7 +478,10 @@ def _write(models: dict, results: list) -> None:
             "(about 0.5 rad) for the electrons scattered by the applicator wall. Radial "
             "fluence per applicator: one run per component and node of a piecewise-linear "
             "fluence against the distance from the rim, non-negative least squares against "
-            "the applicator's depth dose and both profiles. Checked with new seeds on every "
+            "the applicator's depth dose and both profiles. Applicators with "
+            "spectrum_weights have their own spectrum: with that fluence fixed, one run "
+            "per energy bin and component, non-negative least squares against the same "
+            "curves; then the fluence refitted with it. Checked with new seeds on every "
             "fitted applicator and on 70 mm (interpolated fluence) "
             "(tests/data/mc/commissioning_mc.json)."),
         "models": [models[k] for k in sorted(models)]}

@@ -335,13 +335,14 @@ def _transport_one(ompmc, phantom: McPhantom, beamlets, weights: np.ndarray, spe
 
 
 def _transport(ompmc, phantom: McPhantom, beamlets, fluence: np.ndarray,
-               source: SourceModel, histories: int, seeds: tuple[int, int],
-               progress: Callable[[float], bool | None] | None):
+               spectra: np.ndarray, source: SourceModel, histories: int,
+               seeds: tuple[int, int], progress: Callable[[float], bool | None] | None):
     """All components of the source, histories shared by their electrons; per-electron
     dose. ``fluence`` (C, N): electrons per component and beamlet
-    (:meth:`SourceModel.beamlet_fluence`)."""
+    (:meth:`SourceModel.beamlet_fluence`); ``spectra`` (C, B) the applicator's spectrum
+    per component (:meth:`SourceModel.spectrum`)."""
     shares = fluence.sum(axis=1) / fluence.sum()
-    parts = [(float(shares[c]), source.component(c)[1], source.source_sigma_mm[c],
+    parts = [(float(shares[c]), spectra[c], source.source_sigma_mm[c],
               fluence[c]) for c in range(len(source.source_sigma_mm)) if shares[c] > 0]
     dose = np.zeros(phantom.material.shape)
     var = np.zeros(phantom.material.shape)
@@ -404,6 +405,7 @@ def run_phantom(phantom: McPhantom, beam: ElectronBeam, source: SourceModel | No
     app = Applicator(beam.applicator_diameter_mm, beam.bevel_deg)
     beamlets = aperture_beamlets(app, source.virtual_ssd_mm)
     fluence = source.beamlet_fluence(app, beamlets)
+    spectra, _how = source.spectrum(app)
     start = time.perf_counter()
 
     def make_callback(lo: float, hi: float):
@@ -414,8 +416,8 @@ def run_phantom(phantom: McPhantom, beam: ElectronBeam, source: SourceModel | No
         return callback
 
     def transport(histories: int, seeds: tuple[int, int], lo: float, hi: float):
-        return _transport(ompmc, phantom, beamlets, fluence, source, histories, seeds,
-                          make_callback(lo, hi))
+        return _transport(ompmc, phantom, beamlets, fluence, spectra, source, histories,
+                          seeds, make_callback(lo, hi))
 
     try:
         if options.histories is not None:

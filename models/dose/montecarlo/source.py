@@ -26,7 +26,13 @@ The model (per machine and nominal energy, ``assets/beams/mc_source.json``):
   does not have: without it the Monte Carlo profiles are domed. An applicator without
   its own fit takes the fluence interpolated in diameter between the fitted ones of the
   same bevel (nearest bevel otherwise), and says so. A bevelled applicator's fluence
-  also changes linearly from heel to toe (fitted at both ends).
+  also changes linearly from heel to toe (fitted at both ends);
+* **per-applicator spectrum** (optional, :attr:`RadialFluence.spectrum_weights`): a fitted
+  applicator may carry its own spectrum per component (the energy's bins; fitted to its
+  own curves with its radial fluence fixed): a small applicator has relatively more
+  low-energy electrons scattered by its wall and less lateral equilibrium than the
+  100 mm one the energy's spectrum was fitted on. Interpolated in diameter like the
+  fluence (a fit without its own spectrum counting with the energy's).
 
 A machine without a fitted model falls back on a Gaussian spectrum around the mean
 surface energy E0 = 2.33 MeV/cm x R50 of its beam data, flagged ``commissioned = False``.
@@ -80,6 +86,10 @@ class RadialFluence:
         (C, K) the same at the toe (y = +radius) of a bevelled applicator, the fluence
         linear in y between heel and toe (the bevel's heel-to-toe gradient); None: no
         gradient.
+    spectrum_weights : numpy.ndarray or None
+        (C, B) this applicator's own spectrum per component over the energy's bins
+        (>= 0, each row normalised to sum 1; the components' shares stay those of the
+        fluence); None: the energy's spectrum.
     """
 
     diameter_mm: float
@@ -87,6 +97,7 @@ class RadialFluence:
     nodes_mm: tuple[float, ...]
     fluence: np.ndarray
     toe_fluence: np.ndarray | None = None
+    spectrum_weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         f = np.atleast_2d(np.asarray(self.fluence, dtype=np.float64))
@@ -103,6 +114,15 @@ class RadialFluence:
             raise InputError(f"radial fluence {self.diameter_mm:g} mm {self.bevel_deg:g} deg:"
                              " nodes must increase from 0, one fluence per node (heel and toe"
                              " alike), all >= 0")
+        if self.spectrum_weights is not None:
+            w = np.asarray(self.spectrum_weights, dtype=np.float64)
+            if (w.ndim != 2 or w.shape[0] != f.shape[0] or np.any(~np.isfinite(w))
+                    or np.any(w < 0) or not np.all(w.sum(axis=1) > 0)):
+                raise InputError(f"radial fluence {self.diameter_mm:g} mm "
+                                 f"{self.bevel_deg:g} deg: spectrum_weights must be one row "
+                                 f"of bin weights per component ({f.shape[0]}), >= 0, each "
+                                 "row with a positive sum")
+            object.__setattr__(self, "spectrum_weights", w / w.sum(axis=1, keepdims=True))
 
     def at(self, rim_distance_mm: np.ndarray, y_mm: np.ndarray | None = None, *,
            fluence: np.ndarray | None = None, toe_fluence: np.ndarray | None = None
@@ -175,6 +195,12 @@ class SourceModel:
             raise InputError(f"source model {self.machine} {self.energy_mev:g} MeV: weights "
                              f"{w.shape} do not match {len(self.source_sigma_mm)} components "
                              f"x {self.edges_mev.size - 1} bins")
+        for r in self.radial:
+            if r.spectrum_weights is not None and r.spectrum_weights.shape != w.shape:
+                raise InputError(f"source model {self.machine} {self.energy_mev:g} MeV, "
+                                 f"{r.diameter_mm:g} mm {r.bevel_deg:g} deg: spectrum_weights "
+                                 f"{r.spectrum_weights.shape} do not match {w.shape[0]} "
+                                 f"components x {w.shape[1]} bins")
 
     @property
     def mean_energy_mev(self) -> float:
@@ -189,6 +215,27 @@ class SourceModel:
         share = float(w.sum() / self.weights.sum())
         return share, (w / w.sum() if w.sum() > 0 else w), self.source_sigma_mm[index]
 
+    def _neighbours(self, applicator: Applicator
+                    ) -> tuple[RadialFluence, RadialFluence, float, bool]:
+        """The fits ``applicator`` takes its fluence from: ``(lo, hi, t, exact)``, the
+        value being ``(1 - t) lo + t hi``; nearest fitted bevel, linear in diameter between
+        the two nearest fitted diameters (held constant beyond the fitted range)."""
+        bevels = sorted({r.bevel_deg for r in self.radial})
+        bevel = min(bevels, key=lambda b: abs(b - applicator.bevel_deg))
+        fits = sorted((r for r in self.radial if r.bevel_deg == bevel),
+                      key=lambda r: r.diameter_mm)
+        d = applicator.diameter_mm
+        for r in fits:
+            if math.isclose(r.diameter_mm, d) and bevel == applicator.bevel_deg:
+                return r, r, 0.0, True
+        sizes = np.array([r.diameter_mm for r in fits])
+        hi = int(np.clip(np.searchsorted(sizes, d), 1, max(1, sizes.size - 1)))
+        lo = hi - 1 if sizes.size > 1 else 0
+        hi = min(hi, sizes.size - 1)
+        t = 0.0 if hi == lo else float(np.clip((d - sizes[lo]) / (sizes[hi] - sizes[lo]),
+                                               0.0, 1.0))
+        return fits[lo], fits[hi], t, False
+
     def radial_fluence(self, applicator: Applicator
                        ) -> tuple[tuple[np.ndarray, np.ndarray | None] | None, str]:
         """``((heel, toe), how)``: the (C, K) fluence at the rim nodes for ``applicator``
@@ -197,32 +244,59 @@ class SourceModel:
 
         Exact fit if there is one; else linear in diameter between the two nearest fitted
         diameters of the nearest fitted bevel (held constant beyond the fitted range).
+        With per-applicator spectra, ``how`` says which spectrum is used as well.
         """
         if not self.radial:
             return None, "uniform fluence (no radial fit)"
-        bevels = sorted({r.bevel_deg for r in self.radial})
-        bevel = min(bevels, key=lambda b: abs(b - applicator.bevel_deg))
-        fits = sorted((r for r in self.radial if r.bevel_deg == bevel),
-                      key=lambda r: r.diameter_mm)
-        d = applicator.diameter_mm
-        for r in fits:
-            if math.isclose(r.diameter_mm, d) and bevel == applicator.bevel_deg:
-                return (r.fluence, r.toe_fluence), f"fitted for {d:g} mm {bevel:g} deg"
-        sizes = np.array([r.diameter_mm for r in fits])
-        hi = int(np.clip(np.searchsorted(sizes, d), 1, max(1, sizes.size - 1)))
-        lo = hi - 1 if sizes.size > 1 else 0
-        hi = min(hi, sizes.size - 1)
-        t = 0.0 if hi == lo else float(np.clip((d - sizes[lo]) / (sizes[hi] - sizes[lo]),
-                                               0.0, 1.0))
+        lo, hi, t, exact = self._neighbours(applicator)
 
         def mix(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
             return None if a is None or b is None else (1 - t) * a + t * b
 
-        heel = mix(fits[lo].fluence, fits[hi].fluence)
-        toe = mix(fits[lo].toe_fluence, fits[hi].toe_fluence)
-        return (heel, toe), (f"interpolated from the fits for {sizes[lo]:g} and "
-                             f"{sizes[hi]:g} mm {bevel:g} deg" if hi != lo else
-                             f"taken from the fit for {sizes[lo]:g} mm {bevel:g} deg")
+        heel = mix(lo.fluence, hi.fluence)
+        toe = mix(lo.toe_fluence, hi.toe_fluence)
+        if exact:
+            how = f"fitted for {lo.diameter_mm:g} mm {lo.bevel_deg:g} deg"
+        elif hi is not lo:
+            how = (f"interpolated from the fits for {lo.diameter_mm:g} and "
+                   f"{hi.diameter_mm:g} mm {lo.bevel_deg:g} deg")
+        else:
+            how = f"taken from the fit for {lo.diameter_mm:g} mm {lo.bevel_deg:g} deg"
+        if any(r.spectrum_weights is not None for r in self.radial):
+            how += f"; spectrum {self.spectrum(applicator)[1]}"
+        return (heel, toe), how
+
+    def spectrum(self, applicator: Applicator) -> tuple[np.ndarray, str]:
+        """``(weights, how)``: the (C, B) spectrum per component for ``applicator`` (each
+        row summing to 1, or 0 for an empty component) and how it was obtained.
+
+        The energy's spectrum unless a fit carries its own (:attr:`RadialFluence.
+        spectrum_weights`); interpolated in diameter like :meth:`radial_fluence`, a fit
+        without its own spectrum counting with the energy's.
+        """
+        sums = self.weights.sum(axis=1, keepdims=True)
+        energy = np.divide(self.weights, sums, out=np.zeros_like(self.weights),
+                           where=sums > 0)
+        if not any(r.spectrum_weights is not None for r in self.radial):
+            return energy, "of the energy (fitted on the 100 mm flat applicator)"
+        lo, hi, t, exact = self._neighbours(applicator)
+
+        def own(r: RadialFluence) -> np.ndarray:
+            return energy if r.spectrum_weights is None else r.spectrum_weights
+
+        def name(r: RadialFluence) -> str:
+            kind = "own" if r.spectrum_weights is not None else "of the energy"
+            return f"{r.diameter_mm:g} mm {kind}"
+
+        weights = (1 - t) * own(lo) + t * own(hi)
+        if exact or hi is lo:
+            how = (f"fitted for {lo.diameter_mm:g} mm {lo.bevel_deg:g} deg"
+                   if lo.spectrum_weights is not None else
+                   "of the energy (fitted on the 100 mm flat applicator)")
+        else:
+            how = (f"interpolated between {name(lo)} and {name(hi)} "
+                   f"({lo.bevel_deg:g} deg)")
+        return weights, how
 
     def beamlet_fluence(self, applicator: Applicator, beamlets: Beamlets) -> np.ndarray:
         """(C, N) electrons per component and beamlet (sum 1 over both axes)."""
@@ -341,12 +415,23 @@ def _radial_fits(entry: dict, beam: ElectronBeam, components: int
         nodes = tuple(float(e) for e in radial["nodes_mm"])
         fits = tuple(RadialFluence(float(a["diameter_mm"]), float(a["bevel_deg"]), nodes,
                                    np.asarray(a["fluence"], dtype=np.float64),
-                                   None if a.get("toe_fluence") is None else
-                                   np.asarray(a["toe_fluence"], dtype=np.float64))
+                                   _optional(a, "toe_fluence"),
+                                   _optional(a, "spectrum_weights"))
                      for a in radial["applicators"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{where}: malformed entry ({exc}); expected nodes_mm and "
-                         "applicators with diameter_mm, bevel_deg, fluence") from exc
+                         "applicators with diameter_mm, bevel_deg, fluence (optional "
+                         "toe_fluence, spectrum_weights)") from exc
     if any(f.fluence.shape[0] != components for f in fits):
         raise InputError(f"{where}: one fluence row per component ({components}) needed")
+    bins = len(entry.get("edges_mev", ())) - 1
+    for f in fits:
+        if (f.spectrum_weights is not None and bins > 0
+                and f.spectrum_weights.shape[1] != bins):
+            raise InputError(f"{where} {f.diameter_mm:g} mm {f.bevel_deg:g} deg: "
+                             f"spectrum_weights need one weight per energy bin ({bins})")
     return fits
+
+
+def _optional(entry: dict, key: str) -> np.ndarray | None:
+    return None if entry.get(key) is None else np.asarray(entry[key], dtype=np.float64)

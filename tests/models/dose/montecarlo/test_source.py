@@ -124,3 +124,63 @@ def test_malformed_radial_entry_names_the_file():
     with pytest.raises(InputError, match="one fluence row per component"):
         _radial_fits({"radial": {"nodes_mm": [0, 4], "applicators": [
             {"diameter_mm": 60, "bevel_deg": 0, "fluence": [[1, 1]]}]}}, beam, 2)
+
+
+def test_applicator_spectrum_is_validated_and_names_the_field():
+    with pytest.raises(InputError, match="spectrum_weights"):
+        RadialFluence(60.0, 0.0, RIM_NODES_MM, np.ones((2, 4)), None, np.ones((1, 4)))
+    with pytest.raises(InputError, match="spectrum_weights"):
+        RadialFluence(60.0, 0.0, RIM_NODES_MM, np.ones((2, 4)), None,
+                      np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]))
+    with pytest.raises(InputError, match="spectrum_weights"):
+        RadialFluence(60.0, 0.0, RIM_NODES_MM, np.ones((2, 4)), None,
+                      np.array([[1.0, -0.1, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]))
+    with pytest.raises(InputError, match="spectrum_weights"):   # bins of the energy
+        _model_with(RadialFluence(60.0, 0.0, RIM_NODES_MM, np.ones((2, 4)), None,
+                                  np.ones((2, 3))))
+    entry = {"edges_mev": [1, 2, 3, 4, 5], "radial": {"nodes_mm": [0, 4], "applicators": [
+        {"diameter_mm": 60, "bevel_deg": 0, "fluence": [[1, 1], [1, 1]],
+         "spectrum_weights": [[1, 1, 1], [1, 1, 1]]}]}}
+    with pytest.raises(InputError, match=r"mc_source\.json liac 12 MeV radial 60 mm 0 deg: "
+                                         "spectrum_weights"):
+        _radial_fits(entry, ElectronBeam("liac", 12.0, 100.0), 2)
+    # rows are normalised: the spectrum's shape, the shares stay the fluence's
+    f = RadialFluence(60.0, 0.0, RIM_NODES_MM, np.ones((2, 4)), None,
+                      np.array([[2.0, 2.0, 0.0, 0.0], [0.0, 0.0, 0.0, 5.0]]))
+    assert f.spectrum_weights.tolist() == [[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+
+
+def test_applicator_spectrum_is_interpolated_in_diameter():
+    own = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    a = RadialFluence(60.0, 0.0, RIM_NODES_MM, np.full((2, 4), 1.0), None, own)
+    b = RadialFluence(100.0, 0.0, RIM_NODES_MM, np.full((2, 4), 3.0))
+    model = _model_with(a, b)
+    energy = model.weights / model.weights.sum(axis=1, keepdims=True)
+    w, how = model.spectrum(Applicator(60.0, 0.0))
+    assert w.tolist() == own.tolist() and how == "fitted for 60 mm 0 deg"
+    w, how = model.spectrum(Applicator(100.0, 0.0))
+    assert w == pytest.approx(energy) and "of the energy" in how
+    w, how = model.spectrum(Applicator(70.0, 0.0))          # a quarter of the way
+    assert w == pytest.approx(0.75 * own + 0.25 * energy)
+    assert how == "interpolated between 60 mm own and 100 mm of the energy (0 deg)"
+    assert w.sum(axis=1) == pytest.approx([1.0, 1.0])
+    # the fluence's how says which spectrum (only when a fit has its own)
+    assert model.radial_fluence(Applicator(60.0, 0.0))[1] == (
+        "fitted for 60 mm 0 deg; spectrum fitted for 60 mm 0 deg")
+    assert _model_with(b).radial_fluence(Applicator(60.0, 0.0))[1] == (
+        "taken from the fit for 100 mm 0 deg")
+
+
+def test_models_without_applicator_spectra_keep_the_energy_spectrum():
+    shipped = source_model(ElectronBeam("liac", 8.0, 70.0))        # fitted without
+    plain = _model_with(RadialFluence(60.0, 0.0, RIM_NODES_MM, np.ones((2, 4))))
+    for model in (shipped, plain):
+        w, how = model.spectrum(Applicator(70.0, 0.0))
+        assert "of the energy" in how and "spectrum" not in model.radial_fluence(
+            Applicator(70.0, 0.0))[1]
+        for c in range(w.shape[0]):
+            assert w[c] == pytest.approx(model.component(c)[1])
+    old = {"edges_mev": [1, 2, 3], "radial": {"nodes_mm": [0, 4], "applicators": [
+        {"diameter_mm": 60, "bevel_deg": 0, "fluence": [[1, 1], [1, 1]]}]}}
+    (fit,) = _radial_fits(old, ElectronBeam("liac", 12.0, 100.0), 2)
+    assert fit.spectrum_weights is None
