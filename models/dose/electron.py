@@ -823,10 +823,9 @@ def lateral_redistribution(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
     columns it was scattered from (:func:`_range_out_excess`; ``water_depth`` (nz, n, n):
     the pencils' own, NaN where the rsp's sum stands in). A column is transported until
     its water depth passes the model's cut depth (no dose beyond to redistribute). In a
-    laterally uniform medium
-    the factor is exactly 1; it is only computed when some pencil crosses tissue
-    scattering more than it stops (:data:`LATERAL_SCATTER_EXCESS`), so water costs
-    nothing. The shielding disc is not part of it (its metal is not in the CT).
+    laterally uniform medium the factor is exactly 1; it is only computed when some
+    pencil crosses tissue scattering more than it stops (:data:`LATERAL_SCATTER_EXCESS`),
+    so water costs nothing. The shielding disc is not part of it (its metal is not in the CT).
     """
     r_seg = 0.5 * (rsp_plane[1:] + rsp_plane[:-1]).astype(np.float64)
     s_seg = 0.5 * (scatter_plane[1:] + scatter_plane[:-1]).astype(np.float64)
