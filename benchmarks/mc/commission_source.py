@@ -96,7 +96,11 @@ SPECTRUM_FIT_HISTORIES_100MM = 200_000
 #: R50) and hardly the profiles, which are the radial fluence's job (refitted after it
 #: with equal weights); with equal weights the spectrum fit trades the shoulder against
 #: profile residuals the fluence refit removes anyway (12 MeV 60 mm: R90 1.3 mm shallow).
-SPECTRUM_FIT_DEPTH_WEIGHT = 4.0
+#: Per energy, as the shipped spectra were fitted: 6 MeV with equal weights (its 60 mm
+#: applicator met every criterion that way and was not refitted), others with 4.
+SPECTRUM_FIT_DEPTH_WEIGHT = {6.0: 1.0}
+#: The weight for an energy not listed in :data:`SPECTRUM_FIT_DEPTH_WEIGHT`.
+DEFAULT_SPECTRUM_FIT_DEPTH_WEIGHT = 4.0
 #: Applicators checked with an interpolated radial fluence (not fitted), per energy.
 INTERPOLATED = {6.0: [(70.0, 0.0)], 12.0: [(70.0, 0.0)]}
 #: Histories per component of a fit run, for the 100 mm aperture (scaled by area).
@@ -291,7 +295,8 @@ def fit_applicator_spectrum(spectrum: SourceModel, radial: RadialFluence, data: 
     energy_rows = spectrum.spectrum(Applicator(data.diameter_mm, data.bevel_deg))[0]
     n_comp, n_bin = spectrum.weights.shape
     target, keep, weight, curves = _weighting(data)
-    weight[curves[0]] *= SPECTRUM_FIT_DEPTH_WEIGHT
+    weight[curves[0]] *= SPECTRUM_FIT_DEPTH_WEIGHT.get(data.energy_mev,
+                                                       DEFAULT_SPECTRUM_FIT_DEPTH_WEIGHT)
     columns, index, hist, secs = [], [], 0, 0.0
     for c, b in itertools.product(range(n_comp), range(n_bin)):
         if not radial.fluence[c].sum() > 0:
