@@ -715,23 +715,18 @@ def _redefined_columns(fl: np.ndarray, ux: np.ndarray, uy: np.ndarray, var: np.n
                 sj = min(max(j - (qj - REDEFINE_CELLS), 0), ny - 1)
                 for qi in range(nc):
                     si = min(max(i - (qi - REDEFINE_CELLS), 0), nx - 1)
-                    if not live[sj, si]:
-                        f = fl[j, i] * wx[j, i, qi] * wy[j, i, qj]
-                        if f > 0.0:
-                            f_sum += f
-                            sx += f * mx[j, i, qi]
-                            sy += f * my[j, i, qj]
-                            s2x += f * qx[j, i, qi]
-                            s2y += f * qy[j, i, qj]
-                        continue
-                    f = fl[sj, si] * wx[sj, si, qi] * wy[sj, si, qj]
+                    if not live[sj, si]:      # no longer live: a copy of this column
+                        src_j, src_i = j, i
+                    else:
+                        src_j, src_i = sj, si
+                    f = fl[src_j, src_i] * wx[src_j, src_i, qi] * wy[src_j, src_i, qj]
                     if f <= 0.0:
                         continue
                     f_sum += f
-                    sx += f * mx[sj, si, qi]
-                    sy += f * my[sj, si, qj]
-                    s2x += f * qx[sj, si, qi]
-                    s2y += f * qy[sj, si, qj]
+                    sx += f * mx[src_j, src_i, qi]
+                    sy += f * my[src_j, src_i, qj]
+                    s2x += f * qx[src_j, src_i, qi]
+                    s2y += f * qy[src_j, src_i, qj]
             new_f[j, i] = f_sum
             if f_sum > 0.0:
                 mux = sx / f_sum
@@ -758,6 +753,11 @@ def redefine_fluence_numpy(d_var: np.ndarray, spacing: float, var0: float,
     out[0] = fl
     rows = np.arange(ny)
     cols = np.arange(nx)
+    own_j, own_i = np.meshgrid(rows, cols, indexing="ij")
+    # each offset's source column of every column (clamped at the border)
+    sources = [(qj, qi, *np.meshgrid(np.clip(rows - (qj - r), 0, ny - 1),
+                                     np.clip(cols - (qi - r), 0, nx - 1), indexing="ij"))
+               for qj in range(2 * r + 1) for qi in range(2 * r + 1)]
     for k in range(n_seg):
         live = live_steps > k
         da = d_var[k] * np.maximum(1.0 - var / var_max, 0.0)
@@ -793,20 +793,15 @@ def redefine_fluence_numpy(d_var: np.ndarray, spacing: float, var0: float,
         sy = np.zeros((ny, nx))
         s2x = np.zeros((ny, nx))
         s2y = np.zeros((ny, nx))
-        own_j, own_i = np.meshgrid(rows, cols, indexing="ij")
-        for qj in range(2 * r + 1):
-            sj = np.clip(rows - (qj - r), 0, ny - 1)
-            for qi in range(2 * r + 1):
-                si = np.clip(cols - (qi - r), 0, nx - 1)
-                src_j, src_i = np.meshgrid(sj, si, indexing="ij")
-                dead = ~live[src_j, src_i]        # a copy of the column itself instead
-                sel = (np.where(dead, own_j, src_j), np.where(dead, own_i, src_i))
-                f = fl[sel] * wx[sel][..., qi] * wy[sel][..., qj]
-                f_sum += f
-                sx += f * mx[sel][..., qi]
-                sy += f * my[sel][..., qj]
-                s2x += f * qx[sel][..., qi]
-                s2y += f * qy[sel][..., qj]
+        for qj, qi, src_j, src_i in sources:
+            dead = ~live[src_j, src_i]            # a copy of the column itself instead
+            sel = (np.where(dead, own_j, src_j), np.where(dead, own_i, src_i))
+            f = fl[sel] * wx[sel][..., qi] * wy[sel][..., qj]
+            f_sum += f
+            sx += f * mx[sel][..., qi]
+            sy += f * my[sel][..., qj]
+            s2x += f * qx[sel][..., qi]
+            s2y += f * qy[sel][..., qj]
         f_sum = np.where(live, f_sum, fl)
         pos = live & (f_sum > 0.0)
         safe = np.where(pos, f_sum, 1.0)
