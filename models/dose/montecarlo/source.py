@@ -63,6 +63,9 @@ FALLBACK_SOURCE_SIGMA_MM = 12.0
 #: Source spread (mm at the virtual source) of the wall-scatter component.
 SCATTER_SOURCE_SIGMA_MM = 300.0
 
+#: How :meth:`SourceModel.spectrum` names the energy's own spectrum.
+ENERGY_SPECTRUM = "of the energy (fitted on the 100 mm flat applicator)"
+
 #: Nodes (mm, distance of a beamlet centre from the aperture rim) of the radial fluence:
 #: piecewise linear between them, constant beyond the last one (towards the axis).
 RIM_NODES_MM = (0.0, 4.0, 10.0, 20.0)
@@ -274,11 +277,9 @@ class SourceModel:
         spectrum_weights`); interpolated in diameter like :meth:`radial_fluence`, a fit
         without its own spectrum counting with the energy's.
         """
-        sums = self.weights.sum(axis=1, keepdims=True)
-        energy = np.divide(self.weights, sums, out=np.zeros_like(self.weights),
-                           where=sums > 0)
+        energy = np.stack([self.component(c)[1] for c in range(self.weights.shape[0])])
         if not any(r.spectrum_weights is not None for r in self.radial):
-            return energy, "of the energy (fitted on the 100 mm flat applicator)"
+            return energy, ENERGY_SPECTRUM
         lo, hi, t, exact = self._neighbours(applicator)
 
         def own(r: RadialFluence) -> np.ndarray:
@@ -291,8 +292,7 @@ class SourceModel:
         weights = (1 - t) * own(lo) + t * own(hi)
         if exact or hi is lo:
             how = (f"fitted for {lo.diameter_mm:g} mm {lo.bevel_deg:g} deg"
-                   if lo.spectrum_weights is not None else
-                   "of the energy (fitted on the 100 mm flat applicator)")
+                   if lo.spectrum_weights is not None else ENERGY_SPECTRUM)
         else:
             how = (f"interpolated between {name(lo)} and {name(hi)} "
                    f"({lo.bevel_deg:g} deg)")
