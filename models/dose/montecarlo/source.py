@@ -26,7 +26,8 @@ The model (per machine and nominal energy, ``assets/beams/mc_source.json``):
   does not have: without it the Monte Carlo profiles are domed. An applicator without
   its own fit takes the fluence interpolated in diameter between the fitted ones of the
   same bevel (nearest bevel otherwise), and says so. A bevelled applicator's fluence
-  also changes linearly from heel to toe (fitted at both ends);
+  also changes from heel to toe, piecewise linear between the heel, the toe and
+  inner nodes along y (:attr:`RadialFluence.inner_y`, fitted at each);
 * **per-applicator spectrum** (optional, :attr:`RadialFluence.spectrum_weights`): a fitted
   applicator may carry its own spectrum per component (the energy's bins; fitted to its
   own curves with its radial fluence fixed): a small applicator has relatively more
@@ -87,12 +88,18 @@ class RadialFluence:
         heel (y = -radius, seen along the beam).
     toe_fluence : numpy.ndarray or None
         (C, K) the same at the toe (y = +radius) of a bevelled applicator, the fluence
-        linear in y between heel and toe (the bevel's heel-to-toe gradient); None: no
-        gradient.
+        piecewise linear in y from heel to toe (the bevel's heel-to-toe gradient); None:
+        no gradient.
     spectrum_weights : numpy.ndarray or None
         (C, B) this applicator's own spectrum per component over the energy's bins
         (>= 0, each row normalised to sum 1; the components' shares stay those of the
         fluence); None: the energy's spectrum.
+    inner_y : tuple of float
+        Inner nodes of a bevel's heel-to-toe gradient: fractions of the way from the heel
+        (0) to the toe (1), increasing, strictly between them (empty: linear from heel
+        to toe).
+    inner_fluence : numpy.ndarray or None
+        (J, C, K) the fluence at the inner nodes (one (C, K) per ``inner_y``).
     """
 
     diameter_mm: float
@@ -101,6 +108,8 @@ class RadialFluence:
     fluence: np.ndarray
     toe_fluence: np.ndarray | None = None
     spectrum_weights: np.ndarray | None = None
+    inner_y: tuple[float, ...] = ()
+    inner_fluence: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         f = np.atleast_2d(np.asarray(self.fluence, dtype=np.float64))
@@ -110,13 +119,24 @@ class RadialFluence:
         object.__setattr__(self, "toe_fluence", toe)
         nodes = tuple(float(e) for e in self.nodes_mm)
         object.__setattr__(self, "nodes_mm", nodes)
-        both = f if toe is None else np.concatenate([f, toe])
+        inner_y = tuple(float(t) for t in self.inner_y)
+        object.__setattr__(self, "inner_y", inner_y)
+        inner = (np.zeros((0, *f.shape)) if self.inner_fluence is None
+                 else np.asarray(self.inner_fluence, dtype=np.float64).reshape(-1, *f.shape))
+        object.__setattr__(self, "inner_fluence", inner if inner_y else None)
+        both = f if toe is None else np.concatenate([f, toe, *inner])
         if (f.shape[1] != len(nodes) or nodes[0] != 0.0 or np.any(np.diff(nodes) <= 0)
                 or (toe is not None and toe.shape != f.shape)
                 or np.any(~np.isfinite(both)) or np.any(both < 0) or not both.sum() > 0):
             raise InputError(f"radial fluence {self.diameter_mm:g} mm {self.bevel_deg:g} deg:"
                              " nodes must increase from 0, one fluence per node (heel and toe"
                              " alike), all >= 0")
+        ts = np.array((0.0, *inner_y, 1.0))
+        if inner_y and (toe is None or inner.shape[0] != len(inner_y)
+                        or np.any(np.diff(ts) <= 0)):
+            raise InputError(f"radial fluence {self.diameter_mm:g} mm {self.bevel_deg:g} deg:"
+                             " inner_y must increase strictly between heel (0) and toe (1),"
+                             " with one inner_fluence per node and a toe_fluence")
         if self.spectrum_weights is not None:
             w = np.asarray(self.spectrum_weights, dtype=np.float64)
             if (w.ndim != 2 or w.shape[0] != f.shape[0] or np.any(~np.isfinite(w))
@@ -127,22 +147,52 @@ class RadialFluence:
                                  "row with a positive sum")
             object.__setattr__(self, "spectrum_weights", w / w.sum(axis=1, keepdims=True))
 
-    def at(self, rim_distance_mm: np.ndarray, y_mm: np.ndarray | None = None, *,
-           fluence: np.ndarray | None = None, toe_fluence: np.ndarray | None = None
-           ) -> np.ndarray:
+    @property
+    def y_nodes(self) -> tuple[tuple[float, ...], np.ndarray]:
+        """``(t, fluence)``: the heel-to-toe nodes (fractions from heel 0 to toe 1) and the
+        (J, C, K) fluence at each; ``((0.0,), fluence[None])`` without a gradient."""
+        if self.toe_fluence is None:
+            return (0.0,), self.fluence[None]
+        inner = () if self.inner_fluence is None else tuple(self.inner_fluence)
+        return (0.0, *self.inner_y, 1.0), np.stack([self.fluence, *inner, self.toe_fluence])
+
+    def at(self, rim_distance_mm: np.ndarray, y_mm: np.ndarray | None = None) -> np.ndarray:
         """(C, N) fluence at beamlet centres: distances from the rim (N,) mm and, for the
-        heel-to-toe gradient, y (N,) mm seen along the beam. ``fluence``/``toe_fluence``
-        (C, K) replace the fitted ones (e.g. one node's basis function)."""
-        f = self.fluence if fluence is None else np.atleast_2d(fluence)
-        toe = self.toe_fluence if fluence is None else toe_fluence
+        heel-to-toe gradient, y (N,) mm seen along the beam (the heel's fluence without
+        ``y_mm``)."""
         d = np.asarray(rim_distance_mm, dtype=np.float64)
-        heel = np.stack([np.interp(d, self.nodes_mm, row) for row in f])
-        if toe is None or y_mm is None:
-            return heel
-        t = np.clip(0.5 + 0.5 * np.asarray(y_mm, dtype=np.float64)
-                    / (0.5 * self.diameter_mm), 0.0, 1.0)
-        toe_part = np.stack([np.interp(d, self.nodes_mm, row) for row in np.atleast_2d(toe)])
-        return (1.0 - t) * heel + t * toe_part
+        ts, stack = self.y_nodes
+        if y_mm is None:
+            ts, stack = (0.0,), stack[:1]
+        t = np.clip(0.5 + 0.5 * np.asarray(0.0 if y_mm is None else y_mm, dtype=np.float64)
+                    / (0.5 * self.diameter_mm), 0.0, 1.0) * np.ones_like(d)
+        out = np.zeros((stack.shape[1], d.size))
+        for j, rows in enumerate(stack):
+            hat = np.interp(t, ts, np.eye(len(ts))[j]) if len(ts) > 1 else 1.0
+            out += hat * np.stack([np.interp(d, self.nodes_mm, row) for row in rows])
+        return out
+
+    def mixed(self, other: RadialFluence, t: float, diameter_mm: float) -> RadialFluence:
+        """``(1 - t) self + t other`` (fluence and heel-to-toe nodes on the union of both
+        fits' nodes; the spectrum is :meth:`SourceModel.spectrum`'s), for ``diameter_mm``."""
+        mine, theirs = self.y_nodes, other.y_nodes
+        if (self.toe_fluence is None) != (other.toe_fluence is None):
+            raise InputError("radial fluence: a flat and a bevelled fit cannot be mixed")
+        ts = np.union1d(mine[0], theirs[0])
+
+        def on(nodes: tuple[tuple[float, ...], np.ndarray]) -> np.ndarray:
+            t0, stack = nodes
+            if len(t0) == 1:
+                return stack
+            flat = stack.reshape(len(t0), -1)
+            return np.stack([np.interp(ts, t0, flat[:, i]) for i in range(flat.shape[1])],
+                            axis=1).reshape(len(ts), *stack.shape[1:])
+
+        stack = (1.0 - t) * on(mine) + t * on(theirs)
+        if self.toe_fluence is None:
+            return RadialFluence(diameter_mm, self.bevel_deg, self.nodes_mm, stack[0])
+        return RadialFluence(diameter_mm, self.bevel_deg, self.nodes_mm, stack[0], stack[-1],
+                             None, tuple(ts[1:-1]), stack[1:-1] if ts.size > 2 else None)
 
 
 def rim_distance_mm(applicator: Applicator, beamlets: Beamlets) -> np.ndarray:
@@ -239,11 +289,10 @@ class SourceModel:
                                                0.0, 1.0))
         return fits[lo], fits[hi], t, False
 
-    def radial_fluence(self, applicator: Applicator
-                       ) -> tuple[tuple[np.ndarray, np.ndarray | None] | None, str]:
-        """``((heel, toe), how)``: the (C, K) fluence at the rim nodes for ``applicator``
-        (toe None without a heel-to-toe gradient) and how it was obtained;
-        ``(None, "uniform ...")`` when the model has no radial fit.
+    def radial_fluence(self, applicator: Applicator) -> tuple[RadialFluence | None, str]:
+        """``(fluence, how)``: the radial fluence for ``applicator`` (its fit, or one mixed
+        from the fits around it) and how it was obtained; ``(None, "uniform ...")`` when
+        the model has no radial fit.
 
         Exact fit if there is one; else linear in diameter between the two nearest fitted
         diameters of the nearest fitted bevel (held constant beyond the fitted range).
@@ -252,12 +301,7 @@ class SourceModel:
         if not self.radial:
             return None, "uniform fluence (no radial fit)"
         lo, hi, t, exact = self._neighbours(applicator)
-
-        def mix(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
-            return None if a is None or b is None else (1 - t) * a + t * b
-
-        heel = mix(lo.fluence, hi.fluence)
-        toe = mix(lo.toe_fluence, hi.toe_fluence)
+        fluence = lo if exact else lo.mixed(hi, t, applicator.diameter_mm)
         if exact:
             how = f"fitted for {lo.diameter_mm:g} mm {lo.bevel_deg:g} deg"
         elif hi is not lo:
@@ -267,7 +311,7 @@ class SourceModel:
             how = f"taken from the fit for {lo.diameter_mm:g} mm {lo.bevel_deg:g} deg"
         if any(r.spectrum_weights is not None for r in self.radial):
             how += f"; spectrum {self.spectrum(applicator)[1]}"
-        return (heel, toe), how
+        return fluence, how
 
     def spectrum(self, applicator: Applicator) -> tuple[np.ndarray, str]:
         """``(weights, how)``: the (C, B) spectrum per component for ``applicator`` (each
@@ -307,8 +351,7 @@ class SourceModel:
             out = np.repeat(shares[:, None] / n, n, axis=1)
         else:
             centre = beamlets.corner_mm + 0.5 * (beamlets.side1_mm + beamlets.side2_mm)
-            out = self.radial[0].at(rim_distance_mm(applicator, beamlets), centre[:, 1],
-                                    fluence=fluence[0], toe_fluence=fluence[1])
+            out = fluence.at(rim_distance_mm(applicator, beamlets), centre[:, 1])
         return out / out.sum()
 
 
@@ -416,12 +459,14 @@ def _radial_fits(entry: dict, beam: ElectronBeam, components: int
         fits = tuple(RadialFluence(float(a["diameter_mm"]), float(a["bevel_deg"]), nodes,
                                    np.asarray(a["fluence"], dtype=np.float64),
                                    _optional(a, "toe_fluence"),
-                                   _optional(a, "spectrum_weights"))
+                                   _optional(a, "spectrum_weights"),
+                                   tuple(float(t) for t in a.get("inner_y", ())),
+                                   _optional(a, "inner_fluence"))
                      for a in radial["applicators"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"{where}: malformed entry ({exc}); expected nodes_mm and "
                          "applicators with diameter_mm, bevel_deg, fluence (optional "
-                         "toe_fluence, spectrum_weights)") from exc
+                         "toe_fluence, inner_y and inner_fluence, spectrum_weights)") from exc
     if any(f.fluence.shape[0] != components for f in fits):
         raise InputError(f"{where}: one fluence row per component ({components}) needed")
     bins = len(entry.get("edges_mev", ())) - 1

@@ -93,14 +93,16 @@ def test_radial_fluence_is_interpolated_between_fitted_diameters():
     bevel = RadialFluence(60.0, 30.0, RIM_NODES_MM, np.full((2, 4), 7.0),
                           np.full((2, 4), 5.0))
     model = _model_with(a, b, bevel)
-    (f, toe), how = model.radial_fluence(Applicator(60.0, 0.0))
-    assert f[0, 0] == 1.0 and toe is None and how == "fitted for 60 mm 0 deg"
-    (f, _), how = model.radial_fluence(Applicator(70.0, 0.0))
-    assert f[0, 0] == pytest.approx(1.5) and "interpolated from the fits for 60 and 100" in how
-    (f, _), how = model.radial_fluence(Applicator(120.0, 0.0))
-    assert f[0, 0] == pytest.approx(3.0)
-    (f, toe), how = model.radial_fluence(Applicator(80.0, 45.0))   # nearest bevel: 30 deg
-    assert f[0, 0] == pytest.approx(7.0) and toe[0, 0] == 5.0 and "30 deg" in how
+    f, how = model.radial_fluence(Applicator(60.0, 0.0))
+    assert f.fluence[0, 0] == 1.0 and f.toe_fluence is None and how == "fitted for 60 mm 0 deg"
+    f, how = model.radial_fluence(Applicator(70.0, 0.0))
+    assert f.fluence[0, 0] == pytest.approx(1.5) and f.diameter_mm == 70.0
+    assert "interpolated from the fits for 60 and 100" in how
+    f, how = model.radial_fluence(Applicator(120.0, 0.0))
+    assert f.fluence[0, 0] == pytest.approx(3.0)
+    f, how = model.radial_fluence(Applicator(80.0, 45.0))   # nearest bevel: 30 deg
+    assert f.fluence[0, 0] == pytest.approx(7.0) and f.toe_fluence[0, 0] == 5.0
+    assert "30 deg" in how and f.diameter_mm == 80.0     # heel to toe across 80 mm
 
 
 def test_bevel_fluence_runs_linearly_from_heel_to_toe():
@@ -114,6 +116,39 @@ def test_bevel_fluence_runs_linearly_from_heel_to_toe():
     t = lambda v: 0.5 + 0.5 * v / 30.0          # noqa: E731 -- heel 0 .. toe 1
     assert heel / toe == pytest.approx((2 - t(y.min())) / (2 - t(y.max())))
     assert mid / toe == pytest.approx((2 - t(y[np.abs(y).argmin()])) / (2 - t(y.max())))
+
+
+def test_bevel_fluence_has_inner_nodes_from_heel_to_toe():
+    """Heel 2, the line through the axis (t = 0.5) 0.5, toe 1: piecewise linear in y."""
+    fit = RadialFluence(60.0, 30.0, RIM_NODES_MM, np.full((2, 4), 2.0), np.full((2, 4), 1.0),
+                        None, (0.5,), np.full((1, 2, 4), 0.5))
+    y = np.array([-30.0, -15.0, 0.0, 7.5, 30.0, 40.0])
+    got = fit.at(np.full(y.size, 25.0), y)
+    assert got[0].tolist() == pytest.approx([2.0, 1.25, 0.5, 0.625, 1.0, 1.0])
+    ts, stack = fit.y_nodes
+    assert ts == (0.0, 0.5, 1.0) and stack.shape == (3, 2, 4)
+    # mixed with a linear fit: on the union of the nodes, the linear one's centre its mean
+    linear = RadialFluence(100.0, 30.0, RIM_NODES_MM, np.full((2, 4), 4.0),
+                           np.full((2, 4), 2.0))
+    mix = fit.mixed(linear, 0.5, 80.0)
+    assert mix.inner_y == (0.5,) and mix.diameter_mm == 80.0
+    assert mix.at(np.full(3, 25.0), np.array([-40.0, 0.0, 40.0]))[0].tolist() == (
+        pytest.approx([3.0, 0.5 * (0.5 + 3.0), 1.5]))
+    model = _model_with(fit, linear)
+    f, how = model.radial_fluence(Applicator(80.0, 30.0))
+    assert f.inner_fluence[0, 0, 0] == pytest.approx(1.75) and "60 and 100" in how
+    with pytest.raises(InputError, match="inner_y"):
+        RadialFluence(60.0, 30.0, RIM_NODES_MM, np.ones((2, 4)), np.ones((2, 4)), None,
+                      (0.5, 0.4), np.ones((2, 2, 4)))
+    with pytest.raises(InputError, match="inner_y"):
+        RadialFluence(60.0, 30.0, RIM_NODES_MM, np.ones((2, 4)), None, None, (0.5,),
+                      np.ones((1, 2, 4)))
+    entry = {"radial": {"nodes_mm": list(RIM_NODES_MM), "applicators": [
+        {"diameter_mm": 60, "bevel_deg": 30, "fluence": np.full((2, 4), 2.0).tolist(),
+         "toe_fluence": np.ones((2, 4)).tolist(), "inner_y": [0.5],
+         "inner_fluence": np.full((1, 2, 4), 0.5).tolist()}]}}
+    (read,) = _radial_fits(entry, ElectronBeam("liac", 12.0, 60.0, 30.0), 2)
+    assert read.at(np.array([25.0]), np.array([0.0]))[0, 0] == pytest.approx(0.5)
 
 
 def test_malformed_radial_entry_names_the_file():
