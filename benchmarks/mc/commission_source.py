@@ -120,11 +120,18 @@ BEVEL_FIT_HISTORY_FACTOR = 2.5
 #: Seeds of the check runs (the fit runs use the engine's default seeds).
 CHECK_SEEDS = (4711, 815)
 ROLES = ("direct", "applicator wall scatter")
-#: Inner heel-to-toe nodes of a bevel's fitted fluence (fractions of the way from heel 0
-#: to toe 1): the line through the clinical axis, so the two halves of the y profile and
-#: the x profile (across that line) each have their own rim fluence; a linear heel-to-toe
-#: blend left the 30 deg toe's plateau 2-4 % high.
-Y_NODES = (0.5,)
+#: A bevel's fit per energy, as the shipped fits were made: the inner heel-to-toe nodes
+#: of its fluence (fractions of the way from heel 0 to toe 1) and the strength of the
+#: smoothness penalty. A linear heel-to-toe blend tied the x profile's rim (y = 0) to the
+#: mean of heel and toe and left the 30 deg toe plateau 2-4 % high (y gamma 84-86 %).
+#: With a node on the axis line (0.5) and the penalty of the flat fits, 6 MeV 60 mm 30 deg
+#: meets every criterion (y gamma 100 %), 12 MeV does not (90.5 %, R90 -1.06 mm); with
+#: nodes at 0.25, 0.5, 0.75 and a weaker penalty (its fit runs have 2.5x the histories)
+#: 12 MeV does (95.2 %, R90 -0.86 mm), 6 MeV fits its runs' noise (fit y residual 0.43 %
+#: rms, check y gamma 89.5 %).
+BEVEL_FITS = {6.0: ((0.5,), SMOOTHING), 12.0: ((0.25, 0.5, 0.75), 0.5)}
+#: The bevel fit of an energy not in :data:`BEVEL_FITS`.
+DEFAULT_BEVEL_FIT = ((0.5,), SMOOTHING)
 
 
 def _histories(diameter_mm: float, per_100mm: int, bevel_deg: float = 0.0) -> int:
@@ -240,25 +247,28 @@ def _weighting(data: BeamCurves) -> tuple[np.ndarray, np.ndarray, np.ndarray, li
 def _fluence(data: BeamCurves, stack: np.ndarray,
              spectrum_weights: np.ndarray | None = None) -> RadialFluence:
     """The radial fluence of ``data``'s applicator from its (J, C, K) node values: one
-    (C, K) for a flat applicator; heel, :data:`Y_NODES`, toe for a bevel."""
+    (C, K) for a flat applicator; heel, the inner nodes of :data:`BEVEL_FITS`, toe for a
+    bevel."""
+    inner = BEVEL_FITS.get(data.energy_mev, DEFAULT_BEVEL_FIT)[0]
     if stack.shape[0] == 1:
         return RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM, stack[0], None,
                              spectrum_weights)
     return RadialFluence(data.diameter_mm, data.bevel_deg, RIM_NODES_MM, stack[0], stack[-1],
-                         spectrum_weights, Y_NODES, stack[1:-1] if Y_NODES else None)
+                         spectrum_weights, inner, stack[1:-1] if inner else None)
 
 
 def fit_radial(spectrum: SourceModel, data: BeamCurves, cache: Path | None,
                spectrum_weights: np.ndarray | None = None) -> tuple[RadialFluence, dict]:
     """Fluence per component at the rim nodes of one applicator (at heel, toe and the
-    inner nodes :data:`Y_NODES` for a bevel), fitted to its curves; with
+    inner nodes of :data:`BEVEL_FITS` for a bevel), fitted to its curves; with
     ``spectrum_weights`` (C, B) the applicator's own spectrum (else the energy's)."""
     beam = ElectronBeam(MACHINE, data.energy_mev, data.diameter_mm, data.bevel_deg)
     app = Applicator(data.diameter_mm, data.bevel_deg)
     beamlets = aperture_beamlets(app, spectrum.virtual_ssd_mm)
     centre_y = (beamlets.corner_mm + 0.5 * (beamlets.side1_mm + beamlets.side2_mm))[:, 1]
     n_comp, n_node = len(spectrum.source_sigma_mm), len(RIM_NODES_MM)
-    sides = 2 + len(Y_NODES) if data.bevel_deg > 0 else 1
+    inner_y, bevel_smoothing = BEVEL_FITS.get(data.energy_mev, DEFAULT_BEVEL_FIT)
+    sides = 2 + len(inner_y) if data.bevel_deg > 0 else 1
     distance = rim_distance_mm(app, beamlets)
     target, keep, weight, curves = _weighting(data)
     columns, index, size, hist, secs = [], [], [], 0, 0.0
@@ -281,7 +291,7 @@ def fit_radial(spectrum: SourceModel, data: BeamCurves, cache: Path | None,
         hist, secs = hist + n, secs + s
     a = np.stack(columns, axis=1)
     alpha = _smooth_nnls((a * weight[:, None])[keep], (target * weight)[keep], index,
-                         np.asarray(size), SMOOTHING)
+                         np.asarray(size), bevel_smoothing if sides > 1 else SMOOTHING)
     fluence = np.zeros((sides, n_comp, n_node))
     for (side, c, k), e, m in zip(index, alpha, size, strict=True):
         fluence[side, c, k] = e / m        # the basis function's coefficient
@@ -291,7 +301,7 @@ def fit_radial(spectrum: SourceModel, data: BeamCurves, cache: Path | None,
     fitted = _fluence(data, fluence, spectrum_weights)
     own = {} if spectrum_weights is None else {
         "spectrum_weights": _rows(fitted.spectrum_weights)}
-    inner = {} if sides <= 2 else {"inner_y": list(Y_NODES),
+    inner = {} if sides <= 2 else {"inner_y": list(inner_y),
                                    "inner_fluence": [_rows(f) for f in fluence[1:-1]]}
     return fitted, {"diameter_mm": data.diameter_mm, "bevel_deg": data.bevel_deg,
                     "fluence": _rows(fluence[0]),
