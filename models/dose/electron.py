@@ -475,7 +475,6 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     sample, sample_points = ((kernels.sample_rsp, kernels.sample_luts_points) if numba_backend
                              else (kernels.sample_rsp_numpy, kernels.sample_luts_points_numpy))
     tissue = tissue_lookup()
-    lut = tissue.rsp
     path_luts = _path_luts()
     material = shield_material(disc.material) if disc is not None else None
     depth_factor = BASE_DEPTH_FACTOR
@@ -485,7 +484,7 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         grid = _make_grid(model, h, bolus_mm, depth_factor, sigma_grid)
         n = grid.n_xy
         ct_from_grid = ct_voxel_from_applicator @ grid.applicator_from_voxel()
-        rsp_plane, _n_out, n_nan = sample(ct_hu, ct_from_grid, (grid.nz, n, n), lut)
+        rsp_plane, _n_out, n_nan = sample(ct_hu, ct_from_grid, (grid.nz, n, n), tissue.rsp)
         pencils = _pencils(model, grid)
         at_mids, n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
                                                        _mid_points(pencils, grid), path_luts)
@@ -511,7 +510,8 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         if sigma_path <= 1.2 * sigma_grid or sigma_grid > sigma_water:
             break
         sigma_grid = sigma_path
-    amp, sigma, boost = _amplitudes(model, grid, pencils, paths, material, mcs, disc)
+    amp, sigma, boost = _amplitudes(model, grid, pencils, paths, material, mcs, disc,
+                                    numba_backend=numba_backend)
     tissue_boost = tissue_backscatter(paths.zeff, ebf_mid, model)
     if tissue_boost is not None:
         amp, boost = amp * tissue_boost, boost * tissue_boost
@@ -969,12 +969,12 @@ def straggled_depth_dose(zeff: np.ndarray, straggling_mm: np.ndarray | None,
 
 def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
                 material: ShieldMaterial | None, mcs: np.ndarray,
-                disc: ShieldingDisc | None = None
+                disc: ShieldingDisc | None = None, *, numba_backend: bool = True
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Central dose, lateral sigma and backscatter factor of every pencil in every plane.
 
-    ``mcs`` is the multiple-scattering sigma (:func:`fermi_eyges_along_path`). All three
-    results have shape (nz, P).
+    ``mcs`` is the multiple-scattering sigma (:func:`fermi_eyges_along_path`), narrowed by
+    :func:`tails_ranging_out`. All three results have shape (nz, P).
     """
     zeff, s_entry = paths.zeff, paths.entry
     zeff_disc, in_disc = paths.zeff_disc, paths.in_disc
@@ -1015,8 +1015,45 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
     sp = model.spread
     air_path = np.maximum(z - pen.z0[None, :], 0.0)
     sigma = np.sqrt(sp.sigma0_mm ** 2 + (sp.sigma_theta_rad * air_path) ** 2 + mcs ** 2)
+    sigma = tails_ranging_out(sigma, g, grid.z, paths, model, numba_backend=numba_backend)
     return (np.ascontiguousarray(amp), np.ascontiguousarray(np.maximum(sigma, 0.05 * grid.h)),
             factor)
+
+
+def tails_ranging_out(sigma_mm: np.ndarray, g: np.ndarray, z_mm: np.ndarray, paths: _Paths,
+                      model: ElectronModel, *, numba_backend: bool = True) -> np.ndarray:
+    """The pencils' lateral sigma (nz, P) with the tails' longer paths ranging out.
+
+    The pencil beam gives a pencil's whole Gaussian the depth dose of its axis, but the
+    electrons found far off the axis were scattered most and travelled longer than the
+    mean. With Gaussian angles and positions (Fermi-Eyges) the direction at depth ``u``
+    given the lateral position ``x`` at plane ``z`` has the mean ``c(u) x / sigma^2``,
+    ``c(u) = sum_{u_m < u} t_m (z - u_m)`` the covariance of direction and position
+    (``t_m`` the angular variance gathered over segment m, ``u_m`` its middle), so their
+    path excess ``int theta^2 / 2 du`` in one plane is its mean plus ``K (x^2 / sigma^2 -
+    1)``, ``K = int c(u)^2 du / (2 sigma^2)`` (``du`` in mm of water: the path costs range
+    by the stopping). Water's own share of the spread is in the beam data (the measured
+    depth dose and profiles), so only the tissue's share counts: ``K`` of the tissue's
+    scattering (``seg_scatter``) minus ``K`` of scattering proportional to stopping
+    (``seg_wet``) along the same path, with the pencils' own scattering power (the
+    effective Es of the sigma it conditions on); small-angle, clipped at 0. With ``g(z +
+    d) ~ g(z) exp(d g'/g)`` the profile ``N(x; sigma) g(z + K (u^2 - 1))`` is again a
+    Gaussian, of variance ``sigma^2 / (1 - 2 kappa)``, ``kappa = K g'/g``, ``g`` the
+    pencils' central dose (nz, P; with the range spread) and ``g'`` its change with the
+    water depth along the pencil; renormalised (the pencil's lateral integral, and with it
+    a broad beam in a uniform medium, does not change). Where the depth dose falls the
+    pencil narrows; where it rises (build-up) nothing is added (``kappa <= 0``; a fraction
+    of a % of sigma there). Held beyond R50 of water depth, as the spread. No fitted
+    constant; exactly ``sigma_mm`` wherever no tissue scatters more than it stops
+    (:func:`models.dose.kernels.narrow_tails`, numpy twin).
+    """
+    if not np.any(paths.seg_scatter > paths.seg_wet + 1e-9):
+        return sigma_mm
+    narrow = kernels.narrow_tails if numba_backend else kernels.narrow_tails_numpy
+    return narrow(np.ascontiguousarray(sigma_mm), np.ascontiguousarray(g), paths.zeff,
+                  paths.seg_wet, paths.seg_scatter, paths.seg_mid, z_mm,
+                  float(model.depth_mm[1] - model.depth_mm[0]), model.scatter_power_per_mm,
+                  model.energy.points.r50_mm)
 
 
 def disc_transmission(material: ShieldMaterial, thickness_mm: float,

@@ -814,3 +814,121 @@ def redefine_fluence_numpy(d_var: np.ndarray, spacing: float, var0: float,
         fl = f_sum
         out[k + 1] = fl
     return out
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def narrow_tails(sigma: np.ndarray, g: np.ndarray, zeff: np.ndarray, seg_wet: np.ndarray,
+                 seg_scatter: np.ndarray, seg_mid: np.ndarray, z: np.ndarray,
+                 power_step_mm: float, power: np.ndarray, hold_depth_mm: float
+                 ) -> np.ndarray:
+    """Pencils' lateral sigma narrowed by the depth dose of their tails' longer paths.
+
+    Along each pencil (column p) the angular variances ``t = T_w(zeff_mid) s`` of the
+    segments are gathered twice, with the tissue's scattering thickness ``s`` =
+    ``seg_scatter`` and with ``s`` = ``seg_wet`` (water along the same path); ``A`` and
+    ``B = sum t u`` at the segment middles give the covariance ``c = z A - B`` of the
+    direction there with the lateral position at plane z. Per plane,
+    ``K = sum_m wet_m (c_tissue^2 - c_water^2) / (2 sigma^2)`` (mm, >= 0),
+    ``kappa = min(K g' / g, 0)`` (``g'`` the central difference of ``g`` over ``zeff``
+    along the pencil; 0 where ``g <= 1e-3`` or zeff does not advance), held from the last
+    plane whose ``zeff <= hold_depth_mm``, and the result is ``sigma / sqrt(1 - 2 kappa)``.
+    See :func:`models.dose.electron.tails_ranging_out`.
+
+    Parameters
+    ----------
+    sigma, g, zeff : numpy.ndarray
+        (nz, P) lateral sigma (mm), central dose and water depth (mm) at the planes.
+    seg_wet, seg_scatter, seg_mid : numpy.ndarray
+        (nz - 1, P) water-equivalent and scattering thickness (mm) and middle (mm) of the
+        segments.
+    z : numpy.ndarray
+        (nz,) plane depths (mm).
+    power_step_mm, power : float, numpy.ndarray
+        Water's scattering power (rad^2/mm) on water depths ``0, step, 2 step, ...``
+        (beyond the table: its last value).
+    hold_depth_mm : float
+        Water depth beyond which kappa is held.
+    """
+    nz, n_p = sigma.shape
+    out = sigma.copy()
+    n_tab = power.size
+    sums = np.zeros((7, n_p))     # A, B of tissue and water; the three moments
+    held = np.zeros(n_p)
+    for k in range(1, nz):
+        m = k - 1
+        hi = min(k + 1, nz - 1)
+        scale = 0.5 if hi - m == 2 else 1.0
+        zk = z[k]
+        for p in range(n_p):
+            x = (zeff[m, p] + 0.5 * seg_wet[m, p]) / power_step_mm
+            pos = max(x, 0.0)
+            if pos > n_tab - 1:
+                pw = power[n_tab - 1]
+            else:
+                idx = min(int(pos), n_tab - 2)
+                frac = pos - idx
+                pw = power[idx] * (1.0 - frac) + power[idx + 1] * frac
+            wet = seg_wet[m, p]
+            tt = pw * seg_scatter[m, p]
+            tw = pw * wet
+            u = seg_mid[m, p]
+            a_t = sums[0, p] + 0.5 * tt
+            b_t = sums[1, p] + 0.5 * tt * u
+            a_w = sums[2, p] + 0.5 * tw
+            b_w = sums[3, p] + 0.5 * tw * u
+            sums[0, p] += tt
+            sums[1, p] += tt * u
+            sums[2, p] += tw
+            sums[3, p] += tw * u
+            sums[4, p] += wet * (a_t * a_t - a_w * a_w)
+            sums[5, p] += wet * (a_t * b_t - a_w * b_w)
+            sums[6, p] += wet * (b_t * b_t - b_w * b_w)
+            if zeff[k, p] > hold_depth_mm:
+                kappa = held[p]
+            else:
+                s2 = max(sigma[k, p] * sigma[k, p], 1e-12)
+                excess = max(0.5 * (zk * zk * sums[4, p] - 2.0 * zk * sums[5, p]
+                                    + sums[6, p]) / s2, 0.0)
+                dz = scale * (zeff[hi, p] - zeff[m, p])
+                gk = g[k, p]
+                kappa = 0.0
+                if dz > 1e-6 and gk > 1e-3:
+                    kappa = min(excess * (scale * (g[hi, p] - g[m, p]) / dz) / gk, 0.0)
+                held[p] = kappa
+            out[k, p] = sigma[k, p] / math.sqrt(1.0 - 2.0 * kappa)
+    return out
+
+
+def narrow_tails_numpy(sigma: np.ndarray, g: np.ndarray, zeff: np.ndarray,
+                       seg_wet: np.ndarray, seg_scatter: np.ndarray, seg_mid: np.ndarray,
+                       z: np.ndarray, power_step_mm: float, power: np.ndarray,
+                       hold_depth_mm: float) -> np.ndarray:
+    """Numpy twin of :func:`narrow_tails` (cumulative sums over the planes)."""
+    x = np.clip((zeff[:-1] + 0.5 * seg_wet) / power_step_mm, 0.0, None)
+    idx = np.minimum(x.astype(np.int64), power.size - 2)
+    frac = x - idx
+    pw = np.where(x > power.size - 1, power[-1],
+                  power[idx] * (1.0 - frac) + power[idx + 1] * frac)
+
+    def middles(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return (np.cumsum(t, axis=0) - 0.5 * t,
+                np.cumsum(t * seg_mid, axis=0) - 0.5 * t * seg_mid)
+
+    a_t, b_t = middles(pw * seg_scatter)
+    a_w, b_w = middles(pw * seg_wet)
+    zeros = np.zeros((1, sigma.shape[1]))
+    s_aa, s_ab, s_bb = (np.vstack([zeros, np.cumsum(seg_wet * v, axis=0)])
+                        for v in (a_t * a_t - a_w * a_w, a_t * b_t - a_w * b_w,
+                                  b_t * b_t - b_w * b_w))
+    zk = z[:, None]
+    excess = np.maximum(0.5 * (zk * zk * s_aa - 2.0 * zk * s_ab + s_bb)
+                        / np.maximum(sigma * sigma, 1e-12), 0.0)
+    dz = np.gradient(zeff, axis=0)
+    ok = (dz > 1e-6) & (g > 1e-3)
+    slope = np.divide(np.gradient(g, axis=0), np.where(ok, dz, 1.0))
+    kappa = np.where(ok, np.minimum(excess * slope / np.where(ok, g, 1.0), 0.0), 0.0)
+    kappa[0] = 0.0
+    last_below = np.maximum(np.count_nonzero(zeff <= hold_depth_mm, axis=0) - 1, 0)
+    held = kappa[last_below, np.arange(kappa.shape[1])]
+    kappa = np.where(zeff > hold_depth_mm, held[None, :], kappa)
+    return sigma / np.sqrt(1.0 - 2.0 * kappa)

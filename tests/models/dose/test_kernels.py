@@ -169,3 +169,46 @@ def test_redefinition_scatters_electrons_out_of_the_bone():
     assert row[: n // 2].max() > 1.03 and row[n // 2:].min() < 0.97
     assert n // 2 - 8 <= int(np.argmax(row)) < n // 2 <= int(np.argmin(row)) < n // 2 + 8
     assert row[2:-2].sum() == pytest.approx(n - 4, rel=0.01)
+
+
+def _tail_pencils(bone_mm: float = 10.0) -> tuple:
+    """Pencils through water with a bone layer (10-20 mm) of ``bone_mm`` (0: water): the
+    narrowing kernels' inputs, the depth dose falling beyond 30 mm of water depth."""
+    h = 1.0
+    z = np.arange(0.0, 60.0 + h / 2, h)
+    n_p = 3
+    bone = ((z[:-1] >= 10.0) & (z[:-1] < 10.0 + bone_mm))[:, None]
+    seg_wet = np.where(bone, 1.7, 1.0) * np.ones((z.size - 1, n_p)) * h
+    seg_scatter = np.where(bone, 2.4, 1.0) * np.ones((z.size - 1, n_p)) * h
+    seg_mid = np.repeat((z[:-1] + 0.5 * h)[:, None], n_p, axis=1)
+    zeff = np.vstack([np.zeros((1, n_p)), np.cumsum(seg_wet, axis=0)])
+    g = np.clip(1.0 - np.maximum(zeff - 30.0, 0.0) / 20.0, 0.0, None) + 0.01
+    sigma = 0.2 + 0.3 * np.sqrt(z)[:, None] * np.ones((1, n_p))
+    power_step = 0.5
+    power = 1e-3 * (1.0 + np.arange(0.0, 80.0, power_step) / 40.0)
+    return sigma, g, zeff, seg_wet, seg_scatter, seg_mid, z, power_step, power, 45.0
+
+
+def test_tail_narrowing_matches_numpy_twin():
+    args = _tail_pencils()
+    a = kernels.narrow_tails(*args)
+    b = kernels.narrow_tails_numpy(*args)
+    np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+def test_tail_narrowing_only_beyond_water_and_where_the_dose_falls():
+    """Water keeps its sigma exactly; behind bone the pencils narrow where the depth dose
+    falls (never widen), and the narrowing is held beyond the hold depth."""
+    for f in (kernels.narrow_tails, kernels.narrow_tails_numpy):
+        water = _tail_pencils(0.0)
+        np.testing.assert_array_equal(f(*water), water[0])
+        args = _tail_pencils()
+        sigma, zeff = args[0], args[2]
+        out = f(*args)
+        assert np.all(out <= sigma)
+        np.testing.assert_array_equal(out[zeff < 29.0], sigma[zeff < 29.0])
+        falling = (zeff > 32.0) & (zeff < 44.0)
+        assert np.all(out[falling] < 0.99 * sigma[falling])
+        ratio = out / sigma
+        beyond = zeff > 45.0
+        assert np.allclose(ratio[beyond], ratio[beyond][0])
