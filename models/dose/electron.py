@@ -790,13 +790,16 @@ LATERAL_SCATTER_EXCESS = 0.05
 
 #: Share of a tissue's scattering beyond water's that drives the redistribution. Empirical,
 #: fitted to the ompmc bone edge at 12 MeV (tests/data/mc/heterogeneity_edge_*; MC hot /
-#: cold spot +6.2 / -14.3 % at 24-26 mm, -0.2 / -33.2 % at 30-32 mm), first with the LIAC
-#: depth dose (full excess, 1: +11.9 / -20.2 % at 24-26 mm; 0.4: +6.0 % there but +5.7 % at
-#: 30-32 mm; 0.2: +3.5 / +3.7 % at the two depths). With the MC's water curve, the range
-#: spread and the excess ranging out (:func:`_range_out_excess`) 0.2 gives +6.8 / -14.0 %
-#: and +3.6 / -35.4 %; 0.1: +5.5 / -13.1 % and +2.9 / -34.9 %; 0: +4.3 / -12.1 % and
-#: +2.5 / -34.4 % (the pencils alone).
-REDEFINE_EXCESS_WEIGHT = 0.2
+#: cold spot +6.2 / -14.3 % at 24-26 mm, -0.2 / -33.2 % at 30-32 mm): the least squares of
+#: the four spots' gaps in units of each profile's MC sigma (1.04 / 1.48 %), with the MC's
+#: water curve, the range spread, the excess ranging out (:func:`_range_out_excess`) and the
+#: pencils' tails ranging out (:func:`tails_ranging_out`). 0.15 gives +6.1 / -13.5 % and
+#: +2.3 / -34.2 %; 0.2: +6.7 / -14.0 and +2.6 / -34.4 %; 0.1: +5.4 / -13.0 and +1.9 /
+#: -34.0 %; 0.05 (smallest largest gap, 1.9): +4.8 / -12.5 and +1.6 / -33.8 %; 0 (the
+#: pencils alone): +4.1 / -12.0 and +1.4 / -33.6 %. (First fitted with the LIAC depth
+#: dose: full excess, 1: +11.9 / -20.2 % at 24-26 mm; 0.4: +6.0 % there but +5.7 % at
+#: 30-32 mm.)
+REDEFINE_EXCESS_WEIGHT = 0.15
 
 #: Grid columns beyond the outermost pencils on which the redistribution is computed.
 REDEFINE_MARGIN_CELLS = 4
