@@ -20,7 +20,9 @@ Model (Hogstrom, Mills & Almond 1981, doi:10.1088/0031-9155/26/3/008, simplified
 * Lateral spread: ``sigma^2 = sigma0^2 + (sigma_theta (z - z0))^2 + sigma_MCS^2`` with the
   Fermi-Eyges multiple-scattering term integrated along the pencil's path with the
   geometric lever arm (:mod:`models.dose.scattering`), held at its R50 value deeper
-  (Fermi-Eyges diverges at the end of range, where electrons are fully diffused). Each
+  (Fermi-Eyges diverges at the end of range, where electrons are fully diffused). Behind
+  tissue that scatters more than it stops the sigma narrows where the depth dose falls:
+  the electrons far off the axis travelled longer (:func:`tails_ranging_out`). Each
   pencil's dose in a plane is the square beamlet convolved with that Gaussian (erf profile).
 * Dose is zero in air (RSP < :data:`AIR_RSP`), inside the applicator tube and inside the
   disc. It is normalised so that 100 % is the maximum on the central axis (beam axis),
