@@ -132,8 +132,8 @@ class RadialFluence:
                              " nodes must increase from 0, one fluence per node (heel and toe"
                              " alike), all >= 0")
         ts = np.array((0.0, *inner_y, 1.0))
-        if inner_y and (toe is None or inner.shape[0] != len(inner_y)
-                        or np.any(np.diff(ts) <= 0)):
+        if inner.shape[0] != len(inner_y) or (inner_y and (
+                toe is None or np.any(np.diff(ts) <= 0))):
             raise InputError(f"radial fluence {self.diameter_mm:g} mm {self.bevel_deg:g} deg:"
                              " inner_y must increase strictly between heel (0) and toe (1),"
                              " with one inner_fluence per node and a toe_fluence")

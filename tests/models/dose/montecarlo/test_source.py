@@ -143,6 +143,9 @@ def test_bevel_fluence_has_inner_nodes_from_heel_to_toe():
     with pytest.raises(InputError, match="inner_y"):
         RadialFluence(60.0, 30.0, RIM_NODES_MM, np.ones((2, 4)), None, None, (0.5,),
                       np.ones((1, 2, 4)))
+    with pytest.raises(InputError, match="inner_y"):       # nodes' fluence, no nodes
+        RadialFluence(60.0, 30.0, RIM_NODES_MM, np.ones((2, 4)), np.ones((2, 4)), None, (),
+                      np.ones((1, 2, 4)))
     entry = {"radial": {"nodes_mm": list(RIM_NODES_MM), "applicators": [
         {"diameter_mm": 60, "bevel_deg": 30, "fluence": np.full((2, 4), 2.0).tolist(),
          "toe_fluence": np.ones((2, 4)).tolist(), "inner_y": [0.5],
