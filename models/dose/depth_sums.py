@@ -1,4 +1,5 @@
-"""Running sums along the beam (the first axis) of the dose engines' plane stacks."""
+"""Running sums along the beam (the first axis) of the dose engines' plane stacks, and
+holding a stack's value beyond a water depth."""
 
 from __future__ import annotations
 
@@ -37,3 +38,11 @@ def cumsum_planes(values: np.ndarray) -> np.ndarray:
     for k in range(1, values.shape[0]):
         np.add(out[k - 1], values[k], out=out[k])
     return out
+
+
+def hold_beyond(values: np.ndarray, zeff_mm: np.ndarray, depth_mm: float) -> np.ndarray:
+    """(nz, P) ``values`` held, in each column, at the last plane whose water depth
+    ``zeff_mm`` (nz, P) is at most ``depth_mm`` (the first plane if none is)."""
+    last_below = np.maximum(np.count_nonzero(zeff_mm <= depth_mm, axis=0) - 1, 0)
+    held = values[last_below, np.arange(values.shape[1])]
+    return np.where(zeff_mm > depth_mm, held[None, :], values)

@@ -21,6 +21,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import erf
 
+from models.beams.depth_dose import lookup_uniform
+from models.dose.depth_sums import cumsum_planes, hold_beyond
 from models.dose.materials import LUT_HU_MIN
 
 #: Half width of a pencil's lateral window, in sigmas.
@@ -904,20 +906,16 @@ def narrow_tails_numpy(sigma: np.ndarray, g: np.ndarray, zeff: np.ndarray,
                        z: np.ndarray, power_step_mm: float, power: np.ndarray,
                        hold_depth_mm: float) -> np.ndarray:
     """Numpy twin of :func:`narrow_tails` (cumulative sums over the planes)."""
-    x = np.clip((zeff[:-1] + 0.5 * seg_wet) / power_step_mm, 0.0, None)
-    idx = np.minimum(x.astype(np.int64), power.size - 2)
-    frac = x - idx
-    pw = np.where(x > power.size - 1, power[-1],
-                  power[idx] * (1.0 - frac) + power[idx + 1] * frac)
+    pw = lookup_uniform(zeff[:-1] + 0.5 * seg_wet, power_step_mm * np.arange(power.size),
+                        power, beyond=float(power[-1]))
 
     def middles(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return (np.cumsum(t, axis=0) - 0.5 * t,
-                np.cumsum(t * seg_mid, axis=0) - 0.5 * t * seg_mid)
+        return (cumsum_planes(t) - 0.5 * t, cumsum_planes(t * seg_mid) - 0.5 * t * seg_mid)
 
     a_t, b_t = middles(pw * seg_scatter)
     a_w, b_w = middles(pw * seg_wet)
     zeros = np.zeros((1, sigma.shape[1]))
-    s_aa, s_ab, s_bb = (np.vstack([zeros, np.cumsum(seg_wet * v, axis=0)])
+    s_aa, s_ab, s_bb = (np.vstack([zeros, cumsum_planes(seg_wet * v)])
                         for v in (a_t * a_t - a_w * a_w, a_t * b_t - a_w * b_w,
                                   b_t * b_t - b_w * b_w))
     zk = z[:, None]
@@ -928,7 +926,4 @@ def narrow_tails_numpy(sigma: np.ndarray, g: np.ndarray, zeff: np.ndarray,
     slope = np.divide(np.gradient(g, axis=0), np.where(ok, dz, 1.0))
     kappa = np.where(ok, np.minimum(excess * slope / np.where(ok, g, 1.0), 0.0), 0.0)
     kappa[0] = 0.0
-    last_below = np.maximum(np.count_nonzero(zeff <= hold_depth_mm, axis=0) - 1, 0)
-    held = kappa[last_below, np.arange(kappa.shape[1])]
-    kappa = np.where(zeff > hold_depth_mm, held[None, :], kappa)
-    return sigma / np.sqrt(1.0 - 2.0 * kappa)
+    return sigma / np.sqrt(1.0 - 2.0 * hold_beyond(kappa, zeff, hold_depth_mm))

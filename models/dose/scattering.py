@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from models.beams.depth_dose import lookup_uniform
-from models.dose.depth_sums import cumsum_planes
+from models.dose.depth_sums import cumsum_planes, hold_beyond
 
 #: Radiation length of water (mm), Particle Data Group.
 WATER_X0_MM = 360.8
@@ -103,6 +103,4 @@ def fermi_eyges_along_path(z_mm: np.ndarray, seg_wet: np.ndarray, seg_mid: np.nd
     a2 = np.vstack([zeros, cumsum_planes(weight * seg_mid * seg_mid)])
     z = z_mm[:, None]
     sigma = np.sqrt(np.maximum(z * z * a0 - 2.0 * z * a1 + a2, 0.0))
-    last_below = np.maximum(np.count_nonzero(zeff <= r50_mm, axis=0) - 1, 0)
-    held = sigma[last_below, np.arange(sigma.shape[1])]
-    return np.where(zeff > r50_mm, held[None, :], sigma)
+    return hold_beyond(sigma, zeff, r50_mm)
