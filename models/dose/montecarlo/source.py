@@ -162,15 +162,16 @@ class RadialFluence:
         ``y_mm``)."""
         d = np.asarray(rim_distance_mm, dtype=np.float64)
         ts, stack = self.y_nodes
-        if y_mm is None:
-            ts, stack = (0.0,), stack[:1]
-        t = np.clip(0.5 + 0.5 * np.asarray(0.0 if y_mm is None else y_mm, dtype=np.float64)
-                    / (0.5 * self.diameter_mm), 0.0, 1.0) * np.ones_like(d)
-        out = np.zeros((stack.shape[1], d.size))
-        for j, rows in enumerate(stack):
-            hat = np.interp(t, ts, np.eye(len(ts))[j]) if len(ts) > 1 else 1.0
-            out += hat * np.stack([np.interp(d, self.nodes_mm, row) for row in rows])
-        return out
+
+        def radial(rows: np.ndarray) -> np.ndarray:
+            return np.stack([np.interp(d, self.nodes_mm, row) for row in rows])
+
+        if y_mm is None or len(ts) == 1:
+            return radial(stack[0])
+        t = np.clip(0.5 + 0.5 * np.asarray(y_mm, dtype=np.float64)
+                    / (0.5 * self.diameter_mm), 0.0, 1.0)
+        return sum(np.interp(t, ts, np.eye(len(ts))[j]) * radial(rows)
+                   for j, rows in enumerate(stack))
 
     def mixed(self, other: RadialFluence, t: float, diameter_mm: float) -> RadialFluence:
         """``(1 - t) self + t other`` (fluence and heel-to-toe nodes on the union of both
