@@ -3,24 +3,36 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from guidance.app.demo import DemoOptions, run_demo
+from guidance.app.demo import DemoResult
 from guidance.cli.main import main
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory):
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
+    """``iort demo --headless`` as a user runs it, in its own process: whatever it dies of
+    (a native library's exit included) fails these tests with its last words, instead of
+    ending the test session silently."""
     out = tmp_path_factory.mktemp("demo")
-    options = DemoOptions(out_dir=out, frames=14, spacing_mm=(3.0, 3.0, 4.0), video=True,
-                          progress=False)
-    return run_demo(options)
+    done = subprocess.run([sys.executable, "-m", "guidance", "demo", "--headless",
+                           "--frames", "14", "--spacing", "3x3x4", "--out", str(out),
+                           "--quiet"], capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        pytest.fail(f"iort demo exited {done.returncode}:\n{done.stdout[-3000:]}\n"
+                    f"{done.stderr[-6000:]}")
+    summary = json.loads((out / "summary.json").read_text())
+    return DemoResult(summary=summary, out_dir=out,
+                      images=sorted(out.glob("overlay_*.png")), video=out / "demo.mp4",
+                      report=out / "report.html")
 
 
 def test_outputs_written(demo_run) -> None:
