@@ -296,64 +296,82 @@ def spread_pencils_binned(amp: np.ndarray, sigma: np.ndarray, pi: np.ndarray, pj
 
     In each plane the pencils' sigmas are rounded to a geometric ladder
     ``(1 + rel_step)^n`` (relative error <= rel_step / 2); the pencils of one rung are
-    scattered into a plane and convolved with the erf profile along x, then along y.
+    scattered into a plane and convolved with the erf profile along x, then along y (each
+    row over the columns its pencils reach).
     Same inputs and output as :func:`spread_pencils`, plus ``rel_step`` (e.g. 0.02).
     """
     nk, npen = amp.shape
     dose = np.zeros((nk, ny, nx))
     tmp = np.zeros((ny, nx))
-    row_used = np.zeros(ny, dtype=np.bool_)
+    row_lo = np.full(ny, nx, dtype=np.int64)
+    row_hi = np.zeros(ny, dtype=np.int64)
     log_step = math.log1p(rel_step)
     prof = np.empty(2 * nx + 2 * ny + 3)
     rung = np.empty(npen, dtype=np.int64)
-    live = np.empty(npen, dtype=np.int64)
+    order = np.empty(npen, dtype=np.int64)
     for k in range(nk):
-        n_live = 0
-        for p in range(npen):
-            if amp[k, p] > 0.0:
-                live[n_live] = p
-                rung[n_live] = int(round(math.log(sigma[k, p]) / log_step))  # noqa: RUF046
-                n_live += 1
-        if n_live == 0:
-            continue
-        order = np.argsort(rung[:n_live])
-        start = 0
-        while start < n_live:
-            r = rung[order[start]]
-            stop = start
-            while stop < n_live and rung[order[stop]] == r:
-                stop += 1
-            w = _beamlet_profile(prof, math.exp(r * log_step), spacing, nx + ny)
-            col_lo = nx
-            col_hi = 0
-            for q in range(start, stop):
-                p = live[order[q]]
+        first, r_min = _rungs_in_order(amp[k], sigma[k], log_step, rung, order)
+        for c in range(first.size - 1):
+            if first[c + 1] == first[c]:
+                continue
+            w = _beamlet_profile(prof, math.exp((c + r_min) * log_step), spacing, nx + ny)
+            for q in range(first[c], first[c + 1]):
+                p = order[q]
                 a = amp[k, p]
                 ci = pi[p]
                 cj = pj[p]
-                row_used[cj] = True
                 i0 = max(ci - w, 0)
                 i1 = min(ci + w + 1, nx)
-                col_lo = min(col_lo, i0)
-                col_hi = max(col_hi, i1)
+                row_lo[cj] = min(row_lo[cj], i0)
+                row_hi[cj] = max(row_hi[cj], i1)
                 for i in range(i0, i1):
                     tmp[cj, i] += a * prof[i - ci + w]
             for jr in range(ny):
-                if not row_used[jr]:
+                lo = row_lo[jr]
+                hi = row_hi[jr]
+                if hi <= lo:
                     continue
-                row_used[jr] = False
-                j0 = max(jr - w, 0)
-                j1 = min(jr + w + 1, ny)
-                src = tmp[jr]
-                for j in range(j0, j1):
+                row_lo[jr] = nx
+                row_hi[jr] = 0
+                for j in range(max(jr - w, 0), min(jr + w + 1, ny)):
                     f = prof[j - jr + w]
-                    dst = dose[k, j]
-                    for i in range(col_lo, col_hi):
-                        dst[i] += f * src[i]
-                for i in range(col_lo, col_hi):
-                    src[i] = 0.0
-            start = stop
+                    for i in range(lo, hi):
+                        dose[k, j, i] += f * tmp[jr, i]
+                for i in range(lo, hi):
+                    tmp[jr, i] = 0.0
     return dose
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _rungs_in_order(amp: np.ndarray, sigma: np.ndarray, log_step: float, rung: np.ndarray,
+                    order: np.ndarray) -> tuple[np.ndarray, int]:
+    """The live pencils (``amp > 0``) of one plane of :func:`spread_pencils_binned` by rung
+    of the sigma ladder (a counting sort): ``order[first[c]:first[c + 1]]`` are the pencils
+    of rung ``c + r_min``; returns ``(first, r_min)`` (no live pencil: one empty rung)."""
+    npen = amp.size
+    r_min = 1 << 40
+    r_max = -(1 << 40)
+    for p in range(npen):
+        if amp[p] > 0.0:
+            r = int(round(math.log(sigma[p]) / log_step))  # noqa: RUF046
+            rung[p] = r
+            r_min = min(r_min, r)
+            r_max = max(r_max, r)
+    if r_max < r_min:
+        return np.zeros(2, dtype=np.int64), 0
+    first = np.zeros(r_max - r_min + 2, dtype=np.int64)
+    for p in range(npen):
+        if amp[p] > 0.0:
+            first[rung[p] - r_min + 1] += 1
+    for c in range(1, first.size):
+        first[c] += first[c - 1]
+    fill = first[:-1].copy()
+    for p in range(npen):
+        if amp[p] > 0.0:
+            c = rung[p] - r_min
+            order[fill[c]] = p
+            fill[c] += 1
+    return first, r_min
 
 
 def spread_pencils_binned_numpy(amp: np.ndarray, sigma: np.ndarray, pi: np.ndarray,
@@ -629,107 +647,160 @@ def redefine_fluence(d_var: np.ndarray, spacing: float, var0: float,
         (nz, ny, nx) fluence relative to the uniform field (1 in the first plane).
     """
     n_seg, ny, nx = d_var.shape
-    nc = 2 * REDEFINE_CELLS + 1
+    r = REDEFINE_CELLS
+    nc = 2 * r + 1
     out = np.empty((n_seg + 1, ny, nx))
     fl = np.ones((ny, nx))
     ux = np.zeros((ny, nx))
     uy = np.zeros((ny, nx))
     var = np.full((ny, nx), var0)
-    wx = np.empty((ny, nx, nc))
-    wy = np.empty((ny, nx, nc))
-    mx = np.empty((ny, nx, nc))   # mean angle of the landing cell's electrons
-    my = np.empty((ny, nx, nc))
-    qx = np.empty((ny, nx, nc))   # their mean square angle
-    qy = np.empty((ny, nx, nc))
-    w = np.empty(nc)
-    d1 = np.empty(nc)
-    d2 = np.empty(nc)
+    # per column padded by r (the border's copies), per axis and landing cell: the share
+    # of the column's fluence landing there and that share times its electrons' mean and
+    # mean square angle (x carries the fluence, y the shares alone)
+    xm = np.zeros((ny + 2 * r, nx + 2 * r, 3, nc))
+    ym = np.zeros((ny + 2 * r, nx + 2 * r, 3, nc))
+    live = np.zeros((ny + 2 * r, nx + 2 * r), dtype=np.bool_)
+    sums = np.zeros((5, ny, nx))
     out[0] = fl
     for k in range(n_seg):
-        live = live_steps > k
-        _landing_moments(d_var[k], ux, uy, var, spacing, var_max, wx, wy, mx, my, qx, qy,
-                         w, d1, d2, live)
-        fl = _redefined_columns(fl, ux, uy, var, wx, wy, mx, my, qx, qy, live)
+        _landing_moments(d_var, k, fl, ux, uy, var, spacing, var_max, live_steps, xm, ym,
+                         live)
+        _gather_landed(xm, ym, live, sums)
+        _redefined_columns(xm, ym, live, sums, fl, ux, uy, var)
         out[k + 1] = fl
     return out
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _landing_moments(d_var: np.ndarray, ux: np.ndarray, uy: np.ndarray, var: np.ndarray,
-                     spacing: float, var_max: float, wx: np.ndarray, wy: np.ndarray,
-                     mx: np.ndarray, my: np.ndarray, qx: np.ndarray, qy: np.ndarray,
-                     w: np.ndarray, d1: np.ndarray, d2: np.ndarray, live: np.ndarray) -> None:
-    """One step of :func:`redefine_fluence`: for every ``live`` column, the share of its
-    electrons landing in each neighbouring cell per axis (``wx``, ``wy``), their mean angle
-    (``mx``, ``my``) and mean square angle (``qx``, ``qy``), filled in place."""
+def _landing_moments(d_var: np.ndarray, k: int, fl: np.ndarray, ux: np.ndarray,
+                     uy: np.ndarray, var: np.ndarray, spacing: float, var_max: float,
+                     live_steps: np.ndarray, xm: np.ndarray, ym: np.ndarray,
+                     live: np.ndarray) -> None:
+    """Step ``k`` of :func:`redefine_fluence`: for every live column, the share of its
+    electrons landing in each neighbouring cell per axis and their mean and mean square
+    angle, as the padded ``xm``, ``ym`` (ny + 2r, nx + 2r, 3, nc) and ``live`` of
+    :func:`redefine_fluence`, filled in place; the padding holds copies of the nearest
+    column (the field continues beyond the grid)."""
     ny, nx = var.shape
-    nc = w.size
+    r = REDEFINE_CELLS
+    nc = 2 * r + 1
     dz = spacing
+    w = np.empty(nc)
+    d1 = np.empty(nc)
+    d2 = np.empty(nc)
     for j in range(ny):
         for i in range(nx):
-            if not live[j, i]:
+            alive = live_steps[j, i] > k
+            live[j + r, i + r] = alive
+            if not alive:
                 continue
             a = var[j, i]
-            da = d_var[j, i] * max(1.0 - a / var_max, 0.0)
-            s2 = a * dz * dz + da * dz * dz / 3.0
-            s = math.sqrt(max(s2, 1e-12 * dz * dz))
+            da = d_var[k, j, i] * max(1.0 - a / var_max, 0.0)
+            s = math.sqrt(max(a * dz * dz + da * dz * dz / 3.0, 1e-12 * dz * dz))
             cov = a * dz + 0.5 * da * dz
             kappa = cov / (s * s)
             cond = max(a + da - cov * kappa, 0.0)
-            for axis in range(2):
-                u = ux[j, i] if axis == 0 else uy[j, i]
-                _cell_moments(u * dz, s, spacing, w, d1, d2)
-                for q in range(nc):
-                    mean = u + kappa * d1[q]
-                    sq = cond + u * u + 2.0 * u * kappa * d1[q] + kappa * kappa * d2[q]
-                    if axis == 0:
-                        wx[j, i, q] = w[q]
-                        mx[j, i, q] = mean
-                        qx[j, i, q] = sq
-                    else:
-                        wy[j, i, q] = w[q]
-                        my[j, i, q] = mean
-                        qy[j, i, q] = sq
+            f0 = fl[j, i]
+            u = ux[j, i]
+            _cell_moments(u * dz, s, spacing, w, d1, d2)
+            for q in range(nc):
+                f = f0 * w[q]
+                xm[j + r, i + r, 0, q] = f
+                xm[j + r, i + r, 1, q] = f * (u + kappa * d1[q])
+                xm[j + r, i + r, 2, q] = f * (cond + u * u + 2.0 * u * kappa * d1[q]
+                                              + kappa * kappa * d2[q])
+            u = uy[j, i]
+            _cell_moments(u * dz, s, spacing, w, d1, d2)
+            for q in range(nc):
+                ym[j + r, i + r, 0, q] = w[q]
+                ym[j + r, i + r, 1, q] = w[q] * (u + kappa * d1[q])
+                ym[j + r, i + r, 2, q] = w[q] * (cond + u * u + 2.0 * u * kappa * d1[q]
+                                                 + kappa * kappa * d2[q])
+    _pad_with_nearest(xm, ym, live)
+
+
+@numba.njit(cache=True, nogil=True)
+def _pad_with_nearest(xm: np.ndarray, ym: np.ndarray, live: np.ndarray) -> None:
+    """The padding of :func:`_landing_moments`: copies of the nearest column inside."""
+    r = REDEFINE_CELLS
+    py, px = live.shape
+    for pj in range(py):
+        cj = min(max(pj, r), py - r - 1)
+        for pi in range(px):
+            ci = min(max(pi, r), px - r - 1)
+            if cj != pj or ci != pi:
+                live[pj, pi] = live[cj, ci]
+                if live[cj, ci]:
+                    xm[pj, pi] = xm[cj, ci]
+                    ym[pj, pi] = ym[cj, ci]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def _redefined_columns(fl: np.ndarray, ux: np.ndarray, uy: np.ndarray, var: np.ndarray,
-                       wx: np.ndarray, wy: np.ndarray, mx: np.ndarray, my: np.ndarray,
-                       qx: np.ndarray, qy: np.ndarray, live: np.ndarray) -> np.ndarray:
-    """The next plane of :func:`redefine_fluence`: each ``live`` column gathers what lands
-    in it (it sees copies of itself outside the border and in place of columns no longer
-    live); returns the fluences (held where not live) and updates the live columns' mean
-    direction and angular variance in place."""
+def _gather_landed(xm: np.ndarray, ym: np.ndarray, live: np.ndarray, sums: np.ndarray) -> None:
+    """What the live columns of :func:`_landing_moments` land in each column: fluence,
+    fluence times mean angle (x, y) and times mean square angle (x, y), as ``sums``
+    (5, ny, nx), overwritten. A column pushes to its 5 x 5 neighbours: one row of five
+    targets per landing row."""
+    r = REDEFINE_CELLS
+    nc = 2 * r + 1
+    _, ny, nx = sums.shape
+    sums[:] = 0.0
+    for pj in range(ny + 2 * r):
+        for qj in range(max(2 * r - pj, 0), min(ny + 2 * r - pj, nc)):
+            tj = pj - 2 * r + qj
+            f_row = sums[0, tj]
+            sx_row = sums[1, tj]
+            sy_row = sums[2, tj]
+            s2x_row = sums[3, tj]
+            s2y_row = sums[4, tj]
+            for pi in range(nx + 2 * r):
+                if not live[pj, pi]:
+                    continue
+                y0 = ym[pj, pi, 0, qj]
+                y1 = ym[pj, pi, 1, qj]
+                y2 = ym[pj, pi, 2, qj]
+                for qi in range(max(2 * r - pi, 0), min(nx + 2 * r - pi, nc)):
+                    ti = pi - 2 * r + qi
+                    x0 = xm[pj, pi, 0, qi]
+                    f_row[ti] += x0 * y0
+                    sx_row[ti] += xm[pj, pi, 1, qi] * y0
+                    sy_row[ti] += x0 * y1
+                    s2x_row[ti] += xm[pj, pi, 2, qi] * y0
+                    s2y_row[ti] += x0 * y2
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _redefined_columns(xm: np.ndarray, ym: np.ndarray, live: np.ndarray, sums: np.ndarray,
+                       fl: np.ndarray, ux: np.ndarray, uy: np.ndarray,
+                       var: np.ndarray) -> None:
+    """The next plane of :func:`redefine_fluence`, in place: each live column takes what
+    landed in it (``sums`` of :func:`_gather_landed`), plus, in place of each neighbour no
+    longer live, what a copy of itself would land there; its fluence, mean direction and
+    angular variance follow. Columns no longer live hold their fluence."""
+    r = REDEFINE_CELLS
+    nc = 2 * r + 1
     ny, nx = fl.shape
-    nc = wx.shape[2]
-    new_f = np.zeros((ny, nx))
     for j in range(ny):
         for i in range(nx):
-            if not live[j, i]:
-                new_f[j, i] = fl[j, i]
+            if not live[j + r, i + r]:
                 continue
-            f_sum = 0.0
-            sx = 0.0
-            sy = 0.0
-            s2x = 0.0
-            s2y = 0.0
+            f_sum = sums[0, j, i]
+            sx = sums[1, j, i]
+            sy = sums[2, j, i]
+            s2x = sums[3, j, i]
+            s2y = sums[4, j, i]
             for qj in range(nc):
-                sj = min(max(j - (qj - REDEFINE_CELLS), 0), ny - 1)
                 for qi in range(nc):
-                    si = min(max(i - (qi - REDEFINE_CELLS), 0), nx - 1)
-                    if not live[sj, si]:      # no longer live: a copy of this column
-                        src_j, src_i = j, i
-                    else:
-                        src_j, src_i = sj, si
-                    f = fl[src_j, src_i] * wx[src_j, src_i, qi] * wy[src_j, src_i, qj]
-                    if f <= 0.0:
+                    if live[j + 2 * r - qj, i + 2 * r - qi]:
                         continue
-                    f_sum += f
-                    sx += f * mx[src_j, src_i, qi]
-                    sy += f * my[src_j, src_i, qj]
-                    s2x += f * qx[src_j, src_i, qi]
-                    s2y += f * qy[src_j, src_i, qj]
-            new_f[j, i] = f_sum
+                    x0 = xm[j + r, i + r, 0, qi]
+                    y0 = ym[j + r, i + r, 0, qj]
+                    f_sum += x0 * y0
+                    sx += xm[j + r, i + r, 1, qi] * y0
+                    sy += x0 * ym[j + r, i + r, 1, qj]
+                    s2x += xm[j + r, i + r, 2, qi] * y0
+                    s2y += x0 * ym[j + r, i + r, 2, qj]
+            fl[j, i] = f_sum
             if f_sum > 0.0:
                 mux = sx / f_sum
                 muy = sy / f_sum
@@ -737,7 +808,6 @@ def _redefined_columns(fl: np.ndarray, ux: np.ndarray, uy: np.ndarray, var: np.n
                 uy[j, i] = muy
                 var[j, i] = max(0.5 * (s2x / f_sum - mux * mux + s2y / f_sum - muy * muy),
                                 0.0)
-    return new_f
 
 
 def redefine_fluence_numpy(d_var: np.ndarray, spacing: float, var0: float,
