@@ -474,8 +474,10 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     """
     h = float(grid_mm)
     numba_backend = backend == "numba"
-    sample, sample_points = ((kernels.sample_rsp, kernels.sample_luts_points) if numba_backend
-                             else (kernels.sample_rsp_numpy, kernels.sample_luts_points_numpy))
+    sample, sample_grid, sample_points = (
+        (kernels.sample_rsp, kernels.sample_luts, kernels.sample_luts_points) if numba_backend
+        else (kernels.sample_rsp_numpy, kernels.sample_luts_numpy,
+              kernels.sample_luts_points_numpy))
     tissue = tissue_lookup()
     path_luts = _path_luts()
     material = shield_material(disc.material) if disc is not None else None
@@ -486,7 +488,8 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         grid = _make_grid(model, h, bolus_mm, depth_factor, sigma_grid)
         n = grid.n_xy
         ct_from_grid = ct_voxel_from_applicator @ grid.applicator_from_voxel()
-        rsp_plane, _n_out, n_nan = sample(ct_hu, ct_from_grid, (grid.nz, n, n), tissue.rsp)
+        (rsp_plane, scatter_plane), _n_out, n_nan = sample_grid(
+            ct_hu, ct_from_grid, (grid.nz, n, n), np.stack([tissue.rsp, tissue.scatter]))
         pencils = _pencils(model, grid)
         at_mids, n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
                                                        _mid_points(pencils, grid), path_luts)
@@ -495,7 +498,8 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
                              "beam region; fix or re-import the CT")
         rsp_mid, scatter_mid, ebf_mid = at_mids.reshape(3, grid.nz - 1, pencils.i.size)
         paths = _water_depths(rsp_plane, rsp_mid, scatter_mid, grid, pencils, model,
-                              bolus_mm, bolus_rsp, disc, material)
+                              bolus_mm, bolus_rsp, disc, material,
+                              numba_backend=numba_backend)
         zeff = paths.zeff
         # still in matter with dose above a few % at the grid's end: extend (low density)
         unfinished = (zeff[-1] < model.energy.points.rp_mm) & (
@@ -522,7 +526,7 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     keep = int(np.max(np.nonzero(zeff.min(axis=1) <= model.cut_depth_mm)[0], initial=0)) + 2
     keep = min(keep, grid.nz)
     if np.any(scatter_mid[:keep] > rsp_mid[:keep] + LATERAL_SCATTER_EXCESS):
-        _redistribute_at_edges(dose, ct_hu, ct_from_grid, rsp_plane, pencils, zeff, model,
+        _redistribute_at_edges(dose, rsp_plane, scatter_plane, pencils, zeff, model,
                                h, keep, numba_backend=numba_backend)
     _mask(dose, rsp_plane if mask_air else None, grid, model.applicator, disc)
     medium = None
@@ -539,26 +543,22 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
                          medium[:keep, n // 2, n // 2] > 0, medium[:keep, n // 2, n // 2], 1.0))
 
 
-def _redistribute_at_edges(dose: np.ndarray, ct_hu: np.ndarray, ct_from_grid: np.ndarray,
-                           rsp_plane: np.ndarray, pencils, zeff: np.ndarray,
+def _redistribute_at_edges(dose: np.ndarray, rsp_plane: np.ndarray,
+                           scatter_plane: np.ndarray, pencils, zeff: np.ndarray,
                            model: ElectronModel, h: float, keep: int, *,
                            numba_backend: bool) -> None:
     """Scale ``dose`` in place by the lateral redistribution of :func:`lateral_redistribution`
     over the pencils' columns and a few more (the dose beyond is penumbra tail), on the first
     ``keep`` planes, where some pencil crosses tissue that scatters more than it stops;
-    ``zeff`` (nz, P) is the pencils' water depth (with the detour)."""
-    sample = kernels.sample_rsp if numba_backend else kernels.sample_rsp_numpy
+    ``zeff`` (nz, P) is the pencils' water depth (with the detour); ``rsp_plane`` and
+    ``scatter_plane`` (nz, n, n) the stopping and scattering power at the grid's nodes."""
     n = rsp_plane.shape[1]
     lo = max(int(min(pencils.i.min(), pencils.j.min())) - REDEFINE_MARGIN_CELLS, 0)
     hi = min(int(max(pencils.i.max(), pencils.j.max())) + REDEFINE_MARGIN_CELLS + 1, n)
     box = (slice(0, keep), slice(lo, hi), slice(lo, hi))
-    shift = np.eye(4)
-    shift[:2, 3] = lo
-    scatter_box = sample(ct_hu, ct_from_grid @ shift, (keep, hi - lo, hi - lo),
-                         tissue_lookup().scatter)[0]
     depth = np.full((keep, hi - lo, hi - lo), np.nan)
     depth[:, pencils.j - lo, pencils.i - lo] = zeff[:keep]
-    dose[box] *= lateral_redistribution(rsp_plane[box], scatter_box, model, h,
+    dose[box] *= lateral_redistribution(rsp_plane[box], scatter_plane[box], model, h,
                                         water_depth=depth, numba_backend=numba_backend)
 
 
@@ -612,7 +612,7 @@ class _Paths:
 def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.ndarray,
                   grid: _Grid, pen: _Pencils, model: ElectronModel, bolus_mm: float,
                   bolus_rsp: float, disc: ShieldingDisc | None,
-                  material: ShieldMaterial | None) -> _Paths:
+                  material: ShieldMaterial | None, *, numba_backend: bool = True) -> _Paths:
     """Water-equivalent depth of every pencil at every plane, entry depth, disc data.
 
     ``rsp_mid`` / ``scatter_mid`` (nz - 1, P): relative stopping and scattering power at
@@ -651,7 +651,7 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.nd
         seg = seg - r_seg * metal + material.water_equivalent_per_mm * metal
         seg_s = seg_s - s_seg * metal + material.scatter_per_mm * metal
     factor = detour_factor(seg, seg_s, model)
-    straggling = detour_straggling_mm(seg, seg_s, model)
+    straggling = detour_straggling_mm(seg, seg_s, model, numba_backend=numba_backend)
     seg = seg * factor
     zeff = np.vstack([np.zeros((1, pen.z0.size)), cumsum_planes(seg)])
     detour = None
@@ -742,35 +742,16 @@ def detour_factor(seg_wet: np.ndarray, seg_scatter: np.ndarray, model: ElectronM
     return mean_cosine(a_water) / mean_cosine(np.maximum(a_water + a_extra, 0.0))
 
 
-def _penetration_variance(d_lambda: np.ndarray, ds: np.ndarray) -> np.ndarray:
-    """Variance (nz - 1, P; mm^2) of the depth reached after each segment's path, Lewis
-    1950: ``<u(s).u(t)> = exp(-(L(t) - L(s)))`` with ``L = int k1 ds`` (``d_lambda`` per
-    segment) and ``<cos^2>(s) = (1 + 2 exp(-L2(s))) / 3``, ``L2 = 3 L`` (small-angle
-    ratio of the second to the first transport moment), so ``<z^2> = 2 int dt
-    exp(-L(t)) int_0^t <cos^2> exp(L(s)) ds``, ``<z> = int exp(-L) ds``."""
-    lam = cumsum_planes(d_lambda) - 0.5 * d_lambda        # at the segment middles
-    decay = np.exp(-np.minimum(lam, 50.0))
-    cos2 = (1.0 + 2.0 * np.exp(-3.0 * np.minimum(lam, 50.0))) / 3.0
-    k = np.zeros(ds.shape[1])          # int_0^t <cos^2> exp(-(L(t) - L(s))) ds, t at the end
-    second = np.zeros(ds.shape[1])
-    out = np.empty_like(ds)
-    for m in range(ds.shape[0]):
-        half = np.exp(-0.5 * d_lambda[m])
-        second = second + 2.0 * ds[m] * k * half + cos2[m] * ds[m] * ds[m]
-        k = k * half * half + cos2[m] * ds[m] * half
-        out[m] = second
-    mean = cumsum_planes(decay * ds)
-    return np.maximum(out - mean * mean, 0.0)
-
-
 def detour_straggling_mm(seg_wet: np.ndarray, seg_scatter: np.ndarray,
-                         model: ElectronModel) -> np.ndarray | None:
+                         model: ElectronModel, *,
+                         numba_backend: bool = True) -> np.ndarray | None:
     """Spread (nz, P; mm of water) of the depth the electrons reach beyond water's own, at
     the planes; None in water (no extra spread).
 
     The detour (:func:`detour_factor`) is the mean loss of penetration per path; its
     fluctuation is Lewis's (1950) variance of the depth reached after a fixed path
-    (:func:`_penetration_variance`, with ``k1 ds`` the one-plane angular variance gathered,
+    (:func:`models.dose.kernels.penetration_variance`, with ``k1 ds`` the one-plane angular
+    variance gathered,
     the physical scattering power). Water's share is in the depth dose, so the extra
     spread is ``sqrt(Var_z(tissue) - Var_z(water))`` along the pencil's path (in mm of
     water): electrons made oblique by bone spread their residual ranges, and the depth
@@ -780,8 +761,10 @@ def detour_straggling_mm(seg_wet: np.ndarray, seg_scatter: np.ndarray,
     if steps is None:
         return None
     own, step = steps
-    var_t = _penetration_variance(own + step, seg_wet)
-    var_w = _penetration_variance(own, seg_wet)
+    variance = (kernels.penetration_variance if numba_backend
+                else kernels.penetration_variance_numpy)
+    var_t = variance(own + step, seg_wet)
+    var_w = variance(own, seg_wet)
     var = np.maximum(var_t - var_w, 0.0)
     return np.vstack([np.zeros((1, seg_wet.shape[1])), np.sqrt(var)])
 

@@ -118,6 +118,47 @@ def sample_rsp(ct: np.ndarray, ct_from_grid: np.ndarray, shape: tuple[int, int, 
 
 
 @numba.njit(cache=True, nogil=True)
+def sample_luts(ct: np.ndarray, ct_from_grid: np.ndarray, shape: tuple[int, int, int],
+                luts: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """:func:`sample_rsp` with several lookup tables at once (one trilinear HU per node).
+
+    ``luts`` (L, N): tables indexed from :data:`LUT_HU_MIN` (e.g. stopping and scattering
+    power). Returns values (L, nk, nj, ni) float32 (:data:`OUTSIDE_RSP` outside the CT),
+    the number of nodes outside the CT and of NaN values.
+    """
+    nk, nj, ni = shape
+    n_lut, size = luts.shape
+    out = np.empty((n_lut, nk, nj, ni), dtype=np.float32)
+    counts = np.zeros(3, dtype=np.int64)
+    m = ct_from_grid
+    for k in range(nk):
+        for j in range(nj):
+            bx = m[0, 1] * j + m[0, 2] * k + m[0, 3]
+            by = m[1, 1] * j + m[1, 2] * k + m[1, 3]
+            bz = m[2, 1] * j + m[2, 2] * k + m[2, 3]
+            for i in range(ni):
+                hu, flag = _hu_at(ct, bx + m[0, 0] * i, by + m[1, 0] * i, bz + m[2, 0] * i)
+                counts[flag] += 1
+                if flag != 0:
+                    for t in range(n_lut):
+                        out[t, k, j, i] = OUTSIDE_RSP
+                    continue
+                v = min(max(hu - LUT_HU_MIN, 0.0), size - 1.0)
+                c = min(int(v), size - 2)
+                f = v - c
+                for t in range(n_lut):
+                    out[t, k, j, i] = luts[t, c] * (1 - f) + luts[t, c + 1] * f
+    return out, counts[1], counts[2]
+
+
+def sample_luts_numpy(ct: np.ndarray, ct_from_grid: np.ndarray, shape: tuple[int, int, int],
+                      luts: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Numpy/scipy twin of :func:`sample_luts`."""
+    rows = [sample_rsp_numpy(ct, ct_from_grid, shape, lut) for lut in luts]
+    return np.stack([r[0] for r in rows]), rows[0][1], rows[0][2]
+
+
+@numba.njit(cache=True, nogil=True)
 def sample_rsp_points(ct: np.ndarray, ct_from_grid: np.ndarray, points: np.ndarray,
                       lut: np.ndarray) -> tuple[np.ndarray, int, int]:
     """:func:`sample_rsp` at a list of (N, 3) continuous grid indices (i, j, k).
@@ -997,3 +1038,51 @@ def narrow_tails_numpy(sigma: np.ndarray, g: np.ndarray, zeff: np.ndarray,
     kappa = np.where(ok, np.minimum(excess * slope / np.where(ok, g, 1.0), 0.0), 0.0)
     kappa[0] = 0.0
     return sigma / np.sqrt(1.0 - 2.0 * hold_beyond(kappa, zeff, hold_depth_mm))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def penetration_variance(d_lambda: np.ndarray, ds: np.ndarray) -> np.ndarray:
+    """Variance (nz - 1, P; mm^2) of the depth reached after each segment's path.
+
+    Lewis 1950: ``<u(s).u(t)> = exp(-(L(t) - L(s)))`` with ``L = int k1 ds`` (``d_lambda``
+    per segment, (nz - 1, P)) and ``<cos^2>(s) = (1 + 2 exp(-L2(s))) / 3``, ``L2 = 3 L``
+    (small-angle ratio of the second to the first transport moment), so ``<z^2> = 2 int dt
+    exp(-L(t)) int_0^t <cos^2> exp(L(s)) ds``, ``<z> = int exp(-L) ds``; ``ds`` (nz - 1, P)
+    is each segment's path (mm). Each pencil's column in one pass, with one exponential per
+    segment (the twin holds ``L`` at 50, where ``exp(-L)`` is 2e-22).
+    """
+    n_seg, n_pen = ds.shape
+    out = np.empty((n_seg, n_pen))
+    for p in range(n_pen):
+        before = 1.0       # exp(-L) at the end of the segments so far
+        k = 0.0            # int_0^t <cos^2> exp(-(L(t) - L(s))) ds, t at the segment's end
+        second = 0.0
+        mean = 0.0
+        for m in range(n_seg):
+            half = math.exp(-0.5 * d_lambda[m, p])
+            decay = before * half                  # exp(-L) at the segment's middle
+            before = decay * half
+            cos2 = (1.0 + 2.0 * decay * decay * decay) / 3.0
+            step = ds[m, p]
+            second = second + 2.0 * step * k * half + cos2 * step * step
+            k = k * half * half + cos2 * step * half
+            mean += decay * step
+            out[m, p] = max(second - mean * mean, 0.0)
+    return out
+
+
+def penetration_variance_numpy(d_lambda: np.ndarray, ds: np.ndarray) -> np.ndarray:
+    """Numpy twin of :func:`penetration_variance` (vectorised over pencils)."""
+    lam = cumsum_planes(d_lambda) - 0.5 * d_lambda        # at the segment middles
+    decay = np.exp(-np.minimum(lam, 50.0))
+    cos2 = (1.0 + 2.0 * np.exp(-3.0 * np.minimum(lam, 50.0))) / 3.0
+    k = np.zeros(ds.shape[1])
+    second = np.zeros(ds.shape[1])
+    out = np.empty_like(ds)
+    for m in range(ds.shape[0]):
+        half = np.exp(-0.5 * d_lambda[m])
+        second = second + 2.0 * ds[m] * k * half + cos2[m] * ds[m] * ds[m]
+        k = k * half * half + cos2[m] * ds[m] * half
+        out[m] = second
+    mean = cumsum_planes(decay * ds)
+    return np.maximum(out - mean * mean, 0.0)

@@ -48,6 +48,23 @@ def test_sample_rsp_points_matches_grid_and_twin(ct, ct_from_grid, rng):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_sample_luts_matches_one_table_at_a_time_and_its_twin(ct, ct_from_grid):
+    from models.dose.materials import tissue_lookup
+
+    tissue = tissue_lookup()
+    luts = np.stack([tissue.rsp, tissue.scatter])
+    ct = ct.copy()
+    ct[5:8, 5:8, 5:8] = np.nan
+    both, n_out, n_nan = kernels.sample_luts(ct, ct_from_grid, (16, 18, 20), luts)
+    twin, n_out_twin, n_nan_twin = kernels.sample_luts_numpy(ct, ct_from_grid, (16, 18, 20),
+                                                             luts)
+    assert n_out == n_out_twin > 0 and n_nan == n_nan_twin > 0
+    np.testing.assert_allclose(both, twin, rtol=1e-5, atol=1e-5)
+    for table, values in zip(luts, both, strict=True):
+        np.testing.assert_allclose(values, kernels.sample_rsp(ct, ct_from_grid, (16, 18, 20),
+                                                              table)[0], rtol=1e-6, atol=1e-6)
+
+
 def test_sample_rsp_counts_nan(ct, ct_from_grid):
     ct = ct.copy()
     ct[5:10, 5:10, 5:10] = np.nan
@@ -212,3 +229,14 @@ def test_tail_narrowing_only_beyond_water_and_where_the_dose_falls():
         ratio = out / sigma
         beyond = zeff > 45.0
         assert np.allclose(ratio[beyond], ratio[beyond][0])
+
+
+def test_penetration_variance_matches_its_twin_and_vanishes_without_scattering(rng):
+    d_lambda = rng.uniform(0.0, 0.3, size=(40, 25))
+    ds = rng.uniform(0.5, 2.0, size=(40, 25))
+    fast = kernels.penetration_variance(d_lambda, ds)
+    np.testing.assert_allclose(fast, kernels.penetration_variance_numpy(d_lambda, ds),
+                               rtol=1e-9, atol=1e-9)
+    assert np.all(np.diff(fast, axis=0) >= -1e-9) and fast[-1].min() > 0.0
+    # straight paths (no scattering): every electron reaches the depth of its path
+    assert np.abs(kernels.penetration_variance(np.zeros_like(ds), ds)).max() < 1e-9
