@@ -70,6 +70,9 @@ class DoseScheduler:
     _computed_params: object = None
     busy: bool = False
     _pending: tuple[np.ndarray, object] | None = field(default=None, repr=False)
+    #: The pose waiting was offered again within the still thresholds of itself: the
+    #: applicator rests there, and it starts as soon as the worker is free, unpaced.
+    _pending_still: bool = field(default=False, repr=False)
     _started_s: float = field(default=-np.inf, repr=False)
     #: The running computation was started for a pose that moved past the thresholds
     #: from the last computed one (a preview will do): not the first pose, not one holding
@@ -99,14 +102,17 @@ class DoseScheduler:
         """
         if not self.needs(patient_from_applicator, params):
             self._pending = None
+            self._pending_still = False
             return False
         now_s = time.monotonic() if now_s is None else now_s
-        still = not _waited and self._holds_still(patient_from_applicator, params)
+        still = self._pending_still if _waited else \
+            self._holds_still(patient_from_applicator, params)
         # only motion is paced: a beam change (the oncologist's choice) starts when free
         same_beam = params == self._computed_params
         paced = same_beam and now_s - self._started_s < self.min_interval_s and not still
         if self.busy or paced:
             self._pending = (np.array(patient_from_applicator, dtype=np.float64), params)
+            self._pending_still = still
             return False
         self.busy = True
         near = not self.needs_move(patient_from_applicator)
@@ -117,6 +123,7 @@ class DoseScheduler:
         self._computed_pose = np.array(patient_from_applicator, dtype=np.float64)
         self._computed_params = params
         self._pending = None
+        self._pending_still = False
         return True
 
     def needs_move(self, patient_from_applicator: np.ndarray) -> bool:
@@ -146,9 +153,8 @@ class DoseScheduler:
             pending = (self._computed_pose, self._computed_params)
         if self.busy or pending is None:
             return None
-        if now_s - self._started_s < self.min_interval_s:
+        if now_s - self._started_s < self.min_interval_s and not self._pending_still:
             return None
-        self._pending = None
         return pending if self.offer(*pending, now_s=now_s, _waited=True) else None
 
     @property
@@ -159,7 +165,7 @@ class DoseScheduler:
     def finished(self) -> tuple[np.ndarray, object] | None:
         """Mark the running computation done; returns the pose to compute next, if any."""
         self.busy = False
-        pending, self._pending = self._pending, None
+        pending = self._pending
         if pending is not None and self.offer(*pending, _waited=True):
             return pending
         return None

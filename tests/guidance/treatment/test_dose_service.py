@@ -93,6 +93,38 @@ def test_dose_scheduler_paces_a_moving_pose_and_starts_a_resting_one_at_once() -
     assert free.offer(at(5.0), params, now_s=0.001)
 
 
+def test_a_pose_resting_while_the_preview_computes_starts_when_the_preview_ends() -> None:
+    """The applicator stops while the preview of its last moving pose computes: the full
+    model for where it rests starts the moment the worker is free, not a pacing interval
+    after the preview started (that wait was up to 0.25 s of latency at every stop)."""
+    sched = DoseScheduler(min_interval_s=0.25)
+    params = (12.0, 120.0)
+
+    def at(x_mm: float) -> np.ndarray:
+        pose = np.eye(4)
+        pose[0, 3] = x_mm
+        return pose
+
+    assert sched.offer(at(0.0), params, now_s=10.0)
+    sched.finished()
+    assert sched.offer(at(6.0), params, now_s=10.5) and sched.started_moving   # the preview
+    assert not sched.offer(at(8.0), params, now_s=10.52)     # it stops at 8 mm: waits
+    assert sched.due(10.54) is None                          # (moving, paced: not yet)
+    assert not sched.offer(at(8.05), params, now_s=10.55)    # the same pose again: rests
+    nxt = sched.finished()                                   # the preview ends at 10.56
+    assert nxt is not None and nxt[0][0, 3] == 8.05 and sched.busy
+    assert not sched.started_moving                          # the full model
+    # a pose still moving when the worker frees up keeps its pace
+    moving = DoseScheduler(min_interval_s=0.25)
+    t0 = time.monotonic() - 1.0       # finished() reads the clock itself
+    assert moving.offer(at(0.0), params, now_s=t0)
+    moving.finished()
+    assert moving.offer(at(6.0), params, now_s=t0 + 0.99) and moving.started_moving
+    assert not moving.offer(at(8.0), params, now_s=t0 + 0.995)
+    assert moving.finished() is None and moving.has_pending
+    assert moving.due(t0 + 1.1) is None and moving.due(t0 + 1.25) is not None
+
+
 @pytest.fixture(scope="module")
 def water_case() -> Case:
     return Case(ct=water_phantom(half_width_mm=60.0, depth_mm=80.0, spacing_mm=2.0),
