@@ -100,21 +100,9 @@ def sample_rsp(ct: np.ndarray, ct_from_grid: np.ndarray, shape: tuple[int, int, 
     n_nan : int
         Number of nodes where the interpolated CT value is NaN.
     """
-    nk, nj, ni = shape
-    out = np.empty((nk, nj, ni), dtype=np.float32)
-    counts = np.zeros(3, dtype=np.int64)
-    for k in range(nk):
-        for j in range(nj):
-            bx = ct_from_grid[0, 1] * j + ct_from_grid[0, 2] * k + ct_from_grid[0, 3]
-            by = ct_from_grid[1, 1] * j + ct_from_grid[1, 2] * k + ct_from_grid[1, 3]
-            bz = ct_from_grid[2, 1] * j + ct_from_grid[2, 2] * k + ct_from_grid[2, 3]
-            for i in range(ni):
-                value, flag = _rsp_at(ct, bx + ct_from_grid[0, 0] * i,
-                                      by + ct_from_grid[1, 0] * i,
-                                      bz + ct_from_grid[2, 0] * i, lut)
-                out[k, j, i] = value
-                counts[flag] += 1
-    return out, counts[1], counts[2]
+    values, n_outside, n_nan = sample_luts(ct, ct_from_grid, shape,
+                                           np.ascontiguousarray(lut).reshape(1, lut.size))
+    return values[0], n_outside, n_nan
 
 
 @numba.njit(cache=True, nogil=True)

@@ -48,14 +48,16 @@ def test_dose_scheduler_latest_wins() -> None:
     assert sched.offer(small, (12.0, 60.0))
 
 
+def at(x_mm: float) -> np.ndarray:
+    """The applicator's pose ``x_mm`` along x from the origin."""
+    pose = np.eye(4)
+    pose[0, 3] = x_mm
+    return pose
+
+
 def test_dose_scheduler_paces_a_moving_pose_and_starts_a_resting_one_at_once() -> None:
     sched = DoseScheduler(min_interval_s=0.25)
     params = (9.0, 60.0)
-
-    def at(x_mm: float) -> np.ndarray:
-        pose = np.eye(4)
-        pose[0, 3] = x_mm
-        return pose
 
     assert sched.offer(at(0.0), params, now_s=10.0)
     assert not sched.started_moving                          # the first pose: full model
@@ -99,11 +101,6 @@ def test_a_pose_resting_while_the_preview_computes_starts_when_the_preview_ends(
     after the preview started (that wait was up to 0.25 s of latency at every stop)."""
     sched = DoseScheduler(min_interval_s=0.25)
     params = (12.0, 120.0)
-
-    def at(x_mm: float) -> np.ndarray:
-        pose = np.eye(4)
-        pose[0, 3] = x_mm
-        return pose
 
     assert sched.offer(at(0.0), params, now_s=10.0)
     sched.finished()
