@@ -474,11 +474,13 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
     """
     h = float(grid_mm)
     numba_backend = backend == "numba"
-    sample, sample_grid, sample_points = (
-        (kernels.sample_rsp, kernels.sample_luts, kernels.sample_luts_points) if numba_backend
-        else (kernels.sample_rsp_numpy, kernels.sample_luts_numpy,
-              kernels.sample_luts_points_numpy))
+    sample_grid, sample_points = (
+        (kernels.sample_luts, kernels.sample_luts_points) if numba_backend
+        else (kernels.sample_luts_numpy, kernels.sample_luts_points_numpy))
     tissue = tissue_lookup()
+    # stopping and scattering power at the nodes (and the dose-to-medium factor)
+    grid_luts = np.stack([tissue.rsp, tissue.scatter]
+                         + ([tissue.stopping_ratio] if dose_to == "medium" else []))
     path_luts = _path_luts()
     material = shield_material(disc.material) if disc is not None else None
     depth_factor = BASE_DEPTH_FACTOR
@@ -488,8 +490,8 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         grid = _make_grid(model, h, bolus_mm, depth_factor, sigma_grid)
         n = grid.n_xy
         ct_from_grid = ct_voxel_from_applicator @ grid.applicator_from_voxel()
-        (rsp_plane, scatter_plane), _n_out, n_nan = sample_grid(
-            ct_hu, ct_from_grid, (grid.nz, n, n), np.stack([tissue.rsp, tissue.scatter]))
+        planes, _n_out, n_nan = sample_grid(ct_hu, ct_from_grid, (grid.nz, n, n), grid_luts)
+        rsp_plane, scatter_plane = planes[0], planes[1]
         pencils = _pencils(model, grid)
         at_mids, n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
                                                        _mid_points(pencils, grid), path_luts)
@@ -529,18 +531,25 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         _redistribute_at_edges(dose, rsp_plane, scatter_plane, pencils, zeff, model,
                                h, keep, numba_backend=numba_backend)
     _mask(dose, rsp_plane if mask_air else None, grid, model.applicator, disc)
-    medium = None
-    if dose_to == "medium":
-        medium = sample(ct_hu, ct_from_grid, (grid.nz, n, n), tissue.stopping_ratio)[0]
+    medium = planes[2] if dose_to == "medium" else None
+    if medium is not None:
         dose *= medium
-    grid = _Grid(h=grid.h, x0=grid.x0, n_xy=grid.n_xy, z0=grid.z0, nz=keep)
+    return _kept(dose, grid, keep, rsp_plane, boost, pencils, zeff, medium,
+                 outside_ct_percent=100.0 * n_out_mid / max(rsp_mid.size, 1))
+
+
+def _kept(dose: np.ndarray, grid: _Grid, keep: int, rsp_plane: np.ndarray, boost: np.ndarray,
+          pencils, zeff: np.ndarray, medium: np.ndarray | None, *,
+          outside_ct_percent: float) -> _Relative:
+    """The :class:`_Relative` of :func:`relative_dose` on its first ``keep`` planes."""
+    n = grid.n_xy
     central = int(np.argmin(np.hypot(pencils.x, pencils.y)))
-    return _Relative(dose=dose[:keep], grid=grid, rsp=rsp_plane[:keep],
+    axis = None if medium is None else medium[:keep, n // 2, n // 2]
+    return _Relative(dose=dose[:keep], grid=replace(grid, nz=keep), rsp=rsp_plane[:keep],
                      cax_backscatter=boost[:keep, central],
                      max_water_depth_mm=float(zeff[-1].max()),
-                     outside_ct_percent=100.0 * n_out_mid / max(rsp_mid.size, 1),
-                     cax_medium=None if medium is None else np.where(
-                         medium[:keep, n // 2, n // 2] > 0, medium[:keep, n // 2, n // 2], 1.0))
+                     outside_ct_percent=outside_ct_percent,
+                     cax_medium=None if axis is None else np.where(axis > 0, axis, 1.0))
 
 
 def _redistribute_at_edges(dose: np.ndarray, rsp_plane: np.ndarray,
