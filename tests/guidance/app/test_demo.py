@@ -23,9 +23,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
     (a native library's exit included) fails these tests with its last words, instead of
     ending the test session silently."""
     out = tmp_path_factory.mktemp("demo")
-    done = subprocess.run([sys.executable, "-m", "guidance", "demo", "--headless",
-                           "--frames", "14", "--spacing", "3x3x4", "--out", str(out),
-                           "--quiet"], capture_output=True, text=True, timeout=900)
+    command = [sys.executable, "-m", "guidance", "demo", "--headless", "--frames", "14",
+               "--spacing", "3x3x4", "--out", str(out), "--quiet"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"iort demo still running after {exc.timeout:g} s:\n{str(exc.stderr)[-6000:]}")
     if done.returncode != 0:
         pytest.fail(f"iort demo exited {done.returncode}:\n{done.stdout[-3000:]}\n"
                     f"{done.stderr[-6000:]}")
