@@ -760,9 +760,8 @@ def detour_straggling_mm(seg_wet: np.ndarray, seg_scatter: np.ndarray,
     The detour (:func:`detour_factor`) is the mean loss of penetration per path; its
     fluctuation is Lewis's (1950) variance of the depth reached after a fixed path
     (:func:`models.dose.kernels.penetration_variance`, with ``k1 ds`` the one-plane angular
-    variance gathered,
-    the physical scattering power). Water's share is in the depth dose, so the extra
-    spread is ``sqrt(Var_z(tissue) - Var_z(water))`` along the pencil's path (in mm of
+    variance gathered, the physical scattering power). Water's share is in the depth dose,
+    so the extra spread is ``sqrt(Var_z(tissue) - Var_z(water))`` along the pencil's path (in mm of
     water): electrons made oblique by bone spread their residual ranges, and the depth
     dose behind it falls less steeply. None wherever scatter = stopping everywhere.
     """
