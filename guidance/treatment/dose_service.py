@@ -20,6 +20,7 @@ import numpy as np
 
 from guidance.loop.guidance_loop import FrameResult
 from guidance.tracking.pose_filter import TrackingState
+from models.base.cancel import Cancelled, cancel_when
 from models.base.errors import InputError
 from models.base.transforms import transform_difference
 from models.base.validation import as_positive
@@ -48,8 +49,9 @@ class DoseScheduler:
 
     Latest wins: a computation starts as soon as the worker is free and the pose (or the
     beam parameters) changed by more than the thresholds since the last computed one. When
-    the applicator stops, at most one stale computation is still running, so the dose for
-    the final pose is visible after at most two computation times.
+    the applicator stops, at most one stale computation is still running: a preview (a
+    stale full model is stopped, :attr:`cancel_requested`), so the full dose for the final
+    pose is visible after at most one preview and one full computation.
 
     ``min_interval_s`` paces a moving applicator: while the pose keeps changing,
     computations start at least that far apart (the live monitor: a few doses a second
@@ -84,6 +86,10 @@ class DoseScheduler:
     #: The last computed dose was the preview model's: a pose within the thresholds of it
     #: (the applicator rests) starts the full model.
     computed_preview: bool = False
+    #: The running computation is the full model and a pose past the thresholds (or a new
+    #: beam) was offered meanwhile: its result would only delay the new pose's, so the
+    #: worker stops it at its next stage (:func:`models.base.cancel.checkpoint`).
+    cancel_requested: bool = False
     #: With no pose offered this long (s) after a preview, the full model follows anyway.
     REFINE_AFTER_S: ClassVar[float] = 0.1
 
@@ -113,8 +119,11 @@ class DoseScheduler:
         if self.busy or paced:
             self._pending = (np.array(patient_from_applicator, dtype=np.float64), params)
             self._pending_still = still
+            # a full dose for a pose the applicator has left: stop it (a preview is quick)
+            self.cancel_requested |= self.busy and not self.started_moving
             return False
         self.busy = True
+        self.cancel_requested = False
         near = not self.needs_move(patient_from_applicator)
         self.started_moving = (same_beam and not still and not near
                                and self._computed_pose is not None)
@@ -163,8 +172,10 @@ class DoseScheduler:
         return self._pending is not None
 
     def finished(self) -> tuple[np.ndarray, object] | None:
-        """Mark the running computation done; returns the pose to compute next, if any."""
+        """Mark the running computation done (or cancelled); returns the pose to compute
+        next, if any."""
         self.busy = False
+        self.cancel_requested = False
         pending = self._pending
         if pending is not None and self.offer(*pending, _waited=True):
             return pending
@@ -315,6 +326,11 @@ class DoseService:
     isodose_fn : callable(dose, level_gy) -> mesh, optional
         Builds the prescription isodose surface shown with each update (the views pass
         :func:`guidance.render.scene.isodose_surface`); None: no surface.
+
+    A ``dose_fn`` that calls :func:`models.base.cancel.checkpoint` between its stages (the
+    electron engine does) is stopped there when the scheduler asks to
+    (:attr:`DoseScheduler.cancel_requested`): the applicator left the pose of a full
+    computation; nothing is published for it and :attr:`cancelled` counts it.
     """
 
     def __init__(self, case: Case, dose_fn: DoseFunction, *,
@@ -345,6 +361,8 @@ class DoseService:
         self.scheduler = scheduler or DoseScheduler()
         self.dvh_oversample = dvh_oversample
         self.failures = 0
+        #: Full computations stopped because the applicator moved on (not failures).
+        self.cancelled = 0
         self.last_error = ""
         self._lock = threading.Lock()
         self._latest: DoseUpdate | None = None
@@ -446,6 +464,9 @@ class DoseService:
                     full = self._add_metrics(update)
                     if full is not update:
                         self._publish(full)
+            except Cancelled as exc:  # the applicator moved on: the newer pose follows
+                self.cancelled += 1
+                log.debug("dose computation for a pose left behind: %s", exc)
             except Exception as exc:  # the monitor keeps running without a new dose
                 self.failures += 1
                 self.last_error = str(exc)
@@ -460,8 +481,9 @@ class DoseService:
         start = time.perf_counter()
         with self._lock:
             version, case = self._anatomy[0], self._anatomy[1]
-        out = self.dose_fn(case, pose, beam, model=model) if self.preview_while_moving \
-            else self.dose_fn(case, pose, beam)
+        with cancel_when(lambda: self.scheduler.cancel_requested):
+            out = self.dose_fn(case, pose, beam, model=model) if self.preview_while_moving \
+                else self.dose_fn(case, pose, beam)
         dose = out if isinstance(out, Volume) else out.dose
         mu = None if isinstance(out, Volume) else getattr(out, "mu", None)
         bad = int(np.count_nonzero(~np.isfinite(dose.array)))

@@ -57,6 +57,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.ndimage import gaussian_filter, uniform_filter
 
+from models.base.cancel import checkpoint
 from models.base.errors import InputError
 from models.base.validation import as_positive, as_transform
 from models.beams.applicator import Applicator
@@ -444,6 +445,7 @@ def _mid_points(pencils, grid) -> np.ndarray:
 def _spread(amp: np.ndarray, sigma: np.ndarray, pencils, h: float, n: int,
             halo_fraction: float, *, fast: bool, numba_backend: bool) -> np.ndarray:
     """The pencils spread laterally on the grid, plus the wall-scatter halo."""
+    checkpoint("the pencil spreading")
     if fast:
         binned = (kernels.spread_pencils_binned if numba_backend
                   else kernels.spread_pencils_binned_numpy)
@@ -561,6 +563,7 @@ def _redistribute_at_edges(dose: np.ndarray, rsp_plane: np.ndarray,
     ``keep`` planes, where some pencil crosses tissue that scatters more than it stops;
     ``zeff`` (nz, P) is the pencils' water depth (with the detour); ``rsp_plane`` and
     ``scatter_plane`` (nz, n, n) the stopping and scattering power at the grid's nodes."""
+    checkpoint("the lateral redistribution")
     n = rsp_plane.shape[1]
     lo = max(int(min(pencils.i.min(), pencils.j.min())) - REDEFINE_MARGIN_CELLS, 0)
     hi = min(int(max(pencils.i.max(), pencils.j.max())) + REDEFINE_MARGIN_CELLS + 1, n)
@@ -633,6 +636,7 @@ def _water_depths(rsp_plane: np.ndarray, rsp_mid: np.ndarray, scatter_mid: np.nd
     factor is not applied to the dose per depth: measured against the Monte Carlo slabs
     that made R90 and the bone-edge shadow worse; ``detour`` is kept on the paths.)
     """
+    checkpoint("the water depths")
     h = grid.h
     z = grid.z
     lo = z[:-1, None]
@@ -848,6 +852,7 @@ def lateral_redistribution(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
                                 cumsum_planes(r_seg * h)])
         depth = plain if water_depth is None else np.where(np.isnan(water_depth), plain,
                                                            water_depth)
+        checkpoint("the range-out of the redistributed excess")
         out = _range_out_excess(out, depth, s_seg, model, h)
     return out
 
@@ -972,6 +977,7 @@ def _amplitudes(model: ElectronModel, grid: _Grid, pen: _Pencils, paths: _Paths,
     ``mcs`` is the multiple-scattering sigma (:func:`fermi_eyges_along_path`), narrowed by
     :func:`tails_ranging_out`. All three results have shape (nz, P).
     """
+    checkpoint("the pencil amplitudes")
     zeff, s_entry = paths.zeff, paths.entry
     zeff_disc, in_disc = paths.zeff_disc, paths.in_disc
     z = grid.z[:, None]

@@ -122,6 +122,66 @@ def test_a_pose_resting_while_the_preview_computes_starts_when_the_preview_ends(
     assert moving.due(t0 + 1.1) is None and moving.due(t0 + 1.25) is not None
 
 
+def test_a_full_dose_for_a_pose_left_behind_is_cancelled_a_preview_is_not() -> None:
+    """The full model of the first pose (~0.3 s for a large beveled beam) was still running
+    when the applicator came to rest after a short move, doubling the wait for its dose."""
+    sched = DoseScheduler(min_interval_s=0.25)
+    params = (12.0, 120.0)
+    t0 = time.monotonic()             # finished() reads the clock itself
+    assert sched.offer(at(0.0), params, now_s=t0) and not sched.started_moving  # full
+    assert not sched.offer(at(0.5), params, now_s=t0 + 0.03)     # within 1 mm: kept
+    assert not sched.cancel_requested
+    assert not sched.offer(at(2.0), params, now_s=t0 + 0.06) and sched.cancel_requested
+    nxt = sched.finished()   # the worker stops it; the moved pose follows, paced
+    assert not sched.cancel_requested and not sched.busy
+    assert nxt is None and sched.due(t0 + 0.26) is not None and sched.started_moving
+    assert not sched.offer(at(4.0), params, now_s=t0 + 0.3)     # moving on during a preview
+    assert not sched.cancel_requested
+    sched.finished()
+    # a new beam while the full model computes: the old beam's dose is not wanted either
+    assert sched.offer(at(4.0), params, now_s=t0 + 1.0) and not sched.started_moving
+    assert not sched.offer(at(4.0), (12.0, 100.0), now_s=t0 + 1.01) and sched.cancel_requested
+
+
+def test_the_service_stops_a_cancelled_computation_and_publishes_the_new_pose() -> None:
+    """A dose function calling :func:`models.base.cancel.checkpoint` between its stages is
+    stopped there: nothing is published for the old pose, it is not a failure, and the new
+    pose's dose follows at once instead of after the old one's 3 s."""
+    from models.base.cancel import checkpoint
+
+    case = Case(ct=water_phantom(half_width_mm=20.0, depth_mm=20.0, spacing_mm=4.0),
+                structures={}, patient_id="water")
+    started = []
+
+    def slow_for_the_first(case, pose, beam, *, model="full"):
+        started.append((float(pose[0, 3]), model))
+        for _ in range(300 if len(started) == 1 else 1):
+            checkpoint("the next stage")
+            time.sleep(0.01)
+        return case.ct
+
+    slow_for_the_first.supports_preview = True
+    seen = []
+    service = DoseService(case, slow_for_the_first, preview_while_moving=True,
+                          scheduler=DoseScheduler(min_interval_s=0.0))
+    service.listeners.append(lambda: seen.append(service.latest()[1]))
+    try:
+        t0 = time.monotonic()
+        service.request(at(0.0), BeamChoice())
+        while not started:
+            time.sleep(0.005)
+        service.request(at(5.0), BeamChoice())
+        update = _wait_for(service, lambda u: u.patient_from_applicator[0, 3] == 5.0,
+                           timeout_s=10.0)
+        waited_s = time.monotonic() - t0
+    finally:
+        service.close()
+    assert started[0] == (0.0, "full") and started[1] == (5.0, "preview")
+    assert service.cancelled == 1 and service.failures == 0
+    assert waited_s < 1.5 and update.model == "preview"
+    assert all(u.patient_from_applicator[0, 3] != 0.0 for u in seen)
+
+
 @pytest.fixture(scope="module")
 def water_case() -> Case:
     return Case(ct=water_phantom(half_width_mm=60.0, depth_mm=80.0, spacing_mm=2.0),
