@@ -106,6 +106,13 @@ class DoseScheduler:
         ``params`` is anything comparable with ``==`` (the beam choice): a change forces
         a recomputation. ``now_s``: the monotonic clock (s), for the pacing.
         """
+        if self.busy and self.started_moving and params == self._computed_params and \
+                self._holds_still(patient_from_applicator, params):
+            # the pose a preview computes, seen again: the applicator rests there, and
+            # the full model follows the preview at once (if it was one)
+            self._pending = (np.array(patient_from_applicator, dtype=np.float64), params)
+            self._pending_still = True
+            return False
         if not self.needs(patient_from_applicator, params):
             self._pending = None
             self._pending_still = False
@@ -143,12 +150,18 @@ class DoseScheduler:
         return move > self.min_move_mm or turn > self.min_turn_deg
 
     def _holds_still(self, patient_from_applicator: np.ndarray, params: object) -> bool:
-        """True when this pose is the one waiting, within :attr:`still_mm` and
-        :attr:`still_deg` (a slow drag moves more than that from frame to frame)."""
-        if self._pending is None or params != self._pending[1]:
-            return False
-        move, turn = transform_difference(patient_from_applicator, self._pending[0])
-        return move <= self.still_mm and turn <= self.still_deg
+        """True when this pose is the one waiting, or the one a preview was started for,
+        within :attr:`still_mm` and :attr:`still_deg` (a slow drag moves more than that
+        from frame to frame): seen twice, the applicator rests there."""
+        for seen, seen_params, counts in (
+                (*(self._pending or (None, None)), True),
+                (self._computed_pose, self._computed_params, self.started_moving)):
+            if seen is None or not counts or params != seen_params:
+                continue
+            move, turn = transform_difference(patient_from_applicator, seen)
+            if move <= self.still_mm and turn <= self.still_deg:
+                return True
+        return False
 
     def due(self, now_s: float | None = None) -> tuple[np.ndarray, object] | None:
         """The waiting pose, started now when the worker is free and its pacing interval

@@ -122,6 +122,43 @@ def test_a_pose_resting_while_the_preview_computes_starts_when_the_preview_ends(
     assert moving.due(t0 + 1.1) is None and moving.due(t0 + 1.25) is not None
 
 
+def test_the_pose_a_preview_was_started_for_seen_again_rests_there() -> None:
+    """The monitor offers a pose per drawn AR frame, ~80 ms apart while it renders: waiting
+    for the same pose twice after the preview cost up to a frame and a pacing interval
+    before the full model started. The preview's own pose is the first sighting."""
+    params = (12.0, 120.0)
+    for during_preview in (True, False):
+        sched = DoseScheduler(min_interval_s=0.25)
+        t0 = time.monotonic()             # finished() reads the clock itself
+        assert sched.offer(at(0.0), params, now_s=t0 - 1.0)
+        sched.finished()
+        assert sched.offer(at(6.0), params, now_s=t0) and sched.started_moving  # preview
+        if during_preview:                # the applicator is still there: full next
+            assert not sched.offer(at(6.1), params, now_s=t0 + 0.03)
+            sched.computed_preview = True     # (the service marks the preview done)
+            nxt = sched.finished()
+        else:
+            sched.computed_preview = True
+            assert sched.finished() is None
+            nxt = (at(6.1), params) if sched.offer(at(6.1), params, now_s=t0 + 0.05) \
+                else None
+        assert nxt is not None and nxt[0][0, 3] == 6.1 and not sched.started_moving
+        sched.finished()
+    # a pose that moved on from the preview's is still paced, and a full model's pose
+    # offered again is not a reason to start anything
+    sched = DoseScheduler(min_interval_s=0.25)
+    assert sched.offer(at(0.0), params, now_s=t0 - 1.0)
+    sched.finished()
+    assert sched.offer(at(6.0), params, now_s=t0) and sched.started_moving
+    sched.computed_preview = True
+    sched.finished()
+    assert not sched.offer(at(8.0), params, now_s=t0 + 0.05)
+    full = DoseScheduler(min_interval_s=0.25)
+    assert full.offer(at(0.0), params, now_s=t0) and not full.offer(at(0.1), params,
+                                                                      now_s=t0 + 0.05)
+    assert not full.has_pending
+
+
 def test_a_full_dose_for_a_pose_left_behind_is_cancelled_a_preview_is_not() -> None:
     """The full model of the first pose (~0.3 s for a large beveled beam) was still running
     when the applicator came to rest after a short move, doubling the wait for its dose."""
