@@ -51,12 +51,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 from scipy.ndimage import gaussian_filter, uniform_filter
 
+from models.base.beside import run_beside
 from models.base.cancel import checkpoint
 from models.base.errors import InputError
 from models.base.validation import as_positive, as_transform
@@ -520,6 +522,11 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         if sigma_path <= 1.2 * sigma_grid or sigma_grid > sigma_water:
             break
         sigma_grid = sigma_path
+    keep = int(np.max(np.nonzero(zeff.min(axis=1) <= model.cut_depth_mm)[0], initial=0)) + 2
+    keep = min(keep, grid.nz)
+    redistribute = _redistribute_at_edges(rsp_plane, scatter_plane, scatter_mid, rsp_mid,
+                                          pencils, zeff, model, h, keep,
+                                          numba_backend=numba_backend)
     amp, sigma, boost = _amplitudes(model, grid, pencils, paths, material, mcs, disc,
                                     numba_backend=numba_backend)
     tissue_boost = tissue_backscatter(paths.zeff, ebf_mid, model)
@@ -527,11 +534,7 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         amp, boost = amp * tissue_boost, boost * tissue_boost
     dose = _spread(amp, sigma, pencils, h, n, model.halo_fraction, fast=fast,
                    numba_backend=numba_backend)
-    keep = int(np.max(np.nonzero(zeff.min(axis=1) <= model.cut_depth_mm)[0], initial=0)) + 2
-    keep = min(keep, grid.nz)
-    if np.any(scatter_mid[:keep] > rsp_mid[:keep] + LATERAL_SCATTER_EXCESS):
-        _redistribute_at_edges(dose, rsp_plane, scatter_plane, pencils, zeff, model,
-                               h, keep, numba_backend=numba_backend)
+    redistribute(dose)
     _mask(dose, rsp_plane if mask_air else None, grid, model.applicator, disc)
     medium = planes[2] if dose_to == "medium" else None
     if medium is not None:
@@ -554,15 +557,20 @@ def _kept(dose: np.ndarray, grid: _Grid, keep: int, rsp_plane: np.ndarray, boost
                      cax_medium=None if axis is None else np.where(axis > 0, axis, 1.0))
 
 
-def _redistribute_at_edges(dose: np.ndarray, rsp_plane: np.ndarray,
-                           scatter_plane: np.ndarray, pencils, zeff: np.ndarray,
-                           model: ElectronModel, h: float, keep: int, *,
-                           numba_backend: bool) -> None:
-    """Scale ``dose`` in place by the lateral redistribution of :func:`lateral_redistribution`
-    over the pencils' columns and a few more (the dose beyond is penumbra tail), on the first
-    ``keep`` planes, where some pencil crosses tissue that scatters more than it stops;
-    ``zeff`` (nz, P) is the pencils' water depth (with the detour); ``rsp_plane`` and
-    ``scatter_plane`` (nz, n, n) the stopping and scattering power at the grid's nodes."""
+def _redistribute_at_edges(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
+                           scatter_mid: np.ndarray, rsp_mid: np.ndarray, pencils,
+                           zeff: np.ndarray, model: ElectronModel, h: float, keep: int, *,
+                           numba_backend: bool) -> Callable[[np.ndarray], None]:
+    """Starts the :func:`lateral_redistribution` of the pencils' window over the first
+    ``keep`` planes, where some pencil crosses tissue that scatters more than it stops
+    (``scatter_mid`` beyond ``rsp_mid``, (nz - 1, P)), on the helper thread
+    (:func:`models.base.beside.run_beside`: it needs the CT, not the spread pencils);
+    returns the function that multiplies the spread dose (nz, n, n) by it, in place (it
+    waits for the helper; without such tissue it does nothing). ``zeff`` (nz, P) is the
+    pencils' water depth (with the detour); ``rsp_plane`` and ``scatter_plane``
+    (nz, n, n) the stopping and scattering power at the grid's nodes."""
+    if not np.any(scatter_mid[:keep] > rsp_mid[:keep] + LATERAL_SCATTER_EXCESS):
+        return lambda dose: None
     checkpoint("the lateral redistribution")
     n = rsp_plane.shape[1]
     lo = max(int(min(pencils.i.min(), pencils.j.min())) - REDEFINE_MARGIN_CELLS, 0)
@@ -570,8 +578,13 @@ def _redistribute_at_edges(dose: np.ndarray, rsp_plane: np.ndarray,
     box = (slice(0, keep), slice(lo, hi), slice(lo, hi))
     depth = np.full((keep, hi - lo, hi - lo), np.nan)
     depth[:, pencils.j - lo, pencils.i - lo] = zeff[:keep]
-    dose[box] *= lateral_redistribution(rsp_plane[box], scatter_plane[box], model, h,
-                                        water_depth=depth, numba_backend=numba_backend)
+    factor = run_beside(lateral_redistribution, rsp_plane[box], scatter_plane[box], model, h,
+                        water_depth=depth, numba_backend=numba_backend)
+
+    def multiply(dose: np.ndarray) -> None:
+        dose[box] *= factor.result()
+
+    return multiply
 
 
 @dataclass(frozen=True, eq=False)
