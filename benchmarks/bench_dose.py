@@ -1,12 +1,18 @@
-"""Dose engine speed on the built-in phantom (one core: the numba kernels are serial).
+"""Dose engine speed on the built-in phantom.
+
+Times are wall times with the engine's one helper thread (models.base.beside: the lateral
+redistribution, a third of the CT sampling and a share of the spreading run on it; the
+numba kernels themselves are serial); the ``*_cpu_ms`` keys are the CPU time of both
+threads together, about what the same call takes on one core.
 
 Keys
 ----
 dose.electron_ms               full 3D heterogeneous electron dose, 100 mm applicator,
                                12 MeV, 2 mm grid, on the phantom at the planned pose
                                (warm, best of repeats, the pose nudged each call), ms
-dose.electron_cpu_ms           CPU time of the same call (process time, best of repeats): the
-                               number to read on a loaded shared machine, ms
+dose.electron_cpu_ms           CPU time of the same call (process time, both threads, best of
+                               repeats): about one core's time; the number to read on a loaded
+                               shared machine, ms
 dose.electron_numpy_ms         the same with the plain-numpy twins of the kernels, ms
 dose.electron_ratio_vs_numpy   numpy time / numba time in the same run
 dose.electron_exact_ms         numba, pencils spread one by one (reference kernel), ms

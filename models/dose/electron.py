@@ -58,7 +58,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.ndimage import gaussian_filter, uniform_filter
 
-from models.base.beside import run_beside
+from models.base.beside import run_beside, share_with_helper
 from models.base.cancel import checkpoint
 from models.base.errors import InputError
 from models.base.validation import as_positive, as_transform
@@ -444,20 +444,40 @@ def _mid_points(pencils, grid) -> np.ndarray:
     return mids.reshape(-1, 3)
 
 
+#: Planes per part of the spreading shared with the helper thread.
+SPREAD_PLANES_PER_PART = 6
+
+
 def _spread(amp: np.ndarray, sigma: np.ndarray, pencils, h: float, n: int,
             halo_fraction: float, *, fast: bool, numba_backend: bool) -> np.ndarray:
-    """The pencils spread laterally on the grid, plus the wall-scatter halo."""
+    """The pencils spread laterally on the grid, plus the wall-scatter halo.
+
+    Every plane is independent: parts of :data:`SPREAD_PLANES_PER_PART` planes are shared
+    with the helper thread (:func:`models.base.beside.share_with_helper`) once it is free.
+    """
     checkpoint("the pencil spreading")
     if fast:
         binned = (kernels.spread_pencils_binned if numba_backend
                   else kernels.spread_pencils_binned_numpy)
-        dose = binned(amp, sigma, pencils.i, pencils.j, h, n, n, SIGMA_STEP)
+
+        def kernel(a, s):
+            return binned(a, s, pencils.i, pencils.j, h, n, n, SIGMA_STEP)
     else:
         one_by_one = kernels.spread_pencils if numba_backend else kernels.spread_pencils_numpy
-        dose = one_by_one(amp, sigma, pencils.i, pencils.j, h, n, n)
-    if halo_fraction > 0.0:
-        dose += halo_fraction * gaussian_filter(
-            dose, (0.0, HALO_SIGMA_MM / h, HALO_SIGMA_MM / h), mode="constant", truncate=3.0)
+
+        def kernel(a, s):
+            return one_by_one(a, s, pencils.i, pencils.j, h, n, n)
+    dose = np.empty((amp.shape[0], n, n))
+
+    def part(k: int) -> None:
+        planes = slice(k * SPREAD_PLANES_PER_PART, (k + 1) * SPREAD_PLANES_PER_PART)
+        dose[planes] = kernel(amp[planes], sigma[planes])
+        if halo_fraction > 0.0:
+            dose[planes] += halo_fraction * gaussian_filter(
+                dose[planes], (0.0, HALO_SIGMA_MM / h, HALO_SIGMA_MM / h), mode="constant",
+                truncate=3.0)
+
+    share_with_helper(-(-amp.shape[0] // SPREAD_PLANES_PER_PART), part)
     return dose
 
 
@@ -494,11 +514,11 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         grid = _make_grid(model, h, bolus_mm, depth_factor, sigma_grid)
         n = grid.n_xy
         ct_from_grid = ct_voxel_from_applicator @ grid.applicator_from_voxel()
-        planes, _n_out, n_nan = sample_grid(ct_hu, ct_from_grid, (grid.nz, n, n), grid_luts)
-        rsp_plane, scatter_plane = planes[0], planes[1]
         pencils = _pencils(model, grid)
-        at_mids, n_out_mid, n_nan_mid = sample_points(ct_hu, ct_from_grid,
-                                                       _mid_points(pencils, grid), path_luts)
+        planes, n_nan, at_mids, n_out_mid, n_nan_mid = _sample_ct(
+            sample_grid, sample_points, ct_hu, ct_from_grid, grid, pencils, grid_luts,
+            path_luts)
+        rsp_plane, scatter_plane = planes[0], planes[1]
         if n_nan or n_nan_mid:
             raise InputError(f"CT contains NaN values at {n_nan + n_nan_mid} points in the "
                              "beam region; fix or re-import the CT")
@@ -541,6 +561,30 @@ def relative_dose(ct_hu: np.ndarray, ct_voxel_from_applicator: np.ndarray,
         dose *= medium
     return _kept(dose, grid, keep, rsp_plane, boost, pencils, zeff, medium,
                  outside_ct_percent=100.0 * n_out_mid / max(rsp_mid.size, 1))
+
+
+def _sample_ct(sample_grid, sample_points, ct_hu: np.ndarray, ct_from_grid: np.ndarray,
+               grid: _Grid, pencils, grid_luts: np.ndarray, path_luts: np.ndarray
+               ) -> tuple[np.ndarray, int, np.ndarray, int, int]:
+    """The CT's tables at the grid's nodes and at the pencils' segment midpoints:
+    ``(planes (L, nz, n, n), NaN count, at_mids (3, M), outside count, NaN count)``.
+
+    The midpoints and the last third of the planes are sampled on the helper thread
+    (:func:`models.base.beside.run_beside`) while this one samples the other planes.
+    """
+    n = grid.n_xy
+    split = (2 * grid.nz) // 3
+    mids = run_beside(sample_points, ct_hu, ct_from_grid, _mid_points(pencils, grid),
+                      path_luts)
+    deeper = np.eye(4)
+    deeper[2, 3] = split               # grid index k -> k + split
+    far = run_beside(sample_grid, ct_hu, ct_from_grid @ deeper, (grid.nz - split, n, n),
+                     grid_luts)
+    near, _n_out, n_nan = sample_grid(ct_hu, ct_from_grid, (split, n, n), grid_luts)
+    far_planes, _n_out_far, n_nan_far = far.result()
+    at_mids, n_out_mid, n_nan_mid = mids.result()
+    return (np.concatenate([near, far_planes], axis=1), n_nan + n_nan_far, at_mids,
+            n_out_mid, n_nan_mid)
 
 
 def _kept(dose: np.ndarray, grid: _Grid, keep: int, rsp_plane: np.ndarray, boost: np.ndarray,
