@@ -123,12 +123,18 @@ class CaptureWorker:
     The UI polls :meth:`latest`; nothing the feed does (camera I/O, marker detection,
     registration) runs on the UI thread. The thread ends at the end of the stream, on an
     error of the feed (logged, counted) or on :meth:`stop`.
+
+    Every new update goes, on the capture thread, first to each of :attr:`listeners` (what
+    must follow the tracking at its own pace, e.g. the dose request: a UI busy drawing
+    does not delay it), then to :attr:`on_frame` (the window queues a signal to its
+    thread). A listener that raises is logged; the capture goes on.
     """
 
     def __init__(self, feed: FrameFeed, *, on_frame: Callable[[FrameUpdate], None] | None = None
                  ) -> None:
         self.feed = feed
         self.on_frame = on_frame
+        self.listeners: list[Callable[[FrameUpdate], None]] = []
         self.frames = 0
         self.errors = 0
         self.ended = threading.Event()
@@ -160,6 +166,11 @@ class CaptureWorker:
                     self._latest = update
                     self._seq += 1
                     self.frames += 1
+                for listener in list(self.listeners):
+                    try:
+                        listener(update)
+                    except Exception:  # a broken listener must not stop the capture
+                        log.exception("frame listener %r failed", listener)
                 if self.on_frame is not None:
                     self.on_frame(update)
         finally:

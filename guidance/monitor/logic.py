@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -245,6 +246,9 @@ class MonitorLogic:
         self.frame_rate = RateMeter()
         self.scene = self._build_scene(max_triangles)
         self.capture = CaptureWorker(feed)
+        # the dose follows the tracking on the capture thread (see _offer_dose)
+        self._beam_lock = threading.Lock()
+        self.capture.listeners.append(self._offer_dose)
         live_isodose = functools.partial(isodose_surface, max_triangles=LIVE_MAX_TRIANGLES)
         self.dose_service = (DoseService(case, dose_fn, isodose_fn=live_isodose,
                                          scheduler=DoseScheduler(
@@ -373,7 +377,12 @@ class MonitorLogic:
                                                      self.beam.bevel_deg,
                                                      self.beam.kv_diameter_mm)
         disc_changed = beam.disc_size_mm != self.beam.disc_size_mm
-        self.beam = beam
+        with self._beam_lock:   # no frame offers the old beam after the new one
+            self.beam = beam
+            snap = self._latest_snapshot
+            if self.dose_service is not None and snap is not None and \
+                    snap.applicator_pose is not None:
+                self.dose_service.request(snap.applicator_pose, self.beam)
         if geometry_changed:
             for name in ("applicator", "planned_applicator"):
                 item = self.scene.items[name]
@@ -381,10 +390,6 @@ class MonitorLogic:
         if disc_changed or geometry_changed:
             self._scene_disc(self.scene)
         self.action("beam", **asdict(beam))
-        snap = self._latest_snapshot
-        if self.dose_service is not None and snap is not None and \
-                snap.applicator_pose is not None:
-            self.dose_service.request(snap.applicator_pose, self.beam)
 
     def set_plan(self, planned_patient_from_applicator: np.ndarray, beam: BeamChoice, *,
                  limits: PlanLimits | None = None, target: str | None = None,
@@ -521,8 +526,9 @@ class MonitorLogic:
     def on_frame(self) -> bool:
         """Take the newest captured frame (the capture worker signalled one).
 
-        Requests the dose for a tracked applicator and sends the poses over OpenIGTLink.
-        Returns False when no new frame was waiting (signals may coalesce).
+        Sends the poses over OpenIGTLink (the dose was already requested for it on the
+        capture thread, :meth:`_offer_dose`). Returns False when no new frame was waiting
+        (signals may coalesce).
         """
         frame_seq, frame = self.capture.latest()
         if frame is None or frame_seq == self._last_frame_seq:
@@ -535,11 +541,21 @@ class MonitorLogic:
                 is not TrackingState.UNTRACKED:
             self._applicator_seen = True
         snap = self.snapshot()
-        if snap.applicator_pose is not None and self.dose_service is not None:
-            self.dose_service.request(snap.applicator_pose, self.beam)
         if self.igtl is not None:
             self._send_igtl(frame, snap.applicator_pose, snap.status)
         return True
+
+    def _offer_dose(self, frame: FrameUpdate) -> None:
+        """On the capture thread, for every captured frame: offer a tracked applicator's
+        pose to the dose service (the pose :meth:`snapshot` shows for that frame). The
+        scheduler tells a resting applicator by its pose seen again in the next frame, so
+        the offer follows the camera, not the UI's drawing: a UI thread busy rendering
+        neither delays the full dose after the applicator stops nor skips frames of it."""
+        if self.dose_service is None or frame.patient_from_applicator is None or \
+                frame.tool_states.get("applicator") is not TrackingState.TRACKING:
+            return
+        with self._beam_lock:
+            self.dose_service.request(frame.patient_from_applicator, self.beam)
 
     def on_dose(self) -> bool:
         """Take the newest published dose into the scene; False when none was waiting."""

@@ -159,6 +159,55 @@ def test_capture_worker_survives_feed_errors() -> None:
     worker.stop()
 
 
+def test_a_broken_frame_listener_does_not_stop_the_capture(view) -> None:
+    feed = ScriptedFeed(view.shots([(0.0, 0.0, 0.0)] * 5), view.camera_matrix,
+                        view.background(), fps=200.0)
+    seen = []
+
+    def broken(update) -> None:
+        raise RuntimeError("listener bug")
+
+    worker = CaptureWorker(feed, on_frame=seen.append)
+    worker.listeners.append(broken)
+    worker.start()
+    assert worker.ended.wait(10.0)
+    assert worker.frames == 5 and len(seen) == 5 and worker.errors == 0
+    worker.stop()
+
+
+@pytest.mark.parametrize("visible, registered, wanted", [
+    (("reference", "applicator"), True, True),
+    (("reference",), True, False),                 # applicator not tracked
+    (("reference", "applicator"), False, False),   # no registration: no patient pose
+])
+def test_the_dose_follows_the_tracking_not_the_ui(view, visible, registered, wanted) -> None:
+    """The capture thread requests the dose for each tracked frame: with the UI never
+    taking a frame (busy drawing), the dose for the applicator's pose is computed anyway,
+    and nothing is computed for an applicator the camera does not track."""
+    offset = (3.0, 0.0, 0.0)
+    shots = [replace(s, visible=visible) for s in view.shots([offset])]
+    feed = ScriptedFeed(shots, view.camera_matrix, view.background(), fps=30.0, loop=True,
+                        registered=registered)
+    logic = MonitorLogic(view.case, view.plan, feed, dose_fn=slab_dose).start()
+    try:
+        deadline = time.monotonic() + 10.0
+        latest = None
+        while time.monotonic() < deadline and latest is None:
+            time.sleep(0.05)
+            latest = logic.dose_service.latest()[1]
+            if not wanted and logic.capture.frames >= 15:
+                break
+        assert logic.capture.frames >= 2
+        if wanted:
+            assert latest is not None
+            np.testing.assert_allclose(latest.patient_from_applicator,
+                                       shots[0].patient_from_applicator, atol=1e-9)
+        else:
+            assert latest is None and not logic.dose_service.busy
+    finally:
+        logic.close()
+
+
 def test_dose_service_failure_keeps_running(view) -> None:
     calls = []
 
