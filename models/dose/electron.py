@@ -56,7 +56,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, uniform_filter
+from scipy.ndimage import uniform_filter
 
 from models.base.beside import run_beside, share_with_helper
 from models.base.cancel import checkpoint
@@ -448,6 +448,37 @@ def _mid_points(pencils, grid) -> np.ndarray:
 SPREAD_PLANES_PER_PART = 6
 
 
+@lru_cache(maxsize=8)
+def _blur_matrix(n: int, sigma_cells: float, truncate: float = 3.0) -> np.ndarray:
+    """(n, n) matrix of the 1-D Gaussian filter of ``sigma_cells`` on n cells, zero
+    outside (the weights and cut of :func:`scipy.ndimage.gaussian_filter` with
+    ``mode="constant"``): ``B @ plane @ B.T`` blurs a plane along both axes, as
+    ``gaussian_filter(plane, sigma_cells, mode="constant", truncate=truncate)`` does up
+    to rounding (one matrix product per axis: about half the time of the filter's loops).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from scipy.ndimage import gaussian_filter
+    >>> plane = np.random.default_rng(0).random((20, 20))
+    >>> b = _blur_matrix(20, 2.5)
+    >>> ref = gaussian_filter(plane, 2.5, mode="constant", truncate=3.0)
+    >>> bool(np.allclose(b @ plane @ b.T, ref, rtol=0.0, atol=1e-14))
+    True
+    """
+    radius = int(truncate * float(sigma_cells) + 0.5)
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 * (offsets / float(sigma_cells)) ** 2)
+    weights /= weights.sum()
+    rows = np.arange(n)[:, None]
+    cols = rows.T
+    matrix = np.zeros((n, n))
+    near = np.abs(cols - rows) <= radius
+    matrix[near] = weights[(cols - rows)[near] + radius]
+    matrix.setflags(write=False)
+    return matrix
+
+
 def _spread(amp: np.ndarray, sigma: np.ndarray, pencils, h: float, n: int,
             halo_fraction: float, *, fast: bool, numba_backend: bool) -> np.ndarray:
     """The pencils spread laterally on the grid, plus the wall-scatter halo.
@@ -473,9 +504,8 @@ def _spread(amp: np.ndarray, sigma: np.ndarray, pencils, h: float, n: int,
         planes = slice(k * SPREAD_PLANES_PER_PART, (k + 1) * SPREAD_PLANES_PER_PART)
         dose[planes] = kernel(amp[planes], sigma[planes])
         if halo_fraction > 0.0:
-            dose[planes] += halo_fraction * gaussian_filter(
-                dose[planes], (0.0, HALO_SIGMA_MM / h, HALO_SIGMA_MM / h), mode="constant",
-                truncate=3.0)
+            blur = _blur_matrix(n, HALO_SIGMA_MM / h)
+            dose[planes] += halo_fraction * np.matmul(np.matmul(blur, dose[planes]), blur.T)
 
     share_with_helper(-(-amp.shape[0] // SPREAD_PLANES_PER_PART), part)
     return dose
