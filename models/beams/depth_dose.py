@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from scipy.interpolate import CubicHermiteSpline
 
@@ -166,11 +167,38 @@ def lookup_uniform(x: np.ndarray, depth: np.ndarray, table: np.ndarray, *,
                    beyond: float = 0.0) -> np.ndarray:
     """Linear interpolation in a table on a uniform depth grid starting at 0 (fast np.interp).
 
-    Values below 0 take ``table[0]``, beyond the last depth ``beyond``.
+    Values below 0 take ``table[0]``, beyond the last depth ``beyond``; NaN stays NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> depth = np.arange(4.0)          # 0, 1, 2, 3 mm
+    >>> table = np.array([0.0, 10.0, 20.0, 40.0])
+    >>> lookup_uniform(np.array([-1.0, 0.5, 2.5, 3.0, 3.5]), depth, table, beyond=-1.0)
+    array([ 0.,  5., 30., 40., -1.])
     """
-    step = depth[1] - depth[0]
-    pos = np.clip(x / step, 0.0, None)
-    idx = np.minimum(pos.astype(np.int64), depth.size - 2)
-    frac = pos - idx
-    out = table[idx] * (1.0 - frac) + table[idx + 1] * frac
-    return np.where(pos > depth.size - 1, beyond, out)
+    values = np.ascontiguousarray(x, dtype=np.float64)
+    out = _lookup_uniform(values.reshape(-1), float(depth[1] - depth[0]),
+                          np.ascontiguousarray(table, dtype=np.float64), float(beyond))
+    return out.reshape(values.shape)
+
+
+@numba.njit(cache=True, nogil=True)
+def _lookup_uniform(x: np.ndarray, step: float, table: np.ndarray,
+                    beyond: float) -> np.ndarray:
+    """:func:`lookup_uniform` on a flat array (one pass, no temporaries)."""
+    n = table.size
+    out = np.empty(x.size)
+    for q in range(x.size):
+        value = x[q]
+        if value != value:   # NaN
+            out[q] = value
+            continue
+        pos = max(value / step, 0.0)
+        if pos > n - 1:
+            out[q] = beyond
+        else:
+            idx = min(int(pos), n - 2)
+            frac = pos - idx
+            out[q] = table[idx] * (1.0 - frac) + table[idx + 1] * frac
+    return out
