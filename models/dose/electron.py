@@ -56,7 +56,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
-from scipy.ndimage import uniform_filter
 
 from models.base.beside import run_beside, share_with_helper
 from models.base.cancel import checkpoint
@@ -940,12 +939,13 @@ def lateral_redistribution(rsp_plane: np.ndarray, scatter_plane: np.ndarray,
         depth = plain if water_depth is None else np.where(np.isnan(water_depth), plain,
                                                            water_depth)
         checkpoint("the range-out of the redistributed excess")
-        out = _range_out_excess(out, depth, s_seg, model, h)
+        out = _range_out_excess(out, depth, s_seg, model, h, numba_backend=numba_backend)
     return out
 
 
 def _range_out_excess(fluence: np.ndarray, depth: np.ndarray, s_seg: np.ndarray,
-                      model: ElectronModel, h: float) -> np.ndarray:
+                      model: ElectronModel, h: float, *,
+                      numba_backend: bool = True) -> np.ndarray:
     """The redistributed fluence (nz, n, n) with the excess ``F - 1 > 0`` in units of the
     local electrons' dose: ``1 + (F - 1) g(z_src) / g(z)``.
 
@@ -961,28 +961,19 @@ def _range_out_excess(fluence: np.ndarray, depth: np.ndarray, s_seg: np.ndarray,
     depth (where the excess electrons come from); ``g`` is the broad-beam depth dose. No
     fitted constant; in a laterally uniform medium ``F = 1`` and nothing changes.
     """
-    hot = fluence > 1.0
-    if not np.any(hot):
+    hot_planes = np.nonzero((fluence > 1.0).any(axis=(1, 2)))[0]
+    if not hot_planes.size:
         return fluence
     zero = np.zeros((1, *s_seg.shape[1:]))
     excess = np.concatenate([zero, cumsum_planes(np.maximum(s_seg - 1.0, 0.0))])
     # a box of the same variance as water's Fermi-Eyges spread at the plane's depth
-    sigma = np.interp(np.median(depth.reshape(depth.shape[0], -1), axis=1), model.depth_mm,
-                      model.sigma_mcs_mm)
-    source = depth.copy()
-    for k in np.nonzero(hot.any(axis=(1, 2)))[0]:
-        size = 2 * round(math.sqrt(3.0) * sigma[k] / h) + 1
-        w = uniform_filter(excess[k], size, mode="nearest")
-        wz = uniform_filter(excess[k] * depth[k], size, mode="nearest")
-        found = w > 1e-9
-        source[k][found] = wz[found] / w[found]
-    z_hot = depth[hot]
-    g = lookup_uniform(z_hot, model.depth_mm, model.dose_fraction)
-    g_src = lookup_uniform(source[hot], model.depth_mm, model.dose_fraction)
-    out = fluence.copy()
-    out[hot] = 1.0 + (fluence[hot] - 1.0) * np.divide(g_src, g, out=np.ones_like(g),
-                                                       where=g > 1e-3)
-    return out
+    box = np.ones(fluence.shape[0], dtype=np.int64)
+    sigma = np.interp(np.median(depth[hot_planes].reshape(hot_planes.size, -1), axis=1),
+                      model.depth_mm, model.sigma_mcs_mm)
+    box[hot_planes] = 2 * np.round(math.sqrt(3.0) * sigma / h).astype(np.int64) + 1
+    ranged = kernels.range_out_excess if numba_backend else kernels.range_out_excess_numpy
+    return ranged(fluence, depth, excess, box, float(model.depth_mm[1] - model.depth_mm[0]),
+                  np.ascontiguousarray(model.dose_fraction, dtype=np.float64))
 
 
 def _entry(zeff: np.ndarray, z: np.ndarray, z0: np.ndarray) -> np.ndarray:

@@ -10,6 +10,8 @@ the benchmark reports the speed ratio. All kernels are pure functions on arrays.
   doi:10.1088/0031-9155/26/3/008).
 * :func:`kv_wepl` / :func:`kv_wepl_numpy` — water-equivalent path length from a sphere
   surface to each voxel along radial rays.
+* :func:`range_out_excess` / :func:`range_out_excess_numpy` — the excess fluence beside a
+  bone edge ranging out with the depth of the columns it came from.
 """
 
 from __future__ import annotations
@@ -919,6 +921,133 @@ def redefine_fluence_numpy(d_var: np.ndarray, spacing: float, var0: float,
                                               - muy * muy), 0.0), var)
         fl = f_sum
         out[k + 1] = fl
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _box_mean_nearest(plane: np.ndarray, size: int, out: np.ndarray, row: np.ndarray) -> None:
+    """``scipy.ndimage.uniform_filter(plane, size, mode="nearest")`` of an odd ``size``
+    into ``out`` (ny, nx), up to rounding: running sums along the first axis, then the
+    second, the edges repeated; ``row`` is scratch (max(ny, nx),)."""
+    ny, nx = plane.shape
+    half = size // 2
+    inv = 1.0 / size
+    for i in range(nx):                      # along the first axis
+        acc = 0.0
+        for t in range(-half, half + 1):
+            acc += plane[min(max(t, 0), ny - 1), i]
+        for j in range(ny):
+            row[j] = acc * inv
+            acc += plane[min(j + half + 1, ny - 1), i] - plane[max(j - half, 0), i]
+        for j in range(ny):
+            out[j, i] = row[j]
+    for j in range(ny):                      # then along the second
+        acc = 0.0
+        for t in range(-half, half + 1):
+            acc += out[j, min(max(t, 0), nx - 1)]
+        for i in range(nx):
+            row[i] = acc * inv
+            acc += out[j, min(i + half + 1, nx - 1)] - out[j, max(i - half, 0)]
+        for i in range(nx):
+            out[j, i] = row[i]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _table_at(z: float, step: float, table: np.ndarray) -> float:
+    """``models.beams.depth_dose.lookup_uniform`` of one value (0 beyond the table, NaN
+    stays NaN)."""
+    if z != z:
+        return z
+    pos = max(z / step, 0.0)
+    n = table.size
+    if pos > n - 1:
+        return 0.0
+    idx = min(int(pos), n - 2)
+    frac = pos - idx
+    return table[idx] * (1.0 - frac) + table[idx + 1] * frac
+
+
+@numba.njit(cache=True, nogil=True)
+def range_out_excess(fluence: np.ndarray, depth: np.ndarray, excess: np.ndarray,
+                     box_cells: np.ndarray, step_mm: float, table: np.ndarray) -> np.ndarray:
+    """Fluence with its excess over 1 in units of the local electrons' dose.
+
+    ``1 + (F - 1) g(z_src) / g(z)`` where ``F > 1`` (``g`` the depth-dose ``table`` on a
+    uniform grid of ``step_mm`` from 0, zero beyond; the ratio 1 where ``g(z) <= 1e-3``),
+    ``z = depth`` and ``z_src`` the mean of ``depth`` weighted by ``excess`` over a box of
+    ``box_cells[k]`` (odd) cells in plane ``k`` (edges repeated; ``depth`` itself where
+    the weights are below 1e-9). See :func:`models.dose.electron._range_out_excess`.
+
+    Parameters
+    ----------
+    fluence, depth, excess : numpy.ndarray
+        (nz, ny, nx) redistributed fluence, water depth (mm) and the scattering beyond
+        water's gathered above each node (the weights).
+    box_cells : numpy.ndarray
+        (nz,) int: box size per plane (used where the plane has ``F > 1``).
+    step_mm : float
+        Depth step of ``table``.
+    table : numpy.ndarray
+        Broad-beam depth dose (relative) at ``0, step_mm, 2 step_mm, ...``.
+
+    Returns
+    -------
+    numpy.ndarray
+        (nz, ny, nx) the fluence with the excess re-weighted (a new array).
+    """
+    nz, ny, nx = fluence.shape
+    out = fluence.copy()
+    w = np.empty((ny, nx))
+    wz = np.empty((ny, nx))
+    prod = np.empty((ny, nx))
+    row = np.empty(max(ny, nx))
+    for k in range(nz):
+        hot = False
+        for j in range(ny):
+            for i in range(nx):
+                if fluence[k, j, i] > 1.0:
+                    hot = True
+                    break
+            if hot:
+                break
+        if not hot:
+            continue
+        for j in range(ny):
+            for i in range(nx):
+                prod[j, i] = excess[k, j, i] * depth[k, j, i]
+        _box_mean_nearest(excess[k], box_cells[k], w, row)
+        _box_mean_nearest(prod, box_cells[k], wz, row)
+        for j in range(ny):
+            for i in range(nx):
+                f = fluence[k, j, i]
+                if not f > 1.0:
+                    continue
+                z = depth[k, j, i]
+                src = wz[j, i] / w[j, i] if w[j, i] > 1e-9 else z
+                g = _table_at(z, step_mm, table)
+                if g > 1e-3:
+                    out[k, j, i] = 1.0 + (f - 1.0) * _table_at(src, step_mm, table) / g
+    return out
+
+
+def range_out_excess_numpy(fluence: np.ndarray, depth: np.ndarray, excess: np.ndarray,
+                           box_cells: np.ndarray, step_mm: float,
+                           table: np.ndarray) -> np.ndarray:
+    """Numpy/scipy twin of :func:`range_out_excess`."""
+    hot = fluence > 1.0
+    source = depth.copy()
+    for k in np.nonzero(hot.any(axis=(1, 2)))[0]:
+        size = int(box_cells[k])
+        w = ndimage.uniform_filter(excess[k], size, mode="nearest")
+        wz = ndimage.uniform_filter(excess[k] * depth[k], size, mode="nearest")
+        found = w > 1e-9
+        source[k][found] = wz[found] / w[found]
+    grid = step_mm * np.arange(table.size)
+    g = lookup_uniform(depth[hot], grid, table)
+    g_src = lookup_uniform(source[hot], grid, table)
+    out = fluence.copy()
+    out[hot] = 1.0 + (fluence[hot] - 1.0) * np.divide(g_src, g, out=np.ones_like(g),
+                                                       where=g > 1e-3)
     return out
 
 
