@@ -183,6 +183,7 @@ def _dose_visible_ms(quick: bool, beam=None) -> tuple[float, float, float]:
         renderer = OverlayRenderer(logic.scene, view.camera_matrix, view.image_size)
         logic.start()
         stop_s = first_ms = None
+        drawn_seq = None
         deadline = time.monotonic() + 30.0
         try:
             while time.monotonic() < deadline:
@@ -191,7 +192,9 @@ def _dose_visible_ms(quick: bool, beam=None) -> tuple[float, float, float]:
                         snap.applicator_pose is not None and \
                         np.allclose(snap.applicator_pose, final):
                     stop_s = snap.frame.timestamp_s
-                if snap.frame is not None:  # an AR frame drawn per frame, as the monitor
+                # an AR frame drawn per new captured frame, as the monitor window does
+                if snap.frame is not None and snap.frame_seq != drawn_seq:
+                    drawn_seq = snap.frame_seq
                     blend_layer(snap.frame.image_rgb,
                                 renderer.render_layer(snap.frame.camera_from_patient))
                 if stop_s is not None and snap.dose is not None and \
