@@ -630,6 +630,7 @@ class MonitorLogic:
             tre_mm=frame.tre_mm if frame else None, fps=self.frame_rate.rate_hz,
             dose_age_s=None if dose is None else now - dose.finished_s,
             dose_pending=self.dose_service.busy if self.dose_service else False,
+            dose_refining=self.dose_service.refining if self.dose_service else False,
             dose_model="full" if dose is None else dose.model,
             overlay_tools=PHASE_TOOLS[phase])
         banner, tracking_banner, reg_lines = self._banners(frame, status, by_name, overlay_ok)

@@ -122,6 +122,8 @@ class MonitorStatus:
     fps: float = 0.0
     dose_age_s: float | None = None
     dose_pending: bool = False
+    #: The full model is computing (:attr:`DoseService.refining`): its dose follows soon.
+    dose_refining: bool = False
     #: The dose shown: ``"full"`` or ``"preview"`` (the fast model while the applicator
     #: moves; no DVH numbers until the full model follows).
     dose_model: str = "full"

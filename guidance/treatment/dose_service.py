@@ -431,6 +431,15 @@ class DoseService:
         with self._lock:
             return self.scheduler.busy
 
+    @property
+    def refining(self) -> bool:
+        """True while the full model computes (not a preview for a moving applicator):
+        the dose on screen is about to be replaced, so a view that would only redraw the
+        applicator's last small move can wait for it (and leave the CPU to it)."""
+        with self._lock:
+            return self.scheduler.busy and not (self.preview_while_moving
+                                                and self.scheduler.started_moving)
+
     def latest(self) -> tuple[int, DoseUpdate | None]:
         """(sequence number, newest update)."""
         with self._lock:

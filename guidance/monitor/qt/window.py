@@ -115,6 +115,11 @@ class TrafficLight(QtWidgets.QLabel):
                            "color: black; font-size: 26px; font-weight: bold;")
 
 
+def _is_preview(dose) -> bool:
+    """The dose shown is the preview model's (the full model follows at rest)."""
+    return dose is not None and dose.model == "preview"
+
+
 class MonitorWindow(QtWidgets.QMainWindow):
     """The OR monitor. Give it a started :class:`MonitorLogic`."""
 
@@ -652,13 +657,17 @@ class MonitorWindow(QtWidgets.QMainWindow):
     def _update_3d(self, snap: MonitorSnapshot) -> None:
         """Re-render the 3D view when the applicator moved (> 2 mm) or a dose arrived, at
         most every :attr:`VIEW3D_INTERVAL_S` (each render costs tens of ms on a CPU, and
-        the UI thread waits for it)."""
+        the UI thread waits for it); a move alone waits while the full model computes the
+        dose for it (``MonitorStatus.dose_refining``)."""
         if self.view3d is None or not self.view3d.isVisible():
             return
         pose = snap.applicator_pose
         key = (None if pose is None else tuple(np.round(pose[:3, 3] / 2.0).astype(int)),
                snap.dose_seq)
         now = time.monotonic()
+        if self._3d_key is not None and snap.status.dose_refining and \
+                (key[1] == self._3d_key[1] or _is_preview(snap.dose)):
+            return   # a move or a preview: the full model's dose for it is coming
         if key != self._3d_key and now - self._last_3d_s > self.VIEW3D_INTERVAL_S:
             self._3d_key = key
             self._last_3d_s = now
@@ -782,6 +791,13 @@ class MonitorWindow(QtWidgets.QMainWindow):
         now = time.monotonic()
         if self._slice_key is not None and key[2] == self._slice_key[2] and \
                 now - self._last_slices_s < self.SLICE_INTERVAL_S:
+            return
+        if self._slice_key is not None and key[2:] == self._slice_key[2:] and \
+                snap.status.dose_refining and \
+                (key[1] == self._slice_key[1] or _is_preview(snap.dose)):
+            # a move or a preview while the full model computes the dose for the pose:
+            # the slices follow with that dose instead of taking the CPU from it (the AR
+            # view moves at once; the oncologist's scroll and zoom do not wait)
             return
         self._slice_key = key
         self._last_slices_s = now

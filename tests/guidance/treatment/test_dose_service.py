@@ -219,6 +219,42 @@ def test_the_service_stops_a_cancelled_computation_and_publishes_the_new_pose() 
     assert all(u.patient_from_applicator[0, 3] != 0.0 for u in seen)
 
 
+def test_refining_is_true_while_the_full_model_computes_not_a_preview() -> None:
+    """The monitor's views wait for the full model's dose while ``refining`` (they would
+    only redraw a small move or a preview): it holds during the full model's computation
+    and not during a preview's, nor when idle."""
+    case = Case(ct=water_phantom(half_width_mm=20.0, depth_mm=20.0, spacing_mm=4.0),
+                structures={}, patient_id="water")
+    holder = {}
+    inside = []
+
+    def recording(case, pose, beam, *, model="full"):
+        inside.append((float(pose[0, 3]), model, holder["service"].refining))
+        time.sleep(0.05)
+        return case.ct
+
+    recording.supports_preview = True
+    service = DoseService(case, recording, preview_while_moving=True,
+                          scheduler=DoseScheduler(min_interval_s=0.0))
+    holder["service"] = service
+    try:
+        assert not service.refining
+        service.request(at(0.0), BeamChoice())          # the first pose: the full model
+        _wait_for(service, lambda u: u.patient_from_applicator[0, 3] == 0.0)
+        service.request(at(5.0), BeamChoice())          # moved: a preview
+        _wait_for(service, lambda u: u.patient_from_applicator[0, 3] == 5.0)
+        service.request(at(5.0), BeamChoice())          # rests: the full model follows
+        _wait_for(service, lambda u: u.model == "full"
+                  and u.patient_from_applicator[0, 3] == 5.0)
+        deadline = time.monotonic() + 5.0
+        while service.busy and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not service.refining
+    finally:
+        service.close()
+    assert inside == [(0.0, "full", True), (5.0, "preview", False), (5.0, "full", True)]
+
+
 @pytest.fixture(scope="module")
 def water_case() -> Case:
     return Case(ct=water_phantom(half_width_mm=60.0, depth_mm=80.0, spacing_mm=2.0),

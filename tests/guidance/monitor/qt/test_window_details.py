@@ -263,3 +263,66 @@ def test_ar_decluttered_by_default_with_per_structure_switches(qtbot, view, tmp_
     finally:
         window.close()
         slog.close()
+
+
+def test_slices_and_3d_view_wait_for_the_full_model_not_the_oncologists_scroll(
+        qtbot, view) -> None:
+    """While the full model computes the dose for a resting applicator
+    (``MonitorStatus.dose_refining``), a small move or a preview's dose does not re-render
+    the slices or the 3D view (each costs tens of ms of the two cores the full model
+    needs); the oncologist's scroll does, and so does everything once the full dose is in."""
+    from dataclasses import replace
+
+    logic = MonitorLogic(view.case, view.plan, _feed(view), dose_fn=slab_dose,
+                         stall_limit_s=1.0)
+    window = MonitorWindow(logic, with_3d=True)
+    show_active(qtbot, window, (1920, 1080))
+    qtbot.keyClick(window, QtCore.Qt.Key_F2)
+    logic.start()
+    try:
+        qtbot.waitUntil(lambda: window.snapshot is not None and window.snapshot.dose is not None
+                        and window.slice_views["axial"].patient_from_pixel is not None
+                        and window.snapshot.applicator_pose is not None, timeout=30000)
+        snap = window.snapshot
+        logic.close()                      # no new frame or dose: the test drives the views
+        qtbot.waitUntil(lambda: window._slice_future is None or window._slice_future.done(),
+                        timeout=20000)
+        moved_pose = snap.applicator_pose.copy()
+        moved_pose[0, 3] += 6.0
+        moved = replace(snap, applicator_pose=moved_pose)
+        refining = replace(moved, status=replace(snap.status, dose_refining=True))
+        preview = replace(refining, dose=replace(snap.dose, model="preview"),
+                          dose_seq=snap.dose_seq + 1)
+
+        def slices_started(s) -> bool:
+            window._last_slices_s = 0.0            # past the slices' own pacing
+            before = window._slice_future
+            window._update_slices(s)
+            started = window._slice_future is not None and window._slice_future is not before
+            if started:
+                window._slice_future.result(timeout=20.0)
+                window._update_slices(s)           # shows it, as the next clock tick would
+            return started
+
+        def view3d_rendered(s) -> bool:
+            window._last_3d_s = 0.0
+            key = window._3d_key
+            window._update_3d(s)
+            return window._3d_key != key
+
+        slices_started(snap)                       # the slices show this pose and dose
+        view3d_rendered(snap)                      # and so does the 3D view
+        assert not slices_started(refining) and not slices_started(preview)
+        assert window._3d_key is not None
+        assert not view3d_rendered(refining) and not view3d_rendered(preview)
+        assert slices_started(moved)               # the full dose is in: the move follows
+        assert view3d_rendered(moved)
+        further = moved_pose.copy()
+        further[0, 3] += 6.0
+        refining = replace(refining, applicator_pose=further)
+        assert not slices_started(refining)
+        window.slice_views["axial"].offset_mm += 4.0   # the oncologist scrolls: at once
+        assert slices_started(refining)
+    finally:
+        logic.close()
+        window.close()
