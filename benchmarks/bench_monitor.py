@@ -23,6 +23,12 @@ Keys
 ``monitor.dose_full_visible_worst_ms``
     The same for the worst clinical beam (120 mm applicator, 45 deg bevel, 12 MeV): issue
     "dose you can sign" asks for the full model within 300 ms of the applicator resting.
+``monitor.window_dose_full_visible_ms`` / ``monitor.window_dose_full_visible_worst_ms``
+    The full model's dose for the final pose in the real window (1920x1080, oncologist
+    mode: 3D view, slices, DVH; 1280x720 video at 30 frames/s in real time), from the
+    first frame at the final pose to the window's snapshot holding that dose, median of
+    4 stops (the applicator rests 1.5 s, moves 8 frames of 2 mm, rests), the phantom
+    plan's beam / the worst clinical beam; needs a display (Xvfb): NaN without one.
 ``monitor.dose_engine_real``
     1 when the project's electron dose engine was used, 0 for the analytic stand-in.
 ``monitor.oncologist_fps`` / ``monitor.surgeon_fps``
@@ -214,6 +220,66 @@ def _dose_visible_ms(quick: bool, beam=None) -> tuple[float, float, float]:
     return float(np.median(latencies)), float(np.median(full_latencies)), real
 
 
+def window_dose_full_visible_ms(beam=None, *, stops: int = 4) -> float:
+    """Median ms from the applicator's first frame at rest to the full model's dose for
+    that pose in the real window's snapshot (see the module docstring); ``beam`` a
+    :class:`~guidance.treatment.dose_service.BeamChoice` (None: the plan's)."""
+    import os
+
+    if not os.environ.get("DISPLAY"):
+        log.warning("no display: monitor.window_dose_full_visible_ms not measured")
+        return float("nan")
+    from PyQt5 import QtWidgets
+
+    from guidance.monitor.feed import ScriptedFeed
+    from guidance.monitor.logic import MonitorLogic
+    from guidance.monitor.qt.window import MonitorWindow
+    from guidance.monitor.rehearsal import phantom_view
+    from guidance.treatment.dose_service import BeamChoice
+    from models.base.transforms import transform_difference
+
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["bench"])
+    view = phantom_view(spacing_mm=(1.5, 1.5, 2.5), image_size=(1280, 720))
+    dose_fn, _real = _dose_function()
+    beam = BeamChoice() if beam is None else beam
+    dose_fn(view.case, view.plan, beam)   # JIT warm-up
+    background = view.background()
+    latencies = []
+    for s in range(stops):
+        move = [(s * 2.0 + 2.0 * k - 8.0, 0.0, 0.0) for k in range(8)]
+        shots = view.shots([move[0]] * 45 + move + [move[-1]] * 45)
+        feed = ScriptedFeed(shots, view.camera_matrix, background, fps=30.0, realtime=True)
+        logic = MonitorLogic(view.case, view.plan, feed, dose_fn=dose_fn, beam=beam)
+        window = MonitorWindow(logic)
+        window.resize(1920, 1080)
+        window.show()
+        window.set_mode("oncologist")
+        first, final = shots[0].patient_from_applicator, shots[-1].patient_from_applicator
+        logic.start()
+        moved, stop_s = False, None
+        deadline = time.monotonic() + 10.0
+        try:
+            while time.monotonic() < deadline:
+                app.processEvents()
+                time.sleep(0.002)
+                snap = window.snapshot
+                if snap is None or snap.frame is None or snap.applicator_pose is None:
+                    continue
+                moved = moved or not np.allclose(snap.applicator_pose, first)
+                if moved and stop_s is None and np.allclose(snap.applicator_pose, final):
+                    stop_s = snap.frame.timestamp_s
+                dose = snap.dose
+                if stop_s is not None and dose is not None and dose.model == "full" and \
+                        max(transform_difference(dose.patient_from_applicator, final)) <= 1.0:
+                    latencies.append((time.monotonic() - stop_s) * 1000.0)
+                    break
+        finally:
+            window.close()
+            app.processEvents()
+            logic.close()
+    return float(np.median(latencies)) if len(latencies) == stops else float("inf")
+
+
 def window_fps(mode: str, *, seconds: float = 15.0, quick: bool = False,
                profile: str | None = None) -> float:
     """AR frames per second of the real monitor window in ``mode`` (see the module
@@ -277,15 +343,18 @@ def run(*, quick: bool = False) -> dict[str, float]:
     dose_ms, full_ms, real = _dose_visible_ms(quick)
     from guidance.treatment.dose_service import BeamChoice
 
-    _, worst_full_ms, _ = _dose_visible_ms(quick, BeamChoice(energy_mev=12.0,
-                                                             applicator_diameter_mm=120.0,
-                                                             bevel_deg=45.0))
+    worst = BeamChoice(energy_mev=12.0, applicator_diameter_mm=120.0, bevel_deg=45.0)
+    _, worst_full_ms, _ = _dose_visible_ms(quick, worst)
     return {
         "monitor.ar_fps": _ar_fps(quick),
         "monitor.overlay_max_px": max(errors),
         "monitor.dose_visible_ms": dose_ms,
         "monitor.dose_full_visible_ms": full_ms,
         "monitor.dose_full_visible_worst_ms": worst_full_ms,
+        "monitor.window_dose_full_visible_ms": window_dose_full_visible_ms(
+            stops=2 if quick else 4),
+        "monitor.window_dose_full_visible_worst_ms": window_dose_full_visible_ms(
+            worst, stops=2 if quick else 4),
         "monitor.dose_engine_real": real,
         "monitor.oncologist_fps": window_fps("oncologist", seconds=5.0 if quick else 15.0,
                                              quick=quick),
