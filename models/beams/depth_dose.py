@@ -183,22 +183,27 @@ def lookup_uniform(x: np.ndarray, depth: np.ndarray, table: np.ndarray, *,
     return out.reshape(values.shape)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def lookup_uniform_at(value: float, step: float, table: np.ndarray, beyond: float) -> float:
+    """:func:`lookup_uniform` of one value (for numba kernels): ``table`` on the depths
+    ``0, step, 2 step, ...``; below 0 ``table[0]``, beyond the last ``beyond``, NaN stays
+    NaN."""
+    if value != value:   # NaN
+        return value
+    n = table.size
+    pos = max(value / step, 0.0)
+    if pos > n - 1:
+        return beyond
+    idx = min(int(pos), n - 2)
+    frac = pos - idx
+    return table[idx] * (1.0 - frac) + table[idx + 1] * frac
+
+
 @numba.njit(cache=True, nogil=True)
 def _lookup_uniform(x: np.ndarray, step: float, table: np.ndarray,
                     beyond: float) -> np.ndarray:
     """:func:`lookup_uniform` on a flat array (one pass, no temporaries)."""
-    n = table.size
     out = np.empty(x.size)
     for q in range(x.size):
-        value = x[q]
-        if value != value:   # NaN
-            out[q] = value
-            continue
-        pos = max(value / step, 0.0)
-        if pos > n - 1:
-            out[q] = beyond
-        else:
-            idx = min(int(pos), n - 2)
-            frac = pos - idx
-            out[q] = table[idx] * (1.0 - frac) + table[idx + 1] * frac
+        out[q] = lookup_uniform_at(x[q], step, table, beyond)
     return out

@@ -967,7 +967,7 @@ def _range_out_excess(fluence: np.ndarray, depth: np.ndarray, s_seg: np.ndarray,
     zero = np.zeros((1, *s_seg.shape[1:]))
     excess = np.concatenate([zero, cumsum_planes(np.maximum(s_seg - 1.0, 0.0))])
     # a box of the same variance as water's Fermi-Eyges spread at the plane's depth
-    box = np.ones(fluence.shape[0], dtype=np.int64)
+    box = np.zeros(fluence.shape[0], dtype=np.int64)   # 0: a plane with no excess
     sigma = np.interp(np.median(depth[hot_planes].reshape(hot_planes.size, -1), axis=1),
                       model.depth_mm, model.sigma_mcs_mm)
     box[hot_planes] = 2 * np.round(math.sqrt(3.0) * sigma / h).astype(np.int64) + 1

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.special import erf
 
-from models.beams.depth_dose import lookup_uniform
+from models.beams.depth_dose import lookup_uniform, lookup_uniform_at
 from models.dose.depth_sums import cumsum_planes, hold_beyond
 from models.dose.materials import LUT_HU_MIN
 
@@ -952,21 +952,6 @@ def _box_mean_nearest(plane: np.ndarray, size: int, out: np.ndarray, row: np.nda
             out[j, i] = row[i]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _table_at(z: float, step: float, table: np.ndarray) -> float:
-    """``models.beams.depth_dose.lookup_uniform`` of one value (0 beyond the table, NaN
-    stays NaN)."""
-    if z != z:
-        return z
-    pos = max(z / step, 0.0)
-    n = table.size
-    if pos > n - 1:
-        return 0.0
-    idx = min(int(pos), n - 2)
-    frac = pos - idx
-    return table[idx] * (1.0 - frac) + table[idx + 1] * frac
-
-
 @numba.njit(cache=True, nogil=True)
 def range_out_excess(fluence: np.ndarray, depth: np.ndarray, excess: np.ndarray,
                      box_cells: np.ndarray, step_mm: float, table: np.ndarray) -> np.ndarray:
@@ -976,7 +961,8 @@ def range_out_excess(fluence: np.ndarray, depth: np.ndarray, excess: np.ndarray,
     uniform grid of ``step_mm`` from 0, zero beyond; the ratio 1 where ``g(z) <= 1e-3``),
     ``z = depth`` and ``z_src`` the mean of ``depth`` weighted by ``excess`` over a box of
     ``box_cells[k]`` (odd) cells in plane ``k`` (edges repeated; ``depth`` itself where
-    the weights are below 1e-9). See :func:`models.dose.electron._range_out_excess`.
+    the weights are below 1e-9); a plane of ``box_cells`` 0 has no ``F > 1`` and is
+    left as it is. See :func:`models.dose.electron._range_out_excess`.
 
     Parameters
     ----------
@@ -984,7 +970,7 @@ def range_out_excess(fluence: np.ndarray, depth: np.ndarray, excess: np.ndarray,
         (nz, ny, nx) redistributed fluence, water depth (mm) and the scattering beyond
         water's gathered above each node (the weights).
     box_cells : numpy.ndarray
-        (nz,) int: box size per plane (used where the plane has ``F > 1``).
+        (nz,) int: box size of each plane with some ``F > 1``, 0 for the others.
     step_mm : float
         Depth step of ``table``.
     table : numpy.ndarray
@@ -1002,15 +988,7 @@ def range_out_excess(fluence: np.ndarray, depth: np.ndarray, excess: np.ndarray,
     prod = np.empty((ny, nx))
     row = np.empty(max(ny, nx))
     for k in range(nz):
-        hot = False
-        for j in range(ny):
-            for i in range(nx):
-                if fluence[k, j, i] > 1.0:
-                    hot = True
-                    break
-            if hot:
-                break
-        if not hot:
+        if box_cells[k] == 0:
             continue
         for j in range(ny):
             for i in range(nx):
@@ -1024,9 +1002,10 @@ def range_out_excess(fluence: np.ndarray, depth: np.ndarray, excess: np.ndarray,
                     continue
                 z = depth[k, j, i]
                 src = wz[j, i] / w[j, i] if w[j, i] > 1e-9 else z
-                g = _table_at(z, step_mm, table)
+                g = lookup_uniform_at(z, step_mm, table, 0.0)
                 if g > 1e-3:
-                    out[k, j, i] = 1.0 + (f - 1.0) * _table_at(src, step_mm, table) / g
+                    out[k, j, i] = 1.0 + (f - 1.0) * lookup_uniform_at(src, step_mm, table,
+                                                                       0.0) / g
     return out
 
 
@@ -1036,7 +1015,7 @@ def range_out_excess_numpy(fluence: np.ndarray, depth: np.ndarray, excess: np.nd
     """Numpy/scipy twin of :func:`range_out_excess`."""
     hot = fluence > 1.0
     source = depth.copy()
-    for k in np.nonzero(hot.any(axis=(1, 2)))[0]:
+    for k in np.nonzero(box_cells)[0]:
         size = int(box_cells[k])
         w = ndimage.uniform_filter(excess[k], size, mode="nearest")
         wz = ndimage.uniform_filter(excess[k] * depth[k], size, mode="nearest")
