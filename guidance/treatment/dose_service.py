@@ -437,8 +437,12 @@ class DoseService:
         the dose on screen is about to be replaced, so a view that would only redraw the
         applicator's last small move can wait for it (and leave the CPU to it)."""
         with self._lock:
-            return self.scheduler.busy and not (self.preview_while_moving
-                                                and self.scheduler.started_moving)
+            return self.scheduler.busy and not self._preview_due()
+
+    def _preview_due(self) -> bool:
+        """The running (or starting) computation is a preview: the applicator moves and
+        the engine has one. Call with the lock held."""
+        return self.preview_while_moving and self.scheduler.started_moving
 
     def latest(self) -> tuple[int, DoseUpdate | None]:
         """(sequence number, newest update)."""
@@ -473,7 +477,7 @@ class DoseService:
                     return
                 pose, beam, requested = self._jobs.pop(0)
             with self._lock:
-                preview = self.preview_while_moving and self.scheduler.started_moving
+                preview = self._preview_due()
             try:
                 update = self._compute_dose(pose, beam, requested,
                                             "preview" if preview else "full")

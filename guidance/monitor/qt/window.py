@@ -115,9 +115,13 @@ class TrafficLight(QtWidgets.QLabel):
                            "color: black; font-size: 26px; font-weight: bold;")
 
 
-def _is_preview(dose) -> bool:
-    """The dose shown is the preview model's (the full model follows at rest)."""
-    return dose is not None and dose.model == "preview"
+def _full_dose_coming(snap: MonitorSnapshot, shown_dose_seq: int) -> bool:
+    """A view showing the dose ``shown_dose_seq`` can wait: the full model is computing
+    (``MonitorStatus.dose_refining``) and the snapshot brings only a move or a preview's
+    dose, which that full dose replaces a moment later."""
+    return snap.status.dose_refining and (
+        snap.dose_seq == shown_dose_seq
+        or (snap.dose is not None and snap.dose.model == "preview"))
 
 
 class MonitorWindow(QtWidgets.QMainWindow):
@@ -665,9 +669,8 @@ class MonitorWindow(QtWidgets.QMainWindow):
         key = (None if pose is None else tuple(np.round(pose[:3, 3] / 2.0).astype(int)),
                snap.dose_seq)
         now = time.monotonic()
-        if self._3d_key is not None and snap.status.dose_refining and \
-                (key[1] == self._3d_key[1] or _is_preview(snap.dose)):
-            return   # a move or a preview: the full model's dose for it is coming
+        if self._3d_key is not None and _full_dose_coming(snap, self._3d_key[1]):
+            return
         if key != self._3d_key and now - self._last_3d_s > self.VIEW3D_INTERVAL_S:
             self._3d_key = key
             self._last_3d_s = now
@@ -793,11 +796,9 @@ class MonitorWindow(QtWidgets.QMainWindow):
                 now - self._last_slices_s < self.SLICE_INTERVAL_S:
             return
         if self._slice_key is not None and key[2:] == self._slice_key[2:] and \
-                snap.status.dose_refining and \
-                (key[1] == self._slice_key[1] or _is_preview(snap.dose)):
-            # a move or a preview while the full model computes the dose for the pose:
-            # the slices follow with that dose instead of taking the CPU from it (the AR
-            # view moves at once; the oncologist's scroll and zoom do not wait)
+                _full_dose_coming(snap, self._slice_key[1]):
+            # the slices follow with the full dose instead of taking the CPU from it (the
+            # AR view moves at once; the oncologist's scroll and zoom do not wait)
             return
         self._slice_key = key
         self._last_slices_s = now
