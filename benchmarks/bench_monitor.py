@@ -156,6 +156,20 @@ def _dose_function():
         return slab_dose, 0.0
 
 
+def _move(stop: int) -> list[tuple[float, float, float]]:
+    """The applicator's offsets (mm) before stop number ``stop``: 8 frames of 2 mm (above
+    the 1 mm recompute threshold), ending 2 mm further on at each stop."""
+    return [(stop * 2.0 + 2.0 * k - 8.0, 0.0, 0.0) for k in range(8)]
+
+
+def _dose_at(dose, patient_from_applicator: np.ndarray) -> bool:
+    """``dose`` (a DoseUpdate or None) was computed within 1 mm / 1 deg of the pose."""
+    from models.base.transforms import transform_difference
+
+    return dose is not None and max(transform_difference(dose.patient_from_applicator,
+                                                         patient_from_applicator)) <= 1.0
+
+
 def _dose_visible_ms(quick: bool, beam=None) -> tuple[float, float, float]:
     """(first dose, full-model dose, engine real) after the applicator stops, ms; ``beam``
     a :class:`~guidance.treatment.dose_service.BeamChoice` (None: the plan's)."""
@@ -165,7 +179,6 @@ def _dose_visible_ms(quick: bool, beam=None) -> tuple[float, float, float]:
     from guidance.render.compositing import blend_layer
     from guidance.render.overlay import OverlayRenderer
     from guidance.treatment.dose_service import BeamChoice
-    from models.base.transforms import transform_difference
 
     view = phantom_view(spacing_mm=(3.0, 3.0, 4.0) if quick else (1.5, 1.5, 2.5),
                         image_size=(1280, 720))
@@ -176,8 +189,7 @@ def _dose_visible_ms(quick: bool, beam=None) -> tuple[float, float, float]:
     stops = 2 if quick else 5
     moves = []
     for s in range(stops):
-        # moves 2 mm per frame (above the 1 mm recompute threshold), then holds still
-        path = [(s * 2.0 + 2.0 * k - 8.0, 0.0, 0.0) for k in range(8)]
+        path = _move(s)
         moves.append(path + [path[-1]] * 30)
     latencies, full_latencies = [], []
     background = view.background()
@@ -203,8 +215,7 @@ def _dose_visible_ms(quick: bool, beam=None) -> tuple[float, float, float]:
                     drawn_seq = snap.frame_seq
                     blend_layer(snap.frame.image_rgb,
                                 renderer.render_layer(snap.frame.camera_from_patient))
-                if stop_s is not None and snap.dose is not None and \
-                        max(transform_difference(snap.dose.patient_from_applicator, final)) <= 1.0:
+                if stop_s is not None and _dose_at(snap.dose, final):
                     if first_ms is None:
                         first_ms = (time.monotonic() - stop_s) * 1000.0
                     if snap.dose.model == "full":
@@ -236,7 +247,6 @@ def window_dose_full_visible_ms(beam=None, *, stops: int = 4) -> float:
     from guidance.monitor.qt.window import MonitorWindow
     from guidance.monitor.rehearsal import phantom_view
     from guidance.treatment.dose_service import BeamChoice
-    from models.base.transforms import transform_difference
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(["bench"])
     view = phantom_view(spacing_mm=(1.5, 1.5, 2.5), image_size=(1280, 720))
@@ -246,7 +256,7 @@ def window_dose_full_visible_ms(beam=None, *, stops: int = 4) -> float:
     background = view.background()
     latencies = []
     for s in range(stops):
-        move = [(s * 2.0 + 2.0 * k - 8.0, 0.0, 0.0) for k in range(8)]
+        move = _move(s)
         shots = view.shots([move[0]] * 45 + move + [move[-1]] * 45)
         feed = ScriptedFeed(shots, view.camera_matrix, background, fps=30.0, realtime=True)
         logic = MonitorLogic(view.case, view.plan, feed, dose_fn=dose_fn, beam=beam)
@@ -268,9 +278,8 @@ def window_dose_full_visible_ms(beam=None, *, stops: int = 4) -> float:
                 moved = moved or not np.allclose(snap.applicator_pose, first)
                 if moved and stop_s is None and np.allclose(snap.applicator_pose, final):
                     stop_s = snap.frame.timestamp_s
-                dose = snap.dose
-                if stop_s is not None and dose is not None and dose.model == "full" and \
-                        max(transform_difference(dose.patient_from_applicator, final)) <= 1.0:
+                if stop_s is not None and _dose_at(snap.dose, final) and \
+                        snap.dose.model == "full":
                     latencies.append((time.monotonic() - stop_s) * 1000.0)
                     break
         finally:
